@@ -1,0 +1,1 @@
+"""Amaranth hardware: matrix-vector unit, weight memories, gate/cell pipeline, sequencer."""

@@ -1,0 +1,1 @@
+"""Simulation of the generated Verilog with cocotb, and comparison with the reference."""

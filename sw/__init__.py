@@ -1,0 +1,1 @@
+"""Software core: fixed-point numerics, model IR, PyTorch import, calibration, reference."""

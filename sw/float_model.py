@@ -1,0 +1,239 @@
+"""Float LSTM parameters and a float64 NumPy forward pass that can record every tensor.
+
+:class:`FloatLstm` is what the PyTorch import produces and what calibration and quantisation
+consume. Its :meth:`FloatLstm.forward` is ``nn.LSTM`` in float64 (plus the optional head) and
+records the range of every intermediate tensor for calibration. The dequantised view of an
+IR (:func:`lstm_fpga.sw.reference.dequantized_model`) runs through the same code, so the
+"float path" of a quantised model differs from PyTorch only by weight quantisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .numerics import Activation
+
+__all__ = ["FloatDirection", "FloatHead", "FloatLstm", "TensorRecorder", "prepare_sequences"]
+
+
+def _frozen_float(value) -> np.ndarray:
+    array = np.array(value, dtype=np.float64)  # copy: the object owns its arrays
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class FloatDirection:
+    """Float weights of one layer direction (PyTorch gate order i, f, g, o)."""
+
+    layer: int
+    reverse: bool
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    bias: np.ndarray  # b_ih + b_hh
+
+    def __post_init__(self):
+        for name in ("w_ih", "w_hh", "bias"):
+            object.__setattr__(self, name, _frozen_float(getattr(self, name)))
+
+    @property
+    def name(self) -> str:
+        return f"l{self.layer}{'_reverse' if self.reverse else ''}"
+
+
+@dataclass(frozen=True, eq=False)
+class FloatHead:
+    weight: np.ndarray
+    bias: np.ndarray
+
+    def __post_init__(self):
+        for name in ("weight", "bias"):
+            object.__setattr__(self, name, _frozen_float(getattr(self, name)))
+
+
+@dataclass
+class TensorRecorder:
+    """Collects float values of named tensors during a forward pass.
+
+    Names: ``x`` (model input), ``{dir}.preact``, ``{dir}.gate``, ``{dir}.cell``,
+    ``{dir}.hidden``, ``head.output``; weights are recorded by calibration directly.
+    """
+
+    values: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def add(self, name: str, array: np.ndarray, mask: np.ndarray | None = None) -> None:
+        array = np.asarray(array, dtype=np.float64)
+        if mask is not None:
+            array = array[mask]
+        self.values.setdefault(name, []).append(array.ravel())
+
+    def get(self, name: str) -> np.ndarray:
+        parts = self.values.get(name, [])
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def prepare_sequences(x, batch_first: bool, lengths, input_size: int, dtype=np.float64):
+    """Normalise an input batch to time-major ``(T, B, I)`` plus ``lengths`` (B,).
+
+    Accepts ``(T, I)`` (one unbatched sequence, like ``nn.LSTM``) or ``(T, B, I)``
+    (``(B, T, I)`` with ``batch_first``). Returns ``(x, lengths, unbatched)``.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "iuf":
+        raise TypeError(f"input must be numeric, got dtype {x.dtype}")
+    x = x.astype(dtype, copy=False)
+    unbatched = x.ndim == 2
+    if unbatched:
+        x = x[:, None, :]
+    elif x.ndim == 3:
+        if batch_first:
+            x = x.transpose(1, 0, 2)
+    else:
+        raise ValueError(
+            f"input has shape {x.shape}; expected (T, {input_size}) or "
+            f"{'(B, T, ' if batch_first else '(T, B, '}{input_size})"
+        )
+    if x.shape[2] != input_size:
+        raise ValueError(
+            f"input has {x.shape[2]} features per time step but the model expects {input_size}"
+        )
+    T, B = x.shape[0], x.shape[1]
+    if T < 1:
+        raise ValueError("input has no time steps")
+    if lengths is None:
+        lengths = np.full(B, T, dtype=np.int64)
+    else:
+        lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths has {lengths.size} entries for a batch of {B}")
+        if lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(
+                f"lengths must lie in [1, {T}], got [{lengths.min()}, {lengths.max()}]"
+            )
+    return x, lengths, unbatched
+
+
+@dataclass(frozen=True, eq=False)
+class FloatLstm:
+    """An ``nn.LSTM`` (and optional Linear head) as float arrays."""
+
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    bias: bool
+    directions: tuple[FloatDirection, ...]
+    head: FloatHead | None = None
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def direction(self, layer: int, reverse: bool) -> FloatDirection:
+        return self.directions[layer * self.num_directions + int(reverse)]
+
+    def forward(
+        self,
+        x,
+        h0=None,
+        c0=None,
+        *,
+        batch_first: bool = False,
+        lengths=None,
+        head_on: str = "last",
+        recorder: TensorRecorder | None = None,
+    ):
+        """Run the model in float64. Returns ``(output, (h_n, c_n), head_output)``.
+
+        Shapes follow ``nn.LSTM``: ``output`` is ``(T, B, D*H)`` (``(B, T, D*H)`` with
+        ``batch_first``; unbatched input gives unbatched output), ``h_n``/``c_n`` are
+        ``(L*D, B, H)``. Steps past a sequence's length output zeros and leave its state alone.
+        ``head_output`` is ``None`` without a head, ``(B, O)`` for ``head_on="last"`` (the head
+        on each sequence's last valid output) and shaped like ``output`` for ``"all"``.
+        """
+        xs, lengths, unbatched = prepare_sequences(x, batch_first, lengths, self.input_size)
+        T, B = xs.shape[:2]
+        H, D = self.hidden_size, self.num_directions
+        h0 = _initial_state(h0, self.num_layers * D, B, H, unbatched, "h0")
+        c0 = _initial_state(c0, self.num_layers * D, B, H, unbatched, "c0")
+        valid = np.arange(T)[:, None] < lengths[None, :]  # (T, B)
+        if recorder is not None:
+            recorder.add("x", xs, valid)
+        layer_in = xs
+        h_n, c_n = np.zeros((self.num_layers * D, B, H)), np.zeros((self.num_layers * D, B, H))
+        for layer in range(self.num_layers):
+            outs = []
+            for reverse in (False, True)[:D]:
+                k = layer * D + int(reverse)
+                d = self.direction(layer, reverse)
+                out, h_n[k], c_n[k] = _float_direction(d, layer_in, h0[k], c0[k], valid, recorder)
+                outs.append(out)
+            layer_in = np.concatenate(outs, axis=2)
+        output = layer_in
+        head_out = None
+        if self.head is not None:
+            if head_on == "last":
+                last = output[lengths - 1, np.arange(B)]
+                head_out = last @ self.head.weight.T + self.head.bias
+                if recorder is not None:
+                    recorder.add("head.output", head_out)
+            elif head_on == "all":
+                head_out = (output @ self.head.weight.T + self.head.bias) * valid[:, :, None]
+                if recorder is not None:
+                    recorder.add("head.output", head_out, valid)
+            else:
+                raise ValueError(f"head_on must be 'last' or 'all', not {head_on!r}")
+        return _finish(output, h_n, c_n, head_out, head_on, batch_first, unbatched)
+
+
+def _initial_state(state, rows, B, H, unbatched, name):
+    if state is None:
+        return np.zeros((rows, B, H))
+    state = np.asarray(state, dtype=np.float64)
+    if unbatched and state.ndim == 2:
+        state = state[:, None, :]
+    if state.shape != (rows, B, H):
+        raise ValueError(f"{name} has shape {state.shape}, expected {(rows, B, H)}")
+    return state
+
+
+def _finish(output, h_n, c_n, head_out, head_on, batch_first, unbatched):
+    """Put time-major results into nn.LSTM's layout (shared by the float and integer paths)."""
+    if head_out is not None and head_on == "all" and batch_first:
+        head_out = head_out.transpose(1, 0, 2)
+    if batch_first:
+        output = output.transpose(1, 0, 2)
+    if unbatched:
+        output = output[:, 0] if not batch_first else output[0]
+        h_n, c_n = h_n[:, 0], c_n[:, 0]
+        if head_out is not None:
+            head_out = head_out[0] if head_on == "last" else head_out[:, 0]
+    return output, (h_n, c_n), head_out
+
+
+def _float_direction(d: FloatDirection, xs, h, c, valid, recorder):
+    T, B = xs.shape[:2]
+    H = d.w_hh.shape[1]
+    out = np.zeros((T, B, H))
+    x_part = xs @ d.w_ih.T + d.bias  # (T, B, 4H): the input part has no recurrence
+    sigmoid, tanh = Activation.SIGMOID, Activation.TANH
+    for t in range(T - 1, -1, -1) if d.reverse else range(T):
+        preact = x_part[t] + h @ d.w_hh.T
+        i, f, g, o = np.split(preact, 4, axis=1)
+        i, f, g, o = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        c_new = f * c + i * g
+        tanh_c = tanh(c_new)
+        h_new = o * tanh_c
+        m = valid[t][:, None]
+        if recorder is not None:
+            mask = valid[t]
+            recorder.add(f"{d.name}.preact", preact, mask)
+            recorder.add(f"{d.name}.gate", np.concatenate([i, f, g, o, tanh_c], axis=1), mask)
+            recorder.add(f"{d.name}.cell", c_new, mask)
+            recorder.add(f"{d.name}.hidden", h_new, mask)
+        c = np.where(m, c_new, c)
+        h = np.where(m, h_new, h)
+        out[t] = np.where(m, h_new, 0.0)
+    return out, h, c

@@ -1,0 +1,437 @@
+"""The model IR: a quantised ``nn.LSTM`` (plus optional Linear head) as frozen dataclasses.
+
+This is the only object that crosses from software to the hardware generator and the
+simulator. It holds integer weights in PyTorch's gate order (i, f, g, o), a format for every
+tensor, and the model shape; hardware choices (lanes, output mode, maximum sequence length)
+are deliberately not part of it.
+
+Layer directions are stored in PyTorch's order: ``l0``, ``l0_reverse``, ``l1``, ... The input
+of layer ``k > 0`` is the concatenation ``[h_forward ; h_reverse]`` of layer ``k - 1``.
+
+Saved as two files next to each other: ``NAME.json`` (readable: schema version, shape,
+formats, array shapes) and ``NAME.npz`` (the integer arrays).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .numerics import (
+    FixedFormat,
+    HeadDatapath,
+    HeadFormats,
+    LstmDatapath,
+    LstmFormats,
+    Overflow,
+    Rounding,
+)
+
+__all__ = ["GATES", "SCHEMA_VERSION", "IRError", "LayerDirection", "LinearHead", "LstmModel"]
+
+#: Version of the saved JSON layout; bumped on any incompatible change.
+SCHEMA_VERSION = 1
+#: PyTorch's gate order inside ``weight_ih``/``weight_hh``/biases.
+GATES = ("i", "f", "g", "o")
+
+
+class IRError(ValueError):
+    """An IR object or file is inconsistent; the message names the field and the fix."""
+
+
+def _frozen_int_array(value, name: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise IRError(f"{name} must hold integers, got dtype {array.dtype}")
+    array = array.astype(np.int64)  # always a copy: the IR owns its arrays
+    array.setflags(write=False)
+    return array
+
+
+def _check_shape(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    if array.shape != shape:
+        raise IRError(f"{name} has shape {array.shape}, expected {shape}")
+
+
+def _check_range(array: np.ndarray, fmt: FixedFormat, name: str) -> None:
+    if array.size and (array.min() < fmt.min_int or array.max() > fmt.max_int):
+        raise IRError(
+            f"{name} holds values in [{array.min()}, {array.max()}] outside its format {fmt} "
+            f"([{fmt.min_int}, {fmt.max_int}])"
+        )
+
+
+def _arrays_equal(a, b) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+@dataclass(frozen=True, eq=False)
+class LayerDirection:
+    """One direction of one layer: ``W_ih`` (4H x I_k), ``W_hh`` (4H x H), combined bias (4H).
+
+    ``bias`` is ``b_ih + b_hh`` quantised to ``formats.bias`` (zeros for ``bias=False``).
+    """
+
+    layer: int
+    reverse: bool
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    bias: np.ndarray
+    formats: LstmFormats
+
+    def __post_init__(self):
+        name = self.name
+        for field in ("w_ih", "w_hh", "bias"):
+            object.__setattr__(
+                self, field, _frozen_int_array(getattr(self, field), f"{name}.{field}")
+            )
+        if self.w_ih.ndim != 2 or self.w_hh.ndim != 2 or self.bias.ndim != 1:
+            raise IRError(
+                f"{name}: w_ih and w_hh must be 2-D and bias 1-D, got shapes "
+                f"{self.w_ih.shape}, {self.w_hh.shape}, {self.bias.shape}"
+            )
+        rows = self.w_hh.shape[0]
+        if rows % 4 or self.w_hh.shape[1] * 4 != rows:
+            raise IRError(f"{name}.w_hh has shape {self.w_hh.shape}, expected (4*H, H)")
+        _check_shape(self.w_ih, (rows, self.w_ih.shape[1]), f"{name}.w_ih")
+        _check_shape(self.bias, (rows,), f"{name}.bias")
+        if not isinstance(self.formats, LstmFormats):
+            raise IRError(f"{name}.formats must be an LstmFormats, not {type(self.formats)}")
+        _check_range(self.w_ih, self.formats.w_ih, f"{name}.w_ih")
+        _check_range(self.w_hh, self.formats.w_hh, f"{name}.w_hh")
+        _check_range(self.bias, self.formats.bias, f"{name}.bias")
+
+    @property
+    def name(self) -> str:
+        """PyTorch's parameter suffix: ``l0``, ``l0_reverse``, ..."""
+        return f"l{self.layer}{'_reverse' if self.reverse else ''}"
+
+    @property
+    def input_size(self) -> int:
+        return self.w_ih.shape[1]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_hh.shape[1]
+
+    def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> LstmDatapath:
+        return LstmDatapath(self.formats, self.input_size, self.hidden_size, rounding, overflow)
+
+    def __eq__(self, other):
+        if not isinstance(other, LayerDirection):
+            return NotImplemented
+        return (
+            (self.layer, self.reverse, self.formats) == (other.layer, other.reverse, other.formats)
+            and _arrays_equal(self.w_ih, other.w_ih)
+            and _arrays_equal(self.w_hh, other.w_hh)
+            and _arrays_equal(self.bias, other.bias)
+        )
+
+    __hash__ = None
+
+
+@dataclass(frozen=True, eq=False)
+class LinearHead:
+    """``nn.Linear`` after the LSTM: ``weight`` (O x D), ``bias`` (O), integer."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    formats: HeadFormats
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", _frozen_int_array(self.weight, "head.weight"))
+        object.__setattr__(self, "bias", _frozen_int_array(self.bias, "head.bias"))
+        if self.weight.ndim != 2:
+            raise IRError(f"head.weight must be 2-D (out x in), got shape {self.weight.shape}")
+        _check_shape(self.bias, (self.weight.shape[0],), "head.bias")
+        if not isinstance(self.formats, HeadFormats):
+            raise IRError(f"head.formats must be a HeadFormats, not {type(self.formats)}")
+        _check_range(self.weight, self.formats.weight, "head.weight")
+        _check_range(self.bias, self.formats.bias, "head.bias")
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> HeadDatapath:
+        return HeadDatapath(self.formats, self.in_features, rounding, overflow)
+
+    def __eq__(self, other):
+        if not isinstance(other, LinearHead):
+            return NotImplemented
+        return (
+            self.formats == other.formats
+            and _arrays_equal(self.weight, other.weight)
+            and _arrays_equal(self.bias, other.bias)
+        )
+
+    __hash__ = None
+
+
+@dataclass(frozen=True, eq=False)
+class LstmModel:
+    """A quantised ``nn.LSTM`` (``proj_size=0``) with an optional Linear head."""
+
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    bias: bool
+    directions: tuple[LayerDirection, ...]
+    head: LinearHead | None = None
+    rounding: Rounding = Rounding.HALF_UP
+    overflow: Overflow = Overflow.SATURATE
+
+    def __post_init__(self):
+        object.__setattr__(self, "directions", tuple(self.directions))
+        for field in ("input_size", "hidden_size", "num_layers"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise IRError(f"{field} must be a positive int, not {value!r}")
+        if not isinstance(self.rounding, Rounding):
+            raise IRError(f"rounding must be a Rounding, not {self.rounding!r}")
+        if not isinstance(self.overflow, Overflow):
+            raise IRError(f"overflow must be an Overflow, not {self.overflow!r}")
+        expected = [
+            (layer, reverse)
+            for layer in range(self.num_layers)
+            for reverse in ((False, True) if self.bidirectional else (False,))
+        ]
+        got = [(d.layer, d.reverse) for d in self.directions]
+        if got != expected:
+            names = lambda pairs: [f"l{k}{'_reverse' if r else ''}" for k, r in pairs]  # noqa: E731
+            raise IRError(
+                f"directions are {names(got)}, expected {names(expected)} for num_layers="
+                f"{self.num_layers}, bidirectional={self.bidirectional}"
+            )
+        H = self.hidden_size
+        first_x = self.directions[0].formats.x
+        for d in self.directions:
+            in_size = self.input_size if d.layer == 0 else H * self.num_directions
+            if d.w_hh.shape != (4 * H, H):
+                raise IRError(f"{d.name}.w_hh has shape {d.w_hh.shape}, expected {(4 * H, H)}")
+            if d.w_ih.shape != (4 * H, in_size):
+                raise IRError(
+                    f"{d.name}.w_ih has shape {d.w_ih.shape}, expected {(4 * H, in_size)}"
+                )
+            if not self.bias and np.any(d.bias):
+                raise IRError(f"{d.name}.bias is non-zero but the model has bias=False")
+            expected_x = first_x if d.layer == 0 else self.layer_hidden_format(d.layer - 1)
+            if d.formats.x != expected_x:
+                source = "layer 0's input" if d.layer == 0 else f"layer {d.layer - 1}'s hidden"
+                raise IRError(
+                    f"{d.name}.formats.x is {d.formats.x} but {source} format is {expected_x}; "
+                    f"a layer's input format must equal what feeds it"
+                )
+            if d.formats.hidden != self.layer_hidden_format(d.layer):
+                raise IRError(
+                    f"{d.name}.formats.hidden is {d.formats.hidden} but the other direction of "
+                    f"layer {d.layer} uses {self.layer_hidden_format(d.layer)}; both directions "
+                    f"of a layer must share the hidden format"
+                )
+        if self.head is not None:
+            if not isinstance(self.head, LinearHead):
+                raise IRError(f"head must be a LinearHead or None, not {type(self.head)}")
+            if self.head.in_features != self.output_size:
+                raise IRError(
+                    f"head.weight has {self.head.in_features} inputs but the LSTM outputs "
+                    f"{self.output_size} features"
+                )
+            if self.head.formats.x != self.output_format:
+                raise IRError(
+                    f"head.formats.x is {self.head.formats.x} but the LSTM output format is "
+                    f"{self.output_format}"
+                )
+
+    # -- shape -------------------------------------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Features of the LSTM ``output`` (before the head): ``num_directions * H``."""
+        return self.num_directions * self.hidden_size
+
+    @property
+    def input_format(self) -> FixedFormat:
+        return self.directions[0].formats.x
+
+    @property
+    def output_format(self) -> FixedFormat:
+        return self.layer_hidden_format(self.num_layers - 1)
+
+    @property
+    def cell_formats(self) -> tuple[FixedFormat, ...]:
+        return tuple(d.formats.cell for d in self.directions)
+
+    def layer_hidden_format(self, layer: int) -> FixedFormat:
+        return self.direction(layer, False).formats.hidden
+
+    def direction(self, layer: int, reverse: bool) -> LayerDirection:
+        if not 0 <= layer < self.num_layers:
+            raise IRError(f"layer {layer} does not exist (num_layers={self.num_layers})")
+        if reverse and not self.bidirectional:
+            raise IRError("the model is not bidirectional: it has no reverse direction")
+        return self.directions[layer * self.num_directions + int(reverse)]
+
+    def datapath(self, layer: int, reverse: bool = False) -> LstmDatapath:
+        return self.direction(layer, reverse).datapath(self.rounding, self.overflow)
+
+    def head_datapath(self) -> HeadDatapath | None:
+        return None if self.head is None else self.head.datapath(self.rounding, self.overflow)
+
+    def __eq__(self, other):
+        if not isinstance(other, LstmModel):
+            return NotImplemented
+        return (
+            self._meta() == other._meta()
+            and self.directions == other.directions
+            and (self.head == other.head)
+        )
+
+    __hash__ = None
+
+    # -- persistence -------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "bias": self.bias,
+            "rounding": self.rounding.value,
+            "overflow": self.overflow.value,
+        }
+
+    def to_json_dict(self) -> dict:
+        """The readable half of the saved IR (formats and shapes; arrays go in the npz)."""
+        directions = [
+            {
+                "name": d.name,
+                "layer": d.layer,
+                "reverse": d.reverse,
+                "formats": {k: str(v) for k, v in d.formats.items()},
+                "shapes": {"w_ih": list(d.w_ih.shape), "w_hh": list(d.w_hh.shape)},
+            }
+            for d in self.directions
+        ]
+        head = None
+        if self.head is not None:
+            head = {
+                "in_features": self.head.in_features,
+                "out_features": self.head.out_features,
+                "formats": {k: str(v) for k, v in self.head.formats.items()},
+            }
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "lstm-fpga model IR",
+            **self._meta(),
+            "directions": directions,
+            "head": head,
+        }
+
+    def save(self, path) -> tuple[Path, Path]:
+        """Write ``path.json`` and ``path.npz`` (an existing suffix is replaced) atomically."""
+        stem = _stem(path)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for d in self.directions:
+            arrays[f"{d.name}.w_ih"] = d.w_ih
+            arrays[f"{d.name}.w_hh"] = d.w_hh
+            arrays[f"{d.name}.bias"] = d.bias
+        if self.head is not None:
+            arrays["head.weight"] = self.head.weight
+            arrays["head.bias"] = self.head.bias
+        json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+        _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
+        text = json.dumps(self.to_json_dict(), indent=2) + "\n"
+        _atomic_write(json_path, lambda f: f.write(text.encode()))
+        return json_path, npz_path
+
+    @classmethod
+    def load(cls, path) -> LstmModel:
+        """Load an IR saved by :meth:`save` from ``NAME``, ``NAME.json`` or ``NAME.npz``."""
+        stem = _stem(path)
+        json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+        for p in (json_path, npz_path):
+            if not p.is_file():
+                raise IRError(f"{p}: no such file; an IR is saved as NAME.json + NAME.npz")
+        try:
+            meta = json.loads(json_path.read_text())
+        except json.JSONDecodeError as error:
+            raise IRError(f"{json_path}: not valid JSON ({error})") from None
+        version = meta.get("schema_version") if isinstance(meta, dict) else None
+        if version != SCHEMA_VERSION:
+            raise IRError(
+                f"{json_path}: schema_version is {version!r}, this lstm-fpga reads version "
+                f"{SCHEMA_VERSION}; regenerate the IR with this version"
+            )
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+
+        def array(key):
+            if key not in arrays:
+                raise IRError(f"{npz_path}: missing array {key!r}")
+            return arrays[key]
+
+        try:
+            directions = []
+            for d in meta["directions"]:
+                formats = LstmFormats(**{k: FixedFormat.parse(v) for k, v in d["formats"].items()})
+                directions.append(
+                    LayerDirection(
+                        layer=d["layer"],
+                        reverse=d["reverse"],
+                        w_ih=array(f"{d['name']}.w_ih"),
+                        w_hh=array(f"{d['name']}.w_hh"),
+                        bias=array(f"{d['name']}.bias"),
+                        formats=formats,
+                    )
+                )
+            head = None
+            if meta["head"] is not None:
+                formats = HeadFormats(
+                    **{k: FixedFormat.parse(v) for k, v in meta["head"]["formats"].items()}
+                )
+                head = LinearHead(array("head.weight"), array("head.bias"), formats)
+            return cls(
+                input_size=meta["input_size"],
+                hidden_size=meta["hidden_size"],
+                num_layers=meta["num_layers"],
+                bidirectional=meta["bidirectional"],
+                bias=meta["bias"],
+                directions=tuple(directions),
+                head=head,
+                rounding=Rounding(meta["rounding"]),
+                overflow=Overflow(meta["overflow"]),
+            )
+        except KeyError as error:
+            raise IRError(f"{json_path}: missing key {error}") from None
+        except TypeError as error:
+            raise IRError(f"{json_path}: malformed entry ({error})") from None
+
+
+def _stem(path) -> Path:
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".json", ".npz") else path
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,300 @@
+"""Bit-accurate integer reference: exactly what the generated hardware computes.
+
+Every step uses the arithmetic of :class:`~lstm_fpga.sw.numerics.LstmDatapath` (accumulator
+plans, rescale points, activation tables) and nothing else, so the hardware and this model
+agree bit for bit by construction of the contract (``docs/numerics.md``).
+
+The functions are vectorised over the batch; only time steps and layers are Python loops.
+Matrix products run as float64 BLAS when that is provably exact (every partial sum below
+2**53), else as int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .float_model import (
+    FloatDirection,
+    FloatHead,
+    FloatLstm,
+    TensorRecorder,
+    _finish,
+    _initial_state,
+    prepare_sequences,
+)
+from .ir import LayerDirection, LstmModel
+from .numerics import (
+    HeadDatapath,
+    LstmDatapath,
+    dequantize,
+    overflow_count,
+    quantize,
+    rescale,
+    shift_round,
+)
+
+__all__ = [
+    "ReferenceResult",
+    "SaturationCounts",
+    "SequenceTooLongError",
+    "cell_update",
+    "dequantized_model",
+    "exact_matmul",
+    "gate_accumulators",
+    "head_forward",
+    "quantize_input",
+    "run_float",
+    "run_reference",
+]
+
+
+class SequenceTooLongError(ValueError):
+    """A sequence is longer than the hardware's ``max_seq_len``."""
+
+
+@dataclass(frozen=True)
+class SaturationCounts:
+    """How many rescale results were clamped, per tensor kind (the hardware's counters)."""
+
+    preact: int = 0
+    cell: int = 0
+    hidden: int = 0
+    head: int = 0
+
+    def __add__(self, other: SaturationCounts) -> SaturationCounts:
+        return SaturationCounts(
+            self.preact + other.preact,
+            self.cell + other.cell,
+            self.hidden + other.hidden,
+            self.head + other.head,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.preact + self.cell + self.hidden + self.head
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceResult:
+    """Integer results in ``nn.LSTM``'s shapes (see :meth:`FloatLstm.forward`)."""
+
+    output: np.ndarray
+    h_n: np.ndarray
+    c_n: np.ndarray
+    head: np.ndarray | None
+    saturations: SaturationCounts
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer ``a @ b`` computed exactly (float64 BLAS when every sum stays below 2**53)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if a.size == 0 or b.size == 0:
+        return np.zeros(a.shape[:-1] + b.shape[-1:], dtype=np.int64)
+    bound = int(np.abs(a).max()) * int(np.abs(b).max()) * a.shape[-1]
+    if bound < 2**53:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a @ b
+
+
+def gate_accumulators(dp: LstmDatapath, d: LayerDirection, x, h) -> np.ndarray:
+    """Accumulator values ``(B, 4H)`` of the matrix-vector unit for input ``x`` (B, I) and
+    previous hidden state ``h`` (B, H): ``bias << bias_shift + (W_ih x) << s_x +
+    (W_hh h) << s_h``, exact (``dp.gate_acc.width`` bits never overflow)."""
+    x_part = exact_matmul(x, d.w_ih.T)
+    h_part = exact_matmul(h, d.w_hh.T)
+    return dp.gate_acc.accumulate([x_part, h_part], d.bias)
+
+
+def cell_update(dp: LstmDatapath, acc, c, counts: dict | None = None, trace=None, mask=None):
+    """The gate and cell pipeline: accumulators ``(B, 4H)`` and ``c_{t-1}`` to ``(h_t, c_t)``.
+
+    ``counts`` (a dict with keys preact/cell/hidden) accumulates rescale saturations;
+    ``trace`` (a :class:`TensorRecorder` and a direction name) records dequantised values.
+    """
+    f_ = dp.formats
+    acc = np.asarray(acc, dtype=np.int64)
+    preact = rescale(acc, dp.gate_acc.frac, f_.preact, dp.rounding, dp.overflow)
+    i, f, g, o = np.split(preact, 4, axis=-1)
+    i, f, o = dp.sigmoid.evaluate(i), dp.sigmoid.evaluate(f), dp.sigmoid.evaluate(o)
+    g = dp.tanh_gate.evaluate(g)
+    cell_acc = dp.cell_acc.accumulate([f * c, i * g])
+    c_new = rescale(cell_acc, dp.cell_acc.frac, f_.cell, dp.rounding, dp.overflow)
+    tanh_c = dp.tanh_cell.evaluate(c_new)
+    hidden_product = o * tanh_c
+    h_new = rescale(hidden_product, dp.hidden_product_frac, f_.hidden, dp.rounding, dp.overflow)
+    if counts is not None:
+        # A value saturates when its rounded, shifted form leaves the format.
+        sel = (lambda a: a) if mask is None else (lambda a: a[mask])
+        counts["preact"] += overflow_count(
+            sel(shift_round(acc, dp.gate_acc.frac - f_.preact.frac, dp.rounding)), f_.preact
+        )
+        counts["cell"] += overflow_count(
+            sel(shift_round(cell_acc, dp.cell_acc.frac - f_.cell.frac, dp.rounding)), f_.cell
+        )
+        counts["hidden"] += overflow_count(
+            sel(shift_round(hidden_product, dp.hidden_product_frac - f_.hidden.frac, dp.rounding)),
+            f_.hidden,
+        )
+    if trace is not None:
+        recorder, name = trace
+        recorder.add(f"{name}.preact", dequantize(preact, f_.preact), mask)
+        gates = np.concatenate([i, f, g, o, tanh_c], axis=-1)
+        recorder.add(f"{name}.gate", dequantize(gates, f_.gate), mask)
+        recorder.add(f"{name}.cell", dequantize(c_new, f_.cell), mask)
+        recorder.add(f"{name}.hidden", dequantize(h_new, f_.hidden), mask)
+    return h_new, c_new
+
+
+def head_forward(hd: HeadDatapath, weight, bias, x, counts: dict | None = None) -> np.ndarray:
+    """The Linear head on integer features ``x`` (..., D) in the LSTM output format."""
+    acc = hd.acc.accumulate([exact_matmul(x, np.asarray(weight).T)], bias)
+    if counts is not None:
+        counts["head"] += overflow_count(
+            shift_round(acc, hd.acc.frac - hd.formats.output.frac, hd.rounding),
+            hd.formats.output,
+        )
+    return rescale(acc, hd.acc.frac, hd.formats.output, hd.rounding, hd.overflow)
+
+
+def _check_ints(array, fmt, name):
+    array = np.asarray(array)
+    if array.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name} must be integers in format {fmt}; quantize floats first "
+            f"(lstm_fpga.sw.reference.quantize_input)"
+        )
+    array = array.astype(np.int64)
+    if array.size and (array.min() < fmt.min_int or array.max() > fmt.max_int):
+        raise ValueError(f"{name} holds values outside its format {fmt}")
+    return array
+
+
+def run_reference(
+    model: LstmModel,
+    x,
+    h0=None,
+    c0=None,
+    *,
+    batch_first: bool = False,
+    lengths=None,
+    head_on: str = "last",
+    max_seq_len: int | None = None,
+    recorder: TensorRecorder | None = None,
+) -> ReferenceResult:
+    """Run the integer model on integer input ``x`` (format ``model.input_format``).
+
+    ``h0`` (hidden formats) and ``c0`` (cell formats) are integer ``(L*D, B, H)``. Shapes of
+    input and results are those of ``nn.LSTM``; see :meth:`FloatLstm.forward` for ``lengths``
+    and ``head_on``. ``max_seq_len`` mirrors the hardware's sequence buffer limit.
+    """
+    xs, lengths, unbatched = prepare_sequences(
+        x, batch_first, lengths, model.input_size, dtype=np.int64
+    )
+    xs = _check_ints(xs, model.input_format, "input")
+    if max_seq_len is not None and lengths.max() > max_seq_len:
+        raise SequenceTooLongError(
+            f"a sequence has {lengths.max()} steps but max_seq_len is {max_seq_len}; "
+            f"split the sequence or generate the hardware with a larger max_seq_len"
+        )
+    T, B = xs.shape[:2]
+    H, D, L = model.hidden_size, model.num_directions, model.num_layers
+    h0 = _initial_state(h0, L * D, B, H, unbatched, "h0").astype(np.int64)
+    c0 = _initial_state(c0, L * D, B, H, unbatched, "c0").astype(np.int64)
+    for k, d in enumerate(model.directions):
+        _check_ints(h0[k], d.formats.hidden, f"h0[{k}]")
+        _check_ints(c0[k], d.formats.cell, f"c0[{k}]")
+    valid = np.arange(T)[:, None] < lengths[None, :]
+    counts = {"preact": 0, "cell": 0, "hidden": 0, "head": 0}
+    h_n = np.zeros((L * D, B, H), dtype=np.int64)
+    c_n = np.zeros((L * D, B, H), dtype=np.int64)
+    layer_in = xs
+    for layer in range(L):
+        outs = []
+        for reverse in (False, True)[:D]:
+            k = layer * D + int(reverse)
+            d = model.direction(layer, reverse)
+            dp = model.datapath(layer, reverse)
+            out, h_n[k], c_n[k] = _int_direction(
+                dp, d, layer_in, h0[k], c0[k], valid, counts, recorder
+            )
+            outs.append(out)
+        layer_in = np.concatenate(outs, axis=2)
+    output = layer_in
+    head_out = None
+    if model.head is not None:
+        hd = model.head_datapath()
+        if head_on == "last":
+            last = output[lengths - 1, np.arange(B)]
+            head_out = head_forward(hd, model.head.weight, model.head.bias, last, counts)
+        elif head_on == "all":
+            head_out = np.zeros((*output.shape[:2], model.head.out_features), dtype=np.int64)
+            # Only valid steps run through the head (and its saturation counter).
+            head_out[valid] = head_forward(
+                hd, model.head.weight, model.head.bias, output[valid], counts
+            )
+        else:
+            raise ValueError(f"head_on must be 'last' or 'all', not {head_on!r}")
+        if recorder is not None:
+            values = head_out if head_on == "last" else head_out[valid]
+            recorder.add("head.output", dequantize(values, hd.formats.output))
+    output, (h_n, c_n), head_out = _finish(
+        output, h_n, c_n, head_out, head_on, batch_first, unbatched
+    )
+    return ReferenceResult(output, h_n, c_n, head_out, SaturationCounts(**counts))
+
+
+def _int_direction(dp, d, xs, h, c, valid, counts, recorder):
+    T, B = xs.shape[:2]
+    out = np.zeros((T, B, d.hidden_size), dtype=np.int64)
+    trace = None if recorder is None else (recorder, d.name)
+    for t in range(T - 1, -1, -1) if d.reverse else range(T):
+        acc = gate_accumulators(dp, d, xs[t], h)
+        mask = valid[t]
+        h_new, c_new = cell_update(dp, acc, c, counts, trace, mask)
+        m = mask[:, None]
+        c = np.where(m, c_new, c)
+        h = np.where(m, h_new, h)
+        out[t] = np.where(m, h_new, 0)
+    return out, h, c
+
+
+def quantize_input(model: LstmModel, x) -> np.ndarray:
+    """Quantise float input to the model's input format (rounding and overflow of the IR)."""
+    return quantize(x, model.input_format, model.rounding, model.overflow)
+
+
+def dequantized_model(model: LstmModel) -> FloatLstm:
+    """The IR's integer weights as floats: the float path for comparisons."""
+    directions = tuple(
+        FloatDirection(
+            d.layer,
+            d.reverse,
+            dequantize(d.w_ih, d.formats.w_ih),
+            dequantize(d.w_hh, d.formats.w_hh),
+            dequantize(d.bias, d.formats.bias),
+        )
+        for d in model.directions
+    )
+    head = None
+    if model.head is not None:
+        f = model.head.formats
+        head = FloatHead(
+            dequantize(model.head.weight, f.weight), dequantize(model.head.bias, f.bias)
+        )
+    return FloatLstm(
+        model.input_size,
+        model.hidden_size,
+        model.num_layers,
+        model.bidirectional,
+        model.bias,
+        directions,
+        head,
+    )
+
+
+def run_float(model: LstmModel, x, h0=None, c0=None, **kwargs):
+    """Float64 forward pass of the dequantised weights (exact activations, no rescaling)."""
+    return dequantized_model(model).forward(x, h0, c0, **kwargs)
