@@ -1,0 +1,125 @@
+"""Verilog generation from the IR: ``lstm_top.v``, ``.hex`` memory images and a manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from ..sw.ir import LstmModel
+from .config import HardwareConfig, HardwareConfigError, PassGeometry
+from .engine import LstmTop
+from .fixed import format_shape
+from .layout import BankImages
+
+__all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
+
+#: Name of the generated top module (and of its Verilog file, ``lstm_top.v``).
+TOP_NAME = "lstm_top"
+
+
+def hardware_config(config: HardwareConfig | int) -> HardwareConfig:
+    """Accept a :class:`HardwareConfig` or a plain lane count."""
+    if isinstance(config, HardwareConfig):
+        return config
+    if isinstance(config, int) and not isinstance(config, bool):
+        return HardwareConfig(lanes=config)
+    raise HardwareConfigError(
+        f"expected a HardwareConfig or a lane count, not {type(config).__name__}"
+    )
+
+
+def generate_verilog(model: LstmModel, config: HardwareConfig | int) -> str:
+    """Verilog of the accelerator for ``model`` with module name ``lstm_top``.
+
+    ``config`` is a :class:`HardwareConfig` or just the lane count ``P``. Weight and bias
+    memories are initialised inside the Verilog (``initial`` blocks).
+    """
+    top = LstmTop(model, hardware_config(config))
+    return verilog.convert(top, name=TOP_NAME, emit_src=False)
+
+
+@dataclass(frozen=True)
+class Build:
+    """What :func:`write_build` wrote."""
+
+    directory: Path
+    verilog: Path
+    manifest: Path
+    hex_files: tuple[Path, ...]
+
+
+def _port_list(model: LstmModel) -> list[dict]:
+    x = format_shape(model.input_format)
+    y = format_shape(model.output_format)
+    return [
+        {"name": "clk", "direction": "in", "width": 1},
+        {"name": "rst", "direction": "in", "width": 1},
+        {"name": "x__tdata", "direction": "in", "width": x.width, "signed": x.signed},
+        {"name": "x__tvalid", "direction": "in", "width": 1},
+        {"name": "x__tready", "direction": "out", "width": 1},
+        {"name": "x__tlast", "direction": "in", "width": 1},
+        {"name": "y__tdata", "direction": "out", "width": y.width, "signed": y.signed},
+        {"name": "y__tvalid", "direction": "out", "width": 1},
+        {"name": "y__tready", "direction": "in", "width": 1},
+        {"name": "y__tlast", "direction": "out", "width": 1},
+        {"name": "cycles", "direction": "out", "width": 32},
+        {"name": "busy", "direction": "out", "width": 1},
+    ]
+
+
+def _manifest(
+    model: LstmModel, config: HardwareConfig, geometry: PassGeometry, images: BankImages, hexes
+) -> dict:
+    return {
+        "kind": "lstm-fpga build",
+        "top": TOP_NAME,
+        "verilog": f"{TOP_NAME}.v",
+        "config": {"lanes": config.lanes},
+        "geometry": {
+            "input_size": geometry.input_size,
+            "hidden_size": geometry.hidden_size,
+            "requested_lanes": geometry.requested_lanes,
+            "physical_lanes": geometry.lanes,
+            "passes": geometry.passes,
+            "columns": geometry.columns,
+            "bank_depth": geometry.bank_depth,
+            "mac_cycles_per_step": geometry.mac_cycles_per_step,
+            "cycle_bound": geometry.bound,
+        },
+        "formats": {
+            "input": str(model.input_format),
+            "output": str(model.output_format),
+        },
+        "ports": _port_list(model),
+        "memories": [
+            {
+                "hex": path.name,
+                "memory": f"{TOP_NAME}.engine.weights.{kind}_bank{lane}",
+                "width": images.weight_width if kind == "weights" else images.bias_width,
+                "depth": geometry.bank_depth if kind == "weights" else geometry.passes,
+            }
+            for path, (kind, lane) in hexes
+        ],
+    }
+
+
+def write_build(model: LstmModel, config: HardwareConfig | int, directory) -> Build:
+    """Write ``lstm_top.v``, per-lane ``.hex`` weight/bias images and ``manifest.json``."""
+    config = hardware_config(config)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    top = LstmTop(model, config)
+    images = top.engine.images
+    verilog_path = directory / f"{TOP_NAME}.v"
+    verilog_path.write_text(verilog.convert(top, name=TOP_NAME, emit_src=False))
+    paths = images.write_hex(directory)
+    # write_hex alternates weights/bias per lane.
+    kinds = [(kind, lane) for lane in range(images.geometry.lanes) for kind in ("weights", "bias")]
+    hexes = list(zip(paths, kinds, strict=True))
+    manifest = _manifest(model, config, images.geometry, images, hexes)
+    manifest_path = directory / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return Build(directory, verilog_path, manifest_path, tuple(paths))

@@ -1,0 +1,130 @@
+"""Hardware generation parameters and the geometry they give one layer direction.
+
+:class:`HardwareConfig` holds every choice that is *not* part of the model (the IR stays free
+of them). :class:`PassGeometry` is the schedule of one layer direction on the matrix-vector
+unit: how the ``4H x (I+H)`` gate matrix is cut into passes of ``lanes`` rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..sw.ir import LstmModel
+
+__all__ = [
+    "GATES_PER_UNIT",
+    "HardwareConfig",
+    "HardwareConfigError",
+    "PassGeometry",
+    "cycle_bound",
+]
+
+#: Rows of the gate matrix per hidden unit: gates i, f, g, o.
+GATES_PER_UNIT = 4
+
+
+class HardwareConfigError(ValueError):
+    """A hardware parameter is invalid or the model is not supported; the message says why."""
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Generation parameters of the accelerator (everything the IR deliberately leaves out).
+
+    ``lanes`` is ``P``, the number of parallel multiply-accumulate lanes (one DSP multiplier
+    each). Any ``P >= 1`` works; lanes beyond ``4H`` would never have a row to compute, so the
+    generator builds ``min(P, 4H)`` physical lanes (see :meth:`PassGeometry.lanes`).
+    """
+
+    lanes: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
+            raise HardwareConfigError(
+                f"lanes must be a positive int (the number of MAC lanes, P), not {self.lanes!r}"
+            )
+
+    def geometry(self, input_size: int, hidden_size: int) -> PassGeometry:
+        return PassGeometry(input_size, hidden_size, self.lanes)
+
+
+@dataclass(frozen=True)
+class PassGeometry:
+    """Row-parallel schedule of one layer direction (``I`` inputs, ``H`` hidden units).
+
+    Rows of the gate matrix are interleaved *unit-major*: row ``r`` is gate ``r % 4`` (i, f, g,
+    o) of hidden unit ``r // 4``, i.e. PyTorch row ``(r % 4) * H + r // 4``. Pass ``k`` computes
+    rows ``k*lanes .. k*lanes + lanes - 1`` (lane ``p`` owns row ``k*lanes + p``), one column
+    of ``[x_t ; h_{t-1}]`` per cycle, so a time step takes ``passes * columns`` MAC cycles.
+    """
+
+    input_size: int
+    hidden_size: int
+    requested_lanes: int
+
+    def __post_init__(self):
+        for name in ("input_size", "hidden_size", "requested_lanes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise HardwareConfigError(f"{name} must be a positive int, not {value!r}")
+
+    @property
+    def rows(self) -> int:
+        return GATES_PER_UNIT * self.hidden_size
+
+    @property
+    def columns(self) -> int:
+        return self.input_size + self.hidden_size
+
+    @property
+    def lanes(self) -> int:
+        """Physical lanes: ``min(P, 4H)`` (more lanes than rows would stay idle)."""
+        return min(self.requested_lanes, self.rows)
+
+    @property
+    def passes(self) -> int:
+        return math.ceil(self.rows / self.lanes)
+
+    @property
+    def bank_depth(self) -> int:
+        """Words per weight bank: one per (pass, column)."""
+        return self.passes * self.columns
+
+    @property
+    def last_pass_rows(self) -> int:
+        """Rows of the final pass that exist (the rest of its lanes compute zeros)."""
+        return self.rows - (self.passes - 1) * self.lanes
+
+    @property
+    def mac_cycles_per_step(self) -> int:
+        return self.passes * self.columns
+
+    @property
+    def bound(self) -> int:
+        """The speed limit of ``P`` multipliers: ``ceil(4H (I+H) / P)`` cycles per step."""
+        return math.ceil(self.rows * self.columns / self.requested_lanes)
+
+    def torch_row(self, row: int) -> int:
+        """PyTorch row (gate-major, ``gate * H + unit``) of unit-major row ``row``."""
+        return (row % GATES_PER_UNIT) * self.hidden_size + row // GATES_PER_UNIT
+
+    def row(self, pass_index: int, lane: int) -> int:
+        return pass_index * self.lanes + lane
+
+
+def cycle_bound(model_or_input_size, hidden_size: int | None = None, *, lanes: int) -> int:
+    """``ceil(4H(I+H)/P)``: the fewest cycles per time step ``P`` multipliers can need.
+
+    Call as ``cycle_bound(model, lanes=P)`` or ``cycle_bound(I, H, lanes=P)``.
+    """
+    if isinstance(model_or_input_size, LstmModel):
+        if hidden_size is not None:
+            raise TypeError("pass either a model or (input_size, hidden_size), not both")
+        model = model_or_input_size
+        input_size, hidden_size = model.input_size, model.hidden_size
+    else:
+        if hidden_size is None:
+            raise TypeError("cycle_bound(I, H, lanes=P) needs the hidden size")
+        input_size = model_or_input_size
+    return PassGeometry(input_size, hidden_size, lanes).bound

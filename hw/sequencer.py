@@ -1,0 +1,206 @@
+"""Sequencer: input buffering, the (pass, column) walk, scoreboards and sequence bookkeeping."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..sw.numerics import LstmDatapath
+from .cell import hidden_write_layout
+from .config import PassGeometry
+from .fixed import format_shape
+from .mvu import column_layout
+
+__all__ = ["CYCLE_COUNTER_WIDTH", "MAX_SEQUENCES_IN_FLIGHT", "Sequencer", "input_layout"]
+
+#: Width of the ``cycles`` counter.
+CYCLE_COUNTER_WIDTH = 32
+#: Sequences that may have started (first input beat) but not finished (last output beat).
+MAX_SEQUENCES_IN_FLIGHT = 4
+
+
+def input_layout(dp: LstmDatapath) -> data.StructLayout:
+    """An input beat: ``data`` is one element of ``x_t``; ``last`` ends the sequence."""
+    return data.StructLayout({"data": format_shape(dp.formats.x), "last": unsigned(1)})
+
+
+class Sequencer(wiring.Component):
+    """Runs time steps of one layer direction on the matrix-vector unit.
+
+    * Buffers ``x_t`` in a two-step ring (``2 I`` words): ``x_{t+1}`` streams in while step
+      ``t`` computes. ``x`` is ready while fewer than ``2 I`` elements from the start of the
+      current step are buffered (and, at a sequence start, fewer than
+      :data:`MAX_SEQUENCES_IN_FLIGHT` sequences are unfinished).
+    * Keeps ``h`` in a ping-pong buffer (``2 H`` words, half = step parity) written by the
+      gate and cell pipeline.
+    * Walks ``pass = 0 .. passes-1``, ``column = 0 .. I+H-1`` each step, issuing one column
+      per cycle: the weight-bank address ``pass * (I+H) + column``, the bias address ``pass``
+      and, one cycle later, the ``column`` beat with the element of ``[x_t ; h_{t-1}]``
+      (``h_{-1} = 0`` on a sequence's first step).
+    * Scoreboards: column ``j < I`` waits until ``x_t[j]`` has arrived; column ``I + j`` waits
+      until ``h_{t-1}[j]`` has been written, so step ``t+1``'s ``x`` columns overlap the tail
+      of step ``t`` in the gate pipeline. A pass's last column waits until the drain is free.
+    * Counts ``cycles`` from a sequence's first accepted input beat to its last output beat
+      (``sequence_done``); ``busy`` while a sequence is unfinished.
+    """
+
+    def __init__(self, dp: LstmDatapath, geometry: PassGeometry):
+        self._dp = dp
+        self._geometry = geometry
+        g = geometry
+        super().__init__(
+            {
+                "x": In(stream.Signature(input_layout(dp))),
+                "weight_address": Out(range(g.bank_depth)),
+                "bias_address": Out(range(g.passes)),
+                "column": Out(stream.Signature(column_layout(dp), always_ready=True)),
+                "drain_free": In(1),
+                "loaded": In(1),
+                "hidden_write": In(stream.Signature(hidden_write_layout(dp), always_ready=True)),
+                "sequence_done": In(1),
+                "cycles": Out(CYCLE_COUNTER_WIDTH),
+                "busy": Out(1),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        dp, g = self._dp, self._geometry
+        I, H = g.input_size, g.hidden_size
+        K, R = g.columns, g.passes
+
+        # -- vector buffers ----------------------------------------------------------------
+        m.submodules.x_buffer = x_buffer = Memory(
+            shape=format_shape(dp.formats.x), depth=2 * I, init=[]
+        )
+        m.submodules.h_buffer = h_buffer = Memory(
+            shape=format_shape(dp.formats.hidden), depth=2 * H, init=[]
+        )
+        x_write, x_read = x_buffer.write_port(), x_buffer.read_port()
+        h_write, h_read = h_buffer.write_port(), h_buffer.read_port()
+
+        # -- walk state --------------------------------------------------------------------
+        column = Signal(range(K))
+        pass_index = Signal(range(R))
+        address = Signal(range(g.bank_depth))
+        parity = Signal()
+        step_first = Signal()  # latched at a step's first issue
+        load_pending = Signal()
+        # x_seen: x elements received counted from the start of the current step (0 .. 2I).
+        # h_seen: h units written counted from the start of the previous step (0 .. 2H);
+        # step -1 counts as written, hence the initial H.
+        x_seen = Signal(range(2 * I + 1))
+        h_seen = Signal(range(2 * H + 1), init=H)
+
+        # Per-parity step flags written by the input side.
+        x_first = Array([Signal(name=f"x_first{k}") for k in range(2)])
+        x_last = Array([Signal(name=f"x_last{k}") for k in range(2)])
+
+        is_x = column < I
+        is_last_column = column == K - 1
+        at_step_start = (pass_index == 0) & (column == 0)
+        first_of_step = Mux(at_step_start, x_first[parity], step_first)
+        operand_ready = Mux(is_x, x_seen > column, (h_seen + I) > column)
+        drain_ok = ~is_last_column | (self.drain_free & ~load_pending)
+        issue = Signal()
+        advance = Signal()  # the step's final column is issued: the walk moves to step t+1
+        m.d.comb += [
+            issue.eq(operand_ready & drain_ok),
+            advance.eq(issue & is_last_column & (pass_index == R - 1)),
+            self.weight_address.eq(address),
+            self.bias_address.eq(pass_index),
+            x_read.addr.eq(Mux(parity, I, 0) + column),
+            h_read.addr.eq(Mux(parity, 0, H) + (column - I)),
+        ]
+        with m.If(issue):
+            with m.If(at_step_start):
+                m.d.sync += step_first.eq(x_first[parity])
+            with m.If(is_last_column):
+                m.d.sync += column.eq(0)
+                with m.If(pass_index == R - 1):
+                    m.d.sync += [pass_index.eq(0), address.eq(0), parity.eq(~parity)]
+                with m.Else():
+                    m.d.sync += [pass_index.eq(pass_index + 1), address.eq(address + 1)]
+            with m.Else():
+                m.d.sync += [column.eq(column + 1), address.eq(address + 1)]
+        with m.If(self.loaded):
+            m.d.sync += load_pending.eq(0)
+        with m.If(issue & is_last_column):
+            m.d.sync += load_pending.eq(1)
+
+        # The column beat, aligned with the memories' read data (1 cycle after the address).
+        beat = self.column.payload
+        beat_meta = Signal(column_layout(dp))
+        m.d.sync += [
+            self.column.valid.eq(issue),
+            beat_meta.segment.eq(~is_x),
+            beat_meta.first.eq(column == 0),
+            beat_meta.last.eq(is_last_column),
+            beat_meta.final_pass.eq(pass_index == R - 1),
+            beat_meta.step_first.eq(first_of_step),
+            beat_meta.step_last.eq(x_last[parity]),
+            beat_meta.parity.eq(parity),
+        ]
+        m.d.comb += [
+            beat.eq(beat_meta),
+            beat.element.eq(
+                Mux(beat_meta.segment, Mux(beat_meta.step_first, 0, h_read.data), x_read.data)
+            ),
+        ]
+
+        # -- input side --------------------------------------------------------------------
+        in_column = Signal(range(I))
+        in_parity = Signal()
+        in_first = Signal(init=1)  # the next beat starts a sequence
+        in_flight = Signal(range(MAX_SEQUENCES_IN_FLIGHT + 1))
+        seq_in = Signal(range(MAX_SEQUENCES_IN_FLIGHT))
+        seq_out = Signal(range(MAX_SEQUENCES_IN_FLIGHT))
+        now = Signal(CYCLE_COUNTER_WIDTH)
+        starts = Array(
+            [Signal(CYCLE_COUNTER_WIDTH, name=f"start{k}") for k in range(MAX_SEQUENCES_IN_FLIGHT)]
+        )
+        room = ~in_first | (in_flight < MAX_SEQUENCES_IN_FLIGHT)
+        accept = Signal()
+        started = Signal()
+        m.d.comb += [
+            self.x.ready.eq((x_seen < 2 * I) & room),
+            accept.eq(self.x.valid & self.x.ready),
+            started.eq(accept & in_first),
+            x_write.addr.eq(Mux(in_parity, I, 0) + in_column),
+            x_write.data.eq(self.x.payload.data),
+            x_write.en.eq(accept),
+        ]
+        m.d.sync += now.eq(now + 1)
+        with m.If(accept):
+            final_element = in_column == I - 1
+            with m.If(final_element):
+                m.d.sync += [in_column.eq(0), in_parity.eq(~in_parity)]
+            with m.Else():
+                m.d.sync += in_column.eq(in_column + 1)
+            with m.If(in_column == 0):
+                m.d.sync += [x_first[in_parity].eq(in_first), in_first.eq(0)]
+            with m.If((in_column == 0) | final_element):
+                m.d.sync += x_last[in_parity].eq(final_element & self.x.payload.last)
+            with m.If(final_element & self.x.payload.last):
+                m.d.sync += in_first.eq(1)
+            with m.If(in_first):
+                m.d.sync += [starts[seq_in].eq(now), seq_in.eq(seq_in + 1)]
+        m.d.sync += [
+            x_seen.eq(x_seen + accept - Mux(advance, I, 0)),
+            h_seen.eq(h_seen + self.hidden_write.valid - Mux(advance, H, 0)),
+            in_flight.eq(in_flight + started - self.sequence_done),
+        ]
+        with m.If(self.sequence_done):
+            m.d.sync += [self.cycles.eq(now - starts[seq_out]), seq_out.eq(seq_out + 1)]
+        m.d.comb += self.busy.eq(in_flight != 0)
+
+        # -- h writes from the gate and cell pipeline ----------------------------------------
+        write = self.hidden_write.payload
+        m.d.comb += [
+            h_write.addr.eq(Mux(write.parity, H, 0) + write.unit),
+            h_write.data.eq(write.value),
+            h_write.en.eq(self.hidden_write.valid),
+        ]
+        return m
