@@ -1,0 +1,92 @@
+"""Weight bank layout, address map, hex images, geometry and configuration errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_model
+
+from lstm_fpga.hw import (
+    HardwareConfig,
+    HardwareConfigError,
+    PassGeometry,
+    bank_images,
+    bias_location,
+    cycle_bound,
+    weight_location,
+)
+from lstm_fpga.hw.layout import hex_lines
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 4, 16, 44, 100])
+def test_every_weight_and_bias_is_where_the_address_map_says(lanes):
+    model = make_model(5, 11, "mixed", seed=lanes)
+    d = model.direction(0, False)
+    g = PassGeometry(5, 11, lanes)
+    images = bank_images(g, d)
+    assert images.weights.shape == (g.lanes, g.bank_depth)
+    assert images.biases.shape == (g.lanes, g.passes)
+    matrix = np.concatenate([d.w_ih, d.w_hh], axis=1)
+    seen = np.zeros(images.weights.shape, dtype=bool)
+    for row in range(g.rows):
+        for col in range(g.columns):
+            loc = weight_location(g, row, col)
+            assert images.weights[loc.lane, loc.address] == matrix[row, col]
+            seen[loc.lane, loc.address] = True
+        loc = bias_location(g, row)
+        assert images.biases[loc.lane, loc.address] == d.bias[row]
+    # Everything not addressed is padding of the final pass and must be zero.
+    assert not images.weights[~seen].any()
+
+
+def test_unit_major_rows_put_a_units_four_gates_next_to_each_other():
+    g = PassGeometry(2, 3, 4)
+    # PyTorch rows of gate k of unit u are k*H + u; lane p of pass u holds gate p of unit u.
+    for unit in range(3):
+        for gate in range(4):
+            assert weight_location(g, gate * 3 + unit, 0) == weight_location(g, gate * 3 + unit, 0)
+            loc = weight_location(g, gate * 3 + unit, 0)
+            assert (loc.lane, loc.address // g.columns) == (gate, unit)
+
+
+def test_hex_images_are_twos_complement_words(tmp_path):
+    assert hex_lines([0, 1, -1, -32768, 32767], 16) == "0000\n0001\nffff\n8000\n7fff\n"
+    assert hex_lines([-1, 5], 12) == "fff\n005\n"
+    model = make_model(3, 2, "q12", seed=0)
+    images = bank_images(PassGeometry(3, 2, 3), model.direction(0, False))
+    paths = images.write_hex(tmp_path)
+    assert len(paths) == 2 * 3
+    words = (tmp_path / "weights_lane1.hex").read_text().split()
+    values = [int(w, 16) - (1 << 12) * (int(w, 16) >> 11) for w in words]
+    np.testing.assert_array_equal(values, images.weights[1])
+
+
+@pytest.mark.parametrize(
+    "I, H, P, passes, bound",
+    [(5, 11, 3, 15, 235), (8, 8, 64, 1, 8), (256, 256, 64, 16, 8192), (1, 1, 1, 4, 8)],
+)
+def test_geometry_and_cycle_bound(I, H, P, passes, bound):
+    g = PassGeometry(I, H, P)
+    assert g.passes == passes
+    assert g.lanes == min(P, 4 * H)
+    assert g.bound == bound == cycle_bound(I, H, lanes=P)
+    assert g.mac_cycles_per_step == passes * (I + H)
+
+
+def test_cycle_bound_of_a_model():
+    model = make_model(5, 11)
+    assert cycle_bound(model, lanes=4) == 44 * 16 // 4
+
+
+@pytest.mark.parametrize("lanes", [0, -1, 2.0, True, "8"])
+def test_bad_lane_counts_are_refused(lanes):
+    with pytest.raises(HardwareConfigError, match="lanes must be a positive int"):
+        HardwareConfig(lanes=lanes)
+
+
+def test_address_map_refuses_rows_and_columns_outside_the_matrix():
+    g = PassGeometry(2, 3, 4)
+    with pytest.raises(ValueError, match="row 12 outside"):
+        weight_location(g, 12, 0)
+    with pytest.raises(ValueError, match="column 5 outside"):
+        weight_location(g, 0, 5)
