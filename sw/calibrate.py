@@ -368,20 +368,33 @@ def _check_accumulators(fm: FloatLstm, formats: ModelFormats) -> None:
     for d, f in zip(fm.directions, formats.directions, strict=True):
         in_size = fm.input_size if d.layer == 0 else fm.hidden_size * fm.num_directions
         dp = LstmDatapath(f, in_size, fm.hidden_size)
-        for what, width in (("gate", dp.gate_acc.width), ("cell", dp.cell_acc.width)):
+        checks = (
+            (
+                "gate",
+                dp.gate_acc.width,
+                f"w_ih {f.w_ih} * x {f.x} + w_hh {f.w_hh} * hidden {f.hidden}",
+            ),
+            (
+                "cell",
+                dp.cell_acc.width,
+                f"gate {f.gate} * cell {f.cell} + gate {f.gate} * gate {f.gate}",
+            ),
+        )
+        for what, width, products in checks:
             if width > MAX_ACCUMULATOR_WIDTH:
                 raise CalibrationError(
-                    f"{d.name}: the {what} accumulator needs {width} bits (formats: "
-                    f"{', '.join(f'{k}={v}' for k, v in f.items())}), more than "
-                    f"{MAX_ACCUMULATOR_WIDTH}; the fraction bits of its operands differ too "
-                    f"much: override the finest formats with fewer fraction bits"
+                    f"{d.name}: the {what} accumulator ({products}) needs {width} bits, more "
+                    f"than {MAX_ACCUMULATOR_WIDTH}: its products' fraction bits differ too much; "
+                    f"override the finest format with fewer fraction bits"
                 )
     if formats.head is not None:
-        hd = HeadDatapath(formats.head, fm.head.weight.shape[1])
-        if hd.acc.width > MAX_ACCUMULATOR_WIDTH:
+        f = formats.head
+        width = HeadDatapath(f, fm.head.weight.shape[1]).acc.width
+        if width > MAX_ACCUMULATOR_WIDTH:
             raise CalibrationError(
-                f"head: the accumulator needs {hd.acc.width} bits, more than "
-                f"{MAX_ACCUMULATOR_WIDTH}; override head.weight with fewer fraction bits"
+                f"head: the accumulator (weight {f.weight} * x {f.x}, bias {f.bias}) needs "
+                f"{width} bits, more than {MAX_ACCUMULATOR_WIDTH}; override head.weight or "
+                f"head.bias with fewer fraction bits"
             )
 
 
