@@ -195,15 +195,15 @@ def _data_format(r: TensorRange, width: int) -> FixedFormat:
     """The format of ``width`` bits with the most fraction bits that holds ``[min, max]``."""
     if r.abs_max == 0.0:
         return FixedFormat(width, width - 1)  # all zeros: any format is exact
-    frac = min(64, width - 1 - math.ceil(math.log2(r.abs_max)))
+    frac = max(-64, min(64, width - 1 - math.ceil(math.log2(r.abs_max))))
     while frac < 64 and _fits(r.min, r.max, FixedFormat(width, frac + 1)):
         frac += 1
     while not _fits(r.min, r.max, FixedFormat(width, frac)):
-        frac -= 1
-        if frac < -64:
+        if frac == -64:
             raise CalibrationError(
                 f"{r.name} reaches {r.abs_max:g}, beyond any {width}-bit fixed-point format"
             )
+        frac -= 1
     return FixedFormat(width, frac)
 
 
@@ -225,7 +225,7 @@ def _check_override_names(overrides: Mapping[str, FixedFormat], names) -> None:
     for name in overrides:
         if name in names:
             continue
-        if name.endswith(".x"):
+        if isinstance(name, str) and name.endswith(".x"):
             raise CalibrationError(
                 f"{name!r} cannot be overridden: a layer's input format is 'x' for layer 0 "
                 f"and the previous layer's hidden format ('l<k-1>.hidden') otherwise"
@@ -379,6 +379,7 @@ def _check_accumulators(fm: FloatLstm, formats: ModelFormats) -> None:
                 dp.cell_acc.width,
                 f"gate {f.gate} * cell {f.cell} + gate {f.gate} * gate {f.gate}",
             ),
+            ("hidden", dp.hidden_product_width, f"gate {f.gate} * gate {f.gate}"),
         )
         for what, width, products in checks:
             if width > MAX_ACCUMULATOR_WIDTH:
@@ -427,6 +428,7 @@ def _prepare_samples(fm: FloatLstm, samples, batch_first: bool, lengths):
         xs, lengths, _ = prepare_sequences(samples, batch_first, lengths, fm.input_size)
     except (TypeError, ValueError) as error:
         raise CalibrationError(f"calibration samples: {error}") from None
+    xs = np.ascontiguousarray(xs)  # numpy's matmul leaves BLAS for transposed batches
     valid = np.arange(xs.shape[0])[:, None] < lengths[None, :]
     if not np.all(np.isfinite(xs[valid])):
         raise CalibrationError("calibration samples contain NaN or infinite values")
@@ -500,8 +502,12 @@ def calibrate(
     (``x``, pre-activations, cell states, head output) leave room for data larger than the
     calibration set's. Layer inputs follow the chaining rules (``x``, then the previous layer's
     hidden format). ``overrides`` maps tensor names (:func:`tensor_names`) to formats
-    (:class:`FixedFormat` or ``"Qm.n"``). ``samples``: see :func:`_prepare_samples`;
-    ``head_on`` as in :meth:`FloatLstm.forward`.
+    (:class:`FixedFormat` or ``"Qm.n"``).
+
+    ``samples`` is an array (or tensor) ``(T, I)``, ``(T, B, I)`` -- ``(B, T, I)`` with
+    ``batch_first`` -- with optional ``lengths`` (B,), or a list of ``(T_b, I)`` sequences of
+    different lengths. ``head_on`` is as in :meth:`FloatLstm.forward`: ``"last"`` calibrates
+    the head on each sequence's last step, ``"all"`` on every step.
     """
     xs, lengths = _prepare_samples(float_model, samples, batch_first, lengths)
     recorder = _record_float(float_model, xs, lengths, head_on)

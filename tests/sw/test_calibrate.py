@@ -730,3 +730,18 @@ def test_quantize_from_torch(tmp_path):
     assert from_file_model == model and from_file_report == report
     again, _ = quantize_from_torch(str(path), x_bt, batch_first=True, width=12)
     assert again.input_format.width == 12
+
+
+def test_head_on_every_step():
+    torch.manual_seed(22)
+    net = Forecaster()
+    seqs = [np.random.default_rng(n).normal(size=(n, I)) for n in (4, 9, 2)]
+    model, report = quantize_from_torch(net, seqs, head_on="all")
+    head = report.tensor("head.output")
+    assert model.head is not None and report.time_steps == 15 and head.count == 15
+    fm = from_module(net)
+    last_only = calibrate(fm, seqs).range("head.output")
+    every_step = calibrate(fm, seqs, head_on="all").range("head.output")
+    assert last_only.count == 3 and every_step.count == 15
+    assert (every_step.min, every_step.max) == (head.min, head.max)
+    assert every_step.min <= last_only.min and last_only.max <= every_step.max
