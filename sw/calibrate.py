@@ -46,6 +46,7 @@ from .numerics import (
 from .reference import gate_accumulators, quantize_input, run_reference
 
 __all__ = [
+    "CHUNK_SEQUENCES",
     "MAX_ACCUMULATOR_WIDTH",
     "REPORT_SCHEMA_VERSION",
     "Calibration",
@@ -67,6 +68,8 @@ __all__ = [
 REPORT_SCHEMA_VERSION = 1
 #: Widest accumulator calibration accepts: the integer reference sums exactly in int64.
 MAX_ACCUMULATOR_WIDTH = 62
+#: Sequences per float/integer pass: bounds the memory of recorded intermediates.
+CHUNK_SEQUENCES = 256
 #: Tensor widths calibration accepts (the o * tanh(c) product of two gate values must fit).
 MIN_WIDTH, MAX_WIDTH = 4, 31
 
@@ -435,35 +438,91 @@ def _prepare_samples(fm: FloatLstm, samples, batch_first: bool, lengths):
     return xs, lengths
 
 
+def _chunks(xs: np.ndarray, lengths: np.ndarray):
+    """The batch in slices of :data:`CHUNK_SEQUENCES` sequences, trimmed to their length."""
+    for start in range(0, xs.shape[1], CHUNK_SEQUENCES):
+        part = lengths[start : start + CHUNK_SEQUENCES]
+        yield np.ascontiguousarray(xs[: part.max(), start : start + CHUNK_SEQUENCES]), part
+
+
 def _record_float(fm: FloatLstm, xs, lengths, head_on: str) -> TensorRecorder:
     recorder = TensorRecorder()
     fm.forward(xs, lengths=lengths, head_on=head_on, recorder=recorder)
     return recorder
 
 
-def _float_values(fm: FloatLstm, recorder: TensorRecorder, name: str) -> np.ndarray:
+def _is_recorded(name: str) -> bool:
+    """Activations (recorded per step) as opposed to weights and biases."""
+    return name in ("x", "head.output") or name.partition(".")[2] in _RECORDED
+
+
+def _weight_values(fm: FloatLstm, name: str) -> np.ndarray:
     owner, _, tensor = name.partition(".")
-    if name == "x" or tensor in _RECORDED or name == "head.output":
-        return recorder.get(name)
     if owner == "head":
         return getattr(fm.head, tensor).ravel()
-    return getattr(_float_direction(fm, owner), tensor).ravel()
-
-
-def _float_direction(fm: FloatLstm, name: str):
     for d in fm.directions:
-        if d.name == name:
-            return d
+        if d.name == owner:
+            return getattr(d, tensor).ravel()
     raise KeyError(name)
 
 
-def _ranges(fm: FloatLstm, recorder: TensorRecorder) -> tuple[TensorRange, ...]:
-    ranges = []
-    for name in tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None):
-        values = _float_values(fm, recorder, name)
-        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-        ranges.append(TensorRange(name, lo, hi, int(values.size)))
-    return tuple(ranges)
+@dataclass
+class _Statistics:
+    """Running statistics of one tensor over the chunks of a batch."""
+
+    count: int = 0
+    min: float = math.inf
+    max: float = -math.inf
+    signal: float = 0.0
+    noise: float = 0.0
+    max_error: float = 0.0
+    saturations: int = 0
+
+    def add(self, name: str, exact: np.ndarray, approx=None, saturations: int = 0) -> None:
+        self.saturations += int(saturations)
+        if not exact.size:
+            return
+        self.count += exact.size
+        self.min = min(self.min, float(exact.min()))
+        self.max = max(self.max, float(exact.max()))
+        if approx is None:
+            return
+        if approx.shape != exact.shape:  # the float and integer runs must record alike
+            raise RuntimeError(
+                f"internal error: {name} has {approx.size} quantised values but {exact.size} "
+                f"float values"
+            )
+        error = exact - approx
+        self.signal += float(np.dot(exact, exact))
+        self.noise += float(np.dot(error, error))
+        self.max_error = max(self.max_error, float(np.abs(error).max()))
+
+    def range(self, name: str) -> TensorRange:
+        if not self.count:
+            return TensorRange(name, 0.0, 0.0, 0)
+        return TensorRange(name, self.min, self.max, self.count)
+
+    @property
+    def sqnr_db(self) -> float:
+        if self.noise == 0.0:
+            return math.inf
+        if self.signal == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(self.signal / self.noise)
+
+
+def _observe(fm: FloatLstm, xs, lengths, head_on: str) -> tuple[TensorRange, ...]:
+    """Range of every tensor: weights from their values, activations from the float run."""
+    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
+    stats = {name: _Statistics() for name in names}
+    for name in names:
+        if not _is_recorded(name):
+            stats[name].add(name, _weight_values(fm, name))
+    for x_part, lengths_part in _chunks(xs, lengths):
+        recorder = _record_float(fm, x_part, lengths_part, head_on)
+        for name in filter(_is_recorded, names):
+            stats[name].add(name, recorder.get(name))
+    return tuple(stats[name].range(name) for name in names)
 
 
 @dataclass(frozen=True)
@@ -510,8 +569,7 @@ def calibrate(
     the head on each sequence's last step, ``"all"`` on every step.
     """
     xs, lengths = _prepare_samples(float_model, samples, batch_first, lengths)
-    recorder = _record_float(float_model, xs, lengths, head_on)
-    ranges = _ranges(float_model, recorder)
+    ranges = _observe(float_model, xs, lengths, head_on)
     formats = choose_formats(
         float_model, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
     )
@@ -736,16 +794,6 @@ class QuantizationReport:
         return cls.from_json(path.read_text())
 
 
-def _sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
-    noise = float(np.sum((reference - approx) ** 2))
-    signal = float(np.sum(reference**2))
-    if noise == 0.0:
-        return math.inf
-    if signal == 0.0:
-        return -math.inf
-    return 10.0 * math.log10(signal / noise)
-
-
 def _float_saturations(values, fmt: FixedFormat, rounding: Rounding) -> int:
     """How many floats clamp when quantised to ``fmt`` (the rounding decides the edge)."""
     scaled = np.ldexp(np.asarray(values, dtype=np.float64), fmt.frac)
@@ -810,64 +858,73 @@ def _direction_saturations(model: LstmModel, xq, valid, recorder) -> dict[str, d
     return counts
 
 
-def _build_report(fm: FloatLstm, model: LstmModel, xs, lengths, head_on, float_rec):
+def _model_formats(model: LstmModel) -> ModelFormats:
+    return ModelFormats(
+        model.num_layers,
+        model.bidirectional,
+        tuple(d.formats for d in model.directions),
+        None if model.head is None else model.head.formats,
+    )
+
+
+def _report(fm: FloatLstm, model: LstmModel, xs, lengths, head_on) -> QuantizationReport:
+    formats = _model_formats(model)
+    stats = {name: _Statistics() for name in formats.names}
+    directions = {d.name: d for d in model.directions}
+    for name, fmt in formats.items():
+        if not _is_recorded(name):
+            owner, _, tensor = name.partition(".")
+            exact = _weight_values(fm, name)
+            source = model.head if owner == "head" else directions[owner]
+            approx = dequantize(getattr(source, tensor), fmt).ravel()
+            saturations = _float_saturations(exact, fmt, Rounding.HALF_UP)
+            stats[name].add(name, exact, approx, saturations)
+    for x_part, lengths_part in _chunks(xs, lengths):
+        _compare_chunk(fm, model, formats, x_part, lengths_part, head_on, stats)
+    rows = tuple(
+        TensorReport(
+            name=name,
+            format=fmt,
+            count=stats[name].count,
+            min=stats[name].range(name).min,
+            max=stats[name].range(name).max,
+            saturations=stats[name].saturations,
+            sqnr_db=stats[name].sqnr_db,
+            max_abs_error=stats[name].max_error,
+        )
+        for name, fmt in formats.items()
+    )
+    return QuantizationReport(
+        sequences=int(xs.shape[1]), time_steps=int(lengths.sum()), tensors=rows
+    )
+
+
+def _compare_chunk(fm, model, formats, xs, lengths, head_on, stats) -> None:
+    """Float run vs integer run of one chunk, tensor by tensor, into ``stats``."""
     valid = np.arange(xs.shape[0])[:, None] < lengths[None, :]
+    float_rec = _record_float(fm, xs, lengths, head_on)
     xq = quantize_input(model, xs)
     ref_rec = TensorRecorder()
     result = run_reference(model, xq, lengths=lengths, head_on=head_on, recorder=ref_rec)
     by_direction = _direction_saturations(model, xq, valid, ref_rec)
     for kind in ("preact", "cell", "hidden"):
         total = sum(c[kind] for c in by_direction.values())
-        if total != getattr(result.saturations, kind):  # the two views of one run must agree
+        if total != getattr(result.saturations, kind):  # two views of one run must agree
             raise RuntimeError(
                 f"internal error: {kind} saturations per direction sum to {total}, "
                 f"run_reference counted {getattr(result.saturations, kind)}"
             )
-    directions = {d.name: d for d in model.directions}
-    formats = ModelFormats(
-        model.num_layers,
-        model.bidirectional,
-        tuple(d.formats for d in model.directions),
-        None if model.head is None else model.head.formats,
-    )
-    rows = []
-    for name, fmt in formats.items():
-        owner, _, tensor = name.partition(".")
-        exact = _float_values(fm, float_rec, name)
+    for name in filter(_is_recorded, formats.names):
+        exact = float_rec.get(name)
         if name == "x":
-            approx = dequantize(xq[valid], fmt).ravel()
-            saturations = _float_saturations(exact, fmt, model.rounding)
-        elif tensor in _RECORDED or name == "head.output":
-            approx = ref_rec.get(name)
-            if name == "head.output":
-                saturations = result.saturations.head
-            else:
-                saturations = by_direction[owner].get(tensor, 0)
+            approx = dequantize(xq[valid], formats[name]).ravel()
+            saturations = _float_saturations(exact, formats[name], model.rounding)
+        elif name == "head.output":
+            approx, saturations = ref_rec.get(name), result.saturations.head
         else:
-            source = model.head if owner == "head" else directions[owner]
-            approx = dequantize(getattr(source, tensor), fmt).ravel()
-            saturations = _float_saturations(exact, fmt, Rounding.HALF_UP)
-        if approx.shape != exact.shape:
-            raise RuntimeError(
-                f"internal error: {name} has {approx.size} quantised values "
-                f"but {exact.size} float values"
-            )
-        error = float(np.max(np.abs(exact - approx))) if exact.size else 0.0
-        rows.append(
-            TensorReport(
-                name=name,
-                format=fmt,
-                count=int(exact.size),
-                min=float(exact.min()) if exact.size else 0.0,
-                max=float(exact.max()) if exact.size else 0.0,
-                saturations=int(saturations),
-                sqnr_db=_sqnr_db(exact, approx),
-                max_abs_error=error,
-            )
-        )
-    return QuantizationReport(
-        sequences=int(xs.shape[1]), time_steps=int(lengths.sum()), tensors=tuple(rows)
-    )
+            owner, _, tensor = name.partition(".")
+            approx, saturations = ref_rec.get(name), by_direction[owner].get(tensor, 0)
+        stats[name].add(name, exact, approx, saturations)
 
 
 def quantization_report(
@@ -882,11 +939,12 @@ def quantization_report(
     """Compare ``model`` (the IR of ``float_model``) with the float model on ``samples``.
 
     Float tensors come from :meth:`FloatLstm.forward`, quantised ones from
-    :func:`run_reference` on the quantised input (same tensor names, same order).
+    :func:`run_reference` on the quantised input (same tensor names, same order); both run
+    in chunks of :data:`CHUNK_SEQUENCES` sequences to bound memory. ``samples`` as in
+    :func:`calibrate`.
     """
     xs, lengths = _prepare_samples(float_model, samples, batch_first, lengths)
-    float_rec = _record_float(float_model, xs, lengths, head_on)
-    return _build_report(float_model, model, xs, lengths, head_on, float_rec)
+    return _report(float_model, model, xs, lengths, head_on)
 
 
 def quantize_from_torch(
@@ -902,7 +960,7 @@ def quantize_from_torch(
     rounding: Rounding = Rounding.HALF_UP,
     overflow: Overflow = Overflow.SATURATE,
 ) -> tuple[LstmModel, QuantizationReport]:
-    """Import, calibrate, quantise and report in one call.
+    """Import, calibrate, quantise and report (on the calibration samples) in one call.
 
     ``source`` is anything :func:`lstm_fpga.sw.torch_import.import_model` accepts.
     ``batch_first`` describes ``calibration_samples``; ``None`` takes the module's
@@ -914,9 +972,9 @@ def quantize_from_torch(
     if batch_first is None:
         batch_first = lstm_batch_first(source)
     xs, lengths = _prepare_samples(fm, calibration_samples, batch_first, lengths)
-    float_rec = _record_float(fm, xs, lengths, head_on)
+    ranges = _observe(fm, xs, lengths, head_on)
     formats = choose_formats(
-        fm, _ranges(fm, float_rec), width=width, overrides=overrides, headroom_bits=headroom_bits
+        fm, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
     )
     model = quantize_model(fm, formats, rounding=rounding, overflow=overflow)
-    return model, _build_report(fm, model, xs, lengths, head_on, float_rec)
+    return model, _report(fm, model, xs, lengths, head_on)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from lstm_fpga.sw import calibrate as calibrate_module
 from lstm_fpga.sw.calibrate import (
     Calibration,
     CalibrationError,
@@ -745,3 +746,32 @@ def test_head_on_every_step():
     assert last_only.count == 3 and every_step.count == 15
     assert (every_step.min, every_step.max) == (head.min, head.max)
     assert every_step.min <= last_only.min and last_only.max <= every_step.max
+
+
+def test_chunked_passes_equal_one_pass(monkeypatch):
+    """Batches run in chunks of CHUNK_SEQUENCES sequences; the statistics do not depend on
+    the chunking (ragged lengths, so chunks are trimmed to different lengths)."""
+    lstm, head = make_torch(2, True, True, 2, 30)
+    fm = from_module(lstm, head=head)
+    rng = np.random.default_rng(30)
+    seqs = [rng.normal(size=(n, I)) * 2 for n in (5, 2, 8, 3, 1, 6, 4)]
+    narrow = {"l0.cell": "Q-1.16", "l1.preact": "Q-1.16"}  # some saturations to count
+    whole = calibrate(fm, seqs, overrides=narrow)
+    model = quantize_model(fm, whole)
+    report = quantization_report(fm, model, seqs)
+    monkeypatch.setattr(calibrate_module, "CHUNK_SEQUENCES", 3)
+    chunked = calibrate(fm, seqs, overrides=narrow)
+    assert chunked == whole
+    chunked_report = quantization_report(fm, model, seqs)
+    assert report.total_saturations > 0
+    for a, b in zip(report.tensors, chunked_report.tensors, strict=True):
+        assert (a.name, a.format, a.count, a.min, a.max, a.saturations, a.max_abs_error) == (
+            b.name,
+            b.format,
+            b.count,
+            b.min,
+            b.max,
+            b.saturations,
+            b.max_abs_error,
+        )
+        assert a.sqnr_db == pytest.approx(b.sqnr_db, rel=1e-12)
