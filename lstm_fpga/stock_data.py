@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["StockData", "Forecaster", "load_stock_data", "train_forecaster", "FEATURES"]
+__all__ = ["FEATURES", "Forecaster", "StockData", "load_stock_data", "train_forecaster"]
 
 FEATURES = ("Open", "High", "Low", "Close", "Volume")
 _CLOSE = FEATURES.index("Close")
