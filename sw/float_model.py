@@ -9,7 +9,9 @@ IR (:func:`lstm_fpga.sw.reference.dequantized_model`) runs through the same code
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -133,6 +135,65 @@ class FloatLstm:
 
     def direction(self, layer: int, reverse: bool) -> FloatDirection:
         return self.directions[layer * self.num_directions + int(reverse)]
+
+    def save(self, path) -> Path:
+        """Save as one ``.npz`` (arrays plus a JSON description of the shape)."""
+        path = Path(path)
+        meta = {
+            "kind": "lstm-fpga float model",
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "bias": self.bias,
+            "head": self.head is not None,
+        }
+        arrays = {"meta": np.array(json.dumps(meta))}
+        for d in self.directions:
+            arrays |= {f"{d.name}.w_ih": d.w_ih, f"{d.name}.w_hh": d.w_hh, f"{d.name}.bias": d.bias}
+        if self.head is not None:
+            arrays |= {"head.weight": self.head.weight, "head.bias": self.head.bias}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            np.savez(f, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path) -> FloatLstm:
+        """Load a model written by :meth:`save`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+            meta = json.loads(str(arrays["meta"]))
+            D = 2 if meta["bidirectional"] else 1
+            directions = []
+            for layer in range(meta["num_layers"]):
+                for reverse in (False, True)[:D]:
+                    name = f"l{layer}{'_reverse' if reverse else ''}"
+                    directions.append(
+                        FloatDirection(
+                            layer,
+                            reverse,
+                            arrays[f"{name}.w_ih"],
+                            arrays[f"{name}.w_hh"],
+                            arrays[f"{name}.bias"],
+                        )
+                    )
+            head = None
+            if meta["head"]:
+                head = FloatHead(arrays["head.weight"], arrays["head.bias"])
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"{path}: not a float model saved by lstm-fpga ({error})") from None
+        return cls(
+            meta["input_size"],
+            meta["hidden_size"],
+            meta["num_layers"],
+            meta["bidirectional"],
+            meta["bias"],
+            tuple(directions),
+            head,
+        )
 
     def forward(
         self,

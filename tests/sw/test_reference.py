@@ -241,3 +241,15 @@ def test_bad_inputs_are_named():
         "a sequence has 9 steps but max_seq_len is 8; split the sequence or generate the "
         "hardware with a larger max_seq_len"
     )
+
+
+def test_float_model_save_load(tmp_path):
+    fm = float_from_torch(*torch_lstm(3, 4, 2, True, True, head=2, seed=8))
+    loaded = type(fm).load(fm.save(tmp_path / "float.npz"))
+    x = np.random.default_rng(8).standard_normal((5, 2, 3))
+    for ours, theirs in zip(fm.forward(x)[0:1], loaded.forward(x)[0:1], strict=True):
+        assert np.array_equal(ours, theirs)
+    assert np.array_equal(fm.forward(x)[2], loaded.forward(x)[2])
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"bad.npz: not a float model saved by lstm-fpga"):
+        type(fm).load(tmp_path / "bad.npz")
