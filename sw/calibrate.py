@@ -801,23 +801,29 @@ def _float_saturations(values, fmt: FixedFormat, rounding: Rounding) -> int:
     return int(np.count_nonzero((rounded < fmt.min_int) | (rounded > fmt.max_int)))
 
 
-def _unpack(recorder, name, fmt, width, valid, reverse) -> np.ndarray:
-    """Integer ``(T, B, width)`` values of a tensor the reference recorded step by step."""
-    rows = recorder.get(name).reshape(-1, width)
-    ints = np.rint(np.ldexp(rows, fmt.frac)).astype(np.int64)  # dequantised ints are exact
-    buffer = np.zeros((*valid.shape, width), dtype=np.int64)
-    if reverse:  # the reverse direction records steps T-1 .. 0
-        buffer[::-1][valid[::-1]] = ints
-    else:
-        buffer[valid] = ints
-    return buffer
+def _row_positions(valid: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(t, b) of each row a direction recorded: valid steps in processing order."""
+    if not reverse:
+        return np.nonzero(valid)
+    t, b = np.nonzero(valid[::-1])  # the reverse direction runs T-1 .. 0
+    return valid.shape[0] - 1 - t, b
+
+
+def _as_ints(rows: np.ndarray, fmt: FixedFormat) -> np.ndarray:
+    return np.rint(np.ldexp(rows, fmt.frac)).astype(np.int64)  # dequantised ints are exact
+
+
+def _at_bound(rows: np.ndarray, fmt: FixedFormat) -> np.ndarray:
+    """Rows holding a value at the edge of ``fmt``: the only rows that may have clamped."""
+    return np.flatnonzero(np.any((rows <= fmt.min_value) | (rows >= fmt.max_value), axis=1))
 
 
 def _direction_saturations(model: LstmModel, xq, valid, recorder) -> dict[str, dict[str, int]]:
     """Saturations per direction, recomputed from the reference's recorded integer states.
 
-    :func:`run_reference` counts per tensor kind only; the rescale inputs of each step follow
-    from the recorded states exactly, all steps at once.
+    :func:`run_reference` counts per tensor kind only. A clamped rescale result sits at the
+    edge of its format, so only rows with such a value are recomputed -- exactly, from the
+    recorded states of the step before -- all steps at once.
     """
     H = model.hidden_size
     counts = {}
@@ -827,32 +833,39 @@ def _direction_saturations(model: LstmModel, xq, valid, recorder) -> dict[str, d
         for reverse in (False, True)[: model.num_directions]:
             d, dp = model.direction(layer, reverse), model.datapath(layer, reverse)
             f = d.formats
-            gate = _unpack(recorder, f"{d.name}.gate", f.gate, 5 * H, valid, reverse)
-            cell = _unpack(recorder, f"{d.name}.cell", f.cell, H, valid, reverse)
-            hidden = _unpack(recorder, f"{d.name}.hidden", f.hidden, H, valid, reverse)
-            zero = np.zeros_like(hidden[:1])
+            t, b = _row_positions(valid, reverse)
+            rows = {k: recorder.get(f"{d.name}.{k}").reshape(t.size, -1) for k in _RECORDED}
+            cell = np.zeros((*valid.shape, H), dtype=np.int64)
+            hidden = np.zeros((*valid.shape, H), dtype=np.int64)
+            cell[t, b] = _as_ints(rows["cell"], f.cell)
+            hidden[t, b] = _as_ints(rows["hidden"], f.hidden)
             # Zero initial state; padding steps hold zeros, which is also the state there.
-            if reverse:
-                h_prev = np.concatenate([hidden[1:], zero])
-                c_prev = np.concatenate([cell[1:], zero])
-            else:
-                h_prev = np.concatenate([zero, hidden[:-1]])
-                c_prev = np.concatenate([zero, cell[:-1]])
-            acc = gate_accumulators(dp, d, layer_in[valid], h_prev[valid])
-            i, f_gate, g, o, tanh_c = np.split(gate[valid], 5, axis=-1)
-            cell_acc = dp.cell_acc.accumulate([f_gate * c_prev[valid], i * g])
-            counts[d.name] = {
-                "preact": overflow_count(
-                    shift_round(acc, dp.gate_acc.frac - f.preact.frac, dp.rounding), f.preact
-                ),
-                "cell": overflow_count(
-                    shift_round(cell_acc, dp.cell_acc.frac - f.cell.frac, dp.rounding), f.cell
-                ),
-                "hidden": overflow_count(
-                    shift_round(o * tanh_c, dp.hidden_product_frac - f.hidden.frac, dp.rounding),
-                    f.hidden,
-                ),
-            }
+            step = 1 if reverse else -1
+            t_prev = t + step
+            inside = (t_prev >= 0) & (t_prev < valid.shape[0])
+            t_prev = np.where(inside, t_prev, 0)
+
+            def previous(state, sel, inside=inside, t_prev=t_prev, b=b):
+                return np.where(inside[sel, None], state[t_prev[sel], b[sel]], 0)
+
+            sel = _at_bound(rows["preact"], f.preact)
+            acc = gate_accumulators(dp, d, layer_in[t[sel], b[sel]], previous(hidden, sel))
+            preact = overflow_count(
+                shift_round(acc, dp.gate_acc.frac - f.preact.frac, dp.rounding), f.preact
+            )
+            sel = _at_bound(rows["cell"], f.cell)
+            i, f_gate, g, _, _ = np.split(_as_ints(rows["gate"][sel], f.gate), 5, axis=-1)
+            cell_acc = dp.cell_acc.accumulate([f_gate * previous(cell, sel), i * g])
+            cell_count = overflow_count(
+                shift_round(cell_acc, dp.cell_acc.frac - f.cell.frac, dp.rounding), f.cell
+            )
+            sel = _at_bound(rows["hidden"], f.hidden)
+            _, _, _, o, tanh_c = np.split(_as_ints(rows["gate"][sel], f.gate), 5, axis=-1)
+            hidden_count = overflow_count(
+                shift_round(o * tanh_c, dp.hidden_product_frac - f.hidden.frac, dp.rounding),
+                f.hidden,
+            )
+            counts[d.name] = {"preact": preact, "cell": cell_count, "hidden": hidden_count}
             outs.append(hidden)
         layer_in = np.concatenate(outs, axis=2)
     return counts
