@@ -48,6 +48,8 @@ from .reference import gate_accumulators, quantize_input, run_reference
 __all__ = [
     "CHUNK_SEQUENCES",
     "MAX_ACCUMULATOR_WIDTH",
+    "MAX_WIDTH",
+    "MIN_WIDTH",
     "REPORT_SCHEMA_VERSION",
     "Calibration",
     "CalibrationError",
