@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.numerics import LstmDatapath
 from .activation import ActivationUnit
+from .config import index_shape
 from .fixed import format_shape, rescale_value
 from .mvu import unit_layout
 
@@ -26,7 +27,7 @@ def hidden_write_layout(dp: LstmDatapath) -> data.StructLayout:
     return data.StructLayout(
         {
             "value": format_shape(dp.formats.hidden),
-            "unit": unsigned(max(1, (dp.hidden_size - 1).bit_length())),
+            "unit": index_shape(dp.hidden_size),
             "parity": unsigned(1),
         }
     )
@@ -135,7 +136,7 @@ class GateCellPipeline(wiring.Component):
 
         # c state: read in stage 2 (data in stage 3), written in stage 4.
         m.submodules.cell_state = cell_state = Memory(
-            shape=format_shape(f.cell), depth=dp.hidden_size, init=[]
+            shape=format_shape(f.cell), depth=max(2, dp.hidden_size), init=[]
         )
         c_read = cell_state.read_port()
         c_write = cell_state.write_port()

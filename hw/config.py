@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from amaranth.hdl import Shape, unsigned
+
 from ..sw.ir import LstmModel
 
 __all__ = [
@@ -18,10 +20,17 @@ __all__ = [
     "HardwareConfigError",
     "PassGeometry",
     "cycle_bound",
+    "index_shape",
 ]
 
 #: Rows of the gate matrix per hidden unit: gates i, f, g, o.
 GATES_PER_UNIT = 4
+
+
+def index_shape(count: int) -> Shape:
+    """Unsigned shape for indices ``0 .. count-1``, at least 1 bit (no zero-width vectors in
+    the Verilog, which Verilator flags as ``[-1:0]`` ranges)."""
+    return unsigned(max(1, (count - 1).bit_length()))
 
 
 class HardwareConfigError(ValueError):

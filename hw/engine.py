@@ -58,11 +58,15 @@ class LstmEngine(wiring.Component):
     """
 
     def __init__(self, model: LstmModel, config: HardwareConfig):
-        check_supported(model)
-        if not isinstance(config, HardwareConfig):
-            raise HardwareConfigError(
-                f"config must be a HardwareConfig, not {type(config).__name__}"
-            )
+        try:
+            check_supported(model)
+            if not isinstance(config, HardwareConfig):
+                raise HardwareConfigError(
+                    f"config must be a HardwareConfig, not {type(config).__name__}"
+                )
+        except HardwareConfigError:
+            self._MustUse__silence = True  # a refused design is not an unused one
+            raise
         self._model = model
         self._config = config
         self._dp = model.datapath(0)
@@ -135,7 +139,11 @@ class LstmTop(wiring.Component):
     """
 
     def __init__(self, model: LstmModel, config: HardwareConfig):
-        self._engine = LstmEngine(model, config)
+        try:
+            self._engine = LstmEngine(model, config)
+        except HardwareConfigError:
+            self._MustUse__silence = True  # a refused design is not an unused one
+            raise
         dp = self._engine.datapath
         super().__init__(
             {

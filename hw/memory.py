@@ -12,9 +12,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .config import index_shape
 from .layout import BankImages
 
-__all__ = ["WeightMemory", "WeightTarget", "write_layout"]
+__all__ = ["BLOCK_RAM_MIN_BITS", "WeightMemory", "WeightTarget", "write_layout"]
+
+#: Weight banks of at least this many bits are marked for block RAM (``ram_style`` and
+#: ``rom_style`` = ``"block"``); smaller ones are left to the tool (usually LUT RAM). Without
+#: the mark, yosys maps a bank whose write port is unused (a ROM) into LUTs on Xilinx.
+BLOCK_RAM_MIN_BITS = 4096
 
 
 class WeightTarget:
@@ -33,8 +39,8 @@ def write_layout(images: BankImages) -> data.StructLayout:
     return data.StructLayout(
         {
             "target": unsigned(1),
-            "lane": unsigned(max(1, (g.lanes - 1).bit_length())),
-            "address": unsigned(max(1, (g.bank_depth - 1).bit_length())),
+            "lane": index_shape(g.lanes),
+            "address": index_shape(g.bank_depth),
             "data": unsigned(max(images.weight_width, images.bias_width)),
         }
     )
@@ -63,8 +69,8 @@ class WeightMemory(wiring.Component):
         self._bias_shape = Shape(images.bias_width, signed=True)
         super().__init__(
             {
-                "weight_address": In(range(g.bank_depth)),
-                "bias_address": In(range(g.passes)),
+                "weight_address": In(index_shape(g.bank_depth)),
+                "bias_address": In(index_shape(g.passes)),
                 "weights": Out(data.ArrayLayout(self._weight_shape, g.lanes)),
                 "biases": Out(data.ArrayLayout(self._bias_shape, g.lanes)),
                 "write": In(stream.Signature(write_layout(images), always_ready=True)),
@@ -89,7 +95,12 @@ class WeightMemory(wiring.Component):
             for target, ((kind, shape, init, address), output) in enumerate(
                 zip(banks, outputs, strict=True)
             ):
-                memory = Memory(shape=shape, depth=len(init), init=[int(v) for v in init])
+                attrs = {}
+                if len(init) * shape.width >= BLOCK_RAM_MIN_BITS:
+                    attrs = {"ram_style": "block", "rom_style": "block"}
+                # At least 2 words, so that no address port is zero bits wide.
+                words = [int(v) for v in init] + [0] * max(0, 2 - len(init))
+                memory = Memory(shape=shape, depth=len(words), init=words, attrs=attrs)
                 m.submodules[f"{kind}_bank{lane}"] = memory
                 read = memory.read_port()
                 m.d.comb += [read.addr.eq(address), output.eq(read.data)]

@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.numerics import LstmDatapath
-from .config import GATES_PER_UNIT, PassGeometry
+from .config import GATES_PER_UNIT, PassGeometry, index_shape
 from .fixed import common_signed_shape, format_shape
 
 __all__ = ["MatrixVectorUnit", "column_layout", "element_shape", "unit_layout", "weight_shape"]
@@ -51,7 +51,7 @@ def unit_layout(dp: LstmDatapath) -> data.StructLayout:
     return data.StructLayout(
         {
             "gates": data.ArrayLayout(signed(dp.gate_acc.width), GATES_PER_UNIT),
-            "unit": unsigned(max(1, (dp.hidden_size - 1).bit_length())),
+            "unit": index_shape(dp.hidden_size),
             "parity": unsigned(1),
             "first": unsigned(1),
             "last": unsigned(1),

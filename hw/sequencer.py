@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.numerics import LstmDatapath
 from .cell import hidden_write_layout
-from .config import PassGeometry
+from .config import PassGeometry, index_shape
 from .fixed import format_shape
 from .mvu import column_layout
 
@@ -53,8 +53,8 @@ class Sequencer(wiring.Component):
         super().__init__(
             {
                 "x": In(stream.Signature(input_layout(dp))),
-                "weight_address": Out(range(g.bank_depth)),
-                "bias_address": Out(range(g.passes)),
+                "weight_address": Out(index_shape(g.bank_depth)),
+                "bias_address": Out(index_shape(g.passes)),
                 "column": Out(stream.Signature(column_layout(dp), always_ready=True)),
                 "drain_free": In(1),
                 "loaded": In(1),
@@ -82,9 +82,9 @@ class Sequencer(wiring.Component):
         h_write, h_read = h_buffer.write_port(), h_buffer.read_port()
 
         # -- walk state --------------------------------------------------------------------
-        column = Signal(range(K))
-        pass_index = Signal(range(R))
-        address = Signal(range(g.bank_depth))
+        column = Signal(index_shape(K))
+        pass_index = Signal(index_shape(R))
+        address = Signal(index_shape(g.bank_depth))
         parity = Signal()
         step_first = Signal()  # latched at a step's first issue
         load_pending = Signal()
@@ -151,7 +151,7 @@ class Sequencer(wiring.Component):
         ]
 
         # -- input side --------------------------------------------------------------------
-        in_column = Signal(range(I))
+        in_column = Signal(index_shape(I))
         in_parity = Signal()
         in_first = Signal(init=1)  # the next beat starts a sequence
         in_flight = Signal(range(MAX_SEQUENCES_IN_FLIGHT + 1))

@@ -1,0 +1,40 @@
+"""yosys synthesis: lanes on exactly P DSPs, weight banks in block RAM; counts saved as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_model
+
+from lstm_fpga.hw import HardwareConfig, write_build
+from lstm_fpga.hw.tools import synthesize
+
+pytestmark = [pytest.mark.synth, pytest.mark.slow]
+
+
+def gate_pipeline_multipliers(dp) -> int:
+    """f*c, i*g, o*tanh(c), plus one interpolation product per interpolating table."""
+    tables = (dp.sigmoid, dp.sigmoid, dp.tanh_gate, dp.sigmoid, dp.tanh_cell)
+    return 3 + sum(t.segment_shift > 0 for t in tables)
+
+
+@pytest.mark.parametrize("family", ["ecp5", "xilinx"])
+def test_lanes_use_exactly_p_dsps_and_weights_use_block_ram(tmp_path, family):
+    lanes = 3
+    model = make_model(16, 16, "q16", seed=0)
+    build = write_build(model, HardwareConfig(lanes=lanes), tmp_path)
+    report = synthesize(build.verilog, family)
+    counts = tmp_path / f"synth_{family}.json"
+    counts.write_text(json.dumps(report.to_json_dict(), indent=2))
+    assert json.loads(counts.read_text())["total"]["dsp"] == report.total["dsp"]
+
+    dp = model.datapath(0)
+    blocks = report.blocks
+    assert blocks["mvu"]["dsp"] == lanes
+    assert blocks["cell"]["dsp"] == gate_pipeline_multipliers(dp) == 8
+    assert report.total["dsp"] == lanes + 8
+    # One 704 x 16-bit bank per lane: one block RAM each, none in flip-flops or LUT RAM.
+    assert blocks["weights"]["bram"] == lanes
+    assert blocks["weights"]["lutram"] == 0
+    assert report.total["lut"] > 0 and report.total["ff"] > 0

@@ -1,0 +1,136 @@
+"""Verilog generation API, build directory, Verilator lint and unsupported models."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import FORMAT_SETS, make_model
+
+from lstm_fpga.hw import (
+    HardwareConfig,
+    HardwareConfigError,
+    bank_images,
+    generate_verilog,
+    write_build,
+)
+from lstm_fpga.hw.tools import lint_verilog
+from lstm_fpga.sw.ir import LayerDirection, LstmModel
+
+PORTS = {
+    "clk": ("input", 1),
+    "rst": ("input", 1),
+    "x__tdata": ("input", None),
+    "x__tvalid": ("input", 1),
+    "x__tready": ("output", 1),
+    "x__tlast": ("input", 1),
+    "y__tdata": ("output", None),
+    "y__tvalid": ("output", 1),
+    "y__tready": ("input", 1),
+    "y__tlast": ("output", 1),
+    "cycles": ("output", 32),
+    "busy": ("output", 1),
+}
+
+
+def _top_ports(text):
+    body = text[text.index("module lstm_top(") :]
+    body = body[: body.index("endmodule")]
+    ports = {}
+    for direction, width, name in re.findall(
+        r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?(?:\[(\d+):0\]\s+)?(\w+);",
+        body,
+        re.M,
+    ):
+        ports[name] = (direction, int(width) + 1 if width else 1)
+    return ports
+
+
+@pytest.mark.parametrize("formats", ["q16", "q12", "mixed"])
+def test_top_module_name_and_ports(formats):
+    model = make_model(3, 4, formats)
+    text = generate_verilog(model, HardwareConfig(lanes=3))
+    ports = _top_ports(text)
+    assert set(ports) == set(PORTS)
+    f = FORMAT_SETS[formats]
+    for name, (direction, width) in PORTS.items():
+        expected = width or (f.x.width if name.startswith("x") else f.hidden.width)
+        assert ports[name] == (direction, expected), name
+
+
+def test_lanes_may_be_given_as_an_int():
+    model = make_model(2, 3)
+    assert generate_verilog(model, 2) == generate_verilog(model, HardwareConfig(lanes=2))
+
+
+def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
+    model = make_model(5, 11, "q12", seed=2)
+    build = write_build(model, HardwareConfig(lanes=3), tmp_path / "build")
+    assert build.verilog.read_text().count("module lstm_top(") == 1
+    manifest = json.loads(build.manifest.read_text())
+    assert manifest["top"] == "lstm_top"
+    assert manifest["geometry"]["cycle_bound"] == -(-44 * 16 // 3)
+    assert [p["name"] for p in manifest["ports"]] == list(PORTS)
+    images = bank_images(_geometry(3), model.direction(0, False))
+    assert len(build.hex_files) == 2 * 3
+    for entry in manifest["memories"]:
+        words = (build.directory / entry["hex"]).read_text().split()
+        assert len(words) == entry["depth"]
+    lane1 = [int(w, 16) for w in (build.directory / "weights_lane1.hex").read_text().split()]
+    signed = [v - (1 << 12) if v >> 11 else v for v in lane1]
+    np.testing.assert_array_equal(signed, images.weights[1])
+
+
+def _geometry(lanes):
+    return HardwareConfig(lanes=lanes).geometry(5, 11)
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 64])
+def test_verilator_lint_has_no_errors(tmp_path, lanes):
+    model = make_model(5, 11, "mixed", seed=lanes)
+    build = write_build(model, lanes, tmp_path)
+    report = lint_verilog(build.verilog)
+    assert report.clean, "\n".join(report.errors)
+    # Only the style categories of Amaranth's Verilog backend (docs/hardware.md lists them).
+    assert set(report.warnings) <= {
+        "CASEINCOMPLETE",
+        "DECLFILENAME",
+        "PROCASSINIT",
+        "UNUSEDSIGNAL",
+        "WIDTHEXPAND",
+        "WIDTHTRUNC",
+        "UNUSEDPARAM",
+        "CMPCONST",
+    }, report.warnings
+
+
+def test_unsupported_models_are_refused_with_the_reason():
+    model = make_model(3, 2)
+    d = model.direction(0, False)
+    two_layers = LstmModel(
+        3,
+        2,
+        2,
+        False,
+        True,
+        (
+            d,
+            LayerDirection(
+                1, False, np.zeros((8, 2), int), d.w_hh, d.bias, _hidden_input_formats(d)
+            ),
+        ),
+    )
+    with pytest.raises(HardwareConfigError, match="num_layers=2"):
+        generate_verilog(two_layers, 2)
+    with pytest.raises(HardwareConfigError, match="HardwareConfig or a lane count"):
+        generate_verilog(model, "4")
+    with pytest.raises(HardwareConfigError, match="expected an LstmModel"):
+        generate_verilog(d, 4)
+
+
+def _hidden_input_formats(d):
+    from dataclasses import replace
+
+    return replace(d.formats, x=d.formats.hidden)
