@@ -66,6 +66,30 @@ def _check_range(array: np.ndarray, fmt: FixedFormat, name: str) -> None:
         )
 
 
+#: Widest accumulator allowed: the integer reference sums exactly in int64.
+MAX_ACCUMULATOR_WIDTH = 62
+
+
+def _check_accumulators(name: str, datapath) -> None:
+    try:
+        plans = (
+            [datapath.acc]
+            if isinstance(datapath, HeadDatapath)
+            else [
+                datapath.gate_acc,
+                datapath.cell_acc,
+            ]
+        )
+    except ValueError as error:  # a bias with more fraction bits than its products
+        raise IRError(f"{name}: {error}") from None
+    for plan in plans:
+        if plan.width > MAX_ACCUMULATOR_WIDTH:
+            raise IRError(
+                f"{name}: the formats need a {plan.width}-bit accumulator, more than the "
+                f"{MAX_ACCUMULATOR_WIDTH} supported; use narrower formats"
+            )
+
+
 def _arrays_equal(a, b) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
@@ -105,6 +129,7 @@ class LayerDirection:
         _check_range(self.w_ih, self.formats.w_ih, f"{name}.w_ih")
         _check_range(self.w_hh, self.formats.w_hh, f"{name}.w_hh")
         _check_range(self.bias, self.formats.bias, f"{name}.bias")
+        _check_accumulators(name, self.datapath())
 
     @property
     def name(self) -> str:
@@ -153,6 +178,7 @@ class LinearHead:
             raise IRError(f"head.formats must be a HeadFormats, not {type(self.formats)}")
         _check_range(self.weight, self.formats.weight, "head.weight")
         _check_range(self.bias, self.formats.bias, "head.bias")
+        _check_accumulators("head", self.datapath())
 
     @property
     def in_features(self) -> int:

@@ -97,3 +97,14 @@ def test_direction_lookup():
     with pytest.raises(IRError) as info:
         model.direction(2, False)
     assert str(info.value) == "layer 2 does not exist (num_layers=2)"
+
+
+def test_bias_finer_than_its_accumulator_is_rejected():
+    d = _model().directions[0]
+    formats = replace(d.formats, bias=FixedFormat(31, 30))
+    with pytest.raises(IRError) as info:
+        replace(d, formats=formats)
+    assert str(info.value) == (
+        "l0: bias format Q0.30 has 30 fraction bits but the products it is added to have only "
+        "29; use a bias format with at most 29 fraction bits"
+    )
