@@ -1,0 +1,148 @@
+"""``lstm-fpga build``: what it writes, and a one-line error (exit 2) for every bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lstm_fpga.cli import main
+from lstm_fpga.project import Project
+from lstm_fpga.sw.ir import LstmModel
+
+
+@pytest.fixture
+def files(tmp_path):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 7)
+    torch.save(lstm.state_dict(), tmp_path / "model.pt")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "cal.npy", rng.uniform(-1, 1, (12, 4, 5)).astype(np.float32))
+    np.save(tmp_path / "wrong_features.npy", np.zeros((12, 4, 6), dtype=np.float32))
+    np.save(tmp_path / "ints.npy", np.zeros((12, 4, 5), dtype=np.int32))
+    np.save(tmp_path / "flat.npy", np.zeros(5, dtype=np.float32))
+    (tmp_path / "not_a_model.pt").write_bytes(b"garbage")
+    return tmp_path
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 16])
+def test_build_writes_a_complete_directory(files, capsys, lanes):
+    out_dir = files / "out"
+    code, out, err = _run(
+        capsys,
+        "build",
+        files / "model.pt",
+        "-o",
+        out_dir,
+        "--calibrate",
+        files / "cal.npy",
+        "--lanes",
+        lanes,
+        "--json",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    manifest = json.loads((out_dir / "build.json").read_text())
+    for name in manifest["files"]:
+        assert (out_dir / name).is_file(), name
+    project = Project.load(out_dir)
+    assert project.config.lanes == lanes
+    assert summary["cycle_bound_per_step"] == manifest["cycle_bound_per_step"]
+    assert manifest["cycle_bound_per_step"] == -(-4 * 7 * (5 + 7) // lanes)
+    assert project.model == LstmModel.load(out_dir / "model.json")
+    assert "module lstm_top" in project.verilog.read_text()
+    assert manifest["formats"]["l0.gate"] == "Q0.15"
+
+
+def test_format_override_reaches_the_ir(files, capsys):
+    code, _, err = _run(
+        capsys,
+        "build",
+        files / "model.pt",
+        "-o",
+        files / "out",
+        "--calibrate",
+        files / "cal.npy",
+        "--format",
+        "l0.cell=Q4.11",
+        "--bits",
+        "16",
+    )
+    assert code == 0, err
+    assert str(Project.load(files / "out").model.direction(0, False).formats.cell) == "Q4.11"
+
+
+BAD_INPUTS = [
+    (["missing.pt", "--calibrate", "cal.npy"], "model file {d}/missing.pt does not exist"),
+    (
+        ["model.pt"],
+        "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
+        "(float sequences like the ones the model will see)",
+    ),
+    (["model.pt", "--calibrate", "nope.npy"], "calibration file {d}/nope.npy does not exist"),
+    (
+        ["model.pt", "--calibrate", "wrong_features.npy"],
+        "calibration file {d}/wrong_features.npy has 6 features per time step but the model "
+        "expects 5",
+    ),
+    (
+        ["model.pt", "--calibrate", "ints.npy"],
+        "calibration file {d}/ints.npy holds dtype int32; save float sequences "
+        "(np.save(path, x.astype(np.float32)))",
+    ),
+    (
+        ["model.pt", "--calibrate", "flat.npy"],
+        "calibration file {d}/flat.npy has shape (5,); expected (T, I) or a batch (3-D)",
+    ),
+    (
+        ["model.pt", "--calibrate", "cal.npy", "--format", "l0.bogus=Q1.2"],
+        "unknown tensor 'l0.bogus' in format overrides; valid names: x, l0.w_ih, l0.w_hh, l0.bias, "
+        "l0.preact, l0.gate, l0.cell, l0.hidden",
+    ),
+    (
+        ["model.pt", "--calibrate", "cal.npy", "--lanes", "0"],
+        "lanes must be a positive int (the number of MAC lanes, P), not 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys, argv, message):
+    argv = [str(files / a) if a.endswith((".pt", ".npy")) else a for a in argv]
+    code, _, err = _run(capsys, "build", *argv, "-o", files / "out")
+    assert code == 2
+    # Progress lines may precede it; the error itself is the one last line.
+    assert err.splitlines()[-1] == f"lstm-fpga build: error: {message.format(d=files)}"
+    assert sum("error" in line for line in err.splitlines()) == 1
+    assert not (files / "out").exists()
+    assert not [p for p in files.iterdir() if p.name.startswith(".out")]
+
+
+def test_existing_output_needs_force(files, capsys):
+    args = ["build", files / "model.pt", "-o", files / "out", "--calibrate", files / "cal.npy"]
+    assert _run(capsys, *args)[0] == 0
+    code, _, err = _run(capsys, *args)
+    assert code == 2
+    expected = f"output directory {files / 'out'} exists; pass --force to replace it"
+    assert err == f"lstm-fpga build: error: {expected}\n"
+    assert _run(capsys, *args, "--force")[0] == 0
+
+
+def test_unsafe_model_file_is_refused(files, capsys):
+    code, _, err = _run(
+        capsys,
+        "build",
+        files / "not_a_model.pt",
+        "-o",
+        files / "out",
+        "--calibrate",
+        files / "cal.npy",
+    )
+    assert code == 2
+    assert err.startswith("lstm-fpga build: error: ") and err.count("\n") == 1
