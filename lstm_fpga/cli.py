@@ -62,6 +62,7 @@ def _cmd_build(args) -> int:
         calibration=calibration,
         calibration_path=args.calibrate,
         batch_first=args.batch_first,
+        headroom_bits=args.headroom,
         force=args.force,
         log=_progress(not args.json),
     )
@@ -142,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-first",
         action="store_true",
         help="3-D arrays are (B, T, I) instead of nn.LSTM's default (T, B, I)",
+    )
+    build.add_argument(
+        "--headroom",
+        type=int,
+        default=0,
+        metavar="BITS",
+        help="extra integer bits for inputs, pre-activations, cell and head output (default 0)",
     )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
     build.add_argument("--json", action="store_true", help="print a JSON summary")

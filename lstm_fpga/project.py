@@ -130,6 +130,7 @@ def build_project(
     calibration=None,
     calibration_path=None,
     batch_first: bool = False,
+    headroom_bits: int = 0,
     force: bool = False,
     log=None,
 ) -> Project:
@@ -138,7 +139,8 @@ def build_project(
     ``source`` is a state_dict file, an ``nn.Module`` or a saved IR (``.json``/``.npz``; then
     no calibration happens and no float comparison is available). ``calibration`` holds sample
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
-    ``batch_first`` says) from which every format is chosen.
+    ``batch_first`` says) from which every format is chosen; ``headroom_bits`` extra integer
+    bits on data-dependent tensors leave room for inputs larger than the calibration data.
     """
     from .sw.torch_import import import_model
 
@@ -168,7 +170,12 @@ def build_project(
         )
         log(f"calibrating on {calibration.shape} samples, {width}-bit formats")
         chosen = calibrate(
-            float_model, calibration, batch_first=batch_first, width=width, overrides=overrides
+            float_model,
+            calibration,
+            batch_first=batch_first,
+            width=width,
+            overrides=overrides,
+            headroom_bits=headroom_bits,
         )
         model = quantize_model(float_model, chosen)
         report = quantization_report(float_model, model, calibration, batch_first=batch_first)
