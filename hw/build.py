@@ -10,9 +10,10 @@ from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
 from .config import HardwareConfig, HardwareConfigError, PassGeometry
-from .engine import LstmTop
+from .engine import LstmTop, check_supported
 from .fixed import format_shape
-from .layout import BankImages
+from .layout import BankImages, hex_file_name
+from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
 
 __all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
 
@@ -31,14 +32,37 @@ def hardware_config(config: HardwareConfig | int) -> HardwareConfig:
     )
 
 
-def generate_verilog(model: LstmModel, config: HardwareConfig | int) -> str:
-    """Verilog of the accelerator for ``model`` with module name ``lstm_top``.
+def _check_init(memory_init: str) -> None:
+    if memory_init not in MEMORY_INIT_STYLES:
+        raise HardwareConfigError(
+            f"memory_init must be one of {', '.join(MEMORY_INIT_STYLES)}, not {memory_init!r}"
+        )
 
-    ``config`` is a :class:`HardwareConfig` or just the lane count ``P``. Weight and bias
-    memories are initialised inside the Verilog (``initial`` blocks).
+
+def _verilog(top: LstmTop, memory_init: str) -> str:
+    images = top.engine.images
+    lanes = images.geometry.lanes
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    banks = "".join(
+        weight_bank_verilog(images, lane, memory_init, hex_file_name("weights", lane, lanes))
+        for lane in range(lanes)
+    )
+    return f"{text}\n// Weight banks (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
+
+
+def generate_verilog(
+    model: LstmModel, config: HardwareConfig | int, *, memory_init: str = "inline"
+) -> str:
+    """Verilog of the accelerator for ``model``: top module ``lstm_top`` and its submodules.
+
+    ``config`` is a :class:`HardwareConfig` or just the lane count ``P``. ``memory_init``
+    ``"inline"`` puts the weights into the Verilog (``initial`` blocks); ``"readmemh"`` loads
+    each lane's bank from ``weights_laneNN.hex`` (see :func:`write_build`) instead.
     """
-    top = LstmTop(model, hardware_config(config))
-    return verilog.convert(top, name=TOP_NAME, emit_src=False)
+    config = hardware_config(config)
+    _check_init(memory_init)
+    check_supported(model)
+    return _verilog(LstmTop(model, config, verilog_banks=memory_init), memory_init)
 
 
 @dataclass(frozen=True)
@@ -71,13 +95,19 @@ def _port_list(model: LstmModel) -> list[dict]:
 
 
 def _manifest(
-    model: LstmModel, config: HardwareConfig, geometry: PassGeometry, images: BankImages, hexes
+    model: LstmModel,
+    config: HardwareConfig,
+    geometry: PassGeometry,
+    images: BankImages,
+    hexes,
+    memory_init: str,
 ) -> dict:
     return {
         "kind": "lstm-fpga build",
         "top": TOP_NAME,
         "verilog": f"{TOP_NAME}.v",
         "config": {"lanes": config.lanes},
+        "memory_init": memory_init,
         "geometry": {
             "input_size": geometry.input_size,
             "hidden_size": geometry.hidden_size,
@@ -97,7 +127,11 @@ def _manifest(
         "memories": [
             {
                 "hex": path.name,
-                "memory": f"{TOP_NAME}.engine.weights.{kind}_bank{lane}",
+                "memory": (
+                    f"{weight_bank_module(lane)}.mem"
+                    if kind == "weights"
+                    else f"{TOP_NAME}.engine.weights.{kind}_bank{lane}"
+                ),
                 "width": images.weight_width if kind == "weights" else images.bias_width,
                 "depth": geometry.bank_depth if kind == "weights" else geometry.passes,
             }
@@ -106,20 +140,28 @@ def _manifest(
     }
 
 
-def write_build(model: LstmModel, config: HardwareConfig | int, directory) -> Build:
-    """Write ``lstm_top.v``, per-lane ``.hex`` weight/bias images and ``manifest.json``."""
+def write_build(
+    model: LstmModel, config: HardwareConfig | int, directory, *, memory_init: str = "inline"
+) -> Build:
+    """Write ``lstm_top.v``, per-lane ``.hex`` weight/bias images and ``manifest.json``.
+
+    The ``.hex`` files hold the same contents as the Verilog's memory init; with
+    ``memory_init="readmemh"`` the Verilog reads the weight banks from them.
+    """
     config = hardware_config(config)
+    _check_init(memory_init)
+    check_supported(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    top = LstmTop(model, config)
+    top = LstmTop(model, config, verilog_banks=memory_init)
     images = top.engine.images
     verilog_path = directory / f"{TOP_NAME}.v"
-    verilog_path.write_text(verilog.convert(top, name=TOP_NAME, emit_src=False))
+    verilog_path.write_text(_verilog(top, memory_init))
     paths = images.write_hex(directory)
     # write_hex alternates weights/bias per lane.
     kinds = [(kind, lane) for lane in range(images.geometry.lanes) for kind in ("weights", "bias")]
     hexes = list(zip(paths, kinds, strict=True))
-    manifest = _manifest(model, config, images.geometry, images, hexes)
+    manifest = _manifest(model, config, images.geometry, images, hexes, memory_init)
     manifest_path = directory / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return Build(directory, verilog_path, manifest_path, tuple(paths))

@@ -40,6 +40,10 @@ def check_supported(model: LstmModel) -> None:
 class LstmEngine(wiring.Component):
     """One LSTM layer direction with streaming input and output (Amaranth streams).
 
+    ``verilog_banks`` (``None``, ``"inline"`` or ``"readmemh"``) makes the weight banks
+    instances of the Verilog modules of :func:`~lstm_fpga.hw.memory.weight_bank_verilog`
+    (for Verilog output; the Amaranth simulator needs the default ``None``).
+
     Ports
     -----
     x : In, stream of ``{data: x format, last: 1}``
@@ -57,7 +61,9 @@ class LstmEngine(wiring.Component):
         A sequence has started and its last output beat has not been taken yet.
     """
 
-    def __init__(self, model: LstmModel, config: HardwareConfig):
+    def __init__(
+        self, model: LstmModel, config: HardwareConfig, *, verilog_banks: str | None = None
+    ):
         try:
             check_supported(model)
             if not isinstance(config, HardwareConfig):
@@ -69,6 +75,7 @@ class LstmEngine(wiring.Component):
             raise
         self._model = model
         self._config = config
+        self._verilog_banks = verilog_banks
         self._dp = model.datapath(0)
         self._geometry = config.geometry(model.input_size, model.hidden_size)
         self._images = bank_images(self._geometry, model.direction(0, False))
@@ -98,7 +105,7 @@ class LstmEngine(wiring.Component):
         m = Module()
         dp, g = self._dp, self._geometry
         m.submodules.sequencer = seq = Sequencer(dp, g)
-        m.submodules.weights = mem = WeightMemory(self._images)
+        m.submodules.weights = mem = WeightMemory(self._images, verilog_banks=self._verilog_banks)
         m.submodules.mvu = mvu = MatrixVectorUnit(dp, g)
         m.submodules.cell = cell = GateCellPipeline(dp)
 
@@ -138,9 +145,11 @@ class LstmTop(wiring.Component):
     ``docs/hardware.md`` for element order and timing diagrams.
     """
 
-    def __init__(self, model: LstmModel, config: HardwareConfig):
+    def __init__(
+        self, model: LstmModel, config: HardwareConfig, *, verilog_banks: str | None = None
+    ):
         try:
-            self._engine = LstmEngine(model, config)
+            self._engine = LstmEngine(model, config, verilog_banks=verilog_banks)
         except HardwareConfigError:
             self._MustUse__silence = True  # a refused design is not an unused one
             raise

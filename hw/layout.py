@@ -29,6 +29,7 @@ __all__ = [
     "Location",
     "bank_images",
     "bias_location",
+    "hex_file_name",
     "hex_lines",
     "weight_location",
 ]
@@ -63,13 +64,12 @@ class BankImages:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
-        digits = len(str(self.geometry.lanes - 1))
         for lane in range(self.geometry.lanes):
             for kind, text in (
                 ("weights", self.weight_hex(lane)),
                 ("bias", self.bias_hex(lane)),
             ):
-                path = directory / f"{prefix}{kind}_lane{lane:0{digits}d}.hex"
+                path = directory / f"{prefix}{hex_file_name(kind, lane, self.geometry.lanes)}"
                 path.write_text(text)
                 paths.append(path)
         return paths
@@ -131,6 +131,12 @@ def bias_location(geometry: PassGeometry, torch_row: int) -> Location:
     row = (torch_row % H) * 4 + torch_row // H
     pass_index, lane = divmod(row, geometry.lanes)
     return Location(lane, pass_index)
+
+
+def hex_file_name(kind: str, lane: int, lanes: int) -> str:
+    """``weights_lane07.hex`` / ``bias_lane07.hex`` (lane numbers padded to equal length)."""
+    digits = len(str(lanes - 1))
+    return f"{kind}_lane{lane:0{digits}d}.hex"
 
 
 def hex_lines(values, width: int) -> str:

@@ -7,7 +7,7 @@ words at run time.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, unsigned
+from amaranth.hdl import ClockSignal, Instance, Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -15,7 +15,20 @@ from amaranth.lib.wiring import In, Out
 from .config import index_shape
 from .layout import BankImages
 
-__all__ = ["BLOCK_RAM_MIN_BITS", "WeightMemory", "WeightTarget", "write_layout"]
+__all__ = [
+    "BLOCK_RAM_MIN_BITS",
+    "MEMORY_INIT_STYLES",
+    "WeightMemory",
+    "WeightTarget",
+    "weight_bank_module",
+    "weight_bank_verilog",
+    "write_layout",
+]
+
+#: How generated Verilog initialises the weight banks: ``initial`` assignments inside the
+#: Verilog, or ``$readmemh`` of the per-lane ``.hex`` files (path relative to the simulator's
+#: or synthesis tool's working directory).
+MEMORY_INIT_STYLES = ("inline", "readmemh")
 
 #: Weight banks of at least this many bits are marked for block RAM (``ram_style`` and
 #: ``rom_style`` = ``"block"``); smaller ones are left to the tool (usually LUT RAM). Without
@@ -62,8 +75,13 @@ class WeightMemory(wiring.Component):
         same word in the same cycle returns the old value.
     """
 
-    def __init__(self, images: BankImages):
+    def __init__(self, images: BankImages, *, verilog_banks: str | None = None):
+        if verilog_banks is not None and verilog_banks not in MEMORY_INIT_STYLES:
+            raise ValueError(
+                f"verilog_banks must be None or one of {MEMORY_INIT_STYLES}, not {verilog_banks!r}"
+            )
         self._images = images
+        self._verilog_banks = verilog_banks
         g = images.geometry
         self._weight_shape = Shape(images.weight_width, signed=True)
         self._bias_shape = Shape(images.bias_width, signed=True)
@@ -86,6 +104,21 @@ class WeightMemory(wiring.Component):
         images = self._images
         g = images.geometry
         write = self.write.payload
+        if self._verilog_banks is not None:
+            for lane in range(g.lanes):
+                rdata = Signal(self._weight_shape, name=f"weights_rdata{lane}")
+                m.submodules[f"weights_bank{lane}"] = Instance(
+                    weight_bank_module(lane),
+                    i_clk=ClockSignal(),
+                    i_raddr=self.weight_address,
+                    o_rdata=rdata,
+                    i_we=self.write.valid
+                    & (write.lane == lane)
+                    & (write.target == WeightTarget.WEIGHT),
+                    i_waddr=write.address[: len(self.weight_address)],
+                    i_wdata=write.data[: self._weight_shape.width],
+                )
+                m.d.comb += self.weights[lane].eq(rdata)
         for lane in range(g.lanes):
             banks = (
                 ("weights", self._weight_shape, images.weights[lane], self.weight_address),
@@ -95,6 +128,8 @@ class WeightMemory(wiring.Component):
             for target, ((kind, shape, init, address), output) in enumerate(
                 zip(banks, outputs, strict=True)
             ):
+                if kind == "weights" and self._verilog_banks is not None:
+                    continue
                 attrs = {}
                 if len(init) * shape.width >= BLOCK_RAM_MIN_BITS:
                     attrs = {"ram_style": "block", "rom_style": "block"}
@@ -111,3 +146,54 @@ class WeightMemory(wiring.Component):
                     port.en.eq(self.write.valid & (write.lane == lane) & (write.target == target)),
                 ]
         return m
+
+
+def weight_bank_module(lane: int) -> str:
+    """Verilog module name of lane ``lane``'s weight bank in generated Verilog."""
+    return f"lstm_top_weights_bank{lane}"
+
+
+def weight_bank_verilog(images: BankImages, lane: int, init: str, hex_name: str) -> str:
+    """Verilog of one weight bank: the block RAM template yosys and vendor tools infer.
+
+    Synchronous read with the old word on a same-cycle write (like the simulated
+    ``lib.memory.Memory`` read port, which is not transparent), one write port. ``init`` is
+    ``"inline"`` (``initial`` assignments) or ``"readmemh"`` (``$readmemh(hex_name)``).
+    Amaranth and yosys would need minutes for the init of a large bank; this text takes
+    milliseconds, which is why generated Verilog uses it.
+    """
+    if init not in MEMORY_INIT_STYLES:
+        raise ValueError(f"init must be one of {MEMORY_INIT_STYLES}, not {init!r}")
+    words = images.weights[lane]
+    width = images.weight_width
+    depth = len(words)
+    address_bits = index_shape(depth).width
+    style = ""
+    if depth * width >= BLOCK_RAM_MIN_BITS:
+        style = '  (* ram_style = "block", rom_style = "block" *)\n'
+    if init == "inline":
+        mask = (1 << width) - 1
+        digits = (width + 3) // 4
+        body = "".join(
+            f"    mem[{k}] = {width}'h{int(v) & mask:0{digits}x};\n" for k, v in enumerate(words)
+        )
+        initial = f"  initial begin\n{body}  end\n"
+    else:
+        initial = f'  initial $readmemh("{hex_name}", mem);\n'
+    return (
+        f"module {weight_bank_module(lane)}(clk, raddr, rdata, we, waddr, wdata);\n"
+        f"  input clk;\n"
+        f"  input [{address_bits - 1}:0] raddr;\n"
+        f"  output reg [{width - 1}:0] rdata;\n"
+        f"  input we;\n"
+        f"  input [{address_bits - 1}:0] waddr;\n"
+        f"  input [{width - 1}:0] wdata;\n"
+        f"{style}"
+        f"  reg [{width - 1}:0] mem [0:{depth - 1}];\n"
+        f"{initial}"
+        f"  always @(posedge clk) begin\n"
+        f"    if (we) mem[waddr] <= wdata;\n"
+        f"    rdata <= mem[raddr];\n"
+        f"  end\n"
+        f"endmodule\n"
+    )

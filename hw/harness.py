@@ -1,0 +1,224 @@
+"""A compiled C++ Verilator harness for generated builds: bit-exactness and cycle counts.
+
+This is a fast self-check of the *generated Verilog* (the Amaranth simulator checks the
+Amaranth design): it streams sequences through ``lstm_top`` with optional random idle and
+backpressure cycles and records every output beat, the cycle it was taken, and the
+``cycles`` register after each sequence. The project's cocotb testbenches (``lstm_fpga.sim``)
+are the full verification environment; this harness exists so that hardware benchmarks can
+run millions of cycles per second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .build import TOP_NAME, Build
+from .tools import verilator_command
+
+__all__ = ["HarnessRun", "compile_harness", "run_harness"]
+
+_HARNESS_CPP = r"""
+// Streams sequences through lstm_top; see lstm_fpga/hw/harness.py.
+#include "Vlstm_top.h"
+#include "verilated.h"
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+int main(int argc, char** argv) {
+    if (argc != 9) {
+        std::fprintf(stderr, "usage: harness IN OUT X_WIDTH Y_WIDTH IDLE STALL SEED LIMIT\n");
+        return 2;
+    }
+    const int x_width = std::atoi(argv[3]), y_width = std::atoi(argv[4]);
+    const double idle = std::atof(argv[5]), stall = std::atof(argv[6]);
+    std::mt19937_64 rng(std::strtoull(argv[7], nullptr, 10));
+    const uint64_t limit = std::strtoull(argv[8], nullptr, 10);
+    std::uniform_real_distribution<double> coin(0.0, 1.0);
+
+    FILE* in = std::fopen(argv[1], "r");
+    long sequences, inputs, hidden;
+    if (!in || std::fscanf(in, "%ld %ld %ld", &sequences, &inputs, &hidden) != 3) return 3;
+    std::vector<int64_t> data;
+    std::vector<int> last;
+    uint64_t outputs = 0;
+    for (long s = 0; s < sequences; ++s) {
+        long steps;
+        if (std::fscanf(in, "%ld", &steps) != 1) return 3;
+        for (long k = 0; k < steps * inputs; ++k) {
+            long long v;
+            if (std::fscanf(in, "%lld", &v) != 1) return 3;
+            data.push_back(v);
+            last.push_back(k == steps * inputs - 1);
+        }
+        outputs += steps * hidden;
+    }
+    std::fclose(in);
+
+    VerilatedContext context;
+    Vlstm_top top{&context};
+    const uint64_t x_mask = (x_width >= 64) ? ~0ull : ((1ull << x_width) - 1);
+    auto clock = [&]() { top.clk = 1; top.eval(); top.clk = 0; top.eval(); };
+    top.clk = 0;
+    top.rst = 1;
+    top.eval();
+    clock();
+    clock();
+    top.rst = 0;
+
+    FILE* out = std::fopen(argv[2], "w");
+    uint64_t sent = 0, received = 0, cycle = 0;
+    bool valid = false, read_cycles = false;
+    while (received < outputs && cycle < limit) {
+        if (!valid && sent < data.size()) valid = !(idle > 0 && coin(rng) < idle);
+        top.x___05Ftvalid = valid;
+        top.x___05Ftdata = valid ? (uint64_t(data[sent]) & x_mask) : 0;
+        top.x___05Ftlast = valid ? last[sent] : 0;
+        const bool ready = !(stall > 0 && coin(rng) < stall);
+        top.y___05Ftready = ready;
+        top.eval();
+        const bool x_fire = valid && top.x___05Ftready;
+        const bool y_fire = ready && top.y___05Ftvalid;
+        if (x_fire && sent == 0) std::fprintf(out, "start %llu\n", (unsigned long long)cycle);
+        if (y_fire) {
+            int64_t y = int64_t(uint64_t(top.y___05Ftdata) << (64 - y_width)) >> (64 - y_width);
+            std::fprintf(out, "y %lld %d %llu\n", (long long)y, int(top.y___05Ftlast),
+                         (unsigned long long)cycle);
+            ++received;
+            read_cycles = top.y___05Ftlast;
+        }
+        clock();
+        if (x_fire) { ++sent; valid = false; }
+        if (read_cycles) {  // the register holds the finished sequence's count now
+            std::fprintf(out, "cycles %llu\n", (unsigned long long)top.cycles);
+            read_cycles = false;
+        }
+        ++cycle;
+    }
+    std::fprintf(out, "end %llu %d\n", (unsigned long long)cycle, int(top.busy));
+    std::fclose(out);
+    return received == outputs ? 0 : 4;
+}
+"""
+
+
+@dataclass(frozen=True, eq=False)
+class HarnessRun:
+    """What one harness run observed."""
+
+    outputs: list[np.ndarray]  # per sequence: (steps, H) integers
+    last_flags: np.ndarray  # y tlast of every output beat
+    output_cycles: np.ndarray  # cycle of every output handshake
+    sequence_cycles: list[int]  # the ``cycles`` register after each sequence
+    first_input_cycle: int
+    total_cycles: int
+    busy_at_end: bool
+
+
+def compile_harness(build: Build, *, jobs: int = 2) -> Path:
+    """Compile the harness against ``build`` (cached in ``build.directory / "harness"``)."""
+    verilog_text = build.verilog.read_bytes()
+    digest = hashlib.sha256(verilog_text + _HARNESS_CPP.encode()).hexdigest()[:16]
+    workdir = build.directory / "harness"
+    executable = workdir / "obj" / "harness"
+    stamp = workdir / "digest"
+    if executable.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return executable
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "harness.cpp").write_text(_HARNESS_CPP)
+    command, env = verilator_command()
+    args = [
+        *command,
+        "--cc",
+        "--exe",
+        "--build",
+        "-j",
+        str(jobs),
+        "-O3",
+        "-Wno-fatal",
+        "-Wno-lint",
+        "-Wno-style",
+        "--top-module",
+        TOP_NAME,
+        "-Mdir",
+        "obj",
+        "-o",
+        "harness",
+        str(build.verilog.resolve()),
+        "harness.cpp",
+    ]
+    run = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"Verilator build of the harness failed:\n{run.stderr[-4000:]}")
+    stamp.write_text(digest)
+    return executable
+
+
+def run_harness(
+    build: Build,
+    sequences,
+    input_width: int,
+    output_width: int,
+    *,
+    hidden_size: int,
+    idle: float = 0.0,
+    stall: float = 0.0,
+    seed: int = 0,
+    cycle_limit: int = 10**10,
+) -> HarnessRun:
+    """Stream integer ``sequences`` (each ``(steps, I)``) through the compiled build."""
+    executable = compile_harness(build)
+    workdir = executable.parent.parent
+    sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
+    inputs = sequences[0].shape[1]
+    lines = [f"{len(sequences)} {inputs} {hidden_size}"]
+    for seq in sequences:
+        lines.append(str(seq.shape[0]))
+        lines.append(" ".join(str(int(v)) for v in seq.reshape(-1)))
+    input_path, output_path = workdir / "input.txt", workdir / "output.txt"
+    input_path.write_text("\n".join(lines) + "\n")
+    args = [
+        str(executable),
+        str(input_path),
+        str(output_path),
+        str(input_width),
+        str(output_width),
+        str(idle),
+        str(stall),
+        str(seed),
+        str(cycle_limit),
+    ]
+    # $readmemh paths are relative to the build directory.
+    run = subprocess.run(args, cwd=build.directory, capture_output=True, text=True)
+    text = output_path.read_text() if output_path.is_file() else ""
+    output_path.unlink(missing_ok=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"harness run failed (status {run.returncode}): {run.stderr[-2000:]}")
+    values, lasts, cycles, sequence_cycles = [], [], [], []
+    start = end = busy = 0
+    for line in text.splitlines():
+        kind, *fields = line.split()
+        if kind == "y":
+            values.append(int(fields[0]))
+            lasts.append(int(fields[1]))
+            cycles.append(int(fields[2]))
+        elif kind == "cycles":
+            sequence_cycles.append(int(fields[0]))
+        elif kind == "start":
+            start = int(fields[0])
+        elif kind == "end":
+            end, busy = int(fields[0]), int(fields[1])
+    outputs, offset = [], 0
+    for seq in sequences:
+        count = seq.shape[0] * hidden_size
+        outputs.append(np.array(values[offset : offset + count]).reshape(seq.shape[0], -1))
+        offset += count
+    return HarnessRun(
+        outputs, np.array(lasts), np.array(cycles), sequence_cycles, start, end, bool(busy)
+    )
