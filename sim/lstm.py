@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from .runner import SimBuild, SimulationError, build, default_cache_dir
 __all__ = [
     "HardwareDesign",
     "SimulationResult",
+    "compile_build",
     "compile_model",
     "design_cycle_bound",
     "simulate",
@@ -102,24 +105,54 @@ def _model_digest(model: LstmModel, config) -> str:
     return digest.hexdigest()
 
 
-def _verilog_for(model: LstmModel, config, cache_root: Path) -> tuple[str, float]:
-    """Generated Verilog, from a cache keyed by the IR, the config and the generator source
-    (generation of large models takes tens of seconds; it is deterministic)."""
-    from ..hw import generate_verilog
+def _generated(model: LstmModel, config, cache_root: Path) -> tuple[Path, float]:
+    """A directory with the generated ``lstm_top.v`` (weight banks read by ``$readmemh``)
+    and its ``.hex`` files, cached by the IR, the config and the generator's source code."""
+    from ..hw import write_build
 
     combined = _model_digest(model, config) + _source_digest()
     key = hashlib.sha256(combined.encode()).hexdigest()[:32]
-    path = cache_root / "verilog" / f"lstm_top-{key}.v"
-    if path.is_file():
-        return path.read_text(), 0.0
+    directory = cache_root / "generated" / key
+    if (directory / "manifest.json").is_file():
+        return directory, 0.0
     started = time.perf_counter()
-    text = generate_verilog(model, config)
+    partial = cache_root / "generated" / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(partial, ignore_errors=True)
+    write_build(model, config, partial, memory_init="readmemh")
     seconds = time.perf_counter() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{key[:8]}.tmp")
-    partial.write_text(text)
-    partial.replace(path)
-    return text, seconds
+    try:
+        partial.rename(directory)
+    except OSError:  # another process finished the same generation first
+        shutil.rmtree(partial, ignore_errors=True)
+    return directory, seconds
+
+
+def compile_build(
+    build_dir: Path | str,
+    model: LstmModel,
+    config,
+    simulator: str = "verilator",
+    *,
+    waves: bool = False,
+    cache_dir: Path | str | None = None,
+) -> HardwareDesign:
+    """Compile a directory written by :func:`lstm_fpga.hw.write_build` (``lstm_top.v``, its
+    ``.hex`` files, ``manifest.json``) for ``model`` (the IR it was generated from)."""
+    from ..hw import TOP_NAME, hardware_config
+
+    directory = Path(build_dir)
+    verilog_path = directory / f"{TOP_NAME}.v"
+    if not verilog_path.is_file():
+        raise FileNotFoundError(f"{verilog_path} does not exist; write it with hw.write_build")
+    sim_build = build(
+        verilog_path.read_text(),
+        TOP_NAME,
+        simulator,
+        waves=waves,
+        cache_dir=cache_dir,
+        data_files=sorted(directory.glob("*.hex")),
+    )
+    return HardwareDesign(model, hardware_config(config), sim_build)
 
 
 def compile_model(
@@ -131,16 +164,16 @@ def compile_model(
     cache_dir: Path | str | None = None,
 ) -> HardwareDesign:
     """Generate the accelerator for ``model`` (``lanes``: a lane count or a
-    :class:`~lstm_fpga.hw.HardwareConfig`) and build it for ``simulator``; cached."""
-    from ..hw import TOP_NAME, hardware_config
+    :class:`~lstm_fpga.hw.HardwareConfig`) and build it for ``simulator``; both cached."""
+    from ..hw import hardware_config
 
     if not isinstance(model, LstmModel):
         raise TypeError(f"compile_model needs an LstmModel (the IR), not {type(model).__name__}")
     config = hardware_config(lanes)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    verilog, seconds = _verilog_for(model, config, root)
-    sim_build = build(verilog, TOP_NAME, simulator, waves=waves, cache_dir=root)
-    return HardwareDesign(model, config, sim_build, seconds)
+    directory, seconds = _generated(model, config, root)
+    design = compile_build(directory, model, config, simulator, waves=waves, cache_dir=root)
+    return HardwareDesign(model, config, design.sim_build, seconds)
 
 
 @dataclass(frozen=True, eq=False)

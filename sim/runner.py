@@ -330,6 +330,7 @@ def build(
     for path in data_paths:
         if not path.is_file():
             raise FileNotFoundError(f"data file {path} does not exist")
+    _check_memory_files(verilog, toplevel, data_paths)
     fmt = wave_format(simulator) if waves else "fst"
     options = _build_options(simulator, waves, build_args, fmt)
     digest = hashlib.sha256()
@@ -377,6 +378,24 @@ def build(
         seconds = time.perf_counter() - started
         stamp.write_text(json.dumps({**header, "key": key, "seconds": seconds}, indent=2))
     return result
+
+
+_READMEM = re.compile(r'\$readmem[hb]\s*\(\s*"([^"]+)"')
+
+
+def _check_memory_files(verilog: str, toplevel: str, data_paths: tuple[Path, ...]) -> None:
+    """Every relative ``$readmemh`` file must be among the data files: simulators only warn
+    about a missing one and run on with an uninitialised memory."""
+    names = {p.name for p in data_paths}
+    missing = sorted(
+        {name for name in _READMEM.findall(verilog) if not Path(name).is_absolute()} - names
+    )
+    if missing:
+        raise FileNotFoundError(
+            f"the Verilog of {toplevel} loads {', '.join(missing)} with $readmem but no such "
+            f"data file was given; pass the .hex files written next to the Verilog "
+            f"(lstm_fpga.hw.write_build) as data_files"
+        )
 
 
 def _stamp_matches(stamp: Path, key: str) -> bool:
