@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["main"]
 
 
@@ -34,11 +36,19 @@ def _input_errors():
     """Exception types that mean "the user's input is wrong" (exit 2, one line)."""
     from .hw import HardwareConfigError
     from .project import BuildError
+    from .sim import SimulatorNotFoundError
     from .sw.calibrate import CalibrationError
     from .sw.ir import IRError
     from .sw.torch_import import ModelImportError
 
-    return (BuildError, CalibrationError, IRError, ModelImportError, HardwareConfigError)
+    return (
+        BuildError,
+        CalibrationError,
+        IRError,
+        ModelImportError,
+        HardwareConfigError,
+        SimulatorNotFoundError,
+    )
 
 
 # -- build --------------------------------------------------------------------------------------
@@ -88,6 +98,123 @@ def _cmd_build(args) -> int:
             f"{project.cycle_bound} cycles per time step"
         )
     return 0
+
+
+# -- simulate / compare ------------------------------------------------------------------------
+def _summary(report) -> dict:
+    """The machine-readable comparison summary (``simulate --json``, ``compare --json``)."""
+    data = report.to_dict()
+    return {
+        "bit_exact": report.bit_exact,
+        "mismatches": sum(check.mismatches for check in report.checks),
+        "compared": sum(check.compared for check in report.checks),
+        "first_mismatch": None if report.first_mismatch is None else str(report.first_mismatch),
+        "max_abs_error_vs_float": max((e.max_abs for e in report.float_errors), default=0.0),
+        "rms_error_vs_float": {e.tensor: e.rms for e in report.float_errors},
+        "cycles_per_step": report.cycles.cycles_per_step,
+        "cycle_bound_per_step": report.cycles.bound_per_step,
+        "lane_utilization": report.cycles.lane_utilization,
+        "simulator": report.simulator,
+        "report": data,
+    }
+
+
+def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
+    from .project import load_array
+
+    if path is None:
+        return None
+    array = load_array(path, what)
+    if array.shape != tuple(expected_shape):
+        raise _UsageError(
+            f"{what} file {path} has shape {array.shape}; expected {tuple(expected_shape)} "
+            f"(layers x directions, batch, hidden)"
+        )
+    return array
+
+
+def _cmd_simulate(args) -> int:
+    from .project import Project, load_array
+    from .sim import compare, compile_model, simulate
+    from .sw.numerics import dequantize, quantize
+    from .sw.reference import quantize_input
+
+    project = Project.load(args.build)
+    model = project.model
+    log = _progress(not args.json)
+    x = load_array(args.input, "input")
+    if x.shape[-1] != model.input_size:
+        raise _UsageError(
+            f"input file {args.input} has {x.shape[-1]} features per time step but the model "
+            f"expects {model.input_size}"
+        )
+    batch = 1 if x.ndim == 2 else x.shape[0 if project.batch_first else 1]
+    state_shape = (model.num_layers * model.num_directions, batch, model.hidden_size)
+    if x.ndim == 2:
+        state_shape = state_shape[:1] + state_shape[2:]
+    h0 = _load_state(args.h0, "h0", state_shape)
+    c0 = _load_state(args.c0, "c0", state_shape)
+    if h0 is not None:
+        h0 = np.stack(
+            [quantize(h, d.formats.hidden) for h, d in zip(h0, model.directions, strict=True)]
+        )
+    if c0 is not None:
+        c0 = np.stack(
+            [quantize(c, d.formats.cell) for c, d in zip(c0, model.directions, strict=True)]
+        )
+    log(f"building the {args.simulator} simulation of {project.verilog} (cached when unchanged)")
+    design = compile_model(
+        model,
+        project.config,
+        args.simulator,
+        waves=args.waves,
+        cache_dir=project.directory / "sim_build",
+    )
+    steps = x.shape[0] if x.ndim == 2 else x.shape[1 if project.batch_first else 0]
+    log(f"simulating {batch} sequence(s) of {steps} steps")
+    result = simulate(
+        design,
+        quantize_input(model, x),
+        h0,
+        c0,
+        args.simulator,
+        args.waves,
+        batch_first=project.batch_first,
+    )
+    if result.waves is not None:
+        log(f"waveform: {result.waves}")
+    report = compare(result, float_model=project.float_model, float_inputs=x)
+    out = project.directory / "sim"
+    out.mkdir(exist_ok=True)
+    np.save(out / "outputs_int.npy", result.outputs)
+    np.save(out / "outputs.npy", dequantize(result.outputs, model.output_format))
+    summary = _summary(report) | {"outputs": str(out / "outputs.npy")}
+    (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "comparison.txt").write_text(str(report) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(report)
+        print(f"outputs: {out / 'outputs.npy'} (integers: outputs_int.npy)")
+    return 0 if report.bit_exact else 1
+
+
+def _cmd_compare(args) -> int:
+    from .project import Project
+
+    project = Project.load(args.build)
+    path = project.directory / "sim" / "comparison.json"
+    if not path.is_file():
+        raise _UsageError(
+            f"{project.directory} has no simulation yet; run "
+            f"`lstm-fpga simulate {project.directory} --input X.npy` first"
+        )
+    summary = json.loads(path.read_text())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print((path.with_suffix(".txt")).read_text(), end="")
+    return 0 if summary["bit_exact"] else 1
 
 
 # -- synth --------------------------------------------------------------------------------------
@@ -155,6 +282,37 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--json", action="store_true", help="print a JSON summary")
     build.set_defaults(run=_cmd_build)
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a build's Verilog on inputs in a cocotb simulation and compare",
+        description="Quantize X with the build's input format, run the generated Verilog in a "
+        "cocotb testbench, write OUT/sim/outputs.npy and the comparison against the integer "
+        "reference (bit-exact?) and float PyTorch. Exit 1 if not bit-exact.",
+    )
+    simulate.add_argument("build", metavar="OUT", help="build directory")
+    simulate.add_argument(
+        "--input",
+        required=True,
+        metavar="X.npy",
+        help="float input (T, I) or a batch, (T, B, I) or (B, T, I) as the build's --batch-first",
+    )
+    simulate.add_argument("--h0", metavar="H0.npy", help="initial hidden state (L*D, B, H)")
+    simulate.add_argument("--c0", metavar="C0.npy", help="initial cell state (L*D, B, H)")
+    simulate.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    simulate.add_argument("--waves", action="store_true", help="write a waveform (path printed)")
+    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    simulate.set_defaults(run=_cmd_simulate)
+
+    compare = commands.add_parser(
+        "compare",
+        help="show the comparison of a build's last simulation",
+        description="Print the hardware vs reference vs float comparison of the last "
+        "`lstm-fpga simulate` of OUT. Exit 1 if the hardware was not bit-exact.",
+    )
+    compare.add_argument("build", metavar="OUT", help="build directory")
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.set_defaults(run=_cmd_compare)
+
     synth = commands.add_parser(
         "synth",
         help="resource counts of a build with yosys",
@@ -179,6 +337,9 @@ def main(argv=None) -> int:
     except _input_errors() as error:
         print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `lstm-fpga compare OUT --json | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"lstm-fpga {args.command}: interrupted", file=sys.stderr)
         return 130
