@@ -42,8 +42,9 @@ class HardwareConfig:
     """Generation parameters of the accelerator (everything the IR deliberately leaves out).
 
     ``lanes`` is ``P``, the number of parallel multiply-accumulate lanes (one DSP multiplier
-    each). Any ``P >= 1`` works; lanes beyond ``4H`` would never have a row to compute, so the
-    generator builds ``min(P, 4H)`` physical lanes (see :meth:`PassGeometry.lanes`).
+    each). Any ``P >= 1`` works. With ``P <= 4H`` each lane owns rows; with ``P >= 8H`` the
+    lanes form ``P // 4H`` column groups (see :class:`PassGeometry`); lanes that fit neither
+    pattern (the remainder of ``P`` modulo ``4H`` when ``P > 4H``) are not built.
     """
 
     lanes: int = 16
@@ -60,12 +61,18 @@ class HardwareConfig:
 
 @dataclass(frozen=True)
 class PassGeometry:
-    """Row-parallel schedule of one layer direction (``I`` inputs, ``H`` hidden units).
+    """Schedule of one layer direction (``I`` inputs, ``H`` hidden units) on ``P`` lanes.
 
     Rows of the gate matrix are interleaved *unit-major*: row ``r`` is gate ``r % 4`` (i, f, g,
-    o) of hidden unit ``r // 4``, i.e. PyTorch row ``(r % 4) * H + r // 4``. Pass ``k`` computes
-    rows ``k*lanes .. k*lanes + lanes - 1`` (lane ``p`` owns row ``k*lanes + p``), one column
-    of ``[x_t ; h_{t-1}]`` per cycle, so a time step takes ``passes * columns`` MAC cycles.
+    o) of hidden unit ``r // 4``, i.e. PyTorch row ``(r % 4) * H + r // 4``.
+
+    The lanes form :attr:`groups` groups of :attr:`row_lanes` lanes. Lane ``p`` is lane
+    ``q = p % row_lanes`` of group ``g = p // row_lanes``. Pass ``k`` computes rows
+    ``k*row_lanes + q``; in cycle ``j`` of a pass, group ``g`` multiplies column
+    ``j*groups + g`` of ``[x_t ; h_{t-1}]``, and the groups' partial sums of a row are added
+    when the pass ends. With ``P <= 4H`` there is one group (plain row-parallel, one column per
+    cycle); only ``P >= 8H`` gives several groups, because a lane's row is its unit of work.
+    A step takes ``passes * span`` MAC cycles.
     """
 
     input_size: int
@@ -87,27 +94,42 @@ class PassGeometry:
         return self.input_size + self.hidden_size
 
     @property
-    def lanes(self) -> int:
-        """Physical lanes: ``min(P, 4H)`` (more lanes than rows would stay idle)."""
+    def groups(self) -> int:
+        """Column groups: ``min(P // 4H, I + H)`` when ``P >= 8H``, else 1."""
+        return max(1, min(self.requested_lanes // self.rows, self.columns))
+
+    @property
+    def row_lanes(self) -> int:
+        """Lanes per group (rows computed in parallel): ``min(P, 4H)``."""
         return min(self.requested_lanes, self.rows)
 
     @property
+    def lanes(self) -> int:
+        """Physical lanes (DSP multipliers): ``groups * row_lanes <= P``."""
+        return self.groups * self.row_lanes
+
+    @property
+    def span(self) -> int:
+        """Cycles of a pass: ``ceil((I + H) / groups)``."""
+        return math.ceil(self.columns / self.groups)
+
+    @property
     def passes(self) -> int:
-        return math.ceil(self.rows / self.lanes)
+        return math.ceil(self.rows / self.row_lanes)
 
     @property
     def bank_depth(self) -> int:
-        """Words per weight bank: one per (pass, column)."""
-        return self.passes * self.columns
+        """Words per weight bank: one per (pass, cycle of the pass)."""
+        return self.passes * self.span
 
     @property
     def last_pass_rows(self) -> int:
         """Rows of the final pass that exist (the rest of its lanes compute zeros)."""
-        return self.rows - (self.passes - 1) * self.lanes
+        return self.rows - (self.passes - 1) * self.row_lanes
 
     @property
     def mac_cycles_per_step(self) -> int:
-        return self.passes * self.columns
+        return self.passes * self.span
 
     @property
     def bound(self) -> int:
@@ -117,9 +139,6 @@ class PassGeometry:
     def torch_row(self, row: int) -> int:
         """PyTorch row (gate-major, ``gate * H + unit``) of unit-major row ``row``."""
         return (row % GATES_PER_UNIT) * self.hidden_size + row // GATES_PER_UNIT
-
-    def row(self, pass_index: int, lane: int) -> int:
-        return pass_index * self.lanes + lane
 
 
 def cycle_bound(model_or_input_size, hidden_size: int | None = None, *, lanes: int) -> int:

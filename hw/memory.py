@@ -164,7 +164,8 @@ def weight_bank_verilog(images: BankImages, lane: int, init: str, hex_name: str)
     """
     if init not in MEMORY_INIT_STYLES:
         raise ValueError(f"init must be one of {MEMORY_INIT_STYLES}, not {init!r}")
-    words = images.weights[lane]
+    # At least 2 words, so that the address is never out of range of a 1-bit port.
+    words = list(images.weights[lane]) + [0] * max(0, 2 - len(images.weights[lane]))
     width = images.weight_width
     depth = len(words)
     address_bits = index_shape(depth).width

@@ -35,9 +35,10 @@ class Sequencer(wiring.Component):
       :data:`MAX_SEQUENCES_IN_FLIGHT` sequences are unfinished).
     * Keeps ``h`` in a ping-pong buffer (``2 H`` words, half = step parity) written by the
       gate and cell pipeline.
-    * Walks ``pass = 0 .. passes-1``, ``column = 0 .. I+H-1`` each step, issuing one column
-      per cycle: the weight-bank address ``pass * (I+H) + column``, the bias address ``pass``
-      and, one cycle later, the ``column`` beat with the element of ``[x_t ; h_{t-1}]``
+    * Walks ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1`` each step (see
+      :class:`~lstm_fpga.hw.config.PassGeometry`), issuing one column per lane group per
+      cycle: the weight-bank address ``pass * span + cycle``, the bias address ``pass`` and,
+      one cycle later, the ``column`` beat with the elements of ``[x_t ; h_{t-1}]``
       (``h_{-1} = 0`` on a sequence's first step).
     * Scoreboards: column ``j < I`` waits until ``x_t[j]`` has arrived; column ``I + j`` waits
       until ``h_{t-1}[j]`` has been written, so step ``t+1``'s ``x`` columns overlap the tail
@@ -55,7 +56,7 @@ class Sequencer(wiring.Component):
                 "x": In(stream.Signature(input_layout(dp))),
                 "weight_address": Out(index_shape(g.bank_depth)),
                 "bias_address": Out(index_shape(g.passes)),
-                "column": Out(stream.Signature(column_layout(dp), always_ready=True)),
+                "column": Out(stream.Signature(column_layout(dp, g.groups), always_ready=True)),
                 "drain_free": In(1),
                 "loaded": In(1),
                 "hidden_write": In(stream.Signature(hidden_write_layout(dp), always_ready=True)),
@@ -78,11 +79,15 @@ class Sequencer(wiring.Component):
         m.submodules.h_buffer = h_buffer = Memory(
             shape=format_shape(dp.formats.hidden), depth=2 * H, init=[]
         )
-        x_write, x_read = x_buffer.write_port(), x_buffer.read_port()
-        h_write, h_read = h_buffer.write_port(), h_buffer.read_port()
+        G, S = g.groups, g.span
+        # Lane group ``grp`` reads column ``cycle * G + grp``: one read port per group.
+        x_write, h_write = x_buffer.write_port(), h_buffer.write_port()
+        x_reads = [x_buffer.read_port() for _ in range(G)]
+        h_reads = [h_buffer.read_port() for _ in range(G)]
 
         # -- walk state --------------------------------------------------------------------
-        column = Signal(index_shape(K))
+        cycle = Signal(index_shape(S))  # cycle within the pass
+        base = Signal(range(S * G + 1))  # = cycle * G: the column of group 0
         pass_index = Signal(index_shape(R))
         address = Signal(index_shape(g.bank_depth))
         parity = Signal()
@@ -98,57 +103,68 @@ class Sequencer(wiring.Component):
         x_first = Array([Signal(name=f"x_first{k}") for k in range(2)])
         x_last = Array([Signal(name=f"x_last{k}") for k in range(2)])
 
-        is_x = column < I
-        is_last_column = column == K - 1
-        at_step_start = (pass_index == 0) & (column == 0)
+        # The highest column read this cycle decides both scoreboards: every x column up to it
+        # must have arrived, and every h column up to it must have been written.
+        top = Signal(range(K))
+        m.d.comb += top.eq(Mux(base + (G - 1) < K, base + (G - 1), K - 1))
+        x_ready = x_seen > Mux(top < I, top, I - 1)
+        h_ready = (h_seen + I) > top
+        is_last_cycle = cycle == S - 1
+        at_step_start = (pass_index == 0) & (cycle == 0)
         first_of_step = Mux(at_step_start, x_first[parity], step_first)
-        operand_ready = Mux(is_x, x_seen > column, (h_seen + I) > column)
-        drain_ok = ~is_last_column | (self.drain_free & ~load_pending)
+        drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
         issue = Signal()
         advance = Signal()  # the step's final column is issued: the walk moves to step t+1
         m.d.comb += [
-            issue.eq(operand_ready & drain_ok),
-            advance.eq(issue & is_last_column & (pass_index == R - 1)),
+            issue.eq(x_ready & h_ready & drain_ok),
+            advance.eq(issue & is_last_cycle & (pass_index == R - 1)),
             self.weight_address.eq(address),
             self.bias_address.eq(pass_index),
-            x_read.addr.eq(Mux(parity, I, 0) + column),
-            h_read.addr.eq(Mux(parity, 0, H) + (column - I)),
         ]
+        for grp in range(G):
+            m.d.comb += [
+                x_reads[grp].addr.eq(Mux(parity, I, 0) + base + grp),
+                h_reads[grp].addr.eq(Mux(parity, 0, H) + base + grp - I),
+            ]
         with m.If(issue):
             with m.If(at_step_start):
                 m.d.sync += step_first.eq(x_first[parity])
-            with m.If(is_last_column):
-                m.d.sync += column.eq(0)
+            with m.If(is_last_cycle):
+                m.d.sync += [cycle.eq(0), base.eq(0)]
                 with m.If(pass_index == R - 1):
                     m.d.sync += [pass_index.eq(0), address.eq(0), parity.eq(~parity)]
                 with m.Else():
                     m.d.sync += [pass_index.eq(pass_index + 1), address.eq(address + 1)]
             with m.Else():
-                m.d.sync += [column.eq(column + 1), address.eq(address + 1)]
+                m.d.sync += [cycle.eq(cycle + 1), base.eq(base + G), address.eq(address + 1)]
         with m.If(self.loaded):
             m.d.sync += load_pending.eq(0)
-        with m.If(issue & is_last_column):
+        with m.If(issue & is_last_cycle):
             m.d.sync += load_pending.eq(1)
 
         # The column beat, aligned with the memories' read data (1 cycle after the address).
         beat = self.column.payload
-        beat_meta = Signal(column_layout(dp))
+        beat_meta = Signal(column_layout(dp, G))
+        beyond = Signal(G)  # columns past I + H (the padding of the last cycle)
         m.d.sync += [
             self.column.valid.eq(issue),
-            beat_meta.segment.eq(~is_x),
-            beat_meta.first.eq(column == 0),
-            beat_meta.last.eq(is_last_column),
+            beat_meta.first.eq(cycle == 0),
+            beat_meta.last.eq(is_last_cycle),
             beat_meta.final_pass.eq(pass_index == R - 1),
             beat_meta.step_first.eq(first_of_step),
             beat_meta.step_last.eq(x_last[parity]),
             beat_meta.parity.eq(parity),
         ]
-        m.d.comb += [
-            beat.eq(beat_meta),
-            beat.element.eq(
-                Mux(beat_meta.segment, Mux(beat_meta.step_first, 0, h_read.data), x_read.data)
-            ),
-        ]
+        for grp in range(G):
+            m.d.sync += [
+                beat_meta.segments[grp].eq(base + grp >= I),
+                beyond[grp].eq(base + grp >= K),
+            ]
+        m.d.comb += beat.eq(beat_meta)
+        for grp in range(G):
+            h_element = Mux(beat_meta.step_first, 0, h_reads[grp].data)
+            element = Mux(beat_meta.segments[grp], h_element, x_reads[grp].data)
+            m.d.comb += beat.elements[grp].eq(Mux(beyond[grp], 0, element))
 
         # -- input side --------------------------------------------------------------------
         in_column = Signal(index_shape(I))

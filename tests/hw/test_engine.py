@@ -86,6 +86,9 @@ def _sequences(model, lengths, seed):
         (3, 4, "q12", 4.0, 5),  # narrow formats
         (4, 2, "mixed", 4.0, 2),  # 8-bit x / W_ih next to 16-bit state
         (1, 1, "q16", 1.5, 1),  # degenerate sizes
+        (5, 3, "tight", 4.0, 24),  # P = 8H: two column groups
+        (4, 2, "q16", 4.0, 27),  # three column groups, I + H not a multiple of 3
+        (3, 1, "q12", 4.0, 64),  # four groups of one-cycle passes
     ],
 )
 def test_engine_matches_reference_with_stalls(input_size, hidden_size, formats, scale, lanes):

@@ -12,7 +12,11 @@ from lstm_fpga.sw.reference import run_reference
 
 @pytest.mark.parametrize(
     "memory_init, lanes",
-    [("inline", 3), pytest.param("readmemh", 8, marks=pytest.mark.slow)],
+    [
+        ("inline", 3),
+        pytest.param("readmemh", 8, marks=pytest.mark.slow),
+        pytest.param("inline", 100, marks=pytest.mark.slow),  # two column groups of 44 lanes
+    ],
 )
 def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lanes):
     model = make_model(5, 11, "tight", seed=lanes, scale=4.0)

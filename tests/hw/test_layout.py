@@ -62,15 +62,22 @@ def test_hex_images_are_twos_complement_words(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "I, H, P, passes, bound",
-    [(5, 11, 3, 15, 235), (8, 8, 64, 1, 8), (256, 256, 64, 16, 8192), (1, 1, 1, 4, 8)],
+    "I, H, P, groups, lanes, passes, span, bound",
+    [
+        (5, 11, 3, 1, 3, 15, 16, 235),  # P does not divide 4H
+        (5, 11, 64, 1, 44, 1, 16, 11),  # 4H < P < 8H: 44 lanes
+        (8, 8, 64, 2, 64, 1, 8, 8),  # P = 8H: two column groups
+        (3, 1, 64, 4, 16, 1, 1, 1),  # groups capped at I + H
+        (256, 256, 64, 1, 64, 16, 512, 8192),
+        (1, 1, 1, 1, 1, 4, 2, 8),
+    ],
 )
-def test_geometry_and_cycle_bound(I, H, P, passes, bound):
+def test_geometry_and_cycle_bound(I, H, P, groups, lanes, passes, span, bound):
     g = PassGeometry(I, H, P)
-    assert g.passes == passes
-    assert g.lanes == min(P, 4 * H)
+    assert (g.groups, g.lanes, g.passes, g.span) == (groups, lanes, passes, span)
+    assert g.lanes <= P
     assert g.bound == bound == cycle_bound(I, H, lanes=P)
-    assert g.mac_cycles_per_step == passes * (I + H)
+    assert g.mac_cycles_per_step == passes * span
 
 
 def test_cycle_bound_of_a_model():

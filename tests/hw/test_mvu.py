@@ -32,8 +32,10 @@ def _steps(model, steps, seed):
         (5, 11, "q16", 3),
         (5, 11, "mixed", 1),
         (5, 11, "q16", 8),
-        (5, 11, "q12", 64),
+        (5, 11, "q12", 64),  # P > 4H: 44 lanes, one group
         (2, 3, "q16", 6),
+        (5, 3, "mixed", 24),  # P = 8H: two column groups
+        (4, 2, "q16", 27),  # three column groups, I + H not a multiple of 3
     ],
 )
 def test_units_equal_gate_accumulators(input_size, hidden_size, formats, lanes):
@@ -52,24 +54,27 @@ def test_units_equal_gate_accumulators(input_size, hidden_size, formats, lanes):
     async def drive(ctx):
         for t in range(steps):
             vector = np.concatenate([xs[t], hs[t]])
+            padded = np.zeros(g.span * g.groups, dtype=np.int64)
+            padded[: g.columns] = vector
             for p in range(g.passes):
                 ctx.set(dut.biases, [int(v) for v in images.biases[:, p]])
-                for col in range(g.columns):
+                for cycle in range(g.span):
                     while rng.random() < 0.3:  # idle cycles between beats
                         ctx.set(dut.column.valid, 0)
                         await ctx.tick()
-                    last = col == g.columns - 1
+                    last = cycle == g.span - 1
+                    columns = [cycle * g.groups + grp for grp in range(g.groups)]
                     if last:  # protocol: a pass lands only in a free drain
                         ctx.set(dut.column.valid, 0)
                         while not ctx.get(dut.drain_free):
                             await ctx.tick()
-                    ctx.set(dut.weights, [int(v) for v in images.weights[:, p * g.columns + col]])
+                    ctx.set(dut.weights, [int(v) for v in images.weights[:, p * g.span + cycle]])
                     ctx.set(
                         dut.column.payload,
                         {
-                            "element": int(vector[col]),
-                            "segment": int(col >= I),
-                            "first": int(col == 0),
+                            "elements": [int(padded[c]) for c in columns],
+                            "segments": sum(int(c >= I) << k for k, c in enumerate(columns)),
+                            "first": int(cycle == 0),
                             "last": int(last),
                             "final_pass": int(p == g.passes - 1),
                             "step_first": int(firsts[t]),

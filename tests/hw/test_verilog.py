@@ -87,7 +87,7 @@ def _geometry(lanes):
     return HardwareConfig(lanes=lanes).geometry(5, 11)
 
 
-@pytest.mark.parametrize("lanes", [1, 3, 64])
+@pytest.mark.parametrize("lanes", [1, 3, 64, 100])
 def test_verilator_lint_has_no_errors(tmp_path, lanes):
     model = make_model(5, 11, "mixed", seed=lanes)
     build = write_build(model, lanes, tmp_path)
