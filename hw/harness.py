@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     long sequences, inputs, hidden;
     if (!in || std::fscanf(in, "%ld %ld %ld", &sequences, &inputs, &hidden) != 3) return 3;
     std::vector<int64_t> data;
-    std::vector<int> last;
+    std::vector<int> last, first;
     uint64_t outputs = 0;
     for (long s = 0; s < sequences; ++s) {
         long steps;
@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
             long long v;
             if (std::fscanf(in, "%lld", &v) != 1) return 3;
             data.push_back(v);
+            first.push_back(k == 0);
             last.push_back(k == steps * inputs - 1);
         }
         outputs += steps * hidden;
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
         top.eval();
         const bool x_fire = valid && top.x___05Ftready;
         const bool y_fire = ready && top.y___05Ftvalid;
-        if (x_fire && sent == 0) std::fprintf(out, "start %llu\n", (unsigned long long)cycle);
+        if (x_fire && first[sent]) std::fprintf(out, "start %llu\n", (unsigned long long)cycle);
         if (y_fire) {
             int64_t y = int64_t(uint64_t(top.y___05Ftdata) << (64 - y_width)) >> (64 - y_width);
             std::fprintf(out, "y %lld %d %llu\n", (long long)y, int(top.y___05Ftlast),
@@ -116,7 +117,7 @@ class HarnessRun:
     last_flags: np.ndarray  # y tlast of every output beat
     output_cycles: np.ndarray  # cycle of every output handshake
     sequence_cycles: list[int]  # the ``cycles`` register after each sequence
-    first_input_cycle: int
+    start_cycles: list[int]  # cycle of each sequence's first input handshake
     total_cycles: int
     busy_at_end: bool
 
@@ -208,8 +209,8 @@ def run_harness(
     output_path.unlink(missing_ok=True)
     if run.returncode != 0:
         raise RuntimeError(f"harness run failed (status {run.returncode}): {run.stderr[-2000:]}")
-    values, lasts, cycles, sequence_cycles = [], [], [], []
-    start = end = busy = 0
+    values, lasts, cycles, sequence_cycles, starts = [], [], [], [], []
+    end = busy = 0
     for line in text.splitlines():
         kind, *fields = line.split()
         if kind == "y":
@@ -219,7 +220,7 @@ def run_harness(
         elif kind == "cycles":
             sequence_cycles.append(int(fields[0]))
         elif kind == "start":
-            start = int(fields[0])
+            starts.append(int(fields[0]))
         elif kind == "end":
             end, busy = int(fields[0]), int(fields[1])
     outputs, offset = [], 0
@@ -228,5 +229,5 @@ def run_harness(
         outputs.append(np.array(values[offset : offset + count]).reshape(seq.shape[0], -1))
         offset += count
     return HarnessRun(
-        outputs, np.array(lasts), np.array(cycles), sequence_cycles, start, end, bool(busy)
+        outputs, np.array(lasts), np.array(cycles), sequence_cycles, starts, end, bool(busy)
     )

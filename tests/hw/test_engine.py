@@ -110,6 +110,15 @@ def test_engine_without_stalls_reaches_the_cycle_budget():
     assert steps * bound <= result["cycles"] <= steps * (bound + 16) + 64
 
 
+def test_many_short_sequences_under_heavy_backpressure():
+    """Up to 4 sequences in flight: one-step sequences pile up behind a slow consumer."""
+    model = make_model(2, 1, "q12", seed=9, scale=4.0)
+    lengths = [1, 1, 2, 1, 1, 1, 3, 1, 1, 2, 1, 1]
+    sequences = _sequences(model, lengths, seed=9)
+    result = _run_engine(model, 4, sequences, seed=9, idle=0.0, stall=0.85)
+    _check(model, sequences, result)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lanes", [2, 7, 16])
 def test_engine_longer_sequences(lanes):

@@ -30,4 +30,10 @@ def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lane
         expected = run_reference(model, seq[:, None, :]).output[:, 0, :]
         assert (got == expected).all(), f"sequence {k} differs"
     assert run.last_flags.sum() == len(sequences)
-    assert len(run.sequence_cycles) == len(sequences) and not run.busy_at_end
+    assert not run.busy_at_end
+    # cycles = (cycle of the last y handshake) - (cycle of the first x handshake).
+    last_beats = run.output_cycles[run.last_flags == 1]
+    expected_cycles = [
+        int(end - start) for start, end in zip(run.start_cycles, last_beats, strict=True)
+    ]
+    assert run.sequence_cycles == expected_cycles
