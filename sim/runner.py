@@ -420,7 +420,13 @@ def _compile(toolchain: Toolchain, result: SimBuild, options: list[str]) -> None
             f'`verilator_config\npublic_flat_rw -module "{result.toplevel}" -var "*"\n'
         )
         sources.append(control)
-    with _environment(dict(toolchain.environment)):
+    environment = dict(toolchain.environment)
+    if result.simulator == "verilator":
+        for name, value in _objcache_environment(toolchain, result.directory.parent).items():
+            if name == "MAKEFLAGS" and environment.get(name):
+                value = f"{environment[name]} {value}"
+            environment[name] = value
+    with _environment(environment):
         runner = get_runner(result.simulator)
         try:
             runner.build(
@@ -439,6 +445,32 @@ def _compile(toolchain: Toolchain, result: SimBuild, options: list[str]) -> None
                 f"{result.simulator} failed to build {result.toplevel} ({error}); see {log}:\n"
                 f"{_tail(log)}"
             ) from None
+
+
+def _objcache_environment(toolchain: Toolchain, cache_root: Path) -> dict[str, str]:
+    """Route Verilator's ``$(OBJCACHE)`` compiler prefix through :mod:`.objcache`, which
+    reuses the runtime library objects every build would otherwise recompile."""
+    from . import objcache
+
+    root = dict(toolchain.environment).get("VERILATOR_ROOT")
+    if root is None:
+        return {}
+    directory = (cache_root / "objcache").resolve()
+    wrapper = directory / "compile"
+    if " " in str(wrapper):
+        return {}  # MAKEFLAGS cannot carry a path with spaces
+    directory.mkdir(parents=True, exist_ok=True)
+    script = f'#!/bin/sh\nexec "{sys.executable}" -m lstm_fpga.sim.objcache "$@"\n'
+    if not wrapper.is_file() or wrapper.read_text() != script:
+        partial = directory / f".compile.{os.getpid()}"
+        partial.write_text(script)
+        partial.chmod(0o755)
+        partial.replace(wrapper)
+    return {
+        "MAKEFLAGS": f"OBJCACHE={wrapper}",
+        objcache.CACHE_ENV: str(directory),
+        objcache.INCLUDE_ENV: str(Path(root) / "include"),
+    }
 
 
 def _tail(path: Path, lines: int = 25) -> str:

@@ -94,7 +94,7 @@ def test_shapes_lanes_and_formats(sim_cache, I, H, lanes, width, lengths):
 @pytest.mark.parametrize("paced", [False, True], ids=["plain", "stalls"])
 def test_icarus_is_bit_exact_too(sim_cache, paced):
     model = _model(5, 11, seed=3)
-    design = compile_model(model, 4, "icarus", cache_dir=sim_cache)
+    design = compile_model(model, 3, "icarus", cache_dir=sim_cache)
     sequences = _sequences(model, [4, 1, 3], seed=11)
     pacing = Pacing(0.4, 5, 8) if paced else Pacing()
     result = simulate(design, sequences, input_pacing=pacing, output_pacing=pacing)
@@ -108,7 +108,7 @@ def test_simulators_agree_on_cycles(sim_cache):
     model = _model(5, 11, seed=3)
     sequences = _sequences(model, [3, 2], seed=12)
     runs = [
-        simulate(compile_model(model, 4, sim, cache_dir=sim_cache), sequences)
+        simulate(compile_model(model, 3, sim, cache_dir=sim_cache), sequences)
         for sim in ("verilator", "icarus")
     ]
     np.testing.assert_array_equal(runs[0].outputs, runs[1].outputs)

@@ -82,7 +82,7 @@ def test_simulators_agree_cycle_for_cycle(fifo_builds):
         sources=(SourceSpec("x", data, last, Pacing(0.3, 5, 1)),),
         sinks=(SinkSpec("y", packets=6, pacing=Pacing(0.3, 5, 2)),),
     )
-    runs = [run_plan(fifo_builds(sim, accept_period=2), plan) for sim in SIMULATORS]
+    runs = [run_plan(fifo_builds(sim, accept_period=3), plan) for sim in SIMULATORS]
     a, b = (run.phases[0] for run in runs)
     np.testing.assert_array_equal(a.source("x").cycle, b.source("x").cycle)
     np.testing.assert_array_equal(a.sink("y").cycle, b.sink("y").cycle)
@@ -126,7 +126,7 @@ def test_reset_mid_stream_then_clean_run(fifo_builds, simulator):
             ),
         )
     )
-    result = run_plan(fifo_builds(simulator, depth=8), plan)
+    result = run_plan(fifo_builds(simulator), plan)
     aborted, clean = result.phases
     assert aborted.aborted and aborted.source("x").cycle.size < first.size
     np.testing.assert_array_equal(aborted.sink("y").data, first[: aborted.sink("y").data.size])
