@@ -25,6 +25,7 @@ from .plan import (
     PlanResult,
     SinkCapture,
     SourceRecord,
+    int_array,
     load_plan,
     save_result,
 )
@@ -63,7 +64,7 @@ async def _run_phase(tb: TB, phase: Phase) -> PhaseResult:
         sinks=tuple(
             SinkCapture(
                 s.name,
-                np.asarray(s.data, dtype=np.int64),
+                int_array(np.array(s.data, dtype=object)),
                 np.asarray(s.lasts, dtype=bool),
                 np.asarray(s.cycles, dtype=np.int64),
                 s.extra,

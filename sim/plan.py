@@ -34,6 +34,7 @@ __all__ = [
     "SourceRecord",
     "SourceSpec",
     "StreamFields",
+    "int_array",
     "load_plan",
     "load_result",
     "run_plan",
@@ -92,11 +93,21 @@ class Pacing:
 NO_PAUSES = Pacing()
 
 
-def _int_array(values, name: str) -> np.ndarray:
+def int_array(values, name: str = "values") -> np.ndarray:
+    """A read-only 1-D array of integers: int64, or Python ints (dtype object) when a value
+    does not fit 64 bits (wide ports such as a packed weight-load word)."""
     array = np.asarray(values)
-    if array.dtype.kind not in "iub":
+    if array.dtype == object:
+        items = [int(v) for v in array.reshape(-1)]
+        try:
+            array = np.array(items, dtype=np.int64)
+        except OverflowError:
+            array = np.empty(len(items), dtype=object)
+            array[:] = items
+    elif array.dtype.kind not in "iub":
         raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
-    array = np.ascontiguousarray(array.reshape(-1), dtype=np.int64)
+    else:
+        array = np.ascontiguousarray(array.reshape(-1), dtype=np.int64)
     array.setflags(write=False)
     return array
 
@@ -113,7 +124,7 @@ class SourceSpec:
     fields: StreamFields = AXI_STREAM
 
     def __post_init__(self):
-        object.__setattr__(self, "data", _int_array(self.data, f"{self.name} data"))
+        object.__setattr__(self, "data", int_array(self.data, f"{self.name} data"))
         last = np.zeros(self.data.shape, dtype=bool) if self.last is None else self.last
         last = np.ascontiguousarray(np.asarray(last, dtype=bool).reshape(-1))
         if last.shape != self.data.shape:
@@ -296,6 +307,8 @@ def _encode(value, arrays: dict[str, np.ndarray]):
         for f in dataclasses.fields(value):
             encoded[f.name] = _encode(getattr(value, f.name), arrays)
         return encoded
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return {"__ints__": [int(v) for v in value.reshape(-1)]}
     if isinstance(value, np.ndarray):
         key = f"a{len(arrays)}"
         arrays[key] = value
@@ -318,6 +331,8 @@ def _decode(value, arrays):
     if isinstance(value, dict):
         if "__array__" in value:
             return arrays[value["__array__"]]
+        if "__ints__" in value:
+            return int_array(np.array(value["__ints__"], dtype=object))
         if "__path__" in value:
             return Path(value["__path__"])
         cls = _TYPES[value["__type__"]]

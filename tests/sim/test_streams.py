@@ -202,3 +202,17 @@ def test_waves_need_a_waves_build(fifo_builds, tmp_path):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_check_simulator(sim_cache, simulator):
     assert check_simulator(simulator, cache_dir=sim_cache) > 0
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_ports_wider_than_64_bits(sim_cache, simulator):
+    width = 100
+    sim_build = build(
+        fifo_verilog(width, name="wide_fifo"), "wide_fifo", simulator, cache_dir=sim_cache
+    )
+    top = 1 << (width - 1)
+    data = np.array([-top, top - 1, -1, 0, 12345678901234567890123, -(3**60)], dtype=object)
+    plan = Plan.single(sources=(SourceSpec("x", data),), sinks=(SinkSpec("y", beats=data.size),))
+    y = run_plan(sim_build, plan).phases[0].sink("y")
+    assert y.data.dtype == object
+    assert [int(v) for v in y.data] == [int(v) for v in data]
