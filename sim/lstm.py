@@ -29,16 +29,19 @@ import numpy as np
 from ..sw.float_model import prepare_sequences
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat, dequantize
-from .plan import NO_PAUSES, Pacing, Plan, SinkSpec, SourceSpec, run_plan
+from .plan import NO_PAUSES, Pacing, Phase, Plan, PlanResult, SinkSpec, SourceSpec, run_plan
 from .runner import SimBuild, SimulationError, build, default_cache_dir
 
 __all__ = [
     "HardwareDesign",
     "SimulationResult",
+    "Stimulus",
     "compile_build",
     "compile_model",
+    "decode_phase",
     "design_cycle_bound",
     "simulate",
+    "stimulus_phase",
 ]
 
 
@@ -311,6 +314,125 @@ def _check_no_state(name: str, state) -> None:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class Stimulus:
+    """Sequences ready to stream: integer ``inputs`` time-major ``(T, B, I)``, ``lengths``
+    ``(B,)`` and how the caller laid them out (to give results back the same way)."""
+
+    inputs: np.ndarray
+    lengths: np.ndarray
+    unbatched: bool = False
+    batch_first: bool = False
+
+    @classmethod
+    def prepare(cls, model: LstmModel, inputs, lengths=None, batch_first: bool = False):
+        """Check and normalise ``inputs`` as :func:`simulate` accepts them."""
+        xs, seq_lengths, unbatched = _sequences(model, inputs, lengths, batch_first)
+        return cls(xs, seq_lengths, unbatched, batch_first)
+
+    @property
+    def batch(self) -> int:
+        return self.inputs.shape[1]
+
+
+def stimulus_phase(
+    design: HardwareDesign,
+    stimulus: Stimulus,
+    *,
+    input_pacing: Pacing = NO_PAUSES,
+    output_pacing: Pacing = NO_PAUSES,
+    timeout_cycles: int | None = None,
+    abort_after_cycles: int | None = None,
+) -> Phase:
+    """The plan phase that streams ``stimulus`` through ``x`` (sequences back to back,
+    ``tlast`` on each one's final element) and collects one ``y`` packet per sequence.
+
+    With ``abort_after_cycles`` the phase pulses reset after that many cycles instead (the
+    hardware must then be clean for the next phase)."""
+    model = design.model
+    xs, lengths = stimulus.inputs, stimulus.lengths
+    I = model.input_size
+    beats = np.concatenate([xs[: lengths[b], b].reshape(-1) for b in range(stimulus.batch)])
+    last = np.zeros(beats.size, dtype=bool)
+    last[np.cumsum(lengths * I) - 1] = True
+    if timeout_cycles is None:
+        # Generous: 8x the bound per step plus pauses, plus a fixed pipeline allowance.
+        pauses = 1 + max(input_pacing.max_cycles, output_pacing.max_cycles)
+        per_step = 8 * design.cycle_bound + pauses * (I + model.output_size)
+        timeout_cycles = int(lengths.sum()) * per_step + 10_000
+    return Phase(
+        sources=(SourceSpec("x", beats, last, input_pacing),),
+        sinks=(SinkSpec("y", packets=stimulus.batch, pacing=output_pacing),),
+        sample=("cycles", "busy"),
+        timeout_cycles=timeout_cycles,
+        drain_cycles=2 * design.cycle_bound + 64,
+        abort_after_cycles=abort_after_cycles,
+    )
+
+
+def decode_phase(
+    design: HardwareDesign,
+    stimulus: Stimulus,
+    run: PlanResult,
+    phase_index: int = 0,
+    *,
+    paced: bool = False,
+    wall_seconds: float = 0.0,
+) -> SimulationResult:
+    """The :class:`SimulationResult` of a :func:`stimulus_phase` inside ``run``."""
+    model = design.model
+    phase = run.phases[phase_index]
+    y = phase.sink("y")
+    x_cycles = phase.source("x").cycle
+    T, B, I = stimulus.inputs.shape
+    lengths = stimulus.lengths
+    out_features = model.output_size
+    expected = lengths * out_features
+    ends = y.packet_ends
+    if ends.size != B or not np.array_equal(np.diff(np.r_[-1, ends]), expected):
+        got = np.diff(np.r_[-1, ends]).tolist()
+        raise SimulationError(
+            f"the output stream's packets have {got} beats (tlast positions), expected "
+            f"{expected.tolist()} (length x {out_features} per sequence); run dir {run.run_dir}"
+        )
+    data = np.asarray(y.data, dtype=np.int64)
+    outputs = np.zeros((T, B, out_features), dtype=np.int64)
+    step_end = np.full((B, T), -1, dtype=np.int64)
+    cycles = np.zeros(B, dtype=np.int64)
+    in_starts = np.r_[0, np.cumsum(lengths * I)[:-1]]
+    out_starts = np.r_[0, np.cumsum(expected)[:-1]]
+    for b in range(B):
+        n = int(lengths[b])
+        block = slice(out_starts[b], out_starts[b] + n * out_features)
+        outputs[:n, b] = data[block].reshape(n, out_features)
+        step_end[b, :n] = y.cycle[block].reshape(n, out_features)[:, -1]
+        cycles[b] = y.cycle[block][-1] - x_cycles[in_starts[b]]
+    if stimulus.unbatched:
+        outputs = outputs[:, 0]
+    elif stimulus.batch_first:
+        outputs = outputs.transpose(1, 0, 2)
+    return SimulationResult(
+        design=design,
+        inputs=stimulus.inputs,
+        lengths=lengths,
+        outputs=outputs,
+        h_n=None,
+        c_n=None,
+        cycles=cycles,
+        step_end_cycles=step_end,
+        dut_cycles=phase.sample("cycles"),
+        total_cycles=run.total_cycles,
+        batch_first=stimulus.batch_first,
+        unbatched=stimulus.unbatched,
+        paced=paced,
+        wall_seconds=wall_seconds,
+        sim_seconds=run.sim_seconds,
+        wakes=run.wakes,
+        run_dir=run.run_dir,
+        waves=run.waves,
+    )
+
+
 def simulate(
     build_or_ir,
     inputs,
@@ -333,8 +455,8 @@ def simulate(
     ``build_or_ir`` is a :class:`HardwareDesign` (from :func:`compile_model`) or an
     :class:`~lstm_fpga.sw.ir.LstmModel` together with ``lanes`` (compiled and cached on the
     fly; ``simulator`` and ``waves`` apply then). ``input_pacing`` inserts idle cycles on
-    ``x``, ``output_pacing`` backpressure on ``y``. ``waves=True`` writes an FST waveform
-    whose path is printed and stored in the result.
+    ``x``, ``output_pacing`` backpressure on ``y``. ``waves=True`` writes a waveform whose
+    path is printed and stored in the result.
     """
     started = time.perf_counter()
     if isinstance(build_or_ir, LstmModel):
@@ -353,71 +475,21 @@ def simulate(
         raise TypeError(
             f"simulate() takes a HardwareDesign or an LstmModel, not {type(build_or_ir).__name__}"
         )
-    model = design.model
     _check_no_state("h0", h0)
     _check_no_state("c0", c0)
-    xs, seq_lengths, unbatched = _sequences(model, inputs, lengths, batch_first)
-    T, B, I = xs.shape
-    beats = np.concatenate([xs[: seq_lengths[b], b].reshape(-1) for b in range(B)])
-    last = np.zeros(beats.size, dtype=bool)
-    last[np.cumsum(seq_lengths * I) - 1] = True
-    if timeout_cycles is None:
-        # Generous: 8x the bound per step plus pauses, plus a fixed pipeline allowance.
-        pauses = 1 + max(input_pacing.max_cycles, output_pacing.max_cycles)
-        per_step = 8 * design.cycle_bound + pauses * (I + model.output_size)
-        timeout_cycles = int(seq_lengths.sum()) * per_step + 10_000
-    plan = Plan.single(
-        sources=(SourceSpec("x", beats, last, input_pacing),),
-        sinks=(SinkSpec("y", packets=B, pacing=output_pacing),),
-        sample=("cycles", "busy"),
+    stimulus = Stimulus.prepare(design.model, inputs, lengths, batch_first)
+    phase = stimulus_phase(
+        design,
+        stimulus,
+        input_pacing=input_pacing,
+        output_pacing=output_pacing,
         timeout_cycles=timeout_cycles,
-        drain_cycles=2 * design.cycle_bound + 64,
     )
-    run = run_plan(design.sim_build, plan, run_dir, waves=waves)
-    phase = run.phases[0]
-    y = phase.sink("y")
-    x_cycles = phase.source("x").cycle
-    out_features = model.output_size
-    expected = seq_lengths * out_features
-    ends = y.packet_ends
-    if ends.size != B or not np.array_equal(np.diff(np.r_[-1, ends]), expected):
-        got = np.diff(np.r_[-1, ends]).tolist()
-        raise SimulationError(
-            f"the output stream's packets have {got} beats (tlast positions), expected "
-            f"{expected.tolist()} (length x {out_features} per sequence); run dir {run.run_dir}"
-        )
-    outputs = np.zeros((T, B, out_features), dtype=np.int64)
-    step_end = np.full((B, T), -1, dtype=np.int64)
-    cycles = np.zeros(B, dtype=np.int64)
-    in_starts = np.r_[0, np.cumsum(seq_lengths * I)[:-1]]
-    out_starts = np.r_[0, np.cumsum(expected)[:-1]]
-    for b in range(B):
-        n = int(seq_lengths[b])
-        block = slice(out_starts[b], out_starts[b] + n * out_features)
-        outputs[:n, b] = y.data[block].reshape(n, out_features)
-        step_end[b, :n] = y.cycle[block].reshape(n, out_features)[:, -1]
-        cycles[b] = y.cycle[block][-1] - x_cycles[in_starts[b]]
-    if unbatched:
-        outputs = outputs[:, 0]
-    elif batch_first:
-        outputs = outputs.transpose(1, 0, 2)
-    return SimulationResult(
-        design=design,
-        inputs=xs,
-        lengths=seq_lengths,
-        outputs=outputs,
-        h_n=None,
-        c_n=None,
-        cycles=cycles,
-        step_end_cycles=step_end,
-        dut_cycles=phase.sample("cycles"),
-        total_cycles=run.total_cycles,
-        batch_first=batch_first,
-        unbatched=unbatched,
+    run = run_plan(design.sim_build, Plan((phase,)), run_dir, waves=waves)
+    return decode_phase(
+        design,
+        stimulus,
+        run,
         paced=input_pacing.enabled or output_pacing.enabled,
         wall_seconds=time.perf_counter() - started,
-        sim_seconds=run.sim_seconds,
-        wakes=run.wakes,
-        run_dir=run.run_dir,
-        waves=run.waves,
     )

@@ -10,7 +10,8 @@ import pytest
 
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sim.compare import CYCLE_SLACK
-from lstm_fpga.sim.lstm import compile_build
+from lstm_fpga.sim.lstm import Stimulus, compile_build, decode_phase, stimulus_phase
+from lstm_fpga.sim.plan import Plan, run_plan
 from lstm_fpga.sw.numerics import dequantize, quantize
 from lstm_fpga.sw.reference import run_float, run_reference
 from tests.conftest import float_from_torch, quantize_with, torch_lstm
@@ -114,6 +115,32 @@ def test_simulators_agree_on_cycles(sim_cache):
     np.testing.assert_array_equal(runs[0].outputs, runs[1].outputs)
     np.testing.assert_array_equal(runs[0].step_end_cycles, runs[1].step_end_cycles)
     np.testing.assert_array_equal(runs[0].cycles, runs[1].cycles)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_reset_in_the_middle_of_a_sequence_then_a_clean_run(sim_cache, simulator):
+    model = _model(5, 11, seed=3)
+    design = compile_model(model, 3, simulator, cache_dir=sim_cache)
+    first_sequences = _sequences(model, [9, 4], seed=40)
+    second_sequences = _sequences(model, [5, 3], seed=41)
+    first = Stimulus.prepare(model, first_sequences)
+    second = Stimulus.prepare(model, second_sequences)
+    abort_at = 3 * design.cycle_bound + 7  # inside the first sequence's fourth step
+    plan = Plan(
+        (
+            stimulus_phase(design, first, abort_after_cycles=abort_at),
+            stimulus_phase(design, second),
+        )
+    )
+    run = run_plan(design.sim_build, plan)
+    aborted = run.phases[0].sink("y")
+    H = model.hidden_size
+    assert run.phases[0].aborted and 0 < aborted.data.size < 9 * H
+    # What came out before the reset was right, ...
+    before = run_reference(model, first_sequences[0]).output.reshape(-1)
+    np.testing.assert_array_equal(aborted.data, before[: aborted.data.size])
+    # ... and nothing of the interrupted sequence leaks into the next ones.
+    _assert_bit_exact(model, second_sequences, decode_phase(design, second, run, 1))
 
 
 def test_layouts_match_the_reference(odd_design):
