@@ -23,6 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat, dequantize
 from .plan import NO_PAUSES, Pacing, Phase, Plan, PlanResult, SinkSpec, SourceSpec, run_plan
 from .runner import SimBuild, SimulationError, build, default_cache_dir
+
+if TYPE_CHECKING:  # the hardware package (Amaranth) loads only when a design is compiled
+    from ..hw import HardwareConfig
 
 __all__ = [
     "HardwareDesign",
@@ -62,7 +66,7 @@ class HardwareDesign:
     """An accelerator for ``model`` with hardware ``config``, compiled for one simulator."""
 
     model: LstmModel
-    config: object  # lstm_fpga.hw.HardwareConfig
+    config: HardwareConfig
     sim_build: SimBuild
     generate_seconds: float = 0.0
 

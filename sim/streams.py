@@ -164,8 +164,14 @@ class StreamSource(_StreamPort):
             self.tvalid.value = 1
             while True:
                 await timing.settle()
-                if self.tready.value == 1:
+                ready = self.tready.value
+                if ready == 1:
                     break
+                if not ready.is_resolvable:
+                    raise ProtocolError(
+                        f"stream {self.name}: tready is {ready} (X/Z) at cycle {timing.cycle()}; "
+                        f"the DUT drives an uninitialised value"
+                    )
                 timing.wakes += 1
                 await RisingEdge(self.tready)
             await timing.edge()  # the handshake happens at this edge
@@ -263,7 +269,12 @@ class StreamSink(_StreamPort):
             else:
                 self.tready.value = 1
                 await timing.settle()
-            while self.tvalid.value != 1:
+            while (valid := self.tvalid.value) != 1:
+                if not valid.is_resolvable:
+                    raise ProtocolError(
+                        f"stream {self.name}: tvalid is {valid} (X/Z) at cycle "
+                        f"{timing.cycle()}; the DUT drives an uninitialised value"
+                    )
                 timing.wakes += 1
                 await RisingEdge(self.tvalid)
                 await timing.settle()
