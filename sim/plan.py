@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -384,10 +385,22 @@ def load_result(run_dir: Path | str) -> PlanResult:
     return result
 
 
+#: Default run directories kept per build; older ones (and only those idle for an hour) go.
+KEEP_RUNS = 20
+
+
 def _new_run_dir(sim_build) -> Path:
+    runs = sim_build.directory / "runs"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = sim_build.directory / "runs" / f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path = runs / f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path.mkdir(parents=True)
+    try:  # another process may be pruning the same directory
+        ages = {p: time.time() - p.stat().st_mtime for p in runs.iterdir()}
+    except OSError:
+        return path
+    for stale in sorted(ages, key=ages.get)[KEEP_RUNS:]:
+        if ages[stale] > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
     return path
 
 
