@@ -1,11 +1,12 @@
-"""Quickstart: a PyTorch LSTM to Verilog, with its bit-accurate integer model.
+"""Quickstart: a PyTorch LSTM to verified Verilog in one script (the Python API).
 
     python examples/quickstart.py [OUT_DIR]
 
-1. build a small ``nn.LSTM`` (random weights, seeded),
-2. calibrate and quantise it to 16-bit fixed point, print the per-tensor report,
-3. generate the accelerator's Verilog and weight images (16 MAC lanes),
-4. run the integer reference (what the hardware computes) and compare with float PyTorch.
+1. a small ``nn.LSTM`` (seeded random weights) and sample input sequences,
+2. calibration and 16-bit quantisation, with the per-tensor report,
+3. the accelerator's Verilog and weight images (16 MAC lanes) in a build directory,
+4. a cocotb simulation of that Verilog on Verilator, compared bit-exactly with the integer
+   reference and against float PyTorch.
 """
 
 from __future__ import annotations
@@ -16,34 +17,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstm_fpga.hw import HardwareConfig, cycle_bound, write_build
-from lstm_fpga.sw.calibrate import quantize_from_torch
-from lstm_fpga.sw.numerics import dequantize
-from lstm_fpga.sw.reference import quantize_input, run_reference
+from lstm_fpga.project import build_project
+from lstm_fpga.sim import compare, simulate
+from lstm_fpga.sim.lstm import compile_build
+from lstm_fpga.sw.reference import quantize_input
 
 
-def main(out_dir: Path) -> None:
+def main(out_dir: Path) -> int:
     torch.manual_seed(0)
     net = torch.nn.LSTM(input_size=5, hidden_size=16, batch_first=True).eval()
     rng = np.random.default_rng(0)
     calibration = rng.uniform(-1, 1, size=(64, 20, 5))  # (batch, time, features)
-    test = rng.uniform(-1, 1, size=(8, 20, 5))
+    test = rng.uniform(-1, 1, size=(4, 20, 5))
 
-    model, report = quantize_from_torch(net, calibration, batch_first=True)
-    print(report.table())
+    project = build_project(
+        net, out_dir, lanes=16, calibration=calibration, batch_first=True, force=True
+    )
+    print(project.report.table())
+    print(f"\nVerilog: {project.verilog}; cycle bound {project.cycle_bound} cycles per step")
 
-    config = HardwareConfig(lanes=16)
-    build = write_build(model, config, out_dir)
-    print(f"\nVerilog: {build.verilog} ({len(build.hex_files)} .hex memory images)")
-    print(f"cycle bound per time step: {cycle_bound(model, lanes=config.lanes)}")
-
-    result = run_reference(model, quantize_input(model, test), batch_first=True)
-    with torch.no_grad():
-        expected = net(torch.tensor(test, dtype=torch.float32))[0].numpy()
-    fixed = dequantize(result.output, model.output_format)
-    print(f"max |fixed point - float| over all outputs: {np.abs(fixed - expected).max():.2e}")
-    print(f"saturations: {result.saturations}")
+    design = compile_build(project.rtl, project.model, project.config, "verilator")
+    result = simulate(design, quantize_input(project.model, test), batch_first=True)
+    report = compare(result, float_model=project.float_model, float_inputs=test)
+    print(report)
+    return 0 if report.bit_exact else 1
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out/quickstart"))
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out/quickstart")))
