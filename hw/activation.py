@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from collections.abc import Sequence
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw.numerics import ActivationTable
-from .fixed import format_shape, shift_round_value
+from .config import index_shape
+from .fixed import common_signed_shape, format_shape, shift_round_value
 
-__all__ = ["ActivationUnit"]
+__all__ = ["ActivationUnit", "distinct_tables"]
+
+
+def distinct_tables(tables: Sequence[ActivationTable]) -> tuple[list, list[int]]:
+    """Deduplicate ``tables``: ``(unique tables, index of each input table among them)``."""
+    unique: list[ActivationTable] = []
+    index = []
+    for table in tables:
+        if table not in unique:
+            unique.append(table)
+        index.append(unique.index(table))
+    return unique, index
 
 
 class ActivationUnit(wiring.Component):
     """Table lookup with linear interpolation, bit-exact to ``ActivationTable.evaluate``.
 
-    The table ROM stores ``(values[k], values[k+1] - values[k])`` per entry, so one read gives
-    both interpolation end points. The last entry's difference is 0, which equals the
-    reference's clamped ``values[min(k + 1, last)]``.
+    ``tables`` is one :class:`ActivationTable` or several (the layer directions of a model may
+    use different formats); with several, ``select`` picks the table of each input. All
+    tables live in one ROM (table ``k`` from word ``base_k``), whose entry stores ``(values[i],
+    values[i+1] - values[i])``, so one read gives both interpolation end points. The last
+    entry's difference is 0, which equals the reference's clamped ``values[min(i + 1, last)]``.
 
     Ports
     -----
-    input : In, ``table.input`` format
+    input : In, a signed shape holding every table's input format
         The pre-activation; a new value every cycle.
-    output : Out, ``table.output`` format
-        ``table.evaluate(input)`` exactly, :attr:`LATENCY` cycles after ``input``.
+    select : In, table index (only with several tables)
+        Which table evaluates ``input`` (same cycle as ``input``).
+    output : Out, a shape holding every table's output format
+        ``tables[select].evaluate(input)`` exactly, :attr:`LATENCY` cycles after ``input``.
 
     Latency 2 cycles (ROM read, then interpolation register); throughput 1 per cycle; no
     handshake (the enclosing pipeline carries its own valid bits).
@@ -33,44 +51,84 @@ class ActivationUnit(wiring.Component):
 
     LATENCY = 2
 
-    def __init__(self, table: ActivationTable):
-        self._table = table
-        super().__init__(
-            {"input": In(format_shape(table.input)), "output": Out(format_shape(table.output))}
-        )
+    def __init__(self, tables: ActivationTable | Sequence[ActivationTable]):
+        if isinstance(tables, ActivationTable):
+            tables = [tables]
+        tables = list(tables)
+        if not tables:
+            raise ValueError("an activation unit needs at least one table")
+        self._tables = tables
+        if len(tables) == 1:
+            input_shape = format_shape(tables[0].input)
+            output_shape = format_shape(tables[0].output)
+        else:
+            input_shape = common_signed_shape(*(t.input for t in tables))
+            output_shape = common_signed_shape(*(t.output for t in tables))
+        ports = {"input": In(input_shape), "output": Out(output_shape)}
+        if len(tables) > 1:
+            ports["select"] = In(index_shape(len(tables)))
+        super().__init__(ports)
 
     @property
     def table(self) -> ActivationTable:
-        return self._table
+        return self._tables[0]
+
+    @property
+    def tables(self) -> list[ActivationTable]:
+        return list(self._tables)
 
     def elaborate(self, platform):
         m = Module()
-        t = self._table
-        entry = data.StructLayout({"value": format_shape(t.output), "delta": signed(t.delta_width)})
-        values = list(t.values)
-        init = [
-            {"value": v, "delta": values[min(k + 1, len(values) - 1)] - v}
-            for k, v in enumerate(values)
-        ]
-        m.submodules.rom = rom = Memory(shape=entry, depth=len(values), init=init)
+        tables = self._tables
+        value_shape = common_signed_shape(*(t.output for t in tables))
+        if len(tables) == 1:
+            value_shape = format_shape(tables[0].output)
+        entry = data.StructLayout(
+            {"value": value_shape, "delta": signed(max(t.delta_width for t in tables))}
+        )
+        init, bases = [], []
+        for t in tables:
+            bases.append(len(init))
+            values = list(t.values)
+            init += [
+                {"value": v, "delta": values[min(k + 1, len(values) - 1)] - v}
+                for k, v in enumerate(values)
+            ]
+        m.submodules.rom = rom = Memory(shape=entry, depth=max(2, len(init)), init=init)
         read = rom.read_port()
 
-        span = t.high - t.low
-        offset = Signal(unsigned(max(1, span.bit_length())))
-        clamped = self.input
-        m.d.comb += offset.eq(
-            (Mux(clamped > t.high, t.high, Mux(clamped < t.low, t.low, clamped)) - t.low)[
-                : len(offset)
-            ]
-        )
-        shift = t.segment_shift
-        m.d.comb += read.addr.eq(offset >> shift)
-        if shift == 0:
+        select = self.select if len(tables) > 1 else 0
+        max_shift = max(t.segment_shift for t in tables)
+        addresses, weights = [], []
+        for k, t in enumerate(tables):
+            span = t.high - t.low
+            offset = Signal(unsigned(max(1, span.bit_length())), name=f"offset{k}")
+            p = self.input
+            m.d.comb += offset.eq(
+                (Mux(p > t.high, t.high, Mux(p < t.low, t.low, p)) - t.low)[: len(offset)]
+            )
+            addresses.append(bases[k] + (offset >> t.segment_shift))
+            if t.segment_shift:
+                weights.append(offset[: t.segment_shift])
+            else:
+                weights.append(0)
+        m.d.comb += read.addr.eq(Array(addresses)[select] if len(tables) > 1 else addresses[0])
+        if max_shift == 0:
             # No interpolation: the register keeps the latency equal to the general case.
             m.d.sync += self.output.eq(read.data.value)
             return m
-        weight = Signal(unsigned(shift))
-        m.d.sync += weight.eq(offset[:shift])
-        step = shift_round_value(read.data.delta * weight, shift, t.rounding)
+        weight = Signal(unsigned(max_shift))
+        selected = Signal(index_shape(len(tables)))
+        m.d.sync += weight.eq(Array(weights)[select] if len(tables) > 1 else weights[0])
+        if len(tables) > 1:
+            m.d.sync += selected.eq(select)
+        product = read.data.delta * weight
+        steps = [
+            shift_round_value(product, t.segment_shift, t.rounding)
+            if t.segment_shift
+            else product * 0
+            for t in tables
+        ]
+        step = Array(steps)[selected] if len(tables) > 1 else steps[0]
         m.d.sync += self.output.eq(read.data.value + step)
         return m

@@ -75,13 +75,17 @@ class Build:
     hex_files: tuple[Path, ...]
 
 
-def _port_list(model: LstmModel) -> list[dict]:
+def _port_list(model: LstmModel, config: HardwareConfig) -> list[dict]:
     x = format_shape(model.input_format)
     y = format_shape(model.output_format)
+    k = config.input_elements
+    x_port = {"name": "x__tdata", "direction": "in", "width": k * x.width, "signed": x.signed}
+    if k > 1:
+        x_port.update(signed=False, elements=k, element_width=x.width)
     return [
         {"name": "clk", "direction": "in", "width": 1},
         {"name": "rst", "direction": "in", "width": 1},
-        {"name": "x__tdata", "direction": "in", "width": x.width, "signed": x.signed},
+        x_port,
         {"name": "x__tvalid", "direction": "in", "width": 1},
         {"name": "x__tready", "direction": "out", "width": 1},
         {"name": "x__tlast", "direction": "in", "width": 1},
@@ -106,7 +110,7 @@ def _manifest(
         "kind": "lstm-fpga build",
         "top": TOP_NAME,
         "verilog": f"{TOP_NAME}.v",
-        "config": {"lanes": config.lanes},
+        "config": {"lanes": config.lanes, "input_elements": config.input_elements},
         "memory_init": memory_init,
         "geometry": {
             "input_size": geometry.input_size,
@@ -123,7 +127,7 @@ def _manifest(
             "input": str(model.input_format),
             "output": str(model.output_format),
         },
-        "ports": _port_list(model),
+        "ports": _port_list(model, config),
         "memories": [
             {
                 "hex": path.name,

@@ -48,11 +48,20 @@ class HardwareConfig:
     """
 
     lanes: int = 16
+    #: Elements of ``x_t`` per input beat (a power of two). 1 is the standard interface; more
+    #: lets shapes that need over one input element per cycle (``I / bound > 1``) reach the
+    #: bound. ``x__tdata`` then carries element ``e`` of the beat in bits ``[e*w, (e+1)*w)``.
+    input_elements: int = 1
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
             raise HardwareConfigError(
                 f"lanes must be a positive int (the number of MAC lanes, P), not {self.lanes!r}"
+            )
+        k = self.input_elements
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k & (k - 1):
+            raise HardwareConfigError(
+                f"input_elements must be a power of two (elements of x_t per input beat), not {k!r}"
             )
 
     def geometry(self, input_size: int, hidden_size: int) -> PassGeometry:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,7 +49,9 @@ class LstmEngine(wiring.Component):
     x : In, stream of ``{data: x format, last: 1}``
         ``x_t`` elements ``0 .. I-1`` per step, steps in order; ``last`` on element ``I-1``
         of a sequence's final step ends it (state resets for the next one). ``last`` on any
-        other element is ignored.
+        other element is ignored. With ``config.input_elements = k > 1``, ``data`` is an
+        array of ``k`` elements: a step is ``ceil(I/k)`` beats, beat ``b`` holding elements
+        ``b*k .. b*k+k-1`` (those past ``I-1`` are ignored), ``last`` on the step's final beat.
     y : Out, stream of ``{data: hidden format, last: 1}``
         ``h_t`` elements ``0 .. H-1`` per step; ``last`` on the sequence's final element.
     weight_write : In, stream (always ready) of :func:`~lstm_fpga.hw.memory.write_layout`
@@ -81,7 +83,7 @@ class LstmEngine(wiring.Component):
         self._images = bank_images(self._geometry, model.direction(0, False))
         super().__init__(
             {
-                "x": In(stream.Signature(input_layout(self._dp))),
+                "x": In(stream.Signature(input_layout(self._dp, config.input_elements))),
                 "y": Out(stream.Signature(hidden_layout(self._dp))),
                 "weight_write": In(stream.Signature(write_layout(self._images), always_ready=True)),
                 "cycles": Out(CYCLE_COUNTER_WIDTH),
@@ -104,7 +106,7 @@ class LstmEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         dp, g = self._dp, self._geometry
-        m.submodules.sequencer = seq = Sequencer(dp, g)
+        m.submodules.sequencer = seq = Sequencer(dp, g, self._config.input_elements)
         m.submodules.weights = mem = WeightMemory(self._images, verilog_banks=self._verilog_banks)
         m.submodules.mvu = mvu = MatrixVectorUnit(dp, g)
         m.submodules.cell = cell = GateCellPipeline(dp)
@@ -140,9 +142,11 @@ class LstmTop(wiring.Component):
     """The generated top module ``lstm_top``: :class:`LstmEngine` with AXI4-Stream names.
 
     Ports (Verilog names): ``clk``, ``rst`` (synchronous, active high); ``x__tdata`` (signed,
-    input format), ``x__tvalid``, ``x__tready``, ``x__tlast``; ``y__tdata`` (signed, output
-    format), ``y__tvalid``, ``y__tready``, ``y__tlast``; ``cycles`` (32 bits); ``busy``. See
-    ``docs/hardware.md`` for element order and timing diagrams.
+    input format; ``input_elements`` packed elements, element ``e`` in bits ``[e*w, (e+1)*w)``,
+    when ``config.input_elements > 1``), ``x__tvalid``, ``x__tready``, ``x__tlast``;
+    ``y__tdata`` (signed, output format), ``y__tvalid``, ``y__tready``, ``y__tlast``;
+    ``cycles`` (32 bits); ``busy``. See ``docs/hardware.md`` for element order and timing
+    diagrams.
     """
 
     def __init__(
@@ -154,9 +158,12 @@ class LstmTop(wiring.Component):
             self._MustUse__silence = True  # a refused design is not an unused one
             raise
         dp = self._engine.datapath
+        x_shape = format_shape(dp.formats.x)
+        if config.input_elements > 1:
+            x_shape = unsigned(config.input_elements * x_shape.width)
         super().__init__(
             {
-                "x": In(axi_stream_signature(format_shape(dp.formats.x))),
+                "x": In(axi_stream_signature(x_shape)),
                 "y": Out(axi_stream_signature(format_shape(dp.formats.hidden))),
                 "cycles": Out(CYCLE_COUNTER_WIDTH),
                 "busy": Out(1),

@@ -32,11 +32,12 @@ _HARNESS_CPP = r"""
 #include <vector>
 
 int main(int argc, char** argv) {
-    if (argc != 9) {
-        std::fprintf(stderr, "usage: harness IN OUT X_WIDTH Y_WIDTH IDLE STALL SEED LIMIT\n");
+    if (argc != 10) {
+        std::fprintf(stderr, "usage: harness IN OUT X_WIDTH Y_WIDTH IDLE STALL SEED LIMIT K\n");
         return 2;
     }
     const int x_width = std::atoi(argv[3]), y_width = std::atoi(argv[4]);
+    const long k = std::atol(argv[9]);  // elements per input beat
     const double idle = std::atof(argv[5]), stall = std::atof(argv[6]);
     std::mt19937_64 rng(std::strtoull(argv[7], nullptr, 10));
     const uint64_t limit = std::strtoull(argv[8], nullptr, 10);
@@ -45,18 +46,26 @@ int main(int argc, char** argv) {
     FILE* in = std::fopen(argv[1], "r");
     long sequences, inputs, hidden;
     if (!in || std::fscanf(in, "%ld %ld %ld", &sequences, &inputs, &hidden) != 3) return 3;
-    std::vector<int64_t> data;
+    const uint64_t x_mask = (x_width >= 64) ? ~0ull : ((1ull << x_width) - 1);
+    const long beats_per_step = (inputs + k - 1) / k;
+    std::vector<uint64_t> data;  // packed beats
     std::vector<int> last, first;
     uint64_t outputs = 0;
     for (long s = 0; s < sequences; ++s) {
         long steps;
         if (std::fscanf(in, "%ld", &steps) != 1) return 3;
-        for (long k = 0; k < steps * inputs; ++k) {
-            long long v;
-            if (std::fscanf(in, "%lld", &v) != 1) return 3;
-            data.push_back(v);
-            first.push_back(k == 0);
-            last.push_back(k == steps * inputs - 1);
+        for (long t = 0; t < steps; ++t) {
+            for (long b = 0; b < beats_per_step; ++b) {
+                uint64_t beat = 0;
+                for (long e = 0; e < k && b * k + e < inputs; ++e) {
+                    long long v;
+                    if (std::fscanf(in, "%lld", &v) != 1) return 3;
+                    beat |= (uint64_t(v) & x_mask) << (e * x_width);
+                }
+                data.push_back(beat);
+                first.push_back(t == 0 && b == 0);
+                last.push_back(t == steps - 1 && b == beats_per_step - 1);
+            }
         }
         outputs += steps * hidden;
     }
@@ -64,7 +73,6 @@ int main(int argc, char** argv) {
 
     VerilatedContext context;
     Vlstm_top top{&context};
-    const uint64_t x_mask = (x_width >= 64) ? ~0ull : ((1ull << x_width) - 1);
     auto clock = [&]() { top.clk = 1; top.eval(); top.clk = 0; top.eval(); };
     top.clk = 0;
     top.rst = 1;
@@ -79,7 +87,7 @@ int main(int argc, char** argv) {
     while (received < outputs && cycle < limit) {
         if (!valid && sent < data.size()) valid = !(idle > 0 && coin(rng) < idle);
         top.x___05Ftvalid = valid;
-        top.x___05Ftdata = valid ? (uint64_t(data[sent]) & x_mask) : 0;
+        top.x___05Ftdata = valid ? data[sent] : 0;
         top.x___05Ftlast = valid ? last[sent] : 0;
         const bool ready = !(stall > 0 && coin(rng) < stall);
         top.y___05Ftready = ready;
@@ -176,12 +184,19 @@ def run_harness(
     output_width: int,
     *,
     hidden_size: int,
+    input_elements: int = 1,
     idle: float = 0.0,
     stall: float = 0.0,
     seed: int = 0,
     cycle_limit: int = 10**10,
 ) -> HarnessRun:
-    """Stream integer ``sequences`` (each ``(steps, I)``) through the compiled build."""
+    """Stream integer ``sequences`` (each ``(steps, I)``) through the compiled build.
+
+    ``input_width`` is the width of one input element; ``input_elements`` the elements per
+    beat the build was generated with (``x__tdata`` must fit 64 bits).
+    """
+    if input_elements * input_width > 64:
+        raise ValueError("the harness drives x__tdata of at most 64 bits")
     executable = compile_harness(build)
     workdir = executable.parent.parent
     sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
@@ -202,6 +217,7 @@ def run_harness(
         str(stall),
         str(seed),
         str(cycle_limit),
+        str(input_elements),
     ]
     # $readmemh paths are relative to the build directory.
     run = subprocess.run(args, cwd=build.directory, capture_output=True, text=True)

@@ -48,13 +48,31 @@ class Location:
 
 @dataclass(frozen=True, eq=False)
 class BankImages:
-    """Initial contents of every bank: ``weights[p]`` and ``biases[p]`` for lane ``p``."""
+    """Initial contents of every bank: ``weights[p]`` and ``biases[p]`` for lane ``p``.
 
-    geometry: PassGeometry
+    ``geometry`` is the one layer direction's :class:`PassGeometry` the images were made for,
+    or ``None`` for the images of a whole engine plan (:meth:`EnginePlan.bank_images`).
+    """
+
+    geometry: PassGeometry | None
     weight_width: int
     bias_width: int
-    weights: np.ndarray  # (lanes, passes * columns)
-    biases: np.ndarray  # (lanes, passes)
+    weights: np.ndarray  # (lanes, bank depth)
+    biases: np.ndarray  # (lanes, bias bank depth)
+
+    @property
+    def lanes(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def depth(self) -> int:
+        """Words of every weight bank."""
+        return self.weights.shape[1]
+
+    @property
+    def bias_depth(self) -> int:
+        """Words of every bias bank."""
+        return self.biases.shape[1]
 
     def weight_hex(self, lane: int) -> str:
         return hex_lines(self.weights[lane], self.weight_width)
@@ -67,12 +85,12 @@ class BankImages:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
-        for lane in range(self.geometry.lanes):
+        for lane in range(self.lanes):
             for kind, text in (
                 ("weights", self.weight_hex(lane)),
                 ("bias", self.bias_hex(lane)),
             ):
-                path = directory / f"{prefix}{hex_file_name(kind, lane, self.geometry.lanes)}"
+                path = directory / f"{prefix}{hex_file_name(kind, lane, self.lanes)}"
                 path.write_text(text)
                 paths.append(path)
         return paths

@@ -21,17 +21,23 @@ CYCLE_COUNTER_WIDTH = 32
 MAX_SEQUENCES_IN_FLIGHT = 4
 
 
-def input_layout(dp: LstmDatapath) -> data.StructLayout:
-    """An input beat: ``data`` is one element of ``x_t``; ``last`` ends the sequence."""
-    return data.StructLayout({"data": format_shape(dp.formats.x), "last": unsigned(1)})
+def input_layout(dp: LstmDatapath, elements: int = 1) -> data.StructLayout:
+    """An input beat: ``data`` is one element of ``x_t`` (an array of ``elements`` elements
+    when ``elements > 1``); ``last`` ends the sequence."""
+    shape = format_shape(dp.formats.x)
+    if elements > 1:
+        shape = data.ArrayLayout(shape, elements)
+    return data.StructLayout({"data": shape, "last": unsigned(1)})
 
 
 class Sequencer(wiring.Component):
     """Runs time steps of one layer direction on the matrix-vector unit.
 
-    * Buffers ``x_t`` in a two-step ring (``2 I`` words): ``x_{t+1}`` streams in while step
-      ``t`` computes. ``x`` is ready while fewer than ``2 I`` elements from the start of the
-      current step are buffered (and, at a sequence start, fewer than
+    * Buffers ``x_t`` in a two-step ring: ``x_{t+1}`` streams in while step ``t`` computes.
+      With ``k = input_elements`` elements per beat a step is ``B = ceil(I/k)`` beats (the
+      last one padded) and the ring is ``k`` banks of ``2 B`` words (bank ``e`` holds the
+      columns ``= e mod k``). ``x`` is ready while fewer than ``2 B`` beats from the start of
+      the current step are buffered (and, at a sequence start, fewer than
       :data:`MAX_SEQUENCES_IN_FLIGHT` sequences are unfinished).
     * Keeps ``h`` in a ping-pong buffer (``2 H`` words, half = step parity) written by the
       gate and cell pipeline.
@@ -47,13 +53,16 @@ class Sequencer(wiring.Component):
       (``sequence_done``); ``busy`` while a sequence is unfinished.
     """
 
-    def __init__(self, dp: LstmDatapath, geometry: PassGeometry):
+    def __init__(self, dp: LstmDatapath, geometry: PassGeometry, input_elements: int = 1):
+        if input_elements < 1 or input_elements & (input_elements - 1):
+            raise ValueError(f"input_elements must be a power of two, not {input_elements}")
         self._dp = dp
         self._geometry = geometry
+        self._input_elements = input_elements
         g = geometry
         super().__init__(
             {
-                "x": In(stream.Signature(input_layout(dp))),
+                "x": In(stream.Signature(input_layout(dp, input_elements))),
                 "weight_address": Out(index_shape(g.bank_depth)),
                 "bias_address": Out(index_shape(g.passes)),
                 "column": Out(stream.Signature(column_layout(dp, g.groups), always_ready=True)),
@@ -73,16 +82,22 @@ class Sequencer(wiring.Component):
         K, R = g.columns, g.passes
 
         # -- vector buffers ----------------------------------------------------------------
-        m.submodules.x_buffer = x_buffer = Memory(
-            shape=format_shape(dp.formats.x), depth=2 * I, init=[]
-        )
+        k = self._input_elements
+        k_bits = k.bit_length() - 1
+        B = -(-I // k)  # beats per step
+        x_banks = [
+            Memory(shape=format_shape(dp.formats.x), depth=max(2, 2 * B), init=[]) for _ in range(k)
+        ]
+        for e, bank in enumerate(x_banks):
+            m.submodules[f"x_bank{e}"] = bank
         m.submodules.h_buffer = h_buffer = Memory(
             shape=format_shape(dp.formats.hidden), depth=2 * H, init=[]
         )
         G, S = g.groups, g.span
         # Lane group ``grp`` reads column ``cycle * G + grp``: one read port per group.
-        x_write, h_write = x_buffer.write_port(), h_buffer.write_port()
-        x_reads = [x_buffer.read_port() for _ in range(G)]
+        x_writes = [bank.write_port() for bank in x_banks]
+        h_write = h_buffer.write_port()
+        x_reads = [[bank.read_port() for bank in x_banks] for _ in range(G)]
         h_reads = [h_buffer.read_port() for _ in range(G)]
 
         # -- walk state --------------------------------------------------------------------
@@ -93,10 +108,10 @@ class Sequencer(wiring.Component):
         parity = Signal()
         step_first = Signal()  # latched at a step's first issue
         load_pending = Signal()
-        # x_seen: x elements received counted from the start of the current step (0 .. 2I).
+        # x_seen: x beats received counted from the start of the current step (0 .. 2B).
         # h_seen: h units written counted from the start of the previous step (0 .. 2H);
         # step -1 counts as written, hence the initial H.
-        x_seen = Signal(range(2 * I + 1))
+        x_seen = Signal(range(2 * B + 1))
         h_seen = Signal(range(2 * H + 1), init=H)
 
         # Per-parity step flags written by the input side.
@@ -107,7 +122,7 @@ class Sequencer(wiring.Component):
         # must have arrived, and every h column up to it must have been written.
         top = Signal(range(K))
         m.d.comb += top.eq(Mux(base + (G - 1) < K, base + (G - 1), K - 1))
-        x_ready = x_seen > Mux(top < I, top, I - 1)
+        x_ready = (x_seen << k_bits) > Mux(top < I, top, I - 1)
         h_ready = (h_seen + I) > top
         is_last_cycle = cycle == S - 1
         at_step_start = (pass_index == 0) & (cycle == 0)
@@ -121,11 +136,16 @@ class Sequencer(wiring.Component):
             self.weight_address.eq(address),
             self.bias_address.eq(pass_index),
         ]
+        # With several banks, remember which bank holds each group's column: its data
+        # arrives a cycle later.
+        x_bank_of = [Signal(k_bits, name=f"x_bank_of{grp}") for grp in range(G)] if k > 1 else []
         for grp in range(G):
-            m.d.comb += [
-                x_reads[grp].addr.eq(Mux(parity, I, 0) + base + grp),
-                h_reads[grp].addr.eq(Mux(parity, 0, H) + base + grp - I),
-            ]
+            column = base + grp
+            m.d.comb += h_reads[grp].addr.eq(Mux(parity, 0, H) + column - I)
+            for read in x_reads[grp]:
+                m.d.comb += read.addr.eq(Mux(parity, B, 0) + (column >> k_bits))
+            if k > 1:
+                m.d.sync += x_bank_of[grp].eq(column[:k_bits])
         with m.If(issue):
             with m.If(at_step_start):
                 m.d.sync += step_first.eq(x_first[parity])
@@ -163,11 +183,14 @@ class Sequencer(wiring.Component):
         m.d.comb += beat.eq(beat_meta)
         for grp in range(G):
             h_element = Mux(beat_meta.step_first, 0, h_reads[grp].data)
-            element = Mux(beat_meta.segments[grp], h_element, x_reads[grp].data)
+            x_element = x_reads[grp][0].data
+            if k > 1:
+                x_element = Array(read.data for read in x_reads[grp])[x_bank_of[grp]]
+            element = Mux(beat_meta.segments[grp], h_element, x_element)
             m.d.comb += beat.elements[grp].eq(Mux(beyond[grp], 0, element))
 
         # -- input side --------------------------------------------------------------------
-        in_column = Signal(index_shape(I))
+        in_beat = Signal(index_shape(B))
         in_parity = Signal()
         in_first = Signal(init=1)  # the next beat starts a sequence
         in_flight = Signal(range(MAX_SEQUENCES_IN_FLIGHT + 1))
@@ -180,31 +203,35 @@ class Sequencer(wiring.Component):
         room = ~in_first | (in_flight < MAX_SEQUENCES_IN_FLIGHT)
         accept = Signal()
         started = Signal()
+        elements = [self.x.payload.data] if k == 1 else list(self.x.payload.data)
         m.d.comb += [
-            self.x.ready.eq((x_seen < 2 * I) & room),
+            self.x.ready.eq((x_seen < 2 * B) & room),
             accept.eq(self.x.valid & self.x.ready),
             started.eq(accept & in_first),
-            x_write.addr.eq(Mux(in_parity, I, 0) + in_column),
-            x_write.data.eq(self.x.payload.data),
-            x_write.en.eq(accept),
         ]
+        for write, element in zip(x_writes, elements, strict=True):
+            m.d.comb += [
+                write.addr.eq(Mux(in_parity, B, 0) + in_beat),
+                write.data.eq(element),
+                write.en.eq(accept),
+            ]
         m.d.sync += now.eq(now + 1)
         with m.If(accept):
-            final_element = in_column == I - 1
-            with m.If(final_element):
-                m.d.sync += [in_column.eq(0), in_parity.eq(~in_parity)]
+            final_beat = in_beat == B - 1
+            with m.If(final_beat):
+                m.d.sync += [in_beat.eq(0), in_parity.eq(~in_parity)]
             with m.Else():
-                m.d.sync += in_column.eq(in_column + 1)
-            with m.If(in_column == 0):
+                m.d.sync += in_beat.eq(in_beat + 1)
+            with m.If(in_beat == 0):
                 m.d.sync += [x_first[in_parity].eq(in_first), in_first.eq(0)]
-            with m.If((in_column == 0) | final_element):
-                m.d.sync += x_last[in_parity].eq(final_element & self.x.payload.last)
-            with m.If(final_element & self.x.payload.last):
+            with m.If((in_beat == 0) | final_beat):
+                m.d.sync += x_last[in_parity].eq(final_beat & self.x.payload.last)
+            with m.If(final_beat & self.x.payload.last):
                 m.d.sync += in_first.eq(1)
             with m.If(in_first):
                 m.d.sync += [starts[seq_in].eq(now), seq_in.eq(seq_in + 1)]
         m.d.sync += [
-            x_seen.eq(x_seen + accept - Mux(advance, I, 0)),
+            x_seen.eq(x_seen + accept - Mux(advance, B, 0)),
             h_seen.eq(h_seen + self.hidden_write.valid - Mux(advance, H, 0)),
             in_flight.eq(in_flight + started - self.sequence_done),
         ]

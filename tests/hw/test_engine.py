@@ -23,22 +23,27 @@ def _reference_outputs(model, sequences):
     return [run_reference(model, seq[:, None, :]).output[:, 0, :] for seq in sequences]
 
 
-def _input_beats(sequences):
+def _input_beats(sequences, elements=1):
+    """Beats of ``elements`` elements each (the last beat of a step zero-padded)."""
     beats = []
     for seq in sequences:
         steps, inputs = seq.shape
+        per_step = -(-inputs // elements)
         for t in range(steps):
-            for j in range(inputs):
-                last = int(t == steps - 1 and j == inputs - 1)
-                beats.append({"data": int(seq[t, j]), "last": last})
+            padded = np.zeros(per_step * elements, dtype=np.int64)
+            padded[:inputs] = seq[t]
+            for b in range(per_step):
+                last = int(t == steps - 1 and b == per_step - 1)
+                chunk = [int(v) for v in padded[b * elements : (b + 1) * elements]]
+                beats.append({"data": chunk[0] if elements == 1 else chunk, "last": last})
     return beats
 
 
-def _run_engine(model, lanes, sequences, seed, idle, stall):
+def _run_engine(model, lanes, sequences, seed, idle, stall, elements=1):
     """Stream ``sequences`` through the engine; returns (y beats, cycles, busy at the end)."""
-    dut = LstmEngine(model, HardwareConfig(lanes=lanes))
+    dut = LstmEngine(model, HardwareConfig(lanes=lanes, input_elements=elements))
     rng = np.random.default_rng(seed)
-    beats = _input_beats(sequences)
+    beats = _input_beats(sequences, elements)
     total = sum(len(s) for s in sequences) * model.hidden_size
     result = {}
 
@@ -103,6 +108,22 @@ def test_engine_matches_reference_with_stalls(input_size, hidden_size, formats, 
     model = make_model(input_size, hidden_size, formats, seed=lanes, scale=scale)
     sequences = _sequences(model, [13, 1, 8], seed=10 * lanes)
     result = _run_engine(model, lanes, sequences, seed=lanes, idle=0.3, stall=0.3)
+    _check(model, sequences, result)
+
+
+@pytest.mark.parametrize(
+    "input_size, hidden_size, formats, lanes, elements",
+    [
+        (5, 11, "q16", 3, 2),  # the last beat of a step carries one element and padding
+        (5, 3, "tight", 24, 2),  # two column groups
+        (8, 2, "q12", 32, 4),  # four column groups, four elements per beat
+        (3, 4, "mixed", 5, 4),  # I < k: one padded beat per step
+    ],
+)
+def test_several_input_elements_per_beat(input_size, hidden_size, formats, lanes, elements):
+    model = make_model(input_size, hidden_size, formats, seed=lanes, scale=4.0)
+    sequences = _sequences(model, [9, 1, 5], seed=lanes)
+    result = _run_engine(model, lanes, sequences, lanes, 0.3, 0.3, elements=elements)
     _check(model, sequences, result)
 
 

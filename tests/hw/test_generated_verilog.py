@@ -5,26 +5,36 @@ from __future__ import annotations
 import pytest
 from conftest import make_model, random_input
 
-from lstm_fpga.hw import write_build
+from lstm_fpga.hw import HardwareConfig, write_build
 from lstm_fpga.hw.harness import run_harness
 from lstm_fpga.sw.reference import run_reference
 
 
 @pytest.mark.parametrize(
-    "memory_init, lanes",
+    "memory_init, lanes, elements",
     [
-        ("inline", 3),
-        pytest.param("readmemh", 8, marks=pytest.mark.slow),
-        pytest.param("inline", 100, marks=pytest.mark.slow),  # two column groups of 44 lanes
+        ("inline", 3, 1),
+        pytest.param("readmemh", 8, 1, marks=pytest.mark.slow),
+        # Two column groups of 44 lanes, two input elements per beat.
+        pytest.param("inline", 100, 2, marks=pytest.mark.slow),
     ],
 )
-def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lanes):
+def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lanes, elements):
     model = make_model(5, 11, "tight", seed=lanes, scale=4.0)
     sequences = [random_input(model, steps, seed=steps) for steps in (13, 1, 8)]
-    build = write_build(model, lanes, tmp_path, memory_init=memory_init)
+    config = HardwareConfig(lanes=lanes, input_elements=elements)
+    build = write_build(model, config, tmp_path, memory_init=memory_init)
     f = model.direction(0, False).formats
     run = run_harness(
-        build, sequences, f.x.width, f.hidden.width, hidden_size=11, idle=0.3, stall=0.3, seed=2
+        build,
+        sequences,
+        f.x.width,
+        f.hidden.width,
+        hidden_size=11,
+        input_elements=elements,
+        idle=0.3,
+        stall=0.3,
+        seed=2,
     )
     for k, (seq, got) in enumerate(zip(sequences, run.outputs, strict=True)):
         expected = run_reference(model, seq[:, None, :]).output[:, 0, :]

@@ -91,6 +91,12 @@ def test_bad_lane_counts_are_refused(lanes):
         HardwareConfig(lanes=lanes)
 
 
+@pytest.mark.parametrize("elements", [0, 3, 6, 2.0])
+def test_input_elements_must_be_a_power_of_two(elements):
+    with pytest.raises(HardwareConfigError, match="input_elements must be a power of two"):
+        HardwareConfig(lanes=4, input_elements=elements)
+
+
 def test_address_map_refuses_rows_and_columns_outside_the_matrix():
     g = PassGeometry(2, 3, 4)
     with pytest.raises(ValueError, match="row 12 outside"):

@@ -60,6 +60,14 @@ def test_top_module_name_and_ports(formats):
         assert ports[name] == (direction, expected), name
 
 
+def test_several_input_elements_widen_only_x_tdata():
+    model = make_model(5, 4, "q12")
+    ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=2, input_elements=4)))
+    assert ports["x__tdata"] == ("input", 4 * 12)
+    assert ports["y__tdata"] == ("output", 12)
+    assert set(ports) == set(PORTS)
+
+
 def test_lanes_may_be_given_as_an_int():
     model = make_model(2, 3)
     assert generate_verilog(model, 2) == generate_verilog(model, HardwareConfig(lanes=2))

@@ -1,0 +1,484 @@
+"""The engine plan: how a whole model (layers, directions, head) maps onto one set of lanes.
+
+Pure Python, no HDL. :class:`EnginePlan` is computed from the IR and a
+:class:`~lstm_fpga.hw.config.HardwareConfig` and holds every constant the Amaranth blocks
+need: the matrices the lanes compute (one per layer direction, plus the Linear head), their
+pass schedule and place in the weight banks, the shapes shared by all of them, the vector
+memories and the job schedule.
+
+Matrices (index ``m``): ``m = layer * D + direction`` for the ``L * D`` layer directions in
+PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...), then ``m = L * D`` for the head.
+
+* A layer direction is the ``4H x (I_k + H)`` gate matrix with rows interleaved unit-major
+  (row ``r`` = gate ``r % 4`` of unit ``r // 4``). Its columns are walked in the order of its
+  :attr:`MatrixPlan.segments`: layer 0 reads ``[x_t ; h_{t-1}]`` (input first: ``x`` is there
+  early, the recurrent ``h`` comes last), layers ``k > 0`` read ``[h_{t-1} ; in_t]`` (their
+  input is the layer below's ``h_t``, produced just before: reading it last hides the
+  latency of the gate and cell pipeline).
+* The head is the ``O x D*H`` matrix of ``nn.Linear``, rows in order, padded with zero rows to
+  a multiple of 4 so that the drain hands it out four rows (one "unit") at a time.
+
+Each lane owns its weight bank and bias bank; a matrix occupies words ``weight_base ..
+weight_base + passes * span - 1`` of every weight bank (and ``bias_base .. bias_base +
+passes - 1`` of every bias bank), laid out exactly like :mod:`lstm_fpga.hw.layout` lays out
+one layer direction.
+
+Schedules: unidirectional models *stream*: each time step runs the jobs ``l0, l1, ..., l(L-1)``
+(and the head when it applies to that step), so the top layer's ``h_t`` leaves while the input
+is still streaming. Bidirectional models are *buffered*: a whole sequence (at most
+``max_seq_len`` steps) is stored first; each layer runs its forward and reverse directions
+interleaved step by step (``(k, fwd, s)``, ``(k, rev, T-1-s)``), its outputs go to a sequence
+buffer, and the next layer reads the ``2H`` concatenation from there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ..sw.ir import LstmModel
+from ..sw.numerics import FixedFormat, HeadDatapath, LstmDatapath
+from .config import GATES_PER_UNIT, HardwareConfig, HardwareConfigError
+from .fixed import common_signed_shape, format_shape
+from .layout import BankImages
+
+__all__ = [
+    "BUFFERED",
+    "STREAMING",
+    "EnginePlan",
+    "MatrixPlan",
+    "Segment",
+    "SegmentKind",
+]
+
+#: Schedule of unidirectional models: step by step, all layers per step.
+STREAMING = "streaming"
+#: Schedule of bidirectional models: whole sequences, layer by layer.
+BUFFERED = "buffered"
+
+
+class SegmentKind:
+    """What a run of columns of a matrix multiplies."""
+
+    #: The layer's input (``x_t`` for layer 0, the layer below's ``h_t`` otherwise): ``W_ih``.
+    INPUT = "input"
+    #: The layer direction's own previous ``h``: ``W_hh``.
+    RECURRENT = "recurrent"
+    #: The LSTM output feeding the Linear head: ``W``.
+    HEAD = "head"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``length`` consecutive columns of a matrix, their kind and product alignment shift."""
+
+    kind: str
+    length: int
+    shift: int
+
+
+@dataclass(frozen=True)
+class MatrixPlan:
+    """One matrix on the lanes: a layer direction's gate matrix or the head."""
+
+    index: int
+    name: str
+    layer: int  # -1 for the head
+    reverse: bool
+    real_rows: int  # 4H, or O for the head
+    rows: int  # real_rows padded to a multiple of 4
+    segments: tuple[Segment, ...]
+    bias_shift: int
+    acc_frac: int
+    row_lanes: int
+    groups: int
+    weight_base: int
+    bias_base: int
+    lanes_requested: int
+
+    @property
+    def is_head(self) -> bool:
+        return self.layer < 0
+
+    @property
+    def columns(self) -> int:
+        return sum(s.length for s in self.segments)
+
+    @property
+    def span(self) -> int:
+        """Cycles of a pass: ``ceil(columns / groups)``."""
+        return math.ceil(self.columns / self.groups)
+
+    @property
+    def passes(self) -> int:
+        return math.ceil(self.rows / self.row_lanes)
+
+    @property
+    def units(self) -> int:
+        """Units of four rows the drain hands out: ``H`` for a layer direction."""
+        return self.rows // GATES_PER_UNIT
+
+    @property
+    def last_pass_rows(self) -> int:
+        return self.rows - (self.passes - 1) * self.row_lanes
+
+    @property
+    def words(self) -> int:
+        """Words of every weight bank this matrix occupies."""
+        return self.passes * self.span
+
+    @property
+    def mac_cycles(self) -> int:
+        """Cycles the lanes spend on one evaluation of this matrix."""
+        return self.passes * self.span
+
+    @property
+    def bound(self) -> int:
+        """``ceil(rows * columns / P)``: the fewest cycles ``P`` multipliers can need."""
+        return math.ceil(self.real_rows * self.columns / self.lanes_requested)
+
+
+def _check_config(model: LstmModel, config: HardwareConfig) -> None:
+    if not isinstance(model, LstmModel):
+        raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
+    if not isinstance(config, HardwareConfig):
+        raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
+    if model.bidirectional and config.max_seq_len is None:
+        raise HardwareConfigError(
+            "a bidirectional model needs the whole sequence before its reverse direction can "
+            "start: set HardwareConfig(max_seq_len=...) to the longest sequence to buffer"
+        )
+
+
+class EnginePlan:
+    """Everything the engine's blocks need to know about ``model`` on ``config``'s lanes."""
+
+    def __init__(self, model: LstmModel, config: HardwareConfig):
+        _check_config(model, config)
+        self.model = model
+        self.config = config
+        H = model.hidden_size
+        self.hidden_size = H
+        self.input_size = model.input_size
+        self.num_layers = model.num_layers
+        self.num_directions = model.num_directions
+        self.head = model.head
+        self.schedule = BUFFERED if model.bidirectional else STREAMING
+        self.output_mode = config.output
+        self.max_seq_len = config.max_seq_len if model.bidirectional else None
+        self.input_elements = config.input_elements
+        self.datapaths: tuple[LstmDatapath, ...] = tuple(
+            d.datapath(model.rounding, model.overflow) for d in model.directions
+        )
+        self.head_datapath: HeadDatapath | None = model.head_datapath()
+
+        P = config.lanes
+        rows = GATES_PER_UNIT * H
+        columns = [d.input_size + H for d in model.directions]
+        if model.head is not None:
+            columns.append(model.head.in_features)
+        self.row_lanes = min(P, rows)
+        self.groups = max(1, min(P // rows, max(columns)))
+        self.lanes = self.groups * self.row_lanes
+
+        matrices = []
+        weight_base = bias_base = 0
+        for m, (d, dp) in enumerate(zip(model.directions, self.datapaths, strict=True)):
+            shift_x, shift_h = dp.gate_acc.shifts
+            input_segment = Segment(SegmentKind.INPUT, d.input_size, shift_x)
+            recurrent = Segment(SegmentKind.RECURRENT, H, shift_h)
+            segments = (input_segment, recurrent) if d.layer == 0 else (recurrent, input_segment)
+            plan = MatrixPlan(
+                index=m,
+                name=d.name,
+                layer=d.layer,
+                reverse=d.reverse,
+                real_rows=rows,
+                rows=rows,
+                segments=segments,
+                bias_shift=dp.gate_acc.bias_shift,
+                acc_frac=dp.gate_acc.frac,
+                row_lanes=self.row_lanes,
+                groups=self.groups,
+                weight_base=weight_base,
+                bias_base=bias_base,
+                lanes_requested=P,
+            )
+            matrices.append(plan)
+            weight_base += plan.words
+            bias_base += plan.passes
+        if model.head is not None:
+            hd = self.head_datapath
+            out = model.head.out_features
+            plan = MatrixPlan(
+                index=len(matrices),
+                name="head",
+                layer=-1,
+                reverse=False,
+                real_rows=out,
+                rows=-(-out // GATES_PER_UNIT) * GATES_PER_UNIT,
+                segments=(Segment(SegmentKind.HEAD, model.head.in_features, hd.acc.shifts[0]),),
+                bias_shift=hd.acc.bias_shift,
+                acc_frac=hd.acc.frac,
+                row_lanes=self.row_lanes,
+                groups=self.groups,
+                weight_base=weight_base,
+                bias_base=bias_base,
+                lanes_requested=P,
+            )
+            matrices.append(plan)
+            weight_base += plan.words
+            bias_base += plan.passes
+        self.matrices: tuple[MatrixPlan, ...] = tuple(matrices)
+        self.bank_depth = weight_base
+        self.bias_depth = bias_base
+
+    # -- shape of the model ------------------------------------------------------------------
+    @property
+    def num_directions_total(self) -> int:
+        """``L * D``: layer directions (the matrices before the head)."""
+        return self.num_layers * self.num_directions
+
+    @property
+    def lstm_matrices(self) -> tuple[MatrixPlan, ...]:
+        return self.matrices[: self.num_directions_total]
+
+    @property
+    def head_matrix(self) -> MatrixPlan | None:
+        return self.matrices[-1] if self.head is not None else None
+
+    @property
+    def head_index(self) -> int:
+        """Matrix index of the head (``L * D``; one past the last layer direction)."""
+        return self.num_directions_total
+
+    @property
+    def head_out(self) -> int:
+        return 0 if self.head is None else self.head.out_features
+
+    @property
+    def output_features(self) -> int:
+        """Elements of one output vector on ``y``: ``O`` with a head, else ``D * H``."""
+        return self.head_out if self.head is not None else self.num_directions * self.hidden_size
+
+    @property
+    def y_source(self) -> str:
+        """Which block feeds ``y``: ``"head"``, ``"cell"`` (streaming ``h_t``) or ``"copy"``
+        (buffered outputs read back from the sequence buffer)."""
+        if self.head is not None:
+            return "head"
+        return "cell" if self.schedule == STREAMING else "copy"
+
+    # -- shared shapes -----------------------------------------------------------------------
+    @cached_property
+    def hidden_formats(self) -> tuple[FixedFormat, ...]:
+        return tuple(dp.formats.hidden for dp in self.datapaths)
+
+    @cached_property
+    def element_shape(self):
+        """Shape of a broadcast element (any ``x`` or ``h`` the lanes multiply)."""
+        return common_signed_shape(self.model.input_format, *self.hidden_formats)
+
+    @cached_property
+    def weight_shape(self):
+        formats = [f for dp in self.datapaths for f in (dp.formats.w_ih, dp.formats.w_hh)]
+        if self.head is not None:
+            formats.append(self.head.formats.weight)
+        return common_signed_shape(*formats)
+
+    @cached_property
+    def bias_shape(self):
+        formats = [dp.formats.bias for dp in self.datapaths]
+        if self.head is not None:
+            formats.append(self.head.formats.bias)
+        return common_signed_shape(*formats)
+
+    @cached_property
+    def acc_width(self) -> int:
+        """Accumulator width: the widest of every matrix's derived width (each matrix's sums
+        fit its own, so none overflows)."""
+        widths = [dp.gate_acc.width for dp in self.datapaths]
+        if self.head_datapath is not None:
+            widths.append(self.head_datapath.acc.width)
+        return max(widths)
+
+    @cached_property
+    def state_shape(self):
+        """Shape of ``h`` values of any layer (hidden formats)."""
+        return common_signed_shape(*self.hidden_formats)
+
+    @cached_property
+    def cell_shape(self):
+        return common_signed_shape(*(dp.formats.cell for dp in self.datapaths))
+
+    @property
+    def input_shape(self):
+        return format_shape(self.model.input_format)
+
+    @property
+    def output_shape(self):
+        """Shape of a ``y`` element: the head's output format, else the last layer's hidden."""
+        if self.head is not None:
+            return format_shape(self.head.formats.output)
+        return format_shape(self.model.output_format)
+
+    # -- memories ----------------------------------------------------------------------------
+    @property
+    def x_beats_per_step(self) -> int:
+        """Input beats of one ``x_t``: ``ceil(I / input_elements)``."""
+        return -(-self.input_size // self.input_elements)
+
+    @property
+    def x_slots(self) -> int:
+        """``x`` buffer slots: 2 steps (streaming) or 2 whole sequences (buffered)."""
+        return 2
+
+    @property
+    def x_slot_beats(self) -> int:
+        """Words of one ``x`` slot in each of the ``input_elements`` banks."""
+        steps = 1 if self.schedule == STREAMING else self.max_seq_len
+        return steps * self.x_beats_per_step
+
+    @property
+    def vector_buffers(self) -> int:
+        """Output buffers of layers: one per layer (streaming, 2 steps each) or two that
+        alternate between layers (buffered, a whole sequence each)."""
+        if self.schedule == STREAMING:
+            return self.num_layers
+        return min(self.num_layers, 2)
+
+    @property
+    def vector_slot_words(self) -> int:
+        """Words of one step in a layer's output buffer: ``D * H``."""
+        return self.num_directions * self.hidden_size
+
+    @property
+    def vector_buffer_words(self) -> int:
+        steps = 2 if self.schedule == STREAMING else self.max_seq_len
+        return steps * self.vector_slot_words
+
+    @property
+    def vector_depth(self) -> int:
+        return self.vector_buffers * self.vector_buffer_words
+
+    def vector_buffer_base(self, layer: int) -> int:
+        return (layer % self.vector_buffers) * self.vector_buffer_words
+
+    @property
+    def state_words(self) -> int:
+        """``L * D * H``: one state vector per layer direction."""
+        return self.num_directions_total * self.hidden_size
+
+    # -- performance ------------------------------------------------------------------------
+    def step_bound(self) -> int:
+        """Sum over layer directions of ``ceil(4H (I_k + H) / P)``: cycles per time step."""
+        return sum(m.bound for m in self.lstm_matrices)
+
+    def sequence_bound(self, steps: int) -> int:
+        """The bound of a whole sequence of ``steps`` steps: every layer direction per step,
+        plus the head on every step (output ``"all"``) or once (``"last"``)."""
+        total = steps * self.step_bound()
+        if self.head is not None:
+            runs = steps if self.output_mode == "all" else 1
+            total += runs * self.head_matrix.bound
+        return total
+
+    def sequence_mac_cycles(self, steps: int) -> int:
+        """Cycles the lanes are busy for a sequence (passes times spans)."""
+        total = steps * sum(m.mac_cycles for m in self.lstm_matrices)
+        if self.head is not None:
+            runs = steps if self.output_mode == "all" else 1
+            total += runs * self.head_matrix.mac_cycles
+        return total
+
+    # -- weight banks ------------------------------------------------------------------------
+    def matrix_values(self, m: int, model: LstmModel | None = None):
+        """``(weights, bias)`` of matrix ``m`` with rows in lane order and columns in walk
+        order: ``(rows, columns)`` and ``(rows,)``, padded with zero rows."""
+        model = self.model if model is None else model
+        plan = self.matrices[m]
+        matrix = np.zeros((plan.rows, plan.columns), dtype=np.int64)
+        bias = np.zeros(plan.rows, dtype=np.int64)
+        if plan.is_head:
+            matrix[: plan.real_rows] = model.head.weight
+            bias[: plan.real_rows] = model.head.bias
+            return matrix, bias
+        d = model.directions[m]
+        H = self.hidden_size
+        r = np.arange(plan.rows)
+        torch_rows = (r % GATES_PER_UNIT) * H + r // GATES_PER_UNIT
+        parts = {SegmentKind.INPUT: d.w_ih, SegmentKind.RECURRENT: d.w_hh}
+        matrix[:] = np.concatenate([parts[s.kind] for s in plan.segments], axis=1)[torch_rows]
+        bias[:] = d.bias[torch_rows]
+        return matrix, bias
+
+    def bank_images(self, model: LstmModel | None = None) -> BankImages:
+        """Contents of every weight and bias bank (``model``: same shape and formats)."""
+        model = self.model if model is None else model
+        self.check_compatible(model)
+        weights = np.zeros((self.lanes, max(1, self.bank_depth)), dtype=np.int64)
+        biases = np.zeros((self.lanes, max(1, self.bias_depth)), dtype=np.int64)
+        G, Q = self.groups, self.row_lanes
+        for plan in self.matrices:
+            matrix, bias = self.matrix_values(plan.index, model)
+            padded = np.zeros((plan.passes * Q, plan.span * G), dtype=np.int64)
+            padded[: plan.rows, : plan.columns] = matrix
+            # padded[pass*Q + q, j*G + g] -> weights[g*Q + q, base + pass*span + j]
+            block = (
+                padded.reshape(plan.passes, Q, plan.span, G)
+                .transpose(3, 1, 0, 2)
+                .reshape(G * Q, plan.passes * plan.span)
+            )
+            weights[:, plan.weight_base : plan.weight_base + plan.words] = block
+            bias_block = np.zeros((G, plan.passes * Q), dtype=np.int64)
+            bias_block[0, : plan.rows] = bias
+            bias_block = bias_block.reshape(G, plan.passes, Q).transpose(0, 2, 1).reshape(-1)
+            biases[:, plan.bias_base : plan.bias_base + plan.passes] = bias_block.reshape(
+                G * Q, plan.passes
+            )
+        return BankImages(
+            geometry=None,
+            weight_width=self.weight_shape.width,
+            bias_width=self.bias_shape.width,
+            weights=weights,
+            biases=biases,
+        )
+
+    def check_compatible(self, model: LstmModel) -> None:
+        """Raise unless ``model`` has this plan's shape and formats (the hardware bakes the
+        formats in; only the integer weights can be reloaded)."""
+        mine = self.model
+        if model is mine:
+            return
+        if not isinstance(model, LstmModel):
+            raise HardwareConfigError(f"expected an LstmModel, not {type(model).__name__}")
+        shape = lambda x: (  # noqa: E731
+            x.input_size,
+            x.hidden_size,
+            x.num_layers,
+            x.bidirectional,
+            None if x.head is None else x.head.weight.shape,
+            x.rounding,
+            x.overflow,
+        )
+        if shape(model) != shape(mine):
+            raise HardwareConfigError(
+                "the reloaded model must have the generated model's shape (input_size, "
+                "hidden_size, num_layers, bidirectional, head shape, rounding, overflow); "
+                "regenerate the hardware for a different shape"
+            )
+        for a, b in zip(model.directions, mine.directions, strict=True):
+            if a.formats != b.formats:
+                raise HardwareConfigError(
+                    f"{a.name}: the reloaded model's formats differ from the generated ones; "
+                    f"quantise it with the same formats (calibrate with fixed formats) or "
+                    f"regenerate the hardware"
+                )
+        if model.head is not None and model.head.formats != mine.head.formats:
+            raise HardwareConfigError(
+                "head: the reloaded model's formats differ from the generated ones; quantise "
+                "it with the same formats or regenerate the hardware"
+            )
