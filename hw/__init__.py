@@ -4,7 +4,7 @@ Public API::
 
     from lstm_fpga.hw import HardwareConfig, generate_verilog, write_build, cycle_bound
 
-    verilog_text = generate_verilog(model, HardwareConfig(lanes=16))
+    verilog_text = generate_verilog(model, HardwareConfig(lanes=16))  # or just 16
     build = write_build(model, HardwareConfig(lanes=16), "out/build")  # lstm_top.v + .hex
     cycle_bound(model, lanes=16)                                        # ceil(4H(I+H)/P)
 """
