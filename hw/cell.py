@@ -2,188 +2,333 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.numerics import LstmDatapath
-from .activation import ActivationUnit
+from .activation import ActivationUnit, distinct_tables
 from .config import index_shape
-from .fixed import format_shape, rescale_value
-from .mvu import unit_layout
+from .fixed import rescale_value, saturates, shift_round_value
+from .mvu_multi import job_layout, unit_layout
+from .plan import EnginePlan
 
-__all__ = ["GateCellPipeline", "hidden_layout", "hidden_write_layout"]
+__all__ = [
+    "GateCellPipeline",
+    "c0_write_layout",
+    "hidden_write_layout",
+    "output_layout",
+    "saturation_layout",
+    "select_rescale",
+    "state_layout",
+]
 
 
-def hidden_layout(dp: LstmDatapath) -> data.StructLayout:
-    """An output beat: ``data`` is ``h_t[u]`` (hidden format), ``last`` ends the sequence."""
-    return data.StructLayout({"data": format_shape(dp.formats.hidden), "last": unsigned(1)})
+def output_layout(shape) -> data.StructLayout:
+    """An output beat: ``data`` and ``last`` (the final element of a sequence's output)."""
+    return data.StructLayout({"data": shape, "last": unsigned(1)})
 
 
-def hidden_write_layout(dp: LstmDatapath) -> data.StructLayout:
-    """A write of ``h_t[unit]`` into half ``parity`` of the ``h`` ping-pong buffer."""
+def state_layout(plan: EnginePlan) -> data.StructLayout:
+    """A final-state beat: ``h_n[k][u]`` and ``c_n[k][u]`` of one unit; ``last`` on the final
+    unit of the final layer direction."""
+    return data.StructLayout({"h": plan.state_shape, "c": plan.cell_shape, "last": unsigned(1)})
+
+
+def hidden_write_layout(plan: EnginePlan) -> data.StructLayout:
+    """A finished ``h_t[u]``: into the vector memory at ``address``; with ``final`` also into
+    the final-state memory at ``state_address``."""
     return data.StructLayout(
         {
-            "value": format_shape(dp.formats.hidden),
-            "unit": index_shape(dp.hidden_size),
-            "parity": unsigned(1),
+            "value": plan.state_shape,
+            "address": index_shape(plan.vector_depth),
+            "final": unsigned(1),
+            "state_address": index_shape(3 * plan.state_words),
         }
     )
 
 
-class GateCellPipeline(wiring.Component):
-    """``(i, f, g, o)`` accumulators of a unit and ``c_{t-1}`` to ``h_t`` and ``c_t``.
+def c0_write_layout(plan: EnginePlan) -> data.StructLayout:
+    """A write of ``c0[k][u]`` at ``address = k * H + u``."""
+    return data.StructLayout(
+        {"address": index_shape(plan.state_words), "value": plan.cell_shape}
+    )
 
-    Exactly :func:`lstm_fpga.sw.reference.cell_update`: rescale each accumulator to the
-    ``preact`` format, sigmoid(i, f, o) and tanh(g) from the shared tables, ``c_t =
-    rescale((f*c << s0) + (i*g << s1), cell)``, ``h_t = rescale(o * tanh_cell(c_t), hidden)``;
-    rounding and saturation of the model. ``c`` is kept here (one word per unit); a unit with
-    ``first`` set (first step of a sequence) uses ``c_{t-1} = 0``.
+
+def saturation_layout() -> data.StructLayout:
+    """Saturations detected in one cycle, per tensor kind."""
+    return data.StructLayout({"preact": unsigned(3), "cell": unsigned(1), "hidden": unsigned(1)})
+
+
+def select_rescale(m, matrix, value, options, shape):
+    """``rescale(value)`` with the parameters ``options[matrix]`` (``(from_frac, format,
+    rounding, overflow)``), and whether it saturates; identical options share hardware."""
+    distinct = []
+    for option in options:
+        if option not in distinct:
+            distinct.append(option)
+    results, flags = [], []
+    for from_frac, fmt, rounding, overflow in distinct:
+        results.append(rescale_value(value, from_frac, fmt, rounding, overflow))
+        flags.append(saturates(shift_round_value(value, from_frac - fmt.frac, rounding), fmt))
+    if len(distinct) == 1:
+        return results[0], flags[0]
+    which = Array([distinct.index(o) for o in options])[matrix]
+    result = Signal(shape)
+    flag = Signal()
+    m.d.comb += [result.eq(Array(results)[which]), flag.eq(Array(flags)[which])]
+    return result, flag
+
+
+class GateCellPipeline(wiring.Component):
+    """``(i, f, g, o)`` accumulators of a unit and ``c_{t-1}`` to ``h_t`` and ``c_t``, for every
+    layer direction of a plan (each with its own formats and tables).
+
+    Exactly :func:`lstm_fpga.sw.reference.cell_update` with the datapath of the unit's layer
+    direction (``job.matrix``): rescale each accumulator to the ``preact`` format,
+    sigmoid(i, f, o) and tanh(g) from the tables, ``c_t = rescale((f*c << s0) + (i*g << s1),
+    cell)``, ``h_t = rescale(o * tanh_cell(c_t), hidden)``; rounding and saturation of the
+    model. ``c`` is kept here (``H`` words per layer direction); a unit with ``job.init``
+    (first step of a sequence started from the initial state) uses ``c0`` instead, from the
+    ``c0`` memory written through ``c0_write``.
 
     Ports
     -----
-    units : In, stream of :func:`~lstm_fpga.hw.mvu.unit_layout`
-        One unit per beat; ready while the output queue has room for it (credit-based, so
-        the pipeline itself never stalls).
-    hidden : Out, stream of :func:`hidden_layout`
-        ``h_t[u]`` in arrival order, ``last`` on the final unit of a ``last`` step.
+    units : In, stream of :func:`~lstm_fpga.hw.mvu_multi.unit_layout`
+        One unit per beat; ready while the output queues have room for what it emits
+        (credit-based, so the pipeline itself never stalls).
+    hidden : Out, stream of :func:`output_layout` (last layer's hidden format)
+        ``h_t[u]`` of units with ``job.emit_y``, in arrival order; ``last`` on unit ``H-1`` of
+        a ``job.y_last`` job.
+    state : Out, stream of :func:`state_layout`
+        ``(h_t[u], c_t[u])`` of units with ``job.emit_state``; ``last`` on the final unit of
+        the final layer direction.
     hidden_write : Out, stream (always ready) of :func:`hidden_write_layout`
-        Every ``h_t[u]`` as it leaves the pipeline, for the ``h`` buffer of the next step.
+        Every ``h_t[u]`` as it leaves the pipeline, for the vector memory (and the
+        final-state memory).
+    c0_write : In, stream (always ready) of :func:`c0_write_layout`
+        Loads the initial cell state (only while no unit is in the pipeline).
+    saturations : Out, :func:`saturation_layout`
+        Rescale results clamped this cycle (pre-activations 0..4, cell, hidden), as the
+        reference's ``SaturationCounts`` count them.
 
     Latency: :attr:`LATENCY` cycles from an accepted unit to its ``hidden_write``, and 2 more
-    to the ``hidden`` output queue's head. Throughput: one unit per cycle while ``hidden``
-    keeps up.
+    to the head of the output queues. Throughput: one unit per cycle while the outputs keep up.
     """
 
     #: Cycles from a ``units`` handshake to the ``hidden_write`` strobe.
     LATENCY = 10
 
-    def __init__(self, dp: LstmDatapath, queue_depth: int = 16):
+    def __init__(self, plan: EnginePlan, queue_depth: int = 16):
         if queue_depth < 1:
             raise ValueError(f"queue_depth must be at least 1, not {queue_depth}")
-        self._dp = dp
+        self._plan = plan
         self._queue_depth = queue_depth
+        y_shape = plan.model.output_format
+        from .fixed import format_shape
+
         super().__init__(
             {
-                "units": In(stream.Signature(unit_layout(dp))),
-                "hidden": Out(stream.Signature(hidden_layout(dp))),
-                "hidden_write": Out(stream.Signature(hidden_write_layout(dp), always_ready=True)),
+                "units": In(stream.Signature(unit_layout(plan))),
+                "hidden": Out(stream.Signature(output_layout(format_shape(y_shape)))),
+                "state": Out(stream.Signature(state_layout(plan))),
+                "hidden_write": Out(
+                    stream.Signature(hidden_write_layout(plan), always_ready=True)
+                ),
+                "c0_write": In(stream.Signature(c0_write_layout(plan), always_ready=True)),
+                "saturations": Out(saturation_layout()),
+                "empty": Out(1),
             }
         )
 
+    def _queue(self, m, name, port, emits):
+        """An output FIFO fed by the pipeline's last stage, with its credit counter."""
+        depth = self._queue_depth
+        queue = SyncFIFOBuffered(width=len(port.payload.as_value()), depth=depth)
+        m.submodules[f"{name}_queue"] = queue
+        credits = Signal(range(depth + 1), init=depth, name=f"{name}_credits")
+        m.d.comb += [
+            port.valid.eq(queue.r_rdy),
+            port.payload.eq(queue.r_data),
+            queue.r_en.eq(port.ready),
+        ]
+        taken = port.valid & port.ready
+        m.d.sync += credits.eq(credits - emits + taken)
+        return queue, credits
+
     def elaborate(self, platform):
         m = Module()
-        dp = self._dp
-        f = dp.formats
-        rnd, ovf = dp.rounding, dp.overflow
-        unit_shape = self.units.payload.unit.shape()
-        meta_layout = data.StructLayout({"unit": unit_shape, "parity": 1, "first": 1, "last": 1})
-
-        # Credit-based admission: a unit enters only if its output has a reserved queue slot.
-        queue = m.submodules.queue = SyncFIFOBuffered(
-            width=len(self.hidden.payload.as_value()), depth=self._queue_depth
-        )
-        credits = Signal(range(self._queue_depth + 1), init=self._queue_depth)
-        accept = Signal()
-        m.d.comb += [
-            self.units.ready.eq(credits != 0),
-            accept.eq(self.units.valid & self.units.ready),
-            self.hidden.valid.eq(queue.r_rdy),
-            self.hidden.payload.eq(queue.r_data),
-            queue.r_en.eq(self.hidden.ready),
-        ]
-        returned = self.hidden.valid & self.hidden.ready
-        m.d.sync += credits.eq(credits - accept + returned)
-
-        def stage(name, layout):
-            return Signal(layout, name=name)
-
-        # Valid bits of stages 0..9 and the unit's metadata riding along.
-        valid = [Signal(name=f"valid{k}") for k in range(self.LATENCY)]
-        metas = [stage(f"meta{k}", meta_layout) for k in range(self.LATENCY)]
-        m.d.sync += [valid[0].eq(accept)]
+        plan = self._plan
+        H = plan.hidden_size
+        dps = plan.datapaths
+        job_shape = job_layout(plan)
+        meta_layout = data.StructLayout({"unit": self.units.payload.unit.shape(), "job": job_shape})
         payload = self.units.payload
-        m.d.sync += [
-            metas[0].unit.eq(payload.unit),
-            metas[0].parity.eq(payload.parity),
-            metas[0].first.eq(payload.first),
-            metas[0].last.eq(payload.last),
+
+        accept = Signal()
+        y_queue, y_credits = self._queue(m, "y", self.hidden, accept & payload.job.emit_y)
+        s_queue, s_credits = self._queue(m, "state", self.state, accept & payload.job.emit_state)
+        m.d.comb += [
+            self.units.ready.eq(
+                (~payload.job.emit_y | (y_credits != 0))
+                & (~payload.job.emit_state | (s_credits != 0))
+            ),
+            accept.eq(self.units.valid & self.units.ready),
         ]
+
+        valid = [Signal(name=f"valid{k}") for k in range(self.LATENCY)]
+        metas = [Signal(meta_layout, name=f"meta{k}") for k in range(self.LATENCY)]
+        m.d.sync += [valid[0].eq(accept), metas[0].unit.eq(payload.unit)]
+        m.d.sync += metas[0].job.eq(payload.job)
         for k in range(1, self.LATENCY):
             m.d.sync += [valid[k].eq(valid[k - 1]), metas[k].eq(metas[k - 1])]
+        m.d.comb += self.empty.eq(~Cat(*valid).any() & ~self.units.valid)
+
+        def matrix(stage):
+            return metas[stage].job.matrix
 
         # Stage 0 -> 1: accumulators to pre-activations.
-        accs = [
-            Signal(payload.gates[k].shape(), name=f"acc_{name}") for k, name in enumerate("ifgo")
-        ]
+        accs = [Signal(payload.gates[k].shape(), name=f"acc_{n}") for k, n in enumerate("ifgo")]
         m.d.sync += [accs[k].eq(payload.gates[k]) for k in range(4)]
-        preacts = [Signal(format_shape(f.preact), name=f"preact_{name}") for name in "ifgo"]
-        m.d.sync += [
-            preacts[k].eq(rescale_value(accs[k], dp.gate_acc.frac, f.preact, rnd, ovf))
-            for k in range(4)
-        ]
+        preact_shape = _common([dp.formats.preact for dp in dps])
+        preacts = [Signal(preact_shape, name=f"preact_{n}") for n in "ifgo"]
+        preact_options = [(dp.gate_acc.frac, dp.formats.preact, dp.rounding, dp.overflow) for dp in dps]
+        preact_saturated = Signal(range(5))
+        flags = []
+        for k in range(4):
+            value, flag = select_rescale(m, matrix(0), accs[k], preact_options, preact_shape)
+            m.d.sync += preacts[k].eq(value)
+            flags.append(valid[0] & flag)
+        m.d.sync += preact_saturated.eq(sum(Value.cast(f) for f in flags))
 
         # Stages 1 -> 3: activations (latency 2).
-        tables = (dp.sigmoid, dp.sigmoid, dp.tanh_gate, dp.sigmoid)
+        kinds = (
+            [dp.sigmoid for dp in dps],
+            [dp.sigmoid for dp in dps],
+            [dp.tanh_gate for dp in dps],
+            [dp.sigmoid for dp in dps],
+        )
         gates = []
-        for k, (name, table) in enumerate(zip("ifgo", tables, strict=True)):
-            unit = m.submodules[f"act_{name}"] = ActivationUnit(table)
+        for k, (name, tables) in enumerate(zip("ifgo", kinds, strict=True)):
+            unique, index = distinct_tables(tables)
+            unit = m.submodules[f"act_{name}"] = ActivationUnit(unique)
             m.d.comb += unit.input.eq(preacts[k])
+            if len(unique) > 1:
+                m.d.comb += unit.select.eq(Array(index)[matrix(1)])
             gates.append(unit.output)
         gate_i, gate_f, gate_g, gate_o = gates
 
         # c state: read in stage 2 (data in stage 3), written in stage 4.
-        m.submodules.cell_state = cell_state = Memory(
-            shape=format_shape(f.cell), depth=max(2, dp.hidden_size), init=[]
-        )
+        words = max(2, plan.state_words)
+        m.submodules.cell_state = cell_state = Memory(shape=plan.cell_shape, depth=words, init=[])
+        m.submodules.cell_init = cell_init = Memory(shape=plan.cell_shape, depth=words, init=[])
         c_read = cell_state.read_port()
+        c0_read = cell_init.read_port()
         c_write = cell_state.write_port()
-        m.d.comb += c_read.addr.eq(metas[2].unit)
-        c_prev = Mux(metas[3].first, 0, c_read.data)
+        c0_write = cell_init.write_port()
+        m.d.comb += [
+            c0_write.addr.eq(self.c0_write.payload.address),
+            c0_write.data.eq(self.c0_write.payload.value),
+            c0_write.en.eq(self.c0_write.valid),
+        ]
+        bases = Array([k * H for k in range(len(dps))])
+        m.d.comb += [
+            c_read.addr.eq(bases[matrix(2)] + metas[2].unit),
+            c0_read.addr.eq(bases[matrix(2)] + metas[2].unit),
+        ]
+        c_prev = Mux(metas[3].job.init, c0_read.data, c_read.data)
 
         # Stage 3 -> 4: the cell products (DSP multipliers).
         f_times_c = Signal((gate_f * c_read.data).shape(), name="f_times_c")
         i_times_g = Signal((gate_i * gate_g).shape(), name="i_times_g")
-        o_gate = [Signal(format_shape(f.gate), name=f"o_gate{k}") for k in range(4, 8)]
+        o_gate = [Signal(gate_o.shape(), name=f"o_gate{k}") for k in range(4, 8)]
         m.d.sync += [f_times_c.eq(gate_f * c_prev), i_times_g.eq(gate_i * gate_g)]
         m.d.sync += o_gate[0].eq(gate_o)
         for k in range(1, len(o_gate)):
             m.d.sync += o_gate[k].eq(o_gate[k - 1])
 
         # Stage 4 -> 5: c_t.
-        shift_fc, shift_ig = dp.cell_acc.shifts
-        cell_sum = (f_times_c << shift_fc) + (i_times_g << shift_ig)
-        c_new_value = rescale_value(cell_sum, dp.cell_acc.frac, f.cell, rnd, ovf)
-        c_new = Signal(format_shape(f.cell))
-        m.d.sync += c_new.eq(c_new_value)
+        shift_fc = [dp.cell_acc.shifts[0] for dp in dps]
+        shift_ig = [dp.cell_acc.shifts[1] for dp in dps]
+        cell_sum = _shifted(f_times_c, shift_fc, matrix(4)) + _shifted(
+            i_times_g, shift_ig, matrix(4)
+        )
+        cell_options = [(dp.cell_acc.frac, dp.formats.cell, dp.rounding, dp.overflow) for dp in dps]
+        c_new_value, cell_flag = select_rescale(m, matrix(4), cell_sum, cell_options, plan.cell_shape)
+        c_new = [Signal(plan.cell_shape, name=f"c_new{k}") for k in range(5, self.LATENCY)]
+        cell_saturated = Signal()
+        m.d.sync += [c_new[0].eq(c_new_value), cell_saturated.eq(valid[4] & cell_flag)]
+        for k in range(1, len(c_new)):
+            m.d.sync += c_new[k].eq(c_new[k - 1])
         m.d.comb += [
-            c_write.addr.eq(metas[4].unit),
+            c_write.addr.eq(bases[matrix(4)] + metas[4].unit),
             c_write.data.eq(c_new_value),
             c_write.en.eq(valid[4]),
         ]
 
         # Stages 5 -> 7: tanh(c_t); 7 -> 8: o * tanh(c_t); 8 -> 9: h_t.
-        tanh_cell = m.submodules.act_c = ActivationUnit(dp.tanh_cell)
-        m.d.comb += tanh_cell.input.eq(c_new)
+        unique, index = distinct_tables([dp.tanh_cell for dp in dps])
+        tanh_cell = m.submodules.act_c = ActivationUnit(unique)
+        m.d.comb += tanh_cell.input.eq(c_new[0])
+        if len(unique) > 1:
+            m.d.comb += tanh_cell.select.eq(Array(index)[matrix(5)])
         hidden_product = Signal((gate_o * tanh_cell.output).shape(), name="hidden_product")
         # o_gate[k - 4] holds o in stage k; stage 7 multiplies.
         m.d.sync += hidden_product.eq(o_gate[3] * tanh_cell.output)
-        h_new = Signal(format_shape(f.hidden))
-        m.d.sync += h_new.eq(
-            rescale_value(hidden_product, dp.hidden_product_frac, f.hidden, rnd, ovf)
+        hidden_options = [
+            (dp.hidden_product_frac, dp.formats.hidden, dp.rounding, dp.overflow) for dp in dps
+        ]
+        h_value, hidden_flag = select_rescale(
+            m, matrix(8), hidden_product, hidden_options, plan.state_shape
         )
+        h_new = Signal(plan.state_shape)
+        hidden_saturated = Signal()
+        m.d.sync += [h_new.eq(h_value), hidden_saturated.eq(valid[8] & hidden_flag)]
+        m.d.comb += [
+            self.saturations.preact.eq(preact_saturated),
+            self.saturations.cell.eq(cell_saturated),
+            self.saturations.hidden.eq(hidden_saturated),
+        ]
 
         out = metas[self.LATENCY - 1]
         done = valid[self.LATENCY - 1]
+        final_base = Array([k * H for k in range(len(dps))])[out.job.matrix]
+        region = Mux(out.job.parity, 2 * plan.state_words, plan.state_words)
+        unit_last = out.unit == H - 1
         m.d.comb += [
             self.hidden_write.valid.eq(done),
             self.hidden_write.payload.value.eq(h_new),
-            self.hidden_write.payload.unit.eq(out.unit),
-            self.hidden_write.payload.parity.eq(out.parity),
-            queue.w_en.eq(done),
-            # Field order of hidden_layout: data, then last.
-            queue.w_data.eq(Cat(h_new, out.last & (out.unit == dp.hidden_size - 1))),
+            self.hidden_write.payload.address.eq(out.job.vector_base + out.unit),
+            self.hidden_write.payload.final.eq(out.job.final),
+            self.hidden_write.payload.state_address.eq(region + final_base + out.unit),
+            y_queue.w_en.eq(done & out.job.emit_y),
+            # Field order of output_layout: data, then last.
+            y_queue.w_data.eq(Cat(h_new[: len(self.hidden.payload.data)], out.job.y_last & unit_last)),
+            s_queue.w_en.eq(done & out.job.emit_state),
+            s_queue.w_data.eq(
+                Cat(
+                    h_new,
+                    c_new[-1],
+                    (out.job.matrix == len(dps) - 1) & unit_last,
+                )
+            ),
         ]
         return m
+
+
+def _common(formats):
+    from .fixed import common_signed_shape
+
+    return common_signed_shape(*formats)
+
+
+def _shifted(value, shifts, matrix):
+    distinct = sorted(set(shifts))
+    if len(distinct) == 1:
+        return value << distinct[0]
+    which = Array([distinct.index(s) for s in shifts])[matrix]
+    result = value << distinct[0]
+    for k, shift in enumerate(distinct[1:], start=1):
+        result = Mux(which == k, value << shift, result)
+    return result
