@@ -128,9 +128,13 @@ def _generation(I: int, H: int, P: int) -> dict:
         "print(time.perf_counter() - start, len(text),"
         " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    for _attempt in range(2):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if run.returncode == 0:
+            break
+    if run.returncode != 0:
+        return {"I": I, "H": H, "P": P, "error": run.stderr.strip().splitlines()[-1:]}
+    out = run.stdout.split()
     seconds, size, rss_kib = float(out[0]), int(out[1]), int(out[2])
     return {
         "I": I,
@@ -177,12 +181,17 @@ def main(argv=None) -> int:
             for r in pool.map(job, retry):
                 widened.append(r)
                 print(row(r), flush=True)
+    if args.json:  # the grid first: generation timing below must not lose it
+        args.json.write_text(json.dumps({"grid": results, "widened_input": widened}, indent=2))
     generation = []
     if not args.no_generation:
         print("\nVerilog generation (memory init inline):")
         for I, H, P in ((256, 256, 1), (256, 256, 16), (256, 256, 64), (1024, 1024, 64)):
             g = _generation(I, H, P)
             generation.append(g)
+            if "error" in g:
+                print(f"  I={I} H={H} P={P}: failed: {g['error']}")
+                continue
             print(
                 f"  I={I} H={H} P={P}: {g['seconds']:.1f} s, {g['verilog_mb']} MB of Verilog, "
                 f"peak {g['peak_rss_gib']} GiB"
