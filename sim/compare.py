@@ -25,7 +25,12 @@ import numpy as np
 from ..sw.float_model import FloatLstm
 from ..sw.ir import LstmModel
 from ..sw.numerics import dequantize
-from ..sw.reference import dequantized_model, run_reference
+from ..sw.reference import (
+    ReferenceResult,
+    SaturationCounts,
+    dequantized_model,
+    run_reference,
+)
 from .lstm import SimulationResult, design_cycle_bound
 
 __all__ = [
@@ -34,30 +39,36 @@ __all__ = [
     "CycleReport",
     "FloatError",
     "Mismatch",
+    "SaturationCheck",
     "TensorCheck",
     "compare",
 ]
 
 #: Cycles per step the hardware may exceed the bound by (issue 3: ``bound + 16``).
 CYCLE_SLACK = 16
-_SCHEMA = 1
+_SCHEMA = 2
 
 
 @dataclass(frozen=True)
 class Mismatch:
     """One value where hardware and reference differ."""
 
-    tensor: str  # "output", "h_n" or "c_n"
+    tensor: str  # "output", "head", "h_n" or "c_n"
     sequence: int
     step: int | None  # time step of an output; None for h_n/c_n
-    layer: int
-    direction: str  # "forward" or "reverse"
-    unit: int
+    layer: int  # num_layers for the head
+    direction: str  # "forward" or "reverse" ("forward" for the head)
+    unit: int  # hidden unit, or the head's output feature
     hardware: int
     reference: int
 
     def __str__(self) -> str:
         step = "" if self.step is None else f", step {self.step}"
+        if self.tensor == "head":
+            return (
+                f"head of sequence {self.sequence}{step}, output feature {self.unit}: "
+                f"hardware {self.hardware}, reference {self.reference}"
+            )
         return (
             f"{self.tensor} of sequence {self.sequence}{step}, layer {self.layer} "
             f"({self.direction}), unit {self.unit}: hardware {self.hardware}, reference "
@@ -85,6 +96,18 @@ class FloatError:
 
 
 @dataclass(frozen=True)
+class SaturationCheck:
+    """The hardware's saturation counters against the reference's counts (whole run)."""
+
+    hardware: SaturationCounts
+    reference: SaturationCounts
+
+    @property
+    def agrees(self) -> bool:
+        return self.hardware == self.reference
+
+
+@dataclass(frozen=True)
 class CycleReport:
     lanes: int
     bound_per_step: int
@@ -107,6 +130,9 @@ class ComparisonReport:
     float_reference: str
     float_errors: tuple[FloatError, ...]
     cycles: CycleReport
+    output_mode: str = "all"
+    saturations: SaturationCheck | None = None
+    overflow: bool | None = None  # the hardware's sequence-length overflow flag
 
     @property
     def first_mismatch(self) -> Mismatch | None:
@@ -116,7 +142,10 @@ class ComparisonReport:
         return None
 
     def to_dict(self) -> dict:
-        return {"schema_version": _SCHEMA, "kind": "lstm-fpga comparison", **asdict(self)}
+        data = {"schema_version": _SCHEMA, "kind": "lstm-fpga comparison", **asdict(self)}
+        if self.saturations is not None:
+            data["saturations"]["agrees"] = self.saturations.agrees
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -143,6 +172,12 @@ class ComparisonReport:
                         f"    {check.tensor}: {check.mismatches} of {check.compared} differ; "
                         f"first: {check.first}"
                     )
+        if self.saturations is not None:
+            hw, ref = asdict(self.saturations.hardware), asdict(self.saturations.reference)
+            verdict = "equal" if self.saturations.agrees else "DIFFER"
+            lines.append(f"  saturation counters {verdict}: hardware {hw}, reference {ref}")
+        if self.overflow:
+            lines.append("  sequence-length overflow flag SET: a sequence was refused")
         if self.unchecked:
             lines.append(
                 f"  not checked: {', '.join(self.unchecked)} (the hardware has no readout)"
@@ -167,36 +202,115 @@ class ComparisonReport:
 
 
 def _time_major(result: SimulationResult) -> np.ndarray:
+    """``result.outputs`` as ``(T, B, F)`` (mode ``"all"``) or ``(B, F)`` (mode ``"last"``)."""
     out = result.outputs
+    if result.output_mode == "last":
+        return out[None, :] if result.unbatched else out
     if result.unbatched:
         return out[:, None, :]
     return out.transpose(1, 0, 2) if result.batch_first else out
 
 
+def _chained(run, xs, lengths, h0, c0, LD: int, H: int):
+    """Run sequences one after the other, each starting from the previous one's final state
+    (the hardware's ``carry_state`` mode): ``run(x (n, 1, I), h (LD, 1, H), c)`` returns
+    ``(output (n, 1, F), h_n, c_n, head, saturations)``."""
+    T, B = xs.shape[:2]
+    h = np.zeros((LD, H), dtype=xs.dtype) if h0 is None else h0[:, 0]
+    c = np.zeros((LD, H), dtype=xs.dtype) if c0 is None else c0[:, 0]
+    outputs, h_n, c_n, heads, counts = None, np.zeros((LD, B, H)), np.zeros((LD, B, H)), [], None
+    for b in range(B):
+        n = int(lengths[b])
+        out, h_b, c_b, head, sat = run(xs[:n, b : b + 1], h[:, None], c[:, None])
+        if outputs is None:
+            outputs = np.zeros((T, B, out.shape[-1]), dtype=out.dtype)
+        outputs[:n, b] = out[:, 0]
+        h_n[:, b], c_n[:, b] = h_b[:, 0], c_b[:, 0]
+        h, c = h_b[:, 0], c_b[:, 0]
+        heads.append(head)
+        counts = sat if counts is None else counts + sat
+    head = None
+    if heads[0] is not None:
+        if heads[0].ndim == 2:  # "last": (1, O) each
+            head = np.concatenate(heads, axis=0)
+        else:  # "all": (n, 1, O) each
+            head = np.zeros((T, B, heads[0].shape[-1]), dtype=heads[0].dtype)
+            for b, values in enumerate(heads):
+                head[: values.shape[0], b] = values[:, 0]
+    return outputs, h_n.astype(outputs.dtype), c_n.astype(outputs.dtype), head, counts
+
+
+def _reference(result: SimulationResult, model: LstmModel) -> ReferenceResult:
+    """The integer reference of what ``result`` ran (initial state, state mode, output
+    mode), time-major."""
+    mode = result.output_mode
+    if not result.carry_state:
+        return run_reference(
+            model, result.inputs, result.h0, result.c0, lengths=result.lengths, head_on=mode
+        )
+
+    def run(x, h, c):
+        r = run_reference(model, x, h, c, head_on=mode)
+        return r.output, r.h_n, r.c_n, r.head, r.saturations
+
+    LD, H = len(model.directions), model.hidden_size
+    output, h_n, c_n, head, counts = _chained(
+        run, result.inputs, result.lengths, result.h0, result.c0, LD, H
+    )
+    return ReferenceResult(output, h_n, c_n, head, counts)
+
+
+def _expected_y(result: SimulationResult, output: np.ndarray, head) -> np.ndarray:
+    """What ``y`` should carry given the model's ``output`` (T, B, D*H) and ``head``."""
+    if head is not None:
+        return head
+    if result.output_mode == "last":
+        return output[result.lengths - 1, np.arange(result.lengths.size)]
+    return output
+
+
+def _mismatch(model: LstmModel, tensor: str, b: int, t: int, j: int, hw, ref) -> Mismatch:
+    H = model.hidden_size
+    is_head = tensor == "head"
+    return Mismatch(
+        tensor=tensor,
+        sequence=b,
+        step=t,
+        layer=model.num_layers if is_head else model.num_layers - 1,
+        direction="reverse" if (j >= H and not is_head) else "forward",
+        unit=j if is_head else j % H,
+        hardware=int(hw),
+        reference=int(ref),
+    )
+
+
 def _check_outputs(result: SimulationResult, reference: np.ndarray) -> TensorCheck:
     model = result.model
+    tensor = "head" if model.head is not None else "output"
     hw = _time_major(result)
+    if result.output_mode == "last":
+        differ = hw != reference  # (B, F)
+        if not differ.any():
+            return TensorCheck(tensor, differ.size, 0, None)
+        b, j = (int(v) for v in np.argwhere(differ)[0])  # row-major: sequence, then feature
+        t = int(result.lengths[b]) - 1
+        first = _mismatch(model, tensor, b, t, j, hw[b, j], reference[b, j])
+        return TensorCheck(tensor, differ.size, int(differ.sum()), first)
     valid = np.arange(hw.shape[0])[:, None] < result.lengths[None, :]  # (T, B)
     differ = (hw != reference) & valid[:, :, None]
     count = int(valid.sum()) * hw.shape[2]
     if not differ.any():
-        return TensorCheck("output", count, 0, None)
+        return TensorCheck(tensor, count, 0, None)
     # First in (sequence, step, feature) order.
     steps, sequences, features = np.nonzero(differ)
     order = np.lexsort((features, steps, sequences))
     t, b, j = int(steps[order[0]]), int(sequences[order[0]]), int(features[order[0]])
-    H = model.hidden_size
-    first = Mismatch(
-        tensor="output",
-        sequence=b,
-        step=t,
-        layer=model.num_layers - 1,
-        direction="reverse" if j >= H else "forward",
-        unit=j % H,
-        hardware=int(hw[t, b, j]),
-        reference=int(reference[t, b, j]),
-    )
-    return TensorCheck("output", count, int(differ.sum()), first)
+    first = _mismatch(model, tensor, b, t, j, hw[t, b, j], reference[t, b, j])
+    return TensorCheck(tensor, count, int(differ.sum()), first)
+
+
+def _state_major(result: SimulationResult, state: np.ndarray) -> np.ndarray:
+    return state[:, None, :] if result.unbatched else state
 
 
 def _check_state(name: str, model: LstmModel, hw: np.ndarray, ref: np.ndarray) -> TensorCheck:
@@ -252,6 +366,31 @@ def _float_inputs(result: SimulationResult, float_inputs) -> np.ndarray:
     return x
 
 
+def _float_state(model: LstmModel, state, formats):
+    if state is None:
+        return None
+    return np.stack([dequantize(s, f) for s, f in zip(state, formats, strict=True)])
+
+
+def _float_run(result: SimulationResult, model: LstmModel, fm: FloatLstm, xs: np.ndarray):
+    """The float model on ``xs`` with the run's initial state and state mode:
+    ``(output, h_n, c_n, head)`` time-major."""
+    mode = result.output_mode
+    h0 = _float_state(model, result.h0, [d.formats.hidden for d in model.directions])
+    c0 = _float_state(model, result.c0, model.cell_formats)
+    if not result.carry_state:
+        out, (h_n, c_n), head = fm.forward(xs, h0, c0, lengths=result.lengths, head_on=mode)
+        return out, h_n, c_n, head
+
+    def run(x, h, c):
+        out, (h_n, c_n), head = fm.forward(x, h, c, head_on=mode)
+        return out, h_n, c_n, head, None
+
+    LD, H = len(model.directions), model.hidden_size
+    out, h_n, c_n, head, _ = _chained(run, xs, result.lengths, h0, c0, LD, H)
+    return out, h_n, c_n, head
+
+
 def compare(
     result: SimulationResult,
     model: LstmModel | None = None,
@@ -262,38 +401,55 @@ def compare(
     """Compare ``result`` with the integer reference of ``model`` (default: the model the
     hardware was generated from) and with a float model.
 
-    ``float_model`` is an ``nn.Module``/state_dict/file PyTorch import accepts or a
+    The reference runs what the hardware ran: the same initial state (``result.h0``/``c0``),
+    state mode (``result.carry_state``: each sequence continues from the previous one) and
+    output mode (every step, or each sequence's last; the Linear head when the model has
+    one). ``float_model`` is an ``nn.Module``/state_dict/file PyTorch import accepts or a
     :class:`~lstm_fpga.sw.float_model.FloatLstm`; by default the IR's dequantised weights in
     float64. ``float_inputs`` are the unquantised inputs in the layout given to
     :func:`~lstm_fpga.sim.lstm.simulate` (default: the dequantised integer inputs).
     """
     model = result.model if model is None else model
-    if (model.input_size, model.hidden_size, model.num_layers, model.bidirectional) != (
-        result.model.input_size,
-        result.model.hidden_size,
-        result.model.num_layers,
-        result.model.bidirectional,
-    ):
+    shape = (model.input_size, model.hidden_size, model.num_layers, model.bidirectional)
+    sim_model = result.model
+    sim_shape = (
+        sim_model.input_size,
+        sim_model.hidden_size,
+        sim_model.num_layers,
+        sim_model.bidirectional,
+    )
+    sim_head = None if sim_model.head is None else sim_model.head.out_features
+    head = None if model.head is None else model.head.out_features
+    if shape != sim_shape or head != sim_head:
         raise ValueError("the reference model's shape differs from the simulated hardware's")
-    reference = run_reference(model, result.inputs, lengths=result.lengths)
-    checks = [_check_outputs(result, reference.output)]
+    reference = _reference(result, model)
+    checks = [_check_outputs(result, _expected_y(result, reference.output, reference.head))]
     unchecked = []
     for name, hw, ref in (("h_n", result.h_n, reference.h_n), ("c_n", result.c_n, reference.c_n)):
         if hw is None:
             unchecked.append(name)
         else:
-            checks.append(_check_state(name, model, hw, ref))
+            checks.append(_check_state(name, model, _state_major(result, hw), ref))
     fm, float_name = _float_model(model, float_model)
     xs = _float_inputs(result, float_inputs)
-    f_out, (f_h, f_c), _ = fm.forward(xs, lengths=result.lengths)
-    valid = np.arange(xs.shape[0])[:, None] < result.lengths[None, :]
-    hw_out = dequantize(_time_major(result), model.output_format)
-    errors = [_float_error("output", hw_out[valid], f_out[valid], model.output_format.lsb)]
+    f_out, f_h, f_c, f_head = _float_run(result, model, fm, xs)
+    y_float = _expected_y(result, f_out, f_head)
+    hw_y = dequantize(_time_major(result), result.output_format)
+    y_name = checks[0].tensor
+    if result.output_mode == "last":
+        errors = [_float_error(y_name, hw_y, y_float, result.output_format.lsb)]
+    else:
+        valid = np.arange(xs.shape[0])[:, None] < result.lengths[None, :]
+        errors = [_float_error(y_name, hw_y[valid], y_float[valid], result.output_format.lsb)]
     if result.h_n is not None:
-        errors.append(_float_error("h_n", result.h_n_float, f_h, model.output_format.lsb))
+        h_lsb = min(d.formats.hidden.lsb for d in model.directions)
+        errors.append(_float_error("h_n", _state_major(result, result.h_n_float), f_h, h_lsb))
     if result.c_n is not None:
         lsb = min(f.lsb for f in model.cell_formats)
-        errors.append(_float_error("c_n", result.c_n_float, f_c, lsb))
+        errors.append(_float_error("c_n", _state_major(result, result.c_n_float), f_c, lsb))
+    saturations = None
+    if result.saturations is not None:
+        saturations = SaturationCheck(result.saturations, reference.saturations)
     bound = design_cycle_bound(result.model, result.design.lanes)
     cps = result.cycles_per_step
     cycles = CycleReport(
@@ -308,14 +464,19 @@ def compare(
         dut_counter_agrees=int(result.dut_cycles) == int(result.cycles[-1]),
         paced=result.paced,
     )
+    exact = all(check.mismatches == 0 for check in checks)
+    exact = exact and (saturations is None or saturations.agrees) and not result.overflow
     return ComparisonReport(
         simulator=result.design.simulator,
-        bit_exact=all(check.mismatches == 0 for check in checks),
+        bit_exact=exact,
         checks=tuple(checks),
         unchecked=tuple(unchecked),
         float_reference=float_name,
         float_errors=tuple(errors),
         cycles=cycles,
+        output_mode=result.output_mode,
+        saturations=saturations,
+        overflow=result.overflow,
     )
 
 

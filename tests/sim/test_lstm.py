@@ -10,8 +10,14 @@ import pytest
 
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sim.compare import CYCLE_SLACK
-from lstm_fpga.sim.lstm import Stimulus, compile_build, decode_phase, stimulus_phase
-from lstm_fpga.sim.plan import Plan, run_plan
+from lstm_fpga.sim.lstm import (
+    Stimulus,
+    compile_build,
+    decode_phase,
+    plan_for,
+    stimulus_phase,
+)
+from lstm_fpga.sim.plan import run_plan
 from lstm_fpga.sw.numerics import dequantize, quantize
 from lstm_fpga.sw.reference import run_float, run_reference
 from tests.conftest import float_from_torch, quantize_with, torch_lstm
@@ -126,11 +132,12 @@ def test_reset_in_the_middle_of_a_sequence_then_a_clean_run(sim_cache, simulator
     first = Stimulus.prepare(model, first_sequences)
     second = Stimulus.prepare(model, second_sequences)
     abort_at = 3 * design.cycle_bound + 7  # inside the first sequence's fourth step
-    plan = Plan(
+    plan = plan_for(
+        design,
         (
             stimulus_phase(design, first, abort_after_cycles=abort_at),
             stimulus_phase(design, second),
-        )
+        ),
     )
     run = run_plan(design.sim_build, plan)
     aborted = run.phases[0].sink("y")
@@ -233,7 +240,10 @@ def test_float_comparison_against_pytorch(sim_cache):
     with torch.no_grad():
         torch_out = lstm(torch.tensor(x_float, dtype=torch.float32))[0].double().numpy()
     error = np.abs(dequantize(result.outputs, model.output_format) - torch_out)
-    (output_error,) = report.float_errors
+    output_error = report.float_errors[0]
+    assert output_error.tensor == "output"
+    # h_n/c_n follow when the hardware reads its state out.
+    assert [e.tensor for e in report.float_errors[1:]] in ([], ["h_n", "c_n"])
     assert output_error.max_abs == pytest.approx(error.max(), abs=1e-6)
     assert output_error.rms == pytest.approx(np.sqrt(np.mean(error**2)), abs=1e-6)
     # Default float reference: float64 math on the dequantised IR weights and inputs.
@@ -250,7 +260,10 @@ def test_report_json_and_text(odd_design, tmp_path):
     assert saved["bit_exact"] is True and saved["kind"] == "lstm-fpga comparison"
     assert saved["cycles"]["bound_per_step"] == report.cycles.bound_per_step
     assert saved["checks"][0]["compared"] == 5 * odd_design.model.hidden_size
-    assert saved["unchecked"] == ["h_n", "c_n"]
+    # The full-model hardware reads h_n/c_n out; the one-layer engine had no readout.
+    expected = [] if odd_design.has_state_ports else ["h_n", "c_n"]
+    assert saved["unchecked"] == expected
+    assert (saved["saturations"] is None) == (not odd_design.has_state_ports)
     text = str(report)
     assert "bit-exact: yes" in text and "cycles/step" in text and "lane utilisation" in text
 
@@ -264,8 +277,8 @@ def test_bad_inputs_are_explained(odd_design):
         simulate(odd_design, good * 0 + model.input_format.max_int + 1)
     with pytest.raises(ValueError, match="features per time step"):
         simulate(odd_design, good[:, :3])
-    with pytest.raises(NotImplementedError, match="h0"):
-        simulate(odd_design, good, h0=np.ones((1, model.hidden_size), dtype=np.int64))
+    with pytest.raises((ValueError, NotImplementedError), match="h0"):
+        simulate(odd_design, good, h0=np.ones((2, model.hidden_size), dtype=np.int64))
     with pytest.raises(ValueError, match="lanes="):
         simulate(model, good)
     with pytest.raises(ValueError, match="compile_model"):
