@@ -14,6 +14,11 @@ the clock alone.
     .venv/bin/python benchmarks/simulate.py --cache build/sim-cache   # reuse builds
     .venv/bin/python benchmarks/simulate.py -I 64 -H 64 -P 16 -T 50 --simulator icarus
     .venv/bin/python benchmarks/simulate.py --drivers --json out.json
+    .venv/bin/python benchmarks/simulate.py -I 5 -H 16 -P 8 -T 200 --head 1 --output last
+    .venv/bin/python benchmarks/simulate.py -I 32 -H 32 -P 16 --layers 2 --head 4
+
+``--layers``, ``--head O`` and ``--output all|last`` select the full model (issue 4's
+hardware); the reference comparison then covers the head, ``h_n`` and ``c_n``.
 """
 
 from __future__ import annotations
@@ -24,17 +29,18 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from lstm_fpga.sim import compare, compile_model, simulate
-from lstm_fpga.sim.plan import Plan, SinkSpec, SourceSpec, run_plan
+from lstm_fpga.sim.lstm import plan_for
+from lstm_fpga.sim.plan import Phase, Plan, SinkSpec, SourceSpec, run_plan
 from lstm_fpga.sim.runner import build, run
 from lstm_fpga.sim.selftest import fifo_verilog
-from lstm_fpga.sw.ir import LayerDirection, LstmModel
-from lstm_fpga.sw.numerics import FixedFormat, LstmFormats, quantize
-from lstm_fpga.sw.reference import run_reference
+from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
+from lstm_fpga.sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
 
 Q = FixedFormat.parse
 FORMATS = LstmFormats(
@@ -49,40 +55,57 @@ FORMATS = LstmFormats(
 )
 
 
-def random_model(I: int, H: int, seed: int = 0) -> LstmModel:
+def random_model(I: int, H: int, seed: int = 0, layers: int = 1, head: int = 0) -> LstmModel:
     rng = np.random.default_rng(seed)
     limit = 1.0 / np.sqrt(H)
-    direction = LayerDirection(
-        0,
-        False,
-        quantize(rng.uniform(-limit, limit, (4 * H, I)), FORMATS.w_ih),
-        quantize(rng.uniform(-limit, limit, (4 * H, H)), FORMATS.w_hh),
-        quantize(rng.uniform(-1, 1, 4 * H), FORMATS.bias),
-        FORMATS,
-    )
-    return LstmModel(I, H, 1, False, True, (direction,))
+    directions = []
+    for layer in range(layers):
+        formats = FORMATS if layer == 0 else replace(FORMATS, x=FORMATS.hidden)
+        directions.append(
+            LayerDirection(
+                layer,
+                False,
+                quantize(rng.uniform(-limit, limit, (4 * H, I if layer == 0 else H)), formats.w_ih),
+                quantize(rng.uniform(-limit, limit, (4 * H, H)), formats.w_hh),
+                quantize(rng.uniform(-1, 1, 4 * H), formats.bias),
+                formats,
+            )
+        )
+    linear = None
+    if head:
+        hf = HeadFormats(x=FORMATS.hidden, weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q4.11"))
+        weight = quantize(rng.uniform(-limit, limit, (head, H)), hf.weight)
+        linear = LinearHead(weight, quantize(rng.uniform(-1, 1, head), hf.bias), hf)
+    return LstmModel(I, H, layers, False, True, tuple(directions), linear)
 
 
-def clock_only(sim_build, cycles: int) -> tuple[float, int]:
+def clock_only(design, cycles: int) -> tuple[float, int]:
     """Seconds the simulator needs to run ``cycles`` clock cycles with no driver at all."""
-    result = run_plan(sim_build, Plan.single(idle_cycles=cycles))
+    result = run_plan(design.sim_build, plan_for(design, [Phase(idle_cycles=cycles)]))
     return result.sim_seconds, result.total_cycles
 
 
+def _config(args):
+    if args.layers == 1 and not args.head and args.output == "all":
+        return args.lanes  # the configuration every hardware generation accepts
+    from lstm_fpga.hw import HardwareConfig
+
+    return HardwareConfig(lanes=args.lanes, output=args.output)
+
+
 def lstm_benchmark(args, cache: Path) -> dict:
-    model = random_model(args.input, args.hidden, args.seed)
+    model = random_model(args.input, args.hidden, args.seed, args.layers, args.head)
     rng = np.random.default_rng(args.seed + 1)
     fmt = model.input_format
     x = quantize(rng.uniform(-2, 2, (args.steps, args.input)), fmt)
     started = time.perf_counter()
-    design = compile_model(model, args.lanes, args.simulator, cache_dir=cache)
+    design = compile_model(model, _config(args), args.simulator, cache_dir=cache)
     compiled = time.perf_counter()
     result = simulate(design, x)
     simulated = time.perf_counter()
-    reference = run_reference(model, x)
     report = compare(result)
     finished = time.perf_counter()
-    clock_seconds, clock_cycles = clock_only(design.sim_build, result.total_cycles)
+    clock_seconds, clock_cycles = clock_only(design, result.total_cycles)
     build_info = json.loads((design.sim_build.directory / "build.json").read_text())
     rate = result.total_cycles / result.sim_seconds
     clock_rate = clock_cycles / clock_seconds
@@ -92,6 +115,9 @@ def lstm_benchmark(args, cache: Path) -> dict:
             "hidden_size": args.hidden,
             "lanes": args.lanes,
             "steps": args.steps,
+            "layers": args.layers,
+            "head": args.head,
+            "output": design.output_mode,
             "simulator": args.simulator,
         },
         "generate_seconds": design.generate_seconds,
@@ -106,7 +132,8 @@ def lstm_benchmark(args, cache: Path) -> dict:
         "python_wakes": result.wakes,
         "clock_only_cycles_per_second": clock_rate,
         "ratio_to_clock_only": rate / clock_rate,
-        "bit_exact": bool(np.array_equal(result.outputs, reference.output)) and report.bit_exact,
+        "bit_exact": report.bit_exact,
+        "checked": [check.tensor for check in report.checks],
         "cycles_per_step": report.cycles.cycles_per_step,
         "bound_per_step": report.cycles.bound_per_step,
         "lane_utilization": report.cycles.lane_utilization,
@@ -191,6 +218,9 @@ def main(argv=None) -> int:
     parser.add_argument("-P", "--lanes", type=int, default=64)
     parser.add_argument("-T", "--steps", type=int, default=150)
     parser.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
+    parser.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
+    parser.add_argument("--head", type=int, default=0, help="Linear head outputs (0: none)")
+    parser.add_argument("--output", default="all", choices=("all", "last"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="build cache to (re)use; default: a cold one")
     parser.add_argument("--drivers", action="store_true", help="also compare stream drivers")
@@ -204,6 +234,7 @@ def main(argv=None) -> int:
         c = f["config"]
         print(
             f"LSTM I={c['input_size']} H={c['hidden_size']} P={c['lanes']} T={c['steps']} "
+            f"layers={c['layers']} head={c['head']} output={c['output']} "
             f"on {c['simulator']} ({'cached' if args.cache else 'cold'} build cache)"
         )
         print(f"  generate Verilog   {f['generate_seconds']:7.2f} s")
@@ -220,7 +251,8 @@ def main(argv=None) -> int:
             f"{f['ratio_to_clock_only']:.2f}"
         )
         print(
-            f"  bit-exact: {'yes' if f['bit_exact'] else 'NO'}; cycles/step "
+            f"  bit-exact: {'yes' if f['bit_exact'] else 'NO'} ({', '.join(f['checked'])}); "
+            f"cycles/step "
             f"{f['cycles_per_step']:.1f} (bound {f['bound_per_step']}), lane utilisation "
             f"{100 * f['lane_utilization']:.1f} %"
         )

@@ -42,6 +42,7 @@ __all__ = [
     "HardwareDesign",
     "SimulationResult",
     "Stimulus",
+    "clear_status_phase",
     "compile_build",
     "compile_model",
     "decode_phase",
@@ -534,6 +535,14 @@ def _check_same_layout(model: LstmModel, other: LstmModel) -> None:
             "layers, directions, head, every fixed-point format); regenerate the hardware "
             "for a different one"
         )
+
+
+def clear_status_phase(design: HardwareDesign, cycles: int = 2) -> Phase:
+    """A phase that pulses ``clear_status`` for ``cycles`` cycles: the overflow flag and the
+    saturation counters restart from zero (the next :func:`stimulus_phase` drives it low)."""
+    if not design.has_state_ports:
+        raise ValueError("this hardware has no clear_status input")
+    return Phase(drive=(("clear_status", 1),), idle_cycles=cycles, drain_cycles=0)
 
 
 def stimulus_phase(

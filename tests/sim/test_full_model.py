@@ -14,7 +14,14 @@ import pytest
 
 from lstm_fpga.hw import HardwareConfig
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
-from lstm_fpga.sim.lstm import Stimulus, decode_phase, plan_for, reload_phase, stimulus_phase
+from lstm_fpga.sim.lstm import (
+    Stimulus,
+    clear_status_phase,
+    decode_phase,
+    plan_for,
+    reload_phase,
+    stimulus_phase,
+)
 from lstm_fpga.sim.plan import run_plan
 from lstm_fpga.sw.numerics import FixedFormat, quantize
 from lstm_fpga.sw.reference import run_reference
@@ -187,7 +194,12 @@ def test_bidirectional_overflow_drops_the_sequence_and_recovers(sim_cache):
         simulate(design, [too_long])
     refused = Stimulus.prepare(model, [too_long])
     accepted = Stimulus.prepare(model, [clean])
-    phases = [stimulus_phase(design, refused), stimulus_phase(design, accepted, read_state=True)]
+    phases = [
+        stimulus_phase(design, refused),
+        stimulus_phase(design, accepted, read_state=True),
+        clear_status_phase(design),
+        stimulus_phase(design, accepted, read_state=True),
+    ]
     run = run_plan(design.sim_build, plan_for(design, phases))
     assert run.phases[0].sink("y").data.size == 0
     assert run.phases[0].sample("overflow") == 1
@@ -197,6 +209,11 @@ def test_bidirectional_overflow_drops_the_sequence_and_recovers(sim_cache):
     assert result.overflow and not report.bit_exact
     assert all(check.mismatches == 0 for check in report.checks), str(report)
     assert "overflow flag SET" in str(report)
+    # clear_status restarts the flag and the saturation counters.
+    cleared = decode_phase(design, accepted, run, 3)
+    assert cleared.overflow is False
+    report = compare(cleared)
+    assert report.bit_exact, str(report)
 
 
 def test_saturation_counters_match_the_reference(sim_cache):
