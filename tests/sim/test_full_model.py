@@ -307,3 +307,21 @@ def test_one_lsb_through_the_reload_is_found_and_located(forecaster):
     first = c_check.first
     assert (first.sequence, first.layer, first.direction, first.unit) == (b, 0, "forward", unit)
     assert u == unit and c_check.mismatches == int(predicted.sum())
+
+
+def test_reset_in_a_stacked_head_model_then_a_clean_run(sim_cache):
+    """A reset in the middle of a sequence of a 2-layer model with a head: the sequences
+    after it are exact (nothing of the interrupted one leaks into state or output)."""
+    model, _, _ = _model(5, 11, 2, False, True, 3, seed=612)  # the L2-head3-all-P3 build
+    design = compile_model(model, HardwareConfig(lanes=3, output="all"), cache_dir=sim_cache)
+    interrupted = Stimulus.prepare(model, _sequences(model, [8], seed=51))
+    clean = Stimulus.prepare(model, _sequences(model, [4, 3], seed=52))
+    abort_at = 3 * design.cycle_bound + 11
+    phases = [
+        stimulus_phase(design, interrupted, abort_after_cycles=abort_at),
+        stimulus_phase(design, clean, read_state=True),
+    ]
+    run = run_plan(design.sim_build, plan_for(design, phases))
+    assert run.phases[0].aborted
+    report = compare(decode_phase(design, clean, run, 1))
+    assert report.bit_exact, str(report)
