@@ -101,6 +101,15 @@ class HardwareDesign:
         return hasattr(self.config, "max_seq_len")
 
     @property
+    def input_elements(self) -> int:
+        """Elements of ``x_t`` per input beat (``HardwareConfig.input_elements``)."""
+        return getattr(self.config, "input_elements", 1)
+
+    @property
+    def beats_per_step(self) -> int:
+        return -(-self.model.input_size // self.input_elements)
+
+    @property
     def y_features(self) -> int:
         """Values per step on ``y``: the head's ``O``, else ``D*H``."""
         head = self.model.head
@@ -569,9 +578,9 @@ def stimulus_phase(
     model = design.model
     xs, lengths = stimulus.inputs, stimulus.lengths
     I = model.input_size
-    beats = np.concatenate([xs[: lengths[b], b].reshape(-1) for b in range(stimulus.batch)])
-    last = np.zeros(beats.size, dtype=bool)
-    last[np.cumsum(lengths * I) - 1] = True
+    beats = np.concatenate([_x_beats(design, xs[: lengths[b], b]) for b in range(stimulus.batch)])
+    last = np.zeros(len(beats), dtype=bool)
+    last[np.cumsum(lengths * design.beats_per_step) - 1] = True
     y_beats = _y_beats(design, lengths)
     if timeout_cycles is None:
         # Generous: 8x the bound per step plus pauses, plus a fixed pipeline allowance.
@@ -603,6 +612,25 @@ def stimulus_phase(
         drain_cycles=2 * design.cycle_bound + 64,
         abort_after_cycles=abort_after_cycles,
     )
+
+
+def _x_beats(design: HardwareDesign, x: np.ndarray) -> np.ndarray:
+    """The ``x`` beats of one sequence ``(T, I)``: one element per beat, or with
+    ``input_elements = k > 1`` element ``e`` of each beat in bits ``[e*w, (e+1)*w)``
+    (``ceil(I/k)`` beats per step, zero-padded)."""
+    k = design.input_elements
+    if k == 1:
+        return x.reshape(-1)
+    T, I = x.shape
+    width = design.model.input_format.width
+    padded = np.zeros((T, design.beats_per_step * k), dtype=np.int64)
+    padded[:, :I] = x
+    words = padded.reshape(T, design.beats_per_step, k) & ((1 << width) - 1)
+    packed = np.empty(T * design.beats_per_step, dtype=object)
+    packed[:] = [
+        sum(int(v) << (e * width) for e, v in enumerate(beat)) for beat in words.reshape(-1, k)
+    ]
+    return packed
 
 
 def _sign_extend(value: np.ndarray, width: int) -> np.ndarray:
@@ -649,7 +677,7 @@ def decode_phase(
     final = run.phases[phases[-1]]
     y_data, y_last, y_cycle = _merged(run, phases, "sink", "y")
     x_cycles = _merged(run, phases, "source", "x")
-    T, B, I = stimulus.inputs.shape
+    T, B = stimulus.inputs.shape[:2]
     lengths = stimulus.lengths
     features = design.y_features
     expected = _y_beats(design, lengths)
@@ -664,7 +692,7 @@ def decode_phase(
     outputs = np.zeros((B, features) if last_mode else (T, B, features), dtype=np.int64)
     step_end = np.full((B, T), -1, dtype=np.int64)
     cycles = np.zeros(B, dtype=np.int64)
-    in_starts = np.r_[0, np.cumsum(lengths * I)[:-1]]
+    in_starts = np.r_[0, np.cumsum(lengths * design.beats_per_step)[:-1]]
     out_starts = np.r_[0, np.cumsum(expected)[:-1]]
     for b in range(B):
         n = int(lengths[b])

@@ -325,3 +325,18 @@ def test_reset_in_a_stacked_head_model_then_a_clean_run(sim_cache):
     assert run.phases[0].aborted
     report = compare(decode_phase(design, clean, run, 1))
     assert report.bit_exact, str(report)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_wider_input_beats(sim_cache, simulator):
+    """``input_elements = 2``: two elements of ``x_t`` per beat, the last beat of a step
+    half empty (I = 5)."""
+    model, _, _ = _model(5, 6, 1, False, True, 0, seed=61)
+    config = HardwareConfig(lanes=8, input_elements=2)
+    design = compile_model(model, config, simulator, cache_dir=sim_cache)
+    sequences = _sequences(model, [4, 1, 3], seed=62)
+    pacing = Pacing(0.3, 2, seed=6)
+    result = simulate(design, sequences, input_pacing=pacing, output_pacing=pacing)
+    reference = run_reference(model, _padded(sequences), lengths=[4, 1, 3])
+    np.testing.assert_array_equal(result.outputs, reference.output)
+    assert compare(result).bit_exact
