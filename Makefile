@@ -1,5 +1,5 @@
 # lstm-fpga developer entry points. Every target creates and uses its own virtual environment.
-#   make demo   set up, then run the end-to-end demo
+#   make demo   set up, then run the end-to-end demo (report in demo_out/report.md)
 #   make test   set up, then run the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -29,7 +29,7 @@ sysdeps:
 	  fi; }
 
 demo: setup
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/lstm-fpga demo -o demo_out
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -5,31 +5,41 @@ Public API::
     from lstm_fpga.hw import HardwareConfig, generate_verilog, write_build, cycle_bound
 
     verilog_text = generate_verilog(model, HardwareConfig(lanes=16))  # or just 16
-    build = write_build(model, HardwareConfig(lanes=16), "out/build")  # lstm_top.v + .hex
-    cycle_bound(model, lanes=16)                                        # ceil(4H(I+H)/P)
+    build = write_build(model, HardwareConfig(lanes=16, output="last"), "out/build")
+    cycle_bound(model, lanes=16)            # sum over layer directions of ceil(4H(I_k+H)/P)
+    plan = EnginePlan(model, HardwareConfig(lanes=16))   # matrices, memories, bounds
+    words = weight_load_words(plan, new_model)           # run-time reload through ``w``
 """
 
 from .build import TOP_NAME, Build, generate_verilog, hardware_config, write_build
-from .config import HardwareConfig, HardwareConfigError, PassGeometry, cycle_bound
+from .config import OUTPUT_MODES, HardwareConfig, HardwareConfigError, PassGeometry, cycle_bound
 from .engine import LstmEngine, LstmTop, check_supported
 from .layout import BankImages, Location, bank_images, bias_location, weight_location
+from .plan import EnginePlan, MatrixPlan
+from .reload import WeightWord, pack_weight_word, weight_load_words
 
 __all__ = [
+    "OUTPUT_MODES",
     "TOP_NAME",
     "BankImages",
     "Build",
+    "EnginePlan",
     "HardwareConfig",
     "HardwareConfigError",
     "Location",
     "LstmEngine",
     "LstmTop",
+    "MatrixPlan",
     "PassGeometry",
+    "WeightWord",
     "bank_images",
     "bias_location",
     "check_supported",
     "cycle_bound",
     "generate_verilog",
     "hardware_config",
+    "pack_weight_word",
+    "weight_load_words",
     "weight_location",
     "write_build",
 ]

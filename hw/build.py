@@ -9,11 +9,12 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
-from .config import HardwareConfig, HardwareConfigError, PassGeometry
+from .config import HardwareConfig, HardwareConfigError
 from .engine import LstmTop, check_supported
-from .fixed import format_shape
-from .layout import BankImages, hex_file_name
+from .layout import hex_file_name
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
+from .plan import EnginePlan
+from .reload import weight_word_fields
 
 __all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
 
@@ -41,7 +42,7 @@ def _check_init(memory_init: str) -> None:
 
 def _verilog(top: LstmTop, memory_init: str) -> str:
     images = top.engine.images
-    lanes = images.geometry.lanes
+    lanes = images.lanes
     text = verilog.convert(top, name=TOP_NAME, emit_src=False)
     banks = "".join(
         weight_bank_verilog(images, lane, memory_init, hex_file_name("weights", lane, lanes))
@@ -61,7 +62,7 @@ def generate_verilog(
     """
     config = hardware_config(config)
     _check_init(memory_init)
-    check_supported(model)
+    check_supported(model, config)
     return _verilog(LstmTop(model, config, verilog_banks=memory_init), memory_init)
 
 
@@ -75,59 +76,92 @@ class Build:
     hex_files: tuple[Path, ...]
 
 
-def _port_list(model: LstmModel, config: HardwareConfig) -> list[dict]:
-    x = format_shape(model.input_format)
-    y = format_shape(model.output_format)
-    k = config.input_elements
-    x_port = {"name": "x__tdata", "direction": "in", "width": k * x.width, "signed": x.signed}
-    if k > 1:
-        x_port.update(signed=False, elements=k, element_width=x.width)
-    return [
+def _port_list(top: LstmTop) -> list[dict]:
+    """Every port of ``lstm_top`` in declaration order (name, direction, width, signedness)."""
+    ports = [
         {"name": "clk", "direction": "in", "width": 1},
         {"name": "rst", "direction": "in", "width": 1},
-        x_port,
-        {"name": "x__tvalid", "direction": "in", "width": 1},
-        {"name": "x__tready", "direction": "out", "width": 1},
-        {"name": "x__tlast", "direction": "in", "width": 1},
-        {"name": "y__tdata", "direction": "out", "width": y.width, "signed": y.signed},
-        {"name": "y__tvalid", "direction": "out", "width": 1},
-        {"name": "y__tready", "direction": "in", "width": 1},
-        {"name": "y__tlast", "direction": "out", "width": 1},
-        {"name": "cycles", "direction": "out", "width": 32},
-        {"name": "busy", "direction": "out", "width": 1},
     ]
+    signed_data = {"x__tdata", "y__tdata", "init__tdata"}
+    for path, member, value in top.signature.flatten(top):
+        name = "__".join(str(part) for part in path)
+        shape = value.shape()
+        entry = {
+            "name": name,
+            "direction": "in" if member.flow.value == "in" else "out",
+            "width": shape.width,
+        }
+        if name in signed_data:
+            entry["signed"] = shape.signed
+        ports.append(entry)
+    return ports
 
 
-def _manifest(
-    model: LstmModel,
-    config: HardwareConfig,
-    geometry: PassGeometry,
-    images: BankImages,
-    hexes,
-    memory_init: str,
-) -> dict:
+def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
+    plan: EnginePlan = top.engine.plan
+    model, config, images = plan.model, plan.config, top.engine.images
+    state = top.engine.state.payload
+    matrices = [
+        {
+            "name": mp.name,
+            "rows": mp.real_rows,
+            "columns": mp.columns,
+            "column_order": [s.kind for s in mp.segments],
+            "passes": mp.passes,
+            "span": mp.span,
+            "weight_base": mp.weight_base,
+            "bias_base": mp.bias_base,
+            "mac_cycles": mp.mac_cycles,
+            "cycle_bound": mp.bound,
+        }
+        for mp in plan.matrices
+    ]
     return {
         "kind": "lstm-fpga build",
         "top": TOP_NAME,
         "verilog": f"{TOP_NAME}.v",
-        "config": {"lanes": config.lanes, "input_elements": config.input_elements},
+        "config": {
+            "lanes": config.lanes,
+            "input_elements": config.input_elements,
+            "output": config.output,
+            "max_seq_len": config.max_seq_len,
+        },
         "memory_init": memory_init,
+        "schedule": plan.schedule,
         "geometry": {
-            "input_size": geometry.input_size,
-            "hidden_size": geometry.hidden_size,
-            "requested_lanes": geometry.requested_lanes,
-            "physical_lanes": geometry.lanes,
-            "passes": geometry.passes,
-            "columns": geometry.columns,
-            "bank_depth": geometry.bank_depth,
-            "mac_cycles_per_step": geometry.mac_cycles_per_step,
-            "cycle_bound": geometry.bound,
+            "input_size": plan.input_size,
+            "hidden_size": plan.hidden_size,
+            "num_layers": plan.num_layers,
+            "num_directions": plan.num_directions,
+            "head_out_features": plan.head_out,
+            "requested_lanes": config.lanes,
+            "physical_lanes": plan.lanes,
+            "groups": plan.groups,
+            "bank_depth": plan.bank_depth,
+            "bias_depth": plan.bias_depth,
+            "cycle_bound": plan.step_bound(),
+            "matrices": matrices,
         },
         "formats": {
             "input": str(model.input_format),
             "output": str(model.output_format),
+            "y": str(model.head.formats.output if model.head is not None else model.output_format),
         },
-        "ports": _port_list(model, config),
+        "streams": {
+            "y_features": plan.output_features,
+            "y_per_sequence": "every step" if config.output == "all" else "final step",
+            "state": {
+                "h": {"offset": 0, "width": len(state.h)},
+                "c": {"offset": len(state.h), "width": len(state.c)},
+                "beats": plan.state_words,
+            },
+            "init_beats": 2 * plan.state_words,
+            "w": {
+                name: {"offset": offset, "width": width}
+                for name, (offset, width) in weight_word_fields(plan).items()
+            },
+        },
+        "ports": _port_list(top),
         "memories": [
             {
                 "hex": path.name,
@@ -137,7 +171,7 @@ def _manifest(
                     else f"{TOP_NAME}.engine.weights.{kind}_bank{lane}"
                 ),
                 "width": images.weight_width if kind == "weights" else images.bias_width,
-                "depth": geometry.bank_depth if kind == "weights" else geometry.passes,
+                "depth": images.depth if kind == "weights" else images.bias_depth,
             }
             for path, (kind, lane) in hexes
         ],
@@ -154,7 +188,7 @@ def write_build(
     """
     config = hardware_config(config)
     _check_init(memory_init)
-    check_supported(model)
+    check_supported(model, config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     top = LstmTop(model, config, verilog_banks=memory_init)
@@ -163,9 +197,9 @@ def write_build(
     verilog_path.write_text(_verilog(top, memory_init))
     paths = images.write_hex(directory)
     # write_hex alternates weights/bias per lane.
-    kinds = [(kind, lane) for lane in range(images.geometry.lanes) for kind in ("weights", "bias")]
+    kinds = [(kind, lane) for lane in range(images.lanes) for kind in ("weights", "bias")]
     hexes = list(zip(paths, kinds, strict=True))
-    manifest = _manifest(model, config, images.geometry, images, hexes, memory_init)
+    manifest = _manifest(top, hexes, memory_init)
     manifest_path = directory / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return Build(directory, verilog_path, manifest_path, tuple(paths))

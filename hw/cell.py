@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .activation import ActivationUnit, distinct_tables
 from .config import index_shape
 from .fixed import rescale_value, saturates, shift_round_value
-from .mvu_multi import job_layout, unit_layout
+from .mvu import job_layout, unit_layout
 from .plan import EnginePlan
 
 __all__ = [
@@ -51,9 +51,7 @@ def hidden_write_layout(plan: EnginePlan) -> data.StructLayout:
 
 def c0_write_layout(plan: EnginePlan) -> data.StructLayout:
     """A write of ``c0[k][u]`` at ``address = k * H + u``."""
-    return data.StructLayout(
-        {"address": index_shape(plan.state_words), "value": plan.cell_shape}
-    )
+    return data.StructLayout({"address": index_shape(plan.state_words), "value": plan.cell_shape})
 
 
 def saturation_layout() -> data.StructLayout:
@@ -95,7 +93,7 @@ class GateCellPipeline(wiring.Component):
 
     Ports
     -----
-    units : In, stream of :func:`~lstm_fpga.hw.mvu_multi.unit_layout`
+    units : In, stream of :func:`~lstm_fpga.hw.mvu.unit_layout`
         One unit per beat; ready while the output queues have room for what it emits
         (credit-based, so the pipeline itself never stalls).
     hidden : Out, stream of :func:`output_layout` (last layer's hidden format)
@@ -112,6 +110,11 @@ class GateCellPipeline(wiring.Component):
     saturations : Out, :func:`saturation_layout`
         Rescale results clamped this cycle (pre-activations 0..4, cell, hidden), as the
         reference's ``SaturationCounts`` count them.
+
+    Protocol: unit ``u`` of a layer direction may only enter after the previous unit ``u``
+    of the same layer direction has left (``hidden_write``), since its ``c`` is read in stage 2
+    and written in stage 4. The sequencer guarantees it: a step's recurrent columns wait for
+    every unit of the previous step of the same layer direction.
 
     Latency: :attr:`LATENCY` cycles from an accepted unit to its ``hidden_write``, and 2 more
     to the head of the output queues. Throughput: one unit per cycle while the outputs keep up.
@@ -133,9 +136,7 @@ class GateCellPipeline(wiring.Component):
                 "units": In(stream.Signature(unit_layout(plan))),
                 "hidden": Out(stream.Signature(output_layout(format_shape(y_shape)))),
                 "state": Out(stream.Signature(state_layout(plan))),
-                "hidden_write": Out(
-                    stream.Signature(hidden_write_layout(plan), always_ready=True)
-                ),
+                "hidden_write": Out(stream.Signature(hidden_write_layout(plan), always_ready=True)),
                 "c0_write": In(stream.Signature(c0_write_layout(plan), always_ready=True)),
                 "saturations": Out(saturation_layout()),
                 "empty": Out(1),
@@ -193,7 +194,9 @@ class GateCellPipeline(wiring.Component):
         m.d.sync += [accs[k].eq(payload.gates[k]) for k in range(4)]
         preact_shape = _common([dp.formats.preact for dp in dps])
         preacts = [Signal(preact_shape, name=f"preact_{n}") for n in "ifgo"]
-        preact_options = [(dp.gate_acc.frac, dp.formats.preact, dp.rounding, dp.overflow) for dp in dps]
+        preact_options = [
+            (dp.gate_acc.frac, dp.formats.preact, dp.rounding, dp.overflow) for dp in dps
+        ]
         preact_saturated = Signal(range(5))
         flags = []
         for k in range(4):
@@ -255,7 +258,9 @@ class GateCellPipeline(wiring.Component):
             i_times_g, shift_ig, matrix(4)
         )
         cell_options = [(dp.cell_acc.frac, dp.formats.cell, dp.rounding, dp.overflow) for dp in dps]
-        c_new_value, cell_flag = select_rescale(m, matrix(4), cell_sum, cell_options, plan.cell_shape)
+        c_new_value, cell_flag = select_rescale(
+            m, matrix(4), cell_sum, cell_options, plan.cell_shape
+        )
         c_new = [Signal(plan.cell_shape, name=f"c_new{k}") for k in range(5, self.LATENCY)]
         cell_saturated = Signal()
         m.d.sync += [c_new[0].eq(c_new_value), cell_saturated.eq(valid[4] & cell_flag)]
@@ -304,7 +309,9 @@ class GateCellPipeline(wiring.Component):
             self.hidden_write.payload.state_address.eq(region + final_base + out.unit),
             y_queue.w_en.eq(done & out.job.emit_y),
             # Field order of output_layout: data, then last.
-            y_queue.w_data.eq(Cat(h_new[: len(self.hidden.payload.data)], out.job.y_last & unit_last)),
+            y_queue.w_data.eq(
+                Cat(h_new[: len(self.hidden.payload.data)], out.job.y_last & unit_last)
+            ),
             s_queue.w_en.eq(done & out.job.emit_state),
             s_queue.w_data.eq(
                 Cat(

@@ -16,6 +16,7 @@ from ..sw.ir import LstmModel
 
 __all__ = [
     "GATES_PER_UNIT",
+    "OUTPUT_MODES",
     "HardwareConfig",
     "HardwareConfigError",
     "PassGeometry",
@@ -23,6 +24,8 @@ __all__ = [
     "index_shape",
 ]
 
+#: Values of :attr:`HardwareConfig.output`.
+OUTPUT_MODES = ("all", "last")
 #: Rows of the gate matrix per hidden unit: gates i, f, g, o.
 GATES_PER_UNIT = 4
 
@@ -52,6 +55,14 @@ class HardwareConfig:
     #: lets shapes that need over one input element per cycle (``I / bound > 1``) reach the
     #: bound. ``x__tdata`` then carries element ``e`` of the beat in bits ``[e*w, (e+1)*w)``.
     input_elements: int = 1
+    #: What ``y`` carries: ``"all"`` -- an output vector for every time step (``nn.LSTM``'s
+    #: ``output``, or the head on every step); ``"last"`` -- only the final step's (the
+    #: classifier/forecaster pattern: ``output[T-1]`` or the head on it).
+    output: str = "all"
+    #: Longest sequence a bidirectional model buffers (its reverse direction needs the whole
+    #: sequence). Required for bidirectional models; unidirectional ones stream sequences of
+    #: any length and ignore it.
+    max_seq_len: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
@@ -62,6 +73,17 @@ class HardwareConfig:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k & (k - 1):
             raise HardwareConfigError(
                 f"input_elements must be a power of two (elements of x_t per input beat), not {k!r}"
+            )
+        if self.output not in OUTPUT_MODES:
+            raise HardwareConfigError(
+                f"output must be one of {', '.join(map(repr, OUTPUT_MODES))} (every step or only "
+                f"the last), not {self.output!r}"
+            )
+        n = self.max_seq_len
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise HardwareConfigError(
+                f"max_seq_len must be None or a positive int (the longest buffered sequence), "
+                f"not {n!r}"
             )
 
     def geometry(self, input_size: int, hidden_size: int) -> PassGeometry:
@@ -151,17 +173,17 @@ class PassGeometry:
 
 
 def cycle_bound(model_or_input_size, hidden_size: int | None = None, *, lanes: int) -> int:
-    """``ceil(4H(I+H)/P)``: the fewest cycles per time step ``P`` multipliers can need.
+    """The fewest cycles per time step ``P`` multipliers can need.
 
-    Call as ``cycle_bound(model, lanes=P)`` or ``cycle_bound(I, H, lanes=P)``.
+    ``cycle_bound(model, lanes=P)``: the sum over the model's layer directions of
+    ``ceil(4H (I_k + H) / P)`` (``I_k``: the layer's input size; ``ceil(4H(I+H)/P)`` for one
+    layer). ``cycle_bound(I, H, lanes=P)``: one layer direction.
     """
     if isinstance(model_or_input_size, LstmModel):
         if hidden_size is not None:
             raise TypeError("pass either a model or (input_size, hidden_size), not both")
         model = model_or_input_size
-        input_size, hidden_size = model.input_size, model.hidden_size
-    else:
-        if hidden_size is None:
-            raise TypeError("cycle_bound(I, H, lanes=P) needs the hidden size")
-        input_size = model_or_input_size
-    return PassGeometry(input_size, hidden_size, lanes).bound
+        return sum(PassGeometry(d.input_size, d.hidden_size, lanes).bound for d in model.directions)
+    if hidden_size is None:
+        raise TypeError("cycle_bound(I, H, lanes=P) needs the hidden size")
+    return PassGeometry(model_or_input_size, hidden_size, lanes).bound

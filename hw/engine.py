@@ -1,44 +1,62 @@
-"""The one-layer engine and the AXI4-Stream-named top module ``lstm_top``."""
+"""The engine (a whole ``nn.LSTM`` plus head on one set of lanes) and the top ``lstm_top``."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.ir import LstmModel
-from ..sw.numerics import LstmDatapath
-from .cell import GateCellPipeline, hidden_layout
-from .config import HardwareConfig, HardwareConfigError, PassGeometry
-from .fixed import format_shape
-from .layout import BankImages, bank_images
+from .cell import GateCellPipeline, output_layout, state_layout
+from .config import HardwareConfig, HardwareConfigError, index_shape
+from .head import HeadOutput
 from .memory import WeightMemory, write_layout
 from .mvu import MatrixVectorUnit
+from .plan import EnginePlan
 from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer, input_layout
 
-__all__ = ["LstmEngine", "LstmTop", "axi_stream_signature", "check_supported"]
+__all__ = [
+    "SATURATION_COUNTER_WIDTH",
+    "LstmEngine",
+    "LstmTop",
+    "axi_stream_signature",
+    "check_supported",
+    "init_layout",
+    "saturation_counters_layout",
+    "weight_load_layout",
+]
+
+#: Width of each saturation counter.
+SATURATION_COUNTER_WIDTH = 32
 
 
-def check_supported(model: LstmModel) -> None:
-    """Raise :class:`HardwareConfigError` unless the engine can run ``model``."""
-    if not isinstance(model, LstmModel):
-        raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
-    unsupported = []
-    if model.num_layers != 1:
-        unsupported.append(f"num_layers={model.num_layers}")
-    if model.bidirectional:
-        unsupported.append("bidirectional=True")
-    if model.head is not None:
-        unsupported.append("a Linear head")
-    if unsupported:
-        raise HardwareConfigError(
-            f"the one-layer engine runs a single unidirectional LSTM layer without a head; "
-            f"this model has {', '.join(unsupported)}"
-        )
+def check_supported(model: LstmModel, config: HardwareConfig | None = None) -> None:
+    """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
+    (every ``nn.LSTM`` without ``proj_size`` can; bidirectional ones need ``max_seq_len``)."""
+    EnginePlan(model, config if config is not None else HardwareConfig())
+
+
+def init_layout(plan: EnginePlan) -> data.StructLayout:
+    """A beat of the initial-state load: ``h0`` then ``c0`` values, ``last`` ends the load."""
+    width = max(plan.state_shape.width, plan.cell_shape.width)
+    return data.StructLayout({"data": signed(width), "last": unsigned(1)})
+
+
+def weight_load_layout(plan: EnginePlan) -> data.StructLayout:
+    """A beat of the weight load: one word (:func:`~lstm_fpga.hw.memory.write_layout`) and
+    ``last`` (ends the load)."""
+    return data.StructLayout({"word": write_layout(plan.images), "last": unsigned(1)})
+
+
+def saturation_counters_layout() -> data.StructLayout:
+    """Saturation counters per tensor kind (the reference's ``SaturationCounts``)."""
+    return data.StructLayout(
+        {kind: unsigned(SATURATION_COUNTER_WIDTH) for kind in ("preact", "cell", "hidden", "head")}
+    )
 
 
 class LstmEngine(wiring.Component):
-    """One LSTM layer direction with streaming input and output (Amaranth streams).
+    """A whole quantised ``nn.LSTM`` (and Linear head) with streaming ports (Amaranth streams).
 
     ``verilog_banks`` (``None``, ``"inline"`` or ``"readmemh"``) makes the weight banks
     instances of the Verilog modules of :func:`~lstm_fpga.hw.memory.weight_bank_verilog`
@@ -46,77 +64,83 @@ class LstmEngine(wiring.Component):
 
     Ports
     -----
-    x : In, stream of ``{data: x format, last: 1}``
-        ``x_t`` elements ``0 .. I-1`` per step, steps in order; ``last`` on element ``I-1``
-        of a sequence's final step ends it (state resets for the next one). ``last`` on any
-        other element is ignored. With ``config.input_elements = k > 1``, ``data`` is an
-        array of ``k`` elements: a step is ``ceil(I/k)`` beats, beat ``b`` holding elements
-        ``b*k .. b*k+k-1`` (those past ``I-1`` are ignored), ``last`` on the step's final beat.
-    y : Out, stream of ``{data: hidden format, last: 1}``
-        ``h_t`` elements ``0 .. H-1`` per step; ``last`` on the sequence's final element.
-    weight_write : In, stream (always ready) of :func:`~lstm_fpga.hw.memory.write_layout`
-        Run-time weight reload (address map in :mod:`lstm_fpga.hw.layout`).
-    cycles : Out, 32 bits
-        Cycles from the latest finished sequence's first ``x`` handshake to its last ``y``
-        handshake.
-    busy : Out, 1 bit
-        A sequence has started and its last output beat has not been taken yet.
+    x : In, stream of ``{data, last}``
+        ``x_t`` elements ``0 .. I-1`` per step, steps in order; ``last`` on the final element
+        of a sequence's final step ends it.
+    y : Out, stream of ``{data, last}``
+        Output vectors: ``h_t`` of the top layer (``D*H`` elements, forward then reverse) or
+        the head's ``O`` outputs; every step (``output="all"``) or the final one (``"last"``);
+        ``last`` on the sequence's final element.
+    state : Out, stream of :func:`~lstm_fpga.hw.cell.state_layout`
+        ``(h_n[k][u], c_n[k][u])`` for ``k = 0 .. L*D-1``, ``u = 0 .. H-1`` after each
+        sequence started with ``read_state``.
+    init : In, stream of :func:`init_layout`
+        ``h0`` then ``c0`` (``L*D*H`` values each, nn.LSTM order); accepted while idle.
+    weight_write : In, stream of :func:`weight_load_layout`
+        Weight and bias words (address map of :meth:`EnginePlan.bank_images`); accepted while
+        idle, so they take effect from the next sequence.
+    carry_state, read_state : In
+        Sampled with a sequence's first ``x`` beat: start from the previous sequence's final
+        state instead of ``(h0, c0)``; emit the final state on ``state``.
+    clear_status : In
+        Clears ``overflow`` and the saturation counters.
+    cycles, busy, started, done, overflow, saturations : Out
+        Status (see ``docs/hardware.md``).
     """
 
     def __init__(
         self, model: LstmModel, config: HardwareConfig, *, verilog_banks: str | None = None
     ):
         try:
-            check_supported(model)
-            if not isinstance(config, HardwareConfig):
-                raise HardwareConfigError(
-                    f"config must be a HardwareConfig, not {type(config).__name__}"
-                )
+            self._plan = EnginePlan(model, config)
         except HardwareConfigError:
             self._MustUse__silence = True  # a refused design is not an unused one
             raise
-        self._model = model
-        self._config = config
+        plan = self._plan
         self._verilog_banks = verilog_banks
-        self._dp = model.datapath(0)
-        self._geometry = config.geometry(model.input_size, model.hidden_size)
-        self._images = bank_images(self._geometry, model.direction(0, False))
+        self._images = plan.images
         super().__init__(
             {
-                "x": In(stream.Signature(input_layout(self._dp, config.input_elements))),
-                "y": Out(stream.Signature(hidden_layout(self._dp))),
-                "weight_write": In(stream.Signature(write_layout(self._images), always_ready=True)),
+                "x": In(stream.Signature(input_layout(plan))),
+                "y": Out(stream.Signature(output_layout(plan.output_shape))),
+                "state": Out(stream.Signature(state_layout(plan))),
+                "init": In(stream.Signature(init_layout(plan))),
+                "weight_write": In(stream.Signature(weight_load_layout(plan))),
+                "carry_state": In(1),
+                "read_state": In(1),
+                "clear_status": In(1),
                 "cycles": Out(CYCLE_COUNTER_WIDTH),
                 "busy": Out(1),
+                "started": Out(1),
+                "done": Out(1),
+                "overflow": Out(1),
+                "saturations": Out(saturation_counters_layout()),
             }
         )
 
     @property
-    def datapath(self) -> LstmDatapath:
-        return self._dp
+    def plan(self) -> EnginePlan:
+        return self._plan
 
     @property
-    def geometry(self) -> PassGeometry:
-        return self._geometry
-
-    @property
-    def images(self) -> BankImages:
+    def images(self):
         return self._images
 
     def elaborate(self, platform):
         m = Module()
-        dp, g = self._dp, self._geometry
-        m.submodules.sequencer = seq = Sequencer(dp, g, self._config.input_elements)
+        plan = self._plan
+        m.submodules.sequencer = seq = Sequencer(plan)
         m.submodules.weights = mem = WeightMemory(self._images, verilog_banks=self._verilog_banks)
-        m.submodules.mvu = mvu = MatrixVectorUnit(dp, g)
-        m.submodules.cell = cell = GateCellPipeline(dp)
+        m.submodules.mvu = mvu = MatrixVectorUnit(plan)
+        m.submodules.cell = cell = GateCellPipeline(plan)
+        head = None
+        if plan.head is not None:
+            m.submodules.head = head = HeadOutput(plan)
 
         wiring.connect(m, wiring.flipped(self.x), seq.x)
         wiring.connect(m, seq.column, mvu.column)
-        wiring.connect(m, mvu.units, cell.units)
         wiring.connect(m, cell.hidden_write, seq.hidden_write)
-        wiring.connect(m, cell.hidden, wiring.flipped(self.y))
-        wiring.connect(m, wiring.flipped(self.weight_write), mem.write)
+        wiring.connect(m, cell.state, wiring.flipped(self.state))
         m.d.comb += [
             mem.weight_address.eq(seq.weight_address),
             mem.bias_address.eq(seq.bias_address),
@@ -124,10 +148,95 @@ class LstmEngine(wiring.Component):
             mvu.biases.eq(mem.biases),
             seq.drain_free.eq(mvu.drain_free),
             seq.loaded.eq(mvu.loaded),
-            seq.sequence_done.eq(self.y.valid & self.y.ready & self.y.payload.last),
-            self.cycles.eq(seq.cycles),
-            self.busy.eq(seq.busy),
+            seq.carry_state.eq(self.carry_state),
+            seq.read_state.eq(self.read_state),
+            seq.clear_status.eq(self.clear_status),
         ]
+
+        # Units: the head's go to the head output stage, the others to the cell pipeline.
+        units = mvu.units
+        to_head = units.payload.job.matrix == plan.head_index if head is not None else 0
+        m.d.comb += [
+            cell.units.payload.eq(units.payload),
+            cell.units.valid.eq(units.valid & ~to_head),
+        ]
+        if head is not None:
+            m.d.comb += [
+                head.units.payload.eq(units.payload),
+                head.units.valid.eq(units.valid & to_head),
+                units.ready.eq(Mux(to_head, head.units.ready, cell.units.ready)),
+            ]
+        else:
+            m.d.comb += units.ready.eq(cell.units.ready)
+
+        # y: from the head, the cell pipeline (streaming h_t) or the sequencer's copy queue.
+        source = {
+            "head": head.y if head is not None else None,
+            "cell": cell.hidden,
+            "copy": seq.copy,
+        }[plan.y_source]
+        wiring.connect(m, source, wiring.flipped(self.y))
+        y_done = self.y.valid & self.y.ready & self.y.payload.last
+        m.d.comb += [seq.sequence_done.eq(y_done), self.done.eq(y_done)]
+
+        # Loads: accepted only while nothing runs; a sequence does not start while one is open.
+        quiet = Signal()
+        empty = cell.empty & ~self.state.valid & (head.empty if head is not None else 1)
+        m.d.comb += quiet.eq(~seq.busy & empty)
+        init_open = Signal()
+        weights_open = Signal()
+        m.d.comb += seq.hold_start.eq(
+            self.init.valid | init_open | self.weight_write.valid | weights_open
+        )
+        init_taken = self.init.valid & self.init.ready
+        weights_taken = self.weight_write.valid & self.weight_write.ready
+        with m.If(init_taken):
+            m.d.sync += init_open.eq(~self.init.payload.last)
+        with m.If(weights_taken):
+            m.d.sync += weights_open.eq(~self.weight_write.payload.last)
+        m.d.comb += [
+            self.init.ready.eq(quiet),
+            self.weight_write.ready.eq(quiet),
+            mem.write.payload.eq(self.weight_write.payload.word),
+            mem.write.valid.eq(weights_taken),
+        ]
+        words = plan.state_words
+        index = Signal(index_shape(2 * words))
+        is_h = index < words
+        m.d.comb += [
+            seq.h0_write.payload.address.eq(index),
+            seq.h0_write.payload.value.eq(self.init.payload.data),
+            seq.h0_write.valid.eq(init_taken & is_h),
+            cell.c0_write.payload.address.eq(index - words),
+            cell.c0_write.payload.value.eq(self.init.payload.data),
+            cell.c0_write.valid.eq(init_taken & ~is_h),
+        ]
+        with m.If(init_taken):
+            with m.If(self.init.payload.last | (index == 2 * words - 1)):
+                m.d.sync += index.eq(0)
+            with m.Else():
+                m.d.sync += index.eq(index + 1)
+
+        # Status.
+        m.d.comb += [
+            self.cycles.eq(seq.cycles),
+            self.busy.eq(seq.busy | ~empty),
+            self.started.eq(seq.started),
+            self.overflow.eq(seq.overflow),
+        ]
+        counters = self.saturations
+        increments = {
+            "preact": cell.saturations.preact,
+            "cell": cell.saturations.cell,
+            "hidden": cell.saturations.hidden,
+            "head": head.saturated if head is not None else 0,
+        }
+        for kind, increment in increments.items():
+            counter = getattr(counters, kind)
+            with m.If(self.clear_status):
+                m.d.sync += counter.eq(0)
+            with m.Else():
+                m.d.sync += counter.eq(counter + increment)
         return m
 
 
@@ -141,12 +250,12 @@ def axi_stream_signature(shape) -> wiring.Signature:
 class LstmTop(wiring.Component):
     """The generated top module ``lstm_top``: :class:`LstmEngine` with AXI4-Stream names.
 
-    Ports (Verilog names): ``clk``, ``rst`` (synchronous, active high); ``x__tdata`` (signed,
-    input format; ``input_elements`` packed elements, element ``e`` in bits ``[e*w, (e+1)*w)``,
-    when ``config.input_elements > 1``), ``x__tvalid``, ``x__tready``, ``x__tlast``;
-    ``y__tdata`` (signed, output format), ``y__tvalid``, ``y__tready``, ``y__tlast``;
-    ``cycles`` (32 bits); ``busy``. See ``docs/hardware.md`` for element order and timing
-    diagrams.
+    Streams (Verilog ``NAME__tdata``, ``__tvalid``, ``__tready``, ``__tlast``): ``x`` (in),
+    ``y`` (out), ``state`` (out: ``h`` in the low bits, ``c`` above), ``init`` (in), ``w``
+    (in: the weight load word, fields packed as :func:`weight_load_layout`). Control inputs
+    ``carry_state``, ``read_state``, ``clear_status``; status outputs ``cycles``, ``busy``,
+    ``started``, ``done``, ``overflow``, ``sat_preact``, ``sat_cell``, ``sat_hidden``,
+    ``sat_head``. ``clk``, ``rst`` (synchronous, active high). See ``docs/hardware.md``.
     """
 
     def __init__(
@@ -157,18 +266,29 @@ class LstmTop(wiring.Component):
         except HardwareConfigError:
             self._MustUse__silence = True  # a refused design is not an unused one
             raise
-        dp = self._engine.datapath
-        x_shape = format_shape(dp.formats.x)
-        if config.input_elements > 1:
-            x_shape = unsigned(config.input_elements * x_shape.width)
-        super().__init__(
-            {
-                "x": In(axi_stream_signature(x_shape)),
-                "y": Out(axi_stream_signature(format_shape(dp.formats.hidden))),
-                "cycles": Out(CYCLE_COUNTER_WIDTH),
-                "busy": Out(1),
-            }
-        )
+        plan = self._engine.plan
+        x_shape = plan.input_shape
+        if plan.input_elements > 1:
+            x_shape = unsigned(plan.input_elements * x_shape.width)
+        state_bits = plan.state_shape.width + plan.cell_shape.width
+        ports = {
+            "x": In(axi_stream_signature(x_shape)),
+            "y": Out(axi_stream_signature(plan.output_shape)),
+            "state": Out(axi_stream_signature(unsigned(state_bits))),
+            "init": In(axi_stream_signature(init_layout(plan).members["data"])),
+            "w": In(axi_stream_signature(unsigned(weight_load_layout(plan).members["word"].size))),
+            "carry_state": In(1),
+            "read_state": In(1),
+            "clear_status": In(1),
+            "cycles": Out(CYCLE_COUNTER_WIDTH),
+            "busy": Out(1),
+            "started": Out(1),
+            "done": Out(1),
+            "overflow": Out(1),
+        }
+        for kind in ("preact", "cell", "hidden", "head"):
+            ports[f"sat_{kind}"] = Out(SATURATION_COUNTER_WIDTH)
+        super().__init__(ports)
 
     @property
     def engine(self) -> LstmEngine:
@@ -177,18 +297,37 @@ class LstmTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = engine = self._engine
+        streams_in = (("x", engine.x, "data"), ("init", engine.init, "data"))
+        for name, port, field in streams_in:
+            axi = getattr(self, name)
+            m.d.comb += [
+                port.payload[field].eq(axi.tdata),
+                port.payload.last.eq(axi.tlast),
+                port.valid.eq(axi.tvalid),
+                axi.tready.eq(port.ready),
+            ]
         m.d.comb += [
-            engine.x.payload.data.eq(self.x.tdata),
-            engine.x.payload.last.eq(self.x.tlast),
-            engine.x.valid.eq(self.x.tvalid),
-            self.x.tready.eq(engine.x.ready),
+            engine.weight_write.payload.word.eq(self.w.tdata),
+            engine.weight_write.payload.last.eq(self.w.tlast),
+            engine.weight_write.valid.eq(self.w.tvalid),
+            self.w.tready.eq(engine.weight_write.ready),
             self.y.tdata.eq(engine.y.payload.data),
             self.y.tlast.eq(engine.y.payload.last),
             self.y.tvalid.eq(engine.y.valid),
             engine.y.ready.eq(self.y.tready),
-            # Run-time reload reaches the top in the full-LSTM engine; tied off here.
-            engine.weight_write.valid.eq(0),
+            self.state.tdata.eq(engine.state.payload.as_value()[: len(self.state.tdata)]),
+            self.state.tlast.eq(engine.state.payload.last),
+            self.state.tvalid.eq(engine.state.valid),
+            engine.state.ready.eq(self.state.tready),
+            engine.carry_state.eq(self.carry_state),
+            engine.read_state.eq(self.read_state),
+            engine.clear_status.eq(self.clear_status),
             self.cycles.eq(engine.cycles),
             self.busy.eq(engine.busy),
+            self.started.eq(engine.started),
+            self.done.eq(engine.done),
+            self.overflow.eq(engine.overflow),
         ]
+        for kind in ("preact", "cell", "hidden", "head"):
+            m.d.comb += getattr(self, f"sat_{kind}").eq(getattr(engine.saturations, kind))
         return m

@@ -44,16 +44,16 @@ int main(int argc, char** argv) {
     std::uniform_real_distribution<double> coin(0.0, 1.0);
 
     FILE* in = std::fopen(argv[1], "r");
-    long sequences, inputs, hidden;
-    if (!in || std::fscanf(in, "%ld %ld %ld", &sequences, &inputs, &hidden) != 3) return 3;
+    long sequences, inputs;
+    if (!in || std::fscanf(in, "%ld %ld", &sequences, &inputs) != 2) return 3;
     const uint64_t x_mask = (x_width >= 64) ? ~0ull : ((1ull << x_width) - 1);
     const long beats_per_step = (inputs + k - 1) / k;
     std::vector<uint64_t> data;  // packed beats
     std::vector<int> last, first;
     uint64_t outputs = 0;
     for (long s = 0; s < sequences; ++s) {
-        long steps;
-        if (std::fscanf(in, "%ld", &steps) != 1) return 3;
+        long steps, expected;
+        if (std::fscanf(in, "%ld %ld", &steps, &expected) != 2) return 3;
         for (long t = 0; t < steps; ++t) {
             for (long b = 0; b < beats_per_step; ++b) {
                 uint64_t beat = 0;
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
                 last.push_back(t == steps - 1 && b == beats_per_step - 1);
             }
         }
-        outputs += steps * hidden;
+        outputs += expected;
     }
     std::fclose(in);
 
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
 class HarnessRun:
     """What one harness run observed."""
 
-    outputs: list[np.ndarray]  # per sequence: (steps, H) integers
+    outputs: list[np.ndarray]  # per sequence: (vectors, features) integers
     last_flags: np.ndarray  # y tlast of every output beat
     output_cycles: np.ndarray  # cycle of every output handshake
     sequence_cycles: list[int]  # the ``cycles`` register after each sequence
@@ -183,7 +183,8 @@ def run_harness(
     input_width: int,
     output_width: int,
     *,
-    hidden_size: int,
+    features: int,
+    output: str = "all",
     input_elements: int = 1,
     idle: float = 0.0,
     stall: float = 0.0,
@@ -193,7 +194,9 @@ def run_harness(
     """Stream integer ``sequences`` (each ``(steps, I)``) through the compiled build.
 
     ``input_width`` is the width of one input element; ``input_elements`` the elements per
-    beat the build was generated with (``x__tdata`` must fit 64 bits).
+    beat the build was generated with (``x__tdata`` must fit 64 bits). ``features`` is the
+    length of one output vector on ``y`` (``D*H``, or ``O`` with a head) and ``output`` the
+    build's output mode (``"all"``: one vector per step, ``"last"``: one per sequence).
     """
     if input_elements * input_width > 64:
         raise ValueError("the harness drives x__tdata of at most 64 bits")
@@ -201,9 +204,10 @@ def run_harness(
     workdir = executable.parent.parent
     sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
     inputs = sequences[0].shape[1]
-    lines = [f"{len(sequences)} {inputs} {hidden_size}"]
-    for seq in sequences:
-        lines.append(str(seq.shape[0]))
+    lines = [f"{len(sequences)} {inputs}"]
+    vectors = [seq.shape[0] if output == "all" else 1 for seq in sequences]
+    for seq, count in zip(sequences, vectors, strict=True):
+        lines.append(f"{seq.shape[0]} {count * features}")
         lines.append(" ".join(str(int(v)) for v in seq.reshape(-1)))
     input_path, output_path = workdir / "input.txt", workdir / "output.txt"
     input_path.write_text("\n".join(lines) + "\n")
@@ -240,10 +244,10 @@ def run_harness(
         elif kind == "end":
             end, busy = int(fields[0]), int(fields[1])
     outputs, offset = [], 0
-    for seq in sequences:
-        count = seq.shape[0] * hidden_size
-        outputs.append(np.array(values[offset : offset + count]).reshape(seq.shape[0], -1))
-        offset += count
+    for count in vectors:
+        block = np.array(values[offset : offset + count * features])
+        outputs.append(block.reshape(count, features))
+        offset += count * features
     return HarnessRun(
         outputs, np.array(lasts), np.array(cycles), sequence_cycles, starts, end, bool(busy)
     )

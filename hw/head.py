@@ -6,10 +6,10 @@ from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .cell import output_layout
 from .config import GATES_PER_UNIT
 from .fixed import format_shape, rescale_value, saturates, shift_round_value
-from .mvu_multi import unit_layout
-from .cell_multi import output_layout
+from .mvu import unit_layout
 from .plan import EnginePlan
 
 __all__ = ["HeadOutput"]

@@ -48,12 +48,11 @@ def write_layout(images: BankImages) -> data.StructLayout:
 
     ``data`` is the two's complement word (its low ``bias_width`` bits for a bias).
     """
-    g = images.geometry
     return data.StructLayout(
         {
             "target": unsigned(1),
-            "lane": index_shape(g.lanes),
-            "address": index_shape(g.bank_depth),
+            "lane": index_shape(images.lanes),
+            "address": index_shape(max(images.depth, images.bias_depth)),
             "data": unsigned(max(images.weight_width, images.bias_width)),
         }
     )
@@ -82,15 +81,14 @@ class WeightMemory(wiring.Component):
             )
         self._images = images
         self._verilog_banks = verilog_banks
-        g = images.geometry
         self._weight_shape = Shape(images.weight_width, signed=True)
         self._bias_shape = Shape(images.bias_width, signed=True)
         super().__init__(
             {
-                "weight_address": In(index_shape(g.bank_depth)),
-                "bias_address": In(index_shape(g.passes)),
-                "weights": Out(data.ArrayLayout(self._weight_shape, g.lanes)),
-                "biases": Out(data.ArrayLayout(self._bias_shape, g.lanes)),
+                "weight_address": In(index_shape(images.depth)),
+                "bias_address": In(index_shape(images.bias_depth)),
+                "weights": Out(data.ArrayLayout(self._weight_shape, images.lanes)),
+                "biases": Out(data.ArrayLayout(self._bias_shape, images.lanes)),
                 "write": In(stream.Signature(write_layout(images), always_ready=True)),
             }
         )
@@ -102,10 +100,9 @@ class WeightMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         images = self._images
-        g = images.geometry
         write = self.write.payload
         if self._verilog_banks is not None:
-            for lane in range(g.lanes):
+            for lane in range(images.lanes):
                 rdata = Signal(self._weight_shape, name=f"weights_rdata{lane}")
                 m.submodules[f"weights_bank{lane}"] = Instance(
                     weight_bank_module(lane),
@@ -119,7 +116,7 @@ class WeightMemory(wiring.Component):
                     i_wdata=write.data[: self._weight_shape.width],
                 )
                 m.d.comb += self.weights[lane].eq(rdata)
-        for lane in range(g.lanes):
+        for lane in range(images.lanes):
             banks = (
                 ("weights", self._weight_shape, images.weights[lane], self.weight_address),
                 ("bias", self._bias_shape, images.biases[lane], self.bias_address),

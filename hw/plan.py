@@ -415,6 +415,11 @@ class EnginePlan:
         bias[:] = d.bias[torch_rows]
         return matrix, bias
 
+    @cached_property
+    def images(self) -> BankImages:
+        """Contents of every weight and bias bank for the plan's model."""
+        return self.bank_images()
+
     def bank_images(self, model: LstmModel | None = None) -> BankImages:
         """Contents of every weight and bias bank (``model``: same shape and formats)."""
         model = self.model if model is None else model

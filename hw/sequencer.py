@@ -1,197 +1,338 @@
-"""Sequencer: input buffering, the (pass, column) walk, scoreboards and sequence bookkeeping."""
+"""Sequencer: input buffering, the job schedule, the (pass, column) walk and scoreboards."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.numerics import LstmDatapath
-from .cell import hidden_write_layout
-from .config import PassGeometry, index_shape
-from .fixed import format_shape
-from .mvu import column_layout
+from .cell import hidden_write_layout, output_layout
+from .config import index_shape
+from .mvu import beat_layout, job_layout
+from .plan import STREAMING, EnginePlan
 
-__all__ = ["CYCLE_COUNTER_WIDTH", "MAX_SEQUENCES_IN_FLIGHT", "Sequencer", "input_layout"]
+__all__ = [
+    "CYCLE_COUNTER_WIDTH",
+    "MAX_SEQUENCES_IN_FLIGHT",
+    "Sequencer",
+    "h0_write_layout",
+    "input_layout",
+]
 
 #: Width of the ``cycles`` counter.
 CYCLE_COUNTER_WIDTH = 32
 #: Sequences that may have started (first input beat) but not finished (last output beat).
 MAX_SEQUENCES_IN_FLIGHT = 4
 
+# Sources of a segment's elements.
+_SRC_X, _SRC_VECTOR, _SRC_STATE = 0, 1, 2
+# Job kinds.
+_LSTM, _HEAD, _COPY = 0, 1, 2
 
-def input_layout(dp: LstmDatapath, elements: int = 1) -> data.StructLayout:
-    """An input beat: ``data`` is one element of ``x_t`` (an array of ``elements`` elements
-    when ``elements > 1``); ``last`` ends the sequence."""
-    shape = format_shape(dp.formats.x)
-    if elements > 1:
-        shape = data.ArrayLayout(shape, elements)
+
+def input_layout(plan: EnginePlan) -> data.StructLayout:
+    """An input beat: ``data`` is one element of ``x_t`` (an array of ``input_elements``
+    elements when that is more than 1); ``last`` ends the sequence."""
+    shape = plan.input_shape
+    if plan.input_elements > 1:
+        shape = data.ArrayLayout(shape, plan.input_elements)
     return data.StructLayout({"data": shape, "last": unsigned(1)})
 
 
-class Sequencer(wiring.Component):
-    """Runs time steps of one layer direction on the matrix-vector unit.
+def h0_write_layout(plan: EnginePlan) -> data.StructLayout:
+    """A write of ``h0[k][u]`` at ``address = k * H + u``."""
+    return data.StructLayout({"address": index_shape(plan.state_words), "value": plan.state_shape})
 
-    * Buffers ``x_t`` in a two-step ring: ``x_{t+1}`` streams in while step ``t`` computes.
-      With ``k = input_elements`` elements per beat a step is ``B = ceil(I/k)`` beats (the
-      last one padded) and the ring is ``k`` banks of ``2 B`` words (bank ``e`` holds the
-      columns ``= e mod k``). ``x`` is ready while fewer than ``2 B`` beats from the start of
-      the current step are buffered (and, at a sequence start, fewer than
-      :data:`MAX_SEQUENCES_IN_FLIGHT` sequences are unfinished).
-    * Keeps ``h`` in a ping-pong buffer (``2 H`` words, half = step parity) written by the
-      gate and cell pipeline.
-    * Walks ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1`` each step (see
-      :class:`~lstm_fpga.hw.config.PassGeometry`), issuing one column per lane group per
-      cycle: the weight-bank address ``pass * span + cycle``, the bias address ``pass`` and,
-      one cycle later, the ``column`` beat with the elements of ``[x_t ; h_{t-1}]``
-      (``h_{-1} = 0`` on a sequence's first step).
-    * Scoreboards: column ``j < I`` waits until ``x_t[j]`` has arrived; column ``I + j`` waits
-      until ``h_{t-1}[j]`` has been written, so step ``t+1``'s ``x`` columns overlap the tail
-      of step ``t`` in the gate pipeline. A pass's last column waits until the drain is free.
-    * Counts ``cycles`` from a sequence's first accepted input beat to its last output beat
-      (``sequence_done``); ``busy`` while a sequence is unfinished.
+
+class _Descriptor:
+    """The current job, as combinational signals derived from the schedule state."""
+
+    def __init__(self, plan: EnginePlan):
+        self.kind = Signal(2, name="job_kind")
+        self.matrix = Signal(index_shape(len(plan.matrices)), name="job_matrix")
+        self.valid = Signal(name="job_valid")
+        self.a_source = Signal(2, name="a_source")
+        self.a_base = Signal(32, name="a_base")
+        self.a_lag = Signal(name="a_lag")  # 1: wait for lag, 0: wait for x (or nothing)
+        self.a_x = Signal(name="a_x")  # 1: the x scoreboard applies
+        self.a_distance = Signal(32, name="a_distance")
+        self.b_source = Signal(2, name="b_source")
+        self.b_base = Signal(32, name="b_base")
+        self.b_distance = Signal(32, name="b_distance")
+        # Separate signals rather than one struct: fields a schedule never drives stay
+        # constant wires in the Verilog (a partly driven vector makes Verilator warn).
+        self.job_layout = job_layout(plan)
+        self.job = _Fields(
+            {name: Signal(field.shape, name=f"job_{name}") for name, field in self.job_layout}
+        )
+
+    def packed_job(self):
+        return Cat(*(getattr(self.job, name) for name, _ in self.job_layout))
+
+
+class _Fields:
+    def __init__(self, signals: dict):
+        self.__dict__.update(signals)
+
+
+class Sequencer(wiring.Component):
+    """Runs the model's jobs (matrix evaluations) on the matrix-vector unit.
+
+    The job schedule depends on the plan (:mod:`lstm_fpga.hw.plan`):
+
+    * **streaming** (unidirectional): per time step ``t`` the jobs ``l0 .. l(L-1)``, then the
+      head when it applies to ``t`` (every step with output ``"all"``, the sequence's final
+      step with ``"last"``). ``x_t`` streams into a two-step ring; each layer's ``h`` lives in
+      a two-step ring of the vector memory.
+    * **buffered** (bidirectional): a whole sequence is stored (two sequence slots, so the
+      next one streams in while this one computes), then per layer ``k`` the jobs ``(k, fwd,
+      s)``, ``(k, rev, T-1-s)`` for ``s = 0 .. T-1``, then the head (or, without a head, a copy
+      job streaming the outputs to ``y``) on every step or the final step.
+
+    A job walks ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1`` issuing one column per lane
+    group per cycle: the weight-bank address, the bias address and, one cycle later, the
+    ``column`` beat with the vector elements (from the ``x`` buffer, the vector memory or the
+    state memory holding ``h0`` and the final states). Scoreboards: an ``x`` column waits
+    until the element has arrived; a vector column waits until the unit that produces it has
+    been written, judged by the count of units not yet completed before the job started (the
+    pipeline completes units in order, so this count tells which producers are done). A pass's
+    last column waits until the drain is free.
+
+    Also counts ``cycles`` from a sequence's first accepted input beat to its last output beat
+    (``sequence_done``); ``busy`` while a sequence is unfinished; ``overflow`` (sticky until
+    ``clear_status``) when a buffered sequence exceeded ``max_seq_len`` (it is dropped).
     """
 
-    def __init__(self, dp: LstmDatapath, geometry: PassGeometry, input_elements: int = 1):
-        if input_elements < 1 or input_elements & (input_elements - 1):
-            raise ValueError(f"input_elements must be a power of two, not {input_elements}")
-        self._dp = dp
-        self._geometry = geometry
-        self._input_elements = input_elements
-        g = geometry
-        super().__init__(
-            {
-                "x": In(stream.Signature(input_layout(dp, input_elements))),
-                "weight_address": Out(index_shape(g.bank_depth)),
-                "bias_address": Out(index_shape(g.passes)),
-                "column": Out(stream.Signature(column_layout(dp, g.groups), always_ready=True)),
-                "drain_free": In(1),
-                "loaded": In(1),
-                "hidden_write": In(stream.Signature(hidden_write_layout(dp), always_ready=True)),
-                "sequence_done": In(1),
-                "cycles": Out(CYCLE_COUNTER_WIDTH),
-                "busy": Out(1),
-            }
-        )
+    def __init__(self, plan: EnginePlan, copy_queue_depth: int = 16):
+        self._plan = plan
+        self._copy_queue_depth = copy_queue_depth
+        ports = {
+            "x": In(stream.Signature(input_layout(plan))),
+            "weight_address": Out(index_shape(plan.bank_depth)),
+            "bias_address": Out(index_shape(plan.bias_depth)),
+            "column": Out(stream.Signature(beat_layout(plan), always_ready=True)),
+            "drain_free": In(1),
+            "loaded": In(1),
+            "hidden_write": In(stream.Signature(hidden_write_layout(plan), always_ready=True)),
+            "h0_write": In(stream.Signature(h0_write_layout(plan), always_ready=True)),
+            "copy": Out(stream.Signature(output_layout(plan.output_shape))),
+            "carry_state": In(1),
+            "read_state": In(1),
+            "hold_start": In(1),
+            "sequence_done": In(1),
+            "clear_status": In(1),
+            "cycles": Out(CYCLE_COUNTER_WIDTH),
+            "busy": Out(1),
+            "started": Out(1),
+            "overflow": Out(1),
+            "outstanding": Out(1),
+        }
+        super().__init__(ports)
 
+    # ------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        dp, g = self._dp, self._geometry
-        I, H = g.input_size, g.hidden_size
-        K, R = g.columns, g.passes
+        plan = self._plan
+        G = plan.groups
+        k_elems = plan.input_elements
+        k_bits = k_elems.bit_length() - 1
+        B = plan.x_beats_per_step
+        H = plan.hidden_size
+        LDH = plan.state_words
 
-        # -- vector buffers ----------------------------------------------------------------
-        k = self._input_elements
-        k_bits = k.bit_length() - 1
-        B = -(-I // k)  # beats per step
-        x_banks = [
-            Memory(shape=format_shape(dp.formats.x), depth=max(2, 2 * B), init=[]) for _ in range(k)
-        ]
+        # -- memories ------------------------------------------------------------------------
+        x_words = max(2, plan.x_slots * plan.x_slot_beats)
+        x_banks = [Memory(shape=plan.input_shape, depth=x_words, init=[]) for _ in range(k_elems)]
         for e, bank in enumerate(x_banks):
             m.submodules[f"x_bank{e}"] = bank
-        m.submodules.h_buffer = h_buffer = Memory(
-            shape=format_shape(dp.formats.hidden), depth=2 * H, init=[]
+        m.submodules.vectors = vectors = Memory(
+            shape=plan.state_shape, depth=max(2, plan.vector_depth), init=[]
         )
-        G, S = g.groups, g.span
-        # Lane group ``grp`` reads column ``cycle * G + grp``: one read port per group.
+        m.submodules.states = states = Memory(
+            shape=plan.state_shape, depth=max(2, 3 * LDH), init=[]
+        )
         x_writes = [bank.write_port() for bank in x_banks]
-        h_write = h_buffer.write_port()
         x_reads = [[bank.read_port() for bank in x_banks] for _ in range(G)]
-        h_reads = [h_buffer.read_port() for _ in range(G)]
+        v_write, s_write = vectors.write_port(), states.write_port()
+        v_reads = [vectors.read_port() for _ in range(G)]
+        s_reads = [states.read_port() for _ in range(G)]
 
-        # -- walk state --------------------------------------------------------------------
-        cycle = Signal(index_shape(S))  # cycle within the pass
-        base = Signal(range(S * G + 1))  # = cycle * G: the column of group 0
-        pass_index = Signal(index_shape(R))
-        address = Signal(index_shape(g.bank_depth))
-        parity = Signal()
-        step_first = Signal()  # latched at a step's first issue
+        # -- walk state ------------------------------------------------------------------------
+        desc = _Descriptor(plan)
+        cycle = Signal(16)
+        column = Signal(16)  # the column of group 0 this cycle
+        pass_index = Signal(16)
+        offset = Signal(index_shape(plan.bank_depth + 1))  # word within the matrix's region
         load_pending = Signal()
-        # x_seen: x beats received counted from the start of the current step (0 .. 2B).
-        # h_seen: h units written counted from the start of the previous step (0 .. 2H);
-        # step -1 counts as written, hence the initial H.
-        x_seen = Signal(range(2 * B + 1))
-        h_seen = Signal(range(2 * H + 1), init=H)
-
-        # Per-parity step flags written by the input side.
-        x_first = Array([Signal(name=f"x_first{k}") for k in range(2)])
-        x_last = Array([Signal(name=f"x_last{k}") for k in range(2)])
-
-        # The highest column read this cycle decides both scoreboards: every x column up to it
-        # must have arrived, and every h column up to it must have been written.
-        top = Signal(range(K))
-        m.d.comb += top.eq(Mux(base + (G - 1) < K, base + (G - 1), K - 1))
-        x_ready = (x_seen << k_bits) > Mux(top < I, top, I - 1)
-        h_ready = (h_seen + I) > top
-        is_last_cycle = cycle == S - 1
-        at_step_start = (pass_index == 0) & (cycle == 0)
-        first_of_step = Mux(at_step_start, x_first[parity], step_first)
-        drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
-        issue = Signal()
-        advance = Signal()  # the step's final column is issued: the walk moves to step t+1
+        matrices = plan.matrices
+        spans = Array([mp.span for mp in matrices])
+        passes = Array([mp.passes for mp in matrices])
+        columns = Array([mp.columns for mp in matrices])
+        a_lengths = Array([mp.segments[0].length for mp in matrices])
+        weight_bases = Array([mp.weight_base for mp in matrices])
+        bias_bases = Array([mp.bias_base for mp in matrices])
+        copy_words = plan.vector_slot_words
+        is_copy = desc.kind == _COPY
+        span = Mux(is_copy, copy_words, spans[desc.matrix])
+        job_passes = Mux(is_copy, 1, passes[desc.matrix])
+        job_columns = Mux(is_copy, copy_words, columns[desc.matrix])
+        a_length = Mux(is_copy, copy_words, a_lengths[desc.matrix])
+        step = Mux(is_copy, 1, G)
+        at_job_start = (pass_index == 0) & (cycle == 0)
+        is_last_cycle = cycle == span - 1
+        is_last_pass = pass_index == job_passes - 1
         m.d.comb += [
-            issue.eq(x_ready & h_ready & drain_ok),
-            advance.eq(issue & is_last_cycle & (pass_index == R - 1)),
-            self.weight_address.eq(address),
-            self.bias_address.eq(pass_index),
+            self.weight_address.eq(weight_bases[desc.matrix] + offset),
+            self.bias_address.eq(bias_bases[desc.matrix] + pass_index),
         ]
-        # With several banks, remember which bank holds each group's column: its data
-        # arrives a cycle later.
-        x_bank_of = [Signal(k_bits, name=f"x_bank_of{grp}") for grp in range(G)] if k > 1 else []
-        for grp in range(G):
-            column = base + grp
-            m.d.comb += h_reads[grp].addr.eq(Mux(parity, 0, H) + column - I)
-            for read in x_reads[grp]:
-                m.d.comb += read.addr.eq(Mux(parity, B, 0) + (column >> k_bits))
-            if k > 1:
-                m.d.sync += x_bank_of[grp].eq(column[:k_bits])
+
+        # -- lag: units of earlier jobs not completed yet ----------------------------------------
+        limit = 4 * (len(matrices) + 2) * H * max(1, plan.num_directions) + 64
+        outstanding = Signal(range(limit))
+        prior = Signal(range(limit))
+        lag = Mux(at_job_start, outstanding, prior)
+        completed = self.hidden_write.valid
+        m.d.comb += self.outstanding.eq(outstanding != 0)
+
+        # -- x scoreboard (streaming) -------------------------------------------------------------
+        x_seen = Signal(range(2 * B + 1))
+
+        # The highest column read this cycle decides the scoreboards (each segment is checked
+        # up to its highest column read so far).
+        top = Signal(16)
+        m.d.comb += top.eq(
+            Mux(column + (step - 1) < job_columns, column + (step - 1), job_columns - 1)
+        )
+        a_index = Mux(top < a_length, top, a_length - 1)
+        b_index = top - a_length
+        a_ok = Mux(
+            desc.a_x,
+            (x_seen << k_bits) > a_index,
+            ~desc.a_lag | (lag + a_index < desc.a_distance),
+        )
+        b_ok = (top < a_length) | (lag + b_index < desc.b_distance)
+
+        # Copy jobs: credits of the copy queue.
+        copy_credits = Signal(range(self._copy_queue_depth + 1), init=self._copy_queue_depth)
+        drain_ok = Mux(
+            is_copy,
+            copy_credits != 0,
+            ~(is_last_cycle) | (self.drain_free & ~load_pending),
+        )
+        issue = Signal()
+        job_end = Signal()
+        m.d.comb += [
+            issue.eq(desc.valid & a_ok & b_ok & drain_ok),
+            job_end.eq(issue & is_last_cycle & is_last_pass),
+        ]
         with m.If(issue):
-            with m.If(at_step_start):
-                m.d.sync += step_first.eq(x_first[parity])
             with m.If(is_last_cycle):
-                m.d.sync += [cycle.eq(0), base.eq(0)]
-                with m.If(pass_index == R - 1):
-                    m.d.sync += [pass_index.eq(0), address.eq(0), parity.eq(~parity)]
+                m.d.sync += [cycle.eq(0), column.eq(0)]
+                with m.If(is_last_pass):
+                    m.d.sync += [pass_index.eq(0), offset.eq(0)]
                 with m.Else():
-                    m.d.sync += [pass_index.eq(pass_index + 1), address.eq(address + 1)]
+                    m.d.sync += [pass_index.eq(pass_index + 1), offset.eq(offset + 1)]
             with m.Else():
-                m.d.sync += [cycle.eq(cycle + 1), base.eq(base + G), address.eq(address + 1)]
+                m.d.sync += [cycle.eq(cycle + 1), column.eq(column + step), offset.eq(offset + 1)]
         with m.If(self.loaded):
             m.d.sync += load_pending.eq(0)
-        with m.If(issue & is_last_cycle):
+        with m.If(issue & is_last_cycle & ~is_copy):
             m.d.sync += load_pending.eq(1)
 
-        # The column beat, aligned with the memories' read data (1 cycle after the address).
+        lstm_start = issue & at_job_start & (desc.kind == _LSTM)
+        m.d.sync += outstanding.eq(outstanding + Mux(lstm_start, H, 0) - completed)
+        with m.If(issue & at_job_start):
+            m.d.sync += prior.eq(outstanding - completed)
+        with m.Elif(completed & (prior != 0)):
+            m.d.sync += prior.eq(prior - 1)
+
+        # -- element reads ----------------------------------------------------------------------
+        b_base_rel = desc.b_base - a_length
         beat = self.column.payload
-        beat_meta = Signal(column_layout(dp, G))
-        beyond = Signal(G)  # columns past I + H (the padding of the last cycle)
+        beat_meta = Signal(beat_layout(plan))
+        sources = [Signal(2, name=f"source{g}") for g in range(G)]
+        beyond = [Signal(name=f"beyond{g}") for g in range(G)]
+        x_bank_of = [Signal(max(1, k_bits), name=f"x_bank_of{g}") for g in range(G)]
+        copy_beat = Signal()
+        copy_last = Signal()
+        for g in range(G):
+            c = column + g
+            in_a = c < a_length
+            address = Mux(in_a, desc.a_base, b_base_rel) + c
+            source = Mux(in_a, desc.a_source, desc.b_source)
+            m.d.comb += [
+                v_reads[g].addr.eq(address),
+                s_reads[g].addr.eq(address),
+            ]
+            for read in x_reads[g]:
+                m.d.comb += read.addr.eq(desc.a_base + (c >> k_bits))
+            m.d.sync += [
+                sources[g].eq(source),
+                beyond[g].eq(c >= job_columns),
+                beat_meta.segments[g].eq(~in_a),
+            ]
+            if k_bits:
+                m.d.sync += x_bank_of[g].eq(c[:k_bits])
         m.d.sync += [
-            self.column.valid.eq(issue),
+            self.column.valid.eq(issue & ~is_copy),
             beat_meta.first.eq(cycle == 0),
             beat_meta.last.eq(is_last_cycle),
-            beat_meta.final_pass.eq(pass_index == R - 1),
-            beat_meta.step_first.eq(first_of_step),
-            beat_meta.step_last.eq(x_last[parity]),
-            beat_meta.parity.eq(parity),
+            beat_meta.final_pass.eq(is_last_pass),
+            beat_meta.job.eq(desc.packed_job()),
+            copy_beat.eq(issue & is_copy),
+            copy_last.eq(is_last_cycle & desc.job.y_last),
         ]
-        for grp in range(G):
-            m.d.sync += [
-                beat_meta.segments[grp].eq(base + grp >= I),
-                beyond[grp].eq(base + grp >= K),
-            ]
         m.d.comb += beat.eq(beat_meta)
-        for grp in range(G):
-            h_element = Mux(beat_meta.step_first, 0, h_reads[grp].data)
-            x_element = x_reads[grp][0].data
-            if k > 1:
-                x_element = Array(read.data for read in x_reads[grp])[x_bank_of[grp]]
-            element = Mux(beat_meta.segments[grp], h_element, x_element)
-            m.d.comb += beat.elements[grp].eq(Mux(beyond[grp], 0, element))
+        for g in range(G):
+            x_data = x_reads[g][0].data
+            if k_bits:
+                x_data = Array(read.data for read in x_reads[g])[x_bank_of[g]]
+            element = Mux(
+                sources[g] == _SRC_X,
+                x_data,
+                Mux(sources[g] == _SRC_VECTOR, v_reads[g].data, s_reads[g].data),
+            )
+            m.d.comb += beat.elements[g].eq(Mux(beyond[g], 0, element))
 
-        # -- input side --------------------------------------------------------------------
-        in_beat = Signal(index_shape(B))
-        in_parity = Signal()
+        # Copy queue (buffered models without a head: outputs read back to ``y``).
+        if plan.y_source == "copy":
+            m.submodules.copy_queue = copy_queue = SyncFIFOBuffered(
+                width=len(self.copy.payload.as_value()), depth=self._copy_queue_depth
+            )
+            m.d.comb += [
+                copy_queue.w_en.eq(copy_beat),
+                self.copy.valid.eq(copy_queue.r_rdy),
+                self.copy.payload.eq(copy_queue.r_data),
+                copy_queue.r_en.eq(self.copy.ready),
+            ]
+            out_bits = len(self.copy.payload.data)
+            m.d.comb += copy_queue.w_data.eq(v_reads[0].data[:out_bits] | (copy_last << out_bits))
+            taken = self.copy.valid & self.copy.ready
+            m.d.sync += copy_credits.eq(copy_credits - (issue & is_copy) + taken)
+
+        # -- writes from the gate and cell pipeline and from h0 loads ----------------------------
+        write = self.hidden_write.payload
+        m.d.comb += [
+            v_write.addr.eq(write.address),
+            v_write.data.eq(write.value),
+            v_write.en.eq(self.hidden_write.valid),
+        ]
+        with m.If(self.h0_write.valid):
+            m.d.comb += [
+                s_write.addr.eq(self.h0_write.payload.address),
+                s_write.data.eq(self.h0_write.payload.value),
+                s_write.en.eq(1),
+            ]
+        with m.Else():
+            m.d.comb += [
+                s_write.addr.eq(write.state_address),
+                s_write.data.eq(write.value),
+                s_write.en.eq(self.hidden_write.valid & write.final),
+            ]
+
+        # -- sequence bookkeeping ----------------------------------------------------------------
         in_first = Signal(init=1)  # the next beat starts a sequence
         in_flight = Signal(range(MAX_SEQUENCES_IN_FLIGHT + 1))
         seq_in = Signal(range(MAX_SEQUENCES_IN_FLIGHT))
@@ -200,22 +341,102 @@ class Sequencer(wiring.Component):
         starts = Array(
             [Signal(CYCLE_COUNTER_WIDTH, name=f"start{k}") for k in range(MAX_SEQUENCES_IN_FLIGHT)]
         )
-        room = ~in_first | (in_flight < MAX_SEQUENCES_IN_FLIGHT)
+        room = ~in_first | ((in_flight < MAX_SEQUENCES_IN_FLIGHT) & ~self.hold_start)
         accept = Signal()
-        started = Signal()
-        elements = [self.x.payload.data] if k == 1 else list(self.x.payload.data)
         m.d.comb += [
-            self.x.ready.eq((x_seen < 2 * B) & room),
             accept.eq(self.x.valid & self.x.ready),
-            started.eq(accept & in_first),
+            self.started.eq(accept & in_first),
         ]
+        m.d.sync += now.eq(now + 1)
+        push_start = Signal()
+        start_time = Signal(CYCLE_COUNTER_WIDTH)
+        with m.If(push_start):
+            m.d.sync += [starts[seq_in].eq(start_time), seq_in.eq(seq_in + 1)]
+        m.d.sync += in_flight.eq(in_flight + push_start - self.sequence_done)
+        with m.If(self.sequence_done):
+            m.d.sync += [self.cycles.eq(now - starts[seq_out]), seq_out.eq(seq_out + 1)]
+        m.d.comb += self.busy.eq((in_flight != 0) | ~in_first | (outstanding != 0))
+        with m.If(self.clear_status):
+            m.d.sync += self.overflow.eq(0)
+
+        elements = [self.x.payload.data] if k_elems == 1 else list(self.x.payload.data)
+        if plan.schedule == STREAMING:
+            self._streaming(
+                m,
+                desc,
+                issue,
+                job_end,
+                at_job_start,
+                x_seen,
+                accept,
+                room,
+                in_first,
+                push_start,
+                start_time,
+                now,
+                x_writes,
+                elements,
+                B,
+            )
+        else:
+            self._buffered(
+                m,
+                desc,
+                issue,
+                job_end,
+                at_job_start,
+                accept,
+                room,
+                in_first,
+                push_start,
+                start_time,
+                now,
+                x_writes,
+                elements,
+                B,
+            )
+        return m
+
+    # ------------------------------------------------------------------------------------
+    def _streaming(
+        self,
+        m,
+        desc,
+        issue,
+        job_end,
+        at_job_start,
+        x_seen,
+        accept,
+        room,
+        in_first,
+        push_start,
+        start_time,
+        now,
+        x_writes,
+        elements,
+        B,
+    ):
+        plan = self._plan
+        H, L = plan.hidden_size, plan.num_layers
+        LDH = plan.state_words
+        has_head = plan.head is not None
+        all_steps = plan.output_mode == "all"
+
+        # -- input side: a two-step ring per bank --------------------------------------------
+        in_beat = Signal(index_shape(B))
+        in_parity = Signal()
+        x_first = Array([Signal(name=f"x_first{k}") for k in range(2)])
+        x_last = Array([Signal(name=f"x_last{k}") for k in range(2)])
+        x_carry = Array([Signal(name=f"x_carry{k}") for k in range(2)])
+        x_read = Array([Signal(name=f"x_read{k}") for k in range(2)])
+        m.d.comb += self.x.ready.eq((x_seen < 2 * B) & room)
         for write, element in zip(x_writes, elements, strict=True):
             m.d.comb += [
                 write.addr.eq(Mux(in_parity, B, 0) + in_beat),
                 write.data.eq(element),
                 write.en.eq(accept),
             ]
-        m.d.sync += now.eq(now + 1)
+        m.d.comb += [push_start.eq(accept & in_first), start_time.eq(now)]
         with m.If(accept):
             final_beat = in_beat == B - 1
             with m.If(final_beat):
@@ -223,27 +444,335 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += in_beat.eq(in_beat + 1)
             with m.If(in_beat == 0):
-                m.d.sync += [x_first[in_parity].eq(in_first), in_first.eq(0)]
+                m.d.sync += [
+                    x_first[in_parity].eq(in_first),
+                    x_carry[in_parity].eq(self.carry_state),
+                    x_read[in_parity].eq(self.read_state),
+                    in_first.eq(0),
+                ]
             with m.If((in_beat == 0) | final_beat):
                 m.d.sync += x_last[in_parity].eq(final_beat & self.x.payload.last)
             with m.If(final_beat & self.x.payload.last):
                 m.d.sync += in_first.eq(1)
-            with m.If(in_first):
-                m.d.sync += [starts[seq_in].eq(now), seq_in.eq(seq_in + 1)]
-        m.d.sync += [
-            x_seen.eq(x_seen + accept - Mux(advance, B, 0)),
-            h_seen.eq(h_seen + self.hidden_write.valid - Mux(advance, H, 0)),
-            in_flight.eq(in_flight + started - self.sequence_done),
-        ]
-        with m.If(self.sequence_done):
-            m.d.sync += [self.cycles.eq(now - starts[seq_out]), seq_out.eq(seq_out + 1)]
-        m.d.comb += self.busy.eq(in_flight != 0)
 
-        # -- h writes from the gate and cell pipeline ----------------------------------------
-        write = self.hidden_write.payload
+        # -- schedule state ---------------------------------------------------------------------
+        layer = Signal(index_shape(L))
+        at_head = Signal()
+        parity = Signal()
+        step_first = Signal()
+        step_init = Signal()
+        step_read = Signal()
+        step_last = Signal()
+        seq_parity = Signal()
+        have_final = Signal()
+
+        layer0 = ~at_head & (layer == 0)
+        layer0_start = layer0 & at_job_start
+        new_seq = layer0_start & x_first[parity]
+        first = Mux(layer0_start, x_first[parity], step_first)
+        init = Mux(new_seq, ~x_carry[parity] | ~have_final, step_init)
+        read = Mux(new_seq, x_read[parity], step_read)
+        spar = seq_parity ^ new_seq
+        last = Mux(layer0, x_last[parity], step_last)
+        top_layer = layer == L - 1
+
+        # Bases: layer k's ring is words k*2H .. k*2H + 2H - 1, slot = step parity.
+        def ring(k, slot):
+            return k * 2 * H + Mux(slot, H, 0)
+
+        state_region = Mux(init, 0, Mux(spar, LDH, 2 * LDH))  # h0, or the other final region
+        recurrent_state = state_region + layer * H
+        recurrent_vector = layer * 2 * H + Mux(parity, 0, H)
+        recurrent_source = Mux(first, _SRC_STATE, _SRC_VECTOR)
+        recurrent_base = Mux(first, recurrent_state, recurrent_vector)
+        below = (layer - 1) * 2 * H + Mux(parity, H, 0)
+        top_slot = ring(L - 1, parity)
+
         m.d.comb += [
-            h_write.addr.eq(Mux(write.parity, H, 0) + write.unit),
-            h_write.data.eq(write.value),
-            h_write.en.eq(self.hidden_write.valid),
+            desc.valid.eq(1),
+            desc.kind.eq(Mux(at_head, _HEAD, _LSTM)),
+            desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
+            desc.a_distance.eq(Mux(at_head, H, L * H)),
+            desc.b_distance.eq(H),
+            desc.job.vector_base.eq(layer * 2 * H + Mux(parity, H, 0)),
+            desc.job.init.eq(first & init),
+            desc.job.final.eq(last),
+            desc.job.emit_state.eq(~at_head & last & read),
+            desc.job.parity.eq(spar),
+            desc.job.matrix.eq(desc.matrix),
         ]
-        return m
+        if has_head:
+            m.d.comb += [desc.job.emit_y.eq(0), desc.job.y_last.eq(at_head & last)]
+        else:
+            emits = top_layer & (1 if all_steps else last)
+            m.d.comb += [desc.job.emit_y.eq(emits), desc.job.y_last.eq(top_layer & last)]
+        with m.If(at_head):
+            m.d.comb += [
+                desc.a_source.eq(_SRC_VECTOR),
+                desc.a_base.eq(top_slot),
+                desc.a_lag.eq(1),
+                desc.a_x.eq(0),
+            ]
+        with m.Elif(layer == 0):
+            m.d.comb += [
+                desc.a_source.eq(_SRC_X),
+                desc.a_base.eq(Mux(parity, B, 0)),
+                desc.a_lag.eq(0),
+                desc.a_x.eq(1),
+                desc.b_source.eq(recurrent_source),
+                desc.b_base.eq(recurrent_base),
+                desc.b_distance.eq(L * H),
+            ]
+        with m.Else():
+            m.d.comb += [
+                desc.a_source.eq(recurrent_source),
+                desc.a_base.eq(recurrent_base),
+                desc.a_lag.eq(1),
+                desc.a_x.eq(0),
+                desc.b_source.eq(_SRC_VECTOR),
+                desc.b_base.eq(below),
+            ]
+
+        # -- transitions --------------------------------------------------------------------------
+        with m.If(issue & layer0_start):
+            m.d.sync += step_first.eq(x_first[parity])
+            with m.If(new_seq):
+                m.d.sync += [
+                    step_init.eq(init),
+                    step_read.eq(read),
+                    seq_parity.eq(~seq_parity),
+                    have_final.eq(1),
+                ]
+        x_advance = job_end & layer0
+        m.d.sync += x_seen.eq(x_seen + accept - Mux(x_advance, B, 0))
+        with m.If(x_advance):
+            m.d.sync += step_last.eq(x_last[parity])
+        with m.If(job_end):
+            with m.If(at_head):
+                m.d.sync += [at_head.eq(0), layer.eq(0), parity.eq(~parity)]
+            with m.Elif(top_layer):
+                head_now = (1 if all_steps else last) if has_head else 0
+                with m.If(head_now):
+                    m.d.sync += at_head.eq(1)
+                with m.Else():
+                    m.d.sync += [layer.eq(0), parity.eq(~parity)]
+            with m.Else():
+                m.d.sync += layer.eq(layer + 1)
+
+    # ------------------------------------------------------------------------------------
+    def _buffered(
+        self,
+        m,
+        desc,
+        issue,
+        job_end,
+        at_job_start,
+        accept,
+        room,
+        in_first,
+        push_start,
+        start_time,
+        now,
+        x_writes,
+        elements,
+        B,
+    ):
+        plan = self._plan
+        H, L = plan.hidden_size, plan.num_layers
+        LDH = plan.state_words
+        DH = plan.vector_slot_words
+        T_max = plan.max_seq_len
+        slot_words = plan.x_slot_beats
+        has_head = plan.head is not None
+        all_steps = plan.output_mode == "all"
+        step_shape = range(T_max + 1)
+        x_off_shape = range(T_max * B + 1)
+        h_off_shape = range(T_max * DH + 1)
+
+        # -- input side: two sequence slots -------------------------------------------------------
+        in_slot = Signal()
+        in_beat = Signal(index_shape(B))
+        in_step = Signal(step_shape)
+        in_x = Signal(x_off_shape)  # in_step * B
+        in_h = Signal(h_off_shape)  # in_step * DH
+        dropping = Signal()
+        pending_start = Signal(CYCLE_COUNTER_WIDTH)
+        slot_full = Array([Signal(name=f"slot_full{k}") for k in range(2)])
+        slot_last_x = Array([Signal(x_off_shape, name=f"slot_last_x{k}") for k in range(2)])
+        slot_last_h = Array([Signal(h_off_shape, name=f"slot_last_h{k}") for k in range(2)])
+        slot_carry = Array([Signal(name=f"slot_carry{k}") for k in range(2)])
+        slot_read = Array([Signal(name=f"slot_read{k}") for k in range(2)])
+        m.d.comb += self.x.ready.eq(~slot_full[in_slot] & room)
+        too_long = (in_step == T_max) & ~dropping
+        for write, element in zip(x_writes, elements, strict=True):
+            m.d.comb += [
+                write.addr.eq(Mux(in_slot, slot_words, 0) + in_x + in_beat),
+                write.data.eq(element),
+                write.en.eq(accept & ~dropping & ~too_long),
+            ]
+        m.d.comb += start_time.eq(pending_start)
+        with m.If(accept):
+            final_beat = in_beat == B - 1
+            ends = final_beat & self.x.payload.last
+            with m.If(in_first):
+                m.d.sync += [
+                    pending_start.eq(now),
+                    slot_carry[in_slot].eq(self.carry_state),
+                    slot_read[in_slot].eq(self.read_state),
+                    in_first.eq(0),
+                ]
+            with m.If(final_beat):
+                m.d.sync += [
+                    in_beat.eq(0),
+                    in_step.eq(in_step + 1),
+                    in_x.eq(in_x + B),
+                    in_h.eq(in_h + DH),
+                ]
+                with m.If(dropping | too_long):
+                    m.d.sync += in_step.eq(in_step)  # stays at T_max while dropping
+            with m.Else():
+                m.d.sync += in_beat.eq(in_beat + 1)
+            with m.If(too_long):
+                m.d.sync += [dropping.eq(1), self.overflow.eq(1)]
+            with m.If(ends):
+                m.d.sync += [in_first.eq(1), in_step.eq(0), in_x.eq(0), in_h.eq(0)]
+                with m.If(dropping | too_long):
+                    m.d.sync += dropping.eq(0)
+                with m.Else():
+                    m.d.sync += [
+                        slot_full[in_slot].eq(1),
+                        slot_last_x[in_slot].eq(in_x),
+                        slot_last_h[in_slot].eq(in_h),
+                        in_slot.eq(~in_slot),
+                    ]
+        m.d.comb += push_start.eq(
+            accept & (in_beat == B - 1) & self.x.payload.last & ~dropping & ~too_long
+        )
+
+        # -- schedule state ---------------------------------------------------------------------
+        WAIT, LSTM, OUT = 0, 1, 2
+        phase = Signal(2)
+        run_slot = Signal()
+        layer = Signal(index_shape(L))
+        reverse = Signal()
+        x_f = Signal(x_off_shape)
+        x_r = Signal(x_off_shape)
+        h_f = Signal(h_off_shape)
+        h_r = Signal(h_off_shape)
+        last_x = Signal(x_off_shape)
+        last_h = Signal(h_off_shape)
+        h_out = Signal(h_off_shape)
+        seq_init = Signal()
+        seq_read = Signal()
+        seq_parity = Signal()
+        have_final = Signal()
+
+        first = h_f == 0
+        last = h_f == last_h
+        m_index = layer * 2 + reverse
+        x_off = Mux(reverse, x_r, x_f)
+        h_off = Mux(reverse, h_r, h_f)
+        h_prev = Mux(reverse, h_r + DH, h_f - DH)
+
+        def buffer(k):
+            return Mux(k[0], plan.vector_buffer_words, 0) if plan.vector_buffers > 1 else 0
+
+        state_region = Mux(seq_init, 0, Mux(seq_parity, LDH, 2 * LDH))
+        recurrent_source = Mux(first, _SRC_STATE, _SRC_VECTOR)
+        recurrent_base = Mux(
+            first,
+            state_region + m_index * H,
+            buffer(layer) + h_prev + Mux(reverse, H, 0),
+        )
+        top_buffer = (
+            buffer(Signal(index_shape(L), init=L - 1))
+            if False
+            else (((L - 1) % plan.vector_buffers) * plan.vector_buffer_words)
+        )
+        out_kind = _HEAD if has_head else _COPY
+
+        m.d.comb += [
+            desc.valid.eq(phase != WAIT),
+            desc.a_distance.eq(2 * H),
+            desc.b_distance.eq(2 * H),
+            desc.job.parity.eq(seq_parity),
+            desc.job.matrix.eq(desc.matrix),
+        ]
+        with m.If(phase == OUT):
+            m.d.comb += [
+                desc.kind.eq(out_kind),
+                desc.matrix.eq(plan.head_index if has_head else 0),
+                desc.a_source.eq(_SRC_VECTOR),
+                desc.a_base.eq(top_buffer + h_out),
+                desc.a_lag.eq(1),
+                desc.job.y_last.eq(h_out == last_h),
+            ]
+        with m.Else():
+            m.d.comb += [
+                desc.kind.eq(_LSTM),
+                desc.matrix.eq(m_index),
+                desc.job.vector_base.eq(buffer(layer) + h_off + Mux(reverse, H, 0)),
+                desc.job.init.eq(first & seq_init),
+                desc.job.final.eq(last),
+                desc.job.emit_state.eq(last & seq_read),
+            ]
+            with m.If(layer == 0):
+                m.d.comb += [
+                    desc.a_source.eq(_SRC_X),
+                    desc.a_base.eq(Mux(run_slot, slot_words, 0) + x_off),
+                    desc.a_lag.eq(0),
+                    desc.b_source.eq(recurrent_source),
+                    desc.b_base.eq(recurrent_base),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    desc.a_source.eq(recurrent_source),
+                    desc.a_base.eq(recurrent_base),
+                    desc.a_lag.eq(1),
+                    desc.b_source.eq(_SRC_VECTOR),
+                    desc.b_base.eq(buffer(layer - 1) + h_off),
+                ]
+
+        # -- transitions --------------------------------------------------------------------------
+        with m.If(phase == WAIT):
+            with m.If(slot_full[run_slot]):
+                m.d.sync += [
+                    phase.eq(LSTM),
+                    layer.eq(0),
+                    reverse.eq(0),
+                    x_f.eq(0),
+                    h_f.eq(0),
+                    x_r.eq(slot_last_x[run_slot]),
+                    h_r.eq(slot_last_h[run_slot]),
+                    last_x.eq(slot_last_x[run_slot]),
+                    last_h.eq(slot_last_h[run_slot]),
+                    seq_init.eq(~slot_carry[run_slot] | ~have_final),
+                    seq_read.eq(slot_read[run_slot]),
+                    seq_parity.eq(~seq_parity),
+                    have_final.eq(1),
+                ]
+        with m.If(job_end & (phase == LSTM)):
+            with m.If(~reverse):
+                m.d.sync += reverse.eq(1)
+            with m.Else():
+                m.d.sync += reverse.eq(0)
+                with m.If(last):
+                    m.d.sync += [x_f.eq(0), h_f.eq(0), x_r.eq(last_x), h_r.eq(last_h)]
+                    with m.If(layer == 0):
+                        m.d.sync += [slot_full[run_slot].eq(0), run_slot.eq(~run_slot)]
+                    with m.If(layer == L - 1):
+                        m.d.sync += [phase.eq(OUT), h_out.eq(0 if all_steps else last_h)]
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                with m.Else():
+                    m.d.sync += [
+                        x_f.eq(x_f + B),
+                        h_f.eq(h_f + DH),
+                        x_r.eq(x_r - B),
+                        h_r.eq(h_r - DH),
+                    ]
+        with m.If(job_end & (phase == OUT)):
+            with m.If(h_out == last_h):
+                m.d.sync += phase.eq(WAIT)
+            with m.Else():
+                m.d.sync += h_out.eq(h_out + DH)

@@ -65,8 +65,10 @@ def _cmd_build(args) -> int:
         calibration = load_array(args.calibrate, "calibration")
     project = build_project(
         model_path,
-        args.output,
+        args.out,
         lanes=args.lanes,
+        output=args.output,
+        max_seq_len=args.max_seq_len,
         width=args.bits,
         overrides=overrides,
         calibration=calibration,
@@ -137,7 +139,7 @@ def _cmd_simulate(args) -> int:
     from .project import Project, load_array
     from .sim import compare, simulate
     from .sim.lstm import compile_build
-    from .sw.numerics import dequantize, quantize
+    from .sw.numerics import quantize
     from .sw.reference import quantize_input
 
     project = Project.load(args.build)
@@ -190,7 +192,7 @@ def _cmd_simulate(args) -> int:
     out = project.directory / "sim"
     out.mkdir(exist_ok=True)
     np.save(out / "outputs_int.npy", result.outputs)
-    np.save(out / "outputs.npy", dequantize(result.outputs, model.output_format))
+    np.save(out / "outputs.npy", result.outputs_float)
     summary = _summary(report) | {"outputs": str(out / "outputs.npy")}
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "comparison.txt").write_text(str(report) + "\n")
@@ -242,6 +244,30 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+# -- demo ---------------------------------------------------------------------------------------
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    out = Path(args.out)
+    log = _progress(True)
+    result = run_demo(
+        out,
+        lanes=args.lanes,
+        epochs=args.epochs,
+        simulator=args.simulator,
+        synth=not args.no_synth,
+        log=log,
+    )
+    if args.json:
+        print((result.directory / "demo.json").read_text(), end="")
+    else:
+        print(f"report: {result.report}")
+        print(f"bit-exact: {'yes' if result.bit_exact else 'NO'}")
+        for row in result.errors:
+            print(f"  {row.name:<26} RMSE {row.rmse:7.3f}  MAE {row.mae:7.3f} USD")
+    return 0 if result.bit_exact else 1
+
+
 # -- parser -------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -257,8 +283,20 @@ def _parser() -> argparse.ArgumentParser:
         "Verilog, .hex weight files, IR, quantization report and build.json into OUT.",
     )
     build.add_argument("model", metavar="MODEL", help="state_dict file (.pt/.pth) or IR (.json)")
-    build.add_argument("-o", "--output", required=True, metavar="OUT", help="build directory")
+    build.add_argument("-o", "--out", required=True, metavar="OUT", help="build directory")
     build.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (default 16)")
+    build.add_argument(
+        "--output",
+        choices=["all", "last"],
+        default="all",
+        help="stream out every time step's output (all, nn.LSTM's `output`) or only the last",
+    )
+    build.add_argument(
+        "--max-seq-len",
+        type=int,
+        metavar="L",
+        help="longest sequence (bidirectional models buffer whole sequences; required there)",
+    )
     build.add_argument("--bits", type=int, default=16, metavar="N", help="format width (16)")
     build.add_argument(
         "--format",
@@ -315,6 +353,21 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("build", metavar="OUT", help="build directory")
     compare.add_argument("--json", action="store_true", help="print JSON")
     compare.set_defaults(run=_cmd_compare)
+
+    demo = commands.add_parser(
+        "demo",
+        help="end to end on real data: MSFT next-day close forecast on generated hardware",
+        description="Train an LSTM forecaster on daily MSFT prices (shipped with pmdarima), "
+        "quantize it, generate Verilog, simulate every test window with cocotb, compare, and "
+        "write OUT/report.md with plots. Offline, CPU only, a few minutes.",
+    )
+    demo.add_argument("-o", "--out", default="demo_out", metavar="OUT", help="report folder")
+    demo.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
+    demo.add_argument("--epochs", type=int, default=15, help="training epochs (15)")
+    demo.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    demo.add_argument("--no-synth", action="store_true", help="skip the yosys resource count")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(run=_cmd_demo)
 
     synth = commands.add_parser(
         "synth",

@@ -93,7 +93,11 @@ class Project:
         return cls(
             directory=directory,
             model=model,
-            config=HardwareConfig(lanes=manifest["hardware"]["lanes"]),
+            config=HardwareConfig(
+                lanes=manifest["hardware"]["lanes"],
+                output=manifest["hardware"]["output"],
+                max_seq_len=manifest["hardware"]["max_seq_len"],
+            ),
             batch_first=manifest["batch_first"],
             float_model=FloatLstm.load(float_path) if float_path.is_file() else None,
             report=QuantizationReport.load(report_path) if report_path.is_file() else None,
@@ -137,6 +141,8 @@ def build_project(
     out,
     *,
     lanes: int = 16,
+    output: str = "all",
+    max_seq_len: int | None = None,
     width: int = 16,
     overrides: dict[str, FixedFormat] | None = None,
     calibration=None,
@@ -148,6 +154,8 @@ def build_project(
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
 
+    ``output`` (``"all"`` steps or only the ``"last"``) and ``max_seq_len`` (needed by
+    bidirectional models) are hardware parameters (:class:`HardwareConfig`).
     ``source`` is a state_dict file, an ``nn.Module`` or a saved IR (``.json``/``.npz``; then
     no calibration happens and no float comparison is available). ``calibration`` holds sample
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
@@ -160,7 +168,7 @@ def build_project(
     out = Path(out)
     if out.exists() and not force:
         raise BuildError(f"output directory {out} exists; pass --force to replace it")
-    config = HardwareConfig(lanes=lanes)
+    config = HardwareConfig(lanes=lanes, output=output, max_seq_len=max_seq_len)
     float_model = report = None
     if isinstance(source, str | Path) and Path(source).suffix in (".json", ".npz"):
         log(f"loading IR {source}")
@@ -222,7 +230,12 @@ def build_project(
             "model": {k: v for k, v in model.to_json_dict().items() if k != "directions"},
             "formats": _all_formats(model),
             "batch_first": batch_first,
-            "hardware": {"lanes": lanes, "geometry": hw_manifest["geometry"]},
+            "hardware": {
+                "lanes": lanes,
+                "output": output,
+                "max_seq_len": max_seq_len,
+                "geometry": hw_manifest["geometry"],
+            },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
             "files": files,

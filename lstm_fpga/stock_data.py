@@ -5,9 +5,12 @@ Data: ``pmdarima.datasets.load_msft()`` -- daily Microsoft open/high/low/close/v
 shipped inside the pmdarima package (no download at run time).
 
 Protocol (kept honest on purpose): a chronological split (the test period comes strictly after
-the training period), min-max scaling fitted on the training part only, sliding windows of
-``window`` days predicting the next day's close. Test prices exceed the training range
-(MSFT trades higher in 2013-2017 than ever before), so scaled test inputs reach ~1.5.
+the training period), sliding windows of ``window`` days predicting the next day's close, and
+min-max scaling fitted on the training windows only. Prices are expressed relative to the
+window's last close (``price / last_close - 1``) and volume as its logarithm before scaling:
+MSFT trades far above its training-period range in 2013-2017, and an LSTM fed raw price
+levels would have to extrapolate. The forecast is turned back into a price with the window's
+last close.
 """
 
 from __future__ import annotations
@@ -21,26 +24,27 @@ __all__ = ["FEATURES", "Forecaster", "StockData", "load_stock_data", "train_fore
 
 FEATURES = ("Open", "High", "Low", "Close", "Volume")
 _CLOSE = FEATURES.index("Close")
+_VOLUME = FEATURES.index("Volume")
 
 
 @dataclass(frozen=True, eq=False)
 class StockData:
     """Windowed, scaled OHLCV series with a chronological train/test split."""
 
-    dates: np.ndarray  # (N,) datetime64 of every target day
-    x_train: np.ndarray  # (N_train, window, 5) scaled
-    y_train: np.ndarray  # (N_train,) scaled next-day close
+    x_train: np.ndarray  # (N_train, window, 5) scaled features
+    y_train: np.ndarray  # (N_train,) scaled next-day relative close
     x_test: np.ndarray
     y_test: np.ndarray
-    test_dates: np.ndarray
-    scale_min: np.ndarray  # (5,) fitted on the training days only
-    scale_max: np.ndarray
-    last_close_test: np.ndarray  # (N_test,) close of the last window day (naive forecast)
+    test_dates: np.ndarray  # (N_test,) datetime64 of the predicted days
+    close_test: np.ndarray  # (N_test,) actual close of the predicted days (USD)
+    last_close_test: np.ndarray  # (N_test,) close of each window's last day (naive forecast)
+    target_min: float  # min-max scaling of the relative close, fitted on training windows
+    target_max: float
 
-    def close_to_price(self, scaled) -> np.ndarray:
-        """Undo the min-max scaling of the close column."""
-        span = self.scale_max[_CLOSE] - self.scale_min[_CLOSE]
-        return np.asarray(scaled) * span + self.scale_min[_CLOSE]
+    def price(self, scaled_forecast) -> np.ndarray:
+        """Turn scaled forecasts of the test windows back into prices (USD)."""
+        relative = np.asarray(scaled_forecast) * (self.target_max - self.target_min)
+        return self.last_close_test * (1.0 + relative + self.target_min)
 
 
 def load_stock_data(window: int = 20, test_fraction: float = 0.2, test_windows: int | None = None):
@@ -52,30 +56,32 @@ def load_stock_data(window: int = 20, test_fraction: float = 0.2, test_windows: 
     dates = frame["Date"].to_numpy().astype("datetime64[D]")
     n_days = len(values)
     split = int(n_days * (1 - test_fraction))  # first test target day
-    train_days = values[:split]
-    lo, hi = train_days.min(axis=0), train_days.max(axis=0)
-    scaled = (values - lo) / (hi - lo)
     targets = np.arange(window, n_days)  # predict day t from days t-window .. t-1
-    x = np.stack([scaled[t - window : t] for t in targets])
-    y = scaled[targets, _CLOSE]
+    windows = np.stack([values[t - window : t] for t in targets])
+    last_close = values[targets - 1, _CLOSE]
+    features = windows.copy()
+    features[..., :_VOLUME] = windows[..., :_VOLUME] / last_close[:, None, None] - 1.0
+    features[..., _VOLUME] = np.log1p(windows[..., _VOLUME])
+    relative_target = values[targets, _CLOSE] / last_close - 1.0
     is_test = targets >= split
-    x_test, y_test, test_targets = x[is_test], y[is_test], targets[is_test]
+    lo = features[~is_test].min(axis=(0, 1))
+    hi = features[~is_test].max(axis=(0, 1))
+    x = (features - lo) / (hi - lo)
+    y_lo, y_hi = relative_target[~is_test].min(), relative_target[~is_test].max()
+    y = (relative_target - y_lo) / (y_hi - y_lo)
+    test = np.flatnonzero(is_test)
     if test_windows is not None:
-        x_test, y_test, test_targets = (
-            x_test[-test_windows:],
-            y_test[-test_windows:],
-            test_targets[-test_windows:],
-        )
+        test = test[-test_windows:]
     return StockData(
-        dates=dates[targets],
         x_train=x[~is_test],
         y_train=y[~is_test],
-        x_test=x_test,
-        y_test=y_test,
-        test_dates=dates[test_targets],
-        scale_min=lo,
-        scale_max=hi,
-        last_close_test=scaled[test_targets - 1, _CLOSE],
+        x_test=x[test],
+        y_test=y[test],
+        test_dates=dates[targets[test]],
+        close_test=values[targets[test], _CLOSE],
+        last_close_test=last_close[test],
+        target_min=float(y_lo),
+        target_max=float(y_hi),
     )
 
 
@@ -93,7 +99,7 @@ class Forecaster(torch.nn.Module):
 
 
 def train_forecaster(
-    data: StockData, hidden_size: int = 16, epochs: int = 30, seed: int = 0, log=None
+    data: StockData, hidden_size: int = 16, epochs: int = 15, seed: int = 0, log=None
 ) -> Forecaster:
     """Train on the training windows with Adam and MSE (CPU, fixed seed, deterministic)."""
     torch.manual_seed(seed)

@@ -146,3 +146,20 @@ def test_unsafe_model_file_is_refused(files, capsys):
     )
     assert code == 2
     assert err.startswith("lstm-fpga build: error: ") and err.count("\n") == 1
+
+
+def test_bidirectional_needs_max_seq_len_and_output_mode_is_recorded(tmp_path, capsys):
+    torch.manual_seed(1)
+    torch.save(torch.nn.LSTM(3, 4, bidirectional=True).state_dict(), tmp_path / "bi.pt")
+    np.save(tmp_path / "cal.npy", np.random.default_rng(1).uniform(-1, 1, (5, 2, 3)))
+    base = ["build", tmp_path / "bi.pt", "--calibrate", tmp_path / "cal.npy", "--lanes", 4]
+    code, _, err = _run(capsys, *base, "-o", tmp_path / "out")
+    assert code == 2
+    assert "max_seq_len" in err.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+    code, _, err = _run(
+        capsys, *base, "-o", tmp_path / "out", "--max-seq-len", 12, "--output", "last"
+    )
+    assert code == 0, err
+    config = Project.load(tmp_path / "out").config
+    assert (config.max_seq_len, config.output) == (12, "last")

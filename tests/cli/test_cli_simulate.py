@@ -43,7 +43,7 @@ def test_simulate_then_compare(built, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
     assert summary["bit_exact"] is True and summary["mismatches"] == 0
-    assert summary["compared"] == 2 * 7 * 5
+    assert summary["compared"] == 2 * 7 * 5 + 2 * (2 * 5)  # outputs, h_n and c_n
     assert summary["cycle_bound_per_step"] == -(-4 * 5 * (3 + 5) // 3)
     assert 0 < summary["lane_utilization"] <= 1
     assert summary["max_abs_error_vs_float"] < 0.01

@@ -1,92 +1,151 @@
-"""GateCellPipeline against ``cell_update`` with the c state carried across steps."""
+"""GateCellPipeline against ``cell_update`` for every layer direction of a plan (each with its
+own formats and tables), with the c state carried per layer direction, c0 loads, the output
+queues under back-pressure and the saturation counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import make_model, random_input, receive_beats, send_beats
+from conftest import receive_beats, send_beats
+from engine_driver import make_full_model
 
+from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.cell import GateCellPipeline
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import cell_update, gate_accumulators
 
 
-def _accumulators(model, steps, rng):
-    """Realistic accumulators from random x and h, with some pushed to the extremes of the
-    accumulator width so that pre-activations saturate."""
-    d, dp = model.direction(0, False), model.datapath(0)
+def _accumulators(plan, m, rng):
+    """Realistic accumulators of matrix ``m`` from random x and h, some pushed to the
+    extremes of the accumulator width so that pre-activations saturate."""
+    d, dp = plan.model.directions[m], plan.datapaths[m]
     f = d.formats
-    xs = random_input(model, steps, seed=int(rng.integers(1 << 16)))
-    hs = quantize(rng.uniform(-1, 1, (steps, model.hidden_size)) * f.hidden.max_value, f.hidden)
-    accs = gate_accumulators(dp, d, xs, hs)
-    extreme = rng.random(accs.shape) < 0.1
+    x = quantize(rng.uniform(-1, 1, (1, d.input_size)) * f.x.max_value, f.x)
+    h = quantize(rng.uniform(-1, 1, (1, d.hidden_size)) * f.hidden.max_value, f.hidden)
+    acc = gate_accumulators(dp, d, x, h)[0]
+    extreme = rng.random(acc.shape) < 0.1
     half = 1 << (dp.gate_acc.width - 1)
-    accs[extreme] = rng.integers(-half, half, int(extreme.sum()))
-    return accs
+    acc[extreme] = rng.integers(-half, half, int(extreme.sum()))
+    return acc
 
 
 @pytest.mark.parametrize(
-    "hidden_size, formats, queue_depth",
-    [(11, "q16", 16), (4, "q12", 16), (7, "tight", 3), (1, "mixed", 1)],
+    "hidden_size, layers, bidirectional, formats, queue_depth",
+    [
+        (11, 1, False, ("q16",), 16),
+        (4, 2, True, ("q12", "tight"), 16),  # four layer directions, two format sets
+        (7, 3, False, ("tight", "mixed", "q16"), 3),
+        (1, 1, True, ("mixed",), 1),
+    ],
 )
-def test_hidden_and_cell_equal_cell_update(hidden_size, formats, queue_depth):
-    model = make_model(3, hidden_size, formats, seed=hidden_size, scale=4.0)
-    dp = model.datapath(0)
-    H = hidden_size
+def test_hidden_and_cell_equal_cell_update(
+    hidden_size, layers, bidirectional, formats, queue_depth
+):
+    model = make_full_model(
+        3, hidden_size, layers, bidirectional, formats=formats, seed=hidden_size, scale=4.0
+    )
+    plan = EnginePlan(model, HardwareConfig(lanes=4, max_seq_len=4))
+    H, LD = hidden_size, len(plan.lstm_matrices)
     rng = np.random.default_rng(hidden_size)
-    steps = 12
-    accs = _accumulators(model, steps, rng)
-    firsts = rng.random(steps) < 0.25
-    firsts[0] = True
-    lasts = np.roll(firsts, -1)
-    dut = GateCellPipeline(dp, queue_depth=queue_depth)
+    c0 = np.array(
+        [
+            quantize(rng.uniform(-1, 1, H) * d.formats.cell.max_value, d.formats.cell)
+            for d in model.directions
+        ]
+    )
+    jobs = []  # (matrix, accumulators, init, emit_y, emit_state)
+    for _ in range(14):
+        m = int(rng.integers(LD))
+        jobs.append((m, _accumulators(plan, m, rng), *(rng.random(3) < (0.3, 0.5, 0.3))))
+    dut = GateCellPipeline(plan, queue_depth=queue_depth)
     beats = [
         {
-            "gates": [int(accs[t, gate * H + u]) for gate in range(4)],
+            "gates": [int(acc[gate * H + u]) for gate in range(4)],
             "unit": u,
-            "parity": t % 2,
-            "first": int(firsts[t]),
-            "last": int(lasts[t]),
+            "job": {
+                "matrix": m,
+                "vector_base": 0,
+                "init": int(init),
+                "final": int(state),
+                "emit_state": int(state),
+                "emit_y": int(emit),
+                "y_last": int(emit),
+                "parity": 1,
+            },
         }
-        for t in range(steps)
+        for m, acc, init, emit, state in jobs
         for u in range(H)
     ]
-    result = {"writes": []}
+    emitted = sum(int(emit) for *_, emit, _ in jobs) * H
+    states = sum(int(state) for *_, state in jobs) * H
+    result = {"writes": [], "saturations": np.zeros(3, dtype=int)}
 
     async def source(ctx):
-        await send_beats(ctx, dut.units, beats, rng, idle=0.3)
+        for k in range(LD * H):  # c0 loads before the first unit
+            ctx.set(dut.c0_write.payload, {"address": k, "value": int(c0.reshape(-1)[k])})
+            ctx.set(dut.c0_write.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.c0_write.valid, 0)
+        for k in range(len(jobs)):
+            # Protocol (kept by the sequencer through the recurrent dependency): a unit enters
+            # only after the previous step's same unit has left the pipeline.
+            await ctx.tick().repeat(max(0, GateCellPipeline.LATENCY + 2 - H))
+            await send_beats(ctx, dut.units, beats[k * H : (k + 1) * H], rng, idle=0.3)
+        await ctx.tick().repeat(GateCellPipeline.LATENCY + 2)  # the last units leave
 
-    async def sink(ctx):
+    async def sinks(ctx):
         result["hidden"] = await receive_beats(
-            ctx, dut.hidden, steps * H, rng, stall=0.4, fields=("data", "last")
+            ctx, dut.hidden, emitted, rng, stall=0.4, fields=("data", "last")
+        )
+
+    async def state_sink(ctx):
+        result["state"] = await receive_beats(
+            ctx, dut.state, states, rng, stall=0.4, fields=("h", "c", "last")
         )
 
     async def monitor(ctx):
-        write = dut.hidden_write
-        async for _, _, valid, value, unit, parity in ctx.tick().sample(
-            write.valid, write.payload.value, write.payload.unit, write.payload.parity
+        write, sat = dut.hidden_write, dut.saturations
+        async for _, _, valid, value, final, state_address, *counts in ctx.tick().sample(
+            write.valid,
+            write.payload.value,
+            write.payload.final,
+            write.payload.state_address,
+            sat.preact,
+            sat.cell,
+            sat.hidden,
         ):
+            result["saturations"] += counts
             if valid:
-                result["writes"].append((value, unit, parity))
+                result["writes"].append((value, final, state_address))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(source)
-    sim.add_testbench(sink)
+    sim.add_testbench(sinks)
+    sim.add_testbench(state_sink)
     sim.add_process(monitor)
     sim.run()
 
-    c = np.zeros((1, H), dtype=np.int64)
-    hidden = np.array([b["data"] for b in result["hidden"]]).reshape(steps, H)
-    last_flags = np.array([b["last"] for b in result["hidden"]]).reshape(steps, H)
-    writes = result["writes"]
-    assert len(writes) == steps * H
-    for t in range(steps):
-        if firsts[t]:
-            c[:] = 0
-        h_new, c = cell_update(dp, accs[t][None], c)
-        np.testing.assert_array_equal(hidden[t], h_new[0], err_msg=f"step {t}")
-        assert [w[0] for w in writes[t * H : (t + 1) * H]] == list(h_new[0])
-        assert [w[1:] for w in writes[t * H : (t + 1) * H]] == [(u, t % 2) for u in range(H)]
-        np.testing.assert_array_equal(last_flags[t], [lasts[t] and u == H - 1 for u in range(H)])
+    c = np.zeros((LD, H), dtype=np.int64)
+    writes = iter(result["writes"])
+    hidden = iter(result["hidden"])
+    state = iter(result["state"])
+    counts = {"preact": 0, "cell": 0, "hidden": 0}
+    for k, (m, acc, init, emit, final) in enumerate(jobs):
+        previous = c0[m] if init else c[m]
+        h_new, c_new = cell_update(plan.datapaths[m], acc[None], previous[None], counts)
+        c[m] = c_new[0]
+        for u in range(H):
+            value, is_final, state_address = next(writes)
+            assert value == h_new[0, u], (k, m, u)
+            assert is_final == final
+            assert state_address == 2 * LD * H + m * H + u
+            if emit:
+                beat = next(hidden)
+                assert (beat["data"], beat["last"]) == (h_new[0, u], int(u == H - 1))
+            if final:
+                beat = next(state)
+                last = int(m == LD - 1 and u == H - 1)
+                assert (beat["h"], beat["c"], beat["last"]) == (h_new[0, u], c_new[0, u], last)
+    assert list(result["saturations"]) == [counts["preact"], counts["cell"], counts["hidden"]]

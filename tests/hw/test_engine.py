@@ -11,11 +11,8 @@ from lstm_fpga.hw import (
     HardwareConfig,
     LstmEngine,
     LstmTop,
-    bias_location,
     cycle_bound,
-    weight_location,
 )
-from lstm_fpga.hw.memory import WeightTarget
 from lstm_fpga.sw.reference import run_reference
 
 
@@ -199,58 +196,3 @@ def test_top_axi_ports_stream_the_same_outputs():
     assert state["busy_seen"] == 1
     # The last sequence: 3 steps, so at least 3 step bounds passed between first and last beat.
     assert state["cycles"] >= 3 * cycle_bound(model, lanes=6)
-
-
-@pytest.mark.parametrize("lanes", [3, 100])
-def test_run_time_weight_reload_between_sequences(lanes):
-    """Words written through ``weight_write`` (addresses from weight_location/bias_location)
-    replace the model: the next sequence equals the reference of the new model."""
-    first = make_model(5, 11, "q16", seed=1, scale=3.0)
-    second = make_model(5, 11, "q16", seed=2, scale=3.0)
-    dut = LstmEngine(first, HardwareConfig(lanes=lanes))
-    g = dut.geometry
-    d = second.direction(0, False)
-    matrix = np.concatenate([d.w_ih, d.w_hh], axis=1)
-    writes = []
-    for row in range(g.rows):
-        for col in range(g.columns):
-            loc = weight_location(g, row, col)
-            writes.append((WeightTarget.WEIGHT, loc, int(matrix[row, col])))
-        writes.append((WeightTarget.BIAS, bias_location(g, row), int(d.bias[row])))
-    before, after = _sequences(first, [6], seed=1), _sequences(first, [7], seed=2)
-    rng = np.random.default_rng(lanes)
-    H = first.hidden_size
-    count_before, count_after = 6 * H, 7 * H
-    outputs = []
-
-    async def source(ctx):
-        await send_beats(ctx, dut.x, _input_beats(before), rng, idle=0.2)
-        while len(outputs) < count_before:  # reload between sequences
-            await ctx.tick()
-        mask = (1 << 16) - 1
-        for target, loc, value in writes:
-            payload = {"target": target, "lane": loc.lane, "address": loc.address}
-            ctx.set(dut.weight_write.payload, {**payload, "data": value & mask})
-            ctx.set(dut.weight_write.valid, 1)
-            await ctx.tick()
-        ctx.set(dut.weight_write.valid, 0)
-        await send_beats(ctx, dut.x, _input_beats(after), rng, idle=0.2)
-
-    async def sink(ctx):
-        while len(outputs) < count_before + count_after:
-            ready = rng.random() < 0.7
-            ctx.set(dut.y.ready, ready)
-            _, _, valid, value = await ctx.tick().sample(dut.y.valid, dut.y.payload.data)
-            if ready and valid:
-                outputs.append(value)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
-    expected_before = _reference_outputs(first, before)[0]
-    expected_after = _reference_outputs(second, after)[0]
-    got = np.array(outputs)
-    np.testing.assert_array_equal(got[:count_before].reshape(6, H), expected_before)
-    np.testing.assert_array_equal(got[count_before:].reshape(7, H), expected_after)

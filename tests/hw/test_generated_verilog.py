@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import make_model, random_input
+from engine_driver import make_full_model, random_sequence
 
 from lstm_fpga.hw import HardwareConfig, write_build
 from lstm_fpga.hw.harness import run_harness
@@ -30,7 +32,7 @@ def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lane
         sequences,
         f.x.width,
         f.hidden.width,
-        hidden_size=11,
+        features=11,
         input_elements=elements,
         idle=0.3,
         stall=0.3,
@@ -47,3 +49,43 @@ def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lane
         int(end - start) for start, end in zip(run.start_cycles, last_beats, strict=True)
     ]
     assert run.sequence_cycles == expected_cycles
+
+
+@pytest.mark.parametrize(
+    "layers, bidirectional, head, output, lanes",
+    [
+        (2, True, 3, "last", 5),  # stacked bidirectional classifier
+        pytest.param(3, False, None, "all", 4, marks=pytest.mark.slow),
+        pytest.param(2, False, 2, "all", 64, marks=pytest.mark.slow),  # column groups
+    ],
+)
+def test_full_model_verilog_matches_reference(tmp_path, layers, bidirectional, head, output, lanes):
+    model = make_full_model(
+        5, 4, layers, bidirectional, head=head, formats=("q16", "tight"), seed=layers, scale=3.0
+    )
+    rng = np.random.default_rng(layers)
+    sequences = [random_sequence(model, steps, rng) for steps in (6, 1, 4)]
+    config = HardwareConfig(lanes=lanes, output=output, max_seq_len=6)
+    build = write_build(model, config, tmp_path, memory_init="readmemh")
+    features = head if head is not None else model.output_size
+    y_width = (model.head.formats.output if head else model.output_format).width
+    run = run_harness(
+        build,
+        sequences,
+        model.input_format.width,
+        y_width,
+        features=features,
+        output=output,
+        idle=0.3,
+        stall=0.3,
+        seed=layers,
+    )
+    for k, (seq, got) in enumerate(zip(sequences, run.outputs, strict=True)):
+        ref = run_reference(model, seq[:, None, :], head_on=output)
+        if head is not None:
+            expected = ref.head[:, 0, :] if output == "all" else ref.head
+        else:
+            expected = ref.output[:, 0, :] if output == "all" else ref.output[-1]
+        np.testing.assert_array_equal(got, expected, err_msg=f"sequence {k}")
+    assert run.last_flags.sum() == len(sequences)
+    assert not run.busy_at_end

@@ -1,85 +1,109 @@
-"""MatrixVectorUnit: lanes + drain against ``gate_accumulators``, with stalls on both sides."""
+"""MatrixVectorUnit: lanes + drain against the reference accumulators of every matrix of a
+plan (layer directions with their own formats, and the head), with stalls on both sides."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import make_model, random_input, receive_beats
+from conftest import receive_beats
+from engine_driver import make_full_model
 
-from lstm_fpga.hw import PassGeometry, bank_images
+from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.mvu import MatrixVectorUnit
+from lstm_fpga.hw.plan import SegmentKind
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import gate_accumulators
 
 
-def _steps(model, steps, seed):
-    """Random ``x_t`` and ``h_{t-1}`` (first step of each sequence: h = 0)."""
-    rng = np.random.default_rng(seed)
-    f = model.direction(0, False).formats
-    xs = random_input(model, steps, seed)
-    hs = quantize(rng.uniform(-1, 1, (steps, model.hidden_size)) * f.hidden.max_value, f.hidden)
-    firsts = rng.random(steps) < 0.3
-    firsts[0] = True
-    hs[firsts] = 0
-    lasts = np.roll(firsts, -1)
-    return xs, hs, firsts, lasts
+def _random_vector(plan, m, rng):
+    """Random elements for matrix ``m`` in its column order, each in its format."""
+    model = plan.model
+    mp = plan.matrices[m]
+    parts = []
+    for segment in mp.segments:
+        if segment.kind == SegmentKind.RECURRENT:
+            fmt = model.directions[m].formats.hidden
+        elif segment.kind == SegmentKind.HEAD:
+            fmt = model.head.formats.x
+        else:
+            fmt = model.directions[m].formats.x
+        parts.append(quantize(rng.uniform(-1, 1, segment.length) * fmt.max_value, fmt))
+    return parts
+
+
+def _expected_rows(plan, m, parts):
+    """Accumulators of matrix ``m`` in drain order (unit-major rows; head rows in order)."""
+    model = plan.model
+    mp = plan.matrices[m]
+    if mp.is_head:
+        hd = plan.head_datapath
+        acc = hd.acc.accumulate([model.head.weight @ parts[0]], model.head.bias)
+        return np.concatenate([acc, np.zeros(mp.rows - mp.real_rows, dtype=np.int64)])
+    d, dp = model.directions[m], plan.datapaths[m]
+    by_kind = {s.kind: p for s, p in zip(mp.segments, parts, strict=True)}
+    acc = gate_accumulators(
+        dp, d, by_kind[SegmentKind.INPUT][None], by_kind[SegmentKind.RECURRENT][None]
+    )[0]
+    H = plan.hidden_size
+    return np.array([acc[gate * H + u] for u in range(H) for gate in range(4)])
 
 
 @pytest.mark.parametrize(
-    "input_size, hidden_size, formats, lanes",
+    "layers, bidirectional, head, lanes",
     [
-        (5, 11, "q16", 3),
-        (5, 11, "mixed", 1),
-        (5, 11, "q16", 8),
-        (5, 11, "q12", 64),  # P > 4H: 44 lanes, one group
-        (2, 3, "q16", 6),
-        (5, 3, "mixed", 24),  # P = 8H: two column groups
-        (4, 2, "q16", 27),  # three column groups, I + H not a multiple of 3
+        (2, False, 3, 3),  # P divides neither 4H nor any column count
+        (1, True, 5, 1),
+        (3, False, 2, 8),
+        (2, True, None, 12),
+        (1, False, 7, 100),  # two column groups of 4H lanes
+        (2, False, 3, 27),  # three column groups
     ],
 )
-def test_units_equal_gate_accumulators(input_size, hidden_size, formats, lanes):
-    model = make_model(input_size, hidden_size, formats, seed=lanes, scale=4.0)
-    d = model.direction(0, False)
-    dp = model.datapath(0)
-    g = PassGeometry(input_size, hidden_size, lanes)
-    images = bank_images(g, d)
-    dut = MatrixVectorUnit(dp, g)
-    steps = 6
-    xs, hs, firsts, lasts = _steps(model, steps, seed=lanes)
+def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
+    model = make_full_model(
+        3, 2, layers, bidirectional, head=head, formats=("mixed", "q16", "tight"), seed=lanes
+    )
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=4))
+    images = plan.images
+    dut = MatrixVectorUnit(plan)
     rng = np.random.default_rng(lanes)
-    H, I = hidden_size, input_size
+    jobs = [int(m) for m in rng.integers(0, len(plan.matrices), 10)]
+    vectors = [_random_vector(plan, m, rng) for m in jobs]
+    G = plan.groups
     result = {}
 
     async def drive(ctx):
-        for t in range(steps):
-            vector = np.concatenate([xs[t], hs[t]])
-            padded = np.zeros(g.span * g.groups, dtype=np.int64)
-            padded[: g.columns] = vector
-            for p in range(g.passes):
-                ctx.set(dut.biases, [int(v) for v in images.biases[:, p]])
-                for cycle in range(g.span):
+        for m, parts in zip(jobs, vectors, strict=True):
+            mp = plan.matrices[m]
+            vector = np.zeros(mp.span * G, dtype=np.int64)
+            vector[: mp.columns] = np.concatenate(parts)
+            first_length = mp.segments[0].length
+            for p in range(mp.passes):
+                ctx.set(dut.biases, [int(v) for v in images.biases[:, mp.bias_base + p]])
+                for cycle in range(mp.span):
                     while rng.random() < 0.3:  # idle cycles between beats
                         ctx.set(dut.column.valid, 0)
                         await ctx.tick()
-                    last = cycle == g.span - 1
-                    columns = [cycle * g.groups + grp for grp in range(g.groups)]
+                    last = cycle == mp.span - 1
+                    columns = [cycle * G + grp for grp in range(G)]
                     if last:  # protocol: a pass lands only in a free drain
                         ctx.set(dut.column.valid, 0)
                         while not ctx.get(dut.drain_free):
                             await ctx.tick()
-                    ctx.set(dut.weights, [int(v) for v in images.weights[:, p * g.span + cycle]])
+                    address = mp.weight_base + p * mp.span + cycle
+                    ctx.set(dut.weights, [int(v) for v in images.weights[:, address]])
                     ctx.set(
                         dut.column.payload,
                         {
-                            "elements": [int(padded[c]) for c in columns],
-                            "segments": sum(int(c >= I) << k for k, c in enumerate(columns)),
+                            "elements": [int(vector[c]) for c in columns],
+                            "segments": sum(
+                                int(c >= first_length) << k for k, c in enumerate(columns)
+                            ),
                             "first": int(cycle == 0),
                             "last": int(last),
-                            "final_pass": int(p == g.passes - 1),
-                            "step_first": int(firsts[t]),
-                            "step_last": int(lasts[t]),
-                            "parity": t % 2,
+                            "final_pass": int(p == mp.passes - 1),
+                            "job": {"matrix": m, "vector_base": m},
                         },
                     )
                     ctx.set(dut.column.valid, 1)
@@ -87,16 +111,13 @@ def test_units_equal_gate_accumulators(input_size, hidden_size, formats, lanes):
                     if last:  # the pass must land one cycle later
                         ctx.set(dut.column.valid, 0)
                         assert ctx.get(dut.loaded)
+                        await ctx.tick()  # protocol: one last beat in flight at a time
         ctx.set(dut.column.valid, 0)
 
     async def collect(ctx):
+        total = sum(plan.matrices[m].units for m in jobs)
         result["units"] = await receive_beats(
-            ctx,
-            dut.units,
-            steps * H,
-            rng,
-            stall=0.4,
-            fields=("gates", "unit", "parity", "first", "last"),
+            ctx, dut.units, total, rng, stall=0.4, fields=("gates", "unit", "job")
         )
 
     sim = Simulator(dut)
@@ -105,12 +126,11 @@ def test_units_equal_gate_accumulators(input_size, hidden_size, formats, lanes):
     sim.add_testbench(collect)
     sim.run()
 
-    units = result["units"]
-    for t in range(steps):
-        acc = gate_accumulators(dp, d, xs[t][None], hs[t][None])[0]
-        for u in range(H):
-            beat = units[t * H + u]
-            expected = [int(acc[gate * H + u]) for gate in range(4)]
-            assert [int(v) for v in beat["gates"]] == expected, (t, u)
-            assert (beat["unit"], beat["parity"]) == (u, t % 2)
-            assert (beat["first"], beat["last"]) == (firsts[t], lasts[t])
+    units = iter(result["units"])
+    for k, (m, parts) in enumerate(zip(jobs, vectors, strict=True)):
+        rows = _expected_rows(plan, m, parts)
+        for u in range(plan.matrices[m].units):
+            beat = next(units)
+            assert [int(v) for v in beat["gates"]] == list(rows[4 * u : 4 * u + 4]), (k, m, u)
+            assert beat["unit"] == u
+            assert (beat["job"]["matrix"], beat["job"]["vector_base"]) == (m, m)

@@ -34,7 +34,8 @@ def test_lanes_use_exactly_p_dsps_and_weights_use_block_ram(tmp_path, family):
     assert blocks["mvu"]["dsp"] == lanes
     assert blocks["cell"]["dsp"] == gate_pipeline_multipliers(dp) == 8
     assert report.total["dsp"] == lanes + 8
-    # One 704 x 16-bit bank per lane: one block RAM each, none in flip-flops or LUT RAM.
+    # One 704 x 16-bit weight bank per lane: one block RAM each. The 22-word bias banks
+    # (writable through the w port) are distributed RAM: a few cells per lane at most.
     assert blocks["weights"]["bram"] == lanes
-    assert blocks["weights"]["lutram"] == 0
+    assert blocks["weights"]["lutram"] <= 8 * lanes
     assert report.total["lut"] > 0 and report.total["ff"] > 0

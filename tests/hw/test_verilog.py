@@ -8,16 +8,18 @@ import re
 import numpy as np
 import pytest
 from conftest import FORMAT_SETS, make_model
+from engine_driver import make_full_model
 
 from lstm_fpga.hw import (
+    EnginePlan,
     HardwareConfig,
     HardwareConfigError,
     bank_images,
     generate_verilog,
     write_build,
 )
+from lstm_fpga.hw.reload import weight_word_fields
 from lstm_fpga.hw.tools import lint_verilog
-from lstm_fpga.sw.ir import LayerDirection, LstmModel
 
 PORTS = {
     "clk": ("input", 1),
@@ -30,8 +32,59 @@ PORTS = {
     "y__tvalid": ("output", 1),
     "y__tready": ("input", 1),
     "y__tlast": ("output", 1),
+    "state__tdata": ("output", "state"),
+    "state__tvalid": ("output", 1),
+    "state__tready": ("input", 1),
+    "state__tlast": ("output", 1),
+    "init__tdata": ("input", "init"),
+    "init__tvalid": ("input", 1),
+    "init__tready": ("output", 1),
+    "init__tlast": ("input", 1),
+    "w__tdata": ("input", "w"),
+    "w__tvalid": ("input", 1),
+    "w__tready": ("output", 1),
+    "w__tlast": ("input", 1),
+    "carry_state": ("input", 1),
+    "read_state": ("input", 1),
+    "clear_status": ("input", 1),
     "cycles": ("output", 32),
     "busy": ("output", 1),
+    "started": ("output", 1),
+    "done": ("output", 1),
+    "overflow": ("output", 1),
+    "sat_preact": ("output", 32),
+    "sat_cell": ("output", 32),
+    "sat_hidden": ("output", 32),
+    "sat_head": ("output", 32),
+}
+
+
+def _expected_width(name, width, model, lanes):
+    f = model.direction(0, False).formats
+    if isinstance(width, int):
+        return width
+    if name.startswith("x"):
+        return f.x.width
+    if name.startswith("y"):
+        return f.hidden.width
+    if width == "state":
+        return f.hidden.width + f.cell.width
+    if width == "init":
+        return max(f.hidden.width, f.cell.width)
+    fields = weight_word_fields(EnginePlan(model, HardwareConfig(lanes=lanes)))
+    return sum(w for _, w in fields.values())
+
+
+#: Only the style categories of Amaranth's Verilog backend (docs/hardware.md lists them).
+LINT_STYLE_WARNINGS = {
+    "CASEINCOMPLETE",
+    "DECLFILENAME",
+    "PROCASSINIT",
+    "UNUSEDSIGNAL",
+    "WIDTHEXPAND",
+    "WIDTHTRUNC",
+    "UNUSEDPARAM",
+    "CMPCONST",
 }
 
 
@@ -56,8 +109,8 @@ def test_top_module_name_and_ports(formats):
     assert set(ports) == set(PORTS)
     f = FORMAT_SETS[formats]
     for name, (direction, width) in PORTS.items():
-        expected = width or (f.x.width if name.startswith("x") else f.hidden.width)
-        assert ports[name] == (direction, expected), name
+        assert ports[name] == (direction, _expected_width(name, width, model, 3)), name
+    assert f.x.width == ports["x__tdata"][1]
 
 
 def test_several_input_elements_widen_only_x_tdata():
@@ -101,44 +154,37 @@ def test_verilator_lint_has_no_errors(tmp_path, lanes):
     build = write_build(model, lanes, tmp_path)
     report = lint_verilog(build.verilog)
     assert report.clean, "\n".join(report.errors)
-    # Only the style categories of Amaranth's Verilog backend (docs/hardware.md lists them).
-    assert set(report.warnings) <= {
-        "CASEINCOMPLETE",
-        "DECLFILENAME",
-        "PROCASSINIT",
-        "UNUSEDSIGNAL",
-        "WIDTHEXPAND",
-        "WIDTHTRUNC",
-        "UNUSEDPARAM",
-        "CMPCONST",
-    }, report.warnings
+    assert set(report.warnings) <= LINT_STYLE_WARNINGS, report.warnings
+
+
+@pytest.mark.parametrize(
+    "layers, bidirectional, head, output",
+    [(2, False, 3, "all"), (2, True, None, "last"), (3, True, 2, "all")],
+)
+def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
+    model = make_full_model(5, 3, layers, bidirectional, head=head, formats=("q16", "tight"))
+    config = HardwareConfig(lanes=5, output=output, max_seq_len=6)
+    report = lint_verilog(write_build(model, config, tmp_path).verilog)
+    assert report.clean, "\n".join(report.errors)
+    assert set(report.warnings) <= LINT_STYLE_WARNINGS, report.warnings
+
+
+def test_head_changes_only_y_tdata():
+    model = make_full_model(5, 3, 1, head=2, formats=("q12",))
+    ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=4)))
+    assert ports["y__tdata"] == ("output", model.head.formats.output.width)
+    assert set(ports) == set(PORTS)
 
 
 def test_unsupported_models_are_refused_with_the_reason():
-    model = make_model(3, 2)
-    d = model.direction(0, False)
-    two_layers = LstmModel(
-        3,
-        2,
-        2,
-        False,
-        True,
-        (
-            d,
-            LayerDirection(
-                1, False, np.zeros((8, 2), int), d.w_hh, d.bias, _hidden_input_formats(d)
-            ),
-        ),
-    )
-    with pytest.raises(HardwareConfigError, match="num_layers=2"):
-        generate_verilog(two_layers, 2)
+    model = make_full_model(3, 2, 2, bidirectional=True)
+    with pytest.raises(HardwareConfigError, match="max_seq_len"):
+        generate_verilog(model, 2)
     with pytest.raises(HardwareConfigError, match="HardwareConfig or a lane count"):
         generate_verilog(model, "4")
     with pytest.raises(HardwareConfigError, match="expected an LstmModel"):
-        generate_verilog(d, 4)
-
-
-def _hidden_input_formats(d):
-    from dataclasses import replace
-
-    return replace(d.formats, x=d.formats.hidden)
+        generate_verilog(model.direction(0, False), 4)
+    with pytest.raises(HardwareConfigError, match="output must be one of"):
+        HardwareConfig(output="first")
+    with pytest.raises(HardwareConfigError, match="max_seq_len must be"):
+        HardwareConfig(max_seq_len=0)

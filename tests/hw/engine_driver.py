@@ -1,0 +1,310 @@
+"""Whole-model IR generators and an Amaranth-simulator driver for :class:`LstmEngine`.
+
+:func:`run_engine` plays a list of operations (sequences with their control bits, initial
+state loads, weight reloads) through the engine's streams with random idle and
+back-pressure cycles, and :func:`expected_results` computes what the integer reference
+says the same operations produce; the tests compare the two with ``==``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from amaranth.sim import Simulator
+from conftest import FORMAT_SETS, Q
+
+from lstm_fpga.hw import HardwareConfig
+from lstm_fpga.hw.engine import LstmEngine
+from lstm_fpga.hw.reload import weight_load_words
+from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
+from lstm_fpga.sw.numerics import HeadFormats, quantize
+from lstm_fpga.sw.reference import SaturationCounts, run_reference
+
+__all__ = [
+    "InitLoad",
+    "Sequence",
+    "WeightLoad",
+    "expected_results",
+    "make_full_model",
+    "random_sequence",
+    "random_state",
+    "run_engine",
+]
+
+HEAD_FORMATS = {
+    "q16": dict(weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q4.11")),
+    "tight": dict(weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q1.6")),
+}
+
+
+def make_full_model(
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    bias: bool = True,
+    head: int | None = None,
+    formats=("q16",),
+    head_formats: str = "q16",
+    seed: int = 0,
+    scale: float = 2.0,
+) -> LstmModel:
+    """A random IR model; layer ``k`` uses ``formats[k % len(formats)]`` with its ``x``
+    format replaced by what feeds it (the input, or the layer below's hidden format)."""
+    rng = np.random.default_rng(seed)
+    H, D = hidden_size, 2 if bidirectional else 1
+    directions = []
+    x_format = FORMAT_SETS[formats[0]].x
+    for layer in range(num_layers):
+        f = replace(FORMAT_SETS[formats[layer % len(formats)]], x=x_format)
+        in_size = input_size if layer == 0 else D * H
+        limit = scale / np.sqrt(H)
+        for reverse in (False, True)[:D]:
+            w_ih = quantize(rng.uniform(-limit, limit, (4 * H, in_size)), f.w_ih)
+            w_hh = quantize(rng.uniform(-limit, limit, (4 * H, H)), f.w_hh)
+            b = quantize(rng.uniform(-1.0, 1.0, 4 * H), f.bias)
+            if not bias:
+                b = np.zeros(4 * H, dtype=np.int64)
+            directions.append(LayerDirection(layer, reverse, w_ih, w_hh, b, f))
+        x_format = f.hidden
+    linear = None
+    if head is not None:
+        hf = HeadFormats(x=x_format, **HEAD_FORMATS[head_formats])
+        limit = scale / np.sqrt(D * H)
+        weight = quantize(rng.uniform(-limit, limit, (head, D * H)), hf.weight)
+        head_bias = quantize(rng.uniform(-1.0, 1.0, head), hf.bias)
+        if not bias:
+            head_bias = np.zeros(head, dtype=np.int64)
+        linear = LinearHead(weight, head_bias, hf)
+    return LstmModel(
+        input_size, hidden_size, num_layers, bidirectional, bias, tuple(directions), linear
+    )
+
+
+def random_state(model: LstmModel, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``(h0, c0)`` of shape ``(L*D, H)`` within each layer direction's formats."""
+    H = model.hidden_size
+    h0 = [
+        quantize(rng.uniform(-1, 1, H) * d.formats.hidden.max_value, d.formats.hidden)
+        for d in model.directions
+    ]
+    c0 = [
+        quantize(rng.uniform(-1, 1, H) * d.formats.cell.max_value, d.formats.cell)
+        for d in model.directions
+    ]
+    return np.array(h0), np.array(c0)
+
+
+def random_sequence(model: LstmModel, steps: int, rng) -> np.ndarray:
+    fmt = model.input_format
+    return quantize(rng.uniform(-0.9, 0.9, (steps, model.input_size)) * fmt.max_value, fmt)
+
+
+@dataclass(frozen=True, eq=False)
+class Sequence:
+    """A sequence ``x`` (``(T, I)`` integers) and the control bits sampled with its first
+    beat."""
+
+    x: np.ndarray
+    carry: bool = False
+    read_state: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class InitLoad:
+    """Load ``h0`` and ``c0`` (``(L*D, H)`` integers) through the ``init`` stream."""
+
+    h0: np.ndarray
+    c0: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class WeightLoad:
+    """Reload every weight and bias from ``model`` through ``weight_write``."""
+
+    model: LstmModel
+
+
+@dataclass
+class Expected:
+    y: list = field(default_factory=list)  # one array per sequence (empty if dropped)
+    states: list = field(default_factory=list)  # (h_n, c_n) per sequence with read_state
+    saturations: SaturationCounts = field(default_factory=SaturationCounts)
+    overflows: int = 0
+
+
+def expected_results(model: LstmModel, config: HardwareConfig, operations) -> Expected:
+    """What the integer reference says ``operations`` produce on ``model``."""
+    L, D, H = model.num_layers, model.num_directions, model.hidden_size
+    h0 = np.zeros((L * D, H), dtype=np.int64)
+    c0 = np.zeros((L * D, H), dtype=np.int64)
+    final = None
+    current = model
+    result = Expected()
+    head_on = config.output
+    for op in operations:
+        if isinstance(op, InitLoad):
+            h0, c0 = np.asarray(op.h0), np.asarray(op.c0)
+            continue
+        if isinstance(op, WeightLoad):
+            current = op.model
+            continue
+        T = len(op.x)
+        if model.bidirectional and T > config.max_seq_len:
+            result.overflows += 1
+            continue
+        start = final if (op.carry and final is not None) else (h0, c0)
+        ref = run_reference(
+            current, op.x[:, None, :], start[0][:, None, :], start[1][:, None, :], head_on=head_on
+        )
+        final = (ref.h_n[:, 0, :], ref.c_n[:, 0, :])
+        if model.head is not None:
+            y = ref.head[:, 0, :] if head_on == "all" else ref.head[0]
+        else:
+            y = ref.output[:, 0, :] if head_on == "all" else ref.output[T - 1, 0, :]
+        result.y.append(np.asarray(y).reshape(-1))
+        if op.read_state:
+            result.states.append(final)
+        result.saturations = result.saturations + ref.saturations
+    return result
+
+
+def _x_beats(plan, x):
+    k = plan.input_elements
+    beats = []
+    T, I = x.shape
+    per_step = -(-I // k)
+    for t in range(T):
+        for b in range(per_step):
+            values = [int(x[t, j]) if j < I else 0 for j in range(b * k, b * k + k)]
+            last = int(t == T - 1 and b == per_step - 1)
+            data = values[0] if k == 1 else values
+            beats.append({"data": data, "last": last})
+    return beats
+
+
+def run_engine(
+    model: LstmModel,
+    config: HardwareConfig,
+    operations,
+    *,
+    seed: int = 0,
+    idle: float = 0.3,
+    stall: float = 0.3,
+    timeout_cycles: int | None = None,
+    engine: LstmEngine | None = None,
+):
+    """Play ``operations`` through an engine for ``model``; returns a dict with ``y``
+    (one array per completed sequence, split at ``last``), ``states`` (``(h_n, c_n)`` per
+    state packet), ``saturations`` (dict), ``overflow``, ``busy`` and ``cycles`` (sampled a
+    few cycles after the end); ``x_cycles``/``y_cycles``: the cycle of every ``x``/``y``
+    handshake."""
+    dut = engine if engine is not None else LstmEngine(model, config)
+    plan = dut.plan
+    rng = np.random.default_rng(seed)
+    LD, H = plan.state_words // model.hidden_size, model.hidden_size
+    result = {"y": [], "states": [], "x_cycles": [], "y_cycles": []}
+    clock = {"now": 0}  # cycles counted by the sink, which wakes every cycle
+
+    def dropped(op):
+        return model.bidirectional and len(op.x) > config.max_seq_len
+
+    sequences = [op for op in operations if isinstance(op, Sequence)]
+    expected_sequences = sum(not dropped(op) for op in sequences)
+    expected_states = sum(op.read_state and not dropped(op) for op in sequences)
+    finished = {"source": False}
+
+    async def offer(ctx, port, beats):
+        for beat in beats:
+            while idle and rng.random() < idle:
+                ctx.set(port.valid, 0)
+                await ctx.tick()
+            ctx.set(port.payload, beat)
+            ctx.set(port.valid, 1)
+            await ctx.tick().until(port.ready)
+            if port is dut.x:
+                result["x_cycles"].append(clock["now"])
+        ctx.set(port.valid, 0)
+
+    async def source(ctx):
+        for op in operations:
+            if isinstance(op, Sequence):
+                ctx.set(dut.carry_state, int(op.carry))
+                ctx.set(dut.read_state, int(op.read_state))
+                await offer(ctx, dut.x, _x_beats(plan, op.x))
+            elif isinstance(op, InitLoad):
+                values = [int(v) for v in np.asarray(op.h0).reshape(-1)]
+                values += [int(v) for v in np.asarray(op.c0).reshape(-1)]
+                beats = [
+                    {"data": v, "last": int(k == len(values) - 1)} for k, v in enumerate(values)
+                ]
+                await offer(ctx, dut.init, beats)
+            elif isinstance(op, WeightLoad):
+                words = weight_load_words(plan, op.model)
+                beats = [
+                    {"word": w.payload(plan), "last": int(k == len(words) - 1)}
+                    for k, w in enumerate(words)
+                ]
+                await offer(ctx, dut.weight_write, beats)
+        finished["source"] = True
+
+    async def y_sink(ctx):
+        current = []
+        while True:
+            clock["now"] += 1
+            ready = not (stall and rng.random() < stall)
+            ctx.set(dut.y.ready, ready)
+            ctx.set(dut.state.ready, not (stall and rng.random() < stall))
+            _, _, valid, value, last, s_valid, s_ready, s_h, s_c, s_last = await ctx.tick().sample(
+                dut.y.valid,
+                dut.y.payload.data,
+                dut.y.payload.last,
+                dut.state.valid,
+                dut.state.ready,
+                dut.state.payload.h,
+                dut.state.payload.c,
+                dut.state.payload.last,
+            )
+            if ready and valid:
+                current.append(value)
+                result["y_cycles"].append(clock["now"])
+                if last:
+                    result["y"].append(np.array(current))
+                    current = []
+            if s_valid and s_ready:
+                result.setdefault("state_beats", []).append((s_h, s_c, s_last))
+            done = len(result["y"]) >= expected_sequences
+            states_done = len(result.get("state_beats", [])) >= expected_states * LD * H
+            if finished["source"] and done and states_done:
+                break
+        ctx.set(dut.y.ready, 0)
+        ctx.set(dut.state.ready, 0)
+        await ctx.tick().repeat(4)
+        result["busy"] = ctx.get(dut.busy)
+        result["overflow"] = ctx.get(dut.overflow)
+        result["cycles"] = ctx.get(dut.cycles)
+        result["saturations"] = {
+            kind: ctx.get(getattr(dut.saturations, kind))
+            for kind in ("preact", "cell", "hidden", "head")
+        }
+
+    async def watchdog(ctx):
+        limit = timeout_cycles or 2_000_000
+        await ctx.delay(limit * 1e-8)
+        raise AssertionError(f"the engine did not finish within {limit} cycles: {result}")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(y_sink)
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+    beats = result.pop("state_beats", [])
+    for k in range(0, len(beats), LD * H):
+        block = beats[k : k + LD * H]
+        h = np.array([b[0] for b in block]).reshape(LD, H)
+        c = np.array([b[1] for b in block]).reshape(LD, H)
+        assert [b[2] for b in block] == [0] * (LD * H - 1) + [1], "state tlast misplaced"
+        result["states"].append((h, c))
+    return result
