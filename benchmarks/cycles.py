@@ -8,10 +8,18 @@ last output beats of consecutive steps, averaged over all steps after the first.
 The timing does not depend on the weight values (there is no data-dependent control), so
 random weights are used throughout.
 
+Then whole models (stacked, bidirectional, with a head, output "all" or "last"): three
+sequences back to back; prints the cycles per sequence (steady state: distance between the
+final output beats of consecutive sequences, and the ``cycles`` register of the first
+sequence, which has no queueing in front of it) against the sum of the bounds
+(``EnginePlan.sequence_bound``: every layer direction's ``ceil(4H(I_k+H)/P)`` per step plus
+the head's ``ceil(O*D*H/P)`` per step or once) and the lanes' busy cycles (passes x spans).
+
 Also times Verilog generation for I = H = 256 and checks that H = 1024 generates.
 
-    .venv/bin/python benchmarks/cycles.py                 # full grid (about 15 minutes)
+    .venv/bin/python benchmarks/cycles.py                 # full grid (about 20 minutes)
     .venv/bin/python benchmarks/cycles.py --quick         # I, H in {8, 32}, P in {1, 4, 16}
+    .venv/bin/python benchmarks/cycles.py --models-only   # only the whole-model table
     .venv/bin/python benchmarks/cycles.py --json out.json
 """
 
@@ -28,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_fpga.hw import HardwareConfig, PassGeometry, write_build
+from lstm_fpga.hw import EnginePlan, HardwareConfig, PassGeometry, write_build
 from lstm_fpga.hw.harness import run_harness
-from lstm_fpga.sw.ir import LayerDirection, LstmModel
-from lstm_fpga.sw.numerics import FixedFormat, LstmFormats, quantize
+from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
+from lstm_fpga.sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
 
 Q = FixedFormat.parse
 FORMATS = LstmFormats(
@@ -64,6 +72,107 @@ def random_model(input_size: int, hidden_size: int, seed: int = 0) -> LstmModel:
     return LstmModel(I, H, 1, False, True, (direction,))
 
 
+def full_model(I, H, layers=1, bidirectional=False, head=None, seed=0) -> LstmModel:
+    """A random model of the given shape, every tensor in the benchmark's 16-bit formats."""
+    rng = np.random.default_rng(seed)
+    D = 2 if bidirectional else 1
+    f = FORMATS
+    limit = 1 / math.sqrt(H)
+    directions = []
+    for layer in range(layers):
+        in_size = I if layer == 0 else D * H
+        formats = f if layer == 0 else LstmFormats(**{**f.__dict__, "x": f.hidden})
+        for reverse in (False, True)[:D]:
+            directions.append(
+                LayerDirection(
+                    layer,
+                    reverse,
+                    quantize(rng.uniform(-limit, limit, (4 * H, in_size)), f.w_ih),
+                    quantize(rng.uniform(-limit, limit, (4 * H, H)), f.w_hh),
+                    quantize(rng.uniform(-1, 1, 4 * H), f.bias),
+                    formats,
+                )
+            )
+    linear = None
+    if head is not None:
+        hf = HeadFormats(x=f.hidden, weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q4.11"))
+        weight = quantize(rng.uniform(-limit, limit, (head, D * H)), hf.weight)
+        linear = LinearHead(weight, quantize(rng.uniform(-1, 1, head), hf.bias), hf)
+    return LstmModel(I, H, layers, bidirectional, True, tuple(directions), linear)
+
+
+#: Whole models: (I, H, layers, bidirectional, head outputs, output mode, P). The first two
+#: are the product demos (MSFT forecaster, digit classifier).
+MODELS = (
+    (5, 16, 1, False, 1, "last", 16),
+    (8, 24, 1, False, 10, "last", 16),
+    (32, 32, 2, False, None, "all", 16),
+    (32, 32, 3, False, 4, "all", 16),
+    (64, 64, 2, False, None, "last", 64),
+    (8, 8, 2, False, None, "all", 64),
+    (32, 32, 1, True, None, "all", 16),
+    (32, 32, 2, True, None, "all", 16),
+    (32, 32, 2, True, 10, "last", 16),
+    (64, 64, 2, True, 10, "last", 64),
+)
+MODEL_STEPS = 20
+
+
+def measure_model(params, workdir: Path) -> dict:
+    I, H, L, bidirectional, head, output, P = params
+    model = full_model(I, H, L, bidirectional, head)
+    config = HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
+    plan = EnginePlan(model, config)
+    build = write_build(model, config, workdir, memory_init="readmemh")
+    rng = np.random.default_rng(1)
+    sequences = [quantize(rng.uniform(-4, 4, (MODEL_STEPS, I)), FORMATS.x) for _ in range(3)]
+    y_format = model.head.formats.output if head else model.output_format
+    run = run_harness(
+        build,
+        sequences,
+        FORMATS.x.width,
+        y_format.width,
+        features=plan.output_features,
+        output=output,
+    )
+    ends = run.output_cycles[run.last_flags == 1]
+    steady = float(np.mean(np.diff(ends)))
+    bound = plan.sequence_bound(MODEL_STEPS)
+    return {
+        "I": I,
+        "H": H,
+        "layers": L,
+        "bidirectional": bidirectional,
+        "head": head,
+        "output": output,
+        "P": P,
+        "steps": MODEL_STEPS,
+        "schedule": plan.schedule,
+        "sum_of_bounds": bound,
+        "mac_cycles": plan.sequence_mac_cycles(MODEL_STEPS),
+        "cycles_per_sequence": steady,
+        "first_sequence_latency": run.sequence_cycles[0],
+        "overhead_per_step": (steady - bound) / MODEL_STEPS,
+        "utilization": bound / steady,
+    }
+
+
+MODEL_HEADER = (
+    f"{'I':>3} {'H':>3} {'L':>1} {'dir':>3} {'head':>4} {'out':>4} {'P':>3} "
+    f"{'bounds':>8} {'mac':>8} {'cyc/seq':>8} {'latency':>8} {'over/step':>9} {'util':>6}"
+)
+
+
+def model_row(r: dict) -> str:
+    return (
+        f"{r['I']:>3} {r['H']:>3} {r['layers']:>1} {'bi' if r['bidirectional'] else 'uni':>3} "
+        f"{r['head'] or '-':>4} {r['output']:>4} {r['P']:>3} {r['sum_of_bounds']:>8} "
+        f"{r['mac_cycles']:>8} {r['cycles_per_sequence']:>8.0f} "
+        f"{r['first_sequence_latency']:>8} {r['overhead_per_step']:>9.1f} "
+        f"{r['utilization']:>6.1%}"
+    )
+
+
 def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> dict:
     geometry = PassGeometry(I, H, P)
     model = random_model(I, H)
@@ -77,7 +186,7 @@ def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> d
         [x],
         FORMATS.x.width,
         FORMATS.hidden.width,
-        hidden_size=H,
+        features=H,
         input_elements=input_elements,
     )
     step_ends = run.output_cycles[H - 1 :: H]
@@ -152,14 +261,26 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="configurations built in parallel")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--no-generation", action="store_true", help="skip generation timing")
+    parser.add_argument(
+        "--models-only", action="store_true", help="only the whole-model table (no grid)"
+    )
     args = parser.parse_args(argv)
     sizes = (8, 32) if args.quick else (8, 32, 64, 256)
     lanes = (1, 4, 16) if args.quick else (1, 4, 16, 64)
-    grid = [(I, H, P) for H in sizes for I in sizes for P in lanes]
+    grid = [] if args.models_only else [(I, H, P) for H in sizes for I in sizes for P in lanes]
 
-    print(HEADER)
-    results, widened = [], []
+    results, widened, models = [], [], []
     with tempfile.TemporaryDirectory(prefix="lstm-cycles-") as tmp:
+        print("Whole models, three sequences of", MODEL_STEPS, "steps back to back:")
+        print(MODEL_HEADER)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            directories = [Path(tmp) / f"model{k}" for k in range(len(MODELS))]
+            for r in pool.map(measure_model, MODELS, directories):
+                models.append(r)
+                print(model_row(r), flush=True)
+        if grid:
+            print("\nOne layer direction:")
+            print(HEADER)
 
         def job(config):
             I, H, P, k = config
@@ -182,9 +303,10 @@ def main(argv=None) -> int:
                 widened.append(r)
                 print(row(r), flush=True)
     if args.json:  # the grid first: generation timing below must not lose it
-        args.json.write_text(json.dumps({"grid": results, "widened_input": widened}, indent=2))
+        summary = {"models": models, "grid": results, "widened_input": widened}
+        args.json.write_text(json.dumps(summary, indent=2))
     generation = []
-    if not args.no_generation:
+    if not args.no_generation and not args.models_only:
         print("\nVerilog generation (memory init inline):")
         for I, H, P in ((256, 256, 1), (256, 256, 16), (256, 256, 64), (1024, 1024, 64)):
             g = _generation(I, H, P)
@@ -197,8 +319,15 @@ def main(argv=None) -> int:
                 f"peak {g['peak_rss_gib']} GiB"
             )
     if args.json:
-        summary = {"grid": results, "widened_input": widened, "generation": generation}
+        summary = {
+            "models": models,
+            "grid": results,
+            "widened_input": widened,
+            "generation": generation,
+        }
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    if not results:
+        return 0
     within = sum(r["overhead"] <= OVERHEAD_BUDGET for r in results)
     over = {(r["I"], r["H"], r["P"]) for r in results if r["overhead"] > OVERHEAD_BUDGET}
     rescued = sum(

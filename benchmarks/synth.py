@@ -1,7 +1,10 @@
 """LUT/FF/DSP/BRAM counts of a generated build with yosys synth_ecp5 and synth_xilinx.
 
-.venv/bin/python benchmarks/synth.py                      # I = H = 16, P = 3 and P = 16
+.venv/bin/python benchmarks/synth.py                      # I = H = 16, P = 3 and P = 16, ...
 .venv/bin/python benchmarks/synth.py --json benchmarks/results/synth.json
+
+Also whole models (2 layers with a head; 2 bidirectional layers) to show that layers,
+directions and the head share the lanes: the DSP count stays ``P`` + the gate/cell pipeline.
 """
 
 from __future__ import annotations
@@ -12,12 +15,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cycles import random_model
+from cycles import full_model, random_model
 
-from lstm_fpga.hw import HardwareConfig, PassGeometry, write_build
+from lstm_fpga.hw import EnginePlan, HardwareConfig, write_build
 from lstm_fpga.hw.tools import synthesize
 
-CONFIGS = ((16, 16, 3), (16, 16, 16), (32, 32, 8))
+#: (I, H, layers, bidirectional, head outputs, P)
+CONFIGS = (
+    (16, 16, 1, False, None, 3),
+    (16, 16, 1, False, None, 16),
+    (32, 32, 1, False, None, 8),
+    (16, 16, 2, False, 4, 8),
+    (16, 16, 2, True, None, 8),
+)
 
 
 def main(argv=None) -> int:
@@ -26,17 +36,33 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="lstm-synth-") as tmp:
-        for I, H, P in CONFIGS:
-            build = write_build(random_model(I, H), HardwareConfig(lanes=P), Path(tmp) / f"p{P}")
-            g = PassGeometry(I, H, P)
+        for k, (I, H, L, bidirectional, head, P) in enumerate(CONFIGS):
+            model = (
+                random_model(I, H)
+                if (L, bidirectional, head) == (1, False, None)
+                else full_model(I, H, L, bidirectional, head)
+            )
+            config = HardwareConfig(lanes=P, max_seq_len=16 if bidirectional else None)
+            build = write_build(model, config, Path(tmp) / f"config{k}")
+            plan = EnginePlan(model, config)
             for family in ("ecp5", "xilinx"):
                 report = synthesize(build.verilog, family)
-                entry = {"I": I, "H": H, "P": P, "bank_depth": g.bank_depth}
+                entry = {
+                    "I": I,
+                    "H": H,
+                    "layers": L,
+                    "bidirectional": bidirectional,
+                    "head": head,
+                    "P": P,
+                    "bank_depth": plan.bank_depth,
+                }
                 entry.update(report.to_json_dict())
                 results.append(entry)
                 t, b = report.total, report.blocks
                 print(
-                    f"I={I} H={H} P={P} {family:>6}: DSP {t['dsp']} (lanes {b['mvu']['dsp']}, "
+                    f"I={I} H={H} L={L}{' bi' if bidirectional else ''}"
+                    f"{f' head={head}' if head else ''} P={P} {family:>6}: "
+                    f"DSP {t['dsp']} (lanes {b['mvu']['dsp']}, "
                     f"gate/cell {b['cell']['dsp']}), BRAM {t['bram']} (weights "
                     f"{b['weights']['bram']}), LUTRAM {t['lutram']}, LUT {t['lut']}, "
                     f"FF {t['ff']}",
