@@ -345,9 +345,13 @@ class EnginePlan:
     @property
     def vector_buffers(self) -> int:
         """Output buffers of layers: one per layer (streaming, 2 steps each) or two that
-        alternate between layers (buffered, a whole sequence each)."""
+        alternate between layers (buffered, a whole sequence each; two even for one layer
+        without a head, whose outputs are streamed out of one buffer while the next sequence
+        computes into the other)."""
         if self.schedule == STREAMING:
             return self.num_layers
+        if self.y_source == "copy":
+            return 2
         return min(self.num_layers, 2)
 
     @property

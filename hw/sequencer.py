@@ -29,7 +29,7 @@ MAX_SEQUENCES_IN_FLIGHT = 4
 # Sources of a segment's elements.
 _SRC_X, _SRC_VECTOR, _SRC_STATE = 0, 1, 2
 # Job kinds.
-_LSTM, _HEAD, _COPY = 0, 1, 2
+_LSTM, _HEAD = 0, 1
 
 
 def input_layout(plan: EnginePlan) -> data.StructLayout:
@@ -74,6 +74,13 @@ class _Descriptor:
 
 class _Fields:
     def __init__(self, signals: dict):
+        self.__dict__.update(signals)
+
+
+class _Shared:
+    """Signals of the common part that a schedule's part needs."""
+
+    def __init__(self, **signals):
         self.__dict__.update(signals)
 
 
@@ -157,6 +164,7 @@ class Sequencer(wiring.Component):
         x_reads = [[bank.read_port() for bank in x_banks] for _ in range(G)]
         v_write, s_write = vectors.write_port(), states.write_port()
         v_reads = [vectors.read_port() for _ in range(G)]
+        output_read = vectors.read_port() if plan.y_source == "copy" else None
         s_reads = [states.read_port() for _ in range(G)]
 
         # -- walk state ------------------------------------------------------------------------
@@ -173,13 +181,11 @@ class Sequencer(wiring.Component):
         a_lengths = Array([mp.segments[0].length for mp in matrices])
         weight_bases = Array([mp.weight_base for mp in matrices])
         bias_bases = Array([mp.bias_base for mp in matrices])
-        copy_words = plan.vector_slot_words
-        is_copy = desc.kind == _COPY
-        span = Mux(is_copy, copy_words, spans[desc.matrix])
-        job_passes = Mux(is_copy, 1, passes[desc.matrix])
-        job_columns = Mux(is_copy, copy_words, columns[desc.matrix])
-        a_length = Mux(is_copy, copy_words, a_lengths[desc.matrix])
-        step = Mux(is_copy, 1, G)
+        span = spans[desc.matrix]
+        job_passes = passes[desc.matrix]
+        job_columns = columns[desc.matrix]
+        a_length = a_lengths[desc.matrix]
+        step = G
         at_job_start = (pass_index == 0) & (cycle == 0)
         is_last_cycle = cycle == span - 1
         is_last_pass = pass_index == job_passes - 1
@@ -214,13 +220,7 @@ class Sequencer(wiring.Component):
         )
         b_ok = (top < a_length) | (lag + b_index < desc.b_distance)
 
-        # Copy jobs: credits of the copy queue.
-        copy_credits = Signal(range(self._copy_queue_depth + 1), init=self._copy_queue_depth)
-        drain_ok = Mux(
-            is_copy,
-            copy_credits != 0,
-            ~(is_last_cycle) | (self.drain_free & ~load_pending),
-        )
+        drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
         issue = Signal()
         job_end = Signal()
         m.d.comb += [
@@ -238,7 +238,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [cycle.eq(cycle + 1), column.eq(column + step), offset.eq(offset + 1)]
         with m.If(self.loaded):
             m.d.sync += load_pending.eq(0)
-        with m.If(issue & is_last_cycle & ~is_copy):
+        with m.If(issue & is_last_cycle):
             m.d.sync += load_pending.eq(1)
 
         lstm_start = issue & at_job_start & (desc.kind == _LSTM)
@@ -255,8 +255,6 @@ class Sequencer(wiring.Component):
         sources = [Signal(2, name=f"source{g}") for g in range(G)]
         beyond = [Signal(name=f"beyond{g}") for g in range(G)]
         x_bank_of = [Signal(max(1, k_bits), name=f"x_bank_of{g}") for g in range(G)]
-        copy_beat = Signal()
-        copy_last = Signal()
         for g in range(G):
             c = column + g
             in_a = c < a_length
@@ -276,13 +274,11 @@ class Sequencer(wiring.Component):
             if k_bits:
                 m.d.sync += x_bank_of[g].eq(c[:k_bits])
         m.d.sync += [
-            self.column.valid.eq(issue & ~is_copy),
+            self.column.valid.eq(issue),
             beat_meta.first.eq(cycle == 0),
             beat_meta.last.eq(is_last_cycle),
             beat_meta.final_pass.eq(is_last_pass),
             beat_meta.job.eq(desc.packed_job()),
-            copy_beat.eq(issue & is_copy),
-            copy_last.eq(is_last_cycle & desc.job.y_last),
         ]
         m.d.comb += beat.eq(beat_meta)
         for g in range(G):
@@ -295,22 +291,6 @@ class Sequencer(wiring.Component):
                 Mux(sources[g] == _SRC_VECTOR, v_reads[g].data, s_reads[g].data),
             )
             m.d.comb += beat.elements[g].eq(Mux(beyond[g], 0, element))
-
-        # Copy queue (buffered models without a head: outputs read back to ``y``).
-        if plan.y_source == "copy":
-            m.submodules.copy_queue = copy_queue = SyncFIFOBuffered(
-                width=len(self.copy.payload.as_value()), depth=self._copy_queue_depth
-            )
-            m.d.comb += [
-                copy_queue.w_en.eq(copy_beat),
-                self.copy.valid.eq(copy_queue.r_rdy),
-                self.copy.payload.eq(copy_queue.r_data),
-                copy_queue.r_en.eq(self.copy.ready),
-            ]
-            out_bits = len(self.copy.payload.data)
-            m.d.comb += copy_queue.w_data.eq(v_reads[0].data[:out_bits] | (copy_last << out_bits))
-            taken = self.copy.valid & self.copy.ready
-            m.d.sync += copy_credits.eq(copy_credits - (issue & is_copy) + taken)
 
         # -- writes from the gate and cell pipeline and from h0 loads ----------------------------
         write = self.hidden_write.payload
@@ -355,7 +335,8 @@ class Sequencer(wiring.Component):
         m.d.sync += in_flight.eq(in_flight + push_start - self.sequence_done)
         with m.If(self.sequence_done):
             m.d.sync += [self.cycles.eq(now - starts[seq_out]), seq_out.eq(seq_out + 1)]
-        m.d.comb += self.busy.eq((in_flight != 0) | ~in_first | (outstanding != 0))
+        output_busy = Signal()
+        m.d.comb += self.busy.eq((in_flight != 0) | ~in_first | (outstanding != 0) | output_busy)
         with m.If(self.clear_status):
             m.d.sync += self.overflow.eq(0)
 
@@ -381,6 +362,12 @@ class Sequencer(wiring.Component):
         else:
             self._buffered(
                 m,
+                _Shared(
+                    outstanding=outstanding,
+                    completed=completed,
+                    output_read=output_read,
+                    output_busy=output_busy,
+                ),
                 desc,
                 issue,
                 job_end,
@@ -563,6 +550,7 @@ class Sequencer(wiring.Component):
     def _buffered(
         self,
         m,
+        shared,
         desc,
         issue,
         job_end,
@@ -650,6 +638,7 @@ class Sequencer(wiring.Component):
         )
 
         # -- schedule state ---------------------------------------------------------------------
+        # OUT: head jobs (with a head) or the hand-off to the output reader (without).
         WAIT, LSTM, OUT = 0, 1, 2
         phase = Signal(2)
         run_slot = Signal()
@@ -666,6 +655,11 @@ class Sequencer(wiring.Component):
         seq_read = Signal()
         seq_parity = Signal()
         have_final = Signal()
+        # Layer k writes buffer (k + flip) mod 2. Without a head the flip alternates per
+        # sequence by L mod 2, so the next sequence's first layer never writes the buffer the
+        # output reader is still streaming out.
+        flip = Signal()
+        reader = plan.y_source == "copy"
 
         first = h_f == 0
         last = h_f == last_h
@@ -674,8 +668,13 @@ class Sequencer(wiring.Component):
         h_off = Mux(reverse, h_r, h_f)
         h_prev = Mux(reverse, h_r + DH, h_f - DH)
 
+        def parity_of(k):
+            return k[0] ^ flip
+
         def buffer(k):
-            return Mux(k[0], plan.vector_buffer_words, 0) if plan.vector_buffers > 1 else 0
+            if plan.vector_buffers == 1:
+                return 0
+            return Mux(parity_of(k), plan.vector_buffer_words, 0)
 
         state_region = Mux(seq_init, 0, Mux(seq_parity, LDH, 2 * LDH))
         recurrent_source = Mux(first, _SRC_STATE, _SRC_VECTOR)
@@ -684,15 +683,64 @@ class Sequencer(wiring.Component):
             state_region + m_index * H,
             buffer(layer) + h_prev + Mux(reverse, H, 0),
         )
-        top_buffer = (
-            buffer(Signal(index_shape(L), init=L - 1))
-            if False
-            else (((L - 1) % plan.vector_buffers) * plan.vector_buffer_words)
-        )
-        out_kind = _HEAD if has_head else _COPY
+        top_layer = Signal(index_shape(L), init=L - 1)  # a constant the helpers can index
+        top_buffer = buffer(top_layer)
+
+        # The output reader (no head): streams the top layer's outputs from the vector memory
+        # to ``copy`` while the lanes go on with the next sequence.
+        r_busy = shared.output_busy
+        r_parity = Signal()
+        if reader:
+            r_pending = Signal.like(shared.outstanding)
+            r_address = Signal(index_shape(plan.vector_depth))
+            r_end = Signal(index_shape(plan.vector_depth))
+            depth = self._copy_queue_depth
+            m.submodules.copy_queue = queue = SyncFIFOBuffered(
+                width=len(self.copy.payload.as_value()), depth=depth
+            )
+            credits = Signal(range(depth + 1), init=depth)
+            read_now = r_busy & (r_pending == 0) & (credits != 0)
+            pushed = Signal()
+            pushed_last = Signal()
+            taken = self.copy.valid & self.copy.ready
+            out_bits = len(self.copy.payload.data)
+            m.d.comb += [
+                shared.output_read.addr.eq(r_address),
+                queue.w_en.eq(pushed),
+                queue.w_data.eq(shared.output_read.data[:out_bits] | (pushed_last << out_bits)),
+                self.copy.valid.eq(queue.r_rdy),
+                self.copy.payload.eq(queue.r_data),
+                queue.r_en.eq(self.copy.ready),
+            ]
+            m.d.sync += [
+                credits.eq(credits - read_now + taken),
+                pushed.eq(read_now),
+                pushed_last.eq(r_address == r_end),
+            ]
+            with m.If(shared.completed & (r_pending != 0)):
+                m.d.sync += r_pending.eq(r_pending - 1)
+            with m.If(read_now):
+                m.d.sync += r_address.eq(r_address + 1)
+                with m.If(r_address == r_end):
+                    m.d.sync += r_busy.eq(0)
+            handoff = (phase == OUT) & ~r_busy
+            with m.If(handoff):
+                m.d.sync += [
+                    r_busy.eq(1),
+                    r_pending.eq(shared.outstanding - shared.completed),
+                    r_address.eq(top_buffer + (0 if all_steps else last_h)),
+                    r_end.eq(top_buffer + last_h + (DH - 1)),
+                    r_parity.eq(parity_of(top_layer)),
+                    phase.eq(WAIT),
+                ]
+        # A layer does not start on the buffer the reader still streams out.
+        layer_start = (phase == LSTM) & ~reverse & first
+        blocked = Signal()
+        if reader:
+            m.d.comb += blocked.eq(layer_start & r_busy & (parity_of(layer) == r_parity))
 
         m.d.comb += [
-            desc.valid.eq(phase != WAIT),
+            desc.valid.eq((phase == LSTM) & ~blocked | ((phase == OUT) & has_head)),
             desc.a_distance.eq(2 * H),
             desc.b_distance.eq(2 * H),
             desc.job.parity.eq(seq_parity),
@@ -700,7 +748,7 @@ class Sequencer(wiring.Component):
         ]
         with m.If(phase == OUT):
             m.d.comb += [
-                desc.kind.eq(out_kind),
+                desc.kind.eq(_HEAD),
                 desc.matrix.eq(plan.head_index if has_head else 0),
                 desc.a_source.eq(_SRC_VECTOR),
                 desc.a_base.eq(top_buffer + h_out),
@@ -751,6 +799,8 @@ class Sequencer(wiring.Component):
                     seq_parity.eq(~seq_parity),
                     have_final.eq(1),
                 ]
+                if reader and L % 2:
+                    m.d.sync += flip.eq(~flip)
         with m.If(job_end & (phase == LSTM)):
             with m.If(~reverse):
                 m.d.sync += reverse.eq(1)

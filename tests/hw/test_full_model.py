@@ -118,6 +118,19 @@ def test_top_layer_output_leaves_while_input_streams():
     assert first_step_done < result["x_cycles"][-5 * model.input_size]
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_outputs_stream_while_the_next_sequence_computes(layers):
+    """Without a head, a bidirectional model's outputs leave from a sequence buffer while the
+    next sequence already computes; a slow consumer makes the next sequence wait for the
+    buffer, never overwrite it."""
+    model = make_full_model(3, 4, layers, bidirectional=True, formats=("q16", "tight"), seed=9)
+    config = HardwareConfig(lanes=16, output="all", max_seq_len=6)
+    rng = np.random.default_rng(9)
+    operations = [Sequence(random_sequence(model, n, rng)) for n in (6, 2, 5, 1, 6)]
+    result = run_engine(model, config, operations, seed=9, idle=0.0, stall=0.8)
+    _check(model, config, operations, result)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_weight_reload_between_sequences(bidirectional):
     """Words loaded through weight_write replace every weight and bias: later sequences
