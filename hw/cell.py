@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .activation import ActivationUnit, distinct_tables
 from .config import index_shape
-from .fixed import rescale_value, saturates, shift_round_value
+from .fixed import common_signed_shape, format_shape, rescale_value, saturates, shift_round_value
 from .mvu import job_layout, unit_layout
 from .plan import EnginePlan
 
@@ -129,8 +129,6 @@ class GateCellPipeline(wiring.Component):
         self._plan = plan
         self._queue_depth = queue_depth
         y_shape = plan.model.output_format
-        from .fixed import format_shape
-
         super().__init__(
             {
                 "units": In(stream.Signature(unit_layout(plan))),
@@ -325,8 +323,6 @@ class GateCellPipeline(wiring.Component):
 
 
 def _common(formats):
-    from .fixed import common_signed_shape
-
     return common_signed_shape(*formats)
 
 

@@ -95,8 +95,9 @@ class Sequencer(wiring.Component):
       a two-step ring of the vector memory.
     * **buffered** (bidirectional): a whole sequence is stored (two sequence slots, so the
       next one streams in while this one computes), then per layer ``k`` the jobs ``(k, fwd,
-      s)``, ``(k, rev, T-1-s)`` for ``s = 0 .. T-1``, then the head (or, without a head, a copy
-      job streaming the outputs to ``y``) on every step or the final step.
+      s)``, ``(k, rev, T-1-s)`` for ``s = 0 .. T-1``, then the head on every step or the final
+      step. Without a head an output reader streams the top layer's outputs from the vector
+      memory to ``copy`` while the lanes go on with the next sequence.
 
     A job walks ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1`` issuing one column per lane
     group per cycle: the weight-bank address, the bias address and, one cycle later, the

@@ -67,3 +67,41 @@ def test_sampled_inputs_of_16_bit_and_odd_tables(function, input_format, output_
     edges = [v for v in edges if fmt.min_int <= v <= fmt.max_int]
     inputs = np.concatenate([edges, rng.integers(fmt.min_int, fmt.max_int + 1, 1500)])
     np.testing.assert_array_equal(_run(table, inputs), table.evaluate(inputs))
+
+
+def test_several_tables_in_one_unit_select_per_input():
+    """Layer directions with different formats share one unit: ``select`` picks the table of
+    each input (different clamps, segment shifts, output formats, one without interpolation)."""
+    Q = FixedFormat.parse
+    tables = [
+        activation_table(Activation.SIGMOID, Q("Q4.11"), Q("Q0.15")),
+        activation_table(Activation.SIGMOID, Q("Q2.9"), Q("Q0.11"), Rounding.FLOOR),
+        activation_table(Activation.TANH, Q("Q5.2"), Q("Q0.7")),  # segment_shift 0
+        activation_table(Activation.TANH, Q("Q3.8"), Q("Q0.11")),
+    ]
+    dut = ActivationUnit(tables)
+    rng = np.random.default_rng(3)
+    selects = rng.integers(0, len(tables), 3000)
+    inputs = [
+        int(rng.integers(tables[k].input.min_int, tables[k].input.max_int + 1)) for k in selects
+    ]
+    outputs = []
+
+    async def bench(ctx):
+        latency = ActivationUnit.LATENCY
+        for k in range(len(inputs) + latency):
+            if k < len(inputs):
+                ctx.set(dut.input, inputs[k])
+                ctx.set(dut.select, int(selects[k]))
+            await ctx.tick()
+            if k >= latency - 1 and len(outputs) < len(inputs):
+                outputs.append(ctx.get(dut.output))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    expected = [
+        int(tables[k].evaluate(np.array([v]))[0]) for k, v in zip(selects, inputs, strict=True)
+    ]
+    assert outputs == expected
