@@ -13,6 +13,7 @@ from the next sequence on.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from ..sw.ir import LstmModel
@@ -79,10 +80,16 @@ def weight_load_words(
     return words
 
 
+_FIELDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def weight_word_fields(plan: EnginePlan) -> dict[str, tuple[int, int]]:
     """Bit ``(offset, width)`` of each field in ``w__tdata``."""
-    layout = write_layout(plan.images)
-    return {name: (field.offset, field.width) for name, field in layout}
+    fields = _FIELDS.get(plan)
+    if fields is None:
+        layout = write_layout(plan.images)
+        fields = _FIELDS[plan] = {name: (field.offset, field.width) for name, field in layout}
+    return dict(fields)
 
 
 def pack_weight_word(plan: EnginePlan, word: WeightWord) -> int:

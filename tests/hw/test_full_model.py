@@ -16,7 +16,15 @@ from engine_driver import (
     run_engine,
 )
 
-from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, LstmEngine
+from lstm_fpga.hw import (
+    EnginePlan,
+    HardwareConfig,
+    HardwareConfigError,
+    LstmEngine,
+    pack_weight_word,
+    weight_load_words,
+)
+from lstm_fpga.hw.reload import weight_word_fields
 
 
 def _check(model, config, operations, result):
@@ -221,3 +229,27 @@ def test_plan_bounds_and_refusals():
     other = make_full_model(5, 11, 3, bidirectional=True, head=3, formats=("q12",))
     with pytest.raises(HardwareConfigError, match="formats differ"):
         plan.bank_images(other)
+
+
+def test_weight_words_cover_every_bank_word_and_pack_into_w_tdata():
+    model = make_full_model(5, 3, 2, bidirectional=True, head=2, seed=8)
+    plan = EnginePlan(model, HardwareConfig(lanes=5, max_seq_len=4))
+    words = weight_load_words(plan, model)
+    images = plan.images
+    assert len(words) == images.lanes * (plan.bank_depth + plan.bias_depth)
+    fields = weight_word_fields(plan)
+    address_bits = max(1, (max(plan.bank_depth, plan.bias_depth) - 1).bit_length())
+    data_bits = max(images.weight_width, images.bias_width)
+    assert fields["target"] == (0, 1)
+    assert fields["lane"] == (1, max(1, (images.lanes - 1).bit_length()))
+    assert fields["address"][1] == address_bits and fields["data"][1] == data_bits
+    assert sum(width for _, width in fields.values()) == 1 + 3 + address_bits + data_bits
+    for word in words[:: max(1, len(words) // 200)]:
+        bank = images.weights if word.target == 0 else images.biases
+        assert bank[word.lane, word.address] == word.value
+        packed = pack_weight_word(plan, word)
+        unpacked = {
+            name: (packed >> offset) & ((1 << width) - 1)
+            for name, (offset, width) in fields.items()
+        }
+        assert unpacked == word.payload(plan)
