@@ -113,6 +113,25 @@ def test_random_models_with_states_and_variable_lengths(params):
     _check(model, config, operations, result)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "layers, bidirectional, head, output, lanes",
+    [(3, False, 3, "all", 7), (2, True, 4, "last", 9), (2, True, None, "all", 44)],
+)
+def test_longer_sequences(layers, bidirectional, head, output, lanes):
+    model = make_full_model(
+        5, 11, layers, bidirectional, True, head, formats=("tight", "q16"), seed=lanes
+    )
+    config = HardwareConfig(lanes=lanes, output=output, max_seq_len=14)
+    rng = np.random.default_rng(lanes)
+    operations = [
+        Sequence(random_sequence(model, steps, rng), carry, read)
+        for steps, carry, read in ((14, False, True), (9, True, True), (13, True, False))
+    ]
+    result = run_engine(model, config, operations, seed=lanes, idle=0.5, stall=0.5)
+    _check(model, config, operations, result)
+
+
 def test_top_layer_output_leaves_while_input_streams():
     """Unidirectional stacks pipeline per step: h_t of the top layer leaves before the input
     of later steps has even arrived (the input is paced slower than the engine)."""
