@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cycles import full_model, random_model
 
-from lstm_fpga.hw import EnginePlan, HardwareConfig, write_build
-from lstm_fpga.hw.tools import synthesize
+from lstm_fpga.eda import synthesize
+from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
 
 #: (I, H, layers, bidirectional, head outputs, P)
 CONFIGS = (
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
             build = write_build(model, config, Path(tmp) / f"config{k}")
             plan = EnginePlan(model, config)
             for family in ("ecp5", "xilinx"):
-                report = synthesize(build.verilog, family)
+                report = synthesize(build.verilog, family, top=TOP_NAME)
                 entry = {
                     "I": I,
                     "H": H,
@@ -62,9 +62,9 @@ def main(argv=None) -> int:
                 print(
                     f"I={I} H={H} L={L}{' bi' if bidirectional else ''}"
                     f"{f' head={head}' if head else ''} P={P} {family:>6}: "
-                    f"DSP {t['dsp']} (lanes {b['mvu']['dsp']}, "
-                    f"gate/cell {b['cell']['dsp']}), BRAM {t['bram']} (weights "
-                    f"{b['weights']['bram']}), LUTRAM {t['lutram']}, LUT {t['lut']}, "
+                    f"DSP {t['dsp']} (lanes {b['engine.mvu']['dsp']}, "
+                    f"gate/cell {b['engine.cell']['dsp']}), BRAM {t['bram']} (weights "
+                    f"{b['engine.weights']['bram']}), LUTRAM {t['lutram']}, LUT {t['lut']}, "
                     f"FF {t['ff']}",
                     flush=True,
                 )

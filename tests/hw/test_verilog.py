@@ -10,7 +10,9 @@ import pytest
 from conftest import FORMAT_SETS, make_model
 from engine_driver import make_full_model
 
+from lstm_fpga.eda import lint_verilog
 from lstm_fpga.hw import (
+    TOP_NAME,
     EnginePlan,
     HardwareConfig,
     HardwareConfigError,
@@ -19,7 +21,6 @@ from lstm_fpga.hw import (
     write_build,
 )
 from lstm_fpga.hw.reload import weight_word_fields
-from lstm_fpga.hw.tools import lint_verilog
 
 PORTS = {
     "clk": ("input", 1),
@@ -152,7 +153,7 @@ def _geometry(lanes):
 def test_verilator_lint_has_no_errors(tmp_path, lanes):
     model = make_model(5, 11, "mixed", seed=lanes)
     build = write_build(model, lanes, tmp_path)
-    report = lint_verilog(build.verilog)
+    report = lint_verilog(build.verilog, TOP_NAME)
     assert report.clean, "\n".join(report.errors)
     assert set(report.warnings) <= LINT_STYLE_WARNINGS, report.warnings
 
@@ -164,7 +165,7 @@ def test_verilator_lint_has_no_errors(tmp_path, lanes):
 def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
     model = make_full_model(5, 3, layers, bidirectional, head=head, formats=("q16", "tight"))
     config = HardwareConfig(lanes=5, output=output, max_seq_len=6)
-    report = lint_verilog(write_build(model, config, tmp_path).verilog)
+    report = lint_verilog(write_build(model, config, tmp_path).verilog, TOP_NAME)
     assert report.clean, "\n".join(report.errors)
     assert set(report.warnings) <= LINT_STYLE_WARNINGS, report.warnings
 
