@@ -240,7 +240,8 @@ def run_logged(
     """Run ``command`` with its output in ``log``; return its exit status.
 
     With ``progress``, the last line of the log that matches ``stage`` (its first group) is
-    reported with the elapsed time whenever it changes, and every 30 s otherwise. A run
+    reported with the elapsed time when it changes (at most every 15 s), and every minute
+    otherwise. A run
     longer than ``timeout`` seconds is stopped and reported as status -9.
     """
     started = time.monotonic()
@@ -263,11 +264,11 @@ def run_logged(
                 chunk = text.read()
                 position = text.tell()
             matches = stage.findall(chunk)
-            if matches and matches[-1] != current:
+            changed = bool(matches) and matches[-1] != current
+            if matches:
                 current = matches[-1]
-                progress(f"{current} ({elapsed:.0f} s)")
-                reported = elapsed
-            elif elapsed - reported >= 30:
+            # At most one line per 15 s, at least one per minute.
+            if (changed and elapsed - reported >= 15) or elapsed - reported >= 60:
                 progress(f"{current} ({elapsed:.0f} s)")
                 reported = elapsed
     return process.returncode

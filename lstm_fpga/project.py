@@ -28,13 +28,20 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .hw import HardwareConfig, cycle_bound, generate_verilog, write_build
+from .hw import EnginePlan, HardwareConfig, cycle_bound, generate_verilog, write_build
 from .sw.calibrate import QuantizationReport, calibrate, quantization_report, quantize_model
 from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
 from .sw.numerics import FixedFormat
 
-__all__ = ["BUILD_SCHEMA_VERSION", "BuildError", "Project", "build_project", "load_array"]
+__all__ = [
+    "BUILD_SCHEMA_VERSION",
+    "BuildError",
+    "Project",
+    "build_project",
+    "load_array",
+    "record_timing",
+]
 
 BUILD_SCHEMA_VERSION = 1
 
@@ -150,6 +157,7 @@ def build_project(
     batch_first: bool = False,
     headroom_bits: int = 0,
     force: bool = False,
+    device: str | None = None,
     log=None,
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
@@ -161,6 +169,8 @@ def build_project(
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
     ``batch_first`` says) from which every format is chosen; ``headroom_bits`` extra integer
     bits on data-dependent tensors leave room for inputs larger than the calibration data.
+    ``device`` (a name of :data:`lstm_fpga.hw.devices.DEVICES`) is checked before the Verilog
+    is generated: a design whose block RAMs or DSPs exceed it raises ``DeviceFitError``.
     """
     from .sw.torch_import import import_model
 
@@ -199,6 +209,7 @@ def build_project(
         )
         model = quantize_model(float_model, chosen)
         report = quantization_report(float_model, model, calibration, batch_first=batch_first)
+    fit = _device_fit(model, config, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -237,6 +248,7 @@ def build_project(
                 "geometry": hw_manifest["geometry"],
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
+            "device": fit,
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
             "files": files,
         }
@@ -248,6 +260,37 @@ def build_project(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Project(out, model, config, batch_first, float_model, report)
+
+
+def _device_fit(model: LstmModel, config: HardwareConfig, name: str | None) -> dict:
+    """The fit on ``name`` (refused when it does not fit), or the smallest parts that hold
+    the design, from the plan's block RAMs and DSPs (``lstm-fpga synth`` measures the rest).
+    """
+    from .hw.devices import DeviceFitError, check_fit, device, smallest_fits
+
+    plan = EnginePlan(model, config)
+    if name is None:
+        return {"smallest_fitting": [fit.to_json_dict() for fit in smallest_fits(plan)]}
+    dev = device(name)
+    fit = check_fit(plan, dev)
+    if not fit.fits:
+        larger = ", ".join(f.device.name for f in smallest_fits(plan)) or "none listed"
+        raise DeviceFitError(
+            f"the design does not fit {dev.part} ({dev.name}): {fit.describe()} "
+            f"(needed/available; short of {', '.join(fit.short)}); choose a larger --device "
+            f"(smallest that hold it: {larger}), narrower --bits or, for DSPs, fewer --lanes"
+        )
+    return {"chosen": fit.to_json_dict()}
+
+
+def record_timing(directory: Path, timing: dict) -> None:
+    """Add the measured clock of ``lstm-fpga synth`` to ``build.json`` (``"timing"``)."""
+    path = Path(directory) / "build.json"
+    manifest = json.loads(path.read_text())
+    manifest.setdefault("timing", {})[timing["target"]] = timing
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    partial.replace(path)
 
 
 def _all_formats(model: LstmModel) -> dict[str, str]:
