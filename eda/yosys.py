@@ -5,11 +5,13 @@ log next to the Verilog and counts the resources from the netlist: LUTs (ECP5 ca
 count as the two LUT4s they hold), flip-flops, DSPs and which of their internal registers
 are used, block RAMs, distributed RAMs.
 
-WebAssembly Yosys runs ABC inside its own 32-bit address space (4 GiB at most). A large
-flattened design can exhaust it: the log then ends in an ABC error and yosys exits 1. The
-flow therefore retries with the other ABC flow (``-noabc9`` / ``-abc9``) and then without
-flattening (ABC sees one module at a time), and only then raises :class:`SynthesisError`
-naming the log.
+WebAssembly Yosys runs ABC in the same WebAssembly instance: a 32-bit address space (4 GiB
+at most) and wasmtime's fixed call stack. A trap there (stack or memory exhausted) ends the
+run with a Python traceback from the YoWASP runner and exit status 1, right after ABC
+starts. The flow therefore retries with the other ABC flow (``-noabc9`` / ``-abc9``) and then
+without flattening (ABC then sees one module at a time: smaller logic cones, less memory and
+stack), and only then raises :class:`SynthesisError` with one line naming the cause and the
+log.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ def _cause(log: Path) -> str:
     tail = text[-20000:]
     if re.search(r"out of memory|bad_alloc|memory allocation|Cannot allocate", tail, re.I):
         return "out of memory in WebAssembly (4 GiB at most)"
+    trap = re.search(r"(call stack exhausted|out of bounds memory access|wasm trap[^\n]*)", tail)
+    if trap:
+        return f"WebAssembly trap: {trap.group(1)}"
     errors = re.findall(r"^ERROR: (.*)$", tail, re.MULTILINE)
     if errors:
         return errors[-1].strip()
