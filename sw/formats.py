@@ -41,9 +41,11 @@ __all__ = [
     "tensor_names",
 ]
 
-#: Tensor widths calibration accepts: the o * tanh(c) product of two gate values (twice the
-#: width) must fit the widest exact intermediate.
-MIN_WIDTH, MAX_WIDTH = 4, MAX_EXACT_WIDTH // 2
+#: Tensor widths calibration accepts. The cell accumulator sums two products of two
+#: ``width``-bit values (``2 * width + 2`` bits at least) within the widest exact intermediate;
+#: a model's own limit can be lower (longer sums, differently scaled products) and is then
+#: named by :func:`choose_formats`.
+MIN_WIDTH, MAX_WIDTH = 4, (MAX_EXACT_WIDTH - 2) // 2
 
 _DIRECTION_TENSORS = ("w_ih", "w_hh", "bias", "preact", "gate", "cell", "hidden")
 _HEAD_TENSORS = ("weight", "bias", "output")
@@ -234,13 +236,39 @@ def choose_formats(
     overrides: Mapping[str, FixedFormat | str] | None = None,
     headroom_bits: int = 0,
 ) -> ModelFormats:
-    """Choose every tensor's format from observed ``ranges`` (see :func:`calibrate`)."""
+    """Choose every tensor's format from observed ``ranges`` (see :func:`calibrate`).
+
+    A ``width`` whose formats need an intermediate wider than the reference computes exactly
+    (:func:`check_exact`) is refused with the widest width that works for this model and
+    these ranges.
+    """
     if isinstance(width, bool) or not isinstance(width, int) or not MIN_WIDTH <= width <= MAX_WIDTH:
         raise CalibrationError(
             f"width must be an int from {MIN_WIDTH} to {MAX_WIDTH}, not {width!r}"
         )
     if isinstance(headroom_bits, bool) or not isinstance(headroom_bits, int) or headroom_bits < 0:
         raise CalibrationError(f"headroom_bits must be an int >= 0, not {headroom_bits!r}")
+    ranges = tuple(ranges)
+    try:
+        return _choose(float_model, ranges, width, overrides, headroom_bits)
+    except CalibrationFormatWidthError as error:
+        if any(name == error.tensor for name in overrides or {}):
+            raise  # an override is too fine: the message names it
+        for narrower in range(width - 1, MIN_WIDTH - 1, -1):
+            try:
+                _choose(float_model, ranges, narrower, overrides, headroom_bits)
+            except CalibrationError:
+                continue
+            raise CalibrationFormatWidthError(
+                f"{error}; or use a narrower width: {narrower} bits is the widest that works "
+                f"for this model (width {width} is too wide)",
+                error.tensor,
+                error.width,
+            ) from None
+        raise
+
+
+def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormats:
     fm = float_model
     names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
     by_name = {r.name: r for r in ranges}

@@ -35,7 +35,15 @@ from .numerics import (
     check_format_chain,
 )
 
-__all__ = ["GATES", "SCHEMA_VERSION", "IRError", "LayerDirection", "LinearHead", "LstmModel"]
+__all__ = [
+    "GATES",
+    "SCHEMA_VERSION",
+    "IRError",
+    "IRFormatWidthError",
+    "LayerDirection",
+    "LinearHead",
+    "LstmModel",
+]
 
 #: Version of the saved JSON layout; bumped on any incompatible change.
 SCHEMA_VERSION = 1
@@ -69,11 +77,16 @@ def _check_range(array: np.ndarray, fmt: FixedFormat, name: str) -> None:
         )
 
 
+class IRFormatWidthError(IRError, FormatWidthError):
+    """The formats need an intermediate wider than the reference computes exactly
+    (``tensor`` names the format to change, ``width`` the bits needed)."""
+
+
 def _check_exact(name: str, datapath) -> None:
     try:
         check_exact(name, datapath.intermediate_widths())
-    except FormatWidthError:
-        raise
+    except FormatWidthError as error:
+        raise IRFormatWidthError(str(error), error.tensor, error.width) from None
     except ValueError as error:  # a bias with more fraction bits than its products
         raise IRError(f"{name}: {error}") from None
 

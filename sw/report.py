@@ -17,7 +17,7 @@ import numpy as np
 from .float_model import FloatLstm, TensorRecorder
 from .formats import CalibrationError
 from .ir import LstmModel
-from .numerics import FixedFormat, Rounding, dequantize, quantize
+from .numerics import FixedFormat, Rounding, dequantize, quantize, scaled_integers
 from .quantize import model_formats
 from .reference import quantize_input, run_reference
 from .samples import (
@@ -227,8 +227,7 @@ class QuantizationReport:
 
 def _float_saturations(values, fmt: FixedFormat, rounding: Rounding) -> int:
     """How many floats clamp when quantised to ``fmt`` (the rounding decides the edge)."""
-    scaled = np.ldexp(np.asarray(values, dtype=np.float64), fmt.frac)
-    rounded = np.floor(scaled + 0.5) if rounding is Rounding.HALF_UP else np.floor(scaled)
+    rounded = scaled_integers(values, fmt, rounding)
     return int(np.count_nonzero((rounded < fmt.min_int) | (rounded > fmt.max_int)))
 
 

@@ -55,6 +55,7 @@ from .fixed import (
     overflow_count,
     quantize,
     rescale,
+    scaled_integers,
     shift_round,
 )
 
@@ -85,5 +86,6 @@ __all__ = [
     "plan_accumulator",
     "quantize",
     "rescale",
+    "scaled_integers",
     "shift_round",
 ]

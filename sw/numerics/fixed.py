@@ -165,6 +165,15 @@ def rescale(
     return clamp(shift_round(values, from_frac - fmt.frac, rounding), fmt, overflow)
 
 
+def scaled_integers(values, fmt: FixedFormat, rounding: Rounding) -> np.ndarray:
+    """Floats scaled to ``fmt``'s LSB and rounded to integers (as floats, not yet clamped)."""
+    scaled = np.ldexp(np.asarray(values, dtype=np.float64), fmt.frac)
+    if rounding is Rounding.FLOOR:
+        return np.floor(scaled)
+    # From 2**52 up every float is an integer, and adding 0.5 would round to even.
+    return np.where(np.abs(scaled) < 2.0**52, np.floor(scaled + 0.5), scaled)
+
+
 def quantize(
     values,
     fmt: FixedFormat,
@@ -172,13 +181,9 @@ def quantize(
     overflow: Overflow = Overflow.SATURATE,
 ) -> np.ndarray:
     """Convert floats to integers of ``fmt`` (``rounding`` applies to the dropped fraction)."""
-    scaled = np.ldexp(np.asarray(values, dtype=np.float64), fmt.frac)
+    scaled = scaled_integers(values, fmt, rounding)
     if not np.all(np.isfinite(scaled)):
         raise ValueError("cannot quantize NaN or infinite values")
-    if rounding is Rounding.HALF_UP:
-        scaled = np.floor(scaled + 0.5)
-    else:
-        scaled = np.floor(scaled)
     # Clip in float first so huge values do not overflow the int64 conversion.
     limit = float(1 << 62)
     ints = np.clip(scaled, -limit, limit).astype(np.int64)

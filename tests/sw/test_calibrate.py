@@ -493,9 +493,9 @@ def test_override_errors():
 def test_calibration_argument_errors():
     fm, x, _ = calibrated()
     for kwargs, message in (
-        ({"width": 3}, "width must be an int from 4 to 31, not 3"),
-        ({"width": 32}, "width must be an int from 4 to 31, not 32"),
-        ({"width": 16.0}, "width must be an int from 4 to 31, not 16.0"),
+        ({"width": 3}, "width must be an int from 4 to 30, not 3"),
+        ({"width": 31}, "width must be an int from 4 to 30, not 31"),
+        ({"width": 16.0}, "width must be an int from 4 to 30, not 16.0"),
         ({"headroom_bits": -1}, "headroom_bits must be an int >= 0, not -1"),
     ):
         with pytest.raises(CalibrationError) as info:
