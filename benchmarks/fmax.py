@@ -24,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cycles import full_model
-
 from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
 from lstm_fpga.hw.devices import DEVICES, estimate_resources
 from lstm_fpga.hw.implement import critical_chain, implement
+from lstm_fpga.testing import random_model
 
 RESULTS = Path(__file__).parent / "results" / "fmax.json"
 DEVICE, SPEED, FREQ_MHZ = "ecp5-85", 6, 125.0
@@ -44,7 +43,7 @@ CONFIGS = {
 
 
 def _config(I, H, head, P):
-    model = full_model(I, H, 1, False, head)
+    model = random_model(I, H, head=head)
     config = HardwareConfig(lanes=P, output="last" if head else "all")
     return model, config
 

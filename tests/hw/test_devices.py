@@ -3,7 +3,6 @@
 import math
 
 import pytest
-from conftest import make_model
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.devices import (
@@ -15,12 +14,13 @@ from lstm_fpga.hw.devices import (
     estimate_resources,
     smallest_fits,
 )
+from lstm_fpga.testing import random_model
 
 
 @pytest.mark.parametrize(("I", "H", "P"), [(5, 16, 16), (16, 16, 3), (64, 64, 64), (24, 40, 7)])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_weight_banks_use_the_cheapest_aspect_ratio(I, H, P, family):
-    plan = EnginePlan(make_model(I, H, "q16", seed=0), HardwareConfig(lanes=P))
+    plan = EnginePlan(random_model(I, H, seed=0), HardwareConfig(lanes=P))
     estimate = estimate_resources(plan, family)
     _name, width, depth, primitives = estimate.memories[0]
     assert (width, depth) == (plan.weight_shape.width, plan.bank_depth)
@@ -35,10 +35,10 @@ def test_weight_banks_use_the_cheapest_aspect_ratio(I, H, P, family):
 
 
 def test_the_demo_model_fits_ecp5_25f_and_256_at_p64_does_not_fit_the_85f():
-    demo = EnginePlan(make_model(5, 16, "q16", seed=0), HardwareConfig(lanes=16))
+    demo = EnginePlan(random_model(5, 16, seed=0), HardwareConfig(lanes=16))
     assert check_fit(demo, device("ecp5-25")).fits
     assert smallest_fits(demo)[0].device.name == "ecp5-25"
-    big = EnginePlan(make_model(256, 256, "q16", seed=0), HardwareConfig(lanes=64))
+    big = EnginePlan(random_model(256, 256, seed=0), HardwareConfig(lanes=64))
     fit = check_fit(big, device("ECP5-85"))
     assert fit.short == ["bram"]
     assert fit.needed["bram"] == 64 * 8 + 5  # 8192-deep banks: 8 DP16KD per lane, 5 ROMs
