@@ -9,9 +9,9 @@ flip-flops cannot be derived from the plan; they are checked against the part af
 synthesis (``lstm-fpga synth``). :func:`check_fit` compares the two and
 :func:`smallest_fits` lists the smallest parts of each family that hold a design.
 
-Accuracy against ``yosys synth_<family>`` (``benchmarks/fmax.py``, docs/hardware.md): block
-RAMs and DSPs equal for the measured builds; the small state, vector and input buffers that
-Yosys keeps in distributed RAM or flip-flops are not counted here.
+Accuracy against ``yosys synth_ecp5`` (docs/hardware.md#devices-and-fit): block RAMs and DSPs
+equal for the measured builds. The sequencer's buffers count as block RAM from 2 kbit, the
+size where Yosys stops keeping them in LUT RAM.
 """
 
 from __future__ import annotations
@@ -163,6 +163,10 @@ def device(name: str) -> Device:
     return found
 
 
+#: Smallest buffer Yosys maps to block RAM rather than LUT RAM (see estimate_resources).
+_BUFFER_BLOCK_RAM_BITS = 2048
+
+
 def _primitives(family: Family, width: int, depth: int) -> int:
     """Block-RAM primitives for a ``width`` x ``depth`` memory: the cheapest aspect ratio."""
     return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in family.bram_shapes)
@@ -219,6 +223,22 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
     memories = [
         (f"weight bank x{plan.lanes}", width, depth, plan.lanes * _primitives(fam, width, depth))
     ]
+    # The sequencer's x, vector and state buffers: Yosys keeps them in LUT RAM up to 1.5 kbit
+    # and moves them to block RAM from 2 kbit (measured on ECP5: 96 x 16 LUT RAM, 128 x 16
+    # block RAM). Every read port of a column group reads its own copy.
+    buffers = (
+        (
+            "x buffer",
+            plan.input_shape.width,
+            plan.x_slots * plan.x_slot_beats,
+            plan.config.input_elements * plan.groups,
+        ),
+        ("vector buffer", plan.state_shape.width, plan.vector_depth, plan.groups),
+        ("state buffer", plan.state_shape.width, 3 * plan.state_words, 1),
+    )
+    for name, bits, words, copies in buffers:
+        if bits * words >= _BUFFER_BLOCK_RAM_BITS:
+            memories.append((name, bits, words, copies * _primitives(fam, bits, words)))
     element = plan.element_shape.width
     multipliers = [
         (f"MVU lane x{plan.lanes}", element, width, plan.lanes * _dsps(fam, element, width))
