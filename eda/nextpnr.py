@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .netlist import HierarchyName, hierarchy_of
-from .tools import find_nextpnr, run_logged
+from .tools import ToolFailedError, find_nextpnr, run_logged
 
 __all__ = ["ECP5_DEVICES", "PathStep", "PlaceRouteError", "PlaceRouteReport", "place_and_route"]
 
@@ -47,12 +47,8 @@ _STAGE = re.compile(
 )
 
 
-class PlaceRouteError(RuntimeError):
+class PlaceRouteError(ToolFailedError):
     """nextpnr failed; the message is one line naming the cause and the log."""
-
-    def __init__(self, message: str, log: Path):
-        super().__init__(message)
-        self.log = log
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ __all__ = [
     "NEXTPNR_FAMILIES",
     "SIMULATORS",
     "SimulatorNotFoundError",
+    "ToolFailedError",
     "ToolNotFoundError",
     "Toolchain",
     "find_icarus",
@@ -52,6 +53,14 @@ NEXTPNR_FAMILIES = ("ecp5",)
 
 class ToolNotFoundError(RuntimeError):
     """A required external tool is not installed; the message says how to install it."""
+
+
+class ToolFailedError(RuntimeError):
+    """A tool ran and failed; the message is one line naming the cause and ``log``."""
+
+    def __init__(self, message: str, log: Path):
+        super().__init__(message)
+        self.log = log
 
 
 class SimulatorNotFoundError(ToolNotFoundError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .netlist import FAMILY_RESOURCES, count_cells, dsp_registers, hierarchy_of
-from .tools import find_yosys, run_logged
+from .tools import ToolFailedError, find_yosys, run_logged
 
 __all__ = ["YOSYS_FAMILIES", "SynthReport", "SynthesisError", "synthesize"]
 
@@ -52,12 +52,8 @@ _ATTEMPTS = {
 _STAGE = re.compile(r"^\d+(?:\.\d+)*\. Executing ([A-Za-z0-9_]+) pass", re.MULTILINE)
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(ToolFailedError):
     """Yosys failed; the message is one line naming the cause and the log."""
-
-    def __init__(self, message: str, log: Path):
-        super().__init__(message)
-        self.log = log
 
 
 @dataclass(frozen=True)

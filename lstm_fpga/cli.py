@@ -267,7 +267,7 @@ def _target_device(target: str, name: str | None):
 
 
 def _cmd_synth(args) -> int:
-    from .eda import PlaceRouteError, SynthesisError
+    from .eda.tools import ToolFailedError
     from .hw import TOP_NAME, EnginePlan
     from .hw.implement import critical_chain, implement, write_implementation
     from .project import Project, record_timing
@@ -295,7 +295,7 @@ def _cmd_synth(args) -> int:
         )
     except ValueError as error:  # an ECP5 package the part does not come in
         raise _UsageError(str(error)) from None
-    except (SynthesisError, PlaceRouteError) as error:
+    except ToolFailedError as error:
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
         return 1
     data = result.to_json_dict()

@@ -91,7 +91,7 @@ def run_demo(
 
     import torch
 
-    from .eda import PlaceRouteError, SynthesisError
+    from .eda.tools import ToolFailedError
     from .hw import TOP_NAME, EnginePlan
     from .hw.devices import DEVICES
     from .hw.implement import implement
@@ -171,7 +171,7 @@ def run_demo(
         log("5/5 waiting for place and route (yosys + nextpnr), then the report")
         try:
             timing = implementation.result()
-        except (SynthesisError, PlaceRouteError) as error:
+        except ToolFailedError as error:
             log(f"    place and route failed, no clock measured: {error}")
     else:
         log("5/5 report")
