@@ -17,10 +17,17 @@ from pathlib import Path
 
 from ..eda import PlaceRouteReport, SynthReport, place_and_route, synthesize
 from ..eda.netlist import HierarchyName
-from .devices import Device, DeviceFitError, Fit, check_fit
+from .devices import FAMILIES, Device, DeviceFitError, Fit, check_fit
 from .plan import EnginePlan
 
-__all__ = ["BLOCK_LABELS", "Implementation", "block_label", "critical_chain", "implement"]
+__all__ = [
+    "BLOCK_LABELS",
+    "Implementation",
+    "block_label",
+    "critical_chain",
+    "implement",
+    "write_implementation",
+]
 
 #: Hierarchy prefix -> the block's name in the docs (longest prefix wins).
 BLOCK_LABELS = {
@@ -118,8 +125,6 @@ def implement(
             f"the design does not fit {device.part} ({device.name}): {planned.describe()} "
             f"(needed/available; short of {', '.join(planned.short)})"
         )
-    from .devices import FAMILIES
-
     family = FAMILIES[device.family]
     say(f"yosys synth_{family.synth} of {Path(verilog).name}")
     synth = synthesize(verilog, family.synth, top=top, progress=say, timeout=timeout)

@@ -267,6 +267,7 @@ def _target_device(target: str, name: str | None):
 
 
 def _cmd_synth(args) -> int:
+    from .eda import ECP5_DEVICES
     from .eda.tools import ToolFailedError
     from .hw import TOP_NAME, EnginePlan
     from .hw.implement import critical_chain, implement, write_implementation
@@ -278,6 +279,12 @@ def _cmd_synth(args) -> int:
         raise _UsageError(f"--speed must be 6, 7 or 8 (ECP5 speed grades), not {args.speed}")
     if args.freq <= 0:
         raise _UsageError(f"--freq must be a positive frequency in MHz, not {args.freq}")
+    packages = ECP5_DEVICES.get(dev.nextpnr or "", ())
+    if args.package is not None and args.package not in packages:
+        raise _UsageError(
+            f"--package {args.package} is not a package of {dev.part}; choose one of "
+            f"{', '.join(packages) or '(none: --package is for ECP5)'}"
+        )
     quiet = args.json or not sys.stderr.isatty()
     log = _progress(not args.json)
     plan = EnginePlan(project.model, project.config)
@@ -293,8 +300,6 @@ def _cmd_synth(args) -> int:
             seed=args.seed,
             progress=None if quiet else log,
         )
-    except ValueError as error:  # an ECP5 package the part does not come in
-        raise _UsageError(str(error)) from None
     except ToolFailedError as error:
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
         return 1

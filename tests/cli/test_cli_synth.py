@@ -52,6 +52,10 @@ def test_build_without_device_lists_the_smallest_parts(files, capsys):
     assert all(f["fits"] for f in smallest)
     code, _, err = _run(capsys, "synth", out, "--target", "ecp5", "--device", "xc7a35t")
     assert code == 2 and "not a ecp5 part" in err
+    code, _, err = _run(capsys, "synth", out, "--device", "25k", "--package", "CABGA756")
+    assert code == 2 and "CABGA256, CABGA381" in err
+    code, _, err = _run(capsys, "synth", out, "--speed", "5")
+    assert code == 2 and "--speed must be 6, 7 or 8" in err
 
 
 @pytest.mark.slow
