@@ -76,11 +76,6 @@ class Toolchain:
     version: str
     environment: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def simulator(self) -> str:
-        """The tool's name (``"verilator"``, ``"icarus"``, ...)."""
-        return self.name
-
     def env(self) -> dict[str, str]:
         """``os.environ`` with this tool's variables added (``PATH`` prepended)."""
         merged = dict(os.environ)
