@@ -136,8 +136,22 @@ class HierarchyName:
         return ".".join((*self.path, self.local) if self.local else self.path) or "(top)"
 
 
+#: Suffixes the technology mappers append to the signal a cell drives or reads.
+_MAPPER_SUFFIX = re.compile(
+    r"_(?:LUT[1-6]|CCU2C|TRELLIS_|PFUMX|L6MUX21|DP16KD|MULT18X18D|ALU54B|DPR16X4|SB_|CARRY4|"
+    r"MUXF[78]|FD[RSCP]E|DSP48|RAMB)"
+)
+
+
 def hierarchy_of(name: str) -> HierarchyName:
-    """Split a yosys/nextpnr flattened name into :class:`HierarchyName`."""
+    """Split a yosys/nextpnr flattened name into :class:`HierarchyName`; the local name is
+    the design's signal (``layer_LUT4_D_Z_CCU2C_COUT`` -> ``layer``)."""
+    where = _split(name)
+    local = _MAPPER_SUFFIX.split(where.local, maxsplit=1)[0]
+    return HierarchyName(where.path, local)
+
+
+def _split(name: str) -> HierarchyName:
     text = name.replace("$flatten\\", "").replace("\\", "")
     text = re.sub(r"^[A-Za-z_][A-Za-z0-9_]*/", "", text)  # "lstm_top/engine..." in stat lists
     text = re.sub(r"\$\d+(?=\.)", "", text)  # "weights$88.weights_bank0": Amaranth suffixes

@@ -60,9 +60,10 @@ def critical_chain(report: PlaceRouteReport) -> list[str]:
     """The critical path as the sequence of blocks it crosses (repeats merged)."""
     chain: list[str] = []
     for step in report.critical_path:
-        if step.kind == "routing":
-            continue
-        label = block_label(step.where)
+        where = step.where
+        if step.kind == "routing" or not (where.path or where.local):
+            continue  # wires, and cells the mappers left without a name
+        label = block_label(where)
         if not chain or chain[-1] != label:
             chain.append(label)
     return chain

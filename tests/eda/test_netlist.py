@@ -19,7 +19,9 @@ from lstm_fpga.hw.implement import block_label, critical_chain
             "",
         ),
         ("lstm_top/$flatten\\engine.\\mvu.$mul$lstm_top.v:3258$4446", ("engine", "mvu"), ""),
-        ("busy_LUT4_Z", (), "busy_LUT4_Z"),
+        ("busy_LUT4_Z", (), "busy"),
+        ("engine.sequencer.layer_LUT4_D_Z_CCU2C_COUT", ("engine", "sequencer"), "layer"),
+        ("$abc$123$auto_4", (), ""),
         ("engine.sequencer.walk_col", ("engine", "sequencer"), "walk_col"),
     ],
 )
