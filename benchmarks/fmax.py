@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lstm_fpga.eda import PathStep
 from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
 from lstm_fpga.hw.devices import DEVICES, estimate_resources
 from lstm_fpga.hw.implement import critical_chain, implement
@@ -76,7 +77,8 @@ def measure(name: str, seed: int, workdir: Path) -> dict:
         "device": DEVICE,
         "speed": SPEED,
         "fmax_mhz": round(result.fmax_mhz, 2),
-        "critical_path": critical_chain(result.pnr),
+        "critical_path": critical_chain(result.pnr.critical_path),
+        "critical_path_steps": result.pnr.to_json_dict()["critical_path"],
         "critical_path_ns": round(result.pnr.path_ns, 2),
         "lut": used["lut"],
         "ff": used["ff"],
@@ -101,6 +103,15 @@ def _save(rows: list[dict]) -> None:
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
 
 
+def _chain(row: dict) -> str:
+    """The critical path's blocks, named by today's code when the raw steps were saved."""
+    steps = row.get("critical_path_steps")
+    if steps:
+        path = [PathStep(s["kind"], s["delay_ns"], s["cell"], s["net"]) for s in steps]
+        return " → ".join(critical_chain(path))
+    return " → ".join(row["critical_path"])
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table: one line per configuration, the median Fmax over its seeds."""
     lines = [
@@ -120,7 +131,7 @@ def table(rows: list[dict]) -> str:
             f"| {model} | {mid['P']} | {len(runs)} | {fmax:.1f} "
             f"({seeds}) | {mid['cycle_bound']} | "
             f"{mid['cycle_bound'] / fmax:.3f} | {mid['lut']} | {mid['ff']} | {mid['dsp']} | "
-            f"{mid['bram']} ({mid['estimate']['bram']}) | {' → '.join(mid['critical_path'])} |"
+            f"{mid['bram']} ({mid['estimate']['bram']}) | {_chain(mid)} |"
         )
     return "\n".join(lines)
 

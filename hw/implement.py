@@ -11,11 +11,11 @@ there is no Fmax.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..eda import PlaceRouteReport, SynthReport, place_and_route, synthesize
+from ..eda import PathStep, PlaceRouteReport, SynthReport, place_and_route, synthesize
 from ..eda.netlist import HierarchyName
 from .devices import FAMILIES, Device, DeviceFitError, Fit, check_fit
 from .plan import EnginePlan
@@ -56,10 +56,11 @@ def block_label(where: HierarchyName) -> str:
     )
 
 
-def critical_chain(report: PlaceRouteReport) -> list[str]:
-    """The critical path as the sequence of blocks it crosses (repeats merged)."""
+def critical_chain(path: Sequence[PathStep]) -> list[str]:
+    """A timing path (``PlaceRouteReport.critical_path``) as the sequence of blocks it
+    crosses, repeats merged."""
     chain: list[str] = []
-    for step in report.critical_path:
+    for step in path:
         where = step.where
         if step.kind == "routing" or not (where.path or where.local):
             continue  # wires, and cells the mappers left without a name
@@ -91,7 +92,7 @@ class Implementation:
             "part": self.device.part,
             "speed": self.speed,
             "fmax_mhz": None if self.pnr is None else round(self.pnr.fmax_mhz, 2),
-            "critical_path": None if self.pnr is None else critical_chain(self.pnr),
+            "critical_path": None if self.pnr is None else critical_chain(self.pnr.critical_path),
             "fits": self.fit.fits,
             "utilisation": self.fit.to_json_dict(),
             "synthesis": self.synth.to_json_dict(),

@@ -330,7 +330,9 @@ def _cmd_synth(args) -> int:
             f"{'met' if pnr.timing_met else 'not met'}); cycle bound {project.cycle_bound} "
             f"cycles per step = {project.cycle_bound / pnr.fmax_mhz:.3f} µs per step"
         )
-        print(f"critical path {pnr.path_ns:.2f} ns: {' -> '.join(critical_chain(pnr))}")
+        print(
+            f"critical path {pnr.path_ns:.2f} ns: {' -> '.join(critical_chain(pnr.critical_path))}"
+        )
     else:
         print("Fmax: not measured (no out-of-context place and route for this family)")
     source = "nextpnr" if result.pnr is not None else f"yosys synth_{result.synth.family}"

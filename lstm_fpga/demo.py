@@ -212,12 +212,13 @@ def _speed_lines(cycles, timing) -> str:
         return "- latency: not measured (run without --no-synth, or `lstm-fpga synth OUT`)"
     from .hw.implement import critical_chain
 
+    chain = " → ".join(critical_chain(timing.pnr.critical_path))
     return (
         f"- measured clock of this build: **{timing.fmax_mhz:.1f} MHz** on {timing.device.part} "
         f"speed grade {timing.speed} (yosys synth_ecp5, nextpnr-ecp5 out of context, seed 1)\n"
         f"- latency per prediction at {timing.fmax_mhz:.1f} MHz: "
         f"**{cycles / timing.fmax_mhz:.1f} µs**\n"
-        f"- critical path ({timing.pnr.path_ns:.1f} ns): {' → '.join(critical_chain(timing.pnr))}"
+        f"- critical path ({timing.pnr.path_ns:.1f} ns): {chain}"
     )
 
 
