@@ -137,8 +137,7 @@ def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
 
 def _cmd_simulate(args) -> int:
     from .project import Project, load_array
-    from .sim import compare, simulate
-    from .sim.lstm import compile_build
+    from .sim import compare, compile_build_directory, simulate
     from .sw.numerics import quantize
     from .sw.reference import quantize_input
 
@@ -167,7 +166,7 @@ def _cmd_simulate(args) -> int:
         )
     log(f"building the {args.simulator} simulation of {project.verilog} (cached when unchanged)")
     # The exact files the user got: Verilog plus the .hex weight images next to it.
-    design = compile_build(
+    design = compile_build_directory(
         project.rtl,
         model,
         project.config,

@@ -91,11 +91,11 @@ def check_simulator(
     Raises :class:`~lstm_fpga.sim.runner.SimulatorNotFoundError` or
     :class:`~lstm_fpga.sim.runner.SimulationError` when the simulator does not work.
     """
-    from .plan import Pacing, Plan, SinkSpec, SourceSpec, run_plan
-    from .runner import build
+    from .compilation import compile_simulation
+    from .stimulus import Pacing, Plan, SinkSpec, SourceSpec, run_plan
 
     width = 12
-    sim_build = build(fifo_verilog(width), "fifo_top", simulator, cache_dir=cache_dir)
+    sim_build = compile_simulation(fifo_verilog(width), "fifo_top", simulator, cache_dir=cache_dir)
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 20, size=8)
     beats = int(lengths.sum())

@@ -13,7 +13,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, RisingEdge, Timer
 from cocotb.utils import get_sim_steps, get_sim_time
 
-from .plan import AXI_STREAM, NO_PAUSES, Pacing, StreamFields
+from .stimulus import AXI_STREAM, NO_PAUSES, Pacing, StreamFields
 from .streams import ClockTiming, StreamSink, StreamSource
 
 __all__ = ["TB", "DutTimeoutError"]
