@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from lstm_fpga.project import build_project
+from lstm_fpga.project import write_project
 from lstm_fpga.sim import compile_build_directory, simulate
 from lstm_fpga.sw.reference import quantize_input, run_reference
 
@@ -73,7 +73,7 @@ def main(argv=None) -> None:
     with torch.no_grad():
         float_logits = net(torch.tensor(x_test)).numpy()
 
-    project = build_project(
+    project = write_project(
         args.out / "digits.pt",
         args.out / "build",
         lanes=args.lanes,

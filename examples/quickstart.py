@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstm_fpga.project import build_project
+from lstm_fpga.project import write_project
 from lstm_fpga.sim import compare, compile_build_directory, simulate
 from lstm_fpga.sw.reference import quantize_input
 
@@ -29,7 +29,7 @@ def main(out_dir: Path) -> int:
     calibration = rng.uniform(-1, 1, size=(64, 20, 5))  # (batch, time, features)
     test = rng.uniform(-1, 1, size=(4, 20, 5))
 
-    project = build_project(
+    project = write_project(
         net, out_dir, lanes=16, calibration=calibration, batch_first=True, force=True
     )
     print(project.report.table())

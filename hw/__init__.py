@@ -13,10 +13,11 @@ Public API::
 
 from .banks import BankImages, Location, bank_images, bias_location, weight_location
 from .build import Build, generate_verilog, hardware_config, write_build
+from .compatibility import check_supported
 from .config import OUTPUT_MODES, HardwareConfig, HardwareConfigError
 from .engine import LstmEngine, LstmTop
 from .interface import TOP_NAME, TopInterface
-from .plan import EnginePlan, MatrixPlan, check_supported, cycle_bound
+from .plan import EnginePlan, MatrixPlan, cycle_bound
 from .reload import WeightWord, weight_load_words
 
 __all__ = [

@@ -10,11 +10,12 @@ from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
 from .banks import hex_file_name
+from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
 from .engine import LstmTop
 from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
-from .plan import EnginePlan, check_supported
+from .plan import EnginePlan
 
 __all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
 

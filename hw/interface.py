@@ -27,8 +27,9 @@ import numpy as np
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat
 from .cell import state_layout
+from .compatibility import check_same_shape
 from .memory import write_layout
-from .plan import EnginePlan, check_same_shape
+from .plan import EnginePlan
 from .reload import WeightWord, weight_load_words
 from .sequencer import CYCLE_COUNTER_WIDTH
 

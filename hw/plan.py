@@ -39,6 +39,7 @@ from functools import cached_property
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat, HeadDatapath, LstmDatapath
 from .banks import BankImages, bank_images
+from .compatibility import check_compatible, check_supported
 from .config import GATES_PER_UNIT, HardwareConfig, HardwareConfigError
 from .fixed import common_signed_shape, format_shape
 
@@ -49,8 +50,6 @@ __all__ = [
     "MatrixPlan",
     "Segment",
     "SegmentKind",
-    "check_same_shape",
-    "check_supported",
     "cycle_bound",
     "matrix_bound",
 ]
@@ -189,38 +188,6 @@ def cycle_bound(model_or_input_size, hidden_size: int | None = None, *, lanes: i
     if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
         raise HardwareConfigError(f"lanes must be a positive int, not {lanes!r}")
     return sum(matrix_bound(GATES_PER_UNIT * H, I + H, lanes) for I, H in shapes)
-
-
-def check_supported(model: LstmModel, config: HardwareConfig) -> None:
-    """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
-    (every ``nn.LSTM`` without ``proj_size`` can; bidirectional ones need ``max_seq_len``)."""
-    if not isinstance(model, LstmModel):
-        raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
-    if not isinstance(config, HardwareConfig):
-        raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    if model.bidirectional and config.max_seq_len is None:
-        raise HardwareConfigError(
-            "a bidirectional model needs the whole sequence before its reverse direction can "
-            "start: set HardwareConfig(max_seq_len=...) to the longest sequence to buffer"
-        )
-
-
-def _shape(model: LstmModel) -> tuple:
-    head = None if model.head is None else model.head.out_features
-    return (model.input_size, model.hidden_size, model.num_layers, model.bidirectional, head)
-
-
-def check_same_shape(model: LstmModel, generated: LstmModel) -> None:
-    """Raise :class:`HardwareConfigError` unless ``model`` has ``generated``'s sizes, layers,
-    directions and head outputs (formats may differ)."""
-    if not isinstance(model, LstmModel):
-        raise HardwareConfigError(f"expected an LstmModel, not {type(model).__name__}")
-    if _shape(model) != _shape(generated):
-        raise HardwareConfigError(
-            "the model's shape (input_size, hidden_size, num_layers, bidirectional, head "
-            f"outputs) {_shape(model)} differs from the generated hardware's "
-            f"{_shape(generated)}; regenerate the hardware for a different shape"
-        )
 
 
 class EnginePlan:
@@ -491,24 +458,4 @@ class EnginePlan:
     def check_compatible(self, model: LstmModel) -> None:
         """Raise unless ``model`` has this plan's shape and formats (the hardware bakes the
         formats in; only the integer weights can be reloaded)."""
-        mine = self.model
-        if model is mine:
-            return
-        check_same_shape(model, mine)
-        if (model.rounding, model.overflow) != (mine.rounding, mine.overflow):
-            raise HardwareConfigError(
-                "the model's rounding and overflow modes differ from the generated ones; "
-                "regenerate the hardware"
-            )
-        for a, b in zip(model.directions, mine.directions, strict=True):
-            if a.formats != b.formats:
-                raise HardwareConfigError(
-                    f"{a.name}: the reloaded model's formats differ from the generated ones; "
-                    f"quantise it with the same formats (calibrate with fixed formats) or "
-                    f"regenerate the hardware"
-                )
-        if model.head is not None and model.head.formats != mine.head.formats:
-            raise HardwareConfigError(
-                "head: the reloaded model's formats differ from the generated ones; quantise "
-                "it with the same formats or regenerate the hardware"
-            )
+        check_compatible(model, self.model)

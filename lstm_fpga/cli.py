@@ -53,7 +53,7 @@ def _input_errors():
 
 # -- build --------------------------------------------------------------------------------------
 def _cmd_build(args) -> int:
-    from .project import build_project, load_array
+    from .project import load_array, write_project
     from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
@@ -63,7 +63,7 @@ def _cmd_build(args) -> int:
     calibration = None
     if args.calibrate:
         calibration = load_array(args.calibrate, "calibration")
-    project = build_project(
+    project = write_project(
         model_path,
         args.out,
         lanes=args.lanes,

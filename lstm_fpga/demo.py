@@ -89,7 +89,7 @@ def run_demo(
     import torch
 
     from .hw.tools import synthesize
-    from .project import build_project
+    from .project import write_project
     from .sim import compile_build_directory, simulate
     from .stock_data import load_stock_data, train_forecaster
     from .sw.numerics import dequantize
@@ -114,7 +114,7 @@ def run_demo(
         float_pred = net(torch.tensor(data.x_test, dtype=torch.float32)).numpy()[:, 0]
 
     log("3/5 quantising (calibration on the training windows) and generating Verilog")
-    project = build_project(
+    project = write_project(
         work / "forecaster.pt",
         out,
         lanes=lanes,

@@ -140,10 +140,6 @@ class TB:
             if await First(driver.wait_done(), timer) is timer:
                 raise DutTimeoutError(f"{self._progress()} after {timeout_cycles} cycles")
 
-    async def drain(self, cycles: int) -> None:
-        """Let ``cycles`` cycles pass with every sink ready; unexpected beats are counted."""
-        await self.wait_cycles(cycles)
-
     def check_empty(self) -> None:
         """Raise unless every source sent everything and no sink received extra beats."""
         problems = [

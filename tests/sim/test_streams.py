@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from lstm_fpga.hw.engine import axi_stream_signature
 from lstm_fpga.sim.compilation import compile_simulation
 from lstm_fpga.sim.runner import SimulationError
-from lstm_fpga.sim.selftest import axi_stream_signature, check_simulator, fifo_verilog
+from lstm_fpga.sim.selftest import check_simulator, fifo_verilog
 from lstm_fpga.sim.stimulus import NO_PAUSES, Pacing, Phase, Plan, SinkSpec, SourceSpec, run_plan
 
 SIMULATORS = ("verilator", "icarus")
@@ -145,7 +146,10 @@ class _ImpatientStage(wiring.Component):
 
     def __init__(self):
         super().__init__(
-            {"x": In(axi_stream_signature(WIDTH)), "y": Out(axi_stream_signature(WIDTH))}
+            {
+                "x": In(axi_stream_signature(signed(WIDTH))),
+                "y": Out(axi_stream_signature(signed(WIDTH))),
+            }
         )
 
     def elaborate(self, platform):
