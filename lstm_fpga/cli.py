@@ -51,6 +51,19 @@ def _input_errors():
     )
 
 
+def _cli_words(error) -> str:
+    """The message of an input error with the command-line flag that fixes it."""
+    from .sw.numerics import FormatWidthError
+
+    message = str(error)
+    if isinstance(error, FormatWidthError):
+        message = message.replace("or use a narrower width:", "or a narrower --bits:")
+        message += f" (--format {error.tensor}=Qm.n sets that format)"
+    elif message.startswith("width must be an int from"):
+        message = "--bits" + message.removeprefix("width")
+    return message
+
+
 # -- build --------------------------------------------------------------------------------------
 def _cmd_build(args) -> int:
     from .project import load_array, write_project
@@ -390,7 +403,7 @@ def main(argv=None) -> int:
         print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
         return 2
     except _input_errors() as error:
-        print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
+        print(f"lstm-fpga {args.command}: error: {_cli_words(error)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `lstm-fpga compare OUT --json | head`
         sys.stderr.close()
