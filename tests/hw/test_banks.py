@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_model
-from engine_driver import make_full_model
 
 from lstm_fpga.hw import (
     EnginePlan,
@@ -17,11 +15,12 @@ from lstm_fpga.hw import (
     weight_location,
 )
 from lstm_fpga.hw.banks import hex_lines
+from lstm_fpga.testing import random_model
 
 
 @pytest.mark.parametrize("lanes", [1, 3, 4, 16, 44, 100])
 def test_every_weight_and_bias_is_where_the_address_map_says(lanes):
-    model = make_model(5, 11, "mixed", seed=lanes)
+    model = random_model(5, 11, seed=lanes, formats="mixed", scale=1.5)
     d = model.direction(0, False)
     plan = EnginePlan(model, HardwareConfig(lanes=lanes))
     g = plan.matrices[0]
@@ -42,7 +41,7 @@ def test_every_weight_and_bias_is_where_the_address_map_says(lanes):
 
 
 def test_unit_major_rows_put_a_units_four_gates_next_to_each_other():
-    plan = EnginePlan(make_model(2, 3), HardwareConfig(lanes=4))
+    plan = EnginePlan(random_model(2, 3, scale=1.5), HardwareConfig(lanes=4))
     g = plan.matrices[0]
     # PyTorch rows of gate k of unit u are k*H + u; lane p of pass u holds gate p of unit u.
     for unit in range(3):
@@ -55,7 +54,7 @@ def test_unit_major_rows_put_a_units_four_gates_next_to_each_other():
 def test_every_matrix_of_a_full_model_is_where_the_address_map_says(lanes):
     """Stacked, bidirectional, with a head: every weight of every matrix (layers above the
     first walk their recurrent columns first) sits where weight_location says."""
-    model = make_full_model(3, 2, 2, bidirectional=True, head=3, seed=lanes)
+    model = random_model(3, 2, 2, bidirectional=True, head=3, seed=lanes, scale=2.0)
     plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=2))
     images = plan.images
     seen = np.zeros(images.weights.shape, dtype=bool)
@@ -78,7 +77,7 @@ def test_every_matrix_of_a_full_model_is_where_the_address_map_says(lanes):
 def test_hex_images_are_twos_complement_words(tmp_path):
     assert hex_lines([0, 1, -1, -32768, 32767], 16) == "0000\n0001\nffff\n8000\n7fff\n"
     assert hex_lines([-1, 5], 12) == "fff\n005\n"
-    model = make_model(3, 2, "q12", seed=0)
+    model = random_model(3, 2, seed=0, formats="q12", scale=1.5)
     images = bank_images(EnginePlan(model, HardwareConfig(lanes=3)))
     paths = images.write_hex(tmp_path)
     assert len(paths) == 2 * 3
@@ -99,7 +98,7 @@ def test_hex_images_are_twos_complement_words(tmp_path):
     ],
 )
 def test_geometry_and_cycle_bound(I, H, P, groups, lanes, passes, span, bound):
-    plan = EnginePlan(make_model(I, H), HardwareConfig(lanes=P))
+    plan = EnginePlan(random_model(I, H, scale=1.5), HardwareConfig(lanes=P))
     g = plan.matrices[0]
     assert (g.groups, plan.lanes, g.passes, g.span) == (groups, lanes, passes, span)
     assert plan.lanes <= P
@@ -108,7 +107,7 @@ def test_geometry_and_cycle_bound(I, H, P, groups, lanes, passes, span, bound):
 
 
 def test_cycle_bound_of_a_model():
-    model = make_model(5, 11)
+    model = random_model(5, 11, scale=1.5)
     assert cycle_bound(model, lanes=4) == 44 * 16 // 4
 
 
@@ -125,7 +124,7 @@ def test_input_elements_must_be_a_power_of_two(elements):
 
 
 def test_address_map_refuses_rows_and_columns_outside_the_matrix():
-    plan = EnginePlan(make_model(2, 3), HardwareConfig(lanes=4))
+    plan = EnginePlan(random_model(2, 3, scale=1.5), HardwareConfig(lanes=4))
     with pytest.raises(ValueError, match="row 12 outside"):
         weight_location(plan, 12, 0)
     with pytest.raises(ValueError, match="column 5 outside"):

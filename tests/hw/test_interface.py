@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_driver import make_full_model, random_sequence, random_state
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, TopInterface
 from lstm_fpga.hw.interface import CLOCK, RESET, Direction, sign_extend
 from lstm_fpga.sim.stimulus import AXI_STREAM
+from lstm_fpga.testing import random_input, random_model, random_state
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A flattened stream port of lstm_top (stream, separator, member) or Verilator's C++ name for one.
@@ -40,9 +40,9 @@ def test_no_port_name_of_lstm_top_outside_the_interface():
 @pytest.mark.parametrize("elements", [1, 2, 4])
 @pytest.mark.parametrize("input_size", [1, 5, 8])
 def test_x_beats_pack_and_unpack(elements, input_size):
-    model = make_full_model(input_size, 3, formats=("mixed",), seed=input_size)
+    model = random_model(input_size, 3, formats="mixed", seed=input_size, scale=2.0)
     interface = _interface(model, lanes=3, input_elements=elements)
-    x = random_sequence(model, 4, np.random.default_rng(elements))
+    x = random_input(model, 4, np.random.default_rng(elements))
     beats = interface.pack_x(x)
     per_step = -(-input_size // elements)
     assert len(beats) == 4 * per_step == interface.x_beats_per_step * 4
@@ -56,7 +56,7 @@ def test_x_beats_pack_and_unpack(elements, input_size):
 
 
 def test_state_words_unpack_into_h_and_c():
-    model = make_full_model(3, 4, 2, bidirectional=True, formats=("q16", "tight"), seed=2)
+    model = random_model(3, 4, 2, bidirectional=True, formats=("q16", "tight"), seed=2)
     interface = _interface(model, lanes=5, max_seq_len=3)
     h0, c0 = random_state(model, np.random.default_rng(1))
     h, c = interface.state.field("h"), interface.state.field("c")
@@ -73,7 +73,7 @@ def test_state_words_unpack_into_h_and_c():
 
 
 def test_idle_inputs_cover_every_input_but_clock_and_reset():
-    model = make_full_model(3, 2, head=2)
+    model = random_model(3, 2, head=2)
     interface = _interface(model, lanes=2)
     inputs = {p.name for p in interface.ports if p.direction is Direction.IN}
     assert {name for name, _ in interface.idle_inputs} == inputs - {CLOCK, RESET}
@@ -81,7 +81,7 @@ def test_idle_inputs_cover_every_input_but_clock_and_reset():
 
 
 def test_the_testbench_drivers_name_ports_like_the_interface():
-    interface = _interface(make_full_model(3, 2), lanes=2)
+    interface = _interface(random_model(3, 2), lanes=2)
     for s in interface.streams:
         fields = AXI_STREAM
         names = [fields.data, fields.valid, fields.ready, fields.last]
@@ -89,7 +89,7 @@ def test_the_testbench_drivers_name_ports_like_the_interface():
 
 
 def test_y_beats_drop_sequences_longer_than_the_buffer():
-    model = make_full_model(3, 2, 1, bidirectional=True, head=3)
+    model = random_model(3, 2, 1, bidirectional=True, head=3)
     every = _interface(model, lanes=2, max_seq_len=4)
     last = _interface(model, lanes=2, max_seq_len=4, output="last")
     lengths = [2, 5, 4]
@@ -100,15 +100,15 @@ def test_y_beats_drop_sequences_longer_than_the_buffer():
 
 
 def test_compatibility_is_shape_and_formats():
-    model = make_full_model(3, 2, 2, head=2, seed=1)
+    model = random_model(3, 2, 2, head=2, seed=1)
     interface = _interface(model, lanes=3)
-    interface.check_compatible(make_full_model(3, 2, 2, head=2, seed=5))
-    other_formats = make_full_model(3, 2, 2, head=2, formats=("q12",))
+    interface.check_compatible(random_model(3, 2, 2, head=2, seed=5))
+    other_formats = random_model(3, 2, 2, head=2, formats=("q12",))
     interface.check_same_shape(other_formats)
     with pytest.raises(HardwareConfigError, match="formats differ"):
         interface.check_compatible(other_formats)
     with pytest.raises(HardwareConfigError, match="shape"):
-        interface.check_same_shape(make_full_model(3, 2, 1, head=2))
+        interface.check_same_shape(random_model(3, 2, 1, head=2))
     assert (
         interface.step_bound
         == interface.plan.step_bound()

@@ -7,8 +7,6 @@ import re
 
 import numpy as np
 import pytest
-from conftest import FORMAT_SETS, make_model
-from engine_driver import make_full_model
 
 from lstm_fpga.hw import (
     EnginePlan,
@@ -28,6 +26,7 @@ from lstm_fpga.hw.interface import (
     TopInterface,
 )
 from lstm_fpga.hw.tools import lint_verilog
+from lstm_fpga.testing import FORMAT_SETS, random_model
 
 
 def _expected_ports(model, lanes, elements=1):
@@ -87,7 +86,7 @@ def _top_ports(text):
 
 @pytest.mark.parametrize("formats", ["q16", "q12", "mixed"])
 def test_top_module_name_and_ports(formats):
-    model = make_model(3, 4, formats)
+    model = random_model(3, 4, formats=formats, scale=1.5)
     text = generate_verilog(model, HardwareConfig(lanes=3))
     ports = _top_ports(text)
     interface, expected = _expected_ports(model, 3)
@@ -102,7 +101,7 @@ def test_top_module_name_and_ports(formats):
 @pytest.mark.parametrize("head", [None, 3])
 def test_port_table_reads_back_from_the_verilog(elements, head):
     """The interface's port table (names, directions, widths) is the Verilog's."""
-    model = make_full_model(5, 3, 2, head=head, formats=("q12", "tight"))
+    model = random_model(5, 3, 2, head=head, formats=("q12", "tight"), scale=2.0)
     config = HardwareConfig(lanes=4, input_elements=elements)
     interface = TopInterface(EnginePlan(model, config))
     ports = _top_ports(generate_verilog(model, config))
@@ -112,7 +111,7 @@ def test_port_table_reads_back_from_the_verilog(elements, head):
 
 
 def test_manifest_ports_have_the_verilog_directions(tmp_path):
-    model = make_model(5, 4, "q12")
+    model = random_model(5, 4, formats="q12", scale=1.5)
     build = write_build(model, HardwareConfig(lanes=2, input_elements=2), tmp_path)
     ports = _top_ports(build.verilog.read_text())
     manifest = json.loads(build.manifest.read_text())
@@ -124,7 +123,7 @@ def test_manifest_ports_have_the_verilog_directions(tmp_path):
 
 
 def test_several_input_elements_widen_only_x_tdata():
-    model = make_model(5, 4, "q12")
+    model = random_model(5, 4, formats="q12", scale=1.5)
     ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=2, input_elements=4)))
     interface, expected = _expected_ports(model, 2, elements=4)
     assert ports[interface.x.data] == ("input", 4 * 12)
@@ -133,12 +132,12 @@ def test_several_input_elements_widen_only_x_tdata():
 
 
 def test_lanes_may_be_given_as_an_int():
-    model = make_model(2, 3)
+    model = random_model(2, 3, scale=1.5)
     assert generate_verilog(model, 2) == generate_verilog(model, HardwareConfig(lanes=2))
 
 
 def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
-    model = make_model(5, 11, "q12", seed=2)
+    model = random_model(5, 11, seed=2, formats="q12", scale=1.5)
     build = write_build(model, HardwareConfig(lanes=3), tmp_path / "build")
     assert build.verilog.read_text().count("module lstm_top(") == 1
     manifest = json.loads(build.manifest.read_text())
@@ -158,7 +157,7 @@ def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
 
 @pytest.mark.parametrize("lanes", [1, 3, 64, 100])
 def test_verilator_lint_has_no_errors(tmp_path, lanes):
-    model = make_model(5, 11, "mixed", seed=lanes)
+    model = random_model(5, 11, seed=lanes, formats="mixed", scale=1.5)
     build = write_build(model, lanes, tmp_path)
     report = lint_verilog(build.verilog)
     assert report.clean, "\n".join(report.errors)
@@ -170,7 +169,9 @@ def test_verilator_lint_has_no_errors(tmp_path, lanes):
     [(2, False, 3, "all"), (2, True, None, "last"), (3, True, 2, "all")],
 )
 def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
-    model = make_full_model(5, 3, layers, bidirectional, head=head, formats=("q16", "tight"))
+    model = random_model(
+        5, 3, layers, bidirectional, head=head, formats=("q16", "tight"), scale=2.0
+    )
     config = HardwareConfig(lanes=5, output=output, max_seq_len=6)
     report = lint_verilog(write_build(model, config, tmp_path).verilog)
     assert report.clean, "\n".join(report.errors)
@@ -178,7 +179,7 @@ def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
 
 
 def test_head_changes_only_y_tdata():
-    model = make_full_model(5, 3, 1, head=2, formats=("q12",))
+    model = random_model(5, 3, 1, head=2, formats=("q12",), scale=2.0)
     ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=4)))
     interface, expected = _expected_ports(model, 4)
     assert ports[interface.y.data] == ("output", model.head.formats.output.width)
@@ -186,7 +187,7 @@ def test_head_changes_only_y_tdata():
 
 
 def test_unsupported_models_are_refused_with_the_reason():
-    model = make_full_model(3, 2, 2, bidirectional=True)
+    model = random_model(3, 2, 2, bidirectional=True, scale=2.0)
     with pytest.raises(HardwareConfigError, match="max_seq_len"):
         generate_verilog(model, 2)
     with pytest.raises(HardwareConfigError, match="HardwareConfig or a lane count"):
