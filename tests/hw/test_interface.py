@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, TopInterface
-from lstm_fpga.hw.interface import CLOCK, RESET, Direction, sign_extend
+from lstm_fpga.hw.interface import CLOCK, RESET, SATURATION_KINDS, Direction, sign_extend
 from lstm_fpga.sim.stimulus import AXI_STREAM
+from lstm_fpga.sw.reference import SaturationCounts
 from lstm_fpga.testing import random_input, random_model, random_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +116,7 @@ def test_compatibility_is_shape_and_formats():
         == interface.plan.step_bound()
         == sum(-(-4 * 2 * (i + 2) // 3) for i in (3, 2))
     )
+
+
+def test_saturation_kinds_are_the_references_counts():
+    assert SATURATION_KINDS == tuple(f.name for f in dataclasses.fields(SaturationCounts))
