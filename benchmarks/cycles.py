@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_fpga.hw import EnginePlan, HardwareConfig, write_build
+from lstm_fpga.hw import HardwareConfig, write_build
 from lstm_fpga.sim.verilator_harness import run_harness
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.testing import FORMAT_SETS, random_model
@@ -68,8 +68,8 @@ def measure_model(params, workdir: Path) -> dict:
     I, H, L, bidirectional, head, output, P = params
     model = random_model(I, H, L, bidirectional, head=head, formats="q16_even")
     config = HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
-    plan = EnginePlan(model, config)
     build = write_build(model, config, workdir, memory_init="readmemh")
+    plan = build.interface.plan
     rng = np.random.default_rng(1)
     sequences = [quantize(rng.uniform(-4, 4, (MODEL_STEPS, I)), FORMATS.x) for _ in range(3)]
     run = run_harness(build, sequences)
@@ -114,8 +114,8 @@ def model_row(r: dict) -> str:
 def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> dict:
     model = random_model(I, H, formats="q16_even")
     config = HardwareConfig(lanes=P, input_elements=input_elements)
-    plan = EnginePlan(model, config)
     build = write_build(model, config, workdir, memory_init="readmemh")
+    plan = build.interface.plan
     steps = int(np.clip(CYCLE_BUDGET // max(plan.matrices[0].mac_cycles, 1), 4, 40))
     rng = np.random.default_rng(1)
     x = quantize(rng.uniform(-4, 4, (steps, I)), FORMATS.x)

@@ -230,15 +230,31 @@ class EnginePlan:
         self.groups = max(1, min(P // rows, max(columns)))
         self.lanes = self.groups * self.row_lanes
 
-        matrices = []
-        weight_base = bias_base = 0
-        for m, (d, dp) in enumerate(zip(model.directions, self.datapaths, strict=True)):
+        matrices: list[MatrixPlan] = []
+
+        def place(**fields) -> None:
+            """Append a matrix after the ones placed so far in the weight and bias banks."""
+            previous = matrices[-1] if matrices else None
+            weight_base = previous.weight_base + previous.words if previous else 0
+            bias_base = previous.bias_base + previous.passes if previous else 0
+            matrices.append(
+                MatrixPlan(
+                    index=len(matrices),
+                    row_lanes=self.row_lanes,
+                    groups=self.groups,
+                    weight_base=weight_base,
+                    bias_base=bias_base,
+                    lanes_requested=P,
+                    **fields,
+                )
+            )
+
+        for d, dp in zip(model.directions, self.datapaths, strict=True):
             shift_x, shift_h = dp.gate_acc.shifts
             input_segment = Segment(SegmentKind.INPUT, d.input_size, shift_x)
             recurrent = Segment(SegmentKind.RECURRENT, H, shift_h)
             segments = (input_segment, recurrent) if d.layer == 0 else (recurrent, input_segment)
-            plan = MatrixPlan(
-                index=m,
+            place(
                 name=d.name,
                 layer=d.layer,
                 reverse=d.reverse,
@@ -247,20 +263,11 @@ class EnginePlan:
                 segments=segments,
                 bias_shift=dp.gate_acc.bias_shift,
                 acc_frac=dp.gate_acc.frac,
-                row_lanes=self.row_lanes,
-                groups=self.groups,
-                weight_base=weight_base,
-                bias_base=bias_base,
-                lanes_requested=P,
             )
-            matrices.append(plan)
-            weight_base += plan.words
-            bias_base += plan.passes
         if model.head is not None:
             hd = self.head_datapath
             out = model.head.out_features
-            plan = MatrixPlan(
-                index=len(matrices),
+            place(
                 name="head",
                 layer=-1,
                 reverse=False,
@@ -269,18 +276,11 @@ class EnginePlan:
                 segments=(Segment(SegmentKind.HEAD, model.head.in_features, hd.acc.shifts[0]),),
                 bias_shift=hd.acc.bias_shift,
                 acc_frac=hd.acc.frac,
-                row_lanes=self.row_lanes,
-                groups=self.groups,
-                weight_base=weight_base,
-                bias_base=bias_base,
-                lanes_requested=P,
             )
-            matrices.append(plan)
-            weight_base += plan.words
-            bias_base += plan.passes
         self.matrices: tuple[MatrixPlan, ...] = tuple(matrices)
-        self.bank_depth = weight_base
-        self.bias_depth = bias_base
+        last = matrices[-1]
+        self.bank_depth = last.weight_base + last.words
+        self.bias_depth = last.bias_base + last.passes
 
     # -- shape of the model ------------------------------------------------------------------
     @property

@@ -233,7 +233,7 @@ def decode_phase(
             step_end[b, :n] = ends
         cycles[b] = y_cycle[block][-1] - x_cycles[in_starts[b]]
     h_n, c_n = _final_states(interface, run, phases, lengths)
-    saturations = SaturationCounts(*(final.sample(k.port) for k in SaturationKind))
+    saturations = SaturationCounts(**{k.value: final.sample(k.port) for k in SaturationKind})
     overflow = bool(final.sample(Status.OVERFLOW.value))
     if stimulus.unbatched:
         outputs = outputs[0] if last_mode else outputs[:, 0]

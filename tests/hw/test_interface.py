@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, TopInterface
-from lstm_fpga.hw.interface import CLOCK, RESET, Direction, sign_extend
+from lstm_fpga.hw.interface import CLOCK, RESET, SATURATION_KINDS, Direction, sign_extend
 from lstm_fpga.sim.stimulus import AXI_STREAM
+from lstm_fpga.sw.reference import SaturationCounts
 from lstm_fpga.testing import random_input, random_model, random_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +42,7 @@ def test_no_port_name_of_lstm_top_outside_the_interface():
 @pytest.mark.parametrize("elements", [1, 2, 4])
 @pytest.mark.parametrize("input_size", [1, 5, 8])
 def test_x_beats_pack_and_unpack(elements, input_size):
-    model = random_model(input_size, 3, formats=("mixed",), seed=input_size, scale=2.0)
+    model = random_model(input_size, 3, formats="mixed", seed=input_size, scale=2.0)
     interface = _interface(model, lanes=3, input_elements=elements)
     x = random_input(model, 4, np.random.default_rng(elements))
     beats = interface.pack_x(x)
@@ -56,7 +58,7 @@ def test_x_beats_pack_and_unpack(elements, input_size):
 
 
 def test_state_words_unpack_into_h_and_c():
-    model = random_model(3, 4, 2, bidirectional=True, formats=("q16", "tight"), seed=2, scale=2.0)
+    model = random_model(3, 4, 2, bidirectional=True, formats=("q16", "tight"), seed=2)
     interface = _interface(model, lanes=5, max_seq_len=3)
     h0, c0 = random_state(model, np.random.default_rng(1))
     h, c = interface.state.field("h"), interface.state.field("c")
@@ -73,7 +75,7 @@ def test_state_words_unpack_into_h_and_c():
 
 
 def test_idle_inputs_cover_every_input_but_clock_and_reset():
-    model = random_model(3, 2, head=2, scale=2.0)
+    model = random_model(3, 2, head=2)
     interface = _interface(model, lanes=2)
     inputs = {p.name for p in interface.ports if p.direction is Direction.IN}
     assert {name for name, _ in interface.idle_inputs} == inputs - {CLOCK, RESET}
@@ -81,7 +83,7 @@ def test_idle_inputs_cover_every_input_but_clock_and_reset():
 
 
 def test_the_testbench_drivers_name_ports_like_the_interface():
-    interface = _interface(random_model(3, 2, scale=2.0), lanes=2)
+    interface = _interface(random_model(3, 2), lanes=2)
     for s in interface.streams:
         fields = AXI_STREAM
         names = [fields.data, fields.valid, fields.ready, fields.last]
@@ -89,7 +91,7 @@ def test_the_testbench_drivers_name_ports_like_the_interface():
 
 
 def test_y_beats_drop_sequences_longer_than_the_buffer():
-    model = random_model(3, 2, 1, bidirectional=True, head=3, scale=2.0)
+    model = random_model(3, 2, 1, bidirectional=True, head=3)
     every = _interface(model, lanes=2, max_seq_len=4)
     last = _interface(model, lanes=2, max_seq_len=4, output="last")
     lengths = [2, 5, 4]
@@ -100,17 +102,21 @@ def test_y_beats_drop_sequences_longer_than_the_buffer():
 
 
 def test_compatibility_is_shape_and_formats():
-    model = random_model(3, 2, 2, head=2, seed=1, scale=2.0)
+    model = random_model(3, 2, 2, head=2, seed=1)
     interface = _interface(model, lanes=3)
-    interface.check_compatible(random_model(3, 2, 2, head=2, seed=5, scale=2.0))
-    other_formats = random_model(3, 2, 2, head=2, formats=("q12",), scale=2.0)
+    interface.check_compatible(random_model(3, 2, 2, head=2, seed=5))
+    other_formats = random_model(3, 2, 2, head=2, formats=("q12",))
     interface.check_same_shape(other_formats)
     with pytest.raises(HardwareConfigError, match="formats differ"):
         interface.check_compatible(other_formats)
     with pytest.raises(HardwareConfigError, match="shape"):
-        interface.check_same_shape(random_model(3, 2, 1, head=2, scale=2.0))
+        interface.check_same_shape(random_model(3, 2, 1, head=2))
     assert (
         interface.step_bound
         == interface.plan.step_bound()
         == sum(-(-4 * 2 * (i + 2) // 3) for i in (3, 2))
     )
+
+
+def test_saturation_kinds_are_the_references_counts():
+    assert SATURATION_KINDS == tuple(f.name for f in dataclasses.fields(SaturationCounts))
