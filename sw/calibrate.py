@@ -815,17 +815,21 @@ def _as_ints(rows: np.ndarray, fmt: FixedFormat) -> np.ndarray:
     return np.rint(np.ldexp(rows, fmt.frac)).astype(np.int64)  # dequantised ints are exact
 
 
-def _at_bound(rows: np.ndarray, fmt: FixedFormat) -> np.ndarray:
-    """Rows holding a value at the edge of ``fmt``: the only rows that may have clamped."""
+def _at_bound(rows: np.ndarray, fmt: FixedFormat, overflow: Overflow) -> np.ndarray:
+    """Rows that may hold a saturated value. A clamped value sits at the edge of ``fmt``, so
+    under ``SATURATE`` only rows with such a value; a wrapped one can be anywhere in the
+    format, so under ``WRAP`` every row."""
+    if overflow is Overflow.WRAP:
+        return np.arange(rows.shape[0])
     return np.flatnonzero(np.any((rows <= fmt.min_value) | (rows >= fmt.max_value), axis=1))
 
 
 def _direction_saturations(model: LstmModel, xq, valid, recorder) -> dict[str, dict[str, int]]:
     """Saturations per direction, recomputed from the reference's recorded integer states.
 
-    :func:`run_reference` counts per tensor kind only. A clamped rescale result sits at the
-    edge of its format, so only rows with such a value are recomputed -- exactly, from the
-    recorded states of the step before -- all steps at once.
+    :func:`run_reference` counts per tensor kind only. Only rows that may have saturated
+    (:func:`_at_bound`) are recomputed -- exactly, from the recorded states of the step
+    before -- all steps at once.
     """
     H = model.hidden_size
     counts = {}
@@ -850,18 +854,18 @@ def _direction_saturations(model: LstmModel, xq, valid, recorder) -> dict[str, d
             def previous(state, sel, inside=inside, t_prev=t_prev, b=b):
                 return np.where(inside[sel, None], state[t_prev[sel], b[sel]], 0)
 
-            sel = _at_bound(rows["preact"], f.preact)
+            sel = _at_bound(rows["preact"], f.preact, dp.overflow)
             acc = gate_accumulators(dp, d, layer_in[t[sel], b[sel]], previous(hidden, sel))
             preact = overflow_count(
                 shift_round(acc, dp.gate_acc.frac - f.preact.frac, dp.rounding), f.preact
             )
-            sel = _at_bound(rows["cell"], f.cell)
+            sel = _at_bound(rows["cell"], f.cell, dp.overflow)
             i, f_gate, g, _, _ = np.split(_as_ints(rows["gate"][sel], f.gate), 5, axis=-1)
             cell_acc = dp.cell_acc.accumulate([f_gate * previous(cell, sel), i * g])
             cell_count = overflow_count(
                 shift_round(cell_acc, dp.cell_acc.frac - f.cell.frac, dp.rounding), f.cell
             )
-            sel = _at_bound(rows["hidden"], f.hidden)
+            sel = _at_bound(rows["hidden"], f.hidden, dp.overflow)
             _, _, _, o, tanh_c = np.split(_as_ints(rows["gate"][sel], f.gate), 5, axis=-1)
             hidden_count = overflow_count(
                 shift_round(o * tanh_c, dp.hidden_product_frac - f.hidden.frac, dp.rounding),
