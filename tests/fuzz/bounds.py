@@ -71,6 +71,11 @@ def _function(name: str):
     return (lambda z: 1 / (1 + np.exp(-z))) if name == "sigmoid" else np.tanh
 
 
+def _unit(value: np.ndarray) -> np.ndarray:
+    """Largest distance from ``value`` to a point of [0, 1] (a sigmoid's range)."""
+    return np.maximum(np.abs(value), np.abs(1 - value))
+
+
 def _max_slope(name: str, value: np.ndarray, error: np.ndarray) -> np.ndarray:
     """max |f'| on [value - error, value + error]; f' peaks at 0 and falls with |z|."""
     z = np.maximum(np.abs(value) - error, 0.0)
@@ -119,22 +124,28 @@ class _Direction:
             f_ = dequantize(dp.sigmoid.evaluate(ints[1]), gate)
             g = dequantize(dp.tanh_gate.evaluate(ints[2]), gate)
             o = dequantize(dp.sigmoid.evaluate(ints[3]), gate)
-            e_i = eps_s + _max_slope("sigmoid", a_i, ea_i) * ea_i
-            e_f = eps_s + _max_slope("sigmoid", a_f, ea_f) * ea_f
-            e_g = eps_t + _max_slope("tanh", a_g, ea_g) * ea_g
-            e_o = eps_s + _max_slope("sigmoid", a_o, ea_o) * ea_o
+            # Each bound is also capped by the trivial one the ranges give (S in [0, 1],
+            # T in [-1, 1], |h| <= 1, |c_t| <= |c_t-1| + 1), which keeps long runs finite.
+            e_i = np.minimum(eps_s + _max_slope("sigmoid", a_i, ea_i) * ea_i, _unit(i))
+            e_f = np.minimum(eps_s + _max_slope("sigmoid", a_f, ea_f) * ea_f, _unit(f_))
+            e_g = np.minimum(eps_t + _max_slope("tanh", a_g, ea_g) * ea_g, np.abs(g) + 1)
+            e_o = np.minimum(eps_s + _max_slope("sigmoid", a_o, ea_o) * ea_o, _unit(o))
             c_prev = dequantize(c, f.cell)
-            e_c_new = (
+            c_val = dequantize(c_new, f.cell)
+            e_c_new = np.minimum(
                 r_cell
                 + np.abs(f_) * e_c
                 + (np.abs(c_prev) + e_c) * e_f
                 + np.abs(i) * e_g
-                + np.minimum(1.0, np.abs(g) + e_g) * e_i
+                + np.minimum(1.0, np.abs(g) + e_g) * e_i,
+                np.abs(c_val) + np.abs(c_prev) + e_c + 1,
             )
-            c_val = dequantize(c_new, f.cell)
             tanh_c = dequantize(dp.tanh_cell.evaluate(c_new), gate)
             e_tc = eps_tc + _max_slope("tanh", c_val, e_c_new) * e_c_new
-            e_h_new = r_hidden + np.abs(o) * e_tc + np.minimum(1.0, np.abs(tanh_c) + e_tc) * e_o
+            e_h_new = np.minimum(
+                r_hidden + np.abs(o) * e_tc + np.minimum(1.0, np.abs(tanh_c) + e_tc) * e_o,
+                np.abs(dequantize(h_new, f.hidden)) + 1,
+            )
             m = valid[t][:, None]
             h, c = np.where(m, h_new, h), np.where(m, c_new, c)
             e_h, e_c = np.where(m, e_h_new, e_h), np.where(m, e_c_new, e_c)
