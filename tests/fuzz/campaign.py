@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lstm_fpga import testing
 from lstm_fpga.hw import HardwareConfig
 from lstm_fpga.sim import Pacing, compare, compile_model
 from lstm_fpga.sim.lstm import (
@@ -38,15 +39,9 @@ from lstm_fpga.sim.lstm import (
     stimulus_phase,
 )
 from lstm_fpga.sim.plan import run_plan
-from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
-from lstm_fpga.sw.numerics import (
-    FixedFormat,
-    HeadFormats,
-    LstmFormats,
-    Overflow,
-    Rounding,
-    quantize,
-)
+from lstm_fpga.sw.ir import LstmModel
+from lstm_fpga.sw.numerics import Overflow, Rounding
+from lstm_fpga.testing import random_state, width_formats
 
 from .bounds import float_error_bound
 
@@ -124,7 +119,7 @@ class Case:
     """One run on a configuration: weights, sequences, state, stream pacing."""
 
     weight_seed: int
-    weight_scale: float  # |weights| up to this fraction of the weight format's range
+    weight_scale: float  # |weights| up to weight_scale / sqrt(H) (1: PyTorch's initialisation)
     lengths: tuple[int, ...]
     data_seed: int
     initial_state: bool  # random h0/c0 (else zeros)
@@ -135,8 +130,8 @@ class Case:
 
 
 def random_cases(config: Configuration, seed: int, count: int) -> list[Case]:
-    """``count`` cases for ``config`` from one seed: mostly moderate weights (the float bound
-    applies), a quarter near the weight format's limit (saturation, counters), batches of 1-4
+    """``count`` cases for ``config`` from one seed: mostly PyTorch-sized weights (the float
+    bound applies), a quarter 2-4 times larger (saturation, counters), batches of 1-4
     sequences of 1-12 steps (bidirectional: up to ``max_seq_len``), random ``h0``/``c0``,
     carried state, state readout, idle and backpressure patterns."""
     rng = np.random.default_rng(seed)
@@ -170,72 +165,23 @@ def random_cases(config: Configuration, seed: int, count: int) -> list[Case]:
     return cases
 
 
-def _formats(width: int) -> dict[str, FixedFormat]:
-    """Fixed formats per bit width: weights in [-2, 2), activations and cell in [-8, 8)."""
-    return {
-        "x": FixedFormat(width, width - 4),
-        "w": FixedFormat(width, width - 2),
-        "bias": FixedFormat(width, width - 3),
-        "preact": FixedFormat(width, width - 4),
-        "gate": FixedFormat(width, width - 1),
-        "cell": FixedFormat(width, width - 4),
-        "hidden": FixedFormat(width, width - 1),
-        "head_out": FixedFormat(width, width - 4),
-    }
-
-
 def random_model(config: Configuration, seed: int, scale: float) -> LstmModel:
-    """An IR model of ``config``'s shape and formats with weights uniform in ``scale`` times
-    the weight format's range (near 1: large weights that saturate pre-activations)."""
-    rng = np.random.default_rng(seed)
-    f = _formats(config.width)
-    H, D = config.hidden_size, 2 if config.bidirectional else 1
-
-    def weights(fmt: FixedFormat, shape) -> np.ndarray:
-        return quantize(rng.uniform(-1, 1, shape) * scale * fmt.max_value, fmt)
-
-    directions = []
-    for layer in range(config.layers):
-        inputs = config.input_size if layer == 0 else D * H
-        formats = LstmFormats(
-            x=f["x"] if layer == 0 else f["hidden"],
-            w_ih=f["w"],
-            w_hh=f["w"],
-            bias=f["bias"],
-            preact=f["preact"],
-            gate=f["gate"],
-            cell=f["cell"],
-            hidden=f["hidden"],
-        )
-        for reverse in (False, True)[:D]:
-            bias = weights(f["bias"], 4 * H) if config.bias else np.zeros(4 * H, dtype=np.int64)
-            directions.append(
-                LayerDirection(
-                    layer,
-                    reverse,
-                    weights(f["w"], (4 * H, inputs)),
-                    weights(f["w"], (4 * H, H)),
-                    bias,
-                    formats,
-                )
-            )
-    head = None
-    if config.head:
-        hf = HeadFormats(x=f["hidden"], weight=f["w"], bias=f["bias"], output=f["head_out"])
-        head = LinearHead(
-            weights(hf.weight, (config.head, D * H)), weights(hf.bias, config.head), hf
-        )
-    return LstmModel(
+    """An IR model of ``config``'s shape, formats (``width_formats``), rounding and overflow
+    with :func:`lstm_fpga.testing.random_model`'s weights (``±scale/sqrt(H)``)."""
+    layer, head = width_formats(config.width)
+    model = testing.random_model(
         config.input_size,
-        H,
+        config.hidden_size,
         config.layers,
         config.bidirectional,
         config.bias,
-        tuple(directions),
-        head,
-        rounding=config.rounding,
-        overflow=config.overflow,
+        config.head or None,
+        formats=layer,
+        head_formats=head,
+        seed=seed,
+        scale=scale,
     )
+    return replace(model, rounding=config.rounding, overflow=config.overflow)
 
 
 def _case_data(model: LstmModel, case: Case):
@@ -249,10 +195,7 @@ def _case_data(model: LstmModel, case: Case):
     h0 = np.zeros((LD, H), dtype=np.int64)
     c0 = np.zeros((LD, H), dtype=np.int64)
     if case.initial_state:
-        for k, d in enumerate(model.directions):
-            h, c = d.formats.hidden, d.formats.cell
-            h0[k] = rng.integers(h.min_int, h.max_int + 1, H)
-            c0[k] = rng.integers(c.min_int, c.max_int + 1, H)
+        h0, c0 = random_state(model, rng)
     return xs, h0, c0
 
 

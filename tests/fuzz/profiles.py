@@ -42,7 +42,7 @@ class Profile:
 
 _PROFILES = {
     "ci": Profile("ci", configurations=1, cases=60, stream_beats=100_000, seed=None),
-    "long": Profile("long", configurations=6, cases=90, stream_beats=400_000, seed=1),
+    "long": Profile("long", configurations=6, cases=90, stream_beats=200_000, seed=1),
 }
 
 

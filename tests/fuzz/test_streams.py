@@ -12,6 +12,7 @@ import pytest
 
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sw.numerics import Overflow, Rounding
+from lstm_fpga.testing import random_sequences, random_state
 
 from .bounds import float_error_bound
 from .campaign import Configuration, random_model
@@ -38,19 +39,9 @@ def _config(**changes) -> Configuration:
     return Configuration(**(base | changes))
 
 
-def _inputs(model, lengths, seed):
-    rng = np.random.default_rng(seed)
-    fmt = model.input_format
-    return [rng.integers(fmt.min_int, fmt.max_int + 1, (n, model.input_size)) for n in lengths]
-
-
-def _half(fmt, rng, n):
-    return rng.integers(fmt.min_int // 2, fmt.max_int // 2 + 1, n)
-
-
 def test_no_beat_lost_or_duplicated_under_idle_and_backpressure(sim_cache):
     config = _config()
-    model = random_model(config, seed=11, scale=0.3)
+    model = random_model(config, seed=11, scale=0.5)
     design = compile_model(model, config.hardware(), cache_dir=sim_cache)
     I, H = model.input_size, model.hidden_size
     rng = np.random.default_rng(12)
@@ -61,7 +52,7 @@ def test_no_beat_lost_or_duplicated_under_idle_and_backpressure(sim_cache):
         beats += n * (I + H) + H  # x, y and (h_n, c_n) beats of the sequence
     result = simulate(
         design,
-        _inputs(model, lengths, seed=13),
+        random_sequences(model, lengths, 13),
         carry_state=True,
         read_state=True,
         input_pacing=Pacing(0.3, 4, seed=14),
@@ -86,16 +77,12 @@ def test_no_beat_lost_or_duplicated_under_idle_and_backpressure(sim_cache):
 )
 def test_long_sequence_and_state_carried_across_sequences(changes, sim_cache):
     config = _config(**changes)
-    model = random_model(config, seed=21, scale=0.1)
+    model = random_model(config, seed=21, scale=0.3)
     design = compile_model(model, config.hardware(), cache_dir=sim_cache)
     lengths = [5000, 700, 1, 40]
-    H = model.hidden_size
-    rng = np.random.default_rng(22)
-    # Half of each format's range: h in [-0.5, 0.5), c in [-4, 4).
-    h0 = np.stack([_half(d.formats.hidden, rng, H) for d in model.directions])
-    c0 = np.stack([_half(d.formats.cell, rng, H) for d in model.directions])
+    h0, c0 = random_state(model, 22)
     result = simulate(
-        design, _inputs(model, lengths, seed=23), h0, c0, carry_state=True, read_state=True
+        design, random_sequences(model, lengths, 23), h0, c0, carry_state=True, read_state=True
     )
     report = compare(result)
     assert report.bit_exact, str(report)
