@@ -35,6 +35,7 @@ def _progress(enabled: bool):
 def _input_errors():
     """Exception types that mean "the user's input is wrong" (exit 2, one line)."""
     from .hw import HardwareConfigError
+    from .outdir import OutputDirError
     from .project import BuildError
     from .sim import SimulatorNotFoundError
     from .sw.calibrate import CalibrationError
@@ -43,12 +44,20 @@ def _input_errors():
 
     return (
         BuildError,
+        OutputDirError,
         CalibrationError,
         IRError,
         ModelImportError,
         HardwareConfigError,
         SimulatorNotFoundError,
     )
+
+
+def _os_error(error: OSError) -> str:
+    what = error.strerror or str(error)
+    if error.filename is None:
+        return what
+    return f"{error.filename}: {what} (check the path and its permissions)"
 
 
 # -- build --------------------------------------------------------------------------------------
@@ -396,6 +405,9 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `lstm-fpga compare OUT --json | head`
         sys.stderr.close()
         return 0
+    except OSError as error:  # a file system refusal (permissions, full disk, ...): the user's
+        print(f"lstm-fpga {args.command}: error: {_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lstm-fpga {args.command}: interrupted", file=sys.stderr)
         return 130

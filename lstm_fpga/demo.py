@@ -15,13 +15,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .outdir import check_output_dir, record_generated
+
 __all__ = ["DemoResult", "run_demo"]
+
+#: What the demo writes into its build directory besides the build.
+_REPORT_FILES = ("report.md", "forecast.png", "forecast_last60.png", "demo.json")
 
 #: Clock frequency the latency figures are quoted at.
 REPORT_CLOCK_MHZ = 100.0
@@ -85,7 +91,19 @@ def run_demo(
     synth: bool = True,
     log=print,
 ) -> DemoResult:
-    """Run the whole demo and write its report into ``out`` (replaced if it exists)."""
+    """Run the whole demo and write its report into ``out``: a new or empty directory, or
+    an earlier demo's (replaced); anything else is refused (:mod:`lstm_fpga.outdir`)."""
+    started = time.perf_counter()
+    out = Path(out)
+    # Refused before minutes of training when OUT is not a directory the demo may replace.
+    check_output_dir(out, force=True)
+    with tempfile.TemporaryDirectory(prefix="lstm-fpga-demo-") as work:
+        return _run_demo(
+            out, Path(work), lanes, hidden_size, epochs, simulator, synth, log, started
+        )
+
+
+def _run_demo(out, work, lanes, hidden_size, epochs, simulator, synth, log, started):
     import torch
 
     from .hw.tools import synthesize
@@ -95,11 +113,6 @@ def run_demo(
     from .stock_data import load_stock_data, train_forecaster
     from .sw.numerics import dequantize
     from .sw.reference import quantize_input, run_reference
-
-    started = time.perf_counter()
-    out = Path(out)
-    work = out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
 
     log("1/5 data: MSFT daily OHLCV 1986-2017 (pmdarima.datasets.load_msft)")
     data = load_stock_data(window=20)
@@ -124,6 +137,7 @@ def run_demo(
         batch_first=True,
         force=True,
     )
+    record_generated(out, *_REPORT_FILES)
     model = project.model
     x_int = quantize_input(model, data.x_test)
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
@@ -176,9 +190,6 @@ def run_demo(
         "seconds": seconds,
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
     log(f"done in {seconds:.0f} s: {report}")
     return DemoResult(out, report, bit_exact, errors, cycles, seconds)
 

@@ -14,14 +14,14 @@ Layout of ``OUT/``::
     rtl/manifest.json          hardware manifest (ports, memories, geometry)
 
 A build is written into a temporary sibling directory and renamed into place at the end, so an
-interrupted or failed build leaves nothing half-written behind.
+interrupted or failed build leaves nothing half-written behind. ``force`` replaces only an
+earlier build (or an empty directory); see :mod:`lstm_fpga.outdir` for what is refused.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from . import __version__
 from .hw import HardwareConfig, cycle_bound, generate_verilog, write_build
+from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
 from .sw.calibrate import QuantizationReport, calibrate, quantization_report, quantize_model
 from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
@@ -166,8 +167,8 @@ def build_project(
 
     log = log or (lambda message: None)
     out = Path(out)
-    if out.exists() and not force:
-        raise BuildError(f"output directory {out} exists; pass --force to replace it")
+    inputs = [source if isinstance(source, str | Path) else None, calibration_path]
+    check_output_dir(out, force=force, inputs=inputs)
     config = HardwareConfig(lanes=lanes, output=output, max_seq_len=max_seq_len)
     float_model = report = None
     if isinstance(source, str | Path) and Path(source).suffix in (".json", ".npz"):
@@ -199,8 +200,7 @@ def build_project(
         )
         model = quantize_model(float_model, chosen)
         report = quantization_report(float_model, model, calibration, batch_first=batch_first)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_dir(out)
     try:
         log(f"generating Verilog ({lanes} lanes)")
         hw_build = write_build(model, config, staging / "rtl", memory_init="readmemh")
@@ -225,7 +225,7 @@ def build_project(
         hw_manifest = json.loads(hw_build.manifest.read_text())
         manifest = {
             "schema_version": BUILD_SCHEMA_VERSION,
-            "kind": "lstm-fpga build",
+            "kind": BUILD_KIND,
             "lstm_fpga_version": __version__,
             "model": {k: v for k, v in model.to_json_dict().items() if k != "directions"},
             "formats": _all_formats(model),
@@ -241,9 +241,8 @@ def build_project(
             "files": files,
         }
         (staging / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        check_output_dir(out, force=force, inputs=inputs)  # nothing changed meanwhile
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
