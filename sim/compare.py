@@ -9,7 +9,13 @@
 * max-abs and RMS error of the dequantised hardware outputs against a float model
   (PyTorch's module or state_dict, a :class:`~lstm_fpga.sw.float_model.FloatLstm`, or by
   default the float math on the IR's dequantised weights);
-* cycles per step against the bound ``ceil(4H(I+H)/P)`` and the lane utilisation.
+* throughput and latency, reported apart: the run's cycles per time step (from the first
+  input beat to the last output beat of the whole run, divided by its time steps; sequences
+  overlap in the pipeline) against the bound of every matrix the lanes compute -- each layer
+  direction's ``ceil(4H(I_k+H)/P)`` per step and the Linear head's ``ceil(O*F/P)`` per run --
+  with the lane utilisation (useful multiply-accumulates per built lane and cycle), a
+  per-matrix breakdown (:class:`JobCycles`), and each sequence's latency (its first input
+  beat to its last output beat).
 
 ``report.to_json()`` is machine-readable, ``str(report)`` is for people.
 """
@@ -38,6 +44,7 @@ __all__ = [
     "ComparisonReport",
     "CycleReport",
     "FloatError",
+    "JobCycles",
     "Mismatch",
     "SaturationCheck",
     "TensorCheck",
@@ -108,17 +115,48 @@ class SaturationCheck:
 
 
 @dataclass(frozen=True)
+class JobCycles:
+    """One matrix the lanes evaluate (a layer direction's gate matrix, or the head)."""
+
+    name: str  # "l0", "l0_reverse", ..., "head"
+    rows: int  # 4H, or the head's O
+    columns: int  # I_k + H, or the head's input features
+    runs: int  # evaluations in this simulation
+    bound: int  # ceil(rows * columns / P) cycles per evaluation
+    mac_cycles: int  # cycles the lanes spend per evaluation (passes x span)
+
+
+@dataclass(frozen=True)
 class CycleReport:
+    """Throughput (the whole run) and latency (each sequence), reported apart.
+
+    ``cycles_per_step`` is ``run_cycles / steps``: cycles from the run's first input beat to
+    its last output beat over all time steps. ``bound_per_step`` is the LSTM's per-step bound
+    (sum of ``ceil(4H(I_k+H)/P)``), ``bound_cycles`` the bound of the whole run including the
+    head's evaluations, and ``lane_utilization`` the useful multiply-accumulates over
+    ``lanes * run_cycles`` (``lanes``: the lanes built, at most the ``lanes_requested``).
+    ``sequence_cycles`` are latencies: each sequence's first input beat to its last output
+    beat (sequences overlap, so they do not add up to ``run_cycles``).
+    """
+
     lanes: int
     bound_per_step: int
     cycles_per_step: float
     lane_utilization: float
-    within_bound: bool  # cycles_per_step <= bound + CYCLE_SLACK
+    within_bound: bool  # run_cycles <= bound_cycles + CYCLE_SLACK * steps
     sequence_lengths: tuple[int, ...]
     sequence_cycles: tuple[int, ...]
     dut_cycles: int  # the hardware's counter: the final sequence
     dut_counter_agrees: bool
     paced: bool  # idle/backpressure was inserted: cycles include stalls
+    lanes_requested: int = 0
+    steps: int = 0
+    run_cycles: int = 0
+    bound_cycles: int = 0
+    latency_min: int = 0
+    latency_mean: float = 0.0
+    latency_max: int = 0
+    jobs: tuple[JobCycles, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,16 +225,20 @@ class ComparisonReport:
                 f"  vs float ({self.float_reference}): {e.tensor} max |err| {e.max_abs:.3g} "
                 f"({e.max_abs / e.lsb:.1f} LSB), RMS {e.rms:.3g} over {e.count} values"
             )
-        excess = c.cycles_per_step - c.bound_per_step
         note = " (with idle/backpressure stalls)" if c.paced else ""
+        bound = c.bound_cycles / c.steps if c.steps else float(c.bound_per_step)
+        built = "" if c.lanes == c.lanes_requested else f" of {c.lanes_requested} requested"
         lines.append(
-            f"  cycles/step {c.cycles_per_step:.1f}{note}, bound {c.bound_per_step} "
-            f"({excess:+.1f}), lane utilisation {100 * c.lane_utilization:.1f} %"
+            f"  throughput: {c.run_cycles} cycles for {c.steps} steps = "
+            f"{c.cycles_per_step:.1f} cycles/step{note}, bound {bound:.1f} "
+            f"({'+'.join(f'{j.name} {j.bound}x{j.runs}' for j in c.jobs)}), lane "
+            f"utilisation {100 * c.lane_utilization:.1f} % of {c.lanes} lanes built{built}"
         )
         agree = "agrees" if c.dut_counter_agrees else "DISAGREES with the testbench"
         lines.append(
-            f"  sequence cycles {list(c.sequence_cycles)} for lengths "
-            f"{list(c.sequence_lengths)}; hardware counter {c.dut_cycles} ({agree})"
+            f"  latency (first input beat to last output beat): min {c.latency_min}, mean "
+            f"{c.latency_mean:.1f}, max {c.latency_max} cycles per sequence; hardware counter "
+            f"{c.dut_cycles} for the last ({agree})"
         )
         return "\n".join(lines)
 
@@ -450,20 +492,7 @@ def compare(
     saturations = None
     if result.saturations is not None:
         saturations = SaturationCheck(result.saturations, reference.saturations)
-    bound = design_cycle_bound(result.model, result.design.lanes)
-    cps = result.cycles_per_step
-    cycles = CycleReport(
-        lanes=result.design.lanes,
-        bound_per_step=bound,
-        cycles_per_step=cps,
-        lane_utilization=result.lane_utilization,
-        within_bound=cps <= bound + CYCLE_SLACK,
-        sequence_lengths=tuple(int(n) for n in result.lengths),
-        sequence_cycles=tuple(int(c) for c in result.cycles),
-        dut_cycles=int(result.dut_cycles),
-        dut_counter_agrees=int(result.dut_cycles) == int(result.cycles[-1]),
-        paced=result.paced,
-    )
+    cycles = _cycle_report(result)
     exact = all(check.mismatches == 0 for check in checks)
     exact = exact and (saturations is None or saturations.agrees) and not result.overflow
     return ComparisonReport(
@@ -477,6 +506,59 @@ def compare(
         output_mode=result.output_mode,
         saturations=saturations,
         overflow=result.overflow,
+    )
+
+
+def _jobs(result: SimulationResult, kept: np.ndarray) -> tuple[int, tuple[JobCycles, ...]]:
+    """The lanes built and every matrix's evaluations in ``result``'s run."""
+    from ..hw.plan import EnginePlan
+
+    plan = EnginePlan(result.model, result.design.config)
+    steps = int(result.lengths[kept].sum())
+    sequences = int(kept.sum())
+    jobs = []
+    for m in plan.matrices:
+        runs = steps
+        if m.is_head and result.output_mode == "last":
+            runs = sequences
+        bound = -(-m.real_rows * m.columns // result.design.lanes)
+        jobs.append(JobCycles(m.name, m.real_rows, m.columns, runs, bound, m.mac_cycles))
+    return plan.lanes, tuple(jobs)
+
+
+def _cycle_report(result: SimulationResult) -> CycleReport:
+    lengths = result.lengths
+    kept = result.cycles > 0  # refused sequences (longer than max_seq_len) produce nothing
+    steps = int(lengths[kept].sum())
+    lanes, jobs = _jobs(result, kept)
+    run_cycles = 0
+    if kept.any():
+        rows = np.flatnonzero(kept)
+        ends = result.step_end_cycles[rows].max(axis=1)
+        starts = ends - result.cycles[rows]  # each sequence's first input beat
+        run_cycles = int(ends.max() - starts.min())
+    latencies = result.cycles[kept]
+    bound_cycles = sum(j.bound * j.runs for j in jobs)
+    useful = sum(j.rows * j.columns * j.runs for j in jobs)
+    return CycleReport(
+        lanes=lanes,
+        bound_per_step=design_cycle_bound(result.model, result.design.lanes),
+        cycles_per_step=run_cycles / steps if steps else 0.0,
+        lane_utilization=useful / (lanes * run_cycles) if run_cycles else 0.0,
+        within_bound=run_cycles <= bound_cycles + CYCLE_SLACK * steps,
+        sequence_lengths=tuple(int(n) for n in lengths),
+        sequence_cycles=tuple(int(c) for c in result.cycles),
+        dut_cycles=int(result.dut_cycles),
+        dut_counter_agrees=int(result.dut_cycles) == int(result.cycles[-1]),
+        paced=result.paced,
+        lanes_requested=result.design.lanes,
+        steps=steps,
+        run_cycles=run_cycles,
+        bound_cycles=bound_cycles,
+        latency_min=int(latencies.min()) if latencies.size else 0,
+        latency_mean=float(latencies.mean()) if latencies.size else 0.0,
+        latency_max=int(latencies.max()) if latencies.size else 0,
+        jobs=jobs,
     )
 
 
