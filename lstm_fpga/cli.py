@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_INPUT_RANGE", "main"]
+
+#: Input range ``build`` assumes without ``--calibrate`` (``--input-range`` changes it).
+DEFAULT_INPUT_RANGE = (-1.0, 1.0)
 
 
 class _UsageError(Exception):
@@ -53,6 +59,26 @@ def _input_errors():
     )
 
 
+#: CLI options of the Python API's parameter names (errors raised below the CLI name those).
+_CLI_OPTIONS = {
+    "max_seq_len": "--max-seq-len L",
+    "lanes": "--lanes P",
+    "output": "--output {all,last}",
+    "headroom_bits": "--headroom BITS",
+    "width": "--bits N",
+}
+
+
+def _cli_words(message: str) -> str:
+    """``HardwareConfig(max_seq_len=...)`` and the like become the CLI option."""
+
+    def option(match: re.Match) -> str:
+        name = match.group(1)
+        return _CLI_OPTIONS.get(name, "--" + name.replace("_", "-"))
+
+    return re.sub(r"\b(?:HardwareConfig|build_project|calibrate)\((\w+)=\.\.\.\)", option, message)
+
+
 def _os_error(error: OSError) -> str:
     what = error.strerror or str(error)
     if error.filename is None:
@@ -61,54 +87,132 @@ def _os_error(error: OSError) -> str:
 
 
 # -- build --------------------------------------------------------------------------------------
+_NPY_MAGIC = b"\x93NUMPY"
+_MODEL_KINDS = (
+    "a PyTorch state_dict (torch.save(model.state_dict(), path)) or an IR .json saved by lstm-fpga"
+)
+
+
+def _check_model_file(path: Path) -> None:
+    """Name what MODEL is when it is not something ``build`` reads (before torch sees it)."""
+    if path.is_dir():
+        raise _UsageError(f"model {path} is a directory; MODEL is {_MODEL_KINDS}")
+    if not path.exists():
+        raise _UsageError(f"model file {path} does not exist")
+    if path.suffix in (".json", ".npz"):
+        return
+    with path.open("rb") as file:
+        head = file.read(8)
+    if head.startswith(_NPY_MAGIC):
+        raise _UsageError(f"model file {path} is a NumPy array (.npy); MODEL is {_MODEL_KINDS}")
+    # torch.save writes a zip archive (legacy files: a pickle, first byte 0x80).
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):
+        raise _UsageError(f"model file {path} is not a PyTorch file; MODEL is {_MODEL_KINDS}")
+
+
+def _input_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. -1,1), not {text!r}") from None
+    return lo, hi
+
+
 def _cmd_build(args) -> int:
-    from .project import build_project, load_array
+    from .project import build_project, load_array, load_member
     from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
-    if not model_path.exists():
-        raise _UsageError(f"model file {model_path} does not exist")
+    _check_model_file(model_path)
+    if model_path.suffix in (".json", ".npz"):
+        given = [
+            flag
+            for flag, value in (
+                ("--bits", args.bits),
+                ("--calibrate", args.calibrate),
+                ("--input-range", args.input_range),
+                ("--headroom", args.headroom),
+                ("--format", args.format),
+            )
+            if value is not None
+        ]
+        if given:
+            verb = "does" if len(given) == 1 else "do"
+            raise _UsageError(
+                f"{', '.join(given)} {verb} not apply to a saved IR ({model_path}): its formats "
+                f"are fixed; give the PyTorch state_dict to quantize again"
+            )
+    if args.calibrate and args.input_range:
+        raise _UsageError("--input-range is for builds without data: drop it or --calibrate X.npy")
     overrides = parse_format_overrides(args.format or [])
-    calibration = None
+    calibration = lengths = None
+    input_range = None
     if args.calibrate:
         calibration = load_array(args.calibrate, "calibration")
-    project = build_project(
-        model_path,
-        args.out,
-        lanes=args.lanes,
-        output=args.output,
-        max_seq_len=args.max_seq_len,
-        width=args.bits,
-        overrides=overrides,
-        calibration=calibration,
-        calibration_path=args.calibrate,
-        batch_first=args.batch_first,
-        headroom_bits=args.headroom,
-        force=args.force,
-        log=_progress(not args.json),
-    )
+        lengths = load_member(args.calibrate, "calibration", "lengths")
+    elif model_path.suffix not in (".json", ".npz"):
+        input_range = args.input_range or DEFAULT_INPUT_RANGE
+    with warnings.catch_warnings():
+        # torch.load's notes about pickle protocols would print before our one-line verdict.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+        project = build_project(
+            model_path,
+            args.out,
+            lanes=args.lanes,
+            output=args.output,
+            max_seq_len=args.max_seq_len,
+            width=16 if args.bits is None else args.bits,
+            overrides=overrides,
+            calibration=calibration,
+            calibration_path=args.calibrate,
+            calibration_lengths=lengths,
+            batch_first=args.batch_first,
+            headroom_bits=args.headroom or 0,
+            force=args.force,
+            input_range=input_range,
+            log=_progress(not args.json),
+        )
+    y_format = project.model.output_format
+    if project.model.head is not None:
+        y_format = project.model.head.formats.output
+    lanes_built = _lanes_built(project)
     summary = {
         "directory": str(project.directory),
         "verilog": str(project.verilog),
         "lanes": project.config.lanes,
+        "lanes_built": lanes_built,
         "cycle_bound_per_step": project.cycle_bound,
         "input_format": str(project.model.input_format),
-        "output_format": str(project.model.output_format),
+        "output_format": str(y_format),
         "saturations_on_calibration": None
         if project.report is None
         else project.report.total_saturations,
+        "calibration_data_seen": input_range is None and project.report is not None,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         if project.report is not None:
             print(project.report.table())
+        if input_range is not None:
+            print(
+                f"no calibration data seen: formats chosen for inputs in [{input_range[0]:g}, "
+                f"{input_range[1]:g}] (--input-range); pass --calibrate X.npy with real data"
+            )
         print(f"\nwrote {project.directory}/ (Verilog: {project.verilog})")
+        requested = project.config.lanes
+        built = "" if lanes_built == requested else f" built (of {requested} requested)"
         print(
-            f"{project.config.lanes} MAC lanes, cycle bound "
-            f"{project.cycle_bound} cycles per time step"
+            f"{lanes_built} MAC lanes{built}, cycle bound {project.cycle_bound} cycles per "
+            f"time step; y__tdata carries {y_format}"
         )
     return 0
+
+
+def _lanes_built(project) -> int:
+    from .hw.plan import EnginePlan
+
+    return EnginePlan(project.model, project.config).lanes
 
 
 # -- simulate / compare ------------------------------------------------------------------------
@@ -306,7 +410,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="L",
         help="longest sequence (bidirectional models buffer whole sequences; required there)",
     )
-    build.add_argument("--bits", type=int, default=16, metavar="N", help="format width (16)")
+    build.add_argument("--bits", type=int, metavar="N", help="format width (16)")
     build.add_argument(
         "--format",
         action="append",
@@ -314,7 +418,17 @@ def _parser() -> argparse.ArgumentParser:
         help="override one tensor's format, e.g. l0.cell=Q4.11 (repeatable)",
     )
     build.add_argument(
-        "--calibrate", metavar="X.npy", help="sample input sequences (float) for calibration"
+        "--calibrate",
+        metavar="X.npy",
+        help="sample input sequences (float) for calibration: a .npy array, or an .npz with x "
+        "(and optional lengths for a padded batch)",
+    )
+    build.add_argument(
+        "--input-range",
+        type=_input_range,
+        metavar="LO,HI",
+        help="without --calibrate: the range inputs lie in (default -1,1); formats are chosen "
+        "for constant and random sequences in it, and the report says no data was seen",
     )
     build.add_argument(
         "--batch-first",
@@ -324,7 +438,6 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--headroom",
         type=int,
-        default=0,
         metavar="BITS",
         help="extra integer bits for inputs, pre-activations, cell and head output (default 0)",
     )
@@ -400,7 +513,7 @@ def main(argv=None) -> int:
         print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
         return 2
     except _input_errors() as error:
-        print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
+        print(f"lstm-fpga {args.command}: error: {_cli_words(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `lstm-fpga compare OUT --json | head`
         sys.stderr.close()

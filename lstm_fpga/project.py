@@ -35,7 +35,15 @@ from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
 from .sw.numerics import FixedFormat
 
-__all__ = ["BUILD_SCHEMA_VERSION", "BuildError", "Project", "build_project", "load_array"]
+__all__ = [
+    "BUILD_SCHEMA_VERSION",
+    "BuildError",
+    "Project",
+    "build_project",
+    "load_array",
+    "load_member",
+    "range_samples",
+]
 
 BUILD_SCHEMA_VERSION = 1
 
@@ -82,13 +90,24 @@ class Project:
                 f"{directory} is not an lstm-fpga build (no build.json); create one with "
                 f"`lstm-fpga build MODEL -o {directory}`"
             )
-        manifest = json.loads(manifest_path.read_text())
+        rebuild = f"rebuild it with `lstm-fpga build MODEL -o {directory} --force`"
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            manifest["hardware"]["lanes"], manifest["batch_first"], manifest["files"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise BuildError(f"{manifest_path} is corrupted ({error!r}); {rebuild}") from None
         if manifest.get("schema_version") != BUILD_SCHEMA_VERSION:
             raise BuildError(
                 f"{manifest_path}: schema_version {manifest.get('schema_version')!r} is not "
                 f"{BUILD_SCHEMA_VERSION}; rebuild with this lstm-fpga"
             )
-        model = LstmModel.load(directory / "model")
+        for name in manifest["files"]:
+            if not (directory / name).is_file():
+                raise BuildError(f"{directory} is incomplete: {name} is missing; {rebuild}")
+        try:
+            model = LstmModel.load(directory / "model")
+        except IRError as error:
+            raise BuildError(f"{directory}: {error}; {rebuild}") from None
         float_path = directory / "float_model.npz"
         report_path = directory / "quantization_report.json"
         return cls(
@@ -105,15 +124,10 @@ class Project:
         )
 
 
-def load_array(path, what: str, *, integer_ok: bool = False) -> np.ndarray:
-    """Load a ``.npy`` file of float sequences with an error that names the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise BuildError(f"{what} file {path} does not exist")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise BuildError(f"{what} file {path} is not a .npy array ({error})") from None
+def load_array(path, what: str, *, integer_ok: bool = False, key: str = "x") -> np.ndarray:
+    """Load float sequences from a ``.npy`` file, or the array ``key`` of an ``.npz`` file
+    (``np.savez(path, x=..., lengths=...)``), with an error that names the problem."""
+    array = _load_member(path, what, key, required=True)
     kinds = "fiu" if integer_ok else "f"
     if array.dtype.kind not in kinds:
         raise BuildError(
@@ -124,9 +138,48 @@ def load_array(path, what: str, *, integer_ok: bool = False) -> np.ndarray:
         raise BuildError(
             f"{what} file {path} has shape {array.shape}; expected (T, I) or a batch (3-D)"
         )
+    if array.size == 0:
+        raise BuildError(
+            f"{what} file {path} has shape {array.shape}: no values (a zero-length batch or "
+            f"sequences without time steps); give at least one step of one sequence"
+        )
     if not np.all(np.isfinite(array)):
         raise BuildError(f"{what} file {path} contains NaN or Inf")
     return array
+
+
+def load_member(path, what: str, key: str) -> np.ndarray | None:
+    """The array ``key`` of an ``.npz`` file (``None`` when absent, or for a ``.npy``)."""
+    return _load_member(path, what, key, required=False)
+
+
+def _load_member(path, what: str, key: str, *, required: bool) -> np.ndarray | None:
+    path = Path(path)
+    if path.is_dir():
+        raise BuildError(f"{what} file {path} is a directory; give a .npy (or .npz) file")
+    if not path.is_file():
+        raise BuildError(f"{what} file {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise BuildError(f"{what} file {path} is not a .npy or .npz array ({error})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return loaded if required else None
+    with loaded:
+        names = list(loaded.files)
+        if key in names:
+            try:
+                return loaded[key]
+            except ValueError as error:
+                raise BuildError(f"{what} file {path}: array {key!r}: {error}") from None
+        if key == "x" and len(names) == 1:
+            return loaded[names[0]]
+    if required:
+        raise BuildError(
+            f"{what} file {path} holds arrays {names} but no {key!r}; save it with "
+            f"np.savez(path, {key}=...)"
+        )
+    return None
 
 
 def _check_features(array: np.ndarray, input_size: int, what: str, path) -> None:
@@ -151,6 +204,8 @@ def build_project(
     batch_first: bool = False,
     headroom_bits: int = 0,
     force: bool = False,
+    input_range: tuple[float, float] | None = None,
+    calibration_lengths=None,
     log=None,
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
@@ -162,6 +217,8 @@ def build_project(
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
     ``batch_first`` says) from which every format is chosen; ``headroom_bits`` extra integer
     bits on data-dependent tensors leave room for inputs larger than the calibration data.
+    Without sample data, ``input_range=(lo, hi)`` calibrates on :func:`range_samples` instead
+    (the report and ``build.json`` then say that no data was seen).
     """
     from .sw.torch_import import import_model
 
@@ -181,6 +238,13 @@ def build_project(
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
+        if calibration is None and input_range is not None:
+            calibration = range_samples(float_model.input_size, *input_range)
+            calibration_lengths = None
+            log(
+                f"no calibration data: formats from inputs in [{input_range[0]}, "
+                f"{input_range[1]}] (random and constant sequences)"
+            )
         if calibration is None:
             raise BuildError(
                 "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
@@ -193,13 +257,20 @@ def build_project(
         chosen = calibrate(
             float_model,
             calibration,
-            batch_first=batch_first,
+            batch_first=batch_first and input_range is None,
+            lengths=calibration_lengths,
             width=width,
             overrides=overrides,
             headroom_bits=headroom_bits,
         )
         model = quantize_model(float_model, chosen)
-        report = quantization_report(float_model, model, calibration, batch_first=batch_first)
+        report = quantization_report(
+            float_model,
+            model,
+            calibration,
+            batch_first=batch_first and input_range is None,
+            lengths=calibration_lengths,
+        )
     staging = staging_dir(out)
     try:
         log(f"generating Verilog ({lanes} lanes)")
@@ -219,7 +290,10 @@ def build_project(
             files.append("float_model.npz")
         if report is not None:
             report.save(staging / "quantization_report.json")
-            (staging / "quantization_report.txt").write_text(report.table() + "\n")
+            note = ""
+            if input_range is not None:
+                note = _calibration_record(None, None, input_range)["note"] + "\n"
+            (staging / "quantization_report.txt").write_text(note + report.table() + "\n")
             files += ["quantization_report.json", "quantization_report.txt"]
         files += [f"rtl/{p.name}" for p in hw_build.hex_files]
         hw_manifest = json.loads(hw_build.manifest.read_text())
@@ -237,6 +311,7 @@ def build_project(
                 "geometry": hw_manifest["geometry"],
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
+            "calibration": _calibration_record(calibration, calibration_path, input_range),
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
             "files": files,
         }
@@ -247,6 +322,44 @@ def build_project(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Project(out, model, config, batch_first, float_model, report)
+
+
+#: Sequences and steps of :func:`range_samples`.
+RANGE_SAMPLE_SHAPE = (64, 48)
+
+
+def range_samples(input_size: int, lo: float, hi: float, seed: int = 0) -> np.ndarray:
+    """Calibration inputs when the user has no data, time-major ``(T, B, I)``: every input
+    constant at ``lo`` and at ``hi`` (what drives the cell furthest), each feature alone at
+    either end, and uniform random sequences in ``[lo, hi]`` (seeded)."""
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise BuildError(f"--input-range {lo},{hi}: give LO,HI with LO < HI (e.g. -1,1)")
+    batch, steps = RANGE_SAMPLE_SHAPE
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(lo, hi, (steps, batch, input_size))
+    x[:, 0], x[:, 1] = lo, hi
+    for k in range(min(input_size, (batch - 2) // 2)):
+        x[:, 2 + 2 * k] = 0.0
+        x[:, 2 + 2 * k, k] = lo
+        x[:, 3 + 2 * k] = 0.0
+        x[:, 3 + 2 * k, k] = hi
+    return x
+
+
+def _calibration_record(calibration, path, input_range) -> dict:
+    if input_range is not None:
+        return {
+            "data_seen": False,
+            "input_range": [float(v) for v in input_range],
+            "note": "no calibration data: formats chosen for inputs in input_range "
+            "(constant and uniform random sequences); pass --calibrate X.npy for real data",
+        }
+    shape = None if calibration is None else list(np.shape(calibration))
+    return {"data_seen": calibration is not None, "file": _str(path), "shape": shape}
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(path)
 
 
 def _all_formats(model: LstmModel) -> dict[str, str]:
