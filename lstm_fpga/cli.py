@@ -239,7 +239,7 @@ def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
 
     if path is None:
         return None
-    array = load_array(path, what)
+    array = load_array(path, what, key=what)
     if array.shape != tuple(expected_shape):
         raise _UsageError(
             f"{what} file {path} has shape {array.shape}; expected {tuple(expected_shape)} "
@@ -248,12 +248,46 @@ def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
     return array
 
 
+def _outside(values: np.ndarray, fmt, rounding) -> int:
+    """How many of ``values`` round to an integer outside ``fmt`` (the quantiser clamps or
+    wraps them)."""
+    from .sw.numerics import FixedFormat, Overflow, quantize
+
+    wide = FixedFormat(62, fmt.frac, fmt.signed)
+    q = quantize(values, wide, rounding, Overflow.SATURATE)
+    return int(np.count_nonzero((q < fmt.min_int) | (q > fmt.max_int)))
+
+
+def _lengths(args, batch: int, steps: int) -> np.ndarray | None:
+    from .project import load_array, load_member
+
+    if args.lengths is not None:
+        lengths = load_array(args.lengths, "lengths", integer_ok=True, key="lengths", ndim=1)
+        source = args.lengths
+    else:
+        lengths = load_member(args.input, "input", "lengths")
+        source = args.input
+        if lengths is None:
+            return None
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
+        raise _UsageError(
+            f"lengths in {source} have shape {lengths.shape} and dtype {lengths.dtype}; "
+            f"expected {batch} integers (one per sequence)"
+        )
+    if lengths.min() < 1 or lengths.max() > steps:
+        raise _UsageError(
+            f"lengths in {source} must lie in [1, {steps}] (the padded input has {steps} "
+            f"steps), not [{lengths.min()}, {lengths.max()}]"
+        )
+    return lengths.astype(np.int64)
+
+
 def _cmd_simulate(args) -> int:
     from .project import Project, load_array
     from .sim import compare, simulate
     from .sim.lstm import compile_build
     from .sw.numerics import quantize
-    from .sw.reference import quantize_input
 
     project = Project.load(args.build)
     model = project.model
@@ -264,19 +298,50 @@ def _cmd_simulate(args) -> int:
             f"input file {args.input} has {x.shape[-1]} features per time step but the model "
             f"expects {model.input_size}"
         )
-    batch = 1 if x.ndim == 2 else x.shape[0 if project.batch_first else 1]
+    if x.ndim == 3:
+        batch, steps = (x.shape[0], x.shape[1]) if project.batch_first else x.shape[1::-1]
+        layout = "(B, T, I): --batch-first build" if project.batch_first else "(T, B, I)"
+        note = f"input {x.shape} read as {batch} sequence(s) of {steps} steps, {layout}"
+        if steps < batch and not project.batch_first:
+            _warn(f"{note}; for (B, T, I) data rebuild with --batch-first")
+        else:
+            log(note)
+    else:
+        batch, steps = 1, x.shape[0]
+    lengths = _lengths(args, batch, steps) if x.ndim == 3 else None
+    longest = steps if lengths is None else int(lengths.max())
+    limit = project.config.max_seq_len
+    if model.bidirectional and limit is not None and longest > limit:
+        raise _UsageError(
+            f"a sequence of {longest} steps is longer than this bidirectional build buffers "
+            f"(--max-seq-len {limit}); rebuild with --max-seq-len {longest} or split it"
+        )
     state_shape = (model.num_layers * model.num_directions, batch, model.hidden_size)
     if x.ndim == 2:
         state_shape = state_shape[:1] + state_shape[2:]
     h0 = _load_state(args.h0, "h0", state_shape)
     c0 = _load_state(args.c0, "c0", state_shape)
-    if h0 is not None:
-        h0 = np.stack(
-            [quantize(h, d.formats.hidden) for h, d in zip(h0, model.directions, strict=True)]
+    clamped = _clamped(model, x, lengths, project.batch_first, h0, c0)
+    overflow = "clamped" if model.overflow.value == "saturate" else "wrapped"
+    for tensor, count, total, fmt in clamped:
+        message = (
+            f"{tensor}: {count} of {total} values outside its format {fmt} "
+            f"[{fmt.min_value:g}, {fmt.max_value:g}] were {overflow}"
         )
+        if args.strict:
+            raise _UsageError(
+                f"{message} (--strict); rebuild with --headroom BITS or a wider --input-range/"
+                f"--calibrate data, or scale the inputs"
+            )
+        _warn(f"{message}; the error vs float is against the unclamped data")
+    rounding = model.rounding
+    qh0 = qc0 = None
+    if h0 is not None:
+        hidden = [d.formats.hidden for d in model.directions]
+        qh0 = np.stack([quantize(h, f, rounding) for h, f in zip(h0, hidden, strict=True)])
     if c0 is not None:
-        c0 = np.stack(
-            [quantize(c, d.formats.cell) for c, d in zip(c0, model.directions, strict=True)]
+        qc0 = np.stack(
+            [quantize(c, f, rounding) for c, f in zip(c0, model.cell_formats, strict=True)]
         )
     log(f"building the {args.simulator} simulation of {project.verilog} (cached when unchanged)")
     # The exact files the user got: Verilog plus the .hex weight images next to it.
@@ -288,33 +353,74 @@ def _cmd_simulate(args) -> int:
         waves=args.waves,
         cache_dir=project.directory / "sim_build",
     )
-    steps = x.shape[0] if x.ndim == 2 else x.shape[1 if project.batch_first else 0]
-    log(f"simulating {batch} sequence(s) of {steps} steps")
+    log(f"simulating {batch} sequence(s) of up to {longest} steps")
+    from .sw.reference import quantize_input
+
     result = simulate(
         design,
         quantize_input(model, x),
-        h0,
-        c0,
+        qh0,
+        qc0,
         args.simulator,
         args.waves,
+        lengths=lengths,
         batch_first=project.batch_first,
     )
-    if result.waves is not None:
-        log(f"waveform: {result.waves}")
-    report = compare(result, float_model=project.float_model, float_inputs=x)
+    report = compare(
+        result, float_model=project.float_model, float_inputs=x, float_h0=h0, float_c0=c0
+    )
     out = project.directory / "sim"
     out.mkdir(exist_ok=True)
     np.save(out / "outputs_int.npy", result.outputs)
     np.save(out / "outputs.npy", result.outputs_float)
-    summary = _summary(report) | {"outputs": str(out / "outputs.npy")}
+    summary = _summary(report) | {
+        "outputs": str(out / "outputs.npy"),
+        "clamped_inputs": {tensor: count for tensor, count, _, _ in clamped},
+    }
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "comparison.txt").write_text(str(report) + "\n")
+    text = str(report) + "".join(
+        f"\n  {tensor}: {count} of {total} values {overflow} to {fmt}"
+        for tensor, count, total, fmt in clamped
+    )
+    (out / "comparison.txt").write_text(text + "\n")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(report)
+        print(text)
         print(f"outputs: {out / 'outputs.npy'} (integers: outputs_int.npy)")
     return 0 if report.bit_exact else 1
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _clamped(model, x, lengths, batch_first, h0, c0) -> list:
+    """``(tensor, count, total, format)`` of every input tensor with values outside its
+    format (inputs over the valid steps only)."""
+    values = x
+    if x.ndim == 3:
+        xs = x.transpose(1, 0, 2) if batch_first else x
+        if lengths is not None:
+            valid = np.arange(xs.shape[0])[:, None] < lengths[None, :]
+            xs = xs[valid]
+        values = xs
+    found = []
+    tensors = [("x", values, model.input_format)]
+    for name, state, formats in (
+        ("h0", h0, [d.formats.hidden for d in model.directions]),
+        ("c0", c0, list(model.cell_formats)),
+    ):
+        if state is not None:
+            tensors += [
+                (f"{name}[{d.name}]", s, f)
+                for s, d, f in zip(state, model.directions, formats, strict=True)
+            ]
+    for tensor, array, fmt in tensors:
+        count = _outside(array, fmt, model.rounding)
+        if count:
+            found.append((tensor, count, int(np.size(array)), fmt))
+    return found
 
 
 def _cmd_compare(args) -> int:
@@ -457,10 +563,22 @@ def _parser() -> argparse.ArgumentParser:
         "--input",
         required=True,
         metavar="X.npy",
-        help="float input (T, I) or a batch, (T, B, I) or (B, T, I) as the build's --batch-first",
+        help="float input (T, I) or a batch, (T, B, I) or (B, T, I) as the build's --batch-first "
+        "(.npy, or .npz with x and optional lengths)",
+    )
+    simulate.add_argument(
+        "--lengths",
+        metavar="L.npy",
+        help="valid steps of each sequence of a padded batch (B integers; or a lengths array "
+        "in the --input .npz)",
     )
     simulate.add_argument("--h0", metavar="H0.npy", help="initial hidden state (L*D, B, H)")
     simulate.add_argument("--c0", metavar="C0.npy", help="initial cell state (L*D, B, H)")
+    simulate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 instead of warning when inputs or states fall outside their formats",
+    )
     simulate.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     simulate.add_argument("--waves", action="store_true", help="write a waveform (path printed)")
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -124,7 +124,9 @@ class Project:
         )
 
 
-def load_array(path, what: str, *, integer_ok: bool = False, key: str = "x") -> np.ndarray:
+def load_array(
+    path, what: str, *, integer_ok: bool = False, key: str = "x", ndim=(2, 3)
+) -> np.ndarray:
     """Load float sequences from a ``.npy`` file, or the array ``key`` of an ``.npz`` file
     (``np.savez(path, x=..., lengths=...)``), with an error that names the problem."""
     array = _load_member(path, what, key, required=True)
@@ -134,10 +136,10 @@ def load_array(path, what: str, *, integer_ok: bool = False, key: str = "x") -> 
             f"{what} file {path} holds dtype {array.dtype}; save float sequences "
             f"(np.save(path, x.astype(np.float32)))"
         )
-    if array.ndim not in (2, 3):
-        raise BuildError(
-            f"{what} file {path} has shape {array.shape}; expected (T, I) or a batch (3-D)"
-        )
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if array.ndim not in dims:
+        expected = "(T, I) or a batch (3-D)" if dims == (2, 3) else f"{dims[0]}-D"
+        raise BuildError(f"{what} file {path} has shape {array.shape}; expected {expected}")
     if array.size == 0:
         raise BuildError(
             f"{what} file {path} has shape {array.shape}: no values (a zero-length batch or "

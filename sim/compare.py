@@ -408,18 +408,35 @@ def _float_inputs(result: SimulationResult, float_inputs) -> np.ndarray:
     return x
 
 
-def _float_state(model: LstmModel, state, formats):
+def _float_state(state, formats):
     if state is None:
         return None
     return np.stack([dequantize(s, f) for s, f in zip(state, formats, strict=True)])
 
 
-def _float_run(result: SimulationResult, model: LstmModel, fm: FloatLstm, xs: np.ndarray):
-    """The float model on ``xs`` with the run's initial state and state mode:
-    ``(output, h_n, c_n, head)`` time-major."""
+def _float_initial(given, state, unbatched: bool, formats):
+    """The float model's initial state: the given float one (unclamped, ``(L*D, B, H)`` or
+    ``(L*D, H)`` for an unbatched run), else the run's integer one dequantised."""
+    if given is None:
+        return _float_state(state, formats)
+    array = np.asarray(given, dtype=np.float64)
+    return array[:, None, :] if unbatched and array.ndim == 2 else array
+
+
+def _float_run(
+    result: SimulationResult,
+    model: LstmModel,
+    fm: FloatLstm,
+    xs: np.ndarray,
+    float_h0=None,
+    float_c0=None,
+):
+    """The float model on ``xs`` with the run's initial state (or the given float one) and
+    state mode: ``(output, h_n, c_n, head)`` time-major."""
     mode = result.output_mode
-    h0 = _float_state(model, result.h0, [d.formats.hidden for d in model.directions])
-    c0 = _float_state(model, result.c0, model.cell_formats)
+    hidden = [d.formats.hidden for d in model.directions]
+    h0 = _float_initial(float_h0, result.h0, result.unbatched, hidden)
+    c0 = _float_initial(float_c0, result.c0, result.unbatched, model.cell_formats)
     if not result.carry_state:
         out, (h_n, c_n), head = fm.forward(xs, h0, c0, lengths=result.lengths, head_on=mode)
         return out, h_n, c_n, head
@@ -439,6 +456,8 @@ def compare(
     *,
     float_model=None,
     float_inputs=None,
+    float_h0=None,
+    float_c0=None,
 ) -> ComparisonReport:
     """Compare ``result`` with the integer reference of ``model`` (default: the model the
     hardware was generated from) and with a float model.
@@ -449,7 +468,10 @@ def compare(
     one). ``float_model`` is an ``nn.Module``/state_dict/file PyTorch import accepts or a
     :class:`~lstm_fpga.sw.float_model.FloatLstm`; by default the IR's dequantised weights in
     float64. ``float_inputs`` are the unquantised inputs in the layout given to
-    :func:`~lstm_fpga.sim.lstm.simulate` (default: the dequantised integer inputs).
+    :func:`~lstm_fpga.sim.lstm.simulate` (default: the dequantised integer inputs);
+    ``float_h0``/``float_c0`` the unquantised initial states (default: the run's dequantised
+    ones). Give the float data the integers were quantised from, so that the error against
+    float includes what quantising the inputs clamped.
     """
     model = result.model if model is None else model
     shape = (model.input_size, model.hidden_size, model.num_layers, model.bidirectional)
@@ -474,7 +496,7 @@ def compare(
             checks.append(_check_state(name, model, _state_major(result, hw), ref))
     fm, float_name = _float_model(model, float_model)
     xs = _float_inputs(result, float_inputs)
-    f_out, f_h, f_c, f_head = _float_run(result, model, fm, xs)
+    f_out, f_h, f_c, f_head = _float_run(result, model, fm, xs, float_h0, float_c0)
     y_float = _expected_y(result, f_out, f_head)
     hw_y = dequantize(_time_major(result), result.output_format)
     y_name = checks[0].tensor
