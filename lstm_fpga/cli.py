@@ -351,7 +351,7 @@ def _cmd_simulate(args) -> int:
         project.config,
         args.simulator,
         waves=args.waves,
-        cache_dir=project.directory / "sim_build",
+        cache_dir=project.sim_cache,
     )
     log(f"simulating {batch} sequence(s) of up to {longest} steps")
     from .sw.reference import quantize_input

@@ -107,9 +107,10 @@ def _run_demo(out, work, lanes, hidden_size, epochs, simulator, synth, log, star
     import torch
 
     from .hw.tools import synthesize
-    from .project import build_project
+    from .project import build_project, sim_cache_for
     from .sim import simulate
     from .sim.lstm import compile_build
+    from .sim.runner import default_cache_dir
     from .stock_data import load_stock_data, train_forecaster
     from .sw.numerics import dequantize
     from .sw.reference import quantize_input, run_reference
@@ -143,7 +144,8 @@ def _run_demo(out, work, lanes, hidden_size, epochs, simulator, synth, log, star
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
 
     log(f"4/5 simulating {len(x_int)} test windows on {simulator} ({lanes} lanes)")
-    design = compile_build(project.rtl, model, project.config, simulator)
+    cache = sim_cache_for(default_cache_dir())  # GNU Make (Verilator) cannot build in spaces
+    design = compile_build(project.rtl, model, project.config, simulator, cache_dir=cache)
     hardware = simulate(design, x_int, batch_first=True)
     bit_exact = bool(np.array_equal(hardware.head, reference.head))
     fmt = model.head.formats.output

@@ -21,7 +21,10 @@ earlier build (or an empty directory); see :mod:`lstm_fpga.outdir` for what is r
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +45,9 @@ __all__ = [
     "build_project",
     "load_array",
     "load_member",
+    "make_safe_cache_dir",
     "range_samples",
+    "sim_cache_for",
 ]
 
 BUILD_SCHEMA_VERSION = 1
@@ -80,6 +85,13 @@ class Project:
     @property
     def cycle_bound(self) -> int:
         return cycle_bound(self.model, lanes=self.config.lanes)
+
+    @property
+    def sim_cache(self) -> Path:
+        """Where simulator builds of this design are cached: ``sim_build/`` inside the build,
+        unless its path has characters GNU Make cannot build in (Verilator's builds use make:
+        spaces, ``:``, ``#``, ...); then :func:`make_safe_cache_dir`."""
+        return sim_cache_for(self.directory / "sim_build")
 
     @classmethod
     def load(cls, directory) -> Project:
@@ -122,6 +134,39 @@ class Project:
             float_model=FloatLstm.load(float_path) if float_path.is_file() else None,
             report=QuantizationReport.load(report_path) if report_path.is_file() else None,
         )
+
+
+_MAKE_UNSAFE = re.compile(r"[\s:#$%*?\[\]\\;'\"=|&<>()`]")
+
+
+def _make_safe(path: Path) -> bool:
+    return _MAKE_UNSAFE.search(str(path)) is None
+
+
+def sim_cache_for(preferred) -> Path:
+    """``preferred`` (absolute) if GNU Make can build there, else :func:`make_safe_cache_dir`."""
+    preferred = Path(preferred).absolute()
+    return preferred if _make_safe(preferred) else make_safe_cache_dir()
+
+
+def make_safe_cache_dir() -> Path:
+    """A simulator cache directory GNU Make can build in: ``$LSTM_FPGA_SIM_CACHE``,
+    ``~/.cache/lstm-fpga/sim-cache`` or one in the temporary directory, the first whose path
+    is safe (builds are keyed by content, so any of them is correct)."""
+    configured = os.environ.get("LSTM_FPGA_SIM_CACHE")
+    candidates = [Path(configured)] if configured else []
+    candidates += [
+        Path.home() / ".cache" / "lstm-fpga" / "sim-cache",
+        Path(tempfile.gettempdir()) / f"lstm-fpga-sim-cache-{os.getuid()}",
+        Path("/tmp") / f"lstm-fpga-sim-cache-{os.getuid()}",
+    ]
+    for candidate in candidates:
+        if _make_safe(candidate.absolute()):
+            return candidate.absolute()
+    raise BuildError(
+        "no simulator cache path without spaces or make-special characters was found; set "
+        "LSTM_FPGA_SIM_CACHE to one"
+    )
 
 
 def load_array(
