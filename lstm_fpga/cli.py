@@ -144,12 +144,21 @@ def _cmd_build(args) -> int:
             )
     if args.calibrate and args.input_range:
         raise _UsageError("--input-range is for builds without data: drop it or --calibrate X.npy")
+    if args.input_range and not (
+        np.all(np.isfinite(args.input_range)) and args.input_range[0] < args.input_range[1]
+    ):
+        lo, hi = args.input_range
+        raise _UsageError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI (e.g. -1,1)")
     overrides = parse_format_overrides(args.format or [])
-    calibration = lengths = None
+    calibration = lengths = h0 = c0 = None
     input_range = None
     if args.calibrate:
         calibration = load_array(args.calibrate, "calibration")
         lengths = load_member(args.calibrate, "calibration", "lengths")
+        h0 = _calibration_state(args.calibrate, args.calibrate_h0, "h0")
+        c0 = _calibration_state(args.calibrate, args.calibrate_c0, "c0")
+    elif args.calibrate_h0 or args.calibrate_c0:
+        raise _UsageError("--calibrate-h0/--calibrate-c0 describe --calibrate samples: add it")
     elif model_path.suffix not in (".json", ".npz"):
         input_range = args.input_range or DEFAULT_INPUT_RANGE
     with warnings.catch_warnings():
@@ -166,6 +175,8 @@ def _cmd_build(args) -> int:
             calibration=calibration,
             calibration_path=args.calibrate,
             calibration_lengths=lengths,
+            calibration_h0=h0,
+            calibration_c0=c0,
             batch_first=args.batch_first,
             headroom_bits=args.headroom or 0,
             force=args.force,
@@ -197,7 +208,8 @@ def _cmd_build(args) -> int:
         if input_range is not None:
             print(
                 f"no calibration data seen: formats chosen for inputs in [{input_range[0]:g}, "
-                f"{input_range[1]:g}] (--input-range); pass --calibrate X.npy with real data"
+                f"{input_range[1]:g}] (--input-range) and bounds from the weights; pass "
+                f"--calibrate X.npy with real data"
             )
         print(f"\nwrote {project.directory}/ (Verilog: {project.verilog})")
         requested = project.config.lanes
@@ -207,6 +219,16 @@ def _cmd_build(args) -> int:
             f"time step; y__tdata carries {y_format}"
         )
     return 0
+
+
+def _calibration_state(samples_path, path, name: str) -> np.ndarray | None:
+    """A float initial state for the calibration samples: ``--calibrate-h0``/``-c0``, else
+    the array of that name in a ``--calibrate`` ``.npz``."""
+    from .project import load_array, load_member
+
+    if path is None:
+        return load_member(samples_path, "calibration", name)
+    return load_array(path, f"--calibrate-{name}", key=name)
 
 
 def _lanes_built(project) -> int:
@@ -527,8 +549,15 @@ def _parser() -> argparse.ArgumentParser:
         "--calibrate",
         metavar="X.npy",
         help="sample input sequences (float) for calibration: a .npy array, or an .npz with x "
-        "(and optional lengths for a padded batch)",
+        "(and optional lengths for a padded batch, h0 and c0 initial states)",
     )
+    for name, what in (("h0", "hidden"), ("c0", "cell")):
+        build.add_argument(
+            f"--calibrate-{name}",
+            metavar=f"{name.upper()}.npy",
+            help=f"float initial {what} states (L*D, B, H) the --calibrate samples start from "
+            f"(or {name} in its .npz); their values count in the {what} ranges",
+        )
     build.add_argument(
         "--input-range",
         type=_input_range,

@@ -33,7 +33,14 @@ import numpy as np
 from . import __version__
 from .hw import HardwareConfig, cycle_bound, generate_verilog, write_build
 from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
-from .sw.calibrate import QuantizationReport, calibrate, quantization_report, quantize_model
+from .sw.calibrate import (
+    QuantizationReport,
+    build_report,
+    calibrate,
+    calibrate_from_range,
+    quantization_report,
+    quantize_model,
+)
 from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
 from .sw.numerics import FixedFormat
@@ -46,7 +53,6 @@ __all__ = [
     "load_array",
     "load_member",
     "make_safe_cache_dir",
-    "range_samples",
     "sim_cache_for",
 ]
 
@@ -253,6 +259,8 @@ def build_project(
     force: bool = False,
     input_range: tuple[float, float] | None = None,
     calibration_lengths=None,
+    calibration_h0=None,
+    calibration_c0=None,
     log=None,
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
@@ -264,8 +272,11 @@ def build_project(
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
     ``batch_first`` says) from which every format is chosen; ``headroom_bits`` extra integer
     bits on data-dependent tensors leave room for inputs larger than the calibration data.
-    Without sample data, ``input_range=(lo, hi)`` calibrates on :func:`range_samples` instead
-    (the report and ``build.json`` then say that no data was seen).
+    ``calibration_lengths``/``calibration_h0``/``calibration_c0``: the samples' lengths and
+    float initial states (:func:`lstm_fpga.sw.calibrate.calibrate`). Without sample data,
+    ``input_range=(lo, hi)`` chooses formats from bounds derived from the weights
+    (:func:`lstm_fpga.sw.calibrate.calibrate_from_range`); the report and ``build.json`` then
+    say that no data was seen.
     """
     from .sw.torch_import import import_model
 
@@ -285,38 +296,20 @@ def build_project(
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
-        if calibration is None and input_range is not None:
-            calibration = range_samples(float_model.input_size, *input_range)
-            calibration_lengths = None
-            log(
-                f"no calibration data: formats from inputs in [{input_range[0]}, "
-                f"{input_range[1]}] (random and constant sequences)"
-            )
-        if calibration is None:
-            raise BuildError(
-                "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
-                "(float sequences like the ones the model will see)"
-            )
-        _check_features(
-            calibration, float_model.input_size, "calibration", calibration_path or "array"
-        )
-        log(f"calibrating on {calibration.shape} samples, {width}-bit formats")
-        chosen = calibrate(
+        model, report = _quantize(
             float_model,
             calibration,
-            batch_first=batch_first and input_range is None,
-            lengths=calibration_lengths,
+            calibration_path,
+            calibration_lengths,
+            calibration_h0,
+            calibration_c0,
+            input_range,
+            batch_first=batch_first,
             width=width,
             overrides=overrides,
             headroom_bits=headroom_bits,
-        )
-        model = quantize_model(float_model, chosen)
-        report = quantization_report(
-            float_model,
-            model,
-            calibration,
-            batch_first=batch_first and input_range is None,
-            lengths=calibration_lengths,
+            head_on=output,
+            log=log,
         )
     staging = staging_dir(out)
     try:
@@ -337,10 +330,7 @@ def build_project(
             files.append("float_model.npz")
         if report is not None:
             report.save(staging / "quantization_report.json")
-            note = ""
-            if input_range is not None:
-                note = _calibration_record(None, None, input_range)["note"] + "\n"
-            (staging / "quantization_report.txt").write_text(note + report.table() + "\n")
+            (staging / "quantization_report.txt").write_text(report.table() + "\n")
             files += ["quantization_report.json", "quantization_report.txt"]
         files += [f"rtl/{p.name}" for p in hw_build.hex_files]
         hw_manifest = json.loads(hw_build.manifest.read_text())
@@ -358,7 +348,7 @@ def build_project(
                 "geometry": hw_manifest["geometry"],
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
-            "calibration": _calibration_record(calibration, calibration_path, input_range),
+            "calibration": _calibration_record(report, calibration_path, input_range),
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
             "files": files,
         }
@@ -371,38 +361,55 @@ def build_project(
     return Project(out, model, config, batch_first, float_model, report)
 
 
-#: Sequences and steps of :func:`range_samples`.
-RANGE_SAMPLE_SHAPE = (64, 48)
+def _quantize(
+    float_model: FloatLstm,
+    calibration,
+    calibration_path,
+    lengths,
+    h0,
+    c0,
+    input_range,
+    *,
+    log,
+    **options,
+) -> tuple[LstmModel, QuantizationReport]:
+    """Formats from the samples (or the input range), the quantised IR and its report."""
+    head_on = options.pop("head_on")
+    batch_first = options.pop("batch_first")
+    if calibration is None:
+        if input_range is None:
+            raise BuildError(
+                "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
+                "(float sequences like the ones the model will see) or --input-range LO,HI"
+            )
+        if h0 is not None or c0 is not None:
+            raise BuildError("--calibrate-h0/--calibrate-c0 need --calibrate samples")
+        log(
+            f"no calibration data: formats from inputs in [{input_range[0]:g}, "
+            f"{input_range[1]:g}] and bounds from the weights"
+        )
+        chosen = calibrate_from_range(float_model, input_range, **options)
+        model = quantize_model(float_model, chosen)
+        return model, build_report(float_model, model, None, head_on, tuple(input_range))
+    _check_features(calibration, float_model.input_size, "calibration", calibration_path)
+    log(f"calibrating on {calibration.shape} samples, {options['width']}-bit formats")
+    data = dict(batch_first=batch_first, lengths=lengths, head_on=head_on, h0=h0, c0=c0)
+    chosen = calibrate(float_model, calibration, **data, **options)
+    model = quantize_model(float_model, chosen)
+    return model, quantization_report(float_model, model, calibration, **data)
 
 
-def range_samples(input_size: int, lo: float, hi: float, seed: int = 0) -> np.ndarray:
-    """Calibration inputs when the user has no data, time-major ``(T, B, I)``: every input
-    constant at ``lo`` and at ``hi`` (what drives the cell furthest), each feature alone at
-    either end, and uniform random sequences in ``[lo, hi]`` (seeded)."""
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise BuildError(f"--input-range {lo},{hi}: give LO,HI with LO < HI (e.g. -1,1)")
-    batch, steps = RANGE_SAMPLE_SHAPE
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(lo, hi, (steps, batch, input_size))
-    x[:, 0], x[:, 1] = lo, hi
-    for k in range(min(input_size, (batch - 2) // 2)):
-        x[:, 2 + 2 * k] = 0.0
-        x[:, 2 + 2 * k, k] = lo
-        x[:, 3 + 2 * k] = 0.0
-        x[:, 3 + 2 * k, k] = hi
-    return x
-
-
-def _calibration_record(calibration, path, input_range) -> dict:
+def _calibration_record(report: QuantizationReport | None, path, input_range) -> dict | None:
+    if report is None:
+        return None
     if input_range is not None:
         return {
             "data_seen": False,
             "input_range": [float(v) for v in input_range],
-            "note": "no calibration data: formats chosen for inputs in input_range "
-            "(constant and uniform random sequences); pass --calibrate X.npy for real data",
+            "note": "no calibration data: formats from the input range and bounds derived from "
+            "the weights; pass --calibrate X.npy for real data",
         }
-    shape = None if calibration is None else list(np.shape(calibration))
-    return {"data_seen": calibration is not None, "file": _str(path), "shape": shape}
+    return {"data_seen": True, "file": _str(path), "coverage": report.coverage}
 
 
 def _str(path) -> str | None:

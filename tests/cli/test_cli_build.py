@@ -82,7 +82,7 @@ BAD_INPUTS = [
     (["missing.pt", "--calibrate", "cal.npy"], "model file {d}/missing.pt does not exist"),
     (
         ["model.pt", "--input-range", "1,-1"],
-        "--input-range 1.0,-1.0: give LO,HI with LO < HI (e.g. -1,1)",
+        "--input-range 1,-1: give LO,HI with LO < HI (e.g. -1,1)",
     ),
     (["model.pt", "--calibrate", "nope.npy"], "calibration file {d}/nope.npy does not exist"),
     (

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lstm_fpga.cli import main
-from lstm_fpga.project import Project, range_samples
+from lstm_fpga.project import Project
 
 
 @pytest.fixture
@@ -121,9 +121,8 @@ def test_build_without_data_uses_the_input_range_and_says_so(files, capsys):
     manifest = json.loads((files / "o" / "build.json").read_text())
     assert manifest["calibration"]["data_seen"] is False
     assert manifest["calibration"]["input_range"] == [-1.5, 1.5]
-    assert (files / "o" / "quantization_report.txt").read_text().startswith("no calibration")
-    samples = range_samples(3, -1.5, 1.5)
-    assert samples.min() == -1.5 and samples.max() == 1.5
+    report = (files / "o" / "quantization_report.txt").read_text()
+    assert "no data seen (formats from the declared input range [-1.5, 1.5])" in report
     code, out, _ = _build(capsys, files / "model.pt", "-o", files / "d", "--json")
     assert code == 0 and json.loads(out)["calibration_data_seen"] is False
 
@@ -171,3 +170,38 @@ def test_corrupted_or_incomplete_build_directory(files, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "build.json is corrupted" in err.splitlines()[-1]
     assert "Traceback" not in err
+
+
+def test_calibration_initial_states_from_flags_or_npz(files, capsys):
+    """States the samples start from count in the ranges: a cell state of 6 needs Q3.12."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (6, 2, 3))
+    h0, c0 = rng.uniform(-0.5, 0.5, (1, 2, 4)), np.full((1, 2, 4), 6.0)
+    np.save(files / "h0.npy", h0)
+    np.save(files / "c0.npy", c0)
+    np.savez(files / "cal.npz", x=x, h0=h0, c0=c0)
+    np.save(files / "x.npy", x)
+    base = [files / "model.pt", "--calibrate"]
+    cases = {
+        "zero": [files / "x.npy"],
+        "flags": [
+            files / "x.npy",
+            "--calibrate-h0",
+            files / "h0.npy",
+            "--calibrate-c0",
+            files / "c0.npy",
+        ],
+        "npz": [files / "cal.npz"],
+    }
+    cells = {}
+    for name, extra in cases.items():
+        code, _, err = _build(capsys, *base, *extra, "-o", files / name)
+        assert code == 0, err
+        project = Project.load(files / name)
+        cells[name] = str(project.model.direction(0, False).formats.cell)
+        assert project.report.initial_states == ("zero" if name == "zero" else "sampled")
+    assert cells["flags"] == cells["npz"] == "Q3.12" != cells["zero"]
+    code, _, err = _build(
+        capsys, files / "model.pt", "--calibrate-h0", files / "h0.npy", "-o", files / "bad"
+    )
+    _one_line(code, err, "--calibrate-h0/--calibrate-c0 describe --calibrate samples: add it")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import receive_beats
-from engine_driver import make_full_model
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.mvu import MatrixVectorUnit
 from lstm_fpga.hw.plan import SegmentKind
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import gate_accumulators
+from lstm_fpga.testing import random_model
+from tests.hw.conftest import receive_beats
 
 
 def _random_vector(plan, m, rng):
@@ -61,8 +61,15 @@ def _expected_rows(plan, m, parts):
     ],
 )
 def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
-    model = make_full_model(
-        3, 2, layers, bidirectional, head=head, formats=("mixed", "q16", "tight"), seed=lanes
+    model = random_model(
+        3,
+        2,
+        layers,
+        bidirectional,
+        head=head,
+        formats=("mixed", "q16", "tight"),
+        seed=lanes,
+        scale=2.0,
     )
     plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=4))
     images = plan.images
