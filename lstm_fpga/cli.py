@@ -498,6 +498,7 @@ def _cmd_demo(args) -> int:
         simulator=args.simulator,
         synth=not args.no_synth,
         log=log,
+        progress=not args.json,
     )
     if args.json:
         print((result.directory / "demo.json").read_text(), end="")

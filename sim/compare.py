@@ -49,6 +49,7 @@ __all__ = [
     "SaturationCheck",
     "TensorCheck",
     "compare",
+    "cycle_report",
 ]
 
 #: Cycles per step the hardware may exceed the bound by (issue 3: ``bound + 16``).
@@ -514,7 +515,7 @@ def compare(
     saturations = None
     if result.saturations is not None:
         saturations = SaturationCheck(result.saturations, reference.saturations)
-    cycles = _cycle_report(result)
+    cycles = cycle_report(result)
     exact = all(check.mismatches == 0 for check in checks)
     exact = exact and (saturations is None or saturations.agrees) and not result.overflow
     return ComparisonReport(
@@ -548,7 +549,8 @@ def _jobs(result: SimulationResult, kept: np.ndarray) -> tuple[int, tuple[JobCyc
     return plan.lanes, tuple(jobs)
 
 
-def _cycle_report(result: SimulationResult) -> CycleReport:
+def cycle_report(result: SimulationResult) -> CycleReport:
+    """Throughput, latency and the per-matrix breakdown of ``result`` (no comparison)."""
     lengths = result.lengths
     kept = result.cycles > 0  # refused sequences (longer than max_seq_len) produce nothing
     steps = int(lengths[kept].sum())
