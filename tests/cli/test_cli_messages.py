@@ -205,3 +205,17 @@ def test_calibration_initial_states_from_flags_or_npz(files, capsys):
         capsys, files / "model.pt", "--calibrate-h0", files / "h0.npy", "-o", files / "bad"
     )
     _one_line(code, err, "--calibrate-h0/--calibrate-c0 describe --calibrate samples: add it")
+
+
+@pytest.mark.parametrize("kind", ["meta", "sparse"])
+def test_state_dict_with_meta_or_sparse_tensors(files, capsys, kind):
+    state = torch.nn.LSTM(3, 4).state_dict()
+    if kind == "meta":
+        state = {k: v.to("meta") for k, v in state.items()}
+        expected = "is a meta tensor (a shape without values)"
+    else:
+        state = {k: v.to_sparse() if v.dim() == 2 else v for k, v in state.items()}
+        expected = "is a torch.sparse_coo tensor; save dense weights"
+    torch.save(state, files / "odd.pt")
+    code, _, err = _build(capsys, files / "odd.pt", "-o", files / "o")
+    assert code == 2 and expected in err.splitlines()[-1] and "Traceback" not in err
