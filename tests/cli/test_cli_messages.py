@@ -219,3 +219,23 @@ def test_state_dict_with_meta_or_sparse_tensors(files, capsys, kind):
     torch.save(state, files / "odd.pt")
     code, _, err = _build(capsys, files / "odd.pt", "-o", files / "o")
     assert code == 2 and expected in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_bits_outside_what_works_names_the_flag(files, capsys):
+    code, _, err = _build(capsys, files / "model.pt", "--bits", 31, "-o", files / "o")
+    _one_line(code, err, "--bits must be from 4 to 30, not 31")
+
+
+def test_simulate_does_not_write_through_a_linked_sim_directory(files, capsys, tmp_path_factory):
+    assert (
+        _build(capsys, files / "model.pt", "--calibrate", files / "cal.npy", "-o", files / "o")[0]
+        == 0
+    )
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "outputs.npy").write_bytes(b"user data")
+    (files / "o" / "sim").symlink_to(elsewhere, target_is_directory=True)
+    np.save(files / "x.npy", np.zeros((4, 3)))
+    code = main(["simulate", str(files / "o"), "--input", str(files / "x.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not the directory lstm-fpga wrote" in err.splitlines()[-1]
+    assert (elsewhere / "outputs.npy").read_bytes() == b"user data"
