@@ -69,15 +69,23 @@ _CLI_OPTIONS = {
 }
 
 
-def _cli_words(message: str) -> str:
-    """``HardwareConfig(max_seq_len=...)`` and the like become the CLI option."""
+def _cli_words(error) -> str:
+    """The message of an input error with the command-line flag that fixes it
+    (``HardwareConfig(max_seq_len=...)`` and the like become the CLI option)."""
+    from .sw.numerics import FormatWidthError
+
+    message = str(error)
+    if isinstance(error, FormatWidthError):
+        message = message.replace("or use a narrower width:", "or a narrower --bits:")
+        message += f" (--format {error.tensor}=Qm.n sets that format)"
+    elif message.startswith("width must be an int from"):
+        message = "--bits" + message.removeprefix("width")
 
     def option(match: re.Match) -> str:
         name = match.group(1)
         return _CLI_OPTIONS.get(name, "--" + name.replace("_", "-"))
 
-    message = re.sub(r"^width must be an int", "--bits must be", message)
-    return re.sub(r"\b(?:HardwareConfig|build_project|calibrate)\((\w+)=\.\.\.\)", option, message)
+    return re.sub(r"\b(?:HardwareConfig|write_project|calibrate)\((\w+)=\.\.\.\)", option, message)
 
 
 def _os_error(error: OSError) -> str:
@@ -120,7 +128,7 @@ def _input_range(text: str) -> tuple[float, float]:
 
 
 def _cmd_build(args) -> int:
-    from .project import build_project, load_array, load_member
+    from .project import load_array, load_member, write_project
     from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
@@ -165,7 +173,7 @@ def _cmd_build(args) -> int:
     with warnings.catch_warnings():
         # torch.load's notes about pickle protocols would print before our one-line verdict.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
-        project = build_project(
+        project = write_project(
             model_path,
             args.out,
             lanes=args.lanes,
@@ -308,8 +316,7 @@ def _lengths(args, batch: int, steps: int) -> np.ndarray | None:
 
 def _cmd_simulate(args) -> int:
     from .project import Project, load_array
-    from .sim import compare, simulate
-    from .sim.lstm import compile_build
+    from .sim import compare, compile_build_directory, simulate
     from .sw.numerics import quantize
 
     project = Project.load(args.build)
@@ -369,7 +376,7 @@ def _cmd_simulate(args) -> int:
         )
     log(f"building the {args.simulator} simulation of {project.verilog} (cached when unchanged)")
     # The exact files the user got: Verilog plus the .hex weight images next to it.
-    design = compile_build(
+    design = compile_build_directory(
         project.rtl,
         model,
         project.config,
@@ -675,7 +682,7 @@ def main(argv=None) -> int:
         print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
         return 2
     except _input_errors() as error:
-        print(f"lstm-fpga {args.command}: error: {_cli_words(str(error))}", file=sys.stderr)
+        print(f"lstm-fpga {args.command}: error: {_cli_words(error)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `lstm-fpga compare OUT --json | head`
         sys.stderr.close()

@@ -141,8 +141,8 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
     import torch
 
     from .hw.tools import synthesize
-    from .project import build_project, sim_cache_for
-    from .sim.lstm import compile_build
+    from .project import sim_cache_for, write_project
+    from .sim import compile_build_directory
     from .sim.runner import default_cache_dir
     from .stock_data import load_stock_data, train_forecaster
     from .sw.numerics import dequantize
@@ -162,7 +162,7 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
         float_pred = net(torch.tensor(data.x_test, dtype=torch.float32)).numpy()[:, 0]
 
     log("3/5 quantising (calibration on the training windows) and generating Verilog")
-    project = build_project(
+    project = write_project(
         work / "forecaster.pt",
         out,
         lanes=lanes,
@@ -178,7 +178,7 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
 
     log(f"4/5 simulating {len(x_int)} test windows on {simulator} ({lanes} lanes)")
     cache = sim_cache_for(default_cache_dir())  # GNU Make (Verilator) cannot build in spaces
-    design = compile_build(project.rtl, model, project.config, simulator, cache_dir=cache)
+    design = compile_build_directory(project.rtl, model, project.config, simulator, cache_dir=cache)
     hardware = _simulate_windows(design, x_int, progress)
     bit_exact = bool(np.array_equal(hardware.head, reference.head))
     fmt = model.head.formats.output

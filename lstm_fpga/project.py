@@ -49,11 +49,11 @@ __all__ = [
     "BUILD_SCHEMA_VERSION",
     "BuildError",
     "Project",
-    "build_project",
     "load_array",
     "load_member",
     "make_safe_cache_dir",
     "sim_cache_for",
+    "write_project",
 ]
 
 BUILD_SCHEMA_VERSION = 1
@@ -243,7 +243,7 @@ def _check_features(array: np.ndarray, input_size: int, what: str, path) -> None
         )
 
 
-def build_project(
+def write_project(
     source,
     out,
     *,

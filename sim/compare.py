@@ -1,6 +1,6 @@
 """Hardware against the integer reference (bit for bit) and against the float model.
 
-:func:`compare` takes a :class:`~lstm_fpga.sim.lstm.SimulationResult` and returns a
+:func:`compare` takes a :class:`~lstm_fpga.sim.result.SimulationResult` and returns a
 :class:`ComparisonReport`:
 
 * integer equality of every output value (and ``h_n``/``c_n`` when the hardware exposes
@@ -37,7 +37,7 @@ from ..sw.reference import (
     dequantized_model,
     run_reference,
 )
-from .lstm import SimulationResult, design_cycle_bound
+from .result import SimulationResult
 
 __all__ = [
     "CYCLE_SLACK",
@@ -475,18 +475,7 @@ def compare(
     float includes what quantising the inputs clamped.
     """
     model = result.model if model is None else model
-    shape = (model.input_size, model.hidden_size, model.num_layers, model.bidirectional)
-    sim_model = result.model
-    sim_shape = (
-        sim_model.input_size,
-        sim_model.hidden_size,
-        sim_model.num_layers,
-        sim_model.bidirectional,
-    )
-    sim_head = None if sim_model.head is None else sim_model.head.out_features
-    head = None if model.head is None else model.head.out_features
-    if shape != sim_shape or head != sim_head:
-        raise ValueError("the reference model's shape differs from the simulated hardware's")
+    result.design.interface.check_same_shape(model)
     reference = _reference(result, model)
     checks = [_check_outputs(result, _expected_y(result, reference.output, reference.head))]
     unchecked = []
@@ -534,9 +523,7 @@ def compare(
 
 def _jobs(result: SimulationResult, kept: np.ndarray) -> tuple[int, tuple[JobCycles, ...]]:
     """The lanes built and every matrix's evaluations in ``result``'s run."""
-    from ..hw.plan import EnginePlan
-
-    plan = EnginePlan(result.model, result.design.config)
+    plan = result.design.plan
     steps = int(result.lengths[kept].sum())
     sequences = int(kept.sum())
     jobs = []
@@ -566,7 +553,7 @@ def cycle_report(result: SimulationResult) -> CycleReport:
     useful = sum(j.rows * j.columns * j.runs for j in jobs)
     return CycleReport(
         lanes=lanes,
-        bound_per_step=design_cycle_bound(result.model, result.design.lanes),
+        bound_per_step=result.design.cycle_bound,
         cycles_per_step=run_cycles / steps if steps else 0.0,
         lane_utilization=useful / (lanes * run_cycles) if run_cycles else 0.0,
         within_bound=run_cycles <= bound_cycles + CYCLE_SLACK * steps,

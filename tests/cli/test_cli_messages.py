@@ -223,7 +223,7 @@ def test_state_dict_with_meta_or_sparse_tensors(files, capsys, kind):
 
 def test_bits_outside_what_works_names_the_flag(files, capsys):
     code, _, err = _build(capsys, files / "model.pt", "--bits", 31, "-o", files / "o")
-    _one_line(code, err, "--bits must be from 4 to 30, not 31")
+    _one_line(code, err, "--bits must be an int from 4 to 30, not 31")
 
 
 def test_simulate_does_not_write_through_a_linked_sim_directory(files, capsys, tmp_path_factory):

@@ -188,3 +188,26 @@ def test_every_accepted_width_works_or_names_the_widest_that_does():
     with pytest.raises(CalibrationFormatWidthError) as info:
         calibrate(fm, x, width=widest + 1)
     assert f"narrower width: {widest} bits is the widest that works" in str(info.value)
+
+
+@pytest.mark.parametrize("width, seed", [(8, 0), (8, 1), (16, 2)])
+def test_report_saturations_are_the_references_under_heavy_saturation(width, seed):
+    """Issue 15: 8- and 16-bit models with large weights made the report's own recount
+    disagree with the reference ("internal error: preact saturations per direction sum to
+    0"). The report now takes the reference's per-direction counts."""
+    lstm, head = make_model(2, True, head=2, seed=seed)
+    with torch.no_grad():
+        for parameter in lstm.parameters():
+            parameter.mul_(6.0)
+    fm = from_module(lstm, head=head)
+    x = np.random.default_rng(seed).normal(size=(12, 5, I)) * 3
+    narrow = {"l0.preact": "Q1.6", "l1.cell": "Q0.7"} if width == 8 else {"l0.cell": "Q0.15"}
+    model = quantize_model(fm, calibrate(fm, x[:3], width=width, overrides=narrow))
+    report = quantization_report(fm, model, x)
+    reference = run_reference(model, quantize_input(model, x))
+    assert reference.saturations.preact > 0 and reference.saturations.cell > 0
+    for d in model.directions:
+        counts = reference.direction_saturations[d.name]
+        for kind in ("preact", "cell", "hidden"):
+            assert report.tensor(f"{d.name}.{kind}").saturations == getattr(counts, kind)
+    assert report.tensor("head.output").saturations == reference.saturations.head
