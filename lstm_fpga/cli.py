@@ -192,10 +192,9 @@ def _cmd_build(args) -> int:
             input_range=input_range,
             log=_progress(not args.json),
         )
-    y_format = project.model.output_format
-    if project.model.head is not None:
-        y_format = project.model.head.formats.output
-    lanes_built = _lanes_built(project)
+    interface = _interface(project)
+    y_format = interface.y_format
+    lanes_built = interface.plan.lanes
     summary = {
         "directory": str(project.directory),
         "verilog": str(project.verilog),
@@ -225,7 +224,7 @@ def _cmd_build(args) -> int:
         built = "" if lanes_built == requested else f" built (of {requested} requested)"
         print(
             f"{lanes_built} MAC lanes{built}, cycle bound {project.cycle_bound} cycles per "
-            f"time step; y__tdata carries {y_format}"
+            f"time step; {interface.y.data} carries {y_format}"
         )
     return 0
 
@@ -240,10 +239,11 @@ def _calibration_state(samples_path, path, name: str) -> np.ndarray | None:
     return load_array(path, f"--calibrate-{name}", key=name)
 
 
-def _lanes_built(project) -> int:
-    from .hw.plan import EnginePlan
+def _interface(project):
+    """The :class:`~lstm_fpga.hw.interface.TopInterface` of the project's ``lstm_top``."""
+    from .hw import EnginePlan, TopInterface
 
-    return EnginePlan(project.model, project.config).lanes
+    return TopInterface(EnginePlan(project.model, project.config))
 
 
 # -- simulate / compare ------------------------------------------------------------------------
