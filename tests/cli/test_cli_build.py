@@ -81,9 +81,8 @@ def test_format_override_reaches_the_ir(files, capsys):
 BAD_INPUTS = [
     (["missing.pt", "--calibrate", "cal.npy"], "model file {d}/missing.pt does not exist"),
     (
-        ["model.pt"],
-        "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
-        "(float sequences like the ones the model will see)",
+        ["model.pt", "--input-range", "1,-1"],
+        "--input-range 1,-1: give LO,HI with LO < HI (e.g. -1,1)",
     ),
     (["model.pt", "--calibrate", "nope.npy"], "calibration file {d}/nope.npy does not exist"),
     (
@@ -155,7 +154,8 @@ def test_bidirectional_needs_max_seq_len_and_output_mode_is_recorded(tmp_path, c
     base = ["build", tmp_path / "bi.pt", "--calibrate", tmp_path / "cal.npy", "--lanes", 4]
     code, _, err = _run(capsys, *base, "-o", tmp_path / "out")
     assert code == 2
-    assert "max_seq_len" in err.splitlines()[-1]
+    assert "set --max-seq-len L to the longest sequence" in err.splitlines()[-1]
+    assert "HardwareConfig" not in err
     assert not (tmp_path / "out").exists()
     code, _, err = _run(
         capsys, *base, "-o", tmp_path / "out", "--max-seq-len", 12, "--output", "last"

@@ -28,9 +28,6 @@ from lstm_fpga.sw.reference import run_reference
 from lstm_fpga.testing import padded, random_sequences
 from tests.conftest import float_from_torch, quantize_with, torch_lstm
 
-if not hasattr(HardwareConfig(lanes=1), "max_seq_len"):
-    pytest.skip("one-layer engine: no full-model ports", allow_module_level=True)
-
 
 def _model(I, H, L=1, bidirectional=False, bias=True, head=0, seed=0, width=16):
     lstm, linear = torch_lstm(I, H, L, bidirectional, bias, head, seed=seed)
