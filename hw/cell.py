@@ -11,8 +11,8 @@ from amaranth.lib.wiring import In, Out
 from .activation import ActivationUnit, distinct_tables
 from .config import index_shape
 from .fixed import common_signed_shape, format_shape, rescale_value, saturates, shift_round_value
-from .pipeline import delay
 from .mvu import job_layout, unit_layout
+from .pipeline import delay
 from .plan import EnginePlan
 
 __all__ = [

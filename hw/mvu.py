@@ -170,7 +170,7 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
-        lanes, row_lanes, groups = plan.lanes, plan.row_lanes, plan.groups
+        row_lanes, groups = plan.row_lanes, plan.groups
         acc_shape = signed(plan.acc_width)
         beat = self.column.payload
         matrix_shape = beat.job.matrix.shape()

@@ -102,9 +102,9 @@ class Sequencer(wiring.Component):
 
     A job walks ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1`` issuing one column per lane
     group per cycle: the weight-bank address, the bias address and, :attr:`COLUMN_LATENCY`
-    cycles later, the ``column`` beat with the vector elements (from the ``x`` buffer, the vector memory or the
-    state memory holding ``h0`` and the final states). Scoreboards: an ``x`` column waits
-    until the element has arrived; a vector column waits until the unit that produces it has
+    cycles later, the ``column`` beat with the vector elements (from the ``x`` buffer, the
+    vector memory or the state memory holding ``h0`` and the final states). Scoreboards: an
+    ``x`` column waits until the element has arrived; a vector column waits until the unit that produces it has
     been written, judged by the count of units not yet completed before the job started (the
     pipeline completes units in order, so this count tells which producers are done). A pass's
     last column waits until the drain is free.
