@@ -38,67 +38,13 @@ import numpy as np
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, PassGeometry, write_build
 from lstm_fpga.hw.harness import run_harness
-from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
-from lstm_fpga.sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
+from lstm_fpga.sw.numerics import quantize
+from lstm_fpga.testing import FORMAT_SETS, random_model
 
-Q = FixedFormat.parse
-FORMATS = LstmFormats(
-    x=Q("Q3.12"),
-    w_ih=Q("Q1.14"),
-    w_hh=Q("Q1.14"),
-    bias=Q("Q3.12"),
-    preact=Q("Q4.11"),
-    gate=Q("Q0.15"),
-    cell=Q("Q4.11"),
-    hidden=Q("Q0.15"),
-)
+FORMATS = FORMAT_SETS["q16_even"]
 #: Simulated cycles per configuration are kept around this many.
 CYCLE_BUDGET = 3_000_000
 OVERHEAD_BUDGET = 16
-
-
-def random_model(input_size: int, hidden_size: int, seed: int = 0) -> LstmModel:
-    rng = np.random.default_rng(seed)
-    f, H, I = FORMATS, hidden_size, input_size
-    limit = 1 / math.sqrt(H)
-    direction = LayerDirection(
-        0,
-        False,
-        quantize(rng.uniform(-limit, limit, (4 * H, I)), f.w_ih),
-        quantize(rng.uniform(-limit, limit, (4 * H, H)), f.w_hh),
-        quantize(rng.uniform(-1, 1, 4 * H), f.bias),
-        f,
-    )
-    return LstmModel(I, H, 1, False, True, (direction,))
-
-
-def full_model(I, H, layers=1, bidirectional=False, head=None, seed=0) -> LstmModel:
-    """A random model of the given shape, every tensor in the benchmark's 16-bit formats."""
-    rng = np.random.default_rng(seed)
-    D = 2 if bidirectional else 1
-    f = FORMATS
-    limit = 1 / math.sqrt(H)
-    directions = []
-    for layer in range(layers):
-        in_size = I if layer == 0 else D * H
-        formats = f if layer == 0 else LstmFormats(**{**f.__dict__, "x": f.hidden})
-        for reverse in (False, True)[:D]:
-            directions.append(
-                LayerDirection(
-                    layer,
-                    reverse,
-                    quantize(rng.uniform(-limit, limit, (4 * H, in_size)), f.w_ih),
-                    quantize(rng.uniform(-limit, limit, (4 * H, H)), f.w_hh),
-                    quantize(rng.uniform(-1, 1, 4 * H), f.bias),
-                    formats,
-                )
-            )
-    linear = None
-    if head is not None:
-        hf = HeadFormats(x=f.hidden, weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q4.11"))
-        weight = quantize(rng.uniform(-limit, limit, (head, D * H)), hf.weight)
-        linear = LinearHead(weight, quantize(rng.uniform(-1, 1, head), hf.bias), hf)
-    return LstmModel(I, H, layers, bidirectional, True, tuple(directions), linear)
 
 
 #: Whole models: (I, H, layers, bidirectional, head outputs, output mode, P). The first two
@@ -120,7 +66,7 @@ MODEL_STEPS = 20
 
 def measure_model(params, workdir: Path) -> dict:
     I, H, L, bidirectional, head, output, P = params
-    model = full_model(I, H, L, bidirectional, head)
+    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even")
     config = HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
     plan = EnginePlan(model, config)
     build = write_build(model, config, workdir, memory_init="readmemh")
@@ -175,7 +121,7 @@ def model_row(r: dict) -> str:
 
 def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> dict:
     geometry = PassGeometry(I, H, P)
-    model = random_model(I, H)
+    model = random_model(I, H, formats="q16_even")
     config = HardwareConfig(lanes=P, input_elements=input_elements)
     build = write_build(model, config, workdir, memory_init="readmemh")
     steps = int(np.clip(CYCLE_BUDGET // max(geometry.mac_cycles_per_step, 1), 4, 40))
@@ -227,12 +173,11 @@ def row(r: dict) -> str:
 
 def _generation(I: int, H: int, P: int) -> dict:
     """Time one generation in a fresh process (its peak memory is then its own)."""
-    here = str(Path(__file__).parent)
     code = (
-        f"import resource, sys, time; sys.path.insert(0, {here!r})\n"
-        "from cycles import random_model\n"
+        "import resource, time\n"
+        "from lstm_fpga.testing import random_model\n"
         "from lstm_fpga.hw import generate_verilog\n"
-        f"model = random_model({I}, {H}); start = time.perf_counter()\n"
+        f"model = random_model({I}, {H}, formats='q16_even'); start = time.perf_counter()\n"
         f"text = generate_verilog(model, {P})\n"
         "print(time.perf_counter() - start, len(text),"
         " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"

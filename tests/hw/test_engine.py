@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import make_model, random_input, receive_beats, send_beats
 
 from lstm_fpga.hw import (
     HardwareConfig,
@@ -14,6 +13,8 @@ from lstm_fpga.hw import (
     cycle_bound,
 )
 from lstm_fpga.sw.reference import run_reference
+from lstm_fpga.testing import random_input, random_model
+from tests.hw.conftest import receive_beats, send_beats
 
 
 def _reference_outputs(model, sequences):
@@ -82,7 +83,7 @@ def _check(model, sequences, result):
 
 
 def _sequences(model, lengths, seed):
-    return [random_input(model, n, seed=seed + k) for k, n in enumerate(lengths)]
+    return [random_input(model, n, seed + k) for k, n in enumerate(lengths)]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def _sequences(model, lengths, seed):
     ],
 )
 def test_engine_matches_reference_with_stalls(input_size, hidden_size, formats, scale, lanes):
-    model = make_model(input_size, hidden_size, formats, seed=lanes, scale=scale)
+    model = random_model(input_size, hidden_size, seed=lanes, scale=scale, formats=formats)
     sequences = _sequences(model, [13, 1, 8], seed=10 * lanes)
     result = _run_engine(model, lanes, sequences, seed=lanes, idle=0.3, stall=0.3)
     _check(model, sequences, result)
@@ -118,7 +119,7 @@ def test_engine_matches_reference_with_stalls(input_size, hidden_size, formats, 
     ],
 )
 def test_several_input_elements_per_beat(input_size, hidden_size, formats, lanes, elements):
-    model = make_model(input_size, hidden_size, formats, seed=lanes, scale=4.0)
+    model = random_model(input_size, hidden_size, seed=lanes, scale=4.0, formats=formats)
     sequences = _sequences(model, [9, 1, 5], seed=lanes)
     result = _run_engine(model, lanes, sequences, lanes, 0.3, 0.3, elements=elements)
     _check(model, sequences, result)
@@ -126,7 +127,7 @@ def test_several_input_elements_per_beat(input_size, hidden_size, formats, lanes
 
 def test_engine_without_stalls_reaches_the_cycle_budget():
     """Free-flowing streams: a long sequence takes about steps * passes * (I + H) cycles."""
-    model = make_model(5, 11, "q16", seed=3)
+    model = random_model(5, 11, seed=3, formats="q16", scale=1.5)
     lanes, steps = 4, 20
     sequences = _sequences(model, [steps], seed=3)
     result = _run_engine(model, lanes, sequences, seed=0, idle=0.0, stall=0.0)
@@ -138,7 +139,7 @@ def test_engine_without_stalls_reaches_the_cycle_budget():
 
 def test_many_short_sequences_under_heavy_backpressure():
     """Up to 4 sequences in flight: one-step sequences pile up behind a slow consumer."""
-    model = make_model(2, 1, "q12", seed=9, scale=4.0)
+    model = random_model(2, 1, seed=9, scale=4.0, formats="q12")
     lengths = [1, 1, 2, 1, 1, 1, 3, 1, 1, 2, 1, 1]
     sequences = _sequences(model, lengths, seed=9)
     result = _run_engine(model, 4, sequences, seed=9, idle=0.0, stall=0.85)
@@ -148,7 +149,7 @@ def test_many_short_sequences_under_heavy_backpressure():
 @pytest.mark.slow
 @pytest.mark.parametrize("lanes", [2, 7, 16])
 def test_engine_longer_sequences(lanes):
-    model = make_model(9, 6, "tight", seed=lanes, scale=3.0)
+    model = random_model(9, 6, seed=lanes, scale=3.0, formats="tight")
     sequences = _sequences(model, [30, 2, 21], seed=lanes)
     result = _run_engine(model, lanes, sequences, seed=lanes, idle=0.5, stall=0.5)
     _check(model, sequences, result)
@@ -156,7 +157,7 @@ def test_engine_longer_sequences(lanes):
 
 def test_top_axi_ports_stream_the_same_outputs():
     """``lstm_top``'s AXI-named ports: tdata/tvalid/tready/tlast, cycles and busy."""
-    model = make_model(5, 11, "q16", seed=5)
+    model = random_model(5, 11, seed=5, formats="q16", scale=1.5)
     top = LstmTop(model, HardwareConfig(lanes=6))
     sequences = _sequences(model, [4, 3], seed=5)
     beats = _input_beats(sequences)

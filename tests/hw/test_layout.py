@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_model
 
 from lstm_fpga.hw import (
     HardwareConfig,
@@ -16,11 +15,12 @@ from lstm_fpga.hw import (
     weight_location,
 )
 from lstm_fpga.hw.layout import hex_lines
+from lstm_fpga.testing import random_model
 
 
 @pytest.mark.parametrize("lanes", [1, 3, 4, 16, 44, 100])
 def test_every_weight_and_bias_is_where_the_address_map_says(lanes):
-    model = make_model(5, 11, "mixed", seed=lanes)
+    model = random_model(5, 11, seed=lanes, formats="mixed", scale=1.5)
     d = model.direction(0, False)
     g = PassGeometry(5, 11, lanes)
     images = bank_images(g, d)
@@ -52,7 +52,7 @@ def test_unit_major_rows_put_a_units_four_gates_next_to_each_other():
 def test_hex_images_are_twos_complement_words(tmp_path):
     assert hex_lines([0, 1, -1, -32768, 32767], 16) == "0000\n0001\nffff\n8000\n7fff\n"
     assert hex_lines([-1, 5], 12) == "fff\n005\n"
-    model = make_model(3, 2, "q12", seed=0)
+    model = random_model(3, 2, seed=0, formats="q12", scale=1.5)
     images = bank_images(PassGeometry(3, 2, 3), model.direction(0, False))
     paths = images.write_hex(tmp_path)
     assert len(paths) == 2 * 3
@@ -81,7 +81,7 @@ def test_geometry_and_cycle_bound(I, H, P, groups, lanes, passes, span, bound):
 
 
 def test_cycle_bound_of_a_model():
-    model = make_model(5, 11)
+    model = random_model(5, 11, scale=1.5)
     assert cycle_bound(model, lanes=4) == 44 * 16 // 4
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import make_model
 
 from lstm_fpga.hw import PassGeometry, bank_images, bias_location, weight_location
 from lstm_fpga.hw.memory import WeightMemory, WeightTarget
+from lstm_fpga.testing import random_model
 
 
 @pytest.mark.parametrize("lanes", [1, 3, 8])
 def test_reads_initial_contents_and_run_time_writes(lanes):
-    model = make_model(3, 5, "mixed", seed=lanes)
+    model = random_model(3, 5, seed=lanes, formats="mixed", scale=1.5)
     g = PassGeometry(3, 5, lanes)
     images = bank_images(g, model.direction(0, False))
     dut = WeightMemory(images)

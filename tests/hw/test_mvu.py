@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
-from conftest import receive_beats
-from engine_driver import make_full_model
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.mvu import MatrixVectorUnit
@@ -16,6 +14,8 @@ from lstm_fpga.hw.pipeline import delay
 from lstm_fpga.hw.plan import SegmentKind
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import gate_accumulators
+from lstm_fpga.testing import random_model
+from tests.hw.conftest import receive_beats
 
 
 def _random_vector(plan, m, rng):
@@ -82,8 +82,15 @@ class _Lagged(Elaboratable):
     ],
 )
 def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
-    model = make_full_model(
-        3, 2, layers, bidirectional, head=head, formats=("mixed", "q16", "tight"), seed=lanes
+    model = random_model(
+        3,
+        2,
+        layers,
+        bidirectional,
+        head=head,
+        formats=("mixed", "q16", "tight"),
+        seed=lanes,
+        scale=2.0,
     )
     plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=4))
     images = plan.images

@@ -7,8 +7,6 @@ import re
 
 import numpy as np
 import pytest
-from conftest import FORMAT_SETS, make_model
-from engine_driver import make_full_model
 
 from lstm_fpga.hw import (
     EnginePlan,
@@ -20,6 +18,7 @@ from lstm_fpga.hw import (
 )
 from lstm_fpga.hw.reload import weight_word_fields
 from lstm_fpga.hw.tools import lint_verilog
+from lstm_fpga.testing import FORMAT_SETS, random_model
 
 PORTS = {
     "clk": ("input", 1),
@@ -103,7 +102,7 @@ def _top_ports(text):
 
 @pytest.mark.parametrize("formats", ["q16", "q12", "mixed"])
 def test_top_module_name_and_ports(formats):
-    model = make_model(3, 4, formats)
+    model = random_model(3, 4, formats=formats, scale=1.5)
     text = generate_verilog(model, HardwareConfig(lanes=3))
     ports = _top_ports(text)
     assert set(ports) == set(PORTS)
@@ -114,7 +113,7 @@ def test_top_module_name_and_ports(formats):
 
 
 def test_several_input_elements_widen_only_x_tdata():
-    model = make_model(5, 4, "q12")
+    model = random_model(5, 4, formats="q12", scale=1.5)
     ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=2, input_elements=4)))
     assert ports["x__tdata"] == ("input", 4 * 12)
     assert ports["y__tdata"] == ("output", 12)
@@ -122,12 +121,12 @@ def test_several_input_elements_widen_only_x_tdata():
 
 
 def test_lanes_may_be_given_as_an_int():
-    model = make_model(2, 3)
+    model = random_model(2, 3, scale=1.5)
     assert generate_verilog(model, 2) == generate_verilog(model, HardwareConfig(lanes=2))
 
 
 def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
-    model = make_model(5, 11, "q12", seed=2)
+    model = random_model(5, 11, seed=2, formats="q12", scale=1.5)
     build = write_build(model, HardwareConfig(lanes=3), tmp_path / "build")
     assert build.verilog.read_text().count("module lstm_top(") == 1
     manifest = json.loads(build.manifest.read_text())
@@ -150,7 +149,7 @@ def _geometry(lanes):
 
 @pytest.mark.parametrize("lanes", [1, 3, 64, 100])
 def test_verilator_lint_has_no_errors(tmp_path, lanes):
-    model = make_model(5, 11, "mixed", seed=lanes)
+    model = random_model(5, 11, seed=lanes, formats="mixed", scale=1.5)
     build = write_build(model, lanes, tmp_path)
     report = lint_verilog(build.verilog)
     assert report.clean, "\n".join(report.errors)
@@ -162,7 +161,9 @@ def test_verilator_lint_has_no_errors(tmp_path, lanes):
     [(2, False, 3, "all"), (2, True, None, "last"), (3, True, 2, "all")],
 )
 def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
-    model = make_full_model(5, 3, layers, bidirectional, head=head, formats=("q16", "tight"))
+    model = random_model(
+        5, 3, layers, bidirectional, head=head, formats=("q16", "tight"), scale=2.0
+    )
     config = HardwareConfig(lanes=5, output=output, max_seq_len=6)
     report = lint_verilog(write_build(model, config, tmp_path).verilog)
     assert report.clean, "\n".join(report.errors)
@@ -170,14 +171,14 @@ def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
 
 
 def test_head_changes_only_y_tdata():
-    model = make_full_model(5, 3, 1, head=2, formats=("q12",))
+    model = random_model(5, 3, 1, head=2, formats=("q12",), scale=2.0)
     ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=4)))
     assert ports["y__tdata"] == ("output", model.head.formats.output.width)
     assert set(ports) == set(PORTS)
 
 
 def test_unsupported_models_are_refused_with_the_reason():
-    model = make_full_model(3, 2, 2, bidirectional=True)
+    model = random_model(3, 2, 2, bidirectional=True, scale=2.0)
     with pytest.raises(HardwareConfigError, match="max_seq_len"):
         generate_verilog(model, 2)
     with pytest.raises(HardwareConfigError, match="HardwareConfig or a lane count"):
