@@ -104,10 +104,10 @@ class Sequencer(wiring.Component):
     group per cycle: the weight-bank address, the bias address and, :attr:`COLUMN_LATENCY`
     cycles later, the ``column`` beat with the vector elements (from the ``x`` buffer, the
     vector memory or the state memory holding ``h0`` and the final states). Scoreboards: an
-    ``x`` column waits until the element has arrived; a vector column waits until the unit that produces it has
-    been written, judged by the count of units not yet completed before the job started (the
-    pipeline completes units in order, so this count tells which producers are done). A pass's
-    last column waits until the drain is free.
+    ``x`` column waits until the element has arrived; a vector column waits until the unit that
+    produces it has been written, judged by the count of units not yet completed before the job
+    started (the pipeline completes units in order, so this count tells which producers are
+    done). A pass's last column waits until the drain is free.
 
     Also counts ``cycles`` from a sequence's first accepted input beat to its last output beat
     (``sequence_done``); ``busy`` while a sequence is unfinished; ``overflow`` (sticky until

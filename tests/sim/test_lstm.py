@@ -326,7 +326,7 @@ def test_ecp5_multiplier_primitives_are_bit_exact(sim_cache, tmp_path, simulator
     from lstm_fpga.hw import write_build
 
     model = _model(5, 6, seed=lanes)
-    sequences = _sequences(model, [4, 1, 3], seed=lanes)
+    sequences = random_sequences(model, [4, 1, 3], lanes)
     reports = []
     for family in ("generic", "ecp5"):
         written = write_build(
