@@ -124,7 +124,7 @@ class GateCellPipeline(wiring.Component):
     # Stages (index k: the cycle after ``k + 1`` registers). Derived from the activation
     # unit's latency; each stage is one register transfer, one multiply or one short add.
     #: Pre-activations (rescaled accumulators) are valid in this stage.
-    _PREACT = 1
+    _PREACT = 0
     #: Gate activations (sigmoid/tanh outputs) are valid in this stage.
     _GATES = _PREACT + ActivationUnit.LATENCY
     #: The c state's memory (read, output register) is addressed in this stage.
@@ -202,12 +202,7 @@ class GateCellPipeline(wiring.Component):
         def matrix(stage):
             return metas[stage].job.matrix
 
-        # Stage 0 -> 1: accumulators to pre-activations.
-        accs = [
-            Signal(payload.gates[k].shape(), name=f"acc_{n}", reset_less=True)
-            for k, n in enumerate("ifgo")
-        ]
-        m.d.sync += [accs[k].eq(payload.gates[k]) for k in range(4)]
+        # Handshake -> stage _PREACT: accumulators (the drain's registers) to pre-activations.
         preact_shape = _common([dp.formats.preact for dp in dps])
         preacts = [Signal(preact_shape, name=f"preact_{n}", reset_less=True) for n in "ifgo"]
         preact_options = [
@@ -216,9 +211,11 @@ class GateCellPipeline(wiring.Component):
         preact_saturated = Signal(range(5))
         flags = []
         for k in range(4):
-            value, flag = select_rescale(m, matrix(0), accs[k], preact_options, preact_shape)
+            value, flag = select_rescale(
+                m, payload.job.matrix, payload.gates[k], preact_options, preact_shape
+            )
             m.d.sync += preacts[k].eq(value)
-            flags.append(valid[0] & flag)
+            flags.append(accept & flag)
         m.d.sync += preact_saturated.eq(sum(Value.cast(f) for f in flags))
 
         # Stages _PREACT -> _GATES: activations.

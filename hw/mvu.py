@@ -156,9 +156,11 @@ class MatrixVectorUnit(wiring.Component):
 
     @property
     def load_latency(self) -> int:
-        """Cycles from a ``last`` beat to its ``loaded`` pulse: broadcast, multiplier,
-        accumulator, group reduction."""
-        return self.broadcast_levels + Multiplier.LATENCY + 1 + self.reduction_levels
+        """Cycles from a ``last`` beat to its ``loaded`` pulse: broadcast, multiplier, the
+        accumulating add (straight into the drain with one column group; with several, into
+        the accumulator and then through the group reduction)."""
+        reduction = 1 + self.reduction_levels if self._plan.groups > 1 else 0
+        return self.broadcast_levels + Multiplier.LATENCY + reduction
 
     @property
     def drain_depth(self) -> int:
@@ -216,12 +218,15 @@ class MatrixVectorUnit(wiring.Component):
             second = _shift_select(product, second_shifts, ctrl.matrix)
             aligned = first if first_shifts == second_shifts else Mux(ctrl.segment, second, first)
             bias = _shift_select(self.biases[p], bias_shifts, ctrl.matrix)
-            # The accumulator also holds a pass's final sum for one cycle (the drain and the
-            # group reduction read it there) while the next pass's first beat replaces it.
+            # With column groups the accumulator also holds a pass's final sum for one cycle
+            # (the group reduction reads it there) while the next pass's first beat replaces
+            # it; with one group the drain takes the final sum straight from the adder.
             acc = Signal(acc_shape, name=f"acc{p}", reset_less=True)
+            total = Signal(acc_shape, name=f"sum{p}")
+            m.d.comb += total.eq(Mux(ctrl.first, bias, acc) + aligned)
             with m.If(valid):
-                m.d.sync += acc.eq(Mux(ctrl.first, bias, acc) + aligned)
-            accumulators.append(acc)
+                m.d.sync += acc.eq(total)
+            accumulators.append(acc if groups > 1 else total)
 
         # A row's result: its lanes' sums added over the column groups in a registered tree
         # (the partial sums are sums of subsets of the row's terms: none can overflow either).

@@ -243,10 +243,14 @@ def _mult18x18d_model() -> str:
         f"  input {a}, {b}, {c};\n"
         "  input SIGNEDA, SIGNEDB, SOURCEA, SOURCEB, CLK0, CE0, RST0;\n"
         f"  output {p};\n"
-        '  parameter REG_INPUTA_CLK = "NONE";\n'
-        '  parameter REG_INPUTB_CLK = "NONE";\n'
-        '  parameter REG_PIPELINE_CLK = "NONE";\n'
-        '  parameter REG_OUTPUT_CLK = "NONE";\n'
+        + "".join(
+            f'  parameter REG_{r}_CLK = "NONE";\n'
+            f'  parameter REG_{r}_CE = "CE0";\n'
+            f'  parameter REG_{r}_RST = "RST0";\n'
+            for r in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT")
+        )
+        + '  parameter GSR = "ENABLED";\n'
+        '  parameter RESETMODE = "SYNC";\n'
         "  wire signed [17:0] a_in = {" + bus_a + "};\n"
         "  wire signed [17:0] b_in = {"
         + bus_b
