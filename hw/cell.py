@@ -129,10 +129,12 @@ class GateCellPipeline(wiring.Component):
     _GATES = _PREACT + ActivationUnit.LATENCY
     #: The c state's memory (read, output register) is addressed in this stage.
     _C_READ = _GATES - 2
-    #: ``f * c`` and ``i * g`` products are valid in this stage; ``c_t`` is computed in it.
+    #: ``f * c`` and ``i * g`` products are valid in this stage.
     _CELL_PRODUCTS = _GATES + 1
+    #: Their aligned sum is valid in this stage; ``c_t`` is computed and written in it.
+    _CELL_SUM = _CELL_PRODUCTS + 1
     #: ``c_t`` is valid (registered) in this stage; ``tanh(c_t)`` starts.
-    _CELL = _CELL_PRODUCTS + 1
+    _CELL = _CELL_SUM + 1
     #: ``tanh(c_t)`` is valid in this stage, where ``o * tanh(c_t)`` is multiplied.
     _TANH_CELL = _CELL + ActivationUnit.LATENCY
     #: Cycles from a ``units`` handshake to the ``hidden_write`` strobe.
@@ -236,7 +238,7 @@ class GateCellPipeline(wiring.Component):
         gate_i, gate_f, gate_g, gate_o = gates
 
         # c state: addressed in stage _C_READ (registered data in _GATES), written in
-        # _CELL_PRODUCTS.
+        # _CELL_SUM.
         words = max(2, plan.state_words)
         m.submodules.cell_state = cell_state = Memory(shape=plan.cell_shape, depth=words, init=[])
         m.submodules.cell_init = cell_init = Memory(shape=plan.cell_shape, depth=words, init=[])
@@ -265,13 +267,19 @@ class GateCellPipeline(wiring.Component):
         # o waits for tanh(c_t).
         o_gate = delay(m, gate_o, self._TANH_CELL - self._GATES, "o_gate")
 
-        # Stage _CELL_PRODUCTS -> _CELL: c_t.
+        # Stage _CELL_PRODUCTS -> _CELL_SUM: the aligned sum; _CELL_SUM -> _CELL: c_t
+        # (rounded and fitted), written back to the c memory.
         shift_fc = [dp.cell_acc.shifts[0] for dp in dps]
         shift_ig = [dp.cell_acc.shifts[1] for dp in dps]
         stage = self._CELL_PRODUCTS
-        cell_sum = _shifted(f_times_c, shift_fc, matrix(stage)) + _shifted(
-            i_times_g, shift_ig, matrix(stage)
+        cell_sum = delay(
+            m,
+            _shifted(f_times_c, shift_fc, matrix(stage))
+            + _shifted(i_times_g, shift_ig, matrix(stage)),
+            1,
+            "cell_sum",
         )
+        stage = self._CELL_SUM
         cell_options = [(dp.cell_acc.frac, dp.formats.cell, dp.rounding, dp.overflow) for dp in dps]
         c_new_value, cell_flag = select_rescale(
             m, matrix(stage), cell_sum, cell_options, plan.cell_shape
