@@ -9,18 +9,16 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
+from .banks import hex_file_name
+from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
-from .engine import LstmTop, check_supported
-from .layout import hex_file_name
+from .engine import LstmTop
+from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
 from .pipeline import FAMILIES, target
 from .plan import EnginePlan
-from .reload import weight_word_fields
 
 __all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
-
-#: Name of the generated top module (and of its Verilog file, ``lstm_top.v``).
-TOP_NAME = "lstm_top"
 
 
 def hardware_config(config: HardwareConfig | int) -> HardwareConfig:
@@ -84,44 +82,38 @@ def generate_verilog(
     _check_init(memory_init)
     _check_family(family)
     check_supported(model, config)
-    return _verilog(LstmTop(model, config, verilog_banks=memory_init), memory_init, family)
+    top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
+    return _verilog(top, memory_init, family)
 
 
 @dataclass(frozen=True)
 class Build:
-    """What :func:`write_build` wrote."""
+    """What :func:`write_build` wrote, and the interface of its ``lstm_top``."""
 
     directory: Path
     verilog: Path
     manifest: Path
     hex_files: tuple[Path, ...]
+    interface: TopInterface
 
 
-def _port_list(top: LstmTop) -> list[dict]:
-    """Every port of ``lstm_top`` in declaration order (name, direction, width, signedness)."""
-    ports = [
-        {"name": "clk", "direction": "in", "width": 1},
-        {"name": "rst", "direction": "in", "width": 1},
-    ]
-    signed_data = {"x__tdata", "y__tdata", "init__tdata"}
-    for path, member, value in top.signature.flatten(top):
-        name = "__".join(str(part) for part in path)
-        shape = value.shape()
-        entry = {
-            "name": name,
-            "direction": "in" if member.flow.value == "in" else "out",
-            "width": shape.width,
-        }
-        if name in signed_data:
-            entry["signed"] = shape.signed
+def _port_list(interface: TopInterface) -> list[dict]:
+    """Every port of ``lstm_top`` in declaration order: name, direction, width and, for the
+    data of every stream, whether it is one two's complement number."""
+    data_ports = {s.data for s in interface.streams}
+    ports = []
+    for port in interface.ports:
+        entry = {"name": port.name, "direction": port.direction.value, "width": port.width}
+        if port.name in data_ports:
+            entry["signed"] = port.signed
         ports.append(entry)
     return ports
 
 
 def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict:
-    plan: EnginePlan = top.engine.plan
-    model, config, images = plan.model, plan.config, top.engine.images
-    state = top.engine.state.payload
+    interface = top.interface
+    plan: EnginePlan = interface.plan
+    model, config, images = plan.model, plan.config, plan.images
     matrices = [
         {
             "name": mp.name,
@@ -161,7 +153,7 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
             "groups": plan.groups,
             "bank_depth": plan.bank_depth,
             "bias_depth": plan.bias_depth,
-            "cycle_bound": plan.step_bound(),
+            "cycle_bound": interface.step_bound,
             "matrices": matrices,
         },
         "formats": {
@@ -170,20 +162,16 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
             "y": str(model.head.formats.output if model.head is not None else model.output_format),
         },
         "streams": {
-            "y_features": plan.output_features,
-            "y_per_sequence": "every step" if config.output == "all" else "final step",
+            "y_features": interface.y_features,
+            "y_per_sequence": "every step" if interface.output_mode == "all" else "final step",
             "state": {
-                "h": {"offset": 0, "width": len(state.h)},
-                "c": {"offset": len(state.h), "width": len(state.c)},
-                "beats": plan.state_words,
+                **{f.name: {"offset": f.offset, "width": f.width} for f in interface.state.fields},
+                "beats": interface.state_beats,
             },
-            "init_beats": 2 * plan.state_words,
-            "w": {
-                name: {"offset": offset, "width": width}
-                for name, (offset, width) in weight_word_fields(plan).items()
-            },
+            "init_beats": 2 * interface.state_beats,
+            "w": {f.name: {"offset": f.offset, "width": f.width} for f in interface.w.fields},
         },
-        "ports": _port_list(top),
+        "ports": _port_list(interface),
         "memories": [
             {
                 "hex": path.name,
@@ -220,8 +208,8 @@ def write_build(
     check_supported(model, config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    top = LstmTop(model, config, verilog_banks=memory_init)
-    images = top.engine.images
+    top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
+    images = top.interface.plan.images
     verilog_path = directory / f"{TOP_NAME}.v"
     verilog_path.write_text(_verilog(top, memory_init, family))
     paths = images.write_hex(directory)
@@ -231,4 +219,4 @@ def write_build(
     manifest = _manifest(top, hexes, memory_init, family)
     manifest_path = directory / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return Build(directory, verilog_path, manifest_path, tuple(paths))
+    return Build(directory, verilog_path, manifest_path, tuple(paths), top.interface)

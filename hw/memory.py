@@ -1,6 +1,6 @@
 """Weight memory controller: one weight bank and one bias bank per MAC lane.
 
-See :mod:`lstm_fpga.hw.layout` for what is stored where. All lanes read the same address of
+See :mod:`lstm_fpga.hw.banks` for what is stored where. All lanes read the same address of
 their own bank in the same cycle (no conflicts by construction); a write port reloads single
 words at run time.
 """
@@ -12,8 +12,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .banks import BankImages
 from .config import index_shape
-from .layout import BankImages
 from .pipeline import broadcast, delay
 
 __all__ = [

@@ -51,9 +51,22 @@ def _input_errors():
     )
 
 
+def _cli_words(error) -> str:
+    """The message of an input error with the command-line flag that fixes it."""
+    from .sw.numerics import FormatWidthError
+
+    message = str(error)
+    if isinstance(error, FormatWidthError):
+        message = message.replace("or use a narrower width:", "or a narrower --bits:")
+        message += f" (--format {error.tensor}=Qm.n sets that format)"
+    elif message.startswith("width must be an int from"):
+        message = "--bits" + message.removeprefix("width")
+    return message
+
+
 # -- build --------------------------------------------------------------------------------------
 def _cmd_build(args) -> int:
-    from .project import build_project, load_array
+    from .project import load_array, write_project
     from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
@@ -63,7 +76,7 @@ def _cmd_build(args) -> int:
     calibration = None
     if args.calibrate:
         calibration = load_array(args.calibrate, "calibration")
-    project = build_project(
+    project = write_project(
         model_path,
         args.out,
         lanes=args.lanes,
@@ -137,8 +150,7 @@ def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
 
 def _cmd_simulate(args) -> int:
     from .project import Project, load_array
-    from .sim import compare, simulate
-    from .sim.lstm import compile_build
+    from .sim import compare, compile_build_directory, simulate
     from .sw.numerics import quantize
     from .sw.reference import quantize_input
 
@@ -167,7 +179,7 @@ def _cmd_simulate(args) -> int:
         )
     log(f"building the {args.simulator} simulation of {project.verilog} (cached when unchanged)")
     # The exact files the user got: Verilog plus the .hex weight images next to it.
-    design = compile_build(
+    design = compile_build_directory(
         project.rtl,
         model,
         project.config,
@@ -391,7 +403,7 @@ def main(argv=None) -> int:
         print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
         return 2
     except _input_errors() as error:
-        print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
+        print(f"lstm-fpga {args.command}: error: {_cli_words(error)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `lstm-fpga compare OUT --json | head`
         sys.stderr.close()

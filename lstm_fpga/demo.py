@@ -89,9 +89,8 @@ def run_demo(
     import torch
 
     from .hw.tools import synthesize
-    from .project import build_project
-    from .sim import simulate
-    from .sim.lstm import compile_build
+    from .project import write_project
+    from .sim import compile_build_directory, simulate
     from .stock_data import load_stock_data, train_forecaster
     from .sw.numerics import dequantize
     from .sw.reference import quantize_input, run_reference
@@ -115,7 +114,7 @@ def run_demo(
         float_pred = net(torch.tensor(data.x_test, dtype=torch.float32)).numpy()[:, 0]
 
     log("3/5 quantising (calibration on the training windows) and generating Verilog")
-    project = build_project(
+    project = write_project(
         work / "forecaster.pt",
         out,
         lanes=lanes,
@@ -129,7 +128,7 @@ def run_demo(
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
 
     log(f"4/5 simulating {len(x_int)} test windows on {simulator} ({lanes} lanes)")
-    design = compile_build(project.rtl, model, project.config, simulator)
+    design = compile_build_directory(project.rtl, model, project.config, simulator)
     hardware = simulate(design, x_int, batch_first=True)
     bit_exact = bool(np.array_equal(hardware.head, reference.head))
     fmt = model.head.formats.output

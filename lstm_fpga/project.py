@@ -34,7 +34,7 @@ from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
 from .sw.numerics import FixedFormat
 
-__all__ = ["BUILD_SCHEMA_VERSION", "BuildError", "Project", "build_project", "load_array"]
+__all__ = ["BUILD_SCHEMA_VERSION", "BuildError", "Project", "load_array", "write_project"]
 
 BUILD_SCHEMA_VERSION = 1
 
@@ -136,7 +136,7 @@ def _check_features(array: np.ndarray, input_size: int, what: str, path) -> None
         )
 
 
-def build_project(
+def write_project(
     source,
     out,
     *,

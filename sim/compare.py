@@ -1,6 +1,6 @@
 """Hardware against the integer reference (bit for bit) and against the float model.
 
-:func:`compare` takes a :class:`~lstm_fpga.sim.lstm.SimulationResult` and returns a
+:func:`compare` takes a :class:`~lstm_fpga.sim.result.SimulationResult` and returns a
 :class:`ComparisonReport`:
 
 * integer equality of every output value (and ``h_n``/``c_n`` when the hardware exposes
@@ -31,7 +31,7 @@ from ..sw.reference import (
     dequantized_model,
     run_reference,
 )
-from .lstm import SimulationResult, design_cycle_bound
+from .result import SimulationResult
 
 __all__ = [
     "CYCLE_SLACK",
@@ -410,18 +410,7 @@ def compare(
     :func:`~lstm_fpga.sim.lstm.simulate` (default: the dequantised integer inputs).
     """
     model = result.model if model is None else model
-    shape = (model.input_size, model.hidden_size, model.num_layers, model.bidirectional)
-    sim_model = result.model
-    sim_shape = (
-        sim_model.input_size,
-        sim_model.hidden_size,
-        sim_model.num_layers,
-        sim_model.bidirectional,
-    )
-    sim_head = None if sim_model.head is None else sim_model.head.out_features
-    head = None if model.head is None else model.head.out_features
-    if shape != sim_shape or head != sim_head:
-        raise ValueError("the reference model's shape differs from the simulated hardware's")
+    result.design.interface.check_same_shape(model)
     reference = _reference(result, model)
     checks = [_check_outputs(result, _expected_y(result, reference.output, reference.head))]
     unchecked = []
@@ -450,7 +439,7 @@ def compare(
     saturations = None
     if result.saturations is not None:
         saturations = SaturationCheck(result.saturations, reference.saturations)
-    bound = design_cycle_bound(result.model, result.design.lanes)
+    bound = result.design.cycle_bound
     cps = result.cycles_per_step
     cycles = CycleReport(
         lanes=result.design.lanes,
