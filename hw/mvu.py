@@ -208,11 +208,7 @@ class MatrixVectorUnit(wiring.Component):
             m.submodules[f"multiplier{p}"] = multiplier
             m.d.comb += [multiplier.a.eq(self.weights[p]), multiplier.b.eq(lane.element)]
             ctrl = data.View(control, delay(m, lane.control, Multiplier.LATENCY, f"control{p}"))
-            valid = lane.control.valid
-            for k in range(Multiplier.LATENCY):  # control state: these registers reset
-                stage = Signal(name=f"valid{p}_d{k + 1}")
-                m.d.sync += stage.eq(valid)
-                valid = stage
+            valid = delay(m, lane.control.valid, Multiplier.LATENCY, f"valid{p}", control=True)
             product = multiplier.product
             first = _shift_select(product, first_shifts, ctrl.matrix)
             second = _shift_select(product, second_shifts, ctrl.matrix)
@@ -245,12 +241,8 @@ class MatrixVectorUnit(wiring.Component):
         # The pass's job fields and the load strobe, delayed to the row sums.
         load_latency = self.load_latency
         load = Signal()
-        delayed_last = self.column.valid & beat.last
-        for k in range(load_latency):
-            stage = Signal(name=f"last_d{k + 1}")
-            m.d.sync += stage.eq(delayed_last)
-            delayed_last = stage
-        m.d.comb += [load.eq(delayed_last), self.loaded.eq(load)]
+        last = delay(m, self.column.valid & beat.last, load_latency, "last", control=True)
+        m.d.comb += [load.eq(last), self.loaded.eq(load)]
         pass_layout = data.StructLayout({"job": job_layout(plan), "final_pass": 1})
         meta = Signal(pass_layout)
         m.d.comb += meta.eq(delay(m, Cat(beat.job, beat.final_pass), load_latency, "pass"))

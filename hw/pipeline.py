@@ -51,11 +51,12 @@ def fanout_levels(consumers: int) -> int:
     return levels
 
 
-def delay(m: Module, value, cycles: int, name: str) -> Value:
-    """``value`` delayed by ``cycles`` reset-less registers (datapath: no reset needed)."""
+def delay(m: Module, value, cycles: int, name: str, *, control: bool = False) -> Value:
+    """``value`` delayed by ``cycles`` registers: reset-less for data, reset for ``control``
+    state (valid bits)."""
     value = Value.cast(value)
     for k in range(cycles):
-        stage = Signal(value.shape(), name=f"{name}_d{k + 1}", reset_less=True)
+        stage = Signal(value.shape(), name=f"{name}_d{k + 1}", reset_less=not control)
         m.d.sync += stage.eq(value)
         value = stage
     return value

@@ -295,12 +295,9 @@ class Sequencer(wiring.Component):
         ]
         meta = data.View(beat_meta.shape(), delay(m, beat_meta, read_delay + 1, "beat"))
         m.d.comb += [beat[name].eq(meta[name]) for name in meta_fields]
-        issued = issue
-        for k in range(self.COLUMN_LATENCY):  # control state: these registers reset
-            stage = Signal(name=f"issued_d{k + 1}")
-            m.d.sync += stage.eq(issued)
-            issued = stage
-        m.d.comb += self.column.valid.eq(issued)
+        m.d.comb += self.column.valid.eq(
+            delay(m, issue, self.COLUMN_LATENCY, "issued", control=True)
+        )
         for g in range(G):
             x_data = delay(m, x_reads[g][0].data, read_delay, f"x_q{g}")
             if k_bits:
