@@ -15,6 +15,7 @@ from .config import HardwareConfig, HardwareConfigError
 from .engine import LstmTop
 from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
+from .pipeline import FAMILIES, target
 from .plan import EnginePlan
 
 __all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
@@ -38,31 +39,51 @@ def _check_init(memory_init: str) -> None:
         )
 
 
-def _verilog(top: LstmTop, memory_init: str) -> str:
+def _verilog(top: LstmTop, memory_init: str, family: str | None) -> str:
     images = top.engine.images
     lanes = images.lanes
-    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    platform = target(family)
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False, platform=platform)
     banks = "".join(
         weight_bank_verilog(images, lane, memory_init, hex_file_name("weights", lane, lanes))
         for lane in range(lanes)
     )
-    return f"{text}\n// Weight banks (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
+    return (
+        f"{text}\n// Weight banks (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
+        f"\n// Target {platform.family} (lstm_fpga.hw.pipeline).\n{platform.verilog_modules()}"
+    )
+
+
+def _check_family(family: str | None) -> None:
+    if family is not None and family not in FAMILIES:
+        raise HardwareConfigError(
+            f"family must be one of {', '.join(FAMILIES)} (the FPGA family whose primitives "
+            f"the Verilog instantiates), not {family!r}"
+        )
 
 
 def generate_verilog(
-    model: LstmModel, config: HardwareConfig | int, *, memory_init: str = "inline"
+    model: LstmModel,
+    config: HardwareConfig | int,
+    *,
+    memory_init: str = "inline",
+    family: str | None = None,
 ) -> str:
     """Verilog of the accelerator for ``model``: top module ``lstm_top`` and its submodules.
 
     ``config`` is a :class:`HardwareConfig` or just the lane count ``P``. ``memory_init``
     ``"inline"`` puts the weights into the Verilog (``initial`` blocks); ``"readmemh"`` loads
     each lane's bank from ``weights_laneNN.hex`` (see :func:`write_build`) instead.
+    ``family`` (``"generic"``, the default, or ``"ecp5"``) chooses the per-family hooks of
+    :mod:`lstm_fpga.hw.pipeline` (``"ecp5"`` instantiates ``MULT18X18D`` multipliers with
+    their registers, and carries their simulation model).
     """
     config = hardware_config(config)
     _check_init(memory_init)
+    _check_family(family)
     check_supported(model, config)
     top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
-    return _verilog(top, memory_init)
+    return _verilog(top, memory_init, family)
 
 
 @dataclass(frozen=True)
@@ -89,7 +110,7 @@ def _port_list(interface: TopInterface) -> list[dict]:
     return ports
 
 
-def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
+def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict:
     interface = top.interface
     plan: EnginePlan = interface.plan
     model, config, images = plan.model, plan.config, plan.images
@@ -119,6 +140,7 @@ def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
             "max_seq_len": config.max_seq_len,
         },
         "memory_init": memory_init,
+        "family": target(family).family,
         "schedule": plan.schedule,
         "geometry": {
             "input_size": plan.input_size,
@@ -167,27 +189,34 @@ def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
 
 
 def write_build(
-    model: LstmModel, config: HardwareConfig | int, directory, *, memory_init: str = "inline"
+    model: LstmModel,
+    config: HardwareConfig | int,
+    directory,
+    *,
+    memory_init: str = "inline",
+    family: str | None = None,
 ) -> Build:
     """Write ``lstm_top.v``, per-lane ``.hex`` weight/bias images and ``manifest.json``.
 
     The ``.hex`` files hold the same contents as the Verilog's memory init; with
-    ``memory_init="readmemh"`` the Verilog reads the weight banks from them.
+    ``memory_init="readmemh"`` the Verilog reads the weight banks from them. ``family`` as
+    in :func:`generate_verilog`.
     """
     config = hardware_config(config)
     _check_init(memory_init)
+    _check_family(family)
     check_supported(model, config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
     images = top.interface.plan.images
     verilog_path = directory / f"{TOP_NAME}.v"
-    verilog_path.write_text(_verilog(top, memory_init))
+    verilog_path.write_text(_verilog(top, memory_init, family))
     paths = images.write_hex(directory)
     # write_hex alternates weights/bias per lane.
     kinds = [(kind, lane) for lane in range(images.lanes) for kind in ("weights", "bias")]
     hexes = list(zip(paths, kinds, strict=True))
-    manifest = _manifest(top, hexes, memory_init)
+    manifest = _manifest(top, hexes, memory_init, family)
     manifest_path = directory / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return Build(directory, verilog_path, manifest_path, tuple(paths), top.interface)

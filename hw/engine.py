@@ -115,8 +115,16 @@ class LstmEngine(wiring.Component):
         m = Module()
         plan = self._plan
         m.submodules.sequencer = seq = Sequencer(plan)
-        m.submodules.weights = mem = WeightMemory(self._images, verilog_banks=self._verilog_banks)
         m.submodules.mvu = mvu = MatrixVectorUnit(plan)
+        # The banks are read so that their words reach the lanes with the elements of their
+        # beat: the address waits for the element read and the broadcast.
+        address_delay = seq.COLUMN_LATENCY + mvu.weight_lag - WeightMemory.READ_LATENCY
+        m.submodules.weights = mem = WeightMemory(
+            self._images,
+            verilog_banks=self._verilog_banks,
+            address_delay=address_delay,
+            bias_delay=seq.COLUMN_LATENCY + mvu.bias_lag - WeightMemory.READ_LATENCY,
+        )
         m.submodules.cell = cell = GateCellPipeline(plan)
         head = None
         if plan.head is not None:

@@ -28,7 +28,7 @@ def test_reads_initial_contents_and_run_time_writes(lanes):
         for address in range(plan.bank_depth):
             ctx.set(dut.weight_address, address)
             ctx.set(dut.bias_address, address % g.passes)
-            await ctx.tick()
+            await ctx.tick().repeat(dut.weight_latency)
             weights.append([int(v) for v in ctx.get(dut.weights)])
             biases.append([int(v) for v in ctx.get(dut.biases)])
         return np.array(weights).T, np.array(biases).T
