@@ -116,6 +116,7 @@ def synthesize(
     *,
     top: str,
     block_depth: int = 2,
+    workdir=None,
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
 ) -> SynthReport:
@@ -123,25 +124,29 @@ def synthesize(
     :data:`YOSYS_FAMILIES`.
 
     ``blocks`` counts the named resources (DSP, block and distributed RAM) per design block:
-    the first ``block_depth`` levels of the hierarchy (``engine.mvu``). ``progress`` gets the
-    running Yosys pass and the elapsed time.
+    the first ``block_depth`` levels of the hierarchy (``engine.mvu``). The netlist and the log
+    go to ``workdir`` (default: beside the Verilog, which Yosys reads from its own directory so
+    that relative ``$readmemh`` paths resolve). ``progress`` gets the running Yosys pass and
+    the elapsed time.
     """
     if family not in _ATTEMPTS:
         raise ValueError(f"family must be one of {', '.join(YOSYS_FAMILIES)}, not {family!r}")
     verilog = Path(verilog)
     directory = verilog.parent
-    netlist = directory / f"{top}_{family}.json"
+    workdir = Path(workdir or directory).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    netlist = workdir / f"{top}_{family}.json"
     command, attempts = _ATTEMPTS[family]
     yosys = find_yosys()
     started = time.monotonic()
     failures = []
     for attempt, options in enumerate(attempts):
-        log = directory / f"yosys_{family}{'' if attempt == 0 else f'_retry{attempt}'}.log"
+        log = workdir / f"yosys_{family}{'' if attempt == 0 else f'_retry{attempt}'}.log"
         # Unflattened synthesis (ABC per module) is flattened afterwards for nextpnr.
         flatten = "flatten; " if _hierarchical(family, options) else ""
         script = (
             f"read_verilog {verilog.name}; {command} -top {top} {' '.join(options)}; "
-            f"{flatten}write_json {netlist.name}"
+            f"{flatten}write_json {netlist}"
         )
         if progress is not None and attempt:
             progress(f"retrying {command} {' '.join(options)} after: {failures[-1]}")

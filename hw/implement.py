@@ -111,11 +111,13 @@ def implement(
     package: str | None = None,
     freq_mhz: float = 100.0,
     seed: int = 1,
+    workdir=None,
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
 ) -> Implementation:
     """Check, synthesize and (ECP5) place and route ``verilog`` for ``device``.
 
+    Netlists, reports and logs go to ``workdir`` (default: beside the Verilog).
     Raises :class:`DeviceFitError` before synthesis when the plan's block RAMs or DSPs exceed
     the part, :class:`~lstm_fpga.eda.SynthesisError` / :class:`~lstm_fpga.eda.PlaceRouteError`
     (one line, with the log) when a tool fails.
@@ -129,7 +131,9 @@ def implement(
         )
     family = FAMILIES[device.family]
     say(f"yosys synth_{family.synth} of {Path(verilog).name}")
-    synth = synthesize(verilog, family.synth, top=top, progress=say, timeout=timeout)
+    synth = synthesize(
+        verilog, family.synth, top=top, workdir=workdir, progress=say, timeout=timeout
+    )
     pnr = None
     if device.nextpnr is not None:
         say(f"nextpnr-ecp5 --{device.nextpnr} speed {speed} at {freq_mhz:g} MHz, seed {seed}")

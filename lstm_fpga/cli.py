@@ -526,6 +526,7 @@ def _cmd_synth(args) -> int:
     from .eda.tools import ToolFailedError
     from .hw import TOP_NAME, EnginePlan
     from .hw.implement import critical_chain, implement, write_implementation
+    from .outdir import record_generated
     from .project import Project, record_timing
 
     project = Project.load(args.build)
@@ -544,6 +545,8 @@ def _cmd_synth(args) -> int:
     if record.is_symlink():
         raise _UsageError(f"{record} is a symlink; lstm-fpga does not write through links")
     quiet = args.json or not sys.stderr.isatty()
+    # Netlists, reports and logs: OUT/synth/, known to a later `build --force`.
+    record_generated(project.directory, "synth")
     log = _progress(not args.json)
     plan = EnginePlan(project.model, project.config)
     try:
@@ -556,6 +559,7 @@ def _cmd_synth(args) -> int:
             package=args.package,
             freq_mhz=args.freq,
             seed=args.seed,
+            workdir=project.directory / "synth",
             progress=None if quiet else log,
         )
     except ToolFailedError as error:

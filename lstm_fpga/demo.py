@@ -191,6 +191,7 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
             top=TOP_NAME,
             speed=DEMO_SPEED,
             freq_mhz=DEMO_FREQ_MHZ,
+            workdir=work / "synth",
         )
     x_int = quantize_input(model, data.x_test)
     reference = run_reference(model, x_int, batch_first=True, head_on="last")

@@ -83,6 +83,12 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     timing = json.loads((out / "build.json").read_text())["timing"]["ecp5"]
     assert timing["fmax_mhz"] == result["fmax_mhz"]
     assert (out / "synth_ecp5.json").is_file()
+    # Netlists and logs live in OUT/synth/, so a rebuild over the build may replace them.
+    assert not list((out / "rtl").glob("*.log")) and list((out / "synth").glob("*.log"))
+    assert _run(
+        capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2,
+        "--calibrate", files / "cal3.npy", "--force",
+    )[0] == 0  # fmt: skip
 
 
 def test_synth_for_ice40_says_what_the_up5k_lacks(files, capsys):
