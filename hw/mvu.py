@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import GATES_PER_UNIT, index_shape
+from .fixed import shift_select
 from .plan import EnginePlan
 
 __all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "unit_layout"]
@@ -67,18 +68,6 @@ def unit_layout(plan: EnginePlan) -> data.StructLayout:
             "job": job_layout(plan),
         }
     )
-
-
-def _shift_select(value, options: list[int], index):
-    """``value << options[index]`` with the distinct shifts as a small multiplexer."""
-    distinct = sorted(set(options))
-    if len(distinct) == 1:
-        return value << distinct[0]
-    which = Array([distinct.index(s) for s in options])[index]
-    result = value << distinct[0]
-    for k, shift in enumerate(distinct[1:], start=1):
-        result = Mux(which == k, value << shift, result)
-    return result
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -156,10 +145,10 @@ class MatrixVectorUnit(wiring.Component):
         sums = [Signal(acc_shape, name=f"sum{p}") for p in range(lanes)]
         for p in range(lanes):
             segment = meta.segments[p // row_lanes]
-            first = _shift_select(products[p], first_shifts, matrix)
-            second = _shift_select(products[p], second_shifts, matrix)
+            first = shift_select(products[p], first_shifts, matrix)
+            second = shift_select(products[p], second_shifts, matrix)
             aligned = first if first_shifts == second_shifts else Mux(segment, second, first)
-            base = Mux(meta.first, _shift_select(biases[p], bias_shifts, matrix), accumulators[p])
+            base = Mux(meta.first, shift_select(biases[p], bias_shifts, matrix), accumulators[p])
             m.d.comb += sums[p].eq(base + aligned)
             with m.If(valid & ~meta.last):
                 m.d.sync += accumulators[p].eq(sums[p])
