@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import index_shape
-from .jobs import JobKind, Source, schedule_ports
+from .jobs import Fields, JobKind, Source, descriptor_layout, schedule_ports
 from .output_reader import output_range_layout
 from .plan import EnginePlan
 
@@ -74,7 +74,8 @@ class BufferedSchedule(wiring.Component):
         step_shape = range(T_max + 1)
         x_off_shape = range(T_max * B + 1)
         h_off_shape = range(T_max * DH + 1)
-        desc = self.job
+        desc = Fields(descriptor_layout(plan))
+        m.d.comb += self.job.eq(desc.as_value())
 
         # -- input side: two sequence slots -------------------------------------------------------
         accept = Signal()
@@ -182,11 +183,17 @@ class BufferedSchedule(wiring.Component):
         # A layer does not start on the buffer the output reader still reads.
         blocked = Signal()
         if reader:
+            # In one piece, so that no part of it is a constant driver (see ``Fields``).
+            output = self.output.payload
             m.d.comb += [
                 self.output.valid.eq(phase == Phase.OUT),
-                self.output.payload.first.eq(top_buffer + (0 if all_steps else last_h)),
-                self.output.payload.last.eq(top_buffer + last_h + (DH - 1)),
-                self.output.payload.parity.eq(parity_of(top_layer)),
+                self.output.payload.eq(
+                    Cat(
+                        (top_buffer + (0 if all_steps else last_h))[: len(output.first)],
+                        (top_buffer + last_h + (DH - 1))[: len(output.last)],
+                        parity_of(top_layer),
+                    )
+                ),
             ]
             with m.If(self.output.valid & self.output.ready):
                 m.d.sync += phase.eq(Phase.WAIT)

@@ -9,7 +9,7 @@ layouts and enums, no logic.
 
 from __future__ import annotations
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import Cat, Signal, Value, unsigned
 from amaranth.lib import data, enum, stream
 from amaranth.lib.wiring import In, Out
 
@@ -18,6 +18,7 @@ from .mvu import job_layout
 from .plan import EnginePlan
 
 __all__ = [
+    "Fields",
     "JobKind",
     "Source",
     "address_shape",
@@ -149,3 +150,31 @@ def schedule_ports(plan: EnginePlan) -> dict:
         "started": Out(1),
         "admitted": Out(1),
     }
+
+
+class Fields:
+    """The fields of a :class:`~amaranth.lib.data.StructLayout` as separate signals (nested
+    layouts as nested :class:`Fields`), assigned to a port of that layout in one piece.
+
+    A schedule drives some descriptor fields with constants and others under conditions.
+    Driven as parts of one vector, Yosys writes each constant part as an ``always @*`` block
+    that reads nothing, which Verilator and Icarus never run (the bits stay 0); separate
+    signals become plain ``assign`` statements.
+    """
+
+    def __init__(self, layout: data.StructLayout, prefix: str = ""):
+        self._layout = layout
+        for name, field in layout:
+            if isinstance(field.shape, data.StructLayout):
+                value = Fields(field.shape, f"{prefix}{name}_")
+            else:
+                value = Signal(field.shape, name=f"{prefix}{name}")
+            setattr(self, name, value)
+
+    def as_value(self) -> Value:
+        """All fields packed as the layout packs them."""
+        parts = []
+        for name, _ in self._layout:
+            field = getattr(self, name)
+            parts.append(field.as_value() if isinstance(field, Fields) else Value.cast(field))
+        return Cat(*parts)

@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from .config import index_shape
-from .jobs import JobKind, Source, schedule_ports
+from .jobs import Fields, JobKind, Source, descriptor_layout, schedule_ports
 from .plan import EnginePlan
 
 __all__ = ["StreamingSchedule"]
@@ -58,7 +58,8 @@ class StreamingSchedule(wiring.Component):
         LDH = plan.state_words
         has_head = plan.head is not None
         all_steps = plan.output_mode == "all"
-        desc = self.job
+        desc = Fields(descriptor_layout(plan))
+        m.d.comb += self.job.eq(desc.as_value())
 
         # -- input side: a two-step ring per bank --------------------------------------------
         accept = Signal()
