@@ -8,7 +8,7 @@ scoreboards), :mod:`~lstm_fpga.hw.elements` (the memories the elements are read 
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -134,7 +134,7 @@ class Sequencer(wiring.Component):
             schedule.may_start.eq((in_flight < MAX_SEQUENCES_IN_FLIGHT) & ~self.hold_start),
             self.started.eq(schedule.started),
         ]
-        self._cycle_counter(m, schedule, in_flight, streaming)
+        self._cycle_counter(m, schedule, in_flight)
         output_busy = Signal()
         m.d.comb += self.busy.eq(
             (in_flight != 0) | schedule.open | (walker.outstanding != 0) | output_busy
@@ -160,7 +160,7 @@ class Sequencer(wiring.Component):
             ]
         return m
 
-    def _cycle_counter(self, m, schedule, in_flight, streaming):
+    def _cycle_counter(self, m, schedule, in_flight):
         """``cycles``: from a sequence's first beat to its last output beat, for up to
         :data:`MAX_SEQUENCES_IN_FLIGHT` sequences in flight."""
         seq_in = Signal(range(MAX_SEQUENCES_IN_FLIGHT))
@@ -171,11 +171,12 @@ class Sequencer(wiring.Component):
         )
         m.d.sync += now.eq(now + 1)
         # A sequence is admitted with its first beat (streaming) or once it is stored whole
-        # (buffered): then the time of its first beat is the one noted then.
+        # (buffered): the time of its first beat is noted then, unless that beat is this one
+        # (a one-beat sequence).
         first_beat_time = Signal(CYCLE_COUNTER_WIDTH)
         with m.If(schedule.started):
             m.d.sync += first_beat_time.eq(now)
-        start_time = now if streaming else first_beat_time
+        start_time = Mux(schedule.started, now, first_beat_time)
         with m.If(schedule.admitted):
             m.d.sync += [starts[seq_in].eq(start_time), seq_in.eq(seq_in + 1)]
         m.d.sync += in_flight.eq(in_flight + schedule.admitted - self.sequence_done)

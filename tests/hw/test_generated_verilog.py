@@ -89,3 +89,47 @@ def test_full_model_verilog_matches_reference(tmp_path, layers, bidirectional, h
         np.testing.assert_array_equal(got, expected, err_msg=f"sequence {k}")
     assert run.last_flags.sum() == len(sequences)
     assert not run.busy_at_end
+
+
+@pytest.mark.parametrize(
+    "input_size, elements, head, output",
+    [
+        (1, 1, 2, "last"),  # I = 1: every step is one beat
+        (3, 4, None, "all"),  # input_elements >= I, outputs through the output reader
+    ],
+)
+def test_cycles_register_with_one_beat_bidirectional_sequences(
+    tmp_path, input_size, elements, head, output
+):
+    """``cycles`` counts from a sequence's first ``x`` handshake to its last ``y`` handshake
+    (docs/hardware.md) for every sequence of a bidirectional model, one-beat ones included
+    (those once counted from the previous sequence's first beat)."""
+    model = make_full_model(input_size, 4, 1, True, head=head, seed=input_size)
+    rng = np.random.default_rng(input_size)
+    lengths = (1, 5, 1, 3, 6, 8, 1)
+    sequences = [random_sequence(model, steps, rng) for steps in lengths]
+    config = HardwareConfig(lanes=4, output=output, max_seq_len=8, input_elements=elements)
+    build = write_build(model, config, tmp_path, memory_init="readmemh")
+    features = head if head is not None else model.output_size
+    y_width = (model.head.formats.output if head else model.output_format).width
+    run = run_harness(
+        build,
+        sequences,
+        model.input_format.width,
+        y_width,
+        features=features,
+        output=output,
+        input_elements=elements,
+    )
+    for k, (seq, got) in enumerate(zip(sequences, run.outputs, strict=True)):
+        ref = run_reference(model, seq[:, None, :], head_on=output)
+        if head is not None:
+            expected = ref.head[:, 0, :] if output == "all" else ref.head
+        else:
+            expected = ref.output[:, 0, :] if output == "all" else ref.output[-1]
+        np.testing.assert_array_equal(got, expected, err_msg=f"sequence {k}")
+    last_beats = run.output_cycles[run.last_flags == 1]
+    expected_cycles = [
+        int(end - start) for start, end in zip(run.start_cycles, last_beats, strict=True)
+    ]
+    assert run.sequence_cycles == expected_cycles
