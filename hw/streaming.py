@@ -30,7 +30,8 @@ class StreamingSchedule(wiring.Component):
     x_write : Out
         The accepted beat into the ring.
     job : Out, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
-        The current job (always valid: layer-0 columns wait for ``x`` on ``x_beats``).
+        The current job (a layer-0 job from its step's first beat on; its columns wait for
+        the later beats on ``x_beats``).
     x_beats : Out
         Beats buffered for the oldest step not yet consumed by its layer-0 job.
     issue, job_start, job_end : In(1)
@@ -133,7 +134,9 @@ class StreamingSchedule(wiring.Component):
         below = (layer - 1) * 2 * H + Mux(parity, H, 0)
 
         m.d.comb += [
-            desc.valid.eq(1),
+            # A layer-0 job is offered once its step's first beat is in: its fields depend on
+            # that beat (first step of a sequence or not).
+            desc.valid.eq(~layer0 | (x_seen != 0)),
             desc.kind.eq(Mux(at_head, JobKind.HEAD, JobKind.LSTM)),
             desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
             desc.a_distance.eq(Mux(at_head, H, L * H)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -109,86 +109,156 @@ class JobWalker(wiring.Component):
         k_bits = plan.input_elements.bit_length() - 1
         H = plan.hidden_size
         matrices = plan.matrices
-        desc = self.job
-
+        offered = self.job
+        max_columns = max(mp.columns for mp in matrices)
         max_span = max(mp.span for mp in matrices)
-        cycle = Signal(range(max_span))
-        column = Signal(range(max_span * G))  # the column of group 0 this cycle
-        pass_index = Signal(range(max(mp.passes for mp in matrices)))
-        offset = Signal(index_shape(plan.bank_depth + 1))  # word within the matrix's region
-        load_pending = Signal()
+        max_passes = max(mp.passes for mp in matrices)
+        address_bits = address_shape(plan).width
+        # Column indices, also relative to the second segment (negative in the first).
+        index = signed((max_span * G).bit_length() + 1)
 
         def per_matrix(value):
-            return Array([value(mp) for mp in matrices])[desc.matrix]
+            return Array([value(mp) for mp in matrices])[offered.matrix]
 
-        span = per_matrix(lambda mp: mp.span)
-        job_passes = per_matrix(lambda mp: mp.passes)
-        job_columns = per_matrix(lambda mp: mp.columns)
-        a_length = per_matrix(lambda mp: mp.segments[0].length)
-        at_job_start = (pass_index == 0) & (cycle == 0)
-        is_last_cycle = cycle == span - 1
-        is_last_pass = pass_index == job_passes - 1
-        m.d.comb += [
-            self.job_start.eq(at_job_start),
-            self.weight_address.eq(per_matrix(lambda mp: mp.weight_base) + offset),
-            self.bias_address.eq(per_matrix(lambda mp: mp.bias_base) + pass_index),
-        ]
+        def loaded(shape, name):
+            # Loaded with every job before it is used: no reset needed.
+            return Signal(shape, name=name, reset_less=True)
 
-        # -- lag: units of earlier jobs not completed yet ----------------------------------------
+        # -- the job: registered when loaded, the cycle after the schedule offers it ------------
+        # Everything the issue decision and the read addresses depend on is a register from
+        # here on: the matrix's constants, the bases and the scoreboards' thresholds.
+        current = Signal()
+        load = Signal()
+        m.d.comb += load.eq(~current & offered.valid)
+        a_source = loaded(Source, "a_source")
+        b_source = loaded(Source, "b_source")
+        a_x = loaded(1, "a_x")
+        a_lag = loaded(1, "a_lag")
+        span_last = loaded(index_shape(max_span), "span_last")
+        passes_last = loaded(index_shape(max_passes), "passes_last")
+        columns_last = loaded(index, "columns_last")
+        a_length = loaded(index, "a_length")
+        a_last = loaded(index, "a_last")
+        first_top = loaded(index, "first_top")
+        first_b_top = loaded(index, "first_b_top")
+        a_base = loaded(address_shape(plan), "a_base")
+        b_base_rel = loaded(signed(address_bits + 2), "b_base_rel")
+
+        # -- walk state -------------------------------------------------------------------------
+        cycle = Signal(index_shape(max_span))
+        column = Signal(index_shape(max_span * G))  # the column of group 0 this cycle
+        pass_index = Signal(index_shape(max_passes))
+        load_pending = Signal()
+        # The highest column read this cycle (it decides the scoreboards: each segment is
+        # checked up to its highest column so far) and the same relative to segment b.
+        top = loaded(index, "top")
+        b_top = loaded(index, "b_top")
+        a_pointer = loaded(unsigned(address_bits + 1), "a_pointer")  # a_base + column
+        b_pointer = loaded(signed(address_bits + 2), "b_pointer")  # b_base_rel + column
+        weight_address = self.weight_address
+        bias_address = self.bias_address
+
+        # -- scoreboards --------------------------------------------------------------------------
+        # ``room = distance - lag``: a vector column ``index`` may be read while ``index <
+        # room``; ``lag`` (units of earlier jobs not completed yet) is taken when the job is
+        # loaded and falls with every completion (the pipeline completes units in order).
+        room_shape = signed((outstanding_limit(plan) + 2 * max_columns).bit_length() + 2)
+        room_a = loaded(room_shape, "room_a")
+        room_b = loaded(room_shape, "room_b")
         outstanding = self.outstanding
-        prior = Signal(range(self._limit))
-        lag = Mux(at_job_start, outstanding, prior)
         completed = self.completed
-
-        # The highest column read this cycle decides the scoreboards.
-        top = Signal.like(column)
-        m.d.comb += top.eq(Mux(column + (G - 1) < job_columns, column + (G - 1), job_columns - 1))
-        a_index = Mux(top < a_length, top, a_length - 1)
-        b_index = top - a_length
-        a_ok = Mux(
-            desc.a_x,
-            (self.x_beats << k_bits) > a_index,
-            ~desc.a_lag | (lag + a_index < desc.a_distance),
-        )
-        b_ok = (top < a_length) | (lag + b_index < desc.b_distance)
-
+        x_elements = self.x_beats << k_bits
+        x_ok = (top < x_elements) | (a_last < x_elements)
+        vector_ok = (top < room_a) | (a_last < room_a)
+        a_ok = Mux(a_x, x_ok, ~a_lag | vector_ok)
+        b_ok = (b_top < 0) | (b_top < room_b)
+        is_last_cycle = cycle == span_last
+        is_last_pass = pass_index == passes_last
         drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
         issue = self.issue
         m.d.comb += [
-            issue.eq(desc.valid & a_ok & b_ok & drain_ok),
+            issue.eq(current & a_ok & b_ok & drain_ok),
             self.job_end.eq(issue & is_last_cycle & is_last_pass),
+            self.job_start.eq((pass_index == 0) & (cycle == 0)),
         ]
-        with m.If(issue):
-            with m.If(is_last_cycle):
-                m.d.sync += [cycle.eq(0), column.eq(0)]
-                with m.If(is_last_pass):
-                    m.d.sync += [pass_index.eq(0), offset.eq(0)]
-                with m.Else():
-                    m.d.sync += [pass_index.eq(pass_index + 1), offset.eq(offset + 1)]
-            with m.Else():
-                m.d.sync += [cycle.eq(cycle + 1), column.eq(column + G), offset.eq(offset + 1)]
+
+        lstm_load = load & (offered.kind == JobKind.LSTM)
+        m.d.sync += outstanding.eq(outstanding + Mux(lstm_load, H, 0) - completed)
         with m.If(self.loaded):
             m.d.sync += load_pending.eq(0)
         with m.If(issue & is_last_cycle):
             m.d.sync += load_pending.eq(1)
 
-        lstm_start = issue & at_job_start & (desc.kind == JobKind.LSTM)
-        m.d.sync += outstanding.eq(outstanding + Mux(lstm_start, H, 0) - completed)
-        with m.If(issue & at_job_start):
-            m.d.sync += prior.eq(outstanding - completed)
-        with m.Elif(completed & (prior != 0)):
-            m.d.sync += prior.eq(prior - 1)
+        lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
+        m.d.comb += lag.eq(outstanding - completed)
+        with m.If(load):
+            a_len = per_matrix(lambda mp: mp.segments[0].length)
+            m.d.sync += [
+                current.eq(1),
+                a_source.eq(offered.a_source),
+                b_source.eq(offered.b_source),
+                a_x.eq(offered.a_x),
+                a_lag.eq(offered.a_lag),
+                span_last.eq(per_matrix(lambda mp: mp.span - 1)),
+                passes_last.eq(per_matrix(lambda mp: mp.passes - 1)),
+                columns_last.eq(per_matrix(lambda mp: mp.columns - 1)),
+                a_length.eq(a_len),
+                a_last.eq(per_matrix(lambda mp: mp.segments[0].length - 1)),
+                first_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
+                first_b_top.eq(
+                    per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)
+                ),
+                top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
+                b_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)),
+                a_base.eq(offered.a_base),
+                b_base_rel.eq(offered.b_base - a_len),
+                a_pointer.eq(offered.a_base),
+                b_pointer.eq(offered.b_base - a_len),
+                weight_address.eq(per_matrix(lambda mp: mp.weight_base)),
+                bias_address.eq(per_matrix(lambda mp: mp.bias_base)),
+                cycle.eq(0),
+                column.eq(0),
+                pass_index.eq(0),
+                room_a.eq(offered.a_distance - lag),
+                room_b.eq(offered.b_distance - lag),
+            ]
+        with m.Else():
+            m.d.sync += [room_a.eq(room_a + completed), room_b.eq(room_b + completed)]
+        with m.If(issue):
+            m.d.sync += weight_address.eq(weight_address + 1)
+            with m.If(is_last_cycle):
+                m.d.sync += [
+                    cycle.eq(0),
+                    column.eq(0),
+                    top.eq(first_top),
+                    b_top.eq(first_b_top),
+                    a_pointer.eq(a_base),
+                    b_pointer.eq(b_base_rel),
+                ]
+                with m.If(is_last_pass):
+                    m.d.sync += [current.eq(0), pass_index.eq(0)]
+                with m.Else():
+                    m.d.sync += [pass_index.eq(pass_index + 1), bias_address.eq(bias_address + 1)]
+            with m.Else():
+                capped = top + G > columns_last
+                m.d.sync += [
+                    cycle.eq(cycle + 1),
+                    column.eq(column + G),
+                    top.eq(Mux(capped, columns_last, top + G)),
+                    b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
+                    a_pointer.eq(a_pointer + G),
+                    b_pointer.eq(b_pointer + G),
+                ]
 
         # -- element reads of this cycle's columns --------------------------------------------
-        b_base_rel = desc.b_base - a_length
         for g, read in enumerate(self.reads):
             c = column + g
             in_a = c < a_length
             m.d.comb += [
-                read.address.eq(Mux(in_a, desc.a_base, b_base_rel) + c),
-                read.x_address.eq(desc.a_base + (c >> k_bits)),
-                read.source.eq(Mux(in_a, desc.a_source, desc.b_source)),
-                read.beyond.eq(c >= job_columns),
+                read.address.eq(Mux(in_a, a_pointer, b_pointer) + g),
+                read.x_address.eq(a_base + (c >> k_bits)),
+                read.source.eq(Mux(in_a, a_source, b_source)),
+                read.beyond.eq(c > columns_last),
                 self.beat.segments[g].eq(~in_a),
             ]
             if k_bits:
@@ -198,6 +268,6 @@ class JobWalker(wiring.Component):
             self.beat.first.eq(cycle == 0),
             self.beat.last.eq(is_last_cycle),
             self.beat.final_pass.eq(is_last_pass),
-            self.beat.job.eq(desc.job),
+            self.beat.job.eq(offered.job),
         ]
         return m
