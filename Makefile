@@ -1,12 +1,13 @@
 # lstm-fpga developer entry points. Every target creates and uses its own virtual environment.
 #   make demo   set up, then run the end-to-end demo (report in demo_out/report.md)
 #   make test   set up, then run the whole test suite (what CI runs)
+#   make fuzz   set up, then run the long fuzz campaign (benchmarks/fuzz.py, ~1 h on 2 cores)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 JOBS ?= 2
 
-.PHONY: setup sysdeps demo test lint clean
+.PHONY: setup sysdeps demo test fuzz lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,9 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest -n $(JOBS) -p no:cacheprovider
+
+fuzz: setup
+	$(PY) benchmarks/fuzz.py -n $(JOBS)
 
 clean:
 	rm -rf $(VENV) build sim_build

@@ -1,8 +1,8 @@
 """Cycles per time step of the generated hardware vs the bound ceil(4H(I+H)/P).
 
 Each (I, H, P) of the grid is generated, compiled with Verilator (C++ harness of
-``lstm_fpga.hw.harness``) and run on one sequence with the input always valid and the output
-always ready. Cycles per step are measured in the steady state: the distance between the
+``lstm_fpga.sim.verilator_harness``) and run on one sequence with the input always valid and
+the output always ready. Cycles per step are measured in the steady state: the distance between the
 last output beats of consecutive steps, averaged over all steps after the first. The
 ``cycles`` register (first input beat to last output beat of the sequence) is printed too.
 The timing does not depend on the weight values (there is no data-dependent control), so
@@ -36,69 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_fpga.hw import EnginePlan, HardwareConfig, PassGeometry, write_build
-from lstm_fpga.hw.harness import run_harness
-from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
-from lstm_fpga.sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
+from lstm_fpga.hw import HardwareConfig, write_build
+from lstm_fpga.sim.verilator_harness import run_harness
+from lstm_fpga.sw.numerics import quantize
+from lstm_fpga.testing import FORMAT_SETS, random_model
 
-Q = FixedFormat.parse
-FORMATS = LstmFormats(
-    x=Q("Q3.12"),
-    w_ih=Q("Q1.14"),
-    w_hh=Q("Q1.14"),
-    bias=Q("Q3.12"),
-    preact=Q("Q4.11"),
-    gate=Q("Q0.15"),
-    cell=Q("Q4.11"),
-    hidden=Q("Q0.15"),
-)
+FORMATS = FORMAT_SETS["q16_even"]
 #: Simulated cycles per configuration are kept around this many.
 CYCLE_BUDGET = 3_000_000
 OVERHEAD_BUDGET = 16
-
-
-def random_model(input_size: int, hidden_size: int, seed: int = 0) -> LstmModel:
-    rng = np.random.default_rng(seed)
-    f, H, I = FORMATS, hidden_size, input_size
-    limit = 1 / math.sqrt(H)
-    direction = LayerDirection(
-        0,
-        False,
-        quantize(rng.uniform(-limit, limit, (4 * H, I)), f.w_ih),
-        quantize(rng.uniform(-limit, limit, (4 * H, H)), f.w_hh),
-        quantize(rng.uniform(-1, 1, 4 * H), f.bias),
-        f,
-    )
-    return LstmModel(I, H, 1, False, True, (direction,))
-
-
-def full_model(I, H, layers=1, bidirectional=False, head=None, seed=0) -> LstmModel:
-    """A random model of the given shape, every tensor in the benchmark's 16-bit formats."""
-    rng = np.random.default_rng(seed)
-    D = 2 if bidirectional else 1
-    f = FORMATS
-    limit = 1 / math.sqrt(H)
-    directions = []
-    for layer in range(layers):
-        in_size = I if layer == 0 else D * H
-        formats = f if layer == 0 else LstmFormats(**{**f.__dict__, "x": f.hidden})
-        for reverse in (False, True)[:D]:
-            directions.append(
-                LayerDirection(
-                    layer,
-                    reverse,
-                    quantize(rng.uniform(-limit, limit, (4 * H, in_size)), f.w_ih),
-                    quantize(rng.uniform(-limit, limit, (4 * H, H)), f.w_hh),
-                    quantize(rng.uniform(-1, 1, 4 * H), f.bias),
-                    formats,
-                )
-            )
-    linear = None
-    if head is not None:
-        hf = HeadFormats(x=f.hidden, weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q4.11"))
-        weight = quantize(rng.uniform(-limit, limit, (head, D * H)), hf.weight)
-        linear = LinearHead(weight, quantize(rng.uniform(-1, 1, head), hf.bias), hf)
-    return LstmModel(I, H, layers, bidirectional, True, tuple(directions), linear)
 
 
 #: Whole models: (I, H, layers, bidirectional, head outputs, output mode, P). The first two
@@ -120,21 +66,13 @@ MODEL_STEPS = 20
 
 def measure_model(params, workdir: Path) -> dict:
     I, H, L, bidirectional, head, output, P = params
-    model = full_model(I, H, L, bidirectional, head)
+    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even")
     config = HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
-    plan = EnginePlan(model, config)
     build = write_build(model, config, workdir, memory_init="readmemh")
+    plan = build.interface.plan
     rng = np.random.default_rng(1)
     sequences = [quantize(rng.uniform(-4, 4, (MODEL_STEPS, I)), FORMATS.x) for _ in range(3)]
-    y_format = model.head.formats.output if head else model.output_format
-    run = run_harness(
-        build,
-        sequences,
-        FORMATS.x.width,
-        y_format.width,
-        features=plan.output_features,
-        output=output,
-    )
+    run = run_harness(build, sequences)
     ends = run.output_cycles[run.last_flags == 1]
     steady = float(np.mean(np.diff(ends)))
     bound = plan.sequence_bound(MODEL_STEPS)
@@ -174,30 +112,23 @@ def model_row(r: dict) -> str:
 
 
 def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> dict:
-    geometry = PassGeometry(I, H, P)
-    model = random_model(I, H)
+    model = random_model(I, H, formats="q16_even")
     config = HardwareConfig(lanes=P, input_elements=input_elements)
     build = write_build(model, config, workdir, memory_init="readmemh")
-    steps = int(np.clip(CYCLE_BUDGET // max(geometry.mac_cycles_per_step, 1), 4, 40))
+    plan = build.interface.plan
+    steps = int(np.clip(CYCLE_BUDGET // max(plan.matrices[0].mac_cycles, 1), 4, 40))
     rng = np.random.default_rng(1)
     x = quantize(rng.uniform(-4, 4, (steps, I)), FORMATS.x)
-    run = run_harness(
-        build,
-        [x],
-        FORMATS.x.width,
-        FORMATS.hidden.width,
-        features=H,
-        input_elements=input_elements,
-    )
+    run = run_harness(build, [x])
     step_ends = run.output_cycles[H - 1 :: H]
     per_step = float(np.mean(np.diff(step_ends)))
-    bound = geometry.bound
+    bound = plan.step_bound()
     return {
         "I": I,
         "H": H,
         "P": P,
         "input_elements": input_elements,
-        "physical_lanes": geometry.lanes,
+        "physical_lanes": plan.lanes,
         "steps": steps,
         "bound": bound,
         "cycles_per_step": per_step,
@@ -227,12 +158,11 @@ def row(r: dict) -> str:
 
 def _generation(I: int, H: int, P: int) -> dict:
     """Time one generation in a fresh process (its peak memory is then its own)."""
-    here = str(Path(__file__).parent)
     code = (
-        f"import resource, sys, time; sys.path.insert(0, {here!r})\n"
-        "from cycles import random_model\n"
+        "import resource, time\n"
+        "from lstm_fpga.testing import random_model\n"
         "from lstm_fpga.hw import generate_verilog\n"
-        f"model = random_model({I}, {H}); start = time.perf_counter()\n"
+        f"model = random_model({I}, {H}, formats='q16_even'); start = time.perf_counter()\n"
         f"text = generate_verilog(model, {P})\n"
         "print(time.perf_counter() - start, len(text),"
         " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"

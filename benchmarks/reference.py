@@ -14,10 +14,9 @@ import time
 import numpy as np
 import torch
 
-from lstm_fpga.sw.float_model import FloatDirection, FloatLstm
-from lstm_fpga.sw.ir import LayerDirection, LstmModel
-from lstm_fpga.sw.numerics import FixedFormat, LstmFormats, quantize
 from lstm_fpga.sw.reference import quantize_input, run_reference
+from lstm_fpga.sw.torch_import import from_module
+from lstm_fpga.testing import FORMAT_SETS, quantize_float_model
 
 
 def _best_of(repeats: int, fn) -> float:
@@ -41,52 +40,7 @@ def main(argv=None) -> None:
 
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(I, H)
-    sd = {k: v.detach().double().numpy() for k, v in lstm.state_dict().items()}
-    fm = FloatLstm(
-        I,
-        H,
-        1,
-        False,
-        True,
-        (
-            FloatDirection(
-                0,
-                False,
-                sd["weight_ih_l0"],
-                sd["weight_hh_l0"],
-                sd["bias_ih_l0"] + sd["bias_hh_l0"],
-            ),
-        ),
-    )
-    Q = FixedFormat.parse
-    formats = LstmFormats(
-        x=Q("Q3.12"),
-        w_ih=Q("Q0.15"),
-        w_hh=Q("Q0.15"),
-        bias=Q("Q1.14"),
-        preact=Q("Q3.12"),
-        gate=Q("Q0.15"),
-        cell=Q("Q3.12"),
-        hidden=Q("Q0.15"),
-    )
-    d = fm.directions[0]
-    model = LstmModel(
-        I,
-        H,
-        1,
-        False,
-        True,
-        (
-            LayerDirection(
-                0,
-                False,
-                quantize(d.w_ih, formats.w_ih),
-                quantize(d.w_hh, formats.w_hh),
-                quantize(d.bias, formats.bias),
-                formats,
-            ),
-        ),
-    )
+    model = quantize_float_model(from_module(lstm), FORMAT_SETS["q16_even"])
     x = np.random.default_rng(0).uniform(-1, 1, size=(T, B, I))
     xq = quantize_input(model, x)
     xt = torch.tensor(x, dtype=torch.float32)

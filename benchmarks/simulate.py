@@ -29,54 +29,18 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from lstm_fpga.sim import compare, compile_model, simulate
-from lstm_fpga.sim.lstm import plan_for
-from lstm_fpga.sim.plan import Phase, Plan, SinkSpec, SourceSpec, run_plan
-from lstm_fpga.sim.runner import build, run
+from lstm_fpga.sim.compilation import compile_simulation
+from lstm_fpga.sim.phases import plan_for
+from lstm_fpga.sim.runner import run
 from lstm_fpga.sim.selftest import fifo_verilog
-from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
-from lstm_fpga.sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
-
-Q = FixedFormat.parse
-FORMATS = LstmFormats(
-    x=Q("Q3.12"),
-    w_ih=Q("Q1.14"),
-    w_hh=Q("Q1.14"),
-    bias=Q("Q3.12"),
-    preact=Q("Q4.11"),
-    gate=Q("Q0.15"),
-    cell=Q("Q4.11"),
-    hidden=Q("Q0.15"),
-)
-
-
-def random_model(I: int, H: int, seed: int = 0, layers: int = 1, head: int = 0) -> LstmModel:
-    rng = np.random.default_rng(seed)
-    limit = 1.0 / np.sqrt(H)
-    directions = []
-    for layer in range(layers):
-        formats = FORMATS if layer == 0 else replace(FORMATS, x=FORMATS.hidden)
-        directions.append(
-            LayerDirection(
-                layer,
-                False,
-                quantize(rng.uniform(-limit, limit, (4 * H, I if layer == 0 else H)), formats.w_ih),
-                quantize(rng.uniform(-limit, limit, (4 * H, H)), formats.w_hh),
-                quantize(rng.uniform(-1, 1, 4 * H), formats.bias),
-                formats,
-            )
-        )
-    linear = None
-    if head:
-        hf = HeadFormats(x=FORMATS.hidden, weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q4.11"))
-        weight = quantize(rng.uniform(-limit, limit, (head, H)), hf.weight)
-        linear = LinearHead(weight, quantize(rng.uniform(-1, 1, head), hf.bias), hf)
-    return LstmModel(I, H, layers, False, True, tuple(directions), linear)
+from lstm_fpga.sim.stimulus import Phase, Plan, SinkSpec, SourceSpec, run_plan
+from lstm_fpga.sw.numerics import quantize
+from lstm_fpga.testing import random_model
 
 
 def clock_only(design, cycles: int) -> tuple[float, int]:
@@ -94,7 +58,14 @@ def _config(args):
 
 
 def lstm_benchmark(args, cache: Path) -> dict:
-    model = random_model(args.input, args.hidden, args.seed, args.layers, args.head)
+    model = random_model(
+        args.input,
+        args.hidden,
+        args.layers,
+        head=args.head or None,
+        formats="q16_even",
+        seed=args.seed,
+    )
     rng = np.random.default_rng(args.seed + 1)
     fmt = model.input_format
     x = quantize(rng.uniform(-2, 2, (args.steps, args.input)), fmt)
@@ -182,7 +153,9 @@ async def cocotbext_fifo(dut):
 
 
 def driver_benchmark(simulator: str, cache: Path, beats: int = 4000) -> dict:
-    sim_build = build(fifo_verilog(16, 4, accept_period=64), "fifo_top", simulator, cache_dir=cache)
+    sim_build = compile_simulation(
+        fifo_verilog(16, 4, accept_period=64), "fifo_top", simulator, cache_dir=cache
+    )
     data = np.arange(beats) % 1000
     last = np.zeros(beats, dtype=bool)
     last[-1] = True

@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .cell import hidden_write_layout
 from .config import index_shape
 from .jobs import Source, h0_write_layout, state_memory_words, x_buffer_words, x_write_layout
+from .pipeline import delay
 from .plan import EnginePlan
 from .walk import read_layout
 
@@ -30,11 +31,16 @@ class ElementStore(wiring.Component):
     h0_write : In, stream (always ready) of :func:`h0_write_layout`
         ``h0`` into the state memory (takes precedence over a final-state write).
     reads : In, array of :func:`~lstm_fpga.hw.walk.read_layout` per lane group
-        Read requests; ``elements[g]`` is the element one cycle later (0 when ``beyond``).
+        Read requests; ``elements[g]`` is the element (0 when ``beyond``).
     elements : Out, array of ``element_shape`` per lane group
+        :attr:`LATENCY` cycles after the request.
     output_address : In; output_data : Out
         A further read port of the vector memory (latency 1) for the output reader.
     """
+
+    #: Cycles from a read request to its element: the memory read, its output register, the
+    #: element select (3:1 source and zero multiplexer) register.
+    LATENCY = 3
 
     def __init__(self, plan: EnginePlan):
         self._plan = plan
@@ -101,25 +107,31 @@ class ElementStore(wiring.Component):
                 self.output_data.eq(output_read.data),
             ]
 
-        # -- reads: the select travels beside the memory read -------------------------------------
+        # -- reads: the select travels beside the memory read and its output register ----------
+        read_delay = self.LATENCY - 2
         for g, request in enumerate(self.reads):
             x_reads = [bank.read_port() for bank in x_banks]
             v_read, s_read = vectors.read_port(), states.read_port()
             for read in x_reads:
                 m.d.comb += read.addr.eq(request.x_address)
             m.d.comb += [v_read.addr.eq(request.address), s_read.addr.eq(request.address)]
-            source = Signal(Source, name=f"source{g}")
-            beyond = Signal(name=f"beyond{g}")
-            x_bank = Signal.like(request.x_bank, name=f"x_bank_of{g}")
-            m.d.sync += [source.eq(request.source), beyond.eq(request.beyond)]
-            x_data = x_reads[0].data
+            select = delay(m, request.as_value(), 1 + read_delay, f"select{g}")
+            select = data.View(request.shape(), select)
+            x_data = delay(m, x_reads[0].data, read_delay, f"x_q{g}")
             if k_elems > 1:
-                m.d.sync += x_bank.eq(request.x_bank)
-                x_data = Array(read.data for read in x_reads)[x_bank]
+                x_data = Array(
+                    delay(m, read.data, read_delay, f"x_q{g}_{e}") for e, read in enumerate(x_reads)
+                )[select.x_bank]
             element = Mux(
-                source == Source.X,
+                select.source == Source.X,
                 x_data,
-                Mux(source == Source.VECTOR, v_read.data, s_read.data),
+                Mux(
+                    select.source == Source.VECTOR,
+                    delay(m, v_read.data, read_delay, f"v_q{g}"),
+                    delay(m, s_read.data, read_delay, f"s_q{g}"),
+                ),
             )
-            m.d.comb += self.elements[g].eq(Mux(beyond, 0, element))
+            selected = Signal(plan.element_shape, name=f"element{g}", reset_less=True)
+            m.d.sync += selected.eq(Mux(select.beyond, 0, element))
+            m.d.comb += self.elements[g].eq(selected)
         return m

@@ -9,7 +9,7 @@ scoreboards), :mod:`~lstm_fpga.hw.elements` (the memories the elements are read 
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .buffered import BufferedSchedule
@@ -19,6 +19,7 @@ from .elements import ElementStore
 from .jobs import h0_write_layout, input_layout
 from .mvu import beat_layout
 from .output_reader import OutputReader
+from .pipeline import delay
 from .plan import STREAMING, EnginePlan
 from .streaming import StreamingSchedule
 from .walk import JobWalker, beat_meta_layout
@@ -47,14 +48,18 @@ class Sequencer(wiring.Component):
 
     The :class:`~lstm_fpga.hw.walk.JobWalker` walks each job ``pass = 0 .. passes-1``,
     ``cycle = 0 .. span-1`` issuing one column per lane group per cycle: the weight-bank
-    address, the bias address and, one cycle later, the ``column`` beat with the vector
-    elements (from the ``x`` buffer, the vector memory or the state memory holding ``h0`` and
-    the final states: :class:`~lstm_fpga.hw.elements.ElementStore`).
+    address, the bias address and, :attr:`COLUMN_LATENCY` cycles later, the ``column`` beat
+    with the vector elements (from the ``x`` buffer, the vector memory or the state memory
+    holding ``h0`` and the final states: :class:`~lstm_fpga.hw.elements.ElementStore`).
 
     Also counts ``cycles`` from a sequence's first accepted input beat to its last output beat
     (``sequence_done``); ``busy`` while a sequence is unfinished; ``overflow`` (sticky until
     ``clear_status``) when a buffered sequence exceeded ``max_seq_len`` (it is dropped).
     """
+
+    #: Cycles from an issue (the weight and bias addresses, the element reads) to its
+    #: ``column`` beat (:attr:`ElementStore.LATENCY <lstm_fpga.hw.elements.ElementStore.LATENCY>`).
+    COLUMN_LATENCY = ElementStore.LATENCY
 
     def __init__(self, plan: EnginePlan, copy_queue_depth: int = 16):
         self._plan = plan
@@ -108,15 +113,17 @@ class Sequencer(wiring.Component):
         if streaming:
             m.d.comb += walker.x_beats.eq(schedule.x_beats)
 
-        # -- elements: one cycle after the walker's reads, with the beat ------------------------
+        # -- elements: COLUMN_LATENCY cycles after the walker's reads, with the beat ---------
         wiring.connect(m, wiring.flipped(self.hidden_write), elements.hidden_write)
         wiring.connect(m, wiring.flipped(self.h0_write), elements.h0_write)
         m.d.comb += [elements.reads.eq(walker.reads), elements.x_write.eq(schedule.x_write)]
-        beat = Signal(beat_meta_layout(plan))
-        m.d.sync += beat.eq(walker.beat)
+        beat = data.View(
+            beat_meta_layout(plan), delay(m, walker.beat.as_value(), self.COLUMN_LATENCY, "beat")
+        )
+        issued = delay(m, walker.beat.valid, self.COLUMN_LATENCY, "issued", control=True)
         column = self.column.payload
         m.d.comb += [
-            self.column.valid.eq(beat.valid),
+            self.column.valid.eq(issued),
             column.elements.eq(elements.elements),
             column.segments.eq(beat.segments),
             column.first.eq(beat.first),

@@ -24,15 +24,26 @@ import numpy as np
 
 from .numerics import (
     FixedFormat,
+    FormatWidthError,
     HeadDatapath,
     HeadFormats,
     LstmDatapath,
     LstmFormats,
     Overflow,
     Rounding,
+    check_exact,
+    check_format_chain,
 )
 
-__all__ = ["GATES", "SCHEMA_VERSION", "IRError", "LayerDirection", "LinearHead", "LstmModel"]
+__all__ = [
+    "GATES",
+    "SCHEMA_VERSION",
+    "IRError",
+    "IRFormatWidthError",
+    "LayerDirection",
+    "LinearHead",
+    "LstmModel",
+]
 
 #: Version of the saved JSON layout; bumped on any incompatible change.
 SCHEMA_VERSION = 1
@@ -66,28 +77,18 @@ def _check_range(array: np.ndarray, fmt: FixedFormat, name: str) -> None:
         )
 
 
-#: Widest accumulator allowed: the integer reference sums exactly in int64.
-MAX_ACCUMULATOR_WIDTH = 62
+class IRFormatWidthError(IRError, FormatWidthError):
+    """The formats need an intermediate wider than the reference computes exactly
+    (``tensor`` names the format to change, ``width`` the bits needed)."""
 
 
-def _check_accumulators(name: str, datapath) -> None:
+def _check_exact(name: str, datapath) -> None:
     try:
-        plans = (
-            [datapath.acc]
-            if isinstance(datapath, HeadDatapath)
-            else [
-                datapath.gate_acc,
-                datapath.cell_acc,
-            ]
-        )
+        check_exact(name, datapath.intermediate_widths())
+    except FormatWidthError as error:
+        raise IRFormatWidthError(str(error), error.tensor, error.width) from None
     except ValueError as error:  # a bias with more fraction bits than its products
         raise IRError(f"{name}: {error}") from None
-    for plan in plans:
-        if plan.width > MAX_ACCUMULATOR_WIDTH:
-            raise IRError(
-                f"{name}: the formats need a {plan.width}-bit accumulator, more than the "
-                f"{MAX_ACCUMULATOR_WIDTH} supported; use narrower formats"
-            )
 
 
 def _arrays_equal(a, b) -> bool:
@@ -129,7 +130,7 @@ class LayerDirection:
         _check_range(self.w_ih, self.formats.w_ih, f"{name}.w_ih")
         _check_range(self.w_hh, self.formats.w_hh, f"{name}.w_hh")
         _check_range(self.bias, self.formats.bias, f"{name}.bias")
-        _check_accumulators(name, self.datapath())
+        _check_exact(name, self.datapath())
 
     @property
     def name(self) -> str:
@@ -178,7 +179,7 @@ class LinearHead:
             raise IRError(f"head.formats must be a HeadFormats, not {type(self.formats)}")
         _check_range(self.weight, self.formats.weight, "head.weight")
         _check_range(self.bias, self.formats.bias, "head.bias")
-        _check_accumulators("head", self.datapath())
+        _check_exact("head", self.datapath())
 
     @property
     def in_features(self) -> int:
@@ -240,7 +241,6 @@ class LstmModel:
                 f"{self.num_layers}, bidirectional={self.bidirectional}"
             )
         H = self.hidden_size
-        first_x = self.directions[0].formats.x
         for d in self.directions:
             in_size = self.input_size if d.layer == 0 else H * self.num_directions
             if d.w_hh.shape != (4 * H, H):
@@ -251,19 +251,16 @@ class LstmModel:
                 )
             if not self.bias and np.any(d.bias):
                 raise IRError(f"{d.name}.bias is non-zero but the model has bias=False")
-            expected_x = first_x if d.layer == 0 else self.layer_hidden_format(d.layer - 1)
-            if d.formats.x != expected_x:
-                source = "layer 0's input" if d.layer == 0 else f"layer {d.layer - 1}'s hidden"
-                raise IRError(
-                    f"{d.name}.formats.x is {d.formats.x} but {source} format is {expected_x}; "
-                    f"a layer's input format must equal what feeds it"
-                )
-            if d.formats.hidden != self.layer_hidden_format(d.layer):
-                raise IRError(
-                    f"{d.name}.formats.hidden is {d.formats.hidden} but the other direction of "
-                    f"layer {d.layer} uses {self.layer_hidden_format(d.layer)}; both directions "
-                    f"of a layer must share the hidden format"
-                )
+        head_formats = self.head.formats if isinstance(self.head, LinearHead) else None
+        try:
+            check_format_chain(
+                self.num_layers,
+                self.bidirectional,
+                [d.formats for d in self.directions],
+                head_formats,
+            )
+        except ValueError as error:
+            raise IRError(str(error)) from None
         if self.head is not None:
             if not isinstance(self.head, LinearHead):
                 raise IRError(f"head must be a LinearHead or None, not {type(self.head)}")
@@ -271,11 +268,6 @@ class LstmModel:
                 raise IRError(
                     f"head.weight has {self.head.in_features} inputs but the LSTM outputs "
                     f"{self.output_size} features"
-                )
-            if self.head.formats.x != self.output_format:
-                raise IRError(
-                    f"head.formats.x is {self.head.formats.x} but the LSTM output format is "
-                    f"{self.output_format}"
                 )
 
     # -- shape -------------------------------------------------------------------------------

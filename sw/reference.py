@@ -11,7 +11,7 @@ Matrix products run as float64 BLAS when that is provably exact (every partial s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -78,13 +78,18 @@ class SaturationCounts:
 
 @dataclass(frozen=True, eq=False)
 class ReferenceResult:
-    """Integer results in ``nn.LSTM``'s shapes (see :meth:`FloatLstm.forward`)."""
+    """Integer results in ``nn.LSTM``'s shapes (see :meth:`FloatLstm.forward`).
+
+    ``saturations`` are the totals (the hardware's counters); ``direction_saturations`` the
+    same counts per layer direction name (``l0``, ``l0_reverse``, ...; ``head`` is 0 there).
+    """
 
     output: np.ndarray
     h_n: np.ndarray
     c_n: np.ndarray
     head: np.ndarray | None
     saturations: SaturationCounts
+    direction_saturations: dict[str, SaturationCounts] = field(default_factory=dict)
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -207,7 +212,8 @@ def run_reference(
         _check_ints(h0[k], d.formats.hidden, f"h0[{k}]")
         _check_ints(c0[k], d.formats.cell, f"c0[{k}]")
     valid = np.arange(T)[:, None] < lengths[None, :]
-    counts = {"preact": 0, "cell": 0, "hidden": 0, "head": 0}
+    counts = {"head": 0}
+    by_direction = {}
     h_n = np.zeros((L * D, B, H), dtype=np.int64)
     c_n = np.zeros((L * D, B, H), dtype=np.int64)
     layer_in = xs
@@ -217,9 +223,11 @@ def run_reference(
             k = layer * D + int(reverse)
             d = model.direction(layer, reverse)
             dp = model.datapath(layer, reverse)
+            direction_counts = {"preact": 0, "cell": 0, "hidden": 0}
             out, h_n[k], c_n[k] = _int_direction(
-                dp, d, layer_in, h0[k], c0[k], valid, counts, recorder
+                dp, d, layer_in, h0[k], c0[k], valid, direction_counts, recorder
             )
+            by_direction[d.name] = SaturationCounts(**direction_counts)
             outs.append(out)
         layer_in = np.concatenate(outs, axis=2)
     output = layer_in
@@ -243,7 +251,8 @@ def run_reference(
     output, (h_n, c_n), head_out = _finish(
         output, h_n, c_n, head_out, head_on, batch_first, unbatched
     )
-    return ReferenceResult(output, h_n, c_n, head_out, SaturationCounts(**counts))
+    totals = sum(by_direction.values(), SaturationCounts(head=counts["head"]))
+    return ReferenceResult(output, h_n, c_n, head_out, totals, by_direction)
 
 
 def _int_direction(dp, d, xs, h, c, valid, counts, recorder):

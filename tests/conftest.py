@@ -1,4 +1,5 @@
-"""Shared test helpers: seeded random PyTorch LSTMs and their quantised IR."""
+"""Shared test helpers: seeded PyTorch LSTMs and their quantised IR (random IR models and
+format sets: :mod:`lstm_fpga.testing`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ import pytest
 import torch
 
 from lstm_fpga.sw.float_model import FloatDirection, FloatHead, FloatLstm
-from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
-from lstm_fpga.sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
-
-Q = FixedFormat.parse
+from lstm_fpga.sw.ir import LstmModel
+from lstm_fpga.testing import quantize_float_model, width_formats
 
 
 def torch_lstm(I, H, L=1, bidirectional=False, bias=True, head=0, seed=0, batch_first=False):
@@ -51,58 +50,9 @@ def float_from_torch(lstm, linear=None) -> FloatLstm:
     )
 
 
-def fixed_formats(width: int = 16) -> dict[str, FixedFormat]:
-    """Hand-chosen formats for random nn.LSTM weights (|w| < 1) and inputs in [-4, 4)."""
-    return {
-        "x": FixedFormat(width, width - 4),
-        "w": FixedFormat(width, width - 2),
-        "bias": FixedFormat(width, width - 3),
-        "preact": FixedFormat(width, width - 4),
-        "gate": FixedFormat(width, width - 1),
-        "cell": FixedFormat(width, width - 4),
-        "hidden": FixedFormat(width, width - 1),
-        "head_out": FixedFormat(width, width - 4),
-    }
-
-
 def quantize_with(fm: FloatLstm, width: int = 16) -> LstmModel:
-    """Quantise every tensor of ``fm`` with :func:`fixed_formats` (no calibration)."""
-    f = fixed_formats(width)
-    directions = []
-    for d in fm.directions:
-        formats = LstmFormats(
-            x=f["x"] if d.layer == 0 else f["hidden"],
-            w_ih=f["w"],
-            w_hh=f["w"],
-            bias=f["bias"],
-            preact=f["preact"],
-            gate=f["gate"],
-            cell=f["cell"],
-            hidden=f["hidden"],
-        )
-        directions.append(
-            LayerDirection(
-                d.layer,
-                d.reverse,
-                quantize(d.w_ih, formats.w_ih),
-                quantize(d.w_hh, formats.w_hh),
-                quantize(d.bias, formats.bias),
-                formats,
-            )
-        )
-    head = None
-    if fm.head is not None:
-        hf = HeadFormats(x=f["hidden"], weight=f["w"], bias=f["bias"], output=f["head_out"])
-        head = LinearHead(quantize(fm.head.weight, hf.weight), quantize(fm.head.bias, hf.bias), hf)
-    return LstmModel(
-        fm.input_size,
-        fm.hidden_size,
-        fm.num_layers,
-        fm.bidirectional,
-        fm.bias,
-        tuple(directions),
-        head,
-    )
+    """Quantise every tensor of ``fm`` into :func:`lstm_fpga.testing.width_formats`."""
+    return quantize_float_model(fm, *width_formats(width))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Whole-model IR generators and an Amaranth-simulator driver for :class:`LstmEngine`.
+"""An Amaranth-simulator driver for :class:`LstmEngine`.
 
 :func:`run_engine` plays a list of operations (sequences with their control bits, initial
 state loads, weight reloads) through the engine's streams with random idle and
@@ -8,17 +8,15 @@ says the same operations produce; the tests compare the two with ``==``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.sim import Simulator
-from conftest import FORMAT_SETS, Q
 
-from lstm_fpga.hw import HardwareConfig
+from lstm_fpga.hw import EnginePlan, HardwareConfig, TopInterface
 from lstm_fpga.hw.engine import LstmEngine
 from lstm_fpga.hw.reload import weight_load_words
-from lstm_fpga.sw.ir import LayerDirection, LinearHead, LstmModel
-from lstm_fpga.sw.numerics import HeadFormats, quantize
+from lstm_fpga.sw.ir import LstmModel
 from lstm_fpga.sw.reference import SaturationCounts, run_reference
 
 __all__ = [
@@ -26,79 +24,9 @@ __all__ = [
     "Sequence",
     "WeightLoad",
     "expected_results",
-    "make_full_model",
-    "random_sequence",
-    "random_state",
     "run_engine",
+    "x_payloads",
 ]
-
-HEAD_FORMATS = {
-    "q16": dict(weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q4.11")),
-    "tight": dict(weight=Q("Q1.14"), bias=Q("Q3.12"), output=Q("Q1.6")),
-}
-
-
-def make_full_model(
-    input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    bias: bool = True,
-    head: int | None = None,
-    formats=("q16",),
-    head_formats: str = "q16",
-    seed: int = 0,
-    scale: float = 2.0,
-) -> LstmModel:
-    """A random IR model; layer ``k`` uses ``formats[k % len(formats)]`` with its ``x``
-    format replaced by what feeds it (the input, or the layer below's hidden format)."""
-    rng = np.random.default_rng(seed)
-    H, D = hidden_size, 2 if bidirectional else 1
-    directions = []
-    x_format = FORMAT_SETS[formats[0]].x
-    for layer in range(num_layers):
-        f = replace(FORMAT_SETS[formats[layer % len(formats)]], x=x_format)
-        in_size = input_size if layer == 0 else D * H
-        limit = scale / np.sqrt(H)
-        for reverse in (False, True)[:D]:
-            w_ih = quantize(rng.uniform(-limit, limit, (4 * H, in_size)), f.w_ih)
-            w_hh = quantize(rng.uniform(-limit, limit, (4 * H, H)), f.w_hh)
-            b = quantize(rng.uniform(-1.0, 1.0, 4 * H), f.bias)
-            if not bias:
-                b = np.zeros(4 * H, dtype=np.int64)
-            directions.append(LayerDirection(layer, reverse, w_ih, w_hh, b, f))
-        x_format = f.hidden
-    linear = None
-    if head is not None:
-        hf = HeadFormats(x=x_format, **HEAD_FORMATS[head_formats])
-        limit = scale / np.sqrt(D * H)
-        weight = quantize(rng.uniform(-limit, limit, (head, D * H)), hf.weight)
-        head_bias = quantize(rng.uniform(-1.0, 1.0, head), hf.bias)
-        if not bias:
-            head_bias = np.zeros(head, dtype=np.int64)
-        linear = LinearHead(weight, head_bias, hf)
-    return LstmModel(
-        input_size, hidden_size, num_layers, bidirectional, bias, tuple(directions), linear
-    )
-
-
-def random_state(model: LstmModel, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Random ``(h0, c0)`` of shape ``(L*D, H)`` within each layer direction's formats."""
-    H = model.hidden_size
-    h0 = [
-        quantize(rng.uniform(-1, 1, H) * d.formats.hidden.max_value, d.formats.hidden)
-        for d in model.directions
-    ]
-    c0 = [
-        quantize(rng.uniform(-1, 1, H) * d.formats.cell.max_value, d.formats.cell)
-        for d in model.directions
-    ]
-    return np.array(h0), np.array(c0)
-
-
-def random_sequence(model: LstmModel, steps: int, rng) -> np.ndarray:
-    fmt = model.input_format
-    return quantize(rng.uniform(-0.9, 0.9, (steps, model.input_size)) * fmt.max_value, fmt)
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,18 +98,15 @@ def expected_results(model: LstmModel, config: HardwareConfig, operations) -> Ex
     return result
 
 
-def _x_beats(plan, x):
-    k = plan.input_elements
-    beats = []
-    T, I = x.shape
-    per_step = -(-I // k)
-    for t in range(T):
-        for b in range(per_step):
-            values = [int(x[t, j]) if j < I else 0 for j in range(b * k, b * k + k)]
-            last = int(t == T - 1 and b == per_step - 1)
-            data = values[0] if k == 1 else values
-            beats.append({"data": data, "last": last})
-    return beats
+def x_payloads(interface: TopInterface, x) -> list[dict]:
+    """The engine's ``x`` payloads of one sequence ``(T, I)``: the elements of each beat as
+    the interface lays them out (one element, or a list of ``input_elements``)."""
+    elements = interface.x_beat_elements(x)
+    last = interface.x_last([len(x)])
+    return [
+        {"data": int(beat[0]) if len(beat) == 1 else [int(v) for v in beat], "last": int(end)}
+        for beat, end in zip(elements, last, strict=True)
+    ]
 
 
 def run_engine(
@@ -200,8 +125,9 @@ def run_engine(
     state packet), ``saturations`` (dict), ``overflow``, ``busy`` and ``cycles`` (sampled a
     few cycles after the end); ``x_cycles``/``y_cycles``: the cycle of every ``x``/``y``
     handshake."""
-    dut = engine if engine is not None else LstmEngine(model, config)
+    dut = engine if engine is not None else LstmEngine(EnginePlan(model, config))
     plan = dut.plan
+    interface = TopInterface(plan)
     rng = np.random.default_rng(seed)
     LD, H = plan.state_words // model.hidden_size, model.hidden_size
     result = {"y": [], "states": [], "x_cycles": [], "y_cycles": []}
@@ -232,10 +158,9 @@ def run_engine(
             if isinstance(op, Sequence):
                 ctx.set(dut.carry_state, int(op.carry))
                 ctx.set(dut.read_state, int(op.read_state))
-                await offer(ctx, dut.x, _x_beats(plan, op.x))
+                await offer(ctx, dut.x, x_payloads(interface, op.x))
             elif isinstance(op, InitLoad):
-                values = [int(v) for v in np.asarray(op.h0).reshape(-1)]
-                values += [int(v) for v in np.asarray(op.c0).reshape(-1)]
+                values = [int(v) for v in interface.init_values(op.h0, op.c0)]
                 beats = [
                     {"data": v, "last": int(k == len(values) - 1)} for k, v in enumerate(values)
                 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import FORMAT_SETS
 
 from lstm_fpga.hw.activation import ActivationUnit
 from lstm_fpga.sw.numerics import (
@@ -15,6 +14,7 @@ from lstm_fpga.sw.numerics import (
     Rounding,
     activation_table,
 )
+from lstm_fpga.testing import FORMAT_SETS
 
 
 def _run(table, inputs):

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import receive_beats, send_beats
-from engine_driver import make_full_model
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.cell import GateCellPipeline
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import cell_update, gate_accumulators
+from lstm_fpga.testing import random_model
+from tests.hw.conftest import receive_beats, send_beats
 
 
 def _accumulators(plan, m, rng):
@@ -42,7 +42,7 @@ def _accumulators(plan, m, rng):
 def test_hidden_and_cell_equal_cell_update(
     hidden_size, layers, bidirectional, formats, queue_depth
 ):
-    model = make_full_model(
+    model = random_model(
         3, hidden_size, layers, bidirectional, formats=formats, seed=hidden_size, scale=4.0
     )
     plan = EnginePlan(model, HardwareConfig(lanes=4, max_seq_len=4))

@@ -5,42 +5,36 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from conftest import make_model, random_input, receive_beats, send_beats
 
 from lstm_fpga.hw import (
+    EnginePlan,
     HardwareConfig,
     LstmEngine,
     LstmTop,
+    TopInterface,
     cycle_bound,
 )
 from lstm_fpga.sw.reference import run_reference
+from lstm_fpga.testing import random_input, random_model
+from tests.hw.conftest import receive_beats, send_beats
+from tests.hw.engine_driver import x_payloads
 
 
 def _reference_outputs(model, sequences):
     return [run_reference(model, seq[:, None, :]).output[:, 0, :] for seq in sequences]
 
 
-def _input_beats(sequences, elements=1):
-    """Beats of ``elements`` elements each (the last beat of a step zero-padded)."""
-    beats = []
-    for seq in sequences:
-        steps, inputs = seq.shape
-        per_step = -(-inputs // elements)
-        for t in range(steps):
-            padded = np.zeros(per_step * elements, dtype=np.int64)
-            padded[:inputs] = seq[t]
-            for b in range(per_step):
-                last = int(t == steps - 1 and b == per_step - 1)
-                chunk = [int(v) for v in padded[b * elements : (b + 1) * elements]]
-                beats.append({"data": chunk[0] if elements == 1 else chunk, "last": last})
-    return beats
+def _input_beats(interface, sequences):
+    """The ``x`` payloads of ``sequences`` streamed back to back."""
+    return [beat for seq in sequences for beat in x_payloads(interface, seq)]
 
 
 def _run_engine(model, lanes, sequences, seed, idle, stall, elements=1):
     """Stream ``sequences`` through the engine; returns (y beats, cycles, busy at the end)."""
-    dut = LstmEngine(model, HardwareConfig(lanes=lanes, input_elements=elements))
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes, input_elements=elements))
+    dut = LstmEngine(plan)
     rng = np.random.default_rng(seed)
-    beats = _input_beats(sequences, elements)
+    beats = _input_beats(TopInterface(plan), sequences)
     total = sum(len(s) for s in sequences) * model.hidden_size
     result = {}
 
@@ -82,7 +76,7 @@ def _check(model, sequences, result):
 
 
 def _sequences(model, lengths, seed):
-    return [random_input(model, n, seed=seed + k) for k, n in enumerate(lengths)]
+    return [random_input(model, n, seed + k) for k, n in enumerate(lengths)]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +96,7 @@ def _sequences(model, lengths, seed):
     ],
 )
 def test_engine_matches_reference_with_stalls(input_size, hidden_size, formats, scale, lanes):
-    model = make_model(input_size, hidden_size, formats, seed=lanes, scale=scale)
+    model = random_model(input_size, hidden_size, seed=lanes, scale=scale, formats=formats)
     sequences = _sequences(model, [13, 1, 8], seed=10 * lanes)
     result = _run_engine(model, lanes, sequences, seed=lanes, idle=0.3, stall=0.3)
     _check(model, sequences, result)
@@ -118,7 +112,7 @@ def test_engine_matches_reference_with_stalls(input_size, hidden_size, formats, 
     ],
 )
 def test_several_input_elements_per_beat(input_size, hidden_size, formats, lanes, elements):
-    model = make_model(input_size, hidden_size, formats, seed=lanes, scale=4.0)
+    model = random_model(input_size, hidden_size, seed=lanes, scale=4.0, formats=formats)
     sequences = _sequences(model, [9, 1, 5], seed=lanes)
     result = _run_engine(model, lanes, sequences, lanes, 0.3, 0.3, elements=elements)
     _check(model, sequences, result)
@@ -126,7 +120,7 @@ def test_several_input_elements_per_beat(input_size, hidden_size, formats, lanes
 
 def test_engine_without_stalls_reaches_the_cycle_budget():
     """Free-flowing streams: a long sequence takes about steps * passes * (I + H) cycles."""
-    model = make_model(5, 11, "q16", seed=3)
+    model = random_model(5, 11, seed=3, formats="q16", scale=1.5)
     lanes, steps = 4, 20
     sequences = _sequences(model, [steps], seed=3)
     result = _run_engine(model, lanes, sequences, seed=0, idle=0.0, stall=0.0)
@@ -138,7 +132,7 @@ def test_engine_without_stalls_reaches_the_cycle_budget():
 
 def test_many_short_sequences_under_heavy_backpressure():
     """Up to 4 sequences in flight: one-step sequences pile up behind a slow consumer."""
-    model = make_model(2, 1, "q12", seed=9, scale=4.0)
+    model = random_model(2, 1, seed=9, scale=4.0, formats="q12")
     lengths = [1, 1, 2, 1, 1, 1, 3, 1, 1, 2, 1, 1]
     sequences = _sequences(model, lengths, seed=9)
     result = _run_engine(model, 4, sequences, seed=9, idle=0.0, stall=0.85)
@@ -148,7 +142,7 @@ def test_many_short_sequences_under_heavy_backpressure():
 @pytest.mark.slow
 @pytest.mark.parametrize("lanes", [2, 7, 16])
 def test_engine_longer_sequences(lanes):
-    model = make_model(9, 6, "tight", seed=lanes, scale=3.0)
+    model = random_model(9, 6, seed=lanes, scale=3.0, formats="tight")
     sequences = _sequences(model, [30, 2, 21], seed=lanes)
     result = _run_engine(model, lanes, sequences, seed=lanes, idle=0.5, stall=0.5)
     _check(model, sequences, result)
@@ -156,10 +150,10 @@ def test_engine_longer_sequences(lanes):
 
 def test_top_axi_ports_stream_the_same_outputs():
     """``lstm_top``'s AXI-named ports: tdata/tvalid/tready/tlast, cycles and busy."""
-    model = make_model(5, 11, "q16", seed=5)
-    top = LstmTop(model, HardwareConfig(lanes=6))
+    model = random_model(5, 11, seed=5, formats="q16", scale=1.5)
+    top = LstmTop(EnginePlan(model, HardwareConfig(lanes=6)))
     sequences = _sequences(model, [4, 3], seed=5)
-    beats = _input_beats(sequences)
+    beats = _input_beats(top.interface, sequences)
     total = sum(len(s) for s in sequences) * model.hidden_size
     rng = np.random.default_rng(5)
     got, state = [], {}

@@ -5,26 +5,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_driver import (
-    InitLoad,
-    Sequence,
-    WeightLoad,
-    expected_results,
-    make_full_model,
-    random_sequence,
-    random_state,
-    run_engine,
-)
 
 from lstm_fpga.hw import (
     EnginePlan,
     HardwareConfig,
     HardwareConfigError,
     LstmEngine,
-    pack_weight_word,
+    TopInterface,
     weight_load_words,
 )
-from lstm_fpga.hw.reload import weight_word_fields
+from lstm_fpga.testing import random_input, random_model, random_state
+from tests.hw.engine_driver import (
+    InitLoad,
+    Sequence,
+    WeightLoad,
+    expected_results,
+    run_engine,
+)
 
 
 def _check(model, config, operations, result):
@@ -82,7 +79,7 @@ def test_random_models_with_states_and_variable_lengths(params):
     back to back in both state modes, an h0/c0 load, final states read back."""
     layers, bidirectional, bias, head, output, lanes, elements = params
     seed = layers * 10 + lanes
-    model = make_full_model(
+    model = random_model(
         5,
         11,
         layers,
@@ -99,7 +96,7 @@ def test_random_models_with_states_and_variable_lengths(params):
     h0, c0 = random_state(model, rng)
 
     def seq(steps, carry, read):
-        return Sequence(random_sequence(model, steps, rng), carry, read)
+        return Sequence(random_input(model, steps, rng), carry, read)
 
     operations = [
         seq(4, True, True),  # carry right after reset: starts from zeros (h0, c0 = 0)
@@ -119,13 +116,13 @@ def test_random_models_with_states_and_variable_lengths(params):
     [(3, False, 3, "all", 7), (2, True, 4, "last", 9), (2, True, None, "all", 44)],
 )
 def test_longer_sequences(layers, bidirectional, head, output, lanes):
-    model = make_full_model(
-        5, 11, layers, bidirectional, True, head, formats=("tight", "q16"), seed=lanes
+    model = random_model(
+        5, 11, layers, bidirectional, True, head, formats=("tight", "q16"), seed=lanes, scale=2.0
     )
     config = HardwareConfig(lanes=lanes, output=output, max_seq_len=14)
     rng = np.random.default_rng(lanes)
     operations = [
-        Sequence(random_sequence(model, steps, rng), carry, read)
+        Sequence(random_input(model, steps, rng), carry, read)
         for steps, carry, read in ((14, False, True), (9, True, True), (13, True, False))
     ]
     result = run_engine(model, config, operations, seed=lanes, idle=0.5, stall=0.5)
@@ -135,10 +132,10 @@ def test_longer_sequences(layers, bidirectional, head, output, lanes):
 def test_top_layer_output_leaves_while_input_streams():
     """Unidirectional stacks pipeline per step: h_t of the top layer leaves before the input
     of later steps has even arrived (the input is paced slower than the engine)."""
-    model = make_full_model(5, 3, 3, seed=4)
+    model = random_model(5, 3, 3, seed=4, scale=2.0)
     config = HardwareConfig(lanes=8)
     rng = np.random.default_rng(4)
-    operations = [Sequence(random_sequence(model, 12, rng))]
+    operations = [Sequence(random_input(model, 12, rng))]
     result = run_engine(model, config, operations, seed=4, idle=0.9, stall=0.0)
     _check(model, config, operations, result)
     first_step_done = result["y_cycles"][model.hidden_size - 1]
@@ -150,10 +147,12 @@ def test_bidirectional_outputs_stream_while_the_next_sequence_computes(layers):
     """Without a head, a bidirectional model's outputs leave from a sequence buffer while the
     next sequence already computes; a slow consumer makes the next sequence wait for the
     buffer, never overwrite it."""
-    model = make_full_model(3, 4, layers, bidirectional=True, formats=("q16", "tight"), seed=9)
+    model = random_model(
+        3, 4, layers, bidirectional=True, formats=("q16", "tight"), seed=9, scale=2.0
+    )
     config = HardwareConfig(lanes=16, output="all", max_seq_len=6)
     rng = np.random.default_rng(9)
-    operations = [Sequence(random_sequence(model, n, rng)) for n in (6, 2, 5, 1, 6)]
+    operations = [Sequence(random_input(model, n, rng)) for n in (6, 2, 5, 1, 6)]
     result = run_engine(model, config, operations, seed=9, idle=0.0, stall=0.8)
     _check(model, config, operations, result)
 
@@ -163,17 +162,17 @@ def test_weight_reload_between_sequences(bidirectional):
     """Words loaded through weight_write replace every weight and bias: later sequences
     equal the reference of the new model; the state carried across the reload too."""
     args = dict(bidirectional=bidirectional, head=2, formats=("q16", "tight"), head_formats="tight")
-    first = make_full_model(5, 4, 2, seed=1, scale=3.0, **args)
-    second = make_full_model(5, 4, 2, seed=2, scale=3.0, **args)
+    first = random_model(5, 4, 2, seed=1, scale=3.0, **args)
+    second = random_model(5, 4, 2, seed=2, scale=3.0, **args)
     config = HardwareConfig(lanes=3, output="all", max_seq_len=4)
     rng = np.random.default_rng(7)
     operations = [
-        Sequence(random_sequence(first, 4, rng), read_state=True),
+        Sequence(random_input(first, 4, rng), read_state=True),
         WeightLoad(second),
-        Sequence(random_sequence(first, 3, rng), carry=True, read_state=True),
-        Sequence(random_sequence(first, 2, rng)),
+        Sequence(random_input(first, 3, rng), carry=True, read_state=True),
+        Sequence(random_input(first, 2, rng)),
         WeightLoad(first),
-        Sequence(random_sequence(first, 4, rng), carry=True),
+        Sequence(random_input(first, 4, rng), carry=True),
     ]
     result = run_engine(first, config, operations, seed=7)
     _check(first, config, operations, result)
@@ -182,14 +181,14 @@ def test_weight_reload_between_sequences(bidirectional):
 def test_too_long_sequence_sets_overflow_and_leaves_state_clean():
     """A sequence over max_seq_len is dropped (no output), sets the sticky overflow flag and
     changes no state: the next sequence, carrying state, continues from the one before."""
-    model = make_full_model(5, 3, 2, bidirectional=True, head=2, seed=5)
+    model = random_model(5, 3, 2, bidirectional=True, head=2, seed=5, scale=2.0)
     config = HardwareConfig(lanes=4, output="last", max_seq_len=4)
     rng = np.random.default_rng(5)
     operations = [
-        Sequence(random_sequence(model, 4, rng), read_state=True),
-        Sequence(random_sequence(model, 5, rng), read_state=True),  # too long
-        Sequence(random_sequence(model, 9, rng), carry=True),  # far too long
-        Sequence(random_sequence(model, 2, rng), carry=True, read_state=True),
+        Sequence(random_input(model, 4, rng), read_state=True),
+        Sequence(random_input(model, 5, rng), read_state=True),  # too long
+        Sequence(random_input(model, 9, rng), carry=True),  # far too long
+        Sequence(random_input(model, 2, rng), carry=True, read_state=True),
     ]
     result = run_engine(model, config, operations, seed=5)
     expected = _check(model, config, operations, result)
@@ -199,9 +198,9 @@ def test_too_long_sequence_sets_overflow_and_leaves_state_clean():
 def test_clear_status_resets_counters_and_overflow():
     from amaranth.sim import Simulator
 
-    model = make_full_model(2, 2, 1, bidirectional=True, seed=3, scale=6.0)
-    dut = LstmEngine(model, HardwareConfig(lanes=2, max_seq_len=1))
-    x = random_sequence(model, 2, np.random.default_rng(3))
+    model = random_model(2, 2, 1, bidirectional=True, seed=3, scale=6.0)
+    dut = LstmEngine(EnginePlan(model, HardwareConfig(lanes=2, max_seq_len=1)))
+    x = random_input(model, 2, np.random.default_rng(3))
     seen = {}
 
     async def bench(ctx):
@@ -228,7 +227,7 @@ def test_clear_status_resets_counters_and_overflow():
 
 
 def test_plan_bounds_and_refusals():
-    model = make_full_model(5, 11, 3, bidirectional=True, head=3)
+    model = random_model(5, 11, 3, bidirectional=True, head=3, scale=2.0)
     plan = EnginePlan(model, HardwareConfig(lanes=7, max_seq_len=8, output="last"))
     H = 11
     per_step = -(-4 * H * (5 + H) // 7) * 2 + -(-4 * H * (2 * H + H) // 7) * 4
@@ -245,18 +244,19 @@ def test_plan_bounds_and_refusals():
     ]
     with pytest.raises(HardwareConfigError, match="max_seq_len"):
         EnginePlan(model, HardwareConfig(lanes=7))
-    other = make_full_model(5, 11, 3, bidirectional=True, head=3, formats=("q12",))
+    other = random_model(5, 11, 3, bidirectional=True, head=3, formats=("q12",), scale=2.0)
     with pytest.raises(HardwareConfigError, match="formats differ"):
         plan.bank_images(other)
 
 
 def test_weight_words_cover_every_bank_word_and_pack_into_w_tdata():
-    model = make_full_model(5, 3, 2, bidirectional=True, head=2, seed=8)
+    model = random_model(5, 3, 2, bidirectional=True, head=2, seed=8, scale=2.0)
     plan = EnginePlan(model, HardwareConfig(lanes=5, max_seq_len=4))
     words = weight_load_words(plan, model)
     images = plan.images
     assert len(words) == images.lanes * (plan.bank_depth + plan.bias_depth)
-    fields = weight_word_fields(plan)
+    interface = TopInterface(plan)
+    fields = interface.weight_word_fields
     address_bits = max(1, (max(plan.bank_depth, plan.bias_depth) - 1).bit_length())
     data_bits = max(images.weight_width, images.bias_width)
     assert fields["target"] == (0, 1)
@@ -266,7 +266,7 @@ def test_weight_words_cover_every_bank_word_and_pack_into_w_tdata():
     for word in words[:: max(1, len(words) // 200)]:
         bank = images.weights if word.target == 0 else images.biases
         assert bank[word.lane, word.address] == word.value
-        packed = pack_weight_word(plan, word)
+        packed = interface.pack_weight_word(word)
         unpacked = {
             name: (packed >> offset) & ((1 << width) - 1)
             for name, (offset, width) in fields.items()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_model
 
 from lstm_fpga.hw import HardwareConfig, write_build
 from lstm_fpga.hw.tools import synthesize
+from lstm_fpga.testing import random_model
 
 pytestmark = [pytest.mark.synth, pytest.mark.slow]
 
@@ -22,7 +22,7 @@ def gate_pipeline_multipliers(dp) -> int:
 @pytest.mark.parametrize("family", ["ecp5", "xilinx"])
 def test_lanes_use_exactly_p_dsps_and_weights_use_block_ram(tmp_path, family):
     lanes = 3
-    model = make_model(16, 16, "q16", seed=0)
+    model = random_model(16, 16, seed=0, formats="q16", scale=1.5)
     build = write_build(model, HardwareConfig(lanes=lanes), tmp_path)
     report = synthesize(build.verilog, family)
     counts = tmp_path / f"synth_{family}.json"

@@ -14,40 +14,24 @@ import pytest
 
 from lstm_fpga.hw import HardwareConfig
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
-from lstm_fpga.sim.lstm import (
+from lstm_fpga.sim.phases import (
     Stimulus,
     clear_status_phase,
-    decode_phase,
     plan_for,
     reload_phase,
     stimulus_phase,
 )
-from lstm_fpga.sim.plan import run_plan
+from lstm_fpga.sim.result import decode_phase
+from lstm_fpga.sim.stimulus import run_plan
 from lstm_fpga.sw.numerics import FixedFormat, quantize
 from lstm_fpga.sw.reference import run_reference
+from lstm_fpga.testing import padded, random_sequences
 from tests.conftest import float_from_torch, quantize_with, torch_lstm
-
-if not hasattr(HardwareConfig(lanes=1), "max_seq_len"):
-    pytest.skip("one-layer engine: no full-model ports", allow_module_level=True)
 
 
 def _model(I, H, L=1, bidirectional=False, bias=True, head=0, seed=0, width=16):
     lstm, linear = torch_lstm(I, H, L, bidirectional, bias, head, seed=seed)
     return quantize_with(float_from_torch(lstm, linear), width), lstm, linear
-
-
-def _sequences(model, lengths, seed=1):
-    rng = np.random.default_rng(seed)
-    fmt = model.input_format
-    return [
-        quantize(rng.uniform(-0.9, 0.9, (n, model.input_size)) * fmt.max_value, fmt)
-        for n in lengths
-    ]
-
-
-def _padded(sequences):
-    T = max(len(s) for s in sequences)
-    return np.stack([np.pad(s, ((0, T - len(s)), (0, 0))) for s in sequences], axis=1)
 
 
 def _states(model, batch, seed=2):
@@ -79,11 +63,11 @@ def forecaster(sim_cache):
 def test_forecaster_head_on_the_last_step(forecaster, paced):
     design, lstm, linear = forecaster
     model = design.model
-    sequences = _sequences(model, [12, 3, 7, 1], seed=11)
+    sequences = random_sequences(model, [12, 3, 7, 1], 11)
     pacing = Pacing(0.3, 4, seed=3) if paced else Pacing()
     result = simulate(design, sequences, input_pacing=pacing, output_pacing=pacing)
     lengths = [len(s) for s in sequences]
-    reference = run_reference(model, _padded(sequences), lengths=lengths, head_on="last")
+    reference = run_reference(model, padded(sequences), lengths=lengths, head_on="last")
     assert result.head.shape == (4, 1)
     np.testing.assert_array_equal(result.head, reference.head)
     np.testing.assert_array_equal(result.h_n, reference.h_n)
@@ -105,7 +89,7 @@ def test_forecaster_state_modes_back_to_back(forecaster):
     final state; without it each starts from the loaded (h0, c0)."""
     design, _, _ = forecaster
     model = design.model
-    sequences = _sequences(model, [4, 6, 2], seed=12)
+    sequences = random_sequences(model, [4, 6, 2], 12)
     h0, c0 = _states(model, 1, seed=13)
     h0, c0 = h0[:, 0], c0[:, 0]
     reset = simulate(design, sequences, h0=h0, c0=c0)
@@ -128,7 +112,7 @@ def test_one_lsb_in_the_head_is_found(forecaster):
     """compare can fail: the reference of a model whose head bias differs by one LSB."""
     design, _, _ = forecaster
     model = design.model
-    sequences = _sequences(model, [3, 5], seed=14)
+    sequences = random_sequences(model, [3, 5], 14)
     result = simulate(design, sequences)
     head = model.head
     other = replace(model, head=replace(head, bias=head.bias + 1))
@@ -172,11 +156,11 @@ def test_random_models_with_states(
     max_len = max(lengths) if bidirectional else None
     config = HardwareConfig(lanes=lanes, output=output, max_seq_len=max_len)
     design = compile_model(model, config, "verilator", cache_dir=sim_cache)
-    sequences = _sequences(model, lengths, seed=seed + 1)
+    sequences = random_sequences(model, lengths, seed + 1)
     h0, c0 = _states(model, len(lengths), seed=seed + 2)
     pacing = Pacing(0.2, 3, seed=seed)
     result = simulate(design, sequences, h0=h0, c0=c0, input_pacing=pacing, output_pacing=pacing)
-    reference = run_reference(model, _padded(sequences), h0, c0, lengths=lengths, head_on=output)
+    reference = run_reference(model, padded(sequences), h0, c0, lengths=lengths, head_on=output)
     np.testing.assert_array_equal(result.outputs, _expected_y(model, reference, lengths, output))
     np.testing.assert_array_equal(result.h_n, reference.h_n)
     np.testing.assert_array_equal(result.c_n, reference.c_n)
@@ -189,7 +173,7 @@ def test_bidirectional_overflow_drops_the_sequence_and_recovers(sim_cache):
     model, _, _ = _model(4, 7, 1, True, False, 0, seed=471)
     config = HardwareConfig(lanes=5, output="all", max_seq_len=6)
     design = compile_model(model, config, "verilator", cache_dir=sim_cache)
-    too_long, clean = _sequences(model, [9, 4], seed=21)
+    too_long, clean = random_sequences(model, [9, 4], 21)
     with pytest.raises(ValueError, match="max_seq_len=6"):
         simulate(design, [too_long])
     refused = Stimulus.prepare(model, [too_long])
@@ -232,9 +216,9 @@ def test_saturation_counters_match_the_reference(sim_cache):
         head=replace(head, weight=loud, formats=replace(head.formats, output=FixedFormat(16, 13))),
     )
     design = compile_model(model, HardwareConfig(lanes=6, output="all"), cache_dir=sim_cache)
-    sequences = _sequences(model, [5, 3], seed=33)
+    sequences = random_sequences(model, [5, 3], 33)
     result = simulate(design, sequences)
-    reference = run_reference(model, _padded(sequences), lengths=[5, 3], head_on="all")
+    reference = run_reference(model, padded(sequences), lengths=[5, 3], head_on="all")
     assert reference.saturations.preact > 0 and reference.saturations.head > 0
     assert result.saturations == reference.saturations
     assert compare(result).bit_exact
@@ -245,11 +229,11 @@ def test_small_full_model_on_icarus(sim_cache):
     design = compile_model(
         model, HardwareConfig(lanes=4, output="last"), "icarus", cache_dir=sim_cache
     )
-    sequences = _sequences(model, [3, 1, 4], seed=42)
+    sequences = random_sequences(model, [3, 1, 4], 42)
     h0, c0 = _states(model, 3, seed=43)
     pacing = Pacing(0.3, 2, seed=4)
     result = simulate(design, sequences, h0=h0, c0=c0, input_pacing=pacing, output_pacing=pacing)
-    reference = run_reference(model, _padded(sequences), h0, c0, lengths=[3, 1, 4])
+    reference = run_reference(model, padded(sequences), h0, c0, lengths=[3, 1, 4])
     np.testing.assert_array_equal(result.head, reference.head)
     np.testing.assert_array_equal(result.h_n, reference.h_n)
     report = compare(result)
@@ -262,8 +246,8 @@ def test_weight_reload_between_sequences(forecaster):
     design, _, _ = forecaster
     model = design.model
     other, _, _ = _model(5, 16, head=1, seed=6)
-    before = Stimulus.prepare(model, _sequences(model, [4, 2], seed=16))
-    after = Stimulus.prepare(model, _sequences(model, [3, 5], seed=17))
+    before = Stimulus.prepare(model, random_sequences(model, [4, 2], 16))
+    after = Stimulus.prepare(model, random_sequences(model, [3, 5], 17))
     phases = [
         stimulus_phase(design, before, read_state=True),
         reload_phase(design, other, Pacing(0.2, 2, seed=5)),
@@ -286,8 +270,8 @@ def test_one_lsb_through_the_reload_is_found_and_located(forecaster):
     design, _, _ = forecaster
     model = design.model
     H, d = model.hidden_size, model.directions[0]
-    sequences = _sequences(model, [1, 1, 1], seed=15)  # one step from zero: no spreading
-    x = _padded(sequences)
+    sequences = random_sequences(model, [1, 1, 1], 15)  # one step from zero: no spreading
+    x = padded(sequences)
     column = int(np.abs(x).max(axis=(0, 1)).argmax())
     for unit in range(H):
         w_ih = d.w_ih.copy()
@@ -314,8 +298,8 @@ def test_reset_in_a_stacked_head_model_then_a_clean_run(sim_cache):
     after it are exact (nothing of the interrupted one leaks into state or output)."""
     model, _, _ = _model(5, 11, 2, False, True, 3, seed=612)  # the L2-head3-all-P3 build
     design = compile_model(model, HardwareConfig(lanes=3, output="all"), cache_dir=sim_cache)
-    interrupted = Stimulus.prepare(model, _sequences(model, [8], seed=51))
-    clean = Stimulus.prepare(model, _sequences(model, [4, 3], seed=52))
+    interrupted = Stimulus.prepare(model, random_sequences(model, [8], 51))
+    clean = Stimulus.prepare(model, random_sequences(model, [4, 3], 52))
     abort_at = 3 * design.cycle_bound + 11
     phases = [
         stimulus_phase(design, interrupted, abort_after_cycles=abort_at),
@@ -334,9 +318,9 @@ def test_wider_input_beats(sim_cache, simulator):
     model, _, _ = _model(5, 6, 1, False, True, 0, seed=61)
     config = HardwareConfig(lanes=8, input_elements=2)
     design = compile_model(model, config, simulator, cache_dir=sim_cache)
-    sequences = _sequences(model, [4, 1, 3], seed=62)
+    sequences = random_sequences(model, [4, 1, 3], 62)
     pacing = Pacing(0.3, 2, seed=6)
     result = simulate(design, sequences, input_pacing=pacing, output_pacing=pacing)
-    reference = run_reference(model, _padded(sequences), lengths=[4, 1, 3])
+    reference = run_reference(model, padded(sequences), lengths=[4, 1, 3])
     np.testing.assert_array_equal(result.outputs, reference.output)
     assert compare(result).bit_exact

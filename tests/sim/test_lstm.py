@@ -10,16 +10,13 @@ import pytest
 
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sim.compare import CYCLE_SLACK
-from lstm_fpga.sim.lstm import (
-    Stimulus,
-    compile_build,
-    decode_phase,
-    plan_for,
-    stimulus_phase,
-)
-from lstm_fpga.sim.plan import run_plan
+from lstm_fpga.sim.design import compile_build_directory
+from lstm_fpga.sim.phases import Stimulus, plan_for, stimulus_phase
+from lstm_fpga.sim.result import decode_phase
+from lstm_fpga.sim.stimulus import run_plan
 from lstm_fpga.sw.numerics import dequantize, quantize
 from lstm_fpga.sw.reference import run_float, run_reference
+from lstm_fpga.testing import padded, random_sequences
 from tests.conftest import float_from_torch, quantize_with, torch_lstm
 
 
@@ -28,24 +25,9 @@ def _model(I, H, seed=0, width=16):
     return quantize_with(float_from_torch(lstm), width)
 
 
-def _sequences(model, lengths, seed=1):
-    """Integer inputs spanning most of the input format, one array per sequence."""
-    rng = np.random.default_rng(seed)
-    fmt = model.input_format
-    return [
-        quantize(rng.uniform(-0.9, 0.9, (n, model.input_size)) * fmt.max_value, fmt)
-        for n in lengths
-    ]
-
-
-def _padded(sequences):
-    T = max(len(s) for s in sequences)
-    return np.stack([np.pad(s, ((0, T - len(s)), (0, 0))) for s in sequences], axis=1)
-
-
 def _assert_bit_exact(model, sequences, result):
     lengths = [len(s) for s in sequences]
-    reference = run_reference(model, _padded(sequences), lengths=lengths)
+    reference = run_reference(model, padded(sequences), lengths=lengths)
     np.testing.assert_array_equal(result.outputs, reference.output)
     report = compare(result)
     assert report.bit_exact, str(report)
@@ -68,7 +50,7 @@ def odd_design(sim_cache):
 @pytest.mark.parametrize("backpressure", [False, True], ids=["no_bp", "bp"])
 def test_odd_sizes_variable_lengths_with_stalls(odd_design, idle, backpressure):
     seed = 2 * idle + backpressure
-    sequences = _sequences(odd_design.model, [7, 1, 12, 3], seed=seed)
+    sequences = random_sequences(odd_design.model, [7, 1, 12, 3], seed)
     result = simulate(
         odd_design,
         sequences,
@@ -93,7 +75,7 @@ def test_odd_sizes_variable_lengths_with_stalls(odd_design, idle, backpressure):
 def test_shapes_lanes_and_formats(sim_cache, I, H, lanes, width, lengths):
     model = _model(I, H, seed=I + H, width=width)
     design = compile_model(model, lanes, "verilator", cache_dir=sim_cache)
-    sequences = _sequences(model, lengths, seed=lanes)
+    sequences = random_sequences(model, lengths, lanes)
     report = _assert_bit_exact(model, sequences, simulate(design, sequences))
     _assert_cycles(report)
 
@@ -102,7 +84,7 @@ def test_shapes_lanes_and_formats(sim_cache, I, H, lanes, width, lengths):
 def test_icarus_is_bit_exact_too(sim_cache, paced):
     model = _model(5, 11, seed=3)
     design = compile_model(model, 3, "icarus", cache_dir=sim_cache)
-    sequences = _sequences(model, [4, 1, 3], seed=11)
+    sequences = random_sequences(model, [4, 1, 3], 11)
     pacing = Pacing(0.4, 5, 8) if paced else Pacing()
     result = simulate(design, sequences, input_pacing=pacing, output_pacing=pacing)
     report = _assert_bit_exact(model, sequences, result)
@@ -113,7 +95,7 @@ def test_icarus_is_bit_exact_too(sim_cache, paced):
 
 def test_simulators_agree_on_cycles(sim_cache):
     model = _model(5, 11, seed=3)
-    sequences = _sequences(model, [3, 2], seed=12)
+    sequences = random_sequences(model, [3, 2], 12)
     runs = [
         simulate(compile_model(model, 3, sim, cache_dir=sim_cache), sequences)
         for sim in ("verilator", "icarus")
@@ -127,8 +109,8 @@ def test_simulators_agree_on_cycles(sim_cache):
 def test_reset_in_the_middle_of_a_sequence_then_a_clean_run(sim_cache, simulator):
     model = _model(5, 11, seed=3)
     design = compile_model(model, 3, simulator, cache_dir=sim_cache)
-    first_sequences = _sequences(model, [9, 4], seed=40)
-    second_sequences = _sequences(model, [5, 3], seed=41)
+    first_sequences = random_sequences(model, [9, 4], 40)
+    second_sequences = random_sequences(model, [5, 3], 41)
     first = Stimulus.prepare(model, first_sequences)
     second = Stimulus.prepare(model, second_sequences)
     abort_at = 3 * design.cycle_bound + 7  # inside the first sequence's fourth step
@@ -152,8 +134,8 @@ def test_reset_in_the_middle_of_a_sequence_then_a_clean_run(sim_cache, simulator
 
 def test_layouts_match_the_reference(odd_design):
     model = odd_design.model
-    sequences = _sequences(model, [4, 4], seed=21)
-    batch = _padded(sequences)  # (T, B, I)
+    sequences = random_sequences(model, [4, 4], 21)
+    batch = padded(sequences)  # (T, B, I)
     time_major = simulate(odd_design, batch)
     batch_first = simulate(odd_design, batch.transpose(1, 0, 2), batch_first=True)
     single = simulate(odd_design, sequences[0])
@@ -164,13 +146,13 @@ def test_layouts_match_the_reference(odd_design):
 
 
 def test_one_lsb_in_a_hex_file_is_found_and_located(sim_cache, tmp_path):
-    from lstm_fpga.hw import hardware_config, weight_location, write_build
-    from lstm_fpga.hw.layout import hex_file_name
+    from lstm_fpga.hw import EnginePlan, hardware_config, weight_location, write_build
+    from lstm_fpga.hw.banks import hex_file_name
 
     model = _model(6, 7, seed=9)
     config = hardware_config(4)
-    sequences = _sequences(model, [6, 5], seed=4)
-    batch = _padded(sequences)
+    sequences = random_sequences(model, [6, 5], 4)
+    batch = padded(sequences)
     lengths = [6, 5]
     reference = run_reference(model, batch, lengths=lengths).output
     d = model.direction(0, False)
@@ -189,16 +171,18 @@ def test_one_lsb_in_a_hex_file_is_found_and_located(sim_cache, tmp_path):
     else:
         pytest.fail("no single-LSB weight change is visible on these inputs")
     written = write_build(model, config, tmp_path / "build", memory_init="readmemh")
-    geometry = config.geometry(6, 7)
-    location = weight_location(geometry, row, column)
-    hex_path = written.directory / hex_file_name("weights", location.lane, geometry.lanes)
+    plan = EnginePlan(model, config)
+    location = weight_location(plan, row, column)
+    hex_path = written.directory / hex_file_name("weights", location.lane, plan.lanes)
     lines = hex_path.read_text().splitlines()
     width = len(lines[0]) * 4
     value = int(lines[location.address], 16)
     lines[location.address] = f"{(value + 1) & ((1 << width) - 1):0{len(lines[0])}x}"
     hex_path.write_text("\n".join(lines) + "\n")
 
-    design = compile_build(written.directory, model, config, "verilator", cache_dir=sim_cache)
+    design = compile_build_directory(
+        written.directory, model, config, "verilator", cache_dir=sim_cache
+    )
     result = simulate(design, sequences)
     report = compare(result)
     assert not report.bit_exact
@@ -254,23 +238,22 @@ def test_float_comparison_against_pytorch(sim_cache):
 
 
 def test_report_json_and_text(odd_design, tmp_path):
-    sequences = _sequences(odd_design.model, [3, 2], seed=30)
+    sequences = random_sequences(odd_design.model, [3, 2], 30)
     report = compare(simulate(odd_design, sequences))
     saved = json.loads(report.save(tmp_path / "report.json").read_text())
     assert saved["bit_exact"] is True and saved["kind"] == "lstm-fpga comparison"
     assert saved["cycles"]["bound_per_step"] == report.cycles.bound_per_step
     assert saved["checks"][0]["compared"] == 5 * odd_design.model.hidden_size
-    # The full-model hardware reads h_n/c_n out; the one-layer engine had no readout.
-    expected = [] if odd_design.has_state_ports else ["h_n", "c_n"]
-    assert saved["unchecked"] == expected
-    assert (saved["saturations"] is None) == (not odd_design.has_state_ports)
+    # The hardware reads h_n/c_n out, so they are checked too.
+    assert saved["unchecked"] == []
+    assert saved["saturations"] is not None
     text = str(report)
     assert "bit-exact: yes" in text and "cycles/step" in text and "lane utilisation" in text
 
 
 def test_bad_inputs_are_explained(odd_design):
     model = odd_design.model
-    good = _sequences(model, [2])[0]
+    good = random_sequences(model, [2])[0]
     with pytest.raises(TypeError, match="quantize_input"):
         simulate(odd_design, good.astype(float))
     with pytest.raises(ValueError, match="outside the input format"):
@@ -288,7 +271,7 @@ def test_bad_inputs_are_explained(odd_design):
 def test_lstm_waveform(sim_cache, capsys):
     model = _model(3, 4, seed=1)
     design = compile_model(model, 2, "icarus", waves=True, cache_dir=sim_cache)
-    result = simulate(design, _sequences(model, [2]), waves=True)
+    result = simulate(design, random_sequences(model, [2]), waves=True)
     assert result.waves is not None and result.waves.stat().st_size > 0
     assert str(result.waves) in capsys.readouterr().err
 
@@ -303,7 +286,7 @@ def test_missing_hex_file_is_a_clear_error(sim_cache, tmp_path):
     with pytest.raises(
         FileNotFoundError, match=r"loads weights_lane0\.hex, weights_lane1\.hex with \$readmem"
     ):
-        compile_build(written.directory, model, 2, "icarus", cache_dir=sim_cache)
+        compile_build_directory(written.directory, model, 2, "icarus", cache_dir=sim_cache)
 
 
 @pytest.mark.slow
@@ -315,7 +298,7 @@ def test_missing_hex_file_is_a_clear_error(sim_cache, tmp_path):
 def test_larger_models_on_verilator(sim_cache, I, H, lanes, lengths):
     model = _model(I, H, seed=lanes)
     design = compile_model(model, lanes, "verilator", cache_dir=sim_cache)
-    sequences = _sequences(model, lengths, seed=H)
+    sequences = random_sequences(model, lengths, H)
     report = _assert_bit_exact(model, sequences, simulate(design, sequences))
     _assert_cycles(report)
     assert report.cycles.lane_utilization > 0.9
@@ -325,8 +308,31 @@ def test_larger_models_on_verilator(sim_cache, I, H, lanes, lengths):
 def test_medium_model_on_icarus_with_stalls(sim_cache):
     model = _model(24, 20, seed=4)
     design = compile_model(model, 7, "icarus", cache_dir=sim_cache)
-    sequences = _sequences(model, [9, 4, 13], seed=5)
+    sequences = random_sequences(model, [9, 4, 13], 5)
     result = simulate(
         design, sequences, input_pacing=Pacing(0.2, 6, 1), output_pacing=Pacing(0.2, 6, 2)
     )
     _assert_bit_exact(model, sequences, result)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("lanes", [5, 17])  # 17: a broadcast tree level (more than FANOUT)
+def test_ecp5_multiplier_primitives_are_bit_exact(sim_cache, tmp_path, simulator, lanes):
+    """``family="ecp5"`` instantiates MULT18X18D (with its simulation model): same outputs
+    as the reference and the same cycles as the generic build."""
+    from lstm_fpga.hw import write_build
+
+    model = _model(5, 6, seed=lanes)
+    sequences = random_sequences(model, [4, 1, 3], lanes)
+    reports = []
+    for family in ("generic", "ecp5"):
+        written = write_build(
+            model, lanes, tmp_path / family, memory_init="readmemh", family=family
+        )
+        text = written.verilog.read_text()
+        assert ("MULT18X18D #(" in text) == (family == "ecp5")
+        design = compile_build_directory(
+            written.directory, model, lanes, simulator, cache_dir=sim_cache
+        )
+        reports.append(_assert_bit_exact(model, sequences, simulate(design, sequences)))
+    assert reports[0].cycles == reports[1].cycles

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lstm_fpga.sw import calibrate as calibrate_module
+from lstm_fpga.sw import samples as samples_module
 from lstm_fpga.sw.calibrate import (
     Calibration,
     CalibrationError,
@@ -493,9 +493,9 @@ def test_override_errors():
 def test_calibration_argument_errors():
     fm, x, _ = calibrated()
     for kwargs, message in (
-        ({"width": 3}, "width must be an int from 4 to 31, not 3"),
-        ({"width": 32}, "width must be an int from 4 to 31, not 32"),
-        ({"width": 16.0}, "width must be an int from 4 to 31, not 16.0"),
+        ({"width": 3}, "width must be an int from 4 to 30, not 3"),
+        ({"width": 31}, "width must be an int from 4 to 30, not 31"),
+        ({"width": 16.0}, "width must be an int from 4 to 30, not 16.0"),
         ({"headroom_bits": -1}, "headroom_bits must be an int >= 0, not -1"),
     ):
         with pytest.raises(CalibrationError) as info:
@@ -653,7 +653,10 @@ def test_report_table_and_json_round_trip(tmp_path):
     report = quantization_report(fm, quantize_model(fm, calibration), x)
     table = str(report)
     lines = table.splitlines()
-    assert lines[0] == "quantization report: 4 sequence(s), 24 time step(s), 0 saturation(s)"
+    assert lines[0] == (
+        "quantization report: 4 sequence(s), 24 time step(s) from zero initial states, "
+        "0 saturation(s)"
+    )
     assert lines[1].split() == [
         "tensor",
         "format",
@@ -759,19 +762,24 @@ def test_chunked_passes_equal_one_pass(monkeypatch):
     whole = calibrate(fm, seqs, overrides=narrow)
     model = quantize_model(fm, whole)
     report = quantization_report(fm, model, seqs)
-    monkeypatch.setattr(calibrate_module, "CHUNK_SEQUENCES", 3)
+    monkeypatch.setattr(samples_module, "CHUNK_SEQUENCES", 3)
     chunked = calibrate(fm, seqs, overrides=narrow)
-    assert chunked == whole
+    # Float results depend on BLAS blocking, which depends on the batch size: the float
+    # statistics agree to rounding, everything integer (formats, counts, the integer
+    # reference's saturations) exactly.
+    assert chunked.formats == whole.formats
+    for a, b in zip(whole.ranges, chunked.ranges, strict=True):
+        assert (a.name, a.count) == (b.name, b.count)
+        assert (a.min, a.max) == (pytest.approx(b.min, rel=1e-12), pytest.approx(b.max, rel=1e-12))
     chunked_report = quantization_report(fm, model, seqs)
     assert report.total_saturations > 0
     for a, b in zip(report.tensors, chunked_report.tensors, strict=True):
-        assert (a.name, a.format, a.count, a.min, a.max, a.saturations, a.max_abs_error) == (
+        assert (a.name, a.format, a.count, a.saturations) == (
             b.name,
             b.format,
             b.count,
-            b.min,
-            b.max,
             b.saturations,
-            b.max_abs_error,
         )
+        floats = (a.min, a.max, a.max_abs_error)
+        assert floats == pytest.approx((b.min, b.max, b.max_abs_error), rel=1e-12, abs=1e-15)
         assert a.sqnr_db == pytest.approx(b.sqnr_db, rel=1e-12)

@@ -82,7 +82,7 @@ def test_validation_messages():
     with pytest.raises(IRError) as info:
         replace(model, directions=tuple(directions))
     assert str(info.value) == (
-        "l1.formats.x is Q3.12 but layer 0's hidden format is Q0.15; "
+        "l1.x is Q3.12 but layer 0's hidden format is Q0.15; "
         "a layer's input format must equal what feeds it"
     )
     with pytest.raises(IRError) as info:

@@ -1,0 +1,384 @@
+"""Tensor names, fixed-point formats of a whole model, and how calibration chooses them.
+
+Every tensor has a name (``docs/import_and_calibration.md``): ``x`` (model input), per layer
+direction ``l{k}`` / ``l{k}_reverse`` the tensors ``.w_ih``, ``.w_hh``, ``.bias``,
+``.preact``, ``.gate``, ``.cell``, ``.hidden``, and for the head ``head.weight``,
+``head.bias``, ``head.output``. The same names key the recorders of
+:meth:`FloatLstm.forward` and :func:`run_reference`, the format overrides and the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .float_model import FloatLstm
+from .numerics import (
+    ACTIVATION_DOMAIN,
+    DEFAULT_WIDTH,
+    MAX_EXACT_WIDTH,
+    FixedFormat,
+    FormatWidthError,
+    HeadDatapath,
+    HeadFormats,
+    LstmDatapath,
+    LstmFormats,
+    check_exact,
+    check_format_chain,
+)
+
+__all__ = [
+    "MAX_WIDTH",
+    "MIN_WIDTH",
+    "Calibration",
+    "CalibrationError",
+    "CalibrationFormatWidthError",
+    "ModelFormats",
+    "TensorRange",
+    "choose_formats",
+    "parse_format_overrides",
+    "tensor_names",
+]
+
+#: Tensor widths calibration accepts. The cell accumulator sums two products of two
+#: ``width``-bit values (``2 * width + 2`` bits at least) within the widest exact intermediate;
+#: a model's own limit can be lower (longer sums, differently scaled products) and is then
+#: named by :func:`choose_formats`.
+MIN_WIDTH, MAX_WIDTH = 4, (MAX_EXACT_WIDTH - 2) // 2
+
+_DIRECTION_TENSORS = ("w_ih", "w_hh", "bias", "preact", "gate", "cell", "hidden")
+_HEAD_TENSORS = ("weight", "bias", "output")
+# Integer bits that cover the activation tables' whole input domain [-8, 8).
+_PREACT_INT_BITS = math.ceil(math.log2(ACTIVATION_DOMAIN))
+
+
+class CalibrationError(ValueError):
+    """Calibration or quantisation cannot proceed; the message names the tensor and the fix."""
+
+
+class CalibrationFormatWidthError(CalibrationError, FormatWidthError):
+    """The chosen formats need an intermediate wider than the reference computes exactly."""
+
+
+def _direction_names(num_layers: int, bidirectional: bool) -> tuple[str, ...]:
+    suffixes = ("", "_reverse") if bidirectional else ("",)
+    return tuple(f"l{k}{s}" for k in range(num_layers) for s in suffixes)
+
+
+def tensor_names(num_layers: int, bidirectional: bool, head: bool) -> tuple[str, ...]:
+    """Every tensor name of a model shape, in report order."""
+    names = ["x"]
+    for d in _direction_names(num_layers, bidirectional):
+        names += [f"{d}.{t}" for t in _DIRECTION_TENSORS]
+    if head:
+        names += [f"head.{t}" for t in _HEAD_TENSORS]
+    return tuple(names)
+
+
+def _gate_acc_frac(f: LstmFormats) -> int:
+    return max(f.w_ih.frac + f.x.frac, f.w_hh.frac + f.hidden.frac)
+
+
+@dataclass(frozen=True)
+class ModelFormats:
+    """The format of every tensor of a model, before any integer weights exist.
+
+    ``directions`` are in PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...). The chaining
+    rules of :class:`LstmModel` hold: layer ``k > 0`` takes layer ``k-1``'s hidden format as
+    input, both directions of a layer share the hidden format, the head takes the last
+    layer's hidden format, and no bias has more fraction bits than its accumulator.
+    """
+
+    num_layers: int
+    bidirectional: bool
+    directions: tuple[LstmFormats, ...]
+    head: HeadFormats | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "directions", tuple(self.directions))
+        names = _direction_names(self.num_layers, self.bidirectional)
+        if len(self.directions) != len(names):
+            raise CalibrationError(
+                f"ModelFormats has {len(self.directions)} direction formats, expected "
+                f"{len(names)} for num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}"
+            )
+        for name, f in zip(names, self.directions, strict=True):
+            if not isinstance(f, LstmFormats):
+                raise CalibrationError(f"formats of {name} must be LstmFormats, not {type(f)}")
+        if self.head is not None and not isinstance(self.head, HeadFormats):
+            raise CalibrationError(f"head formats must be HeadFormats, not {type(self.head)}")
+        try:
+            check_format_chain(self.num_layers, self.bidirectional, self.directions, self.head)
+        except ValueError as error:
+            raise CalibrationError(str(error)) from None
+        for name, f in zip(names, self.directions, strict=True):
+            if f.bias.frac > _gate_acc_frac(f):
+                raise CalibrationError(
+                    f"{name}.bias is {f.bias} with {f.bias.frac} fraction bits but its "
+                    f"accumulator has {_gate_acc_frac(f)}; use at most {_gate_acc_frac(f)}"
+                )
+        if self.head is not None:
+            acc_frac = self.head.weight.frac + self.head.x.frac
+            if self.head.bias.frac > acc_frac:
+                raise CalibrationError(
+                    f"head.bias is {self.head.bias} with {self.head.bias.frac} fraction bits but "
+                    f"its accumulator has {acc_frac}; use at most {acc_frac}"
+                )
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tensor_names(self.num_layers, self.bidirectional, self.head is not None)
+
+    def __getitem__(self, name: str) -> FixedFormat:
+        if name == "x":
+            return self.directions[0].x
+        if name not in self.names:
+            raise KeyError(name)
+        owner, tensor = name.split(".")
+        if owner == "head":
+            return getattr(self.head, tensor)
+        index = _direction_names(self.num_layers, self.bidirectional).index(owner)
+        return getattr(self.directions[index], tensor)
+
+    def items(self) -> tuple[tuple[str, FixedFormat], ...]:
+        return tuple((name, self[name]) for name in self.names)
+
+
+def _fits(lo: float, hi: float, fmt: FixedFormat) -> bool:
+    return fmt.min_value <= lo and hi <= fmt.max_value
+
+
+def _data_format(r: TensorRange, width: int) -> FixedFormat:
+    """The format of ``width`` bits with the most fraction bits that holds ``[min, max]``."""
+    if r.abs_max == 0.0:
+        return FixedFormat(width, width - 1)  # all zeros: any format is exact
+    frac = max(-64, min(64, width - 1 - math.ceil(math.log2(r.abs_max))))
+    while frac < 64 and _fits(r.min, r.max, FixedFormat(width, frac + 1)):
+        frac += 1
+    while not _fits(r.min, r.max, FixedFormat(width, frac)):
+        if frac == -64:
+            raise CalibrationError(
+                f"{r.name} reaches {r.abs_max:g}, beyond any {width}-bit fixed-point format"
+            )
+        frac -= 1
+    return FixedFormat(width, frac)
+
+
+def _override_value(name: str, value) -> FixedFormat:
+    if isinstance(value, FixedFormat):
+        return value
+    if isinstance(value, str):
+        try:
+            return FixedFormat.parse(value)
+        except ValueError as error:
+            raise CalibrationError(f"format override {name}={value}: {error}") from None
+    raise CalibrationError(
+        f"format override {name} must be a FixedFormat or a string like 'Q3.12', not "
+        f"{type(value).__name__}"
+    )
+
+
+def _check_override_names(overrides: Mapping[str, FixedFormat], names) -> None:
+    for name in overrides:
+        if name in names:
+            continue
+        if isinstance(name, str) and name.endswith(".x"):
+            raise CalibrationError(
+                f"{name!r} cannot be overridden: a layer's input format is 'x' for layer 0 "
+                f"and the previous layer's hidden format ('l<k-1>.hidden') otherwise"
+            )
+        raise CalibrationError(
+            f"unknown tensor {name!r} in format overrides; valid names: {', '.join(names)}"
+        )
+
+
+def parse_format_overrides(items: Iterable[str]) -> dict[str, FixedFormat]:
+    """Parse command-line style overrides ``["l0.cell=Q4.11", "x=Q3.12"]`` into a dict."""
+    overrides: dict[str, FixedFormat] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CalibrationError(
+                f"format override {item!r} must look like TENSOR=Qm.n, e.g. l0.cell=Q4.11"
+            )
+        if name in overrides:
+            raise CalibrationError(f"format override for {name!r} is given twice")
+        overrides[name] = _override_value(name, text.strip())
+    return overrides
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """Observed range of one tensor on the calibration data (weights: of their values)."""
+
+    name: str
+    min: float
+    max: float
+    count: int
+
+    @property
+    def abs_max(self) -> float:
+        return max(-self.min, self.max, 0.0)
+
+
+def choose_formats(
+    float_model: FloatLstm,
+    ranges: Iterable[TensorRange],
+    *,
+    width: int = DEFAULT_WIDTH,
+    overrides: Mapping[str, FixedFormat | str] | None = None,
+    headroom_bits: int = 0,
+) -> ModelFormats:
+    """Choose every tensor's format from observed ``ranges`` (see :func:`calibrate`).
+
+    A ``width`` above the default whose formats need an intermediate wider than the reference
+    computes exactly (:func:`check_exact`) is refused with the widest width that works for
+    this model and these ranges.
+    """
+    if isinstance(width, bool) or not isinstance(width, int) or not MIN_WIDTH <= width <= MAX_WIDTH:
+        raise CalibrationError(
+            f"width must be an int from {MIN_WIDTH} to {MAX_WIDTH}, not {width!r}"
+        )
+    if isinstance(headroom_bits, bool) or not isinstance(headroom_bits, int) or headroom_bits < 0:
+        raise CalibrationError(f"headroom_bits must be an int >= 0, not {headroom_bits!r}")
+    ranges = tuple(ranges)
+    try:
+        return _choose(float_model, ranges, width, overrides, headroom_bits)
+    except CalibrationFormatWidthError as error:
+        if width <= DEFAULT_WIDTH or any(name == error.tensor for name in overrides or {}):
+            raise  # the format the message names is the fix, not a narrower width
+        for narrower in range(width - 1, MIN_WIDTH - 1, -1):
+            try:
+                _choose(float_model, ranges, narrower, overrides, headroom_bits)
+            except CalibrationError:
+                continue
+            raise CalibrationFormatWidthError(
+                f"{error}; or use a narrower width: {narrower} bits is the widest that works "
+                f"for this model (width {width} is too wide)",
+                error.tensor,
+                error.width,
+            ) from None
+        raise
+
+
+def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormats:
+    fm = float_model
+    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
+    by_name = {r.name: r for r in ranges}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise CalibrationError(
+            f"no calibration range for {', '.join(missing)}; ranges must come from "
+            f"calibrate() on this model"
+        )
+    given = {name: _override_value(name, v) for name, v in (overrides or {}).items()}
+    _check_override_names(given, names)
+
+    def pick(name: str, automatic: FixedFormat) -> FixedFormat:
+        return given.get(name, automatic)
+
+    def data(name: str, headroom: int = 0) -> FixedFormat:
+        automatic = _data_format(by_name[name], width)
+        return pick(name, FixedFormat(width, automatic.frac - headroom))
+
+    unit = FixedFormat(width, width - 1)  # gates and h lie in (-1, 1)
+    x_format = data("x", headroom_bits)
+    hidden = []
+    for layer in range(fm.num_layers):
+        chosen = {
+            n: given[n] for n in (f"l{layer}.hidden", f"l{layer}_reverse.hidden") if n in given
+        }
+        if len(set(chosen.values())) > 1:
+            text = " and ".join(f"{n}={v}" for n, v in chosen.items())
+            raise CalibrationError(
+                f"{text} conflict: both directions of layer {layer} share one hidden format"
+            )
+        hidden.append(next(iter(chosen.values()), unit))
+
+    directions = []
+    for d in fm.directions:
+        n = d.name
+        x = x_format if d.layer == 0 else hidden[d.layer - 1]
+        w_ih, w_hh = data(f"{n}.w_ih"), data(f"{n}.w_hh")
+        acc_frac = max(w_ih.frac + x.frac, w_hh.frac + hidden[d.layer].frac)
+        bias = _capped_bias(f"{n}.bias", given, by_name, width, acc_frac)
+        preact_frac = _data_format(by_name[f"{n}.preact"], width).frac - headroom_bits
+        # The tables are flat outside [-8, 8): more integer bits than that only lose precision.
+        auto_preact = FixedFormat(width, max(preact_frac, width - 1 - _PREACT_INT_BITS))
+        directions.append(
+            LstmFormats(
+                x=x,
+                w_ih=w_ih,
+                w_hh=w_hh,
+                bias=bias,
+                preact=pick(f"{n}.preact", auto_preact),
+                gate=pick(f"{n}.gate", unit),
+                cell=data(f"{n}.cell", headroom_bits),
+                hidden=hidden[d.layer],
+            )
+        )
+    head = None
+    if fm.head is not None:
+        weight = data("head.weight")
+        x = hidden[-1]
+        head = HeadFormats(
+            x=x,
+            weight=weight,
+            bias=_capped_bias("head.bias", given, by_name, width, weight.frac + x.frac),
+            output=data("head.output", headroom_bits),
+        )
+    formats = ModelFormats(fm.num_layers, fm.bidirectional, tuple(directions), head)
+    _check_exact(fm, formats)
+    return formats
+
+
+def _capped_bias(name, given, by_name, width, acc_frac) -> FixedFormat:
+    if name in given:
+        fmt = given[name]
+        if fmt.frac > acc_frac:
+            raise CalibrationError(
+                f"format override {name}={fmt} has {fmt.frac} fraction bits but the products "
+                f"it is added to have {acc_frac}; use at most {acc_frac} fraction bits"
+            )
+        return fmt
+    fmt = _data_format(by_name[name], width)
+    # Bias bits finer than the accumulator's LSB would be shifted out anyway.
+    return FixedFormat(width, min(fmt.frac, acc_frac))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibration observed (``ranges``) and chose (``formats``)."""
+
+    width: int
+    ranges: tuple[TensorRange, ...]
+    formats: ModelFormats
+
+    def range(self, name: str) -> TensorRange:
+        for r in self.ranges:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def _check_exact(fm: FloatLstm, formats: ModelFormats) -> None:
+    """Every intermediate width of the chosen formats (:func:`check_exact`)."""
+    features = fm.hidden_size * fm.num_directions
+    datapaths = [
+        (d.name, LstmDatapath(f, fm.input_size if d.layer == 0 else features, fm.hidden_size))
+        for d, f in zip(fm.directions, formats.directions, strict=True)
+    ]
+    if formats.head is not None:
+        datapaths.append(("head", HeadDatapath(formats.head, features)))
+    for name, datapath in datapaths:
+        try:
+            check_exact(name, datapath.intermediate_widths())
+        except FormatWidthError as error:
+            raise CalibrationFormatWidthError(str(error), error.tensor, error.width) from None

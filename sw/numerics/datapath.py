@@ -1,0 +1,276 @@
+"""The formats of an LSTM layer direction (and the head) and the arithmetic derived from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from .accumulator import AccumulatorPlan, MacSegment, plan_accumulator
+from .activation import Activation, ActivationTable, activation_table
+from .fixed import MAX_EXACT_WIDTH, FixedFormat, Overflow, Rounding
+
+
+class FormatWidthError(ValueError):
+    """A value the formats derive is wider than the integer reference computes exactly.
+
+    ``tensor`` is the name of the format to change (``l0.preact``, ``head.output``, ...; the
+    names of the format overrides) and ``width`` the bits the value needs.
+    """
+
+    def __init__(self, message: str, tensor: str, width: int):
+        super().__init__(message)
+        self.tensor = tensor
+        self.width = width
+
+
+@dataclass(frozen=True)
+class IntermediateWidth:
+    """One value the arithmetic of a layer direction (or the head) computes.
+
+    ``width`` signed bits hold every value it can take; ``tensor`` names the format that
+    decides it (the one to change when it is too wide) and ``fix`` says how.
+    """
+
+    what: str
+    operands: str
+    width: int
+    tensor: str
+    fix: str
+
+
+def _shift_width(value_width: int, shift: int) -> int:
+    """Bits of ``value * 2**-shift`` before rounding: a left shift widens the value."""
+    return value_width + max(0, -shift)
+
+
+def _interpolation_width(table: ActivationTable) -> int:
+    """Bits of ``(y1 - y0) * weight`` plus the rounding offset in a table lookup."""
+    return table.delta_width + table.segment_shift + (1 if table.segment_shift else 0)
+
+
+def _finest(w_ih, x, w_hh, hidden, bias) -> str:
+    """The operand with the most fraction bits: the format to coarsen in a too wide sum."""
+    operands = {"w_ih": w_ih, "x": x, "w_hh": w_hh, "hidden": hidden, "bias": bias}
+    return max(operands, key=lambda name: operands[name].frac)
+
+
+def check_exact(owner: str, widths) -> None:
+    """Refuse a datapath whose :class:`IntermediateWidth` exceeds :data:`MAX_EXACT_WIDTH`."""
+    for item in widths:
+        if item.width > MAX_EXACT_WIDTH:
+            raise FormatWidthError(
+                f"{owner}: the {item.what} ({item.operands}) needs {item.width} bits, more "
+                f"than {MAX_EXACT_WIDTH}: {item.fix}",
+                f"{owner}.{item.tensor}",
+                item.width,
+            )
+
+
+def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
+    """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
+
+    Layer ``k > 0`` takes layer ``k-1``'s hidden format as input, layer 0 the model input
+    format (``directions[0].x``); both directions of a layer share the hidden format; the head
+    takes the last layer's hidden format. ``directions`` are :class:`LstmFormats` in PyTorch's
+    order (``l0``, ``l0_reverse``, ``l1``, ...).
+    """
+    D = 2 if bidirectional else 1
+    for k, f in enumerate(directions):
+        layer, name = k // D, f"l{k // D}{'_reverse' if k % D else ''}"
+        feed = directions[0].x if layer == 0 else directions[(layer - 1) * D].hidden
+        if f.x != feed:
+            source = "the model input" if layer == 0 else f"layer {layer - 1}'s hidden"
+            raise ValueError(
+                f"{name}.x is {f.x} but {source} format is {feed}; a layer's input format "
+                f"must equal what feeds it"
+            )
+        if f.hidden != directions[layer * D].hidden:
+            raise ValueError(
+                f"{name}.hidden is {f.hidden} but l{layer}.hidden is "
+                f"{directions[layer * D].hidden}; both directions of a layer share the hidden "
+                f"format"
+            )
+    last = directions[(num_layers - 1) * D].hidden
+    if head is not None and head.x != last:
+        raise ValueError(f"head.x is {head.x} but the last layer's hidden format is {last}")
+
+
+@dataclass(frozen=True)
+class LstmFormats:
+    """Formats of every tensor of one LSTM layer direction.
+
+    ``x`` is the layer input (the model input for layer 0, the previous layer's ``hidden`` for
+    the others), ``preact`` the four gate pre-activations, ``gate`` the activated gates and
+    ``tanh(c_t)``, ``cell`` the cell state ``c_t`` and ``hidden`` the output ``h_t``.
+    """
+
+    x: FixedFormat
+    w_ih: FixedFormat
+    w_hh: FixedFormat
+    bias: FixedFormat
+    preact: FixedFormat
+    gate: FixedFormat
+    cell: FixedFormat
+    hidden: FixedFormat
+
+    def items(self) -> tuple[tuple[str, FixedFormat], ...]:
+        return tuple((name, getattr(self, name)) for name in self.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class LstmDatapath:
+    """Everything derived from one layer direction's formats: the arithmetic of a time step.
+
+    gates  = rescale(gate_acc.accumulate([W_ih @ x, W_hh @ h], bias), preact)
+    i,f,o  = sigmoid(gates),  g = tanh(gates)        (tables in ``gate`` format)
+    c_t    = rescale(cell_acc.accumulate([f * c, i * g]), cell)
+    h_t    = rescale(o * tanh_cell(c_t), hidden)     (product has 2 * gate.frac fraction bits)
+    """
+
+    formats: LstmFormats
+    input_size: int
+    hidden_size: int
+    rounding: Rounding = Rounding.HALF_UP
+    overflow: Overflow = Overflow.SATURATE
+
+    @cached_property
+    def gate_acc(self) -> AccumulatorPlan:
+        f = self.formats
+        return plan_accumulator(
+            (
+                MacSegment(f.w_ih, f.x, self.input_size),
+                MacSegment(f.w_hh, f.hidden, self.hidden_size),
+            ),
+            f.bias,
+        )
+
+    @cached_property
+    def cell_acc(self) -> AccumulatorPlan:
+        f = self.formats
+        segments = (MacSegment(f.gate, f.cell, 1), MacSegment(f.gate, f.gate, 1))
+        return plan_accumulator(segments, None)
+
+    @property
+    def hidden_product_frac(self) -> int:
+        return 2 * self.formats.gate.frac
+
+    @property
+    def hidden_product_width(self) -> int:
+        return 2 * self.formats.gate.width
+
+    def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
+        """Every value of a time step whose width the formats decide (see :func:`check_exact`).
+
+        Accumulators, the products and left shifts of the rescale steps, and the
+        interpolation products of the three activation tables.
+        """
+        f, finest = self.formats, "override the finest format with fewer fraction bits"
+        gate_operands = f"w_ih {f.w_ih} * x {f.x} + w_hh {f.w_hh} * hidden {f.hidden}"
+        cell_operands = f"gate {f.gate} * cell {f.cell} + gate {f.gate} * gate {f.gate}"
+        preact_shift = self.gate_acc.frac - f.preact.frac
+        hidden_shift = self.hidden_product_frac - f.hidden.frac
+        tables = (("sigmoid", self.sigmoid, "preact"), ("tanh", self.tanh_gate, "preact"))
+        tables += (("tanh(cell)", self.tanh_cell, "cell"),)
+        return (
+            IntermediateWidth(
+                "gate accumulator",
+                gate_operands,
+                self.gate_acc.width,
+                _finest(f.w_ih, f.x, f.w_hh, f.hidden, f.bias),
+                "its products' fraction bits differ too much; " + finest,
+            ),
+            IntermediateWidth(
+                "pre-activation rescale",
+                f"accumulator with {self.gate_acc.frac} fraction bits to preact {f.preact}",
+                _shift_width(self.gate_acc.width, preact_shift),
+                "preact",
+                "the left shift is too long; use a preact format with fewer fraction bits",
+            ),
+            IntermediateWidth(
+                "cell accumulator",
+                cell_operands,
+                self.cell_acc.width,
+                "gate",
+                "its products are too wide; use narrower gate or cell formats",
+            ),
+            IntermediateWidth(
+                "hidden product",
+                f"gate {f.gate} * gate {f.gate} to hidden {f.hidden}",
+                _shift_width(self.hidden_product_width, hidden_shift),
+                "hidden",
+                "use a narrower gate format or a hidden format with fewer fraction bits",
+            ),
+            *(
+                IntermediateWidth(
+                    f"{name} table interpolation",
+                    f"{source} {table.input} to gate {f.gate}",
+                    _interpolation_width(table),
+                    source,
+                    f"use a {source} format with fewer fraction bits or a narrower gate format",
+                )
+                for name, table, source in tables
+            ),
+        )
+
+    @cached_property
+    def sigmoid(self) -> ActivationTable:
+        f = self.formats
+        return activation_table(Activation.SIGMOID, f.preact, f.gate, self.rounding)
+
+    @cached_property
+    def tanh_gate(self) -> ActivationTable:
+        f = self.formats
+        return activation_table(Activation.TANH, f.preact, f.gate, self.rounding)
+
+    @cached_property
+    def tanh_cell(self) -> ActivationTable:
+        f = self.formats
+        return activation_table(Activation.TANH, f.cell, f.gate, self.rounding)
+
+
+@dataclass(frozen=True)
+class HeadFormats:
+    """Formats of the Linear head: its input is the last layer's ``hidden`` format."""
+
+    x: FixedFormat
+    weight: FixedFormat
+    bias: FixedFormat
+    output: FixedFormat
+
+    def items(self) -> tuple[tuple[str, FixedFormat], ...]:
+        return tuple((name, getattr(self, name)) for name in self.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class HeadDatapath:
+    """``y = rescale(acc.accumulate([W @ x], bias), output)``."""
+
+    formats: HeadFormats
+    in_features: int
+    rounding: Rounding = Rounding.HALF_UP
+    overflow: Overflow = Overflow.SATURATE
+
+    @cached_property
+    def acc(self) -> AccumulatorPlan:
+        f = self.formats
+        return plan_accumulator((MacSegment(f.weight, f.x, self.in_features),), f.bias)
+
+    def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
+        """The accumulator and the rescale to the output (see :func:`check_exact`)."""
+        f = self.formats
+        return (
+            IntermediateWidth(
+                "accumulator",
+                f"weight {f.weight} * x {f.x}, bias {f.bias}",
+                self.acc.width,
+                "weight",
+                "override head.weight or head.bias with fewer fraction bits",
+            ),
+            IntermediateWidth(
+                "output rescale",
+                f"accumulator with {self.acc.frac} fraction bits to output {f.output}",
+                _shift_width(self.acc.width, self.acc.frac - f.output.frac),
+                "output",
+                "the left shift is too long; use an output format with fewer fraction bits",
+            ),
+        )

@@ -1,0 +1,81 @@
+"""Quantisation: float weights and a model's formats to the integer IR, and back to formats."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .float_model import FloatLstm
+from .formats import Calibration, CalibrationError, ModelFormats
+from .ir import LayerDirection, LinearHead, LstmModel
+from .numerics import FixedFormat, Overflow, Rounding, quantize
+
+__all__ = ["model_formats", "quantize_model"]
+
+
+def _weights(values, fmt: FixedFormat) -> np.ndarray:
+    # Weights are quantised offline: always round to nearest and saturate.
+    return quantize(values, fmt, Rounding.HALF_UP, Overflow.SATURATE)
+
+
+def quantize_model(
+    float_model: FloatLstm,
+    formats: ModelFormats | Calibration,
+    *,
+    rounding: Rounding = Rounding.HALF_UP,
+    overflow: Overflow = Overflow.SATURATE,
+) -> LstmModel:
+    """Quantise ``float_model``'s weights to ``formats``: the IR.
+
+    Weights and biases (``b_ih + b_hh``) are rounded to nearest and saturated whatever
+    ``rounding``/``overflow`` say; those two govern the hardware's run-time rescaling.
+    """
+    if isinstance(formats, Calibration):
+        formats = formats.formats
+    fm = float_model
+    if (formats.num_layers, formats.bidirectional, formats.head is not None) != (
+        fm.num_layers,
+        fm.bidirectional,
+        fm.head is not None,
+    ):
+        raise CalibrationError(
+            f"the formats are for num_layers={formats.num_layers}, bidirectional="
+            f"{formats.bidirectional}, head={formats.head is not None} but the model has "
+            f"num_layers={fm.num_layers}, bidirectional={fm.bidirectional}, "
+            f"head={fm.head is not None}"
+        )
+    directions = tuple(
+        LayerDirection(
+            layer=d.layer,
+            reverse=d.reverse,
+            w_ih=_weights(d.w_ih, f.w_ih),
+            w_hh=_weights(d.w_hh, f.w_hh),
+            bias=_weights(d.bias, f.bias),
+            formats=f,
+        )
+        for d, f in zip(fm.directions, formats.directions, strict=True)
+    )
+    head = None
+    if fm.head is not None:
+        f = formats.head
+        head = LinearHead(_weights(fm.head.weight, f.weight), _weights(fm.head.bias, f.bias), f)
+    return LstmModel(
+        input_size=fm.input_size,
+        hidden_size=fm.hidden_size,
+        num_layers=fm.num_layers,
+        bidirectional=fm.bidirectional,
+        bias=fm.bias,
+        directions=directions,
+        head=head,
+        rounding=rounding,
+        overflow=overflow,
+    )
+
+
+def model_formats(model: LstmModel) -> ModelFormats:
+    """The formats of an IR as :class:`ModelFormats` (what :func:`quantize_model` took)."""
+    return ModelFormats(
+        model.num_layers,
+        model.bidirectional,
+        tuple(d.formats for d in model.directions),
+        None if model.head is None else model.head.formats,
+    )

@@ -1,0 +1,330 @@
+"""The state_dict parser of the PyTorch import: keys and shapes to a :class:`FloatLstm`.
+
+Finds one ``nn.LSTM``'s parameters (and at most one ``nn.Linear`` head) in a state_dict,
+infers ``num_layers``, ``bidirectional``, ``bias`` and the sizes, and checks every key,
+dtype, shape and value; :mod:`.torch_import` calls it for modules, mappings and files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .float_model import FloatDirection, FloatHead, FloatLstm
+
+__all__ = ["ModelImportError", "parse_state_dict"]
+
+
+class ModelImportError(ValueError):
+    """A model or weight file cannot be imported; the message names the key and the fix."""
+
+
+# A parameter of an nn.LSTM: optional dotted module prefix, kind, layer, direction.
+_LSTM_KEY = re.compile(
+    r"^(?P<prefix>(?:[^.]+\.)*)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
+    r"_l(?P<layer>\d+)(?P<reverse>_reverse)?$"
+)
+# A parameter of an nn.Linear: a non-empty dotted prefix, then weight or bias.
+_LINEAR_KEY = re.compile(r"^(?P<prefix>(?:[^.]+\.)+)(?P<kind>weight|bias)$")
+_FLOAT_DTYPES = "float16, bfloat16, float32 or float64"
+
+
+def parse_state_dict(state_dict: Mapping) -> FloatLstm:
+    """A non-empty mapping of parameter names to tensors as a :class:`FloatLstm`."""
+    arrays = _tensors(state_dict)
+    layout = _parse_layout(arrays)
+    for key in layout.keys():
+        _check_dtype(key, arrays[key])
+    shape = _infer_shape(layout, arrays)
+    _check_missing(layout, shape)
+    _check_shapes(layout, shape, arrays)
+    for key in layout.keys():
+        _check_finite(key, arrays[key])
+    return _build(layout, shape, arrays)
+
+
+def _tensors(state_dict: Mapping) -> dict[str, torch.Tensor | np.ndarray]:
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise ModelImportError(f"state_dict keys must be strings, got {key!r}")
+        if isinstance(value, Mapping):
+            raise ModelImportError(
+                f"key {key!r} holds a nested {type(value).__name__}, not a tensor: this looks "
+                f"like a training checkpoint; import checkpoint[{key!r}] (the model's "
+                f"state_dict) instead"
+            )
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor | np.ndarray):
+            raise ModelImportError(
+                f"key {key!r} holds a Python {type(value).__name__}, not a tensor; a state_dict "
+                f"maps parameter names to tensors"
+            )
+        if isinstance(value, torch.Tensor) and value.is_meta:
+            raise ModelImportError(
+                f"key {key!r} is a meta tensor (a shape without values): save the state_dict "
+                f"of a model whose weights are loaded"
+            )
+        if isinstance(value, torch.Tensor) and value.layout != torch.strided:
+            raise ModelImportError(
+                f"key {key!r} is a {value.layout} tensor; save dense weights "
+                f"(tensor.to_dense()) in the state_dict"
+            )
+    return dict(state_dict)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the LSTM and head parameters sit in a state_dict."""
+
+    prefix: str
+    lstm: dict[tuple[str, int, bool], str]  # (kind, layer, reverse) -> key
+    head_prefix: str | None
+    head_weight: str | None
+    head_bias: str | None
+
+    def keys(self) -> list[str]:
+        keys = list(self.lstm.values())
+        keys += [k for k in (self.head_weight, self.head_bias) if k is not None]
+        return keys
+
+
+@dataclass(frozen=True)
+class _Shape:
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    bias: bool
+
+
+def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
+    lstm_keys: dict[str, dict[tuple[str, int, bool], str]] = {}
+    linear_keys: dict[str, dict[str, str]] = {}
+    unknown = []
+    for key in arrays:
+        match = _LSTM_KEY.match(key)
+        if match is not None:
+            if match["kind"] == "weight_hr":
+                raise ModelImportError(
+                    f"key {key!r}: LSTMs with projections (proj_size > 0) are not supported; "
+                    f"lstm-fpga implements proj_size=0 only"
+                )
+            part = (match["kind"], int(match["layer"]), match["reverse"] is not None)
+            lstm_keys.setdefault(match["prefix"], {})[part] = key
+            continue
+        match = _LINEAR_KEY.match(key)
+        if match is not None:
+            linear_keys.setdefault(match["prefix"], {})[match["kind"]] = key
+            continue
+        unknown.append(key)
+    if not lstm_keys:
+        shown = ", ".join(repr(k) for k in list(arrays)[:4])
+        raise ModelImportError(
+            f"no nn.LSTM parameters found (keys: {shown}{', ...' if len(arrays) > 4 else ''}); "
+            f"expected keys like 'weight_ih_l0' or 'lstm.weight_ih_l0'"
+        )
+    if len(lstm_keys) > 1:
+        names = ", ".join(repr(p) for p in lstm_keys)
+        raise ModelImportError(
+            f"found nn.LSTM parameters under {len(lstm_keys)} prefixes ({names}); "
+            f"lstm-fpga imports exactly one nn.LSTM"
+        )
+    ((prefix, lstm),) = lstm_keys.items()
+    # A key like 'lstm.weight' shares the LSTM's prefix: it is not a Linear head.
+    if prefix and prefix in linear_keys:
+        unknown += list(linear_keys.pop(prefix).values())
+    if unknown:
+        raise ModelImportError(
+            f"unexpected key {unknown[0]!r}: a state_dict may hold one nn.LSTM (keys like "
+            f"'{prefix}weight_ih_l0') and one nn.Linear head (keys like 'fc.weight', 'fc.bias')"
+        )
+    if len(linear_keys) > 1:
+        names = ", ".join(repr(p) for p in linear_keys)
+        raise ModelImportError(
+            f"found nn.Linear-like parameters under {len(linear_keys)} prefixes ({names}); "
+            f"lstm-fpga imports at most one nn.Linear head"
+        )
+    head_prefix = head_weight = head_bias = None
+    if linear_keys:
+        ((head_prefix, head),) = linear_keys.items()
+        head_weight = head.get("weight")
+        head_bias = head.get("bias")
+        if head_weight is None:
+            raise ModelImportError(
+                f"missing key {head_prefix + 'weight'!r}: the head has a bias but no weight"
+            )
+    return _Layout(prefix, lstm, head_prefix, head_weight, head_bias)
+
+
+def _dtype_name(array) -> str:
+    return str(array.dtype)
+
+
+def _is_float(array) -> bool:
+    if isinstance(array, torch.Tensor):
+        return array.dtype.is_floating_point
+    return array.dtype.kind == "f"
+
+
+def _check_dtype(key: str, array) -> None:
+    if not _is_float(array):
+        raise ModelImportError(
+            f"key {key!r} has dtype {_dtype_name(array)}, expected a floating-point tensor "
+            f"({_FLOAT_DTYPES})"
+        )
+
+
+def _as_float64(array) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        return array.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(array, dtype=np.float64)
+
+
+def _check_finite(key: str, array) -> None:
+    values = _as_float64(array)
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise ModelImportError(
+            f"key {key!r} holds {bad} NaN or infinite value(s); lstm-fpga needs finite weights"
+        )
+
+
+def _shape_of(array) -> tuple[int, ...]:
+    return tuple(int(n) for n in array.shape)
+
+
+def _infer_shape(layout: _Layout, arrays) -> _Shape:
+    p = layout.prefix
+    hh_key = layout.lstm.get(("weight_hh", 0, False))
+    ih_key = layout.lstm.get(("weight_ih", 0, False))
+    for key, name in ((hh_key, "weight_hh_l0"), (ih_key, "weight_ih_l0")):
+        if key is None:
+            raise ModelImportError(
+                f"missing key {p + name!r}: every nn.LSTM has it (layer 0, forward direction)"
+            )
+    hh = _shape_of(arrays[hh_key])
+    if len(hh) != 2 or hh[1] < 1 or hh[0] % hh[1]:
+        raise ModelImportError(
+            f"key {hh_key!r} has shape {hh}, expected (4*hidden_size, hidden_size)"
+        )
+    gates = hh[0] // hh[1]
+    if gates == 3:
+        raise ModelImportError(
+            f"key {hh_key!r} has shape {hh}: 3 gates per unit is an nn.GRU; lstm-fpga imports "
+            f"nn.LSTM only (4 gates: i, f, g, o)"
+        )
+    if gates == 1:
+        raise ModelImportError(
+            f"key {hh_key!r} has shape {hh}: 1 gate per unit is an nn.RNN; lstm-fpga imports "
+            f"nn.LSTM only (4 gates: i, f, g, o)"
+        )
+    if gates != 4:
+        raise ModelImportError(
+            f"key {hh_key!r} has shape {hh}, expected (4*hidden_size, hidden_size)"
+        )
+    ih = _shape_of(arrays[ih_key])
+    if len(ih) != 2 or ih[1] < 1:
+        raise ModelImportError(f"key {ih_key!r} has shape {ih}, expected ({hh[0]}, input_size)")
+    parts = layout.lstm.keys()
+    return _Shape(
+        input_size=ih[1],
+        hidden_size=hh[1],
+        num_layers=1 + max(layer for _, layer, _ in parts),
+        bidirectional=any(reverse for _, _, reverse in parts),
+        bias=any(kind.startswith("bias") for kind, _, _ in parts),
+    )
+
+
+def _expected_parts(shape: _Shape):
+    """(kind, layer, reverse) -> expected tensor shape, in PyTorch's key order."""
+    H, D = shape.hidden_size, 2 if shape.bidirectional else 1
+    kinds = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if shape.bias else ())
+    expected = {}
+    for layer in range(shape.num_layers):
+        for reverse in (False, True)[:D]:
+            in_size = shape.input_size if layer == 0 else D * H
+            for kind in kinds:
+                expected[(kind, layer, reverse)] = {
+                    "weight_ih": (4 * H, in_size),
+                    "weight_hh": (4 * H, H),
+                    "bias_ih": (4 * H,),
+                    "bias_hh": (4 * H,),
+                }[kind]
+    return expected
+
+
+def _key_name(prefix: str, part: tuple[str, int, bool]) -> str:
+    kind, layer, reverse = part
+    return f"{prefix}{kind}_l{layer}{'_reverse' if reverse else ''}"
+
+
+def _check_missing(layout: _Layout, shape: _Shape) -> None:
+    missing = [
+        _key_name(layout.prefix, part) for part in _expected_parts(shape) if part not in layout.lstm
+    ]
+    if missing:
+        names = ", ".join(repr(k) for k in missing)
+        raise ModelImportError(
+            f"missing key(s) {names}: the other keys describe an nn.LSTM with num_layers="
+            f"{shape.num_layers}, bidirectional={shape.bidirectional}, bias={shape.bias}"
+        )
+
+
+def _check_shapes(layout: _Layout, shape: _Shape, arrays) -> None:
+    for part, expected in _expected_parts(shape).items():
+        key = layout.lstm[part]
+        got = _shape_of(arrays[key])
+        if got != expected:
+            raise ModelImportError(f"key {key!r} has shape {got}, expected {expected}")
+    if layout.head_weight is None:
+        return
+    features = (2 if shape.bidirectional else 1) * shape.hidden_size
+    got = _shape_of(arrays[layout.head_weight])
+    if len(got) != 2 or got[1] != features:
+        out = got[0] if len(got) == 2 else "out_features"
+        raise ModelImportError(
+            f"key {layout.head_weight!r} has shape {got}, expected ({out}, {features}): the "
+            f"nn.Linear head must take the LSTM's {features} output features"
+        )
+    if layout.head_bias is not None:
+        got_bias = _shape_of(arrays[layout.head_bias])
+        if got_bias != (got[0],):
+            raise ModelImportError(
+                f"key {layout.head_bias!r} has shape {got_bias}, expected {(got[0],)}"
+            )
+
+
+def _build(layout: _Layout, shape: _Shape, arrays) -> FloatLstm:
+    H = shape.hidden_size
+    directions = []
+    for layer in range(shape.num_layers):
+        for reverse in (False, True)[: 2 if shape.bidirectional else 1]:
+
+            def get(kind, layer=layer, reverse=reverse):
+                return _as_float64(arrays[layout.lstm[(kind, layer, reverse)]])
+
+            bias = get("bias_ih") + get("bias_hh") if shape.bias else np.zeros(4 * H)
+            directions.append(
+                FloatDirection(layer, reverse, get("weight_ih"), get("weight_hh"), bias)
+            )
+    head = None
+    if layout.head_weight is not None:
+        weight = _as_float64(arrays[layout.head_weight])
+        if layout.head_bias is not None:
+            bias = _as_float64(arrays[layout.head_bias])
+        else:
+            bias = np.zeros(weight.shape[0])
+        head = FloatHead(weight, bias)
+    return FloatLstm(
+        input_size=shape.input_size,
+        hidden_size=H,
+        num_layers=shape.num_layers,
+        bidirectional=shape.bidirectional,
+        bias=shape.bias,
+        directions=tuple(directions),
+        head=head,
+    )
