@@ -1,8 +1,8 @@
 """Cycles per time step of the generated hardware vs the bound ceil(4H(I+H)/P).
 
 Each (I, H, P) of the grid is generated, compiled with Verilator (C++ harness of
-``lstm_fpga.hw.harness``) and run on one sequence with the input always valid and the output
-always ready. Cycles per step are measured in the steady state: the distance between the
+``lstm_fpga.sim.verilator_harness``) and run on one sequence with the input always valid and
+the output always ready. Cycles per step are measured in the steady state: the distance between the
 last output beats of consecutive steps, averaged over all steps after the first. The
 ``cycles`` register (first input beat to last output beat of the sequence) is printed too.
 The timing does not depend on the weight values (there is no data-dependent control), so
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_fpga.hw import EnginePlan, HardwareConfig, PassGeometry, write_build
-from lstm_fpga.hw.harness import run_harness
+from lstm_fpga.hw import HardwareConfig, write_build
+from lstm_fpga.sim.verilator_harness import run_harness
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.testing import FORMAT_SETS, random_model
 
@@ -68,19 +68,11 @@ def measure_model(params, workdir: Path) -> dict:
     I, H, L, bidirectional, head, output, P = params
     model = random_model(I, H, L, bidirectional, head=head, formats="q16_even")
     config = HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
-    plan = EnginePlan(model, config)
     build = write_build(model, config, workdir, memory_init="readmemh")
+    plan = build.interface.plan
     rng = np.random.default_rng(1)
     sequences = [quantize(rng.uniform(-4, 4, (MODEL_STEPS, I)), FORMATS.x) for _ in range(3)]
-    y_format = model.head.formats.output if head else model.output_format
-    run = run_harness(
-        build,
-        sequences,
-        FORMATS.x.width,
-        y_format.width,
-        features=plan.output_features,
-        output=output,
-    )
+    run = run_harness(build, sequences)
     ends = run.output_cycles[run.last_flags == 1]
     steady = float(np.mean(np.diff(ends)))
     bound = plan.sequence_bound(MODEL_STEPS)
@@ -120,30 +112,23 @@ def model_row(r: dict) -> str:
 
 
 def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> dict:
-    geometry = PassGeometry(I, H, P)
     model = random_model(I, H, formats="q16_even")
     config = HardwareConfig(lanes=P, input_elements=input_elements)
     build = write_build(model, config, workdir, memory_init="readmemh")
-    steps = int(np.clip(CYCLE_BUDGET // max(geometry.mac_cycles_per_step, 1), 4, 40))
+    plan = build.interface.plan
+    steps = int(np.clip(CYCLE_BUDGET // max(plan.matrices[0].mac_cycles, 1), 4, 40))
     rng = np.random.default_rng(1)
     x = quantize(rng.uniform(-4, 4, (steps, I)), FORMATS.x)
-    run = run_harness(
-        build,
-        [x],
-        FORMATS.x.width,
-        FORMATS.hidden.width,
-        features=H,
-        input_elements=input_elements,
-    )
+    run = run_harness(build, [x])
     step_ends = run.output_cycles[H - 1 :: H]
     per_step = float(np.mean(np.diff(step_ends)))
-    bound = geometry.bound
+    bound = plan.step_bound()
     return {
         "I": I,
         "H": H,
         "P": P,
         "input_elements": input_elements,
-        "physical_lanes": geometry.lanes,
+        "physical_lanes": plan.lanes,
         "steps": steps,
         "bound": bound,
         "cycles_per_step": per_step,

@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from lstm_fpga.sim import compare, compile_model, simulate
-from lstm_fpga.sim.lstm import plan_for
-from lstm_fpga.sim.plan import Phase, Plan, SinkSpec, SourceSpec, run_plan
-from lstm_fpga.sim.runner import build, run
+from lstm_fpga.sim.compilation import compile_simulation
+from lstm_fpga.sim.phases import plan_for
+from lstm_fpga.sim.runner import run
 from lstm_fpga.sim.selftest import fifo_verilog
+from lstm_fpga.sim.stimulus import Phase, Plan, SinkSpec, SourceSpec, run_plan
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.testing import random_model
 
@@ -152,7 +153,9 @@ async def cocotbext_fifo(dut):
 
 
 def driver_benchmark(simulator: str, cache: Path, beats: int = 4000) -> dict:
-    sim_build = build(fifo_verilog(16, 4, accept_period=64), "fifo_top", simulator, cache_dir=cache)
+    sim_build = compile_simulation(
+        fifo_verilog(16, 4, accept_period=64), "fifo_top", simulator, cache_dir=cache
+    )
     data = np.arange(beats) % 1000
     last = np.zeros(beats, dtype=bool)
     last[-1] = True

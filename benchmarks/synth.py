@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lstm_fpga.hw import EnginePlan, HardwareConfig, write_build
+from lstm_fpga.hw import HardwareConfig, write_build
 from lstm_fpga.hw.tools import synthesize
 from lstm_fpga.testing import random_model
 
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
             model = random_model(I, H, L, bidirectional, head=head, formats="q16_even")
             config = HardwareConfig(lanes=P, max_seq_len=16 if bidirectional else None)
             build = write_build(model, config, Path(tmp) / f"config{k}")
-            plan = EnginePlan(model, config)
+            plan = build.interface.plan
             for family in ("ecp5", "xilinx"):
                 report = synthesize(build.verilog, family)
                 entry = {

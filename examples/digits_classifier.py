@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from lstm_fpga.project import build_project
-from lstm_fpga.sim import simulate
-from lstm_fpga.sim.lstm import compile_build
+from lstm_fpga.project import write_project
+from lstm_fpga.sim import compile_build_directory, simulate
 from lstm_fpga.sw.reference import quantize_input, run_reference
 
 
@@ -74,7 +73,7 @@ def main(argv=None) -> None:
     with torch.no_grad():
         float_logits = net(torch.tensor(x_test)).numpy()
 
-    project = build_project(
+    project = write_project(
         args.out / "digits.pt",
         args.out / "build",
         lanes=args.lanes,
@@ -86,7 +85,7 @@ def main(argv=None) -> None:
     model = project.model
     x_int = quantize_input(model, x_test)
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
-    design = compile_build(project.rtl, model, project.config, args.simulator)
+    design = compile_build_directory(project.rtl, model, project.config, args.simulator)
     hardware = simulate(design, x_int, batch_first=True)
 
     accuracy = {

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstm_fpga.project import build_project
-from lstm_fpga.sim import compare, simulate
-from lstm_fpga.sim.lstm import compile_build
+from lstm_fpga.project import write_project
+from lstm_fpga.sim import compare, compile_build_directory, simulate
 from lstm_fpga.sw.reference import quantize_input
 
 
@@ -30,13 +29,13 @@ def main(out_dir: Path) -> int:
     calibration = rng.uniform(-1, 1, size=(64, 20, 5))  # (batch, time, features)
     test = rng.uniform(-1, 1, size=(4, 20, 5))
 
-    project = build_project(
+    project = write_project(
         net, out_dir, lanes=16, calibration=calibration, batch_first=True, force=True
     )
     print(project.report.table())
     print(f"\nVerilog: {project.verilog}; cycle bound {project.cycle_bound} cycles per step")
 
-    design = compile_build(project.rtl, project.model, project.config, "verilator")
+    design = compile_build_directory(project.rtl, project.model, project.config, "verilator")
     result = simulate(design, quantize_input(project.model, test), batch_first=True)
     report = compare(result, float_model=project.float_model, float_inputs=test)
     print(report)

@@ -11,12 +11,14 @@ Public API::
     words = weight_load_words(plan, new_model)           # run-time reload through ``w``
 """
 
-from .build import TOP_NAME, Build, generate_verilog, hardware_config, write_build
-from .config import OUTPUT_MODES, HardwareConfig, HardwareConfigError, PassGeometry, cycle_bound
-from .engine import LstmEngine, LstmTop, check_supported
-from .layout import BankImages, Location, bank_images, bias_location, weight_location
-from .plan import EnginePlan, MatrixPlan
-from .reload import WeightWord, pack_weight_word, weight_load_words
+from .banks import BankImages, Location, bank_images, bias_location, weight_location
+from .build import Build, generate_verilog, hardware_config, write_build
+from .compatibility import check_supported
+from .config import OUTPUT_MODES, HardwareConfig, HardwareConfigError
+from .engine import LstmEngine, LstmTop
+from .interface import TOP_NAME, TopInterface
+from .plan import EnginePlan, MatrixPlan, cycle_bound
+from .reload import WeightWord, weight_load_words
 
 __all__ = [
     "OUTPUT_MODES",
@@ -30,7 +32,7 @@ __all__ = [
     "LstmEngine",
     "LstmTop",
     "MatrixPlan",
-    "PassGeometry",
+    "TopInterface",
     "WeightWord",
     "bank_images",
     "bias_location",
@@ -38,7 +40,6 @@ __all__ = [
     "cycle_bound",
     "generate_verilog",
     "hardware_config",
-    "pack_weight_word",
     "weight_load_words",
     "weight_location",
     "write_build",

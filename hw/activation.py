@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.numerics import ActivationTable
 from .config import index_shape
 from .fixed import common_signed_shape, format_shape, shift_round_value
+from .pipeline import delay
 
 __all__ = ["ActivationUnit", "distinct_tables"]
 
@@ -45,11 +46,14 @@ class ActivationUnit(wiring.Component):
     output : Out, a shape holding every table's output format
         ``tables[select].evaluate(input)`` exactly, :attr:`LATENCY` cycles after ``input``.
 
-    Latency 2 cycles (ROM read, then interpolation register); throughput 1 per cycle; no
-    handshake (the enclosing pipeline carries its own valid bits).
+    Pipeline: the clamped table offset addresses the ROM (stage 1, the synchronous read), the
+    ROM's output register (stage 2), the interpolation product ``delta * weight`` (stage 3),
+    rounding and the add to the table value (stage 4): :attr:`LATENCY` cycles; throughput
+    1 per cycle; no handshake (the enclosing pipeline carries its own valid bits); no reset.
     """
 
-    LATENCY = 2
+    #: ROM read, ROM output register, interpolation multiply, add.
+    LATENCY = 4
 
     def __init__(self, tables: ActivationTable | Sequence[ActivationTable]):
         if isinstance(tables, ActivationTable):
@@ -113,16 +117,19 @@ class ActivationUnit(wiring.Component):
             else:
                 weights.append(0)
         m.d.comb += read.addr.eq(Array(addresses)[select] if len(tables) > 1 else addresses[0])
+        # Stage 2: the ROM's output register.
+        entry_q = data.View(entry, delay(m, read.data, 1, "entry"))
         if max_shift == 0:
-            # No interpolation: the register keeps the latency equal to the general case.
-            m.d.sync += self.output.eq(read.data.value)
+            # No interpolation: registers keep the latency equal to the general case.
+            m.d.comb += self.output.eq(delay(m, entry_q.value, self.LATENCY - 2, "value"))
             return m
         weight = Signal(unsigned(max_shift))
-        selected = Signal(index_shape(len(tables)))
-        m.d.sync += weight.eq(Array(weights)[select] if len(tables) > 1 else weights[0])
-        if len(tables) > 1:
-            m.d.sync += selected.eq(select)
-        product = read.data.delta * weight
+        m.d.comb += weight.eq(Array(weights)[select] if len(tables) > 1 else weights[0])
+        weight_q = delay(m, weight, 2, "weight")
+        selected = delay(m, select, self.LATENCY - 1, "selected") if len(tables) > 1 else 0
+        # Stage 3: the interpolation product; stage 4: rounded and added to the value.
+        product = delay(m, entry_q.delta * weight_q, 1, "product")
+        value = delay(m, entry_q.value, 1, "value")
         steps = [
             shift_round_value(product, t.segment_shift, t.rounding)
             if t.segment_shift
@@ -130,5 +137,5 @@ class ActivationUnit(wiring.Component):
             for t in tables
         ]
         step = Array(steps)[selected] if len(tables) > 1 else steps[0]
-        m.d.sync += self.output.eq(read.data.value + step)
+        m.d.comb += self.output.eq(delay(m, value + step, 1, "output"))
         return m

@@ -9,17 +9,16 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
+from .banks import hex_file_name
+from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
-from .engine import LstmTop, check_supported
-from .layout import hex_file_name
+from .engine import LstmTop
+from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
+from .pipeline import FAMILIES, target
 from .plan import EnginePlan
-from .reload import weight_word_fields
 
 __all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
-
-#: Name of the generated top module (and of its Verilog file, ``lstm_top.v``).
-TOP_NAME = "lstm_top"
 
 
 def hardware_config(config: HardwareConfig | int) -> HardwareConfig:
@@ -40,67 +39,81 @@ def _check_init(memory_init: str) -> None:
         )
 
 
-def _verilog(top: LstmTop, memory_init: str) -> str:
+def _verilog(top: LstmTop, memory_init: str, family: str | None) -> str:
     images = top.engine.images
     lanes = images.lanes
-    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    platform = target(family)
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False, platform=platform)
     banks = "".join(
         weight_bank_verilog(images, lane, memory_init, hex_file_name("weights", lane, lanes))
         for lane in range(lanes)
     )
-    return f"{text}\n// Weight banks (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
+    return (
+        f"{text}\n// Weight banks (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
+        f"\n// Target {platform.family} (lstm_fpga.hw.pipeline).\n{platform.verilog_modules()}"
+    )
+
+
+def _check_family(family: str | None) -> None:
+    if family is not None and family not in FAMILIES:
+        raise HardwareConfigError(
+            f"family must be one of {', '.join(FAMILIES)} (the FPGA family whose primitives "
+            f"the Verilog instantiates), not {family!r}"
+        )
 
 
 def generate_verilog(
-    model: LstmModel, config: HardwareConfig | int, *, memory_init: str = "inline"
+    model: LstmModel,
+    config: HardwareConfig | int,
+    *,
+    memory_init: str = "inline",
+    family: str | None = None,
 ) -> str:
     """Verilog of the accelerator for ``model``: top module ``lstm_top`` and its submodules.
 
     ``config`` is a :class:`HardwareConfig` or just the lane count ``P``. ``memory_init``
     ``"inline"`` puts the weights into the Verilog (``initial`` blocks); ``"readmemh"`` loads
     each lane's bank from ``weights_laneNN.hex`` (see :func:`write_build`) instead.
+    ``family`` (``"generic"``, the default, or ``"ecp5"``) chooses the per-family hooks of
+    :mod:`lstm_fpga.hw.pipeline` (``"ecp5"`` instantiates ``MULT18X18D`` multipliers with
+    their registers, and carries their simulation model).
     """
     config = hardware_config(config)
     _check_init(memory_init)
+    _check_family(family)
     check_supported(model, config)
-    return _verilog(LstmTop(model, config, verilog_banks=memory_init), memory_init)
+    top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
+    return _verilog(top, memory_init, family)
 
 
 @dataclass(frozen=True)
 class Build:
-    """What :func:`write_build` wrote."""
+    """What :func:`write_build` wrote, and the interface of its ``lstm_top``."""
 
     directory: Path
     verilog: Path
     manifest: Path
     hex_files: tuple[Path, ...]
+    interface: TopInterface
 
 
-def _port_list(top: LstmTop) -> list[dict]:
-    """Every port of ``lstm_top`` in declaration order (name, direction, width, signedness)."""
-    ports = [
-        {"name": "clk", "direction": "in", "width": 1},
-        {"name": "rst", "direction": "in", "width": 1},
-    ]
-    signed_data = {"x__tdata", "y__tdata", "init__tdata"}
-    for path, member, value in top.signature.flatten(top):
-        name = "__".join(str(part) for part in path)
-        shape = value.shape()
-        entry = {
-            "name": name,
-            "direction": "in" if member.flow.value == "in" else "out",
-            "width": shape.width,
-        }
-        if name in signed_data:
-            entry["signed"] = shape.signed
+def _port_list(interface: TopInterface) -> list[dict]:
+    """Every port of ``lstm_top`` in declaration order: name, direction, width and, for the
+    data of every stream, whether it is one two's complement number."""
+    data_ports = {s.data for s in interface.streams}
+    ports = []
+    for port in interface.ports:
+        entry = {"name": port.name, "direction": port.direction.value, "width": port.width}
+        if port.name in data_ports:
+            entry["signed"] = port.signed
         ports.append(entry)
     return ports
 
 
-def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
-    plan: EnginePlan = top.engine.plan
-    model, config, images = plan.model, plan.config, top.engine.images
-    state = top.engine.state.payload
+def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict:
+    interface = top.interface
+    plan: EnginePlan = interface.plan
+    model, config, images = plan.model, plan.config, plan.images
     matrices = [
         {
             "name": mp.name,
@@ -127,6 +140,7 @@ def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
             "max_seq_len": config.max_seq_len,
         },
         "memory_init": memory_init,
+        "family": target(family).family,
         "schedule": plan.schedule,
         "geometry": {
             "input_size": plan.input_size,
@@ -139,7 +153,7 @@ def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
             "groups": plan.groups,
             "bank_depth": plan.bank_depth,
             "bias_depth": plan.bias_depth,
-            "cycle_bound": plan.step_bound(),
+            "cycle_bound": interface.step_bound,
             "matrices": matrices,
         },
         "formats": {
@@ -148,20 +162,16 @@ def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
             "y": str(model.head.formats.output if model.head is not None else model.output_format),
         },
         "streams": {
-            "y_features": plan.output_features,
-            "y_per_sequence": "every step" if config.output == "all" else "final step",
+            "y_features": interface.y_features,
+            "y_per_sequence": "every step" if interface.output_mode == "all" else "final step",
             "state": {
-                "h": {"offset": 0, "width": len(state.h)},
-                "c": {"offset": len(state.h), "width": len(state.c)},
-                "beats": plan.state_words,
+                **{f.name: {"offset": f.offset, "width": f.width} for f in interface.state.fields},
+                "beats": interface.state_beats,
             },
-            "init_beats": 2 * plan.state_words,
-            "w": {
-                name: {"offset": offset, "width": width}
-                for name, (offset, width) in weight_word_fields(plan).items()
-            },
+            "init_beats": 2 * interface.state_beats,
+            "w": {f.name: {"offset": f.offset, "width": f.width} for f in interface.w.fields},
         },
-        "ports": _port_list(top),
+        "ports": _port_list(interface),
         "memories": [
             {
                 "hex": path.name,
@@ -179,27 +189,34 @@ def _manifest(top: LstmTop, hexes, memory_init: str) -> dict:
 
 
 def write_build(
-    model: LstmModel, config: HardwareConfig | int, directory, *, memory_init: str = "inline"
+    model: LstmModel,
+    config: HardwareConfig | int,
+    directory,
+    *,
+    memory_init: str = "inline",
+    family: str | None = None,
 ) -> Build:
     """Write ``lstm_top.v``, per-lane ``.hex`` weight/bias images and ``manifest.json``.
 
     The ``.hex`` files hold the same contents as the Verilog's memory init; with
-    ``memory_init="readmemh"`` the Verilog reads the weight banks from them.
+    ``memory_init="readmemh"`` the Verilog reads the weight banks from them. ``family`` as
+    in :func:`generate_verilog`.
     """
     config = hardware_config(config)
     _check_init(memory_init)
+    _check_family(family)
     check_supported(model, config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    top = LstmTop(model, config, verilog_banks=memory_init)
-    images = top.engine.images
+    top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
+    images = top.interface.plan.images
     verilog_path = directory / f"{TOP_NAME}.v"
-    verilog_path.write_text(_verilog(top, memory_init))
+    verilog_path.write_text(_verilog(top, memory_init, family))
     paths = images.write_hex(directory)
     # write_hex alternates weights/bias per lane.
     kinds = [(kind, lane) for lane in range(images.lanes) for kind in ("weights", "bias")]
     hexes = list(zip(paths, kinds, strict=True))
-    manifest = _manifest(top, hexes, memory_init)
+    manifest = _manifest(top, hexes, memory_init, family)
     manifest_path = directory / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return Build(directory, verilog_path, manifest_path, tuple(paths))
+    return Build(directory, verilog_path, manifest_path, tuple(paths), top.interface)

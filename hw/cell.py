@@ -12,6 +12,7 @@ from .activation import ActivationUnit, distinct_tables
 from .config import index_shape
 from .fixed import common_signed_shape, format_shape, rescale_value, saturates, shift_round_value
 from .mvu import job_layout, unit_layout
+from .pipeline import delay
 from .plan import EnginePlan
 
 __all__ = [
@@ -120,8 +121,24 @@ class GateCellPipeline(wiring.Component):
     to the head of the output queues. Throughput: one unit per cycle while the outputs keep up.
     """
 
+    # Stages (index k: the cycle after ``k + 1`` registers). Derived from the activation
+    # unit's latency; each stage is one register transfer, one multiply or one short add.
+    #: Pre-activations (rescaled accumulators) are valid in this stage.
+    _PREACT = 0
+    #: Gate activations (sigmoid/tanh outputs) are valid in this stage.
+    _GATES = _PREACT + ActivationUnit.LATENCY
+    #: The c state's memory (read, output register) is addressed in this stage.
+    _C_READ = _GATES - 2
+    #: ``f * c`` and ``i * g`` products are valid in this stage.
+    _CELL_PRODUCTS = _GATES + 1
+    #: Their aligned sum is valid in this stage; ``c_t`` is computed and written in it.
+    _CELL_SUM = _CELL_PRODUCTS + 1
+    #: ``c_t`` is valid (registered) in this stage; ``tanh(c_t)`` starts.
+    _CELL = _CELL_SUM + 1
+    #: ``tanh(c_t)`` is valid in this stage, where ``o * tanh(c_t)`` is multiplied.
+    _TANH_CELL = _CELL + ActivationUnit.LATENCY
     #: Cycles from a ``units`` handshake to the ``hidden_write`` strobe.
-    LATENCY = 10
+    LATENCY = _TANH_CELL + 3
 
     def __init__(self, plan: EnginePlan, queue_depth: int = 16):
         if queue_depth < 1:
@@ -177,7 +194,7 @@ class GateCellPipeline(wiring.Component):
         ]
 
         valid = [Signal(name=f"valid{k}") for k in range(self.LATENCY)]
-        metas = [Signal(meta_layout, name=f"meta{k}") for k in range(self.LATENCY)]
+        metas = [Signal(meta_layout, name=f"meta{k}", reset_less=True) for k in range(self.LATENCY)]
         m.d.sync += [valid[0].eq(accept), metas[0].unit.eq(payload.unit)]
         m.d.sync += metas[0].job.eq(payload.job)
         for k in range(1, self.LATENCY):
@@ -187,23 +204,23 @@ class GateCellPipeline(wiring.Component):
         def matrix(stage):
             return metas[stage].job.matrix
 
-        # Stage 0 -> 1: accumulators to pre-activations.
-        accs = [Signal(payload.gates[k].shape(), name=f"acc_{n}") for k, n in enumerate("ifgo")]
-        m.d.sync += [accs[k].eq(payload.gates[k]) for k in range(4)]
+        # Handshake -> stage _PREACT: accumulators (the drain's registers) to pre-activations.
         preact_shape = _common([dp.formats.preact for dp in dps])
-        preacts = [Signal(preact_shape, name=f"preact_{n}") for n in "ifgo"]
+        preacts = [Signal(preact_shape, name=f"preact_{n}", reset_less=True) for n in "ifgo"]
         preact_options = [
             (dp.gate_acc.frac, dp.formats.preact, dp.rounding, dp.overflow) for dp in dps
         ]
         preact_saturated = Signal(range(5))
         flags = []
         for k in range(4):
-            value, flag = select_rescale(m, matrix(0), accs[k], preact_options, preact_shape)
+            value, flag = select_rescale(
+                m, payload.job.matrix, payload.gates[k], preact_options, preact_shape
+            )
             m.d.sync += preacts[k].eq(value)
-            flags.append(valid[0] & flag)
+            flags.append(accept & flag)
         m.d.sync += preact_saturated.eq(sum(Value.cast(f) for f in flags))
 
-        # Stages 1 -> 3: activations (latency 2).
+        # Stages _PREACT -> _GATES: activations.
         kinds = (
             [dp.sigmoid for dp in dps],
             [dp.sigmoid for dp in dps],
@@ -216,11 +233,12 @@ class GateCellPipeline(wiring.Component):
             unit = m.submodules[f"act_{name}"] = ActivationUnit(unique)
             m.d.comb += unit.input.eq(preacts[k])
             if len(unique) > 1:
-                m.d.comb += unit.select.eq(Array(index)[matrix(1)])
+                m.d.comb += unit.select.eq(Array(index)[matrix(self._PREACT)])
             gates.append(unit.output)
         gate_i, gate_f, gate_g, gate_o = gates
 
-        # c state: read in stage 2 (data in stage 3), written in stage 4.
+        # c state: addressed in stage _C_READ (registered data in _GATES), written in
+        # _CELL_SUM.
         words = max(2, plan.state_words)
         m.submodules.cell_state = cell_state = Memory(shape=plan.cell_shape, depth=words, init=[])
         m.submodules.cell_init = cell_init = Memory(shape=plan.cell_shape, depth=words, init=[])
@@ -235,59 +253,73 @@ class GateCellPipeline(wiring.Component):
         ]
         bases = Array([k * H for k in range(len(dps))])
         m.d.comb += [
-            c_read.addr.eq(bases[matrix(2)] + metas[2].unit),
-            c0_read.addr.eq(bases[matrix(2)] + metas[2].unit),
+            c_read.addr.eq(bases[matrix(self._C_READ)] + metas[self._C_READ].unit),
+            c0_read.addr.eq(bases[matrix(self._C_READ)] + metas[self._C_READ].unit),
         ]
-        c_prev = Mux(metas[3].job.init, c0_read.data, c_read.data)
+        c_data = delay(m, c_read.data, 1, "c_q")
+        c0_data = delay(m, c0_read.data, 1, "c0_q")
+        c_prev = Mux(metas[self._GATES].job.init, c0_data, c_data)
 
-        # Stage 3 -> 4: the cell products (DSP multipliers).
-        f_times_c = Signal((gate_f * c_read.data).shape(), name="f_times_c")
-        i_times_g = Signal((gate_i * gate_g).shape(), name="i_times_g")
-        o_gate = [Signal(gate_o.shape(), name=f"o_gate{k}") for k in range(4, 8)]
+        # Stage _GATES -> _CELL_PRODUCTS: the cell products (DSP multipliers).
+        f_times_c = Signal((gate_f * c_data).shape(), name="f_times_c", reset_less=True)
+        i_times_g = Signal((gate_i * gate_g).shape(), name="i_times_g", reset_less=True)
         m.d.sync += [f_times_c.eq(gate_f * c_prev), i_times_g.eq(gate_i * gate_g)]
-        m.d.sync += o_gate[0].eq(gate_o)
-        for k in range(1, len(o_gate)):
-            m.d.sync += o_gate[k].eq(o_gate[k - 1])
+        # o waits for tanh(c_t).
+        o_gate = delay(m, gate_o, self._TANH_CELL - self._GATES, "o_gate")
 
-        # Stage 4 -> 5: c_t.
+        # Stage _CELL_PRODUCTS -> _CELL_SUM: the aligned sum; _CELL_SUM -> _CELL: c_t
+        # (rounded and fitted), written back to the c memory.
         shift_fc = [dp.cell_acc.shifts[0] for dp in dps]
         shift_ig = [dp.cell_acc.shifts[1] for dp in dps]
-        cell_sum = _shifted(f_times_c, shift_fc, matrix(4)) + _shifted(
-            i_times_g, shift_ig, matrix(4)
+        stage = self._CELL_PRODUCTS
+        cell_sum = delay(
+            m,
+            _shifted(f_times_c, shift_fc, matrix(stage))
+            + _shifted(i_times_g, shift_ig, matrix(stage)),
+            1,
+            "cell_sum",
         )
+        stage = self._CELL_SUM
         cell_options = [(dp.cell_acc.frac, dp.formats.cell, dp.rounding, dp.overflow) for dp in dps]
         c_new_value, cell_flag = select_rescale(
-            m, matrix(4), cell_sum, cell_options, plan.cell_shape
+            m, matrix(stage), cell_sum, cell_options, plan.cell_shape
         )
-        c_new = [Signal(plan.cell_shape, name=f"c_new{k}") for k in range(5, self.LATENCY)]
+        c_new = [
+            Signal(plan.cell_shape, name=f"c_new{k}", reset_less=True)
+            for k in range(self._CELL, self.LATENCY)
+        ]
         cell_saturated = Signal()
-        m.d.sync += [c_new[0].eq(c_new_value), cell_saturated.eq(valid[4] & cell_flag)]
+        m.d.sync += [c_new[0].eq(c_new_value), cell_saturated.eq(valid[stage] & cell_flag)]
         for k in range(1, len(c_new)):
             m.d.sync += c_new[k].eq(c_new[k - 1])
         m.d.comb += [
-            c_write.addr.eq(bases[matrix(4)] + metas[4].unit),
+            c_write.addr.eq(bases[matrix(stage)] + metas[stage].unit),
             c_write.data.eq(c_new_value),
-            c_write.en.eq(valid[4]),
+            c_write.en.eq(valid[stage]),
         ]
 
-        # Stages 5 -> 7: tanh(c_t); 7 -> 8: o * tanh(c_t); 8 -> 9: h_t.
+        # Stages _CELL -> _TANH_CELL: tanh(c_t); then o * tanh(c_t); then h_t.
         unique, index = distinct_tables([dp.tanh_cell for dp in dps])
         tanh_cell = m.submodules.act_c = ActivationUnit(unique)
         m.d.comb += tanh_cell.input.eq(c_new[0])
         if len(unique) > 1:
-            m.d.comb += tanh_cell.select.eq(Array(index)[matrix(5)])
-        hidden_product = Signal((gate_o * tanh_cell.output).shape(), name="hidden_product")
-        # o_gate[k - 4] holds o in stage k; stage 7 multiplies.
-        m.d.sync += hidden_product.eq(o_gate[3] * tanh_cell.output)
+            m.d.comb += tanh_cell.select.eq(Array(index)[matrix(self._CELL)])
+        hidden_product = Signal(
+            (gate_o * tanh_cell.output).shape(), name="hidden_product", reset_less=True
+        )
+        m.d.sync += hidden_product.eq(o_gate * tanh_cell.output)
         hidden_options = [
             (dp.hidden_product_frac, dp.formats.hidden, dp.rounding, dp.overflow) for dp in dps
         ]
         h_value, hidden_flag = select_rescale(
-            m, matrix(8), hidden_product, hidden_options, plan.state_shape
+            m, matrix(self._TANH_CELL + 1), hidden_product, hidden_options, plan.state_shape
         )
-        h_new = Signal(plan.state_shape)
+        h_new = Signal(plan.state_shape, reset_less=True)
         hidden_saturated = Signal()
-        m.d.sync += [h_new.eq(h_value), hidden_saturated.eq(valid[8] & hidden_flag)]
+        m.d.sync += [
+            h_new.eq(h_value),
+            hidden_saturated.eq(valid[self._TANH_CELL + 1] & hidden_flag),
+        ]
         m.d.comb += [
             self.saturations.preact.eq(preact_saturated),
             self.saturations.cell.eq(cell_saturated),

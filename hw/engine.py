@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.ir import LstmModel
 from .cell import GateCellPipeline, output_layout, state_layout
-from .config import HardwareConfig, HardwareConfigError, index_shape
+from .config import index_shape
 from .head import HeadOutput
+from .interface import (
+    AXI_MEMBERS,
+    SATURATION_COUNTER_WIDTH,
+    Control,
+    Direction,
+    SaturationKind,
+    Status,
+    TopInterface,
+)
 from .memory import WeightMemory, write_layout
 from .mvu import MatrixVectorUnit
 from .plan import EnginePlan
 from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer, input_layout
 
 __all__ = [
-    "SATURATION_COUNTER_WIDTH",
     "LstmEngine",
     "LstmTop",
     "axi_stream_signature",
-    "check_supported",
     "init_layout",
     "saturation_counters_layout",
     "weight_load_layout",
 ]
-
-#: Width of each saturation counter.
-SATURATION_COUNTER_WIDTH = 32
-
-
-def check_supported(model: LstmModel, config: HardwareConfig | None = None) -> None:
-    """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
-    (every ``nn.LSTM`` without ``proj_size`` can; bidirectional ones need ``max_seq_len``)."""
-    EnginePlan(model, config if config is not None else HardwareConfig())
 
 
 def init_layout(plan: EnginePlan) -> data.StructLayout:
@@ -51,7 +48,7 @@ def weight_load_layout(plan: EnginePlan) -> data.StructLayout:
 def saturation_counters_layout() -> data.StructLayout:
     """Saturation counters per tensor kind (the reference's ``SaturationCounts``)."""
     return data.StructLayout(
-        {kind: unsigned(SATURATION_COUNTER_WIDTH) for kind in ("preact", "cell", "hidden", "head")}
+        {kind.value: unsigned(SATURATION_COUNTER_WIDTH) for kind in SaturationKind}
     )
 
 
@@ -88,15 +85,8 @@ class LstmEngine(wiring.Component):
         Status (see ``docs/hardware.md``).
     """
 
-    def __init__(
-        self, model: LstmModel, config: HardwareConfig, *, verilog_banks: str | None = None
-    ):
-        try:
-            self._plan = EnginePlan(model, config)
-        except HardwareConfigError:
-            self._MustUse__silence = True  # a refused design is not an unused one
-            raise
-        plan = self._plan
+    def __init__(self, plan: EnginePlan, *, verilog_banks: str | None = None):
+        self._plan = plan
         self._verilog_banks = verilog_banks
         self._images = plan.images
         super().__init__(
@@ -106,14 +96,9 @@ class LstmEngine(wiring.Component):
                 "state": Out(stream.Signature(state_layout(plan))),
                 "init": In(stream.Signature(init_layout(plan))),
                 "weight_write": In(stream.Signature(weight_load_layout(plan))),
-                "carry_state": In(1),
-                "read_state": In(1),
-                "clear_status": In(1),
-                "cycles": Out(CYCLE_COUNTER_WIDTH),
-                "busy": Out(1),
-                "started": Out(1),
-                "done": Out(1),
-                "overflow": Out(1),
+                **{control.value: In(1) for control in Control},
+                Status.CYCLES.value: Out(CYCLE_COUNTER_WIDTH),
+                **{status.value: Out(1) for status in Status if status is not Status.CYCLES},
                 "saturations": Out(saturation_counters_layout()),
             }
         )
@@ -130,8 +115,16 @@ class LstmEngine(wiring.Component):
         m = Module()
         plan = self._plan
         m.submodules.sequencer = seq = Sequencer(plan)
-        m.submodules.weights = mem = WeightMemory(self._images, verilog_banks=self._verilog_banks)
         m.submodules.mvu = mvu = MatrixVectorUnit(plan)
+        # The banks are read so that their words reach the lanes with the elements of their
+        # beat: the address waits for the element read and the broadcast.
+        address_delay = seq.COLUMN_LATENCY + mvu.weight_lag - WeightMemory.READ_LATENCY
+        m.submodules.weights = mem = WeightMemory(
+            self._images,
+            verilog_banks=self._verilog_banks,
+            address_delay=address_delay,
+            bias_delay=seq.COLUMN_LATENCY + mvu.bias_lag - WeightMemory.READ_LATENCY,
+        )
         m.submodules.cell = cell = GateCellPipeline(plan)
         head = None
         if plan.head is not None:
@@ -231,8 +224,8 @@ class LstmEngine(wiring.Component):
             "hidden": cell.saturations.hidden,
             "head": head.saturated if head is not None else 0,
         }
-        for kind, increment in increments.items():
-            counter = getattr(counters, kind)
+        for kind in SaturationKind:
+            counter, increment = getattr(counters, kind.value), increments[kind.value]
             with m.If(self.clear_status):
                 m.d.sync += counter.eq(0)
             with m.Else():
@@ -241,93 +234,81 @@ class LstmEngine(wiring.Component):
 
 
 def axi_stream_signature(shape) -> wiring.Signature:
-    """AXI4-Stream-style source: ``tdata``, ``tvalid``, ``tlast`` out, ``tready`` in."""
+    """AXI4-Stream-style source: ``tdata`` (``shape``), ``tvalid``, ``tlast`` out, ``tready``
+    in (member names :data:`~lstm_fpga.hw.interface.AXI_MEMBERS`)."""
+    names = AXI_MEMBERS
     return wiring.Signature(
-        {"tdata": Out(shape), "tvalid": Out(1), "tready": In(1), "tlast": Out(1)}
+        {names.data: Out(shape), names.valid: Out(1), names.ready: In(1), names.last: Out(1)}
     )
+
+
+def _flow(direction: Direction):
+    return In if direction is Direction.IN else Out
 
 
 class LstmTop(wiring.Component):
     """The generated top module ``lstm_top``: :class:`LstmEngine` with AXI4-Stream names.
 
-    Streams (Verilog ``NAME__tdata``, ``__tvalid``, ``__tready``, ``__tlast``): ``x`` (in),
-    ``y`` (out), ``state`` (out: ``h`` in the low bits, ``c`` above), ``init`` (in), ``w``
-    (in: the weight load word, fields packed as :func:`weight_load_layout`). Control inputs
-    ``carry_state``, ``read_state``, ``clear_status``; status outputs ``cycles``, ``busy``,
-    ``started``, ``done``, ``overflow``, ``sat_preact``, ``sat_cell``, ``sat_hidden``,
-    ``sat_head``. ``clk``, ``rst`` (synchronous, active high). See ``docs/hardware.md``.
+    Its ports are the table of :class:`~lstm_fpga.hw.interface.TopInterface` (``interface``):
+    streams ``x`` (in), ``y`` (out), ``state`` (out: ``h`` in the low bits, ``c`` above),
+    ``init`` (in), ``w`` (in: a weight word); the control inputs, the status outputs and the
+    saturation counters; ``clk``, ``rst`` (synchronous, active high). See
+    ``docs/hardware.md``.
     """
 
-    def __init__(
-        self, model: LstmModel, config: HardwareConfig, *, verilog_banks: str | None = None
-    ):
-        try:
-            self._engine = LstmEngine(model, config, verilog_banks=verilog_banks)
-        except HardwareConfigError:
-            self._MustUse__silence = True  # a refused design is not an unused one
-            raise
-        plan = self._engine.plan
-        x_shape = plan.input_shape
-        if plan.input_elements > 1:
-            x_shape = unsigned(plan.input_elements * x_shape.width)
-        state_bits = plan.state_shape.width + plan.cell_shape.width
-        ports = {
-            "x": In(axi_stream_signature(x_shape)),
-            "y": Out(axi_stream_signature(plan.output_shape)),
-            "state": Out(axi_stream_signature(unsigned(state_bits))),
-            "init": In(axi_stream_signature(init_layout(plan).members["data"])),
-            "w": In(axi_stream_signature(unsigned(weight_load_layout(plan).members["word"].size))),
-            "carry_state": In(1),
-            "read_state": In(1),
-            "clear_status": In(1),
-            "cycles": Out(CYCLE_COUNTER_WIDTH),
-            "busy": Out(1),
-            "started": Out(1),
-            "done": Out(1),
-            "overflow": Out(1),
-        }
-        for kind in ("preact", "cell", "hidden", "head"):
-            ports[f"sat_{kind}"] = Out(SATURATION_COUNTER_WIDTH)
+    def __init__(self, plan: EnginePlan, *, verilog_banks: str | None = None):
+        interface = TopInterface(plan)
+        self._interface = interface
+        self._engine = LstmEngine(plan, verilog_banks=verilog_banks)
+        ports = {}
+        for s in interface.streams:
+            shape = Shape(s.width, signed=s.signed)
+            ports[s.name] = _flow(s.direction)(axi_stream_signature(shape))
+        for port in interface.signals:  # clock and reset are Amaranth's own
+            ports[port.name] = _flow(port.direction)(port.width)
         super().__init__(ports)
 
     @property
     def engine(self) -> LstmEngine:
         return self._engine
 
+    @property
+    def interface(self) -> TopInterface:
+        return self._interface
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = engine = self._engine
-        streams_in = (("x", engine.x, "data"), ("init", engine.init, "data"))
-        for name, port, field in streams_in:
-            axi = getattr(self, name)
+        iface = self._interface
+        streams_in = ((iface.x, engine.x, "data"), (iface.init, engine.init, "data"))
+        for s, port, field in streams_in:
+            axi = getattr(self, s.name)
             m.d.comb += [
-                port.payload[field].eq(axi.tdata),
-                port.payload.last.eq(axi.tlast),
-                port.valid.eq(axi.tvalid),
-                axi.tready.eq(port.ready),
+                port.payload[field].eq(getattr(axi, AXI_MEMBERS.data)),
+                port.payload.last.eq(getattr(axi, AXI_MEMBERS.last)),
+                port.valid.eq(getattr(axi, AXI_MEMBERS.valid)),
+                getattr(axi, AXI_MEMBERS.ready).eq(port.ready),
             ]
+        w, y, state = (getattr(self, s.name) for s in (iface.w, iface.y, iface.state))
+        names = AXI_MEMBERS
         m.d.comb += [
-            engine.weight_write.payload.word.eq(self.w.tdata),
-            engine.weight_write.payload.last.eq(self.w.tlast),
-            engine.weight_write.valid.eq(self.w.tvalid),
-            self.w.tready.eq(engine.weight_write.ready),
-            self.y.tdata.eq(engine.y.payload.data),
-            self.y.tlast.eq(engine.y.payload.last),
-            self.y.tvalid.eq(engine.y.valid),
-            engine.y.ready.eq(self.y.tready),
-            self.state.tdata.eq(engine.state.payload.as_value()[: len(self.state.tdata)]),
-            self.state.tlast.eq(engine.state.payload.last),
-            self.state.tvalid.eq(engine.state.valid),
-            engine.state.ready.eq(self.state.tready),
-            engine.carry_state.eq(self.carry_state),
-            engine.read_state.eq(self.read_state),
-            engine.clear_status.eq(self.clear_status),
-            self.cycles.eq(engine.cycles),
-            self.busy.eq(engine.busy),
-            self.started.eq(engine.started),
-            self.done.eq(engine.done),
-            self.overflow.eq(engine.overflow),
+            engine.weight_write.payload.word.eq(getattr(w, names.data)),
+            engine.weight_write.payload.last.eq(getattr(w, names.last)),
+            engine.weight_write.valid.eq(getattr(w, names.valid)),
+            getattr(w, names.ready).eq(engine.weight_write.ready),
+            getattr(y, names.data).eq(engine.y.payload.data),
+            getattr(y, names.last).eq(engine.y.payload.last),
+            getattr(y, names.valid).eq(engine.y.valid),
+            engine.y.ready.eq(getattr(y, names.ready)),
+            getattr(state, names.data).eq(engine.state.payload.as_value()[: iface.state.width]),
+            getattr(state, names.last).eq(engine.state.payload.last),
+            getattr(state, names.valid).eq(engine.state.valid),
+            engine.state.ready.eq(getattr(state, names.ready)),
         ]
-        for kind in ("preact", "cell", "hidden", "head"):
-            m.d.comb += getattr(self, f"sat_{kind}").eq(getattr(engine.saturations, kind))
+        for control in Control:
+            m.d.comb += getattr(engine, control.value).eq(getattr(self, control.value))
+        for status in Status:
+            m.d.comb += getattr(self, status.value).eq(getattr(engine, status.value))
+        for kind in SaturationKind:
+            m.d.comb += getattr(self, kind.port).eq(getattr(engine.saturations, kind.value))
         return m

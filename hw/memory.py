@@ -1,6 +1,6 @@
 """Weight memory controller: one weight bank and one bias bank per MAC lane.
 
-See :mod:`lstm_fpga.hw.layout` for what is stored where. All lanes read the same address of
+See :mod:`lstm_fpga.hw.banks` for what is stored where. All lanes read the same address of
 their own bank in the same cycle (no conflicts by construction); a write port reloads single
 words at run time.
 """
@@ -12,8 +12,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .banks import BankImages
 from .config import index_shape
-from .layout import BankImages
+from .pipeline import broadcast, delay
 
 __all__ = [
     "BLOCK_RAM_MIN_BITS",
@@ -64,17 +65,40 @@ class WeightMemory(wiring.Component):
     Ports
     -----
     weight_address : In, ``range(passes * (I + H))``
-        Word read from every weight bank; ``weights[p]`` holds it one cycle later.
+        Word read from every weight bank; ``weights[p]`` holds it :attr:`weight_latency`
+        cycles later.
     bias_address : In, ``range(passes)``
-        Word read from every bias bank; ``biases[p]`` holds it one cycle later.
+        Word read from every bias bank; ``biases[p]`` holds it :attr:`bias_latency` cycles
+        later.
     weights, biases : Out, arrays of ``lanes`` signed words
-        Read data (latency 1 cycle, a new address every cycle).
+        Read data (a new address every cycle).
     write : In, stream (always ready) of :func:`write_layout`
         One word per valid cycle into bank ``lane`` at ``address`` of ``target``. A read of the
         same word in the same cycle returns the old value.
+
+    Pipeline: ``address_delay`` (``bias_delay``) address registers, replicated into a
+    broadcast tree so that none drives more than
+    :data:`~lstm_fpga.hw.pipeline.FANOUT` banks; the block-RAM read; the output register
+    (:data:`READ_LATENCY` cycles for read and output register). Throughput one read per
+    cycle.
     """
 
-    def __init__(self, images: BankImages, *, verilog_banks: str | None = None):
+    #: Cycles from a bank's address to its registered read data: the synchronous read, then
+    #: the output register.
+    READ_LATENCY = 2
+
+    def __init__(
+        self,
+        images: BankImages,
+        *,
+        verilog_banks: str | None = None,
+        address_delay: int = 0,
+        bias_delay: int = 0,
+    ):
+        if address_delay < 0 or bias_delay < 0:
+            raise ValueError("address delays cannot be negative")
+        self._address_delay = address_delay
+        self._bias_delay = bias_delay
         if verilog_banks is not None and verilog_banks not in MEMORY_INIT_STYLES:
             raise ValueError(
                 f"verilog_banks must be None or one of {MEMORY_INIT_STYLES}, not {verilog_banks!r}"
@@ -97,31 +121,47 @@ class WeightMemory(wiring.Component):
     def images(self) -> BankImages:
         return self._images
 
+    @property
+    def weight_latency(self) -> int:
+        """Cycles from ``weight_address`` to ``weights``."""
+        return self._address_delay + self.READ_LATENCY
+
+    @property
+    def bias_latency(self) -> int:
+        """Cycles from ``bias_address`` to ``biases``."""
+        return self._bias_delay + self.READ_LATENCY
+
     def elaborate(self, platform):
         m = Module()
         images = self._images
         write = self.write.payload
-        if self._verilog_banks is not None:
-            for lane in range(images.lanes):
-                rdata = Signal(self._weight_shape, name=f"weights_rdata{lane}")
+        lanes = images.lanes
+        weight_addresses = broadcast(
+            m, platform, self.weight_address, lanes, self._address_delay, "weight_address"
+        )
+        bias_addresses = broadcast(
+            m, platform, self.bias_address, lanes, self._bias_delay, "bias_address"
+        )
+        for lane in range(lanes):
+            weight_data = Signal(self._weight_shape, name=f"weights_rdata{lane}")
+            if self._verilog_banks is not None:
                 m.submodules[f"weights_bank{lane}"] = Instance(
                     weight_bank_module(lane),
                     i_clk=ClockSignal(),
-                    i_raddr=self.weight_address,
-                    o_rdata=rdata,
+                    i_raddr=weight_addresses[lane],
+                    o_rdata=weight_data,
                     i_we=self.write.valid
                     & (write.lane == lane)
                     & (write.target == WeightTarget.WEIGHT),
                     i_waddr=write.address[: len(self.weight_address)],
                     i_wdata=write.data[: self._weight_shape.width],
                 )
-                m.d.comb += self.weights[lane].eq(rdata)
-        for lane in range(images.lanes):
+            bias_data = Signal(self._bias_shape, name=f"bias_rdata{lane}")
             banks = (
-                ("weights", self._weight_shape, images.weights[lane], self.weight_address),
-                ("bias", self._bias_shape, images.biases[lane], self.bias_address),
+                ("weights", self._weight_shape, images.weights[lane], weight_addresses[lane]),
+                ("bias", self._bias_shape, images.biases[lane], bias_addresses[lane]),
             )
-            outputs = (self.weights[lane], self.biases[lane])
+            outputs = (weight_data, bias_data)
             for target, ((kind, shape, init, address), output) in enumerate(
                 zip(banks, outputs, strict=True)
             ):
@@ -142,6 +182,11 @@ class WeightMemory(wiring.Component):
                     port.data.eq(write.data[: shape.width]),
                     port.en.eq(self.write.valid & (write.lane == lane) & (write.target == target)),
                 ]
+            # The block RAM's output register (no reset: data).
+            m.d.comb += [
+                self.weights[lane].eq(delay(m, weight_data, 1, f"weights_q{lane}")),
+                self.biases[lane].eq(delay(m, bias_data, 1, f"bias_q{lane}")),
+            ]
         return m
 
 

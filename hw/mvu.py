@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import GATES_PER_UNIT, index_shape
+from .pipeline import Multiplier, broadcast, delay, fanout_levels
 from .plan import EnginePlan
 
 __all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "unit_layout"]
@@ -99,11 +100,22 @@ class MatrixVectorUnit(wiring.Component):
     passes: up to 3 rows wait in the drain for the rest of their unit. Every matrix has a
     multiple of 4 rows, so a job's units never mix with the next job's.
 
+    Pipeline (every stage one register transfer, one DSP multiply or one short add): the beat
+    is broadcast to the lanes through :attr:`broadcast_levels` replicated register levels
+    (each register drives at most :data:`~lstm_fpga.hw.pipeline.FANOUT` loads), each lane's
+    :class:`~lstm_fpga.hw.pipeline.Multiplier` takes :attr:`Multiplier.LATENCY
+    <lstm_fpga.hw.pipeline.Multiplier.LATENCY>` cycles, its control bits ride along in the
+    lane's own registers, the accumulator adds, and the column groups' partial sums meet in
+    a registered adder tree of :attr:`reduction_levels` levels. Datapath registers have no
+    reset; valid bits and the drain's counters do.
+
     Protocol: ``column`` has no ready; a ``last`` beat may only be sent when ``drain_free`` was
     1 and no other ``last`` beat is in flight (``loaded`` pulses when a pass lands in the
-    drain, 1 cycle after its ``last`` beat). ``weights``/``biases`` are sampled with the beat.
+    drain, :attr:`load_latency` cycles after its ``last`` beat). ``weights[p]`` is sampled
+    :attr:`weight_lag` cycles after the beat it belongs to, ``biases[p]`` :attr:`bias_lag`
+    cycles after a ``first`` beat (the memory is read that much later).
 
-    Latency: a ``last`` beat lands in the drain 1 cycle later (``loaded``); the first unit of
+    Latency: :attr:`load_latency` cycles from a ``last`` beat to ``loaded``; the first unit of
     that pass is offered on ``units`` in the cycle after. Throughput: one column per cycle.
     """
 
@@ -121,6 +133,36 @@ class MatrixVectorUnit(wiring.Component):
         )
 
     @property
+    def broadcast_levels(self) -> int:
+        """Registers between a beat and the lanes' multiplier inputs: the levels of the
+        replicated broadcast beyond the sequencer's element register (0 up to
+        :data:`~lstm_fpga.hw.pipeline.FANOUT` lanes)."""
+        return fanout_levels(self._plan.lanes) - 1
+
+    @property
+    def weight_lag(self) -> int:
+        """Cycles after its beat that ``weights`` are sampled (at the multiplier inputs)."""
+        return self.broadcast_levels
+
+    @property
+    def bias_lag(self) -> int:
+        """Cycles after its ``first`` beat that ``biases`` are sampled (by the accumulator)."""
+        return self.broadcast_levels + Multiplier.LATENCY
+
+    @property
+    def reduction_levels(self) -> int:
+        """Registered adder levels that sum a row's partial sums over the column groups."""
+        return (self._plan.groups - 1).bit_length()
+
+    @property
+    def load_latency(self) -> int:
+        """Cycles from a ``last`` beat to its ``loaded`` pulse: broadcast, multiplier, the
+        accumulating add (straight into the drain with one column group; with several, into
+        the accumulator and then through the group reduction)."""
+        reduction = 1 + self.reduction_levels if self._plan.groups > 1 else 0
+        return self.broadcast_levels + Multiplier.LATENCY + reduction
+
+    @property
     def drain_depth(self) -> int:
         """Rows the drain buffer holds: a pass, plus 3 carried rows when it is not a multiple
         of 4 rows."""
@@ -130,56 +172,88 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
-        lanes, row_lanes, groups = plan.lanes, plan.row_lanes, plan.groups
+        row_lanes, groups = plan.row_lanes, plan.groups
         acc_shape = signed(plan.acc_width)
         beat = self.column.payload
+        matrix_shape = beat.job.matrix.shape()
 
-        # Stage 1: products (one DSP multiplier per lane) and the operands of stage 2.
-        product_shape = (self.weights[0] * beat.elements[0]).shape()
-        products = [Signal(product_shape, name=f"product{p}") for p in range(lanes)]
-        biases = [Signal(self.biases[p].shape(), name=f"bias{p}") for p in range(lanes)]
-        meta = Signal(beat_layout(plan))
-        valid = Signal()
-        m.d.sync += [valid.eq(self.column.valid), meta.eq(beat)]
-        for p in range(lanes):
-            m.d.sync += [
-                products[p].eq(self.weights[p] * beat.elements[p // row_lanes]),
-                biases[p].eq(self.biases[p]),
+        # Broadcast: each lane's element and control bits through a replicated register tree.
+        control = data.StructLayout(
+            {"valid": 1, "first": 1, "last": 1, "segment": 1, "matrix": matrix_shape}
+        )
+        lane_inputs = []
+        for g in range(groups):
+            bundle = Signal(data.StructLayout({"element": plan.element_shape, "control": control}))
+            m.d.comb += [
+                bundle.element.eq(beat.elements[g]),
+                bundle.control.valid.eq(self.column.valid),
+                bundle.control.first.eq(beat.first),
+                bundle.control.last.eq(beat.last),
+                bundle.control.segment.eq(beat.segments[g]),
+                bundle.control.matrix.eq(beat.job.matrix),
             ]
+            copies = broadcast(
+                m, platform, bundle, row_lanes, self.broadcast_levels, f"broadcast{g}"
+            )
+            lane_inputs += [data.View(bundle.shape(), c) for c in copies]
 
-        # Stage 2: accumulate; a pass's final sums go straight into the drain.
-        matrix = meta.job.matrix
+        # Multiply (DSP with its input, pipeline and output registers); the control bits ride
+        # along in each lane's own registers, so no enable fans out to every lane.
         first_shifts = [mp.segments[0].shift for mp in plan.matrices]
         second_shifts = [mp.segments[-1].shift for mp in plan.matrices]
         bias_shifts = [mp.bias_shift for mp in plan.matrices]
-        accumulators = [Signal(acc_shape, name=f"acc{p}") for p in range(lanes)]
-        sums = [Signal(acc_shape, name=f"sum{p}") for p in range(lanes)]
-        for p in range(lanes):
-            segment = meta.segments[p // row_lanes]
-            first = _shift_select(products[p], first_shifts, matrix)
-            second = _shift_select(products[p], second_shifts, matrix)
-            aligned = first if first_shifts == second_shifts else Mux(segment, second, first)
-            base = Mux(meta.first, _shift_select(biases[p], bias_shifts, matrix), accumulators[p])
-            m.d.comb += sums[p].eq(base + aligned)
-            with m.If(valid & ~meta.last):
-                m.d.sync += accumulators[p].eq(sums[p])
-        load = Signal()
-        m.d.comb += [load.eq(valid & meta.last), self.loaded.eq(load)]
-        # A row's result: its lanes' sums added over the column groups (the partial sums
-        # are sums of subsets of the row's terms, so none of them can overflow either).
-        row_sums = [Signal(acc_shape, name=f"row_sum{q}") for q in range(row_lanes)]
+        accumulators = []
+        for p, lane in enumerate(lane_inputs):
+            multiplier = Multiplier(plan.weight_shape, plan.element_shape)
+            m.submodules[f"multiplier{p}"] = multiplier
+            m.d.comb += [multiplier.a.eq(self.weights[p]), multiplier.b.eq(lane.element)]
+            ctrl = data.View(control, delay(m, lane.control, Multiplier.LATENCY, f"control{p}"))
+            valid = delay(m, lane.control.valid, Multiplier.LATENCY, f"valid{p}", control=True)
+            product = multiplier.product
+            first = _shift_select(product, first_shifts, ctrl.matrix)
+            second = _shift_select(product, second_shifts, ctrl.matrix)
+            aligned = first if first_shifts == second_shifts else Mux(ctrl.segment, second, first)
+            bias = _shift_select(self.biases[p], bias_shifts, ctrl.matrix)
+            # With column groups the accumulator also holds a pass's final sum for one cycle
+            # (the group reduction reads it there) while the next pass's first beat replaces
+            # it; with one group the drain takes the final sum straight from the adder.
+            acc = Signal(acc_shape, name=f"acc{p}", reset_less=True)
+            total = Signal(acc_shape, name=f"sum{p}")
+            m.d.comb += total.eq(Mux(ctrl.first, bias, acc) + aligned)
+            with m.If(valid):
+                m.d.sync += acc.eq(total)
+            accumulators.append(acc if groups > 1 else total)
+
+        # A row's result: its lanes' sums added over the column groups in a registered tree
+        # (the partial sums are sums of subsets of the row's terms: none can overflow either).
+        row_sums = []
         for q in range(row_lanes):
-            total = sums[q]
-            for group in range(1, groups):
-                total = total + sums[group * row_lanes + q]
-            m.d.comb += row_sums[q].eq(total)
+            level = [accumulators[g * row_lanes + q] for g in range(groups)]
+            for k in range(self.reduction_levels):
+                pairs = []
+                for j in range(0, len(level), 2):
+                    total = Signal(acc_shape, name=f"row{q}_l{k + 1}_{j // 2}", reset_less=True)
+                    m.d.sync += total.eq(sum(level[j : j + 2]))
+                    pairs.append(total)
+                level = pairs
+            row_sums.append(level[0])
+
+        # The pass's job fields and the load strobe, delayed to the row sums.
+        load_latency = self.load_latency
+        load = Signal()
+        last = delay(m, self.column.valid & beat.last, load_latency, "last", control=True)
+        m.d.comb += [load.eq(last), self.loaded.eq(load)]
+        pass_layout = data.StructLayout({"job": job_layout(plan), "final_pass": 1})
+        meta = Signal(pass_layout)
+        m.d.comb += meta.eq(delay(m, Cat(beat.job, beat.final_pass), load_latency, "pass"))
+        matrix = meta.job.matrix
 
         # Drain buffer: rows at the bottom go out 4 at a time; a pass loads above the carry.
         depth = self.drain_depth
-        rows = [Signal(acc_shape, name=f"drain{e}") for e in range(depth)]
+        rows = [Signal(acc_shape, name=f"drain{e}", reset_less=True) for e in range(depth)]
         count = Signal(range(depth + 1))
         unit = Signal.like(self.units.payload.unit)
-        job = Signal(job_layout(plan))
+        job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
         m.d.comb += [
             self.units.valid.eq(count >= GATES_PER_UNIT),

@@ -20,8 +20,7 @@ PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...), then ``m = L * D`` for th
 
 Each lane owns its weight bank and bias bank; a matrix occupies words ``weight_base ..
 weight_base + passes * span - 1`` of every weight bank (and ``bias_base .. bias_base +
-passes - 1`` of every bias bank), laid out exactly like :mod:`lstm_fpga.hw.layout` lays out
-one layer direction.
+passes - 1`` of every bias bank), laid out as :mod:`lstm_fpga.hw.banks` describes.
 
 Schedules: unidirectional models *stream*: each time step runs the jobs ``l0, l1, ..., l(L-1)``
 (and the head when it applies to that step), so the top layer's ``h_t`` leaves while the input
@@ -37,13 +36,12 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat, HeadDatapath, LstmDatapath
+from .banks import BankImages, bank_images
+from .compatibility import check_compatible, check_supported
 from .config import GATES_PER_UNIT, HardwareConfig, HardwareConfigError
 from .fixed import common_signed_shape, format_shape
-from .layout import BankImages
 
 __all__ = [
     "BUFFERED",
@@ -52,6 +50,8 @@ __all__ = [
     "MatrixPlan",
     "Segment",
     "SegmentKind",
+    "cycle_bound",
+    "matrix_bound",
 ]
 
 #: Schedule of unidirectional models: step by step, all layers per step.
@@ -138,26 +138,72 @@ class MatrixPlan:
     @property
     def bound(self) -> int:
         """``ceil(rows * columns / P)``: the fewest cycles ``P`` multipliers can need."""
-        return math.ceil(self.real_rows * self.columns / self.lanes_requested)
+        return matrix_bound(self.real_rows, self.columns, self.lanes_requested)
+
+    def torch_row(self, row: int) -> int:
+        """The PyTorch row (gate-major, ``gate * H + unit``) of lane-order row ``row``."""
+        if self.is_head:
+            return row
+        return (row % GATES_PER_UNIT) * self.units + row // GATES_PER_UNIT
+
+    def unit_major_row(self, torch_row: int) -> int:
+        """The lane-order row of PyTorch row ``torch_row`` (inverse of :meth:`torch_row`)."""
+        if self.is_head:
+            return torch_row
+        return (torch_row % self.units) * GATES_PER_UNIT + torch_row // self.units
+
+    def walk_column(self, column: int) -> int:
+        """The place in the walk of column ``column`` of ``[W_ih | W_hh]`` (of ``W`` for the
+        head): layer 0 walks the input first, layers above the recurrent ``h`` first."""
+        first = self.segments[0]
+        if first.kind != SegmentKind.RECURRENT:
+            return column
+        inputs = self.columns - first.length
+        return column + first.length if column < inputs else column - inputs
 
 
-def _check_config(model: LstmModel, config: HardwareConfig) -> None:
-    if not isinstance(model, LstmModel):
-        raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
-    if not isinstance(config, HardwareConfig):
-        raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    if model.bidirectional and config.max_seq_len is None:
-        raise HardwareConfigError(
-            "a bidirectional model needs the whole sequence before its reverse direction can "
-            "start: set HardwareConfig(max_seq_len=...) to the longest sequence to buffer"
-        )
+def matrix_bound(rows: int, columns: int, lanes: int) -> int:
+    """``ceil(rows * columns / P)``: the fewest cycles ``P`` multipliers need for one
+    evaluation of a ``rows x columns`` matrix (the speed limit every bound sums)."""
+    return math.ceil(rows * columns / lanes)
+
+
+def cycle_bound(model_or_input_size, hidden_size: int | None = None, *, lanes: int) -> int:
+    """The fewest cycles per time step ``P`` multipliers can need.
+
+    ``cycle_bound(model, lanes=P)``: the sum over the model's layer directions of
+    ``ceil(4H (I_k + H) / P)`` (``I_k``: the layer's input size; ``ceil(4H(I+H)/P)`` for one
+    layer); the same as :meth:`EnginePlan.step_bound` without building a plan.
+    ``cycle_bound(I, H, lanes=P)``: one layer direction.
+    """
+    if isinstance(model_or_input_size, LstmModel):
+        if hidden_size is not None:
+            raise TypeError("pass either a model or (input_size, hidden_size), not both")
+        model = model_or_input_size
+        shapes = [(d.input_size, d.hidden_size) for d in model.directions]
+    elif hidden_size is None:
+        raise TypeError("cycle_bound(I, H, lanes=P) needs the hidden size")
+    else:
+        shapes = [(model_or_input_size, hidden_size)]
+    if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+        raise HardwareConfigError(f"lanes must be a positive int, not {lanes!r}")
+    return sum(matrix_bound(GATES_PER_UNIT * H, I + H, lanes) for I, H in shapes)
 
 
 class EnginePlan:
-    """Everything the engine's blocks need to know about ``model`` on ``config``'s lanes."""
+    """Everything the engine's blocks need to know about ``model`` on ``config``'s lanes.
+
+    Built once per design and passed to every block. The lanes form :attr:`groups` groups of
+    :attr:`row_lanes` lanes (lane ``p`` is lane ``q = p % row_lanes`` of group
+    ``g = p // row_lanes``). Pass ``k`` of a matrix computes rows ``k*row_lanes + q``; in
+    cycle ``j`` of a pass group ``g`` multiplies column ``j*groups + g``, and the groups'
+    partial sums of a row are added when the pass ends. With ``P <= 4H`` there is one group
+    (row-parallel, one column per cycle); only ``P >= 8H`` gives several, capped at the
+    widest matrix's columns. :attr:`lanes` (``groups * row_lanes <= P``) are built.
+    """
 
     def __init__(self, model: LstmModel, config: HardwareConfig):
-        _check_config(model, config)
+        check_supported(model, config)
         self.model = model
         self.config = config
         H = model.hidden_size
@@ -184,15 +230,31 @@ class EnginePlan:
         self.groups = max(1, min(P // rows, max(columns)))
         self.lanes = self.groups * self.row_lanes
 
-        matrices = []
-        weight_base = bias_base = 0
-        for m, (d, dp) in enumerate(zip(model.directions, self.datapaths, strict=True)):
+        matrices: list[MatrixPlan] = []
+
+        def place(**fields) -> None:
+            """Append a matrix after the ones placed so far in the weight and bias banks."""
+            previous = matrices[-1] if matrices else None
+            weight_base = previous.weight_base + previous.words if previous else 0
+            bias_base = previous.bias_base + previous.passes if previous else 0
+            matrices.append(
+                MatrixPlan(
+                    index=len(matrices),
+                    row_lanes=self.row_lanes,
+                    groups=self.groups,
+                    weight_base=weight_base,
+                    bias_base=bias_base,
+                    lanes_requested=P,
+                    **fields,
+                )
+            )
+
+        for d, dp in zip(model.directions, self.datapaths, strict=True):
             shift_x, shift_h = dp.gate_acc.shifts
             input_segment = Segment(SegmentKind.INPUT, d.input_size, shift_x)
             recurrent = Segment(SegmentKind.RECURRENT, H, shift_h)
             segments = (input_segment, recurrent) if d.layer == 0 else (recurrent, input_segment)
-            plan = MatrixPlan(
-                index=m,
+            place(
                 name=d.name,
                 layer=d.layer,
                 reverse=d.reverse,
@@ -201,20 +263,11 @@ class EnginePlan:
                 segments=segments,
                 bias_shift=dp.gate_acc.bias_shift,
                 acc_frac=dp.gate_acc.frac,
-                row_lanes=self.row_lanes,
-                groups=self.groups,
-                weight_base=weight_base,
-                bias_base=bias_base,
-                lanes_requested=P,
             )
-            matrices.append(plan)
-            weight_base += plan.words
-            bias_base += plan.passes
         if model.head is not None:
             hd = self.head_datapath
             out = model.head.out_features
-            plan = MatrixPlan(
-                index=len(matrices),
+            place(
                 name="head",
                 layer=-1,
                 reverse=False,
@@ -223,18 +276,11 @@ class EnginePlan:
                 segments=(Segment(SegmentKind.HEAD, model.head.in_features, hd.acc.shifts[0]),),
                 bias_shift=hd.acc.bias_shift,
                 acc_frac=hd.acc.frac,
-                row_lanes=self.row_lanes,
-                groups=self.groups,
-                weight_base=weight_base,
-                bias_base=bias_base,
-                lanes_requested=P,
             )
-            matrices.append(plan)
-            weight_base += plan.words
-            bias_base += plan.passes
         self.matrices: tuple[MatrixPlan, ...] = tuple(matrices)
-        self.bank_depth = weight_base
-        self.bias_depth = bias_base
+        last = matrices[-1]
+        self.bank_depth = last.weight_base + last.words
+        self.bias_depth = last.bias_base + last.passes
 
     # -- shape of the model ------------------------------------------------------------------
     @property
@@ -399,95 +445,17 @@ class EnginePlan:
         return total
 
     # -- weight banks ------------------------------------------------------------------------
-    def matrix_values(self, m: int, model: LstmModel | None = None):
-        """``(weights, bias)`` of matrix ``m`` with rows in lane order and columns in walk
-        order: ``(rows, columns)`` and ``(rows,)``, padded with zero rows."""
-        model = self.model if model is None else model
-        plan = self.matrices[m]
-        matrix = np.zeros((plan.rows, plan.columns), dtype=np.int64)
-        bias = np.zeros(plan.rows, dtype=np.int64)
-        if plan.is_head:
-            matrix[: plan.real_rows] = model.head.weight
-            bias[: plan.real_rows] = model.head.bias
-            return matrix, bias
-        d = model.directions[m]
-        H = self.hidden_size
-        r = np.arange(plan.rows)
-        torch_rows = (r % GATES_PER_UNIT) * H + r // GATES_PER_UNIT
-        parts = {SegmentKind.INPUT: d.w_ih, SegmentKind.RECURRENT: d.w_hh}
-        matrix[:] = np.concatenate([parts[s.kind] for s in plan.segments], axis=1)[torch_rows]
-        bias[:] = d.bias[torch_rows]
-        return matrix, bias
-
     @cached_property
     def images(self) -> BankImages:
         """Contents of every weight and bias bank for the plan's model."""
-        return self.bank_images()
+        return bank_images(self)
 
     def bank_images(self, model: LstmModel | None = None) -> BankImages:
-        """Contents of every weight and bias bank (``model``: same shape and formats)."""
-        model = self.model if model is None else model
-        self.check_compatible(model)
-        weights = np.zeros((self.lanes, max(1, self.bank_depth)), dtype=np.int64)
-        biases = np.zeros((self.lanes, max(1, self.bias_depth)), dtype=np.int64)
-        G, Q = self.groups, self.row_lanes
-        for plan in self.matrices:
-            matrix, bias = self.matrix_values(plan.index, model)
-            padded = np.zeros((plan.passes * Q, plan.span * G), dtype=np.int64)
-            padded[: plan.rows, : plan.columns] = matrix
-            # padded[pass*Q + q, j*G + g] -> weights[g*Q + q, base + pass*span + j]
-            block = (
-                padded.reshape(plan.passes, Q, plan.span, G)
-                .transpose(3, 1, 0, 2)
-                .reshape(G * Q, plan.passes * plan.span)
-            )
-            weights[:, plan.weight_base : plan.weight_base + plan.words] = block
-            bias_block = np.zeros((G, plan.passes * Q), dtype=np.int64)
-            bias_block[0, : plan.rows] = bias
-            bias_block = bias_block.reshape(G, plan.passes, Q).transpose(0, 2, 1).reshape(-1)
-            biases[:, plan.bias_base : plan.bias_base + plan.passes] = bias_block.reshape(
-                G * Q, plan.passes
-            )
-        return BankImages(
-            geometry=None,
-            weight_width=self.weight_shape.width,
-            bias_width=self.bias_shape.width,
-            weights=weights,
-            biases=biases,
-        )
+        """Contents of every weight and bias bank for ``model`` (default: the plan's; another
+        must have the same shape and formats): :func:`lstm_fpga.hw.banks.bank_images`."""
+        return self.images if model is None or model is self.model else bank_images(self, model)
 
     def check_compatible(self, model: LstmModel) -> None:
         """Raise unless ``model`` has this plan's shape and formats (the hardware bakes the
         formats in; only the integer weights can be reloaded)."""
-        mine = self.model
-        if model is mine:
-            return
-        if not isinstance(model, LstmModel):
-            raise HardwareConfigError(f"expected an LstmModel, not {type(model).__name__}")
-        shape = lambda x: (  # noqa: E731
-            x.input_size,
-            x.hidden_size,
-            x.num_layers,
-            x.bidirectional,
-            None if x.head is None else x.head.weight.shape,
-            x.rounding,
-            x.overflow,
-        )
-        if shape(model) != shape(mine):
-            raise HardwareConfigError(
-                "the reloaded model must have the generated model's shape (input_size, "
-                "hidden_size, num_layers, bidirectional, head shape, rounding, overflow); "
-                "regenerate the hardware for a different shape"
-            )
-        for a, b in zip(model.directions, mine.directions, strict=True):
-            if a.formats != b.formats:
-                raise HardwareConfigError(
-                    f"{a.name}: the reloaded model's formats differ from the generated ones; "
-                    f"quantise it with the same formats (calibrate with fixed formats) or "
-                    f"regenerate the hardware"
-                )
-        if model.head is not None and model.head.formats != mine.head.formats:
-            raise HardwareConfigError(
-                "head: the reloaded model's formats differ from the generated ones; quantise "
-                "it with the same formats or regenerate the hardware"
-            )
+        check_compatible(model, self.model)

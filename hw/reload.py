@@ -2,10 +2,11 @@
 
 The ``w`` stream of ``lstm_top`` (``LstmEngine.weight_write``) writes one word of one bank per
 beat. :func:`weight_load_words` lists every word of a model of the generated shape and
-formats, :func:`pack_weight_word` packs one into the ``w__tdata`` bits::
+formats; :meth:`TopInterface.pack_weight_word <lstm_fpga.hw.interface.TopInterface>` packs
+one into the ``w`` stream's data::
 
-    words = weight_load_words(model, HardwareConfig(lanes=16), new_model)
-    beats = [pack_weight_word(plan, w) for w in words]      # tlast on the final one
+    words = weight_load_words(plan, new_model)
+    beats = [interface.pack_weight_word(w) for w in words]      # tlast on the final one
 
 Loads are accepted only while the engine is idle (``busy`` low), so the new weights apply
 from the next sequence on.
@@ -13,15 +14,14 @@ from the next sequence on.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 from ..sw.ir import LstmModel
 from .config import HardwareConfig
-from .memory import WeightTarget, write_layout
+from .memory import WeightTarget
 from .plan import EnginePlan
 
-__all__ = ["WeightWord", "pack_weight_word", "weight_load_words", "weight_word_fields"]
+__all__ = ["WeightWord", "weight_load_words"]
 
 
 @dataclass(frozen=True)
@@ -78,25 +78,3 @@ def weight_load_words(
         for address, value in enumerate(images.biases[lane][: plan.bias_depth]):
             words.append(WeightWord(WeightTarget.BIAS, lane, address, int(value)))
     return words
-
-
-_FIELDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def weight_word_fields(plan: EnginePlan) -> dict[str, tuple[int, int]]:
-    """Bit ``(offset, width)`` of each field in ``w__tdata``."""
-    fields = _FIELDS.get(plan)
-    if fields is None:
-        layout = write_layout(plan.images)
-        fields = _FIELDS[plan] = {name: (field.offset, field.width) for name, field in layout}
-    return dict(fields)
-
-
-def pack_weight_word(plan: EnginePlan, word: WeightWord) -> int:
-    """``w__tdata`` of ``word``: ``target``, ``lane``, ``address`` and ``data`` bit fields."""
-    fields = weight_word_fields(plan)
-    value = 0
-    for name, raw in word.payload(plan).items():
-        offset, width = fields[name]
-        value |= (raw & ((1 << width) - 1)) << offset
-    return value

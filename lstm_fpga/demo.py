@@ -15,13 +15,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .outdir import check_output_dir, record_generated
+
 __all__ = ["DemoResult", "run_demo"]
+
+#: What the demo writes into its build directory besides the build.
+_REPORT_FILES = ("report.md", "forecast.png", "forecast_last60.png", "demo.json")
 
 #: Clock frequency the latency figures are quoted at.
 REPORT_CLOCK_MHZ = 100.0
@@ -84,22 +90,63 @@ def run_demo(
     simulator: str = "verilator",
     synth: bool = True,
     log=print,
+    progress: bool = True,
 ) -> DemoResult:
-    """Run the whole demo and write its report into ``out`` (replaced if it exists)."""
+    """Run the whole demo and write its report into ``out``: a new or empty directory, or
+    an earlier demo's (replaced); anything else is refused (:mod:`lstm_fpga.outdir`).
+    ``progress`` shows bars with an ETA for training and simulation (on a terminal)."""
+    started = time.perf_counter()
+    out = Path(out)
+    # Refused before minutes of training when OUT is not a directory the demo may replace.
+    check_output_dir(out, force=True)
+    with tempfile.TemporaryDirectory(prefix="lstm-fpga-demo-") as work:
+        options = dict(lanes=lanes, hidden_size=hidden_size, epochs=epochs, synth=synth)
+        return _run_demo(out, Path(work), simulator, log, started, progress, **options)
+
+
+#: Test windows per simulator run: the progress bar advances per run.
+SIMULATION_CHUNK = 200
+
+
+@dataclass(frozen=True, eq=False)
+class _Simulated:
+    head: np.ndarray  # (B, 1) integers
+    cycles: np.ndarray  # per window: first input beat to its forecast (latency)
+    run_cycles: int  # summed over the runs: first input beat to last output beat
+    steps: int
+
+
+def _simulate_windows(design, x_int, progress: bool) -> _Simulated:
+    """Simulate every window, in runs of :data:`SIMULATION_CHUNK` (a bar with the ETA)."""
+    from .progress import progress_bar
+    from .sim import simulate
+    from .sim.compare import cycle_report
+
+    starts = range(0, len(x_int), SIMULATION_CHUNK)
+    heads, cycles, run_cycles, steps = [], [], 0, 0
+    bar = progress_bar(total=len(x_int), desc="simulating", unit="window", enabled=progress)
+    with bar:
+        for start in starts:
+            part = simulate(design, x_int[start : start + SIMULATION_CHUNK], batch_first=True)
+            report = cycle_report(part)
+            heads.append(part.head)
+            cycles.append(part.cycles)
+            run_cycles += report.run_cycles
+            steps += report.steps
+            bar.update(len(part.cycles))
+    return _Simulated(np.concatenate(heads), np.concatenate(cycles), run_cycles, steps)
+
+
+def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_size, epochs, synth):
     import torch
 
     from .hw.tools import synthesize
-    from .project import build_project
-    from .sim import simulate
-    from .sim.lstm import compile_build
+    from .project import sim_cache_for, write_project
+    from .sim import compile_build_directory
+    from .sim.runner import default_cache_dir
     from .stock_data import load_stock_data, train_forecaster
     from .sw.numerics import dequantize
     from .sw.reference import quantize_input, run_reference
-
-    started = time.perf_counter()
-    out = Path(out)
-    work = out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
 
     log("1/5 data: MSFT daily OHLCV 1986-2017 (pmdarima.datasets.load_msft)")
     data = load_stock_data(window=20)
@@ -109,13 +156,13 @@ def run_demo(
     )
 
     log(f"2/5 training nn.LSTM(5, {hidden_size}) + nn.Linear({hidden_size}, 1), {epochs} epochs")
-    net = train_forecaster(data, hidden_size=hidden_size, epochs=epochs, seed=0)
+    net = train_forecaster(data, hidden_size=hidden_size, epochs=epochs, seed=0, progress=progress)
     torch.save(net.state_dict(), work / "forecaster.pt")
     with torch.no_grad():
         float_pred = net(torch.tensor(data.x_test, dtype=torch.float32)).numpy()[:, 0]
 
     log("3/5 quantising (calibration on the training windows) and generating Verilog")
-    project = build_project(
+    project = write_project(
         work / "forecaster.pt",
         out,
         lanes=lanes,
@@ -124,13 +171,15 @@ def run_demo(
         batch_first=True,
         force=True,
     )
+    record_generated(out, *_REPORT_FILES)
     model = project.model
     x_int = quantize_input(model, data.x_test)
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
 
     log(f"4/5 simulating {len(x_int)} test windows on {simulator} ({lanes} lanes)")
-    design = compile_build(project.rtl, model, project.config, simulator)
-    hardware = simulate(design, x_int, batch_first=True)
+    cache = sim_cache_for(default_cache_dir())  # GNU Make (Verilator) cannot build in spaces
+    design = compile_build_directory(project.rtl, model, project.config, simulator, cache_dir=cache)
+    hardware = _simulate_windows(design, x_int, progress)
     bit_exact = bool(np.array_equal(hardware.head, reference.head))
     fmt = model.head.formats.output
     ref_pred = dequantize(reference.head, fmt)[:, 0]
@@ -170,15 +219,12 @@ def run_demo(
         "bit_exact": bit_exact,
         "errors": [e.__dict__ for e in errors],
         "cycles_per_prediction": cycles,
-        "cycles_per_step": hardware.cycles_per_step,
+        "cycles_per_step": hardware.run_cycles / hardware.steps,
         "cycle_bound_per_step": design.cycle_bound,
         "resources_ecp5": resources,
         "seconds": seconds,
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
     log(f"done in {seconds:.0f} s: {report}")
     return DemoResult(out, report, bit_exact, errors, cycles, seconds)
 
@@ -226,8 +272,10 @@ model.
 
 ## Speed
 
-- cycles per prediction (20 time steps + head): {cycles:.0f}
-- cycles per time step: {hardware.cycles_per_step:.1f}
+- latency per prediction (20 time steps + head, first input beat to the forecast): {cycles:.0f}
+  cycles on average
+- throughput: {hardware.run_cycles / hardware.steps:.1f} cycles per time step (all windows
+  streamed back to back in runs of {SIMULATION_CHUNK}, first input beat to last forecast)
   (bound ⌈4H(I+H)/P⌉ = {project.cycle_bound})
 - latency per prediction at {REPORT_CLOCK_MHZ:.0f} MHz: {latency_us:.1f} µs
 

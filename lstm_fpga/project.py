@@ -14,12 +14,15 @@ Layout of ``OUT/``::
     rtl/manifest.json          hardware manifest (ports, memories, geometry)
 
 A build is written into a temporary sibling directory and renamed into place at the end, so an
-interrupted or failed build leaves nothing half-written behind.
+interrupted or failed build leaves nothing half-written behind. ``force`` replaces only an
+earlier build (or an empty directory); see :mod:`lstm_fpga.outdir` for what is refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,12 +32,29 @@ import numpy as np
 
 from . import __version__
 from .hw import HardwareConfig, cycle_bound, generate_verilog, write_build
-from .sw.calibrate import QuantizationReport, calibrate, quantization_report, quantize_model
+from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
+from .sw.calibrate import (
+    QuantizationReport,
+    build_report,
+    calibrate,
+    calibrate_from_range,
+    quantization_report,
+    quantize_model,
+)
 from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
 from .sw.numerics import FixedFormat
 
-__all__ = ["BUILD_SCHEMA_VERSION", "BuildError", "Project", "build_project", "load_array"]
+__all__ = [
+    "BUILD_SCHEMA_VERSION",
+    "BuildError",
+    "Project",
+    "load_array",
+    "load_member",
+    "make_safe_cache_dir",
+    "sim_cache_for",
+    "write_project",
+]
 
 BUILD_SCHEMA_VERSION = 1
 
@@ -72,6 +92,13 @@ class Project:
     def cycle_bound(self) -> int:
         return cycle_bound(self.model, lanes=self.config.lanes)
 
+    @property
+    def sim_cache(self) -> Path:
+        """Where simulator builds of this design are cached: ``sim_build/`` inside the build,
+        unless its path has characters GNU Make cannot build in (Verilator's builds use make:
+        spaces, ``:``, ``#``, ...); then :func:`make_safe_cache_dir`."""
+        return sim_cache_for(self.directory / "sim_build")
+
     @classmethod
     def load(cls, directory) -> Project:
         directory = Path(directory)
@@ -81,13 +108,24 @@ class Project:
                 f"{directory} is not an lstm-fpga build (no build.json); create one with "
                 f"`lstm-fpga build MODEL -o {directory}`"
             )
-        manifest = json.loads(manifest_path.read_text())
+        rebuild = f"rebuild it with `lstm-fpga build MODEL -o {directory} --force`"
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            manifest["hardware"]["lanes"], manifest["batch_first"], manifest["files"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise BuildError(f"{manifest_path} is corrupted ({error!r}); {rebuild}") from None
         if manifest.get("schema_version") != BUILD_SCHEMA_VERSION:
             raise BuildError(
                 f"{manifest_path}: schema_version {manifest.get('schema_version')!r} is not "
                 f"{BUILD_SCHEMA_VERSION}; rebuild with this lstm-fpga"
             )
-        model = LstmModel.load(directory / "model")
+        for name in manifest["files"]:
+            if not (directory / name).is_file():
+                raise BuildError(f"{directory} is incomplete: {name} is missing; {rebuild}")
+        try:
+            model = LstmModel.load(directory / "model")
+        except IRError as error:
+            raise BuildError(f"{directory}: {error}; {rebuild}") from None
         float_path = directory / "float_model.npz"
         report_path = directory / "quantization_report.json"
         return cls(
@@ -104,28 +142,97 @@ class Project:
         )
 
 
-def load_array(path, what: str, *, integer_ok: bool = False) -> np.ndarray:
-    """Load a ``.npy`` file of float sequences with an error that names the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise BuildError(f"{what} file {path} does not exist")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise BuildError(f"{what} file {path} is not a .npy array ({error})") from None
+_MAKE_UNSAFE = re.compile(r"[\s:#$%*?\[\]\\;'\"=|&<>()`]")
+
+
+def _make_safe(path: Path) -> bool:
+    return _MAKE_UNSAFE.search(str(path)) is None
+
+
+def sim_cache_for(preferred) -> Path:
+    """``preferred`` (absolute) if GNU Make can build there, else :func:`make_safe_cache_dir`."""
+    preferred = Path(preferred).absolute()
+    return preferred if _make_safe(preferred) else make_safe_cache_dir()
+
+
+def make_safe_cache_dir() -> Path:
+    """A simulator cache directory GNU Make can build in: ``$LSTM_FPGA_SIM_CACHE``,
+    ``~/.cache/lstm-fpga/sim-cache`` or one in the temporary directory, the first whose path
+    is safe (builds are keyed by content, so any of them is correct)."""
+    configured = os.environ.get("LSTM_FPGA_SIM_CACHE")
+    candidates = [Path(configured)] if configured else []
+    candidates += [
+        Path.home() / ".cache" / "lstm-fpga" / "sim-cache",
+        Path(tempfile.gettempdir()) / f"lstm-fpga-sim-cache-{os.getuid()}",
+        Path("/tmp") / f"lstm-fpga-sim-cache-{os.getuid()}",
+    ]
+    for candidate in candidates:
+        if _make_safe(candidate.absolute()):
+            return candidate.absolute()
+    raise BuildError(
+        "no simulator cache path without spaces or make-special characters was found; set "
+        "LSTM_FPGA_SIM_CACHE to one"
+    )
+
+
+def load_array(
+    path, what: str, *, integer_ok: bool = False, key: str = "x", ndim=(2, 3)
+) -> np.ndarray:
+    """Load float sequences from a ``.npy`` file, or the array ``key`` of an ``.npz`` file
+    (``np.savez(path, x=..., lengths=...)``), with an error that names the problem."""
+    array = _load_member(path, what, key, required=True)
     kinds = "fiu" if integer_ok else "f"
     if array.dtype.kind not in kinds:
         raise BuildError(
             f"{what} file {path} holds dtype {array.dtype}; save float sequences "
             f"(np.save(path, x.astype(np.float32)))"
         )
-    if array.ndim not in (2, 3):
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if array.ndim not in dims:
+        expected = "(T, I) or a batch (3-D)" if dims == (2, 3) else f"{dims[0]}-D"
+        raise BuildError(f"{what} file {path} has shape {array.shape}; expected {expected}")
+    if array.size == 0:
         raise BuildError(
-            f"{what} file {path} has shape {array.shape}; expected (T, I) or a batch (3-D)"
+            f"{what} file {path} has shape {array.shape}: no values (a zero-length batch or "
+            f"sequences without time steps); give at least one step of one sequence"
         )
     if not np.all(np.isfinite(array)):
         raise BuildError(f"{what} file {path} contains NaN or Inf")
     return array
+
+
+def load_member(path, what: str, key: str) -> np.ndarray | None:
+    """The array ``key`` of an ``.npz`` file (``None`` when absent, or for a ``.npy``)."""
+    return _load_member(path, what, key, required=False)
+
+
+def _load_member(path, what: str, key: str, *, required: bool) -> np.ndarray | None:
+    path = Path(path)
+    if path.is_dir():
+        raise BuildError(f"{what} file {path} is a directory; give a .npy (or .npz) file")
+    if not path.is_file():
+        raise BuildError(f"{what} file {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise BuildError(f"{what} file {path} is not a .npy or .npz array ({error})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return loaded if required else None
+    with loaded:
+        names = list(loaded.files)
+        if key in names:
+            try:
+                return loaded[key]
+            except ValueError as error:
+                raise BuildError(f"{what} file {path}: array {key!r}: {error}") from None
+        if key == "x" and len(names) == 1:
+            return loaded[names[0]]
+    if required:
+        raise BuildError(
+            f"{what} file {path} holds arrays {names} but no {key!r}; save it with "
+            f"np.savez(path, {key}=...)"
+        )
+    return None
 
 
 def _check_features(array: np.ndarray, input_size: int, what: str, path) -> None:
@@ -136,7 +243,7 @@ def _check_features(array: np.ndarray, input_size: int, what: str, path) -> None
         )
 
 
-def build_project(
+def write_project(
     source,
     out,
     *,
@@ -150,6 +257,10 @@ def build_project(
     batch_first: bool = False,
     headroom_bits: int = 0,
     force: bool = False,
+    input_range: tuple[float, float] | None = None,
+    calibration_lengths=None,
+    calibration_h0=None,
+    calibration_c0=None,
     log=None,
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
@@ -161,13 +272,18 @@ def build_project(
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
     ``batch_first`` says) from which every format is chosen; ``headroom_bits`` extra integer
     bits on data-dependent tensors leave room for inputs larger than the calibration data.
+    ``calibration_lengths``/``calibration_h0``/``calibration_c0``: the samples' lengths and
+    float initial states (:func:`lstm_fpga.sw.calibrate.calibrate`). Without sample data,
+    ``input_range=(lo, hi)`` chooses formats from bounds derived from the weights
+    (:func:`lstm_fpga.sw.calibrate.calibrate_from_range`); the report and ``build.json`` then
+    say that no data was seen.
     """
     from .sw.torch_import import import_model
 
     log = log or (lambda message: None)
     out = Path(out)
-    if out.exists() and not force:
-        raise BuildError(f"output directory {out} exists; pass --force to replace it")
+    inputs = [source if isinstance(source, str | Path) else None, calibration_path]
+    check_output_dir(out, force=force, inputs=inputs)
     config = HardwareConfig(lanes=lanes, output=output, max_seq_len=max_seq_len)
     float_model = report = None
     if isinstance(source, str | Path) and Path(source).suffix in (".json", ".npz"):
@@ -180,27 +296,22 @@ def build_project(
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
-        if calibration is None:
-            raise BuildError(
-                "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
-                "(float sequences like the ones the model will see)"
-            )
-        _check_features(
-            calibration, float_model.input_size, "calibration", calibration_path or "array"
-        )
-        log(f"calibrating on {calibration.shape} samples, {width}-bit formats")
-        chosen = calibrate(
+        model, report = _quantize(
             float_model,
             calibration,
+            calibration_path,
+            calibration_lengths,
+            calibration_h0,
+            calibration_c0,
+            input_range,
             batch_first=batch_first,
             width=width,
             overrides=overrides,
             headroom_bits=headroom_bits,
+            head_on=output,
+            log=log,
         )
-        model = quantize_model(float_model, chosen)
-        report = quantization_report(float_model, model, calibration, batch_first=batch_first)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_dir(out)
     try:
         log(f"generating Verilog ({lanes} lanes)")
         hw_build = write_build(model, config, staging / "rtl", memory_init="readmemh")
@@ -225,7 +336,7 @@ def build_project(
         hw_manifest = json.loads(hw_build.manifest.read_text())
         manifest = {
             "schema_version": BUILD_SCHEMA_VERSION,
-            "kind": "lstm-fpga build",
+            "kind": BUILD_KIND,
             "lstm_fpga_version": __version__,
             "model": {k: v for k, v in model.to_json_dict().items() if k != "directions"},
             "formats": _all_formats(model),
@@ -237,17 +348,72 @@ def build_project(
                 "geometry": hw_manifest["geometry"],
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
+            "calibration": _calibration_record(report, calibration_path, input_range),
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
             "files": files,
         }
         (staging / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        check_output_dir(out, force=force, inputs=inputs)  # nothing changed meanwhile
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Project(out, model, config, batch_first, float_model, report)
+
+
+def _quantize(
+    float_model: FloatLstm,
+    calibration,
+    calibration_path,
+    lengths,
+    h0,
+    c0,
+    input_range,
+    *,
+    log,
+    **options,
+) -> tuple[LstmModel, QuantizationReport]:
+    """Formats from the samples (or the input range), the quantised IR and its report."""
+    head_on = options.pop("head_on")
+    batch_first = options.pop("batch_first")
+    if calibration is None:
+        if input_range is None:
+            raise BuildError(
+                "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
+                "(float sequences like the ones the model will see) or --input-range LO,HI"
+            )
+        if h0 is not None or c0 is not None:
+            raise BuildError("--calibrate-h0/--calibrate-c0 need --calibrate samples")
+        log(
+            f"no calibration data: formats from inputs in [{input_range[0]:g}, "
+            f"{input_range[1]:g}] and bounds from the weights"
+        )
+        chosen = calibrate_from_range(float_model, input_range, **options)
+        model = quantize_model(float_model, chosen)
+        return model, build_report(float_model, model, None, head_on, tuple(input_range))
+    _check_features(calibration, float_model.input_size, "calibration", calibration_path)
+    log(f"calibrating on {calibration.shape} samples, {options['width']}-bit formats")
+    data = dict(batch_first=batch_first, lengths=lengths, head_on=head_on, h0=h0, c0=c0)
+    chosen = calibrate(float_model, calibration, **data, **options)
+    model = quantize_model(float_model, chosen)
+    return model, quantization_report(float_model, model, calibration, **data)
+
+
+def _calibration_record(report: QuantizationReport | None, path, input_range) -> dict | None:
+    if report is None:
+        return None
+    if input_range is not None:
+        return {
+            "data_seen": False,
+            "input_range": [float(v) for v in input_range],
+            "note": "no calibration data: formats from the input range and bounds derived from "
+            "the weights; pass --calibrate X.npy for real data",
+        }
+    return {"data_seen": True, "file": _str(path), "coverage": report.coverage}
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(path)
 
 
 def _all_formats(model: LstmModel) -> dict[str, str]:

@@ -85,6 +85,10 @@ def load_stock_data(window: int = 20, test_fraction: float = 0.2, test_windows: 
     )
 
 
+#: Training mini-batch size.
+_BATCH = 128
+
+
 class Forecaster(torch.nn.Module):
     """``nn.LSTM`` followed by ``nn.Linear`` on the last time step (batch_first)."""
 
@@ -99,26 +103,39 @@ class Forecaster(torch.nn.Module):
 
 
 def train_forecaster(
-    data: StockData, hidden_size: int = 16, epochs: int = 15, seed: int = 0, log=None
+    data: StockData,
+    hidden_size: int = 16,
+    epochs: int = 15,
+    seed: int = 0,
+    log=None,
+    progress: bool = False,
 ) -> Forecaster:
-    """Train on the training windows with Adam and MSE (CPU, fixed seed, deterministic)."""
+    """Train on the training windows with Adam and MSE (CPU, fixed seed, deterministic);
+    ``progress`` shows a bar with the ETA over every batch of every epoch."""
+    from .progress import progress_bar
+
     torch.manual_seed(seed)
     model = Forecaster(hidden_size=hidden_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     x = torch.tensor(data.x_train, dtype=torch.float32)
     y = torch.tensor(data.y_train, dtype=torch.float32)[:, None]
     generator = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        total = 0.0
-        for start in range(0, len(x), 128):
-            batch = order[start : start + 128]
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        if log is not None:
-            log(f"epoch {epoch + 1:3d}/{epochs}: train MSE {total / len(x):.3e}")
+    starts = range(0, len(x), _BATCH)
+    bar = progress_bar(total=epochs * len(starts), desc="training", unit="batch", enabled=progress)
+    with bar:
+        for epoch in range(epochs):
+            order = torch.randperm(len(x), generator=generator)
+            total = 0.0
+            for start in starts:
+                batch = order[start : start + _BATCH]
+                optimizer.zero_grad()
+                loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+                bar.update()
+            bar.set_postfix(epoch=epoch + 1, mse=f"{total / len(x):.2e}")
+            if log is not None:
+                log(f"epoch {epoch + 1:3d}/{epochs}: train MSE {total / len(x):.3e}")
     model.eval()
     return model

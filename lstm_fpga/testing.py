@@ -33,61 +33,23 @@ __all__ = [
 
 Q = FixedFormat.parse
 
+
+def _layer(*formats: str) -> LstmFormats:
+    """:class:`LstmFormats` from its eight formats in field order."""
+    return LstmFormats(*map(Q, formats))
+
+
 #: Layer format sets: 16-bit with differently scaled W_ih/W_hh (two product alignment
 #: shifts), the same with equal weight formats, a narrow 12-bit set, 8-bit inputs/W_ih next
 #: to 16-bit state, and "tight" ranges (pre-activation ±4, cell ±2, hidden ±0.5) where every
 #: rescale saturates. A layer above the first replaces ``x`` with the hidden format below.
 FORMAT_SETS = {
-    "q16": LstmFormats(
-        x=Q("Q3.12"),
-        w_ih=Q("Q1.14"),
-        w_hh=Q("Q0.15"),
-        bias=Q("Q3.12"),
-        preact=Q("Q4.11"),
-        gate=Q("Q0.15"),
-        cell=Q("Q4.11"),
-        hidden=Q("Q0.15"),
-    ),
-    "q16_even": LstmFormats(
-        x=Q("Q3.12"),
-        w_ih=Q("Q1.14"),
-        w_hh=Q("Q1.14"),
-        bias=Q("Q3.12"),
-        preact=Q("Q4.11"),
-        gate=Q("Q0.15"),
-        cell=Q("Q4.11"),
-        hidden=Q("Q0.15"),
-    ),
-    "q12": LstmFormats(
-        x=Q("Q2.9"),
-        w_ih=Q("Q1.10"),
-        w_hh=Q("Q1.10"),
-        bias=Q("Q2.9"),
-        preact=Q("Q3.8"),
-        gate=Q("Q0.11"),
-        cell=Q("Q3.8"),
-        hidden=Q("Q0.11"),
-    ),
-    "mixed": LstmFormats(
-        x=Q("Q3.4"),
-        w_ih=Q("Q1.6"),
-        w_hh=Q("Q1.14"),
-        bias=Q("Q3.12"),
-        preact=Q("Q4.11"),
-        gate=Q("Q0.15"),
-        cell=Q("Q4.11"),
-        hidden=Q("Q0.15"),
-    ),
-    "tight": LstmFormats(
-        x=Q("Q3.12"),
-        w_ih=Q("Q1.14"),
-        w_hh=Q("Q1.14"),
-        bias=Q("Q3.12"),
-        preact=Q("Q2.9"),
-        gate=Q("Q0.11"),
-        cell=Q("Q1.10"),
-        hidden=Q("Q-1.13"),
-    ),
+    #           x        w_ih     w_hh     bias     preact   gate     cell     hidden
+    "q16": _layer("Q3.12", "Q1.14", "Q0.15", "Q3.12", "Q4.11", "Q0.15", "Q4.11", "Q0.15"),
+    "q16_even": _layer("Q3.12", "Q1.14", "Q1.14", "Q3.12", "Q4.11", "Q0.15", "Q4.11", "Q0.15"),
+    "q12": _layer("Q2.9", "Q1.10", "Q1.10", "Q2.9", "Q3.8", "Q0.11", "Q3.8", "Q0.11"),
+    "mixed": _layer("Q3.4", "Q1.6", "Q1.14", "Q3.12", "Q4.11", "Q0.15", "Q4.11", "Q0.15"),
+    "tight": _layer("Q3.12", "Q1.14", "Q1.14", "Q3.12", "Q2.9", "Q0.11", "Q1.10", "Q-1.13"),
 }
 #: Head format sets (``weight``, ``bias``, ``output``; ``x`` is the last hidden format).
 HEAD_FORMAT_SETS = {

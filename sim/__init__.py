@@ -9,16 +9,22 @@ Public API (cocotb is imported only inside the simulator process)::
     report = compare(result)                         # bit-exact? first mismatch, float error,
     print(report); report.save("compare.json")       # cycles/step vs bound
 
-Lower layers: :mod:`lstm_fpga.sim.runner` (simulators, cached builds, runs),
-:mod:`lstm_fpga.sim.plan` (typed stimulus plans and results), :mod:`lstm_fpga.sim.tb` and
-:mod:`lstm_fpga.sim.streams` (the cocotb testbench), :mod:`lstm_fpga.sim.selftest` (a FIFO
-to check an installation).
+Lower layers: :mod:`lstm_fpga.sim.design` (generated designs compiled for a simulator),
+:mod:`lstm_fpga.sim.phases` and :mod:`lstm_fpga.sim.result` (what is streamed through
+``lstm_top`` and what came back, both through its
+:class:`~lstm_fpga.hw.interface.TopInterface`), :mod:`lstm_fpga.sim.runner` (simulators,
+cached compilations, runs), :mod:`lstm_fpga.sim.stimulus` (typed stimulus plans and their
+results), :mod:`lstm_fpga.sim.tb` and :mod:`lstm_fpga.sim.streams` (the cocotb testbench),
+:mod:`lstm_fpga.sim.selftest` (a FIFO to check an installation),
+:mod:`lstm_fpga.sim.verilator_harness` (a compiled C++ harness for fast cycle counts).
 """
 
 from .compare import ComparisonReport, CycleReport, FloatError, Mismatch, TensorCheck, compare
-from .lstm import HardwareDesign, SimulationResult, compile_model, design_cycle_bound, simulate
-from .plan import Pacing
+from .design import HardwareDesign, compile_build_directory, compile_model
+from .lstm import simulate
+from .result import SimulationResult
 from .runner import SimulationError, SimulatorNotFoundError, find_simulator
+from .stimulus import Pacing
 
 __all__ = [
     "ComparisonReport",
@@ -32,8 +38,8 @@ __all__ = [
     "SimulatorNotFoundError",
     "TensorCheck",
     "compare",
+    "compile_build_directory",
     "compile_model",
-    "design_cycle_bound",
     "find_simulator",
     "simulate",
 ]

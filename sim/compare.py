@@ -1,6 +1,6 @@
 """Hardware against the integer reference (bit for bit) and against the float model.
 
-:func:`compare` takes a :class:`~lstm_fpga.sim.lstm.SimulationResult` and returns a
+:func:`compare` takes a :class:`~lstm_fpga.sim.result.SimulationResult` and returns a
 :class:`ComparisonReport`:
 
 * integer equality of every output value (and ``h_n``/``c_n`` when the hardware exposes
@@ -9,7 +9,13 @@
 * max-abs and RMS error of the dequantised hardware outputs against a float model
   (PyTorch's module or state_dict, a :class:`~lstm_fpga.sw.float_model.FloatLstm`, or by
   default the float math on the IR's dequantised weights);
-* cycles per step against the bound ``ceil(4H(I+H)/P)`` and the lane utilisation.
+* throughput and latency, reported apart: the run's cycles per time step (from the first
+  input beat to the last output beat of the whole run, divided by its time steps; sequences
+  overlap in the pipeline) against the bound of every matrix the lanes compute -- each layer
+  direction's ``ceil(4H(I_k+H)/P)`` per step and the Linear head's ``ceil(O*F/P)`` per run --
+  with the lane utilisation (useful multiply-accumulates per built lane and cycle), a
+  per-matrix breakdown (:class:`JobCycles`), and each sequence's latency (its first input
+  beat to its last output beat).
 
 ``report.to_json()`` is machine-readable, ``str(report)`` is for people.
 """
@@ -31,17 +37,19 @@ from ..sw.reference import (
     dequantized_model,
     run_reference,
 )
-from .lstm import SimulationResult, design_cycle_bound
+from .result import SimulationResult
 
 __all__ = [
     "CYCLE_SLACK",
     "ComparisonReport",
     "CycleReport",
     "FloatError",
+    "JobCycles",
     "Mismatch",
     "SaturationCheck",
     "TensorCheck",
     "compare",
+    "cycle_report",
 ]
 
 #: Cycles per step the hardware may exceed the bound by (issue 3: ``bound + 16``).
@@ -108,17 +116,48 @@ class SaturationCheck:
 
 
 @dataclass(frozen=True)
+class JobCycles:
+    """One matrix the lanes evaluate (a layer direction's gate matrix, or the head)."""
+
+    name: str  # "l0", "l0_reverse", ..., "head"
+    rows: int  # 4H, or the head's O
+    columns: int  # I_k + H, or the head's input features
+    runs: int  # evaluations in this simulation
+    bound: int  # ceil(rows * columns / P) cycles per evaluation
+    mac_cycles: int  # cycles the lanes spend per evaluation (passes x span)
+
+
+@dataclass(frozen=True)
 class CycleReport:
+    """Throughput (the whole run) and latency (each sequence), reported apart.
+
+    ``cycles_per_step`` is ``run_cycles / steps``: cycles from the run's first input beat to
+    its last output beat over all time steps. ``bound_per_step`` is the LSTM's per-step bound
+    (sum of ``ceil(4H(I_k+H)/P)``), ``bound_cycles`` the bound of the whole run including the
+    head's evaluations, and ``lane_utilization`` the useful multiply-accumulates over
+    ``lanes * run_cycles`` (``lanes``: the lanes built, at most the ``lanes_requested``).
+    ``sequence_cycles`` are latencies: each sequence's first input beat to its last output
+    beat (sequences overlap, so they do not add up to ``run_cycles``).
+    """
+
     lanes: int
     bound_per_step: int
     cycles_per_step: float
     lane_utilization: float
-    within_bound: bool  # cycles_per_step <= bound + CYCLE_SLACK
+    within_bound: bool  # run_cycles <= bound_cycles + CYCLE_SLACK * steps
     sequence_lengths: tuple[int, ...]
     sequence_cycles: tuple[int, ...]
     dut_cycles: int  # the hardware's counter: the final sequence
     dut_counter_agrees: bool
     paced: bool  # idle/backpressure was inserted: cycles include stalls
+    lanes_requested: int = 0
+    steps: int = 0
+    run_cycles: int = 0
+    bound_cycles: int = 0
+    latency_min: int = 0
+    latency_mean: float = 0.0
+    latency_max: int = 0
+    jobs: tuple[JobCycles, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,16 +226,20 @@ class ComparisonReport:
                 f"  vs float ({self.float_reference}): {e.tensor} max |err| {e.max_abs:.3g} "
                 f"({e.max_abs / e.lsb:.1f} LSB), RMS {e.rms:.3g} over {e.count} values"
             )
-        excess = c.cycles_per_step - c.bound_per_step
         note = " (with idle/backpressure stalls)" if c.paced else ""
+        bound = c.bound_cycles / c.steps if c.steps else float(c.bound_per_step)
+        built = "" if c.lanes == c.lanes_requested else f" of {c.lanes_requested} requested"
         lines.append(
-            f"  cycles/step {c.cycles_per_step:.1f}{note}, bound {c.bound_per_step} "
-            f"({excess:+.1f}), lane utilisation {100 * c.lane_utilization:.1f} %"
+            f"  throughput: {c.run_cycles} cycles for {c.steps} steps = "
+            f"{c.cycles_per_step:.1f} cycles/step{note}, bound {bound:.1f} "
+            f"({'+'.join(f'{j.name} {j.bound}x{j.runs}' for j in c.jobs)}), lane "
+            f"utilisation {100 * c.lane_utilization:.1f} % of {c.lanes} lanes built{built}"
         )
         agree = "agrees" if c.dut_counter_agrees else "DISAGREES with the testbench"
         lines.append(
-            f"  sequence cycles {list(c.sequence_cycles)} for lengths "
-            f"{list(c.sequence_lengths)}; hardware counter {c.dut_cycles} ({agree})"
+            f"  latency (first input beat to last output beat): min {c.latency_min}, mean "
+            f"{c.latency_mean:.1f}, max {c.latency_max} cycles per sequence; hardware counter "
+            f"{c.dut_cycles} for the last ({agree})"
         )
         return "\n".join(lines)
 
@@ -366,18 +409,35 @@ def _float_inputs(result: SimulationResult, float_inputs) -> np.ndarray:
     return x
 
 
-def _float_state(model: LstmModel, state, formats):
+def _float_state(state, formats):
     if state is None:
         return None
     return np.stack([dequantize(s, f) for s, f in zip(state, formats, strict=True)])
 
 
-def _float_run(result: SimulationResult, model: LstmModel, fm: FloatLstm, xs: np.ndarray):
-    """The float model on ``xs`` with the run's initial state and state mode:
-    ``(output, h_n, c_n, head)`` time-major."""
+def _float_initial(given, state, unbatched: bool, formats):
+    """The float model's initial state: the given float one (unclamped, ``(L*D, B, H)`` or
+    ``(L*D, H)`` for an unbatched run), else the run's integer one dequantised."""
+    if given is None:
+        return _float_state(state, formats)
+    array = np.asarray(given, dtype=np.float64)
+    return array[:, None, :] if unbatched and array.ndim == 2 else array
+
+
+def _float_run(
+    result: SimulationResult,
+    model: LstmModel,
+    fm: FloatLstm,
+    xs: np.ndarray,
+    float_h0=None,
+    float_c0=None,
+):
+    """The float model on ``xs`` with the run's initial state (or the given float one) and
+    state mode: ``(output, h_n, c_n, head)`` time-major."""
     mode = result.output_mode
-    h0 = _float_state(model, result.h0, [d.formats.hidden for d in model.directions])
-    c0 = _float_state(model, result.c0, model.cell_formats)
+    hidden = [d.formats.hidden for d in model.directions]
+    h0 = _float_initial(float_h0, result.h0, result.unbatched, hidden)
+    c0 = _float_initial(float_c0, result.c0, result.unbatched, model.cell_formats)
     if not result.carry_state:
         out, (h_n, c_n), head = fm.forward(xs, h0, c0, lengths=result.lengths, head_on=mode)
         return out, h_n, c_n, head
@@ -397,6 +457,8 @@ def compare(
     *,
     float_model=None,
     float_inputs=None,
+    float_h0=None,
+    float_c0=None,
 ) -> ComparisonReport:
     """Compare ``result`` with the integer reference of ``model`` (default: the model the
     hardware was generated from) and with a float model.
@@ -407,21 +469,13 @@ def compare(
     one). ``float_model`` is an ``nn.Module``/state_dict/file PyTorch import accepts or a
     :class:`~lstm_fpga.sw.float_model.FloatLstm`; by default the IR's dequantised weights in
     float64. ``float_inputs`` are the unquantised inputs in the layout given to
-    :func:`~lstm_fpga.sim.lstm.simulate` (default: the dequantised integer inputs).
+    :func:`~lstm_fpga.sim.lstm.simulate` (default: the dequantised integer inputs);
+    ``float_h0``/``float_c0`` the unquantised initial states (default: the run's dequantised
+    ones). Give the float data the integers were quantised from, so that the error against
+    float includes what quantising the inputs clamped.
     """
     model = result.model if model is None else model
-    shape = (model.input_size, model.hidden_size, model.num_layers, model.bidirectional)
-    sim_model = result.model
-    sim_shape = (
-        sim_model.input_size,
-        sim_model.hidden_size,
-        sim_model.num_layers,
-        sim_model.bidirectional,
-    )
-    sim_head = None if sim_model.head is None else sim_model.head.out_features
-    head = None if model.head is None else model.head.out_features
-    if shape != sim_shape or head != sim_head:
-        raise ValueError("the reference model's shape differs from the simulated hardware's")
+    result.design.interface.check_same_shape(model)
     reference = _reference(result, model)
     checks = [_check_outputs(result, _expected_y(result, reference.output, reference.head))]
     unchecked = []
@@ -432,7 +486,7 @@ def compare(
             checks.append(_check_state(name, model, _state_major(result, hw), ref))
     fm, float_name = _float_model(model, float_model)
     xs = _float_inputs(result, float_inputs)
-    f_out, f_h, f_c, f_head = _float_run(result, model, fm, xs)
+    f_out, f_h, f_c, f_head = _float_run(result, model, fm, xs, float_h0, float_c0)
     y_float = _expected_y(result, f_out, f_head)
     hw_y = dequantize(_time_major(result), result.output_format)
     y_name = checks[0].tensor
@@ -450,20 +504,7 @@ def compare(
     saturations = None
     if result.saturations is not None:
         saturations = SaturationCheck(result.saturations, reference.saturations)
-    bound = design_cycle_bound(result.model, result.design.lanes)
-    cps = result.cycles_per_step
-    cycles = CycleReport(
-        lanes=result.design.lanes,
-        bound_per_step=bound,
-        cycles_per_step=cps,
-        lane_utilization=result.lane_utilization,
-        within_bound=cps <= bound + CYCLE_SLACK,
-        sequence_lengths=tuple(int(n) for n in result.lengths),
-        sequence_cycles=tuple(int(c) for c in result.cycles),
-        dut_cycles=int(result.dut_cycles),
-        dut_counter_agrees=int(result.dut_cycles) == int(result.cycles[-1]),
-        paced=result.paced,
-    )
+    cycles = cycle_report(result)
     exact = all(check.mismatches == 0 for check in checks)
     exact = exact and (saturations is None or saturations.agrees) and not result.overflow
     return ComparisonReport(
@@ -477,6 +518,58 @@ def compare(
         output_mode=result.output_mode,
         saturations=saturations,
         overflow=result.overflow,
+    )
+
+
+def _jobs(result: SimulationResult, kept: np.ndarray) -> tuple[int, tuple[JobCycles, ...]]:
+    """The lanes built and every matrix's evaluations in ``result``'s run."""
+    plan = result.design.plan
+    steps = int(result.lengths[kept].sum())
+    sequences = int(kept.sum())
+    jobs = []
+    for m in plan.matrices:
+        runs = steps
+        if m.is_head and result.output_mode == "last":
+            runs = sequences
+        bound = -(-m.real_rows * m.columns // result.design.lanes)
+        jobs.append(JobCycles(m.name, m.real_rows, m.columns, runs, bound, m.mac_cycles))
+    return plan.lanes, tuple(jobs)
+
+
+def cycle_report(result: SimulationResult) -> CycleReport:
+    """Throughput, latency and the per-matrix breakdown of ``result`` (no comparison)."""
+    lengths = result.lengths
+    kept = result.cycles > 0  # refused sequences (longer than max_seq_len) produce nothing
+    steps = int(lengths[kept].sum())
+    lanes, jobs = _jobs(result, kept)
+    run_cycles = 0
+    if kept.any():
+        rows = np.flatnonzero(kept)
+        ends = result.step_end_cycles[rows].max(axis=1)
+        starts = ends - result.cycles[rows]  # each sequence's first input beat
+        run_cycles = int(ends.max() - starts.min())
+    latencies = result.cycles[kept]
+    bound_cycles = sum(j.bound * j.runs for j in jobs)
+    useful = sum(j.rows * j.columns * j.runs for j in jobs)
+    return CycleReport(
+        lanes=lanes,
+        bound_per_step=result.design.cycle_bound,
+        cycles_per_step=run_cycles / steps if steps else 0.0,
+        lane_utilization=useful / (lanes * run_cycles) if run_cycles else 0.0,
+        within_bound=run_cycles <= bound_cycles + CYCLE_SLACK * steps,
+        sequence_lengths=tuple(int(n) for n in lengths),
+        sequence_cycles=tuple(int(c) for c in result.cycles),
+        dut_cycles=int(result.dut_cycles),
+        dut_counter_agrees=int(result.dut_cycles) == int(result.cycles[-1]),
+        paced=result.paced,
+        lanes_requested=result.design.lanes,
+        steps=steps,
+        run_cycles=run_cycles,
+        bound_cycles=bound_cycles,
+        latency_min=int(latencies.min()) if latencies.size else 0,
+        latency_mean=float(latencies.mean()) if latencies.size else 0.0,
+        latency_max=int(latencies.max()) if latencies.size else 0,
+        jobs=jobs,
     )
 
 

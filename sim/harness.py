@@ -1,8 +1,8 @@
-"""cocotb test module that executes a :class:`~lstm_fpga.sim.plan.Plan` on any DUT.
+"""cocotb test module that executes a :class:`~lstm_fpga.sim.stimulus.Plan` on any DUT.
 
-The host (:func:`lstm_fpga.sim.plan.run_plan`) writes the plan into the run directory and
+The host (:func:`lstm_fpga.sim.stimulus.run_plan`) writes the plan into the run directory and
 points ``LSTM_FPGA_SIM_PLAN`` at it; this module runs it phase by phase with a
-:class:`~lstm_fpga.sim.tb.TB` and writes the :class:`~lstm_fpga.sim.plan.PlanResult` next to
+:class:`~lstm_fpga.sim.tb.TB` and writes the :class:`~lstm_fpga.sim.stimulus.PlanResult` next to
 it. On failure it also writes ``error.txt`` with a one-paragraph explanation.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly
 from cocotb.types import Logic
 
-from .plan import (
+from .stimulus import (
     PLAN_ENV,
     Phase,
     PhaseResult,

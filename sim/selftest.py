@@ -15,18 +15,9 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxiStreamFifo", "axi_stream_signature", "check_simulator", "fifo_verilog"]
+from ..hw.engine import axi_stream_signature
 
-
-def axi_stream_signature(width: int) -> wiring.Signature:
-    """A source-side AXI4-Stream signature: signed ``tdata``, ``tvalid``, ``tready``, ``tlast``.
-
-    Used as ``In(...)`` on a sink port and ``Out(...)`` on a source port; ports flatten to
-    ``name__tdata`` etc.
-    """
-    return wiring.Signature(
-        {"tdata": Out(signed(width)), "tvalid": Out(1), "tready": In(1), "tlast": Out(1)}
-    )
+__all__ = ["AxiStreamFifo", "check_simulator", "fifo_verilog"]
 
 
 class AxiStreamFifo(wiring.Component):
@@ -46,7 +37,10 @@ class AxiStreamFifo(wiring.Component):
         self._depth = depth
         self._accept_period = accept_period
         super().__init__(
-            {"x": In(axi_stream_signature(width)), "y": Out(axi_stream_signature(width))}
+            {
+                "x": In(axi_stream_signature(signed(width))),
+                "y": Out(axi_stream_signature(signed(width))),
+            }
         )
 
     def elaborate(self, platform):
@@ -91,11 +85,11 @@ def check_simulator(
     Raises :class:`~lstm_fpga.sim.runner.SimulatorNotFoundError` or
     :class:`~lstm_fpga.sim.runner.SimulationError` when the simulator does not work.
     """
-    from .plan import Pacing, Plan, SinkSpec, SourceSpec, run_plan
-    from .runner import build
+    from .compilation import compile_simulation
+    from .stimulus import Pacing, Plan, SinkSpec, SourceSpec, run_plan
 
     width = 12
-    sim_build = build(fifo_verilog(width), "fifo_top", simulator, cache_dir=cache_dir)
+    sim_build = compile_simulation(fifo_verilog(width), "fifo_top", simulator, cache_dir=cache_dir)
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 20, size=8)
     beats = int(lengths.sum())

@@ -26,7 +26,7 @@ import cocotb
 from cocotb.triggers import Event, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from .plan import AXI_STREAM, NO_PAUSES, Pacing, StreamFields
+from .stimulus import AXI_STREAM, NO_PAUSES, Pacing, StreamFields
 
 __all__ = ["ClockTiming", "ProtocolError", "StreamSink", "StreamSource"]
 

@@ -13,7 +13,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, RisingEdge, Timer
 from cocotb.utils import get_sim_steps, get_sim_time
 
-from .plan import AXI_STREAM, NO_PAUSES, Pacing, StreamFields
+from .stimulus import AXI_STREAM, NO_PAUSES, Pacing, StreamFields
 from .streams import ClockTiming, StreamSink, StreamSource
 
 __all__ = ["TB", "DutTimeoutError"]
@@ -139,10 +139,6 @@ class TB:
             self.timing.wakes += 1
             if await First(driver.wait_done(), timer) is timer:
                 raise DutTimeoutError(f"{self._progress()} after {timeout_cycles} cycles")
-
-    async def drain(self, cycles: int) -> None:
-        """Let ``cycles`` cycles pass with every sink ready; unexpected beats are counted."""
-        await self.wait_cycles(cycles)
 
     def check_empty(self) -> None:
         """Raise unless every source sent everything and no sink received extra beats."""

@@ -238,9 +238,9 @@ def choose_formats(
 ) -> ModelFormats:
     """Choose every tensor's format from observed ``ranges`` (see :func:`calibrate`).
 
-    A ``width`` whose formats need an intermediate wider than the reference computes exactly
-    (:func:`check_exact`) is refused with the widest width that works for this model and
-    these ranges.
+    A ``width`` above the default whose formats need an intermediate wider than the reference
+    computes exactly (:func:`check_exact`) is refused with the widest width that works for
+    this model and these ranges.
     """
     if isinstance(width, bool) or not isinstance(width, int) or not MIN_WIDTH <= width <= MAX_WIDTH:
         raise CalibrationError(
@@ -252,8 +252,8 @@ def choose_formats(
     try:
         return _choose(float_model, ranges, width, overrides, headroom_bits)
     except CalibrationFormatWidthError as error:
-        if any(name == error.tensor for name in overrides or {}):
-            raise  # an override is too fine: the message names it
+        if width <= DEFAULT_WIDTH or any(name == error.tensor for name in overrides or {}):
+            raise  # the format the message names is the fix, not a narrower width
         for narrower in range(width - 1, MIN_WIDTH - 1, -1):
             try:
                 _choose(float_model, ranges, narrower, overrides, headroom_bits)

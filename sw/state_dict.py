@@ -63,6 +63,16 @@ def _tensors(state_dict: Mapping) -> dict[str, torch.Tensor | np.ndarray]:
                 f"key {key!r} holds a Python {type(value).__name__}, not a tensor; a state_dict "
                 f"maps parameter names to tensors"
             )
+        if isinstance(value, torch.Tensor) and value.is_meta:
+            raise ModelImportError(
+                f"key {key!r} is a meta tensor (a shape without values): save the state_dict "
+                f"of a model whose weights are loaded"
+            )
+        if isinstance(value, torch.Tensor) and value.layout != torch.strided:
+            raise ModelImportError(
+                f"key {key!r} is a {value.layout} tensor; save dense weights "
+                f"(tensor.to_dense()) in the state_dict"
+            )
     return dict(state_dict)
 
 

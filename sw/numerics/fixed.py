@@ -56,9 +56,10 @@ class FixedFormat:
         if not isinstance(self.frac, int) or isinstance(self.frac, bool):
             raise TypeError(f"format fraction bits must be an int, not {self.frac!r}")
         min_width = 2 if self.signed else 1
-        if not min_width <= self.width <= 62:
+        if not min_width <= self.width <= MAX_EXACT_WIDTH:
             raise ValueError(
-                f"format width must be between {min_width} and 62 bits, not {self.width}"
+                f"format width must be between {min_width} and {MAX_EXACT_WIDTH} bits, not "
+                f"{self.width}"
             )
         if not -64 <= self.frac <= 64:
             raise ValueError(f"format fraction bits must be between -64 and 64, not {self.frac}")
@@ -185,7 +186,7 @@ def quantize(
     if not np.all(np.isfinite(scaled)):
         raise ValueError("cannot quantize NaN or infinite values")
     # Clip in float first so huge values do not overflow the int64 conversion.
-    limit = float(1 << 62)
+    limit = float(1 << MAX_EXACT_WIDTH)
     ints = np.clip(scaled, -limit, limit).astype(np.int64)
     return clamp(ints, fmt, overflow)
 

@@ -81,9 +81,8 @@ def test_format_override_reaches_the_ir(files, capsys):
 BAD_INPUTS = [
     (["missing.pt", "--calibrate", "cal.npy"], "model file {d}/missing.pt does not exist"),
     (
-        ["model.pt"],
-        "choosing fixed-point formats needs sample inputs: pass --calibrate X.npy "
-        "(float sequences like the ones the model will see)",
+        ["model.pt", "--input-range", "1,-1"],
+        "--input-range 1,-1: give LO,HI with LO < HI (e.g. -1,1)",
     ),
     (["model.pt", "--calibrate", "nope.npy"], "calibration file {d}/nope.npy does not exist"),
     (
@@ -155,7 +154,8 @@ def test_bidirectional_needs_max_seq_len_and_output_mode_is_recorded(tmp_path, c
     base = ["build", tmp_path / "bi.pt", "--calibrate", tmp_path / "cal.npy", "--lanes", 4]
     code, _, err = _run(capsys, *base, "-o", tmp_path / "out")
     assert code == 2
-    assert "max_seq_len" in err.splitlines()[-1]
+    assert "set --max-seq-len L to the longest sequence" in err.splitlines()[-1]
+    assert "HardwareConfig" not in err
     assert not (tmp_path / "out").exists()
     code, _, err = _run(
         capsys, *base, "-o", tmp_path / "out", "--max-seq-len", 12, "--output", "last"
@@ -163,3 +163,31 @@ def test_bidirectional_needs_max_seq_len_and_output_mode_is_recorded(tmp_path, c
     assert code == 0, err
     config = Project.load(tmp_path / "out").config
     assert (config.max_seq_len, config.output) == (12, "last")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--format", "l0.preact=Q2.59", "--format", "l0.gate=Q0.7"],
+            "the pre-activation rescale (accumulator with",
+        ),
+        (
+            ["--format", "l0.preact=Q2.50", "--format", "l0.gate=Q0.29"],
+            "needs",
+        ),
+        (["--bits", "31"], "--bits must be an int from 4 to 30, not 31"),
+    ],
+)
+def test_build_refuses_formats_the_reference_cannot_compute_exactly(files, capsys, flags, message):
+    """Formats whose intermediates exceed int64 are refused at build with the flag to change,
+    and nothing is written."""
+    out_dir = files / "refused"
+    code, _, err = _run(
+        capsys, "build", files / "model.pt", "-o", out_dir, "--calibrate", files / "cal.npy", *flags
+    )
+    line = err.splitlines()[-1]
+    assert code == 2 and line.startswith("lstm-fpga build: error: ") and message in line
+    if flags[0] == "--format":
+        assert "more than 62" in line and line.endswith("=Qm.n sets that format)")
+    assert not out_dir.exists()

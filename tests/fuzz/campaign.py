@@ -29,16 +29,16 @@ import numpy as np
 from lstm_fpga import testing
 from lstm_fpga.hw import HardwareConfig
 from lstm_fpga.sim import Pacing, compare, compile_model
-from lstm_fpga.sim.lstm import (
+from lstm_fpga.sim.phases import (
     Stimulus,
     clear_status_phase,
-    decode_phase,
     init_phase,
     plan_for,
     reload_phase,
     stimulus_phase,
 )
-from lstm_fpga.sim.plan import run_plan
+from lstm_fpga.sim.result import decode_phase
+from lstm_fpga.sim.stimulus import run_plan
 from lstm_fpga.sw.ir import LstmModel
 from lstm_fpga.sw.numerics import Overflow, Rounding
 from lstm_fpga.testing import random_state, width_formats

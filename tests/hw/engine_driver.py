@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
-from lstm_fpga.hw import HardwareConfig
+from lstm_fpga.hw import EnginePlan, HardwareConfig, TopInterface
 from lstm_fpga.hw.engine import LstmEngine
 from lstm_fpga.hw.reload import weight_load_words
 from lstm_fpga.sw.ir import LstmModel
@@ -25,6 +25,7 @@ __all__ = [
     "WeightLoad",
     "expected_results",
     "run_engine",
+    "x_payloads",
 ]
 
 
@@ -97,18 +98,15 @@ def expected_results(model: LstmModel, config: HardwareConfig, operations) -> Ex
     return result
 
 
-def _x_beats(plan, x):
-    k = plan.input_elements
-    beats = []
-    T, I = x.shape
-    per_step = -(-I // k)
-    for t in range(T):
-        for b in range(per_step):
-            values = [int(x[t, j]) if j < I else 0 for j in range(b * k, b * k + k)]
-            last = int(t == T - 1 and b == per_step - 1)
-            data = values[0] if k == 1 else values
-            beats.append({"data": data, "last": last})
-    return beats
+def x_payloads(interface: TopInterface, x) -> list[dict]:
+    """The engine's ``x`` payloads of one sequence ``(T, I)``: the elements of each beat as
+    the interface lays them out (one element, or a list of ``input_elements``)."""
+    elements = interface.x_beat_elements(x)
+    last = interface.x_last([len(x)])
+    return [
+        {"data": int(beat[0]) if len(beat) == 1 else [int(v) for v in beat], "last": int(end)}
+        for beat, end in zip(elements, last, strict=True)
+    ]
 
 
 def run_engine(
@@ -127,8 +125,9 @@ def run_engine(
     state packet), ``saturations`` (dict), ``overflow``, ``busy`` and ``cycles`` (sampled a
     few cycles after the end); ``x_cycles``/``y_cycles``: the cycle of every ``x``/``y``
     handshake."""
-    dut = engine if engine is not None else LstmEngine(model, config)
+    dut = engine if engine is not None else LstmEngine(EnginePlan(model, config))
     plan = dut.plan
+    interface = TopInterface(plan)
     rng = np.random.default_rng(seed)
     LD, H = plan.state_words // model.hidden_size, model.hidden_size
     result = {"y": [], "states": [], "x_cycles": [], "y_cycles": []}
@@ -159,10 +158,9 @@ def run_engine(
             if isinstance(op, Sequence):
                 ctx.set(dut.carry_state, int(op.carry))
                 ctx.set(dut.read_state, int(op.read_state))
-                await offer(ctx, dut.x, _x_beats(plan, op.x))
+                await offer(ctx, dut.x, x_payloads(interface, op.x))
             elif isinstance(op, InitLoad):
-                values = [int(v) for v in np.asarray(op.h0).reshape(-1)]
-                values += [int(v) for v in np.asarray(op.c0).reshape(-1)]
+                values = [int(v) for v in interface.init_values(op.h0, op.c0)]
                 beats = [
                     {"data": v, "last": int(k == len(values) - 1)} for k, v in enumerate(values)
                 ]

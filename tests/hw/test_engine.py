@@ -7,41 +7,34 @@ import pytest
 from amaranth.sim import Simulator
 
 from lstm_fpga.hw import (
+    EnginePlan,
     HardwareConfig,
     LstmEngine,
     LstmTop,
+    TopInterface,
     cycle_bound,
 )
 from lstm_fpga.sw.reference import run_reference
 from lstm_fpga.testing import random_input, random_model
 from tests.hw.conftest import receive_beats, send_beats
+from tests.hw.engine_driver import x_payloads
 
 
 def _reference_outputs(model, sequences):
     return [run_reference(model, seq[:, None, :]).output[:, 0, :] for seq in sequences]
 
 
-def _input_beats(sequences, elements=1):
-    """Beats of ``elements`` elements each (the last beat of a step zero-padded)."""
-    beats = []
-    for seq in sequences:
-        steps, inputs = seq.shape
-        per_step = -(-inputs // elements)
-        for t in range(steps):
-            padded = np.zeros(per_step * elements, dtype=np.int64)
-            padded[:inputs] = seq[t]
-            for b in range(per_step):
-                last = int(t == steps - 1 and b == per_step - 1)
-                chunk = [int(v) for v in padded[b * elements : (b + 1) * elements]]
-                beats.append({"data": chunk[0] if elements == 1 else chunk, "last": last})
-    return beats
+def _input_beats(interface, sequences):
+    """The ``x`` payloads of ``sequences`` streamed back to back."""
+    return [beat for seq in sequences for beat in x_payloads(interface, seq)]
 
 
 def _run_engine(model, lanes, sequences, seed, idle, stall, elements=1):
     """Stream ``sequences`` through the engine; returns (y beats, cycles, busy at the end)."""
-    dut = LstmEngine(model, HardwareConfig(lanes=lanes, input_elements=elements))
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes, input_elements=elements))
+    dut = LstmEngine(plan)
     rng = np.random.default_rng(seed)
-    beats = _input_beats(sequences, elements)
+    beats = _input_beats(TopInterface(plan), sequences)
     total = sum(len(s) for s in sequences) * model.hidden_size
     result = {}
 
@@ -158,9 +151,9 @@ def test_engine_longer_sequences(lanes):
 def test_top_axi_ports_stream_the_same_outputs():
     """``lstm_top``'s AXI-named ports: tdata/tvalid/tready/tlast, cycles and busy."""
     model = random_model(5, 11, seed=5, formats="q16", scale=1.5)
-    top = LstmTop(model, HardwareConfig(lanes=6))
+    top = LstmTop(EnginePlan(model, HardwareConfig(lanes=6)))
     sequences = _sequences(model, [4, 3], seed=5)
-    beats = _input_beats(sequences)
+    beats = _input_beats(top.interface, sequences)
     total = sum(len(s) for s in sequences) * model.hidden_size
     rng = np.random.default_rng(5)
     got, state = [], {}

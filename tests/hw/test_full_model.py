@@ -11,10 +11,9 @@ from lstm_fpga.hw import (
     HardwareConfig,
     HardwareConfigError,
     LstmEngine,
-    pack_weight_word,
+    TopInterface,
     weight_load_words,
 )
-from lstm_fpga.hw.reload import weight_word_fields
 from lstm_fpga.testing import random_input, random_model, random_state
 from tests.hw.engine_driver import (
     InitLoad,
@@ -200,7 +199,7 @@ def test_clear_status_resets_counters_and_overflow():
     from amaranth.sim import Simulator
 
     model = random_model(2, 2, 1, bidirectional=True, seed=3, scale=6.0)
-    dut = LstmEngine(model, HardwareConfig(lanes=2, max_seq_len=1))
+    dut = LstmEngine(EnginePlan(model, HardwareConfig(lanes=2, max_seq_len=1)))
     x = random_input(model, 2, np.random.default_rng(3))
     seen = {}
 
@@ -256,7 +255,8 @@ def test_weight_words_cover_every_bank_word_and_pack_into_w_tdata():
     words = weight_load_words(plan, model)
     images = plan.images
     assert len(words) == images.lanes * (plan.bank_depth + plan.bias_depth)
-    fields = weight_word_fields(plan)
+    interface = TopInterface(plan)
+    fields = interface.weight_word_fields
     address_bits = max(1, (max(plan.bank_depth, plan.bias_depth) - 1).bit_length())
     data_bits = max(images.weight_width, images.bias_width)
     assert fields["target"] == (0, 1)
@@ -266,7 +266,7 @@ def test_weight_words_cover_every_bank_word_and_pack_into_w_tdata():
     for word in words[:: max(1, len(words) // 200)]:
         bank = images.weights if word.target == 0 else images.biases
         assert bank[word.lane, word.address] == word.value
-        packed = pack_weight_word(plan, word)
+        packed = interface.pack_weight_word(word)
         unpacked = {
             name: (packed >> offset) & ((1 << width) - 1)
             for name, (offset, width) in fields.items()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lstm_fpga.hw import HardwareConfig, write_build
-from lstm_fpga.hw.harness import run_harness
+from lstm_fpga.sim.verilator_harness import run_harness
 from lstm_fpga.sw.reference import run_reference
 from lstm_fpga.testing import random_input, random_model
 
@@ -25,18 +25,7 @@ def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lane
     sequences = [random_input(model, steps, steps) for steps in (13, 1, 8)]
     config = HardwareConfig(lanes=lanes, input_elements=elements)
     build = write_build(model, config, tmp_path, memory_init=memory_init)
-    f = model.direction(0, False).formats
-    run = run_harness(
-        build,
-        sequences,
-        f.x.width,
-        f.hidden.width,
-        features=11,
-        input_elements=elements,
-        idle=0.3,
-        stall=0.3,
-        seed=2,
-    )
+    run = run_harness(build, sequences, idle=0.3, stall=0.3, seed=2)
     for k, (seq, got) in enumerate(zip(sequences, run.outputs, strict=True)):
         expected = run_reference(model, seq[:, None, :]).output[:, 0, :]
         assert (got == expected).all(), f"sequence {k} differs"
@@ -66,19 +55,7 @@ def test_full_model_verilog_matches_reference(tmp_path, layers, bidirectional, h
     sequences = [random_input(model, steps, rng) for steps in (6, 1, 4)]
     config = HardwareConfig(lanes=lanes, output=output, max_seq_len=6)
     build = write_build(model, config, tmp_path, memory_init="readmemh")
-    features = head if head is not None else model.output_size
-    y_width = (model.head.formats.output if head else model.output_format).width
-    run = run_harness(
-        build,
-        sequences,
-        model.input_format.width,
-        y_width,
-        features=features,
-        output=output,
-        idle=0.3,
-        stall=0.3,
-        seed=layers,
-    )
+    run = run_harness(build, sequences, idle=0.3, stall=0.3, seed=layers)
     for k, (seq, got) in enumerate(zip(sequences, run.outputs, strict=True)):
         ref = run_reference(model, seq[:, None, :], head_on=output)
         if head is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from lstm_fpga.hw import PassGeometry, bank_images, bias_location, weight_location
+from lstm_fpga.hw import EnginePlan, HardwareConfig, bias_location, weight_location
 from lstm_fpga.hw.memory import WeightMemory, WeightTarget
 from lstm_fpga.testing import random_model
 
@@ -14,8 +14,9 @@ from lstm_fpga.testing import random_model
 @pytest.mark.parametrize("lanes", [1, 3, 8])
 def test_reads_initial_contents_and_run_time_writes(lanes):
     model = random_model(3, 5, seed=lanes, formats="mixed", scale=1.5)
-    g = PassGeometry(3, 5, lanes)
-    images = bank_images(g, model.direction(0, False))
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes))
+    g = plan.matrices[0]
+    images = plan.images
     dut = WeightMemory(images)
     rng = np.random.default_rng(lanes)
     expected_w = images.weights.copy()
@@ -24,10 +25,10 @@ def test_reads_initial_contents_and_run_time_writes(lanes):
 
     async def read_everything(ctx):
         weights, biases = [], []
-        for address in range(g.bank_depth):
+        for address in range(plan.bank_depth):
             ctx.set(dut.weight_address, address)
             ctx.set(dut.bias_address, address % g.passes)
-            await ctx.tick()
+            await ctx.tick().repeat(dut.weight_latency)
             weights.append([int(v) for v in ctx.get(dut.weights)])
             biases.append([int(v) for v in ctx.get(dut.biases)])
         return np.array(weights).T, np.array(biases).T
@@ -38,7 +39,7 @@ def test_reads_initial_contents_and_run_time_writes(lanes):
         for _ in range(40):
             row, col = int(rng.integers(g.rows)), int(rng.integers(g.columns))
             value = int(rng.integers(-(1 << 7), 1 << 7))
-            loc = weight_location(g, row, col)
+            loc = weight_location(plan, row, col)
             expected_w[loc.lane, loc.address] = value
             payload = {
                 "target": WeightTarget.WEIGHT,
@@ -49,7 +50,7 @@ def test_reads_initial_contents_and_run_time_writes(lanes):
             ctx.set(dut.write.payload, payload)
             ctx.set(dut.write.valid, 1)
             await ctx.tick()
-            bias_loc = bias_location(g, row)
+            bias_loc = bias_location(plan, row)
             expected_b[bias_loc.lane, bias_loc.address] = -value
             ctx.set(
                 dut.write.payload,

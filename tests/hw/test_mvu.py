@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.mvu import MatrixVectorUnit
+from lstm_fpga.hw.pipeline import delay
 from lstm_fpga.hw.plan import SegmentKind
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import gate_accumulators
@@ -49,6 +51,25 @@ def _expected_rows(plan, m, parts):
     return np.array([acc[gate * H + u] for u in range(H) for gate in range(4)])
 
 
+class _Lagged(Elaboratable):
+    """The unit with its weights and biases delayed by its declared lags, so that the
+    testbench sets them together with their beat (as a memory read would deliver them)."""
+
+    def __init__(self, dut: MatrixVectorUnit):
+        self.dut = dut
+        self.weights = Signal.like(dut.weights)
+        self.biases = Signal.like(dut.biases)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        m.d.comb += [
+            dut.weights.eq(delay(m, self.weights, dut.weight_lag, "weights")),
+            dut.biases.eq(delay(m, self.biases, dut.bias_lag, "biases")),
+        ]
+        return m
+
+
 @pytest.mark.parametrize(
     "layers, bidirectional, head, lanes",
     [
@@ -74,6 +95,7 @@ def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
     plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=4))
     images = plan.images
     dut = MatrixVectorUnit(plan)
+    bench_top = _Lagged(dut)
     rng = np.random.default_rng(lanes)
     jobs = [int(m) for m in rng.integers(0, len(plan.matrices), 10)]
     vectors = [_random_vector(plan, m, rng) for m in jobs]
@@ -87,7 +109,7 @@ def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
             vector[: mp.columns] = np.concatenate(parts)
             first_length = mp.segments[0].length
             for p in range(mp.passes):
-                ctx.set(dut.biases, [int(v) for v in images.biases[:, mp.bias_base + p]])
+                ctx.set(bench_top.biases, [int(v) for v in images.biases[:, mp.bias_base + p]])
                 for cycle in range(mp.span):
                     while rng.random() < 0.3:  # idle cycles between beats
                         ctx.set(dut.column.valid, 0)
@@ -99,7 +121,7 @@ def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
                         while not ctx.get(dut.drain_free):
                             await ctx.tick()
                     address = mp.weight_base + p * mp.span + cycle
-                    ctx.set(dut.weights, [int(v) for v in images.weights[:, address]])
+                    ctx.set(bench_top.weights, [int(v) for v in images.weights[:, address]])
                     ctx.set(
                         dut.column.payload,
                         {
@@ -115,8 +137,11 @@ def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
                     )
                     ctx.set(dut.column.valid, 1)
                     await ctx.tick()
-                    if last:  # the pass must land one cycle later
+                    if last:  # the pass must land load_latency cycles later
                         ctx.set(dut.column.valid, 0)
+                        for _ in range(dut.load_latency - 1):
+                            assert not ctx.get(dut.loaded)
+                            await ctx.tick()
                         assert ctx.get(dut.loaded)
                         await ctx.tick()  # protocol: one last beat in flight at a time
         ctx.set(dut.column.valid, 0)
@@ -127,7 +152,7 @@ def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
             ctx, dut.units, total, rng, stall=0.4, fields=("gates", "unit", "job")
         )
 
-    sim = Simulator(dut)
+    sim = Simulator(bench_top)
     sim.add_clock(1e-8)
     sim.add_testbench(drive)
     sim.add_testbench(collect)

@@ -16,62 +16,46 @@ from lstm_fpga.hw import (
     generate_verilog,
     write_build,
 )
-from lstm_fpga.hw.reload import weight_word_fields
+from lstm_fpga.hw.interface import (
+    CLOCK,
+    RESET,
+    Control,
+    Direction,
+    SaturationKind,
+    Status,
+    TopInterface,
+)
 from lstm_fpga.hw.tools import lint_verilog
 from lstm_fpga.testing import FORMAT_SETS, random_model
 
-PORTS = {
-    "clk": ("input", 1),
-    "rst": ("input", 1),
-    "x__tdata": ("input", None),
-    "x__tvalid": ("input", 1),
-    "x__tready": ("output", 1),
-    "x__tlast": ("input", 1),
-    "y__tdata": ("output", None),
-    "y__tvalid": ("output", 1),
-    "y__tready": ("input", 1),
-    "y__tlast": ("output", 1),
-    "state__tdata": ("output", "state"),
-    "state__tvalid": ("output", 1),
-    "state__tready": ("input", 1),
-    "state__tlast": ("output", 1),
-    "init__tdata": ("input", "init"),
-    "init__tvalid": ("input", 1),
-    "init__tready": ("output", 1),
-    "init__tlast": ("input", 1),
-    "w__tdata": ("input", "w"),
-    "w__tvalid": ("input", 1),
-    "w__tready": ("output", 1),
-    "w__tlast": ("input", 1),
-    "carry_state": ("input", 1),
-    "read_state": ("input", 1),
-    "clear_status": ("input", 1),
-    "cycles": ("output", 32),
-    "busy": ("output", 1),
-    "started": ("output", 1),
-    "done": ("output", 1),
-    "overflow": ("output", 1),
-    "sat_preact": ("output", 32),
-    "sat_cell": ("output", 32),
-    "sat_hidden": ("output", 32),
-    "sat_head": ("output", 32),
-}
 
-
-def _expected_width(name, width, model, lanes):
+def _expected_ports(model, lanes, elements=1):
+    """Direction and width of every port of ``lstm_top``, keyed by the interface's names,
+    widths computed here from the model's formats (not taken from the interface)."""
+    interface = TopInterface(EnginePlan(model, HardwareConfig(lanes=lanes)))
     f = model.direction(0, False).formats
-    if isinstance(width, int):
-        return width
-    if name.startswith("x"):
-        return f.x.width
-    if name.startswith("y"):
-        return f.hidden.width
-    if width == "state":
-        return f.hidden.width + f.cell.width
-    if width == "init":
-        return max(f.hidden.width, f.cell.width)
-    fields = weight_word_fields(EnginePlan(model, HardwareConfig(lanes=lanes)))
-    return sum(w for _, w in fields.values())
+    y_width = (model.head.formats.output if model.head is not None else f.hidden).width
+    data_widths = {
+        interface.x.data: elements * f.x.width,
+        interface.y.data: y_width,
+        interface.state.data: f.hidden.width + f.cell.width,
+        interface.init.data: max(f.hidden.width, f.cell.width),
+        interface.w.data: sum(w for _, w in interface.weight_word_fields.values()),
+    }
+    expected = {CLOCK: ("input", 1), RESET: ("input", 1)}
+    for s in interface.streams:
+        into, out_of = ("input", "output") if s.direction is Direction.IN else ("output", "input")
+        expected[s.data] = (into, data_widths[s.data])
+        expected[s.valid] = (into, 1)
+        expected[s.ready] = (out_of, 1)
+        expected[s.last] = (into, 1)
+    for control in Control:
+        expected[control.value] = ("input", 1)
+    for status in Status:
+        expected[status.value] = ("output", 32 if status is Status.CYCLES else 1)
+    for kind in SaturationKind:
+        expected[kind.port] = ("output", 32)
+    return interface, expected
 
 
 #: Only the style categories of Amaranth's Verilog backend (docs/hardware.md lists them).
@@ -105,19 +89,46 @@ def test_top_module_name_and_ports(formats):
     model = random_model(3, 4, formats=formats, scale=1.5)
     text = generate_verilog(model, HardwareConfig(lanes=3))
     ports = _top_ports(text)
-    assert set(ports) == set(PORTS)
+    interface, expected = _expected_ports(model, 3)
+    assert set(ports) == set(expected)
     f = FORMAT_SETS[formats]
-    for name, (direction, width) in PORTS.items():
-        assert ports[name] == (direction, _expected_width(name, width, model, 3)), name
-    assert f.x.width == ports["x__tdata"][1]
+    for name, (direction, width) in expected.items():
+        assert ports[name] == (direction, width), name
+    assert f.x.width == ports[interface.x.data][1]
+
+
+@pytest.mark.parametrize("elements", [1, 4])
+@pytest.mark.parametrize("head", [None, 3])
+def test_port_table_reads_back_from_the_verilog(elements, head):
+    """The interface's port table (names, directions, widths) is the Verilog's."""
+    model = random_model(5, 3, 2, head=head, formats=("q12", "tight"), scale=2.0)
+    config = HardwareConfig(lanes=4, input_elements=elements)
+    interface = TopInterface(EnginePlan(model, config))
+    ports = _top_ports(generate_verilog(model, config))
+    assert sorted(ports) == sorted(p.name for p in interface.ports)
+    for port in interface.ports:
+        assert ports[port.name] == (port.direction.verilog, port.width), port.name
+
+
+def test_manifest_ports_have_the_verilog_directions(tmp_path):
+    model = random_model(5, 4, formats="q12", scale=1.5)
+    build = write_build(model, HardwareConfig(lanes=2, input_elements=2), tmp_path)
+    ports = _top_ports(build.verilog.read_text())
+    manifest = json.loads(build.manifest.read_text())
+    verilog = {"input": "in", "output": "out"}
+    listed = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
+    assert listed == {name: (verilog[d], width) for name, (d, width) in ports.items()}
+    directions = {p["direction"] for p in manifest["ports"]}
+    assert directions == {"in", "out"}
 
 
 def test_several_input_elements_widen_only_x_tdata():
     model = random_model(5, 4, formats="q12", scale=1.5)
     ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=2, input_elements=4)))
-    assert ports["x__tdata"] == ("input", 4 * 12)
-    assert ports["y__tdata"] == ("output", 12)
-    assert set(ports) == set(PORTS)
+    interface, expected = _expected_ports(model, 2, elements=4)
+    assert ports[interface.x.data] == ("input", 4 * 12)
+    assert ports[interface.y.data] == ("output", 12)
+    assert set(ports) == set(expected)
 
 
 def test_lanes_may_be_given_as_an_int():
@@ -132,8 +143,9 @@ def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
     manifest = json.loads(build.manifest.read_text())
     assert manifest["top"] == "lstm_top"
     assert manifest["geometry"]["cycle_bound"] == -(-44 * 16 // 3)
-    assert [p["name"] for p in manifest["ports"]] == list(PORTS)
-    images = bank_images(_geometry(3), model.direction(0, False))
+    _, expected = _expected_ports(model, 3)
+    assert [p["name"] for p in manifest["ports"]] == list(expected)
+    images = bank_images(EnginePlan(model, HardwareConfig(lanes=3)))
     assert len(build.hex_files) == 2 * 3
     for entry in manifest["memories"]:
         words = (build.directory / entry["hex"]).read_text().split()
@@ -141,10 +153,6 @@ def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
     lane1 = [int(w, 16) for w in (build.directory / "weights_lane1.hex").read_text().split()]
     signed = [v - (1 << 12) if v >> 11 else v for v in lane1]
     np.testing.assert_array_equal(signed, images.weights[1])
-
-
-def _geometry(lanes):
-    return HardwareConfig(lanes=lanes).geometry(5, 11)
 
 
 @pytest.mark.parametrize("lanes", [1, 3, 64, 100])
@@ -173,8 +181,9 @@ def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
 def test_head_changes_only_y_tdata():
     model = random_model(5, 3, 1, head=2, formats=("q12",), scale=2.0)
     ports = _top_ports(generate_verilog(model, HardwareConfig(lanes=4)))
-    assert ports["y__tdata"] == ("output", model.head.formats.output.width)
-    assert set(ports) == set(PORTS)
+    interface, expected = _expected_ports(model, 4)
+    assert ports[interface.y.data] == ("output", model.head.formats.output.width)
+    assert set(ports) == set(expected)
 
 
 def test_unsupported_models_are_refused_with_the_reason():

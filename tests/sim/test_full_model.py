@@ -14,22 +14,19 @@ import pytest
 
 from lstm_fpga.hw import HardwareConfig
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
-from lstm_fpga.sim.lstm import (
+from lstm_fpga.sim.phases import (
     Stimulus,
     clear_status_phase,
-    decode_phase,
     plan_for,
     reload_phase,
     stimulus_phase,
 )
-from lstm_fpga.sim.plan import run_plan
+from lstm_fpga.sim.result import decode_phase
+from lstm_fpga.sim.stimulus import run_plan
 from lstm_fpga.sw.numerics import FixedFormat, quantize
 from lstm_fpga.sw.reference import run_reference
 from lstm_fpga.testing import padded, random_sequences
 from tests.conftest import float_from_torch, quantize_with, torch_lstm
-
-if not hasattr(HardwareConfig(lanes=1), "max_seq_len"):
-    pytest.skip("one-layer engine: no full-model ports", allow_module_level=True)
 
 
 def _model(I, H, L=1, bidirectional=False, bias=True, head=0, seed=0, width=16):

@@ -10,14 +10,10 @@ import pytest
 
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sim.compare import CYCLE_SLACK
-from lstm_fpga.sim.lstm import (
-    Stimulus,
-    compile_build,
-    decode_phase,
-    plan_for,
-    stimulus_phase,
-)
-from lstm_fpga.sim.plan import run_plan
+from lstm_fpga.sim.design import compile_build_directory
+from lstm_fpga.sim.phases import Stimulus, plan_for, stimulus_phase
+from lstm_fpga.sim.result import decode_phase
+from lstm_fpga.sim.stimulus import run_plan
 from lstm_fpga.sw.numerics import dequantize, quantize
 from lstm_fpga.sw.reference import run_float, run_reference
 from lstm_fpga.testing import padded, random_sequences
@@ -150,8 +146,8 @@ def test_layouts_match_the_reference(odd_design):
 
 
 def test_one_lsb_in_a_hex_file_is_found_and_located(sim_cache, tmp_path):
-    from lstm_fpga.hw import hardware_config, weight_location, write_build
-    from lstm_fpga.hw.layout import hex_file_name
+    from lstm_fpga.hw import EnginePlan, hardware_config, weight_location, write_build
+    from lstm_fpga.hw.banks import hex_file_name
 
     model = _model(6, 7, seed=9)
     config = hardware_config(4)
@@ -175,16 +171,18 @@ def test_one_lsb_in_a_hex_file_is_found_and_located(sim_cache, tmp_path):
     else:
         pytest.fail("no single-LSB weight change is visible on these inputs")
     written = write_build(model, config, tmp_path / "build", memory_init="readmemh")
-    geometry = config.geometry(6, 7)
-    location = weight_location(geometry, row, column)
-    hex_path = written.directory / hex_file_name("weights", location.lane, geometry.lanes)
+    plan = EnginePlan(model, config)
+    location = weight_location(plan, row, column)
+    hex_path = written.directory / hex_file_name("weights", location.lane, plan.lanes)
     lines = hex_path.read_text().splitlines()
     width = len(lines[0]) * 4
     value = int(lines[location.address], 16)
     lines[location.address] = f"{(value + 1) & ((1 << width) - 1):0{len(lines[0])}x}"
     hex_path.write_text("\n".join(lines) + "\n")
 
-    design = compile_build(written.directory, model, config, "verilator", cache_dir=sim_cache)
+    design = compile_build_directory(
+        written.directory, model, config, "verilator", cache_dir=sim_cache
+    )
     result = simulate(design, sequences)
     report = compare(result)
     assert not report.bit_exact
@@ -246,10 +244,9 @@ def test_report_json_and_text(odd_design, tmp_path):
     assert saved["bit_exact"] is True and saved["kind"] == "lstm-fpga comparison"
     assert saved["cycles"]["bound_per_step"] == report.cycles.bound_per_step
     assert saved["checks"][0]["compared"] == 5 * odd_design.model.hidden_size
-    # The full-model hardware reads h_n/c_n out; the one-layer engine had no readout.
-    expected = [] if odd_design.has_state_ports else ["h_n", "c_n"]
-    assert saved["unchecked"] == expected
-    assert (saved["saturations"] is None) == (not odd_design.has_state_ports)
+    # The hardware reads h_n/c_n out, so they are checked too.
+    assert saved["unchecked"] == []
+    assert saved["saturations"] is not None
     text = str(report)
     assert "bit-exact: yes" in text and "cycles/step" in text and "lane utilisation" in text
 
@@ -289,7 +286,7 @@ def test_missing_hex_file_is_a_clear_error(sim_cache, tmp_path):
     with pytest.raises(
         FileNotFoundError, match=r"loads weights_lane0\.hex, weights_lane1\.hex with \$readmem"
     ):
-        compile_build(written.directory, model, 2, "icarus", cache_dir=sim_cache)
+        compile_build_directory(written.directory, model, 2, "icarus", cache_dir=sim_cache)
 
 
 @pytest.mark.slow
@@ -316,3 +313,26 @@ def test_medium_model_on_icarus_with_stalls(sim_cache):
         design, sequences, input_pacing=Pacing(0.2, 6, 1), output_pacing=Pacing(0.2, 6, 2)
     )
     _assert_bit_exact(model, sequences, result)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("lanes", [5, 17])  # 17: a broadcast tree level (more than FANOUT)
+def test_ecp5_multiplier_primitives_are_bit_exact(sim_cache, tmp_path, simulator, lanes):
+    """``family="ecp5"`` instantiates MULT18X18D (with its simulation model): same outputs
+    as the reference and the same cycles as the generic build."""
+    from lstm_fpga.hw import write_build
+
+    model = _model(5, 6, seed=lanes)
+    sequences = random_sequences(model, [4, 1, 3], lanes)
+    reports = []
+    for family in ("generic", "ecp5"):
+        written = write_build(
+            model, lanes, tmp_path / family, memory_init="readmemh", family=family
+        )
+        text = written.verilog.read_text()
+        assert ("MULT18X18D #(" in text) == (family == "ecp5")
+        design = compile_build_directory(
+            written.directory, model, lanes, simulator, cache_dir=sim_cache
+        )
+        reports.append(_assert_bit_exact(model, sequences, simulate(design, sequences)))
+    assert reports[0].cycles == reports[1].cycles

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from lstm_fpga.sim import runner
+from lstm_fpga.sim.compilation import compile_simulation
 from lstm_fpga.sim.runner import (
     MIN_VERILATOR_VERSION,
     SimulationError,
     SimulatorNotFoundError,
-    build,
     find_simulator,
 )
 from lstm_fpga.sim.selftest import fifo_verilog
@@ -75,25 +75,29 @@ def test_old_verilator_on_path_is_rejected(monkeypatch, fresh_discovery, tmp_pat
 
 def test_builds_are_cached_by_content_and_options(tmp_path):
     text = fifo_verilog(8, name="cached_fifo")
-    first = build(text, "cached_fifo", "icarus", cache_dir=tmp_path)
+    first = compile_simulation(text, "cached_fifo", "icarus", cache_dir=tmp_path)
     stamp = first.directory / "build.json"
     stamped = stamp.stat().st_mtime_ns
-    again = build(text, "cached_fifo", "icarus", cache_dir=tmp_path)
+    again = compile_simulation(text, "cached_fifo", "icarus", cache_dir=tmp_path)
     assert again == first and stamp.stat().st_mtime_ns == stamped
-    other_text = build(
+    other_text = compile_simulation(
         fifo_verilog(9, name="cached_fifo"), "cached_fifo", "icarus", cache_dir=tmp_path
     )
-    other_options = build(text, "cached_fifo", "icarus", cache_dir=tmp_path, build_args=["-Wall"])
-    with_waves = build(text, "cached_fifo", "icarus", cache_dir=tmp_path, waves=True)
+    other_options = compile_simulation(
+        text, "cached_fifo", "icarus", cache_dir=tmp_path, build_args=["-Wall"]
+    )
+    with_waves = compile_simulation(text, "cached_fifo", "icarus", cache_dir=tmp_path, waves=True)
     directories = {first.directory, other_text.directory, other_options.directory}
     assert len(directories | {with_waves.directory}) == 4
-    rebuilt = build(text, "cached_fifo", "icarus", cache_dir=tmp_path, rebuild=True)
+    rebuilt = compile_simulation(text, "cached_fifo", "icarus", cache_dir=tmp_path, rebuild=True)
     assert rebuilt.directory == first.directory and stamp.stat().st_mtime_ns != stamped
 
 
 def test_verilator_runtime_objects_are_shared(tmp_path):
     for width in (8, 9):
-        build(fifo_verilog(width, name="objfifo"), "objfifo", "verilator", cache_dir=tmp_path)
+        compile_simulation(
+            fifo_verilog(width, name="objfifo"), "objfifo", "verilator", cache_dir=tmp_path
+        )
     cached = [p for p in (tmp_path / "objcache").iterdir() if (p / "object").is_file()]
     assert len(cached) >= 3  # verilated, verilated_vpi, verilated_threads, ... compiled once
 
@@ -101,11 +105,13 @@ def test_verilator_runtime_objects_are_shared(tmp_path):
 def test_build_errors_point_at_the_log(tmp_path):
     broken = "module broken(input a);\n  assign = ;\nendmodule\n"
     with pytest.raises(SimulationError, match=r"failed to build broken.*build\.log"):
-        build(broken, "broken", "icarus", cache_dir=tmp_path)
+        compile_simulation(broken, "broken", "icarus", cache_dir=tmp_path)
 
 
 def test_build_needs_verilog_text():
     with pytest.raises(ValueError, match="module nothere"):
-        build("module other; endmodule", "nothere", "icarus")
+        compile_simulation("module other; endmodule", "nothere", "icarus")
     with pytest.raises(FileNotFoundError, match="data file"):
-        build(fifo_verilog(8), "fifo_top", "icarus", data_files=[Path("/nonexistent.hex")])
+        compile_simulation(
+            fifo_verilog(8), "fifo_top", "icarus", data_files=[Path("/nonexistent.hex")]
+        )

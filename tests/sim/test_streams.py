@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from lstm_fpga.sim.plan import NO_PAUSES, Pacing, Phase, Plan, SinkSpec, SourceSpec, run_plan
-from lstm_fpga.sim.runner import SimulationError, build
-from lstm_fpga.sim.selftest import axi_stream_signature, check_simulator, fifo_verilog
+from lstm_fpga.hw.engine import axi_stream_signature
+from lstm_fpga.sim.compilation import compile_simulation
+from lstm_fpga.sim.runner import SimulationError
+from lstm_fpga.sim.selftest import check_simulator, fifo_verilog
+from lstm_fpga.sim.stimulus import NO_PAUSES, Pacing, Phase, Plan, SinkSpec, SourceSpec, run_plan
 
 SIMULATORS = ("verilator", "icarus")
 WIDTH = 12
@@ -33,7 +35,9 @@ def fifo_builds(sim_cache):
         key = (simulator, accept_period, depth, waves)
         if key not in made:
             verilog = fifo_verilog(WIDTH, depth, accept_period)
-            made[key] = build(verilog, "fifo_top", simulator, waves=waves, cache_dir=sim_cache)
+            made[key] = compile_simulation(
+                verilog, "fifo_top", simulator, waves=waves, cache_dir=sim_cache
+            )
         return made[key]
 
     return get
@@ -142,7 +146,10 @@ class _ImpatientStage(wiring.Component):
 
     def __init__(self):
         super().__init__(
-            {"x": In(axi_stream_signature(WIDTH)), "y": Out(axi_stream_signature(WIDTH))}
+            {
+                "x": In(axi_stream_signature(signed(WIDTH))),
+                "y": Out(axi_stream_signature(signed(WIDTH))),
+            }
         )
 
     def elaborate(self, platform):
@@ -162,7 +169,7 @@ def test_withdrawn_beat_is_a_protocol_error(sim_cache, simulator):
     from amaranth.back import verilog
 
     text = verilog.convert(_ImpatientStage(), name="impatient", emit_src=False)
-    sim_build = build(text, "impatient", simulator, cache_dir=sim_cache)
+    sim_build = compile_simulation(text, "impatient", simulator, cache_dir=sim_cache)
     data = np.arange(40) - 20
     plan = Plan.single(
         sources=(SourceSpec("x", data),),
@@ -207,7 +214,7 @@ def test_check_simulator(sim_cache, simulator):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_ports_wider_than_64_bits(sim_cache, simulator):
     width = 100
-    sim_build = build(
+    sim_build = compile_simulation(
         fifo_verilog(width, name="wide_fifo"), "wide_fifo", simulator, cache_dir=sim_cache
     )
     top = 1 << (width - 1)

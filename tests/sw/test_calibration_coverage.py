@@ -27,7 +27,7 @@ from lstm_fpga.sw.torch_import import from_module
 I, H = 4, 6
 
 
-def make_model(num_layers=1, bidirectional=False, head=0, seed=0):
+def torch_model(num_layers=1, bidirectional=False, head=0, seed=0):
     torch.manual_seed(seed)
     lstm = nn.LSTM(I, H, num_layers, bidirectional=bidirectional).double()
     linear = nn.Linear(H * (2 if bidirectional else 1), head).double() if head else None
@@ -47,7 +47,7 @@ def states(lstm, batch, scale, seed=3):
 def test_initial_states_are_calibrated_and_reported(num_layers, bidirectional):
     """Large c0 samples widen the cell formats; the report says the states were sampled and
     its saturation counts are the reference's on the same quantised states."""
-    lstm, _ = make_model(num_layers, bidirectional)
+    lstm, _ = torch_model(num_layers, bidirectional)
     fm = from_module(lstm)
     x = np.random.default_rng(1).normal(size=(5, 3, I))
     h0, c0 = states(lstm, 3, scale=20.0)
@@ -74,7 +74,7 @@ def test_initial_states_are_calibrated_and_reported(num_layers, bidirectional):
 
 
 def test_clamped_initial_states_are_counted():
-    lstm, _ = make_model()
+    lstm, _ = torch_model()
     fm = from_module(lstm)
     x = np.random.default_rng(2).normal(size=(4, 2, I))
     h0, c0 = states(lstm, 2, scale=1.0)
@@ -89,7 +89,7 @@ def test_clamped_initial_states_are_counted():
 
 
 def test_calibration_from_an_input_range_sees_no_data():
-    lstm, head = make_model(2, True, head=2)
+    lstm, head = torch_model(2, True, head=2)
     fm = from_module(lstm, head=head)
     calibration = calibrate_from_range(fm, (-2.0, 3.0))
     assert calibration.range("x").min == -2.0 and calibration.range("x").max == 3.0
@@ -127,7 +127,7 @@ def test_calibration_from_an_input_range_sees_no_data():
     ],
 )
 def test_calibration_source_errors(kwargs, message):
-    lstm, _ = make_model()
+    lstm, _ = torch_model()
     with pytest.raises(CalibrationError) as info:
         quantize_from_torch(lstm, **kwargs)
     assert str(info.value) == message
@@ -147,14 +147,14 @@ def test_calibration_source_errors(kwargs, message):
     ],
 )
 def test_empty_calibration_is_refused(samples, message):
-    fm = from_module(make_model()[0])
+    fm = from_module(torch_model()[0])
     with pytest.raises(CalibrationError) as info:
         calibrate(fm, samples)
     assert str(info.value) == message
 
 
 def test_initial_state_shape_errors():
-    fm = from_module(make_model()[0])
+    fm = from_module(torch_model()[0])
     x = np.zeros((3, 2, I))
     with pytest.raises(CalibrationError) as info:
         calibrate(fm, x, h0=np.zeros((1, 3, H)))
@@ -167,7 +167,7 @@ def test_initial_state_shape_errors():
 def test_every_accepted_width_works_or_names_the_widest_that_does():
     """Validation accepts MIN_WIDTH..MAX_WIDTH; a width too wide for a model's sums is
     refused naming the widest that works, and that width (and every narrower one) works."""
-    lstm, head = make_model(2, False, head=1)
+    lstm, head = torch_model(2, False, head=1)
     fm = from_module(lstm, head=head)
     x = np.random.default_rng(5).normal(size=(6, 4, I))
     widest = None
@@ -188,3 +188,26 @@ def test_every_accepted_width_works_or_names_the_widest_that_does():
     with pytest.raises(CalibrationFormatWidthError) as info:
         calibrate(fm, x, width=widest + 1)
     assert f"narrower width: {widest} bits is the widest that works" in str(info.value)
+
+
+@pytest.mark.parametrize("width, seed", [(8, 0), (8, 1), (16, 2)])
+def test_report_saturations_are_the_references_under_heavy_saturation(width, seed):
+    """Issue 15: 8- and 16-bit models with large weights made the report's own recount
+    disagree with the reference ("internal error: preact saturations per direction sum to
+    0"). The report now takes the reference's per-direction counts."""
+    lstm, head = torch_model(2, True, head=2, seed=seed)
+    with torch.no_grad():
+        for parameter in lstm.parameters():
+            parameter.mul_(6.0)
+    fm = from_module(lstm, head=head)
+    x = np.random.default_rng(seed).normal(size=(12, 5, I)) * 3
+    narrow = {"l0.preact": "Q1.6", "l1.cell": "Q0.7"} if width == 8 else {"l0.cell": "Q0.15"}
+    model = quantize_model(fm, calibrate(fm, x[:3], width=width, overrides=narrow))
+    report = quantization_report(fm, model, x)
+    reference = run_reference(model, quantize_input(model, x))
+    assert reference.saturations.preact > 0 and reference.saturations.cell > 0
+    for d in model.directions:
+        counts = reference.direction_saturations[d.name]
+        for kind in ("preact", "cell", "hidden"):
+            assert report.tensor(f"{d.name}.{kind}").saturations == getattr(counts, kind)
+    assert report.tensor("head.output").saturations == reference.saturations.head

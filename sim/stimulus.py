@@ -63,7 +63,7 @@ class StreamFields:
         return f"{stream}{self.separator}{member}"
 
 
-#: AXI4-Stream field names as used by the LSTM top (``x__tdata``, ``x__tvalid``, ...).
+#: AXI4-Stream member names, as the LSTM top uses them (its ``x`` stream: ``x`` + ``__tdata``, ...
 AXI_STREAM = StreamFields()
 
 

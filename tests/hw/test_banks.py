@@ -1,4 +1,4 @@
-"""Weight bank layout, address map, hex images, geometry and configuration errors."""
+"""Weight bank images, address map, hex images, matrix geometry and configuration errors."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from lstm_fpga.hw import (
+    EnginePlan,
     HardwareConfig,
     HardwareConfigError,
-    PassGeometry,
     bank_images,
     bias_location,
     cycle_bound,
     weight_location,
 )
-from lstm_fpga.hw.layout import hex_lines
+from lstm_fpga.hw.banks import hex_lines
 from lstm_fpga.testing import random_model
 
 
@@ -22,38 +22,63 @@ from lstm_fpga.testing import random_model
 def test_every_weight_and_bias_is_where_the_address_map_says(lanes):
     model = random_model(5, 11, seed=lanes, formats="mixed", scale=1.5)
     d = model.direction(0, False)
-    g = PassGeometry(5, 11, lanes)
-    images = bank_images(g, d)
-    assert images.weights.shape == (g.lanes, g.bank_depth)
-    assert images.biases.shape == (g.lanes, g.passes)
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes))
+    g = plan.matrices[0]
+    images = bank_images(plan)
+    assert images.weights.shape == (plan.lanes, g.words)
+    assert images.biases.shape == (plan.lanes, g.passes)
     matrix = np.concatenate([d.w_ih, d.w_hh], axis=1)
     seen = np.zeros(images.weights.shape, dtype=bool)
     for row in range(g.rows):
         for col in range(g.columns):
-            loc = weight_location(g, row, col)
+            loc = weight_location(plan, row, col)
             assert images.weights[loc.lane, loc.address] == matrix[row, col]
             seen[loc.lane, loc.address] = True
-        loc = bias_location(g, row)
+        loc = bias_location(plan, row)
         assert images.biases[loc.lane, loc.address] == d.bias[row]
     # Everything not addressed is padding of the final pass and must be zero.
     assert not images.weights[~seen].any()
 
 
 def test_unit_major_rows_put_a_units_four_gates_next_to_each_other():
-    g = PassGeometry(2, 3, 4)
+    plan = EnginePlan(random_model(2, 3, scale=1.5), HardwareConfig(lanes=4))
+    g = plan.matrices[0]
     # PyTorch rows of gate k of unit u are k*H + u; lane p of pass u holds gate p of unit u.
     for unit in range(3):
         for gate in range(4):
-            assert weight_location(g, gate * 3 + unit, 0) == weight_location(g, gate * 3 + unit, 0)
-            loc = weight_location(g, gate * 3 + unit, 0)
+            loc = weight_location(plan, gate * 3 + unit, 0)
             assert (loc.lane, loc.address // g.columns) == (gate, unit)
+
+
+@pytest.mark.parametrize("lanes", [1, 5, 24, 64])
+def test_every_matrix_of_a_full_model_is_where_the_address_map_says(lanes):
+    """Stacked, bidirectional, with a head: every weight of every matrix (layers above the
+    first walk their recurrent columns first) sits where weight_location says."""
+    model = random_model(3, 2, 2, bidirectional=True, head=3, seed=lanes, scale=2.0)
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=2))
+    images = plan.images
+    seen = np.zeros(images.weights.shape, dtype=bool)
+    for mp in plan.matrices:
+        if mp.is_head:
+            matrix, bias = model.head.weight, model.head.bias
+        else:
+            d = model.directions[mp.index]
+            matrix, bias = np.concatenate([d.w_ih, d.w_hh], axis=1), d.bias
+        for row in range(mp.real_rows):
+            for col in range(mp.columns):
+                loc = weight_location(plan, row, col, mp.index)
+                assert images.weights[loc.lane, loc.address] == matrix[row, col]
+                seen[loc.lane, loc.address] = True
+            loc = bias_location(plan, row, mp.index)
+            assert images.biases[loc.lane, loc.address] == bias[row]
+    assert not images.weights[~seen].any()
 
 
 def test_hex_images_are_twos_complement_words(tmp_path):
     assert hex_lines([0, 1, -1, -32768, 32767], 16) == "0000\n0001\nffff\n8000\n7fff\n"
     assert hex_lines([-1, 5], 12) == "fff\n005\n"
     model = random_model(3, 2, seed=0, formats="q12", scale=1.5)
-    images = bank_images(PassGeometry(3, 2, 3), model.direction(0, False))
+    images = bank_images(EnginePlan(model, HardwareConfig(lanes=3)))
     paths = images.write_hex(tmp_path)
     assert len(paths) == 2 * 3
     words = (tmp_path / "weights_lane1.hex").read_text().split()
@@ -73,11 +98,12 @@ def test_hex_images_are_twos_complement_words(tmp_path):
     ],
 )
 def test_geometry_and_cycle_bound(I, H, P, groups, lanes, passes, span, bound):
-    g = PassGeometry(I, H, P)
-    assert (g.groups, g.lanes, g.passes, g.span) == (groups, lanes, passes, span)
-    assert g.lanes <= P
-    assert g.bound == bound == cycle_bound(I, H, lanes=P)
-    assert g.mac_cycles_per_step == passes * span
+    plan = EnginePlan(random_model(I, H, scale=1.5), HardwareConfig(lanes=P))
+    g = plan.matrices[0]
+    assert (g.groups, plan.lanes, g.passes, g.span) == (groups, lanes, passes, span)
+    assert plan.lanes <= P
+    assert g.bound == bound == cycle_bound(I, H, lanes=P) == plan.step_bound()
+    assert g.mac_cycles == passes * span
 
 
 def test_cycle_bound_of_a_model():
@@ -98,8 +124,8 @@ def test_input_elements_must_be_a_power_of_two(elements):
 
 
 def test_address_map_refuses_rows_and_columns_outside_the_matrix():
-    g = PassGeometry(2, 3, 4)
+    plan = EnginePlan(random_model(2, 3, scale=1.5), HardwareConfig(lanes=4))
     with pytest.raises(ValueError, match="row 12 outside"):
-        weight_location(g, 12, 0)
+        weight_location(plan, 12, 0)
     with pytest.raises(ValueError, match="column 5 outside"):
-        weight_location(g, 0, 5)
+        weight_location(plan, 0, 5)

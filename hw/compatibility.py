@@ -1,0 +1,76 @@
+"""Which models generated hardware runs: one home for every compatibility check.
+
+* :func:`check_supported`: can the engine be generated for ``model`` on ``config`` at all
+  (every ``nn.LSTM`` without ``proj_size``; bidirectional ones need ``max_seq_len``)?
+* :func:`check_same_shape`: does ``model`` have the generated sizes, layers, directions and
+  head (a reference to compare the hardware with may differ in formats)?
+* :func:`check_compatible`: can ``model``'s weights be loaded into the generated hardware
+  (same shape, rounding, overflow and every format; only integer weights reload)?
+
+:class:`~lstm_fpga.hw.interface.TopInterface` and :class:`~lstm_fpga.hw.plan.EnginePlan`
+expose them for their model.
+"""
+
+from __future__ import annotations
+
+from ..sw.ir import LstmModel
+from .config import HardwareConfig, HardwareConfigError
+
+__all__ = ["check_compatible", "check_same_shape", "check_supported"]
+
+
+def check_supported(model: LstmModel, config: HardwareConfig) -> None:
+    """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
+    (every ``nn.LSTM`` without ``proj_size`` can; bidirectional ones need ``max_seq_len``)."""
+    if not isinstance(model, LstmModel):
+        raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
+    if not isinstance(config, HardwareConfig):
+        raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
+    if model.bidirectional and config.max_seq_len is None:
+        raise HardwareConfigError(
+            "a bidirectional model needs the whole sequence before its reverse direction can "
+            "start: set HardwareConfig(max_seq_len=...) to the longest sequence to buffer"
+        )
+
+
+def _shape(model: LstmModel) -> tuple:
+    head = None if model.head is None else model.head.out_features
+    return (model.input_size, model.hidden_size, model.num_layers, model.bidirectional, head)
+
+
+def check_same_shape(model: LstmModel, generated: LstmModel) -> None:
+    """Raise :class:`HardwareConfigError` unless ``model`` has ``generated``'s sizes, layers,
+    directions and head outputs (formats may differ)."""
+    if not isinstance(model, LstmModel):
+        raise HardwareConfigError(f"expected an LstmModel, not {type(model).__name__}")
+    if _shape(model) != _shape(generated):
+        raise HardwareConfigError(
+            "the model's shape (input_size, hidden_size, num_layers, bidirectional, head "
+            f"outputs) {_shape(model)} differs from the generated hardware's "
+            f"{_shape(generated)}; regenerate the hardware for a different shape"
+        )
+
+
+def check_compatible(model: LstmModel, mine: LstmModel) -> None:
+    """Raise :class:`HardwareConfigError` unless ``model``'s weights load into hardware
+    generated for ``mine``: the same shape, rounding, overflow and formats."""
+    if model is mine:
+        return
+    check_same_shape(model, mine)
+    if (model.rounding, model.overflow) != (mine.rounding, mine.overflow):
+        raise HardwareConfigError(
+            "the model's rounding and overflow modes differ from the generated ones; "
+            "regenerate the hardware"
+        )
+    for a, b in zip(model.directions, mine.directions, strict=True):
+        if a.formats != b.formats:
+            raise HardwareConfigError(
+                f"{a.name}: the reloaded model's formats differ from the generated ones; "
+                f"quantise it with the same formats (calibrate with fixed formats) or "
+                f"regenerate the hardware"
+            )
+    if model.head is not None and model.head.formats != mine.head.formats:
+        raise HardwareConfigError(
+            "head: the reloaded model's formats differ from the generated ones; quantise "
+            "it with the same formats or regenerate the hardware"
+        )

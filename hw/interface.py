@@ -1,0 +1,462 @@
+"""The contract of the generated top module ``lstm_top``, in one object: :class:`TopInterface`.
+
+Everything a driver of ``lstm_top`` needs, so that none re-derives it: the port table (names,
+directions, widths, in declaration order), the bit fields of every stream's ``tdata``, the
+packing of ``x`` beats, ``init`` values and weight words, the unpacking of ``y`` and
+``state`` beats, the idle value of every input, the saturation counters, which models the
+hardware runs (:meth:`TopInterface.check_compatible`) and the cycle bound. It is built from
+an :class:`~lstm_fpga.hw.plan.EnginePlan` and holds plain Python values (names, ints, NumPy
+arrays), so the cocotb testbench, the C++ Verilator harness generator, the tests, the
+benchmarks and the manifest writer all read it without touching HDL. :class:`LstmTop
+<lstm_fpga.hw.engine.LstmTop>` builds its Amaranth signature from the same table, and a test
+reads the table back from the generated Verilog.
+
+Port names are Amaranth's flattening of the top's signature: stream ``s`` has ports
+``s`` + :data:`SEPARATOR` + ``tdata``/``tvalid``/``tready``/``tlast``
+(:data:`AXI_MEMBERS`). No other module types them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ..sw.ir import LstmModel
+from ..sw.numerics import FixedFormat
+from .cell import state_layout
+from .compatibility import check_same_shape
+from .memory import write_layout
+from .plan import EnginePlan
+from .reload import WeightWord, weight_load_words
+from .sequencer import CYCLE_COUNTER_WIDTH
+
+__all__ = [
+    "AXI_MEMBERS",
+    "CLOCK",
+    "RESET",
+    "SATURATION_COUNTER_WIDTH",
+    "SATURATION_KINDS",
+    "SEPARATOR",
+    "TOP_NAME",
+    "AxiMembers",
+    "Control",
+    "Direction",
+    "Field",
+    "Port",
+    "SaturationKind",
+    "Status",
+    "StreamPorts",
+    "TopInterface",
+    "sign_extend",
+]
+
+#: Name of the generated top module (and of its Verilog file, ``lstm_top.v``).
+TOP_NAME = "lstm_top"
+#: Clock input (rising edge) and synchronous, active-high reset input.
+CLOCK = "clk"
+RESET = "rst"
+#: How Amaranth joins a stream's name and its member's name in a flattened port name.
+SEPARATOR = "__"
+#: Width of each saturation counter output.
+SATURATION_COUNTER_WIDTH = 32
+
+
+class Direction(enum.Enum):
+    """Direction of a port, seen from ``lstm_top``."""
+
+    IN = "in"
+    OUT = "out"
+
+    @property
+    def verilog(self) -> str:
+        return "input" if self is Direction.IN else "output"
+
+
+class SaturationKind(enum.Enum):
+    """Tensors whose saturations the hardware counts (the reference's ``SaturationCounts``
+    fields, in their order)."""
+
+    PREACT = "preact"
+    CELL = "cell"
+    HIDDEN = "hidden"
+    HEAD = "head"
+
+    @property
+    def port(self) -> str:
+        """The counter's output port."""
+        return f"sat_{self.value}"
+
+
+#: Saturation kinds in the order of ``SaturationCounts``.
+SATURATION_KINDS = tuple(kind.value for kind in SaturationKind)
+
+
+class Control(enum.Enum):
+    """One-bit control inputs, sampled with a sequence's first ``x`` beat (``clear_status``:
+    every cycle it is high)."""
+
+    CARRY_STATE = "carry_state"
+    READ_STATE = "read_state"
+    CLEAR_STATUS = "clear_status"
+
+
+class Status(enum.Enum):
+    """Status outputs besides the saturation counters."""
+
+    CYCLES = "cycles"
+    BUSY = "busy"
+    STARTED = "started"
+    DONE = "done"
+    OVERFLOW = "overflow"
+
+
+@dataclass(frozen=True)
+class AxiMembers:
+    """Member names of an AXI4-Stream-style stream."""
+
+    data: str = "tdata"
+    valid: str = "tvalid"
+    ready: str = "tready"
+    last: str = "tlast"
+
+
+#: The members every stream of ``lstm_top`` has.
+AXI_MEMBERS = AxiMembers()
+
+
+@dataclass(frozen=True)
+class Port:
+    """One port of ``lstm_top``; ``signed`` only for ``tdata`` of signed numbers."""
+
+    name: str
+    direction: Direction
+    width: int
+    signed: bool = False
+
+
+@dataclass(frozen=True)
+class Field:
+    """Bits ``[offset, offset + width)`` of a ``tdata`` word, two's complement if ``signed``."""
+
+    name: str
+    offset: int
+    width: int
+    signed: bool = False
+
+    def extract(self, words) -> np.ndarray:
+        """This field of every word (Python ints or an int array), sign-extended if signed."""
+        words = np.asarray(words, dtype=object)
+        raw = np.asarray(
+            [(int(w) >> self.offset) & ((1 << self.width) - 1) for w in words.reshape(-1)],
+            dtype=np.int64,
+        ).reshape(words.shape)
+        return sign_extend(raw, self.width) if self.signed else raw
+
+
+@dataclass(frozen=True)
+class StreamPorts:
+    """A stream of ``lstm_top``: ``direction`` is the direction of its ``tdata`` (``IN``:
+    the top consumes it); ``fields`` lay out ``tdata`` (``width`` bits)."""
+
+    name: str
+    direction: Direction
+    fields: tuple[Field, ...]
+    width: int
+    signed: bool
+
+    def _port(self, member: str) -> str:
+        return f"{self.name}{SEPARATOR}{member}"
+
+    @property
+    def data(self) -> str:
+        return self._port(AXI_MEMBERS.data)
+
+    @property
+    def valid(self) -> str:
+        return self._port(AXI_MEMBERS.valid)
+
+    @property
+    def ready(self) -> str:
+        return self._port(AXI_MEMBERS.ready)
+
+    @property
+    def last(self) -> str:
+        return self._port(AXI_MEMBERS.last)
+
+    @property
+    def ports(self) -> tuple[Port, ...]:
+        """``tdata``, ``tvalid``, ``tready``, ``tlast`` (the declaration order)."""
+        forward = self.direction
+        backward = Direction.OUT if forward is Direction.IN else Direction.IN
+        return (
+            Port(self.data, forward, self.width, self.signed),
+            Port(self.valid, forward, 1),
+            Port(self.ready, backward, 1),
+            Port(self.last, forward, 1),
+        )
+
+    @property
+    def idle(self) -> tuple[tuple[str, int], ...]:
+        """Values of this stream's inputs while it carries nothing."""
+        return tuple((p.name, 0) for p in self.ports if p.direction is Direction.IN)
+
+    def field(self, name: str) -> Field:
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+
+def sign_extend(values, width: int) -> np.ndarray:
+    """Two's complement ``width``-bit words as signed integers."""
+    values = np.asarray(values, dtype=np.int64) & ((1 << width) - 1)
+    return np.where(values >= 1 << (width - 1), values - (1 << width), values)
+
+
+class TopInterface:
+    """The ports, stream layouts and timing contract of ``lstm_top`` for one
+    :class:`~lstm_fpga.hw.plan.EnginePlan`.
+
+    Streams (each ``tdata``/``tvalid``/``tready``/``tlast``): :attr:`x` (in, ``x_t``
+    elements, :attr:`x_elements` per beat), :attr:`y` (out, one output element per beat),
+    :attr:`state` (out, ``h`` and ``c`` of one unit per beat), :attr:`init` (in, ``h0`` then
+    ``c0`` values), :attr:`w` (in, weight words). Then the :class:`Control` inputs and the
+    :class:`Status` and saturation-counter outputs. ``docs/hardware.md`` describes the
+    protocol and timing.
+    """
+
+    def __init__(self, plan: EnginePlan):
+        if not isinstance(plan, EnginePlan):
+            raise TypeError(f"TopInterface needs an EnginePlan, not {type(plan).__name__}")
+        self.plan = plan
+
+    # -- streams -----------------------------------------------------------------------------
+    @cached_property
+    def x(self) -> StreamPorts:
+        """``x_t`` elements, element ``e`` of a beat in bits ``[e*w, (e+1)*w)``."""
+        shape = self.plan.input_shape
+        k = self.x_elements
+        fields = tuple(Field(f"x{e}", e * shape.width, shape.width, True) for e in range(k))
+        # One element: tdata is that element (signed); several: a packed unsigned word.
+        return StreamPorts("x", Direction.IN, fields, k * shape.width, k == 1)
+
+    @cached_property
+    def y(self) -> StreamPorts:
+        shape = self.plan.output_shape
+        return StreamPorts(
+            "y", Direction.OUT, (Field("y", 0, shape.width, True),), shape.width, True
+        )
+
+    @cached_property
+    def state(self) -> StreamPorts:
+        """``h_n[k][u]`` in the low bits, ``c_n[k][u]`` above."""
+        layout = state_layout(self.plan)
+        fields = tuple(
+            Field(name, layout[name].offset, layout[name].shape.width, True) for name in ("h", "c")
+        )
+        return StreamPorts("state", Direction.OUT, fields, sum(f.width for f in fields), False)
+
+    @cached_property
+    def init(self) -> StreamPorts:
+        width = max(self.plan.state_shape.width, self.plan.cell_shape.width)
+        return StreamPorts("init", Direction.IN, (Field("value", 0, width, True),), width, True)
+
+    @cached_property
+    def w(self) -> StreamPorts:
+        """One weight word: ``target`` (0 weights, 1 biases), ``lane``, ``address``, ``data``."""
+        layout = write_layout(self.plan.images)
+        fields = tuple(Field(name, f.offset, f.width) for name, f in layout)
+        return StreamPorts("w", Direction.IN, fields, layout.size, False)
+
+    @property
+    def streams(self) -> tuple[StreamPorts, ...]:
+        """Every stream, in declaration order."""
+        return (self.x, self.y, self.state, self.init, self.w)
+
+    # -- the port table ----------------------------------------------------------------------
+    @property
+    def signals(self) -> tuple[Port, ...]:
+        """The ports outside the streams (besides clock and reset): control inputs, status
+        outputs, saturation counters, in declaration order."""
+        widths = {Status.CYCLES: CYCLE_COUNTER_WIDTH}
+        return (
+            *(Port(c.value, Direction.IN, 1) for c in Control),
+            *(Port(s.value, Direction.OUT, widths.get(s, 1)) for s in Status),
+            *(Port(k.port, Direction.OUT, SATURATION_COUNTER_WIDTH) for k in SaturationKind),
+        )
+
+    @cached_property
+    def ports(self) -> tuple[Port, ...]:
+        """Every port of ``lstm_top`` in declaration order (clock and reset first)."""
+        ports = [Port(CLOCK, Direction.IN, 1), Port(RESET, Direction.IN, 1)]
+        for stream in self.streams:
+            ports.extend(stream.ports)
+        ports.extend(self.signals)
+        return tuple(ports)
+
+    def port(self, name: str) -> Port:
+        for port in self.ports:
+            if port.name == name:
+                return port
+        raise KeyError(f"{TOP_NAME} has no port {name!r}")
+
+    @property
+    def idle_inputs(self) -> tuple[tuple[str, int], ...]:
+        """Every input but clock and reset at its idle value: no stream offers or accepts a
+        beat, control inputs low."""
+        idle = [pair for stream in self.streams for pair in stream.idle]
+        idle.extend((c.value, 0) for c in Control)
+        return tuple(idle)
+
+    @property
+    def status_outputs(self) -> tuple[str, ...]:
+        """Outputs a driver samples after a run: the status and the saturation counters."""
+        return tuple(s.value for s in Status) + tuple(k.port for k in SaturationKind)
+
+    # -- x -----------------------------------------------------------------------------------
+    @property
+    def x_elements(self) -> int:
+        """Elements of ``x_t`` per beat (``HardwareConfig.input_elements``)."""
+        return self.plan.input_elements
+
+    @property
+    def x_beats_per_step(self) -> int:
+        """``ceil(I / x_elements)``: beats of one ``x_t`` (the last one zero-padded)."""
+        return self.plan.x_beats_per_step
+
+    def x_beat_elements(self, x) -> np.ndarray:
+        """The elements of every beat of one sequence ``x`` (``(T, I)`` integers):
+        ``(T * x_beats_per_step, x_elements)``, zero-padded."""
+        x = np.asarray(x, dtype=np.int64)
+        steps, inputs = x.shape
+        if inputs != self.plan.input_size:
+            raise ValueError(
+                f"x has {inputs} features per step, the hardware {self.plan.input_size}"
+            )
+        k, beats = self.x_elements, self.x_beats_per_step
+        padded = np.zeros((steps, beats * k), dtype=np.int64)
+        padded[:, :inputs] = x
+        return padded.reshape(steps * beats, k)
+
+    def pack_x(self, x) -> np.ndarray:
+        """``x__tdata`` of every beat of one sequence ``x`` (``(T, I)``): the element itself
+        (one per beat), or the elements packed as :attr:`x` lays them out (object array of
+        Python ints, the word may exceed 64 bits)."""
+        elements = self.x_beat_elements(x)
+        if self.x_elements == 1:
+            return elements[:, 0]
+        packed = np.empty(len(elements), dtype=object)
+        packed[:] = [
+            sum(
+                (int(v) & ((1 << f.width) - 1)) << f.offset
+                for f, v in zip(self.x.fields, beat, strict=True)
+            )
+            for beat in elements
+        ]
+        return packed
+
+    def x_last(self, lengths) -> np.ndarray:
+        """``tlast`` of every beat of sequences of ``lengths`` steps streamed back to back."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        last = np.zeros(int(lengths.sum()) * self.x_beats_per_step, dtype=bool)
+        last[np.cumsum(lengths * self.x_beats_per_step) - 1] = True
+        return last
+
+    # -- y -----------------------------------------------------------------------------------
+    @property
+    def y_features(self) -> int:
+        """Elements of one output vector on ``y``: the head's ``O``, else ``D * H``."""
+        return self.plan.output_features
+
+    @property
+    def y_format(self) -> FixedFormat:
+        head = self.plan.head
+        return head.formats.output if head is not None else self.plan.model.output_format
+
+    @property
+    def output_mode(self) -> str:
+        """``"all"``: an output vector every step; ``"last"``: each sequence's final one."""
+        return self.plan.output_mode
+
+    def dropped(self, lengths) -> np.ndarray:
+        """Sequences the hardware refuses: longer than ``max_seq_len`` on a buffered
+        (bidirectional) model; they set ``overflow`` and produce nothing."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        limit = self.plan.max_seq_len
+        if limit is None:
+            return np.zeros(lengths.shape, dtype=bool)
+        return lengths > limit
+
+    def y_beats(self, lengths) -> np.ndarray:
+        """``y`` beats of each sequence of ``lengths`` steps (0 for refused ones)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        steps = lengths if self.output_mode == "all" else np.ones_like(lengths)
+        return np.where(self.dropped(lengths), 0, steps * self.y_features)
+
+    def unpack_y(self, words) -> np.ndarray:
+        """Signed output elements of ``y__tdata`` words."""
+        return self.y.fields[0].extract(words)
+
+    # -- state and init ----------------------------------------------------------------------
+    @property
+    def state_beats(self) -> int:
+        """Beats of one state read-out (and values of ``h0`` or of ``c0``): ``L * D * H``."""
+        return self.plan.state_words
+
+    def unpack_state(self, words) -> tuple[np.ndarray, np.ndarray]:
+        """``(h, c)`` of ``state__tdata`` words, sign-extended."""
+        return self.state.field("h").extract(words), self.state.field("c").extract(words)
+
+    def init_values(self, h0, c0) -> np.ndarray:
+        """The ``init`` beats loading ``h0`` and ``c0`` (``(L*D, H)`` each): ``h0`` flattened,
+        then ``c0``; ``tlast`` goes on the final one."""
+        values = np.concatenate([np.asarray(h0).reshape(-1), np.asarray(c0).reshape(-1)])
+        if values.size != 2 * self.state_beats:
+            raise ValueError(f"h0 and c0 need {self.state_beats} values each, not {values.size}")
+        return values.astype(np.int64)
+
+    # -- w -----------------------------------------------------------------------------------
+    @property
+    def weight_word_fields(self) -> dict[str, tuple[int, int]]:
+        """Bit ``(offset, width)`` of each field of ``w__tdata``."""
+        return {f.name: (f.offset, f.width) for f in self.w.fields}
+
+    def pack_weight_word(self, word: WeightWord) -> int:
+        """``w__tdata`` of ``word``."""
+        value = 0
+        for name, raw in word.payload(self.plan).items():
+            field = self.w.field(name)
+            value |= (raw & ((1 << field.width) - 1)) << field.offset
+        return value
+
+    def weight_words(self, model: LstmModel) -> np.ndarray:
+        """``w__tdata`` of every word that loads ``model``'s weights (object array; ``tlast``
+        goes on the final one)."""
+        packed = [self.pack_weight_word(w) for w in weight_load_words(self.plan, model)]
+        words = np.empty(len(packed), dtype=object)
+        words[:] = packed
+        return words
+
+    # -- compatibility and timing ------------------------------------------------------------
+    def check_compatible(self, model: LstmModel) -> None:
+        """Raise :class:`~lstm_fpga.hw.config.HardwareConfigError` unless ``model`` runs on
+        this hardware: the generated shape and every format (only integer weights reload)."""
+        self.plan.check_compatible(model)
+
+    def check_same_shape(self, model: LstmModel) -> None:
+        """Raise unless ``model`` has the generated sizes, layers, directions and head (its
+        formats may differ: a reference to compare the hardware with)."""
+        check_same_shape(model, self.plan.model)
+
+    @property
+    def step_bound(self) -> int:
+        """Fewest cycles per time step the lanes can need: the sum over layer directions of
+        ``ceil(4H (I_k + H) / P)``."""
+        return self.plan.step_bound()
+
+    def sequence_bound(self, steps: int) -> int:
+        """The bound of a whole sequence (layer directions every step, the head per output)."""
+        return self.plan.sequence_bound(steps)

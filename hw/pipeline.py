@@ -1,0 +1,286 @@
+"""Pipeline building blocks: register delays, replicated broadcast trees and the DSP multiplier.
+
+Every block of the datapath is built from stages that each hold one memory read, one DSP
+multiply or one short add. This module supplies the pieces that carry values between those
+stages without adding logic: reset-less delay lines, a broadcast tree that replicates a
+register so that no flip-flop drives more than :data:`FANOUT` loads, and :class:`Multiplier`,
+a multiplier with registered inputs, a pipeline register and a registered output.
+
+Per-family hooks. Amaranth hands every ``elaborate`` the *platform* it generates for (the way
+vendor platforms supply their memories). :class:`Target` is such a platform for Verilog
+output: it keeps replicated registers from being merged by synthesis (Yosys merges flip-flops
+with equal inputs even when their wires carry ``keep``; a ``keep`` on the ``always`` block of
+a small Verilog module survives). :class:`ECP5Target` also instantiates the ECP5
+``MULT18X18D`` with its input, pipeline and output registers, which Yosys does not infer
+(its ECP5 DSP mapping gives an unregistered ``MULT18X18D``). The Amaranth simulator runs
+without a platform and uses the generic forms, which are the same function cycle for cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import ClockSignal, Instance, Module, Shape, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = [
+    "FAMILIES",
+    "FANOUT",
+    "ECP5Target",
+    "Multiplier",
+    "Target",
+    "broadcast",
+    "delay",
+    "fanout_levels",
+    "target",
+]
+
+#: Most loads one register of a broadcast tree drives.
+FANOUT = 16
+
+#: Module name of the kept register in generated Verilog.
+_KEEP_MODULE = "lstm_top_keep_reg"
+
+
+def fanout_levels(consumers: int) -> int:
+    """Register levels a broadcast to ``consumers`` loads needs so that no register drives
+    more than :data:`FANOUT` of them (at least 1)."""
+    levels, reach = 1, FANOUT
+    while reach < consumers:
+        levels += 1
+        reach *= FANOUT
+    return levels
+
+
+def delay(m: Module, value, cycles: int, name: str, *, control: bool = False) -> Value:
+    """``value`` delayed by ``cycles`` registers: reset-less for data, reset for ``control``
+    state (valid bits)."""
+    value = Value.cast(value)
+    for k in range(cycles):
+        stage = Signal(value.shape(), name=f"{name}_d{k + 1}", reset_less=not control)
+        m.d.sync += stage.eq(value)
+        value = stage
+    return value
+
+
+class Target:
+    """Platform of generic Verilog output: kept replicas, inferred multipliers."""
+
+    family = "generic"
+
+    def replica(self, m: Module, value: Value, name: str) -> Value:
+        """A registered copy of ``value`` that synthesis keeps apart from its siblings."""
+        out = Signal(value.shape(), name=name)
+        m.submodules[f"{name}_keep"] = Instance(
+            _KEEP_MODULE,
+            p_WIDTH=value.shape().width,
+            i_clk=ClockSignal(),
+            i_d=value,
+            o_q=out,
+        )
+        return out
+
+    def verilog_modules(self) -> str:
+        """Verilog of the modules this target's instances refer to."""
+        return (
+            f"module {_KEEP_MODULE}(clk, d, q);\n"
+            "  parameter WIDTH = 1;\n"
+            "  input clk;\n"
+            "  input [WIDTH-1:0] d;\n"
+            "  output reg [WIDTH-1:0] q;\n"
+            "  // keep: a replica of a broadcast register, not to be merged with its siblings.\n"
+            "  (* keep *) always @(posedge clk) q <= d;\n"
+            "endmodule\n"
+        )
+
+
+def _replica(m: Module, platform, value: Value, name: str) -> Value:
+    if isinstance(platform, Target):
+        return platform.replica(m, value, name)
+    register = Signal(value.shape(), name=name, reset_less=True)
+    m.d.sync += register.eq(value)
+    return register
+
+
+def broadcast(m: Module, platform, value, consumers: int, levels: int, name: str) -> list:
+    """``value`` delayed by ``levels`` registers, for each of ``consumers`` loads.
+
+    The registers form a tree: level ``k`` (1 .. ``levels``) has ``ceil(consumers /
+    FANOUT**(levels - k + 1))`` copies, so the last level drives at most :data:`FANOUT`
+    consumers each as soon as ``levels >= fanout_levels(consumers)``. Returns the value seen
+    by consumer ``c`` (0 .. ``consumers - 1``); with ``levels == 0``, ``value`` itself.
+    """
+    value = Value.cast(value)
+    copies = [value]
+    for k in range(1, levels + 1):
+        count = -(-consumers // FANOUT ** (levels - k + 1))
+        count = max(1, min(count, consumers))
+        parents = copies
+        copies = [
+            _replica(m, platform, parents[j * len(parents) // count], f"{name}_l{k}_{j}")
+            for j in range(count)
+        ]
+    return [copies[c * len(copies) // consumers] for c in range(consumers)]
+
+
+class Multiplier(wiring.Component):
+    """``product = a * b`` (signed or unsigned operands) with registered inputs, a pipeline
+    register and a registered output: the DSP block's own registers (Xilinx DSP48
+    ``AREG``/``BREG``, ``MREG``, ``PREG``; ECP5 ``MULT18X18D`` input, pipeline and output
+    registers).
+
+    Latency :attr:`LATENCY` cycles (operands present in cycle ``t`` give the product in cycle
+    ``t + LATENCY``); throughput one product per cycle; no enable, no reset (the enclosing
+    pipeline carries its own valid bits). A platform with ``get_multiplier(multiplier)``
+    (:class:`ECP5Target`) may return the family's primitive instead of the inferred form.
+    """
+
+    #: Input registers, pipeline register, output register.
+    LATENCY = 3
+
+    def __init__(self, a_shape, b_shape):
+        a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        product = (Signal(a_shape) * Signal(b_shape)).shape()
+        super().__init__({"a": In(a_shape), "b": In(b_shape), "product": Out(product)})
+
+    def elaborate(self, platform):
+        hook = getattr(platform, "get_multiplier", None)
+        if hook is not None:
+            primitive = hook(self)
+            if primitive is not None:
+                return primitive
+        m = Module()
+        a = delay(m, self.a, 1, "a")
+        b = delay(m, self.b, 1, "b")
+        pipeline = delay(m, a * b, 1, "m")
+        m.d.comb += self.product.eq(delay(m, pipeline, 1, "p"))
+        return m
+
+
+#: ECP5 ``MULT18X18D`` operand width (signed).
+_ECP5_OPERAND_BITS = 18
+#: Module name of the ``MULT18X18D`` simulation model.
+_ECP5_MULT = "MULT18X18D"
+
+
+class ECP5Target(Target):
+    """Lattice ECP5: :class:`Multiplier` becomes a ``MULT18X18D`` with all three registers.
+
+    The primitive is used when both operands fit 18 signed bits (wider products keep the
+    inferred form). Generated Verilog carries a behavioural model of the primitive, for
+    simulators only (inside ``ifndef SYNTHESIS``, which Yosys defines when it reads Verilog,
+    so synthesis sees its own ``MULT18X18D`` cell).
+    """
+
+    family = "ecp5"
+
+    def get_multiplier(self, multiplier: Multiplier):
+        bits = _ECP5_OPERAND_BITS
+        shapes = (multiplier.a.shape(), multiplier.b.shape())
+        if any(s.width + (0 if s.signed else 1) > bits for s in shapes):
+            return None
+        m = Module()
+        # Sign- or zero-extend both operands to signed 18-bit (exact for any narrower shape).
+        a = Signal(Shape(bits, signed=True), name="a18")
+        b = Signal(Shape(bits, signed=True), name="b18")
+        p = Signal(2 * bits, name="p36")
+        m.d.comb += [a.eq(multiplier.a), b.eq(multiplier.b)]
+        ports = {f"i_A{k}": a[k] for k in range(bits)}
+        ports |= {f"i_B{k}": b[k] for k in range(bits)}
+        ports |= {f"i_C{k}": 0 for k in range(bits)}
+        ports |= {f"o_P{k}": p[k] for k in range(2 * bits)}
+        registers = ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT")
+        params = {f"p_REG_{r}_CLK": "CLK0" for r in registers}
+        params |= {f"p_REG_{r}_CE": "CE0" for r in registers}
+        params |= {f"p_REG_{r}_RST": "RST0" for r in registers}
+        params |= {"p_GSR": "DISABLED", "p_RESETMODE": "SYNC"}
+        m.submodules.mult = Instance(
+            _ECP5_MULT,
+            **params,
+            **ports,
+            i_SIGNEDA=1,
+            i_SIGNEDB=1,
+            i_SOURCEA=0,
+            i_SOURCEB=0,
+            i_CLK0=ClockSignal(),
+            i_CE0=1,
+            i_RST0=0,
+        )
+        product = multiplier.product
+        m.d.comb += product.eq(p.as_signed()[: product.shape().width])
+        return m
+
+    def verilog_modules(self) -> str:
+        return super().verilog_modules() + _mult18x18d_model()
+
+
+def _mult18x18d_model() -> str:
+    """Behavioural ``MULT18X18D`` for simulation: signed 18 x 18 with the four register
+    stages each present when its ``REG_*_CLK`` is not ``"NONE"`` (clock ``CLK0``, enable
+    ``CE0``, synchronous reset ``RST0``), the configuration :class:`ECP5Target` uses."""
+    a = ", ".join(f"A{k}" for k in range(18))
+    b = ", ".join(f"B{k}" for k in range(18))
+    c = ", ".join(f"C{k}" for k in range(18))
+    p = ", ".join(f"P{k}" for k in range(36))
+    bus_a = ", ".join(f"A{k}" for k in reversed(range(18)))
+    bus_b = ", ".join(f"B{k}" for k in reversed(range(18)))
+    bus_p = ", ".join(f"P{k}" for k in reversed(range(36)))
+    stages = []
+    for name, source, width in (
+        ("INPUTA", "a_in", 18),
+        ("INPUTB", "b_in", 18),
+        ("PIPELINE", "m_in", 36),
+        ("OUTPUT", "p_in", 36),
+    ):
+        reg = f"{name.lower()}_q"
+        stages.append(
+            f"  reg signed [{width - 1}:0] {reg};\n"
+            f"  always @(posedge CLK0) if (RST0) {reg} <= 0; else if (CE0) {reg} <= {source};\n"
+        )
+    return (
+        "`ifndef SYNTHESIS\n"
+        "// Simulation model of the ECP5 MULT18X18D (lstm_fpga.hw.pipeline.ECP5Target).\n"
+        f"module {_ECP5_MULT}({a}, {b}, {c}, SIGNEDA, SIGNEDB, SOURCEA, SOURCEB,\n"
+        f"    CLK0, CE0, RST0, {p});\n"
+        f"  input {a}, {b}, {c};\n"
+        "  input SIGNEDA, SIGNEDB, SOURCEA, SOURCEB, CLK0, CE0, RST0;\n"
+        f"  output {p};\n"
+        + "".join(
+            f'  parameter REG_{r}_CLK = "NONE";\n'
+            f'  parameter REG_{r}_CE = "CE0";\n'
+            f'  parameter REG_{r}_RST = "RST0";\n'
+            for r in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT")
+        )
+        + '  parameter GSR = "ENABLED";\n'
+        '  parameter RESETMODE = "SYNC";\n'
+        "  wire signed [17:0] a_in = {" + bus_a + "};\n"
+        "  wire signed [17:0] b_in = {"
+        + bus_b
+        + "};\n"
+        + stages[0]
+        + stages[1]
+        + '  wire signed [17:0] a_r = REG_INPUTA_CLK == "NONE" ? a_in : inputa_q;\n'
+        + '  wire signed [17:0] b_r = REG_INPUTB_CLK == "NONE" ? b_in : inputb_q;\n'
+        + "  wire signed [35:0] m_in = a_r * b_r;\n"
+        + stages[2]
+        + '  wire signed [35:0] p_in = REG_PIPELINE_CLK == "NONE" ? m_in : pipeline_q;\n'
+        + stages[3]
+        + '  wire [35:0] p_out = REG_OUTPUT_CLK == "NONE" ? p_in : output_q;\n'
+        + "  assign {"
+        + bus_p
+        + "} = p_out;\n"
+        "endmodule\n"
+        "`endif\n"
+    )
+
+
+#: Target names accepted by :func:`target`.
+FAMILIES = {"generic": Target, "ecp5": ECP5Target}
+
+
+def target(family: str | None) -> Target:
+    """The Verilog-output platform of ``family`` (``"generic"`` or ``"ecp5"``; ``None`` is
+    generic)."""
+    family = family or "generic"
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    return FAMILIES[family]()
