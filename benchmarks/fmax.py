@@ -1,0 +1,171 @@
+"""Fmax, critical path and resources on ECP5-85F speed 6 (nextpnr out of context).
+
+The demo model ``LSTM(5, 16) + Linear(16, 1)`` (output "last") and I = H in {64, 128} x
+P in {4, 16, 64}; the median of 3 place-and-route seeds for the demo model and I = H = 64
+P = 16, one seed elsewhere. Each (configuration, seed) is saved in the results JSON as soon
+as it is measured, so an interrupted run resumes where it stopped; ``--only`` selects
+configurations and ``--redo`` measures them again (after a change of the RTL).
+
+    .venv/bin/python benchmarks/fmax.py                        # whole grid (hours on 2 cores)
+    .venv/bin/python benchmarks/fmax.py --only demo --only 64x16
+    .venv/bin/python benchmarks/fmax.py --redo                 # measure everything again
+    .venv/bin/python benchmarks/fmax.py --table                # print the saved table
+
+Also prints cycles per step (the bound ceil(4H(I+H)/P)) and µs per step at the measured clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lstm_fpga.eda import PathStep
+from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
+from lstm_fpga.hw.devices import DEVICES, estimate_resources
+from lstm_fpga.hw.implement import critical_chain, implement
+from lstm_fpga.testing import random_model
+
+RESULTS = Path(__file__).parent / "results" / "fmax.json"
+DEVICE, SPEED, FREQ_MHZ = "ecp5-85", 6, 125.0
+#: name -> (I, H, head outputs or None, P, seeds)
+CONFIGS = {
+    "demo": (5, 16, 1, 16, (1, 2, 3)),
+    **{
+        f"{n}x{p}": (n, n, None, p, (1, 2, 3) if (n, p) == (64, 16) else (1,))
+        for n in (64, 128)
+        for p in (4, 16, 64)
+    },
+}
+
+
+def _config(I, H, head, P):
+    model = random_model(I, H, head=head)
+    config = HardwareConfig(lanes=P, output="last" if head else "all")
+    return model, config
+
+
+def measure(name: str, seed: int, workdir: Path) -> dict:
+    I, H, head, P, _ = CONFIGS[name]
+    model, config = _config(I, H, head, P)
+    build = write_build(model, config, workdir / f"{name}_s{seed}", memory_init="readmemh")
+    plan = EnginePlan(model, config)
+    started = time.monotonic()
+    result = implement(
+        build.verilog,
+        plan,
+        DEVICES[DEVICE],
+        top=TOP_NAME,
+        speed=SPEED,
+        freq_mhz=FREQ_MHZ,
+        seed=seed,
+        progress=lambda m: print(f"    [{name} s{seed}] {m}", flush=True),
+    )
+    estimate = estimate_resources(plan, "ecp5")
+    used = result.fit.needed
+    return {
+        "config": name,
+        "I": I,
+        "H": H,
+        "head": head,
+        "P": P,
+        "seed": seed,
+        "device": DEVICE,
+        "speed": SPEED,
+        "fmax_mhz": round(result.fmax_mhz, 2),
+        "critical_path": critical_chain(result.pnr.critical_path),
+        "critical_path_steps": result.pnr.to_json_dict()["critical_path"],
+        "critical_path_ns": round(result.pnr.path_ns, 2),
+        "lut": used["lut"],
+        "ff": used["ff"],
+        "dsp": used["dsp"],
+        "bram": used["bram"],
+        "yosys": result.synth.total,
+        "dsp_registers": result.synth.dsp_registers,
+        "estimate": {"bram": estimate.brams, "dsp": estimate.dsps},
+        "cycle_bound": plan.step_bound(),
+        "synth_seconds": round(result.synth.seconds),
+        "pnr_seconds": round(result.pnr.seconds),
+        "wall_seconds": round(time.monotonic() - started),
+    }
+
+
+def _load() -> list[dict]:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+
+
+def _save(rows: list[dict]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _chain(row: dict) -> str:
+    """The critical path's blocks, named by today's code when the raw steps were saved."""
+    steps = row.get("critical_path_steps")
+    if steps:
+        path = [PathStep(s["kind"], s["delay_ns"], s["cell"], s["net"]) for s in steps]
+        return " → ".join(critical_chain(path))
+    return " → ".join(row["critical_path"])
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: one line per configuration, the median Fmax over its seeds."""
+    lines = [
+        "| model | P | seeds | Fmax MHz (median) | cycles/step (bound) | µs/step | LUT | FF | "
+        "DSP | BRAM (estimate) | critical path |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in CONFIGS:
+        runs = sorted((r for r in rows if r["config"] == name), key=lambda r: r["fmax_mhz"])
+        if not runs:
+            continue
+        mid = runs[(len(runs) - 1) // 2]
+        fmax = statistics.median(r["fmax_mhz"] for r in runs)
+        model = "LSTM(5,16)+Linear" if name == "demo" else f"I=H={mid['I']}"
+        seeds = ", ".join(f"{r['fmax_mhz']:.1f}" for r in runs)
+        lines.append(
+            f"| {model} | {mid['P']} | {len(runs)} | {fmax:.1f} "
+            f"({seeds}) | {mid['cycle_bound']} | "
+            f"{mid['cycle_bound'] / fmax:.3f} | {mid['lut']} | {mid['ff']} | {mid['dsp']} | "
+            f"{mid['bram']} ({mid['estimate']['bram']}) | {_chain(mid)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", choices=list(CONFIGS), help="configuration")
+    parser.add_argument("--redo", action="store_true", help="measure saved results again")
+    parser.add_argument("--seeds", type=int, help="at most this many seeds per configuration")
+    parser.add_argument("--table", action="store_true", help="only print the saved table")
+    args = parser.parse_args(argv)
+    rows = _load()
+    if not args.table:
+        names = args.only or list(CONFIGS)
+        if args.redo:
+            rows = [r for r in rows if r["config"] not in names]
+            _save(rows)
+        with tempfile.TemporaryDirectory(prefix="lstm-fmax-") as tmp:
+            for name in names:
+                for seed in CONFIGS[name][4][: args.seeds]:
+                    if any(r["config"] == name and r["seed"] == seed for r in rows):
+                        continue
+                    print(f"{name} seed {seed}", flush=True)
+                    row = measure(name, seed, Path(tmp))
+                    print(
+                        f"  {row['fmax_mhz']} MHz, LUT {row['lut']} FF {row['ff']} DSP "
+                        f"{row['dsp']} BRAM {row['bram']}: {' → '.join(row['critical_path'])}",
+                        flush=True,
+                    )
+                    rows.append(row)
+                    _save(rows)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""``lstm-fpga build --device`` and ``lstm-fpga synth``: fit checks, Fmax, utilisation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lstm_fpga.cli import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "tiny.pt")
+    torch.save(torch.nn.LSTM(256, 256).state_dict(), tmp_path / "big.pt")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "cal3.npy", rng.uniform(-1, 1, (6, 2, 3)).astype(np.float32))
+    np.save(tmp_path / "cal256.npy", rng.uniform(-1, 1, (2, 1, 256)).astype(np.float32))
+    return tmp_path
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_build_refuses_a_part_too_small_naming_block_ram(files, capsys):
+    out = files / "big"
+    code, _, err = _run(
+        capsys, "build", files / "big.pt", "-o", out, "--lanes", 64,
+        "--calibrate", files / "cal256.npy", "--device", "ecp5-85",
+    )  # fmt: skip
+    assert code == 2
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1
+    assert "block RAM 520/208 DP16KD" in err and "xc7a200t" in err
+    assert not out.exists()
+
+
+def test_build_without_device_lists_the_smallest_parts(files, capsys):
+    out = files / "tiny"
+    code, stdout, _ = _run(
+        capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2,
+        "--calibrate", files / "cal3.npy", "--json",
+    )  # fmt: skip
+    assert code == 0
+    smallest = json.loads(stdout)["device"]["smallest_fitting"]
+    # 2 lanes + 8 gate/cell multipliers: more DSPs than the 8 of an iCE40 UP5K.
+    assert [f["device"] for f in smallest] == ["ecp5-25", "xc7a35t", "xczu3eg"]
+    assert all(f["fits"] for f in smallest)
+    code, _, err = _run(capsys, "synth", out, "--target", "ecp5", "--device", "xc7a35t")
+    assert code == 2 and "not a ecp5 part" in err
+    code, _, err = _run(capsys, "synth", out, "--device", "25k", "--package", "CABGA756")
+    assert code == 2 and "CABGA256, CABGA381" in err
+    code, _, err = _run(capsys, "synth", out, "--speed", "5")
+    assert code == 2 and "--speed must be 6, 7 or 8" in err
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
+    out = files / "tiny"
+    assert _run(
+        capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2,
+        "--calibrate", files / "cal3.npy",
+    )[0] == 0  # fmt: skip
+    code, stdout, _ = _run(
+        capsys, "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50, "--json"
+    )
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["device"] == "ecp5-25" and result["speed"] == 6
+    assert 10 < result["fmax_mhz"] < 500
+    assert result["critical_path"] and all(isinstance(b, str) for b in result["critical_path"])
+    used = result["utilisation"]["needed"]
+    yosys = result["synthesis"]["total"]
+    # nextpnr's LUT count holds every LUT4 slot: carry halves and LUT RAM included.
+    assert used["lut"] >= yosys["lut"] > 0
+    assert used["dsp"] == yosys["dsp"] and used["bram"] == yosys["bram"]
+    assert result["fits"]
+    timing = json.loads((out / "build.json").read_text())["timing"]["ecp5"]
+    assert timing["fmax_mhz"] == result["fmax_mhz"]
+    assert (out / "synth_ecp5.json").is_file()
+
+
+def test_synth_for_ice40_says_what_the_up5k_lacks(files, capsys):
+    # P + 8 multipliers never fit the UP5K's 8 SB_MAC16: one line before any synthesis.
+    out = files / "tiny"
+    _run(capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2, "--calibrate",
+         files / "cal3.npy")  # fmt: skip
+    code, _, err = _run(capsys, "synth", out, "--target", "ice40")
+    assert code == 2
+    assert "does not fit iCE40UP5K (up5k)" in err and "DSP 10/8" in err
+    assert "Traceback" not in err

@@ -1,0 +1,53 @@
+"""The device capacity model: plan-derived block RAMs and DSPs, fit checks, smallest parts."""
+
+import math
+
+import pytest
+
+from lstm_fpga.hw import EnginePlan, HardwareConfig
+from lstm_fpga.hw.devices import (
+    DEVICES,
+    FAMILIES,
+    DeviceFitError,
+    check_fit,
+    device,
+    estimate_resources,
+    smallest_fits,
+)
+from lstm_fpga.testing import random_model
+
+
+@pytest.mark.parametrize(("I", "H", "P"), [(5, 16, 16), (16, 16, 3), (64, 64, 64), (24, 40, 7)])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_weight_banks_use_the_cheapest_aspect_ratio(I, H, P, family):
+    plan = EnginePlan(random_model(I, H, seed=0), HardwareConfig(lanes=P))
+    estimate = estimate_resources(plan, family)
+    _name, width, depth, primitives = estimate.memories[0]
+    assert (width, depth) == (plan.weight_shape.width, plan.bank_depth)
+    shapes = FAMILIES[family].bram_shapes
+    per_lane = min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
+    assert primitives == plan.lanes * per_lane
+    # Never less than the bits need.
+    assert primitives * FAMILIES[family].bram_bits >= plan.lanes * width * depth
+    # P lane multipliers plus the gate/cell pipeline's (3 products, one per interpolating
+    # activation): 16-bit operands fit one DSP tile of every family.
+    assert estimate.dsps == plan.lanes + 8
+
+
+def test_the_demo_model_fits_ecp5_25f_and_256_at_p64_does_not_fit_the_85f():
+    demo = EnginePlan(random_model(5, 16, seed=0), HardwareConfig(lanes=16))
+    assert check_fit(demo, device("ecp5-25")).fits
+    assert smallest_fits(demo)[0].device.name == "ecp5-25"
+    big = EnginePlan(random_model(256, 256, seed=0), HardwareConfig(lanes=64))
+    fit = check_fit(big, device("ECP5-85"))
+    assert fit.short == ["bram"]
+    # 8192-deep banks: 8 DP16KD per lane; 5 ROMs; x, vector, state buffers of 2 kbit or more
+    assert fit.needed["bram"] == 64 * 8 + 5 + 3
+    assert "block RAM 520/208 DP16KD" in fit.describe()
+    assert all(f.fits for f in smallest_fits(big))
+
+
+def test_unknown_device_lists_the_known_ones():
+    with pytest.raises(DeviceFitError, match="ecp5-25, ecp5-45"):
+        device("ecp5-12")
+    assert all(d.source for d in DEVICES.values())
