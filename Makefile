@@ -1,7 +1,7 @@
 # lstm-fpga developer entry points. Every target creates and uses its own virtual environment.
 #   make demo   set up, then run the end-to-end demo (report in demo_out/report.md)
 #   make test   set up, then run the whole test suite (what CI runs)
-#   make fuzz   set up, then run the long fuzz campaign (benchmarks/fuzz.py, ~1 h on 2 cores)
+#   make fuzz   set up, then run the long fuzz campaign (benchmarks/fuzz.py, ~30 min on 2 cores)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

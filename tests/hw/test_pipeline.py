@@ -1,0 +1,135 @@
+"""Pipeline building blocks: fan-out trees, delay lines, the registered multiplier and the
+per-family hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Fragment, Module, Signal, signed, unsigned
+from amaranth.sim import Simulator
+
+from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, generate_verilog
+from lstm_fpga.hw.pipeline import (
+    FANOUT,
+    ECP5Target,
+    Multiplier,
+    Target,
+    broadcast,
+    fanout_levels,
+    target,
+)
+from lstm_fpga.testing import random_model
+
+
+@pytest.mark.parametrize(
+    "consumers, levels",
+    [(1, 1), (FANOUT, 1), (FANOUT + 1, 2), (FANOUT**2, 2), (FANOUT**2 + 1, 3)],
+)
+def test_fanout_levels(consumers, levels):
+    assert fanout_levels(consumers) == levels
+
+
+class _Tree(Elaboratable):
+    def __init__(self, consumers, levels):
+        self.value = Signal(8)
+        self.consumers, self.levels = consumers, levels
+        self.outputs = [Signal(8, name=f"out{c}") for c in range(consumers)]
+
+    def elaborate(self, platform):
+        m = Module()
+        copies = broadcast(m, platform, self.value, self.consumers, self.levels, "tree")
+        m.d.comb += [out.eq(copy) for out, copy in zip(self.outputs, copies, strict=True)]
+        self.copies = copies
+        return m
+
+
+@pytest.mark.parametrize("consumers", [1, 5, FANOUT, 40, 300])
+def test_broadcast_delays_every_copy_and_bounds_the_fanout(consumers):
+    levels = fanout_levels(consumers)
+    dut = _Tree(consumers, levels)
+    seen = {}
+
+    async def bench(ctx):
+        values = [3, 200, 17, 99, 0, 255]
+        history = []
+        for value in values + [0] * levels:
+            ctx.set(dut.value, value)
+            history.append([ctx.get(out) for out in dut.outputs])
+            await ctx.tick()
+        seen["history"] = history
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    history = np.array(seen["history"])
+    values = [3, 200, 17, 99, 0, 255]
+    for k, value in enumerate(values):
+        assert (history[k + levels] == value).all()
+    # No leaf register drives more than FANOUT consumers.
+    names = [copy.name for copy in dut.copies]
+    assert max(names.count(n) for n in set(names)) <= FANOUT
+
+
+def _random_values(shape, rng, count=30):
+    low = -(1 << (shape.width - 1)) if shape.signed else 0
+    high = (1 << (shape.width - 1)) if shape.signed else 1 << shape.width
+    return [int(v) for v in rng.integers(low, high, count)]
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [(signed(16), signed(16)), (unsigned(7), signed(12)), (signed(20), unsigned(9))],
+)
+def test_multiplier_latency_and_products(a_shape, b_shape):
+    dut = Multiplier(a_shape, b_shape)
+    rng = np.random.default_rng(a_shape.width)
+    a_values = _random_values(a_shape, rng)
+    b_values = _random_values(b_shape, rng)
+    got = []
+
+    async def bench(ctx):
+        for k in range(len(a_values) + Multiplier.LATENCY):
+            if k < len(a_values):
+                ctx.set(dut.a, a_values[k])
+                ctx.set(dut.b, b_values[k])
+            if k >= Multiplier.LATENCY:
+                got.append(ctx.get(dut.product))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [a * b for a, b in zip(a_values, b_values, strict=True)]
+
+
+@pytest.mark.parametrize(
+    "a_shape, fits",
+    [(signed(18), True), (unsigned(17), True), (signed(19), False), (unsigned(18), False)],
+)
+def test_ecp5_hook_takes_only_operands_that_fit_the_dsp(a_shape, fits):
+    multiplier = Multiplier(a_shape, signed(10))
+    assert (ECP5Target().get_multiplier(multiplier) is not None) == fits
+    Fragment.get(multiplier, None)  # elaborated: no unused-elaboratable warning
+
+
+def test_targets_and_refusal():
+    assert type(target(None)) is Target and type(target("ecp5")) is ECP5Target
+    with pytest.raises(ValueError, match="family must be one of generic, ecp5"):
+        target("ice40")
+    model = random_model(3, 4, seed=1)
+    with pytest.raises(HardwareConfigError, match="family must be one of"):
+        generate_verilog(model, 2, family="xc7")
+
+
+@pytest.mark.parametrize("lanes, family", [(3, "generic"), (40, "ecp5")])
+def test_generated_verilog_keeps_replicas_and_uses_the_family_multiplier(lanes, family):
+    model = random_model(3, 5, seed=lanes)
+    text = generate_verilog(model, HardwareConfig(lanes=lanes), family=family)
+    assert "(* keep *) always @(posedge clk) q <= d;" in text
+    dsp_instances = text.count("MULT18X18D #(")
+    lanes_built = EnginePlan(model, HardwareConfig(lanes=lanes)).lanes
+    assert dsp_instances == (lanes_built if family == "ecp5" else 0)
+    if family == "ecp5":
+        assert "`ifndef SYNTHESIS" in text
