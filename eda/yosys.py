@@ -146,7 +146,7 @@ def synthesize(
         flatten = "flatten; " if _hierarchical(family, options) else ""
         script = (
             f"read_verilog {verilog.name}; {command} -top {top} {' '.join(options)}; "
-            f"{flatten}write_json {netlist}"
+            f"{flatten}write_json {netlist.name}"
         )
         if progress is not None and attempt:
             progress(f"retrying {command} {' '.join(options)} after: {failures[-1]}")
@@ -159,6 +159,9 @@ def synthesize(
             timeout=timeout,
         )
         if status == 0:
+            # WebAssembly Yosys writes reliably only below its working directory (an absolute
+            # path elsewhere failed): the netlist is moved to ``workdir`` afterwards.
+            (directory / netlist.name).replace(netlist)
             break
         failures.append(f"timed out after {timeout:.0f} s" if status == -9 else _cause(log))
         if status == -9:
