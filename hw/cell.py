@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .activation import ActivationUnit, distinct_tables
 from .config import index_shape
-from .fixed import common_signed_shape, format_shape, rescale_value, saturates, shift_round_value
+from .fixed import (
+    common_signed_shape,
+    format_shape,
+    rescale_value,
+    saturates,
+    shift_round_value,
+    shift_select,
+)
 from .mvu import job_layout, unit_layout
 from .pipeline import delay
 from .plan import EnginePlan
+from .queue import CreditQueue
 
 __all__ = [
     "GateCellPipeline",
@@ -159,19 +166,11 @@ class GateCellPipeline(wiring.Component):
         )
 
     def _queue(self, m, name, port, emits):
-        """An output FIFO fed by the pipeline's last stage, with its credit counter."""
-        depth = self._queue_depth
-        queue = SyncFIFOBuffered(width=len(port.payload.as_value()), depth=depth)
-        m.submodules[f"{name}_queue"] = queue
-        credits = Signal(range(depth + 1), init=depth, name=f"{name}_credits")
-        m.d.comb += [
-            port.valid.eq(queue.r_rdy),
-            port.payload.eq(queue.r_data),
-            queue.r_en.eq(port.ready),
-        ]
-        taken = port.valid & port.ready
-        m.d.sync += credits.eq(credits - emits + taken)
-        return queue, credits
+        """An output queue fed by the pipeline's last stage; ``emits`` takes its credit."""
+        queue = m.submodules[f"{name}_queue"] = CreditQueue(port.payload.shape(), self._queue_depth)
+        wiring.connect(m, queue.output, wiring.flipped(port))
+        m.d.comb += queue.reserve.eq(emits)
+        return queue
 
     def elaborate(self, platform):
         m = Module()
@@ -183,12 +182,12 @@ class GateCellPipeline(wiring.Component):
         payload = self.units.payload
 
         accept = Signal()
-        y_queue, y_credits = self._queue(m, "y", self.hidden, accept & payload.job.emit_y)
-        s_queue, s_credits = self._queue(m, "state", self.state, accept & payload.job.emit_state)
+        y_queue = self._queue(m, "y", self.hidden, accept & payload.job.emit_y)
+        s_queue = self._queue(m, "state", self.state, accept & payload.job.emit_state)
         m.d.comb += [
             self.units.ready.eq(
-                (~payload.job.emit_y | (y_credits != 0))
-                & (~payload.job.emit_state | (s_credits != 0))
+                (~payload.job.emit_y | y_queue.available)
+                & (~payload.job.emit_state | s_queue.available)
             ),
             accept.eq(self.units.valid & self.units.ready),
         ]
@@ -278,8 +277,8 @@ class GateCellPipeline(wiring.Component):
         stage = self._CELL_PRODUCTS
         cell_sum = delay(
             m,
-            _shifted(f_times_c, shift_fc, matrix(stage))
-            + _shifted(i_times_g, shift_ig, matrix(stage)),
+            shift_select(f_times_c, shift_fc, matrix(stage))
+            + shift_select(i_times_g, shift_ig, matrix(stage)),
             1,
             "cell_sum",
         )
@@ -341,33 +340,16 @@ class GateCellPipeline(wiring.Component):
             self.hidden_write.payload.address.eq(out.job.vector_base + out.unit),
             self.hidden_write.payload.final.eq(out.job.final),
             self.hidden_write.payload.state_address.eq(region + final_base + out.unit),
-            y_queue.w_en.eq(done & out.job.emit_y),
-            # Field order of output_layout: data, then last.
-            y_queue.w_data.eq(
-                Cat(h_new[: len(self.hidden.payload.data)], out.job.y_last & unit_last)
-            ),
-            s_queue.w_en.eq(done & out.job.emit_state),
-            s_queue.w_data.eq(
-                Cat(
-                    h_new,
-                    c_new[-1],
-                    (out.job.matrix == len(dps) - 1) & unit_last,
-                )
-            ),
+            y_queue.push.valid.eq(done & out.job.emit_y),
+            y_queue.push.payload.data.eq(h_new),
+            y_queue.push.payload.last.eq(out.job.y_last & unit_last),
+            s_queue.push.valid.eq(done & out.job.emit_state),
+            s_queue.push.payload.h.eq(h_new),
+            s_queue.push.payload.c.eq(c_new[-1]),
+            s_queue.push.payload.last.eq((out.job.matrix == len(dps) - 1) & unit_last),
         ]
         return m
 
 
 def _common(formats):
     return common_signed_shape(*formats)
-
-
-def _shifted(value, shifts, matrix):
-    distinct = sorted(set(shifts))
-    if len(distinct) == 1:
-        return value << distinct[0]
-    which = Array([distinct.index(s) for s in shifts])[matrix]
-    result = value << distinct[0]
-    for k, shift in enumerate(distinct[1:], start=1):
-        result = Mux(which == k, value << shift, result)
-    return result

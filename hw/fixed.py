@@ -7,7 +7,7 @@ only.
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Shape, Value, signed, unsigned
+from amaranth.hdl import Array, Mux, Shape, Value, signed, unsigned
 
 from ..sw.numerics import FixedFormat, Overflow, Rounding
 
@@ -17,6 +17,7 @@ __all__ = [
     "rescale_value",
     "saturates",
     "shift_round_value",
+    "shift_select",
 ]
 
 
@@ -66,3 +67,16 @@ def rescale_value(
 ) -> Value:
     """Hardware :func:`~lstm_fpga.sw.numerics.rescale`: shift with ``rounding``, then fit."""
     return _clamp_value(shift_round_value(value, from_frac - fmt.frac, rounding), fmt, overflow)
+
+
+def shift_select(value, shifts: list[int], index) -> Value:
+    """``value << shifts[index]``, the distinct shifts as a small multiplexer (one shift
+    when all are equal)."""
+    distinct = sorted(set(shifts))
+    if len(distinct) == 1:
+        return value << distinct[0]
+    which = Array([distinct.index(s) for s in shifts])[index]
+    result = value << distinct[0]
+    for k, shift in enumerate(distinct[1:], start=1):
+        result = Mux(which == k, value << shift, result)
+    return result

@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import GATES_PER_UNIT, index_shape
+from .fixed import shift_select
 from .pipeline import Multiplier, broadcast, delay, fanout_levels
 from .plan import EnginePlan
 
@@ -68,18 +69,6 @@ def unit_layout(plan: EnginePlan) -> data.StructLayout:
             "job": job_layout(plan),
         }
     )
-
-
-def _shift_select(value, options: list[int], index):
-    """``value << options[index]`` with the distinct shifts as a small multiplexer."""
-    distinct = sorted(set(options))
-    if len(distinct) == 1:
-        return value << distinct[0]
-    which = Array([distinct.index(s) for s in options])[index]
-    result = value << distinct[0]
-    for k, shift in enumerate(distinct[1:], start=1):
-        result = Mux(which == k, value << shift, result)
-    return result
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -210,10 +199,10 @@ class MatrixVectorUnit(wiring.Component):
             ctrl = data.View(control, delay(m, lane.control, Multiplier.LATENCY, f"control{p}"))
             valid = delay(m, lane.control.valid, Multiplier.LATENCY, f"valid{p}", control=True)
             product = multiplier.product
-            first = _shift_select(product, first_shifts, ctrl.matrix)
-            second = _shift_select(product, second_shifts, ctrl.matrix)
+            first = shift_select(product, first_shifts, ctrl.matrix)
+            second = shift_select(product, second_shifts, ctrl.matrix)
             aligned = first if first_shifts == second_shifts else Mux(ctrl.segment, second, first)
-            bias = _shift_select(self.biases[p], bias_shifts, ctrl.matrix)
+            bias = shift_select(self.biases[p], bias_shifts, ctrl.matrix)
             # With column groups the accumulator also holds a pass's final sum for one cycle
             # (the group reduction reads it there) while the next pass's first beat replaces
             # it; with one group the drain takes the final sum straight from the adder.

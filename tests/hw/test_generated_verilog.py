@@ -39,6 +39,17 @@ def test_verilog_build_matches_reference_with_stalls(tmp_path, memory_init, lane
     assert run.sequence_cycles == expected_cycles
 
 
+def _assert_outputs(model, sequences, run, output):
+    """Each sequence's ``y`` equals the reference (the head's outputs when there is one)."""
+    for k, (seq, got) in enumerate(zip(sequences, run.outputs, strict=True)):
+        ref = run_reference(model, seq[:, None, :], head_on=output)
+        if model.head is not None:
+            expected = ref.head[:, 0, :] if output == "all" else ref.head
+        else:
+            expected = ref.output[:, 0, :] if output == "all" else ref.output[-1]
+        np.testing.assert_array_equal(got, expected, err_msg=f"sequence {k}")
+
+
 @pytest.mark.parametrize(
     "layers, bidirectional, head, output, lanes",
     [
@@ -56,12 +67,34 @@ def test_full_model_verilog_matches_reference(tmp_path, layers, bidirectional, h
     config = HardwareConfig(lanes=lanes, output=output, max_seq_len=6)
     build = write_build(model, config, tmp_path, memory_init="readmemh")
     run = run_harness(build, sequences, idle=0.3, stall=0.3, seed=layers)
-    for k, (seq, got) in enumerate(zip(sequences, run.outputs, strict=True)):
-        ref = run_reference(model, seq[:, None, :], head_on=output)
-        if head is not None:
-            expected = ref.head[:, 0, :] if output == "all" else ref.head
-        else:
-            expected = ref.output[:, 0, :] if output == "all" else ref.output[-1]
-        np.testing.assert_array_equal(got, expected, err_msg=f"sequence {k}")
+    _assert_outputs(model, sequences, run, output)
     assert run.last_flags.sum() == len(sequences)
     assert not run.busy_at_end
+
+
+@pytest.mark.parametrize(
+    "input_size, elements, head, output",
+    [
+        (1, 1, 2, "last"),  # I = 1: every step is one beat
+        (3, 4, None, "all"),  # input_elements >= I, outputs through the output reader
+    ],
+)
+def test_cycles_register_with_one_beat_bidirectional_sequences(
+    tmp_path, input_size, elements, head, output
+):
+    """``cycles`` counts from a sequence's first ``x`` handshake to its last ``y`` handshake
+    (docs/hardware.md) for every sequence of a bidirectional model, one-beat ones included
+    (those once counted from the previous sequence's first beat)."""
+    model = random_model(input_size, 4, 1, True, head=head, seed=input_size)
+    rng = np.random.default_rng(input_size)
+    lengths = (1, 5, 1, 3, 6, 8, 1)
+    sequences = [random_input(model, steps, rng) for steps in lengths]
+    config = HardwareConfig(lanes=4, output=output, max_seq_len=8, input_elements=elements)
+    build = write_build(model, config, tmp_path, memory_init="readmemh")
+    run = run_harness(build, sequences)
+    _assert_outputs(model, sequences, run, output)
+    last_beats = run.output_cycles[run.last_flags == 1]
+    expected_cycles = [
+        int(end - start) for start, end in zip(run.start_cycles, last_beats, strict=True)
+    ]
+    assert run.sequence_cycles == expected_cycles

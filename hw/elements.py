@@ -1,0 +1,137 @@
+"""The element memories the lanes read their vectors from: ``x``, every layer's ``h``, states."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .cell import hidden_write_layout
+from .config import index_shape
+from .jobs import Source, h0_write_layout, state_memory_words, x_buffer_words, x_write_layout
+from .pipeline import delay
+from .plan import EnginePlan
+from .walk import read_layout
+
+__all__ = ["ElementStore"]
+
+
+class ElementStore(wiring.Component):
+    """``x`` buffer (``input_elements`` banks), vector memory and state memory, with one read
+    per lane group per cycle.
+
+    Ports
+    -----
+    x_write : In, :func:`x_write_layout`
+        An input beat into the ``x`` banks.
+    hidden_write : In, stream (always ready) of :func:`~lstm_fpga.hw.cell.hidden_write_layout`
+        Every finished ``h_t[u]`` into the vector memory (with ``final`` also into the state
+        memory).
+    h0_write : In, stream (always ready) of :func:`h0_write_layout`
+        ``h0`` into the state memory (takes precedence over a final-state write).
+    reads : In, array of :func:`~lstm_fpga.hw.walk.read_layout` per lane group
+        Read requests; ``elements[g]`` is the element (0 when ``beyond``).
+    elements : Out, array of ``element_shape`` per lane group
+        :attr:`LATENCY` cycles after the request.
+    output_address : In; output_data : Out
+        A further read port of the vector memory (latency 1) for the output reader.
+    """
+
+    #: Cycles from a read request to its element: the memory read, its output register, the
+    #: element select (3:1 source and zero multiplexer) register.
+    LATENCY = 3
+
+    def __init__(self, plan: EnginePlan):
+        self._plan = plan
+        super().__init__(
+            {
+                "x_write": In(x_write_layout(plan)),
+                "hidden_write": In(stream.Signature(hidden_write_layout(plan), always_ready=True)),
+                "h0_write": In(stream.Signature(h0_write_layout(plan), always_ready=True)),
+                "reads": In(data.ArrayLayout(read_layout(plan), plan.groups)),
+                "elements": Out(data.ArrayLayout(plan.element_shape, plan.groups)),
+                "output_address": In(index_shape(plan.vector_depth)),
+                "output_data": Out(plan.state_shape),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        k_elems = plan.input_elements
+        x_banks = [
+            Memory(shape=plan.input_shape, depth=x_buffer_words(plan), init=[])
+            for _ in range(k_elems)
+        ]
+        for e, bank in enumerate(x_banks):
+            m.submodules[f"x_bank{e}"] = bank
+        m.submodules.vectors = vectors = Memory(
+            shape=plan.state_shape, depth=max(2, plan.vector_depth), init=[]
+        )
+        m.submodules.states = states = Memory(
+            shape=plan.state_shape, depth=state_memory_words(plan), init=[]
+        )
+
+        # -- writes ---------------------------------------------------------------------------
+        for bank, element in zip(x_banks, self.x_write.elements, strict=True):
+            write = bank.write_port()
+            m.d.comb += [
+                write.addr.eq(self.x_write.address),
+                write.data.eq(element),
+                write.en.eq(self.x_write.enable),
+            ]
+        hidden = self.hidden_write.payload
+        v_write, s_write = vectors.write_port(), states.write_port()
+        m.d.comb += [
+            v_write.addr.eq(hidden.address),
+            v_write.data.eq(hidden.value),
+            v_write.en.eq(self.hidden_write.valid),
+        ]
+        with m.If(self.h0_write.valid):
+            m.d.comb += [
+                s_write.addr.eq(self.h0_write.payload.address),
+                s_write.data.eq(self.h0_write.payload.value),
+                s_write.en.eq(1),
+            ]
+        with m.Else():
+            m.d.comb += [
+                s_write.addr.eq(hidden.state_address),
+                s_write.data.eq(hidden.value),
+                s_write.en.eq(self.hidden_write.valid & hidden.final),
+            ]
+        if plan.y_source == "copy":
+            output_read = vectors.read_port()
+            m.d.comb += [
+                output_read.addr.eq(self.output_address),
+                self.output_data.eq(output_read.data),
+            ]
+
+        # -- reads: the select travels beside the memory read and its output register ----------
+        read_delay = self.LATENCY - 2
+        for g, request in enumerate(self.reads):
+            x_reads = [bank.read_port() for bank in x_banks]
+            v_read, s_read = vectors.read_port(), states.read_port()
+            for read in x_reads:
+                m.d.comb += read.addr.eq(request.x_address)
+            m.d.comb += [v_read.addr.eq(request.address), s_read.addr.eq(request.address)]
+            select = delay(m, request.as_value(), 1 + read_delay, f"select{g}")
+            select = data.View(request.shape(), select)
+            x_data = delay(m, x_reads[0].data, read_delay, f"x_q{g}")
+            if k_elems > 1:
+                x_data = Array(
+                    delay(m, read.data, read_delay, f"x_q{g}_{e}") for e, read in enumerate(x_reads)
+                )[select.x_bank]
+            element = Mux(
+                select.source == Source.X,
+                x_data,
+                Mux(
+                    select.source == Source.VECTOR,
+                    delay(m, v_read.data, read_delay, f"v_q{g}"),
+                    delay(m, s_read.data, read_delay, f"s_q{g}"),
+                ),
+            )
+            selected = Signal(plan.element_shape, name=f"element{g}", reset_less=True)
+            m.d.sync += selected.eq(Mux(select.beyond, 0, element))
+            m.d.comb += self.elements[g].eq(selected)
+        return m

@@ -1,0 +1,62 @@
+"""An output queue behind a fixed-latency pipeline, with credits taken as items enter it."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["CreditQueue"]
+
+
+class CreditQueue(wiring.Component):
+    """A FIFO of ``depth`` items of ``layout`` at the end of a pipeline that cannot stall.
+
+    An item takes a credit when it *enters* the pipeline (``reserve``), so the queue always
+    has room for it when it arrives on ``push`` however many cycles later; a credit comes back
+    when an item leaves on ``output``.
+
+    Ports
+    -----
+    reserve : In(1)
+        An item entered the pipeline this cycle (only while ``available``).
+    available : Out(1)
+        A credit is left.
+    push : In, stream (always ready) of ``layout``
+        The item leaving the pipeline.
+    output : Out, stream of ``layout``
+        The queue's head (first word fall-through).
+    """
+
+    def __init__(self, layout, depth: int):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        self._depth = depth
+        super().__init__(
+            {
+                "reserve": In(1),
+                "available": Out(1),
+                "push": In(stream.Signature(layout, always_ready=True)),
+                "output": Out(stream.Signature(layout)),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+        m.submodules.fifo = fifo = SyncFIFOBuffered(
+            width=len(self.output.payload.as_value()), depth=depth
+        )
+        credits = Signal(range(depth + 1), init=depth)
+        taken = self.output.valid & self.output.ready
+        m.d.sync += credits.eq(credits - self.reserve + taken)
+        m.d.comb += [
+            self.available.eq(credits != 0),
+            fifo.w_en.eq(self.push.valid),
+            fifo.w_data.eq(self.push.payload),
+            self.output.valid.eq(fifo.r_rdy),
+            self.output.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.output.ready),
+        ]
+        return m

@@ -1,0 +1,208 @@
+"""The streaming schedule (unidirectional models): step by step, every layer per step."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from .config import index_shape
+from .jobs import Fields, JobKind, Source, descriptor_layout, schedule_ports
+from .plan import EnginePlan
+
+__all__ = ["StreamingSchedule"]
+
+
+class StreamingSchedule(wiring.Component):
+    """Offers the jobs of a unidirectional model: per time step ``t`` the layers ``l0 ..
+    l(L-1)``, then the head when it applies to ``t`` (every step with output ``"all"``, the
+    sequence's final step with ``"last"``).
+
+    ``x_t`` streams into a two-step ring of the ``x`` banks (``x_write``); each layer's ``h``
+    lives in a two-step ring of the vector memory (layer ``k``: words ``2kH .. 2kH + 2H - 1``,
+    slot = step parity). A layer's recurrent columns read ``h0`` or the previous sequence's
+    final state (state memory) on a sequence's first step.
+
+    Ports
+    -----
+    x : In, stream of :func:`~lstm_fpga.hw.jobs.input_layout`
+        Ready while the ring has room and, for a sequence's first beat, ``may_start``.
+    x_write : Out
+        The accepted beat into the ring.
+    job : Out, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
+        The current job (a layer-0 job from its step's first beat on; its columns wait for
+        the later beats on ``x_beats``).
+    x_beats : Out
+        Beats buffered for the oldest step not yet consumed by its layer-0 job.
+    issue, job_start, job_end : In(1)
+        From the walker.
+    carry_state, read_state : In(1)
+        Sampled with a sequence's first beat.
+    may_start : In(1)
+        A new sequence may start.
+    open : Out(1)
+        A sequence's beats are arriving (its first was accepted, its last not yet).
+    started, admitted : Out(1)
+        A sequence's first beat is accepted (here both at once: it counts from then on).
+    """
+
+    def __init__(self, plan: EnginePlan):
+        self._plan = plan
+        B = plan.x_beats_per_step
+        super().__init__({**schedule_ports(plan), "x_beats": Out(range(2 * B + 1))})
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        B = plan.x_beats_per_step
+        H, L = plan.hidden_size, plan.num_layers
+        LDH = plan.state_words
+        has_head = plan.head is not None
+        all_steps = plan.output_mode == "all"
+        desc = Fields(descriptor_layout(plan))
+        m.d.comb += self.job.eq(desc.as_value())
+
+        # -- input side: a two-step ring per bank --------------------------------------------
+        accept = Signal()
+        in_first = Signal(init=1)  # the next beat starts a sequence
+        x_seen = self.x_beats
+        room = ~in_first | self.may_start
+        in_beat = Signal(index_shape(B))
+        in_parity = Signal()
+        x_first = Array([Signal(name=f"x_first{k}") for k in range(2)])
+        x_last = Array([Signal(name=f"x_last{k}") for k in range(2)])
+        x_carry = Array([Signal(name=f"x_carry{k}") for k in range(2)])
+        x_read = Array([Signal(name=f"x_read{k}") for k in range(2)])
+        m.d.comb += [
+            self.x.ready.eq((x_seen < 2 * B) & room),
+            accept.eq(self.x.valid & self.x.ready),
+            self.open.eq(~in_first),
+            self.started.eq(accept & in_first),
+            self.admitted.eq(accept & in_first),
+            self.x_write.address.eq(Mux(in_parity, B, 0) + in_beat),
+            self.x_write.elements.eq(self.x.payload.data),
+            self.x_write.enable.eq(accept),
+        ]
+        with m.If(accept):
+            final_beat = in_beat == B - 1
+            with m.If(final_beat):
+                m.d.sync += [in_beat.eq(0), in_parity.eq(~in_parity)]
+            with m.Else():
+                m.d.sync += in_beat.eq(in_beat + 1)
+            with m.If(in_beat == 0):
+                m.d.sync += [
+                    x_first[in_parity].eq(in_first),
+                    x_carry[in_parity].eq(self.carry_state),
+                    x_read[in_parity].eq(self.read_state),
+                    in_first.eq(0),
+                ]
+            with m.If((in_beat == 0) | final_beat):
+                m.d.sync += x_last[in_parity].eq(final_beat & self.x.payload.last)
+            with m.If(final_beat & self.x.payload.last):
+                m.d.sync += in_first.eq(1)
+
+        # -- schedule state ---------------------------------------------------------------------
+        layer = Signal(index_shape(L))
+        at_head = Signal()
+        parity = Signal()
+        step_first = Signal()
+        step_init = Signal()
+        step_read = Signal()
+        step_last = Signal()
+        seq_parity = Signal()
+        have_final = Signal()
+
+        layer0 = ~at_head & (layer == 0)
+        layer0_start = layer0 & self.job_start
+        new_seq = layer0_start & x_first[parity]
+        first = Mux(layer0_start, x_first[parity], step_first)
+        init = Mux(new_seq, ~x_carry[parity] | ~have_final, step_init)
+        read = Mux(new_seq, x_read[parity], step_read)
+        spar = seq_parity ^ new_seq
+        last = Mux(layer0, x_last[parity], step_last)
+        top_layer = layer == L - 1
+
+        # Bases: layer k's ring is words k*2H .. k*2H + 2H - 1, slot = step parity.
+        def ring(k, slot):
+            return k * 2 * H + Mux(slot, H, 0)
+
+        state_region = Mux(init, 0, Mux(spar, LDH, 2 * LDH))  # h0, or the other final region
+        recurrent_state = state_region + layer * H
+        recurrent_vector = layer * 2 * H + Mux(parity, 0, H)
+        recurrent_source = Mux(first, Source.STATE, Source.VECTOR)
+        recurrent_base = Mux(first, recurrent_state, recurrent_vector)
+        below = (layer - 1) * 2 * H + Mux(parity, H, 0)
+
+        m.d.comb += [
+            # A layer-0 job is offered once its step's first beat is in: its fields depend on
+            # that beat (first step of a sequence or not).
+            desc.valid.eq(~layer0 | (x_seen != 0)),
+            desc.kind.eq(Mux(at_head, JobKind.HEAD, JobKind.LSTM)),
+            desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
+            desc.a_distance.eq(Mux(at_head, H, L * H)),
+            desc.b_distance.eq(H),
+            desc.job.vector_base.eq(ring(layer, parity)),
+            desc.job.init.eq(first & init),
+            desc.job.final.eq(last),
+            desc.job.emit_state.eq(~at_head & last & read),
+            desc.job.parity.eq(spar),
+            desc.job.matrix.eq(desc.matrix),
+        ]
+        if has_head:
+            m.d.comb += [desc.job.emit_y.eq(0), desc.job.y_last.eq(at_head & last)]
+        else:
+            emits = top_layer & (1 if all_steps else last)
+            m.d.comb += [desc.job.emit_y.eq(emits), desc.job.y_last.eq(top_layer & last)]
+        with m.If(at_head):
+            m.d.comb += [
+                desc.a_source.eq(Source.VECTOR),
+                desc.a_base.eq(ring(L - 1, parity)),
+                desc.a_lag.eq(1),
+                desc.a_x.eq(0),
+            ]
+        with m.Elif(layer == 0):
+            m.d.comb += [
+                desc.a_source.eq(Source.X),
+                desc.a_base.eq(Mux(parity, B, 0)),
+                desc.a_lag.eq(0),
+                desc.a_x.eq(1),
+                desc.b_source.eq(recurrent_source),
+                desc.b_base.eq(recurrent_base),
+                desc.b_distance.eq(L * H),
+            ]
+        with m.Else():
+            m.d.comb += [
+                desc.a_source.eq(recurrent_source),
+                desc.a_base.eq(recurrent_base),
+                desc.a_lag.eq(1),
+                desc.a_x.eq(0),
+                desc.b_source.eq(Source.VECTOR),
+                desc.b_base.eq(below),
+            ]
+
+        # -- transitions --------------------------------------------------------------------------
+        with m.If(self.issue & layer0_start):
+            m.d.sync += step_first.eq(x_first[parity])
+            with m.If(new_seq):
+                m.d.sync += [
+                    step_init.eq(init),
+                    step_read.eq(read),
+                    seq_parity.eq(~seq_parity),
+                    have_final.eq(1),
+                ]
+        x_advance = self.job_end & layer0
+        m.d.sync += x_seen.eq(x_seen + accept - Mux(x_advance, B, 0))
+        with m.If(x_advance):
+            m.d.sync += step_last.eq(x_last[parity])
+        with m.If(self.job_end):
+            with m.If(at_head):
+                m.d.sync += [at_head.eq(0), layer.eq(0), parity.eq(~parity)]
+            with m.Elif(top_layer):
+                head_now = (1 if all_steps else last) if has_head else 0
+                with m.If(head_now):
+                    m.d.sync += at_head.eq(1)
+                with m.Else():
+                    m.d.sync += [layer.eq(0), parity.eq(~parity)]
+            with m.Else():
+                m.d.sync += layer.eq(layer + 1)
+        return m

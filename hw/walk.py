@@ -1,0 +1,273 @@
+"""The job walker: issues a job's columns pass by pass, under the scoreboards."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import index_shape
+from .jobs import JobKind, Source, address_shape, descriptor_layout, outstanding_limit
+from .mvu import job_layout
+from .plan import EnginePlan
+
+__all__ = ["JobWalker", "beat_meta_layout", "read_layout"]
+
+
+def read_layout(plan: EnginePlan) -> data.StructLayout:
+    """One lane group's element read: ``address`` in the vector or state memory,
+    ``x_address`` in the ``x`` banks and ``x_bank`` (which of the ``input_elements`` banks),
+    ``source`` and ``beyond`` (past the matrix's last column: the element is 0)."""
+    k_bits = plan.input_elements.bit_length() - 1
+    return data.StructLayout(
+        {
+            "address": address_shape(plan),
+            "x_address": address_shape(plan),
+            "x_bank": unsigned(max(1, k_bits)),
+            "source": Source,
+            "beyond": unsigned(1),
+        }
+    )
+
+
+def beat_meta_layout(plan: EnginePlan) -> data.StructLayout:
+    """A column beat without its elements (see :func:`~lstm_fpga.hw.mvu.beat_layout`)."""
+    return data.StructLayout(
+        {
+            "valid": unsigned(1),
+            "segments": unsigned(plan.groups),
+            "first": unsigned(1),
+            "last": unsigned(1),
+            "final_pass": unsigned(1),
+            "job": job_layout(plan),
+        }
+    )
+
+
+class JobWalker(wiring.Component):
+    """Walks the offered job: ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1``, one column
+    per lane group per cycle, while the scoreboards allow it.
+
+    Scoreboards (judged on the highest column read this cycle, so each segment is checked up
+    to its highest column so far): an ``x`` column waits until its beat has arrived
+    (``x_beats``); a vector column waits until ``lag + index < distance``, where ``lag`` is
+    the count of units of earlier jobs not completed yet (the pipeline completes units in
+    order, so it tells which producers are done). A pass's last column waits until the drain
+    is free and the previous pass has landed in it.
+
+    Ports
+    -----
+    job : In, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
+        The job to walk (held until ``job_end``).
+    x_beats : In
+        Input beats buffered for the oldest step not yet consumed (streaming schedule).
+    completed : In(1)
+        A unit left the gate and cell pipeline (``hidden_write``).
+    drain_free, loaded : In(1)
+        From the matrix-vector unit (see its protocol).
+    issue, job_start, job_end : Out(1)
+        A column is issued this cycle; the walk is at the job's first column; the job's last
+        column is issued this cycle.
+    outstanding : Out
+        Units of started layer-direction jobs not completed yet.
+    weight_address, bias_address : Out
+        Weight-bank and bias-bank words of this cycle's column.
+    reads : Out, array of :func:`read_layout` per lane group
+        This cycle's element reads (their data arrive one cycle later).
+    beat : Out, :func:`beat_meta_layout`
+        The column beat to send one cycle later (``valid``: a column is issued).
+
+    Latency: combinational from ``job`` and the scoreboards to ``issue``.
+    """
+
+    def __init__(self, plan: EnginePlan):
+        self._plan = plan
+        self._limit = outstanding_limit(plan)
+        B = plan.x_beats_per_step
+        super().__init__(
+            {
+                "job": In(descriptor_layout(plan)),
+                "x_beats": In(range(2 * B + 1)),
+                "completed": In(1),
+                "drain_free": In(1),
+                "loaded": In(1),
+                "issue": Out(1),
+                "job_start": Out(1),
+                "job_end": Out(1),
+                "outstanding": Out(range(self._limit)),
+                "weight_address": Out(index_shape(plan.bank_depth)),
+                "bias_address": Out(index_shape(plan.bias_depth)),
+                "reads": Out(data.ArrayLayout(read_layout(plan), plan.groups)),
+                "beat": Out(beat_meta_layout(plan)),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        G = plan.groups
+        k_bits = plan.input_elements.bit_length() - 1
+        H = plan.hidden_size
+        matrices = plan.matrices
+        offered = self.job
+        max_columns = max(mp.columns for mp in matrices)
+        max_span = max(mp.span for mp in matrices)
+        max_passes = max(mp.passes for mp in matrices)
+        address_bits = address_shape(plan).width
+        # Column indices, also relative to the second segment (negative in the first).
+        index = signed((max_span * G).bit_length() + 1)
+
+        def per_matrix(value):
+            return Array([value(mp) for mp in matrices])[offered.matrix]
+
+        def loaded(shape, name):
+            # Loaded with every job before it is used: no reset needed.
+            return Signal(shape, name=name, reset_less=True)
+
+        # -- the job: registered when loaded, the cycle after the schedule offers it ------------
+        # Everything the issue decision and the read addresses depend on is a register from
+        # here on: the matrix's constants, the bases and the scoreboards' thresholds.
+        current = Signal()
+        load = Signal()
+        m.d.comb += load.eq(~current & offered.valid)
+        a_source = loaded(Source, "a_source")
+        b_source = loaded(Source, "b_source")
+        a_x = loaded(1, "a_x")
+        a_lag = loaded(1, "a_lag")
+        span_last = loaded(index_shape(max_span), "span_last")
+        passes_last = loaded(index_shape(max_passes), "passes_last")
+        columns_last = loaded(index, "columns_last")
+        a_length = loaded(index, "a_length")
+        a_last = loaded(index, "a_last")
+        first_top = loaded(index, "first_top")
+        first_b_top = loaded(index, "first_b_top")
+        a_base = loaded(address_shape(plan), "a_base")
+        b_base_rel = loaded(signed(address_bits + 2), "b_base_rel")
+
+        # -- walk state -------------------------------------------------------------------------
+        cycle = Signal(index_shape(max_span))
+        column = Signal(index_shape(max_span * G))  # the column of group 0 this cycle
+        pass_index = Signal(index_shape(max_passes))
+        load_pending = Signal()
+        # The highest column read this cycle (it decides the scoreboards: each segment is
+        # checked up to its highest column so far) and the same relative to segment b.
+        top = loaded(index, "top")
+        b_top = loaded(index, "b_top")
+        a_pointer = loaded(unsigned(address_bits + 1), "a_pointer")  # a_base + column
+        b_pointer = loaded(signed(address_bits + 2), "b_pointer")  # b_base_rel + column
+        weight_address = self.weight_address
+        bias_address = self.bias_address
+
+        # -- scoreboards --------------------------------------------------------------------------
+        # ``room = distance - lag``: a vector column ``index`` may be read while ``index <
+        # room``; ``lag`` (units of earlier jobs not completed yet) is taken when the job is
+        # loaded and falls with every completion (the pipeline completes units in order).
+        room_shape = signed((outstanding_limit(plan) + 2 * max_columns).bit_length() + 2)
+        room_a = loaded(room_shape, "room_a")
+        room_b = loaded(room_shape, "room_b")
+        outstanding = self.outstanding
+        completed = self.completed
+        x_elements = self.x_beats << k_bits
+        x_ok = (top < x_elements) | (a_last < x_elements)
+        vector_ok = (top < room_a) | (a_last < room_a)
+        a_ok = Mux(a_x, x_ok, ~a_lag | vector_ok)
+        b_ok = (b_top < 0) | (b_top < room_b)
+        is_last_cycle = cycle == span_last
+        is_last_pass = pass_index == passes_last
+        drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
+        issue = self.issue
+        m.d.comb += [
+            issue.eq(current & a_ok & b_ok & drain_ok),
+            self.job_end.eq(issue & is_last_cycle & is_last_pass),
+            self.job_start.eq((pass_index == 0) & (cycle == 0)),
+        ]
+
+        lstm_load = load & (offered.kind == JobKind.LSTM)
+        m.d.sync += outstanding.eq(outstanding + Mux(lstm_load, H, 0) - completed)
+        with m.If(self.loaded):
+            m.d.sync += load_pending.eq(0)
+        with m.If(issue & is_last_cycle):
+            m.d.sync += load_pending.eq(1)
+
+        lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
+        m.d.comb += lag.eq(outstanding - completed)
+        with m.If(load):
+            a_len = per_matrix(lambda mp: mp.segments[0].length)
+            m.d.sync += [
+                current.eq(1),
+                a_source.eq(offered.a_source),
+                b_source.eq(offered.b_source),
+                a_x.eq(offered.a_x),
+                a_lag.eq(offered.a_lag),
+                span_last.eq(per_matrix(lambda mp: mp.span - 1)),
+                passes_last.eq(per_matrix(lambda mp: mp.passes - 1)),
+                columns_last.eq(per_matrix(lambda mp: mp.columns - 1)),
+                a_length.eq(a_len),
+                a_last.eq(per_matrix(lambda mp: mp.segments[0].length - 1)),
+                first_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
+                first_b_top.eq(
+                    per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)
+                ),
+                top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
+                b_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)),
+                a_base.eq(offered.a_base),
+                b_base_rel.eq(offered.b_base - a_len),
+                a_pointer.eq(offered.a_base),
+                b_pointer.eq(offered.b_base - a_len),
+                weight_address.eq(per_matrix(lambda mp: mp.weight_base)),
+                bias_address.eq(per_matrix(lambda mp: mp.bias_base)),
+                cycle.eq(0),
+                column.eq(0),
+                pass_index.eq(0),
+                room_a.eq(offered.a_distance - lag),
+                room_b.eq(offered.b_distance - lag),
+            ]
+        with m.Else():
+            m.d.sync += [room_a.eq(room_a + completed), room_b.eq(room_b + completed)]
+        with m.If(issue):
+            m.d.sync += weight_address.eq(weight_address + 1)
+            with m.If(is_last_cycle):
+                m.d.sync += [
+                    cycle.eq(0),
+                    column.eq(0),
+                    top.eq(first_top),
+                    b_top.eq(first_b_top),
+                    a_pointer.eq(a_base),
+                    b_pointer.eq(b_base_rel),
+                ]
+                with m.If(is_last_pass):
+                    m.d.sync += [current.eq(0), pass_index.eq(0)]
+                with m.Else():
+                    m.d.sync += [pass_index.eq(pass_index + 1), bias_address.eq(bias_address + 1)]
+            with m.Else():
+                capped = top + G > columns_last
+                m.d.sync += [
+                    cycle.eq(cycle + 1),
+                    column.eq(column + G),
+                    top.eq(Mux(capped, columns_last, top + G)),
+                    b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
+                    a_pointer.eq(a_pointer + G),
+                    b_pointer.eq(b_pointer + G),
+                ]
+
+        # -- element reads of this cycle's columns --------------------------------------------
+        for g, read in enumerate(self.reads):
+            c = column + g
+            in_a = c < a_length
+            m.d.comb += [
+                read.address.eq(Mux(in_a, a_pointer, b_pointer) + g),
+                read.x_address.eq(a_base + (c >> k_bits)),
+                read.source.eq(Mux(in_a, a_source, b_source)),
+                read.beyond.eq(c > columns_last),
+                self.beat.segments[g].eq(~in_a),
+            ]
+            if k_bits:
+                m.d.comb += read.x_bank.eq(c[:k_bits])
+        m.d.comb += [
+            self.beat.valid.eq(issue),
+            self.beat.first.eq(cycle == 0),
+            self.beat.last.eq(is_last_cycle),
+            self.beat.final_pass.eq(is_last_pass),
+            self.beat.job.eq(offered.job),
+        ]
+        return m
