@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -217,7 +217,11 @@ class GateCellPipeline(wiring.Component):
             )
             m.d.sync += preacts[k].eq(value)
             flags.append(accept & flag)
-        m.d.sync += preact_saturated.eq(sum(Value.cast(f) for f in flags))
+        # The flags are registered one by one and counted after the register: the count's
+        # adder stays off the rescale's path (same cycle as counting before the register).
+        flag_bits = Signal(len(flags), name="preact_flags")
+        m.d.sync += flag_bits.eq(Cat(*flags))
+        m.d.comb += preact_saturated.eq(sum(flag_bits[k] for k in range(len(flags))))
 
         # Stages _PREACT -> _GATES: activations.
         kinds = (
