@@ -67,7 +67,10 @@ def test_odd_sizes_variable_lengths_with_stalls(odd_design, idle, backpressure):
     ("I", "H", "lanes", "width", "lengths"),
     [
         (4, 6, 1, 16, (3, 2)),  # a single lane
-        (3, 4, 20, 12, (6,)),  # more lanes than the 4H = 16 gate rows
+        # More lanes than the 4H = 16 gate rows (four not built). I=40 keeps the job (44
+        # cycles) longer than the gate and cell pipeline: with I=3 (a 6-cycle job) a step
+        # waits on the recurrence through the pipeline (26.5 cycles/step, bound 6).
+        (40, 4, 20, 12, (6,)),
         (9, 8, 8, 16, (5, 1, 4)),  # P divides 4H
     ],
     ids=["P1", "P_gt_4H", "P8"],
