@@ -101,6 +101,22 @@ class _StreamPort:
         self.width = len(self.tdata)
         self.mask = (1 << self.width) - 1
 
+    async def _wait_high(self, signal, what: str) -> None:
+        """Wait, from a settled point, until ``signal`` (this stream's ``what``) is 1.
+
+        X/Z is a :class:`ProtocolError`; each wake on a rising edge is counted in ``wakes``.
+        """
+        timing = self.timing
+        while (value := signal.value) != 1:
+            if not value.is_resolvable:
+                raise ProtocolError(
+                    f"stream {self.name}: {what} is {value} (X/Z) at cycle {timing.cycle()}; "
+                    f"the DUT drives an uninitialised value"
+                )
+            timing.wakes += 1
+            await RisingEdge(signal)
+            await timing.settle()
+
 
 class StreamSource(_StreamPort):
     """Drives ``{name}__tdata/tvalid/tlast`` from a queue of beats, obeying ``tready``.
@@ -162,18 +178,8 @@ class StreamSource(_StreamPort):
             if self.tlast is not None:
                 self.tlast.value = last
             self.tvalid.value = 1
-            while True:
-                await timing.settle()
-                ready = self.tready.value
-                if ready == 1:
-                    break
-                if not ready.is_resolvable:
-                    raise ProtocolError(
-                        f"stream {self.name}: tready is {ready} (X/Z) at cycle {timing.cycle()}; "
-                        f"the DUT drives an uninitialised value"
-                    )
-                timing.wakes += 1
-                await RisingEdge(self.tready)
+            await timing.settle()
+            await self._wait_high(self.tready, "tready")
             await timing.edge()  # the handshake happens at this edge
             self._queue.popleft()
             self.cycles.append(timing.cycle())
@@ -269,15 +275,7 @@ class StreamSink(_StreamPort):
             else:
                 self.tready.value = 1
                 await timing.settle()
-            while (valid := self.tvalid.value) != 1:
-                if not valid.is_resolvable:
-                    raise ProtocolError(
-                        f"stream {self.name}: tvalid is {valid} (X/Z) at cycle "
-                        f"{timing.cycle()}; the DUT drives an uninitialised value"
-                    )
-                timing.wakes += 1
-                await RisingEdge(self.tvalid)
-                await timing.settle()
+            await self._wait_high(self.tvalid, "tvalid")
             beat = self._read()
             await timing.edge()  # the handshake happens at this edge
             if self.done:

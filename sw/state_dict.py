@@ -128,11 +128,7 @@ def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
             f"expected keys like 'weight_ih_l0' or 'lstm.weight_ih_l0'"
         )
     if len(lstm_keys) > 1:
-        names = ", ".join(repr(p) for p in lstm_keys)
-        raise ModelImportError(
-            f"found nn.LSTM parameters under {len(lstm_keys)} prefixes ({names}); "
-            f"lstm-fpga imports exactly one nn.LSTM"
-        )
+        raise _several_prefixes("nn.LSTM", lstm_keys, "exactly one nn.LSTM")
     ((prefix, lstm),) = lstm_keys.items()
     # A key like 'lstm.weight' shares the LSTM's prefix: it is not a Linear head.
     if prefix and prefix in linear_keys:
@@ -143,11 +139,7 @@ def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
             f"'{prefix}weight_ih_l0') and one nn.Linear head (keys like 'fc.weight', 'fc.bias')"
         )
     if len(linear_keys) > 1:
-        names = ", ".join(repr(p) for p in linear_keys)
-        raise ModelImportError(
-            f"found nn.Linear-like parameters under {len(linear_keys)} prefixes ({names}); "
-            f"lstm-fpga imports at most one nn.Linear head"
-        )
+        raise _several_prefixes("nn.Linear-like", linear_keys, "at most one nn.Linear head")
     head_prefix = head_weight = head_bias = None
     if linear_keys:
         ((head_prefix, head),) = linear_keys.items()
@@ -158,6 +150,15 @@ def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
                 f"missing key {head_prefix + 'weight'!r}: the head has a bias but no weight"
             )
     return _Layout(prefix, lstm, head_prefix, head_weight, head_bias)
+
+
+def _several_prefixes(what: str, prefixes, allowed: str) -> ModelImportError:
+    """The error for parameters of ``what`` found under more than one key prefix."""
+    names = ", ".join(repr(p) for p in prefixes)
+    return ModelImportError(
+        f"found {what} parameters under {len(prefixes)} prefixes ({names}); "
+        f"lstm-fpga imports {allowed}"
+    )
 
 
 def _dtype_name(array) -> str:

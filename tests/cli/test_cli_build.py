@@ -31,21 +31,17 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+def _build(capsys, files, *flags, model="model.pt", out="out"):
+    """``lstm-fpga build files/MODEL -o files/OUT --calibrate files/cal.npy FLAGS...``."""
+    return _run(
+        capsys, "build", files / model, "-o", files / out, "--calibrate", files / "cal.npy", *flags
+    )
+
+
 @pytest.mark.parametrize("lanes", [1, 3, 16])
 def test_build_writes_a_complete_directory(files, capsys, lanes):
     out_dir = files / "out"
-    code, out, err = _run(
-        capsys,
-        "build",
-        files / "model.pt",
-        "-o",
-        out_dir,
-        "--calibrate",
-        files / "cal.npy",
-        "--lanes",
-        lanes,
-        "--json",
-    )
+    code, out, err = _build(capsys, files, "--lanes", lanes, "--json")
     assert code == 0, err
     summary = json.loads(out)
     manifest = json.loads((out_dir / "build.json").read_text())
@@ -61,19 +57,7 @@ def test_build_writes_a_complete_directory(files, capsys, lanes):
 
 
 def test_format_override_reaches_the_ir(files, capsys):
-    code, _, err = _run(
-        capsys,
-        "build",
-        files / "model.pt",
-        "-o",
-        files / "out",
-        "--calibrate",
-        files / "cal.npy",
-        "--format",
-        "l0.cell=Q4.11",
-        "--bits",
-        "16",
-    )
+    code, _, err = _build(capsys, files, "--format", "l0.cell=Q4.11", "--bits", "16")
     assert code == 0, err
     assert str(Project.load(files / "out").model.direction(0, False).formats.cell) == "Q4.11"
 
@@ -124,25 +108,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys, argv, me
 
 
 def test_existing_output_needs_force(files, capsys):
-    args = ["build", files / "model.pt", "-o", files / "out", "--calibrate", files / "cal.npy"]
-    assert _run(capsys, *args)[0] == 0
-    code, _, err = _run(capsys, *args)
+    assert _build(capsys, files)[0] == 0
+    code, _, err = _build(capsys, files)
     assert code == 2
     expected = f"output directory {files / 'out'} exists; pass --force to replace it"
     assert err == f"lstm-fpga build: error: {expected}\n"
-    assert _run(capsys, *args, "--force")[0] == 0
+    assert _build(capsys, files, "--force")[0] == 0
 
 
 def test_unsafe_model_file_is_refused(files, capsys):
-    code, _, err = _run(
-        capsys,
-        "build",
-        files / "not_a_model.pt",
-        "-o",
-        files / "out",
-        "--calibrate",
-        files / "cal.npy",
-    )
+    code, _, err = _build(capsys, files, model="not_a_model.pt")
     assert code == 2
     assert err.startswith("lstm-fpga build: error: ") and err.count("\n") == 1
 
@@ -183,9 +158,7 @@ def test_build_refuses_formats_the_reference_cannot_compute_exactly(files, capsy
     """Formats whose intermediates exceed int64 are refused at build with the flag to change,
     and nothing is written."""
     out_dir = files / "refused"
-    code, _, err = _run(
-        capsys, "build", files / "model.pt", "-o", out_dir, "--calibrate", files / "cal.npy", *flags
-    )
+    code, _, err = _build(capsys, files, *flags, out="refused")
     line = err.splitlines()[-1]
     assert code == 2 and line.startswith("lstm-fpga build: error: ") and message in line
     if flags[0] == "--format":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 
-async def send_beats(ctx, port, beats, rng, idle: float = 0.0):
+async def send_beats(ctx, port, beats, rng, idle: float = 0.0, on_beat=None):
     """Drive ``beats`` (payload values) into stream ``port`` with random idle cycles.
 
     Before each beat, ``valid`` stays low for a geometric number of cycles (mean
-    ``idle / (1 - idle)``); the beat is held until ``ready``.
+    ``idle / (1 - idle)``); the beat is held until ``ready``. ``on_beat()``, when given, is
+    called right after each handshake (e.g. to record its cycle).
     """
     for beat in beats:
         while idle and rng.random() < idle:
@@ -16,6 +17,8 @@ async def send_beats(ctx, port, beats, rng, idle: float = 0.0):
         ctx.set(port.payload, beat)
         ctx.set(port.valid, 1)
         await ctx.tick().until(port.ready)
+        if on_beat is not None:
+            on_beat()
     ctx.set(port.valid, 0)
 
 

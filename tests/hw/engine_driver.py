@@ -18,6 +18,7 @@ from lstm_fpga.hw.engine import LstmEngine
 from lstm_fpga.hw.reload import weight_load_words
 from lstm_fpga.sw.ir import LstmModel
 from lstm_fpga.sw.reference import SaturationCounts, run_reference
+from tests.hw.conftest import send_beats
 
 __all__ = [
     "InitLoad",
@@ -141,17 +142,12 @@ def run_engine(
     expected_states = sum(op.read_state and not dropped(op) for op in sequences)
     finished = {"source": False}
 
+    def record_x_cycle():
+        result["x_cycles"].append(clock["now"])
+
     async def offer(ctx, port, beats):
-        for beat in beats:
-            while idle and rng.random() < idle:
-                ctx.set(port.valid, 0)
-                await ctx.tick()
-            ctx.set(port.payload, beat)
-            ctx.set(port.valid, 1)
-            await ctx.tick().until(port.ready)
-            if port is dut.x:
-                result["x_cycles"].append(clock["now"])
-        ctx.set(port.valid, 0)
+        on_beat = record_x_cycle if port is dut.x else None
+        await send_beats(ctx, port, beats, rng, idle, on_beat=on_beat)
 
     async def source(ctx):
         for op in operations:

@@ -17,7 +17,9 @@ from lstm_fpga.sw.numerics import (
 from lstm_fpga.testing import FORMAT_SETS
 
 
-def _run(table, inputs):
+def _run(table, inputs, selects=None):
+    """Outputs of an ``ActivationUnit(table)`` fed ``inputs`` back to back (and ``selects``,
+    the table of each input, when the unit holds several tables)."""
     dut = ActivationUnit(table)
     outputs = []
 
@@ -26,6 +28,8 @@ def _run(table, inputs):
         for k in range(len(inputs) + latency):
             if k < len(inputs):
                 ctx.set(dut.input, int(inputs[k]))
+                if selects is not None:
+                    ctx.set(dut.select, int(selects[k]))
             await ctx.tick()
             if k >= latency - 1 and len(outputs) < len(inputs):
                 outputs.append(ctx.get(dut.output))
@@ -34,7 +38,7 @@ def _run(table, inputs):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return np.array(outputs)
+    return outputs
 
 
 @pytest.mark.parametrize("formats", ["q12", "tight"])
@@ -79,28 +83,12 @@ def test_several_tables_in_one_unit_select_per_input():
         activation_table(Activation.TANH, Q("Q5.2"), Q("Q0.7")),  # segment_shift 0
         activation_table(Activation.TANH, Q("Q3.8"), Q("Q0.11")),
     ]
-    dut = ActivationUnit(tables)
     rng = np.random.default_rng(3)
     selects = rng.integers(0, len(tables), 3000)
     inputs = [
         int(rng.integers(tables[k].input.min_int, tables[k].input.max_int + 1)) for k in selects
     ]
-    outputs = []
-
-    async def bench(ctx):
-        latency = ActivationUnit.LATENCY
-        for k in range(len(inputs) + latency):
-            if k < len(inputs):
-                ctx.set(dut.input, inputs[k])
-                ctx.set(dut.select, int(selects[k]))
-            await ctx.tick()
-            if k >= latency - 1 and len(outputs) < len(inputs):
-                outputs.append(ctx.get(dut.output))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    outputs = _run(tables, inputs, selects)
     expected = [
         int(tables[k].evaluate(np.array([v]))[0]) for k, v in zip(selects, inputs, strict=True)
     ]

@@ -42,6 +42,13 @@ class Classifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(H, 4))
 
 
+def import_error(function, *args, **kwargs) -> str:
+    """The message of the :class:`ModelImportError` that ``function(*args, **kwargs)`` raises."""
+    with pytest.raises(ModelImportError) as info:
+        function(*args, **kwargs)
+    return str(info.value)
+
+
 def seeded(module_factory, seed=0):
     torch.manual_seed(seed)
     return module_factory().eval()
@@ -313,24 +320,23 @@ MODULE_ERRORS = [
 
 @pytest.mark.parametrize(("factory", "message"), MODULE_ERRORS)
 def test_module_errors(factory, message):
-    with pytest.raises(ModelImportError) as info:
-        from_module(factory())
-    assert str(info.value) == message
+    assert import_error(from_module, factory()) == message
 
 
 def test_explicit_head_errors():
-    with pytest.raises(ModelImportError) as info:
-        from_module(nn.LSTM(I, H), head=nn.Conv1d(H, 1, 1))
-    assert str(info.value) == "head must be an nn.Linear, not a Conv1d"
-    with pytest.raises(ModelImportError) as info:
-        from_module(nn.GRU(I, H), head=nn.Linear(H, 1))
-    assert str(info.value) == f"the module is an nn.GRU; {ONLY_LSTM} (GRU is not supported)"
-    with pytest.raises(ModelImportError) as info:
-        from_module(Forecaster(), head=nn.Linear(H, 1))
-    assert str(info.value) == "head= is only accepted with an nn.LSTM, not with a Forecaster"
-    with pytest.raises(ModelImportError) as info:
-        from_module(nn.LSTM(I, H), head=nn.Linear(H + 1, 2))
-    assert str(info.value) == (
+    assert (
+        import_error(from_module, nn.LSTM(I, H), head=nn.Conv1d(H, 1, 1))
+        == "head must be an nn.Linear, not a Conv1d"
+    )
+    assert (
+        import_error(from_module, nn.GRU(I, H), head=nn.Linear(H, 1))
+        == f"the module is an nn.GRU; {ONLY_LSTM} (GRU is not supported)"
+    )
+    assert (
+        import_error(from_module, Forecaster(), head=nn.Linear(H, 1))
+        == "head= is only accepted with an nn.LSTM, not with a Forecaster"
+    )
+    assert import_error(from_module, nn.LSTM(I, H), head=nn.Linear(H + 1, 2)) == (
         "key 'head.weight' has shape (2, 12), expected (2, 11): the nn.Linear head must take "
         "the LSTM's 11 output features"
     )
@@ -466,22 +472,16 @@ STATE_ERRORS = [
 
 @pytest.mark.parametrize(("state", "message"), STATE_ERRORS)
 def test_state_dict_errors(state, message):
-    with pytest.raises(ModelImportError) as info:
-        from_state_dict(state)
-    assert str(info.value) == message
+    assert import_error(from_state_dict, state) == message
 
 
 def test_file_errors(tmp_path):
     missing = tmp_path / "missing.pt"
-    with pytest.raises(ModelImportError) as info:
-        from_file(missing)
-    assert str(info.value) == f"{missing}: no such file"
+    assert import_error(from_file, missing) == f"{missing}: no such file"
 
     pickled = tmp_path / "whole_module.pt"
     torch.save(seeded(Forecaster), pickled)  # pickles the class: refused by weights_only
-    with pytest.raises(ModelImportError) as info:
-        from_file(pickled)
-    assert str(info.value) == (
+    assert import_error(from_file, pickled) == (
         f"{pickled}: not a plain state_dict: it pickles Python objects (for example a whole "
         f"module saved with torch.save(model)), which torch.load(weights_only=True) refuses "
         f"because loading them can run code. Save the weights only: "
@@ -491,26 +491,20 @@ def test_file_errors(tmp_path):
     for name, content in (("junk.pt", b"hello world"), ("empty.pt", b"")):
         junk = tmp_path / name
         junk.write_bytes(content)
-        with pytest.raises(ModelImportError) as info:
-            from_file(junk)
-        assert str(info.value) == (
+        assert import_error(from_file, junk) == (
             f"{junk}: not a file torch.load can read (is it a PyTorch .pt/.pth file?)"
         )
 
     tensor = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), tensor)
-    with pytest.raises(ModelImportError) as info:
-        from_file(tensor)
-    assert str(info.value) == (
+    assert import_error(from_file, tensor) == (
         f"{tensor}: holds an object of type Tensor, not a state_dict; save the weights with "
         f"torch.save(model.state_dict(), path)"
     )
 
     checkpoint = tmp_path / "checkpoint.pt"
     torch.save({"epoch": 3, "model_state_dict": seeded(Forecaster).state_dict()}, checkpoint)
-    with pytest.raises(ModelImportError) as info:
-        from_file(checkpoint)
-    assert str(info.value) == (
+    assert import_error(from_file, checkpoint) == (
         f"{checkpoint}: key 'model_state_dict' holds a nested OrderedDict, not a tensor: this "
         f"looks like a training checkpoint; import checkpoint['model_state_dict'] (the model's "
         f"state_dict) instead"
@@ -518,23 +512,17 @@ def test_file_errors(tmp_path):
 
     gru = tmp_path / "gru.pt"
     torch.save(nn.GRU(I, H).state_dict(), gru)
-    with pytest.raises(ModelImportError) as info:
-        import_model(gru)
-    assert str(info.value) == (
+    assert import_error(import_model, gru) == (
         f"{gru}: key 'weight_hh_l0' has shape (33, 11): 3 gates per unit is an nn.GRU; {FOUR_GATES}"
     )
 
 
 def test_import_model_rejects_other_objects():
-    with pytest.raises(ModelImportError) as info:
-        import_model(42)
-    assert str(info.value) == (
+    assert import_error(import_model, 42) == (
         "cannot import an object of type int: pass an nn.LSTM, a module holding one, a "
         "state_dict or the path of a state_dict file (.pt/.pth)"
     )
-    with pytest.raises(ModelImportError) as info:
-        from_state_dict([("weight_ih_l0", torch.zeros(4))])
-    assert str(info.value) == (
+    assert import_error(from_state_dict, [("weight_ih_l0", torch.zeros(4))]) == (
         "a state_dict must be a mapping of parameter names to tensors, not a list"
     )
     assert issubclass(ModelImportError, ValueError)
