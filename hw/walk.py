@@ -55,10 +55,16 @@ class JobWalker(wiring.Component):
     order, so it tells which producers are done). A pass's last column waits until the drain
     is free and the previous pass has landed in it.
 
+    The next job is taken in the cycle of the current job's last issue (from ``next_job``,
+    the job the schedule offers once ``job_end`` has moved it on), so the walk goes on
+    without an idle cycle between jobs; an idle walker takes ``job`` (one load cycle).
+
     Ports
     -----
     job : In, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
-        The job to walk (held until ``job_end``).
+        The job to walk (held until ``job_end``; its ``job`` fields ride along with the beats).
+    next_job : In, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
+        The job the schedule offers after ``job_end`` (``valid`` 0: not known yet).
     x_beats : In
         Input beats buffered for the oldest step not yet consumed (streaming schedule).
     completed : In(1)
@@ -77,7 +83,9 @@ class JobWalker(wiring.Component):
     beat : Out, :func:`beat_meta_layout`
         The column beat to send one cycle later (``valid``: a column is issued).
 
-    Latency: combinational from ``job`` and the scoreboards to ``issue``.
+    Latency: ``issue`` is combinational from registers (the job's registered thresholds and
+    pointers, ``x_beats``, ``drain_free``); a job's first column issues the cycle after it
+    is taken.
     """
 
     def __init__(self, plan: EnginePlan):
@@ -87,6 +95,7 @@ class JobWalker(wiring.Component):
         super().__init__(
             {
                 "job": In(descriptor_layout(plan)),
+                "next_job": In(descriptor_layout(plan)),
                 "x_beats": In(range(2 * B + 1)),
                 "completed": In(1),
                 "drain_free": In(1),
@@ -109,7 +118,8 @@ class JobWalker(wiring.Component):
         k_bits = plan.input_elements.bit_length() - 1
         H = plan.hidden_size
         matrices = plan.matrices
-        offered = self.job
+        # The job taken: the schedule's next one at the current job's end, else the offered.
+        offered = data.View(descriptor_layout(plan), Signal(descriptor_layout(plan).size))
         max_columns = max(mp.columns for mp in matrices)
         max_span = max(mp.span for mp in matrices)
         max_passes = max(mp.passes for mp in matrices)
@@ -129,7 +139,11 @@ class JobWalker(wiring.Component):
         # here on: the matrix's constants, the bases and the scoreboards' thresholds.
         current = Signal()
         load = Signal()
-        m.d.comb += load.eq(~current & offered.valid)
+        job_end = self.job_end
+        m.d.comb += [
+            offered.eq(Mux(current, self.next_job.as_value(), self.job.as_value())),
+            load.eq(Mux(current, job_end, 1) & offered.valid),
+        ]
         a_source = loaded(Source, "a_source")
         b_source = loaded(Source, "b_source")
         a_x = loaded(1, "a_x")
@@ -172,13 +186,14 @@ class JobWalker(wiring.Component):
         vector_ok = (top < room_a) | (a_last < room_a)
         a_ok = Mux(a_x, x_ok, ~a_lag | vector_ok)
         b_ok = (b_top < 0) | (b_top < room_b)
-        is_last_cycle = cycle == span_last
-        is_last_pass = pass_index == passes_last
+        # Registered: ``cycle == span_last`` and ``pass_index == passes_last``.
+        is_last_cycle = Signal()
+        is_last_pass = Signal()
         drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
         issue = self.issue
         m.d.comb += [
             issue.eq(current & a_ok & b_ok & drain_ok),
-            self.job_end.eq(issue & is_last_cycle & is_last_pass),
+            job_end.eq(issue & is_last_cycle & is_last_pass),
             self.job_start.eq((pass_index == 0) & (cycle == 0)),
         ]
 
@@ -191,6 +206,40 @@ class JobWalker(wiring.Component):
 
         lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
         m.d.comb += lag.eq(outstanding - completed)
+        single_cycle = loaded(1, "single_cycle")  # span == 1: every cycle is a pass's last
+        with m.If(issue):
+            m.d.sync += weight_address.eq(weight_address + 1)
+            with m.If(is_last_cycle):
+                m.d.sync += [
+                    cycle.eq(0),
+                    column.eq(0),
+                    is_last_cycle.eq(single_cycle),
+                    top.eq(first_top),
+                    b_top.eq(first_b_top),
+                    a_pointer.eq(a_base),
+                    b_pointer.eq(b_base_rel),
+                ]
+                with m.If(is_last_pass):
+                    m.d.sync += [current.eq(0), pass_index.eq(0)]
+                with m.Else():
+                    m.d.sync += [
+                        pass_index.eq(pass_index + 1),
+                        is_last_pass.eq(pass_index + 1 == passes_last),
+                        bias_address.eq(bias_address + 1),
+                    ]
+            with m.Else():
+                capped = top + G > columns_last
+                m.d.sync += [
+                    cycle.eq(cycle + 1),
+                    column.eq(column + G),
+                    is_last_cycle.eq(cycle + 1 == span_last),
+                    top.eq(Mux(capped, columns_last, top + G)),
+                    b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
+                    a_pointer.eq(a_pointer + G),
+                    b_pointer.eq(b_pointer + G),
+                ]
+        # A load (also in the cycle of the previous job's last issue) comes after the issue's
+        # updates so that it wins.
         with m.If(load):
             a_len = per_matrix(lambda mp: mp.segments[0].length)
             m.d.sync += [
@@ -201,6 +250,9 @@ class JobWalker(wiring.Component):
                 a_lag.eq(offered.a_lag),
                 span_last.eq(per_matrix(lambda mp: mp.span - 1)),
                 passes_last.eq(per_matrix(lambda mp: mp.passes - 1)),
+                single_cycle.eq(per_matrix(lambda mp: int(mp.span == 1))),
+                is_last_cycle.eq(per_matrix(lambda mp: int(mp.span == 1))),
+                is_last_pass.eq(per_matrix(lambda mp: int(mp.passes == 1))),
                 columns_last.eq(per_matrix(lambda mp: mp.columns - 1)),
                 a_length.eq(a_len),
                 a_last.eq(per_matrix(lambda mp: mp.segments[0].length - 1)),
@@ -224,31 +276,6 @@ class JobWalker(wiring.Component):
             ]
         with m.Else():
             m.d.sync += [room_a.eq(room_a + completed), room_b.eq(room_b + completed)]
-        with m.If(issue):
-            m.d.sync += weight_address.eq(weight_address + 1)
-            with m.If(is_last_cycle):
-                m.d.sync += [
-                    cycle.eq(0),
-                    column.eq(0),
-                    top.eq(first_top),
-                    b_top.eq(first_b_top),
-                    a_pointer.eq(a_base),
-                    b_pointer.eq(b_base_rel),
-                ]
-                with m.If(is_last_pass):
-                    m.d.sync += [current.eq(0), pass_index.eq(0)]
-                with m.Else():
-                    m.d.sync += [pass_index.eq(pass_index + 1), bias_address.eq(bias_address + 1)]
-            with m.Else():
-                capped = top + G > columns_last
-                m.d.sync += [
-                    cycle.eq(cycle + 1),
-                    column.eq(column + G),
-                    top.eq(Mux(capped, columns_last, top + G)),
-                    b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
-                    a_pointer.eq(a_pointer + G),
-                    b_pointer.eq(b_pointer + G),
-                ]
 
         # -- element reads of this cycle's columns --------------------------------------------
         for g, read in enumerate(self.reads):
@@ -268,6 +295,6 @@ class JobWalker(wiring.Component):
             self.beat.first.eq(cycle == 0),
             self.beat.last.eq(is_last_cycle),
             self.beat.final_pass.eq(is_last_pass),
-            self.beat.job.eq(offered.job),
+            self.beat.job.eq(self.job.job),
         ]
         return m
