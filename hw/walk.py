@@ -118,45 +118,110 @@ class JobWalker(wiring.Component):
         k_bits = plan.input_elements.bit_length() - 1
         H = plan.hidden_size
         matrices = plan.matrices
-        # The job taken: the schedule's next one at the current job's end, else the offered.
-        offered = data.View(descriptor_layout(plan), Signal(descriptor_layout(plan).size))
         max_columns = max(mp.columns for mp in matrices)
         max_span = max(mp.span for mp in matrices)
         max_passes = max(mp.passes for mp in matrices)
         address_bits = address_shape(plan).width
         # Column indices, also relative to the second segment (negative in the first).
         index = signed((max_span * G).bit_length() + 1)
-
-        def per_matrix(value):
-            return Array([value(mp) for mp in matrices])[offered.matrix]
+        room_shape = signed((outstanding_limit(plan) + 2 * max_columns).bit_length() + 2)
 
         def loaded(shape, name):
             # Loaded with every job before it is used: no reset needed.
             return Signal(shape, name=name, reset_less=True)
 
-        # -- the job: registered when loaded, the cycle after the schedule offers it ------------
-        # Everything the issue decision and the read addresses depend on is a register from
-        # here on: the matrix's constants, the bases and the scoreboards' thresholds.
+        # -- the staged job -----------------------------------------------------------------------
+        # The job to take next, registered a cycle ahead with everything derived from its
+        # matrix: the schedule's ``next_job`` while a job is walked (taken with its last
+        # issue), ``job`` while the walker is idle (taken the cycle after). A staged job is
+        # stale once a job is taken (the schedule moves on), so it is dropped then.
         current = Signal()
         load = Signal()
         job_end = self.job_end
-        m.d.comb += [
-            offered.eq(Mux(current, self.next_job.as_value(), self.job.as_value())),
-            load.eq(Mux(current, job_end, 1) & offered.valid),
-        ]
-        a_source = loaded(Source, "a_source")
-        b_source = loaded(Source, "b_source")
-        a_x = loaded(1, "a_x")
-        a_lag = loaded(1, "a_lag")
-        span_last = loaded(index_shape(max_span), "span_last")
-        passes_last = loaded(index_shape(max_passes), "passes_last")
-        columns_last = loaded(index, "columns_last")
-        a_length = loaded(index, "a_length")
-        a_last = loaded(index, "a_last")
-        first_top = loaded(index, "first_top")
-        first_b_top = loaded(index, "first_b_top")
-        a_base = loaded(address_shape(plan), "a_base")
-        b_base_rel = loaded(signed(address_bits + 2), "b_base_rel")
+        source = data.View(descriptor_layout(plan), Signal(descriptor_layout(plan).size))
+        m.d.comb += source.eq(Mux(current, self.next_job.as_value(), self.job.as_value()))
+
+        def per_matrix(value):
+            return Array([value(mp) for mp in matrices])[source.matrix]
+
+        def first_top_of(mp):  # the highest column of a pass's first cycle
+            return min(G, mp.columns) - 1
+
+        derived = {
+            "lstm": (1, source.kind == JobKind.LSTM),
+            "a_source": (Source, source.a_source),
+            "b_source": (Source, source.b_source),
+            "a_x": (1, source.a_x),
+            "a_lag": (1, source.a_lag),
+            "span_last": (index_shape(max_span), per_matrix(lambda mp: mp.span - 1)),
+            "passes_last": (index_shape(max_passes), per_matrix(lambda mp: mp.passes - 1)),
+            "single_cycle": (1, per_matrix(lambda mp: int(mp.span == 1))),
+            "single_pass": (1, per_matrix(lambda mp: int(mp.passes == 1))),
+            "columns_last": (index, per_matrix(lambda mp: mp.columns - 1)),
+            "a_length": (index, per_matrix(lambda mp: mp.segments[0].length)),
+            "a_last": (index, per_matrix(lambda mp: mp.segments[0].length - 1)),
+            "first_top": (index, per_matrix(first_top_of)),
+            "first_b_top": (
+                index,
+                per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+            ),
+            "a_base": (address_shape(plan), source.a_base),
+            "b_base_rel": (
+                signed(address_bits + 2),
+                source.b_base - per_matrix(lambda mp: mp.segments[0].length),
+            ),
+            "weight_base": (index_shape(plan.bank_depth), per_matrix(lambda mp: mp.weight_base)),
+            "bias_base": (index_shape(plan.bias_depth), per_matrix(lambda mp: mp.bias_base)),
+            "a_distance": (room_shape, source.a_distance),
+            "b_distance": (room_shape, source.b_distance),
+            # ``distance - 1 -`` the first cycle's highest column of the segment: its
+            # scoreboard allows that cycle when ``lag`` is at most this.
+            "a_slack": (
+                room_shape,
+                source.a_distance
+                - 1
+                - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+            ),
+            "b_slack": (
+                room_shape,
+                source.b_distance
+                - 1
+                - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+            ),
+        }
+        staged = {name: loaded(shape, f"staged_{name}") for name, (shape, _) in derived.items()}
+        staged_valid = Signal()
+        m.d.sync += [staged[name].eq(value) for name, (_, value) in derived.items()]
+        m.d.sync += staged_valid.eq(source.valid & ~load)
+        m.d.comb += load.eq(staged_valid & (~current | job_end))
+
+        # -- the job: registered when taken ------------------------------------------------------
+        # Everything the issue decision and the read addresses depend on is a register from
+        # here on: the matrix's constants, the bases and the scoreboards' flags.
+        job = {
+            name: loaded(staged[name].shape(), name)
+            for name in (
+                "a_source",
+                "b_source",
+                "a_x",
+                "a_lag",
+                "span_last",
+                "passes_last",
+                "single_cycle",
+                "columns_last",
+                "a_length",
+                "a_last",
+                "first_top",
+                "first_b_top",
+                "a_base",
+                "b_base_rel",
+            )
+        }
+        a_x, a_lag = job["a_x"], job["a_lag"]
+        span_last, passes_last = job["span_last"], job["passes_last"]
+        columns_last, a_length, a_last = job["columns_last"], job["a_length"], job["a_last"]
+        first_top, first_b_top = job["first_top"], job["first_b_top"]
+        a_base, b_base_rel = job["a_base"], job["b_base_rel"]
 
         # -- walk state -------------------------------------------------------------------------
         cycle = Signal(index_shape(max_span))
@@ -171,24 +236,26 @@ class JobWalker(wiring.Component):
         b_pointer = loaded(signed(address_bits + 2), "b_pointer")  # b_base_rel + column
         weight_address = self.weight_address
         bias_address = self.bias_address
+        # Registered: ``cycle == span_last`` and ``pass_index == passes_last``.
+        is_last_cycle = Signal()
+        is_last_pass = Signal()
 
         # -- scoreboards --------------------------------------------------------------------------
         # ``room = distance - lag``: a vector column ``index`` may be read while ``index <
         # room``; ``lag`` (units of earlier jobs not completed yet) is taken when the job is
-        # loaded and falls with every completion (the pipeline completes units in order).
-        room_shape = signed((outstanding_limit(plan) + 2 * max_columns).bit_length() + 2)
+        # loaded and falls with every completion (the pipeline completes units in order). The
+        # comparisons for a cycle are made the cycle before, from the next ``top`` and ``room``
+        # (``vector_ok``, ``b_vector_ok``), so that ``issue`` is a few gates from registers.
         room_a = loaded(room_shape, "room_a")
         room_b = loaded(room_shape, "room_b")
+        vector_ok = Signal()
+        b_vector_ok = Signal()
         outstanding = self.outstanding
         completed = self.completed
         x_elements = self.x_beats << k_bits
         x_ok = (top < x_elements) | (a_last < x_elements)
-        vector_ok = (top < room_a) | (a_last < room_a)
         a_ok = Mux(a_x, x_ok, ~a_lag | vector_ok)
-        b_ok = (b_top < 0) | (b_top < room_b)
-        # Registered: ``cycle == span_last`` and ``pass_index == passes_last``.
-        is_last_cycle = Signal()
-        is_last_pass = Signal()
+        b_ok = b_top[-1] | b_vector_ok  # b_top < 0: the cycle reads no segment-b column
         drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
         issue = self.issue
         m.d.comb += [
@@ -197,25 +264,48 @@ class JobWalker(wiring.Component):
             self.job_start.eq((pass_index == 0) & (cycle == 0)),
         ]
 
-        lstm_load = load & (offered.kind == JobKind.LSTM)
+        lstm_load = load & staged["lstm"]
         m.d.sync += outstanding.eq(outstanding + Mux(lstm_load, H, 0) - completed)
         with m.If(self.loaded):
             m.d.sync += load_pending.eq(0)
         with m.If(issue & is_last_cycle):
             m.d.sync += load_pending.eq(1)
 
-        lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
-        m.d.comb += lag.eq(outstanding - completed)
-        single_cycle = loaded(1, "single_cycle")  # span == 1: every cycle is a pass's last
+        # The next cycle's top columns and rooms (without a load).
+        next_top = Signal.like(top)
+        next_b_top = Signal.like(b_top)
+        next_room_a = Signal.like(room_a)
+        next_room_b = Signal.like(room_b)
+        capped = top + G > columns_last
+        m.d.comb += [
+            next_top.eq(top),
+            next_b_top.eq(b_top),
+            next_room_a.eq(room_a + completed),
+            next_room_b.eq(room_b + completed),
+        ]
+        with m.If(issue & is_last_cycle):
+            m.d.comb += [next_top.eq(first_top), next_b_top.eq(first_b_top)]
+        with m.Elif(issue):
+            m.d.comb += [
+                next_top.eq(Mux(capped, columns_last, top + G)),
+                next_b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
+            ]
+        m.d.sync += [
+            top.eq(next_top),
+            b_top.eq(next_b_top),
+            room_a.eq(next_room_a),
+            room_b.eq(next_room_b),
+            vector_ok.eq((next_top < next_room_a) | (a_last < next_room_a)),
+            b_vector_ok.eq(next_b_top < next_room_b),
+        ]
+
         with m.If(issue):
             m.d.sync += weight_address.eq(weight_address + 1)
             with m.If(is_last_cycle):
                 m.d.sync += [
                     cycle.eq(0),
                     column.eq(0),
-                    is_last_cycle.eq(single_cycle),
-                    top.eq(first_top),
-                    b_top.eq(first_b_top),
+                    is_last_cycle.eq(job["single_cycle"]),
                     a_pointer.eq(a_base),
                     b_pointer.eq(b_base_rel),
                 ]
@@ -228,54 +318,39 @@ class JobWalker(wiring.Component):
                         bias_address.eq(bias_address + 1),
                     ]
             with m.Else():
-                capped = top + G > columns_last
                 m.d.sync += [
                     cycle.eq(cycle + 1),
                     column.eq(column + G),
                     is_last_cycle.eq(cycle + 1 == span_last),
-                    top.eq(Mux(capped, columns_last, top + G)),
-                    b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
                     a_pointer.eq(a_pointer + G),
                     b_pointer.eq(b_pointer + G),
                 ]
         # A load (also in the cycle of the previous job's last issue) comes after the issue's
         # updates so that it wins.
+        lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
+        m.d.comb += lag.eq(outstanding - completed)
         with m.If(load):
-            a_len = per_matrix(lambda mp: mp.segments[0].length)
+            m.d.sync += [job[name].eq(staged[name]) for name in job]
             m.d.sync += [
                 current.eq(1),
-                a_source.eq(offered.a_source),
-                b_source.eq(offered.b_source),
-                a_x.eq(offered.a_x),
-                a_lag.eq(offered.a_lag),
-                span_last.eq(per_matrix(lambda mp: mp.span - 1)),
-                passes_last.eq(per_matrix(lambda mp: mp.passes - 1)),
-                single_cycle.eq(per_matrix(lambda mp: int(mp.span == 1))),
-                is_last_cycle.eq(per_matrix(lambda mp: int(mp.span == 1))),
-                is_last_pass.eq(per_matrix(lambda mp: int(mp.passes == 1))),
-                columns_last.eq(per_matrix(lambda mp: mp.columns - 1)),
-                a_length.eq(a_len),
-                a_last.eq(per_matrix(lambda mp: mp.segments[0].length - 1)),
-                first_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
-                first_b_top.eq(
-                    per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)
-                ),
-                top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
-                b_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)),
-                a_base.eq(offered.a_base),
-                b_base_rel.eq(offered.b_base - a_len),
-                a_pointer.eq(offered.a_base),
-                b_pointer.eq(offered.b_base - a_len),
-                weight_address.eq(per_matrix(lambda mp: mp.weight_base)),
-                bias_address.eq(per_matrix(lambda mp: mp.bias_base)),
+                is_last_cycle.eq(staged["single_cycle"]),
+                is_last_pass.eq(staged["single_pass"]),
+                top.eq(staged["first_top"]),
+                b_top.eq(staged["first_b_top"]),
+                a_pointer.eq(staged["a_base"]),
+                b_pointer.eq(staged["b_base_rel"]),
+                weight_address.eq(staged["weight_base"]),
+                bias_address.eq(staged["bias_base"]),
                 cycle.eq(0),
                 column.eq(0),
                 pass_index.eq(0),
-                room_a.eq(offered.a_distance - lag),
-                room_b.eq(offered.b_distance - lag),
+                room_a.eq(staged["a_distance"] - lag),
+                room_b.eq(staged["b_distance"] - lag),
+                # ``top < room`` (or the segment's last column < room: min(top, a_last) is
+                # in ``a_slack``) of the job's first cycle.
+                vector_ok.eq(lag <= staged["a_slack"]),
+                b_vector_ok.eq(lag <= staged["b_slack"]),
             ]
-        with m.Else():
-            m.d.sync += [room_a.eq(room_a + completed), room_b.eq(room_b + completed)]
 
         # -- element reads of this cycle's columns --------------------------------------------
         for g, read in enumerate(self.reads):
@@ -284,7 +359,7 @@ class JobWalker(wiring.Component):
             m.d.comb += [
                 read.address.eq(Mux(in_a, a_pointer, b_pointer) + g),
                 read.x_address.eq(a_base + (c >> k_bits)),
-                read.source.eq(Mux(in_a, a_source, b_source)),
+                read.source.eq(Mux(in_a, job["a_source"], job["b_source"])),
                 read.beyond.eq(c > columns_last),
                 self.beat.segments[g].eq(~in_a),
             ]
