@@ -67,6 +67,8 @@ class JobWalker(wiring.Component):
         The job the schedule offers after ``job_end`` (``valid`` 0: not known yet).
     x_beats : In
         Input beats buffered for the oldest step not yet consumed (streaming schedule).
+    x_accepted : In(1)
+        A beat is accepted into the ``x`` ring this cycle (``x_beats`` counts it next cycle).
     completed : In(1)
         A unit left the gate and cell pipeline (``hidden_write``).
     drain_free, loaded : In(1)
@@ -97,6 +99,7 @@ class JobWalker(wiring.Component):
                 "job": In(descriptor_layout(plan)),
                 "next_job": In(descriptor_layout(plan)),
                 "x_beats": In(range(2 * B + 1)),
+                "x_accepted": In(1),
                 "completed": In(1),
                 "drain_free": In(1),
                 "loaded": In(1),
@@ -165,6 +168,12 @@ class JobWalker(wiring.Component):
                 index,
                 per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
             ),
+            "first_top_a": (
+                index,
+                per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+            ),
+            "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
+            "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
             "a_base": (address_shape(plan), source.a_base),
             "b_base_rel": (
                 signed(address_bits + 2),
@@ -213,6 +222,8 @@ class JobWalker(wiring.Component):
                 "a_last",
                 "first_top",
                 "first_b_top",
+                "b_last",
+                "two_cycles",
                 "a_base",
                 "b_base_rel",
             )
@@ -243,17 +254,19 @@ class JobWalker(wiring.Component):
         # -- scoreboards --------------------------------------------------------------------------
         # ``room = distance - lag``: a vector column ``index`` may be read while ``index <
         # room``; ``lag`` (units of earlier jobs not completed yet) is taken when the job is
-        # loaded and falls with every completion (the pipeline completes units in order). The
-        # comparisons for a cycle are made the cycle before, from the next ``top`` and ``room``
-        # (``vector_ok``, ``b_vector_ok``), so that ``issue`` is a few gates from registers.
+        # loaded and falls with every completion (the pipeline completes units in order). An
+        # ``x`` column ``index`` may be read while ``index < x_beats * input_elements``. Each
+        # cycle's verdicts (``x_ok``, ``vector_ok``, ``b_vector_ok``) are registers, compared
+        # the cycle before for both outcomes of that cycle's issue (the next top column with
+        # and without an advance), so that ``issue`` is a few gates from registers.
         room_a = loaded(room_shape, "room_a")
         room_b = loaded(room_shape, "room_b")
+        x_ok = Signal()
         vector_ok = Signal()
         b_vector_ok = Signal()
+        penultimate = Signal()  # registered: ``cycle + 1 == span_last``
         outstanding = self.outstanding
         completed = self.completed
-        x_elements = self.x_beats << k_bits
-        x_ok = (top < x_elements) | (a_last < x_elements)
         a_ok = Mux(a_x, x_ok, ~a_lag | vector_ok)
         b_ok = b_top[-1] | b_vector_ok  # b_top < 0: the cycle reads no segment-b column
         drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
@@ -271,33 +284,31 @@ class JobWalker(wiring.Component):
         with m.If(issue & is_last_cycle):
             m.d.sync += load_pending.eq(1)
 
-        # The next cycle's top columns and rooms (without a load).
-        next_top = Signal.like(top)
-        next_b_top = Signal.like(b_top)
-        next_room_a = Signal.like(room_a)
-        next_room_b = Signal.like(room_b)
-        capped = top + G > columns_last
-        m.d.comb += [
-            next_top.eq(top),
-            next_b_top.eq(b_top),
-            next_room_a.eq(room_a + completed),
-            next_room_b.eq(room_b + completed),
-        ]
-        with m.If(issue & is_last_cycle):
-            m.d.comb += [next_top.eq(first_top), next_b_top.eq(first_b_top)]
-        with m.Elif(issue):
-            m.d.comb += [
-                next_top.eq(Mux(capped, columns_last, top + G)),
-                next_b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
+        # The top columns after an issue (a pass's last cycle is capped at its last column).
+        top_advanced = Mux(is_last_cycle, first_top, Mux(penultimate, columns_last, top + G))
+        b_top_advanced = Mux(is_last_cycle, first_b_top, Mux(penultimate, job["b_last"], b_top + G))
+        next_room_a = room_a + completed
+        next_room_b = room_b + completed
+        x_elements = (self.x_beats + self.x_accepted) << k_bits
+
+        def a_allows(top, limit):  # segment a's columns up to ``top`` are below ``limit``
+            return (top < limit) | (a_last < limit)
+
+        with m.If(issue):
+            m.d.sync += [
+                top.eq(top_advanced),
+                b_top.eq(b_top_advanced),
+                x_ok.eq(a_allows(top_advanced, x_elements)),
+                vector_ok.eq(a_allows(top_advanced, next_room_a)),
+                b_vector_ok.eq(b_top_advanced < next_room_b),
             ]
-        m.d.sync += [
-            top.eq(next_top),
-            b_top.eq(next_b_top),
-            room_a.eq(next_room_a),
-            room_b.eq(next_room_b),
-            vector_ok.eq((next_top < next_room_a) | (a_last < next_room_a)),
-            b_vector_ok.eq(next_b_top < next_room_b),
-        ]
+        with m.Else():
+            m.d.sync += [
+                x_ok.eq(a_allows(top, x_elements)),
+                vector_ok.eq(a_allows(top, next_room_a)),
+                b_vector_ok.eq(b_top < next_room_b),
+            ]
+        m.d.sync += [room_a.eq(next_room_a), room_b.eq(next_room_b)]
 
         with m.If(issue):
             m.d.sync += weight_address.eq(weight_address + 1)
@@ -306,6 +317,7 @@ class JobWalker(wiring.Component):
                     cycle.eq(0),
                     column.eq(0),
                     is_last_cycle.eq(job["single_cycle"]),
+                    penultimate.eq(job["two_cycles"]),
                     a_pointer.eq(a_base),
                     b_pointer.eq(b_base_rel),
                 ]
@@ -321,7 +333,8 @@ class JobWalker(wiring.Component):
                 m.d.sync += [
                     cycle.eq(cycle + 1),
                     column.eq(column + G),
-                    is_last_cycle.eq(cycle + 1 == span_last),
+                    is_last_cycle.eq(penultimate),
+                    penultimate.eq(cycle + 2 == span_last),
                     a_pointer.eq(a_pointer + G),
                     b_pointer.eq(b_pointer + G),
                 ]
@@ -329,11 +342,14 @@ class JobWalker(wiring.Component):
         # updates so that it wins.
         lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
         m.d.comb += lag.eq(outstanding - completed)
+        B = plan.x_beats_per_step
+        x_beats_then = self.x_beats + self.x_accepted - Mux(current & a_x, B, 0)
         with m.If(load):
             m.d.sync += [job[name].eq(staged[name]) for name in job]
             m.d.sync += [
                 current.eq(1),
                 is_last_cycle.eq(staged["single_cycle"]),
+                penultimate.eq(staged["two_cycles"]),
                 is_last_pass.eq(staged["single_pass"]),
                 top.eq(staged["first_top"]),
                 b_top.eq(staged["first_b_top"]),
@@ -350,6 +366,8 @@ class JobWalker(wiring.Component):
                 # in ``a_slack``) of the job's first cycle.
                 vector_ok.eq(lag <= staged["a_slack"]),
                 b_vector_ok.eq(lag <= staged["b_slack"]),
+                # The beats of the job's step (the ending job's step leaves the ``x`` ring).
+                x_ok.eq(staged["first_top_a"] < (x_beats_then << k_bits)),
             ]
 
         # -- element reads of this cycle's columns --------------------------------------------
