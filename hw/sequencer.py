@@ -112,10 +112,7 @@ class Sequencer(wiring.Component):
             self.outstanding.eq(walker.outstanding != 0),
         ]
         if streaming:
-            m.d.comb += [
-                walker.x_beats.eq(schedule.x_beats),
-                walker.x_accepted.eq(schedule.x_accepted),
-            ]
+            m.d.comb += walker.x_beats.eq(schedule.x_beats)
 
         # -- elements: COLUMN_LATENCY cycles after the walker's reads, with the beat ---------
         wiring.connect(m, wiring.flipped(self.hidden_write), elements.hidden_write)

@@ -34,8 +34,6 @@ class StreamingSchedule(wiring.Component):
         the later beats on ``x_beats``).
     x_beats : Out
         Beats buffered for the oldest step not yet consumed by its layer-0 job.
-    x_accepted : Out(1)
-        A beat is accepted this cycle (``x_beats`` counts it from the next cycle).
     issue, job_start, job_end : In(1)
         From the walker.
     carry_state, read_state : In(1)
@@ -51,9 +49,7 @@ class StreamingSchedule(wiring.Component):
     def __init__(self, plan: EnginePlan):
         self._plan = plan
         B = plan.x_beats_per_step
-        super().__init__(
-            {**schedule_ports(plan), "x_beats": Out(range(2 * B + 1)), "x_accepted": Out(1)}
-        )
+        super().__init__({**schedule_ports(plan), "x_beats": Out(range(2 * B + 1))})
 
     def elaborate(self, platform):
         m = Module()
@@ -80,7 +76,6 @@ class StreamingSchedule(wiring.Component):
         m.d.comb += [
             self.x.ready.eq((x_seen < 2 * B) & room),
             accept.eq(self.x.valid & self.x.ready),
-            self.x_accepted.eq(accept),
             self.open.eq(~in_first),
             self.started.eq(accept & in_first),
             self.admitted.eq(accept & in_first),

@@ -67,8 +67,6 @@ class JobWalker(wiring.Component):
         The job the schedule offers after ``job_end`` (``valid`` 0: not known yet).
     x_beats : In
         Input beats buffered for the oldest step not yet consumed (streaming schedule).
-    x_accepted : In(1)
-        A beat is accepted into the ``x`` ring this cycle (``x_beats`` counts it next cycle).
     completed : In(1)
         A unit left the gate and cell pipeline (``hidden_write``).
     drain_free, loaded : In(1)
@@ -99,7 +97,6 @@ class JobWalker(wiring.Component):
                 "job": In(descriptor_layout(plan)),
                 "next_job": In(descriptor_layout(plan)),
                 "x_beats": In(range(2 * B + 1)),
-                "x_accepted": In(1),
                 "completed": In(1),
                 "drain_free": In(1),
                 "loaded": In(1),
@@ -171,6 +168,16 @@ class JobWalker(wiring.Component):
             "first_top_a": (
                 index,
                 per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+            ),
+            # (the same as an element count beyond the step of an ending layer-0 job)
+            "first_top_after": (
+                signed(index.width + 1),
+                per_matrix(
+                    lambda mp: (
+                        min(first_top_of(mp), mp.segments[0].length - 1)
+                        + (plan.x_beats_per_step << k_bits)
+                    )
+                ),
             ),
             "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
             "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
@@ -289,7 +296,9 @@ class JobWalker(wiring.Component):
         b_top_advanced = Mux(is_last_cycle, first_b_top, Mux(penultimate, job["b_last"], b_top + G))
         next_room_a = room_a + completed
         next_room_b = room_b + completed
-        x_elements = (self.x_beats + self.x_accepted) << k_bits
+        # (``x_beats`` of this cycle: a beat accepted now counts a cycle later; the count only
+        # falls when a layer-0 job ends, and then the next job is loaded, below.)
+        x_elements = self.x_beats << k_bits
 
         def a_allows(top, limit):  # segment a's columns up to ``top`` are below ``limit``
             return (top < limit) | (a_last < limit)
@@ -342,8 +351,6 @@ class JobWalker(wiring.Component):
         # updates so that it wins.
         lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
         m.d.comb += lag.eq(outstanding - completed)
-        B = plan.x_beats_per_step
-        x_beats_then = self.x_beats + self.x_accepted - Mux(current & a_x, B, 0)
         with m.If(load):
             m.d.sync += [job[name].eq(staged[name]) for name in job]
             m.d.sync += [
@@ -366,8 +373,14 @@ class JobWalker(wiring.Component):
                 # in ``a_slack``) of the job's first cycle.
                 vector_ok.eq(lag <= staged["a_slack"]),
                 b_vector_ok.eq(lag <= staged["b_slack"]),
-                # The beats of the job's step (the ending job's step leaves the ``x`` ring).
-                x_ok.eq(staged["first_top_a"] < (x_beats_then << k_bits)),
+                # The beats of the job's step (an ending layer-0 job's step leaves the ring).
+                x_ok.eq(
+                    Mux(
+                        current & a_x,
+                        staged["first_top_after"] < x_elements,
+                        staged["first_top_a"] < x_elements,
+                    )
+                ),
             ]
 
         # -- element reads of this cycle's columns --------------------------------------------
