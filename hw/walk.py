@@ -263,19 +263,16 @@ class JobWalker(wiring.Component):
         # room``; ``lag`` (units of earlier jobs not completed yet) is taken when the job is
         # loaded and falls with every completion (the pipeline completes units in order). An
         # ``x`` column ``index`` may be read while ``index < x_beats * input_elements``. Each
-        # cycle's verdicts (``x_ok``, ``vector_ok``, ``b_vector_ok``) are registers, compared
+        # cycle's verdicts for the two segments (``a_ok``, ``b_ok``) are registers, compared
         # the cycle before for both outcomes of that cycle's issue (the next top column with
         # and without an advance), so that ``issue`` is a few gates from registers.
         room_a = loaded(room_shape, "room_a")
         room_b = loaded(room_shape, "room_b")
-        x_ok = Signal()
-        vector_ok = Signal()
-        b_vector_ok = Signal()
+        a_ok = Signal()
+        b_ok = Signal()
         penultimate = Signal()  # registered: ``cycle + 1 == span_last``
         outstanding = self.outstanding
         completed = self.completed
-        a_ok = Mux(a_x, x_ok, ~a_lag | vector_ok)
-        b_ok = b_top[-1] | b_vector_ok  # b_top < 0: the cycle reads no segment-b column
         drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
         issue = self.issue
         m.d.comb += [
@@ -285,7 +282,10 @@ class JobWalker(wiring.Component):
         ]
 
         lstm_load = load & staged["lstm"]
-        m.d.sync += outstanding.eq(outstanding + Mux(lstm_load, H, 0) - completed)
+        # (both sums from registers, the load only selects)
+        m.d.sync += outstanding.eq(
+            Mux(lstm_load, outstanding + H - completed, outstanding - completed)
+        )
         with m.If(self.loaded):
             m.d.sync += load_pending.eq(0)
         with m.If(issue & is_last_cycle):
@@ -303,19 +303,24 @@ class JobWalker(wiring.Component):
         def a_allows(top, limit):  # segment a's columns up to ``top`` are below ``limit``
             return (top < limit) | (a_last < limit)
 
+        def a_verdict(top):  # segment a may be read up to ``top``
+            vector_ok = ~a_lag | a_allows(top, next_room_a)
+            return Mux(a_x, a_allows(top, x_elements), vector_ok)
+
+        def b_verdict(b_top):  # b_top < 0: the cycle reads no segment-b column
+            return b_top[-1] | (b_top < next_room_b)
+
         with m.If(issue):
             m.d.sync += [
                 top.eq(top_advanced),
                 b_top.eq(b_top_advanced),
-                x_ok.eq(a_allows(top_advanced, x_elements)),
-                vector_ok.eq(a_allows(top_advanced, next_room_a)),
-                b_vector_ok.eq(b_top_advanced < next_room_b),
+                a_ok.eq(a_verdict(top_advanced)),
+                b_ok.eq(b_verdict(b_top_advanced)),
             ]
         with m.Else():
             m.d.sync += [
-                x_ok.eq(a_allows(top, x_elements)),
-                vector_ok.eq(a_allows(top, next_room_a)),
-                b_vector_ok.eq(b_top < next_room_b),
+                a_ok.eq(a_verdict(top)),
+                b_ok.eq(b_verdict(b_top)),
             ]
         m.d.sync += [room_a.eq(next_room_a), room_b.eq(next_room_b)]
 
@@ -371,14 +376,18 @@ class JobWalker(wiring.Component):
                 room_b.eq(staged["b_distance"] - lag),
                 # ``top < room`` (or the segment's last column < room: min(top, a_last) is
                 # in ``a_slack``) of the job's first cycle.
-                vector_ok.eq(lag <= staged["a_slack"]),
-                b_vector_ok.eq(lag <= staged["b_slack"]),
-                # The beats of the job's step (an ending layer-0 job's step leaves the ring).
-                x_ok.eq(
+                b_ok.eq(staged["first_b_top"][-1] | (lag <= staged["b_slack"])),
+                # An ``x`` segment has the beats of the job's step (an ending layer-0 job's
+                # step leaves the ring).
+                a_ok.eq(
                     Mux(
-                        current & a_x,
-                        staged["first_top_after"] < x_elements,
-                        staged["first_top_a"] < x_elements,
+                        staged["a_x"],
+                        Mux(
+                            current & a_x,
+                            staged["first_top_after"] < x_elements,
+                            staged["first_top_a"] < x_elements,
+                        ),
+                        ~staged["a_lag"] | (lag <= staged["a_slack"]),
                     )
                 ),
             ]
