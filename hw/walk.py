@@ -209,7 +209,6 @@ class JobWalker(wiring.Component):
         staged_valid = Signal()
         m.d.sync += [staged[name].eq(value) for name, (_, value) in derived.items()]
         m.d.sync += staged_valid.eq(source.valid & ~load)
-        m.d.comb += load.eq(staged_valid & (~current | job_end))
 
         # -- the job: registered when taken ------------------------------------------------------
         # Everything the issue decision and the read addresses depend on is a register from
@@ -257,6 +256,7 @@ class JobWalker(wiring.Component):
         # Registered: ``cycle == span_last`` and ``pass_index == passes_last``.
         is_last_cycle = Signal()
         is_last_pass = Signal()
+        final = Signal()  # registered: is_last_cycle & is_last_pass (the job's last cycle)
 
         # -- scoreboards --------------------------------------------------------------------------
         # ``room = distance - lag``: a vector column ``index`` may be read while ``index <
@@ -274,10 +274,13 @@ class JobWalker(wiring.Component):
         outstanding = self.outstanding
         completed = self.completed
         drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
+        end_ok = a_ok & b_ok & self.drain_free & ~load_pending  # a pass's last cycle may issue
         issue = self.issue
         m.d.comb += [
             issue.eq(current & a_ok & b_ok & drain_ok),
-            job_end.eq(issue & is_last_cycle & is_last_pass),
+            job_end.eq(current & final & end_ok),
+            # (written out from registers: a load comes a few gates after them)
+            load.eq(staged_valid & (~current | (final & end_ok))),
             self.job_start.eq((pass_index == 0) & (cycle == 0)),
         ]
 
@@ -338,9 +341,11 @@ class JobWalker(wiring.Component):
                 with m.If(is_last_pass):
                     m.d.sync += [current.eq(0), pass_index.eq(0)]
                 with m.Else():
+                    next_last_pass = pass_index + 1 == passes_last
                     m.d.sync += [
                         pass_index.eq(pass_index + 1),
-                        is_last_pass.eq(pass_index + 1 == passes_last),
+                        is_last_pass.eq(next_last_pass),
+                        final.eq(job["single_cycle"] & next_last_pass),
                         bias_address.eq(bias_address + 1),
                     ]
             with m.Else():
@@ -348,6 +353,7 @@ class JobWalker(wiring.Component):
                     cycle.eq(cycle + 1),
                     column.eq(column + G),
                     is_last_cycle.eq(penultimate),
+                    final.eq(penultimate & is_last_pass),
                     penultimate.eq(cycle + 2 == span_last),
                     a_pointer.eq(a_pointer + G),
                     b_pointer.eq(b_pointer + G),
@@ -363,6 +369,7 @@ class JobWalker(wiring.Component):
                 is_last_cycle.eq(staged["single_cycle"]),
                 penultimate.eq(staged["two_cycles"]),
                 is_last_pass.eq(staged["single_pass"]),
+                final.eq(staged["single_cycle"] & staged["single_pass"]),
                 top.eq(staged["first_top"]),
                 b_top.eq(staged["first_b_top"]),
                 a_pointer.eq(staged["a_base"]),
