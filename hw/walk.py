@@ -182,10 +182,7 @@ class JobWalker(wiring.Component):
             "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
             "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
             "a_base": (address_shape(plan), source.a_base),
-            "b_base_rel": (
-                signed(address_bits + 2),
-                source.b_base - per_matrix(lambda mp: mp.segments[0].length),
-            ),
+            "b_base": (address_shape(plan), source.b_base),
             "weight_base": (index_shape(plan.bank_depth), per_matrix(lambda mp: mp.weight_base)),
             "bias_base": (index_shape(plan.bias_depth), per_matrix(lambda mp: mp.bias_base)),
             "a_distance": (room_shape, source.a_distance),
@@ -231,14 +228,14 @@ class JobWalker(wiring.Component):
                 "b_last",
                 "two_cycles",
                 "a_base",
-                "b_base_rel",
             )
         }
+        b_base_rel = loaded(signed(address_bits + 2), "b_base_rel")  # b_base - a_length
         a_x, a_lag = job["a_x"], job["a_lag"]
         span_last, passes_last = job["span_last"], job["passes_last"]
         columns_last, a_length, a_last = job["columns_last"], job["a_length"], job["a_last"]
         first_top, first_b_top = job["first_top"], job["first_b_top"]
-        a_base, b_base_rel = job["a_base"], job["b_base_rel"]
+        a_base = job["a_base"]
 
         # -- walk state -------------------------------------------------------------------------
         cycle = Signal(index_shape(max_span))
@@ -373,7 +370,8 @@ class JobWalker(wiring.Component):
                 top.eq(staged["first_top"]),
                 b_top.eq(staged["first_b_top"]),
                 a_pointer.eq(staged["a_base"]),
-                b_pointer.eq(staged["b_base_rel"]),
+                b_base_rel.eq(staged["b_base"] - staged["a_length"]),
+                b_pointer.eq(staged["b_base"] - staged["a_length"]),
                 weight_address.eq(staged["weight_base"]),
                 bias_address.eq(staged["bias_base"]),
                 cycle.eq(0),
