@@ -291,29 +291,48 @@ class JobWalker(wiring.Component):
         with m.If(issue & is_last_cycle):
             m.d.sync += load_pending.eq(1)
 
-        # The top columns after an issue (a pass's last cycle is capped at its last column).
-        top_advanced = Mux(is_last_cycle, first_top, Mux(penultimate, columns_last, top + G))
-        b_top_advanced = Mux(is_last_cycle, first_b_top, Mux(penultimate, job["b_last"], b_top + G))
+        # The top columns after an issue (a pass's last cycle is capped at its last column),
+        # from registers through multiplexers only (``top + G`` is a register too).
+        index_g = signed(index.width + 1)
+        top_g = loaded(index_g, "top_g")
+        b_top_g = loaded(index_g, "b_top_g")
+        plus_g = {
+            name: loaded(index_g, f"{name}_g")
+            for name in ("first_top", "first_b_top", "columns_last", "b_last")
+        }
+        top_advanced = Mux(is_last_cycle, first_top, Mux(penultimate, columns_last, top_g))
+        top_advanced_g = Mux(
+            is_last_cycle,
+            plus_g["first_top"],
+            Mux(penultimate, plus_g["columns_last"], top_g + G),
+        )
+        b_top_advanced = Mux(is_last_cycle, first_b_top, Mux(penultimate, job["b_last"], b_top_g))
+        b_top_advanced_g = Mux(
+            is_last_cycle, plus_g["first_b_top"], Mux(penultimate, plus_g["b_last"], b_top_g + G)
+        )
         next_room_a = room_a + completed
         next_room_b = room_b + completed
         # (``x_beats`` of this cycle: a beat accepted now counts a cycle later; the count only
         # falls when a layer-0 job ends, and then the next job is loaded, below.)
         x_elements = self.x_beats << k_bits
 
-        def a_allows(top, limit):  # segment a's columns up to ``top`` are below ``limit``
-            return (top < limit) | (a_last < limit)
+        def below(value, limit, plus_one):  # value < limit + plus_one, without the add
+            return Mux(plus_one, value <= limit, value < limit)
 
         def a_verdict(top):  # segment a may be read up to ``top``
-            vector_ok = ~a_lag | a_allows(top, next_room_a)
-            return Mux(a_x, a_allows(top, x_elements), vector_ok)
+            in_x = (top < x_elements) | (a_last < x_elements)
+            in_room = below(top, room_a, completed) | below(a_last, room_a, completed)
+            return Mux(a_x, in_x, ~a_lag | in_room)
 
         def b_verdict(b_top):  # b_top < 0: the cycle reads no segment-b column
-            return b_top[-1] | (b_top < next_room_b)
+            return b_top[-1] | below(b_top, room_b, completed)
 
         with m.If(issue):
             m.d.sync += [
                 top.eq(top_advanced),
+                top_g.eq(top_advanced_g),
                 b_top.eq(b_top_advanced),
+                b_top_g.eq(b_top_advanced_g),
                 a_ok.eq(a_verdict(top_advanced)),
                 b_ok.eq(b_verdict(b_top_advanced)),
             ]
@@ -361,6 +380,7 @@ class JobWalker(wiring.Component):
         m.d.comb += lag.eq(outstanding - completed)
         with m.If(load):
             m.d.sync += [job[name].eq(staged[name]) for name in job]
+            m.d.sync += [plus_g[name].eq(staged[name] + G) for name in plus_g]
             m.d.sync += [
                 current.eq(1),
                 is_last_cycle.eq(staged["single_cycle"]),
@@ -369,6 +389,8 @@ class JobWalker(wiring.Component):
                 final.eq(staged["single_cycle"] & staged["single_pass"]),
                 top.eq(staged["first_top"]),
                 b_top.eq(staged["first_b_top"]),
+                top_g.eq(staged["first_top"] + G),
+                b_top_g.eq(staged["first_b_top"] + G),
                 a_pointer.eq(staged["a_base"]),
                 b_base_rel.eq(staged["b_base"] - staged["a_length"]),
                 b_pointer.eq(staged["b_base"] - staged["a_length"]),
