@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,6 +42,11 @@ def beat_meta_layout(plan: EnginePlan) -> data.StructLayout:
             "job": job_layout(plan),
         }
     )
+
+
+def _mask(width: int, test) -> int:
+    """The bits ``g < width`` for which ``test(g)`` holds."""
+    return sum(1 << g for g in range(width) if test(g))
 
 
 class JobWalker(wiring.Component):
@@ -181,6 +186,9 @@ class JobWalker(wiring.Component):
             ),
             "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
             "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
+            # Per group: a pass's first column is in segment a / beyond the last column.
+            "in_a": (G, per_matrix(lambda mp: _mask(G, lambda g: g < mp.segments[0].length))),
+            "beyond": (G, per_matrix(lambda mp: _mask(G, lambda g: g > mp.columns - 1))),
             "a_base": (address_shape(plan), source.a_base),
             "b_base": (address_shape(plan), source.b_base),
             "weight_base": (index_shape(plan.bank_depth), per_matrix(lambda mp: mp.weight_base)),
@@ -420,15 +428,36 @@ class JobWalker(wiring.Component):
             ]
 
         # -- element reads of this cycle's columns --------------------------------------------
+        # Per group: the column is in segment a / beyond the matrix's last column. Registers,
+        # compared the cycle before (a pass's first cycle: the job's masks).
+        in_a = Signal(G)
+        beyond = Signal(G)
+        first_in_a = loaded(G, "first_in_a")
+        first_beyond = loaded(G, "first_beyond")
+
+        with m.If(load):
+            m.d.sync += [
+                first_in_a.eq(staged["in_a"]),
+                first_beyond.eq(staged["beyond"]),
+                in_a.eq(staged["in_a"]),
+                beyond.eq(staged["beyond"]),
+            ]
+        with m.Elif(issue & is_last_cycle):
+            m.d.sync += [in_a.eq(first_in_a), beyond.eq(first_beyond)]
+        with m.Elif(issue):
+            ahead = column + G
+            m.d.sync += [
+                in_a.eq(Cat(ahead + g < a_length for g in range(G))),
+                beyond.eq(Cat(ahead + g > columns_last for g in range(G))),
+            ]
         for g, read in enumerate(self.reads):
             c = column + g
-            in_a = c < a_length
             m.d.comb += [
-                read.address.eq(Mux(in_a, a_pointer, b_pointer) + g),
+                read.address.eq(Mux(in_a[g], a_pointer, b_pointer) + g),
                 read.x_address.eq(a_base + (c >> k_bits)),
-                read.source.eq(Mux(in_a, job["a_source"], job["b_source"])),
-                read.beyond.eq(c > columns_last),
-                self.beat.segments[g].eq(~in_a),
+                read.source.eq(Mux(in_a[g], job["a_source"], job["b_source"])),
+                read.beyond.eq(beyond[g]),
+                self.beat.segments[g].eq(~in_a[g]),
             ]
             if k_bits:
                 m.d.comb += read.x_bank.eq(c[:k_bits])
