@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import Const, Elaboratable, Module, Signal
+from amaranth.hdl import Const, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
 from lstm_fpga.hw import HardwareConfig, write_build
@@ -41,7 +41,7 @@ class RegisteredPorts(Elaboratable):
         for path, member, value in inner.signature.flatten(inner):
             if isinstance(value, Const):
                 continue  # e.g. the ready of an always-ready stream
-            value = value.as_value()
+            value = Value.cast(value)
             outer = Signal(len(value), name="_".join(str(p) for p in path))
             self.ports.append(outer)
             self._pairs.append((member.flow, outer, value))
