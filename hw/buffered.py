@@ -235,17 +235,9 @@ class BufferedSchedule(wiring.Component):
                         desc.b_base.eq(buffer(s.layer - 1) + h_off),
                     ]
 
-        now = SimpleNamespace(
-            phase=phase,
-            layer=layer,
-            reverse=reverse,
-            x_f=x_f,
-            x_r=x_r,
-            h_f=h_f,
-            h_r=h_r,
-            h_out=h_out,
-            run_slot=run_slot,
-        )
+        names = ("phase", "layer", "reverse", "x_f", "x_r", "h_f", "h_r", "h_out", "run_slot")
+        values = (phase, layer, reverse, x_f, x_r, h_f, h_r, h_out, run_slot)
+        now = SimpleNamespace(**dict(zip(names, values, strict=True)))
         describe(desc, now)
         # The state ``job_end`` moves to (the walker takes that job with this one's last issue).
         after = SimpleNamespace(
