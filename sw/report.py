@@ -237,9 +237,11 @@ def build_report(
     data: CalibrationData | None,
     head_on: str,
     input_range: tuple[float, float] | None = None,
+    *,
+    progress: bool = False,
 ) -> QuantizationReport:
     """The report of ``model`` against ``fm`` on ``data`` (``None``: weights only, for formats
-    chosen from ``input_range`` without data)."""
+    chosen from ``input_range`` without data); ``progress`` shows a bar on a terminal."""
     formats = model_formats(model)
     stats = {name: Statistics() for name in formats.names}
     directions = {d.name: d for d in model.directions}
@@ -251,7 +253,7 @@ def build_report(
             approx = dequantize(getattr(source, tensor), fmt).ravel()
             saturations = _float_saturations(exact, fmt, Rounding.HALF_UP)
             stats[name].add(name, exact, approx, saturations)
-    for part in () if data is None else chunks(data):
+    for part in () if data is None else chunks(data, "reporting" if progress else None):
         _compare_chunk(fm, model, formats, part, head_on, stats)
     rows = tuple(
         TensorReport(
@@ -329,13 +331,15 @@ def quantization_report(
     head_on: str = "last",
     h0=None,
     c0=None,
+    progress: bool = False,
 ) -> QuantizationReport:
     """Compare ``model`` (the IR of ``float_model``) with the float model on ``samples``.
 
     Float tensors come from :meth:`FloatLstm.forward`, quantised ones from
     :func:`run_reference` on the quantised input (same tensor names, same order); both run
     in chunks of :data:`CHUNK_SEQUENCES` sequences to bound memory. ``samples`` as in
-    :func:`calibrate`, ``h0``/``c0`` the float initial states (``None``: zeros).
+    :func:`calibrate`, ``h0``/``c0`` the float initial states (``None``: zeros);
+    ``progress`` shows a bar on a terminal.
     """
     data = prepare_samples(float_model, samples, batch_first, lengths, h0, c0)
-    return build_report(float_model, model, data, head_on)
+    return build_report(float_model, model, data, head_on, progress=progress)
