@@ -29,6 +29,7 @@ from .samples import (
     record_float,
     weight_values,
 )
+from .schema import read_versioned_json
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
@@ -188,16 +189,8 @@ class QuantizationReport:
 
     @classmethod
     def from_json(cls, text: str) -> QuantizationReport:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CalibrationError(f"quantization report: not valid JSON ({error})") from None
-        version = data.get("schema_version") if isinstance(data, dict) else None
-        if version != REPORT_SCHEMA_VERSION:
-            raise CalibrationError(
-                f"quantization report: schema_version is {version!r}, this lstm-fpga reads "
-                f"version {REPORT_SCHEMA_VERSION}"
-            )
+        what = "quantization report"
+        data = read_versioned_json(text, REPORT_SCHEMA_VERSION, what, CalibrationError)
         try:
             return cls(
                 sequences=int(data["sequences"]),

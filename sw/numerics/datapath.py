@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from .accumulator import AccumulatorPlan, MacSegment, plan_accumulator
+from .accumulator import (
+    AccumulatorPlan,
+    MacSegment,
+    accumulator_frac,
+    check_bias_frac,
+    plan_accumulator,
+)
 from .activation import Activation, ActivationTable, activation_table
 from .fixed import MAX_EXACT_WIDTH, FixedFormat, Overflow, Rounding
 
@@ -66,6 +72,17 @@ def check_exact(owner: str, widths) -> None:
             )
 
 
+class LayerStack:
+    """Mixin of the descriptions of a stack of LSTM layers (the float model, the formats, the
+    IR): what follows from their ``bidirectional`` field."""
+
+    bidirectional: bool
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
 def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
     """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
 
@@ -116,6 +133,22 @@ class LstmFormats:
     def items(self) -> tuple[tuple[str, FixedFormat], ...]:
         return tuple((name, getattr(self, name)) for name in self.__dataclass_fields__)
 
+    def gate_segments(self, input_size: int = 1, hidden_size: int = 1) -> tuple[MacSegment, ...]:
+        """The products the gate accumulator sums: ``W_ih @ x`` and ``W_hh @ h``."""
+        return (
+            MacSegment(self.w_ih, self.x, input_size),
+            MacSegment(self.w_hh, self.hidden, hidden_size),
+        )
+
+    @property
+    def accumulator_frac(self) -> int:
+        """Fraction bits of the gate accumulator."""
+        return accumulator_frac(self.gate_segments())
+
+    def check_bias(self) -> None:
+        """The bias rule of the gate accumulator (:func:`check_bias_frac`)."""
+        check_bias_frac(self.bias, self.accumulator_frac)
+
 
 @dataclass(frozen=True)
 class LstmDatapath:
@@ -136,13 +169,7 @@ class LstmDatapath:
     @cached_property
     def gate_acc(self) -> AccumulatorPlan:
         f = self.formats
-        return plan_accumulator(
-            (
-                MacSegment(f.w_ih, f.x, self.input_size),
-                MacSegment(f.w_hh, f.hidden, self.hidden_size),
-            ),
-            f.bias,
-        )
+        return plan_accumulator(f.gate_segments(self.input_size, self.hidden_size), f.bias)
 
     @cached_property
     def cell_acc(self) -> AccumulatorPlan:
@@ -240,6 +267,19 @@ class HeadFormats:
     def items(self) -> tuple[tuple[str, FixedFormat], ...]:
         return tuple((name, getattr(self, name)) for name in self.__dataclass_fields__)
 
+    def segments(self, in_features: int = 1) -> tuple[MacSegment, ...]:
+        """The products the head's accumulator sums: ``W @ x``."""
+        return (MacSegment(self.weight, self.x, in_features),)
+
+    @property
+    def accumulator_frac(self) -> int:
+        """Fraction bits of the head's accumulator."""
+        return accumulator_frac(self.segments())
+
+    def check_bias(self) -> None:
+        """The bias rule of the head's accumulator (:func:`check_bias_frac`)."""
+        check_bias_frac(self.bias, self.accumulator_frac)
+
 
 @dataclass(frozen=True)
 class HeadDatapath:
@@ -253,7 +293,7 @@ class HeadDatapath:
     @cached_property
     def acc(self) -> AccumulatorPlan:
         f = self.formats
-        return plan_accumulator((MacSegment(f.weight, f.x, self.in_features),), f.bias)
+        return plan_accumulator(f.segments(self.in_features), f.bias)
 
     def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
         """The accumulator and the rescale to the output (see :func:`check_exact`)."""
