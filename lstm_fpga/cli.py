@@ -528,6 +528,7 @@ def _cmd_synth(args) -> int:
     from .hw import TOP_NAME, EnginePlan
     from .hw.implement import critical_chain, implement, write_implementation
     from .outdir import record_generated
+    from .progress import ToolBars, interactive
     from .project import Project, record_timing
 
     project = Project.load(args.build)
@@ -545,10 +546,11 @@ def _cmd_synth(args) -> int:
     record = project.directory / f"synth_{args.target}.json"
     if record.is_symlink():
         raise _UsageError(f"{record} is a symlink; lstm-fpga does not write through links")
-    quiet = args.json or not sys.stderr.isatty()
     # Netlists, reports and logs: OUT/synth/, known to a later `build --force`.
     record_generated(project.directory, "synth")
-    log = _progress(not args.json)
+    # On a terminal: a bar per tool stage (routing with an ETA); nothing under --json or when
+    # the output is redirected.
+    bars = None if args.json or not interactive() else ToolBars("synth", _progress(True))
     plan = EnginePlan(project.model, project.config)
     try:
         result = implement(
@@ -561,11 +563,14 @@ def _cmd_synth(args) -> int:
             freq_mhz=args.freq,
             seed=args.seed,
             workdir=project.directory / "synth",
-            progress=None if quiet else log,
+            progress=bars,
         )
     except ToolFailedError as error:
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if bars is not None:
+            bars.close()
     data = result.to_json_dict()
     write_implementation(result, record)
     if result.pnr is not None:

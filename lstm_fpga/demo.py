@@ -26,8 +26,9 @@ from .outdir import check_output_dir, record_generated
 
 __all__ = ["DemoResult", "run_demo"]
 
-#: What the demo writes into its build directory besides the build.
-_REPORT_FILES = ("report.md", "forecast.png", "forecast_last60.png", "demo.json")
+#: What the demo writes into its build directory besides the build (``synth/``: the netlist,
+#: reports and logs of synthesis and place and route, which ``demo.json`` points at).
+_REPORT_FILES = ("report.md", "forecast.png", "forecast_last60.png", "demo.json", "synth")
 
 #: Where the demo measures its clock: the part common ECP5 boards carry, out of context.
 DEMO_DEVICE, DEMO_SPEED, DEMO_FREQ_MHZ = "ecp5-85", 6, 100.0
@@ -146,6 +147,7 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
     from .hw import TOP_NAME, EnginePlan
     from .hw.devices import DEVICES
     from .hw.implement import implement
+    from .progress import ToolBars
     from .project import sim_cache_for, write_project
     from .sim import compile_build_directory
     from .sim.runner import default_cache_dir
@@ -175,14 +177,16 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
         calibration=data.x_train,
         batch_first=True,
         force=True,
+        progress=progress,
     )
     record_generated(out, *_REPORT_FILES)
     model = project.model
     # Place and route (minutes) runs beside the simulation: two cores, half the wall time.
     background = ThreadPoolExecutor(max_workers=1)
-    implementation = None
+    implementation = bars = None
     if synth:
         log(f"    placing and routing for {DEMO_DEVICE} speed {DEMO_SPEED} in the background")
+        bars = ToolBars("place & route", log, enabled=progress)
         implementation = background.submit(
             implement,
             project.verilog,
@@ -191,7 +195,9 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
             top=TOP_NAME,
             speed=DEMO_SPEED,
             freq_mhz=DEMO_FREQ_MHZ,
-            workdir=work / "synth",
+            # In OUT, not the temporary directory: demo.json and the report name these logs.
+            workdir=out / "synth",
+            progress=bars,
         )
     x_int = quantize_input(model, data.x_test)
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
@@ -222,6 +228,8 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
             timing = implementation.result()
         except ToolFailedError as error:
             log(f"    place and route failed, no clock measured: {error}")
+        finally:
+            bars.close()
     else:
         log("5/5 report")
     background.shutdown()
