@@ -20,3 +20,84 @@ def test_bar_only_for_a_person_watching(capsys, monkeypatch, watching, enabled, 
 
 def test_redirected_output_is_not_interactive(capsys):
     assert not progress.interactive()  # pytest captures stdout and stderr
+
+
+def on_terminal(*argv, cwd) -> str:
+    """What ``lstm-fpga ARGV`` shows on a (pseudo-)terminal: stdout and stderr together."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    # A new pseudo-terminal has 0 columns; tqdm draws into the width the terminal reports.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lstm_fpga.cli", *map(str, argv)],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        cwd=cwd,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 1 << 16)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=600) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture
+def model_files(tmp_path):
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "tiny.pt")
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).uniform(-1, 1, (8, 600, 3)))
+    return tmp_path
+
+
+def test_build_shows_calibration_progress_on_a_terminal_only(model_files, capsys, monkeypatch):
+    from lstm_fpga.cli import main
+
+    build = ["build", "tiny.pt", "--lanes", "2", "--calibrate", "cal.npy"]
+    shown = on_terminal(*build, "-o", "a", cwd=model_files)
+    # 600 sequences in chunks of 256: the bars count sequences towards their total.
+    assert "calibrating:" in shown and "/600 [" in shown and "reporting:" in shown
+    quiet = on_terminal(*build, "-o", "b", "--json", cwd=model_files)
+    assert quiet.startswith("{")  # the JSON summary alone: no bars, no log lines
+    # Redirected (pytest captures both streams): log lines, no bars.
+    monkeypatch.chdir(model_files)
+    assert main([*build, "-o", str(model_files / "c")]) == 0
+    err = capsys.readouterr().err
+    assert "calibrating on" in err and "calibrating:" not in err and "\r" not in err
+
+
+@pytest.mark.parametrize("watching", [True, False], ids=["terminal", "redirected"])
+def test_tool_bars_draw_stages_and_counts(capsys, monkeypatch, watching):
+    from lstm_fpga.eda.tools import ToolProgress
+
+    monkeypatch.setattr(progress, "interactive", lambda: watching)
+    lines = []
+    bars = progress.ToolBars("synth", lines.append)
+    bars("nextpnr-ecp5 --25k")  # a plain message is a line for the log
+    bars(ToolProgress("Packing IOs", 1.0))
+    bars(ToolProgress("Running main analytical placer", 2.0, 7, None, "iterations"))
+    bars(ToolProgress("Routing 100 arcs", 3.0, 60, 100, "arcs"))
+    bars.close()
+    err = capsys.readouterr().err
+    assert lines == ["nextpnr-ecp5 --25k"]
+    shown = ("synth: Packing IOs [", "placer: 7 iterations [", "synth: Routing 100 arcs:  60%")
+    assert all((text in err) == watching for text in shown), err
+    assert "60/100" in err if watching else err == ""
