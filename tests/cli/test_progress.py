@@ -1,8 +1,10 @@
 """Progress bars: an ETA on a terminal, nothing under --json or when output is redirected."""
 
+import numpy as np
 import pytest
 
 from lstm_fpga import progress
+from tests.cli.conftest import run_cli
 
 
 @pytest.mark.parametrize(
@@ -57,30 +59,18 @@ def on_terminal(*argv, cwd) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-@pytest.fixture
-def model_files(tmp_path):
-    import numpy as np
-    import torch
-
-    torch.manual_seed(0)
-    torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "tiny.pt")
-    np.save(tmp_path / "cal.npy", np.random.default_rng(0).uniform(-1, 1, (8, 600, 3)))
-    return tmp_path
-
-
-def test_build_shows_calibration_progress_on_a_terminal_only(model_files, capsys, monkeypatch):
-    from lstm_fpga.cli import main
-
-    build = ["build", "tiny.pt", "--lanes", "2", "--calibrate", "cal.npy"]
-    shown = on_terminal(*build, "-o", "a", cwd=model_files)
+def test_build_shows_calibration_progress_on_a_terminal_only(files, capsys, monkeypatch):
+    np.save(files / "many.npy", np.random.default_rng(0).uniform(-1, 1, (8, 600, 3)))
+    build = ["build", "model.pt", "--lanes", "2", "--calibrate", "many.npy"]
+    shown = on_terminal(*build, "-o", "a", cwd=files)
     # 600 sequences in chunks of 256: the bars count sequences towards their total.
     assert "calibrating:" in shown and "/600 [" in shown and "reporting:" in shown
-    quiet = on_terminal(*build, "-o", "b", "--json", cwd=model_files)
+    quiet = on_terminal(*build, "-o", "b", "--json", cwd=files)
     assert quiet.startswith("{")  # the JSON summary alone: no bars, no log lines
     # Redirected (pytest captures both streams): log lines, no bars.
-    monkeypatch.chdir(model_files)
-    assert main([*build, "-o", str(model_files / "c")]) == 0
-    err = capsys.readouterr().err
+    monkeypatch.chdir(files)
+    code, _, err = run_cli(capsys, *build, "-o", files / "c")
+    assert code == 0
     assert "calibrating on" in err and "calibrating:" not in err and "\r" not in err
 
 
