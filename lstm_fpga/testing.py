@@ -16,6 +16,7 @@ import numpy as np
 from .sw.float_model import FloatDirection, FloatHead, FloatLstm
 from .sw.ir import LayerDirection, LinearHead, LstmModel
 from .sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
+from .sw.shape import lstm_shape
 
 __all__ = [
     "FORMAT_SETS",
@@ -105,15 +106,7 @@ def quantize_float_model(fm: FloatLstm, formats="q16", head_formats="q16") -> Ls
         chosen = HEAD_FORMAT_SETS[head_formats] if isinstance(head_formats, str) else head_formats
         hf = HeadFormats(x=directions[-1].formats.hidden, **chosen)
         head = LinearHead(quantize(fm.head.weight, hf.weight), quantize(fm.head.bias, hf.bias), hf)
-    return LstmModel(
-        fm.input_size,
-        fm.hidden_size,
-        fm.num_layers,
-        fm.bidirectional,
-        fm.bias,
-        tuple(directions),
-        head,
-    )
+    return LstmModel(**lstm_shape(fm), directions=tuple(directions), head=head)
 
 
 def random_float_model(

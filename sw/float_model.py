@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .numerics import Activation, LayerStack
+from .numerics import Activation
+from .shape import LayerStack
 
 __all__ = ["FloatDirection", "FloatHead", "FloatLstm", "TensorRecorder", "prepare_sequences"]
 

@@ -22,12 +22,12 @@ from .numerics import (
     FormatWidthError,
     HeadDatapath,
     HeadFormats,
-    LayerStack,
     LstmDatapath,
     LstmFormats,
     check_exact,
     check_format_chain,
 )
+from .shape import LayerStack
 
 __all__ = [
     "MAX_WIDTH",

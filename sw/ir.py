@@ -27,7 +27,6 @@ from .numerics import (
     FormatWidthError,
     HeadDatapath,
     HeadFormats,
-    LayerStack,
     LstmDatapath,
     LstmFormats,
     Overflow,
@@ -36,6 +35,7 @@ from .numerics import (
     check_format_chain,
 )
 from .schema import read_versioned_json
+from .shape import LayerStack
 
 __all__ = [
     "GATES",

@@ -72,17 +72,6 @@ def check_exact(owner: str, widths) -> None:
             )
 
 
-class LayerStack:
-    """Mixin of the descriptions of a stack of LSTM layers (the float model, the formats, the
-    IR): what follows from their ``bidirectional`` field."""
-
-    bidirectional: bool
-
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-
 def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
     """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
 
