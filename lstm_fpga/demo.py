@@ -24,11 +24,11 @@ import numpy as np
 
 from .outdir import check_output_dir, record_generated
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "implement_demo", "run_demo"]
 
-#: What the demo writes into its build directory besides the build (``synth/``: the netlist,
-#: reports and logs of synthesis and place and route, which ``demo.json`` points at).
-_REPORT_FILES = ("report.md", "forecast.png", "forecast_last60.png", "demo.json", "synth")
+#: What the demo writes into its build directory besides the build (and ``synth/``, see
+#: :func:`implement_demo`).
+_REPORT_FILES = ("report.md", "forecast.png", "forecast_last60.png", "demo.json")
 
 #: Where the demo measures its clock: the part common ECP5 boards carry, out of context.
 DEMO_DEVICE, DEMO_SPEED, DEMO_FREQ_MHZ = "ecp5-85", 6, 100.0
@@ -138,15 +138,33 @@ def _simulate_windows(design, x_int, progress: bool) -> _Simulated:
     return _Simulated(np.concatenate(heads), np.concatenate(cycles), run_cycles, steps)
 
 
+def implement_demo(project, progress=None):
+    """Synthesize, place and route the demo's build for :data:`DEMO_DEVICE`; the netlists,
+    reports and logs go to ``OUT/synth`` (the build directory, not a temporary one:
+    ``demo.json`` and the report point at them)."""
+    from .hw import TOP_NAME, EnginePlan
+    from .hw.devices import DEVICES
+    from .hw.implement import implement
+
+    record_generated(project.directory, "synth")  # a later demo may replace it
+    return implement(
+        project.verilog,
+        EnginePlan(project.model, project.config),
+        DEVICES[DEMO_DEVICE],
+        top=TOP_NAME,
+        speed=DEMO_SPEED,
+        freq_mhz=DEMO_FREQ_MHZ,
+        workdir=project.directory / "synth",
+        progress=progress,
+    )
+
+
 def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_size, epochs, synth):
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
     from .eda.tools import ToolFailedError
-    from .hw import TOP_NAME, EnginePlan
-    from .hw.devices import DEVICES
-    from .hw.implement import implement
     from .progress import ToolBars
     from .project import sim_cache_for, write_project
     from .sim import compile_build_directory
@@ -187,18 +205,7 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
     if synth:
         log(f"    placing and routing for {DEMO_DEVICE} speed {DEMO_SPEED} in the background")
         bars = ToolBars("place & route", log, enabled=progress)
-        implementation = background.submit(
-            implement,
-            project.verilog,
-            EnginePlan(model, project.config),
-            DEVICES[DEMO_DEVICE],
-            top=TOP_NAME,
-            speed=DEMO_SPEED,
-            freq_mhz=DEMO_FREQ_MHZ,
-            # In OUT, not the temporary directory: demo.json and the report name these logs.
-            workdir=out / "synth",
-            progress=bars,
-        )
+        implementation = background.submit(implement_demo, project, bars)
     x_int = quantize_input(model, data.x_test)
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
 
