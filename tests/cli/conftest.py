@@ -1,4 +1,13 @@
-"""Shared CLI test helpers: a small model with calibration samples, and running a command."""
+"""Shared CLI test helpers: a small model with calibration samples, and running a command in
+this process or on a pseudo-terminal."""
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
 
 import numpy as np
 import pytest
@@ -22,3 +31,30 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def on_terminal(*argv, cwd) -> str:
+    """What ``lstm-fpga ARGV`` shows on a (pseudo-)terminal: stdout and stderr together."""
+    leader, follower = pty.openpty()
+    # A new pseudo-terminal has 0 columns; tqdm draws into the width the terminal reports.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lstm_fpga.cli", *map(str, argv)],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        cwd=cwd,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 1 << 16)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=600) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")

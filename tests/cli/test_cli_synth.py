@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.cli.conftest import run_cli
+from tests.cli.conftest import on_terminal, run_cli
 
 
 @pytest.fixture
@@ -77,6 +77,12 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     timing = json.loads((out / "build.json").read_text())["timing"]["ecp5"]
     assert timing["fmax_mhz"] == result["fmax_mhz"]
     assert (out / "synth_ecp5.json").is_file()
+    # On a terminal: a bar per tool stage, the router's with routed arcs out of the total.
+    shown = on_terminal(
+        "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50, cwd=files
+    )
+    assert "synth: Packing" in shown and "synth: Routing" in shown and " arcs" in shown
+    assert "Fmax" in shown
     # Netlists and logs live in OUT/synth/, so a rebuild over the build may replace them.
     assert not list((out / "rtl").glob("*.log")) and list((out / "synth").glob("*.log"))
     assert run_cli(

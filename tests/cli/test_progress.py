@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lstm_fpga import progress
-from tests.cli.conftest import run_cli
+from tests.cli.conftest import on_terminal, run_cli
 
 
 @pytest.mark.parametrize(
@@ -22,41 +22,6 @@ def test_bar_only_for_a_person_watching(capsys, monkeypatch, watching, enabled, 
 
 def test_redirected_output_is_not_interactive(capsys):
     assert not progress.interactive()  # pytest captures stdout and stderr
-
-
-def on_terminal(*argv, cwd) -> str:
-    """What ``lstm-fpga ARGV`` shows on a (pseudo-)terminal: stdout and stderr together."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import subprocess
-    import sys
-    import termios
-
-    leader, follower = pty.openpty()
-    # A new pseudo-terminal has 0 columns; tqdm draws into the width the terminal reports.
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lstm_fpga.cli", *map(str, argv)],
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
-        cwd=cwd,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 1 << 16)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    assert process.wait(timeout=600) == 0, b"".join(chunks).decode(errors="replace")
-    return b"".join(chunks).decode(errors="replace")
 
 
 def test_build_shows_calibration_progress_on_a_terminal_only(files, capsys, monkeypatch):
