@@ -1,6 +1,7 @@
 """``lstm-fpga build --device`` and ``lstm-fpga synth``: fit checks, Fmax, utilisation."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -77,12 +78,14 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     timing = json.loads((out / "build.json").read_text())["timing"]["ecp5"]
     assert timing["fmax_mhz"] == result["fmax_mhz"]
     assert (out / "synth_ecp5.json").is_file()
-    # On a terminal: a bar per tool stage, the router's with routed arcs out of the total.
+    # On a terminal: the tools' steps as lines and a bar per stage their logs name (a stage
+    # shorter than the 1 s poll may pass unseen on this small design; tests/eda checks the
+    # counts); nothing of it under --json (above).
     shown = on_terminal(
         "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50, cwd=files
     )
-    assert "synth: Packing" in shown and "synth: Routing" in shown and " arcs" in shown
-    assert "Fmax" in shown
+    assert "yosys synth_ecp5 of lstm_top.v" in shown and "nextpnr-ecp5 --25k" in shown
+    assert re.search(r"synth: \w+.*\[\d\d:\d\d", shown) and "Fmax" in shown
     # Netlists and logs live in OUT/synth/, so a rebuild over the build may replace them.
     assert not list((out / "rtl").glob("*.log")) and list((out / "synth").glob("*.log"))
     assert run_cli(

@@ -7,13 +7,20 @@ import textwrap
 from lstm_fpga.eda import nextpnr
 from lstm_fpga.eda.tools import ToolProgress, every, run_logged
 
-#: A stand-in for nextpnr writing its log lines (as nextpnr-ecp5 prints them) over seconds.
+#: A stand-in for nextpnr writing its log lines (as nextpnr-ecp5 prints them) block by block:
+#: the next block once a report came after this one (an ``ack*`` file), however loaded the
+#: machine is (only the first block can share a report, with the "starting" one).
 _FAKE_NEXTPNR = textwrap.dedent(
     """
-    import sys, time
+    import pathlib, sys, time
+    here = pathlib.Path.cwd()
+    acks = lambda: len(list(here.glob("ack*")))
     for block in sys.argv[1:]:
+        before = acks()
         print(block.replace(";", "\\n"), flush=True)
-        time.sleep(1.3)
+        deadline = time.monotonic() + 60
+        while acks() <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
     """
 )
 _LOG = (
@@ -32,13 +39,18 @@ def test_stages_and_counts_reach_the_progress_callback(tmp_path):
     script = tmp_path / "fake_nextpnr.py"
     script.write_text(_FAKE_NEXTPNR)
     seen: list[ToolProgress] = []
+
+    def report(message: ToolProgress) -> None:
+        seen.append(message)
+        (tmp_path / f"ack{len(seen)}").touch()
+
     status = run_logged(
         [sys.executable, str(script), *_LOG],
         cwd=tmp_path,
         log=tmp_path / "fake.log",
         stage=nextpnr._STAGE,
         count=nextpnr._count,
-        progress=seen.append,
+        progress=report,
     )
     assert status == 0
     parts = [(p.stage, p.done, p.total, p.unit) for p in seen]
