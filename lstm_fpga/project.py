@@ -264,6 +264,7 @@ def write_project(
     calibration_c0=None,
     device: str | None = None,
     log=None,
+    progress: bool = False,
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
 
@@ -280,7 +281,8 @@ def write_project(
     (:func:`lstm_fpga.sw.calibrate.calibrate_from_range`); the report and ``build.json`` then
     say that no data was seen. ``device`` (a name of :data:`lstm_fpga.hw.devices.DEVICES`) is
     checked before the Verilog is generated: a design whose block RAMs or DSPs exceed it
-    raises ``DeviceFitError``.
+    raises ``DeviceFitError``. ``log`` gets a line per stage; ``progress`` shows bars with the
+    ETA for calibration and its report on a terminal (:mod:`lstm_fpga.progress`).
     """
     from .sw.torch_import import import_model
 
@@ -314,6 +316,7 @@ def write_project(
             headroom_bits=headroom_bits,
             head_on=output,
             log=log,
+            progress=progress,
         )
     fit = _device_fit(model, config, device)
     staging = staging_dir(out)
@@ -377,6 +380,7 @@ def _quantize(
     input_range,
     *,
     log,
+    progress: bool,
     **options,
 ) -> tuple[LstmModel, QuantizationReport]:
     """Formats from the samples (or the input range), the quantised IR and its report."""
@@ -399,7 +403,9 @@ def _quantize(
         return model, build_report(float_model, model, None, head_on, tuple(input_range))
     _check_features(calibration, float_model.input_size, "calibration", calibration_path)
     log(f"calibrating on {calibration.shape} samples, {options['width']}-bit formats")
-    data = dict(batch_first=batch_first, lengths=lengths, head_on=head_on, h0=h0, c0=c0)
+    data = dict(
+        batch_first=batch_first, lengths=lengths, head_on=head_on, h0=h0, c0=c0, progress=progress
+    )
     chosen = calibrate(float_model, calibration, **data, **options)
     model = quantize_model(float_model, chosen)
     return model, quantization_report(float_model, model, calibration, **data)

@@ -43,16 +43,7 @@ from .report import (
     build_report,
     quantization_report,
 )
-from .samples import (
-    CHUNK_SEQUENCES,
-    CalibrationData,
-    Statistics,
-    chunks,
-    is_recorded,
-    prepare_samples,
-    record_float,
-    weight_values,
-)
+from .samples import CHUNK_SEQUENCES, observe_ranges, prepare_samples, weight_statistics
 
 __all__ = [
     "CHUNK_SEQUENCES",
@@ -77,25 +68,6 @@ __all__ = [
 ]
 
 
-def _observe(fm: FloatLstm, data: CalibrationData, head_on: str) -> tuple[TensorRange, ...]:
-    """Range of every tensor: weights from their values, activations from the float run
-    (and the initial states from their samples)."""
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
-    stats = {name: Statistics() for name in names}
-    for name in names:
-        if not is_recorded(name):
-            stats[name].add(name, weight_values(fm, name))
-    for k, d in enumerate(fm.directions):
-        for state, tensor in ((data.h0, "hidden"), (data.c0, "cell")):
-            if state is not None:
-                stats[f"{d.name}.{tensor}"].add(f"{d.name}.{tensor}", state[k].ravel())
-    for part in chunks(data):
-        recorder = record_float(fm, part, head_on)
-        for name in filter(is_recorded, names):
-            stats[name].add(name, recorder.get(name))
-    return tuple(stats[name].range(name) for name in names)
-
-
 def calibrate(
     float_model: FloatLstm,
     samples,
@@ -108,6 +80,7 @@ def calibrate(
     head_on: str = "last",
     h0=None,
     c0=None,
+    progress: bool = False,
 ) -> Calibration:
     """Run ``float_model`` on ``samples``, record every tensor's range and choose formats.
 
@@ -127,13 +100,16 @@ def calibrate(
     the head on each sequence's last step, ``"all"`` on every step. ``h0``/``c0`` are float
     initial states ``(L*D, B, H)`` the samples start from (``None``: zeros); their values
     count in the ranges of the hidden and cell states. Empty samples are refused.
+    ``progress`` shows a bar with the ETA on a terminal (:mod:`lstm_fpga.progress`).
     """
     data = prepare_samples(float_model, samples, batch_first, lengths, h0, c0)
-    ranges = _observe(float_model, data, head_on)
-    formats = choose_formats(
-        float_model, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
-    )
-    return Calibration(width, ranges, formats)
+    choice = dict(width=width, overrides=overrides, headroom_bits=headroom_bits)
+    return _calibrate(float_model, data, head_on, progress, **choice)
+
+
+def _calibrate(fm: FloatLstm, data, head_on: str, progress: bool, **choice) -> Calibration:
+    ranges = observe_ranges(fm, data, head_on, progress)
+    return Calibration(choice["width"], ranges, choose_formats(fm, ranges, **choice))
 
 
 def _input_range(input_range) -> tuple[float, float]:
@@ -161,12 +137,7 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
     sigmoid of the largest forget-gate bound, capped at the activation domain (tanh of a
     larger cell state is flat); head output: ``|b| + sum|W|``.
     """
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
-    stats = {name: Statistics() for name in names}
-    for name in names:
-        if not is_recorded(name):
-            stats[name].add(name, weight_values(fm, name))
-    ranges = {name: stats[name].range(name) for name in names}
+    ranges = {name: stats.range(name) for name, stats in weight_statistics(fm).items()}
     ranges["x"] = TensorRange("x", low, high, 0)
     H, x_bound = fm.hidden_size, max(abs(low), abs(high))
     for d in fm.directions:
@@ -181,7 +152,7 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
     if fm.head is not None:
         bound = float((np.abs(fm.head.bias) + np.abs(fm.head.weight).sum(axis=1)).max())
         ranges["head.output"] = _symmetric("head.output", bound)
-    return tuple(ranges[name] for name in names)
+    return tuple(ranges.values())
 
 
 def calibrate_from_range(
@@ -221,6 +192,7 @@ def quantize_from_torch(
     h0=None,
     c0=None,
     input_range=None,
+    progress: bool = False,
 ) -> tuple[LstmModel, QuantizationReport]:
     """Import, calibrate, quantise and report (on the calibration samples) in one call.
 
@@ -230,6 +202,7 @@ def quantize_from_torch(
     ``h0``/``c0`` are initial states for the samples (see :func:`calibrate`). Without
     samples, give ``input_range=(low, high)``: formats then come from
     :func:`calibrate_from_range` and the report covers the weights only ("no data seen").
+    ``progress`` shows bars for the calibration and the report's runs (on a terminal).
     """
     from .torch_import import import_model, lstm_batch_first
 
@@ -250,9 +223,7 @@ def quantize_from_torch(
     if batch_first is None:
         batch_first = lstm_batch_first(source)
     data = prepare_samples(fm, calibration_samples, batch_first, lengths, h0, c0)
-    ranges = _observe(fm, data, head_on)
-    formats = choose_formats(
-        fm, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
-    )
-    model = quantize_model(fm, formats, rounding=rounding, overflow=overflow)
-    return model, build_report(fm, model, data, head_on)
+    choice = dict(width=width, overrides=overrides, headroom_bits=headroom_bits)
+    calibration = _calibrate(fm, data, head_on, progress, **choice)
+    model = quantize_model(fm, calibration, rounding=rounding, overflow=overflow)
+    return model, build_report(fm, model, data, head_on, progress=progress)

@@ -481,12 +481,12 @@ def test_override_errors():
     fixed = {"x": "Q3.12", "l0.w_ih": "Q0.15", "l0.w_hh": "Q0.15"}
     calibrated(overrides=fixed | {"l0.bias": "Q-15.30"})
     assert override_error(fixed | {"l0.bias": "Q-16.31"}) == (
-        "format override l0.bias=Q-16.31 has 31 fraction bits but the products it is added "
-        "to have 30; use at most 30 fraction bits"
+        "format override l0.bias=Q-16.31: bias format Q-16.31 has 31 fraction bits but the "
+        "products it is added to have only 30; use a bias format with at most 30 fraction bits"
     )
     assert override_error({"head.weight": "Q0.15", "head.bias": "Q-16.31"}) == (
-        "format override head.bias=Q-16.31 has 31 fraction bits but the products it is added "
-        "to have 30; use at most 30 fraction bits"
+        "format override head.bias=Q-16.31: bias format Q-16.31 has 31 fraction bits but the "
+        "products it is added to have only 30; use a bias format with at most 30 fraction bits"
     )
 
 
@@ -562,6 +562,11 @@ def test_accumulator_width_limit():
     )
 
 
+def fine_bias(formats):
+    """``formats`` with a bias one fraction bit finer than its accumulator (16 bits wide)."""
+    return dataclasses.replace(formats, bias=FixedFormat(16, formats.accumulator_frac + 1))
+
+
 def test_model_formats_validation():
     _, _, calibration = calibrated(1, True, True, 1)
     f = calibration.formats
@@ -586,6 +591,19 @@ def test_model_formats_validation():
         f"l0_reverse.x is Q7.8 but the model input format is {l0.x}; a layer's input format "
         f"must equal what feeds it"
     )
+    # The bias rule (one home: sw.numerics.check_bias_frac) for a direction and the head.
+    for directions, head, owner in (
+        ((l0, fine_bias(l0r)), f.head, "l0_reverse"),
+        ((l0, l0r), fine_bias(f.head), "head"),
+    ):
+        bad = head if owner == "head" else directions[1]
+        acc = bad.accumulator_frac
+        with pytest.raises(CalibrationError) as info:
+            ModelFormats(1, True, directions, head)
+        assert str(info.value) == (
+            f"{owner}: bias format {bad.bias} has {acc + 1} fraction bits but the products it "
+            f"is added to have only {acc}; use a bias format with at most {acc} fraction bits"
+        )
     fm2, _, other = calibrated(2, True, True, 1)
     with pytest.raises(CalibrationError) as info:
         quantize_model(fm2, calibration)
