@@ -70,6 +70,7 @@ _CLI_OPTIONS = {
     "output": "--output {all,last}",
     "headroom_bits": "--headroom BITS",
     "width": "--bits N",
+    "weight_bits": "--weight-bits N",
 }
 
 
@@ -84,6 +85,8 @@ def _cli_words(error) -> str:
         message += f" (--format {error.tensor}=Qm.n sets that format)"
     elif message.startswith("width must be an int from"):
         message = "--bits" + message.removeprefix("width")
+    elif message.startswith("weight_bits must be an int from"):
+        message = "--weight-bits" + message.removeprefix("weight_bits")
 
     def option(match: re.Match) -> str:
         name = match.group(1)
@@ -142,6 +145,7 @@ def _cmd_build(args) -> int:
             flag
             for flag, value in (
                 ("--bits", args.bits),
+                ("--weight-bits", args.weight_bits),
                 ("--calibrate", args.calibrate),
                 ("--input-range", args.input_range),
                 ("--headroom", args.headroom),
@@ -184,6 +188,7 @@ def _cmd_build(args) -> int:
             output=args.output,
             max_seq_len=args.max_seq_len,
             width=16 if args.bits is None else args.bits,
+            weight_bits=args.weight_bits,
             overrides=overrides,
             calibration=calibration,
             calibration_path=args.calibrate,
@@ -666,6 +671,13 @@ def _parser() -> argparse.ArgumentParser:
         help="longest sequence (bidirectional models buffer whole sequences; required there)",
     )
     build.add_argument("--bits", type=int, metavar="N", help="format width (16)")
+    build.add_argument(
+        "--weight-bits",
+        type=int,
+        metavar="N",
+        help="width of the weight matrices alone (default: --bits); activations, states and "
+        "biases keep --bits, calibration picks each weight's integer/fraction split",
+    )
     build.add_argument(
         "--format",
         action="append",

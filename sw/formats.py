@@ -9,6 +9,7 @@ direction ``l{k}`` / ``l{k}_reverse`` the tensors ``.w_ih``, ``.w_hh``, ``.bias`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -235,8 +236,14 @@ def choose_formats(
     width: int = DEFAULT_WIDTH,
     overrides: Mapping[str, FixedFormat | str] | None = None,
     headroom_bits: int = 0,
+    weight_bits: int | None = None,
 ) -> ModelFormats:
     """Choose every tensor's format from observed ``ranges`` (see :func:`calibrate`).
+
+    ``weight_bits`` (``None``: ``width``) is the width of the weight matrices (``w_ih``,
+    ``w_hh``, ``head.weight``), independent of the data, state and accumulator widths; their
+    integer/fraction split comes from the weights' range like every other format. Biases
+    keep ``width`` bits (they are one value per row, not the block-RAM cost).
 
     A ``width`` above the default whose formats need an intermediate wider than the reference
     computes exactly (:func:`check_exact`) is refused with the widest width that works for
@@ -248,15 +255,28 @@ def choose_formats(
         )
     if isinstance(headroom_bits, bool) or not isinstance(headroom_bits, int) or headroom_bits < 0:
         raise CalibrationError(f"headroom_bits must be an int >= 0, not {headroom_bits!r}")
+    if weight_bits is None:
+        weight_bits = width
+    if (
+        isinstance(weight_bits, bool)
+        or not isinstance(weight_bits, int)
+        or not MIN_WIDTH <= weight_bits <= MAX_WIDTH
+    ):
+        raise CalibrationError(
+            f"weight_bits must be an int from {MIN_WIDTH} to {MAX_WIDTH}, not {weight_bits!r}"
+        )
     ranges = tuple(ranges)
+    choose = functools.partial(
+        _choose, float_model, ranges, overrides=overrides, headroom_bits=headroom_bits
+    )
     try:
-        return _choose(float_model, ranges, width, overrides, headroom_bits)
+        return choose(width, weight_bits=weight_bits)
     except CalibrationFormatWidthError as error:
         if width <= DEFAULT_WIDTH or any(name == error.tensor for name in overrides or {}):
             raise  # the format the message names is the fix, not a narrower width
         for narrower in range(width - 1, MIN_WIDTH - 1, -1):
             try:
-                _choose(float_model, ranges, narrower, overrides, headroom_bits)
+                choose(narrower, weight_bits=min(weight_bits, narrower))
             except CalibrationError:
                 continue
             raise CalibrationFormatWidthError(
@@ -268,7 +288,7 @@ def choose_formats(
         raise
 
 
-def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormats:
+def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits) -> ModelFormats:
     fm = float_model
     names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
     by_name = {r.name: r for r in ranges}
@@ -284,9 +304,12 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
     def pick(name: str, automatic: FixedFormat) -> FixedFormat:
         return given.get(name, automatic)
 
-    def data(name: str, headroom: int = 0) -> FixedFormat:
-        automatic = _data_format(by_name[name], width)
-        return pick(name, FixedFormat(width, automatic.frac - headroom))
+    def data(name: str, headroom: int = 0, bits: int = width) -> FixedFormat:
+        automatic = _data_format(by_name[name], bits)
+        return pick(name, FixedFormat(bits, automatic.frac - headroom))
+
+    def weight(name: str) -> FixedFormat:
+        return data(name, bits=weight_bits)
 
     unit = FixedFormat(width, width - 1)  # gates and h lie in (-1, 1)
     x_format = data("x", headroom_bits)
@@ -306,7 +329,7 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
     for d in fm.directions:
         n = d.name
         x = x_format if d.layer == 0 else hidden[d.layer - 1]
-        w_ih, w_hh = data(f"{n}.w_ih"), data(f"{n}.w_hh")
+        w_ih, w_hh = weight(f"{n}.w_ih"), weight(f"{n}.w_hh")
         acc_frac = max(w_ih.frac + x.frac, w_hh.frac + hidden[d.layer].frac)
         bias = _capped_bias(f"{n}.bias", given, by_name, width, acc_frac)
         preact_frac = _data_format(by_name[f"{n}.preact"], width).frac - headroom_bits
@@ -326,12 +349,12 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
         )
     head = None
     if fm.head is not None:
-        weight = data("head.weight")
+        head_weight = weight("head.weight")
         x = hidden[-1]
         head = HeadFormats(
             x=x,
-            weight=weight,
-            bias=_capped_bias("head.bias", given, by_name, width, weight.frac + x.frac),
+            weight=head_weight,
+            bias=_capped_bias("head.bias", given, by_name, width, head_weight.frac + x.frac),
             output=data("head.output", headroom_bits),
         )
     formats = ModelFormats(fm.num_layers, fm.bidirectional, tuple(directions), head)
