@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .calibrate import calibrate
+from .float_model import FloatLstm
 from .formats import CalibrationError, ModelFormats
 from .ir import LstmModel
 from .numerics import (
@@ -62,6 +63,7 @@ __all__ = [
     "QatError",
     "QatLstm",
     "finetune",
+    "modules_from_float",
     "prepare_qat",
 ]
 
@@ -363,6 +365,36 @@ class QatLstm(nn.Module):
         if head is not None:
             return head * self.formats.head.output.lsb
         return output * self.formats.directions[-1].hidden.lsb
+
+
+def modules_from_float(fm: FloatLstm) -> tuple[nn.LSTM, nn.Linear | None]:
+    """An ``nn.LSTM`` (float64) and head holding ``fm``'s weights, to fine-tune a model known
+    only by its state_dict. The combined bias goes to ``bias_ih`` (``bias_hh`` is zero), so
+    the import of the result gives ``fm`` back exactly."""
+    lstm = nn.LSTM(
+        fm.input_size,
+        fm.hidden_size,
+        fm.num_layers,
+        bias=fm.bias,
+        bidirectional=fm.bidirectional,
+        dtype=torch.float64,
+    )
+    with torch.no_grad():
+        for d in fm.directions:
+            suffix = f"_l{d.layer}{'_reverse' if d.reverse else ''}"
+            getattr(lstm, "weight_ih" + suffix).copy_(torch.tensor(d.w_ih))
+            getattr(lstm, "weight_hh" + suffix).copy_(torch.tensor(d.w_hh))
+            if fm.bias:
+                getattr(lstm, "bias_ih" + suffix).copy_(torch.tensor(d.bias))
+                getattr(lstm, "bias_hh" + suffix).zero_()
+    head = None
+    if fm.head is not None:
+        out, features = fm.head.weight.shape
+        head = nn.Linear(features, out, dtype=torch.float64)
+        with torch.no_grad():
+            head.weight.copy_(torch.tensor(fm.head.weight))
+            head.bias.copy_(torch.tensor(fm.head.bias))
+    return lstm, head
 
 
 def prepare_qat(
