@@ -132,8 +132,13 @@ def calibrate(
     """
     data = prepare_samples(float_model, samples, batch_first, lengths, h0, c0)
     ranges = _observe(float_model, data, head_on)
+    return _calibration(float_model, ranges, width, overrides, headroom_bits, weight_bits)
+
+
+def _calibration(fm, ranges, width, overrides, headroom_bits, weight_bits) -> Calibration:
+    """The formats :func:`choose_formats` picks from ``ranges``, with the ranges."""
     formats = choose_formats(
-        float_model,
+        fm,
         ranges,
         width=width,
         overrides=overrides,
@@ -208,15 +213,7 @@ def calibrate_from_range(
     """
     low, high = _input_range(input_range)
     ranges = _range_bounds(float_model, low, high)
-    formats = choose_formats(
-        float_model,
-        ranges,
-        width=width,
-        overrides=overrides,
-        headroom_bits=headroom_bits,
-        weight_bits=weight_bits,
-    )
-    return Calibration(width, ranges, formats)
+    return _calibration(float_model, ranges, width, overrides, headroom_bits, weight_bits)
 
 
 def quantize_from_torch(
@@ -270,13 +267,6 @@ def quantize_from_torch(
         batch_first = lstm_batch_first(source)
     data = prepare_samples(fm, calibration_samples, batch_first, lengths, h0, c0)
     ranges = _observe(fm, data, head_on)
-    formats = choose_formats(
-        fm,
-        ranges,
-        width=width,
-        overrides=overrides,
-        headroom_bits=headroom_bits,
-        weight_bits=weight_bits,
-    )
+    formats = _calibration(fm, ranges, width, overrides, headroom_bits, weight_bits).formats
     model = quantize_model(fm, formats, rounding=rounding, overflow=overflow)
     return model, build_report(fm, model, data, head_on)

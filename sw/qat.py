@@ -221,19 +221,8 @@ class QatLstm(nn.Module):
         self.head_on = head_on
         self.rounding = rounding
         self.overflow = overflow
-        fm = from_module(self.lstm, head=self.head)  # checks the shapes against the formats
-        self._float_shape = (fm.input_size, fm.num_layers, fm.bidirectional, fm.head is not None)
-        if (formats.num_layers, formats.bidirectional, formats.head is not None) != (
-            fm.num_layers,
-            fm.bidirectional,
-            fm.head is not None,
-        ):
-            raise QatError(
-                f"the formats are for num_layers={formats.num_layers}, bidirectional="
-                f"{formats.bidirectional}, head={formats.head is not None} but the model has "
-                f"num_layers={fm.num_layers}, bidirectional={fm.bidirectional}, "
-                f"head={fm.head is not None}"
-            )
+        fm = from_module(self.lstm, head=self.head)
+        quantize_model(fm, formats)  # refuses formats of another shape, with its message
         features = fm.hidden_size * fm.num_directions
         self._datapaths = []
         for d, f in zip(fm.directions, formats.directions, strict=True):

@@ -86,6 +86,13 @@ def _assert_equal_to_reference(qat: QatLstm, x, lengths, h0=None, c0=None):
     return reference
 
 
+def _random_state(rng, model, kind: str, batch: int) -> np.ndarray:
+    """Random integer initial states ``(L*D, B, H)`` spanning each direction's ``kind`` format."""
+    formats = [getattr(d.formats, kind) for d in model.directions]
+    shape = (batch, model.hidden_size)
+    return np.stack([rng.integers(f.min_int, f.max_int + 1, shape) for f in formats])
+
+
 @pytest.mark.parametrize("index", range(len(CASES)))
 def test_qat_forward_is_the_integer_reference(index):
     qat, x, lengths, rng = _case(index)
@@ -93,26 +100,7 @@ def test_qat_forward_is_the_integer_reference(index):
     for _, _, name, dp, _ in qat._datapaths:
         assert max(w.width for w in dp.intermediate_widths()) <= EXACT_FLOAT_BITS, name
     model = qat.export()
-    h0 = np.stack(
-        [
-            rng.integers(
-                d.formats.hidden.min_int,
-                d.formats.hidden.max_int + 1,
-                (len(lengths), model.hidden_size),
-            )
-            for d in model.directions
-        ]
-    )
-    c0 = np.stack(
-        [
-            rng.integers(
-                d.formats.cell.min_int,
-                d.formats.cell.max_int + 1,
-                (len(lengths), model.hidden_size),
-            )
-            for d in model.directions
-        ]
-    )
+    h0, c0 = (_random_state(rng, model, kind, len(lengths)) for kind in ("hidden", "cell"))
     reference = _assert_equal_to_reference(qat, x, lengths, h0, c0)
     _assert_equal_to_reference(qat, x, lengths)
     assert reference.saturations.total >= 0
