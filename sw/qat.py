@@ -21,7 +21,7 @@ Gradients use the straight-through estimator: weight quantisation and rescaling 
 gradient through (scaled by the power of two they apply; zero where the value saturated),
 and an activation table passes the derivative of the exact sigmoid/tanh at its input.
 
-Typical use (see ``docs/import_and_calibration.md``)::
+Typical use (see ``docs/precision.md``)::
 
     qat = prepare_qat(net, x_train, batch_first=True, weight_bits=8)  # PTQ formats
     finetune(qat, x_train, y_train, loss="mse", epochs=3)
