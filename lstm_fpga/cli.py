@@ -70,6 +70,7 @@ _CLI_OPTIONS = {
     "output": "--output {all,last}",
     "headroom_bits": "--headroom BITS",
     "width": "--bits N",
+    "weight_bits": "--weight-bits N",
 }
 
 
@@ -84,6 +85,8 @@ def _cli_words(error) -> str:
         message += f" (--format {error.tensor}=Qm.n sets that format)"
     elif message.startswith("width must be an int from"):
         message = "--bits" + message.removeprefix("width")
+    elif message.startswith("weight_bits must be an int from"):
+        message = "--weight-bits" + message.removeprefix("weight_bits")
 
     def option(match: re.Match) -> str:
         name = match.group(1)
@@ -142,6 +145,7 @@ def _cmd_build(args) -> int:
             flag
             for flag, value in (
                 ("--bits", args.bits),
+                ("--weight-bits", args.weight_bits),
                 ("--calibrate", args.calibrate),
                 ("--input-range", args.input_range),
                 ("--headroom", args.headroom),
@@ -184,6 +188,7 @@ def _cmd_build(args) -> int:
             output=args.output,
             max_seq_len=args.max_seq_len,
             width=16 if args.bits is None else args.bits,
+            weight_bits=args.weight_bits,
             overrides=overrides,
             calibration=calibration,
             calibration_path=args.calibrate,
@@ -617,6 +622,69 @@ def _cmd_synth(args) -> int:
     return 0 if fit.fits else 1
 
 
+# -- finetune -----------------------------------------------------------------------------------
+def _cmd_finetune(args) -> int:
+    from .project import load_array
+    from .sw.calibrate import parse_format_overrides
+    from .sw.ir import LstmModel
+    from .sw.qat import QatLstm, finetune, modules_from_float, prepare_qat
+    from .sw.torch_import import from_file
+
+    model_path, out = Path(args.model), Path(args.out)
+    _check_model_file(model_path)
+    if model_path.suffix in (".json", ".npz"):
+        raise _UsageError(
+            f"finetune needs the float weights: give the PyTorch state_dict, not an IR "
+            f"({model_path})"
+        )
+    stem = out.with_suffix("") if out.suffix in (".json", ".npz") else out
+    written = [stem.with_suffix(".json"), stem.with_suffix(".npz")]
+    existing = [str(p) for p in written if p.exists()]
+    if existing and not args.force:
+        raise _UsageError(f"{', '.join(existing)} exists; pass --force to replace it")
+    x_path, y_path = args.data
+    x = load_array(x_path, "--data X", ndim=3)
+    y = load_array(y_path, "--data Y", integer_ok=True, ndim=(1, 2, 3))
+    log = _progress(not args.json)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+        lstm, head = modules_from_float(from_file(model_path))
+    qat: QatLstm = prepare_qat(
+        lstm,
+        x,
+        head=head,
+        batch_first=args.batch_first,
+        width=16 if args.bits is None else args.bits,
+        weight_bits=args.weight_bits,
+        overrides=parse_format_overrides(args.format or []),
+        head_on=args.head_on,
+    )
+    log(f"fine-tuning {args.epochs} epochs on {len(y)} sequences ({args.loss})")
+    history = finetune(
+        qat,
+        x,
+        y,
+        loss=args.loss,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        log=log,
+    )
+    model: LstmModel = qat.export()
+    json_path, _ = model.save(stem)
+    summary = {
+        "ir": str(json_path),
+        "losses": list(history.losses),
+        "weight_formats": sorted({str(d.formats.w_ih) for d in model.directions}),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {json_path} (+ .npz): build it with `lstm-fpga build {json_path} -o OUT`")
+    return 0
+
+
 # -- demo ---------------------------------------------------------------------------------------
 def _cmd_demo(args) -> int:
     from .demo import run_demo
@@ -692,6 +760,13 @@ def _parser() -> argparse.ArgumentParser:
         help="longest sequence (bidirectional models buffer whole sequences; required there)",
     )
     build.add_argument("--bits", type=int, metavar="N", help="format width (16)")
+    build.add_argument(
+        "--weight-bits",
+        type=int,
+        metavar="N",
+        help="width of the weight matrices alone (default: --bits); activations, states and "
+        "biases keep --bits, calibration picks each weight's integer/fraction split",
+    )
     build.add_argument(
         "--format",
         action="append",
@@ -781,6 +856,44 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the hardware vs reference vs float comparison of the last "
         "`lstm-fpga simulate` of OUT. Exit 1 if the hardware was not bit-exact.",
     )
+
+    tune = _command(
+        commands,
+        "finetune",
+        _cmd_finetune,
+        json_help="print a JSON summary",
+        help="quantization-aware fine-tuning: a float model to an IR trained through the integers",
+        description="Calibrate MODEL (a state_dict .pt/.pth) on X, fine-tune it on (X, Y) with a "
+        "forward pass that is exactly the integer reference (straight-through gradients) and "
+        "save the quantized model as OUT.json + OUT.npz, which `lstm-fpga build` takes.",
+    )
+    tune.add_argument("model", metavar="MODEL", help="state_dict file (.pt/.pth)")
+    tune.add_argument(
+        "--data",
+        nargs=2,
+        required=True,
+        metavar=("X.npy", "Y.npy"),
+        help="float input sequences (3-D, as --batch-first says) and targets (class indices for "
+        "--loss cross_entropy)",
+    )
+    tune.add_argument("-o", "--out", required=True, metavar="OUT", help="IR to write (OUT.json)")
+    tune.add_argument("--bits", type=int, metavar="N", help="format width (16)")
+    tune.add_argument("--weight-bits", type=int, metavar="N", help="weight width (--bits)")
+    tune.add_argument(
+        "--format", action="append", metavar="TENSOR=Qm.n", help="override a format (repeatable)"
+    )
+    tune.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse")
+    tune.add_argument("--epochs", type=int, default=3, help="training epochs (3)")
+    tune.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    tune.add_argument("--batch-size", type=int, default=64, metavar="B", help="(64)")
+    tune.add_argument("--seed", type=int, default=0, help="shuffling seed (0)")
+    tune.add_argument(
+        "--head-on", choices=["last", "all"], default="last", help="head on the last step or all"
+    )
+    tune.add_argument(
+        "--batch-first", action="store_true", help="X is (B, T, I) instead of (T, B, I)"
+    )
+    tune.add_argument("--force", action="store_true", help="replace OUT.json/OUT.npz")
 
     demo = _command(
         commands,

@@ -252,6 +252,7 @@ def write_project(
     output: str = "all",
     max_seq_len: int | None = None,
     width: int = 16,
+    weight_bits: int | None = None,
     overrides: dict[str, FixedFormat] | None = None,
     calibration=None,
     calibration_path=None,
@@ -275,6 +276,8 @@ def write_project(
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
     ``batch_first`` says) from which every format is chosen; ``headroom_bits`` extra integer
     bits on data-dependent tensors leave room for inputs larger than the calibration data.
+    ``width`` is the bits of every format, ``weight_bits`` (default ``width``) those of the
+    weight matrices alone (mixed precision; :func:`lstm_fpga.sw.formats.choose_formats`).
     ``calibration_lengths``/``calibration_h0``/``calibration_c0``: the samples' lengths and
     float initial states (:func:`lstm_fpga.sw.calibrate.calibrate`). Without sample data,
     ``input_range=(lo, hi)`` chooses formats from bounds derived from the weights
@@ -312,6 +315,7 @@ def write_project(
             input_range,
             batch_first=batch_first,
             width=width,
+            weight_bits=weight_bits,
             overrides=overrides,
             headroom_bits=headroom_bits,
             head_on=output,
@@ -402,7 +406,11 @@ def _quantize(
         model = quantize_model(float_model, chosen)
         return model, build_report(float_model, model, None, head_on, tuple(input_range))
     _check_features(calibration, float_model.input_size, "calibration", calibration_path)
-    log(f"calibrating on {calibration.shape} samples, {options['width']}-bit formats")
+    weights = options["weight_bits"] or options["width"]
+    log(
+        f"calibrating on {calibration.shape} samples, {options['width']}-bit formats, "
+        f"{weights}-bit weights"
+    )
     data = dict(
         batch_first=batch_first, lengths=lengths, head_on=head_on, h0=h0, c0=c0, progress=progress
     )
