@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .cell import output_layout
 from .config import GATES_PER_UNIT
-from .fixed import format_shape, rescale_value, saturates, shift_round_value
+from .fixed import format_shape, rescale_saturates, rescale_value
 from .mvu import unit_layout
 from .plan import EnginePlan
 
@@ -68,10 +68,9 @@ class HeadOutput(wiring.Component):
         y_last = Signal(reset_less=True)
         with m.If(accept):
             for k, acc in enumerate(payload.gates):
-                shifted = shift_round_value(acc, hd.acc.frac - fmt.frac, hd.rounding)
                 m.d.sync += [
                     values[k].eq(rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow)),
-                    flags[k].eq(saturates(shifted, fmt)),
+                    flags[k].eq(rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding)),
                 ]
             m.d.sync += [
                 is_final_unit.eq(payload.unit == final_unit),
