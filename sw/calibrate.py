@@ -80,6 +80,7 @@ def calibrate(
     head_on: str = "last",
     h0=None,
     c0=None,
+    weight_bits: int | None = None,
     progress: bool = False,
 ) -> Calibration:
     """Run ``float_model`` on ``samples``, record every tensor's range and choose formats.
@@ -92,7 +93,8 @@ def calibrate(
     (``x``, pre-activations, cell states, head output) leave room for data larger than the
     calibration set's. Layer inputs follow the chaining rules (``x``, then the previous layer's
     hidden format). ``overrides`` maps tensor names (:func:`tensor_names`) to formats
-    (:class:`FixedFormat` or ``"Qm.n"``).
+    (:class:`FixedFormat` or ``"Qm.n"``). ``weight_bits`` (default ``width``) is the width of
+    the weight matrices alone (:func:`choose_formats`).
 
     ``samples`` is an array (or tensor) ``(T, I)``, ``(T, B, I)`` -- ``(B, T, I)`` with
     ``batch_first`` -- with optional ``lengths`` (B,), or a list of ``(T_b, I)`` sequences of
@@ -103,7 +105,9 @@ def calibrate(
     ``progress`` shows a bar with the ETA on a terminal (:mod:`lstm_fpga.progress`).
     """
     data = prepare_samples(float_model, samples, batch_first, lengths, h0, c0)
-    choice = dict(width=width, overrides=overrides, headroom_bits=headroom_bits)
+    choice = dict(
+        width=width, overrides=overrides, headroom_bits=headroom_bits, weight_bits=weight_bits
+    )
     return _calibrate(float_model, data, head_on, progress, **choice)
 
 
@@ -162,6 +166,7 @@ def calibrate_from_range(
     width: int = DEFAULT_WIDTH,
     overrides: Mapping[str, FixedFormat | str] | None = None,
     headroom_bits: int = 0,
+    weight_bits: int | None = None,
 ) -> Calibration:
     """Choose formats with no sample data: inputs lie in ``input_range = (low, high)``.
 
@@ -171,10 +176,10 @@ def calibrate_from_range(
     """
     low, high = _input_range(input_range)
     ranges = _range_bounds(float_model, low, high)
-    formats = choose_formats(
-        float_model, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
+    choice = dict(
+        width=width, overrides=overrides, headroom_bits=headroom_bits, weight_bits=weight_bits
     )
-    return Calibration(width, ranges, formats)
+    return Calibration(width, ranges, choose_formats(float_model, ranges, **choice))
 
 
 def quantize_from_torch(
@@ -192,6 +197,7 @@ def quantize_from_torch(
     h0=None,
     c0=None,
     input_range=None,
+    weight_bits: int | None = None,
     progress: bool = False,
 ) -> tuple[LstmModel, QuantizationReport]:
     """Import, calibrate, quantise and report (on the calibration samples) in one call.
@@ -216,14 +222,21 @@ def quantize_from_torch(
     fm = import_model(source)
     if input_range is not None:
         calibration = calibrate_from_range(
-            fm, input_range, width=width, overrides=overrides, headroom_bits=headroom_bits
+            fm,
+            input_range,
+            width=width,
+            overrides=overrides,
+            headroom_bits=headroom_bits,
+            weight_bits=weight_bits,
         )
         model = quantize_model(fm, calibration, rounding=rounding, overflow=overflow)
         return model, build_report(fm, model, None, head_on, _input_range(input_range))
     if batch_first is None:
         batch_first = lstm_batch_first(source)
     data = prepare_samples(fm, calibration_samples, batch_first, lengths, h0, c0)
-    choice = dict(width=width, overrides=overrides, headroom_bits=headroom_bits)
+    choice = dict(
+        width=width, overrides=overrides, headroom_bits=headroom_bits, weight_bits=weight_bits
+    )
     calibration = _calibrate(fm, data, head_on, progress, **choice)
     model = quantize_model(fm, calibration, rounding=rounding, overflow=overflow)
     return model, build_report(fm, model, data, head_on, progress=progress)

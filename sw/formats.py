@@ -9,6 +9,7 @@ direction ``l{k}`` / ``l{k}_reverse`` the tensors ``.w_ih``, ``.w_hh``, ``.bias`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -221,8 +222,14 @@ def choose_formats(
     width: int = DEFAULT_WIDTH,
     overrides: Mapping[str, FixedFormat | str] | None = None,
     headroom_bits: int = 0,
+    weight_bits: int | None = None,
 ) -> ModelFormats:
     """Choose every tensor's format from observed ``ranges`` (see :func:`calibrate`).
+
+    ``weight_bits`` (``None``: ``width``) is the width of the weight matrices (``w_ih``,
+    ``w_hh``, ``head.weight``), independent of the data, state and accumulator widths; their
+    integer/fraction split comes from the weights' range like every other format. Biases
+    keep ``width`` bits (they are one value per row, not the block-RAM cost).
 
     A ``width`` above the default whose formats need an intermediate wider than the reference
     computes exactly (:func:`check_exact`) is refused with the widest width that works for
@@ -234,15 +241,28 @@ def choose_formats(
         )
     if isinstance(headroom_bits, bool) or not isinstance(headroom_bits, int) or headroom_bits < 0:
         raise CalibrationError(f"headroom_bits must be an int >= 0, not {headroom_bits!r}")
+    if weight_bits is None:
+        weight_bits = width
+    if (
+        isinstance(weight_bits, bool)
+        or not isinstance(weight_bits, int)
+        or not MIN_WIDTH <= weight_bits <= MAX_WIDTH
+    ):
+        raise CalibrationError(
+            f"weight_bits must be an int from {MIN_WIDTH} to {MAX_WIDTH}, not {weight_bits!r}"
+        )
     ranges = tuple(ranges)
+    choose = functools.partial(
+        _choose, float_model, ranges, overrides=overrides, headroom_bits=headroom_bits
+    )
     try:
-        return _choose(float_model, ranges, width, overrides, headroom_bits)
+        return choose(width, weight_bits=weight_bits)
     except CalibrationFormatWidthError as error:
         if width <= DEFAULT_WIDTH or any(name == error.tensor for name in overrides or {}):
             raise  # the format the message names is the fix, not a narrower width
         for narrower in range(width - 1, MIN_WIDTH - 1, -1):
             try:
-                _choose(float_model, ranges, narrower, overrides, headroom_bits)
+                choose(narrower, weight_bits=min(weight_bits, narrower))
             except CalibrationError:
                 continue
             raise CalibrationFormatWidthError(
@@ -254,7 +274,7 @@ def choose_formats(
         raise
 
 
-def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormats:
+def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits) -> ModelFormats:
     fm = float_model
     names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
     by_name = {r.name: r for r in ranges}
@@ -270,9 +290,12 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
     def pick(name: str, automatic: FixedFormat) -> FixedFormat:
         return given.get(name, automatic)
 
-    def data(name: str, headroom: int = 0) -> FixedFormat:
-        automatic = _data_format(by_name[name], width)
-        return pick(name, FixedFormat(width, automatic.frac - headroom))
+    def data(name: str, headroom: int = 0, bits: int = width) -> FixedFormat:
+        automatic = _data_format(by_name[name], bits)
+        return pick(name, FixedFormat(bits, automatic.frac - headroom))
+
+    def weight(name: str) -> FixedFormat:
+        return data(name, bits=weight_bits)
 
     def capped_bias(name: str, formats):
         """``formats`` (a layer direction's or the head's) with a bias no finer than its
@@ -313,8 +336,8 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
                 f"{n}.bias",
                 LstmFormats(
                     x=x,
-                    w_ih=data(f"{n}.w_ih"),
-                    w_hh=data(f"{n}.w_hh"),
+                    w_ih=weight(f"{n}.w_ih"),
+                    w_hh=weight(f"{n}.w_hh"),
                     bias=data(f"{n}.bias"),
                     preact=pick(f"{n}.preact", auto_preact),
                     gate=pick(f"{n}.gate", unit),
@@ -329,7 +352,7 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
             "head.bias",
             HeadFormats(
                 x=hidden[-1],
-                weight=data("head.weight"),
+                weight=weight("head.weight"),
                 bias=data("head.bias"),
                 output=data("head.output", headroom_bits),
             ),

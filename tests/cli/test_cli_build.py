@@ -158,3 +158,21 @@ def test_build_refuses_formats_the_reference_cannot_compute_exactly(files, capsy
     if flags[0] == "--format":
         assert "more than 62" in line and line.endswith("=Qm.n sets that format)")
     assert not out_dir.exists()
+
+
+def test_weight_bits_narrow_the_weights_only(files, capsys):
+    code, _, err = _build(capsys, files, "--weight-bits", "6", "--json")
+    assert code == 0, err
+    model = LstmModel.load(files / "out" / "model.json")
+    f = model.directions[0].formats
+    assert (f.w_ih.width, f.w_hh.width) == (6, 6)
+    assert {f.x.width, f.bias.width, f.preact.width, f.cell.width, f.hidden.width} == {16}
+
+
+def test_weight_bits_out_of_range_is_one_line(files, capsys):
+    code, _, err = _build(capsys, files, "--weight-bits", "2", out="refused")
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "lstm-fpga build: error: --weight-bits must be an int from 4 to 30, not 2"
+    )
+    assert not (files / "refused").exists()

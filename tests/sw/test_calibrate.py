@@ -801,3 +801,40 @@ def test_chunked_passes_equal_one_pass(monkeypatch):
         floats = (a.min, a.max, a.max_abs_error)
         assert floats == pytest.approx((b.min, b.max, b.max_abs_error), rel=1e-12, abs=1e-15)
         assert a.sqnr_db == pytest.approx(b.sqnr_db, rel=1e-12)
+
+
+# -- mixed precision: weight_bits ---------------------------------------------------------------
+_WEIGHTS = ("w_ih", "w_hh", "weight")
+
+
+@pytest.mark.parametrize(("width", "weight_bits"), [(16, 8), (16, 4), (12, 5), (10, 16), (16, 16)])
+def test_weight_bits_set_the_weight_matrices_only(width, weight_bits):
+    """Weights get ``weight_bits`` with the most fraction bits their range allows; every other
+    tensor keeps the formats of a plain ``width`` calibration."""
+    fm, x, plain = calibrated(width=width)
+    mixed = calibrate(fm, x, width=width, weight_bits=weight_bits).formats
+    for name, fmt in mixed.items():
+        if name.split(".")[-1] in _WEIGHTS:
+            r = plain.range(name)
+            assert fmt == FixedFormat(weight_bits, most_fraction_bits(r, weight_bits)), name
+        elif name.split(".")[-1] != "bias":
+            assert fmt == plain.formats[name], name
+        else:  # a bias is capped by its accumulator, whose fraction bits follow the weights
+            assert fmt.width == width, name
+    model = quantize_model(fm, mixed)
+    reference = run_reference(model, quantize_input(model, x), head_on="last")
+    assert reference.head.shape == (x.shape[1], 2)
+
+
+def test_weight_bits_default_to_width_and_overrides_win():
+    fm, x, plain = calibrated(width=12)
+    assert calibrate(fm, x, width=12, weight_bits=None).formats == plain.formats
+    chosen = calibrate(fm, x, weight_bits=6, overrides={"l1.w_hh": "Q1.10"}).formats
+    assert chosen["l1.w_hh"] == Q("Q1.10") and chosen["l0.w_hh"].width == 6
+
+
+@pytest.mark.parametrize("weight_bits", [3, 31, 8.0, True])
+def test_weight_bits_out_of_range_are_refused(weight_bits):
+    fm, x, _ = calibrated()
+    with pytest.raises(CalibrationError, match="weight_bits must be an int from 4 to 30"):
+        calibrate(fm, x, weight_bits=weight_bits)
