@@ -244,10 +244,16 @@ class MatrixVectorUnit(wiring.Component):
         unit = Signal.like(self.units.payload.unit)
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
+        # ``count >= 4`` kept in its own register (from the next count), so that the drain's
+        # handshake starts at a flip-flop rather than at the counter's compare.
+        next_count = Signal.like(count)
+        has_unit = Signal()
+        m.d.sync += [count.eq(next_count), has_unit.eq(next_count >= GATES_PER_UNIT)]
         m.d.comb += [
-            self.units.valid.eq(count >= GATES_PER_UNIT),
+            next_count.eq(count),
+            self.units.valid.eq(has_unit),
             emit.eq(self.units.valid & self.units.ready),
-            self.drain_free.eq(count < GATES_PER_UNIT),
+            self.drain_free.eq(~has_unit),
             self.units.payload.unit.eq(unit),
             self.units.payload.job.eq(job),
         ]
@@ -256,7 +262,8 @@ class MatrixVectorUnit(wiring.Component):
         last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[matrix]
         pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
         with m.If(load):
-            m.d.sync += [count.eq(count + pass_rows), job.eq(meta.job)]
+            m.d.comb += next_count.eq(count + pass_rows)
+            m.d.sync += job.eq(meta.job)
             if depth == row_lanes:
                 # Whole units per pass: the drain is always empty when a pass lands.
                 m.d.sync += [rows[q].eq(row_sums[q]) for q in range(row_lanes)]
@@ -268,7 +275,7 @@ class MatrixVectorUnit(wiring.Component):
                                 rows[carried + q].eq(row_sums[q]) for q in range(row_lanes)
                             ]
         with m.Elif(emit):
-            m.d.sync += count.eq(count - GATES_PER_UNIT)
+            m.d.comb += next_count.eq(count - GATES_PER_UNIT)
             m.d.sync += [
                 rows[e].eq(rows[e + GATES_PER_UNIT]) for e in range(depth - GATES_PER_UNIT)
             ]
