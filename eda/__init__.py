@@ -11,44 +11,12 @@ Nothing here knows the LSTM design: callers name the top module and map hierarch
 their blocks.
 """
 
-from .lint import LintReport, lint_verilog
-from .netlist import FAMILY_RESOURCES, HierarchyName, hierarchy_of
-from .nextpnr import ECP5_DEVICES, PathStep, PlaceRouteError, PlaceRouteReport, place_and_route
-from .tools import (
-    SIMULATORS,
-    SimulatorNotFoundError,
-    Toolchain,
-    ToolNotFoundError,
-    find_icarus,
-    find_nextpnr,
-    find_simulator,
-    find_verilator,
-    find_yosys,
-)
-from .yosys import YOSYS_FAMILIES, SynthesisError, SynthReport, synthesize
+# Each module lists its public names once, in its ``__all__``; the package offers them all.
+from . import lint, netlist, nextpnr, tools, yosys
+from .lint import *  # noqa: F403
+from .netlist import *  # noqa: F403
+from .nextpnr import *  # noqa: F403
+from .tools import *  # noqa: F403
+from .yosys import *  # noqa: F403
 
-__all__ = [
-    "ECP5_DEVICES",
-    "FAMILY_RESOURCES",
-    "SIMULATORS",
-    "YOSYS_FAMILIES",
-    "HierarchyName",
-    "LintReport",
-    "PathStep",
-    "PlaceRouteError",
-    "PlaceRouteReport",
-    "SimulatorNotFoundError",
-    "SynthReport",
-    "SynthesisError",
-    "ToolNotFoundError",
-    "Toolchain",
-    "find_icarus",
-    "find_nextpnr",
-    "find_simulator",
-    "find_verilator",
-    "find_yosys",
-    "hierarchy_of",
-    "lint_verilog",
-    "place_and_route",
-    "synthesize",
-]
+__all__ = [*lint.__all__, *netlist.__all__, *nextpnr.__all__, *tools.__all__, *yosys.__all__]

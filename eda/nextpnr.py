@@ -41,10 +41,30 @@ _BELS = {
 }
 
 _STAGE = re.compile(
-    r"^Info: ((?:Packing|Running main analytical placer|Running simulated annealing placer|"
-    r"Routing|Running router2|Running detail placement|Placed|Checksum|Critical path)[^\n.]*)",
+    r"^Info: ((?:Packing|Creating initial analytic placement|Running main analytical placer|"
+    r"Running simulated annealing placer|Routing|Running router2|Running detail placement|"
+    r"Placed|Checksum|Critical path)[^\n.,]*)",
     re.MULTILINE,
 )
+
+#: Counts within a stage: placer iterations (initial, analytical, annealing) and the router's
+#: table rows (iteration, ripped-up and routed arcs, arcs remaining).
+_PLACER_ITERATION = re.compile(r"^Info:\s+at (?:initial placer iter |iteration #)(\d+)")
+_ROUTER_ROW = re.compile(r"^Info:\s+\d+ \|[\d\s]+\|[\d\s]+\|\s*(\d+)\|")
+_ROUTING_ARCS = re.compile(r"^Routing (\d+) arcs")
+
+
+def _count(line: str, stage: str) -> tuple[int, int | None, str] | None:
+    """Placer iterations, or arcs routed of those to route, from one line of nextpnr's log."""
+    arcs = _ROUTING_ARCS.match(stage)
+    if arcs:
+        row = _ROUTER_ROW.match(line)
+        if row is None:
+            return None
+        total = int(arcs.group(1))
+        return max(0, total - int(row.group(1))), total, "arcs"
+    iteration = _PLACER_ITERATION.match(line)
+    return None if iteration is None else (int(iteration.group(1)), None, "iterations")
 
 
 class PlaceRouteError(ToolFailedError):
@@ -139,7 +159,9 @@ def place_and_route(
     timeout: float | None = None,
 ) -> PlaceRouteReport:
     """Place and route a yosys JSON ``netlist`` out of context; the report and the log go
-    next to it (``pnr_<device>_s<seed>.json`` / ``.log``)."""
+    next to it (``pnr_<device>_s<seed>.json`` / ``.log``). ``progress`` gets a
+    :class:`~lstm_fpga.eda.tools.ToolProgress` per stage and count: placer iterations (no
+    known end) and arcs routed of those to route (an ETA)."""
     if family != "ecp5":
         raise ValueError(f"place and route supports ecp5 only, not {family!r}")
     if device not in ECP5_DEVICES:
@@ -177,6 +199,7 @@ def place_and_route(
         cwd=directory,
         log=log,
         stage=_STAGE,
+        count=_count,
         progress=progress,
         timeout=timeout,
     )

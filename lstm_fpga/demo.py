@@ -24,9 +24,10 @@ import numpy as np
 
 from .outdir import check_output_dir, record_generated
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "implement_demo", "run_demo"]
 
-#: What the demo writes into its build directory besides the build.
+#: What the demo writes into its build directory besides the build (and ``synth/``, see
+#: :func:`implement_demo`).
 _REPORT_FILES = ("report.md", "forecast.png", "forecast_last60.png", "demo.json")
 
 #: Where the demo measures its clock: the part common ECP5 boards carry, out of context.
@@ -137,15 +138,34 @@ def _simulate_windows(design, x_int, progress: bool) -> _Simulated:
     return _Simulated(np.concatenate(heads), np.concatenate(cycles), run_cycles, steps)
 
 
+def implement_demo(project, progress=None):
+    """Synthesize, place and route the demo's build for :data:`DEMO_DEVICE`; the netlists,
+    reports and logs go to ``OUT/synth`` (the build directory, not a temporary one:
+    ``demo.json`` and the report point at them)."""
+    from .hw import TOP_NAME, EnginePlan
+    from .hw.devices import DEVICES
+    from .hw.implement import implement
+
+    record_generated(project.directory, "synth")  # a later demo may replace it
+    return implement(
+        project.verilog,
+        EnginePlan(project.model, project.config),
+        DEVICES[DEMO_DEVICE],
+        top=TOP_NAME,
+        speed=DEMO_SPEED,
+        freq_mhz=DEMO_FREQ_MHZ,
+        workdir=project.directory / "synth",
+        progress=progress,
+    )
+
+
 def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_size, epochs, synth):
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
     from .eda.tools import ToolFailedError
-    from .hw import TOP_NAME, EnginePlan
-    from .hw.devices import DEVICES
-    from .hw.implement import implement
+    from .progress import ToolBars
     from .project import sim_cache_for, write_project
     from .sim import compile_build_directory
     from .sim.runner import default_cache_dir
@@ -175,24 +195,17 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
         calibration=data.x_train,
         batch_first=True,
         force=True,
+        progress=progress,
     )
     record_generated(out, *_REPORT_FILES)
     model = project.model
     # Place and route (minutes) runs beside the simulation: two cores, half the wall time.
     background = ThreadPoolExecutor(max_workers=1)
-    implementation = None
+    implementation = bars = None
     if synth:
         log(f"    placing and routing for {DEMO_DEVICE} speed {DEMO_SPEED} in the background")
-        implementation = background.submit(
-            implement,
-            project.verilog,
-            EnginePlan(model, project.config),
-            DEVICES[DEMO_DEVICE],
-            top=TOP_NAME,
-            speed=DEMO_SPEED,
-            freq_mhz=DEMO_FREQ_MHZ,
-            workdir=work / "synth",
-        )
+        bars = ToolBars("place & route", log, enabled=progress)
+        implementation = background.submit(implement_demo, project, bars)
     x_int = quantize_input(model, data.x_test)
     reference = run_reference(model, x_int, batch_first=True, head_on="last")
 
@@ -222,6 +235,8 @@ def _run_demo(out, work, simulator, log, started, progress, *, lanes, hidden_siz
             timing = implementation.result()
         except ToolFailedError as error:
             log(f"    place and route failed, no clock measured: {error}")
+        finally:
+            bars.close()
     else:
         log("5/5 report")
     background.shutdown()

@@ -16,6 +16,7 @@ import numpy as np
 from .sw.float_model import FloatDirection, FloatHead, FloatLstm
 from .sw.ir import LayerDirection, LinearHead, LstmModel
 from .sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
+from .sw.shape import lstm_shape
 
 __all__ = [
     "FORMAT_SETS",
@@ -105,15 +106,7 @@ def quantize_float_model(fm: FloatLstm, formats="q16", head_formats="q16") -> Ls
         chosen = HEAD_FORMAT_SETS[head_formats] if isinstance(head_formats, str) else head_formats
         hf = HeadFormats(x=directions[-1].formats.hidden, **chosen)
         head = LinearHead(quantize(fm.head.weight, hf.weight), quantize(fm.head.bias, hf.bias), hf)
-    return LstmModel(
-        fm.input_size,
-        fm.hidden_size,
-        fm.num_layers,
-        fm.bidirectional,
-        fm.bias,
-        tuple(directions),
-        head,
-    )
+    return LstmModel(**lstm_shape(fm), directions=tuple(directions), head=head)
 
 
 def random_float_model(
@@ -150,28 +143,17 @@ def random_float_model(
     return FloatLstm(input_size, H, num_layers, bidirectional, bias, tuple(directions), linear)
 
 
-def random_model(
-    input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    bias: bool = True,
-    head: int | None = None,
-    formats="q16",
-    head_formats="q16",
-    seed: int = 0,
-    scale: float = 1.0,
-) -> LstmModel:
+def random_model(*shape, formats="q16", head_formats="q16", **options) -> LstmModel:
     """A seeded random IR model: :func:`random_float_model` quantised by
     :func:`quantize_float_model`.
 
-    ``formats`` is a name of :data:`FORMAT_SETS`, an :class:`LstmFormats`, or a sequence of
-    them used round-robin over the layers.
+    ``shape`` and ``options`` are :func:`random_float_model`'s arguments (``input_size``,
+    ``hidden_size``, ``num_layers``, ``bidirectional``, ``bias``, ``head``, ``seed``,
+    ``scale``). ``formats`` is a name of :data:`FORMAT_SETS`, an :class:`LstmFormats`, or a
+    sequence of them used round-robin over the layers; ``head_formats`` as in
+    :func:`quantize_float_model`.
     """
-    fm = random_float_model(
-        input_size, hidden_size, num_layers, bidirectional, bias, head, seed, scale
-    )
-    return quantize_float_model(fm, formats, head_formats)
+    return quantize_float_model(random_float_model(*shape, **options), formats, head_formats)
 
 
 def random_input(model: LstmModel, steps: int, rng=1) -> np.ndarray:

@@ -43,16 +43,7 @@ from .report import (
     build_report,
     quantization_report,
 )
-from .samples import (
-    CHUNK_SEQUENCES,
-    CalibrationData,
-    Statistics,
-    chunks,
-    is_recorded,
-    prepare_samples,
-    record_float,
-    weight_values,
-)
+from .samples import CHUNK_SEQUENCES, observe_ranges, prepare_samples, weight_statistics
 
 __all__ = [
     "CHUNK_SEQUENCES",
@@ -77,25 +68,6 @@ __all__ = [
 ]
 
 
-def _observe(fm: FloatLstm, data: CalibrationData, head_on: str) -> tuple[TensorRange, ...]:
-    """Range of every tensor: weights from their values, activations from the float run
-    (and the initial states from their samples)."""
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
-    stats = {name: Statistics() for name in names}
-    for name in names:
-        if not is_recorded(name):
-            stats[name].add(name, weight_values(fm, name))
-    for k, d in enumerate(fm.directions):
-        for state, tensor in ((data.h0, "hidden"), (data.c0, "cell")):
-            if state is not None:
-                stats[f"{d.name}.{tensor}"].add(f"{d.name}.{tensor}", state[k].ravel())
-    for part in chunks(data):
-        recorder = record_float(fm, part, head_on)
-        for name in filter(is_recorded, names):
-            stats[name].add(name, recorder.get(name))
-    return tuple(stats[name].range(name) for name in names)
-
-
 def calibrate(
     float_model: FloatLstm,
     samples,
@@ -108,6 +80,8 @@ def calibrate(
     head_on: str = "last",
     h0=None,
     c0=None,
+    weight_bits: int | None = None,
+    progress: bool = False,
 ) -> Calibration:
     """Run ``float_model`` on ``samples``, record every tensor's range and choose formats.
 
@@ -119,7 +93,8 @@ def calibrate(
     (``x``, pre-activations, cell states, head output) leave room for data larger than the
     calibration set's. Layer inputs follow the chaining rules (``x``, then the previous layer's
     hidden format). ``overrides`` maps tensor names (:func:`tensor_names`) to formats
-    (:class:`FixedFormat` or ``"Qm.n"``).
+    (:class:`FixedFormat` or ``"Qm.n"``). ``weight_bits`` (default ``width``) is the width of
+    the weight matrices alone (:func:`choose_formats`).
 
     ``samples`` is an array (or tensor) ``(T, I)``, ``(T, B, I)`` -- ``(B, T, I)`` with
     ``batch_first`` -- with optional ``lengths`` (B,), or a list of ``(T_b, I)`` sequences of
@@ -127,13 +102,18 @@ def calibrate(
     the head on each sequence's last step, ``"all"`` on every step. ``h0``/``c0`` are float
     initial states ``(L*D, B, H)`` the samples start from (``None``: zeros); their values
     count in the ranges of the hidden and cell states. Empty samples are refused.
+    ``progress`` shows a bar with the ETA on a terminal (:mod:`lstm_fpga.progress`).
     """
     data = prepare_samples(float_model, samples, batch_first, lengths, h0, c0)
-    ranges = _observe(float_model, data, head_on)
-    formats = choose_formats(
-        float_model, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
+    choice = dict(
+        width=width, overrides=overrides, headroom_bits=headroom_bits, weight_bits=weight_bits
     )
-    return Calibration(width, ranges, formats)
+    return _calibrate(float_model, data, head_on, progress, **choice)
+
+
+def _calibrate(fm: FloatLstm, data, head_on: str, progress: bool, **choice) -> Calibration:
+    ranges = observe_ranges(fm, data, head_on, progress)
+    return Calibration(choice["width"], ranges, choose_formats(fm, ranges, **choice))
 
 
 def _input_range(input_range) -> tuple[float, float]:
@@ -161,12 +141,7 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
     sigmoid of the largest forget-gate bound, capped at the activation domain (tanh of a
     larger cell state is flat); head output: ``|b| + sum|W|``.
     """
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
-    stats = {name: Statistics() for name in names}
-    for name in names:
-        if not is_recorded(name):
-            stats[name].add(name, weight_values(fm, name))
-    ranges = {name: stats[name].range(name) for name in names}
+    ranges = {name: stats.range(name) for name, stats in weight_statistics(fm).items()}
     ranges["x"] = TensorRange("x", low, high, 0)
     H, x_bound = fm.hidden_size, max(abs(low), abs(high))
     for d in fm.directions:
@@ -181,7 +156,7 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
     if fm.head is not None:
         bound = float((np.abs(fm.head.bias) + np.abs(fm.head.weight).sum(axis=1)).max())
         ranges["head.output"] = _symmetric("head.output", bound)
-    return tuple(ranges[name] for name in names)
+    return tuple(ranges.values())
 
 
 def calibrate_from_range(
@@ -191,6 +166,7 @@ def calibrate_from_range(
     width: int = DEFAULT_WIDTH,
     overrides: Mapping[str, FixedFormat | str] | None = None,
     headroom_bits: int = 0,
+    weight_bits: int | None = None,
 ) -> Calibration:
     """Choose formats with no sample data: inputs lie in ``input_range = (low, high)``.
 
@@ -200,10 +176,10 @@ def calibrate_from_range(
     """
     low, high = _input_range(input_range)
     ranges = _range_bounds(float_model, low, high)
-    formats = choose_formats(
-        float_model, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
+    choice = dict(
+        width=width, overrides=overrides, headroom_bits=headroom_bits, weight_bits=weight_bits
     )
-    return Calibration(width, ranges, formats)
+    return Calibration(width, ranges, choose_formats(float_model, ranges, **choice))
 
 
 def quantize_from_torch(
@@ -221,6 +197,8 @@ def quantize_from_torch(
     h0=None,
     c0=None,
     input_range=None,
+    weight_bits: int | None = None,
+    progress: bool = False,
 ) -> tuple[LstmModel, QuantizationReport]:
     """Import, calibrate, quantise and report (on the calibration samples) in one call.
 
@@ -230,6 +208,7 @@ def quantize_from_torch(
     ``h0``/``c0`` are initial states for the samples (see :func:`calibrate`). Without
     samples, give ``input_range=(low, high)``: formats then come from
     :func:`calibrate_from_range` and the report covers the weights only ("no data seen").
+    ``progress`` shows bars for the calibration and the report's runs (on a terminal).
     """
     from .torch_import import import_model, lstm_batch_first
 
@@ -243,16 +222,21 @@ def quantize_from_torch(
     fm = import_model(source)
     if input_range is not None:
         calibration = calibrate_from_range(
-            fm, input_range, width=width, overrides=overrides, headroom_bits=headroom_bits
+            fm,
+            input_range,
+            width=width,
+            overrides=overrides,
+            headroom_bits=headroom_bits,
+            weight_bits=weight_bits,
         )
         model = quantize_model(fm, calibration, rounding=rounding, overflow=overflow)
         return model, build_report(fm, model, None, head_on, _input_range(input_range))
     if batch_first is None:
         batch_first = lstm_batch_first(source)
     data = prepare_samples(fm, calibration_samples, batch_first, lengths, h0, c0)
-    ranges = _observe(fm, data, head_on)
-    formats = choose_formats(
-        fm, ranges, width=width, overrides=overrides, headroom_bits=headroom_bits
+    choice = dict(
+        width=width, overrides=overrides, headroom_bits=headroom_bits, weight_bits=weight_bits
     )
-    model = quantize_model(fm, formats, rounding=rounding, overflow=overflow)
-    return model, build_report(fm, model, data, head_on)
+    calibration = _calibrate(fm, data, head_on, progress, **choice)
+    model = quantize_model(fm, calibration, rounding=rounding, overflow=overflow)
+    return model, build_report(fm, model, data, head_on, progress=progress)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .numerics import Activation
+from .shape import LayerStack
 
 __all__ = ["FloatDirection", "FloatHead", "FloatLstm", "TensorRecorder", "prepare_sequences"]
 
@@ -118,7 +119,7 @@ def prepare_sequences(x, batch_first: bool, lengths, input_size: int, dtype=np.f
 
 
 @dataclass(frozen=True, eq=False)
-class FloatLstm:
+class FloatLstm(LayerStack):
     """An ``nn.LSTM`` (and optional Linear head) as float arrays."""
 
     input_size: int
@@ -128,10 +129,6 @@ class FloatLstm:
     bias: bool
     directions: tuple[FloatDirection, ...]
     head: FloatHead | None = None
-
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
 
     def direction(self, layer: int, reverse: bool) -> FloatDirection:
         return self.directions[layer * self.num_directions + int(reverse)]

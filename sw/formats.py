@@ -9,9 +9,10 @@ direction ``l{k}`` / ``l{k}_reverse`` the tensors ``.w_ih``, ``.w_hh``, ``.bias`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .float_model import FloatLstm
 from .numerics import (
@@ -27,6 +28,7 @@ from .numerics import (
     check_exact,
     check_format_chain,
 )
+from .shape import LayerStack
 
 __all__ = [
     "MAX_WIDTH",
@@ -76,12 +78,8 @@ def tensor_names(num_layers: int, bidirectional: bool, head: bool) -> tuple[str,
     return tuple(names)
 
 
-def _gate_acc_frac(f: LstmFormats) -> int:
-    return max(f.w_ih.frac + f.x.frac, f.w_hh.frac + f.hidden.frac)
-
-
 @dataclass(frozen=True)
-class ModelFormats:
+class ModelFormats(LayerStack):
     """The format of every tensor of a model, before any integer weights exist.
 
     ``directions`` are in PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...). The chaining
@@ -113,23 +111,12 @@ class ModelFormats:
             check_format_chain(self.num_layers, self.bidirectional, self.directions, self.head)
         except ValueError as error:
             raise CalibrationError(str(error)) from None
-        for name, f in zip(names, self.directions, strict=True):
-            if f.bias.frac > _gate_acc_frac(f):
-                raise CalibrationError(
-                    f"{name}.bias is {f.bias} with {f.bias.frac} fraction bits but its "
-                    f"accumulator has {_gate_acc_frac(f)}; use at most {_gate_acc_frac(f)}"
-                )
-        if self.head is not None:
-            acc_frac = self.head.weight.frac + self.head.x.frac
-            if self.head.bias.frac > acc_frac:
-                raise CalibrationError(
-                    f"head.bias is {self.head.bias} with {self.head.bias.frac} fraction bits but "
-                    f"its accumulator has {acc_frac}; use at most {acc_frac}"
-                )
-
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
+        parts = [*zip(names, self.directions, strict=True)]
+        for name, f in parts + ([] if self.head is None else [("head", self.head)]):
+            try:
+                f.check_bias()
+            except ValueError as error:
+                raise CalibrationError(f"{name}: {error}") from None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -235,8 +222,14 @@ def choose_formats(
     width: int = DEFAULT_WIDTH,
     overrides: Mapping[str, FixedFormat | str] | None = None,
     headroom_bits: int = 0,
+    weight_bits: int | None = None,
 ) -> ModelFormats:
     """Choose every tensor's format from observed ``ranges`` (see :func:`calibrate`).
+
+    ``weight_bits`` (``None``: ``width``) is the width of the weight matrices (``w_ih``,
+    ``w_hh``, ``head.weight``), independent of the data, state and accumulator widths; their
+    integer/fraction split comes from the weights' range like every other format. Biases
+    keep ``width`` bits (they are one value per row, not the block-RAM cost).
 
     A ``width`` above the default whose formats need an intermediate wider than the reference
     computes exactly (:func:`check_exact`) is refused with the widest width that works for
@@ -248,15 +241,28 @@ def choose_formats(
         )
     if isinstance(headroom_bits, bool) or not isinstance(headroom_bits, int) or headroom_bits < 0:
         raise CalibrationError(f"headroom_bits must be an int >= 0, not {headroom_bits!r}")
+    if weight_bits is None:
+        weight_bits = width
+    if (
+        isinstance(weight_bits, bool)
+        or not isinstance(weight_bits, int)
+        or not MIN_WIDTH <= weight_bits <= MAX_WIDTH
+    ):
+        raise CalibrationError(
+            f"weight_bits must be an int from {MIN_WIDTH} to {MAX_WIDTH}, not {weight_bits!r}"
+        )
     ranges = tuple(ranges)
+    choose = functools.partial(
+        _choose, float_model, ranges, overrides=overrides, headroom_bits=headroom_bits
+    )
     try:
-        return _choose(float_model, ranges, width, overrides, headroom_bits)
+        return choose(width, weight_bits=weight_bits)
     except CalibrationFormatWidthError as error:
         if width <= DEFAULT_WIDTH or any(name == error.tensor for name in overrides or {}):
             raise  # the format the message names is the fix, not a narrower width
         for narrower in range(width - 1, MIN_WIDTH - 1, -1):
             try:
-                _choose(float_model, ranges, narrower, overrides, headroom_bits)
+                choose(narrower, weight_bits=min(weight_bits, narrower))
             except CalibrationError:
                 continue
             raise CalibrationFormatWidthError(
@@ -268,7 +274,7 @@ def choose_formats(
         raise
 
 
-def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormats:
+def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits) -> ModelFormats:
     fm = float_model
     names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
     by_name = {r.name: r for r in ranges}
@@ -284,9 +290,25 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
     def pick(name: str, automatic: FixedFormat) -> FixedFormat:
         return given.get(name, automatic)
 
-    def data(name: str, headroom: int = 0) -> FixedFormat:
-        automatic = _data_format(by_name[name], width)
-        return pick(name, FixedFormat(width, automatic.frac - headroom))
+    def data(name: str, headroom: int = 0, bits: int = width) -> FixedFormat:
+        automatic = _data_format(by_name[name], bits)
+        return pick(name, FixedFormat(bits, automatic.frac - headroom))
+
+    def weight(name: str) -> FixedFormat:
+        return data(name, bits=weight_bits)
+
+    def capped_bias(name: str, formats):
+        """``formats`` (a layer direction's or the head's) with a bias no finer than its
+        accumulator; an override finer than that is refused (:func:`check_bias_frac`)."""
+        if name in given:
+            try:
+                formats.check_bias()
+            except ValueError as error:
+                raise CalibrationError(f"format override {name}={given[name]}: {error}") from None
+            return formats
+        # Bias bits finer than the accumulator's LSB would be shifted out anyway.
+        frac = min(formats.bias.frac, formats.accumulator_frac)
+        return replace(formats, bias=FixedFormat(width, frac))
 
     unit = FixedFormat(width, width - 1)  # gates and h lie in (-1, 1)
     x_format = data("x", headroom_bits)
@@ -306,51 +328,38 @@ def _choose(float_model, ranges, width, overrides, headroom_bits) -> ModelFormat
     for d in fm.directions:
         n = d.name
         x = x_format if d.layer == 0 else hidden[d.layer - 1]
-        w_ih, w_hh = data(f"{n}.w_ih"), data(f"{n}.w_hh")
-        acc_frac = max(w_ih.frac + x.frac, w_hh.frac + hidden[d.layer].frac)
-        bias = _capped_bias(f"{n}.bias", given, by_name, width, acc_frac)
         preact_frac = _data_format(by_name[f"{n}.preact"], width).frac - headroom_bits
         # The tables are flat outside [-8, 8): more integer bits than that only lose precision.
         auto_preact = FixedFormat(width, max(preact_frac, width - 1 - _PREACT_INT_BITS))
         directions.append(
-            LstmFormats(
-                x=x,
-                w_ih=w_ih,
-                w_hh=w_hh,
-                bias=bias,
-                preact=pick(f"{n}.preact", auto_preact),
-                gate=pick(f"{n}.gate", unit),
-                cell=data(f"{n}.cell", headroom_bits),
-                hidden=hidden[d.layer],
+            capped_bias(
+                f"{n}.bias",
+                LstmFormats(
+                    x=x,
+                    w_ih=weight(f"{n}.w_ih"),
+                    w_hh=weight(f"{n}.w_hh"),
+                    bias=data(f"{n}.bias"),
+                    preact=pick(f"{n}.preact", auto_preact),
+                    gate=pick(f"{n}.gate", unit),
+                    cell=data(f"{n}.cell", headroom_bits),
+                    hidden=hidden[d.layer],
+                ),
             )
         )
     head = None
     if fm.head is not None:
-        weight = data("head.weight")
-        x = hidden[-1]
-        head = HeadFormats(
-            x=x,
-            weight=weight,
-            bias=_capped_bias("head.bias", given, by_name, width, weight.frac + x.frac),
-            output=data("head.output", headroom_bits),
+        head = capped_bias(
+            "head.bias",
+            HeadFormats(
+                x=hidden[-1],
+                weight=weight("head.weight"),
+                bias=data("head.bias"),
+                output=data("head.output", headroom_bits),
+            ),
         )
     formats = ModelFormats(fm.num_layers, fm.bidirectional, tuple(directions), head)
     _check_exact(fm, formats)
     return formats
-
-
-def _capped_bias(name, given, by_name, width, acc_frac) -> FixedFormat:
-    if name in given:
-        fmt = given[name]
-        if fmt.frac > acc_frac:
-            raise CalibrationError(
-                f"format override {name}={fmt} has {fmt.frac} fraction bits but the products "
-                f"it is added to have {acc_frac}; use at most {acc_frac} fraction bits"
-            )
-        return fmt
-    fmt = _data_format(by_name[name], width)
-    # Bias bits finer than the accumulator's LSB would be shifted out anyway.
-    return FixedFormat(width, min(fmt.frac, acc_frac))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from .numerics import (
     check_exact,
     check_format_chain,
 )
+from .schema import read_versioned_json
+from .shape import LayerStack
 
 __all__ = [
     "GATES",
@@ -205,7 +207,7 @@ class LinearHead:
 
 
 @dataclass(frozen=True, eq=False)
-class LstmModel:
+class LstmModel(LayerStack):
     """A quantised ``nn.LSTM`` (``proj_size=0``) with an optional Linear head."""
 
     input_size: int
@@ -271,10 +273,6 @@ class LstmModel:
                 )
 
     # -- shape -------------------------------------------------------------------------------
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
     @property
     def output_size(self) -> int:
         """Features of the LSTM ``output`` (before the head): ``num_directions * H``."""
@@ -384,16 +382,8 @@ class LstmModel:
         for p in (json_path, npz_path):
             if not p.is_file():
                 raise IRError(f"{p}: no such file; an IR is saved as NAME.json + NAME.npz")
-        try:
-            meta = json.loads(json_path.read_text())
-        except json.JSONDecodeError as error:
-            raise IRError(f"{json_path}: not valid JSON ({error})") from None
-        version = meta.get("schema_version") if isinstance(meta, dict) else None
-        if version != SCHEMA_VERSION:
-            raise IRError(
-                f"{json_path}: schema_version is {version!r}, this lstm-fpga reads version "
-                f"{SCHEMA_VERSION}; regenerate the IR with this version"
-            )
+        fix = "regenerate the IR with this version"
+        meta = read_versioned_json(json_path.read_text(), SCHEMA_VERSION, json_path, IRError, fix)
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
 

@@ -8,6 +8,7 @@ from .float_model import FloatLstm
 from .formats import Calibration, CalibrationError, ModelFormats
 from .ir import LayerDirection, LinearHead, LstmModel
 from .numerics import FixedFormat, Overflow, Rounding, quantize
+from .shape import lstm_shape
 
 __all__ = ["model_formats", "quantize_model"]
 
@@ -59,11 +60,7 @@ def quantize_model(
         f = formats.head
         head = LinearHead(_weights(fm.head.weight, f.weight), _weights(fm.head.bias, f.bias), f)
     return LstmModel(
-        input_size=fm.input_size,
-        hidden_size=fm.hidden_size,
-        num_layers=fm.num_layers,
-        bidirectional=fm.bidirectional,
-        bias=fm.bias,
+        **lstm_shape(fm),
         directions=directions,
         head=head,
         rounding=rounding,

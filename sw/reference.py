@@ -34,6 +34,7 @@ from .numerics import (
     rescale,
     shift_round,
 )
+from .shape import lstm_shape
 
 __all__ = [
     "ReferenceResult",
@@ -293,15 +294,7 @@ def dequantized_model(model: LstmModel) -> FloatLstm:
         head = FloatHead(
             dequantize(model.head.weight, f.weight), dequantize(model.head.bias, f.bias)
         )
-    return FloatLstm(
-        model.input_size,
-        model.hidden_size,
-        model.num_layers,
-        model.bidirectional,
-        model.bias,
-        directions,
-        head,
-    )
+    return FloatLstm(**lstm_shape(model), directions=directions, head=head)
 
 
 def run_float(model: LstmModel, x, h0=None, c0=None, **kwargs):

@@ -29,6 +29,7 @@ from .samples import (
     record_float,
     weight_values,
 )
+from .schema import read_versioned_json
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
@@ -188,16 +189,8 @@ class QuantizationReport:
 
     @classmethod
     def from_json(cls, text: str) -> QuantizationReport:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CalibrationError(f"quantization report: not valid JSON ({error})") from None
-        version = data.get("schema_version") if isinstance(data, dict) else None
-        if version != REPORT_SCHEMA_VERSION:
-            raise CalibrationError(
-                f"quantization report: schema_version is {version!r}, this lstm-fpga reads "
-                f"version {REPORT_SCHEMA_VERSION}"
-            )
+        what = "quantization report"
+        data = read_versioned_json(text, REPORT_SCHEMA_VERSION, what, CalibrationError)
         try:
             return cls(
                 sequences=int(data["sequences"]),
@@ -237,9 +230,11 @@ def build_report(
     data: CalibrationData | None,
     head_on: str,
     input_range: tuple[float, float] | None = None,
+    *,
+    progress: bool = False,
 ) -> QuantizationReport:
     """The report of ``model`` against ``fm`` on ``data`` (``None``: weights only, for formats
-    chosen from ``input_range`` without data)."""
+    chosen from ``input_range`` without data); ``progress`` shows a bar on a terminal."""
     formats = model_formats(model)
     stats = {name: Statistics() for name in formats.names}
     directions = {d.name: d for d in model.directions}
@@ -251,7 +246,7 @@ def build_report(
             approx = dequantize(getattr(source, tensor), fmt).ravel()
             saturations = _float_saturations(exact, fmt, Rounding.HALF_UP)
             stats[name].add(name, exact, approx, saturations)
-    for part in () if data is None else chunks(data):
+    for part in () if data is None else chunks(data, "reporting" if progress else None):
         _compare_chunk(fm, model, formats, part, head_on, stats)
     rows = tuple(
         TensorReport(
@@ -329,13 +324,15 @@ def quantization_report(
     head_on: str = "last",
     h0=None,
     c0=None,
+    progress: bool = False,
 ) -> QuantizationReport:
     """Compare ``model`` (the IR of ``float_model``) with the float model on ``samples``.
 
     Float tensors come from :meth:`FloatLstm.forward`, quantised ones from
     :func:`run_reference` on the quantised input (same tensor names, same order); both run
     in chunks of :data:`CHUNK_SEQUENCES` sequences to bound memory. ``samples`` as in
-    :func:`calibrate`, ``h0``/``c0`` the float initial states (``None``: zeros).
+    :func:`calibrate`, ``h0``/``c0`` the float initial states (``None``: zeros);
+    ``progress`` shows a bar on a terminal.
     """
     data = prepare_samples(float_model, samples, batch_first, lengths, h0, c0)
-    return build_report(float_model, model, data, head_on)
+    return build_report(float_model, model, data, head_on, progress=progress)

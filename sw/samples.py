@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .float_model import FloatLstm, TensorRecorder, _initial_state, prepare_sequences
-from .formats import CalibrationError, TensorRange
+from .formats import CalibrationError, TensorRange, tensor_names
 
 __all__ = [
     "CHUNK_SEQUENCES",
@@ -22,8 +22,10 @@ __all__ = [
     "Statistics",
     "chunks",
     "is_recorded",
+    "observe_ranges",
     "prepare_samples",
     "record_float",
+    "weight_statistics",
     "weight_values",
 ]
 
@@ -108,17 +110,55 @@ def prepare_samples(
     return CalibrationData(xs, lengths, *states)
 
 
-def chunks(data: CalibrationData):
-    """The batch in slices of :data:`CHUNK_SEQUENCES` sequences, trimmed to their length."""
-    for start in range(0, data.sequences, CHUNK_SEQUENCES):
-        part = slice(start, start + CHUNK_SEQUENCES)
-        lengths = data.lengths[part]
-        yield CalibrationData(
-            np.ascontiguousarray(data.xs[: lengths.max(), part]),
-            lengths,
-            None if data.h0 is None else data.h0[:, part],
-            None if data.c0 is None else data.c0[:, part],
-        )
+def chunks(data: CalibrationData, progress: str | None = None):
+    """The batch in slices of :data:`CHUNK_SEQUENCES` sequences, trimmed to their length.
+
+    ``progress`` names a bar (sequences done, ETA; :mod:`lstm_fpga.progress`) shown on a
+    terminal while the chunks are consumed; ``None`` shows none."""
+    from ..progress import progress_bar
+
+    bar = progress_bar(
+        total=data.sequences, desc=progress or "", unit="seq", enabled=progress is not None
+    )
+    with bar:
+        for start in range(0, data.sequences, CHUNK_SEQUENCES):
+            part = slice(start, start + CHUNK_SEQUENCES)
+            lengths = data.lengths[part]
+            yield CalibrationData(
+                np.ascontiguousarray(data.xs[: lengths.max(), part]),
+                lengths,
+                None if data.h0 is None else data.h0[:, part],
+                None if data.c0 is None else data.c0[:, part],
+            )
+            bar.update(len(lengths))
+
+
+def weight_statistics(fm: FloatLstm) -> dict[str, Statistics]:
+    """A :class:`Statistics` per tensor of ``fm`` (:func:`tensor_names` order), the weights'
+    and biases' values already in; the activations' are empty."""
+    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
+    stats = {name: Statistics() for name in names}
+    for name in names:
+        if not is_recorded(name):
+            stats[name].add(name, weight_values(fm, name))
+    return stats
+
+
+def observe_ranges(
+    fm: FloatLstm, data: CalibrationData, head_on: str, progress: bool = False
+) -> tuple[TensorRange, ...]:
+    """Range of every tensor: weights from their values, activations from the float run on
+    ``data`` (and the initial states from their samples); ``progress`` shows a bar."""
+    stats = weight_statistics(fm)
+    for k, d in enumerate(fm.directions):
+        for state, tensor in ((data.h0, "hidden"), (data.c0, "cell")):
+            if state is not None:
+                stats[f"{d.name}.{tensor}"].add(f"{d.name}.{tensor}", state[k].ravel())
+    for part in chunks(data, "calibrating" if progress else None):
+        recorder = record_float(fm, part, head_on)
+        for name in filter(is_recorded, stats):
+            stats[name].add(name, recorder.get(name))
+    return tuple(stats[name].range(name) for name in stats)
 
 
 def record_float(fm: FloatLstm, data: CalibrationData, head_on: str) -> TensorRecorder:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .float_model import FloatDirection, FloatHead, FloatLstm
+from .shape import lstm_shape
 
 __all__ = ["ModelImportError", "parse_state_dict"]
 
@@ -320,12 +321,4 @@ def _build(layout: _Layout, shape: _Shape, arrays) -> FloatLstm:
         else:
             bias = np.zeros(weight.shape[0])
         head = FloatHead(weight, bias)
-    return FloatLstm(
-        input_size=shape.input_size,
-        hidden_size=H,
-        num_layers=shape.num_layers,
-        bidirectional=shape.bidirectional,
-        bias=shape.bias,
-        directions=tuple(directions),
-        head=head,
-    )
+    return FloatLstm(**lstm_shape(shape), directions=tuple(directions), head=head)

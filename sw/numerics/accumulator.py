@@ -60,6 +60,21 @@ class AccumulatorPlan:
         return total
 
 
+def accumulator_frac(segments) -> int:
+    """Fraction bits of an accumulator of ``segments``: those of its finest product."""
+    return max(segment.frac for segment in segments)
+
+
+def check_bias_frac(bias: FixedFormat, frac: int) -> None:
+    """The bias rule: a bias has at most the ``frac`` fraction bits of the products it is added
+    to (finer bits would fall below the accumulator's LSB); ``ValueError`` otherwise."""
+    if bias.frac > frac:
+        raise ValueError(
+            f"bias format {bias} has {bias.frac} fraction bits but the products it is added "
+            f"to have only {frac}; use a bias format with at most {frac} fraction bits"
+        )
+
+
 def plan_accumulator(
     segments: tuple[MacSegment, ...] | list[MacSegment], bias: FixedFormat | None
 ) -> AccumulatorPlan:
@@ -71,19 +86,15 @@ def plan_accumulator(
     """
     if not segments:
         raise ValueError("an accumulator needs at least one segment of products")
-    frac = max(segment.frac for segment in segments)
+    frac = accumulator_frac(segments)
     shifts = tuple(frac - segment.frac for segment in segments)
     terms = sum(segment.length for segment in segments)
     product_width = max(s.width + shift for s, shift in zip(segments, shifts, strict=True))
     width = product_width + _ceil_log2(terms)
     bias_shift = 0
     if bias is not None:
+        check_bias_frac(bias, frac)
         bias_shift = frac - bias.frac
-        if bias_shift < 0:
-            raise ValueError(
-                f"bias format {bias} has {bias.frac} fraction bits but the products it is added "
-                f"to have only {frac}; use a bias format with at most {frac} fraction bits"
-            )
         width = max(width, bias.width + bias_shift)
     return AccumulatorPlan(
         frac=frac, width=width + 1, shifts=shifts, bias_shift=bias_shift, terms=terms

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from .accumulator import AccumulatorPlan, MacSegment, plan_accumulator
+from .accumulator import (
+    AccumulatorPlan,
+    MacSegment,
+    accumulator_frac,
+    check_bias_frac,
+    plan_accumulator,
+)
 from .activation import Activation, ActivationTable, activation_table
 from .fixed import MAX_EXACT_WIDTH, FixedFormat, Overflow, Rounding
 
@@ -66,6 +72,28 @@ def check_exact(owner: str, widths) -> None:
             )
 
 
+class _BiasedFormats:
+    """What the formats of a layer direction and of the head share: named fields, and one
+    accumulator of products (:meth:`segments`, by the subclass) plus a ``bias``."""
+
+    bias: FixedFormat
+
+    def items(self) -> tuple[tuple[str, FixedFormat], ...]:
+        return tuple((name, getattr(self, name)) for name in self.__dataclass_fields__)
+
+    def segments(self, *sizes: int) -> tuple[MacSegment, ...]:
+        raise NotImplementedError
+
+    @property
+    def accumulator_frac(self) -> int:
+        """Fraction bits of the accumulator (its finest product's)."""
+        return accumulator_frac(self.segments())
+
+    def check_bias(self) -> None:
+        """The bias rule of the accumulator (:func:`check_bias_frac`)."""
+        check_bias_frac(self.bias, self.accumulator_frac)
+
+
 def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
     """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
 
@@ -96,7 +124,7 @@ def check_format_chain(num_layers: int, bidirectional: bool, directions, head=No
 
 
 @dataclass(frozen=True)
-class LstmFormats:
+class LstmFormats(_BiasedFormats):
     """Formats of every tensor of one LSTM layer direction.
 
     ``x`` is the layer input (the model input for layer 0, the previous layer's ``hidden`` for
@@ -113,8 +141,12 @@ class LstmFormats:
     cell: FixedFormat
     hidden: FixedFormat
 
-    def items(self) -> tuple[tuple[str, FixedFormat], ...]:
-        return tuple((name, getattr(self, name)) for name in self.__dataclass_fields__)
+    def segments(self, input_size: int = 1, hidden_size: int = 1) -> tuple[MacSegment, ...]:
+        """The products the gate accumulator sums: ``W_ih @ x`` and ``W_hh @ h``."""
+        return (
+            MacSegment(self.w_ih, self.x, input_size),
+            MacSegment(self.w_hh, self.hidden, hidden_size),
+        )
 
 
 @dataclass(frozen=True)
@@ -136,13 +168,7 @@ class LstmDatapath:
     @cached_property
     def gate_acc(self) -> AccumulatorPlan:
         f = self.formats
-        return plan_accumulator(
-            (
-                MacSegment(f.w_ih, f.x, self.input_size),
-                MacSegment(f.w_hh, f.hidden, self.hidden_size),
-            ),
-            f.bias,
-        )
+        return plan_accumulator(f.segments(self.input_size, self.hidden_size), f.bias)
 
     @cached_property
     def cell_acc(self) -> AccumulatorPlan:
@@ -229,7 +255,7 @@ class LstmDatapath:
 
 
 @dataclass(frozen=True)
-class HeadFormats:
+class HeadFormats(_BiasedFormats):
     """Formats of the Linear head: its input is the last layer's ``hidden`` format."""
 
     x: FixedFormat
@@ -237,8 +263,9 @@ class HeadFormats:
     bias: FixedFormat
     output: FixedFormat
 
-    def items(self) -> tuple[tuple[str, FixedFormat], ...]:
-        return tuple((name, getattr(self, name)) for name in self.__dataclass_fields__)
+    def segments(self, in_features: int = 1) -> tuple[MacSegment, ...]:
+        """The products the head's accumulator sums: ``W @ x``."""
+        return (MacSegment(self.weight, self.x, in_features),)
 
 
 @dataclass(frozen=True)
@@ -253,7 +280,7 @@ class HeadDatapath:
     @cached_property
     def acc(self) -> AccumulatorPlan:
         f = self.formats
-        return plan_accumulator((MacSegment(f.weight, f.x, self.in_features),), f.bias)
+        return plan_accumulator(f.segments(self.in_features), f.bias)
 
     def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
         """The accumulator and the rescale to the output (see :func:`check_exact`)."""

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lstm_fpga.cli import main
 from lstm_fpga.project import Project
 from lstm_fpga.sw.ir import LstmModel
+from tests.cli.conftest import run_cli
 
 
 @pytest.fixture
@@ -25,15 +25,9 @@ def files(tmp_path):
     return tmp_path
 
 
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _build(capsys, files, *flags, model="model.pt", out="out"):
     """``lstm-fpga build files/MODEL -o files/OUT --calibrate files/cal.npy FLAGS...``."""
-    return _run(
+    return run_cli(
         capsys, "build", files / model, "-o", files / out, "--calibrate", files / "cal.npy", *flags
     )
 
@@ -98,7 +92,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(("argv", "message"), BAD_INPUTS)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys, argv, message):
     argv = [str(files / a) if a.endswith((".pt", ".npy")) else a for a in argv]
-    code, _, err = _run(capsys, "build", *argv, "-o", files / "out")
+    code, _, err = run_cli(capsys, "build", *argv, "-o", files / "out")
     assert code == 2
     # Progress lines may precede it; the error itself is the one last line.
     assert err.splitlines()[-1] == f"lstm-fpga build: error: {message.format(d=files)}"
@@ -127,12 +121,12 @@ def test_bidirectional_needs_max_seq_len_and_output_mode_is_recorded(tmp_path, c
     torch.save(torch.nn.LSTM(3, 4, bidirectional=True).state_dict(), tmp_path / "bi.pt")
     np.save(tmp_path / "cal.npy", np.random.default_rng(1).uniform(-1, 1, (5, 2, 3)))
     base = ["build", tmp_path / "bi.pt", "--calibrate", tmp_path / "cal.npy", "--lanes", 4]
-    code, _, err = _run(capsys, *base, "-o", tmp_path / "out")
+    code, _, err = run_cli(capsys, *base, "-o", tmp_path / "out")
     assert code == 2
     assert "set --max-seq-len L to the longest sequence" in err.splitlines()[-1]
     assert "HardwareConfig" not in err
     assert not (tmp_path / "out").exists()
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, *base, "-o", tmp_path / "out", "--max-seq-len", 12, "--output", "last"
     )
     assert code == 0, err
@@ -164,3 +158,21 @@ def test_build_refuses_formats_the_reference_cannot_compute_exactly(files, capsy
     if flags[0] == "--format":
         assert "more than 62" in line and line.endswith("=Qm.n sets that format)")
     assert not out_dir.exists()
+
+
+def test_weight_bits_narrow_the_weights_only(files, capsys):
+    code, _, err = _build(capsys, files, "--weight-bits", "6", "--json")
+    assert code == 0, err
+    model = LstmModel.load(files / "out" / "model.json")
+    f = model.directions[0].formats
+    assert (f.w_ih.width, f.w_hh.width) == (6, 6)
+    assert {f.x.width, f.bias.width, f.preact.width, f.cell.width, f.hidden.width} == {16}
+
+
+def test_weight_bits_out_of_range_is_one_line(files, capsys):
+    code, _, err = _build(capsys, files, "--weight-bits", "2", out="refused")
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "lstm-fpga build: error: --weight-bits must be an int from 4 to 30, not 2"
+    )
+    assert not (files / "refused").exists()

@@ -9,21 +9,11 @@ import torch
 
 from lstm_fpga.cli import main
 from lstm_fpga.project import Project
-
-
-@pytest.fixture
-def files(tmp_path):
-    torch.manual_seed(0)
-    torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "model.pt")
-    rng = np.random.default_rng(0)
-    np.save(tmp_path / "cal.npy", rng.uniform(-1, 1, (6, 2, 3)))
-    return tmp_path
+from tests.cli.conftest import run_cli
 
 
 def _build(capsys, *argv):
-    code = main(["build", *(str(a) for a in argv)])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "build", *argv)
 
 
 def _one_line(code, err, expected):

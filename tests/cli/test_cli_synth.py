@@ -1,12 +1,13 @@
 """``lstm-fpga build --device`` and ``lstm-fpga synth``: fit checks, Fmax, utilisation."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from lstm_fpga.cli import main
+from tests.cli.conftest import on_terminal, run_cli
 
 
 @pytest.fixture
@@ -20,15 +21,9 @@ def files(tmp_path):
     return tmp_path
 
 
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_build_refuses_a_part_too_small_naming_block_ram(files, capsys):
     out = files / "big"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "build", files / "big.pt", "-o", out, "--lanes", 64,
         "--calibrate", files / "cal256.npy", "--device", "ecp5-85",
     )  # fmt: skip
@@ -41,7 +36,7 @@ def test_build_refuses_a_part_too_small_naming_block_ram(files, capsys):
 
 def test_build_without_device_lists_the_smallest_parts(files, capsys):
     out = files / "tiny"
-    code, stdout, _ = _run(
+    code, stdout, _ = run_cli(
         capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2,
         "--calibrate", files / "cal3.npy", "--json",
     )  # fmt: skip
@@ -50,28 +45,59 @@ def test_build_without_device_lists_the_smallest_parts(files, capsys):
     # 2 lanes + 8 gate/cell multipliers: more DSPs than the 8 of an iCE40 UP5K.
     assert [f["device"] for f in smallest] == ["ecp5-25", "xc7a35t", "xczu3eg"]
     assert all(f["fits"] for f in smallest)
-    code, _, err = _run(capsys, "synth", out, "--target", "ecp5", "--device", "xc7a35t")
+    code, _, err = run_cli(capsys, "synth", out, "--target", "ecp5", "--device", "xc7a35t")
     assert code == 2 and "not a ecp5 part" in err
-    code, _, err = _run(capsys, "synth", out, "--device", "25k", "--package", "CABGA756")
+    code, _, err = run_cli(capsys, "synth", out, "--device", "25k", "--package", "CABGA756")
     assert code == 2 and "CABGA256, CABGA381" in err
-    code, _, err = _run(capsys, "synth", out, "--speed", "5")
+    code, _, err = run_cli(capsys, "synth", out, "--speed", "5")
     assert code == 2 and "--speed must be 6, 7 or 8" in err
+
+
+def test_build_for_the_ecp5_family_simulates_bit_exactly_and_synthesizes_only_for_ecp5(
+    files, capsys
+):
+    out = files / "tiny_ecp5"
+    build = ("build", files / "tiny.pt", "-o", out, "--lanes", 2, "--calibrate", files / "cal3.npy")
+    code, stdout, _ = run_cli(capsys, *build, "--family", "ecp5", "--json")
+    assert code == 0 and json.loads(stdout)["family"] == "ecp5"
+    assert json.loads((out / "build.json").read_text())["hardware"]["family"] == "ecp5"
+    for verilog in ("lstm_top.v", "lstm_top_inline.v"):
+        text = (out / "rtl" / verilog).read_text()
+        assert text.count("MULT18X18D #(") == 2  # one per lane; its model is for simulators
+    np.save(files / "x3.npy", np.random.default_rng(1).uniform(-1, 1, (5, 3)).astype(np.float32))
+    code, stdout, _ = run_cli(
+        capsys, "simulate", out, "--input", files / "x3.npy", "--simulator", "icarus", "--json"
+    )
+    assert code == 0 and json.loads(stdout)["bit_exact"] is True
+    code, _, err = run_cli(capsys, "synth", out, "--target", "xc7")
+    assert code == 2 and "built with --family ecp5" in err and "--target ecp5" in err
+    code, _, err = run_cli(capsys, *build, "--force", "--family", "xc7")
+    assert code == 2 and "--family must be one of generic|ecp5" in err
+    code, _, err = run_cli(capsys, *build, "--force", "--family", "ecp5", "--device", "xc7a35t")
+    assert code == 2 and "xc7a35t is a xc7 part" in err
+    assert json.loads((out / "build.json").read_text())["hardware"]["family"] == "ecp5"
 
 
 @pytest.mark.slow
 @pytest.mark.synth
 def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
+    # The ECP5 family's Verilog: MULT18X18D with its registers, which synth reports.
     out = files / "tiny"
-    assert _run(
+    assert run_cli(
         capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2,
-        "--calibrate", files / "cal3.npy",
+        "--calibrate", files / "cal3.npy", "--family", "ecp5",
     )[0] == 0  # fmt: skip
-    code, stdout, _ = _run(
+    code, stdout, _ = run_cli(
         capsys, "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50, "--json"
     )
     assert code == 0
     result = json.loads(stdout)
     assert result["device"] == "ecp5-25" and result["speed"] == 6
+    assert result["verilog_family"] == "ecp5"
+    # Both lanes' multipliers use all four MULT18X18D registers.
+    assert result["synthesis"]["dsp_registers"] == {
+        "input A": 2, "input B": 2, "pipeline": 2, "output": 2
+    }  # fmt: skip
     assert 10 < result["fmax_mhz"] < 500
     assert result["critical_path"] and all(isinstance(b, str) for b in result["critical_path"])
     used = result["utilisation"]["needed"]
@@ -83,9 +109,17 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     timing = json.loads((out / "build.json").read_text())["timing"]["ecp5"]
     assert timing["fmax_mhz"] == result["fmax_mhz"]
     assert (out / "synth_ecp5.json").is_file()
+    # On a terminal: the tools' steps as lines and a bar per stage their logs name (a stage
+    # shorter than the 1 s poll may pass unseen on this small design; tests/eda checks the
+    # counts); nothing of it under --json (above).
+    shown = on_terminal(
+        "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50, cwd=files
+    )
+    assert "yosys synth_ecp5 of lstm_top.v" in shown and "nextpnr-ecp5 --25k" in shown
+    assert re.search(r"synth: \w+.*\[\d\d:\d\d", shown) and "Fmax" in shown
     # Netlists and logs live in OUT/synth/, so a rebuild over the build may replace them.
     assert not list((out / "rtl").glob("*.log")) and list((out / "synth").glob("*.log"))
-    assert _run(
+    assert run_cli(
         capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2,
         "--calibrate", files / "cal3.npy", "--force",
     )[0] == 0  # fmt: skip
@@ -94,9 +128,9 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
 def test_synth_for_ice40_says_what_the_up5k_lacks(files, capsys):
     # P + 8 multipliers never fit the UP5K's 8 SB_MAC16: one line before any synthesis.
     out = files / "tiny"
-    _run(capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2, "--calibrate",
+    run_cli(capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2, "--calibrate",
          files / "cal3.npy")  # fmt: skip
-    code, _, err = _run(capsys, "synth", out, "--target", "ice40")
+    code, _, err = run_cli(capsys, "synth", out, "--target", "ice40")
     assert code == 2
     assert "does not fit iCE40UP5K (up5k)" in err and "DSP 10/8" in err
     assert "Traceback" not in err

@@ -7,23 +7,13 @@ every one of them byte for byte in place.
 import json
 import os
 
-import numpy as np
 import pytest
-import torch
 
 from lstm_fpga import project as project_module
 from lstm_fpga.cli import main
 from lstm_fpga.outdir import is_build
 
 USER_FILES = {"thesis.tex": b"\\documentclass{article}\n", "sub/data.csv": b"t,x\n0,1.5\n"}
-
-
-@pytest.fixture
-def files(tmp_path):
-    torch.manual_seed(0)
-    torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "model.pt")
-    np.save(tmp_path / "cal.npy", np.random.default_rng(0).uniform(-1, 1, (6, 2, 3)))
-    return tmp_path
 
 
 def _decoy(directory):

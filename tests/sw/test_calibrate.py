@@ -481,12 +481,12 @@ def test_override_errors():
     fixed = {"x": "Q3.12", "l0.w_ih": "Q0.15", "l0.w_hh": "Q0.15"}
     calibrated(overrides=fixed | {"l0.bias": "Q-15.30"})
     assert override_error(fixed | {"l0.bias": "Q-16.31"}) == (
-        "format override l0.bias=Q-16.31 has 31 fraction bits but the products it is added "
-        "to have 30; use at most 30 fraction bits"
+        "format override l0.bias=Q-16.31: bias format Q-16.31 has 31 fraction bits but the "
+        "products it is added to have only 30; use a bias format with at most 30 fraction bits"
     )
     assert override_error({"head.weight": "Q0.15", "head.bias": "Q-16.31"}) == (
-        "format override head.bias=Q-16.31 has 31 fraction bits but the products it is added "
-        "to have 30; use at most 30 fraction bits"
+        "format override head.bias=Q-16.31: bias format Q-16.31 has 31 fraction bits but the "
+        "products it is added to have only 30; use a bias format with at most 30 fraction bits"
     )
 
 
@@ -562,6 +562,11 @@ def test_accumulator_width_limit():
     )
 
 
+def fine_bias(formats):
+    """``formats`` with a bias one fraction bit finer than its accumulator (16 bits wide)."""
+    return dataclasses.replace(formats, bias=FixedFormat(16, formats.accumulator_frac + 1))
+
+
 def test_model_formats_validation():
     _, _, calibration = calibrated(1, True, True, 1)
     f = calibration.formats
@@ -586,6 +591,19 @@ def test_model_formats_validation():
         f"l0_reverse.x is Q7.8 but the model input format is {l0.x}; a layer's input format "
         f"must equal what feeds it"
     )
+    # The bias rule (one home: sw.numerics.check_bias_frac) for a direction and the head.
+    for directions, head, owner in (
+        ((l0, fine_bias(l0r)), f.head, "l0_reverse"),
+        ((l0, l0r), fine_bias(f.head), "head"),
+    ):
+        bad = head if owner == "head" else directions[1]
+        acc = bad.accumulator_frac
+        with pytest.raises(CalibrationError) as info:
+            ModelFormats(1, True, directions, head)
+        assert str(info.value) == (
+            f"{owner}: bias format {bad.bias} has {acc + 1} fraction bits but the products it "
+            f"is added to have only {acc}; use a bias format with at most {acc} fraction bits"
+        )
     fm2, _, other = calibrated(2, True, True, 1)
     with pytest.raises(CalibrationError) as info:
         quantize_model(fm2, calibration)
@@ -783,3 +801,40 @@ def test_chunked_passes_equal_one_pass(monkeypatch):
         floats = (a.min, a.max, a.max_abs_error)
         assert floats == pytest.approx((b.min, b.max, b.max_abs_error), rel=1e-12, abs=1e-15)
         assert a.sqnr_db == pytest.approx(b.sqnr_db, rel=1e-12)
+
+
+# -- mixed precision: weight_bits ---------------------------------------------------------------
+_WEIGHTS = ("w_ih", "w_hh", "weight")
+
+
+@pytest.mark.parametrize(("width", "weight_bits"), [(16, 8), (16, 4), (12, 5), (10, 16), (16, 16)])
+def test_weight_bits_set_the_weight_matrices_only(width, weight_bits):
+    """Weights get ``weight_bits`` with the most fraction bits their range allows; every other
+    tensor keeps the formats of a plain ``width`` calibration."""
+    fm, x, plain = calibrated(width=width)
+    mixed = calibrate(fm, x, width=width, weight_bits=weight_bits).formats
+    for name, fmt in mixed.items():
+        if name.split(".")[-1] in _WEIGHTS:
+            r = plain.range(name)
+            assert fmt == FixedFormat(weight_bits, most_fraction_bits(r, weight_bits)), name
+        elif name.split(".")[-1] != "bias":
+            assert fmt == plain.formats[name], name
+        else:  # a bias is capped by its accumulator, whose fraction bits follow the weights
+            assert fmt.width == width, name
+    model = quantize_model(fm, mixed)
+    reference = run_reference(model, quantize_input(model, x), head_on="last")
+    assert reference.head.shape == (x.shape[1], 2)
+
+
+def test_weight_bits_default_to_width_and_overrides_win():
+    fm, x, plain = calibrated(width=12)
+    assert calibrate(fm, x, width=12, weight_bits=None).formats == plain.formats
+    chosen = calibrate(fm, x, weight_bits=6, overrides={"l1.w_hh": "Q1.10"}).formats
+    assert chosen["l1.w_hh"] == Q("Q1.10") and chosen["l0.w_hh"].width == 6
+
+
+@pytest.mark.parametrize("weight_bits", [3, 31, 8.0, True])
+def test_weight_bits_out_of_range_are_refused(weight_bits):
+    fm, x, _ = calibrated()
+    with pytest.raises(CalibrationError, match="weight_bits must be an int from 4 to 30"):
+        calibrate(fm, x, weight_bits=weight_bits)

@@ -1,0 +1,26 @@
+"""The shape of a stack of LSTM layers: one home for what the float model, the formats and the
+IR share about it."""
+
+from __future__ import annotations
+
+__all__ = ["SHAPE_FIELDS", "LayerStack", "lstm_shape"]
+
+#: An ``nn.LSTM``'s shape: its constructor arguments that the float model and the IR both hold.
+SHAPE_FIELDS = ("input_size", "hidden_size", "num_layers", "bidirectional", "bias")
+
+
+class LayerStack:
+    """Mixin of the descriptions of a stack of LSTM layers (the float model, the formats, the
+    IR): what follows from their ``bidirectional`` field."""
+
+    bidirectional: bool
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
+def lstm_shape(model) -> dict:
+    """The :data:`SHAPE_FIELDS` of ``model`` by name: to build one kind of model from another
+    (``LstmModel(**lstm_shape(float_model), ...)``)."""
+    return {name: getattr(model, name) for name in SHAPE_FIELDS}
