@@ -437,6 +437,7 @@ def _cmd_simulate(args) -> int:
         args.waves,
         lengths=lengths,
         batch_first=project.batch_first,
+        progress=not args.json,
     )
     report = compare(
         result, float_model=project.float_model, float_inputs=x, float_h0=h0, float_c0=c0

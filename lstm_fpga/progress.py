@@ -9,9 +9,10 @@ machine-readable output stay clean.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["ToolBars", "interactive", "progress_bar"]
+__all__ = ["ToolBars", "counter_bar", "interactive", "progress_bar"]
 
 
 def interactive() -> bool:
@@ -43,6 +44,26 @@ def progress_bar(
         bar_format=bar_format,
         disable=not (enabled and interactive()),
     )
+
+
+@contextmanager
+def counter_bar(
+    total: int, *, desc: str, unit: str = "it", enabled: bool = True
+) -> Iterator[Callable[[int], None] | None]:
+    """A bar over ``total`` set to the counts the yielded callback receives (from any thread,
+    e.g. a simulation's progress watcher); yields None when no bar is shown, so the caller
+    can skip the counting altogether."""
+    with progress_bar(total=total, desc=desc, unit=unit, enabled=enabled) as bar:
+        if bar.disable:
+            yield None
+            return
+
+        def advance(done: int) -> None:
+            if done != bar.n:
+                bar.n = done
+                bar.refresh()
+
+        yield advance
 
 
 #: A stage the tool's log does not count in: its name and the time it has taken.

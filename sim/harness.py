@@ -20,6 +20,7 @@ from cocotb.types import Logic
 
 from .stimulus import (
     PLAN_ENV,
+    PROGRESS_ENV,
     Phase,
     PhaseResult,
     PlanResult,
@@ -34,7 +35,7 @@ from .tb import TB
 __all__ = ["run_plan_test"]
 
 
-async def _run_phase(tb: TB, phase: Phase) -> PhaseResult:
+async def _run_phase(tb: TB, phase: Phase, progress=None) -> PhaseResult:
     for name, value in phase.drive:
         getattr(tb.dut, name).value = value
     start = tb.cycle()
@@ -44,6 +45,9 @@ async def _run_phase(tb: TB, phase: Phase) -> PhaseResult:
         tb.sink(s.name, s.fields, s.pacing, packets=s.packets, beats=s.beats, signed=s.signed)
         for s in phase.sinks
     ]
+    for driver, spec in zip(sinks, phase.sinks, strict=True):
+        if spec.progress:
+            driver.on_packet = progress
     for driver, spec in zip(sources, phase.sources, strict=True):
         driver.send(spec.data, spec.last)
     aborted = phase.abort_after_cycles is not None
@@ -91,6 +95,20 @@ def _sample(tb: TB, phase: Phase) -> tuple[tuple[str, int], ...]:
     return tuple(samples)
 
 
+def _progress_counter():
+    """A callback appending one byte per progress packet to ``$LSTM_FPGA_SIM_PROGRESS`` (the
+    host polls its size for a progress bar), or None when the host did not ask."""
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return None
+
+    def packet_done():
+        with open(path, "ab") as counter:
+            counter.write(b".")
+
+    return packet_done
+
+
 @cocotb.test()
 async def run_plan_test(dut):
     """Run the plan named by ``$LSTM_FPGA_SIM_PLAN`` and store its result beside it."""
@@ -109,8 +127,9 @@ async def run_plan_test(dut):
             getattr(dut, name).value = value
         await tb.start(plan.reset_cycles)
         phases = []
+        progress = _progress_counter()
         for phase in plan.phases:
-            phases.append(await _run_phase(tb, phase))
+            phases.append(await _run_phase(tb, phase, progress))
         result = PlanResult(
             phases=tuple(phases),
             total_cycles=tb.cycle(),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import counter_bar
 from ..sw.ir import LstmModel
 from .design import HardwareDesign, compile_model
 from .phases import Stimulus, init_phase, initial_states, plan_for, reload_phase, stimulus_phase
@@ -53,6 +54,7 @@ def simulate(
     cache_dir: Path | str | None = None,
     run_dir: Path | str | None = None,
     timeout_cycles: int | None = None,
+    progress: bool = False,
 ) -> SimulationResult:
     """Run the accelerator on ``inputs`` in a cocotb simulation and return what it produced.
 
@@ -68,6 +70,7 @@ def simulate(
     ``read_state`` (default: whenever the hardware can) reads ``h_n``/``c_n`` out after every
     sequence. ``weights`` (an IR model of the generated shape and formats) is loaded through
     the run-time weight reload port first; the result and :func:`compare` then refer to it.
+    ``progress`` shows a bar with the ETA over the sequences on a terminal.
     """
     started = time.perf_counter()
     if isinstance(build_or_ir, LstmModel):
@@ -130,7 +133,10 @@ def simulate(
         part = stimulus if len(groups) == 1 else stimulus.subset(first, stop)
         x_phases.append(len(phases))
         phases.append(stimulus_phase(design, part, **options))
-    run = run_plan(design.sim_build, plan_for(design, phases), run_dir, waves=waves)
+    bar = counter_bar(stimulus.batch, desc="simulating", unit="seq", enabled=progress)
+    with bar as advance:
+        plan = plan_for(design, phases)
+        run = run_plan(design.sim_build, plan, run_dir, waves=waves, progress=advance)
     return decode_phase(
         design,
         stimulus,

@@ -216,7 +216,12 @@ def stimulus_phase(
     kept = int(np.count_nonzero(~interface.dropped(lengths)))
     state_beats = kept * interface.state_beats if read_state else 0
     sinks = (
-        SinkSpec(interface.y.name, packets=int(np.count_nonzero(y_beats)), pacing=output_pacing),
+        SinkSpec(
+            interface.y.name,
+            packets=int(np.count_nonzero(y_beats)),
+            pacing=output_pacing,
+            progress=True,  # one y packet per sequence
+        ),
         SinkSpec(interface.state.name, beats=state_beats, pacing=output_pacing, signed=False),
     )
     controls = {

@@ -14,8 +14,11 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ __all__ = [
     "AXI_STREAM",
     "NO_PAUSES",
     "PLAN_ENV",
+    "PROGRESS_ENV",
     "Pacing",
     "Phase",
     "PhaseResult",
@@ -45,6 +49,8 @@ __all__ = [
 
 #: Environment variable through which the harness finds ``plan.json``.
 PLAN_ENV = "LSTM_FPGA_SIM_PLAN"
+#: Environment variable naming the file the harness appends a byte to per progress packet.
+PROGRESS_ENV = "LSTM_FPGA_SIM_PROGRESS"
 _FORMAT = 1
 
 
@@ -140,7 +146,8 @@ class SourceSpec:
 class SinkSpec:
     """Collect output stream ``name`` until ``packets`` beats with last were received (or
     ``beats`` beats; with neither, until the phase's sources are done and the stream has
-    been quiet for the drain period). Data is read as signed unless ``signed=False``."""
+    been quiet for the drain period). Data is read as signed unless ``signed=False``.
+    ``progress``: each packet counts as one unit of work done (``run_plan(progress=...)``)."""
 
     name: str
     packets: int | None = None
@@ -148,6 +155,7 @@ class SinkSpec:
     pacing: Pacing = NO_PAUSES
     fields: StreamFields = AXI_STREAM
     signed: bool = True
+    progress: bool = False
 
     def __post_init__(self):
         if self.packets is not None and self.beats is not None:
@@ -404,6 +412,29 @@ def _new_run_dir(sim_build) -> Path:
     return path
 
 
+@contextmanager
+def _watch(path: Path, report: Callable[[int], None] | None, interval: float = 0.2):
+    """Report the size of ``path`` (one byte per progress packet) while the block runs."""
+    if report is None:
+        yield
+        return
+    path.write_bytes(b"")
+    stop = threading.Event()
+
+    def poll():
+        while not stop.wait(interval):
+            report(path.stat().st_size)
+
+    watcher = threading.Thread(target=poll, name="sim-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        report(path.stat().st_size)
+
+
 def run_plan(
     sim_build,
     plan: Plan,
@@ -411,10 +442,13 @@ def run_plan(
     *,
     waves: bool = False,
     seed: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> PlanResult:
     """Execute ``plan`` on ``sim_build`` (a :class:`~lstm_fpga.sim.runner.SimBuild`).
 
     Files go to ``run_dir`` (default: a fresh directory under the build's ``runs/``).
+    ``progress`` is called from a thread with the number of packets received so far on the
+    sinks marked ``progress`` (polled while the simulator runs, and once at the end).
     """
     from .runner import SimulationError, run
 
@@ -424,15 +458,14 @@ def run_plan(
     for stale in ("result.json", "result.npz", "error.txt"):
         (run_dir / stale).unlink(missing_ok=True)
     plan_path = save_plan(plan, run_dir)
+    env = {PLAN_ENV: str(plan_path.resolve())}
+    if progress is not None:
+        env[PROGRESS_ENV] = str((run_dir / "progress").resolve())
     try:
-        wave_path = run(
-            sim_build,
-            "lstm_fpga.sim.harness",
-            run_dir,
-            env={PLAN_ENV: str(plan_path.resolve())},
-            waves=waves,
-            seed=seed,
-        )
+        with _watch(run_dir / "progress", progress):
+            wave_path = run(
+                sim_build, "lstm_fpga.sim.harness", run_dir, env=env, waves=waves, seed=seed
+            )
     except SimulationError:
         detail = run_dir / "error.txt"
         if detail.is_file():

@@ -192,6 +192,7 @@ class StreamSink(_StreamPort):
     checks that a beat the DUT offered stays offered and unchanged (AXI4-Stream rule).
     The sink is done after ``packets`` beats with last (or ``beats`` beats); later beats are
     still accepted and counted in ``extra`` so duplicates cannot go unnoticed.
+    ``on_packet`` (settable, default None) is called after each expected packet ends.
     """
 
     def __init__(
@@ -216,6 +217,7 @@ class StreamSink(_StreamPort):
         self.cycles: list[int] = []
         self.packets = 0
         self.extra = 0
+        self.on_packet = None
         self._done = Event()
         self._check_done()
         self.tready.value = 0
@@ -285,4 +287,6 @@ class StreamSink(_StreamPort):
             self.lasts.append(beat[1])
             self.cycles.append(timing.cycle())
             self.packets += beat[1]
+            if beat[1] and self.on_packet is not None:
+                self.on_packet()
             self._check_done()

@@ -1,5 +1,7 @@
 """Progress bars: an ETA on a terminal, nothing under --json or when output is redirected."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,19 @@ def test_tool_bars_draw_stages_and_counts(capsys, monkeypatch, watching):
     shown = ("synth: Packing IOs [", "placer: 7 iterations [", "synth: Routing 100 arcs:  60%")
     assert all((text in err) == watching for text in shown), err
     assert "60/100" in err if watching else err == ""
+
+
+def test_simulate_counts_sequences_on_a_terminal_only(files, capsys, monkeypatch):
+    build = ["build", "model.pt", "--lanes", "2", "--calibrate", "cal.npy", "--batch-first"]
+    assert run_cli(capsys, *build, "-o", files / "out")[0] == 0
+    np.save(files / "x.npy", np.random.default_rng(1).uniform(-1, 1, (12, 5, 3)))
+    simulate = ["simulate", "out", "--input", "x.npy", "--simulator", "icarus"]
+    shown = on_terminal(*simulate, cwd=files)
+    # One cocotb run for the whole batch: the testbench reports each finished sequence.
+    assert "simulating:" in shown and "12/12 [" in shown and "bit-exact" in shown
+    quiet = on_terminal(*simulate, "--json", cwd=files)
+    assert json.loads(quiet)["bit_exact"] is True  # the JSON summary alone: no bar, no log
+    monkeypatch.chdir(files)
+    code, _, err = run_cli(capsys, *simulate)
+    assert code == 0
+    assert "simulating 12 sequence(s)" in err and "simulating:" not in err and "\r" not in err

@@ -223,3 +223,25 @@ def test_ports_wider_than_64_bits(sim_cache, simulator):
     y = run_plan(sim_build, plan).phases[0].sink("y")
     assert y.data.dtype == object
     assert [int(v) for v in y.data] == [int(v) for v in data]
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_progress_counts_packets_of_marked_sinks_while_running(fifo_builds, simulator):
+    rng = np.random.default_rng(5)
+    counted, ignored = _packets(rng, 7, 5), _packets(rng, 4, 5)
+    plan = Plan(
+        tuple(
+            Phase(
+                (SourceSpec("x", data, last),),
+                (SinkSpec("y", packets=int(last.sum()), progress=marked),),
+            )
+            for (data, last), marked in ((counted, True), (ignored, False), (counted, True))
+        )
+    )
+    reports = []
+    result = run_plan(fifo_builds(simulator), plan, progress=reports.append)
+    assert reports[-1] == 2 * 7  # the unmarked sink's 4 packets are not counted
+    assert reports == sorted(reports)
+    assert [p.sink("y").packet_ends.size for p in result.phases] == [7, 4, 7]
+    # Without a callback nothing is counted: the file is not even created.
+    assert not (run_plan(fifo_builds(simulator), plan).run_dir / "progress").exists()
