@@ -61,8 +61,9 @@ def test_tool_bars_draw_stages_and_counts(capsys, monkeypatch, watching):
 
 
 def test_simulate_counts_sequences_on_a_terminal_only(files, capsys, monkeypatch):
+    monkeypatch.chdir(files)
     build = ["build", "model.pt", "--lanes", "2", "--calibrate", "cal.npy", "--batch-first"]
-    assert run_cli(capsys, *build, "-o", files / "out")[0] == 0
+    assert run_cli(capsys, *build, "-o", "out")[0] == 0
     np.save(files / "x.npy", np.random.default_rng(1).uniform(-1, 1, (12, 5, 3)))
     simulate = ["simulate", "out", "--input", "x.npy", "--simulator", "icarus"]
     shown = on_terminal(*simulate, cwd=files)
@@ -70,7 +71,6 @@ def test_simulate_counts_sequences_on_a_terminal_only(files, capsys, monkeypatch
     assert "simulating:" in shown and "12/12 [" in shown and "bit-exact" in shown
     quiet = on_terminal(*simulate, "--json", cwd=files)
     assert json.loads(quiet)["bit_exact"] is True  # the JSON summary alone: no bar, no log
-    monkeypatch.chdir(files)
     code, _, err = run_cli(capsys, *simulate)
     assert code == 0
     assert "simulating 12 sequence(s)" in err and "simulating:" not in err and "\r" not in err
