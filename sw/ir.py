@@ -148,7 +148,9 @@ class LayerDirection:
         return self.w_hh.shape[1]
 
     def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> LstmDatapath:
-        return LstmDatapath(self.formats, self.input_size, self.hidden_size, rounding, overflow)
+        return LstmDatapath(
+            self.formats, self.input_size, self.hidden_size, rounding=rounding, overflow=overflow
+        )
 
     def __eq__(self, other):
         if not isinstance(other, LayerDirection):
@@ -192,7 +194,7 @@ class LinearHead:
         return self.weight.shape[0]
 
     def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> HeadDatapath:
-        return HeadDatapath(self.formats, self.in_features, rounding, overflow)
+        return HeadDatapath(self.formats, self.in_features, rounding=rounding, overflow=overflow)
 
     def __eq__(self, other):
         if not isinstance(other, LinearHead):

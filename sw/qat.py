@@ -63,6 +63,7 @@ __all__ = [
     "QatError",
     "QatLstm",
     "finetune",
+    "lstm_like",
     "modules_from_float",
     "prepare_qat",
 ]
@@ -227,7 +228,7 @@ class QatLstm(nn.Module):
         self._datapaths = []
         for d, f in zip(fm.directions, formats.directions, strict=True):
             size = fm.input_size if d.layer == 0 else features
-            dp = LstmDatapath(f, size, fm.hidden_size, rounding, overflow)
+            dp = LstmDatapath(f, size, fm.hidden_size, rounding=rounding, overflow=overflow)
             _check_float_exact(d.name, dp)
             tables = [dp.sigmoid, dp.tanh_gate, dp.tanh_cell]
             entries = [torch.tensor(t.values, dtype=torch.float64) for t in tables]
@@ -236,7 +237,9 @@ class QatLstm(nn.Module):
             )
         self._head_datapath = None
         if formats.head is not None:
-            self._head_datapath = HeadDatapath(formats.head, features, rounding, overflow)
+            self._head_datapath = HeadDatapath(
+                formats.head, features, rounding=rounding, overflow=overflow
+            )
             _check_float_exact("head", self._head_datapath)
 
     # -- weights -------------------------------------------------------------------------------
@@ -356,18 +359,25 @@ class QatLstm(nn.Module):
         return output * self.formats.directions[-1].hidden.lsb
 
 
+def lstm_like(shape, dtype: torch.dtype = torch.float64) -> nn.LSTM:
+    """A new ``nn.LSTM`` (freshly initialised, ``dtype``) of ``shape``'s size: anything with
+    ``input_size``, ``hidden_size``, ``num_layers``, ``bias`` and ``bidirectional`` (an
+    ``nn.LSTM``, a :class:`~lstm_fpga.sw.float_model.FloatLstm`)."""
+    return nn.LSTM(
+        shape.input_size,
+        shape.hidden_size,
+        shape.num_layers,
+        bias=shape.bias,
+        bidirectional=shape.bidirectional,
+        dtype=dtype,
+    )
+
+
 def modules_from_float(fm: FloatLstm) -> tuple[nn.LSTM, nn.Linear | None]:
     """An ``nn.LSTM`` (float64) and head holding ``fm``'s weights, to fine-tune a model known
     only by its state_dict. The combined bias goes to ``bias_ih`` (``bias_hh`` is zero), so
     the import of the result gives ``fm`` back exactly."""
-    lstm = nn.LSTM(
-        fm.input_size,
-        fm.hidden_size,
-        fm.num_layers,
-        bias=fm.bias,
-        bidirectional=fm.bidirectional,
-        dtype=torch.float64,
-    )
+    lstm = lstm_like(fm)
     with torch.no_grad():
         for d in fm.directions:
             suffix = f"_l{d.layer}{'_reverse' if d.reverse else ''}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from .accumulator import (
@@ -93,6 +93,10 @@ class _BiasedFormats:
         """The bias rule of the accumulator (:func:`check_bias_frac`)."""
         check_bias_frac(self.bias, self.accumulator_frac)
 
+    def accumulator(self, *sizes: int) -> AccumulatorPlan:
+        """The accumulator of :meth:`segments` (of these ``sizes``) plus the bias."""
+        return plan_accumulator(self.segments(*sizes), self.bias)
+
 
 def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
     """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
@@ -150,7 +154,16 @@ class LstmFormats(_BiasedFormats):
 
 
 @dataclass(frozen=True)
-class LstmDatapath:
+class _Arithmetic:
+    """How a datapath rounds its rescales and treats overflow (keyword-only, after the
+    subclass's formats and sizes)."""
+
+    rounding: Rounding = field(default=Rounding.HALF_UP, kw_only=True)
+    overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
+
+
+@dataclass(frozen=True)
+class LstmDatapath(_Arithmetic):
     """Everything derived from one layer direction's formats: the arithmetic of a time step.
 
     gates  = rescale(gate_acc.accumulate([W_ih @ x, W_hh @ h], bias), preact)
@@ -162,13 +175,10 @@ class LstmDatapath:
     formats: LstmFormats
     input_size: int
     hidden_size: int
-    rounding: Rounding = Rounding.HALF_UP
-    overflow: Overflow = Overflow.SATURATE
 
     @cached_property
     def gate_acc(self) -> AccumulatorPlan:
-        f = self.formats
-        return plan_accumulator(f.segments(self.input_size, self.hidden_size), f.bias)
+        return self.formats.accumulator(self.input_size, self.hidden_size)
 
     @cached_property
     def cell_acc(self) -> AccumulatorPlan:
@@ -269,18 +279,15 @@ class HeadFormats(_BiasedFormats):
 
 
 @dataclass(frozen=True)
-class HeadDatapath:
+class HeadDatapath(_Arithmetic):
     """``y = rescale(acc.accumulate([W @ x], bias), output)``."""
 
     formats: HeadFormats
     in_features: int
-    rounding: Rounding = Rounding.HALF_UP
-    overflow: Overflow = Overflow.SATURATE
 
     @cached_property
     def acc(self) -> AccumulatorPlan:
-        f = self.formats
-        return plan_accumulator(f.segments(self.in_features), f.bias)
+        return self.formats.accumulator(self.in_features)
 
     def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
         """The accumulator and the rescale to the output (see :func:`check_exact`)."""
