@@ -55,6 +55,7 @@ from .numerics import (
     quantize,
 )
 from .quantize import quantize_model
+from .shape import lstm_shape
 from .torch_import import from_module, import_model, lstm_batch_first
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
     "QatError",
     "QatLstm",
     "finetune",
-    "lstm_like",
     "modules_from_float",
     "prepare_qat",
 ]
@@ -359,25 +359,11 @@ class QatLstm(nn.Module):
         return output * self.formats.directions[-1].hidden.lsb
 
 
-def lstm_like(shape, dtype: torch.dtype = torch.float64) -> nn.LSTM:
-    """A new ``nn.LSTM`` (freshly initialised, ``dtype``) of ``shape``'s size: anything with
-    ``input_size``, ``hidden_size``, ``num_layers``, ``bias`` and ``bidirectional`` (an
-    ``nn.LSTM``, a :class:`~lstm_fpga.sw.float_model.FloatLstm`)."""
-    return nn.LSTM(
-        shape.input_size,
-        shape.hidden_size,
-        shape.num_layers,
-        bias=shape.bias,
-        bidirectional=shape.bidirectional,
-        dtype=dtype,
-    )
-
-
 def modules_from_float(fm: FloatLstm) -> tuple[nn.LSTM, nn.Linear | None]:
     """An ``nn.LSTM`` (float64) and head holding ``fm``'s weights, to fine-tune a model known
     only by its state_dict. The combined bias goes to ``bias_ih`` (``bias_hh`` is zero), so
     the import of the result gives ``fm`` back exactly."""
-    lstm = lstm_like(fm)
+    lstm = nn.LSTM(**lstm_shape(fm), dtype=torch.float64)
     with torch.no_grad():
         for d in fm.directions:
             suffix = f"_l{d.layer}{'_reverse' if d.reverse else ''}"

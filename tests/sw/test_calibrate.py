@@ -32,8 +32,8 @@ from lstm_fpga.sw.numerics import (
     Rounding,
     dequantize,
 )
-from lstm_fpga.sw.qat import lstm_like
 from lstm_fpga.sw.reference import quantize_input, run_reference
+from lstm_fpga.sw.shape import lstm_shape
 from lstm_fpga.sw.torch_import import from_module
 
 Q = FixedFormat.parse
@@ -69,7 +69,7 @@ def samples(seed, T=6, B=4, scale=1.5):
 
 def torch_forward(lstm, head, x):
     """Float32 PyTorch, as users run it."""
-    lstm32 = lstm_like(lstm, torch.float32)
+    lstm32 = nn.LSTM(**lstm_shape(lstm))
     lstm32.load_state_dict({k: v.float() for k, v in lstm.state_dict().items()})
     with torch.no_grad():
         out, _ = lstm32(torch.as_tensor(x, dtype=torch.float32))
