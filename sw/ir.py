@@ -31,7 +31,6 @@ from .numerics import (
     LstmFormats,
     Overflow,
     Rounding,
-    check_exact,
     check_format_chain,
 )
 from .schema import read_versioned_json
@@ -86,7 +85,7 @@ class IRFormatWidthError(IRError, FormatWidthError):
 
 def _check_exact(name: str, datapath) -> None:
     try:
-        check_exact(name, datapath.intermediate_widths())
+        datapath.check_exact(name)
     except FormatWidthError as error:
         raise IRFormatWidthError(str(error), error.tensor, error.width) from None
     except ValueError as error:  # a bias with more fraction bits than its products
@@ -148,8 +147,8 @@ class LayerDirection:
         return self.w_hh.shape[1]
 
     def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> LstmDatapath:
-        return LstmDatapath(
-            self.formats, self.input_size, self.hidden_size, rounding=rounding, overflow=overflow
+        return self.formats.datapath(
+            self.input_size, self.hidden_size, rounding=rounding, overflow=overflow
         )
 
     def __eq__(self, other):
@@ -194,7 +193,7 @@ class LinearHead:
         return self.weight.shape[0]
 
     def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> HeadDatapath:
-        return HeadDatapath(self.formats, self.in_features, rounding=rounding, overflow=overflow)
+        return self.formats.datapath(self.in_features, rounding=rounding, overflow=overflow)
 
     def __eq__(self, other):
         if not isinstance(other, LinearHead):
@@ -246,7 +245,7 @@ class LstmModel(LayerStack):
             )
         H = self.hidden_size
         for d in self.directions:
-            in_size = self.input_size if d.layer == 0 else H * self.num_directions
+            in_size = self.layer_input_size(d.layer)
             if d.w_hh.shape != (4 * H, H):
                 raise IRError(f"{d.name}.w_hh has shape {d.w_hh.shape}, expected {(4 * H, H)}")
             if d.w_ih.shape != (4 * H, in_size):

@@ -48,8 +48,6 @@ from .numerics import (
     Activation,
     ActivationTable,
     FixedFormat,
-    HeadDatapath,
-    LstmDatapath,
     Overflow,
     Rounding,
     quantize,
@@ -224,11 +222,10 @@ class QatLstm(nn.Module):
         self.overflow = overflow
         fm = from_module(self.lstm, head=self.head)
         quantize_model(fm, formats)  # refuses formats of another shape, with its message
-        features = fm.hidden_size * fm.num_directions
+        arithmetic = {"rounding": rounding, "overflow": overflow}
         self._datapaths = []
         for d, f in zip(fm.directions, formats.directions, strict=True):
-            size = fm.input_size if d.layer == 0 else features
-            dp = LstmDatapath(f, size, fm.hidden_size, rounding=rounding, overflow=overflow)
+            dp = f.datapath(fm.layer_input_size(d.layer), fm.hidden_size, **arithmetic)
             _check_float_exact(d.name, dp)
             tables = [dp.sigmoid, dp.tanh_gate, dp.tanh_cell]
             entries = [torch.tensor(t.values, dtype=torch.float64) for t in tables]
@@ -237,9 +234,8 @@ class QatLstm(nn.Module):
             )
         self._head_datapath = None
         if formats.head is not None:
-            self._head_datapath = HeadDatapath(
-                formats.head, features, rounding=rounding, overflow=overflow
-            )
+            features = fm.hidden_size * fm.num_directions
+            self._head_datapath = formats.head.datapath(features, **arithmetic)
             _check_float_exact("head", self._head_datapath)
 
     # -- weights -------------------------------------------------------------------------------

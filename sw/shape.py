@@ -19,6 +19,11 @@ class LayerStack:
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    def layer_input_size(self, layer: int) -> int:
+        """Features into layer ``layer``: the model input, or both directions' hidden state of
+        the layer below (for the descriptions that hold ``input_size``/``hidden_size``)."""
+        return self.input_size if layer == 0 else self.hidden_size * self.num_directions
+
 
 def lstm_shape(model) -> dict:
     """The :data:`SHAPE_FIELDS` of ``model`` by name: to build one kind of model from another

@@ -152,18 +152,31 @@ class LstmFormats(_BiasedFormats):
             MacSegment(self.w_hh, self.hidden, hidden_size),
         )
 
+    def datapath(self, input_size: int, hidden_size: int, **arithmetic) -> LstmDatapath:
+        """The arithmetic of these formats at these sizes (``arithmetic``: ``rounding``,
+        ``overflow``)."""
+        return LstmDatapath(self, input_size, hidden_size, **arithmetic)
+
 
 @dataclass(frozen=True)
-class _Arithmetic:
-    """How a datapath rounds its rescales and treats overflow (keyword-only, after the
-    subclass's formats and sizes)."""
+class _Datapath:
+    """What the datapaths of a layer direction and of the head share: how they round their
+    rescales and treat overflow (keyword-only, after the subclass's formats and sizes), and
+    the exactness check of their :meth:`intermediate_widths` (by the subclass)."""
 
     rounding: Rounding = field(default=Rounding.HALF_UP, kw_only=True)
     overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
 
+    def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
+        raise NotImplementedError
+
+    def check_exact(self, owner: str) -> None:
+        """:func:`check_exact` of this datapath's intermediate widths, named ``owner``."""
+        check_exact(owner, self.intermediate_widths())
+
 
 @dataclass(frozen=True)
-class LstmDatapath(_Arithmetic):
+class LstmDatapath(_Datapath):
     """Everything derived from one layer direction's formats: the arithmetic of a time step.
 
     gates  = rescale(gate_acc.accumulate([W_ih @ x, W_hh @ h], bias), preact)
@@ -277,9 +290,14 @@ class HeadFormats(_BiasedFormats):
         """The products the head's accumulator sums: ``W @ x``."""
         return (MacSegment(self.weight, self.x, in_features),)
 
+    def datapath(self, in_features: int, **arithmetic) -> HeadDatapath:
+        """The arithmetic of these formats over ``in_features`` inputs (``arithmetic``:
+        ``rounding``, ``overflow``)."""
+        return HeadDatapath(self, in_features, **arithmetic)
+
 
 @dataclass(frozen=True)
-class HeadDatapath(_Arithmetic):
+class HeadDatapath(_Datapath):
     """``y = rescale(acc.accumulate([W @ x], bias), output)``."""
 
     formats: HeadFormats
