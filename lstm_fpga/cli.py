@@ -134,6 +134,11 @@ def _input_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+#: ``build`` flags that are :func:`write_project` parameters of the same name and value.
+_BUILD_FLAGS_AS_GIVEN = ("lanes", "output", "max_seq_len", "weight_bits", "batch_first")
+_BUILD_FLAGS_AS_GIVEN += ("force", "device")
+
+
 def _cmd_build(args) -> int:
     from .project import load_array, load_member, write_project
     from .sw.calibrate import parse_format_overrides
@@ -167,13 +172,16 @@ def _cmd_build(args) -> int:
         lo, hi = args.input_range
         raise _UsageError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI (e.g. -1,1)")
     overrides = parse_format_overrides(args.format or [])
-    calibration = lengths = h0 = c0 = None
+    calibration = {}  # the write_project arguments of --calibrate
     input_range = None
     if args.calibrate:
-        calibration = load_array(args.calibrate, "calibration")
-        lengths = load_member(args.calibrate, "calibration", "lengths")
-        h0 = _calibration_state(args.calibrate, args.calibrate_h0, "h0")
-        c0 = _calibration_state(args.calibrate, args.calibrate_c0, "c0")
+        calibration = {
+            "calibration": load_array(args.calibrate, "calibration"),
+            "calibration_path": args.calibrate,
+            "calibration_lengths": load_member(args.calibrate, "calibration", "lengths"),
+            "calibration_h0": _calibration_state(args.calibrate, args.calibrate_h0, "h0"),
+            "calibration_c0": _calibration_state(args.calibrate, args.calibrate_c0, "c0"),
+        }
     elif args.calibrate_h0 or args.calibrate_c0:
         raise _UsageError("--calibrate-h0/--calibrate-c0 describe --calibrate samples: add it")
     elif model_path.suffix not in (".json", ".npz"):
@@ -184,22 +192,12 @@ def _cmd_build(args) -> int:
         project = write_project(
             model_path,
             args.out,
-            lanes=args.lanes,
-            output=args.output,
-            max_seq_len=args.max_seq_len,
+            **{name: getattr(args, name) for name in _BUILD_FLAGS_AS_GIVEN},
             width=16 if args.bits is None else args.bits,
-            weight_bits=args.weight_bits,
+            **calibration,
             overrides=overrides,
-            calibration=calibration,
-            calibration_path=args.calibrate,
-            calibration_lengths=lengths,
-            calibration_h0=h0,
-            calibration_c0=c0,
-            batch_first=args.batch_first,
             headroom_bits=args.headroom or 0,
-            force=args.force,
             input_range=input_range,
-            device=args.device,
             log=_progress(not args.json),
             progress=not args.json,
         )
