@@ -10,6 +10,7 @@ configurations and ``--redo`` measures them again (after a change of the RTL).
     .venv/bin/python benchmarks/fmax.py --only demo --only 64x16
     .venv/bin/python benchmarks/fmax.py --redo                 # measure everything again
     .venv/bin/python benchmarks/fmax.py --table                # print the saved table
+    .venv/bin/python benchmarks/fmax.py --only demo --family ecp5  # MULT18X18D builds
 
 Also prints cycles per step (the bound ceil(4H(I+H)/P)) and µs per step at the measured clock.
 """
@@ -28,6 +29,7 @@ from lstm_fpga.eda import PathStep, every
 from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
 from lstm_fpga.hw.devices import DEVICES, estimate_resources
 from lstm_fpga.hw.implement import critical_chain, implement
+from lstm_fpga.hw.pipeline import FAMILIES
 from lstm_fpga.testing import random_model
 
 RESULTS = Path(__file__).parent / "results" / "fmax.json"
@@ -49,10 +51,12 @@ def _config(I, H, head, P):
     return model, config
 
 
-def measure(name: str, seed: int, workdir: Path) -> dict:
+def measure(name: str, seed: int, workdir: Path, family: str = "generic") -> dict:
     I, H, head, P, _ = CONFIGS[name]
     model, config = _config(I, H, head, P)
-    build = write_build(model, config, workdir / f"{name}_s{seed}", memory_init="readmemh")
+    build = write_build(
+        model, config, workdir / f"{name}_{family}_s{seed}", memory_init="readmemh", family=family
+    )
     plan = EnginePlan(model, config)
     started = time.monotonic()
     result = implement(
@@ -60,6 +64,7 @@ def measure(name: str, seed: int, workdir: Path) -> dict:
         plan,
         DEVICES[DEVICE],
         top=TOP_NAME,
+        verilog_family=family,
         speed=SPEED,
         freq_mhz=FREQ_MHZ,
         seed=seed,
@@ -74,6 +79,7 @@ def measure(name: str, seed: int, workdir: Path) -> dict:
         "head": head,
         "P": P,
         "seed": seed,
+        "family": family,
         "device": DEVICE,
         "speed": SPEED,
         "fmax_mhz": round(result.fmax_mhz, 2),
@@ -112,15 +118,23 @@ def _chain(row: dict) -> str:
     return " → ".join(row["critical_path"])
 
 
+def _family(row: dict) -> str:
+    return row.get("family", "generic")  # rows saved before the family was recorded
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown table: one line per configuration, the median Fmax over its seeds."""
+    """Markdown table: one line per configuration and Verilog family, the median Fmax over its
+    seeds."""
     lines = [
-        "| model | P | seeds | Fmax MHz (median) | cycles/step (bound) | µs/step | LUT | FF | "
-        "DSP | BRAM (estimate) | critical path |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | P | family | seeds | Fmax MHz (median) | cycles/step (bound) | µs/step | LUT | "
+        "FF | DSP | BRAM (estimate) | critical path |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in CONFIGS:
-        runs = sorted((r for r in rows if r["config"] == name), key=lambda r: r["fmax_mhz"])
+    for name, family in ((n, f) for n in CONFIGS for f in FAMILIES):
+        runs = sorted(
+            (r for r in rows if r["config"] == name and _family(r) == family),
+            key=lambda r: r["fmax_mhz"],
+        )
         if not runs:
             continue
         mid = runs[(len(runs) - 1) // 2]
@@ -128,7 +142,7 @@ def table(rows: list[dict]) -> str:
         model = "LSTM(5,16)+Linear" if name == "demo" else f"I=H={mid['I']}"
         seeds = ", ".join(f"{r['fmax_mhz']:.1f}" for r in runs)
         lines.append(
-            f"| {model} | {mid['P']} | {len(runs)} | {fmax:.1f} "
+            f"| {model} | {mid['P']} | {family} | {len(runs)} | {fmax:.1f} "
             f"({seeds}) | {mid['cycle_bound']} | "
             f"{mid['cycle_bound'] / fmax:.3f} | {mid['lut']} | {mid['ff']} | {mid['dsp']} | "
             f"{mid['bram']} ({mid['estimate']['bram']}) | {_chain(mid)} |"
@@ -142,20 +156,26 @@ def main(argv=None) -> int:
     parser.add_argument("--redo", action="store_true", help="measure saved results again")
     parser.add_argument("--seeds", type=int, help="at most this many seeds per configuration")
     parser.add_argument("--table", action="store_true", help="only print the saved table")
+    parser.add_argument(
+        "--family", choices=list(FAMILIES), default="generic", help="Verilog family (generic)"
+    )
     args = parser.parse_args(argv)
     rows = _load()
     if not args.table:
         names = args.only or list(CONFIGS)
         if args.redo:
-            rows = [r for r in rows if r["config"] not in names]
+            rows = [r for r in rows if r["config"] not in names or _family(r) != args.family]
             _save(rows)
         with tempfile.TemporaryDirectory(prefix="lstm-fmax-") as tmp:
             for name in names:
                 for seed in CONFIGS[name][4][: args.seeds]:
-                    if any(r["config"] == name and r["seed"] == seed for r in rows):
+                    if any(
+                        r["config"] == name and r["seed"] == seed and _family(r) == args.family
+                        for r in rows
+                    ):
                         continue
-                    print(f"{name} seed {seed}", flush=True)
-                    row = measure(name, seed, Path(tmp))
+                    print(f"{name} seed {seed} ({args.family})", flush=True)
+                    row = measure(name, seed, Path(tmp), args.family)
                     print(
                         f"  {row['fmax_mhz']} MHz, LUT {row['lut']} FF {row['ff']} DSP "
                         f"{row['dsp']} BRAM {row['bram']}: {' → '.join(row['critical_path'])}",

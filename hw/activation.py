@@ -108,8 +108,9 @@ class ActivationUnit(wiring.Component):
             span = t.high - t.low
             offset = Signal(unsigned(max(1, span.bit_length())), name=f"offset{k}")
             p = self.input
+            # The clamp compares and ``p - low`` run side by side (one carry chain deep).
             m.d.comb += offset.eq(
-                (Mux(p > t.high, t.high, Mux(p < t.low, t.low, p)) - t.low)[: len(offset)]
+                Mux(p > t.high, span, Mux(p < t.low, 0, (p - t.low)[: len(offset)]))
             )
             addresses.append(bases[k] + (offset >> t.segment_shift))
             if t.segment_shift:

@@ -12,9 +12,8 @@ from .config import index_shape
 from .fixed import (
     common_signed_shape,
     format_shape,
+    rescale_saturates,
     rescale_value,
-    saturates,
-    shift_round_value,
     shift_select,
 )
 from .mvu import job_layout, unit_layout
@@ -77,7 +76,7 @@ def select_rescale(m, matrix, value, options, shape):
     results, flags = [], []
     for from_frac, fmt, rounding, overflow in distinct:
         results.append(rescale_value(value, from_frac, fmt, rounding, overflow))
-        flags.append(saturates(shift_round_value(value, from_frac - fmt.frac, rounding), fmt))
+        flags.append(rescale_saturates(value, from_frac, fmt, rounding))
     if len(distinct) == 1:
         return results[0], flags[0]
     which = Array([distinct.index(o) for o in options])[matrix]

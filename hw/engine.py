@@ -173,9 +173,12 @@ class LstmEngine(wiring.Component):
         m.d.comb += [seq.sequence_done.eq(y_done), self.done.eq(y_done)]
 
         # Loads: accepted only while nothing runs; a sequence does not start while one is open.
+        # ``quiet`` is registered (the loads' ready and write enables fan out from it): it is
+        # the idle state of the previous cycle, minus a sequence starting in that cycle, the
+        # one way from idle to running (a start is held while a load is offered or open).
         quiet = Signal()
         empty = cell.empty & ~self.state.valid & (head.empty if head is not None else 1)
-        m.d.comb += quiet.eq(~seq.busy & empty)
+        m.d.sync += quiet.eq(~seq.busy & empty & ~seq.started)
         init_open = Signal()
         weights_open = Signal()
         m.d.comb += seq.hold_start.eq(

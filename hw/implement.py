@@ -80,6 +80,8 @@ class Implementation:
     synth: SynthReport
     fit: Fit
     pnr: PlaceRouteReport | None
+    #: FPGA family of the synthesized Verilog's primitives (``build --family``).
+    verilog_family: str = "generic"
 
     @property
     def fmax_mhz(self) -> float | None:
@@ -91,6 +93,7 @@ class Implementation:
             "device": self.device.name,
             "part": self.device.part,
             "speed": self.speed,
+            "verilog_family": self.verilog_family,
             "fmax_mhz": None if self.pnr is None else round(self.pnr.fmax_mhz, 2),
             "critical_path": None if self.pnr is None else critical_chain(self.pnr.critical_path),
             "fits": self.fit.fits,
@@ -114,10 +117,13 @@ def implement(
     workdir=None,
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    verilog_family: str = "generic",
 ) -> Implementation:
     """Check, synthesize and (ECP5) place and route ``verilog`` for ``device``.
 
     Netlists, reports and logs go to ``workdir`` (default: beside the Verilog).
+    ``verilog_family`` (the family the Verilog was generated for, ``"generic"`` or
+    ``"ecp5"``) is recorded in the result.
     Raises :class:`DeviceFitError` before synthesis when the plan's block RAMs or DSPs exceed
     the part, :class:`~lstm_fpga.eda.SynthesisError` / :class:`~lstm_fpga.eda.PlaceRouteError`
     (one line, with the log) when a tool fails.
@@ -159,6 +165,7 @@ def implement(
         synth=synth,
         fit=fit,
         pnr=pnr,
+        verilog_family=verilog_family,
     )
 
 

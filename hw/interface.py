@@ -170,21 +170,11 @@ class StreamPorts:
     def _port(self, member: str) -> str:
         return f"{self.name}{SEPARATOR}{member}"
 
-    @property
-    def data(self) -> str:
-        return self._port(AXI_MEMBERS.data)
-
-    @property
-    def valid(self) -> str:
-        return self._port(AXI_MEMBERS.valid)
-
-    @property
-    def ready(self) -> str:
-        return self._port(AXI_MEMBERS.ready)
-
-    @property
-    def last(self) -> str:
-        return self._port(AXI_MEMBERS.last)
+    # Port names of the four members (``x__tdata`` ...).
+    data = property(lambda self: self._port(AXI_MEMBERS.data))
+    valid = property(lambda self: self._port(AXI_MEMBERS.valid))
+    ready = property(lambda self: self._port(AXI_MEMBERS.ready))
+    last = property(lambda self: self._port(AXI_MEMBERS.last))
 
     @property
     def ports(self) -> tuple[Port, ...]:

@@ -135,8 +135,25 @@ def _input_range(text: str) -> tuple[float, float]:
 
 
 #: ``build`` flags that are :func:`write_project` parameters of the same name and value.
-_BUILD_FLAGS_AS_GIVEN = ("lanes", "output", "max_seq_len", "weight_bits", "batch_first")
-_BUILD_FLAGS_AS_GIVEN += ("force", "device")
+_BUILD_FLAGS_AS_GIVEN = (
+    "lanes output max_seq_len weight_bits batch_first force device family".split()
+)
+
+
+def _check_family(family: str, device: str | None) -> None:
+    """``--family`` names a family with hooks, and the ``--device`` part (if any) is of it."""
+    from .hw.devices import device as find_device
+    from .hw.pipeline import FAMILIES
+
+    if family not in FAMILIES:
+        raise _UsageError(f"--family must be one of {'|'.join(FAMILIES)}, not {family!r}")
+    if family != "generic" and device is not None:
+        part = find_device(device)
+        if part.family != family:
+            raise _UsageError(
+                f"--family {family} instantiates {family} primitives but --device {device} is "
+                f"a {part.family} part; drop --family (generic Verilog) or choose a {family} part"
+            )
 
 
 def _cmd_build(args) -> int:
@@ -145,6 +162,7 @@ def _cmd_build(args) -> int:
 
     model_path = Path(args.model)
     _check_model_file(model_path)
+    _check_family(args.family, args.device)
     if model_path.suffix in (".json", ".npz"):
         given = [
             flag
@@ -207,6 +225,7 @@ def _cmd_build(args) -> int:
     summary = {
         "directory": str(project.directory),
         "verilog": str(project.verilog),
+        "family": project.family,
         "lanes": project.config.lanes,
         "lanes_built": lanes_built,
         "cycle_bound_per_step": project.cycle_bound,
@@ -229,7 +248,7 @@ def _cmd_build(args) -> int:
                 f"{input_range[1]:g}] (--input-range) and bounds from the weights; pass "
                 f"--calibrate X.npy with real data"
             )
-        print(f"\nwrote {project.directory}/ (Verilog: {project.verilog})")
+        print(f"\nwrote {project.directory}/ ({project.family} Verilog: {project.verilog})")
         requested = project.config.lanes
         built = "" if lanes_built == requested else f" built (of {requested} requested)"
         print(
@@ -530,12 +549,19 @@ def _cmd_synth(args) -> int:
     from .eda.tools import ToolFailedError
     from .hw import TOP_NAME, EnginePlan
     from .hw.implement import critical_chain, implement, write_implementation
+    from .hw.pipeline import FAMILIES
     from .outdir import record_generated
     from .progress import ToolBars, interactive
     from .project import Project, record_timing
 
     project = Project.load(args.build)
     dev = _target_device(args.target, args.device)
+    if project.family not in ("generic", dev.family):
+        raise _UsageError(
+            f"{args.build} was built with --family {project.family} (its Verilog instantiates "
+            f"{project.family} primitives): synthesize it with --target {project.family}, or "
+            f"rebuild it with --family generic for --target {args.target}"
+        )
     if args.speed not in (6, 7, 8):
         raise _UsageError(f"--speed must be 6, 7 or 8 (ECP5 speed grades), not {args.speed}")
     if args.freq <= 0:
@@ -567,6 +593,7 @@ def _cmd_synth(args) -> int:
             seed=args.seed,
             workdir=project.directory / "synth",
             progress=bars,
+            verilog_family=project.family,
         )
     except ToolFailedError as error:
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
@@ -584,6 +611,7 @@ def _cmd_synth(args) -> int:
                 "device": dev.name,
                 "part": dev.part,
                 "speed": result.speed,
+                "verilog_family": project.family,
                 "fmax_mhz": data["fmax_mhz"],
                 "us_per_step_at_fmax": round(project.cycle_bound / result.pnr.fmax_mhz, 4),
                 "source": f"lstm-fpga synth (nextpnr seed {args.seed})",
@@ -594,6 +622,7 @@ def _cmd_synth(args) -> int:
         return 0 if result.fit.fits else 1
     fit = result.fit
     print(f"{dev.part} ({dev.name}){'' if result.speed is None else f', speed {result.speed}'}")
+    print(f"Verilog: {project.family} (lstm-fpga build --family {project.family})")
     if result.pnr is not None:
         pnr = result.pnr
         print(
@@ -616,6 +645,11 @@ def _cmd_synth(args) -> int:
     registers = ", ".join(f"{k} {v}" for k, v in result.synth.dsp_registers.items())
     if registers:
         print(f"DSP registers in use: {registers} (of {result.synth.total['dsp']} DSPs)")
+    if project.family == "generic" and dev.family in FAMILIES:
+        print(
+            f"note: generic Verilog leaves the multipliers to synthesis; `lstm-fpga build "
+            f"--family {dev.family}` instantiates the {dev.family} DSP with its registers"
+        )
     print(f"fits: {'yes' if fit.fits else 'NO (' + ', '.join(fit.short) + ')'}")
     return 0 if fit.fits else 1
 
@@ -807,6 +841,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="check the design fits this part before generating (exit 2 if not): "
         "ecp5-25|ecp5-45|ecp5-85|up5k|xc7a35t|xc7a100t|xc7a200t|xc7z020|xc7k325t|xczu3eg",
+    )
+    build.add_argument(
+        "--family",
+        default="generic",
+        metavar="generic|ecp5",
+        help="FPGA family of the Verilog: generic (portable; synthesis infers the multipliers) "
+        "or ecp5 (Lattice ECP5 MULT18X18D with input, pipeline and output registers, "
+        "simulation model included; for `synth --target ecp5`). Default generic",
     )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
 

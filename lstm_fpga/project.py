@@ -13,6 +13,10 @@ Layout of ``OUT/``::
     rtl/lstm_top_inline.v      the same design with the weights inside the Verilog (one file)
     rtl/manifest.json          hardware manifest (ports, memories, geometry)
 
+Both Verilog files are written for one FPGA family (``build --family``): ``generic`` (portable,
+multipliers inferred by synthesis) or ``ecp5`` (``MULT18X18D`` primitives with their registers,
+and a simulation model of them for Verilator and Icarus); see :mod:`lstm_fpga.hw.pipeline`.
+
 A build is written into a temporary sibling directory and renamed into place at the end, so an
 interrupted or failed build leaves nothing half-written behind. ``force`` replaces only an
 earlier build (or an empty directory); see :mod:`lstm_fpga.outdir` for what is refused.
@@ -74,6 +78,8 @@ class Project:
     batch_first: bool
     float_model: FloatLstm | None
     report: QuantizationReport | None
+    #: FPGA family of the Verilog's primitives (:data:`lstm_fpga.hw.pipeline.FAMILIES`).
+    family: str = "generic"
 
     @property
     def rtl(self) -> Path:
@@ -140,6 +146,7 @@ class Project:
             batch_first=manifest["batch_first"],
             float_model=FloatLstm.load(float_path) if float_path.is_file() else None,
             report=QuantizationReport.load(report_path) if report_path.is_file() else None,
+            family=manifest["hardware"].get("family", "generic"),
         )
 
 
@@ -264,6 +271,7 @@ def write_project(
     calibration_h0=None,
     calibration_c0=None,
     device: str | None = None,
+    family: str = "generic",
     log=None,
     progress: bool = False,
 ) -> Project:
@@ -284,8 +292,10 @@ def write_project(
     (:func:`lstm_fpga.sw.calibrate.calibrate_from_range`); the report and ``build.json`` then
     say that no data was seen. ``device`` (a name of :data:`lstm_fpga.hw.devices.DEVICES`) is
     checked before the Verilog is generated: a design whose block RAMs or DSPs exceed it
-    raises ``DeviceFitError``. ``log`` gets a line per stage; ``progress`` shows bars with the
-    ETA for calibration and its report on a terminal (:mod:`lstm_fpga.progress`).
+    raises ``DeviceFitError``. ``family`` (``"generic"`` or ``"ecp5"``) is the FPGA family
+    whose primitives the Verilog instantiates (:func:`lstm_fpga.hw.write_build`). ``log`` gets
+    a line per stage; ``progress`` shows bars with the ETA for calibration and its report on a
+    terminal (:mod:`lstm_fpga.progress`).
     """
     from .sw.torch_import import import_model
 
@@ -325,9 +335,11 @@ def write_project(
     fit = _device_fit(model, config, device)
     staging = staging_dir(out)
     try:
-        log(f"generating Verilog ({lanes} lanes)")
-        hw_build = write_build(model, config, staging / "rtl", memory_init="readmemh")
-        inline = generate_verilog(model, config, memory_init="inline")
+        log(f"generating {family} Verilog ({lanes} lanes)")
+        hw_build = write_build(
+            model, config, staging / "rtl", memory_init="readmemh", family=family
+        )
+        inline = generate_verilog(model, config, memory_init="inline", family=family)
         (staging / "rtl" / "lstm_top_inline.v").write_text(inline)
         model.save(staging / "model")
         files = [
@@ -357,6 +369,7 @@ def write_project(
                 "lanes": lanes,
                 "output": output,
                 "max_seq_len": max_seq_len,
+                "family": hw_manifest["family"],
                 "geometry": hw_manifest["geometry"],
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
@@ -371,7 +384,7 @@ def write_project(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Project(out, model, config, batch_first, float_model, report)
+    return Project(out, model, config, batch_first, float_model, report, hw_manifest["family"])
 
 
 def _quantize(

@@ -53,13 +53,39 @@ def test_build_without_device_lists_the_smallest_parts(files, capsys):
     assert code == 2 and "--speed must be 6, 7 or 8" in err
 
 
+def test_build_for_the_ecp5_family_simulates_bit_exactly_and_synthesizes_only_for_ecp5(
+    files, capsys
+):
+    out = files / "tiny_ecp5"
+    build = ("build", files / "tiny.pt", "-o", out, "--lanes", 2, "--calibrate", files / "cal3.npy")
+    code, stdout, _ = run_cli(capsys, *build, "--family", "ecp5", "--json")
+    assert code == 0 and json.loads(stdout)["family"] == "ecp5"
+    assert json.loads((out / "build.json").read_text())["hardware"]["family"] == "ecp5"
+    for verilog in ("lstm_top.v", "lstm_top_inline.v"):
+        text = (out / "rtl" / verilog).read_text()
+        assert text.count("MULT18X18D #(") == 2  # one per lane; its model is for simulators
+    np.save(files / "x3.npy", np.random.default_rng(1).uniform(-1, 1, (5, 3)).astype(np.float32))
+    code, stdout, _ = run_cli(
+        capsys, "simulate", out, "--input", files / "x3.npy", "--simulator", "icarus", "--json"
+    )
+    assert code == 0 and json.loads(stdout)["bit_exact"] is True
+    code, _, err = run_cli(capsys, "synth", out, "--target", "xc7")
+    assert code == 2 and "built with --family ecp5" in err and "--target ecp5" in err
+    code, _, err = run_cli(capsys, *build, "--force", "--family", "xc7")
+    assert code == 2 and "--family must be one of generic|ecp5" in err
+    code, _, err = run_cli(capsys, *build, "--force", "--family", "ecp5", "--device", "xc7a35t")
+    assert code == 2 and "xc7a35t is a xc7 part" in err
+    assert json.loads((out / "build.json").read_text())["hardware"]["family"] == "ecp5"
+
+
 @pytest.mark.slow
 @pytest.mark.synth
 def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
+    # The ECP5 family's Verilog: MULT18X18D with its registers, which synth reports.
     out = files / "tiny"
     assert run_cli(
         capsys, "build", files / "tiny.pt", "-o", out, "--lanes", 2,
-        "--calibrate", files / "cal3.npy",
+        "--calibrate", files / "cal3.npy", "--family", "ecp5",
     )[0] == 0  # fmt: skip
     code, stdout, _ = run_cli(
         capsys, "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50, "--json"
@@ -67,6 +93,11 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     assert code == 0
     result = json.loads(stdout)
     assert result["device"] == "ecp5-25" and result["speed"] == 6
+    assert result["verilog_family"] == "ecp5"
+    # Both lanes' multipliers use all four MULT18X18D registers.
+    assert result["synthesis"]["dsp_registers"] == {
+        "input A": 2, "input B": 2, "pipeline": 2, "output": 2
+    }  # fmt: skip
     assert 10 < result["fmax_mhz"] < 500
     assert result["critical_path"] and all(isinstance(b, str) for b in result["critical_path"])
     used = result["utilisation"]["needed"]
