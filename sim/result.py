@@ -15,7 +15,7 @@ import numpy as np
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat, dequantize
 from ..sw.reference import SaturationCounts
-from .design import HardwareDesign
+from .design import HardwareDesign, read_through
 from .phases import Stimulus
 from .runner import SimulationError
 from .stimulus import PlanResult
@@ -26,11 +26,6 @@ __all__ = ["SimulationResult", "decode_phase"]
 def _macs_per_step(model: LstmModel) -> int:
     H = model.hidden_size
     return sum(4 * H * (d.input_size + H) for d in model.directions)
-
-
-def _read_through(owner: str, name: str, doc: str | None = None) -> property:
-    """A read-only attribute that is ``self.<owner>.<name>``."""
-    return property(lambda self: getattr(getattr(self, owner), name), doc=doc)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,16 +66,16 @@ class SimulationResult:
     weights: LstmModel | None = None  # loaded through ``w`` before the run, if any
 
     # Read through from what the result was decoded from (one copy of each value).
-    inputs = _read_through("stimulus", "inputs", "The integer inputs, time-major ``(T, B, I)``.")
-    lengths = _read_through("stimulus", "lengths", "Valid steps of each sequence, ``(B,)``.")
-    batch_first = _read_through("stimulus", "batch_first")
-    unbatched = _read_through("stimulus", "unbatched")
-    output_mode = _read_through("design", "output_mode", '``"all"`` or ``"last"``.')
-    total_cycles = _read_through("run", "total_cycles")
-    sim_seconds = _read_through("run", "sim_seconds")
-    wakes = _read_through("run", "wakes")
-    run_dir = _read_through("run", "run_dir")
-    waves = _read_through("run", "waves")
+    inputs = read_through("stimulus", "inputs", "The integer inputs, time-major ``(T, B, I)``.")
+    lengths = read_through("stimulus", "lengths", "Valid steps of each sequence, ``(B,)``.")
+    batch_first = read_through("stimulus", "batch_first")
+    unbatched = read_through("stimulus", "unbatched")
+    output_mode = read_through("design", "output_mode", '``"all"`` or ``"last"``.')
+    total_cycles = read_through("run", "total_cycles")
+    sim_seconds = read_through("run", "sim_seconds")
+    wakes = read_through("run", "wakes")
+    run_dir = read_through("run", "run_dir")
+    waves = read_through("run", "waves")
 
     @property
     def model(self) -> LstmModel:
