@@ -34,7 +34,7 @@ from .numerics import (
     check_format_chain,
 )
 from .schema import read_versioned_json
-from .shape import LayerStack
+from .shape import LstmShape, lstm_shape
 
 __all__ = [
     "GATES",
@@ -208,14 +208,9 @@ class LinearHead:
 
 
 @dataclass(frozen=True, eq=False)
-class LstmModel(LayerStack):
+class LstmModel(LstmShape):
     """A quantised ``nn.LSTM`` (``proj_size=0``) with an optional Linear head."""
 
-    input_size: int
-    hidden_size: int
-    num_layers: int
-    bidirectional: bool
-    bias: bool
     directions: tuple[LayerDirection, ...]
     head: LinearHead | None = None
     rounding: Rounding = Rounding.HALF_UP
@@ -321,11 +316,7 @@ class LstmModel(LayerStack):
     # -- persistence -------------------------------------------------------------------------
     def _meta(self) -> dict:
         return {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bidirectional": self.bidirectional,
-            "bias": self.bias,
+            **lstm_shape(self),
             "rounding": self.rounding.value,
             "overflow": self.overflow.value,
         }
