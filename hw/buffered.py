@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -155,13 +157,6 @@ class BufferedSchedule(wiring.Component):
         have_final = Signal()
         flip = Signal()
 
-        first = h_f == 0
-        last = h_f == last_h
-        m_index = layer * 2 + reverse
-        x_off = Mux(reverse, x_r, x_f)
-        h_off = Mux(reverse, h_r, h_f)
-        h_prev = Mux(reverse, h_r + DH, h_f - DH)
-
         def parity_of(k):
             return k[0] ^ flip
 
@@ -170,18 +165,123 @@ class BufferedSchedule(wiring.Component):
                 return 0
             return Mux(parity_of(k), plan.vector_buffer_words, 0)
 
-        state_region = Mux(seq_init, 0, Mux(seq_parity, LDH, 2 * LDH))
-        recurrent_source = Mux(first, Source.STATE, Source.VECTOR)
-        recurrent_base = Mux(
-            first,
-            state_region + m_index * H,
-            buffer(layer) + h_prev + Mux(reverse, H, 0),
-        )
         top_layer = Signal(index_shape(L), init=L - 1)  # a constant the helpers can index
         top_buffer = buffer(top_layer)
+        state_region = Mux(seq_init, 0, Mux(seq_parity, LDH, 2 * LDH))
 
-        # A layer does not start on the buffer the output reader still reads.
-        blocked = Signal()
+        def describe(desc, s):
+            """Drive the descriptor ``desc`` of the job at schedule state ``s`` (a
+            :class:`~types.SimpleNamespace` of ``phase``, ``layer``, ``reverse``, ``x_f``,
+            ``x_r``, ``h_f``, ``h_r``, ``h_out``, ``run_slot``)."""
+            first = s.h_f == 0
+            last = s.h_f == last_h
+            m_index = s.layer * 2 + s.reverse
+            x_off = Mux(s.reverse, s.x_r, s.x_f)
+            h_off = Mux(s.reverse, s.h_r, s.h_f)
+            h_prev = Mux(s.reverse, s.h_r + DH, s.h_f - DH)
+            recurrent_source = Mux(first, Source.STATE, Source.VECTOR)
+            recurrent_base = Mux(
+                first,
+                state_region + m_index * H,
+                buffer(s.layer) + h_prev + Mux(s.reverse, H, 0),
+            )
+            # A layer does not start on the buffer the output reader still reads (the reader
+            # only becomes busy outside the layers' jobs).
+            blocked = 0
+            if reader:
+                layer_start = (s.phase == Phase.LSTM) & ~s.reverse & first
+                same = parity_of(s.layer) == self.reader_parity
+                blocked = layer_start & self.reader_busy & same
+            lstm = s.phase == Phase.LSTM
+            m.d.comb += [
+                desc.valid.eq(lstm & ~blocked | ((s.phase == Phase.OUT) & has_head)),
+                desc.a_distance.eq(2 * H),
+                desc.b_distance.eq(2 * H),
+                desc.job.parity.eq(seq_parity),
+                desc.job.matrix.eq(desc.matrix),
+            ]
+            with m.If(s.phase == Phase.OUT):
+                m.d.comb += [
+                    desc.kind.eq(JobKind.HEAD),
+                    desc.matrix.eq(plan.head_index if has_head else 0),
+                    desc.a_source.eq(Source.VECTOR),
+                    desc.a_base.eq(top_buffer + s.h_out),
+                    desc.a_lag.eq(1),
+                    desc.job.y_last.eq(s.h_out == last_h),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    desc.kind.eq(JobKind.LSTM),
+                    desc.matrix.eq(m_index),
+                    desc.job.vector_base.eq(buffer(s.layer) + h_off + Mux(s.reverse, H, 0)),
+                    desc.job.init.eq(first & seq_init),
+                    desc.job.final.eq(last),
+                    desc.job.emit_state.eq(last & seq_read),
+                ]
+                with m.If(s.layer == 0):
+                    m.d.comb += [
+                        desc.a_source.eq(Source.X),
+                        desc.a_base.eq(Mux(s.run_slot, slot_words, 0) + x_off),
+                        desc.a_lag.eq(0),
+                        desc.b_source.eq(recurrent_source),
+                        desc.b_base.eq(recurrent_base),
+                    ]
+                with m.Else():
+                    m.d.comb += [
+                        desc.a_source.eq(recurrent_source),
+                        desc.a_base.eq(recurrent_base),
+                        desc.a_lag.eq(1),
+                        desc.b_source.eq(Source.VECTOR),
+                        desc.b_base.eq(buffer(s.layer - 1) + h_off),
+                    ]
+
+        names = ("phase", "layer", "reverse", "x_f", "x_r", "h_f", "h_r", "h_out", "run_slot")
+        values = (phase, layer, reverse, x_f, x_r, h_f, h_r, h_out, run_slot)
+        now = SimpleNamespace(**dict(zip(names, values, strict=True)))
+        describe(desc, now)
+        # The state ``job_end`` moves to (the walker takes that job with this one's last issue).
+        after = SimpleNamespace(
+            **{name: Signal.like(value, name=f"next_{name}") for name, value in vars(now).items()}
+        )
+        m.d.comb += [getattr(after, name).eq(value) for name, value in vars(now).items()]
+        last = h_f == last_h
+        with m.If(phase == Phase.LSTM):
+            with m.If(~reverse):
+                m.d.comb += after.reverse.eq(1)
+            with m.Else():
+                m.d.comb += after.reverse.eq(0)
+                with m.If(last):
+                    m.d.comb += [
+                        after.x_f.eq(0),
+                        after.h_f.eq(0),
+                        after.x_r.eq(last_x),
+                        after.h_r.eq(last_h),
+                    ]
+                    with m.If(layer == 0):
+                        m.d.comb += after.run_slot.eq(~run_slot)
+                    with m.If(layer == L - 1):
+                        m.d.comb += [
+                            after.phase.eq(Phase.OUT),
+                            after.h_out.eq(0 if all_steps else last_h),
+                        ]
+                    with m.Else():
+                        m.d.comb += after.layer.eq(layer + 1)
+                with m.Else():
+                    m.d.comb += [
+                        after.x_f.eq(x_f + B),
+                        after.h_f.eq(h_f + DH),
+                        after.x_r.eq(x_r - B),
+                        after.h_r.eq(h_r - DH),
+                    ]
+        with m.Elif(phase == Phase.OUT):
+            with m.If(h_out == last_h):
+                m.d.comb += after.phase.eq(Phase.WAIT)
+            with m.Else():
+                m.d.comb += after.h_out.eq(h_out + DH)
+        next_desc = Fields(descriptor_layout(plan), "next_")
+        m.d.comb += self.next_job.eq(next_desc.as_value())
+        describe(next_desc, after)
+
         if reader:
             # In one piece, so that no part of it is a constant driver (see ``Fields``).
             output = self.output.payload
@@ -197,52 +297,6 @@ class BufferedSchedule(wiring.Component):
             ]
             with m.If(self.output.valid & self.output.ready):
                 m.d.sync += phase.eq(Phase.WAIT)
-            layer_start = (phase == Phase.LSTM) & ~reverse & first
-            m.d.comb += blocked.eq(
-                layer_start & self.reader_busy & (parity_of(layer) == self.reader_parity)
-            )
-
-        m.d.comb += [
-            desc.valid.eq((phase == Phase.LSTM) & ~blocked | ((phase == Phase.OUT) & has_head)),
-            desc.a_distance.eq(2 * H),
-            desc.b_distance.eq(2 * H),
-            desc.job.parity.eq(seq_parity),
-            desc.job.matrix.eq(desc.matrix),
-        ]
-        with m.If(phase == Phase.OUT):
-            m.d.comb += [
-                desc.kind.eq(JobKind.HEAD),
-                desc.matrix.eq(plan.head_index if has_head else 0),
-                desc.a_source.eq(Source.VECTOR),
-                desc.a_base.eq(top_buffer + h_out),
-                desc.a_lag.eq(1),
-                desc.job.y_last.eq(h_out == last_h),
-            ]
-        with m.Else():
-            m.d.comb += [
-                desc.kind.eq(JobKind.LSTM),
-                desc.matrix.eq(m_index),
-                desc.job.vector_base.eq(buffer(layer) + h_off + Mux(reverse, H, 0)),
-                desc.job.init.eq(first & seq_init),
-                desc.job.final.eq(last),
-                desc.job.emit_state.eq(last & seq_read),
-            ]
-            with m.If(layer == 0):
-                m.d.comb += [
-                    desc.a_source.eq(Source.X),
-                    desc.a_base.eq(Mux(run_slot, slot_words, 0) + x_off),
-                    desc.a_lag.eq(0),
-                    desc.b_source.eq(recurrent_source),
-                    desc.b_base.eq(recurrent_base),
-                ]
-            with m.Else():
-                m.d.comb += [
-                    desc.a_source.eq(recurrent_source),
-                    desc.a_base.eq(recurrent_base),
-                    desc.a_lag.eq(1),
-                    desc.b_source.eq(Source.VECTOR),
-                    desc.b_base.eq(buffer(layer - 1) + h_off),
-                ]
 
         # -- transitions --------------------------------------------------------------------------
         with m.If(phase == Phase.WAIT):
@@ -264,33 +318,8 @@ class BufferedSchedule(wiring.Component):
                 ]
                 if reader and L % 2:
                     m.d.sync += flip.eq(~flip)
-        job_end = self.job_end
-        with m.If(job_end & (phase == Phase.LSTM)):
-            with m.If(~reverse):
-                m.d.sync += reverse.eq(1)
-            with m.Else():
-                m.d.sync += reverse.eq(0)
-                with m.If(last):
-                    m.d.sync += [x_f.eq(0), h_f.eq(0), x_r.eq(last_x), h_r.eq(last_h)]
-                    with m.If(layer == 0):
-                        m.d.sync += [slot_full[run_slot].eq(0), run_slot.eq(~run_slot)]
-                    with m.If(layer == L - 1):
-                        m.d.sync += [
-                            phase.eq(Phase.OUT),
-                            h_out.eq(0 if all_steps else last_h),
-                        ]
-                    with m.Else():
-                        m.d.sync += layer.eq(layer + 1)
-                with m.Else():
-                    m.d.sync += [
-                        x_f.eq(x_f + B),
-                        h_f.eq(h_f + DH),
-                        x_r.eq(x_r - B),
-                        h_r.eq(h_r - DH),
-                    ]
-        with m.If(job_end & (phase == Phase.OUT)):
-            with m.If(h_out == last_h):
-                m.d.sync += phase.eq(Phase.WAIT)
-            with m.Else():
-                m.d.sync += h_out.eq(h_out + DH)
+        with m.If(self.job_end):
+            m.d.sync += [getattr(now, name).eq(value) for name, value in vars(after).items()]
+            with m.If((phase == Phase.LSTM) & reverse & last & (layer == 0)):
+                m.d.sync += slot_full[run_slot].eq(0)
         return m

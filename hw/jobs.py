@@ -140,6 +140,7 @@ def schedule_ports(plan: EnginePlan) -> dict:
         "x": In(stream.Signature(input_layout(plan))),
         "x_write": Out(x_write_layout(plan)),
         "job": Out(descriptor_layout(plan)),
+        "next_job": Out(descriptor_layout(plan)),
         "issue": In(1),
         "job_start": In(1),
         "job_end": In(1),

@@ -100,6 +100,7 @@ class Sequencer(wiring.Component):
         completed = self.hidden_write.valid
         m.d.comb += [
             walker.job.eq(schedule.job),
+            walker.next_job.eq(schedule.next_job),
             walker.completed.eq(completed),
             walker.drain_free.eq(self.drain_free),
             walker.loaded.eq(self.loaded),

@@ -112,73 +112,119 @@ class StreamingSchedule(wiring.Component):
         seq_parity = Signal()
         have_final = Signal()
 
+        def starting(slot, seq_parity, have_final, step_init, step_read):
+            """(first, init, read, sequence parity, last) of the step in ring slot ``slot``,
+            for its layer-0 job before that job's first issue (from the ring's flags), given
+            the latched state of the steps before it."""
+            first = x_first[slot]
+            init = Mux(first, ~x_carry[slot] | ~have_final, step_init)
+            read = Mux(first, x_read[slot], step_read)
+            return first, init, read, seq_parity ^ first, x_last[slot]
+
         layer0 = ~at_head & (layer == 0)
         layer0_start = layer0 & self.job_start
-        new_seq = layer0_start & x_first[parity]
-        first = Mux(layer0_start, x_first[parity], step_first)
-        init = Mux(new_seq, ~x_carry[parity] | ~have_final, step_init)
-        read = Mux(new_seq, x_read[parity], step_read)
-        spar = seq_parity ^ new_seq
-        last = Mux(layer0, x_last[parity], step_last)
         top_layer = layer == L - 1
+        # The current step's fields: from the ring until its layer-0 job issues, then latched.
+        fresh = starting(parity, seq_parity, have_final, step_init, step_read)
+        latched = (step_first, step_init, step_read, seq_parity, Mux(layer0, fresh[4], step_last))
+        step = [Mux(layer0_start, f, s) for f, s in zip(fresh, latched, strict=True)]
+        first, init, read, _, last = step
+        new_seq = layer0_start & first
 
-        # Bases: layer k's ring is words k*2H .. k*2H + 2H - 1, slot = step parity.
-        def ring(k, slot):
-            return k * 2 * H + Mux(slot, H, 0)
+        # The job after this one (the state ``job_end`` moves to): the walker takes it in the
+        # cycle of this job's last issue.
+        head_now = ((1 if all_steps else last) if has_head else 0) & top_layer & ~at_head
+        next_layer = Signal.like(layer)
+        next_at_head = Signal()
+        next_parity = Signal()
+        m.d.comb += [next_layer.eq(layer), next_at_head.eq(head_now), next_parity.eq(parity)]
+        with m.If(at_head | (top_layer & ~head_now)):
+            m.d.comb += [next_layer.eq(0), next_parity.eq(~parity)]
+        with m.Elif(~top_layer):
+            m.d.comb += next_layer.eq(layer + 1)
+        next_layer0 = ~next_at_head & (next_layer == 0)
+        # As latched at the end of this cycle (``next_job`` is taken with the last issue,
+        # which is also the first one of a one-cycle job that may start a sequence).
+        upcoming = starting(
+            next_parity,
+            seq_parity ^ new_seq,
+            have_final | new_seq,
+            Mux(new_seq, init, step_init),
+            Mux(new_seq, read, step_read),
+        )
+        next_step = [Mux(next_layer0, u, c) for u, c in zip(upcoming, step, strict=True)]
+        # A layer-0 job's step has its first beat in: beyond this step's own when this job
+        # is the layer-0 job still holding its step's beats.
+        next_in = Mux(layer0, x_seen > B, x_seen != 0)
 
-        state_region = Mux(init, 0, Mux(spar, LDH, 2 * LDH))  # h0, or the other final region
-        recurrent_state = state_region + layer * H
-        recurrent_vector = layer * 2 * H + Mux(parity, 0, H)
-        recurrent_source = Mux(first, Source.STATE, Source.VECTOR)
-        recurrent_base = Mux(first, recurrent_state, recurrent_vector)
-        below = (layer - 1) * 2 * H + Mux(parity, H, 0)
+        def describe(desc, layer, at_head, parity, step, valid):
+            """Drive the descriptor ``desc`` of the job at ``(layer, at_head, parity)`` of a
+            step with fields ``step``; ``valid`` when a layer-0 job's step has begun."""
+            first, init, read, spar, last = step
+            layer0 = ~at_head & (layer == 0)
+            top_layer = layer == L - 1
 
-        m.d.comb += [
-            # A layer-0 job is offered once its step's first beat is in: its fields depend on
-            # that beat (first step of a sequence or not).
-            desc.valid.eq(~layer0 | (x_seen != 0)),
-            desc.kind.eq(Mux(at_head, JobKind.HEAD, JobKind.LSTM)),
-            desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
-            desc.a_distance.eq(Mux(at_head, H, L * H)),
-            desc.b_distance.eq(H),
-            desc.job.vector_base.eq(ring(layer, parity)),
-            desc.job.init.eq(first & init),
-            desc.job.final.eq(last),
-            desc.job.emit_state.eq(~at_head & last & read),
-            desc.job.parity.eq(spar),
-            desc.job.matrix.eq(desc.matrix),
-        ]
-        if has_head:
-            m.d.comb += [desc.job.emit_y.eq(0), desc.job.y_last.eq(at_head & last)]
-        else:
-            emits = top_layer & (1 if all_steps else last)
-            m.d.comb += [desc.job.emit_y.eq(emits), desc.job.y_last.eq(top_layer & last)]
-        with m.If(at_head):
+            # Bases: layer k's ring is words k*2H .. k*2H + 2H - 1, slot = step parity.
+            def ring(k, slot):
+                return k * 2 * H + Mux(slot, H, 0)
+
+            state_region = Mux(init, 0, Mux(spar, LDH, 2 * LDH))  # h0, or the other region
+            recurrent_state = state_region + layer * H
+            recurrent_vector = layer * 2 * H + Mux(parity, 0, H)
+            recurrent_source = Mux(first, Source.STATE, Source.VECTOR)
+            recurrent_base = Mux(first, recurrent_state, recurrent_vector)
+            below = (layer - 1) * 2 * H + Mux(parity, H, 0)
             m.d.comb += [
-                desc.a_source.eq(Source.VECTOR),
-                desc.a_base.eq(ring(L - 1, parity)),
-                desc.a_lag.eq(1),
-                desc.a_x.eq(0),
+                # A layer-0 job is offered once its step's first beat is in: its fields
+                # depend on that beat (first step of a sequence or not).
+                desc.valid.eq(~layer0 | valid),
+                desc.kind.eq(Mux(at_head, JobKind.HEAD, JobKind.LSTM)),
+                desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
+                desc.a_distance.eq(Mux(at_head, H, L * H)),
+                desc.b_distance.eq(H),
+                desc.job.vector_base.eq(ring(layer, parity)),
+                desc.job.init.eq(first & init),
+                desc.job.final.eq(last),
+                desc.job.emit_state.eq(~at_head & last & read),
+                desc.job.parity.eq(spar),
+                desc.job.matrix.eq(desc.matrix),
             ]
-        with m.Elif(layer == 0):
-            m.d.comb += [
-                desc.a_source.eq(Source.X),
-                desc.a_base.eq(Mux(parity, B, 0)),
-                desc.a_lag.eq(0),
-                desc.a_x.eq(1),
-                desc.b_source.eq(recurrent_source),
-                desc.b_base.eq(recurrent_base),
-                desc.b_distance.eq(L * H),
-            ]
-        with m.Else():
-            m.d.comb += [
-                desc.a_source.eq(recurrent_source),
-                desc.a_base.eq(recurrent_base),
-                desc.a_lag.eq(1),
-                desc.a_x.eq(0),
-                desc.b_source.eq(Source.VECTOR),
-                desc.b_base.eq(below),
-            ]
+            if has_head:
+                m.d.comb += [desc.job.emit_y.eq(0), desc.job.y_last.eq(at_head & last)]
+            else:
+                emits = top_layer & (1 if all_steps else last)
+                m.d.comb += [desc.job.emit_y.eq(emits), desc.job.y_last.eq(top_layer & last)]
+            with m.If(at_head):
+                m.d.comb += [
+                    desc.a_source.eq(Source.VECTOR),
+                    desc.a_base.eq(ring(L - 1, parity)),
+                    desc.a_lag.eq(1),
+                    desc.a_x.eq(0),
+                ]
+            with m.Elif(layer == 0):
+                m.d.comb += [
+                    desc.a_source.eq(Source.X),
+                    desc.a_base.eq(Mux(parity, B, 0)),
+                    desc.a_lag.eq(0),
+                    desc.a_x.eq(1),
+                    desc.b_source.eq(recurrent_source),
+                    desc.b_base.eq(recurrent_base),
+                    desc.b_distance.eq(L * H),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    desc.a_source.eq(recurrent_source),
+                    desc.a_base.eq(recurrent_base),
+                    desc.a_lag.eq(1),
+                    desc.a_x.eq(0),
+                    desc.b_source.eq(Source.VECTOR),
+                    desc.b_base.eq(below),
+                ]
+
+        describe(desc, layer, at_head, parity, step, x_seen != 0)
+        next_desc = Fields(descriptor_layout(plan), "next_")
+        m.d.comb += self.next_job.eq(next_desc.as_value())
+        describe(next_desc, next_layer, next_at_head, next_parity, next_step, next_in)
 
         # -- transitions --------------------------------------------------------------------------
         with m.If(self.issue & layer0_start):
@@ -195,14 +241,5 @@ class StreamingSchedule(wiring.Component):
         with m.If(x_advance):
             m.d.sync += step_last.eq(x_last[parity])
         with m.If(self.job_end):
-            with m.If(at_head):
-                m.d.sync += [at_head.eq(0), layer.eq(0), parity.eq(~parity)]
-            with m.Elif(top_layer):
-                head_now = (1 if all_steps else last) if has_head else 0
-                with m.If(head_now):
-                    m.d.sync += at_head.eq(1)
-                with m.Else():
-                    m.d.sync += [layer.eq(0), parity.eq(~parity)]
-            with m.Else():
-                m.d.sync += layer.eq(layer + 1)
+            m.d.sync += [layer.eq(next_layer), at_head.eq(next_at_head), parity.eq(next_parity)]
         return m

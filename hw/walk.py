@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +44,11 @@ def beat_meta_layout(plan: EnginePlan) -> data.StructLayout:
     )
 
 
+def _mask(width: int, test) -> int:
+    """The bits ``g < width`` for which ``test(g)`` holds."""
+    return sum(1 << g for g in range(width) if test(g))
+
+
 class JobWalker(wiring.Component):
     """Walks the offered job: ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1``, one column
     per lane group per cycle, while the scoreboards allow it.
@@ -55,10 +60,16 @@ class JobWalker(wiring.Component):
     order, so it tells which producers are done). A pass's last column waits until the drain
     is free and the previous pass has landed in it.
 
+    The next job is taken in the cycle of the current job's last issue (from ``next_job``,
+    the job the schedule offers once ``job_end`` has moved it on), so the walk goes on
+    without an idle cycle between jobs; an idle walker takes ``job`` (one load cycle).
+
     Ports
     -----
     job : In, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
-        The job to walk (held until ``job_end``).
+        The job to walk (held until ``job_end``; its ``job`` fields ride along with the beats).
+    next_job : In, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
+        The job the schedule offers after ``job_end`` (``valid`` 0: not known yet).
     x_beats : In
         Input beats buffered for the oldest step not yet consumed (streaming schedule).
     completed : In(1)
@@ -77,7 +88,9 @@ class JobWalker(wiring.Component):
     beat : Out, :func:`beat_meta_layout`
         The column beat to send one cycle later (``valid``: a column is issued).
 
-    Latency: combinational from ``job`` and the scoreboards to ``issue``.
+    Latency: ``issue`` is combinational from registers (the job's registered thresholds and
+    pointers, ``x_beats``, ``drain_free``); a job's first column issues the cycle after it
+    is taken.
     """
 
     def __init__(self, plan: EnginePlan):
@@ -87,6 +100,7 @@ class JobWalker(wiring.Component):
         super().__init__(
             {
                 "job": In(descriptor_layout(plan)),
+                "next_job": In(descriptor_layout(plan)),
                 "x_beats": In(range(2 * B + 1)),
                 "completed": In(1),
                 "drain_free": In(1),
@@ -109,40 +123,127 @@ class JobWalker(wiring.Component):
         k_bits = plan.input_elements.bit_length() - 1
         H = plan.hidden_size
         matrices = plan.matrices
-        offered = self.job
         max_columns = max(mp.columns for mp in matrices)
         max_span = max(mp.span for mp in matrices)
         max_passes = max(mp.passes for mp in matrices)
         address_bits = address_shape(plan).width
         # Column indices, also relative to the second segment (negative in the first).
         index = signed((max_span * G).bit_length() + 1)
-
-        def per_matrix(value):
-            return Array([value(mp) for mp in matrices])[offered.matrix]
+        room_shape = signed((outstanding_limit(plan) + 2 * max_columns).bit_length() + 2)
 
         def loaded(shape, name):
             # Loaded with every job before it is used: no reset needed.
             return Signal(shape, name=name, reset_less=True)
 
-        # -- the job: registered when loaded, the cycle after the schedule offers it ------------
-        # Everything the issue decision and the read addresses depend on is a register from
-        # here on: the matrix's constants, the bases and the scoreboards' thresholds.
+        # -- the staged job -----------------------------------------------------------------------
+        # The job to take next, registered a cycle ahead with everything derived from its
+        # matrix: the schedule's ``next_job`` while a job is walked (taken with its last
+        # issue), ``job`` while the walker is idle (taken the cycle after). A staged job is
+        # stale once a job is taken (the schedule moves on), so it is dropped then.
         current = Signal()
         load = Signal()
-        m.d.comb += load.eq(~current & offered.valid)
-        a_source = loaded(Source, "a_source")
-        b_source = loaded(Source, "b_source")
-        a_x = loaded(1, "a_x")
-        a_lag = loaded(1, "a_lag")
-        span_last = loaded(index_shape(max_span), "span_last")
-        passes_last = loaded(index_shape(max_passes), "passes_last")
-        columns_last = loaded(index, "columns_last")
-        a_length = loaded(index, "a_length")
-        a_last = loaded(index, "a_last")
-        first_top = loaded(index, "first_top")
-        first_b_top = loaded(index, "first_b_top")
-        a_base = loaded(address_shape(plan), "a_base")
-        b_base_rel = loaded(signed(address_bits + 2), "b_base_rel")
+        job_end = self.job_end
+        source = data.View(descriptor_layout(plan), Signal(descriptor_layout(plan).size))
+        m.d.comb += source.eq(Mux(current, self.next_job.as_value(), self.job.as_value()))
+
+        def per_matrix(value):
+            return Array([value(mp) for mp in matrices])[source.matrix]
+
+        def first_top_of(mp):  # the highest column of a pass's first cycle
+            return min(G, mp.columns) - 1
+
+        derived = {
+            "lstm": (1, source.kind == JobKind.LSTM),
+            "a_source": (Source, source.a_source),
+            "b_source": (Source, source.b_source),
+            "a_x": (1, source.a_x),
+            "a_lag": (1, source.a_lag),
+            "span_last": (index_shape(max_span), per_matrix(lambda mp: mp.span - 1)),
+            "passes_last": (index_shape(max_passes), per_matrix(lambda mp: mp.passes - 1)),
+            "single_cycle": (1, per_matrix(lambda mp: int(mp.span == 1))),
+            "single_pass": (1, per_matrix(lambda mp: int(mp.passes == 1))),
+            "columns_last": (index, per_matrix(lambda mp: mp.columns - 1)),
+            "a_length": (index, per_matrix(lambda mp: mp.segments[0].length)),
+            "a_last": (index, per_matrix(lambda mp: mp.segments[0].length - 1)),
+            "first_top": (index, per_matrix(first_top_of)),
+            "first_b_top": (
+                index,
+                per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+            ),
+            "first_top_a": (
+                index,
+                per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+            ),
+            # (the same as an element count beyond the step of an ending layer-0 job)
+            "first_top_after": (
+                signed(index.width + 1),
+                per_matrix(
+                    lambda mp: (
+                        min(first_top_of(mp), mp.segments[0].length - 1)
+                        + (plan.x_beats_per_step << k_bits)
+                    )
+                ),
+            ),
+            "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
+            "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
+            # Per group: a pass's first column is in segment a / beyond the last column.
+            "in_a": (G, per_matrix(lambda mp: _mask(G, lambda g: g < mp.segments[0].length))),
+            "beyond": (G, per_matrix(lambda mp: _mask(G, lambda g: g > mp.columns - 1))),
+            "a_base": (address_shape(plan), source.a_base),
+            "b_base": (address_shape(plan), source.b_base),
+            "weight_base": (index_shape(plan.bank_depth), per_matrix(lambda mp: mp.weight_base)),
+            "bias_base": (index_shape(plan.bias_depth), per_matrix(lambda mp: mp.bias_base)),
+            "a_distance": (room_shape, source.a_distance),
+            "b_distance": (room_shape, source.b_distance),
+            # ``distance - 1 -`` the first cycle's highest column of the segment: its
+            # scoreboard allows that cycle when ``lag`` is at most this.
+            "a_slack": (
+                room_shape,
+                source.a_distance
+                - 1
+                - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+            ),
+            "b_slack": (
+                room_shape,
+                source.b_distance
+                - 1
+                - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+            ),
+        }
+        staged = {name: loaded(shape, f"staged_{name}") for name, (shape, _) in derived.items()}
+        staged_valid = Signal()
+        m.d.sync += [staged[name].eq(value) for name, (_, value) in derived.items()]
+        m.d.sync += staged_valid.eq(source.valid & ~load)
+
+        # -- the job: registered when taken ------------------------------------------------------
+        # Everything the issue decision and the read addresses depend on is a register from
+        # here on: the matrix's constants, the bases and the scoreboards' flags.
+        job = {
+            name: loaded(staged[name].shape(), name)
+            for name in (
+                "a_source",
+                "b_source",
+                "a_x",
+                "a_lag",
+                "span_last",
+                "passes_last",
+                "single_cycle",
+                "columns_last",
+                "a_length",
+                "a_last",
+                "first_top",
+                "first_b_top",
+                "b_last",
+                "two_cycles",
+                "a_base",
+            )
+        }
+        b_base_rel = loaded(signed(address_bits + 2), "b_base_rel")  # b_base - a_length
+        a_x, a_lag = job["a_x"], job["a_lag"]
+        span_last, passes_last = job["span_last"], job["passes_last"]
+        columns_last, a_length, a_last = job["columns_last"], job["a_length"], job["a_last"]
+        first_top, first_b_top = job["first_top"], job["first_b_top"]
+        a_base = job["a_base"]
 
         # -- walk state -------------------------------------------------------------------------
         cycle = Signal(index_shape(max_span))
@@ -157,109 +258,206 @@ class JobWalker(wiring.Component):
         b_pointer = loaded(signed(address_bits + 2), "b_pointer")  # b_base_rel + column
         weight_address = self.weight_address
         bias_address = self.bias_address
+        # Registered: ``cycle == span_last`` and ``pass_index == passes_last``.
+        is_last_cycle = Signal()
+        is_last_pass = Signal()
+        final = Signal()  # registered: is_last_cycle & is_last_pass (the job's last cycle)
 
         # -- scoreboards --------------------------------------------------------------------------
         # ``room = distance - lag``: a vector column ``index`` may be read while ``index <
         # room``; ``lag`` (units of earlier jobs not completed yet) is taken when the job is
-        # loaded and falls with every completion (the pipeline completes units in order).
-        room_shape = signed((outstanding_limit(plan) + 2 * max_columns).bit_length() + 2)
+        # loaded and falls with every completion (the pipeline completes units in order). An
+        # ``x`` column ``index`` may be read while ``index < x_beats * input_elements``. Each
+        # cycle's verdicts for the two segments (``a_ok``, ``b_ok``) are registers, compared
+        # the cycle before for both outcomes of that cycle's issue (the next top column with
+        # and without an advance), so that ``issue`` is a few gates from registers.
         room_a = loaded(room_shape, "room_a")
         room_b = loaded(room_shape, "room_b")
+        a_ok = Signal()
+        b_ok = Signal()
+        penultimate = Signal()  # registered: ``cycle + 1 == span_last``
         outstanding = self.outstanding
         completed = self.completed
-        x_elements = self.x_beats << k_bits
-        x_ok = (top < x_elements) | (a_last < x_elements)
-        vector_ok = (top < room_a) | (a_last < room_a)
-        a_ok = Mux(a_x, x_ok, ~a_lag | vector_ok)
-        b_ok = (b_top < 0) | (b_top < room_b)
-        is_last_cycle = cycle == span_last
-        is_last_pass = pass_index == passes_last
         drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
+        end_ok = a_ok & b_ok & self.drain_free & ~load_pending  # a pass's last cycle may issue
         issue = self.issue
         m.d.comb += [
             issue.eq(current & a_ok & b_ok & drain_ok),
-            self.job_end.eq(issue & is_last_cycle & is_last_pass),
+            job_end.eq(current & final & end_ok),
+            # (written out from registers: a load comes a few gates after them)
+            load.eq(staged_valid & (~current | (final & end_ok))),
             self.job_start.eq((pass_index == 0) & (cycle == 0)),
         ]
 
-        lstm_load = load & (offered.kind == JobKind.LSTM)
-        m.d.sync += outstanding.eq(outstanding + Mux(lstm_load, H, 0) - completed)
+        lstm_load = load & staged["lstm"]
+        # (both sums from registers, the load only selects)
+        m.d.sync += outstanding.eq(
+            Mux(lstm_load, outstanding + H - completed, outstanding - completed)
+        )
         with m.If(self.loaded):
             m.d.sync += load_pending.eq(0)
         with m.If(issue & is_last_cycle):
             m.d.sync += load_pending.eq(1)
 
-        lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
-        m.d.comb += lag.eq(outstanding - completed)
-        with m.If(load):
-            a_len = per_matrix(lambda mp: mp.segments[0].length)
+        # The top columns after an issue (a pass's last cycle is capped at its last column),
+        # from registers through multiplexers only (``top + G`` is a register too).
+        index_g = signed(index.width + 1)
+        top_g = loaded(index_g, "top_g")
+        b_top_g = loaded(index_g, "b_top_g")
+        plus_g = {
+            name: loaded(index_g, f"{name}_g")
+            for name in ("first_top", "first_b_top", "columns_last", "b_last")
+        }
+        top_advanced = Mux(is_last_cycle, first_top, Mux(penultimate, columns_last, top_g))
+        top_advanced_g = Mux(
+            is_last_cycle,
+            plus_g["first_top"],
+            Mux(penultimate, plus_g["columns_last"], top_g + G),
+        )
+        b_top_advanced = Mux(is_last_cycle, first_b_top, Mux(penultimate, job["b_last"], b_top_g))
+        b_top_advanced_g = Mux(
+            is_last_cycle, plus_g["first_b_top"], Mux(penultimate, plus_g["b_last"], b_top_g + G)
+        )
+        next_room_a = room_a + completed
+        next_room_b = room_b + completed
+        # (``x_beats`` of this cycle: a beat accepted now counts a cycle later; the count only
+        # falls when a layer-0 job ends, and then the next job is loaded, below.)
+        x_elements = self.x_beats << k_bits
+
+        def below(value, limit, plus_one):  # value < limit + plus_one, without the add
+            return Mux(plus_one, value <= limit, value < limit)
+
+        def a_verdict(top):  # segment a may be read up to ``top``
+            in_x = (top < x_elements) | (a_last < x_elements)
+            in_room = below(top, room_a, completed) | below(a_last, room_a, completed)
+            return Mux(a_x, in_x, ~a_lag | in_room)
+
+        def b_verdict(b_top):  # b_top < 0: the cycle reads no segment-b column
+            return b_top[-1] | below(b_top, room_b, completed)
+
+        with m.If(issue):
             m.d.sync += [
-                current.eq(1),
-                a_source.eq(offered.a_source),
-                b_source.eq(offered.b_source),
-                a_x.eq(offered.a_x),
-                a_lag.eq(offered.a_lag),
-                span_last.eq(per_matrix(lambda mp: mp.span - 1)),
-                passes_last.eq(per_matrix(lambda mp: mp.passes - 1)),
-                columns_last.eq(per_matrix(lambda mp: mp.columns - 1)),
-                a_length.eq(a_len),
-                a_last.eq(per_matrix(lambda mp: mp.segments[0].length - 1)),
-                first_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
-                first_b_top.eq(
-                    per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)
-                ),
-                top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1)),
-                b_top.eq(per_matrix(lambda mp: min(G, mp.columns) - 1 - mp.segments[0].length)),
-                a_base.eq(offered.a_base),
-                b_base_rel.eq(offered.b_base - a_len),
-                a_pointer.eq(offered.a_base),
-                b_pointer.eq(offered.b_base - a_len),
-                weight_address.eq(per_matrix(lambda mp: mp.weight_base)),
-                bias_address.eq(per_matrix(lambda mp: mp.bias_base)),
-                cycle.eq(0),
-                column.eq(0),
-                pass_index.eq(0),
-                room_a.eq(offered.a_distance - lag),
-                room_b.eq(offered.b_distance - lag),
+                top.eq(top_advanced),
+                top_g.eq(top_advanced_g),
+                b_top.eq(b_top_advanced),
+                b_top_g.eq(b_top_advanced_g),
+                a_ok.eq(a_verdict(top_advanced)),
+                b_ok.eq(b_verdict(b_top_advanced)),
             ]
         with m.Else():
-            m.d.sync += [room_a.eq(room_a + completed), room_b.eq(room_b + completed)]
+            m.d.sync += [
+                a_ok.eq(a_verdict(top)),
+                b_ok.eq(b_verdict(b_top)),
+            ]
+        m.d.sync += [room_a.eq(next_room_a), room_b.eq(next_room_b)]
+
         with m.If(issue):
             m.d.sync += weight_address.eq(weight_address + 1)
             with m.If(is_last_cycle):
                 m.d.sync += [
                     cycle.eq(0),
                     column.eq(0),
-                    top.eq(first_top),
-                    b_top.eq(first_b_top),
+                    is_last_cycle.eq(job["single_cycle"]),
+                    penultimate.eq(job["two_cycles"]),
                     a_pointer.eq(a_base),
                     b_pointer.eq(b_base_rel),
                 ]
                 with m.If(is_last_pass):
                     m.d.sync += [current.eq(0), pass_index.eq(0)]
                 with m.Else():
-                    m.d.sync += [pass_index.eq(pass_index + 1), bias_address.eq(bias_address + 1)]
+                    next_last_pass = pass_index + 1 == passes_last
+                    m.d.sync += [
+                        pass_index.eq(pass_index + 1),
+                        is_last_pass.eq(next_last_pass),
+                        final.eq(job["single_cycle"] & next_last_pass),
+                        bias_address.eq(bias_address + 1),
+                    ]
             with m.Else():
-                capped = top + G > columns_last
                 m.d.sync += [
                     cycle.eq(cycle + 1),
                     column.eq(column + G),
-                    top.eq(Mux(capped, columns_last, top + G)),
-                    b_top.eq(Mux(capped, columns_last - a_length, b_top + G)),
+                    is_last_cycle.eq(penultimate),
+                    final.eq(penultimate & is_last_pass),
+                    penultimate.eq(cycle + 2 == span_last),
                     a_pointer.eq(a_pointer + G),
                     b_pointer.eq(b_pointer + G),
                 ]
+        # A load (also in the cycle of the previous job's last issue) comes after the issue's
+        # updates so that it wins.
+        lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
+        m.d.comb += lag.eq(outstanding - completed)
+        with m.If(load):
+            m.d.sync += [job[name].eq(staged[name]) for name in job]
+            m.d.sync += [plus_g[name].eq(staged[name] + G) for name in plus_g]
+            m.d.sync += [
+                current.eq(1),
+                is_last_cycle.eq(staged["single_cycle"]),
+                penultimate.eq(staged["two_cycles"]),
+                is_last_pass.eq(staged["single_pass"]),
+                final.eq(staged["single_cycle"] & staged["single_pass"]),
+                top.eq(staged["first_top"]),
+                b_top.eq(staged["first_b_top"]),
+                top_g.eq(staged["first_top"] + G),
+                b_top_g.eq(staged["first_b_top"] + G),
+                a_pointer.eq(staged["a_base"]),
+                b_base_rel.eq(staged["b_base"] - staged["a_length"]),
+                b_pointer.eq(staged["b_base"] - staged["a_length"]),
+                weight_address.eq(staged["weight_base"]),
+                bias_address.eq(staged["bias_base"]),
+                cycle.eq(0),
+                column.eq(0),
+                pass_index.eq(0),
+                room_a.eq(staged["a_distance"] - lag),
+                room_b.eq(staged["b_distance"] - lag),
+                # ``top < room`` (or the segment's last column < room: min(top, a_last) is
+                # in ``a_slack``) of the job's first cycle.
+                b_ok.eq(staged["first_b_top"][-1] | (lag <= staged["b_slack"])),
+                # An ``x`` segment has the beats of the job's step (an ending layer-0 job's
+                # step leaves the ring).
+                a_ok.eq(
+                    Mux(
+                        staged["a_x"],
+                        Mux(
+                            current & a_x,
+                            staged["first_top_after"] < x_elements,
+                            staged["first_top_a"] < x_elements,
+                        ),
+                        ~staged["a_lag"] | (lag <= staged["a_slack"]),
+                    )
+                ),
+            ]
 
         # -- element reads of this cycle's columns --------------------------------------------
+        # Per group: the column is in segment a / beyond the matrix's last column. Registers,
+        # compared the cycle before (a pass's first cycle: the job's masks).
+        in_a = Signal(G)
+        beyond = Signal(G)
+        first_in_a = loaded(G, "first_in_a")
+        first_beyond = loaded(G, "first_beyond")
+
+        with m.If(load):
+            m.d.sync += [
+                first_in_a.eq(staged["in_a"]),
+                first_beyond.eq(staged["beyond"]),
+                in_a.eq(staged["in_a"]),
+                beyond.eq(staged["beyond"]),
+            ]
+        with m.Elif(issue & is_last_cycle):
+            m.d.sync += [in_a.eq(first_in_a), beyond.eq(first_beyond)]
+        with m.Elif(issue):
+            ahead = column + G
+            m.d.sync += [
+                in_a.eq(Cat(ahead + g < a_length for g in range(G))),
+                beyond.eq(Cat(ahead + g > columns_last for g in range(G))),
+            ]
         for g, read in enumerate(self.reads):
             c = column + g
-            in_a = c < a_length
             m.d.comb += [
-                read.address.eq(Mux(in_a, a_pointer, b_pointer) + g),
+                read.address.eq(Mux(in_a[g], a_pointer, b_pointer) + g),
                 read.x_address.eq(a_base + (c >> k_bits)),
-                read.source.eq(Mux(in_a, a_source, b_source)),
-                read.beyond.eq(c > columns_last),
-                self.beat.segments[g].eq(~in_a),
+                read.source.eq(Mux(in_a[g], job["a_source"], job["b_source"])),
+                read.beyond.eq(beyond[g]),
+                self.beat.segments[g].eq(~in_a[g]),
             ]
             if k_bits:
                 m.d.comb += read.x_bank.eq(c[:k_bits])
@@ -268,6 +466,6 @@ class JobWalker(wiring.Component):
             self.beat.first.eq(cycle == 0),
             self.beat.last.eq(is_last_cycle),
             self.beat.final_pass.eq(is_last_pass),
-            self.beat.job.eq(offered.job),
+            self.beat.job.eq(self.job.job),
         ]
         return m
