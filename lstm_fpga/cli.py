@@ -135,9 +135,7 @@ def _input_range(text: str) -> tuple[float, float]:
 
 
 #: ``build`` flags that are :func:`write_project` parameters of the same name and value.
-_BUILD_FLAGS_AS_GIVEN = (
-    "lanes output max_seq_len weight_bits batch_first force device family".split()
-)
+_BUILD_FLAGS_AS_GIVEN = "lanes output max_seq_len batch_first force device family".split()
 
 
 def _check_family(family: str, device: str | None) -> None:
@@ -158,7 +156,6 @@ def _check_family(family: str, device: str | None) -> None:
 
 def _cmd_build(args) -> int:
     from .project import load_array, load_member, write_project
-    from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
     _check_model_file(model_path)
@@ -189,7 +186,7 @@ def _cmd_build(args) -> int:
     ):
         lo, hi = args.input_range
         raise _UsageError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI (e.g. -1,1)")
-    overrides = parse_format_overrides(args.format or [])
+    formats = _format_choice(args)  # bad --format values stop here, before any loading
     calibration = {}  # the write_project arguments of --calibrate
     input_range = None
     if args.calibrate:
@@ -211,9 +208,8 @@ def _cmd_build(args) -> int:
             model_path,
             args.out,
             **{name: getattr(args, name) for name in _BUILD_FLAGS_AS_GIVEN},
-            width=16 if args.bits is None else args.bits,
+            **formats,
             **calibration,
-            overrides=overrides,
             headroom_bits=args.headroom or 0,
             input_range=input_range,
             log=_progress(not args.json),
@@ -657,7 +653,6 @@ def _cmd_synth(args) -> int:
 # -- finetune -----------------------------------------------------------------------------------
 def _cmd_finetune(args) -> int:
     from .project import load_array
-    from .sw.calibrate import parse_format_overrides
     from .sw.ir import LstmModel
     from .sw.qat import QatLstm, finetune, modules_from_float, prepare_qat
     from .sw.torch_import import from_file
@@ -686,9 +681,7 @@ def _cmd_finetune(args) -> int:
         x,
         head=head,
         batch_first=args.batch_first,
-        width=16 if args.bits is None else args.bits,
-        weight_bits=args.weight_bits,
-        overrides=parse_format_overrides(args.format or []),
+        **_format_choice(args),
         head_on=args.head_on,
     )
     log(f"fine-tuning {args.epochs} epochs on {len(y)} sequences ({args.loss})")
@@ -760,6 +753,36 @@ def _lanes(parser) -> None:
     parser.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
 
 
+def _format_flags(parser) -> None:
+    """How calibration chooses the formats (``build`` and ``finetune``): the flags, and
+    :func:`_format_choice` their values as keyword arguments."""
+    parser.add_argument("--bits", type=int, metavar="N", help="format width (16)")
+    parser.add_argument(
+        "--weight-bits",
+        type=int,
+        metavar="N",
+        help="width of the weight matrices alone (default: --bits); activations, states and "
+        "biases keep --bits, calibration picks each weight's integer/fraction split",
+    )
+    parser.add_argument(
+        "--format",
+        action="append",
+        metavar="TENSOR=Qm.n",
+        help="override one tensor's format, e.g. l0.cell=Q4.11 (repeatable)",
+    )
+
+
+def _format_choice(args) -> dict:
+    """``width``, ``weight_bits`` and ``overrides`` from the :func:`_format_flags`."""
+    from .sw.calibrate import parse_format_overrides
+
+    return {
+        "width": 16 if args.bits is None else args.bits,
+        "weight_bits": args.weight_bits,
+        "overrides": parse_format_overrides(args.format or []),
+    }
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-fpga",
@@ -791,20 +814,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="L",
         help="longest sequence (bidirectional models buffer whole sequences; required there)",
     )
-    build.add_argument("--bits", type=int, metavar="N", help="format width (16)")
-    build.add_argument(
-        "--weight-bits",
-        type=int,
-        metavar="N",
-        help="width of the weight matrices alone (default: --bits); activations, states and "
-        "biases keep --bits, calibration picks each weight's integer/fraction split",
-    )
-    build.add_argument(
-        "--format",
-        action="append",
-        metavar="TENSOR=Qm.n",
-        help="override one tensor's format, e.g. l0.cell=Q4.11 (repeatable)",
-    )
+    _format_flags(build)
     build.add_argument(
         "--calibrate",
         metavar="X.npy",
@@ -917,11 +927,7 @@ def _parser() -> argparse.ArgumentParser:
         "--loss cross_entropy)",
     )
     tune.add_argument("-o", "--out", required=True, metavar="OUT", help="IR to write (OUT.json)")
-    tune.add_argument("--bits", type=int, metavar="N", help="format width (16)")
-    tune.add_argument("--weight-bits", type=int, metavar="N", help="weight width (--bits)")
-    tune.add_argument(
-        "--format", action="append", metavar="TENSOR=Qm.n", help="override a format (repeatable)"
-    )
+    _format_flags(tune)
     tune.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse")
     tune.add_argument("--epochs", type=int, default=3, help="training epochs (3)")
     tune.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
