@@ -181,8 +181,9 @@ class LstmEngine(wiring.Component):
         m.d.sync += quiet.eq(~seq.busy & empty & ~seq.started)
         init_open = Signal()
         weights_open = Signal()
+        # A weight write lands some cycles after its beat (WeightMemory.write_latency).
         m.d.comb += seq.hold_start.eq(
-            self.init.valid | init_open | self.weight_write.valid | weights_open
+            self.init.valid | init_open | self.weight_write.valid | weights_open | mem.write_pending
         )
         init_taken = self.init.valid & self.init.ready
         weights_taken = self.weight_write.valid & self.weight_write.ready

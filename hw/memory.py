@@ -7,14 +7,14 @@ words at run time.
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Instance, Module, Shape, Signal, unsigned
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .banks import BankImages
 from .config import index_shape
-from .pipeline import broadcast, delay
+from .pipeline import broadcast, delay, fanout_levels
 
 __all__ = [
     "BLOCK_RAM_MIN_BITS",
@@ -73,14 +73,19 @@ class WeightMemory(wiring.Component):
     weights, biases : Out, arrays of ``lanes`` signed words
         Read data (a new address every cycle).
     write : In, stream (always ready) of :func:`write_layout`
-        One word per valid cycle into bank ``lane`` at ``address`` of ``target``. A read of the
-        same word in the same cycle returns the old value.
+        One word per valid cycle into bank ``lane`` at ``address`` of ``target``; it is written
+        :attr:`write_latency` cycles later (a read of that word in that cycle returns the old
+        value).
+    write_pending : Out
+        A write is in flight: reads that must see it wait until this is 0.
 
     Pipeline: ``address_delay`` (``bias_delay``) address registers, replicated into a
     broadcast tree so that none drives more than
     :data:`~lstm_fpga.hw.pipeline.FANOUT` banks; the block-RAM read; the output register
     (:data:`READ_LATENCY` cycles for read and output register). Throughput one read per
-    cycle.
+    cycle. Writes: the request is registered, its address and data are replicated the same
+    way and each bank's write enable is decoded into its own register, so neither the
+    (combinational) write handshake nor one enable fans out to every bank.
     """
 
     #: Cycles from a bank's address to its registered read data: the synchronous read, then
@@ -114,6 +119,7 @@ class WeightMemory(wiring.Component):
                 "weights": Out(data.ArrayLayout(self._weight_shape, images.lanes)),
                 "biases": Out(data.ArrayLayout(self._bias_shape, images.lanes)),
                 "write": In(stream.Signature(write_layout(images), always_ready=True)),
+                "write_pending": Out(1),
             }
         )
 
@@ -131,11 +137,54 @@ class WeightMemory(wiring.Component):
         """Cycles from ``bias_address`` to ``biases``."""
         return self._bias_delay + self.READ_LATENCY
 
+    @property
+    def write_latency(self) -> int:
+        """Cycles from a ``write`` beat to the bank write: the request register, then the
+        replicated address/data tree whose last level is the enables' decode."""
+        return 1 + fanout_levels(self._images.lanes)
+
+    def _write_requests(self, m: Module, platform) -> list:
+        """Per lane: ``(enables, address, data)`` of the registered, replicated write."""
+        lanes = self._images.lanes
+        tree = fanout_levels(lanes)
+        request = Signal(self.write.payload.shape(), name="write_request", reset_less=True)
+        valid = Signal(name="write_valid")
+        m.d.sync += [request.eq(self.write.payload), valid.eq(self.write.valid)]
+        words = broadcast(m, platform, Cat(request.address, request.data), lanes, tree, "write")
+        # The lane and target fields reach the decoders one level before the enables.
+        selects = broadcast(
+            m, platform, Cat(request.lane, request.target), lanes, tree - 1, "write_select"
+        )
+        # The valid bit (control state, with reset) goes along its own chain: stage ``tree - 1``
+        # meets the replicated fields at the decoders, stage ``tree`` is the enables' cycle.
+        stages = [valid]
+        for k in range(tree):
+            stage = Signal(name=f"write_valid_d{k + 1}")
+            m.d.sync += stage.eq(stages[-1])
+            stages.append(stage)
+        m.d.comb += self.write_pending.eq(Cat(*stages).any())
+        requests = []
+        address_bits = len(request.address)
+        for lane in range(lanes):
+            lane_field = selects[lane][: len(request.lane)]
+            target_field = selects[lane][len(request.lane) :]
+            hit = stages[tree - 1] & (lane_field == lane)
+            enables = Signal(2, name=f"write_enable{lane}")
+            m.d.sync += enables.eq(
+                Cat(
+                    hit & (target_field == WeightTarget.WEIGHT),
+                    hit & (target_field == WeightTarget.BIAS),
+                )
+            )
+            word = words[lane]
+            requests.append((enables, word[:address_bits], word[address_bits:]))
+        return requests
+
     def elaborate(self, platform):
         m = Module()
         images = self._images
-        write = self.write.payload
         lanes = images.lanes
+        write_requests = self._write_requests(m, platform)
         weight_addresses = broadcast(
             m, platform, self.weight_address, lanes, self._address_delay, "weight_address"
         )
@@ -143,6 +192,7 @@ class WeightMemory(wiring.Component):
             m, platform, self.bias_address, lanes, self._bias_delay, "bias_address"
         )
         for lane in range(lanes):
+            enables, write_address, write_data = write_requests[lane]
             weight_data = Signal(self._weight_shape, name=f"weights_rdata{lane}")
             if self._verilog_banks is not None:
                 m.submodules[f"weights_bank{lane}"] = Instance(
@@ -150,11 +200,9 @@ class WeightMemory(wiring.Component):
                     i_clk=ClockSignal(),
                     i_raddr=weight_addresses[lane],
                     o_rdata=weight_data,
-                    i_we=self.write.valid
-                    & (write.lane == lane)
-                    & (write.target == WeightTarget.WEIGHT),
-                    i_waddr=write.address[: len(self.weight_address)],
-                    i_wdata=write.data[: self._weight_shape.width],
+                    i_we=enables[WeightTarget.WEIGHT],
+                    i_waddr=write_address[: len(self.weight_address)],
+                    i_wdata=write_data[: self._weight_shape.width],
                 )
             bias_data = Signal(self._bias_shape, name=f"bias_rdata{lane}")
             banks = (
@@ -178,9 +226,9 @@ class WeightMemory(wiring.Component):
                 m.d.comb += [read.addr.eq(address), output.eq(read.data)]
                 port = memory.write_port()
                 m.d.comb += [
-                    port.addr.eq(write.address),
-                    port.data.eq(write.data[: shape.width]),
-                    port.en.eq(self.write.valid & (write.lane == lane) & (write.target == target)),
+                    port.addr.eq(write_address),
+                    port.data.eq(write_data[: shape.width]),
+                    port.en.eq(enables[target]),
                 ]
             # The block RAM's output register (no reset: data).
             m.d.comb += [

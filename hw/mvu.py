@@ -93,10 +93,12 @@ class MatrixVectorUnit(wiring.Component):
     is broadcast to the lanes through :attr:`broadcast_levels` replicated register levels
     (each register drives at most :data:`~lstm_fpga.hw.pipeline.FANOUT` loads), each lane's
     :class:`~lstm_fpga.hw.pipeline.Multiplier` takes :attr:`Multiplier.LATENCY
-    <lstm_fpga.hw.pipeline.Multiplier.LATENCY>` cycles, its control bits ride along in the
-    lane's own registers, the accumulator adds, and the column groups' partial sums meet in
-    a registered adder tree of :attr:`reduction_levels` levels. Datapath registers have no
-    reset; valid bits and the drain's counters do.
+    <lstm_fpga.hw.pipeline.Multiplier.LATENCY>` cycles, a fabric register takes the product
+    aligned by its segment's shift (the route out of the DSP block is one stage, the
+    accumulator's carry chain the next: :attr:`product_latency` in all), its control bits
+    ride along in the lane's own registers, the accumulator adds, and the column groups'
+    partial sums meet in a registered adder tree of :attr:`reduction_levels` levels.
+    Datapath registers have no reset; valid bits and the drain's counters do.
 
     Protocol: ``column`` has no ready; a ``last`` beat may only be sent when ``drain_free`` was
     1 and no other ``last`` beat is in flight (``loaded`` pulses when a pass lands in the
@@ -129,6 +131,12 @@ class MatrixVectorUnit(wiring.Component):
         return fanout_levels(self._plan.lanes) - 1
 
     @property
+    def product_latency(self) -> int:
+        """Cycles from the multiplier inputs to the aligned product at the accumulator: the
+        multiplier's, then the register of the aligned product."""
+        return Multiplier.LATENCY + 1
+
+    @property
     def weight_lag(self) -> int:
         """Cycles after its beat that ``weights`` are sampled (at the multiplier inputs)."""
         return self.broadcast_levels
@@ -136,7 +144,7 @@ class MatrixVectorUnit(wiring.Component):
     @property
     def bias_lag(self) -> int:
         """Cycles after its ``first`` beat that ``biases`` are sampled (by the accumulator)."""
-        return self.broadcast_levels + Multiplier.LATENCY
+        return self.broadcast_levels + self.product_latency
 
     @property
     def reduction_levels(self) -> int:
@@ -149,7 +157,7 @@ class MatrixVectorUnit(wiring.Component):
         accumulating add (straight into the drain with one column group; with several, into
         the accumulator and then through the group reduction)."""
         reduction = 1 + self.reduction_levels if self._plan.groups > 1 else 0
-        return self.broadcast_levels + Multiplier.LATENCY + reduction
+        return self.broadcast_levels + self.product_latency + reduction
 
     @property
     def drain_depth(self) -> int:
@@ -196,12 +204,18 @@ class MatrixVectorUnit(wiring.Component):
             multiplier = Multiplier(plan.weight_shape, plan.element_shape)
             m.submodules[f"multiplier{p}"] = multiplier
             m.d.comb += [multiplier.a.eq(self.weights[p]), multiplier.b.eq(lane.element)]
-            ctrl = data.View(control, delay(m, lane.control, Multiplier.LATENCY, f"control{p}"))
-            valid = delay(m, lane.control.valid, Multiplier.LATENCY, f"valid{p}", control=True)
+            product_ctrl = data.View(
+                control, delay(m, lane.control, Multiplier.LATENCY, f"control{p}")
+            )
+            ctrl = data.View(control, delay(m, product_ctrl, 1, f"aligned_control{p}"))
+            valid = delay(m, lane.control.valid, self.product_latency, f"valid{p}", control=True)
             product = multiplier.product
-            first = shift_select(product, first_shifts, ctrl.matrix)
-            second = shift_select(product, second_shifts, ctrl.matrix)
-            aligned = first if first_shifts == second_shifts else Mux(ctrl.segment, second, first)
+            first = shift_select(product, first_shifts, product_ctrl.matrix)
+            second = shift_select(product, second_shifts, product_ctrl.matrix)
+            aligned = (
+                first if first_shifts == second_shifts else Mux(product_ctrl.segment, second, first)
+            )
+            aligned = delay(m, aligned, 1, f"aligned{p}")
             bias = shift_select(self.biases[p], bias_shifts, ctrl.matrix)
             # With column groups the accumulator also holds a pass's final sum for one cycle
             # (the group reduction reads it there) while the next pass's first beat replaces
@@ -244,10 +258,16 @@ class MatrixVectorUnit(wiring.Component):
         unit = Signal.like(self.units.payload.unit)
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
+        # ``count >= 4`` kept in its own register (from the next count), so that the drain's
+        # handshake starts at a flip-flop rather than at the counter's compare.
+        next_count = Signal.like(count)
+        has_unit = Signal()
+        m.d.sync += [count.eq(next_count), has_unit.eq(next_count >= GATES_PER_UNIT)]
         m.d.comb += [
-            self.units.valid.eq(count >= GATES_PER_UNIT),
+            next_count.eq(count),
+            self.units.valid.eq(has_unit),
             emit.eq(self.units.valid & self.units.ready),
-            self.drain_free.eq(count < GATES_PER_UNIT),
+            self.drain_free.eq(~has_unit),
             self.units.payload.unit.eq(unit),
             self.units.payload.job.eq(job),
         ]
@@ -256,7 +276,8 @@ class MatrixVectorUnit(wiring.Component):
         last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[matrix]
         pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
         with m.If(load):
-            m.d.sync += [count.eq(count + pass_rows), job.eq(meta.job)]
+            m.d.comb += next_count.eq(count + pass_rows)
+            m.d.sync += job.eq(meta.job)
             if depth == row_lanes:
                 # Whole units per pass: the drain is always empty when a pass lands.
                 m.d.sync += [rows[q].eq(row_sums[q]) for q in range(row_lanes)]
@@ -268,7 +289,7 @@ class MatrixVectorUnit(wiring.Component):
                                 rows[carried + q].eq(row_sums[q]) for q in range(row_lanes)
                             ]
         with m.Elif(emit):
-            m.d.sync += count.eq(count - GATES_PER_UNIT)
+            m.d.comb += next_count.eq(count - GATES_PER_UNIT)
             m.d.sync += [
                 rows[e].eq(rows[e + GATES_PER_UNIT]) for e in range(depth - GATES_PER_UNIT)
             ]

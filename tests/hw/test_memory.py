@@ -11,7 +11,7 @@ from lstm_fpga.hw.memory import WeightMemory, WeightTarget
 from lstm_fpga.testing import random_model
 
 
-@pytest.mark.parametrize("lanes", [1, 3, 8])
+@pytest.mark.parametrize("lanes", [1, 3, 8, 40])  # 40: two-level write and address trees
 def test_reads_initial_contents_and_run_time_writes(lanes):
     model = random_model(3, 5, seed=lanes, formats="mixed", scale=1.5)
     plan = EnginePlan(model, HardwareConfig(lanes=lanes))
@@ -63,6 +63,12 @@ def test_reads_initial_contents_and_run_time_writes(lanes):
             )
             await ctx.tick()
         ctx.set(dut.write.valid, 0)
+        # Protocol: reads that must see the writes wait for them to land.
+        waited = 0
+        while ctx.get(dut.write_pending):
+            await ctx.tick()
+            waited += 1
+        assert waited == dut.write_latency
         result["reloaded"] = await read_everything(ctx)
 
     sim = Simulator(dut)
