@@ -134,6 +134,10 @@ def _input_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+#: ``build`` flags that are :func:`write_project` parameters of the same name and value.
+_BUILD_FLAGS_AS_GIVEN = "lanes output max_seq_len batch_first force device family".split()
+
+
 def _check_family(family: str, device: str | None) -> None:
     """``--family`` names a family with hooks, and the ``--device`` part (if any) is of it."""
     from .hw.devices import device as find_device
@@ -152,7 +156,6 @@ def _check_family(family: str, device: str | None) -> None:
 
 def _cmd_build(args) -> int:
     from .project import load_array, load_member, write_project
-    from .sw.calibrate import parse_format_overrides
 
     model_path = Path(args.model)
     _check_model_file(model_path)
@@ -183,14 +186,17 @@ def _cmd_build(args) -> int:
     ):
         lo, hi = args.input_range
         raise _UsageError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI (e.g. -1,1)")
-    overrides = parse_format_overrides(args.format or [])
-    calibration = lengths = h0 = c0 = None
+    formats = _format_choice(args)  # bad --format values stop here, before any loading
+    calibration = {}  # the write_project arguments of --calibrate
     input_range = None
     if args.calibrate:
-        calibration = load_array(args.calibrate, "calibration")
-        lengths = load_member(args.calibrate, "calibration", "lengths")
-        h0 = _calibration_state(args.calibrate, args.calibrate_h0, "h0")
-        c0 = _calibration_state(args.calibrate, args.calibrate_c0, "c0")
+        calibration = {
+            "calibration": load_array(args.calibrate, "calibration"),
+            "calibration_path": args.calibrate,
+            "calibration_lengths": load_member(args.calibrate, "calibration", "lengths"),
+            "calibration_h0": _calibration_state(args.calibrate, args.calibrate_h0, "h0"),
+            "calibration_c0": _calibration_state(args.calibrate, args.calibrate_c0, "c0"),
+        }
     elif args.calibrate_h0 or args.calibrate_c0:
         raise _UsageError("--calibrate-h0/--calibrate-c0 describe --calibrate samples: add it")
     elif model_path.suffix not in (".json", ".npz"):
@@ -201,23 +207,11 @@ def _cmd_build(args) -> int:
         project = write_project(
             model_path,
             args.out,
-            lanes=args.lanes,
-            output=args.output,
-            max_seq_len=args.max_seq_len,
-            width=16 if args.bits is None else args.bits,
-            weight_bits=args.weight_bits,
-            overrides=overrides,
-            calibration=calibration,
-            calibration_path=args.calibrate,
-            calibration_lengths=lengths,
-            calibration_h0=h0,
-            calibration_c0=c0,
-            batch_first=args.batch_first,
+            **{name: getattr(args, name) for name in _BUILD_FLAGS_AS_GIVEN},
+            **formats,
+            **calibration,
             headroom_bits=args.headroom or 0,
-            force=args.force,
             input_range=input_range,
-            device=args.device,
-            family=args.family,
             log=_progress(not args.json),
             progress=not args.json,
         )
@@ -660,7 +654,6 @@ def _cmd_synth(args) -> int:
 # -- finetune -----------------------------------------------------------------------------------
 def _cmd_finetune(args) -> int:
     from .project import load_array
-    from .sw.calibrate import parse_format_overrides
     from .sw.ir import LstmModel
     from .sw.qat import QatLstm, finetune, modules_from_float, prepare_qat
     from .sw.torch_import import from_file
@@ -689,9 +682,7 @@ def _cmd_finetune(args) -> int:
         x,
         head=head,
         batch_first=args.batch_first,
-        width=16 if args.bits is None else args.bits,
-        weight_bits=args.weight_bits,
-        overrides=parse_format_overrides(args.format or []),
+        **_format_choice(args),
         head_on=args.head_on,
     )
     log(f"fine-tuning {args.epochs} epochs on {len(y)} sequences ({args.loss})")
@@ -763,6 +754,36 @@ def _lanes(parser) -> None:
     parser.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
 
 
+def _format_flags(parser) -> None:
+    """How calibration chooses the formats (``build`` and ``finetune``): the flags, and
+    :func:`_format_choice` their values as keyword arguments."""
+    parser.add_argument("--bits", type=int, metavar="N", help="format width (16)")
+    parser.add_argument(
+        "--weight-bits",
+        type=int,
+        metavar="N",
+        help="width of the weight matrices alone (default: --bits); activations, states and "
+        "biases keep --bits, calibration picks each weight's integer/fraction split",
+    )
+    parser.add_argument(
+        "--format",
+        action="append",
+        metavar="TENSOR=Qm.n",
+        help="override one tensor's format, e.g. l0.cell=Q4.11 (repeatable)",
+    )
+
+
+def _format_choice(args) -> dict:
+    """``width``, ``weight_bits`` and ``overrides`` from the :func:`_format_flags`."""
+    from .sw.calibrate import parse_format_overrides
+
+    return {
+        "width": 16 if args.bits is None else args.bits,
+        "weight_bits": args.weight_bits,
+        "overrides": parse_format_overrides(args.format or []),
+    }
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-fpga",
@@ -794,20 +815,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="L",
         help="longest sequence (bidirectional models buffer whole sequences; required there)",
     )
-    build.add_argument("--bits", type=int, metavar="N", help="format width (16)")
-    build.add_argument(
-        "--weight-bits",
-        type=int,
-        metavar="N",
-        help="width of the weight matrices alone (default: --bits); activations, states and "
-        "biases keep --bits, calibration picks each weight's integer/fraction split",
-    )
-    build.add_argument(
-        "--format",
-        action="append",
-        metavar="TENSOR=Qm.n",
-        help="override one tensor's format, e.g. l0.cell=Q4.11 (repeatable)",
-    )
+    _format_flags(build)
     build.add_argument(
         "--calibrate",
         metavar="X.npy",
@@ -920,11 +928,7 @@ def _parser() -> argparse.ArgumentParser:
         "--loss cross_entropy)",
     )
     tune.add_argument("-o", "--out", required=True, metavar="OUT", help="IR to write (OUT.json)")
-    tune.add_argument("--bits", type=int, metavar="N", help="format width (16)")
-    tune.add_argument("--weight-bits", type=int, metavar="N", help="weight width (--bits)")
-    tune.add_argument(
-        "--format", action="append", metavar="TENSOR=Qm.n", help="override a format (repeatable)"
-    )
+    _format_flags(tune)
     tune.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse")
     tune.add_argument("--epochs", type=int, default=3, help="training epochs (3)")
     tune.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")

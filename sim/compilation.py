@@ -174,16 +174,15 @@ def compile_simulation(
     fmt = wave_format(simulator) if waves else "fst"
     options = _build_options(simulator, waves, build_args, fmt)
     digest = hashlib.sha256()
+    # What names the build both in its hash and in the SimBuild: listed once.
+    identity = {"simulator": simulator, "toplevel": toplevel, "waves": waves, "wave_format": fmt}
     header = {
+        **identity,
         "format": _BUILD_FORMAT,
-        "simulator": simulator,
         "toolchain": toolchain.version,
         "cocotb": _cocotb_version(),
-        "toplevel": toplevel,
         "timescale": list(timescale),
         "options": options,
-        "waves": waves,
-        "wave_format": fmt,
         "data_files": [p.name for p in data_paths],
     }
     digest.update(json.dumps(header, sort_keys=True).encode())
@@ -194,14 +193,11 @@ def compile_simulation(
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     directory = (root / f"{toplevel}-{simulator}-{key[:16]}").resolve()
     result = SimBuild(
-        simulator=simulator,
-        toplevel=toplevel,
+        **identity,
         directory=directory,
         key=key,
-        waves=waves,
         timescale=tuple(timescale),
         data_files=tuple(directory / p.name for p in data_paths),
-        wave_format=fmt,
     )
     stamp = directory / "build.json"
     with _locked(root / f".{directory.name}.lock"):

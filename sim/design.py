@@ -31,6 +31,12 @@ if TYPE_CHECKING:  # the hardware package (Amaranth) loads only when a design is
 __all__ = ["HardwareDesign", "compile_build_directory", "compile_model"]
 
 
+def read_through(owner: str, name: str, doc: str | None = None) -> property:
+    """A read-only attribute that is ``self.<owner>.<name>``: one copy of the value, where it
+    is decided (for the results and designs that carry what they were made from)."""
+    return property(lambda self: getattr(getattr(self, owner), name), doc=doc)
+
+
 @dataclass(frozen=True, eq=False)
 class HardwareDesign:
     """An accelerator for ``model`` with hardware ``config``, compiled for one simulator."""
@@ -54,23 +60,14 @@ class HardwareDesign:
 
         return TopInterface(self.plan)
 
-    @property
-    def lanes(self) -> int:
-        return self.config.lanes
-
-    @property
-    def simulator(self) -> str:
-        return self.sim_build.simulator
-
-    @property
-    def cycle_bound(self) -> int:
-        """``ceil(4H(I+H)/P)`` summed over layer directions: the per-step bound."""
-        return self.interface.step_bound
-
-    @property
-    def output_mode(self) -> str:
-        """What ``y`` carries: ``"all"`` (every step) or ``"last"`` (each sequence's last)."""
-        return self.config.output
+    lanes = read_through("config", "lanes")
+    simulator = read_through("sim_build", "simulator")
+    cycle_bound = read_through(
+        "interface", "step_bound", "``ceil(4H(I+H)/P)`` summed over layer directions: the bound."
+    )
+    output_mode = read_through(
+        "config", "output", 'What ``y`` carries: ``"all"`` steps or each sequence\'s ``"last"``.'
+    )
 
 
 def _source_digest() -> str:

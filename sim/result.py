@@ -9,14 +9,13 @@ step, status), unpacking beats with the design's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat, dequantize
 from ..sw.reference import SaturationCounts
-from .design import HardwareDesign
+from .design import HardwareDesign, read_through
 from .phases import Stimulus
 from .runner import SimulationError
 from .stimulus import PlanResult
@@ -49,30 +48,34 @@ class SimulationResult:
     """
 
     design: HardwareDesign
-    inputs: np.ndarray  # (T, B, I) integer, time-major
-    lengths: np.ndarray  # (B,)
+    stimulus: Stimulus  # what was streamed (inputs, lengths, layout)
+    run: PlanResult  # the simulator run it was decoded from
     outputs: np.ndarray
     h_n: np.ndarray | None
     c_n: np.ndarray | None
     cycles: np.ndarray
     step_end_cycles: np.ndarray
     dut_cycles: int
-    total_cycles: int
-    batch_first: bool
-    unbatched: bool
     paced: bool
     wall_seconds: float
-    sim_seconds: float
-    wakes: int
-    run_dir: Path | None
-    waves: Path | None
-    output_mode: str = "all"
     h0: np.ndarray | None = None
     c0: np.ndarray | None = None
     carry_state: bool = False
     saturations: SaturationCounts | None = None
     overflow: bool | None = None
     weights: LstmModel | None = None  # loaded through ``w`` before the run, if any
+
+    # Read through from what the result was decoded from (one copy of each value).
+    inputs = read_through("stimulus", "inputs", "The integer inputs, time-major ``(T, B, I)``.")
+    lengths = read_through("stimulus", "lengths", "Valid steps of each sequence, ``(B,)``.")
+    batch_first = read_through("stimulus", "batch_first")
+    unbatched = read_through("stimulus", "unbatched")
+    output_mode = read_through("design", "output_mode", '``"all"`` or ``"last"``.')
+    total_cycles = read_through("run", "total_cycles")
+    sim_seconds = read_through("run", "sim_seconds")
+    wakes = read_through("run", "wakes")
+    run_dir = read_through("run", "run_dir")
+    waves = read_through("run", "waves")
 
     @property
     def model(self) -> LstmModel:
@@ -233,8 +236,6 @@ def decode_phase(
             step_end[b, :n] = ends
         cycles[b] = y_cycle[block][-1] - x_cycles[in_starts[b]]
     h_n, c_n = _final_states(interface, run, phases, lengths)
-    saturations = SaturationCounts(**{k.value: final.sample(k.port) for k in SaturationKind})
-    overflow = bool(final.sample(Status.OVERFLOW.value))
     if stimulus.unbatched:
         outputs = outputs[0] if last_mode else outputs[:, 0]
         if h_n is not None:
@@ -243,28 +244,20 @@ def decode_phase(
         outputs = outputs.transpose(1, 0, 2)
     return SimulationResult(
         design=design,
-        inputs=stimulus.inputs,
-        lengths=lengths,
+        stimulus=stimulus,
+        run=run,
         outputs=outputs,
         h_n=h_n,
         c_n=c_n,
         cycles=cycles,
         step_end_cycles=step_end,
         dut_cycles=final.sample(Status.CYCLES.value),
-        total_cycles=run.total_cycles,
-        batch_first=stimulus.batch_first,
-        unbatched=stimulus.unbatched,
         paced=paced,
         wall_seconds=wall_seconds,
-        sim_seconds=run.sim_seconds,
-        wakes=run.wakes,
-        run_dir=run.run_dir,
-        waves=run.waves,
-        output_mode=design.output_mode,
         h0=h0,
         c0=c0,
         carry_state=carry_state,
-        saturations=saturations,
-        overflow=overflow,
+        saturations=SaturationCounts(**{k.value: final.sample(k.port) for k in SaturationKind}),
+        overflow=bool(final.sample(Status.OVERFLOW.value)),
         weights=weights,
     )

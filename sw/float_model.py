@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .numerics import Activation
-from .shape import LayerStack
+from .shape import LstmShape
 
 __all__ = ["FloatDirection", "FloatHead", "FloatLstm", "TensorRecorder", "prepare_sequences"]
 
@@ -119,14 +119,9 @@ def prepare_sequences(x, batch_first: bool, lengths, input_size: int, dtype=np.f
 
 
 @dataclass(frozen=True, eq=False)
-class FloatLstm(LayerStack):
+class FloatLstm(LstmShape):
     """An ``nn.LSTM`` (and optional Linear head) as float arrays."""
 
-    input_size: int
-    hidden_size: int
-    num_layers: int
-    bidirectional: bool
-    bias: bool
     directions: tuple[FloatDirection, ...]
     head: FloatHead | None = None
 

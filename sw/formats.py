@@ -21,11 +21,8 @@ from .numerics import (
     MAX_EXACT_WIDTH,
     FixedFormat,
     FormatWidthError,
-    HeadDatapath,
     HeadFormats,
-    LstmDatapath,
     LstmFormats,
-    check_exact,
     check_format_chain,
 )
 from .shape import LayerStack
@@ -381,13 +378,13 @@ def _check_exact(fm: FloatLstm, formats: ModelFormats) -> None:
     """Every intermediate width of the chosen formats (:func:`check_exact`)."""
     features = fm.hidden_size * fm.num_directions
     datapaths = [
-        (d.name, LstmDatapath(f, fm.input_size if d.layer == 0 else features, fm.hidden_size))
+        (d.name, f.datapath(fm.layer_input_size(d.layer), fm.hidden_size))
         for d, f in zip(fm.directions, formats.directions, strict=True)
     ]
     if formats.head is not None:
-        datapaths.append(("head", HeadDatapath(formats.head, features)))
+        datapaths.append(("head", formats.head.datapath(features)))
     for name, datapath in datapaths:
         try:
-            check_exact(name, datapath.intermediate_widths())
+            datapath.check_exact(name)
         except FormatWidthError as error:
             raise CalibrationFormatWidthError(str(error), error.tensor, error.width) from None

@@ -31,11 +31,10 @@ from .numerics import (
     LstmFormats,
     Overflow,
     Rounding,
-    check_exact,
     check_format_chain,
 )
 from .schema import read_versioned_json
-from .shape import LayerStack
+from .shape import LstmShape, lstm_shape
 
 __all__ = [
     "GATES",
@@ -86,7 +85,7 @@ class IRFormatWidthError(IRError, FormatWidthError):
 
 def _check_exact(name: str, datapath) -> None:
     try:
-        check_exact(name, datapath.intermediate_widths())
+        datapath.check_exact(name)
     except FormatWidthError as error:
         raise IRFormatWidthError(str(error), error.tensor, error.width) from None
     except ValueError as error:  # a bias with more fraction bits than its products
@@ -148,7 +147,9 @@ class LayerDirection:
         return self.w_hh.shape[1]
 
     def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> LstmDatapath:
-        return LstmDatapath(self.formats, self.input_size, self.hidden_size, rounding, overflow)
+        return self.formats.datapath(
+            self.input_size, self.hidden_size, rounding=rounding, overflow=overflow
+        )
 
     def __eq__(self, other):
         if not isinstance(other, LayerDirection):
@@ -192,7 +193,7 @@ class LinearHead:
         return self.weight.shape[0]
 
     def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> HeadDatapath:
-        return HeadDatapath(self.formats, self.in_features, rounding, overflow)
+        return self.formats.datapath(self.in_features, rounding=rounding, overflow=overflow)
 
     def __eq__(self, other):
         if not isinstance(other, LinearHead):
@@ -207,14 +208,9 @@ class LinearHead:
 
 
 @dataclass(frozen=True, eq=False)
-class LstmModel(LayerStack):
+class LstmModel(LstmShape):
     """A quantised ``nn.LSTM`` (``proj_size=0``) with an optional Linear head."""
 
-    input_size: int
-    hidden_size: int
-    num_layers: int
-    bidirectional: bool
-    bias: bool
     directions: tuple[LayerDirection, ...]
     head: LinearHead | None = None
     rounding: Rounding = Rounding.HALF_UP
@@ -244,7 +240,7 @@ class LstmModel(LayerStack):
             )
         H = self.hidden_size
         for d in self.directions:
-            in_size = self.input_size if d.layer == 0 else H * self.num_directions
+            in_size = self.layer_input_size(d.layer)
             if d.w_hh.shape != (4 * H, H):
                 raise IRError(f"{d.name}.w_hh has shape {d.w_hh.shape}, expected {(4 * H, H)}")
             if d.w_ih.shape != (4 * H, in_size):
@@ -320,11 +316,7 @@ class LstmModel(LayerStack):
     # -- persistence -------------------------------------------------------------------------
     def _meta(self) -> dict:
         return {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bidirectional": self.bidirectional,
-            "bias": self.bias,
+            **lstm_shape(self),
             "rounding": self.rounding.value,
             "overflow": self.overflow.value,
         }

@@ -48,13 +48,12 @@ from .numerics import (
     Activation,
     ActivationTable,
     FixedFormat,
-    HeadDatapath,
-    LstmDatapath,
     Overflow,
     Rounding,
     quantize,
 )
 from .quantize import quantize_model
+from .shape import lstm_shape
 from .torch_import import from_module, import_model, lstm_batch_first
 
 __all__ = [
@@ -223,11 +222,10 @@ class QatLstm(nn.Module):
         self.overflow = overflow
         fm = from_module(self.lstm, head=self.head)
         quantize_model(fm, formats)  # refuses formats of another shape, with its message
-        features = fm.hidden_size * fm.num_directions
+        arithmetic = {"rounding": rounding, "overflow": overflow}
         self._datapaths = []
         for d, f in zip(fm.directions, formats.directions, strict=True):
-            size = fm.input_size if d.layer == 0 else features
-            dp = LstmDatapath(f, size, fm.hidden_size, rounding, overflow)
+            dp = f.datapath(fm.layer_input_size(d.layer), fm.hidden_size, **arithmetic)
             _check_float_exact(d.name, dp)
             tables = [dp.sigmoid, dp.tanh_gate, dp.tanh_cell]
             entries = [torch.tensor(t.values, dtype=torch.float64) for t in tables]
@@ -236,7 +234,8 @@ class QatLstm(nn.Module):
             )
         self._head_datapath = None
         if formats.head is not None:
-            self._head_datapath = HeadDatapath(formats.head, features, rounding, overflow)
+            features = fm.hidden_size * fm.num_directions
+            self._head_datapath = formats.head.datapath(features, **arithmetic)
             _check_float_exact("head", self._head_datapath)
 
     # -- weights -------------------------------------------------------------------------------
@@ -360,14 +359,7 @@ def modules_from_float(fm: FloatLstm) -> tuple[nn.LSTM, nn.Linear | None]:
     """An ``nn.LSTM`` (float64) and head holding ``fm``'s weights, to fine-tune a model known
     only by its state_dict. The combined bias goes to ``bias_ih`` (``bias_hh`` is zero), so
     the import of the result gives ``fm`` back exactly."""
-    lstm = nn.LSTM(
-        fm.input_size,
-        fm.hidden_size,
-        fm.num_layers,
-        bias=fm.bias,
-        bidirectional=fm.bidirectional,
-        dtype=torch.float64,
-    )
+    lstm = nn.LSTM(**lstm_shape(fm), dtype=torch.float64)
     with torch.no_grad():
         for d in fm.directions:
             suffix = f"_l{d.layer}{'_reverse' if d.reverse else ''}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from .accumulator import (
@@ -93,6 +93,10 @@ class _BiasedFormats:
         """The bias rule of the accumulator (:func:`check_bias_frac`)."""
         check_bias_frac(self.bias, self.accumulator_frac)
 
+    def accumulator(self, *sizes: int) -> AccumulatorPlan:
+        """The accumulator of :meth:`segments` (of these ``sizes``) plus the bias."""
+        return plan_accumulator(self.segments(*sizes), self.bias)
+
 
 def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
     """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
@@ -148,9 +152,31 @@ class LstmFormats(_BiasedFormats):
             MacSegment(self.w_hh, self.hidden, hidden_size),
         )
 
+    def datapath(self, input_size: int, hidden_size: int, **arithmetic) -> LstmDatapath:
+        """The arithmetic of these formats at these sizes (``arithmetic``: ``rounding``,
+        ``overflow``)."""
+        return LstmDatapath(self, input_size, hidden_size, **arithmetic)
+
 
 @dataclass(frozen=True)
-class LstmDatapath:
+class _Datapath:
+    """What the datapaths of a layer direction and of the head share: how they round their
+    rescales and treat overflow (keyword-only, after the subclass's formats and sizes), and
+    the exactness check of their :meth:`intermediate_widths` (by the subclass)."""
+
+    rounding: Rounding = field(default=Rounding.HALF_UP, kw_only=True)
+    overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
+
+    def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
+        raise NotImplementedError
+
+    def check_exact(self, owner: str) -> None:
+        """:func:`check_exact` of this datapath's intermediate widths, named ``owner``."""
+        check_exact(owner, self.intermediate_widths())
+
+
+@dataclass(frozen=True)
+class LstmDatapath(_Datapath):
     """Everything derived from one layer direction's formats: the arithmetic of a time step.
 
     gates  = rescale(gate_acc.accumulate([W_ih @ x, W_hh @ h], bias), preact)
@@ -162,13 +188,10 @@ class LstmDatapath:
     formats: LstmFormats
     input_size: int
     hidden_size: int
-    rounding: Rounding = Rounding.HALF_UP
-    overflow: Overflow = Overflow.SATURATE
 
     @cached_property
     def gate_acc(self) -> AccumulatorPlan:
-        f = self.formats
-        return plan_accumulator(f.segments(self.input_size, self.hidden_size), f.bias)
+        return self.formats.accumulator(self.input_size, self.hidden_size)
 
     @cached_property
     def cell_acc(self) -> AccumulatorPlan:
@@ -267,20 +290,22 @@ class HeadFormats(_BiasedFormats):
         """The products the head's accumulator sums: ``W @ x``."""
         return (MacSegment(self.weight, self.x, in_features),)
 
+    def datapath(self, in_features: int, **arithmetic) -> HeadDatapath:
+        """The arithmetic of these formats over ``in_features`` inputs (``arithmetic``:
+        ``rounding``, ``overflow``)."""
+        return HeadDatapath(self, in_features, **arithmetic)
+
 
 @dataclass(frozen=True)
-class HeadDatapath:
+class HeadDatapath(_Datapath):
     """``y = rescale(acc.accumulate([W @ x], bias), output)``."""
 
     formats: HeadFormats
     in_features: int
-    rounding: Rounding = Rounding.HALF_UP
-    overflow: Overflow = Overflow.SATURATE
 
     @cached_property
     def acc(self) -> AccumulatorPlan:
-        f = self.formats
-        return plan_accumulator(f.segments(self.in_features), f.bias)
+        return self.formats.accumulator(self.in_features)
 
     def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
         """The accumulator and the rescale to the output (see :func:`check_exact`)."""

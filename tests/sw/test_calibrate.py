@@ -33,6 +33,7 @@ from lstm_fpga.sw.numerics import (
     dequantize,
 )
 from lstm_fpga.sw.reference import quantize_input, run_reference
+from lstm_fpga.sw.shape import lstm_shape
 from lstm_fpga.sw.torch_import import from_module
 
 Q = FixedFormat.parse
@@ -68,13 +69,7 @@ def samples(seed, T=6, B=4, scale=1.5):
 
 def torch_forward(lstm, head, x):
     """Float32 PyTorch, as users run it."""
-    lstm32 = nn.LSTM(
-        lstm.input_size,
-        lstm.hidden_size,
-        lstm.num_layers,
-        bias=lstm.bias,
-        bidirectional=lstm.bidirectional,
-    )
+    lstm32 = nn.LSTM(**lstm_shape(lstm))
     lstm32.load_state_dict({k: v.float() for k, v in lstm.state_dict().items()})
     with torch.no_grad():
         out, _ = lstm32(torch.as_tensor(x, dtype=torch.float32))
