@@ -169,13 +169,10 @@ class WeightMemory(wiring.Component):
             lane_field = selects[lane][: len(request.lane)]
             target_field = selects[lane][len(request.lane) :]
             hit = stages[tree - 1] & (lane_field == lane)
-            enables = Signal(2, name=f"write_enable{lane}")
-            m.d.sync += enables.eq(
-                Cat(
-                    hit & (target_field == WeightTarget.WEIGHT),
-                    hit & (target_field == WeightTarget.BIAS),
-                )
-            )
+            # Bit k enables target k (``enables[WeightTarget.BIAS]``): one bit per target.
+            targets = (WeightTarget.WEIGHT, WeightTarget.BIAS)
+            enables = Signal(len(targets), name=f"write_enable{lane}")
+            m.d.sync += enables.eq(Cat(*(hit & (target_field == t) for t in targets)))
             word = words[lane]
             requests.append((enables, word[:address_bits], word[address_bits:]))
         return requests
