@@ -23,6 +23,7 @@ from .pipeline import delay
 from .plan import STREAMING, EnginePlan
 from .streaming import StreamingSchedule
 from .walk import JobWalker, beat_meta_layout
+from .wires import connect_members
 
 __all__ = [
     "CYCLE_COUNTER_WIDTH",
@@ -97,51 +98,39 @@ class Sequencer(wiring.Component):
         m.submodules.schedule = schedule
 
         # -- the walk --------------------------------------------------------------------------
+        ports = wiring.flipped(self)  # seen from inside: the inputs drive, the outputs are driven
         completed = self.hidden_write.valid
+        connect_members(m, schedule, walker, "job", "next_job")
+        if streaming:
+            connect_members(m, schedule, walker, "x_beats")
+        connect_members(m, ports, walker, "drain_free", "loaded")
+        connect_members(m, walker, schedule, "issue", "job_start", "job_end")
+        connect_members(m, walker, ports, "weight_address", "bias_address")
         m.d.comb += [
-            walker.job.eq(schedule.job),
-            walker.next_job.eq(schedule.next_job),
             walker.completed.eq(completed),
-            walker.drain_free.eq(self.drain_free),
-            walker.loaded.eq(self.loaded),
-            schedule.issue.eq(walker.issue),
-            schedule.job_start.eq(walker.job_start),
-            schedule.job_end.eq(walker.job_end),
-            self.weight_address.eq(walker.weight_address),
-            self.bias_address.eq(walker.bias_address),
             self.outstanding.eq(walker.outstanding != 0),
         ]
-        if streaming:
-            m.d.comb += walker.x_beats.eq(schedule.x_beats)
 
         # -- elements: COLUMN_LATENCY cycles after the walker's reads, with the beat ---------
         wiring.connect(m, wiring.flipped(self.hidden_write), elements.hidden_write)
         wiring.connect(m, wiring.flipped(self.h0_write), elements.h0_write)
-        m.d.comb += [elements.reads.eq(walker.reads), elements.x_write.eq(schedule.x_write)]
+        connect_members(m, walker, elements, "reads")
+        connect_members(m, schedule, elements, "x_write")
         beat = data.View(
             beat_meta_layout(plan), delay(m, walker.beat.as_value(), self.COLUMN_LATENCY, "beat")
         )
         issued = delay(m, walker.beat.valid, self.COLUMN_LATENCY, "issued", control=True)
         column = self.column.payload
-        m.d.comb += [
-            self.column.valid.eq(issued),
-            column.elements.eq(elements.elements),
-            column.segments.eq(beat.segments),
-            column.first.eq(beat.first),
-            column.last.eq(beat.last),
-            column.final_pass.eq(beat.final_pass),
-            column.job.eq(beat.job),
-        ]
+        m.d.comb += self.column.valid.eq(issued)
+        connect_members(m, elements, column, "elements")
+        connect_members(m, beat, column, "segments", "first", "last", "final_pass", "job")
 
         # -- input and sequence bookkeeping ------------------------------------------------------
         wiring.connect(m, wiring.flipped(self.x), schedule.x)
         in_flight = Signal(range(MAX_SEQUENCES_IN_FLIGHT + 1))
-        m.d.comb += [
-            schedule.carry_state.eq(self.carry_state),
-            schedule.read_state.eq(self.read_state),
-            schedule.may_start.eq((in_flight < MAX_SEQUENCES_IN_FLIGHT) & ~self.hold_start),
-            self.started.eq(schedule.started),
-        ]
+        connect_members(m, ports, schedule, "carry_state", "read_state")
+        connect_members(m, schedule, ports, "started")
+        m.d.comb += schedule.may_start.eq((in_flight < MAX_SEQUENCES_IN_FLIGHT) & ~self.hold_start)
         self._cycle_counter(m, schedule, in_flight)
         output_busy = Signal()
         m.d.comb += self.busy.eq(
@@ -157,8 +146,8 @@ class Sequencer(wiring.Component):
             m.submodules.output_reader = reader = OutputReader(plan, self._copy_queue_depth)
             wiring.connect(m, schedule.output, reader.start)
             wiring.connect(m, reader.copy, wiring.flipped(self.copy))
+            connect_members(m, walker, reader, "outstanding")
             m.d.comb += [
-                reader.outstanding.eq(walker.outstanding),
                 reader.completed.eq(completed),
                 elements.output_address.eq(reader.address),
                 reader.data.eq(elements.output_data),
