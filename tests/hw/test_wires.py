@@ -9,23 +9,12 @@ from amaranth.sim import Simulator
 
 from lstm_fpga.hw.wires import connect_members
 
-
-class _Source(wiring.Component):
-    a: Out(4)
-    b: Out(3)
-    narrow: Out(2)
-    back: In(1)
-
-    def elaborate(self, platform):
-        return Module()
+#: A block's ports, and those of a block they go to (``narrow`` one bit too wide there).
+_SOURCE = wiring.Signature({"a": Out(4), "b": Out(3), "narrow": Out(2), "back": In(1)})
+_SINK = wiring.Signature({"a": In(4), "b": In(3), "narrow": In(3), "back": Out(1)})
 
 
-class _Sink(wiring.Component):
-    a: In(4)
-    b: In(3)
-    narrow: In(3)
-    back: Out(1)
-
+class _Block(wiring.Component):
     def elaborate(self, platform):
         return Module()
 
@@ -40,8 +29,8 @@ class _Relay(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.source = source = _Source()
-        m.submodules.sink = sink = _Sink()
+        m.submodules.source = source = _Block(_SOURCE)
+        m.submodules.sink = sink = _Block(_SINK)
         ports = wiring.flipped(self)
         connect_members(m, ports, sink, "a")
         connect_members(m, sink, ports, "back")
@@ -75,7 +64,7 @@ def test_members_are_driven_by_name(value):
     ],
 )
 def test_wrong_direction_or_width_is_refused(source_is_sink, name, message):
-    source, sink = _Source(), _Sink()
+    source, sink = _SOURCE.create(), _SINK.create()
     if source_is_sink:
         source, sink = sink, source
     with pytest.raises(TypeError, match=message):
@@ -84,4 +73,4 @@ def test_wrong_direction_or_width_is_refused(source_is_sink, name, message):
 
 def test_an_output_as_the_sink_is_refused():
     with pytest.raises(TypeError, match="'a' is not an input of the sink"):
-        connect_members(Module(), _Source(), _Source(), "a")
+        connect_members(Module(), _SOURCE.create(), _SOURCE.create(), "a")
