@@ -14,6 +14,8 @@ from lstm_fpga.cli import main
 from lstm_fpga.eda import FLOWS, PREPARE, SynthesisError, SynthFlow, synthesize
 from lstm_fpga.eda.tools import find_yosys
 
+pytestmark = pytest.mark.synth
+
 
 def _array_view_verilog(lanes: int, width: int) -> str:
     """A register seen as an array the way Amaranth writes it: the whole ``payload.gates``
@@ -121,13 +123,38 @@ def test_every_script_failing_is_one_line_with_the_cause_and_the_log(tmp_path):
     assert "synth_ecp5:" in message and f"{FLOWS['ecp5'][1].name}:" in message
 
 
-def test_synth_cli_failure_is_one_line_exit_2(tmp_path, capsys):
+def _ecp5_build(tmp_path, *, head: bool, lanes: int):
+    """A small ``lstm-fpga build --family ecp5`` (with a Linear head on the last step)."""
     torch.manual_seed(0)
-    torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "tiny.pt")
-    np.save(tmp_path / "cal.npy", np.random.default_rng(0).uniform(-1, 1, (4, 2, 3)))
+    lstm, state = torch.nn.LSTM(3, 4), {}
+    state |= {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
+    if head:
+        state |= {f"fc.{k}": v for k, v in torch.nn.Linear(4, 1).state_dict().items()}
+    torch.save(state, tmp_path / "tiny.pt")
+    calibration = np.random.default_rng(0).uniform(-1, 1, (6, 2, 3)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", calibration)
     out = tmp_path / "tiny"
-    build = ["build", str(tmp_path / "tiny.pt"), "-o", str(out), "--lanes", "3"]
-    assert main([*build, "--calibrate", str(tmp_path / "cal.npy"), "--family", "ecp5"]) == 0
+    build = ["build", str(tmp_path / "tiny.pt"), "-o", str(out), "--lanes", str(lanes)]
+    build += ["--calibrate", str(tmp_path / "cal.npy"), "--family", "ecp5"]
+    assert main([*build, *(["--output", "last"] if head else [])]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_a_small_ecp5_family_build_with_a_head_synthesizes_with_abc9(tmp_path, capsys):
+    # The demo's structure (array-shaped payloads, a head, instantiated MULT18X18Ds) at a
+    # small size: the first script, no fallback.
+    out = _ecp5_build(tmp_path, head=True, lanes=3)
+    report = synthesize(out / "rtl" / "lstm_top.v", "ecp5", top="lstm_top", workdir=out / "s")
+    assert report.script == "synth_ecp5" and report.fallback_from == ()
+    assert report.dsp_registers == {"input A": 3, "input B": 3, "pipeline": 3, "output": 3}
+    netnames = json.loads(report.netlist.read_text())["modules"]["lstm_top"]["netnames"]
+    assert not [n for n, net in netnames.items() if not net["hide_name"] and n.endswith("]")]
+    assert "End of script" in report.log.read_text()
+
+
+def test_synth_cli_failure_is_one_line_exit_2(tmp_path, capsys):
+    out = _ecp5_build(tmp_path, head=False, lanes=2)
     verilog = out / "rtl" / "lstm_top.v"
     verilog.write_text(verilog.read_text() + "\nmodule broken(;\n")
     capsys.readouterr()
