@@ -194,7 +194,7 @@ class MatrixVectorUnit(wiring.Component):
             )
             lane_inputs += [data.View(bundle.shape(), c) for c in copies]
 
-        # Multiply (DSP with its input, pipeline and output registers); the control bits ride
+        # Multiply (DSP with its input and output registers); the control bits ride
         # along in each lane's own registers, so no enable fans out to every lane.
         first_shifts = [mp.segments[0].shift for mp in plan.matrices]
         second_shifts = [mp.segments[-1].shift for mp in plan.matrices]
