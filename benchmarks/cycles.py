@@ -115,10 +115,11 @@ MODEL_HEADER = (
 
 
 def _verdict(over: float, over_recurrence: float) -> str:
-    """``ok`` within the budget over the lane bound; else whether the recurrence limits."""
+    """``ok`` within the budget over the lane bound; else ``at recur`` where the hardware
+    takes no more than its recurrence bound (the loop or the passes' shape limit it)."""
     if over <= OVERHEAD_BUDGET:
         return "ok"
-    return "loop-limited" if over_recurrence <= 0 else "OVER"
+    return "at recur" if over_recurrence <= 0 else "OVER"
 
 
 def model_row(r: dict) -> str:
