@@ -473,11 +473,6 @@ class EnginePlan:
         key is ``(layer, direction, time index)``."""
         H, L, D = self.hidden_size, self.num_layers, self.num_directions
         jobs: list[_WalkJob] = []
-
-        def index(key):
-            return first + order[key]
-
-        order: dict = {}
         if self.schedule == STREAMING:
             keys = []
             for t in range(steps):
@@ -495,8 +490,11 @@ class EnginePlan:
             if head and self.head is not None:
                 outputs = range(steps) if self.output_mode == "all" else (steps - 1,)
                 keys += [("head", 0, t) for t in outputs]
-        for n, key in enumerate(keys):
-            order[key] = n
+        order = {key: n for n, key in enumerate(keys)}
+
+        def index(key):
+            return first + order[key]
+
         for k, d, t in keys:
             if k == "head":  # the top layer's h_t, every direction
                 jobs.append((self.head_index, tuple((H, index((L - 1, e, t))) for e in range(D))))
@@ -531,13 +529,15 @@ class EnginePlan:
             # The earliest issue of cycle j of a pass that starts at 0 (a wait delays the rest).
             lead = np.maximum.accumulate(ready.reshape(mp.span, G).max(axis=1) - cycles)
             units = np.full(mp.units, -1, dtype=np.int64)
+            # A unit leaves the drain after the pass that holds its last row.
+            finishing = (GATES_PER_UNIT * np.arange(mp.units) + GATES_PER_UNIT - 1) // mp.row_lanes
             for p in range(mp.passes):
                 last = max(now + mp.span - 1, lead[-1] + mp.span - 1, loaded + 1, emitted + 1)
                 loaded = last + latencies.to_drain
-                done = [u for u in range(mp.units) if (4 * u + 3) // mp.row_lanes == p]
+                done = np.flatnonzero(finishing == p)
                 hand_offs = loaded + 1 + np.arange(len(done))
                 units[done] = hand_offs + latencies.to_read
-                emitted = int(hand_offs[-1]) if done else -1
+                emitted = int(hand_offs[-1]) if done.size else -1
                 now = last + 1
             readable.append(None if mp.is_head else units)
             ends.append(last)
