@@ -126,7 +126,7 @@ class LstmEngine(wiring.Component):
             address_delay=address_delay,
             bias_delay=seq.COLUMN_LATENCY + mvu.bias_lag - WeightMemory.READ_LATENCY,
         )
-        m.submodules.cell = cell = GateCellPipeline(plan)
+        m.submodules.cell = cell = GateCellPipeline(plan, announce=seq.ANNOUNCE)
         head = None
         if plan.head is not None:
             m.submodules.head = head = HeadOutput(plan)
@@ -134,6 +134,7 @@ class LstmEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.x), seq.x)
         wiring.connect(m, seq.column, mvu.column)
         wiring.connect(m, cell.hidden_write, seq.hidden_write)
+        wiring.connect(m, cell.announce, seq.announce)
         wiring.connect(m, cell.state, wiring.flipped(self.state))
         ports = wiring.flipped(self)  # seen from inside: the inputs drive, the outputs are driven
         connect_members(m, seq, mem, "weight_address", "bias_address")

@@ -27,12 +27,13 @@ import numpy as np
 
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat
-from .cell import state_layout
+from .cell import GateCellPipeline, state_layout
 from .compatibility import check_same_shape
 from .memory import write_layout
-from .plan import EnginePlan
+from .mvu import pass_latency
+from .plan import EnginePlan, LoopLatencies
 from .reload import WeightWord, weight_load_words
-from .sequencer import CYCLE_COUNTER_WIDTH
+from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer
 
 __all__ = [
     "AXI_MEMBERS",
@@ -460,3 +461,26 @@ class TopInterface:
     def sequence_bound(self, steps: int) -> int:
         """The bound of a whole sequence (layer directions every step, the head per output)."""
         return self.plan.sequence_bound(steps)
+
+    @cached_property
+    def loop_latencies(self) -> LoopLatencies:
+        """The recurrence loop of this hardware, from its blocks' latencies: issue to
+        ``column`` beat (:attr:`Sequencer.COLUMN_LATENCY`) and the matrix-vector unit's
+        :func:`~lstm_fpga.hw.mvu.pass_latency` to the drain; the gate and
+        cell pipeline (:attr:`GateCellPipeline.LATENCY`) less the scoreboards' announcement
+        lead (:attr:`Sequencer.ANNOUNCE`), plus the cycle from an announcement to a read."""
+        to_drain = Sequencer.COLUMN_LATENCY + pass_latency(self.plan)
+        return LoopLatencies(to_drain, GateCellPipeline.LATENCY - Sequencer.ANNOUNCE + 1)
+
+    @property
+    def recurrence_step_bound(self) -> int:
+        """Fewest cycles per time step this hardware can take: :attr:`step_bound`, or more
+        where the recurrence loop (:attr:`loop_latencies`) outlasts a step's slack (short
+        jobs; :meth:`EnginePlan.recurrence_step_bound
+        <lstm_fpga.hw.plan.EnginePlan.recurrence_step_bound>`)."""
+        return self.plan.recurrence_step_bound(self.loop_latencies)
+
+    def recurrence_sequence_bound(self, steps: int) -> int:
+        """Fewest cycles per ``steps``-step sequence, sequences back to back: at least
+        :meth:`sequence_bound`, more where the recurrence loop limits."""
+        return self.plan.recurrence_sequence_bound(steps, self.loop_latencies)
