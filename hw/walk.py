@@ -49,6 +49,106 @@ def _mask(width: int, test) -> int:
     return sum(1 << g for g in range(width) if test(g))
 
 
+def _loaded(shape, name):
+    """A register loaded with every job before it is used: no reset needed."""
+    return Signal(shape, name=name, reset_less=True)
+
+
+# The job's fields the walk holds in registers from the cycle it takes the job on.
+_JOB_FIELDS = (
+    "a_source",
+    "b_source",
+    "a_x",
+    "a_lag",
+    "span_last",
+    "passes_last",
+    "single_cycle",
+    "columns_last",
+    "a_length",
+    "a_last",
+    "first_top",
+    "first_b_top",
+    "b_last",
+    "two_cycles",
+    "a_base",
+)
+
+
+def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> dict:
+    """What the walker registers for the job ``source`` a cycle before it takes it: name ->
+    (shape, value), the job's own fields and its matrix's constants as seen by the walk
+    (column counts and last indices, first-cycle top columns and scoreboard slacks, per-group
+    segment masks, bank bases)."""
+    G = plan.groups
+    k_bits = plan.input_elements.bit_length() - 1
+    matrices = plan.matrices
+    max_span = max(mp.span for mp in matrices)
+    max_passes = max(mp.passes for mp in matrices)
+
+    def per_matrix(value):
+        return Array([value(mp) for mp in matrices])[source.matrix]
+
+    def first_top_of(mp):  # the highest column of a pass's first cycle
+        return min(G, mp.columns) - 1
+
+    return {
+        "lstm": (1, source.kind == JobKind.LSTM),
+        "a_source": (Source, source.a_source),
+        "b_source": (Source, source.b_source),
+        "a_x": (1, source.a_x),
+        "a_lag": (1, source.a_lag),
+        "span_last": (index_shape(max_span), per_matrix(lambda mp: mp.span - 1)),
+        "passes_last": (index_shape(max_passes), per_matrix(lambda mp: mp.passes - 1)),
+        "single_cycle": (1, per_matrix(lambda mp: int(mp.span == 1))),
+        "single_pass": (1, per_matrix(lambda mp: int(mp.passes == 1))),
+        "columns_last": (index, per_matrix(lambda mp: mp.columns - 1)),
+        "a_length": (index, per_matrix(lambda mp: mp.segments[0].length)),
+        "a_last": (index, per_matrix(lambda mp: mp.segments[0].length - 1)),
+        "first_top": (index, per_matrix(first_top_of)),
+        "first_b_top": (
+            index,
+            per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+        ),
+        "first_top_a": (
+            index,
+            per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+        ),
+        # (the same as an element count beyond the step of an ending layer-0 job)
+        "first_top_after": (
+            signed(index.width + 1),
+            per_matrix(
+                lambda mp: (
+                    min(first_top_of(mp), mp.segments[0].length - 1)
+                    + (plan.x_beats_per_step << k_bits)
+                )
+            ),
+        ),
+        "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
+        "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
+        # Per group: a pass's first column is in segment a / beyond the last column.
+        "in_a": (G, per_matrix(lambda mp: _mask(G, lambda g: g < mp.segments[0].length))),
+        "beyond": (G, per_matrix(lambda mp: _mask(G, lambda g: g > mp.columns - 1))),
+        "a_base": (address_shape(plan), source.a_base),
+        "b_base": (address_shape(plan), source.b_base),
+        "weight_base": (index_shape(plan.bank_depth), per_matrix(lambda mp: mp.weight_base)),
+        "bias_base": (index_shape(plan.bias_depth), per_matrix(lambda mp: mp.bias_base)),
+        "a_distance": (room_shape, source.a_distance),
+        "b_distance": (room_shape, source.b_distance),
+        # ``distance - 1 -`` the first cycle's highest column of the segment: its
+        # scoreboard allows that cycle when ``lag`` is at most this.
+        "a_slack": (
+            room_shape,
+            source.a_distance
+            - 1
+            - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+        ),
+        "b_slack": (
+            room_shape,
+            source.b_distance - 1 - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+        ),
+    }
+
+
 class JobWalker(wiring.Component):
     """Walks the offered job: ``pass = 0 .. passes-1``, ``cycle = 0 .. span-1``, one column
     per lane group per cycle, while the scoreboards allow it.
@@ -134,10 +234,6 @@ class JobWalker(wiring.Component):
         index = signed((max_span * G).bit_length() + 1)
         room_shape = signed((outstanding_limit(plan) + 2 * max_columns).bit_length() + 2)
 
-        def loaded(shape, name):
-            # Loaded with every job before it is used: no reset needed.
-            return Signal(shape, name=name, reset_less=True)
-
         # -- the staged job -----------------------------------------------------------------------
         # The job to take next, registered a cycle ahead with everything derived from its
         # matrix: the schedule's ``next_job`` while a job is walked (taken with its last
@@ -149,71 +245,8 @@ class JobWalker(wiring.Component):
         source = data.View(descriptor_layout(plan), Signal(descriptor_layout(plan).size))
         m.d.comb += source.eq(Mux(current, self.next_job.as_value(), self.job.as_value()))
 
-        def per_matrix(value):
-            return Array([value(mp) for mp in matrices])[source.matrix]
-
-        def first_top_of(mp):  # the highest column of a pass's first cycle
-            return min(G, mp.columns) - 1
-
-        derived = {
-            "lstm": (1, source.kind == JobKind.LSTM),
-            "a_source": (Source, source.a_source),
-            "b_source": (Source, source.b_source),
-            "a_x": (1, source.a_x),
-            "a_lag": (1, source.a_lag),
-            "span_last": (index_shape(max_span), per_matrix(lambda mp: mp.span - 1)),
-            "passes_last": (index_shape(max_passes), per_matrix(lambda mp: mp.passes - 1)),
-            "single_cycle": (1, per_matrix(lambda mp: int(mp.span == 1))),
-            "single_pass": (1, per_matrix(lambda mp: int(mp.passes == 1))),
-            "columns_last": (index, per_matrix(lambda mp: mp.columns - 1)),
-            "a_length": (index, per_matrix(lambda mp: mp.segments[0].length)),
-            "a_last": (index, per_matrix(lambda mp: mp.segments[0].length - 1)),
-            "first_top": (index, per_matrix(first_top_of)),
-            "first_b_top": (
-                index,
-                per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
-            ),
-            "first_top_a": (
-                index,
-                per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
-            ),
-            # (the same as an element count beyond the step of an ending layer-0 job)
-            "first_top_after": (
-                signed(index.width + 1),
-                per_matrix(
-                    lambda mp: (
-                        min(first_top_of(mp), mp.segments[0].length - 1)
-                        + (plan.x_beats_per_step << k_bits)
-                    )
-                ),
-            ),
-            "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
-            "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
-            # Per group: a pass's first column is in segment a / beyond the last column.
-            "in_a": (G, per_matrix(lambda mp: _mask(G, lambda g: g < mp.segments[0].length))),
-            "beyond": (G, per_matrix(lambda mp: _mask(G, lambda g: g > mp.columns - 1))),
-            "a_base": (address_shape(plan), source.a_base),
-            "b_base": (address_shape(plan), source.b_base),
-            "weight_base": (index_shape(plan.bank_depth), per_matrix(lambda mp: mp.weight_base)),
-            "bias_base": (index_shape(plan.bias_depth), per_matrix(lambda mp: mp.bias_base)),
-            "a_distance": (room_shape, source.a_distance),
-            "b_distance": (room_shape, source.b_distance),
-            # ``distance - 1 -`` the first cycle's highest column of the segment: its
-            # scoreboard allows that cycle when ``lag`` is at most this.
-            "a_slack": (
-                room_shape,
-                source.a_distance
-                - 1
-                - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
-            ),
-            "b_slack": (
-                room_shape,
-                source.b_distance
-                - 1
-                - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
-            ),
-        }
-        staged = {name: loaded(shape, f"staged_{name}") for name, (shape, _) in derived.items()}
+        derived = _staged_fields(plan, source, index, room_shape)
+        staged = {name: _loaded(shape, f"staged_{name}") for name, (shape, _) in derived.items()}
         staged_valid = Signal()
         m.d.sync += [staged[name].eq(value) for name, (_, value) in derived.items()]
         m.d.sync += staged_valid.eq(source.valid & ~load)
@@ -221,30 +254,11 @@ class JobWalker(wiring.Component):
         # -- the job: registered when taken ------------------------------------------------------
         # Everything the issue decision and the read addresses depend on is a register from
         # here on: the matrix's constants, the bases and the scoreboards' flags.
-        job = {
-            name: loaded(staged[name].shape(), name)
-            for name in (
-                "a_source",
-                "b_source",
-                "a_x",
-                "a_lag",
-                "span_last",
-                "passes_last",
-                "single_cycle",
-                "columns_last",
-                "a_length",
-                "a_last",
-                "first_top",
-                "first_b_top",
-                "b_last",
-                "two_cycles",
-                "a_base",
-            )
-        }
-        b_base_rel = loaded(signed(address_bits + 2), "b_base_rel")  # b_base - a_length
+        job = {name: _loaded(staged[name].shape(), name) for name in _JOB_FIELDS}
+        b_base_rel = _loaded(signed(address_bits + 2), "b_base_rel")  # b_base - a_length
         a_x, a_lag = job["a_x"], job["a_lag"]
         span_last, passes_last = job["span_last"], job["passes_last"]
-        columns_last, a_length, a_last = job["columns_last"], job["a_length"], job["a_last"]
+        columns_last, a_last = job["columns_last"], job["a_last"]
         first_top, first_b_top = job["first_top"], job["first_b_top"]
         a_base = job["a_base"]
 
@@ -255,10 +269,10 @@ class JobWalker(wiring.Component):
         load_pending = Signal()
         # The highest column read this cycle (it decides the scoreboards: each segment is
         # checked up to its highest column so far) and the same relative to segment b.
-        top = loaded(index, "top")
-        b_top = loaded(index, "b_top")
-        a_pointer = loaded(unsigned(address_bits + 1), "a_pointer")  # a_base + column
-        b_pointer = loaded(signed(address_bits + 2), "b_pointer")  # b_base_rel + column
+        top = _loaded(index, "top")
+        b_top = _loaded(index, "b_top")
+        a_pointer = _loaded(unsigned(address_bits + 1), "a_pointer")  # a_base + column
+        b_pointer = _loaded(signed(address_bits + 2), "b_pointer")  # b_base_rel + column
         weight_address = self.weight_address
         bias_address = self.bias_address
         # Registered: ``cycle == span_last`` and ``pass_index == passes_last``.
@@ -274,8 +288,8 @@ class JobWalker(wiring.Component):
         # cycle's verdicts for the two segments (``a_ok``, ``b_ok``) are registers, compared
         # the cycle before for both outcomes of that cycle's issue (the next top column with
         # and without an advance), so that ``issue`` is a few gates from registers.
-        room_a = loaded(room_shape, "room_a")
-        room_b = loaded(room_shape, "room_b")
+        room_a = _loaded(room_shape, "room_a")
+        room_b = _loaded(room_shape, "room_b")
         a_ok = Signal()
         b_ok = Signal()
         penultimate = Signal()  # registered: ``cycle + 1 == span_last``
@@ -305,10 +319,10 @@ class JobWalker(wiring.Component):
         # The top columns after an issue (a pass's last cycle is capped at its last column),
         # from registers through multiplexers only (``top + G`` is a register too).
         index_g = signed(index.width + 1)
-        top_g = loaded(index_g, "top_g")
-        b_top_g = loaded(index_g, "b_top_g")
+        top_g = _loaded(index_g, "top_g")
+        b_top_g = _loaded(index_g, "b_top_g")
         plus_g = {
-            name: loaded(index_g, f"{name}_g")
+            name: _loaded(index_g, f"{name}_g")
             for name in ("first_top", "first_b_top", "columns_last", "b_last")
         }
         top_advanced = Mux(is_last_cycle, first_top, Mux(penultimate, columns_last, top_g))
@@ -430,45 +444,58 @@ class JobWalker(wiring.Component):
                 ),
             ]
 
-        # -- element reads of this cycle's columns --------------------------------------------
-        # Per group: the column is in segment a / beyond the matrix's last column. Registers,
-        # compared the cycle before (a pass's first cycle: the job's masks).
-        in_a = Signal(G)
-        beyond = Signal(G)
-        first_in_a = loaded(G, "first_in_a")
-        first_beyond = loaded(G, "first_beyond")
-
-        with m.If(load):
-            m.d.sync += [
-                first_in_a.eq(staged["in_a"]),
-                first_beyond.eq(staged["beyond"]),
-                in_a.eq(staged["in_a"]),
-                beyond.eq(staged["beyond"]),
-            ]
-        with m.Elif(issue & is_last_cycle):
-            m.d.sync += [in_a.eq(first_in_a), beyond.eq(first_beyond)]
-        with m.Elif(issue):
-            ahead = column + G
-            m.d.sync += [
-                in_a.eq(Cat(ahead + g < a_length for g in range(G))),
-                beyond.eq(Cat(ahead + g > columns_last for g in range(G))),
-            ]
-        for g, read in enumerate(self.reads):
-            c = column + g
-            m.d.comb += [
-                read.address.eq(Mux(in_a[g], a_pointer, b_pointer) + g),
-                read.x_address.eq(a_base + (c >> k_bits)),
-                read.source.eq(Mux(in_a[g], job["a_source"], job["b_source"])),
-                read.beyond.eq(beyond[g]),
-                self.beat.segments[g].eq(~in_a[g]),
-            ]
-            if k_bits:
-                m.d.comb += read.x_bank.eq(c[:k_bits])
-        m.d.comb += [
-            self.beat.valid.eq(issue),
-            self.beat.first.eq(cycle == 0),
-            self.beat.last.eq(is_last_cycle),
-            self.beat.final_pass.eq(is_last_pass),
-            self.beat.job.eq(self.job.job),
-        ]
+        walk = (column, cycle, is_last_cycle, is_last_pass, a_pointer, b_pointer)
+        _drive_reads(m, self, plan, load, issue, staged, job, walk)
         return m
+
+
+def _drive_reads(m: Module, walker: JobWalker, plan: EnginePlan, load, issue, staged, job, walk):
+    """Drives ``walker.reads`` and ``walker.beat`` for this cycle's columns: the per-group
+    segment and beyond-the-last-column masks (registers, compared the cycle before; a pass's
+    first cycle takes the job's masks), read addresses and sources, beat metadata.
+
+    ``load``, ``issue``: the walker's job load and column issue; ``staged``, ``job``: the
+    staged and the taken job's registers; ``walk``: ``(column, cycle, is_last_cycle,
+    is_last_pass, a_pointer, b_pointer)``, the walk's position."""
+    G = plan.groups
+    k_bits = plan.input_elements.bit_length() - 1
+    column, cycle, is_last_cycle, is_last_pass, a_pointer, b_pointer = walk
+    a_length, columns_last, a_base = job["a_length"], job["columns_last"], job["a_base"]
+    in_a = Signal(G)
+    beyond = Signal(G)
+    first_in_a = _loaded(G, "first_in_a")
+    first_beyond = _loaded(G, "first_beyond")
+
+    with m.If(load):
+        m.d.sync += [
+            first_in_a.eq(staged["in_a"]),
+            first_beyond.eq(staged["beyond"]),
+            in_a.eq(staged["in_a"]),
+            beyond.eq(staged["beyond"]),
+        ]
+    with m.Elif(issue & is_last_cycle):
+        m.d.sync += [in_a.eq(first_in_a), beyond.eq(first_beyond)]
+    with m.Elif(issue):
+        ahead = column + G
+        m.d.sync += [
+            in_a.eq(Cat(ahead + g < a_length for g in range(G))),
+            beyond.eq(Cat(ahead + g > columns_last for g in range(G))),
+        ]
+    for g, read in enumerate(walker.reads):
+        c = column + g
+        m.d.comb += [
+            read.address.eq(Mux(in_a[g], a_pointer, b_pointer) + g),
+            read.x_address.eq(a_base + (c >> k_bits)),
+            read.source.eq(Mux(in_a[g], job["a_source"], job["b_source"])),
+            read.beyond.eq(beyond[g]),
+            walker.beat.segments[g].eq(~in_a[g]),
+        ]
+        if k_bits:
+            m.d.comb += read.x_bank.eq(c[:k_bits])
+    m.d.comb += [
+        walker.beat.valid.eq(issue),
+        walker.beat.first.eq(cycle == 0),
+        walker.beat.last.eq(is_last_cycle),
+        walker.beat.final_pass.eq(is_last_pass),
+        walker.beat.job.eq(walker.job.job),
+    ]
