@@ -78,60 +78,47 @@ def _random_values(shape, rng, count=30):
     return [int(v) for v in rng.integers(low, high, count)]
 
 
+def _assert_products(dut, latency: int, seed: int):
+    """Random operands every cycle: ``dut.product`` is ``a * b`` exactly ``latency`` cycles
+    later."""
+    rng = np.random.default_rng(seed)
+    a_values = _random_values(dut.a.shape(), rng)
+    b_values = _random_values(dut.b.shape(), rng)
+    got = []
+
+    async def bench(ctx):
+        for k in range(len(a_values) + latency):
+            if k < len(a_values):
+                ctx.set(dut.a, a_values[k])
+                ctx.set(dut.b, b_values[k])
+            if k >= latency:
+                got.append(ctx.get(dut.product))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [a * b for a, b in zip(a_values, b_values, strict=True)]
+
+
 @pytest.mark.parametrize(
     "a_shape, b_shape",
     [(signed(16), signed(16)), (unsigned(7), signed(12)), (signed(20), unsigned(9))],
 )
 def test_multiplier_latency_and_products(a_shape, b_shape):
-    dut = Multiplier(a_shape, b_shape)
-    rng = np.random.default_rng(a_shape.width)
-    a_values = _random_values(a_shape, rng)
-    b_values = _random_values(b_shape, rng)
-    got = []
-
-    async def bench(ctx):
-        for k in range(len(a_values) + Multiplier.LATENCY):
-            if k < len(a_values):
-                ctx.set(dut.a, a_values[k])
-                ctx.set(dut.b, b_values[k])
-            if k >= Multiplier.LATENCY:
-                got.append(ctx.get(dut.product))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert got == [a * b for a, b in zip(a_values, b_values, strict=True)]
+    _assert_products(Multiplier(a_shape, b_shape), Multiplier.LATENCY, a_shape.width)
 
 
 @pytest.mark.parametrize("input_registers", [True, False])
 @pytest.mark.parametrize(
-    "a_shape, b_shape", [(signed(16), signed(18)), (unsigned(5), signed(11)), (signed(21), 4)]
+    "a_shape, b_shape",
+    [(signed(16), signed(18)), (unsigned(5), signed(11)), (signed(21), unsigned(4))],
 )
 def test_registered_product_latency_and_products(a_shape, b_shape, input_registers):
-    b_shape = signed(b_shape) if isinstance(b_shape, int) else b_shape
     dut = RegisteredProduct(a_shape, b_shape, input_registers=input_registers)
     assert dut.latency == (2 if input_registers else 1)
-    rng = np.random.default_rng(a_shape.width + input_registers)
-    a_values = _random_values(a_shape, rng)
-    b_values = _random_values(b_shape, rng)
-    got = []
-
-    async def bench(ctx):
-        for k in range(len(a_values) + dut.latency):
-            if k < len(a_values):
-                ctx.set(dut.a, a_values[k])
-                ctx.set(dut.b, b_values[k])
-            if k >= dut.latency:
-                got.append(ctx.get(dut.product))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert got == [a * b for a, b in zip(a_values, b_values, strict=True)]
+    _assert_products(dut, dut.latency, a_shape.width + input_registers)
 
 
 @pytest.mark.parametrize("input_registers", [True, False])
