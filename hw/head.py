@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import output_layout
@@ -66,46 +66,53 @@ class HeadOutput(wiring.Component):
         payload = self.units.payload
         accept = self.units.valid & self.units.ready
 
-        bank_layout = data.StructLayout(
-            {
-                "values": data.ArrayLayout(format_shape(fmt), GATES_PER_UNIT),
-                "flags": data.ArrayLayout(1, GATES_PER_UNIT),
-                "is_final_unit": 1,
-                "y_last": 1,
-            }
-        )
-        banks = [Signal(bank_layout, name=f"bank{k}", reset_less=True) for k in range(_BANKS)]
+        # Bank ``b``: the rescaled rows of a unit, their saturation flags, whether it holds
+        # the job's final row and the job's ``y_last``.
+        values = [
+            [
+                Signal(format_shape(fmt), name=f"value{b}_{k}", reset_less=True)
+                for k in range(GATES_PER_UNIT)
+            ]
+            for b in range(_BANKS)
+        ]
+        flags = [
+            [Signal(name=f"flag{b}_{k}", reset_less=True) for k in range(GATES_PER_UNIT)]
+            for b in range(_BANKS)
+        ]
+        is_final_unit = [Signal(name=f"is_final_unit{b}", reset_less=True) for b in range(_BANKS)]
+        y_last = [Signal(name=f"y_last{b}", reset_less=True) for b in range(_BANKS)]
         # ``write`` takes the next unit, ``read`` is on ``y``; ``room`` is ``count < _BANKS``
         # of the next cycle, registered.
         write = Signal(range(_BANKS))
         read = Signal(range(_BANKS))
         count = Signal(range(_BANKS + 1))
         room = Signal(init=1)
-        for k, bank in enumerate(banks):
-            with m.If(accept & (write == k)):
-                for gate, acc in enumerate(payload.gates):
+        for b in range(_BANKS):
+            with m.If(accept & (write == b)):
+                for k, acc in enumerate(payload.gates):
                     m.d.sync += [
-                        bank.values[gate].eq(
+                        values[b][k].eq(
                             rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow)
                         ),
-                        bank.flags[gate].eq(rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding)),
+                        flags[b][k].eq(rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding)),
                     ]
                 m.d.sync += [
-                    bank.is_final_unit.eq(payload.unit == final_unit),
-                    bank.y_last.eq(payload.job.y_last),
+                    is_final_unit[b].eq(payload.unit == final_unit),
+                    y_last[b].eq(payload.job.y_last),
                 ]
 
         row = Signal(range(GATES_PER_UNIT))
-        current = data.View(bank_layout, Array(b.as_value() for b in banks)[read])
-        at_final_row = current.is_final_unit & (row == final_row_index)
+        # Element ``read * 4 + row`` of the banks' rows, in one choice.
+        element = Cat(row, read)
+        at_final_row = Array(is_final_unit)[read] & (row == final_row_index)
         final_row = (row == GATES_PER_UNIT - 1) | at_final_row
         taken = self.y.valid & self.y.ready
         finished = taken & final_row
         next_count = Signal.like(count)
         m.d.comb += [
             self.y.valid.eq(count != 0),
-            self.y.payload.data.eq(current.values[row]),
-            self.y.payload.last.eq(current.y_last & at_final_row),
+            self.y.payload.data.eq(Array(v for bank in values for v in bank)[element]),
+            self.y.payload.last.eq(Array(y_last)[read] & at_final_row),
             self.units.ready.eq(room),
             next_count.eq(count + accept - finished),
             # A flag still to be counted keeps the stage busy: the counter is current when
@@ -115,7 +122,7 @@ class HeadOutput(wiring.Component):
         m.d.sync += [
             count.eq(next_count),
             room.eq(next_count != _BANKS),
-            self.saturated.eq(taken & current.flags[row]),
+            self.saturated.eq(taken & Array(f for bank in flags for f in bank)[element]),
         ]
         with m.If(accept):
             m.d.sync += write.eq(write + 1)
