@@ -286,15 +286,16 @@ def run_logged(
     progress: Callable[[str], None] | None = None,
     env: dict[str, str] | None = None,
     timeout: float | None = None,
+    follow: Path | None = None,
 ) -> int:
     """Run ``command`` with its output in ``log``; return its exit status.
 
-    With ``progress``, the log is read line by line as it grows: the first group of the last
-    line ``stage`` matches is the stage, and ``count(line, stage)`` (if given) reads a count
-    within it. A :class:`ToolProgress` goes to ``progress`` whenever the stage or the count
-    changes (checked every second) and every minute otherwise; :func:`every` thins that out
-    for a reader of lines. A run longer than ``timeout`` seconds is stopped and reported as
-    status -9.
+    With ``progress``, the log (or ``follow``, a log file the tool writes itself) is read line
+    by line as it grows: the first group of the last line ``stage`` matches is the stage, and
+    ``count(line, stage)`` (if given) reads a count within it. A :class:`ToolProgress` goes to
+    ``progress`` whenever the stage or the count changes (checked every second) and every
+    minute otherwise; :func:`every` thins that out for a reader of lines. A run longer than
+    ``timeout`` seconds is stopped and reported as status -9.
     """
     started = time.monotonic()
     with open(log, "w") as out:
@@ -312,7 +313,10 @@ def run_logged(
                 return -9
             if progress is None or stage is None:
                 continue
-            with open(log, errors="replace") as text:
+            source = Path(follow or log)
+            if not source.exists():  # ``follow`` not written yet
+                continue
+            with open(source, errors="replace") as text:
                 text.seek(position)
                 chunk = text.read()
                 position = text.tell()

@@ -5,13 +5,28 @@ log next to the Verilog and counts the resources from the netlist: LUTs (ECP5 ca
 count as the two LUT4s they hold), flip-flops, DSPs and which of their internal registers
 are used, block RAMs, distributed RAMs.
 
-WebAssembly Yosys runs ABC in the same WebAssembly instance: a 32-bit address space (4 GiB
-at most) and wasmtime's fixed call stack. A trap there (stack or memory exhausted) ends the
-run with a Python traceback from the YoWASP runner and exit status 1, right after ABC
-starts. The flow therefore retries with the other ABC flow (``-noabc9`` / ``-abc9``) and then
-without flattening (ABC then sees one module at a time: smaller logic cones, less memory and
-stack), and only then raises :class:`SynthesisError` with one line naming the cause and the
-log.
+Three things about the WebAssembly Yosys shape the flow:
+
+* Its standard output stops when ABC starts: ABC runs inside the same WebAssembly instance
+  and keeps the output to itself, so everything after it (ABC's results, the statistics, an
+  error) never arrived in a log captured from standard output. Yosys therefore writes its own
+  log (``-l``), which is complete.
+* Amaranth names the elements of an array-shaped signal ``x[0]``, ``x[1]``, ... beside the
+  whole ``x``. Yosys 0.70's ABC9 gives each mapped bit a name, ``x[1]`` for bit 1 of ``x``,
+  and puts the ports back together from those names: a wire that is itself called ``x[1]``
+  collides with it, and Yosys stops on an internal assertion (``GetSize(conn.first) ==
+  GetSize(conn.second)`` in ``abc_ops_reintegrate``; ``count_id(wire->name) == 0`` without
+  flattening), exit status 1. These element names are aliases of bits of ``x`` that keep
+  their name, so every script first makes them private (:data:`PREPARE`), which leaves the
+  logic as it is.
+* ``synth_ecp5`` of Yosys 0.70 accepts ``-noabc9`` and ``-abc9`` and ignores them (ABC9 runs
+  either way), so a retry with them is the same run again. The fallback of each family is a
+  script that really differs (:data:`FLOWS`): for ECP5, LUT mapping by ABC instead of ABC9,
+  the mapping ``synth_ecp5`` used before ABC9 (same function, more LUTs).
+
+When a script fails, the next one runs and the report names the script used and why (the
+failures before it, each with its cause and log); when every script fails,
+:class:`SynthesisError` names the cause and the log in one line.
 """
 
 from __future__ import annotations
@@ -27,7 +42,15 @@ from pathlib import Path
 from .netlist import FAMILY_RESOURCES, count_cells, dsp_registers, hierarchy_of
 from .tools import ToolFailedError, find_yosys, run_logged
 
-__all__ = ["YOSYS_FAMILIES", "SynthReport", "SynthesisError", "synthesize"]
+__all__ = [
+    "FLOWS",
+    "PREPARE",
+    "YOSYS_FAMILIES",
+    "SynthFlow",
+    "SynthReport",
+    "SynthesisError",
+    "synthesize",
+]
 
 #: ``synth_<family>`` flows this module drives.
 YOSYS_FAMILIES = tuple(FAMILY_RESOURCES)
@@ -35,16 +58,60 @@ YOSYS_FAMILIES = tuple(FAMILY_RESOURCES)
 #: Resource classes whose cells keep their hierarchical names through synthesis.
 _NAMED = ("dsp", "bram", "lutram", "spram")
 
-#: Per family: the command and the options of each attempt, in order.
-_ATTEMPTS = {
-    "ecp5": ("synth_ecp5", ((), ("-noabc9",), ("-noabc9", "-noflatten"))),
-    "ice40": ("synth_ice40", (("-dsp", "-spram"), ("-dsp", "-spram", "-abc9"))),
+#: First command of every script, after reading the Verilog: public wire names that end in an
+#: index (Amaranth's array elements, ``x[1]``) become private, so that ABC9's names for the
+#: bits of ``x`` cannot collide with them (see the module docstring). Ports keep their names.
+PREPARE = "rename -hide w:*]"
+
+
+@dataclass(frozen=True)
+class SynthFlow:
+    """One synthesis script: its name in reports and its Yosys commands (``{top}`` is the top
+    module); ``hierarchical`` scripts keep the hierarchy, flattened afterwards for nextpnr."""
+
+    name: str
+    commands: str
+    hierarchical: bool = False
+
+    def script(self, verilog: str, top: str, netlist: str) -> str:
+        flatten = "flatten; " if self.hierarchical else ""
+        return (
+            f"read_verilog {verilog}; {PREPARE}; {self.commands.format(top=top)}; "
+            f"{flatten}write_json {netlist}"
+        )
+
+
+#: Per family: the scripts in the order they are tried. Each later one maps the same logic
+#: by other means, so its netlist is as correct as the first's (only its size and speed
+#: differ).
+FLOWS = {
+    "ecp5": (
+        SynthFlow("synth_ecp5", "synth_ecp5 -top {top}"),
+        SynthFlow(
+            "synth_ecp5 with ABC instead of ABC9",
+            # synth_ecp5's own steps around its map_luts step, which runs ABC9; the LUT mapping
+            # by ABC in between (LUTs of up to 7 inputs: LUT4s with PFUMX/L6MUX21) is what
+            # synth_ecp5 did before ABC9 became its only mapping.
+            "synth_ecp5 -top {top} -run :map_luts; check -latchonly -assert; "
+            "techmap -map +/lattice/latches_map.v; abc -dress -lut 4:7; clean; "
+            "synth_ecp5 -top {top} -run map_cells:",
+        ),
+    ),
+    "ice40": (
+        SynthFlow("synth_ice40 -dsp -spram", "synth_ice40 -top {top} -dsp -spram"),
+        SynthFlow(
+            "synth_ice40 -dsp -spram -noabc (Yosys' own LUT mapping, no ABC9)",
+            "synth_ice40 -top {top} -dsp -spram -noabc",
+        ),
+    ),
     "xilinx": (
-        "synth_xilinx",
-        (
-            ("-flatten", "-family", "xc7"),
-            ("-flatten", "-family", "xc7", "-abc9"),
-            ("-family", "xc7"),
+        SynthFlow(
+            "synth_xilinx -flatten -family xc7", "synth_xilinx -top {top} -flatten -family xc7"
+        ),
+        SynthFlow(
+            "synth_xilinx -family xc7 (ABC9 one module at a time)",
+            "synth_xilinx -top {top} -family xc7",
+            hierarchical=True,
         ),
     ),
 }
@@ -58,7 +125,9 @@ class SynthesisError(ToolFailedError):
 
 @dataclass(frozen=True)
 class SynthReport:
-    """Resources of one synthesis run: totals, per design block, DSP register use."""
+    """Resources of one synthesis run: totals, per design block, DSP register use, and the
+    script that produced the netlist (``fallback_from``: the scripts that failed before it,
+    each ``(name, cause, log)``)."""
 
     family: str
     total: dict[str, int]
@@ -67,7 +136,8 @@ class SynthReport:
     netlist: Path
     log: Path
     seconds: float
-    options: tuple[str, ...] = field(default=())
+    script: str = ""
+    fallback_from: tuple[tuple[str, str, str], ...] = field(default=())
 
     def to_json_dict(self) -> dict:
         return {
@@ -75,7 +145,11 @@ class SynthReport:
             "total": self.total,
             "blocks": self.blocks,
             "dsp_registers": self.dsp_registers,
-            "options": list(self.options),
+            "script": self.script,
+            "fallback_from": [
+                {"script": name, "cause": cause, "log": log}
+                for name, cause, log in self.fallback_from
+            ],
             "seconds": round(self.seconds, 1),
             "netlist": str(self.netlist),
             "log": str(self.log),
@@ -86,28 +160,25 @@ def _block(name: str, depth: int) -> str:
     return ".".join(hierarchy_of(name).path[:depth]) or "(top)"
 
 
-def _hierarchical(family: str, options) -> bool:
-    return "-noflatten" in options or (family == "xilinx" and "-flatten" not in options)
-
-
 def _cause(log: Path) -> str:
+    """One line: why the Yosys run that wrote ``log`` failed, and in which pass."""
     try:
         text = log.read_text(errors="replace")
     except OSError:
         return "no log"
     tail = text[-20000:]
+    stages = _STAGE.findall(text)
+    where = f" (in {stages[-1]})" if stages else ""
     if re.search(r"out of memory|bad_alloc|memory allocation|Cannot allocate", tail, re.I):
-        return "out of memory in WebAssembly (4 GiB at most)"
+        return f"out of memory in WebAssembly (4 GiB at most){where}"
     trap = re.search(r"(call stack exhausted|out of bounds memory access|wasm trap[^\n]*)", tail)
     if trap:
-        return f"WebAssembly trap: {trap.group(1)}"
+        return f"WebAssembly trap: {trap.group(1)}{where}"
     errors = re.findall(r"^ERROR: (.*)$", tail, re.MULTILINE)
     if errors:
-        return errors[-1].strip()
-    if "ABC" in tail[-3000:]:
-        return "ABC failed"
+        return f"{errors[-1].strip()}{where}"
     lines = [line for line in tail.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no output"
+    return f"{lines[-1].strip() if lines else 'no output'}{where}"
 
 
 def synthesize(
@@ -119,6 +190,7 @@ def synthesize(
     workdir=None,
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    flows: tuple[SynthFlow, ...] | None = None,
 ) -> SynthReport:
     """Synthesize ``verilog`` with ``synth_<family>``; ``family`` is one of
     :data:`YOSYS_FAMILIES`.
@@ -127,50 +199,59 @@ def synthesize(
     the first ``block_depth`` levels of the hierarchy (``engine.mvu``). The netlist and the log
     go to ``workdir`` (default: beside the Verilog, which Yosys reads from its own directory so
     that relative ``$readmemh`` paths resolve). ``progress`` gets the running Yosys pass and
-    the elapsed time.
+    the elapsed time, and a line when a script fails and the next one starts. ``flows``
+    replaces the family's scripts (:data:`FLOWS`). A run longer than ``timeout`` seconds
+    raises :class:`SynthesisError` at once (another script would take as long).
     """
-    if family not in _ATTEMPTS:
+    if family not in FLOWS:
         raise ValueError(f"family must be one of {', '.join(YOSYS_FAMILIES)}, not {family!r}")
     verilog = Path(verilog)
     directory = verilog.parent
     workdir = Path(workdir or directory).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     netlist = workdir / f"{top}_{family}.json"
-    command, attempts = _ATTEMPTS[family]
+    flows = flows or FLOWS[family]
     yosys = find_yosys()
     started = time.monotonic()
-    failures = []
-    for attempt, options in enumerate(attempts):
-        log = workdir / f"yosys_{family}{'' if attempt == 0 else f'_retry{attempt}'}.log"
-        # Unflattened synthesis (ABC per module) is flattened afterwards for nextpnr.
-        flatten = "flatten; " if _hierarchical(family, options) else ""
-        script = (
-            f"read_verilog {verilog.name}; {command} -top {top} {' '.join(options)}; "
-            f"{flatten}write_json {netlist.name}"
-        )
-        if progress is not None and attempt:
-            progress(f"retrying {command} {' '.join(options)} after: {failures[-1]}")
+    failed: list[tuple[str, str, str]] = []
+    for attempt, flow in enumerate(flows):
+        log = workdir / f"yosys_{family}{'' if attempt == 0 else f'_fallback{attempt}'}.log"
+        # WebAssembly Yosys writes only below its working directory: its own log (complete,
+        # unlike its standard output, see the module docstring) and the netlist are moved to
+        # ``workdir`` afterwards.
+        own_log = directory / f".{log.name}"
         status = run_logged(
-            [str(yosys.executable), "-p", script],
+            [
+                str(yosys.executable),
+                "-q",
+                "-l",
+                own_log.name,
+                "-p",
+                flow.script(verilog.name, top, netlist.name),
+            ],
             cwd=directory,
             log=log,
             stage=_STAGE,
             progress=progress,
             timeout=timeout,
+            follow=own_log,
         )
+        if own_log.exists():
+            own_log.replace(log)
         if status == 0:
-            # WebAssembly Yosys writes reliably only below its working directory (an absolute
-            # path elsewhere failed): the netlist is moved to ``workdir`` afterwards.
             (directory / netlist.name).replace(netlist)
             break
-        failures.append(f"timed out after {timeout:.0f} s" if status == -9 else _cause(log))
         if status == -9:
-            raise SynthesisError(f"yosys {command} {failures[-1]}; log: {log}", log)
+            raise SynthesisError(
+                f"yosys {flow.name} timed out after {timeout:.0f} s; log: {log}", log
+            )
+        failed.append((flow.name, _cause(log), str(log)))
+        if progress is not None and attempt + 1 < len(flows):
+            progress(f"{flow.name} failed: {failed[-1][1]}; trying {flows[attempt + 1].name}")
     else:
+        causes = "; ".join(f"{name}: {cause}" for name, cause, _log in failed)
         raise SynthesisError(
-            f"yosys {command} failed {len(attempts)} times ({failures[0]}; last: "
-            f"{failures[-1]}); log: {log}",
-            log,
+            f"yosys failed with each of its {len(flows)} scripts ({causes}); log: {log}", log
         )
     design = json.loads(netlist.read_text())
     cells = design["modules"][top]["cells"]
@@ -189,5 +270,6 @@ def synthesize(
         netlist=netlist,
         log=log,
         seconds=time.monotonic() - started,
-        options=tuple(options),
+        script=flow.name,
+        fallback_from=tuple(failed),
     )

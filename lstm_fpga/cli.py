@@ -592,12 +592,18 @@ def _cmd_synth(args) -> int:
             progress=bars,
             verilog_family=project.family,
         )
-    except ToolFailedError as error:
+    except ToolFailedError as error:  # one line with the log, no traceback
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
-        return 1
+        return 2
     finally:
         if bars is not None:
             bars.close()
+    for script, cause, log in result.synth.fallback_from:
+        print(
+            f"lstm-fpga synth: warning: yosys {script} failed ({cause}; log: {log}); "
+            f"the netlist comes from {result.synth.script}",
+            file=sys.stderr,
+        )
     data = result.to_json_dict()
     write_implementation(result, record)
     if result.pnr is not None:
@@ -620,6 +626,7 @@ def _cmd_synth(args) -> int:
     fit = result.fit
     print(f"{dev.part} ({dev.name}){'' if result.speed is None else f', speed {result.speed}'}")
     print(f"Verilog: {project.family} (lstm-fpga build --family {project.family})")
+    print(f"Yosys script: {result.synth.script}")
     if result.pnr is not None:
         pnr = result.pnr
         print(
