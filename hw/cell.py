@@ -24,6 +24,7 @@ from .queue import CreditQueue
 __all__ = [
     "GateCellPipeline",
     "c0_write_layout",
+    "hidden_announce_layout",
     "hidden_write_layout",
     "output_layout",
     "saturation_layout",
@@ -53,6 +54,14 @@ def hidden_write_layout(plan: EnginePlan) -> data.StructLayout:
             "final": unsigned(1),
             "state_address": index_shape(3 * plan.state_words),
         }
+    )
+
+
+def hidden_announce_layout(plan: EnginePlan) -> data.StructLayout:
+    """Where a finished ``h_t[u]`` will be written: :func:`hidden_write_layout` without the
+    value."""
+    return data.StructLayout(
+        {name: field.shape for name, field in hidden_write_layout(plan) if name != "value"}
     )
 
 
@@ -112,6 +121,10 @@ class GateCellPipeline(wiring.Component):
     hidden_write : Out, stream (always ready) of :func:`hidden_write_layout`
         Every ``h_t[u]`` as it leaves the pipeline, for the vector memory (and the
         final-state memory).
+    announce : Out, stream (always ready) of :func:`hidden_announce_layout`
+        The same writes ``announce`` cycles (a constructor argument, default 0) before their
+        ``hidden_write`` (certain then: the pipeline never stalls), for the sequencer's
+        scoreboard and its forwarding of values not yet in memory.
     c0_write : In, stream (always ready) of :func:`c0_write_layout`
         Loads the initial cell state (only while no unit is in the pipeline).
     saturations : Out, :func:`saturation_layout`
@@ -147,9 +160,12 @@ class GateCellPipeline(wiring.Component):
     #: Cycles from a ``units`` handshake to the ``hidden_write`` strobe.
     LATENCY = _TANH_CELL + 3
 
-    def __init__(self, plan: EnginePlan, queue_depth: int = 16):
+    def __init__(self, plan: EnginePlan, queue_depth: int = 16, announce: int = 0):
         if queue_depth < 1:
             raise ValueError(f"queue_depth must be at least 1, not {queue_depth}")
+        if not 0 <= announce < self.LATENCY:
+            raise ValueError(f"announce must be in 0 .. {self.LATENCY - 1}, not {announce}")
+        self._announce = announce
         self._plan = plan
         self._queue_depth = queue_depth
         y_shape = plan.model.output_format
@@ -159,6 +175,7 @@ class GateCellPipeline(wiring.Component):
                 "hidden": Out(stream.Signature(output_layout(format_shape(y_shape)))),
                 "state": Out(stream.Signature(state_layout(plan))),
                 "hidden_write": Out(stream.Signature(hidden_write_layout(plan), always_ready=True)),
+                "announce": Out(stream.Signature(hidden_announce_layout(plan), always_ready=True)),
                 "c0_write": In(stream.Signature(c0_write_layout(plan), always_ready=True)),
                 "saturations": Out(saturation_layout()),
                 "empty": Out(1),
@@ -330,17 +347,24 @@ class GateCellPipeline(wiring.Component):
             self.saturations.hidden.eq(hidden_saturated),
         ]
 
+        def write_target(port, stage):  # where the unit of ``stage`` goes
+            meta = metas[stage]
+            final_base = Array([k * H for k in range(len(dps))])[meta.job.matrix]
+            region = Mux(meta.job.parity, 2 * plan.state_words, plan.state_words)
+            m.d.comb += [
+                port.valid.eq(valid[stage]),
+                port.payload.address.eq(meta.job.vector_base + meta.unit),
+                port.payload.final.eq(meta.job.final),
+                port.payload.state_address.eq(region + final_base + meta.unit),
+            ]
+
         out = metas[self.LATENCY - 1]
         done = valid[self.LATENCY - 1]
-        final_base = Array([k * H for k in range(len(dps))])[out.job.matrix]
-        region = Mux(out.job.parity, 2 * plan.state_words, plan.state_words)
         unit_last = out.unit == H - 1
+        write_target(self.hidden_write, self.LATENCY - 1)
+        write_target(self.announce, self.LATENCY - 1 - self._announce)
         m.d.comb += [
-            self.hidden_write.valid.eq(done),
             self.hidden_write.payload.value.eq(h_new),
-            self.hidden_write.payload.address.eq(out.job.vector_base + out.unit),
-            self.hidden_write.payload.final.eq(out.job.final),
-            self.hidden_write.payload.state_address.eq(region + final_base + out.unit),
             y_queue.push.valid.eq(done & out.job.emit_y),
             y_queue.push.payload.data.eq(h_new),
             y_queue.push.payload.last.eq(out.job.y_last & unit_last),

@@ -22,6 +22,7 @@ from .memory import WeightMemory, write_layout
 from .mvu import MatrixVectorUnit
 from .plan import EnginePlan
 from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer, input_layout
+from .wires import connect_members
 
 __all__ = [
     "LstmEngine",
@@ -125,7 +126,7 @@ class LstmEngine(wiring.Component):
             address_delay=address_delay,
             bias_delay=seq.COLUMN_LATENCY + mvu.bias_lag - WeightMemory.READ_LATENCY,
         )
-        m.submodules.cell = cell = GateCellPipeline(plan)
+        m.submodules.cell = cell = GateCellPipeline(plan, announce=seq.ANNOUNCE)
         head = None
         if plan.head is not None:
             m.submodules.head = head = HeadOutput(plan)
@@ -133,18 +134,13 @@ class LstmEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.x), seq.x)
         wiring.connect(m, seq.column, mvu.column)
         wiring.connect(m, cell.hidden_write, seq.hidden_write)
+        wiring.connect(m, cell.announce, seq.announce)
         wiring.connect(m, cell.state, wiring.flipped(self.state))
-        m.d.comb += [
-            mem.weight_address.eq(seq.weight_address),
-            mem.bias_address.eq(seq.bias_address),
-            mvu.weights.eq(mem.weights),
-            mvu.biases.eq(mem.biases),
-            seq.drain_free.eq(mvu.drain_free),
-            seq.loaded.eq(mvu.loaded),
-            seq.carry_state.eq(self.carry_state),
-            seq.read_state.eq(self.read_state),
-            seq.clear_status.eq(self.clear_status),
-        ]
+        ports = wiring.flipped(self)  # seen from inside: the inputs drive, the outputs are driven
+        connect_members(m, seq, mem, "weight_address", "bias_address")
+        connect_members(m, mem, mvu, "weights", "biases")
+        connect_members(m, mvu, seq, "drain_free", "loaded")
+        connect_members(m, ports, seq, "carry_state", "read_state", "clear_status")
 
         # Units: the head's go to the head output stage, the others to the cell pipeline.
         units = mvu.units
@@ -215,12 +211,8 @@ class LstmEngine(wiring.Component):
                 m.d.sync += index.eq(index + 1)
 
         # Status.
-        m.d.comb += [
-            self.cycles.eq(seq.cycles),
-            self.busy.eq(seq.busy | ~empty),
-            self.started.eq(seq.started),
-            self.overflow.eq(seq.overflow),
-        ]
+        connect_members(m, seq, ports, "cycles", "started", "overflow")
+        m.d.comb += self.busy.eq(seq.busy | ~empty)
         counters = self.saturations
         increments = {
             "preact": cell.saturations.preact,

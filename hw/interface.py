@@ -18,6 +18,7 @@ Port names are Amaranth's flattening of the top's signature: stream ``s`` has po
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,12 +27,13 @@ import numpy as np
 
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat
-from .cell import state_layout
+from .cell import GateCellPipeline, state_layout
 from .compatibility import check_same_shape
 from .memory import write_layout
-from .plan import EnginePlan
+from .mvu import pass_latency
+from .plan import EnginePlan, LoopLatencies
 from .reload import WeightWord, weight_load_words
-from .sequencer import CYCLE_COUNTER_WIDTH
+from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer
 
 __all__ = [
     "AXI_MEMBERS",
@@ -128,23 +130,26 @@ AXI_MEMBERS = AxiMembers()
 
 
 @dataclass(frozen=True)
-class Port:
-    """One port of ``lstm_top``; ``signed`` only for ``tdata`` of signed numbers."""
+class _Bits:
+    """``width`` bits called ``name``, two's complement if ``signed``."""
 
     name: str
-    direction: Direction
     width: int
-    signed: bool = False
+    signed: bool = dataclasses.field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True)
-class Field:
-    """Bits ``[offset, offset + width)`` of a ``tdata`` word, two's complement if ``signed``."""
+class Port(_Bits):
+    """One port of ``lstm_top``; ``signed`` only for ``tdata`` of signed numbers."""
 
-    name: str
-    offset: int
-    width: int
-    signed: bool = False
+    direction: Direction = dataclasses.field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class Field(_Bits):
+    """Bits ``[offset, offset + width)`` of a ``tdata`` word."""
+
+    offset: int = dataclasses.field(kw_only=True)
 
     def extract(self, words) -> np.ndarray:
         """This field of every word (Python ints or an int array), sign-extended if signed."""
@@ -182,10 +187,10 @@ class StreamPorts:
         forward = self.direction
         backward = Direction.OUT if forward is Direction.IN else Direction.IN
         return (
-            Port(self.data, forward, self.width, self.signed),
-            Port(self.valid, forward, 1),
-            Port(self.ready, backward, 1),
-            Port(self.last, forward, 1),
+            Port(self.data, self.width, direction=forward, signed=self.signed),
+            Port(self.valid, 1, direction=forward),
+            Port(self.ready, 1, direction=backward),
+            Port(self.last, 1, direction=forward),
         )
 
     @property
@@ -229,36 +234,39 @@ class TopInterface:
         """``x_t`` elements, element ``e`` of a beat in bits ``[e*w, (e+1)*w)``."""
         shape = self.plan.input_shape
         k = self.x_elements
-        fields = tuple(Field(f"x{e}", e * shape.width, shape.width, True) for e in range(k))
+        fields = tuple(
+            Field(f"x{e}", shape.width, offset=e * shape.width, signed=True) for e in range(k)
+        )
         # One element: tdata is that element (signed); several: a packed unsigned word.
         return StreamPorts("x", Direction.IN, fields, k * shape.width, k == 1)
 
     @cached_property
     def y(self) -> StreamPorts:
         shape = self.plan.output_shape
-        return StreamPorts(
-            "y", Direction.OUT, (Field("y", 0, shape.width, True),), shape.width, True
-        )
+        y = Field("y", shape.width, offset=0, signed=True)
+        return StreamPorts("y", Direction.OUT, (y,), shape.width, True)
 
     @cached_property
     def state(self) -> StreamPorts:
         """``h_n[k][u]`` in the low bits, ``c_n[k][u]`` above."""
         layout = state_layout(self.plan)
         fields = tuple(
-            Field(name, layout[name].offset, layout[name].shape.width, True) for name in ("h", "c")
+            Field(name, layout[name].shape.width, offset=layout[name].offset, signed=True)
+            for name in ("h", "c")
         )
         return StreamPorts("state", Direction.OUT, fields, sum(f.width for f in fields), False)
 
     @cached_property
     def init(self) -> StreamPorts:
         width = max(self.plan.state_shape.width, self.plan.cell_shape.width)
-        return StreamPorts("init", Direction.IN, (Field("value", 0, width, True),), width, True)
+        value = Field("value", width, offset=0, signed=True)
+        return StreamPorts("init", Direction.IN, (value,), width, True)
 
     @cached_property
     def w(self) -> StreamPorts:
         """One weight word: ``target`` (0 weights, 1 biases), ``lane``, ``address``, ``data``."""
         layout = write_layout(self.plan.images)
-        fields = tuple(Field(name, f.offset, f.width) for name, f in layout)
+        fields = tuple(Field(name, f.width, offset=f.offset) for name, f in layout)
         return StreamPorts("w", Direction.IN, fields, layout.size, False)
 
     @property
@@ -273,15 +281,18 @@ class TopInterface:
         outputs, saturation counters, in declaration order."""
         widths = {Status.CYCLES: CYCLE_COUNTER_WIDTH}
         return (
-            *(Port(c.value, Direction.IN, 1) for c in Control),
-            *(Port(s.value, Direction.OUT, widths.get(s, 1)) for s in Status),
-            *(Port(k.port, Direction.OUT, SATURATION_COUNTER_WIDTH) for k in SaturationKind),
+            *(Port(c.value, 1, direction=Direction.IN) for c in Control),
+            *(Port(s.value, widths.get(s, 1), direction=Direction.OUT) for s in Status),
+            *(
+                Port(k.port, SATURATION_COUNTER_WIDTH, direction=Direction.OUT)
+                for k in SaturationKind
+            ),
         )
 
     @cached_property
     def ports(self) -> tuple[Port, ...]:
         """Every port of ``lstm_top`` in declaration order (clock and reset first)."""
-        ports = [Port(CLOCK, Direction.IN, 1), Port(RESET, Direction.IN, 1)]
+        ports = [Port(name, 1, direction=Direction.IN) for name in (CLOCK, RESET)]
         for stream in self.streams:
             ports.extend(stream.ports)
         ports.extend(self.signals)
@@ -450,3 +461,26 @@ class TopInterface:
     def sequence_bound(self, steps: int) -> int:
         """The bound of a whole sequence (layer directions every step, the head per output)."""
         return self.plan.sequence_bound(steps)
+
+    @cached_property
+    def loop_latencies(self) -> LoopLatencies:
+        """The recurrence loop of this hardware, from its blocks' latencies: issue to
+        ``column`` beat (:attr:`Sequencer.COLUMN_LATENCY`) and the matrix-vector unit's
+        :func:`~lstm_fpga.hw.mvu.pass_latency` to the drain; the gate and
+        cell pipeline (:attr:`GateCellPipeline.LATENCY`) less the scoreboards' announcement
+        lead (:attr:`Sequencer.ANNOUNCE`), plus the cycle from an announcement to a read."""
+        to_drain = Sequencer.COLUMN_LATENCY + pass_latency(self.plan)
+        return LoopLatencies(to_drain, GateCellPipeline.LATENCY - Sequencer.ANNOUNCE + 1)
+
+    @property
+    def recurrence_step_bound(self) -> int:
+        """Fewest cycles per time step this hardware can take: :attr:`step_bound`, or more
+        where the recurrence loop (:attr:`loop_latencies`) outlasts a step's slack (short
+        jobs; :meth:`EnginePlan.recurrence_step_bound
+        <lstm_fpga.hw.plan.EnginePlan.recurrence_step_bound>`)."""
+        return self.plan.recurrence_step_bound(self.loop_latencies)
+
+    def recurrence_sequence_bound(self, steps: int) -> int:
+        """Fewest cycles per ``steps``-step sequence, sequences back to back: at least
+        :meth:`sequence_bound`, more where the recurrence loop limits."""
+        return self.plan.recurrence_sequence_bound(steps, self.loop_latencies)

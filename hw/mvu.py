@@ -11,7 +11,7 @@ from .fixed import shift_select
 from .pipeline import Multiplier, broadcast, delay, fanout_levels
 from .plan import EnginePlan
 
-__all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "unit_layout"]
+__all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "pass_latency", "unit_layout"]
 
 
 def job_layout(plan: EnginePlan) -> data.StructLayout:
@@ -71,6 +71,27 @@ def unit_layout(plan: EnginePlan) -> data.StructLayout:
     )
 
 
+#: Cycles from the multiplier inputs to the aligned product at the accumulator.
+_PRODUCT_LATENCY = Multiplier.LATENCY + 1
+
+
+def _broadcast_levels(plan: EnginePlan) -> int:
+    return fanout_levels(plan.lanes) - 1
+
+
+def _reduction_levels(plan: EnginePlan) -> int:
+    return (plan.groups - 1).bit_length()
+
+
+def pass_latency(plan: EnginePlan) -> int:
+    """Cycles from a pass's ``last`` beat to its ``loaded`` pulse in the unit of ``plan``
+    (:attr:`MatrixVectorUnit.load_latency`): broadcast, multiplier, the accumulating add
+    (straight into the drain with one column group; with several, into the accumulator and
+    then through the group reduction)."""
+    reduction = 1 + _reduction_levels(plan) if plan.groups > 1 else 0
+    return _broadcast_levels(plan) + _PRODUCT_LATENCY + reduction
+
+
 class MatrixVectorUnit(wiring.Component):
     """MAC lanes computing ``bias + W v`` row-parallel for every matrix of a plan, plus a
     drain.
@@ -128,13 +149,13 @@ class MatrixVectorUnit(wiring.Component):
         """Registers between a beat and the lanes' multiplier inputs: the levels of the
         replicated broadcast beyond the sequencer's element register (0 up to
         :data:`~lstm_fpga.hw.pipeline.FANOUT` lanes)."""
-        return fanout_levels(self._plan.lanes) - 1
+        return _broadcast_levels(self._plan)
 
     @property
     def product_latency(self) -> int:
         """Cycles from the multiplier inputs to the aligned product at the accumulator: the
         multiplier's, then the register of the aligned product."""
-        return Multiplier.LATENCY + 1
+        return _PRODUCT_LATENCY
 
     @property
     def weight_lag(self) -> int:
@@ -149,15 +170,12 @@ class MatrixVectorUnit(wiring.Component):
     @property
     def reduction_levels(self) -> int:
         """Registered adder levels that sum a row's partial sums over the column groups."""
-        return (self._plan.groups - 1).bit_length()
+        return _reduction_levels(self._plan)
 
     @property
     def load_latency(self) -> int:
-        """Cycles from a ``last`` beat to its ``loaded`` pulse: broadcast, multiplier, the
-        accumulating add (straight into the drain with one column group; with several, into
-        the accumulator and then through the group reduction)."""
-        reduction = 1 + self.reduction_levels if self._plan.groups > 1 else 0
-        return self.broadcast_levels + self.product_latency + reduction
+        """Cycles from a ``last`` beat to its ``loaded`` pulse: :func:`pass_latency`."""
+        return pass_latency(self._plan)
 
     @property
     def drain_depth(self) -> int:
@@ -194,7 +212,7 @@ class MatrixVectorUnit(wiring.Component):
             )
             lane_inputs += [data.View(bundle.shape(), c) for c in copies]
 
-        # Multiply (DSP with its input, pipeline and output registers); the control bits ride
+        # Multiply (DSP with its input and output registers); the control bits ride
         # along in each lane's own registers, so no enable fans out to every lane.
         first_shifts = [mp.segments[0].shift for mp in plan.matrices]
         second_shifts = [mp.segments[-1].shift for mp in plan.matrices]

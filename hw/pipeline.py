@@ -4,14 +4,14 @@ Every block of the datapath is built from stages that each hold one memory read,
 multiply or one short add. This module supplies the pieces that carry values between those
 stages without adding logic: reset-less delay lines, a broadcast tree that replicates a
 register so that no flip-flop drives more than :data:`FANOUT` loads, and :class:`Multiplier`,
-a multiplier with registered inputs, a pipeline register and a registered output.
+a multiplier with registered inputs and a registered output.
 
 Per-family hooks. Amaranth hands every ``elaborate`` the *platform* it generates for (the way
 vendor platforms supply their memories). :class:`Target` is such a platform for Verilog
 output: it keeps replicated registers from being merged by synthesis (Yosys merges flip-flops
 with equal inputs even when their wires carry ``keep``; a ``keep`` on the ``always`` block of
 a small Verilog module survives). :class:`ECP5Target` also instantiates the ECP5
-``MULT18X18D`` with its input, pipeline and output registers, which Yosys does not infer
+``MULT18X18D`` with its input and output registers, which Yosys does not infer
 (its ECP5 DSP mapping gives an unregistered ``MULT18X18D``). The Amaranth simulator runs
 without a platform and uses the generic forms, which are the same function cycle for cycle.
 """
@@ -124,19 +124,25 @@ def broadcast(m: Module, platform, value, consumers: int, levels: int, name: str
 
 
 class Multiplier(wiring.Component):
-    """``product = a * b`` (signed or unsigned operands) with registered inputs, a pipeline
-    register and a registered output: the DSP block's own registers (Xilinx DSP48
-    ``AREG``/``BREG``, ``MREG``, ``PREG``; ECP5 ``MULT18X18D`` input, pipeline and output
-    registers).
+    """``product = a * b`` (signed or unsigned operands) with registered inputs and a
+    registered output: the DSP block's own registers (Xilinx DSP48 ``AREG``/``BREG`` and
+    ``PREG``; ECP5 ``MULT18X18D`` input and output registers).
+
+    No pipeline register between them (DSP48 ``MREG``, the ``MULT18X18D`` ``PIPELINE``
+    register): the multiply alone fits a cycle (the 18 x 18 multiply of an ECP5 at speed 6
+    takes about 3.9 ns between its input and output registers, under the 8 ns of 125 MHz),
+    and the recurrence (a step's ``h`` feeds the next step's columns) is a cycle shorter
+    without it.
 
     Latency :attr:`LATENCY` cycles (operands present in cycle ``t`` give the product in cycle
     ``t + LATENCY``); throughput one product per cycle; no enable, no reset (the enclosing
     pipeline carries its own valid bits). A platform with ``get_multiplier(multiplier)``
-    (:class:`ECP5Target`) may return the family's primitive instead of the inferred form.
+    (:class:`ECP5Target`) may return the family's primitive instead of the inferred form,
+    with the same registers.
     """
 
-    #: Input registers, pipeline register, output register.
-    LATENCY = 3
+    #: Input registers, output register.
+    LATENCY = 2
 
     def __init__(self, a_shape, b_shape):
         a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
@@ -152,8 +158,7 @@ class Multiplier(wiring.Component):
         m = Module()
         a = delay(m, self.a, 1, "a")
         b = delay(m, self.b, 1, "b")
-        pipeline = delay(m, a * b, 1, "m")
-        m.d.comb += self.product.eq(delay(m, pipeline, 1, "p"))
+        m.d.comb += self.product.eq(delay(m, a * b, 1, "p"))
         return m
 
 
@@ -208,7 +213,8 @@ _ECP5_MULT = "MULT18X18D"
 
 
 class ECP5Target(Target):
-    """Lattice ECP5: :class:`Multiplier` becomes a ``MULT18X18D`` with all three registers.
+    """Lattice ECP5: :class:`Multiplier` becomes a ``MULT18X18D`` with its input and output
+    registers (the ``PIPELINE`` register bypassed, as in :class:`Multiplier`).
 
     The primitive is used when both operands fit 18 signed bits (wider products keep the
     inferred form). Generated Verilog carries a behavioural model of the primitive, for
@@ -233,8 +239,9 @@ class ECP5Target(Target):
         ports |= {f"i_B{k}": b[k] for k in range(bits)}
         ports |= {f"i_C{k}": 0 for k in range(bits)}
         ports |= {f"o_P{k}": p[k] for k in range(2 * bits)}
-        registers = ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT")
+        registers = ("INPUTA", "INPUTB", "OUTPUT")
         params = {f"p_REG_{r}_CLK": "CLK0" for r in registers}
+        params["p_REG_PIPELINE_CLK"] = "NONE"
         params |= {f"p_REG_{r}_CE": "CE0" for r in registers}
         params |= {f"p_REG_{r}_RST": "RST0" for r in registers}
         params |= {"p_GSR": "DISABLED", "p_RESETMODE": "SYNC"}
@@ -309,7 +316,8 @@ def _mult18x18d(m: Module, a: Value, b: Value, product: Value, registers) -> Non
 def _mult18x18d_model() -> str:
     """Behavioural ``MULT18X18D`` for simulation: signed 18 x 18 with the four register
     stages each present when its ``REG_*_CLK`` is not ``"NONE"`` (clock ``CLK0``, enable
-    ``CE0``, synchronous reset ``RST0``), the configuration :class:`ECP5Target` uses."""
+    ``CE0``, synchronous reset ``RST0``); :class:`ECP5Target` uses the input and output
+    registers."""
     a = ", ".join(f"A{k}" for k in range(18))
     b = ", ".join(f"B{k}" for k in range(18))
     c = ", ".join(f"C{k}" for k in range(18))

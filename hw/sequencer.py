@@ -13,7 +13,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .buffered import BufferedSchedule
-from .cell import hidden_write_layout, output_layout
+from .cell import hidden_announce_layout, hidden_write_layout, output_layout
 from .config import index_shape
 from .elements import ElementStore
 from .jobs import h0_write_layout, input_layout
@@ -23,6 +23,7 @@ from .pipeline import delay
 from .plan import STREAMING, EnginePlan
 from .streaming import StreamingSchedule
 from .walk import JobWalker, beat_meta_layout
+from .wires import connect_members
 
 __all__ = [
     "CYCLE_COUNTER_WIDTH",
@@ -60,6 +61,10 @@ class Sequencer(wiring.Component):
     #: Cycles from an issue (the weight and bias addresses, the element reads) to its
     #: ``column`` beat (:attr:`ElementStore.LATENCY <lstm_fpga.hw.elements.ElementStore.LATENCY>`).
     COLUMN_LATENCY = ElementStore.LATENCY
+    #: Cycles before its ``hidden_write`` that a unit is announced on ``announce``
+    #: (:attr:`ElementStore.ANNOUNCE <lstm_fpga.hw.elements.ElementStore.ANNOUNCE>`): the
+    #: scoreboards count it complete from then on, the element store forwards its value.
+    ANNOUNCE = ElementStore.ANNOUNCE
 
     def __init__(self, plan: EnginePlan, copy_queue_depth: int = 16):
         self._plan = plan
@@ -72,6 +77,7 @@ class Sequencer(wiring.Component):
             "drain_free": In(1),
             "loaded": In(1),
             "hidden_write": In(stream.Signature(hidden_write_layout(plan), always_ready=True)),
+            "announce": In(stream.Signature(hidden_announce_layout(plan), always_ready=True)),
             "h0_write": In(stream.Signature(h0_write_layout(plan), always_ready=True)),
             "copy": Out(stream.Signature(output_layout(plan.output_shape))),
             "carry_state": In(1),
@@ -97,56 +103,50 @@ class Sequencer(wiring.Component):
         m.submodules.schedule = schedule
 
         # -- the walk --------------------------------------------------------------------------
+        ports = wiring.flipped(self)  # seen from inside: the inputs drive, the outputs are driven
+        # The walker's scoreboards count a unit complete when it is announced; the output
+        # reader reads the memory through its own port and waits for the write itself, so
+        # it counts the units announced but not written yet as outstanding too.
         completed = self.hidden_write.valid
-        m.d.comb += [
-            walker.job.eq(schedule.job),
-            walker.next_job.eq(schedule.next_job),
-            walker.completed.eq(completed),
-            walker.drain_free.eq(self.drain_free),
-            walker.loaded.eq(self.loaded),
-            schedule.issue.eq(walker.issue),
-            schedule.job_start.eq(walker.job_start),
-            schedule.job_end.eq(walker.job_end),
-            self.weight_address.eq(walker.weight_address),
-            self.bias_address.eq(walker.bias_address),
-            self.outstanding.eq(walker.outstanding != 0),
-        ]
+        landing = Signal(range(self.ANNOUNCE + 1))
+        m.d.sync += landing.eq(landing + self.announce.valid - completed)
+        unwritten = Signal.like(walker.outstanding)
+        m.d.comb += unwritten.eq(walker.outstanding + landing)
+        connect_members(m, schedule, walker, "job", "next_job")
         if streaming:
-            m.d.comb += walker.x_beats.eq(schedule.x_beats)
+            connect_members(m, schedule, walker, "x_beats")
+        connect_members(m, ports, walker, "drain_free", "loaded")
+        connect_members(m, walker, schedule, "issue", "job_start", "job_end")
+        connect_members(m, walker, ports, "weight_address", "bias_address")
+        m.d.comb += [
+            walker.completed.eq(self.announce.valid),
+            self.outstanding.eq(unwritten != 0),
+        ]
 
         # -- elements: COLUMN_LATENCY cycles after the walker's reads, with the beat ---------
         wiring.connect(m, wiring.flipped(self.hidden_write), elements.hidden_write)
+        wiring.connect(m, wiring.flipped(self.announce), elements.announce)
         wiring.connect(m, wiring.flipped(self.h0_write), elements.h0_write)
-        m.d.comb += [elements.reads.eq(walker.reads), elements.x_write.eq(schedule.x_write)]
+        connect_members(m, walker, elements, "reads")
+        connect_members(m, schedule, elements, "x_write")
         beat = data.View(
             beat_meta_layout(plan), delay(m, walker.beat.as_value(), self.COLUMN_LATENCY, "beat")
         )
         issued = delay(m, walker.beat.valid, self.COLUMN_LATENCY, "issued", control=True)
         column = self.column.payload
-        m.d.comb += [
-            self.column.valid.eq(issued),
-            column.elements.eq(elements.elements),
-            column.segments.eq(beat.segments),
-            column.first.eq(beat.first),
-            column.last.eq(beat.last),
-            column.final_pass.eq(beat.final_pass),
-            column.job.eq(beat.job),
-        ]
+        m.d.comb += self.column.valid.eq(issued)
+        connect_members(m, elements, column, "elements")
+        connect_members(m, beat, column, "segments", "first", "last", "final_pass", "job")
 
         # -- input and sequence bookkeeping ------------------------------------------------------
         wiring.connect(m, wiring.flipped(self.x), schedule.x)
         in_flight = Signal(range(MAX_SEQUENCES_IN_FLIGHT + 1))
-        m.d.comb += [
-            schedule.carry_state.eq(self.carry_state),
-            schedule.read_state.eq(self.read_state),
-            schedule.may_start.eq((in_flight < MAX_SEQUENCES_IN_FLIGHT) & ~self.hold_start),
-            self.started.eq(schedule.started),
-        ]
+        connect_members(m, ports, schedule, "carry_state", "read_state")
+        connect_members(m, schedule, ports, "started")
+        m.d.comb += schedule.may_start.eq((in_flight < MAX_SEQUENCES_IN_FLIGHT) & ~self.hold_start)
         self._cycle_counter(m, schedule, in_flight)
         output_busy = Signal()
-        m.d.comb += self.busy.eq(
-            (in_flight != 0) | schedule.open | (walker.outstanding != 0) | output_busy
-        )
+        m.d.comb += self.busy.eq((in_flight != 0) | schedule.open | (unwritten != 0) | output_busy)
 
         if not streaming:
             with m.If(self.clear_status):
@@ -158,7 +158,7 @@ class Sequencer(wiring.Component):
             wiring.connect(m, schedule.output, reader.start)
             wiring.connect(m, reader.copy, wiring.flipped(self.copy))
             m.d.comb += [
-                reader.outstanding.eq(walker.outstanding),
+                reader.outstanding.eq(unwritten),
                 reader.completed.eq(completed),
                 elements.output_address.eq(reader.address),
                 reader.data.eq(elements.output_data),

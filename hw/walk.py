@@ -73,7 +73,10 @@ class JobWalker(wiring.Component):
     x_beats : In
         Input beats buffered for the oldest step not yet consumed (streaming schedule).
     completed : In(1)
-        A unit left the gate and cell pipeline (``hidden_write``).
+        A unit is complete: reads issued from the next cycle on return its ``h`` (the gate
+        and cell pipeline's announcement, :attr:`ElementStore.ANNOUNCE
+        <lstm_fpga.hw.elements.ElementStore.ANNOUNCE>` cycles before its ``hidden_write``; the
+        element store forwards the value until it is in the memory).
     drain_free, loaded : In(1)
         From the matrix-vector unit (see its protocol).
     issue, job_start, job_end : Out(1)

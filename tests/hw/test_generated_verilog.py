@@ -98,3 +98,35 @@ def test_cycles_register_with_one_beat_bidirectional_sequences(
         int(end - start) for start, end in zip(run.start_cycles, last_beats, strict=True)
     ]
     assert run.sequence_cycles == expected_cycles
+
+
+@pytest.mark.parametrize(
+    "input_size, hidden_size, lanes",
+    [
+        (5, 16, 16),  # the demo's LSTM: the loop limits it (a cycle per step over the lanes)
+        (7, 9, 3),  # odd lanes: units straddle passes
+        (12, 8, 4),  # the loop fits: at the lane bound
+        pytest.param(8, 8, 5, marks=pytest.mark.slow),
+        pytest.param(6, 8, 64, marks=pytest.mark.slow),  # column groups: loop-limited
+    ],
+)
+def test_cycles_per_step_are_the_recurrence_bound(tmp_path, input_size, hidden_size, lanes):
+    """Free-flowing streams: every step after the first takes exactly the interface's
+    recurrence bound (the lane bound where the recurrence loop fits in a step), and the
+    outputs stay bit-exact."""
+    model = random_model(input_size, hidden_size, seed=lanes, formats="q16_even")
+    build = write_build(model, HardwareConfig(lanes=lanes), tmp_path, memory_init="readmemh")
+    interface = build.interface
+    sequences = [random_input(model, 12, 3)]
+    run = run_harness(build, sequences)
+    _assert_outputs(model, sequences, run, "all")
+    step_ends = run.output_cycles[hidden_size - 1 :: hidden_size]
+    assert set(np.diff(step_ends)[1:]) == {interface.recurrence_step_bound}
+    assert interface.recurrence_step_bound >= interface.step_bound
+    loop = interface.loop_latencies.loop
+    plan = interface.plan
+    # Where a step's slack (the input columns and the units before the last pass) covers
+    # the loop, the lane bound holds (and with whole passes it is the lanes' busy cycles).
+    last_pass_first_unit = (plan.matrices[0].passes - 1) * plan.row_lanes // 4
+    if input_size + last_pass_first_unit >= loop and plan.row_lanes % 4 == 0:
+        assert interface.recurrence_step_bound == plan.matrices[0].mac_cycles

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, TopInterface
+from lstm_fpga.hw.cell import GateCellPipeline
 from lstm_fpga.hw.interface import CLOCK, RESET, SATURATION_KINDS, Direction, sign_extend
+from lstm_fpga.hw.mvu import MatrixVectorUnit
+from lstm_fpga.hw.sequencer import Sequencer
 from lstm_fpga.sim.stimulus import AXI_STREAM
 from lstm_fpga.sw.reference import SaturationCounts
 from lstm_fpga.testing import random_input, random_model, random_state
@@ -120,3 +123,28 @@ def test_compatibility_is_shape_and_formats():
 
 def test_saturation_kinds_are_the_references_counts():
     assert SATURATION_KINDS == tuple(f.name for f in dataclasses.fields(SaturationCounts))
+
+
+@pytest.mark.parametrize(
+    "input_size, hidden_size, layers, bidirectional, lanes",
+    [(32, 32, 1, False, 16), (5, 16, 1, False, 16), (8, 8, 2, False, 7), (6, 8, 2, True, 64)],
+)
+def test_recurrence_bound_comes_from_the_blocks_latencies(
+    input_size, hidden_size, layers, bidirectional, lanes
+):
+    model = random_model(input_size, hidden_size, layers, bidirectional, seed=lanes)
+    interface = TopInterface(EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=8)))
+    loop = interface.loop_latencies
+    assert loop.to_drain == Sequencer.COLUMN_LATENCY + MatrixVectorUnit(interface.plan).load_latency
+    assert loop.to_read == GateCellPipeline.LATENCY - Sequencer.ANNOUNCE + 1
+    plan = interface.plan
+    busy = sum(m.mac_cycles for m in plan.lstm_matrices)
+    # Never below the lanes' bound or their busy cycles; a step is no longer than the
+    # busy cycles plus a whole loop per layer direction.
+    assert interface.step_bound <= busy <= interface.recurrence_step_bound
+    assert interface.recurrence_step_bound <= busy + loop.loop * plan.num_directions_total
+    assert interface.recurrence_sequence_bound(8) >= interface.sequence_bound(8)
+    if (input_size, lanes) == (32, 16):  # a long job hides the loop: the lane bound
+        assert interface.recurrence_step_bound == interface.step_bound
+    if (input_size, lanes) == (5, 16):  # the demo's LSTM: the loop shows
+        assert interface.recurrence_step_bound > interface.step_bound
