@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.numerics import ActivationTable
 from .config import index_shape
 from .fixed import common_signed_shape, format_shape, shift_round_value
-from .pipeline import delay
+from .pipeline import RegisteredProduct, delay
 
 __all__ = ["ActivationUnit", "distinct_tables"]
 
@@ -44,24 +44,35 @@ class ActivationUnit(wiring.Component):
     select : In, table index (only with several tables)
         Which table evaluates ``input`` (same cycle as ``input``).
     output : Out, a shape holding every table's output format
-        ``tables[select].evaluate(input)`` exactly, :attr:`LATENCY` cycles after ``input``.
+        ``tables[select].evaluate(input)`` exactly, :attr:`LATENCY` cycles after ``input``;
+        without ``output_register``, the value the output register would load, so
+        :attr:`LATENCY` - 1 cycles after ``input`` (for a consumer whose own register takes
+        its place, such as a DSP's input register).
 
     Pipeline: the clamped table offset addresses the ROM (stage 1, the synchronous read), the
     ROM's output register (stage 2), the interpolation product ``delta * weight`` (stage 3),
     rounding and the add to the table value (stage 4): :attr:`LATENCY` cycles; throughput
     1 per cycle; no handshake (the enclosing pipeline carries its own valid bits); no reset.
+    The product register is a :class:`~lstm_fpga.hw.pipeline.RegisteredProduct` (on ECP5 the
+    ``MULT18X18D``'s output register).
     """
 
     #: ROM read, ROM output register, interpolation multiply, add.
     LATENCY = 4
 
-    def __init__(self, tables: ActivationTable | Sequence[ActivationTable]):
+    def __init__(
+        self,
+        tables: ActivationTable | Sequence[ActivationTable],
+        *,
+        output_register: bool = True,
+    ):
         if isinstance(tables, ActivationTable):
             tables = [tables]
         tables = list(tables)
         if not tables:
             raise ValueError("an activation unit needs at least one table")
         self._tables = tables
+        self._output_register = output_register
         if len(tables) == 1:
             input_shape = format_shape(tables[0].input)
             output_shape = format_shape(tables[0].output)
@@ -72,6 +83,12 @@ class ActivationUnit(wiring.Component):
         if len(tables) > 1:
             ports["select"] = In(index_shape(len(tables)))
         super().__init__(ports)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``input`` to ``output`` (:attr:`LATENCY`, one less without the output
+        register)."""
+        return self.LATENCY - (not self._output_register)
 
     @property
     def table(self) -> ActivationTable:
@@ -122,14 +139,18 @@ class ActivationUnit(wiring.Component):
         entry_q = data.View(entry, delay(m, read.data, 1, "entry"))
         if max_shift == 0:
             # No interpolation: registers keep the latency equal to the general case.
-            m.d.comb += self.output.eq(delay(m, entry_q.value, self.LATENCY - 2, "value"))
+            m.d.comb += self.output.eq(delay(m, entry_q.value, self.latency - 2, "value"))
             return m
         weight = Signal(unsigned(max_shift))
         m.d.comb += weight.eq(Array(weights)[select] if len(tables) > 1 else weights[0])
         weight_q = delay(m, weight, 2, "weight")
         selected = delay(m, select, self.LATENCY - 1, "selected") if len(tables) > 1 else 0
         # Stage 3: the interpolation product; stage 4: rounded and added to the value.
-        product = delay(m, entry_q.delta * weight_q, 1, "product")
+        m.submodules.product = multiply = RegisteredProduct(
+            entry_q.delta.shape(), weight_q.shape(), input_registers=False
+        )
+        m.d.comb += [multiply.a.eq(entry_q.delta), multiply.b.eq(weight_q)]
+        product = multiply.product
         value = delay(m, entry_q.value, 1, "value")
         steps = [
             shift_round_value(product, t.segment_shift, t.rounding)
@@ -138,5 +159,5 @@ class ActivationUnit(wiring.Component):
             for t in tables
         ]
         step = Array(steps)[selected] if len(tables) > 1 else steps[0]
-        m.d.comb += self.output.eq(delay(m, value + step, 1, "output"))
+        m.d.comb += self.output.eq(delay(m, value + step, int(self._output_register), "output"))
         return m

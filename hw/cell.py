@@ -17,7 +17,7 @@ from .fixed import (
     shift_select,
 )
 from .mvu import job_layout, unit_layout
-from .pipeline import delay
+from .pipeline import RegisteredProduct, delay
 from .plan import EnginePlan
 from .queue import CreditQueue
 
@@ -146,8 +146,9 @@ class GateCellPipeline(wiring.Component):
     _PREACT = 0
     #: Gate activations (sigmoid/tanh outputs) are valid in this stage.
     _GATES = _PREACT + ActivationUnit.LATENCY
-    #: The c state's memory (read, output register) is addressed in this stage.
-    _C_READ = _GATES - 2
+    #: The c state's memory (read, output register) is addressed in this stage; ``c_{t-1}``
+    #: (or ``c0``) is then chosen into the ``f * c`` product's operand register.
+    _C_READ = _GATES - 3
     #: ``f * c`` and ``i * g`` products are valid in this stage.
     _CELL_PRODUCTS = _GATES + 1
     #: Their aligned sum is valid in this stage; ``c_t`` is computed and written in it.
@@ -249,15 +250,18 @@ class GateCellPipeline(wiring.Component):
         gates = []
         for k, (name, tables) in enumerate(zip("ifgo", kinds, strict=True)):
             unique, index = distinct_tables(tables)
-            unit = m.submodules[f"act_{name}"] = ActivationUnit(unique)
+            # i, f and g go to the cell products only, whose operand registers stand in for
+            # the units' output registers: the values are one stage early (_GATES - 1).
+            unit = m.submodules[f"act_{name}"] = ActivationUnit(unique, output_register=name == "o")
             m.d.comb += unit.input.eq(preacts[k])
             if len(unique) > 1:
                 m.d.comb += unit.select.eq(Array(index)[matrix(self._PREACT)])
             gates.append(unit.output)
         gate_i, gate_f, gate_g, gate_o = gates
 
-        # c state: addressed in stage _C_READ (registered data in _GATES), written in
-        # _CELL_SUM.
+        # c state: addressed in stage _C_READ (registered data in _GATES - 1), written in
+        # _CELL_SUM. Reading a stage before the operand register is safe: a unit's c is
+        # written long before the unit can come again (its next step needs every h_t).
         words = max(2, plan.state_words)
         m.submodules.cell_state = cell_state = Memory(shape=plan.cell_shape, depth=words, init=[])
         m.submodules.cell_init = cell_init = Memory(shape=plan.cell_shape, depth=words, init=[])
@@ -277,14 +281,15 @@ class GateCellPipeline(wiring.Component):
         ]
         c_data = delay(m, c_read.data, 1, "c_q")
         c0_data = delay(m, c0_read.data, 1, "c0_q")
-        c_prev = Mux(metas[self._GATES].job.init, c0_data, c_data)
+        c_prev = Mux(metas[self._GATES - 1].job.init, c0_data, c_data)
 
-        # Stage _GATES -> _CELL_PRODUCTS: the cell products (DSP multipliers).
-        f_times_c = Signal((gate_f * c_data).shape(), name="f_times_c", reset_less=True)
-        i_times_g = Signal((gate_i * gate_g).shape(), name="i_times_g", reset_less=True)
-        m.d.sync += [f_times_c.eq(gate_f * c_prev), i_times_g.eq(gate_i * gate_g)]
-        # o waits for tanh(c_t).
-        o_gate = delay(m, gate_o, self._TANH_CELL - self._GATES, "o_gate")
+        # Stage _GATES -> _CELL_PRODUCTS: the cell products, each from the operand registers
+        # (loaded at the end of _GATES - 1) to the product register (on ECP5 a MULT18X18D's
+        # input and output registers).
+        f_times_c = _product(m, "f_times_c", gate_f, c_prev)
+        i_times_g = _product(m, "i_times_g", gate_i, gate_g)
+        # o waits for tanh(c_t); its last register is an operand register of o * tanh(c_t).
+        o_gate = delay(m, gate_o, self._TANH_CELL - 1 - self._GATES, "o_gate")
 
         # Stage _CELL_PRODUCTS -> _CELL_SUM: the aligned sum; _CELL_SUM -> _CELL: c_t
         # (rounded and fitted), written back to the c memory.
@@ -319,14 +324,11 @@ class GateCellPipeline(wiring.Component):
 
         # Stages _CELL -> _TANH_CELL: tanh(c_t); then o * tanh(c_t); then h_t.
         unique, index = distinct_tables([dp.tanh_cell for dp in dps])
-        tanh_cell = m.submodules.act_c = ActivationUnit(unique)
+        tanh_cell = m.submodules.act_c = ActivationUnit(unique, output_register=False)
         m.d.comb += tanh_cell.input.eq(c_new[0])
         if len(unique) > 1:
             m.d.comb += tanh_cell.select.eq(Array(index)[matrix(self._CELL)])
-        hidden_product = Signal(
-            (gate_o * tanh_cell.output).shape(), name="hidden_product", reset_less=True
-        )
-        m.d.sync += hidden_product.eq(o_gate * tanh_cell.output)
+        hidden_product = _product(m, "hidden_product", o_gate, tanh_cell.output)
         hidden_options = [
             (dp.hidden_product_frac, dp.formats.hidden, dp.rounding, dp.overflow) for dp in dps
         ]
@@ -372,6 +374,14 @@ class GateCellPipeline(wiring.Component):
             s_queue.push.payload.last.eq((out.job.matrix == len(dps) - 1) & unit_last),
         ]
         return m
+
+
+def _product(m, name, a, b):
+    """``a * b`` registered 2 cycles later, the operand registers and the product register
+    those of a :class:`RegisteredProduct` (a DSP's, where the platform has one)."""
+    product = m.submodules[name] = RegisteredProduct(a.shape(), b.shape())
+    m.d.comb += [product.a.eq(a), product.b.eq(b)]
+    return product.product
 
 
 def _common(formats):

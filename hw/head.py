@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,6 +13,9 @@ from .mvu import unit_layout
 from .plan import EnginePlan
 
 __all__ = ["HeadOutput"]
+
+#: Units the head holds: one on ``y``, one taken meanwhile.
+_BANKS = 2
 
 
 class HeadOutput(wiring.Component):
@@ -26,12 +29,16 @@ class HeadOutput(wiring.Component):
     element whose rescale clamps.
 
     Pipeline: a taken unit's four rows are rescaled into registers (with their saturation
-    flags and the position of the unit's final row), so ``y``'s data is a 4:1 choice among
-    registers; the ``y`` handshake only enables registers (the row counter, the flag
-    register behind ``saturated``), and no output port or ``ready`` reaches an adder.
+    flags and the position of the unit's final row), so ``y``'s data is a choice among
+    registers; the ``y`` handshake only enables registers (the row counter, the flag register
+    behind ``saturated``), and no output port or ``ready`` reaches an adder. Two such banks
+    take units in turn: while one is serialised onto ``y`` the other may take the next unit,
+    so ``units.ready`` is a flip-flop (a bank free, counted before this cycle's handshakes)
+    and ``y.ready`` never reaches the unit source.
 
     Latency: a unit's first element is offered on ``y`` in the cycle after the unit is taken;
-    throughput: one element per cycle, a new unit whenever the previous one is done.
+    throughput: one element per cycle, a new unit every cycle while ``y`` keeps up (a bank
+    freed by ``y`` takes a unit from the next cycle on, while the other bank is on ``y``).
     """
 
     def __init__(self, plan: EnginePlan):
@@ -59,43 +66,68 @@ class HeadOutput(wiring.Component):
         payload = self.units.payload
         accept = self.units.valid & self.units.ready
 
+        # Bank ``b``: the rescaled rows of a unit, their saturation flags, whether it holds
+        # the job's final row and the job's ``y_last``.
         values = [
-            Signal(format_shape(fmt), name=f"value{k}", reset_less=True)
-            for k in range(GATES_PER_UNIT)
-        ]
-        flags = [Signal(name=f"flag{k}", reset_less=True) for k in range(GATES_PER_UNIT)]
-        is_final_unit = Signal(reset_less=True)
-        y_last = Signal(reset_less=True)
-        with m.If(accept):
-            for k, acc in enumerate(payload.gates):
-                m.d.sync += [
-                    values[k].eq(rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow)),
-                    flags[k].eq(rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding)),
-                ]
-            m.d.sync += [
-                is_final_unit.eq(payload.unit == final_unit),
-                y_last.eq(payload.job.y_last),
+            [
+                Signal(format_shape(fmt), name=f"value{b}_{k}", reset_less=True)
+                for k in range(GATES_PER_UNIT)
             ]
+            for b in range(_BANKS)
+        ]
+        flags = [
+            [Signal(name=f"flag{b}_{k}", reset_less=True) for k in range(GATES_PER_UNIT)]
+            for b in range(_BANKS)
+        ]
+        is_final_unit = [Signal(name=f"is_final_unit{b}", reset_less=True) for b in range(_BANKS)]
+        y_last = [Signal(name=f"y_last{b}", reset_less=True) for b in range(_BANKS)]
+        # ``write`` takes the next unit, ``read`` is on ``y``; ``room`` is ``count < _BANKS``
+        # of the next cycle, registered.
+        write = Signal(range(_BANKS))
+        read = Signal(range(_BANKS))
+        count = Signal(range(_BANKS + 1))
+        room = Signal(init=1)
+        for b in range(_BANKS):
+            with m.If(accept & (write == b)):
+                for k, acc in enumerate(payload.gates):
+                    m.d.sync += [
+                        values[b][k].eq(
+                            rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow)
+                        ),
+                        flags[b][k].eq(rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding)),
+                    ]
+                m.d.sync += [
+                    is_final_unit[b].eq(payload.unit == final_unit),
+                    y_last[b].eq(payload.job.y_last),
+                ]
 
         row = Signal(range(GATES_PER_UNIT))
-        full = Signal()
-        at_final_row = is_final_unit & (row == final_row_index)
+        # Element ``read * 4 + row`` of the banks' rows, in one choice.
+        element = Cat(row, read)
+        at_final_row = Array(is_final_unit)[read] & (row == final_row_index)
         final_row = (row == GATES_PER_UNIT - 1) | at_final_row
         taken = self.y.valid & self.y.ready
+        finished = taken & final_row
+        next_count = Signal.like(count)
         m.d.comb += [
-            self.y.valid.eq(full),
-            self.y.payload.data.eq(Array(values)[row]),
-            self.y.payload.last.eq(y_last & at_final_row),
-            self.units.ready.eq(~full | (taken & final_row)),
+            self.y.valid.eq(count != 0),
+            self.y.payload.data.eq(Array(v for bank in values for v in bank)[element]),
+            self.y.payload.last.eq(Array(y_last)[read] & at_final_row),
+            self.units.ready.eq(room),
+            next_count.eq(count + accept - finished),
             # A flag still to be counted keeps the stage busy: the counter is current when
             # ``busy`` falls.
-            self.empty.eq(~full & ~self.saturated),
+            self.empty.eq((count == 0) & ~self.saturated),
         ]
-        m.d.sync += self.saturated.eq(taken & Array(flags)[row])
+        m.d.sync += [
+            count.eq(next_count),
+            room.eq(next_count != _BANKS),
+            self.saturated.eq(taken & Array(f for bank in flags for f in bank)[element]),
+        ]
+        with m.If(accept):
+            m.d.sync += write.eq(write + 1)
         with m.If(taken):
             m.d.sync += row.eq(row + 1)
             with m.If(final_row):
-                m.d.sync += [full.eq(0), row.eq(0)]
-        with m.If(accept):
-            m.d.sync += [full.eq(1), row.eq(0)]
+                m.d.sync += [row.eq(0), read.eq(read + 1)]
         return m

@@ -31,7 +31,8 @@ from .cell import GateCellPipeline, state_layout
 from .compatibility import check_same_shape
 from .memory import write_layout
 from .mvu import pass_latency
-from .plan import EnginePlan, LoopLatencies
+from .plan import EnginePlan
+from .recurrence import LoopLatencies, recurrence_sequence_bound, recurrence_step_bound
 from .reload import WeightWord, weight_load_words
 from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer
 
@@ -476,11 +477,10 @@ class TopInterface:
     def recurrence_step_bound(self) -> int:
         """Fewest cycles per time step this hardware can take: :attr:`step_bound`, or more
         where the recurrence loop (:attr:`loop_latencies`) outlasts a step's slack (short
-        jobs; :meth:`EnginePlan.recurrence_step_bound
-        <lstm_fpga.hw.plan.EnginePlan.recurrence_step_bound>`)."""
-        return self.plan.recurrence_step_bound(self.loop_latencies)
+        jobs; :func:`~lstm_fpga.hw.recurrence.recurrence_step_bound`)."""
+        return recurrence_step_bound(self.plan, self.loop_latencies)
 
     def recurrence_sequence_bound(self, steps: int) -> int:
         """Fewest cycles per ``steps``-step sequence, sequences back to back: at least
         :meth:`sequence_bound`, more where the recurrence loop limits."""
-        return self.plan.recurrence_sequence_bound(steps, self.loop_latencies)
+        return recurrence_sequence_bound(self.plan, steps, self.loop_latencies)

@@ -27,6 +27,7 @@ __all__ = [
     "FANOUT",
     "ECP5Target",
     "Multiplier",
+    "RegisteredProduct",
     "Target",
     "broadcast",
     "delay",
@@ -161,6 +162,50 @@ class Multiplier(wiring.Component):
         return m
 
 
+class RegisteredProduct(wiring.Component):
+    """``product = a * b`` (signed or unsigned operands) whose result register, and with
+    ``input_registers`` its operand registers, are the ones a pipeline stage already has:
+    the DSP block's output and input registers, so a product between two registers of a
+    pipeline costs no cycle more than the inferred multiply between them.
+
+    With ``input_registers``, ``a`` and ``b`` are the values the operand registers load (one
+    stage before the multiply) and :attr:`latency` is 2; without, they are the operands
+    themselves (registers of the enclosing pipeline) and :attr:`latency` is 1. Throughput
+    one product per cycle; no enable, no reset. A platform with
+    ``get_registered_product(product)`` (:class:`ECP5Target`) may return the family's
+    primitive with those registers (and no pipeline register); the inferred form is the same
+    function cycle for cycle. An operand register that also feeds other logic stays a fabric
+    register beside it (the caller keeps its own copy).
+    """
+
+    def __init__(self, a_shape, b_shape, *, input_registers: bool = True):
+        a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        self._input_registers = input_registers
+        product = (Signal(a_shape) * Signal(b_shape)).shape()
+        super().__init__({"a": In(a_shape), "b": In(b_shape), "product": Out(product)})
+
+    @property
+    def input_registers(self) -> bool:
+        return self._input_registers
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``a`` and ``b`` to ``product``."""
+        return 1 + self._input_registers
+
+    def elaborate(self, platform):
+        hook = getattr(platform, "get_registered_product", None)
+        if hook is not None:
+            primitive = hook(self)
+            if primitive is not None:
+                return primitive
+        m = Module()
+        a = delay(m, self.a, int(self._input_registers), "a")
+        b = delay(m, self.b, int(self._input_registers), "b")
+        m.d.comb += self.product.eq(delay(m, a * b, 1, "p"))
+        return m
+
+
 #: ECP5 ``MULT18X18D`` operand width (signed).
 _ECP5_OPERAND_BITS = 18
 #: Module name of the ``MULT18X18D`` simulation model.
@@ -216,8 +261,56 @@ class ECP5Target(Target):
         m.d.comb += product.eq(p.as_signed()[: product.shape().width])
         return m
 
+    def get_registered_product(self, product: RegisteredProduct):
+        """A ``MULT18X18D`` with its output register, and its input registers when
+        ``product.input_registers``; ``None`` when an operand does not fit 18 signed bits."""
+        if not _fits_mult18(product.a.shape(), product.b.shape()):
+            return None
+        registers = ("INPUTA", "INPUTB", "OUTPUT") if product.input_registers else ("OUTPUT",)
+        m = Module()
+        _mult18x18d(m, product.a, product.b, product.product, registers)
+        return m
+
     def verilog_modules(self) -> str:
         return super().verilog_modules() + _mult18x18d_model()
+
+
+def _fits_mult18(*shapes) -> bool:
+    """Every shape sign- or zero-extends exactly to a signed ``MULT18X18D`` operand."""
+    return all(s.width + (0 if s.signed else 1) <= _ECP5_OPERAND_BITS for s in shapes)
+
+
+def _mult18x18d(m: Module, a: Value, b: Value, product: Value, registers) -> None:
+    """``product = a * b`` by a ``MULT18X18D`` clocked by the sync domain, with the named
+    ``registers`` (of ``INPUTA``, ``INPUTB``, ``PIPELINE``, ``OUTPUT``) and the others
+    bypassed."""
+    bits = _ECP5_OPERAND_BITS
+    a18 = Signal(Shape(bits, signed=True), name="a18")
+    b18 = Signal(Shape(bits, signed=True), name="b18")
+    p36 = Signal(2 * bits, name="p36")
+    m.d.comb += [a18.eq(a), b18.eq(b)]
+    ports = {f"i_A{k}": a18[k] for k in range(bits)}
+    ports |= {f"i_B{k}": b18[k] for k in range(bits)}
+    ports |= {f"i_C{k}": 0 for k in range(bits)}
+    ports |= {f"o_P{k}": p36[k] for k in range(2 * bits)}
+    params = {"p_GSR": "DISABLED", "p_RESETMODE": "SYNC"}
+    for register in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
+        params[f"p_REG_{register}_CLK"] = "CLK0" if register in registers else "NONE"
+        params[f"p_REG_{register}_CE"] = "CE0"
+        params[f"p_REG_{register}_RST"] = "RST0"
+    m.submodules.mult = Instance(
+        _ECP5_MULT,
+        **params,
+        **ports,
+        i_SIGNEDA=1,
+        i_SIGNEDB=1,
+        i_SOURCEA=0,
+        i_SOURCEB=0,
+        i_CLK0=ClockSignal(),
+        i_CE0=1,
+        i_RST0=0,
+    )
+    m.d.comb += product.eq(p36.as_signed()[: product.shape().width])
 
 
 def _mult18x18d_model() -> str:

@@ -22,7 +22,7 @@ class CreditQueue(wiring.Component):
     reserve : In(1)
         An item entered the pipeline this cycle (only while ``available``).
     available : Out(1)
-        A credit is left.
+        A credit is left (driven by a register).
     push : In, stream (always ready) of ``layout``
         The item leaving the pipeline.
     output : Out, stream of ``layout``
@@ -49,10 +49,15 @@ class CreditQueue(wiring.Component):
             width=len(self.output.payload.as_value()), depth=depth
         )
         credits = Signal(range(depth + 1), init=depth)
+        next_credits = Signal.like(credits)
+        # ``available`` is a flip-flop (``next_credits != 0`` registered), so the pipeline's
+        # ready starts at a register rather than at the counter's compare.
+        has_credit = Signal(init=1)
         taken = self.output.valid & self.output.ready
-        m.d.sync += credits.eq(credits - self.reserve + taken)
+        m.d.comb += next_credits.eq(credits - self.reserve + taken)
+        m.d.sync += [credits.eq(next_credits), has_credit.eq(next_credits != 0)]
         m.d.comb += [
-            self.available.eq(credits != 0),
+            self.available.eq(has_credit),
             fifo.w_en.eq(self.push.valid),
             fifo.w_data.eq(self.push.payload),
             self.output.valid.eq(fifo.r_rdy),

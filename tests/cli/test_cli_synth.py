@@ -63,7 +63,9 @@ def test_build_for_the_ecp5_family_simulates_bit_exactly_and_synthesizes_only_fo
     assert json.loads((out / "build.json").read_text())["hardware"]["family"] == "ecp5"
     for verilog in ("lstm_top.v", "lstm_top_inline.v"):
         text = (out / "rtl" / verilog).read_text()
-        assert text.count("MULT18X18D #(") == 2  # one per lane; its model is for simulators
+        # One per lane, the cell's three products and the five activation units'
+        # interpolation multiplies; the primitive's model is for simulators.
+        assert text.count("MULT18X18D #(") == 2 + 3 + 5
     np.save(files / "x3.npy", np.random.default_rng(1).uniform(-1, 1, (5, 3)).astype(np.float32))
     code, stdout, _ = run_cli(
         capsys, "simulate", out, "--input", files / "x3.npy", "--simulator", "icarus", "--json"
@@ -94,10 +96,11 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     result = json.loads(stdout)
     assert result["device"] == "ecp5-25" and result["speed"] == 6
     assert result["verilog_family"] == "ecp5"
-    # Both lanes' multipliers use the MULT18X18D input and output registers (no pipeline
-    # register: Multiplier.LATENCY is 2).
+    # The lanes' multipliers use the MULT18X18D input and output registers (no pipeline
+    # register: Multiplier.LATENCY is 2), the cell's three products their input and output
+    # registers, the five activation units' interpolation multiplies their output register.
     assert result["synthesis"]["dsp_registers"] == {
-        "input A": 2, "input B": 2, "pipeline": 0, "output": 2
+        "input A": 2 + 3, "input B": 2 + 3, "pipeline": 0, "output": 2 + 3 + 5
     }  # fmt: skip
     assert 10 < result["fmax_mhz"] < 500
     assert result["critical_path"] and all(isinstance(b, str) for b in result["critical_path"])

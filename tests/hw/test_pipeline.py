@@ -13,6 +13,7 @@ from lstm_fpga.hw.pipeline import (
     FANOUT,
     ECP5Target,
     Multiplier,
+    RegisteredProduct,
     Target,
     broadcast,
     fanout_levels,
@@ -77,23 +78,20 @@ def _random_values(shape, rng, count=30):
     return [int(v) for v in rng.integers(low, high, count)]
 
 
-@pytest.mark.parametrize(
-    "a_shape, b_shape",
-    [(signed(16), signed(16)), (unsigned(7), signed(12)), (signed(20), unsigned(9))],
-)
-def test_multiplier_latency_and_products(a_shape, b_shape):
-    dut = Multiplier(a_shape, b_shape)
-    rng = np.random.default_rng(a_shape.width)
-    a_values = _random_values(a_shape, rng)
-    b_values = _random_values(b_shape, rng)
+def _assert_products(dut, latency: int, seed: int):
+    """Random operands every cycle: ``dut.product`` is ``a * b`` exactly ``latency`` cycles
+    later."""
+    rng = np.random.default_rng(seed)
+    a_values = _random_values(dut.a.shape(), rng)
+    b_values = _random_values(dut.b.shape(), rng)
     got = []
 
     async def bench(ctx):
-        for k in range(len(a_values) + Multiplier.LATENCY):
+        for k in range(len(a_values) + latency):
             if k < len(a_values):
                 ctx.set(dut.a, a_values[k])
                 ctx.set(dut.b, b_values[k])
-            if k >= Multiplier.LATENCY:
+            if k >= latency:
                 got.append(ctx.get(dut.product))
             await ctx.tick()
 
@@ -102,6 +100,45 @@ def test_multiplier_latency_and_products(a_shape, b_shape):
     sim.add_testbench(bench)
     sim.run()
     assert got == [a * b for a, b in zip(a_values, b_values, strict=True)]
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [(signed(16), signed(16)), (unsigned(7), signed(12)), (signed(20), unsigned(9))],
+)
+def test_multiplier_latency_and_products(a_shape, b_shape):
+    _assert_products(Multiplier(a_shape, b_shape), Multiplier.LATENCY, a_shape.width)
+
+
+@pytest.mark.parametrize("input_registers", [True, False])
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [(signed(16), signed(18)), (unsigned(5), signed(11)), (signed(21), unsigned(4))],
+)
+def test_registered_product_latency_and_products(a_shape, b_shape, input_registers):
+    dut = RegisteredProduct(a_shape, b_shape, input_registers=input_registers)
+    assert dut.latency == (2 if input_registers else 1)
+    _assert_products(dut, dut.latency, a_shape.width + input_registers)
+
+
+@pytest.mark.parametrize("input_registers", [True, False])
+@pytest.mark.parametrize(
+    "a_shape, fits", [(signed(18), True), (unsigned(17), True), (unsigned(18), False)]
+)
+def test_ecp5_registered_product_uses_the_dsp_registers_of_its_stages(
+    a_shape, fits, input_registers
+):
+    product = RegisteredProduct(a_shape, unsigned(6), input_registers=input_registers)
+    primitive = ECP5Target().get_registered_product(product)
+    assert (primitive is not None) == fits
+    Fragment.get(product, None)  # elaborated: no unused-elaboratable warning
+    if primitive is None:
+        return
+    params = Fragment.get(primitive, None).subfragments[0][0].parameters
+    used = {
+        r for r in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT") if params[f"REG_{r}_CLK"] != "NONE"
+    }
+    assert used == ({"INPUTA", "INPUTB", "OUTPUT"} if input_registers else {"OUTPUT"})
 
 
 @pytest.mark.parametrize(
@@ -130,6 +167,10 @@ def test_generated_verilog_keeps_replicas_and_uses_the_family_multiplier(lanes, 
     assert "(* keep *) always @(posedge clk) q <= d;" in text
     dsp_instances = text.count("MULT18X18D #(")
     lanes_built = EnginePlan(model, HardwareConfig(lanes=lanes)).lanes
-    assert dsp_instances == (lanes_built if family == "ecp5" else 0)
+    # One layer direction: the lanes, the cell's f*c, i*g and o*tanh(c), and the
+    # interpolation multiply of each activation unit (i, f, g, o, tanh c), output register
+    # only.
+    assert dsp_instances == (lanes_built + 3 + 5 if family == "ecp5" else 0)
+    assert text.count('.REG_INPUTA_CLK("NONE")') == (5 if family == "ecp5" else 0)
     if family == "ecp5":
         assert "`ifndef SYNTHESIS" in text

@@ -1,0 +1,154 @@
+"""The recurrence bound: fewest cycles per step when the recurrence loop, not the lanes, limits.
+
+Step ``t + 1``'s first pass reads every unit of ``h_t``; when a job is shorter than the loop
+that brings ``h_t`` back (element read, matrix-vector unit, drain, gate and cell pipeline),
+the walk waits. A small model of the walker (its rules, without the hardware) runs a few
+steps with the loop's :class:`LoopLatencies` and gives the steady-state period. Pure Python;
+:class:`~lstm_fpga.hw.interface.TopInterface` takes the latencies from the blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import GATES_PER_UNIT
+from .plan import STREAMING, EnginePlan
+
+__all__ = ["LoopLatencies", "recurrence_sequence_bound", "recurrence_step_bound"]
+
+
+@dataclass(frozen=True)
+class LoopLatencies:
+    """The pipeline latencies that close the recurrence, in cycles (taken from the hardware
+    blocks by :attr:`lstm_fpga.hw.interface.TopInterface.loop_latencies`).
+
+    ``to_drain``: from a pass's last column issue to its ``loaded`` pulse (the element read
+    and the matrix-vector unit); the pass's units are then handed to the gate and cell
+    pipeline one per cycle from the cycle after. ``to_read``: from a unit's hand-off to the
+    first issue that may read its ``h`` (the gate and cell pipeline, less the announcement
+    lead of the scoreboards and the forwarding).
+    """
+
+    to_drain: int
+    to_read: int
+
+    @property
+    def loop(self) -> int:
+        """Cycles from a pass's last issue to the first issue that may read its first unit."""
+        return self.to_drain + 1 + self.to_read
+
+
+#: A job of the walk model: its matrix and, per run of columns in walk order, ``(length,
+#: producer)``: the index of the earlier job whose units ``0 .. length - 1`` it reads, or
+#: ``None`` (the input, ``h0``, a state: ready at once).
+_WalkJob = tuple[int, tuple[tuple[int, int | None], ...]]
+
+
+def _step_jobs(
+    plan: EnginePlan, steps: int, first: int = 0, *, head: bool = True
+) -> list[_WalkJob]:
+    """The jobs of a ``steps``-step sequence in schedule order (job indices from
+    ``first``), each with the producers of its columns; the head's with ``head``. A job's
+    key is ``(layer, direction, time index)``."""
+    H, L, D = plan.hidden_size, plan.num_layers, plan.num_directions
+    jobs: list[_WalkJob] = []
+    if plan.schedule == STREAMING:
+        keys = []
+        for t in range(steps):
+            for k in range(L):
+                keys.append((k, 0, t))
+            if head and plan.head is not None and (plan.output_mode == "all" or t == steps - 1):
+                keys.append(("head", 0, t))
+    else:
+        keys = [
+            (k, d, t if d == 0 else steps - 1 - t)
+            for k in range(L)
+            for t in range(steps)
+            for d in range(D)
+        ]
+        if head and plan.head is not None:
+            outputs = range(steps) if plan.output_mode == "all" else (steps - 1,)
+            keys += [("head", 0, t) for t in outputs]
+    order = {key: n for n, key in enumerate(keys)}
+
+    def index(key):
+        return first + order[key]
+
+    for k, d, t in keys:
+        if k == "head":  # the top layer's h_t, every direction
+            jobs.append((plan.head_index, tuple((H, index((L - 1, e, t))) for e in range(D))))
+            continue
+        previous = t - 1 if d == 0 else t + 1
+        recurrent = (H, index((k, d, previous)) if 0 <= previous < steps else None)
+        if k == 0:
+            parts = ((plan.input_size, None), recurrent)
+        else:
+            parts = (recurrent, *((H, index((k - 1, e, t))) for e in range(D)))
+        jobs.append((k * D + d, parts))
+    return jobs
+
+
+def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> list[int]:
+    """The cycle of each job's last issue when the walk runs ``jobs`` from cycle 0 with
+    the input always there: the walker's rules (one cycle of ``groups`` columns at a time;
+    a column that reads a unit waits until it may; a pass's last column waits for the
+    previous pass's ``loaded`` and for the drain to be empty), with ``latencies``."""
+    G = plan.groups
+    readable: list[np.ndarray | None] = []
+    ends: list[int] = []
+    now, loaded, emitted = 0, -1, -1
+    for matrix, parts in jobs:
+        mp = plan.matrices[matrix]
+        ready = np.full(mp.span * G, -1, dtype=np.int64)
+        column = 0
+        for length, producer in parts:
+            if producer is not None:
+                ready[column : column + length] = readable[producer][:length]
+            column += length
+        cycles = np.arange(mp.span)
+        # The earliest issue of cycle j of a pass that starts at 0 (a wait delays the rest).
+        lead = np.maximum.accumulate(ready.reshape(mp.span, G).max(axis=1) - cycles)
+        units = np.full(mp.units, -1, dtype=np.int64)
+        # A unit leaves the drain after the pass that holds its last row.
+        finishing = (GATES_PER_UNIT * np.arange(mp.units) + GATES_PER_UNIT - 1) // mp.row_lanes
+        for p in range(mp.passes):
+            last = max(now + mp.span - 1, lead[-1] + mp.span - 1, loaded + 1, emitted + 1)
+            loaded = last + latencies.to_drain
+            done = np.flatnonzero(finishing == p)
+            hand_offs = loaded + 1 + np.arange(len(done))
+            units[done] = hand_offs + latencies.to_read
+            emitted = int(hand_offs[-1]) if done.size else -1
+            now = last + 1
+        readable.append(None if mp.is_head else units)
+        ends.append(last)
+    return ends
+
+
+def recurrence_step_bound(plan: EnginePlan, latencies: LoopLatencies) -> int:
+    """Fewest cycles per time step the walk can take with the recurrence loop of
+    ``latencies``: the lane bound (:meth:`EnginePlan.step_bound`) or, when a step's first columns
+    need ``h`` of the previous step sooner than the loop delivers it (short jobs), the
+    steady-state period of the walk (:func:`_walk`: passes times spans plus the waits)."""
+
+    # The steady state: the walk of 8 steps less that of 4 (what a sequence's ends add,
+    # such as a layer's wait for the layer below in the buffered schedule, cancels).
+    def end(steps):
+        return _walk(plan, _step_jobs(plan, steps, head=False), latencies)[-1]
+
+    period = -(-(end(8) - end(4)) // 4)
+    return max(plan.step_bound(), period)
+
+
+def recurrence_sequence_bound(plan: EnginePlan, steps: int, latencies: LoopLatencies) -> int:
+    """Cycles per ``steps``-step sequence when sequences follow each other back to back,
+    with the recurrence loop of ``latencies`` (the walk of :func:`_walk` over three
+    sequences: the distance between the last issues of the last two), and at least
+    :meth:`EnginePlan.sequence_bound`."""
+    jobs: list[_WalkJob] = []
+    for _ in range(3):
+        jobs += _step_jobs(plan, steps, len(jobs))
+    ends = _walk(plan, jobs, latencies)
+    per_sequence = len(jobs) // 3
+    return max(plan.sequence_bound(steps), ends[-1] - ends[-1 - per_sequence])
