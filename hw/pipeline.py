@@ -123,45 +123,6 @@ def broadcast(m: Module, platform, value, consumers: int, levels: int, name: str
     return [copies[c * len(copies) // consumers] for c in range(consumers)]
 
 
-class Multiplier(wiring.Component):
-    """``product = a * b`` (signed or unsigned operands) with registered inputs and a
-    registered output: the DSP block's own registers (Xilinx DSP48 ``AREG``/``BREG`` and
-    ``PREG``; ECP5 ``MULT18X18D`` input and output registers).
-
-    No pipeline register between them (DSP48 ``MREG``, the ``MULT18X18D`` ``PIPELINE``
-    register): the multiply alone fits a cycle (the 18 x 18 multiply of an ECP5 at speed 6
-    takes about 3.9 ns between its input and output registers, under the 8 ns of 125 MHz),
-    and the recurrence (a step's ``h`` feeds the next step's columns) is a cycle shorter
-    without it.
-
-    Latency :attr:`LATENCY` cycles (operands present in cycle ``t`` give the product in cycle
-    ``t + LATENCY``); throughput one product per cycle; no enable, no reset (the enclosing
-    pipeline carries its own valid bits). A platform with ``get_multiplier(multiplier)``
-    (:class:`ECP5Target`) may return the family's primitive instead of the inferred form,
-    with the same registers.
-    """
-
-    #: Input registers, output register.
-    LATENCY = 2
-
-    def __init__(self, a_shape, b_shape):
-        a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
-        product = (Signal(a_shape) * Signal(b_shape)).shape()
-        super().__init__({"a": In(a_shape), "b": In(b_shape), "product": Out(product)})
-
-    def elaborate(self, platform):
-        hook = getattr(platform, "get_multiplier", None)
-        if hook is not None:
-            primitive = hook(self)
-            if primitive is not None:
-                return primitive
-        m = Module()
-        a = delay(m, self.a, 1, "a")
-        b = delay(m, self.b, 1, "b")
-        m.d.comb += self.product.eq(delay(m, a * b, 1, "p"))
-        return m
-
-
 class RegisteredProduct(wiring.Component):
     """``product = a * b`` (signed or unsigned operands) whose result register, and with
     ``input_registers`` its operand registers, are the ones a pipeline stage already has:
@@ -206,6 +167,31 @@ class RegisteredProduct(wiring.Component):
         return m
 
 
+class Multiplier(RegisteredProduct):
+    """``product = a * b`` (signed or unsigned operands) with registered inputs and a
+    registered output: the DSP block's own registers (Xilinx DSP48 ``AREG``/``BREG`` and
+    ``PREG``; ECP5 ``MULT18X18D`` input and output registers).
+
+    No pipeline register between them (DSP48 ``MREG``, the ``MULT18X18D`` ``PIPELINE``
+    register): the multiply alone fits a cycle (the 18 x 18 multiply of an ECP5 at speed 6
+    takes about 3.9 ns between its input and output registers, under the 8 ns of 125 MHz),
+    and the recurrence (a step's ``h`` feeds the next step's columns) is a cycle shorter
+    without it.
+
+    Latency :attr:`LATENCY` cycles (operands present in cycle ``t`` give the product in cycle
+    ``t + LATENCY``); throughput one product per cycle; no enable, no reset (the enclosing
+    pipeline carries its own valid bits). It is a :class:`RegisteredProduct` with its own
+    input registers, so a platform's ``get_registered_product`` (:class:`ECP5Target`) may
+    return the family's primitive instead of the inferred form, with the same registers.
+    """
+
+    #: Input registers, output register.
+    LATENCY = 2
+
+    def __init__(self, a_shape, b_shape):
+        super().__init__(a_shape, b_shape, input_registers=True)
+
+
 #: ECP5 ``MULT18X18D`` operand width (signed).
 _ECP5_OPERAND_BITS = 18
 #: Module name of the ``MULT18X18D`` simulation model.
@@ -213,8 +199,8 @@ _ECP5_MULT = "MULT18X18D"
 
 
 class ECP5Target(Target):
-    """Lattice ECP5: :class:`Multiplier` becomes a ``MULT18X18D`` with its input and output
-    registers (the ``PIPELINE`` register bypassed, as in :class:`Multiplier`).
+    """Lattice ECP5: a :class:`RegisteredProduct` (and so a :class:`Multiplier`) becomes a
+    ``MULT18X18D`` with the same registers (the ``PIPELINE`` register bypassed).
 
     The primitive is used when both operands fit 18 signed bits (wider products keep the
     inferred form). Generated Verilog carries a behavioural model of the primitive, for
@@ -223,43 +209,6 @@ class ECP5Target(Target):
     """
 
     family = "ecp5"
-
-    def get_multiplier(self, multiplier: Multiplier):
-        bits = _ECP5_OPERAND_BITS
-        shapes = (multiplier.a.shape(), multiplier.b.shape())
-        if any(s.width + (0 if s.signed else 1) > bits for s in shapes):
-            return None
-        m = Module()
-        # Sign- or zero-extend both operands to signed 18-bit (exact for any narrower shape).
-        a = Signal(Shape(bits, signed=True), name="a18")
-        b = Signal(Shape(bits, signed=True), name="b18")
-        p = Signal(2 * bits, name="p36")
-        m.d.comb += [a.eq(multiplier.a), b.eq(multiplier.b)]
-        ports = {f"i_A{k}": a[k] for k in range(bits)}
-        ports |= {f"i_B{k}": b[k] for k in range(bits)}
-        ports |= {f"i_C{k}": 0 for k in range(bits)}
-        ports |= {f"o_P{k}": p[k] for k in range(2 * bits)}
-        registers = ("INPUTA", "INPUTB", "OUTPUT")
-        params = {f"p_REG_{r}_CLK": "CLK0" for r in registers}
-        params["p_REG_PIPELINE_CLK"] = "NONE"
-        params |= {f"p_REG_{r}_CE": "CE0" for r in registers}
-        params |= {f"p_REG_{r}_RST": "RST0" for r in registers}
-        params |= {"p_GSR": "DISABLED", "p_RESETMODE": "SYNC"}
-        m.submodules.mult = Instance(
-            _ECP5_MULT,
-            **params,
-            **ports,
-            i_SIGNEDA=1,
-            i_SIGNEDB=1,
-            i_SOURCEA=0,
-            i_SOURCEB=0,
-            i_CLK0=ClockSignal(),
-            i_CE0=1,
-            i_RST0=0,
-        )
-        product = multiplier.product
-        m.d.comb += product.eq(p.as_signed()[: product.shape().width])
-        return m
 
     def get_registered_product(self, product: RegisteredProduct):
         """A ``MULT18X18D`` with its output register, and its input registers when
