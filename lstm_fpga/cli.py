@@ -858,7 +858,7 @@ def _parser() -> argparse.ArgumentParser:
         "--device",
         metavar="NAME",
         help="check the design fits this part before generating (exit 2 if not): "
-        "ecp5-25|ecp5-45|ecp5-85|up5k|xc7a35t|xc7a100t|xc7a200t|xc7z020|xc7k325t|xczu3eg",
+        "ecp5-12|ecp5-25|ecp5-45|ecp5-85|up5k|xc7a35t|xc7a100t|xc7a200t|xc7z020|xc7k325t|xczu3eg",
     )
     build.add_argument(
         "--family",

@@ -43,7 +43,7 @@ def test_build_without_device_lists_the_smallest_parts(files, capsys):
     assert code == 0
     smallest = json.loads(stdout)["device"]["smallest_fitting"]
     # 2 lanes + 8 gate/cell multipliers: more DSPs than the 8 of an iCE40 UP5K.
-    assert [f["device"] for f in smallest] == ["ecp5-25", "xc7a35t", "xczu3eg"]
+    assert [f["device"] for f in smallest] == ["ecp5-12", "xc7a35t", "xczu3eg"]
     assert all(f["fits"] for f in smallest)
     code, _, err = run_cli(capsys, "synth", out, "--target", "ecp5", "--device", "xc7a35t")
     assert code == 2 and "not a ecp5 part" in err

@@ -1,0 +1,451 @@
+"""A board around ``lstm_top``: clock (oscillator -> PLL), reset, status LEDs, the host link.
+
+Three layers, each usable alone:
+
+* :class:`CoreInstance` -- the generated Verilog ``lstm_top`` as an Amaranth component with
+  the same signature as :class:`~lstm_fpga.hw.engine.LstmTop` (an ``Instance``), so a board
+  runs exactly the Verilog that ``lstm-fpga simulate`` verified;
+* :class:`BoardTop` -- the board-independent logic in the ``sync`` domain: power-on and
+  button reset, the core (:class:`CoreInstance`, or any component of that signature, e.g.
+  ``LstmTop`` itself in the Amaranth simulator), the host link between the UART pins and
+  the core's streams, and the status LEDs. Its ports are pins (``rx``, ``tx``, ``button``,
+  ``leds``), so it simulates without a platform;
+* :class:`BoardPlatformTop` -- the top a board's Amaranth platform builds: the oscillator
+  into an ECP5 ``EHXPLLL`` (:class:`Ecp5Pll`, dividers from :func:`ecp5_pll`), the ``sync``
+  domain held in reset until the PLL locks, and the pins of :data:`BOARDS`.
+
+LEDs (:data:`LEDS`, from LED 0): heartbeat, busy, done, error, saturated, link activity,
+reset. ``docs/board.md`` has the board table and the flow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from fractions import Fraction
+
+from amaranth.hdl import (
+    Cat,
+    ClockDomain,
+    ClockSignal,
+    Const,
+    DomainRenamer,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
+from amaranth.lib import wiring
+from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from .interface import CLOCK, RESET, SEPARATOR, TOP_NAME, Direction, TopInterface
+
+__all__ = [
+    "BOARDS",
+    "LEDS",
+    "Board",
+    "BoardError",
+    "BoardPlatformTop",
+    "BoardTop",
+    "CoreInstance",
+    "Ecp5Pll",
+    "PllParameters",
+    "board",
+    "ecp5_pll",
+]
+
+
+class BoardError(ValueError):
+    """A board, clock or PLL request that cannot be met (one line, names the fix)."""
+
+
+# -- boards -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Board:
+    """A board :func:`~lstm_fpga.hw.bitstream.write_bitstream` builds for: its Amaranth
+    platform (``module:Class`` in ``amaranth-boards``), the part (a key of
+    :data:`lstm_fpga.hw.devices.DEVICES`), nextpnr's device and package options, and the
+    platform resources used: oscillator, reset button (``None``: power-on reset only),
+    LEDs, UART."""
+
+    name: str
+    title: str
+    platform: str
+    device: str
+    nextpnr: str
+    package: str
+    speed: int
+    clock: str
+    clock_mhz: float
+    button: tuple[str, int] | None
+    leds: int
+    uart: str = "uart"
+
+    def platform_class(self):
+        module, name = self.platform.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def _ulx3s(size: int) -> Board:
+    return Board(
+        name=f"ulx3s-{size}f",
+        title=f"ULX3S (ECP5 LFE5U-{size}F)",
+        platform=f"amaranth_boards.ulx3s:ULX3S_{size}F_Platform",
+        device=f"ecp5-{size}",
+        nextpnr=f"{size}k",
+        package="CABGA381",
+        speed=6,
+        clock="clk25",
+        clock_mhz=25.0,
+        button=("button_fire", 0),
+        leds=8,
+    )
+
+
+#: Boards by ``--board`` name: every one has a USB-UART for the host link.
+BOARDS = {b.name: b for b in (_ulx3s(85), _ulx3s(45), _ulx3s(25), _ulx3s(12))}
+
+
+def board(name: str) -> Board:
+    """The board called ``name`` (case-insensitive); the error lists the known ones."""
+    found = BOARDS.get(name.lower())
+    if found is None:
+        raise BoardError(f"unknown board {name!r}; --board is one of {'|'.join(BOARDS)}")
+    return found
+
+
+# -- PLL ----------------------------------------------------------------------------------------
+#: ECP5 EHXPLLL limits in MHz (Lattice FPGA-TN-02200, sysCLOCK PLL design guide; the limits
+#: Project Trellis' ecppll uses): input, phase detector, VCO, output.
+PLL_INPUT_MHZ = (8, 400)
+PLL_PFD_MHZ = (Fraction(3125, 1000), 400)
+PLL_VCO_MHZ = (400, 800)
+PLL_OUTPUT_MHZ = (10, 400)
+#: Divider ranges: CLKI_DIV, CLKFB_DIV, CLKOP_DIV.
+PLL_DIVIDERS = ((1, 128), (1, 80), (1, 128))
+
+
+@dataclass(frozen=True)
+class PllParameters:
+    """EHXPLLL dividers for CLKOP fed back into CLKFB: ``output = input / clki_div *
+    clkfb_div``, ``vco = output * clkop_div``."""
+
+    input_mhz: Fraction
+    clki_div: int
+    clkfb_div: int
+    clkop_div: int
+
+    @property
+    def output_mhz(self) -> Fraction:
+        return self.input_mhz / self.clki_div * self.clkfb_div
+
+    @property
+    def vco_mhz(self) -> Fraction:
+        return self.output_mhz * self.clkop_div
+
+    @property
+    def pfd_mhz(self) -> Fraction:
+        return self.input_mhz / self.clki_div
+
+    @property
+    def clkop_cphase(self) -> int:
+        """Coarse phase of CLKOP for 0 degrees (as Trellis' ecppll sets it)."""
+        return (self.clkop_div - 1) // 2
+
+    def to_json_dict(self) -> dict:
+        return {
+            "input_mhz": float(self.input_mhz),
+            "output_mhz": round(float(self.output_mhz), 6),
+            "vco_mhz": round(float(self.vco_mhz), 6),
+            "clki_div": self.clki_div,
+            "clkfb_div": self.clkfb_div,
+            "clkop_div": self.clkop_div,
+        }
+
+
+def ecp5_pll(input_mhz: float, output_mhz: float) -> PllParameters:
+    """The EHXPLLL dividers whose output is nearest ``output_mhz`` from ``input_mhz`` (ties:
+    the VCO nearest 600 MHz, then the smallest input divider), searched over every legal
+    divider triple like Trellis' ecppll. Raises :class:`BoardError` outside the limits."""
+    fin = Fraction(input_mhz).limit_denominator(10**6)
+    target = Fraction(output_mhz).limit_denominator(10**6)
+    low, high = PLL_OUTPUT_MHZ
+    if not low <= target <= high:
+        raise BoardError(
+            f"--freq {float(target):g} MHz is outside the ECP5 PLL's output range "
+            f"({low}-{high} MHz); choose a frequency in it"
+        )
+    if not PLL_INPUT_MHZ[0] <= fin <= PLL_INPUT_MHZ[1]:
+        raise BoardError(f"a {float(fin):g} MHz oscillator is outside the ECP5 PLL's input range")
+    best, best_key = None, None
+    for clki in range(PLL_DIVIDERS[0][0], PLL_DIVIDERS[0][1] + 1):
+        pfd = fin / clki
+        if not PLL_PFD_MHZ[0] <= pfd <= PLL_PFD_MHZ[1]:
+            continue
+        for clkfb in range(PLL_DIVIDERS[1][0], PLL_DIVIDERS[1][1] + 1):
+            out = pfd * clkfb
+            if not low <= out <= high:
+                continue
+            for clkop in range(PLL_DIVIDERS[2][0], PLL_DIVIDERS[2][1] + 1):
+                vco = out * clkop
+                if vco > PLL_VCO_MHZ[1]:
+                    break
+                if vco < PLL_VCO_MHZ[0]:
+                    continue
+                key = (abs(out - target), abs(vco - 600), clki)
+                if best_key is None or key < best_key:
+                    best, best_key = PllParameters(fin, clki, clkfb, clkop), key
+    if best is None:
+        raise BoardError(f"no ECP5 PLL setting gives {float(target):g} MHz from {fin} MHz")
+    return best
+
+
+class Ecp5Pll(wiring.Component):
+    """An ECP5 ``EHXPLLL`` with CLKOP fed back: ``clk_out`` at
+    :attr:`PllParameters.output_mhz` from ``clk_in``; ``locked`` asynchronous (synchronise
+    it). The instance carries the ``FREQUENCY_PIN_*`` attributes nextpnr reads and the loop
+    filter settings Trellis' ecppll emits. Simulation: none (a vendor primitive)."""
+
+    def __init__(self, parameters: PllParameters):
+        self.parameters = parameters
+        super().__init__({"clk_in": In(1), "clk_out": Out(1), "locked": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.parameters
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=f"{float(p.input_mhz):g}",
+            a_FREQUENCY_PIN_CLKOP=f"{float(p.output_mhz):.6g}",
+            a_ICP_CURRENT="12",
+            a_LPF_RESISTOR="8",
+            a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED",
+            p_INTFB_WAKE="DISABLED",
+            p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED",
+            p_OUTDIVIDER_MUXA="DIVA",
+            p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC",
+            p_OUTDIVIDER_MUXD="DIVD",
+            p_CLKI_DIV=p.clki_div,
+            p_CLKOP_ENABLE="ENABLED",
+            p_CLKOP_DIV=p.clkop_div,
+            p_CLKOP_CPHASE=p.clkop_cphase,
+            p_CLKOP_FPHASE=0,
+            p_FEEDBK_PATH="CLKOP",
+            p_CLKFB_DIV=p.clkfb_div,
+            i_RST=0,
+            i_STDBY=0,
+            i_CLKI=self.clk_in,
+            o_CLKOP=self.clk_out,
+            i_CLKFB=self.clk_out,
+            i_PHASESEL0=0,
+            i_PHASESEL1=0,
+            i_PHASEDIR=1,
+            i_PHASESTEP=1,
+            i_PHASELOADREG=1,
+            i_PLLWAKESYNC=0,
+            i_ENCLKOP=0,
+            o_LOCK=self.locked,
+        )
+        return m
+
+
+# -- the core -----------------------------------------------------------------------------------
+def core_signature(interface: TopInterface) -> wiring.Signature:
+    """The signature of ``lstm_top`` (that of :class:`~lstm_fpga.hw.engine.LstmTop`)."""
+    from .engine import LstmTop
+
+    return LstmTop(interface.plan).signature
+
+
+def _member(component, port_name: str):
+    """The signal of ``component`` behind the ``lstm_top`` port ``port_name``."""
+    if SEPARATOR in port_name:
+        stream, member = port_name.split(SEPARATOR, 1)
+        return getattr(getattr(component, stream), member)
+    return getattr(component, port_name)
+
+
+class CoreInstance(wiring.Component):
+    """The generated Verilog module ``lstm_top`` as an ``Instance``, with the signature of
+    :class:`~lstm_fpga.hw.engine.LstmTop` (streams ``x``, ``y``, ``state``, ``init``, ``w``,
+    control, status, saturation counters; :class:`~lstm_fpga.hw.interface.TopInterface`
+    is the contract: formats, latency, throughput, protocol). ``clk`` and ``rst`` are the
+    ``sync`` domain's. The Verilog (``lstm_top.v`` or ``lstm_top_inline.v`` of a build)
+    must be added to the platform (``platform.add_file``)."""
+
+    def __init__(self, interface: TopInterface):
+        self.interface = interface
+        super().__init__(core_signature(interface))
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = {f"i_{CLOCK}": ClockSignal(), f"i_{RESET}": ResetSignal()}
+        for port in self.interface.ports:
+            if port.name in (CLOCK, RESET):
+                continue
+            prefix = "i_" if port.direction is Direction.IN else "o_"
+            ports[prefix + port.name] = _member(self, port.name)
+        m.submodules.core = Instance(TOP_NAME, **ports)
+        return m
+
+
+# -- the board-independent top ------------------------------------------------------------------
+#: LED index -> meaning (boards with fewer LEDs show the first ones).
+LEDS = (
+    "heartbeat (blinks about once a second while the clock runs)",
+    "busy (a sequence is being received, computed or output)",
+    "done (lit about 0.1 s after every sequence's last output)",
+    "error (sticky: the core dropped a sequence (overflow) or the link saw a bad frame)",
+    "saturated (sticky: a saturation counter is non-zero)",
+    "link activity (UART traffic, stretched to about 0.1 s)",
+    "reset (the core is held in reset: power-on or the reset button)",
+)
+#: Cycles the core is held in reset after the clock starts (and after a button press).
+RESET_CYCLES = 16
+
+
+def _stretch(m: Module, pulse, cycles: int, name: str):
+    """``pulse`` held high for ``cycles`` cycles after it falls (a visible LED)."""
+    count = Signal(range(cycles + 1), name=f"{name}_count")
+    with m.If(pulse):
+        m.d.sync += count.eq(cycles)
+    with m.Elif(count != 0):
+        m.d.sync += count.eq(count - 1)
+    return count != 0
+
+
+class BoardTop(wiring.Component):
+    """Everything of a board top but the clock: reset, ``lstm_top``, host link, LEDs.
+
+    Clock: the ``sync`` domain at ``clk_freq`` Hz (its reset: the PLL not yet locked).
+    Reset: the core (and link) stay in reset for :data:`RESET_CYCLES` cycles after ``sync``
+    leaves reset and while ``button`` (asynchronous, synchronised here by two flip-flops) is
+    pressed; the core's reset is registered (one cycle after either). Pins: ``rx`` (UART
+    from the host, idle high), ``tx`` (to the host), ``leds`` (:data:`LEDS`, active high).
+
+    ``core`` is any component with the ``lstm_top`` signature (default
+    :class:`CoreInstance`); ``link`` a component with ``rx``/``tx`` and, flipped, the
+    core's signature under ``core`` (the host link), or ``None``: then the core's inputs
+    stay idle (:attr:`TopInterface.idle_inputs`) and ``tx`` idle high -- a top for tests of
+    the clock, reset and LEDs only.
+    """
+
+    def __init__(
+        self,
+        interface: TopInterface,
+        *,
+        clk_freq: float,
+        leds: int = len(LEDS),
+        core: wiring.Component | None = None,
+        link: wiring.Component | None = None,
+        reset_cycles: int = RESET_CYCLES,
+    ):
+        if not 1 <= leds:
+            raise BoardError(f"a board top needs at least one LED, not {leds}")
+        self.interface = interface
+        self.clk_freq = clk_freq
+        self.core = core if core is not None else CoreInstance(interface)
+        self.link = link
+        self.reset_cycles = reset_cycles
+        super().__init__(
+            {"rx": In(1, init=1), "tx": Out(1, init=1), "button": In(1), "leds": Out(leds)}
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        # Reset: power-on count, then the synchronised button; registered.
+        button = Signal()
+        m.submodules.button_sync = FFSynchronizer(self.button, button)
+        settle = Signal(range(self.reset_cycles + 1))
+        with m.If(button):
+            m.d.sync += settle.eq(0)
+        with m.Elif(settle != self.reset_cycles):
+            m.d.sync += settle.eq(settle + 1)
+        core_rst = Signal(init=1)
+        m.d.sync += core_rst.eq(settle != self.reset_cycles)
+        m.domains.core = ClockDomain("core", local=True)
+        m.d.comb += [
+            ClockSignal("core").eq(ClockSignal("sync")),
+            ResetSignal("core").eq(core_rst),
+        ]
+        m.submodules.core = DomainRenamer("core")(self.core)
+        core = self.core
+        link_error = Const(0)
+        activity = Const(0)
+        if self.link is None:
+            for name, value in self.interface.idle_inputs:
+                m.d.comb += _member(core, name).eq(value)
+            m.d.comb += self.tx.eq(1)
+        else:
+            m.submodules.link = DomainRenamer("core")(self.link)
+            wiring.connect(m, self.link.core, core)
+            m.d.comb += [self.link.rx.eq(self.rx), self.tx.eq(self.link.tx)]
+            link_error = getattr(self.link, "error", Const(0))
+            activity = ~self.rx | ~self.tx
+        # LEDs.
+        tenth = max(1, int(self.clk_freq // 10))
+        half = max(1, int(self.clk_freq // 2)).bit_length() - 1
+        beat = Signal(half + 1)
+        m.d.sync += beat.eq(beat + 1)
+        error = Signal()
+        saturated = Signal()
+        counters = [getattr(core, kind) for kind in self.interface.status_outputs if "sat_" in kind]
+        with m.If(core_rst):
+            m.d.sync += [error.eq(0), saturated.eq(0)]
+        with m.Else():
+            with m.If(core.overflow | link_error):
+                m.d.sync += error.eq(1)
+            with m.If(Cat(*(c.any() for c in counters)).any()):
+                m.d.sync += saturated.eq(1)
+        states = (
+            beat[-1],
+            core.busy,
+            _stretch(m, core.done, tenth, "done"),
+            error,
+            saturated,
+            _stretch(m, activity, tenth, "activity"),
+            core_rst,
+        )
+        m.d.comb += self.leds.eq(Cat(*states[: len(self.leds)]))
+        return m
+
+
+# -- the platform top ---------------------------------------------------------------------------
+class BoardPlatformTop(Elaboratable):
+    """The top an Amaranth platform builds for :class:`Board` ``spec``: oscillator ->
+    :class:`Ecp5Pll` (``pll``) -> ``sync`` (reset until the PLL locks, synchronised) ->
+    :class:`BoardTop` on the board's UART, button and LEDs. ``top_kwargs`` go to
+    :class:`BoardTop` (``link``, ``core``)."""
+
+    def __init__(self, spec: Board, interface: TopInterface, pll: PllParameters, **top_kwargs):
+        self.spec = spec
+        self.pll = pll
+        self.top = BoardTop(
+            interface, clk_freq=float(pll.output_mhz) * 1e6, leds=spec.leds, **top_kwargs
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        spec = self.spec
+        clk_in = platform.request(spec.clock, 0)
+        m.submodules.pll = pll = Ecp5Pll(self.pll)
+        m.d.comb += pll.clk_in.eq(clk_in.i)
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(pll.clk_out)
+        m.submodules.reset_sync = ResetSynchronizer(~pll.locked, domain="sync")
+        platform.add_clock_constraint(pll.clk_out, float(self.pll.output_mhz) * 1e6)
+        m.submodules.top = top = self.top
+        uart = platform.request(spec.uart, 0)
+        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        if spec.button is not None:
+            button = platform.request(*spec.button)
+            m.d.comb += top.button.eq(button.i)
+        for index in range(spec.leds):
+            m.d.comb += platform.request("led", index).o.eq(top.leds[index])
+        return m
