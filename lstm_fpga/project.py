@@ -36,6 +36,7 @@ import numpy as np
 
 from . import __version__
 from .hw import EnginePlan, HardwareConfig, cycle_bound, generate_verilog, write_build
+from .hw.integration import write_integration_files
 from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
 from .sw.calibrate import (
     QuantizationReport,
@@ -357,6 +358,15 @@ def write_project(
             (staging / "quantization_report.txt").write_text(report.table() + "\n")
             files += ["quantization_report.json", "quantization_report.txt"]
         files += [f"rtl/{p.name}" for p in hw_build.hex_files]
+        files += [
+            f"rtl/{name}"
+            for name in write_integration_files(
+                staging / "rtl",
+                name=out.name,
+                version=__version__,
+                description=f"lstm-fpga {__version__} build {out.name}: {_describe(model)}",
+            )
+        ]
         hw_manifest = json.loads(hw_build.manifest.read_text())
         manifest = {
             "schema_version": BUILD_SCHEMA_VERSION,
@@ -478,6 +488,15 @@ def record_timing(directory: Path, timing: dict) -> None:
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     partial.replace(path)
+
+
+def _describe(model: LstmModel) -> str:
+    """``LSTM(I, H, layers L[, bidirectional]) + Linear(H, O)`` of ``model``."""
+    text = f"LSTM({model.input_size}, {model.hidden_size}, layers {model.num_layers}"
+    text += ", bidirectional)" if model.num_directions == 2 else ")"
+    if model.head is not None:
+        text += f" + Linear({model.hidden_size * model.num_directions}, {model.head.out_features})"
+    return text
 
 
 def _all_formats(model: LstmModel) -> dict[str, str]:
