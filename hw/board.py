@@ -34,9 +34,10 @@ from amaranth.hdl import (
     Instance,
     Module,
     ResetSignal,
+    Shape,
     Signal,
 )
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -258,9 +259,18 @@ class Ecp5Pll(wiring.Component):
 # -- the core -----------------------------------------------------------------------------------
 def core_signature(interface: TopInterface) -> wiring.Signature:
     """The signature of ``lstm_top`` (that of :class:`~lstm_fpga.hw.engine.LstmTop`)."""
-    from .engine import LstmTop
+    from .engine import axi_stream_signature
 
-    return LstmTop(interface.plan).signature
+    def flow(direction: Direction):
+        return In if direction is Direction.IN else Out
+
+    members = {}
+    for s in interface.streams:
+        shape = Shape(s.width, signed=s.signed)
+        members[s.name] = flow(s.direction)(axi_stream_signature(shape))
+    for port in interface.signals:
+        members[port.name] = flow(port.direction)(port.width)
+    return wiring.Signature(members)
 
 
 def _member(component, port_name: str):
@@ -433,7 +443,7 @@ class BoardPlatformTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         spec = self.spec
-        clk_in = platform.request(spec.clock, 0)
+        m.submodules.clk_buffer = clk_in = io.Buffer("i", platform.request(spec.clock, 0, dir="-"))
         m.submodules.pll = pll = Ecp5Pll(self.pll)
         m.d.comb += pll.clk_in.eq(clk_in.i)
         m.domains.sync = ClockDomain("sync")
@@ -441,11 +451,17 @@ class BoardPlatformTop(Elaboratable):
         m.submodules.reset_sync = ResetSynchronizer(~pll.locked, domain="sync")
         platform.add_clock_constraint(pll.clk_out, float(self.pll.output_mhz) * 1e6)
         m.submodules.top = top = self.top
-        uart = platform.request(spec.uart, 0)
-        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        subsignals = {io_.name: "-" for io_ in platform.lookup(spec.uart, 0).ios}
+        uart = platform.request(spec.uart, 0, dir=subsignals)
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]
         if spec.button is not None:
-            button = platform.request(*spec.button)
+            button = io.Buffer("i", platform.request(*spec.button, dir="-"))
+            m.submodules.button_buffer = button
             m.d.comb += top.button.eq(button.i)
         for index in range(spec.leds):
-            m.d.comb += platform.request("led", index).o.eq(top.leds[index])
+            led = io.Buffer("o", platform.request("led", index, dir="-"))
+            m.submodules[f"led{index}_buffer"] = led
+            m.d.comb += led.o.eq(top.leds[index])
         return m
