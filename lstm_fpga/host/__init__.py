@@ -24,7 +24,7 @@ def __getattr__(name: str):
 
         return getattr(device, name)
     if name == "virtual_device":
-        from .virtual import virtual_device
+        from ..sim.virtual_device import virtual_device
 
         return virtual_device
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
