@@ -33,6 +33,7 @@ from ..hw.interface import CLOCK, RESET
 from ..hw.memory import weight_bank_verilog
 from ..hw.pipeline import target
 from ..hw.plan import EnginePlan
+from .compilation import _locked
 
 __all__ = [
     "LINK_TOP_NAME",
@@ -234,10 +235,11 @@ def harness_source() -> str:
 
 
 def compile_virtual_device(
-    plan: EnginePlan, workdir, *, family: str | None = None, jobs: int = 1
+    plan: EnginePlan, cache, *, family: str | None = None, jobs: int = 1
 ) -> Path:
-    """Compile the virtual device for ``plan`` into ``workdir`` (cached by content)."""
-    workdir = Path(workdir)
+    """Compile the virtual device for ``plan``; returns the executable. Compilations are
+    cached in ``cache`` by the hash of the Verilog and the harness (one directory each;
+    concurrent compilations of one design wait for each other)."""
     verilog_text = link_top_verilog(
         plan,
         family,
@@ -249,55 +251,62 @@ def compile_virtual_device(
     )
     source = harness_source()
     digest = hashlib.sha256((verilog_text + source).encode()).hexdigest()[:16]
+    workdir = Path(cache) / digest
     executable = workdir / "obj" / "virtual_device"
-    stamp = workdir / "digest"
-    if executable.is_file() and stamp.is_file() and stamp.read_text() == digest:
-        return executable
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / f"{LINK_TOP_NAME}.v").write_text(verilog_text)
-    (workdir / "harness.cpp").write_text(source)
-    verilator = find_verilator()
-    args = [
-        str(verilator.executable),
-        "--cc",
-        "--exe",
-        "--build",
-        "--build-jobs",
-        str(jobs),
-        "-O2",
-        "-Wno-fatal",
-        "-Wno-lint",
-        "-Wno-style",
-        "--top-module",
-        LINK_TOP_NAME,
-        "-Mdir",
-        "obj",
-        "-o",
-        "virtual_device",
-        f"{LINK_TOP_NAME}.v",
-        "harness.cpp",
-    ]
-    for _attempt in range(2):  # parallel make of Verilator's headers can race; retry once
-        run = subprocess.run(args, cwd=workdir, env=verilator.env(), capture_output=True, text=True)
-        if run.returncode == 0:
-            break
-    if run.returncode != 0:
-        raise RuntimeError(f"Verilator build of the virtual device failed:\n{run.stderr[-4000:]}")
-    stamp.write_text(digest)
+    stamp = workdir / "done"
+    with _locked(Path(cache) / f"{digest}.lock"):
+        if executable.is_file() and stamp.is_file():
+            return executable
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / f"{LINK_TOP_NAME}.v").write_text(verilog_text)
+        (workdir / "harness.cpp").write_text(source)
+        verilator = find_verilator()
+        args = [
+            str(verilator.executable),
+            "--cc",
+            "--exe",
+            "--build",
+            "--build-jobs",
+            str(jobs),
+            "-O2",
+            "-Wno-fatal",
+            "-Wno-lint",
+            "-Wno-style",
+            "--top-module",
+            LINK_TOP_NAME,
+            "-Mdir",
+            "obj",
+            "-o",
+            "virtual_device",
+            f"{LINK_TOP_NAME}.v",
+            "harness.cpp",
+        ]
+        for _attempt in range(2):  # parallel make of Verilator's headers can race; retry
+            run = subprocess.run(
+                args, cwd=workdir, env=verilator.env(), capture_output=True, text=True
+            )
+            if run.returncode == 0:
+                break
+        if run.returncode != 0:
+            raise RuntimeError(
+                f"Verilator build of the virtual device failed:\n{run.stderr[-4000:]}"
+            )
+        stamp.write_text(digest)
     return executable
 
 
 @contextlib.contextmanager
-def virtual_device(build_dir, *, port: int = 0) -> Iterator[str]:
+def virtual_device(build_dir, *, port: int = 0, cache=None) -> Iterator[str]:
     """Run the virtual device of the build in ``build_dir``; yields its URL
-    (``socket://127.0.0.1:PORT``; ``port`` 0 picks a free one). Stops it on exit."""
+    (``socket://127.0.0.1:PORT``; ``port`` 0 picks a free one). Stops it on exit. The
+    compiled simulation is cached in ``cache`` (default ``BUILD/virtual_device``)."""
     from ..project import Project
 
     project = Project.load(build_dir)
     plan = EnginePlan(project.model, project.config)
-    executable = compile_virtual_device(
-        plan, project.directory / "virtual_device", family=project.family
-    )
+    if cache is None:
+        cache = project.directory / "virtual_device"
+    executable = compile_virtual_device(plan, cache, family=project.family)
     process = subprocess.Popen(
         [str(executable), str(VIRTUAL_CLOCKS_PER_BIT), str(port)],
         stdout=subprocess.PIPE,
