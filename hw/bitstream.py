@@ -163,7 +163,11 @@ def write_bitstream(
         link = None
         if link_factory is not None:
             link = link_factory(interface, achieved * 1e6)
-            report["host_link"] = getattr(link, "description", type(link).__name__)
+            report["host_link"] = {
+                "component": type(link).__name__,
+                "clocks_per_bit": getattr(link, "clocks_per_bit", None),
+                "pins": f"{spec.uart} rx/tx",
+            }
         say(f"board top for the {spec.title}: {spec.clock_mhz:g} MHz -> PLL -> {achieved:g} MHz")
         for name, contents in _platform_files(spec, interface, verilog, pll, link).items():
             path = staging / name
@@ -251,7 +255,12 @@ def describe(report: dict) -> str:
         f"clock: {clock['oscillator_mhz']:g} MHz oscillator -> PLL (CLKI_DIV {pll['clki_div']}, "
         f"CLKFB_DIV {pll['clkfb_div']}, CLKOP_DIV {pll['clkop_div']}, VCO {pll['vco_mhz']:g} "
         f"MHz) -> {clock['achieved_mhz']:g} MHz (requested {clock['requested_mhz']:g})",
-        f"host link: {report['host_link'] or 'none (core inputs idle)'}",
+        "host link: "
+        + (
+            f"{link['component']} on {link['pins']}, {link['clocks_per_bit']} clocks per bit"
+            if (link := report["host_link"])
+            else "none (core inputs idle)"
+        ),
     ]
     if report["fmax_mhz"] is not None:
         fmax = ", ".join(f"{name} {mhz:.1f} MHz" for name, mhz in report["fmax_mhz"].items())

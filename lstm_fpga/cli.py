@@ -668,12 +668,16 @@ DEFAULT_BOARD_MHZ = 100.0
 DEFAULT_BAUD = 115200
 
 
-def _host_link(baud: int):
-    """The host link factory (:mod:`lstm_fpga.hw.hostlink`), or ``None`` before it exists."""
+def _host_link(baud: int, clk_mhz: float):
+    """The host link factory for ``write_bitstream`` (:class:`~lstm_fpga.hw.hostlink.HostLink`
+    at ``baud``); a rate the clock cannot make stops here, as ``--baud``."""
+    from .hw.hostlink import HostLink
+    from .hw.uart import clocks_per_bit
+
     try:
-        from .hw.hostlink import HostLink
-    except ImportError:
-        return None
+        clocks_per_bit(clk_mhz * 1e6, baud)
+    except ValueError as error:
+        raise _UsageError(f"--baud {baud}: {error}") from None
 
     def make(interface, clk_freq):
         return HostLink(interface, clk_freq=clk_freq, baud=baud)
@@ -719,6 +723,7 @@ def _cmd_bitstream(args) -> int:
     pll = ecp5_pll(spec.clock_mhz, args.freq)  # an impossible clock stops here
     plan = EnginePlan(project.model, project.config)
     check_board_fit(plan, spec)  # block RAM and DSP before the long steps
+    link = _host_link(args.baud, float(pll.output_mhz))
     parent = _own_subdir(project.directory, "bitstream")
     out = parent / spec.name
     if out.is_symlink() or (out.exists() and not out.is_dir()):
@@ -730,9 +735,6 @@ def _cmd_bitstream(args) -> int:
     bars = None
     if not args.json:
         bars = ToolBars("bitstream", log) if interactive() else every(30, log)
-    link = _host_link(args.baud)
-    if link is None:
-        _warn("no host link in this version (lstm_fpga.hw.hostlink): the core's inputs idle")
     if float(pll.output_mhz) != args.freq:
         log(f"--freq {args.freq:g} MHz: the PLL's nearest is {float(pll.output_mhz):g} MHz")
     try:

@@ -1,5 +1,6 @@
 """The board top (lstm_fpga.hw.board): PLL dividers, reset, LEDs, the platform's files."""
 
+import itertools
 import re
 import subprocess
 import sys
@@ -29,7 +30,9 @@ def test_pll_dividers_are_legal_and_nearest(mhz):
     p = ecp5_pll(25, mhz)
     assert PLL_PFD_MHZ[0] <= p.pfd_mhz <= PLL_PFD_MHZ[1]
     assert PLL_VCO_MHZ[0] <= p.vco_mhz <= PLL_VCO_MHZ[1]
-    for value, (low, high) in zip((p.clki_div, p.clkfb_div, p.clkop_div), PLL_DIVIDERS):
+    for value, (low, high) in zip(
+        (p.clki_div, p.clkfb_div, p.clkop_div), PLL_DIVIDERS, strict=True
+    ):
         assert low <= value <= high
     assert p.output_mhz == 25 / p.clki_div * p.clkfb_div
     # No legal input/feedback divider pair lands nearer (the output divider only sets the VCO).
@@ -68,7 +71,7 @@ def test_pll_refuses_frequencies_outside_its_range(mhz):
 
 
 def test_unknown_board_lists_the_boards():
-    with pytest.raises(BoardError, match="ulx3s-85f|ulx3s-45f|ulx3s-25f|ulx3s-12f"):
+    with pytest.raises(BoardError, match=re.escape("ulx3s-85f|ulx3s-45f|ulx3s-25f|ulx3s-12f")):
         board("ulx3s-99f")
     assert board("ULX3S-85F") is BOARDS["ulx3s-85f"]
 
@@ -113,7 +116,7 @@ def test_board_top_resets_blinks_and_obeys_the_button(tiny, leds):
         assert (pressed >> reset_led) & 1 and not (after >> reset_led) & 1
     heartbeat = bits[0]
     assert 0 < sum(heartbeat) < len(heartbeat)  # it blinks: half = 2**5 cycles
-    assert sum(a != b for a, b in zip(heartbeat, heartbeat[1:])) == 2  # at 32 and 64 cycles
+    assert sum(a != b for a, b in itertools.pairwise(heartbeat)) == 2  # at 32 and 64 cycles
     for i in range(1, min(leds, 6)):  # busy, done, error, saturated, activity: idle core
         assert not any(bits[i]), LEDS[i]
 
