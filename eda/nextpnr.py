@@ -28,6 +28,7 @@ ECP5_DEVICES = {
     "25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
     "45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
     "85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
+    "um5g-85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
 }
 
 #: nextpnr bel types -> resource class, per family.

@@ -142,7 +142,7 @@ def write_bitstream(
     report: dict = {
         "board": spec.name,
         "title": spec.title,
-        "part": DEVICES[spec.device].part,
+        "part": spec.part,
         "package": spec.package,
         "speed": spec.speed,
         "seed": seed,

