@@ -167,3 +167,97 @@ def test_core_instance_has_the_signature_of_lstm_top(tiny):
     text = rtlil.convert(core, name="wrapper")
     for port in interface.ports:  # every port of lstm_top is connected by name
         assert f"connect \\{port.name} " in text, port.name
+
+
+def test_board_top_bridges_the_uart_pins_to_the_core_and_shows_it_on_the_leds():
+    """An INPUT frame on ``rx`` runs a sequence through the core (busy, then done) and its
+    outputs come back on ``tx`` equal to the reference; the link-activity LED lights."""
+    import io as bytes_io
+
+    import numpy as np
+
+    from lstm_fpga.host import protocol as P
+    from lstm_fpga.hw.hostlink import HostLink
+    from lstm_fpga.sw.reference import run_reference
+    from lstm_fpga.testing import random_input
+
+    model = random_model(3, 4, seed=2)
+    plan = EnginePlan(model, HardwareConfig(lanes=3))
+    interface = TopInterface(plan)
+    cpb, clk = 4, 4e6
+    link = HostLink(interface, clk_freq=clk, baud=int(clk / cpb), timeout_cycles=200)
+    top = BoardTop(interface, clk_freq=clk, core=LstmTop(plan), link=link, reset_cycles=5)
+    x = random_input(model, 2, rng=3)
+    size = P.beat_bytes(interface.x.width)
+    beats = b"".join(P.to_le(int(v), size) for v in interface.pack_x(x))
+    frames = [
+        P.encode_frame(P.Frame(P.FrameType.INFO, 0)),
+        P.encode_frame(P.Frame(P.FrameType.INPUT, 1, bytes([P.InputFlags.LAST]) + beats)),
+        P.encode_frame(P.Frame(P.FrameType.READ_OUTPUTS, 2, P.to_le(100, 2))),
+    ]
+    received, leds = bytearray(), []
+    led = {name.split(" ")[0]: i for i, name in enumerate(LEDS)}
+
+    async def send(ctx):
+        await ctx.tick().repeat(20)
+        for data in frames:
+            for byte in data:
+                for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
+                    ctx.set(top.rx, bit)
+                    await ctx.tick().repeat(cpb)
+            await ctx.tick().until(~link.busy)
+            await ctx.tick().repeat(400)
+
+    async def receive(ctx):
+        state, count, value, bit = None, 0, 0, 0
+        async for _, _, tx, shown in ctx.tick().sample(top.tx, top.leds):
+            leds.append(shown)
+            if state is None:
+                if tx == 0:
+                    state, count, value, bit = "start", cpb // 2, 0, 0
+                continue
+            count -= 1
+            if count:
+                continue
+            count = cpb
+            if state == "start":
+                state = "data"
+            elif state == "data":
+                value |= tx << bit
+                bit += 1
+                state = "stop" if bit == 8 else "data"
+            else:
+                assert tx == 1, "framing error on tx"
+                received.append(value)
+                state = None
+
+    sim = Simulator(top)
+    sim.add_clock(1 / clk)
+    sim.add_testbench(send)
+    sim.add_testbench(receive, background=True)
+    sim.run()
+    stream = bytes_io.BytesIO(bytes(received))
+    answers = []
+    while stream.tell() < len(received):
+        answers.append(P.read_frame(stream.read))
+    assert [a.type for a in answers] == [
+        P.FrameType.INFO | P.RESPONSE_BIT,
+        P.FrameType.INPUT | P.RESPONSE_BIT,
+        P.FrameType.READ_OUTPUTS | P.RESPONSE_BIT,
+    ]
+    y_bytes = P.beat_bytes(interface.y.width + 1)
+    payload = answers[2].payload
+    words = [P.from_le(payload[k : k + y_bytes]) for k in range(0, len(payload), y_bytes)]
+    y = interface.unpack_y([w & ((1 << interface.y.width) - 1) for w in words])
+    expected = run_reference(model, x[:, None, :]).output[:, 0, :].reshape(-1)
+    np.testing.assert_array_equal(y, expected)
+    lit = {name: any((v >> i) & 1 for v in leds) for name, i in led.items()}
+    assert lit == {
+        "heartbeat": False,  # 4 MHz: the first toggle is 2**21 cycles away
+        "busy": True,
+        "done": True,
+        "error": False,
+        "saturated": False,
+        "link": True,
+        "reset": True,  # the power-on reset, at the start
+    }
