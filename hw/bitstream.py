@@ -233,6 +233,13 @@ def write_bitstream(
         if pnr is None
         else {r: {"used": u, "available": a} for r, (u, a) in pnr.utilisation.items()},
         "synthesis": None if synth is None else synth.total,
+        # The measured LUTs, FFs, block RAMs and DSPs against the part's data sheet (nextpnr
+        # offers the 12F the whole die of the 25F it shares).
+        "fit": None
+        if pnr is None
+        else check_fit(
+            plan, DEVICES[spec.device], {r: used for r, (used, _a) in pnr.utilisation.items()}
+        ).to_json_dict(),
         "seconds": {name: round(s, 1) for name, s in stages.items()},
         "bitstream": f"{BOARD_TOP}.bit" if status == "ok" else None,
     }
@@ -276,6 +283,13 @@ def describe(report: dict) -> str:
             lines.append(
                 f"  {resource:>6}: {use['used']:>7} / {use['available']:<7} {percent:5.1f} %"
             )
+    if report["fit"] is not None:
+        fit = report["fit"]
+        short = [r for r in fit["needed"] if fit["needed"][r] > fit["available"][r]]
+        lines.append(
+            f"fits the {fit['part']} by its data sheet: "
+            + ("yes" if fit["fits"] else f"NO ({', '.join(short)})")
+        )
     if report["error"]:
         lines.append(f"error: {report['error']}")
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
