@@ -271,12 +271,14 @@ LineCount = Callable[[str, str], tuple[int, int | None, str] | None]
 
 def every(seconds: float, progress: Callable[[str], None]) -> Callable[[str], None]:
     """``progress`` for a reader of lines: a :class:`ToolProgress` at most every ``seconds``
-    (the first of a new stage after ``seconds`` too); other messages always."""
+    (the first of a new stage after ``seconds`` too; the first of the next tool of a flow at
+    once); other messages always."""
     last = {"time": -math.inf}
 
     def throttled(message: str) -> None:
         if isinstance(message, ToolProgress):
-            if message.elapsed - last["time"] < seconds:
+            # A smaller elapsed time than the last one shown: the next tool of a flow started.
+            if 0 <= message.elapsed - last["time"] < seconds:
                 return
             last["time"] = message.elapsed
         progress(message)

@@ -70,3 +70,13 @@ def test_every_thins_tool_progress_out_for_readers_of_lines():
         say(ToolProgress("Routing", elapsed))
     say("nextpnr-ecp5 --25k")  # a plain message always passes
     assert lines == ["Routing (1 s)", "Routing (16 s)", "Routing (31 s)", "nextpnr-ecp5 --25k"]
+
+
+def test_every_starts_over_for_the_next_tool_of_a_flow():
+    lines = []
+    say = every(30, lines.append)
+    for elapsed in (400, 420):  # yosys
+        say(ToolProgress("OPT_CLEAN", elapsed))
+    for elapsed in (1, 10, 35):  # then nextpnr, its own clock from 0
+        say(ToolProgress("Routing", elapsed))
+    assert lines == ["OPT_CLEAN (400 s)", "Routing (1 s)", "Routing (35 s)"]
