@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from fractions import Fraction
 
 from amaranth.hdl import (
     Cat,
@@ -42,6 +41,7 @@ from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from .interface import CLOCK, RESET, SEPARATOR, TOP_NAME, Direction, TopInterface
+from .pll import Ecp5Pll, PllError, PllParameters, ecp5_pll
 
 __all__ = [
     "BOARDS",
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 
-class BoardError(ValueError):
+class BoardError(PllError):
     """A board, clock or PLL request that cannot be met (one line, names the fix)."""
 
 
@@ -154,145 +154,6 @@ def board(name: str) -> Board:
     return found
 
 
-# -- PLL ----------------------------------------------------------------------------------------
-#: ECP5 EHXPLLL limits in MHz (Lattice FPGA-TN-02200, sysCLOCK PLL design guide; the limits
-#: Project Trellis' ecppll uses): input, phase detector, VCO, output.
-PLL_INPUT_MHZ = (8, 400)
-PLL_PFD_MHZ = (Fraction(3125, 1000), 400)
-PLL_VCO_MHZ = (400, 800)
-PLL_OUTPUT_MHZ = (10, 400)
-#: Divider ranges: CLKI_DIV, CLKFB_DIV, CLKOP_DIV.
-PLL_DIVIDERS = ((1, 128), (1, 80), (1, 128))
-
-
-@dataclass(frozen=True)
-class PllParameters:
-    """EHXPLLL dividers for CLKOP fed back into CLKFB: ``output = input / clki_div *
-    clkfb_div``, ``vco = output * clkop_div``."""
-
-    input_mhz: Fraction
-    clki_div: int
-    clkfb_div: int
-    clkop_div: int
-
-    @property
-    def output_mhz(self) -> Fraction:
-        return self.input_mhz / self.clki_div * self.clkfb_div
-
-    @property
-    def vco_mhz(self) -> Fraction:
-        return self.output_mhz * self.clkop_div
-
-    @property
-    def pfd_mhz(self) -> Fraction:
-        return self.input_mhz / self.clki_div
-
-    @property
-    def clkop_cphase(self) -> int:
-        """Coarse phase of CLKOP for 0 degrees (as Trellis' ecppll sets it)."""
-        return (self.clkop_div - 1) // 2
-
-    def to_json_dict(self) -> dict:
-        return {
-            "input_mhz": float(self.input_mhz),
-            "output_mhz": round(float(self.output_mhz), 6),
-            "vco_mhz": round(float(self.vco_mhz), 6),
-            "clki_div": self.clki_div,
-            "clkfb_div": self.clkfb_div,
-            "clkop_div": self.clkop_div,
-        }
-
-
-def ecp5_pll(input_mhz: float, output_mhz: float) -> PllParameters:
-    """The EHXPLLL dividers whose output is nearest ``output_mhz`` from ``input_mhz`` (ties:
-    the VCO nearest 600 MHz, then the smallest input divider), searched over every legal
-    divider triple like Trellis' ecppll. Raises :class:`BoardError` outside the limits."""
-    fin = Fraction(input_mhz).limit_denominator(10**6)
-    target = Fraction(output_mhz).limit_denominator(10**6)
-    low, high = PLL_OUTPUT_MHZ
-    if not low <= target <= high:
-        raise BoardError(
-            f"--freq {float(target):g} MHz is outside the ECP5 PLL's output range "
-            f"({low}-{high} MHz); choose a frequency in it"
-        )
-    if not PLL_INPUT_MHZ[0] <= fin <= PLL_INPUT_MHZ[1]:
-        raise BoardError(f"a {float(fin):g} MHz oscillator is outside the ECP5 PLL's input range")
-    best, best_key = None, None
-    for clki in range(PLL_DIVIDERS[0][0], PLL_DIVIDERS[0][1] + 1):
-        pfd = fin / clki
-        if not PLL_PFD_MHZ[0] <= pfd <= PLL_PFD_MHZ[1]:
-            continue
-        for clkfb in range(PLL_DIVIDERS[1][0], PLL_DIVIDERS[1][1] + 1):
-            out = pfd * clkfb
-            if not low <= out <= high:
-                continue
-            for clkop in range(PLL_DIVIDERS[2][0], PLL_DIVIDERS[2][1] + 1):
-                vco = out * clkop
-                if vco > PLL_VCO_MHZ[1]:
-                    break
-                if vco < PLL_VCO_MHZ[0]:
-                    continue
-                key = (abs(out - target), abs(vco - 600), clki)
-                if best_key is None or key < best_key:
-                    best, best_key = PllParameters(fin, clki, clkfb, clkop), key
-    if best is None:
-        raise BoardError(f"no ECP5 PLL setting gives {float(target):g} MHz from {fin} MHz")
-    return best
-
-
-class Ecp5Pll(wiring.Component):
-    """An ECP5 ``EHXPLLL`` with CLKOP fed back: ``clk_out`` at
-    :attr:`PllParameters.output_mhz` from ``clk_in``; ``locked`` asynchronous (synchronise
-    it). The instance carries the ``FREQUENCY_PIN_*`` attributes nextpnr reads and the loop
-    filter settings Trellis' ecppll emits. Simulation: none (a vendor primitive)."""
-
-    def __init__(self, parameters: PllParameters):
-        self.parameters = parameters
-        super().__init__({"clk_in": In(1), "clk_out": Out(1), "locked": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        p = self.parameters
-        m.submodules.pll = Instance(
-            "EHXPLLL",
-            a_FREQUENCY_PIN_CLKI=f"{float(p.input_mhz):g}",
-            a_FREQUENCY_PIN_CLKOP=f"{float(p.output_mhz):.6g}",
-            a_ICP_CURRENT="12",
-            a_LPF_RESISTOR="8",
-            a_MFG_ENABLE_FILTEROPAMP="1",
-            a_MFG_GMCREF_SEL="2",
-            p_PLLRST_ENA="DISABLED",
-            p_INTFB_WAKE="DISABLED",
-            p_STDBY_ENABLE="DISABLED",
-            p_DPHASE_SOURCE="DISABLED",
-            p_OUTDIVIDER_MUXA="DIVA",
-            p_OUTDIVIDER_MUXB="DIVB",
-            p_OUTDIVIDER_MUXC="DIVC",
-            p_OUTDIVIDER_MUXD="DIVD",
-            p_CLKI_DIV=p.clki_div,
-            p_CLKOP_ENABLE="ENABLED",
-            p_CLKOP_DIV=p.clkop_div,
-            p_CLKOP_CPHASE=p.clkop_cphase,
-            p_CLKOP_FPHASE=0,
-            p_FEEDBK_PATH="CLKOP",
-            p_CLKFB_DIV=p.clkfb_div,
-            i_RST=0,
-            i_STDBY=0,
-            i_CLKI=self.clk_in,
-            o_CLKOP=self.clk_out,
-            i_CLKFB=self.clk_out,
-            i_PHASESEL0=0,
-            i_PHASESEL1=0,
-            i_PHASEDIR=1,
-            i_PHASESTEP=1,
-            i_PHASELOADREG=1,
-            i_PLLWAKESYNC=0,
-            i_ENCLKOP=0,
-            o_LOCK=self.locked,
-        )
-        return m
-
-
 # -- the core -----------------------------------------------------------------------------------
 def core_signature(interface: TopInterface) -> wiring.Signature:
     """The signature of ``lstm_top`` (that of :class:`~lstm_fpga.hw.engine.LstmTop`)."""
@@ -348,7 +209,7 @@ LEDS = (
     "heartbeat (blinks about once a second while the clock runs)",
     "busy (a sequence is being received, computed or output)",
     "done (lit about 0.1 s after every sequence's last output)",
-    "error (sticky: the core dropped a sequence (overflow) or the link saw a bad frame)",
+    "error (sticky: the core dropped a sequence, its overflow flag)",
     "saturated (sticky: a saturation counter is non-zero)",
     "link activity (UART traffic, stretched to about 0.1 s)",
     "reset (the core is held in reset: power-on or the reset button)",
@@ -423,7 +284,6 @@ class BoardTop(wiring.Component):
         ]
         m.submodules.core = DomainRenamer("core")(self.core)
         core = self.core
-        link_error = Const(0)
         activity = Const(0)
         if self.link is None:
             for name, value in self.interface.idle_inputs:
@@ -433,7 +293,6 @@ class BoardTop(wiring.Component):
             m.submodules.link = DomainRenamer("core")(self.link)
             wiring.connect(m, self.link.core, core)
             m.d.comb += [self.link.rx.eq(self.rx), self.tx.eq(self.link.tx)]
-            link_error = getattr(self.link, "error", Const(0))
             activity = ~self.rx | ~self.tx
         # LEDs.
         tenth = max(1, int(self.clk_freq // 10))
@@ -446,7 +305,7 @@ class BoardTop(wiring.Component):
         with m.If(core_rst):
             m.d.sync += [error.eq(0), saturated.eq(0)]
         with m.Else():
-            with m.If(core.overflow | link_error):
+            with m.If(core.overflow):
                 m.d.sync += error.eq(1)
             with m.If(Cat(*(c.any() for c in counters)).any()):
                 m.d.sync += saturated.eq(1)

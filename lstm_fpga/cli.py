@@ -42,8 +42,8 @@ def _input_errors():
     """Exception types that mean "the user's input is wrong" (exit 2, one line)."""
     from .eda import ToolNotFoundError
     from .hw import HardwareConfigError
-    from .hw.board import BoardError
     from .hw.devices import DeviceFitError
+    from .hw.pll import PllError
     from .outdir import OutputDirError
     from .project import BuildError
     from .sim import SimulatorNotFoundError
@@ -61,7 +61,7 @@ def _input_errors():
         SimulatorNotFoundError,
         ToolNotFoundError,
         DeviceFitError,
-        BoardError,
+        PllError,
     )
 
 
@@ -687,14 +687,14 @@ def _host_link(baud: int, clk_mhz: float):
 
 def _safe_frequency(osc_mhz: float, fmax: float) -> float:
     """The highest whole-MHz request whose PLL output stays at or below ``fmax``."""
-    from .hw.board import BoardError, ecp5_pll
+    from .hw.pll import PllError, ecp5_pll
 
     freq = float(int(fmax))
     while freq >= 10:
         try:
             if float(ecp5_pll(osc_mhz, freq).output_mhz) <= fmax:
                 return freq
-        except BoardError:
+        except PllError:
             pass
         freq -= 1
     return 10.0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from lstm_fpga.cli import main
 from tests.cli.conftest import run_cli
 
 
@@ -26,7 +27,7 @@ def built(tmp_path_factory):
         torch.manual_seed(0)
         torch.save(torch.nn.LSTM(3, hidden).state_dict(), root / f"{name}.pt")
         out = root / name
-        code = __import__("lstm_fpga.cli", fromlist=["main"]).main(
+        code = main(
             ["build", str(root / f"{name}.pt"), "-o", str(out), "--lanes", str(lanes),
              "--calibrate", str(cal), "--json"]
         )  # fmt: skip

@@ -10,18 +10,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, TopInterface
-from lstm_fpga.hw.board import (
-    BOARDS,
-    LEDS,
-    PLL_DIVIDERS,
-    PLL_PFD_MHZ,
-    PLL_VCO_MHZ,
-    BoardError,
-    BoardTop,
-    board,
-    ecp5_pll,
-)
+from lstm_fpga.hw.board import BOARDS, LEDS, BoardError, BoardTop, board
 from lstm_fpga.hw.engine import LstmTop
+from lstm_fpga.hw.pll import PLL_DIVIDERS, PLL_PFD_MHZ, PLL_VCO_MHZ, PllError, ecp5_pll
 from lstm_fpga.testing import random_model
 
 
@@ -66,7 +57,7 @@ def test_pll_output_is_trellis_ecppll_s(mhz, tmp_path):
 
 @pytest.mark.parametrize("mhz", [0, 9.9, 401])
 def test_pll_refuses_frequencies_outside_its_range(mhz):
-    with pytest.raises(BoardError, match=r"--freq .* outside the ECP5 PLL's output range"):
+    with pytest.raises(PllError, match=r"--freq .* outside the ECP5 PLL's output range"):
         ecp5_pll(25, mhz)
 
 
