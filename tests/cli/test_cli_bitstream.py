@@ -128,3 +128,13 @@ def test_the_whole_flow_writes_a_bitstream_that_meets_timing(built, capsys):
     assert "timing met" in (directory / "report.txt").read_text()
     # The build stays lstm-fpga's: `build --force` may replace it.
     assert "bitstream" in json.loads((out / "build.json").read_text())["generated"]
+
+
+@pytest.mark.parametrize("osc, fmax", [(25, 112.3), (25, 97.0), (100, 143.9), (25, 10.5)])
+def test_the_suggested_frequency_after_missed_timing_stays_below_the_fmax(osc, fmax):
+    from lstm_fpga.cli import _safe_frequency
+    from lstm_fpga.hw.pll import ecp5_pll
+
+    suggested = _safe_frequency(osc, fmax)
+    assert float(ecp5_pll(osc, suggested).output_mhz) <= fmax
+    assert suggested > fmax - 5  # not needlessly low
