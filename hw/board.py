@@ -40,7 +40,15 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from .interface import CLOCK, RESET, SEPARATOR, TOP_NAME, Direction, TopInterface
+from .interface import (
+    CLOCK,
+    RESET,
+    SEPARATOR,
+    TOP_NAME,
+    Direction,
+    SaturationKind,
+    TopInterface,
+)
 from .pll import Ecp5Pll, PllError, PllParameters, ecp5_pll
 
 __all__ = [
@@ -301,7 +309,7 @@ class BoardTop(wiring.Component):
         m.d.sync += beat.eq(beat + 1)
         error = Signal()
         saturated = Signal()
-        counters = [getattr(core, kind) for kind in self.interface.status_outputs if "sat_" in kind]
+        counters = [getattr(core, kind.port) for kind in SaturationKind]
         with m.If(core_rst):
             m.d.sync += [error.eq(0), saturated.eq(0)]
         with m.Else():
