@@ -109,9 +109,9 @@ class LstmAxi(wiring.Component):
     ``arready`` is high; the data follows with ``rvalid`` one cycle later and is held until
     ``rready``. Responses: ``OKAY``; ``SLVERR`` for an unmapped address (read data 0) or a
     write to a read-only register (nothing changes). Address bits 1:0 are ignored; byte
-    strobes select the bytes written. Latency: write 3 cycles from the later of AW/W to
-    ``bvalid``, read 2 cycles from ``arvalid`` to ``rvalid``; throughput one access per
-    3 cycles on each side. Every AXI4-Lite output and ``irq`` is a register; only the control
+    strobes select the bytes written. Latency: ``bvalid`` rises 2 cycles after the later of
+    the AW and W handshakes, ``rvalid`` 2 cycles after the AR handshake; throughput one write
+    and one read per 3 cycles. Every AXI4-Lite output and ``irq`` is a register; only the control
     state resets (addresses, write data and read data do not).
 
     The ``x`` stream passes through a gate that follows ``CONTROL.ENABLE`` at beat boundaries
