@@ -27,8 +27,8 @@ def test_lstm_axi_synthesizes_and_the_wrapper_is_small(tmp_path):
     (tmp_path / "wrapper.json").write_text(json.dumps(wrapper))
     print(f"AXI4-Lite wrapper on ECP5: {wrapper}")
     # Its flip-flops: the counters (2 x 32 sequences, 64 busy cycles, 32 latched), the
-    # channel registers (2 x 12 address, 32 + 4 write data, 32 + 2 read data, 2 response) and
-    # a few control bits: about 290. Its LUTs: the read multiplexer of 27 words and the
-    # counters' adders.
-    assert 250 <= wrapper["ff"] <= 340, wrapper
-    assert 0 < wrapper["lut"] <= 700, wrapper
+    # channel registers (2 x 12 address, 32 read data, 2 + 2 responses, the write data and
+    # strobe bits some field takes: 4 + 1) and 14 control bits: 243 (measured). Its LUTs:
+    # the read multiplexer of 27 words and the counters' adders (439 measured).
+    assert 230 <= wrapper["ff"] <= 260, wrapper
+    assert 0 < wrapper["lut"] <= 600, wrapper
