@@ -5,11 +5,12 @@ values, unmapped addresses, the ``x`` beats of a run and the ``y`` beats expecte
 directory; :func:`axilite_scenario` drives it with cocotbext-axi's ``AxiLiteMaster`` and this
 package's stream drivers and records what it saw in ``axilite_result.json``; the host checks.
 
-Scenario: read every register after reset; read and write unmapped addresses; write every
-read-only register (``SLVERR``, unchanged); write/read back the writable ones (strobes
-too); hold ``x`` with ``CONTROL.ENABLE = 0``, then open it and run the sequences; read every
-register when the core is idle; set ``IRQ_ENABLE`` and acknowledge with ``CLEAR_DONE``;
-``CLEAR_STATUS``; read every register again.
+Scenario: by hand, a read held by ``rready`` low and writes with W before AW and AW before
+W, held by ``bready`` low; then with the master: read every register; read and write unmapped
+addresses; write every read-only register (``SLVERR``, unchanged); write/read back the
+writable ones (strobes too); hold ``x`` with ``CONTROL.ENABLE = 0``, then open it and run the
+sequences; read every register when the core is idle; set ``IRQ_ENABLE`` and acknowledge
+with ``CLEAR_DONE``; ``CLEAR_STATUS``; read every register again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 from pathlib import Path
 
 import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from .stimulus import Pacing, StreamFields
 from .tb import TB
@@ -69,6 +71,70 @@ class _Bus:
         return {r["name"]: await self.read(r["offset"]) for r in registers}
 
 
+class _Pins:
+    """The slave's channels driven by hand, one cycle at a time (before the master exists):
+    the orders and stalls a master may choose."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.edge = RisingEdge(dut.clk)
+
+    def set(self, **values) -> None:
+        for name, value in values.items():
+            getattr(self.dut, f"s_axi_{name}").value = value
+
+    async def sample(self, *names) -> dict:
+        """Outputs as the next rising edge sees them; returns after that edge."""
+        await ReadOnly()
+        values = {n: int(getattr(self.dut, f"s_axi_{n}").value) for n in names}
+        await self.edge
+        return values
+
+    async def read(self, address: int, stall: int = 3) -> dict:
+        """A read whose R channel is held ``stall`` cycles by ``rready`` low."""
+        self.set(araddr=address, arvalid=1)
+        offered = await self.sample("arready")
+        self.set(arvalid=0)
+        waiting = [await self.sample("rvalid", "rdata", "rresp", "arready") for _ in range(stall)]
+        self.set(rready=1)
+        taken = await self.sample("rvalid", "rdata", "rresp")
+        self.set(rready=0)
+        after = await self.sample("rvalid", "arready")
+        return {"offered": offered, "waiting": waiting, "taken": taken, "after": after}
+
+    async def write(self, address: int, value: int, first: str, gap: int = 3) -> dict:
+        """A write whose ``first`` channel (``aw`` or ``w``) comes ``gap`` cycles before the
+        other, and whose B channel is held 3 cycles by ``bready`` low."""
+
+        def offer(channel, on):
+            if channel == "aw":
+                self.set(awaddr=address, awvalid=on)
+            else:
+                self.set(wdata=value, wstrb=(1 << _WORD) - 1, wvalid=on)
+
+        second = "w" if first == "aw" else "aw"
+        offer(first, 1)
+        first_ready = await self.sample("awready", "wready")
+        offer(first, 0)
+        held = [await self.sample("awready", "wready", "bvalid") for _ in range(gap)]
+        offer(second, 1)
+        second_ready = await self.sample("awready", "wready")
+        offer(second, 0)
+        waiting = [await self.sample("bvalid", "bresp", "awready", "wready") for _ in range(4)]
+        self.set(bready=1)
+        taken = await self.sample("bvalid", "bresp")
+        self.set(bready=0)
+        after = await self.sample("bvalid", "awready", "wready")
+        return {
+            "first_ready": first_ready,
+            "held": held,
+            "second_ready": second_ready,
+            "waiting": waiting,
+            "taken": taken,
+            "after": after,
+        }
+
+
 def _offset(spec, name: str) -> int:
     return next(r["offset"] for r in spec["registers"] if r["name"] == name)
 
@@ -89,8 +155,16 @@ async def axilite_scenario(dut):
     for name in ("awvalid", "wvalid", "bready", "arvalid", "rready"):
         getattr(dut, f"s_axi_{name}").value = 0
     await tb.start()
-    bus = _Bus(dut)
     control, command, status = (_offset(spec, n) for n in ("CONTROL", "COMMAND", "STATUS"))
+    pins = _Pins(dut)
+    record["channels"] = {
+        "read_reset": await pins.read(control),
+        "w_first": await pins.write(control, spec["control_value"], "w"),
+        "read_written": await pins.read(control),
+        "aw_first": await pins.write(control, spec["control_reset"], "aw"),
+        "read_restored": await pins.read(control),
+    }
+    bus = _Bus(dut)
 
     record["reset"] = await bus.read_all(registers)
     record["unmapped"] = [

@@ -26,6 +26,8 @@ from lstm_fpga.sw.reference import run_reference
 from lstm_fpga.testing import padded, random_model, random_sequences
 
 OKAY, SLVERR = int(Resp.OKAY), int(Resp.SLVERR)
+#: What the hand-driven writes put into CONTROL (every field but ENABLE).
+CONTROL_VALUE = sum(f.mask for f in register("CONTROL").fields if f.name != "ENABLE")
 
 
 def _mask(name: str) -> int:
@@ -50,6 +52,7 @@ def _spec(interface, sequences, pacing: bool) -> dict:
         "fields": {f"{r.name}.{f.name}": f.mask for r in REGISTERS for f in r.fields},
         "unmapped": [last + 4, last + 5, (1 << ADDRESS_WIDTH) - 4],
         "control_reset": register("CONTROL").reset,
+        "control_value": CONTROL_VALUE,
         "sources": [{"port": axis_prefix(s)} for s in (interface.x, interface.init, interface.w)],
         "sinks": [{"port": axis_prefix(s)} for s in (interface.y, interface.state)],
         "x": {
@@ -62,6 +65,35 @@ def _spec(interface, sequences, pacing: bool) -> dict:
         "input_pacing": {"probability": 0.3 * pacing, "max_cycles": 3, "seed": 5},
         "output_pacing": {"probability": 0.3 * pacing, "max_cycles": 4, "seed": 6},
     }
+
+
+def _check_read(read: dict, value: int) -> None:
+    """A read held 3 cycles by ``rready`` low: data one cycle after the address, unchanged
+    until taken, and ``arready`` low until then."""
+    assert read["offered"] == {"arready": 1}
+    first, *held = read["waiting"]
+    assert first == {"rvalid": 0, "rdata": first["rdata"], "rresp": first["rresp"], "arready": 0}
+    for cycle in held:
+        assert cycle == {"rvalid": 1, "rdata": value, "rresp": OKAY, "arready": 0}
+    assert read["taken"] == {"rvalid": 1, "rdata": value, "rresp": OKAY}
+    assert read["after"] == {"rvalid": 0, "arready": 1}
+
+
+def _check_write(write: dict, first: str) -> None:
+    """The ``first`` channel is taken alone and held; the other is still ready; ``bvalid``
+    follows the second handshake by 2 cycles and holds until ``bready``; both channels are
+    free again after it."""
+    other = "wready" if first == "aw" else "awready"
+    assert write["first_ready"] == {"awready": 1, "wready": 1}
+    for cycle in write["held"]:
+        assert cycle == {f"{first}ready": 0, other: 1, "bvalid": 0}
+    assert write["second_ready"][other] == 1
+    first_wait, *held = write["waiting"]
+    assert first_wait["bvalid"] == 0
+    for cycle in held:
+        assert cycle == {"bvalid": 1, "bresp": OKAY, "awready": 0, "wready": 0}
+    assert write["taken"] == {"bvalid": 1, "bresp": OKAY}
+    assert write["after"] == {"bvalid": 0, "awready": 1, "wready": 1}
 
 
 def _expected_y(model, sequences, output: str) -> np.ndarray:
@@ -112,6 +144,13 @@ def test_axilite_registers_and_a_bit_exact_run(case, sim_cache, tmp_path):
     got = run_axilite_scenario(sim_build, spec, tmp_path / "run", seed=seed)
     resets = {r.name: regmap.reset_value(r) for r in REGISTERS}
 
+    # By hand: AW and W accepted in either order; R and B held until taken.
+    channels = got["channels"]
+    _check_read(channels["read_reset"], register("CONTROL").reset)
+    _check_write(channels["w_first"], "w")
+    _check_read(channels["read_written"], CONTROL_VALUE)
+    _check_write(channels["aw_first"], "aw")
+    _check_read(channels["read_restored"], register("CONTROL").reset)
     # After reset: every register reads its documented value, OKAY.
     assert got["reset"] == {name: [value, OKAY] for name, value in resets.items()}
     words = got["reset"]
