@@ -31,9 +31,13 @@ from .interface import SaturationKind, TopInterface
 __all__ = [
     "ADDRESS_WIDTH",
     "DATA_WIDTH",
+    "HASH_BITS",
     "ID_VALUE",
+    "MIN_APERTURE_BITS",
+    "PROT_WIDTH",
     "REGISTERS",
     "REGISTER_MAP_VERSION",
+    "RESP_WIDTH",
     "Access",
     "BitField",
     "Register",

@@ -10,7 +10,8 @@ W, held by ``bready`` low; then with the master: read every register; read and w
 addresses; write every read-only register (``SLVERR``, unchanged); write/read back the
 writable ones (strobes too); hold ``x`` with ``CONTROL.ENABLE = 0``, then open it and run the
 sequences; read every register when the core is idle; set ``IRQ_ENABLE`` and acknowledge
-with ``CLEAR_DONE``; ``CLEAR_STATUS``; read every register again.
+with ``CLEAR_DONE``; ``CLEAR_STATUS``; read every register again; run one more sequence with
+``CARRY_STATE`` and ``READ_STATE`` set.
 """
 
 from __future__ import annotations
@@ -223,4 +224,17 @@ async def axilite_scenario(dut):
     await bus.write(command, fields["COMMAND.CLEAR_STATUS"])
     record["after_clear"] = await bus.read_all(registers)
     tb.check_empty()
+    tb.stop_drivers()
+
+    # The mode bits reach the core: a sequence from the last final state, h_n/c_n read out.
+    run = spec["state_run"]
+    await bus.write(control, run["control"])
+    source = tb.source(sources[0], AXIS_FIELDS)
+    y_sink = tb.sink(sinks[0], AXIS_FIELDS, beats=run["y_beats"])
+    state_sink = tb.sink(sinks[1], AXIS_FIELDS, beats=run["state_beats"], signed=False)
+    source.send(run["x"]["data"], run["x"]["last"])
+    await tb.wait_done(spec["timeout_cycles"])
+    await tb.wait_cycles(spec["gate_cycles"])
+    tb.check_empty()
+    record["state_run"] = {"y": y_sink.data, "state": state_sink.data}
     (spec_path.parent / RESULT_FILE).write_text(json.dumps(record))

@@ -35,11 +35,21 @@ def _mask(name: str) -> int:
     return register(reg).field(field).mask
 
 
-def _spec(interface, sequences, pacing: bool) -> dict:
+def _spec(interface, sequences, pacing: bool, carried) -> dict:
     regmap = RegisterMap(interface)
     lengths = [len(s) for s in sequences]
     last = REGISTERS[-1].offset
+    control = register("CONTROL")
     return {
+        "state_run": {
+            "control": sum(control.field(f).mask for f in ("ENABLE", "CARRY_STATE", "READ_STATE")),
+            "x": {
+                "data": [int(v) for v in interface.pack_x(carried)],
+                "last": [bool(v) for v in interface.x_last([len(carried)])],
+            },
+            "y_beats": int(interface.y_beats([len(carried)]).sum()),
+            "state_beats": interface.state_beats,
+        },
         "registers": [
             {
                 "name": r.name,
@@ -96,16 +106,19 @@ def _check_write(write: dict, first: str) -> None:
     assert write["after"] == {"bvalid": 0, "awready": 1, "wready": 1}
 
 
-def _expected_y(model, sequences, output: str) -> np.ndarray:
+def _expected_y(model, sequences, output: str, h0=None, c0=None):
+    """The ``y`` beats of ``sequences`` streamed back to back, the saturation counts and the
+    final state ``(h_n, c_n)`` of the last sequence (``(L*D, 1, H)`` each)."""
     lengths = [len(s) for s in sequences]
-    ref = run_reference(model, padded(sequences), lengths=lengths, head_on=output)
+    ref = run_reference(model, padded(sequences), h0, c0, lengths=lengths, head_on=output)
     parts = []
     for b, n in enumerate(lengths):
         if model.head is not None:
             parts.append(ref.head[b] if output == "last" else ref.head[:n, b])
         else:
             parts.append(ref.output[n - 1, b] if output == "last" else ref.output[:n, b])
-    return np.concatenate([np.asarray(p).reshape(-1) for p in parts]), ref.saturations
+    y = np.concatenate([np.asarray(p).reshape(-1) for p in parts])
+    return y, ref.saturations, (ref.h_n[:, -1:], ref.c_n[:, -1:])
 
 
 CASES = {
@@ -140,7 +153,8 @@ def test_axilite_registers_and_a_bit_exact_run(case, sim_cache, tmp_path):
     interface = build.interface
     regmap = RegisterMap(interface)
     sequences = random_sequences(model, lengths, seed + 1)
-    spec = _spec(interface, sequences, pacing)
+    carried = random_sequences(model, [2], seed + 2)[0]
+    spec = _spec(interface, sequences, pacing, carried)
     got = run_axilite_scenario(sim_build, spec, tmp_path / "run", seed=seed)
     resets = {r.name: regmap.reset_value(r) for r in REGISTERS}
 
@@ -176,7 +190,7 @@ def test_axilite_registers_and_a_bit_exact_run(case, sim_cache, tmp_path):
     assert gate["status"][0] & _mask("STATUS.X_OPEN") == 0
 
     # The run: bit-exact against the reference.
-    expected, saturations = _expected_y(model, sequences, output)
+    expected, saturations, final = _expected_y(model, sequences, output)
     y = got["y"]
     np.testing.assert_array_equal(np.asarray(y["data"]), expected)
     packets = np.cumsum(interface.y_beats(lengths)) - 1
@@ -212,3 +226,10 @@ def test_axilite_registers_and_a_bit_exact_run(case, sim_cache, tmp_path):
     assert cleared["BUSY_CYCLES_LO"] == cleared["BUSY_CYCLES_HI"] == 0
     assert cleared["STATUS"] == resets["STATUS"]
     assert cleared["LAST_CYCLES"] == after["LAST_CYCLES"]
+    # CONTROL.CARRY_STATE and READ_STATE reach the core: one more sequence starts from the
+    # last one's final state, and h_n/c_n come out on m_axis_state.
+    y2, _, (h_n, c_n) = _expected_y(model, [carried], output, *final)
+    np.testing.assert_array_equal(np.asarray(got["state_run"]["y"]), y2)
+    h, c = interface.unpack_state(got["state_run"]["state"])
+    np.testing.assert_array_equal(h, h_n[:, 0].reshape(-1))
+    np.testing.assert_array_equal(c, c_n[:, 0].reshape(-1))
