@@ -12,9 +12,10 @@ Layout of ``OUT/``::
     rtl/*.hex                  weight and bias bank contents
     rtl/lstm_top_inline.v      the same design with the weights inside the Verilog (one file)
     rtl/manifest.json          hardware manifest (ports, memories, geometry)
-    rtl/lstm_axi.v, lstm_axi_inline.v, lstm_regs.h
+    rtl/lstm_axi.v, rtl/lstm_axi_inline.v
                                with ``--control axi-lite``: the AXI4-Lite top (its own copy
-                               of the core) and its register map as a C header
+                               of the core), with and without ``$readmemh``
+    lstm_regs.h                with ``--control axi-lite``: its register map as a C header
 
 Both Verilog files are written for one FPGA family (``build --family``): ``generic`` (portable,
 multipliers inferred by synthesis) or ``ecp5`` (``MULT18X18D`` primitives with their registers,
