@@ -47,8 +47,12 @@ class Family:
     """A device family: its block-RAM primitive's shapes and its DSP multiplier tile.
 
     ``bram_shapes`` are the (width, depth) aspect ratios one primitive offers for a memory
-    with one write and one read port; ``dsp_tile`` is the (signed) operand widths one DSP
-    multiplies.
+    with one write and one read port; ``bram_byte`` is the write-enable granularity of the
+    shapes wider than it (bits per byte enable; narrower shapes have one write enable);
+    ``lutram_max_depth`` is the deepest packed weight bank worth keeping in LUT RAM rather
+    than in block RAM it would fill to at most a quarter of its words
+    (:func:`lstm_fpga.hw.banks.bank_packing`); ``dsp_tile`` is the (signed) operand widths
+    one DSP multiplies.
     """
 
     name: str
@@ -56,6 +60,8 @@ class Family:
     bram_primitive: str
     bram_bits: int
     bram_shapes: tuple[tuple[int, int], ...]
+    bram_byte: int
+    lutram_max_depth: int
     dsp_primitive: str
     dsp_tile: tuple[int, int]
 
@@ -67,6 +73,8 @@ FAMILIES = {
         "DP16KD",
         18432,
         ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+        9,
+        128,
         "MULT18X18D",
         (18, 18),
     ),
@@ -76,6 +84,8 @@ FAMILIES = {
         "SB_RAM40_4K",
         4096,
         ((2, 2048), (4, 1024), (8, 512), (16, 256)),
+        1,
+        64,
         "SB_MAC16",
         (16, 16),
     ),
@@ -85,6 +95,8 @@ FAMILIES = {
         "RAMB18E1",
         18432,
         ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+        9,
+        128,
         "DSP48E1",
         (25, 18),
     ),
@@ -94,6 +106,8 @@ FAMILIES = {
         "RAMB18E2",
         18432,
         ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+        9,
+        128,
         "DSP48E2",
         (27, 18),
     ),

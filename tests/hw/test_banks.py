@@ -81,7 +81,8 @@ def test_hex_images_are_twos_complement_words(tmp_path):
     images = bank_images(EnginePlan(model, HardwareConfig(lanes=3)))
     paths = images.write_hex(tmp_path)
     assert len(paths) == 2 * 3
-    words = (tmp_path / "weights_lane1.hex").read_text().split()
+    # Unpacked (the default): one weight file per lane, as a group of one.
+    words = (tmp_path / "weights_group1.hex").read_text().split()
     values = [int(w, 16) - (1 << 12) * (int(w, 16) >> 11) for w in words]
     np.testing.assert_array_equal(values, images.weights[1])
 
