@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .plan import EnginePlan
 
 __all__ = [
+    "PACKING_FAMILY",
     "BankGroup",
     "BankImages",
     "BankPacking",
@@ -54,6 +55,12 @@ __all__ = [
     "matrix_values",
     "weight_location",
 ]
+
+
+#: The device family whose block-RAM geometry (:data:`~lstm_fpga.hw.devices.FAMILIES`) the
+#: generated Verilog's weight banks are packed for. ECP5's DP16KD has the shapes and the
+#: 9-bit byte enables of AMD 7-series / UltraScale+ RAMB18, so one packing serves both.
+PACKING_FAMILY = "ecp5"
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,7 @@ def block_ram_primitives(family, width: int, lanes: int, depth: int) -> int:
     return best
 
 
-def bank_packing(plan: EnginePlan, family: str = "ecp5") -> BankPacking:
+def bank_packing(plan: EnginePlan, family: str = PACKING_FAMILY) -> BankPacking:
     """Group the lanes' weight banks into shared memories for ``family``'s block RAM
     (:data:`~lstm_fpga.hw.devices.FAMILIES`: shapes, byte-enable width, LUT-RAM depth).
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..sw.ir import LstmModel
-from .config import HardwareConfig
 from .banks import bank_packing
+from .config import HardwareConfig
 from .memory import WeightTarget
 from .plan import EnginePlan
 
