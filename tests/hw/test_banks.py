@@ -193,10 +193,11 @@ def test_bank_packing_geometry(I, H, P, layers, bidirectional, head, formats):
 )
 def test_packing_of_reference_shapes(I, H, P, head, block_rams, minimum, lutram_lanes):
     """Block RAMs of the packed banks against ``ceil(weight bits / 18 kbit)``: within 15 %
-    once the banks are a block RAM's 512 words deep."""
+    when the banks are a whole number of 512-word block RAMs deep (the 704 words of 3 lanes
+    need 3: no two lanes' 704 x 16 bits fit 2 DP16KD at one word per cycle)."""
     plan = EnginePlan(random_model(I, H, seed=0, head=head), HardwareConfig(lanes=P))
     packing = bank_packing(plan)
     assert (packing.block_rams, packing.minimum) == (block_rams, minimum)
     assert packing.lutram_lanes == lutram_lanes
-    if min(g.depth for g in packing.groups) >= 512:
+    if all(g.depth % 512 == 0 for g in packing.groups[1:]):
         assert packing.block_rams <= 1.15 * packing.minimum
