@@ -9,12 +9,11 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
-from .banks import hex_file_name
 from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
 from .engine import LstmTop
 from .interface import TOP_NAME, TopInterface
-from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
+from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_memories_verilog
 from .pipeline import FAMILIES, target
 from .plan import EnginePlan
 
@@ -40,16 +39,11 @@ def _check_init(memory_init: str) -> None:
 
 
 def _verilog(top: LstmTop, memory_init: str, family: str | None) -> str:
-    images, packing = top.engine.images, top.engine.packing
-    groups = len(packing.groups)
     platform = target(family)
     text = verilog.convert(top, name=TOP_NAME, emit_src=False, platform=platform)
-    banks = "".join(
-        weight_bank_verilog(images, packing, g, memory_init, hex_file_name("weights", g, groups))
-        for g in range(groups)
-    )
+    banks = weight_memories_verilog(top.engine.images, top.engine.packing, memory_init)
     return (
-        f"{text}\n// Weight banks (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
+        f"{text}\n// Packed weight memories (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
         f"\n// Target {platform.family} (lstm_fpga.hw.pipeline).\n{platform.verilog_modules()}"
     )
 

@@ -25,6 +25,7 @@ __all__ = [
     "WeightTarget",
     "weight_bank_module",
     "weight_bank_verilog",
+    "weight_memories_verilog",
     "write_layout",
 ]
 
@@ -355,4 +356,16 @@ def weight_bank_verilog(
         f"    rdata <= mem[raddr[{address_bits - 1}:0]];\n"
         f"  end\n"
         f"endmodule\n"
+    )
+
+
+def weight_memories_verilog(images: BankImages, packing: BankPacking, init: str) -> str:
+    """Verilog of every packed weight memory (:func:`weight_bank_verilog`), ``$readmemh``
+    paths ``weights_groupNN.hex`` (:func:`~lstm_fpga.hw.banks.hex_file_name`)."""
+    from .banks import hex_file_name
+
+    groups = len(packing.groups)
+    return "".join(
+        weight_bank_verilog(images, packing, g, init, hex_file_name("weights", g, groups))
+        for g in range(groups)
     )

@@ -26,11 +26,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..eda import find_verilator
-from ..hw.banks import hex_file_name
 from ..hw.engine import LstmTop
 from ..hw.hostlink import DEFAULT_MAX_PAYLOAD, DEFAULT_Y_DEPTH, HostLink
 from ..hw.interface import CLOCK, RESET
-from ..hw.memory import weight_bank_verilog
+from ..hw.memory import weight_memories_verilog
 from ..hw.pipeline import target
 from ..hw.plan import EnginePlan
 from .compilation import _locked
@@ -83,13 +82,10 @@ class LinkTop(wiring.Component):
 def link_top_verilog(plan: EnginePlan, family: str | None = None, **link_options) -> str:
     """Verilog of :class:`LinkTop` (module :data:`LINK_TOP_NAME`) with the weights inline."""
     top = LinkTop(plan, verilog_banks="inline", **link_options)
-    images = top.core.engine.images
+    engine = top.core.engine
     platform = target(family)
     text = verilog.convert(top, name=LINK_TOP_NAME, emit_src=False, platform=platform)
-    banks = "".join(
-        weight_bank_verilog(images, lane, "inline", hex_file_name("weights", lane, images.lanes))
-        for lane in range(images.lanes)
-    )
+    banks = weight_memories_verilog(engine.images, engine.packing, "inline")
     return f"{text}\n{banks}\n{platform.verilog_modules()}"
 
 
