@@ -290,9 +290,7 @@ def test_missing_hex_file_is_a_clear_error(sim_cache, tmp_path):
     written = write_build(model, 2, tmp_path / "b", memory_init="readmemh")
     for path in written.hex_files:
         path.unlink()
-    with pytest.raises(
-        FileNotFoundError, match=r"loads weights_lane0\.hex, weights_lane1\.hex with \$readmem"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"loads weights_group0\.hex with \$readmem"):
         compile_build_directory(written.directory, model, 2, "icarus", cache_dir=sim_cache)
 
 
