@@ -13,7 +13,7 @@ from ..hw.interface import SATURATION_KINDS, TopInterface
 from ..hw.plan import EnginePlan
 from ..project import Project
 from ..sw.ir import LstmModel
-from ..sw.numerics import dequantize, overflow_count, quantize, scaled_integers
+from ..sw.numerics import dequantize, quantize, scaled_integers
 from . import protocol as P
 
 __all__ = ["DEFAULT_TIMEOUT", "Device", "DeviceError", "LinkError", "Status"]
@@ -268,7 +268,8 @@ class Device:
         outside it); outputs are decoded with the build's ``y`` format."""
         x = np.asarray(x, dtype=np.float64)
         fmt = self.model.input_format
-        outside = overflow_count(scaled_integers(x, fmt, self.model.rounding), fmt)
+        scaled = scaled_integers(x, fmt, self.model.rounding)
+        outside = int(np.count_nonzero((scaled < fmt.min_int) | (scaled > fmt.max_int)))
         if outside:
             warnings.warn(
                 f"{outside} of {x.size} inputs lie outside the input format {fmt} and were clamped",
