@@ -164,10 +164,11 @@ class HostLink(wiring.Component):
     line has been quiet for the timeout; a frame that stops for the timeout is answered with
     ``TRUNCATED``.
 
-    Latency: a request's answer starts 2 cycles after its beats were taken (after its last
-    byte for requests without beats: 4 cycles); each byte takes ``10 * clocks_per_bit``
-    cycles on the line. Throughput: the line's; beats reach the core at one per 2 cycles per
-    byte of the beat.
+    Latency: an answer's first byte is offered to the UART 2 cycles after a load's or an
+    input's last beat was taken, 6 cycles after the last byte of other requests; each byte
+    takes ``10 * clocks_per_bit`` cycles on the line. Throughput: the line's; beats reach the
+    core at one byte of beat per 2 cycles. Resources: the ``max_payload``-byte buffer and the
+    two queues (block RAM), a few hundred flip-flops.
     """
 
     def __init__(

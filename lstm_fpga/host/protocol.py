@@ -96,7 +96,7 @@ class FrameType(enum.IntEnum):
     #: u16 LE: most ``state`` beats wanted. Answer: up to that many ``state`` beats (``h`` low,
     #: ``c`` above, ``tlast`` in the bit above both).
     READ_STATE = 0x06
-    #: ``StatusFlags`` byte. Answer: :data:`status` fields (see :func:`status_layout`).
+    #: ``StatusFlags`` byte. Answer: the fields of :func:`status_layout`.
     READ_STATUS = 0x07
     #: Device to host only: payload ``ErrorCode`` byte and a detail byte.
     ERROR = 0x7F
@@ -162,7 +162,8 @@ STATUS_FLAG_NAMES = ("busy", "started", "done", "overflow")
 def status_layout(cycles_bits: int, counter_bits: int, kinds) -> tuple[tuple[str, int], ...]:
     """Answer to ``READ_STATUS``: field names and byte counts. ``cycles`` (the core's cycle
     counter), the flag byte (:data:`STATUS_FLAG_NAMES`), the ``y`` and ``state`` queue levels
-    (u16), then one saturation counter per kind (``sat_<kind>``)."""
+    (u16), one saturation counter per kind (``sat_<kind>``), then ``dropped``
+    (:data:`DROPPED_WIDTH`)."""
     return (
         ("cycles", beat_bytes(cycles_bits)),
         ("flags", 1),
