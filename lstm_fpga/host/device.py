@@ -114,11 +114,26 @@ class Device:
             )
         return info
 
-    def resync(self) -> None:
-        """Drop whatever the device sent and start a new session (``INFO``)."""
-        time.sleep(0.05)
-        self._serial.reset_input_buffer()
-        self.info = self._info()
+    def resync(self, attempts: int = 5) -> None:
+        """Drop whatever the device sent, start a new session (``INFO``) and empty the output
+        queues (beats left over from an interrupted run). A frame the device is still
+        receiving may swallow the first ``INFO`` (its error comes back): up to ``attempts``."""
+        for _ in range(attempts):
+            time.sleep(0.05)
+            self._serial.reset_input_buffer()
+            try:
+                self.info = self._info()
+                break
+            except (DeviceError, LinkError):
+                continue
+        else:
+            raise LinkError(f"no INFO answer in {attempts} attempts: is the device running?")
+        status = self.status()
+        for type_, size, level in (
+            (P.FrameType.READ_OUTPUTS, self.info["y_bytes"], status.y_level),
+            (P.FrameType.READ_STATE, self.info["state_bytes"], status.state_level),
+        ):
+            self._read_queue(type_, size, level, level)
 
     # -- frames ------------------------------------------------------------------------------
     def send_raw(self, data: bytes) -> P.Frame:

@@ -189,3 +189,16 @@ def test_error_answer_raises_device_error(device):
     assert info.value.code is P.ErrorCode.OUT_OF_ORDER and info.value.detail == seq
     device._seq = seq
     device.status()
+
+
+def test_resync_after_an_abandoned_run(device):
+    """Inputs sent without reading their outputs, then bytes of half a frame: resync empties
+    the queue and the line, and the next run is bit-exact."""
+    x = random_input(device.model, 3, rng=12)
+    beats = b"".join(P.to_le(int(v), device.info["x_bytes"]) for v in device.interface.pack_x(x))
+    device.request(P.FrameType.INPUT, bytes([P.InputFlags.LAST]) + beats)
+    device._serial.write(_frame(device, P.FrameType.READ_STATUS, b"\0")[:4])
+    device.resync()
+    assert device.status().y_level == 0
+    y, _ = device.run(x)
+    np.testing.assert_array_equal(y, _reference(device.model, x)[0])
