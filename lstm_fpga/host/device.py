@@ -203,7 +203,7 @@ class Device:
         got: list[int] = []
         deadline = time.monotonic() + self.timeout
         while len(got) < count:
-            payload = self.request(type_, P.to_le(min(count - len(got), wanted), 2))
+            payload = self.request(type_, P.to_le(min(count - len(got), wanted), P.ARG_BYTES))
             if len(payload) % size:
                 raise LinkError(f"{type_.name} answer of {len(payload)} bytes, beats of {size}")
             got += [P.from_le(payload[k : k + size]) for k in range(0, len(payload), size)]

@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
+    "ARG_BYTES",
     "CRC_BYTES",
     "CRC_INIT",
     "CRC_POLY",
@@ -71,6 +72,8 @@ OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
 #: Largest payload the LENGTH field can describe (a device accepts up to its own maximum,
 #: reported by ``INFO``).
 MAX_LENGTH = (1 << (8 * LENGTH_BYTES)) - 1
+#: Bytes of the argument of ``READ_OUTPUTS`` and ``READ_STATE`` (most beats wanted).
+ARG_BYTES = 2
 #: Sequence numbers count modulo this.
 SEQ_MODULUS = 256
 #: A response's TYPE is its request's TYPE with this bit set.
