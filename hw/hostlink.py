@@ -295,6 +295,8 @@ class HostLink(wiring.Component):
         m.d.sync += clear.eq(0)
 
         known = [t.value for t in FrameType if t is not FrameType.ERROR]
+        # The TYPE decoded as it arrives (registered: off the paths of later decisions).
+        is_type = {t: Signal(name=f"is_{FrameType(t).name.lower()}") for t in known}
         load_types = {
             FrameType.LOAD_WEIGHTS.value: (g.w_bytes, iface.w.name),
             FrameType.LOAD_STATE.value: (g.init_bytes, iface.init.name),
@@ -342,6 +344,8 @@ class HostLink(wiring.Component):
                             m.d.sync += version.eq(byte)
                         with m.Case(1):
                             m.d.sync += ftype.eq(byte)
+                            for t, flag in is_type.items():
+                                m.d.sync += flag.eq(byte == t)
                             size = 1
                             for t, (bsize, _) in load_types.items():
                                 size = Mux(byte == t, bsize, size)
@@ -409,25 +413,23 @@ class HostLink(wiring.Component):
                 is_load = Signal()
                 length_ok = Signal()
                 for t, _ in load_types.items():
-                    with m.If(ftype == t):
+                    with m.If(is_type[t]):
                         m.d.comb += [
                             is_load.eq(1),
                             length_ok.eq((length > 1) & (phase == 0)),
                         ]
                 for t, size in fixed_lengths.items():
-                    with m.If(ftype == t):
+                    with m.If(is_type[t]):
                         m.d.comb += length_ok.eq(length == size)
                 is_known = Signal()
-                for t in known:
-                    with m.If(ftype == t):
-                        m.d.comb += is_known.eq(1)
+                m.d.comb += is_known.eq(Cat(*is_type.values()).any())
                 with m.If(rx_crc != crc):
                     start_error(ErrorCode.BAD_CRC, 0)
                 with m.Elif(version != VERSION):
                     start_error(ErrorCode.BAD_VERSION, VERSION)
                 with m.Elif(~is_known):
                     start_error(ErrorCode.UNKNOWN_TYPE, ftype)
-                with m.Elif((ftype != FrameType.INFO) & (seq != expected)):
+                with m.Elif(~is_type[FrameType.INFO] & (seq != expected)):
                     start_error(ErrorCode.OUT_OF_ORDER, expected)
                 with m.Elif(~length_ok):
                     start_error(ErrorCode.BAD_LENGTH, ftype)
@@ -444,7 +446,7 @@ class HostLink(wiring.Component):
                 m.next = "FLAGS_DATA"
             with m.State("FLAGS_DATA"):
                 m.d.sync += [flags.eq(rport.data), beat_phase.eq(0), beat.eq(0)]
-                with m.If(ftype == FrameType.INPUT):
+                with m.If(is_type[FrameType.INPUT]):
                     m.d.sync += [
                         carry.eq((rport.data & InputFlags.CARRY_STATE) != 0),
                         read_state.eq((rport.data & InputFlags.READ_STATE) != 0),
@@ -469,7 +471,7 @@ class HostLink(wiring.Component):
                 for t, (_, name) in load_types.items():
                     port = self._stream(name)
                     width = len(getattr(port, names.data))
-                    with m.If(ftype == t):
+                    with m.If(is_type[t]):
                         m.d.comb += [
                             getattr(port, names.data).eq(beat[:width]),
                             getattr(port, names.valid).eq(1),
@@ -497,35 +499,39 @@ class HostLink(wiring.Component):
                 m.next = "PREPARE"
             with m.State("PREPARE"):
                 m.d.sync += source.eq(0)
-                with m.Switch(ftype):
-                    with m.Case(FrameType.INFO):
-                        info = self._pack([(g.info[name], size) for name, size in INFO_LAYOUT])
-                        m.d.sync += [
-                            shift.eq(info),
-                            shift_left.eq(g.info_bytes),
-                            beats_left.eq(0),
-                            r_len.eq(g.info_bytes),
-                        ]
-                    with m.Case(FrameType.READ_OUTPUTS, FrameType.READ_STATE):
-                        is_y = ftype == FrameType.READ_OUTPUTS
-                        level = Mux(is_y, yq.level, sq.level)
-                        n = Mux(beats_left < level, beats_left, level)
-                        m.d.sync += [
-                            source.eq(Mux(is_y, 1, 2)),
-                            shift_left.eq(0),
-                            beats_left.eq(n),
-                            r_len.eq(n * Mux(is_y, g.y_bytes, g.state_bytes)),
-                        ]
-                    with m.Case(FrameType.READ_STATUS):
-                        m.d.sync += [
-                            shift.eq(self._status_word(yq.level, sq.level, dropped)),
-                            shift_left.eq(g.status_bytes),
-                            beats_left.eq(0),
-                            r_len.eq(g.status_bytes),
-                            clear.eq((beats_left[:8] & StatusFlags.CLEAR) != 0),
-                        ]
-                        with m.If((beats_left[:8] & StatusFlags.CLEAR) != 0):
-                            m.d.sync += dropped.eq(0)
+                m.next = "ANSWER"
+                with m.If(is_type[FrameType.INFO]):
+                    info = self._pack([(g.info[name], size) for name, size in INFO_LAYOUT])
+                    m.d.sync += [
+                        shift.eq(info),
+                        shift_left.eq(g.info_bytes),
+                        beats_left.eq(0),
+                        r_len.eq(g.info_bytes),
+                    ]
+                with m.Elif(is_type[FrameType.READ_OUTPUTS] | is_type[FrameType.READ_STATE]):
+                    is_y = is_type[FrameType.READ_OUTPUTS]
+                    level = Mux(is_y, yq.level, sq.level)
+                    m.d.sync += [
+                        source.eq(Mux(is_y, 1, 2)),
+                        shift_left.eq(0),
+                        beats_left.eq(Mux(beats_left < level, beats_left, level)),
+                    ]
+                    m.next = "LENGTH"
+                with m.Elif(is_type[FrameType.READ_STATUS]):
+                    clear_now = (beats_left[:BYTE] & StatusFlags.CLEAR) != 0
+                    m.d.sync += [
+                        shift.eq(self._status_word(yq.level, sq.level, dropped)),
+                        shift_left.eq(g.status_bytes),
+                        beats_left.eq(0),
+                        r_len.eq(g.status_bytes),
+                        clear.eq(clear_now),
+                    ]
+                    with m.If(clear_now):
+                        m.d.sync += dropped.eq(0)
+            with m.State("LENGTH"):  # beats_left: the beats this answer carries
+                m.d.sync += r_len.eq(
+                    Mux(source == 1, beats_left * g.y_bytes, beats_left * g.state_bytes)
+                )
                 m.next = "ANSWER"
             with m.State("ERROR"):
                 m.d.sync += [
