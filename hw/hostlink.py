@@ -278,6 +278,9 @@ class HostLink(wiring.Component):
         beats_left = Signal(8 * ARG_BYTES)
         source = Signal(range(3))  # 0: shift only, 1: y queue, 2: state queue
         tx_crc = Signal(CRC_WIDTH)
+        popped = Signal()
+        popped_y = Signal.like(yq.r_data)
+        popped_state = Signal.like(sq.r_data)
         hdr_index = Signal(range(HEADER_BYTES + 2))
 
         # Executing a load/input: beat assembly.
@@ -579,15 +582,22 @@ class HostLink(wiring.Component):
                             shift.eq(shift >> 8),
                             shift_left.eq(shift_left - 1),
                         ]
+                with m.Elif(popped):  # the beat popped in the cycle before
+                    with m.If(source == 1):
+                        m.d.sync += [shift.eq(popped_y), shift_left.eq(g.y_bytes)]
+                    with m.Else():
+                        m.d.sync += [shift.eq(popped_state), shift_left.eq(g.state_bytes)]
+                    m.d.sync += popped.eq(0)
                 with m.Elif((beats_left != 0) & (source != 0)):
-                    # Pop a queued beat into the shift register.
+                    # Pop a queued beat into a register (the queue's RAM output goes no
+                    # further), then into the shift register.
                     with m.If(source == 1):
                         m.d.comb += yq.r_en.eq(1)
-                        m.d.sync += [shift.eq(yq.r_data), shift_left.eq(g.y_bytes)]
+                        m.d.sync += popped_y.eq(yq.r_data)
                     with m.Else():
                         m.d.comb += sq.r_en.eq(1)
-                        m.d.sync += [shift.eq(sq.r_data), shift_left.eq(g.state_bytes)]
-                    m.d.sync += beats_left.eq(beats_left - 1)
+                        m.d.sync += popped_state.eq(sq.r_data)
+                    m.d.sync += [beats_left.eq(beats_left - 1), popped.eq(1)]
                 with m.Else():
                     m.d.sync += hdr_index.eq(0)
                     m.next = "SEND_CRC"
