@@ -288,7 +288,7 @@ class HostLink(wiring.Component):
         rd_addr = Signal(range(g.max_payload + 1))
         beat = Signal(8 * max(g.x_bytes, g.init_bytes, g.w_bytes))
         beat_phase = Signal.like(beat_size)
-        beats_sent = Signal(range(g.max_payload + 1))
+        beats_to_go = Signal(range(g.max_payload + 1))  # beats not yet taken by the core
         carry = Signal()
         read_state = Signal()
         clear = Signal()
@@ -442,7 +442,7 @@ class HostLink(wiring.Component):
                 with m.Else():
                     m.d.sync += expected.eq((seq + 1) % SEQ_MODULUS)
                     with m.If(is_load):
-                        m.d.sync += [rd_addr.eq(0), beats_sent.eq(0)]
+                        m.d.sync += [rd_addr.eq(0), beats_to_go.eq(beats)]
                         m.next = "FLAGS"
                     with m.Else():
                         m.d.sync += rd_addr.eq(0)
@@ -476,7 +476,7 @@ class HostLink(wiring.Component):
                     m.d.sync += beat_phase.eq(beat_phase + 1)
                     m.next = "BEAT_READ"
             with m.State("OFFER"):
-                final = beats_sent == beats - 1
+                final = beats_to_go == 1
                 last = final & ((flags & LoadFlags.LAST) != 0)
                 for t, (_, name) in load_types.items():
                     port = self._stream(name)
@@ -489,7 +489,7 @@ class HostLink(wiring.Component):
                         ]
                         with m.If(getattr(port, names.ready)):
                             m.d.sync += [
-                                beats_sent.eq(beats_sent + 1),
+                                beats_to_go.eq(beats_to_go - 1),
                                 beat_phase.eq(0),
                                 beat.eq(0),
                             ]
