@@ -171,8 +171,9 @@ class HostLink(wiring.Component):
     input's last beat was taken, at most 9 cycles after the last byte of other requests; each
     byte takes ``10 * clocks_per_bit`` cycles on the line. Throughput: the line's; beats reach
     the core at one byte of beat per 3 cycles. Resources (demo shape, defaults, yosys
-    ``synth_ecp5``): 1,383 LUT4, 727 flip-flops, 127 carry cells, 2 DP16KD block RAMs (the
-    buffer and the ``y`` queue) and 9 distributed RAMs; ``docs/host.md``.
+    ``synth_ecp5``): 1,312 LUT4, 775 flip-flops, 108 carry cells, 2 DP16KD block RAMs (the
+    buffer and the ``y`` queue), 9 distributed RAMs; alone out of context on an ECP5-85F
+    speed 6 (nextpnr seed 1) 113.6 MHz; ``docs/host.md``.
     """
 
     def __init__(
