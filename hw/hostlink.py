@@ -17,10 +17,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.protocol import (
     ARG_BYTES,
+    CRC_BYTES,
     CRC_INIT,
     CRC_POLY,
     CRC_WIDTH,
     DROPPED_WIDTH,
+    ERROR_BYTES,
     HEADER_BYTES,
     INFO_LAYOUT,
     LENGTH_BYTES,
@@ -87,8 +89,8 @@ def core_signature(interface: TopInterface) -> wiring.Signature:
 
 def crc16_next(crc, byte):
     """CRC-16/CCITT-FALSE register after one more byte (an Amaranth expression)."""
-    for i in range(8):
-        feedback = crc[CRC_WIDTH - 1] ^ byte[7 - i]
+    for i in range(BYTE):
+        feedback = crc[CRC_WIDTH - 1] ^ byte[BYTE - 1 - i]
         crc = (crc << 1)[:CRC_WIDTH] ^ Mux(feedback, CRC_POLY, 0)
     return crc
 
@@ -257,7 +259,7 @@ class HostLink(wiring.Component):
         version = Signal(BYTE)
         ftype = Signal(BYTE)
         seq = Signal(BYTE)
-        length = Signal(8 * LENGTH_BYTES)
+        length = Signal(BYTE * LENGTH_BYTES)
         rx_crc = Signal(CRC_WIDTH)
         count = Signal(range(g.max_payload + 1))
         beat_size = Signal(range(max(g.x_bytes, g.init_bytes, g.w_bytes) + 1))
@@ -272,22 +274,22 @@ class HostLink(wiring.Component):
         err_detail = Signal(BYTE)
         r_type = Signal(BYTE)
         r_seq = Signal(BYTE)
-        r_len = Signal(8 * LENGTH_BYTES)
-        payload_bytes = max(g.status_bytes, g.info_bytes, 2, g.y_bytes, g.state_bytes)
-        shift = Signal(8 * payload_bytes)
+        r_len = Signal(BYTE * LENGTH_BYTES)
+        payload_bytes = max(g.status_bytes, g.info_bytes, ERROR_BYTES, g.y_bytes, g.state_bytes)
+        shift = Signal(BYTE * payload_bytes)
         shift_left = Signal(range(payload_bytes + 1))
-        beats_left = Signal(8 * ARG_BYTES)
+        beats_left = Signal(BYTE * ARG_BYTES)
         source = Signal(range(3))  # 0: shift only, 1: y queue, 2: state queue
         tx_crc = Signal(CRC_WIDTH)
         popped = Signal()
         popped_y = Signal.like(yq.r_data)
         popped_state = Signal.like(sq.r_data)
-        hdr_index = Signal(range(HEADER_BYTES + 2))
+        hdr_index = Signal(range(HEADER_BYTES + CRC_BYTES))
 
         # Executing a load/input: beat assembly.
         flags = Signal(BYTE)
         rd_addr = Signal(range(g.max_payload + 1))
-        beat = Signal(8 * max(g.x_bytes, g.init_bytes, g.w_bytes))
+        beat = Signal(BYTE * max(g.x_bytes, g.init_bytes, g.w_bytes))
         beat_phase = Signal.like(beat_size)
         beats_to_go = Signal(range(g.max_payload + 1))  # beats not yet taken by the core
         carry = Signal()
@@ -360,9 +362,9 @@ class HostLink(wiring.Component):
                         with m.Case(2):
                             m.d.sync += seq.eq(byte)
                         with m.Case(3):
-                            m.d.sync += length[:8].eq(byte)
+                            m.d.sync += length[:BYTE].eq(byte)
                         with m.Case(4):
-                            new_length = (byte << 8) | length[:8]
+                            new_length = (byte << BYTE) | length[:BYTE]
                             m.d.sync += [
                                 length.eq(new_length),
                                 count.eq(0),
@@ -403,9 +405,9 @@ class HostLink(wiring.Component):
                 with m.If(got):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == 0):
-                        m.d.sync += rx_crc[:8].eq(byte)
+                        m.d.sync += rx_crc[:BYTE].eq(byte)
                     with m.Else():
-                        m.d.sync += rx_crc[8:].eq(byte)
+                        m.d.sync += rx_crc[BYTE:].eq(byte)
                         m.next = "CHECK"
             with m.State("DISCARD"):  # skip the rest of an over-long frame
                 m.d.comb += receiving.eq(1)
@@ -467,7 +469,7 @@ class HostLink(wiring.Component):
                 m.next = "BEAT_DATA"
             with m.State("BEAT_DATA"):
                 with m.Switch(beat_phase):
-                    for k in range(len(beat) // 8):
+                    for k in range(len(beat) // BYTE):
                         with m.Case(k):
                             m.d.sync += beat[BYTE * k : BYTE * (k + 1)].eq(rdata)
                 m.d.sync += rd_addr.eq(rd_addr + 1)
@@ -550,9 +552,9 @@ class HostLink(wiring.Component):
                 m.d.sync += [
                     r_seq.eq(seq),
                     r_type.eq(FrameType.ERROR),
-                    r_len.eq(2),
-                    shift.eq(err_code | (err_detail << 8)),
-                    shift_left.eq(2),
+                    r_len.eq(ERROR_BYTES),
+                    shift.eq(err_code | (err_detail << BYTE)),
+                    shift_left.eq(ERROR_BYTES),
                     beats_left.eq(0),
                     source.eq(0),
                 ]
@@ -561,7 +563,7 @@ class HostLink(wiring.Component):
                 m.d.sync += [hdr_index.eq(0), tx_crc.eq(CRC_INIT)]
                 m.next = "SEND_HEADER"
             with m.State("SEND_HEADER"):
-                header = [SYNC, VERSION, r_type, r_seq, r_len[:8], r_len[8:]]
+                header = [SYNC, VERSION, r_type, r_seq, r_len[:BYTE], r_len[BYTE:]]
                 out = Signal(BYTE)
                 with m.Switch(hdr_index):
                     for k, value in enumerate(header):
@@ -576,11 +578,11 @@ class HostLink(wiring.Component):
                         m.next = "SEND_PAYLOAD"
             with m.State("SEND_PAYLOAD"):
                 with m.If(shift_left != 0):
-                    m.d.comb += [utx.data.payload.eq(shift[:8]), utx.data.valid.eq(1)]
+                    m.d.comb += [utx.data.payload.eq(shift[:BYTE]), utx.data.valid.eq(1)]
                     with m.If(utx.data.ready):
                         m.d.sync += [
-                            tx_crc.eq(crc16_next(tx_crc, shift[:8])),
-                            shift.eq(shift >> 8),
+                            tx_crc.eq(crc16_next(tx_crc, shift[:BYTE])),
+                            shift.eq(shift >> BYTE),
                             shift_left.eq(shift_left - 1),
                         ]
                 with m.Elif(popped):  # the beat popped in the cycle before
@@ -604,12 +606,12 @@ class HostLink(wiring.Component):
                     m.next = "SEND_CRC"
             with m.State("SEND_CRC"):
                 m.d.comb += [
-                    utx.data.payload.eq(Mux(hdr_index == 0, tx_crc[:8], tx_crc[8:])),
+                    utx.data.payload.eq(Mux(hdr_index == 0, tx_crc[:BYTE], tx_crc[BYTE:])),
                     utx.data.valid.eq(1),
                 ]
                 with m.If(utx.data.ready):
                     m.d.sync += hdr_index.eq(hdr_index + 1)
-                    with m.If(hdr_index == 1):
+                    with m.If(hdr_index == CRC_BYTES - 1):
                         m.next = "DRAIN"
             with m.State("DRAIN"):  # let the final character leave before taking a new frame
                 with m.If(utx.data.ready):
@@ -625,7 +627,7 @@ class HostLink(wiring.Component):
         """Little-endian bytes of ``(value, size)`` fields, as one integer."""
         value, offset = 0, 0
         for field, size in fields:
-            value |= (int(field) & ((1 << (8 * size)) - 1)) << (8 * offset)
+            value |= (int(field) & ((1 << (BYTE * size)) - 1)) << (BYTE * offset)
             offset += size
         return value
 
@@ -643,5 +645,5 @@ class HostLink(wiring.Component):
         parts = []
         for name, size in self.geometry.status:
             value = Value.cast(values[name]).as_unsigned()
-            parts.append(Cat(value, Const(0, 8 * size - len(value))))
+            parts.append(Cat(value, Const(0, BYTE * size - len(value))))
         return Cat(*parts)

@@ -27,6 +27,7 @@ __all__ = [
     "CRC_POLY",
     "CRC_WIDTH",
     "DROPPED_WIDTH",
+    "ERROR_BYTES",
     "HEADER_BYTES",
     "INFO_LAYOUT",
     "LENGTH_BYTES",
@@ -74,6 +75,8 @@ OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
 MAX_LENGTH = (1 << (8 * LENGTH_BYTES)) - 1
 #: Bytes of the argument of ``READ_OUTPUTS`` and ``READ_STATE`` (most beats wanted).
 ARG_BYTES = 2
+#: Bytes of an ``ERROR`` frame's payload: the code and a detail.
+ERROR_BYTES = 2
 #: Sequence numbers count modulo this.
 SEQ_MODULUS = 256
 #: A response's TYPE is its request's TYPE with this bit set.
@@ -252,7 +255,7 @@ class Frame:
     @property
     def error(self) -> tuple[ErrorCode | int, int] | None:
         """``(code, detail)`` of an ``ERROR`` frame, else ``None``."""
-        if self.type != FrameType.ERROR or len(self.payload) != 2:
+        if self.type != FrameType.ERROR or len(self.payload) != ERROR_BYTES:
             return None
         code, detail = self.payload
         try:
