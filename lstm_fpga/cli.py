@@ -135,7 +135,7 @@ def _input_range(text: str) -> tuple[float, float]:
 
 
 #: ``build`` flags that are :func:`write_project` parameters of the same name and value.
-_BUILD_FLAGS_AS_GIVEN = "lanes output max_seq_len batch_first force device family".split()
+_BUILD_FLAGS_AS_GIVEN = "lanes output max_seq_len batch_first force device family control".split()
 
 
 def _check_family(family: str, device: str | None) -> None:
@@ -228,6 +228,7 @@ def _cmd_build(args) -> int:
         "input_format": str(project.model.input_format),
         "output_format": str(y_format),
         "device": json.loads((project.directory / "build.json").read_text())["device"],
+        "control": project.control,
         "saturations_on_calibration": None
         if project.report is None
         else project.report.total_saturations,
@@ -251,6 +252,11 @@ def _cmd_build(args) -> int:
             f"{lanes_built} MAC lanes{built}, cycle bound {project.cycle_bound} cycles per "
             f"time step; {interface.y.data} carries {y_format}"
         )
+        if project.control == "axi-lite":
+            print(
+                f"AXI4-Lite top: {project.rtl}/lstm_axi.v (register map "
+                f"{project.directory}/lstm_regs.h, docs/axi-lite.md)"
+            )
         fits = summary["device"]
         if "chosen" in fits:
             chosen = fits["chosen"]
@@ -887,6 +893,14 @@ def _parser() -> argparse.ArgumentParser:
         help="FPGA family of the Verilog: generic (portable; synthesis infers the multipliers) "
         "or ecp5 (Lattice ECP5 MULT18X18D with input, pipeline and output registers, "
         "simulation model included; for `synth --target ecp5`). Default generic",
+    )
+    build.add_argument(
+        "--control",
+        choices=["stream", "axi-lite"],
+        default="stream",
+        help="stream: the bare core lstm_top (control inputs and status as ports); axi-lite: "
+        "also rtl/lstm_axi.v, the core behind an AXI4-Lite register map with s_axis_*/m_axis_* "
+        "stream ports, and its C header OUT/lstm_regs.h (docs/axi-lite.md). Default stream",
     )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
