@@ -230,6 +230,21 @@ def harness_source() -> str:
     return text
 
 
+#: Verilator options of the virtual device (part of its cache key).
+_OPTIONS = (
+    "-O3",
+    "--x-assign",
+    "fast",
+    "--x-initial",
+    "fast",
+    "-MAKEFLAGS",
+    "OPT_FAST=-O2",
+    "-Wno-fatal",
+    "-Wno-lint",
+    "-Wno-style",
+)
+
+
 def compile_virtual_device(
     plan: EnginePlan, cache, *, family: str | None = None, jobs: int = 1
 ) -> Path:
@@ -246,7 +261,8 @@ def compile_virtual_device(
         timeout_cycles=VIRTUAL_TIMEOUT_CYCLES,
     )
     source = harness_source()
-    digest = hashlib.sha256((verilog_text + source).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([verilog_text, source, *_OPTIONS]).encode()).hexdigest()
+    digest = digest[:16]
     workdir = Path(cache) / digest
     executable = workdir / "obj" / "virtual_device"
     stamp = workdir / "done"
@@ -264,10 +280,7 @@ def compile_virtual_device(
             "--build",
             "--build-jobs",
             str(jobs),
-            "-O2",
-            "-Wno-fatal",
-            "-Wno-lint",
-            "-Wno-style",
+            *_OPTIONS,
             "--top-module",
             LINK_TOP_NAME,
             "-Mdir",
