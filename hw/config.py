@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape, unsigned
 
+from ..sw.numerics import PACKING_FACTORS
+
 __all__ = [
     "GATES_PER_UNIT",
     "OUTPUT_MODES",
@@ -58,6 +60,14 @@ class HardwareConfig:
     #: sequence). Required for bidirectional models; unidirectional ones stream sequences of
     #: any length and ignore it.
     max_seq_len: int | None = None
+    #: Products per DSP multiplier in the matrix-vector unit: 1, or 2 (lanes ``2k`` and
+    #: ``2k + 1`` share one multiplier, :class:`~lstm_fpga.hw.pipeline.PackedMultiplier`: the
+    #: ``P`` lanes then take ``ceil(P / 2)`` DSPs). 2 needs weights and elements narrow enough
+    #: for :attr:`dsp` (:func:`lstm_fpga.sw.numerics.dsp_packing`; checked by the plan).
+    dsp_packing: int = 1
+    #: The DSP the packed products must fit (a key of
+    #: :data:`lstm_fpga.sw.numerics.DSP_PORTS`); the narrower Xilinx one by default.
+    dsp: str = "DSP48E1"
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
@@ -73,6 +83,11 @@ class HardwareConfig:
             raise HardwareConfigError(
                 f"output must be one of {', '.join(map(repr, OUTPUT_MODES))} (every step or only "
                 f"the last), not {self.output!r}"
+            )
+        if self.dsp_packing not in PACKING_FACTORS or isinstance(self.dsp_packing, bool):
+            raise HardwareConfigError(
+                f"dsp_packing must be one of {', '.join(map(str, PACKING_FACTORS))} (products "
+                f"per DSP multiplier), not {self.dsp_packing!r}"
             )
         n = self.max_seq_len
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):

@@ -27,6 +27,7 @@ __all__ = [
     "FANOUT",
     "ECP5Target",
     "Multiplier",
+    "PackedMultiplier",
     "RegisteredProduct",
     "Target",
     "broadcast",
@@ -190,6 +191,64 @@ class Multiplier(RegisteredProduct):
 
     def __init__(self, a_shape, b_shape):
         super().__init__(a_shape, b_shape, input_registers=True)
+
+
+class PackedMultiplier(wiring.Component):
+    """Two products sharing an operand in one DSP multiply: ``even = a_even * b`` and ``odd =
+    a_odd * b`` (signed), by the scheme of :class:`lstm_fpga.sw.numerics.PackedProduct`
+    (``packed``: the widths, the shift ``S`` and the split with its borrow correction).
+
+    Stages: the *pack* register takes ``A = (a_even << S) + a_odd`` (one add) while ``b`` waits
+    in a register beside it; a :class:`RegisteredProduct` with input registers multiplies
+    ``A * b`` (the DSP's input and output registers: one DSP multiply, inferred, so that
+    synthesis maps it to one DSP48); the *split* register takes ``odd`` = the product's low
+    ``S`` bits (signed) and ``even`` = its high bits plus the borrow bit ``p[S-1]`` (one add).
+
+    Latency :attr:`LATENCY` cycles (operands in cycle ``t``, both products in ``t +
+    LATENCY``); throughput two products per cycle; no enable, no reset. ``a_even``/``a_odd``
+    are signed ``packed.weight_bits``, ``b`` signed ``packed.element_bits``, the products
+    signed ``packed.result_bits`` (the shape of :class:`Multiplier`'s product of the same
+    operands).
+    """
+
+    #: Pack register, DSP input registers, DSP output register, split register.
+    LATENCY = 4
+
+    def __init__(self, packed):
+        self._packed = packed
+        w, e, r = packed.weight_bits, packed.element_bits, packed.result_bits
+        super().__init__(
+            {
+                "a_even": In(Shape(w, signed=True)),
+                "a_odd": In(Shape(w, signed=True)),
+                "b": In(Shape(e, signed=True)),
+                "even": Out(Shape(r, signed=True)),
+                "odd": Out(Shape(r, signed=True)),
+            }
+        )
+
+    @property
+    def packed(self):
+        return self._packed
+
+    def elaborate(self, platform):
+        m = Module()
+        packed = self._packed
+        S = packed.shift
+        a = Signal(Shape(packed.packed_bits, signed=True), name="packed", reset_less=True)
+        m.d.sync += a.eq((self.a_even << S) + self.a_odd)
+        b = delay(m, self.b, 1, "b")
+        m.submodules.product = product = RegisteredProduct(a.shape(), b.shape())
+        m.d.comb += [product.a.eq(a), product.b.eq(b)]
+        p = product.product
+        low = p[:S].as_signed()
+        high = p[S:].as_signed() + p[S - 1]
+        r = packed.result_bits
+        m.d.comb += [
+            self.odd.eq(delay(m, low, 1, "odd")),
+            self.even.eq(delay(m, high[:r].as_signed(), 1, "even")),
+        ]
+        return m
 
 
 #: ECP5 ``MULT18X18D`` operand width (signed).
