@@ -22,12 +22,7 @@ from lstm_fpga.sw.numerics import (
 def _fitting_widths(dsp: str):
     """(weight bits, element bits) that fit ``dsp``, up to its boundary."""
     wide, narrow = DSP_PORTS[dsp]
-    return [
-        (w, e)
-        for w in range(2, 13)
-        for e in range(2, narrow + 1)
-        if 2 * w + e + 1 <= wide
-    ]
+    return [(w, e) for w in range(2, 13) for e in range(2, narrow + 1) if 2 * w + e + 1 <= wide]
 
 
 def _signed(bits: int):
@@ -38,6 +33,7 @@ def _signed(bits: int):
 def _packed_case(draw):
     dsp = draw(st.sampled_from(sorted(DSP_PORTS)))
     w, e = draw(st.sampled_from(_fitting_widths(dsp)))
+
     # Extremes (most negative/positive) drawn often: the cases the widths are chosen for.
     def value(bits):
         ends = [-(1 << (bits - 1)), (1 << (bits - 1)) - 1, -1, 0]
