@@ -41,10 +41,10 @@ class HardwareConfig:
     """Generation parameters of the accelerator (everything the IR deliberately leaves out).
 
     ``lanes`` is ``P``, the number of parallel multiply-accumulate lanes (one DSP multiplier
-    each). Any ``P >= 1`` works. With ``P <= 4H`` each lane owns rows; with ``P >= 8H`` the
-    lanes form ``P // 4H`` column groups (see :class:`~lstm_fpga.hw.plan.EnginePlan`); lanes
-    that fit neither pattern (the remainder of ``P`` modulo ``4H`` when ``P > 4H``) are not
-    built.
+    each, or one per two lanes with :attr:`dsp_packing` 2: ``ceil(P / 2)``). Any ``P >= 1``
+    works. With ``P <= 4H`` each lane owns rows; with ``P >= 8H`` the lanes form ``P // 4H``
+    column groups (see :class:`~lstm_fpga.hw.plan.EnginePlan`); lanes that fit neither
+    pattern (the remainder of ``P`` modulo ``4H`` when ``P > 4H``) are not built.
     """
 
     lanes: int = 16

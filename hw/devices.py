@@ -245,15 +245,14 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
     ]
     if plan.packed_product is not None:  # two lanes per DSP (odd groups: one lane alone)
         packed, pairs = plan.packed_product.packed_bits, len(plan.lane_pairs)
+        alone = plan.lanes - 2 * pairs
         multipliers = [
-            (f"MVU lane pair x{pairs}", packed, element, pairs * _dsps(fam, packed, element)),
-            (
-                f"MVU lane x{plan.lanes - 2 * pairs}",
-                element,
-                width,
-                (plan.lanes - 2 * pairs) * _dsps(fam, element, width),
-            ),
+            (f"MVU lane pair x{pairs}", packed, element, pairs * _dsps(fam, packed, element))
         ]
+        if alone:
+            multipliers.append(
+                (f"MVU lane x{alone}", element, width, alone * _dsps(fam, element, width))
+            )
     state = plan.state_shape.width
     for name, tables in _tables(plan).items():
         out = max(t.output.width for t in tables)

@@ -51,3 +51,24 @@ def test_lanes_use_exactly_p_dsps_and_weights_use_block_ram(tmp_path, family):
         assert estimate.brams == report.total["bram"]
     else:
         assert estimate.brams == report.total["bram"] + 5
+
+
+def test_packed_lanes_use_half_the_dsps(tmp_path):
+    """``--dsp-packing 2``: each packed lane pair is one DSP48E1 with its input and product
+    registers (issue 13 item 4); an odd P leaves one lane on its own DSP."""
+    from lstm_fpga.sw.numerics import FixedFormat
+    from lstm_fpga.testing import width_formats
+
+    layer, head = width_formats(8)
+    model = random_model(16, 16, seed=0, formats=layer, head_formats=head)
+    assert {layer.w_ih, layer.x} == {FixedFormat(8, 6), FixedFormat(8, 4)}
+    lanes = 5
+    config = HardwareConfig(lanes=lanes, dsp_packing=2)
+    build = write_build(model, config, tmp_path)
+    report = synthesize(build.verilog, "xilinx", top=TOP_NAME)
+    assert report.blocks["engine.mvu"]["dsp"] == EnginePlan(model, config).lane_dsps == 3
+    # Every DSP (lanes and cell) has its operand registers and its product register.
+    dsps = report.total["dsp"]
+    assert report.dsp_registers["AREG"] == report.dsp_registers["BREG"] == dsps
+    assert report.dsp_registers.get("MREG", 0) + report.dsp_registers.get("PREG", 0) >= dsps
+    assert estimate_resources(EnginePlan(model, config), "xc7").dsps == dsps
