@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -87,23 +87,23 @@ class HeadOutput(wiring.Component):
         read = Signal(range(_BANKS))
         count = Signal(range(_BANKS + 1))
         room = Signal(init=1)
+        # One rescale of the taken unit's rows, loaded into the bank ``write`` names.
+        rescaled = [
+            rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow) for acc in payload.gates
+        ]
+        saturates = [rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding) for acc in payload.gates]
         for b in range(_BANKS):
             with m.If(accept & (write == b)):
-                for k, acc in enumerate(payload.gates):
-                    m.d.sync += [
-                        values[b][k].eq(
-                            rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow)
-                        ),
-                        flags[b][k].eq(rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding)),
-                    ]
+                m.d.sync += [values[b][k].eq(v) for k, v in enumerate(rescaled)]
+                m.d.sync += [flags[b][k].eq(f) for k, f in enumerate(saturates)]
                 m.d.sync += [
                     is_final_unit[b].eq(payload.unit == final_unit),
                     y_last[b].eq(payload.job.y_last),
                 ]
 
         row = Signal(range(GATES_PER_UNIT))
-        # Element ``read * 4 + row`` of the banks' rows, in one choice.
-        element = Cat(row, read)
+        # Element ``read * GATES_PER_UNIT + row`` of the banks' rows, in one choice.
+        element = read * GATES_PER_UNIT + row
         at_final_row = Array(is_final_unit)[read] & (row == final_row_index)
         final_row = (row == GATES_PER_UNIT - 1) | at_final_row
         taken = self.y.valid & self.y.ready
