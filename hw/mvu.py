@@ -131,10 +131,11 @@ class MatrixVectorUnit(wiring.Component):
     Two multiplies per DSP (``HardwareConfig(dsp_packing=2)``): lanes ``2k`` and ``2k + 1``
     of a group (:attr:`EnginePlan.lane_pairs <lstm_fpga.hw.plan.EnginePlan.lane_pairs>`)
     multiply the same element, so one
-    :class:`~lstm_fpga.hw.pipeline.PackedMultiplier` computes both products (pack register,
-    DSP, split register: two cycles more than :class:`~lstm_fpga.hw.pipeline.Multiplier`,
-    counted in :attr:`product_latency`); an odd group's last lane keeps its own multiplier,
-    its product delayed to match. The sums are the same integers.
+    :class:`~lstm_fpga.hw.pipeline.PackedMultiplier` computes both products with the
+    latency of a :class:`~lstm_fpga.hw.pipeline.Multiplier`: the pack add sits between the
+    weight banks' output registers and the DSP's input registers, the split's borrow add in
+    front of the even lane's alignment multiplexer (one short add each, no extra stage); an
+    odd group's last lane keeps its own multiplier. The sums are the same integers.
 
     Protocol: ``column`` has no ready; a ``last`` beat may only be sent when ``drain_free`` was
     1 and no other ``last`` beat is in flight (``loaded`` pulses when a pass lands in the
@@ -252,7 +253,8 @@ class MatrixVectorUnit(wiring.Component):
                 multiplier = Multiplier(plan.weight_shape, plan.element_shape)
                 m.submodules[f"multiplier{p}"] = multiplier
                 m.d.comb += [multiplier.a.eq(self.weights[p]), multiplier.b.eq(lane.element)]
-                # An unpaired lane (odd group size) waits for its packed neighbours.
+                # An unpaired lane (odd group size) meets its packed neighbours' products
+                # (no delay while the two multipliers' latencies are equal).
                 extra = multiplier_latency - Multiplier.LATENCY
                 products[p] = delay(m, multiplier.product, extra, f"product{p}")
             product_ctrl = data.View(

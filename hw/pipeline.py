@@ -198,21 +198,25 @@ class PackedMultiplier(wiring.Component):
     a_odd * b`` (signed), by the scheme of :class:`lstm_fpga.sw.numerics.PackedProduct`
     (``packed``: the widths, the shift ``S`` and the split with its borrow correction).
 
-    Stages: the *pack* register takes ``A = (a_even << S) + a_odd`` (one add) while ``b`` waits
-    in a register beside it; a :class:`RegisteredProduct` with input registers multiplies
-    ``A * b`` (the DSP's input and output registers: one DSP multiply, inferred, so that
-    synthesis maps it to one DSP48); the *split* register takes ``odd`` = the product's low
-    ``S`` bits (signed) and ``even`` = its high bits plus the borrow bit ``p[S-1]`` (one add).
+    A :class:`Multiplier`-like :class:`RegisteredProduct` with input registers (the DSP's
+    input and output registers: one DSP multiply, inferred, so that synthesis maps it to one
+    DSP48) multiplies ``A * b``. Its operand register takes the packed ``A = (a_even << S) +
+    a_odd``: the *pack* add is the one short add of the stage that loads the DSP's input
+    registers (``a_even``/``a_odd`` should come from registers: the weight banks' output
+    registers). The *split* is combinational behind the output register, for the stage of
+    the consumer's register: ``odd`` = the product's low ``S`` bits (signed, no logic) and
+    ``even`` = its high bits plus the borrow bit ``p[S-1]`` (one short add, in front of the
+    consumer's alignment multiplexer).
 
-    Latency :attr:`LATENCY` cycles (operands in cycle ``t``, both products in ``t +
-    LATENCY``); throughput two products per cycle; no enable, no reset. ``a_even``/``a_odd``
-    are signed ``packed.weight_bits``, ``b`` signed ``packed.element_bits``, the products
-    signed ``packed.result_bits`` (the shape of :class:`Multiplier`'s product of the same
-    operands).
+    Latency :attr:`LATENCY` cycles, :class:`Multiplier`'s (operands in cycle ``t``, both
+    products in ``t + LATENCY``); throughput two products per cycle; no enable, no reset.
+    ``a_even``/``a_odd`` are signed ``packed.weight_bits``, ``b`` signed
+    ``packed.element_bits``, the products signed ``packed.result_bits`` (the shape of
+    :class:`Multiplier`'s product of the same operands).
     """
 
-    #: Pack register, DSP input registers, DSP output register, split register.
-    LATENCY = 4
+    #: The DSP's input registers and output register, as :class:`Multiplier`.
+    LATENCY = Multiplier.LATENCY
 
     def __init__(self, packed):
         self._packed = packed
@@ -234,20 +238,14 @@ class PackedMultiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         packed = self._packed
-        S = packed.shift
-        a = Signal(Shape(packed.packed_bits, signed=True), name="packed", reset_less=True)
-        m.d.sync += a.eq((self.a_even << S) + self.a_odd)
-        b = delay(m, self.b, 1, "b")
-        m.submodules.product = product = RegisteredProduct(a.shape(), b.shape())
-        m.d.comb += [product.a.eq(a), product.b.eq(b)]
+        S, r = packed.shift, packed.result_bits
+        a = Signal(Shape(packed.packed_bits, signed=True), name="packed")
+        m.d.comb += a.eq((self.a_even << S) + self.a_odd)
+        m.submodules.product = product = RegisteredProduct(a.shape(), self.b.shape())
+        m.d.comb += [product.a.eq(a), product.b.eq(self.b)]
         p = product.product
-        low = p[:S].as_signed()
         high = p[S:].as_signed() + p[S - 1]
-        r = packed.result_bits
-        m.d.comb += [
-            self.odd.eq(delay(m, low, 1, "odd")),
-            self.even.eq(delay(m, high[:r].as_signed(), 1, "even")),
-        ]
+        m.d.comb += [self.odd.eq(p[:S].as_signed()), self.even.eq(high[:r].as_signed())]
         return m
 
 
