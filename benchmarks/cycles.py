@@ -209,7 +209,7 @@ def measure_packed(I: int, H: int, dsps: int, workdir: Path) -> dict:
     run = run_harness(build, [x])
     per_step = float(np.mean(np.diff(run.output_cycles[H - 1 :: H])))
     target = -(-unpacked_bound // 2) + OVERHEAD_BUDGET
-    recurrence = build.interface.recurrence_step_bound
+    recurrence = int(build.interface.recurrence_step_bound)
     return {
         "I": I,
         "H": H,
@@ -220,7 +220,7 @@ def measure_packed(I: int, H: int, dsps: int, workdir: Path) -> dict:
         "bound": plan.step_bound(),
         "recurrence_bound": recurrence,
         "cycles_per_step": per_step,
-        "within_target": per_step <= target,
+        "within_target": bool(per_step <= target),
         "over_recurrence": per_step - recurrence,
     }
 
