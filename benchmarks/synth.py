@@ -32,7 +32,7 @@ CONFIGS = (
 
 #: Two multiplies per DSP (``--dsp-packing 2``), 8-bit weights and elements, synth_xilinx:
 #: (I, H, P, packing): unpacked P lanes next to packed 2P lanes at the same DSP count.
-PACKED_CONFIGS = ((16, 16, 4, 1), (16, 16, 8, 2), (16, 16, 5, 2), (32, 32, 16, 1), (32, 32, 32, 2))
+PACKED_CONFIGS = ((16, 16, 4, 1), (16, 16, 8, 2), (16, 16, 5, 2))
 
 
 def packed(args) -> int:
