@@ -13,13 +13,22 @@ from ..sw.numerics import FAMILY_DSP, UNPACKABLE_DSPS
 from .banks import hex_file_name
 from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
+from .control import AXI_TOP_NAME, CONTROL_MODES, LstmAxi
 from .engine import LstmTop
 from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
 from .pipeline import FAMILIES, target
 from .plan import EnginePlan
+from .regmap import REGISTER_MAP_VERSION, REGISTERS
 
-__all__ = ["TOP_NAME", "Build", "generate_verilog", "hardware_config", "write_build"]
+__all__ = [
+    "TOP_NAME",
+    "Build",
+    "control_manifest",
+    "generate_verilog",
+    "hardware_config",
+    "write_build",
+]
 
 
 def hardware_config(config: HardwareConfig | int) -> HardwareConfig:
@@ -40,11 +49,13 @@ def _check_init(memory_init: str) -> None:
         )
 
 
-def _verilog(top: LstmTop, memory_init: str, family: str | None) -> str:
+def _verilog(
+    top: LstmTop | LstmAxi, memory_init: str, family: str | None, name: str = TOP_NAME
+) -> str:
     images = top.engine.images
     lanes = images.lanes
     platform = target(family)
-    text = verilog.convert(top, name=TOP_NAME, emit_src=False, platform=platform)
+    text = verilog.convert(top, name=name, emit_src=False, platform=platform)
     banks = "".join(
         weight_bank_verilog(images, lane, memory_init, hex_file_name("weights", lane, lanes))
         for lane in range(lanes)
@@ -73,12 +84,21 @@ def _check_packing(config: HardwareConfig, family: str | None) -> None:
         )
 
 
+def _check_control(control: str) -> None:
+    if control not in CONTROL_MODES:
+        raise HardwareConfigError(
+            f"control must be one of {', '.join(CONTROL_MODES)} (stream: the bare lstm_top; "
+            f"axi-lite: lstm_axi with an AXI4-Lite register map), not {control!r}"
+        )
+
+
 def generate_verilog(
     model: LstmModel,
     config: HardwareConfig | int,
     *,
     memory_init: str = "inline",
     family: str | None = None,
+    control: str = "stream",
 ) -> str:
     """Verilog of the accelerator for ``model``: top module ``lstm_top`` and its submodules.
 
@@ -87,15 +107,19 @@ def generate_verilog(
     each lane's bank from ``weights_laneNN.hex`` (see :func:`write_build`) instead.
     ``family`` (``"generic"``, the default, or ``"ecp5"``) chooses the per-family hooks of
     :mod:`lstm_fpga.hw.pipeline` (``"ecp5"`` instantiates ``MULT18X18D`` multipliers with
-    their registers, and carries their simulation model).
+    their registers, and carries their simulation model). ``control="axi-lite"`` returns
+    the AXI4-Lite top ``lstm_axi`` (:class:`~lstm_fpga.hw.control.LstmAxi`) instead.
     """
     config = hardware_config(config)
     _check_init(memory_init)
     _check_family(family)
     _check_packing(config, family)
+    _check_control(control)
     check_supported(model, config)
-    top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
-    return _verilog(top, memory_init, family)
+    plan = EnginePlan(model, config)
+    if control == "axi-lite":
+        return _verilog(LstmAxi(plan, verilog_banks=memory_init), memory_init, family, AXI_TOP_NAME)
+    return _verilog(LstmTop(plan, verilog_banks=memory_init), memory_init, family)
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,8 @@ class Build:
     manifest: Path
     hex_files: tuple[Path, ...]
     interface: TopInterface
+    #: ``lstm_axi.v`` with ``control="axi-lite"``, else None.
+    control_verilog: Path | None = None
 
 
 def _port_list(interface: TopInterface) -> list[dict]:
@@ -210,17 +236,21 @@ def write_build(
     *,
     memory_init: str = "inline",
     family: str | None = None,
+    control: str = "stream",
 ) -> Build:
     """Write ``lstm_top.v``, per-lane ``.hex`` weight/bias images and ``manifest.json``.
 
     The ``.hex`` files hold the same contents as the Verilog's memory init; with
     ``memory_init="readmemh"`` the Verilog reads the weight banks from them. ``family`` as
-    in :func:`generate_verilog`.
+    in :func:`generate_verilog`. ``control="axi-lite"`` also writes ``lstm_axi.v`` (the
+    AXI4-Lite top with its own copy of the core; use it alone) and records the register map
+    in the manifest's ``control``.
     """
     config = hardware_config(config)
     _check_init(memory_init)
     _check_family(family)
     _check_packing(config, family)
+    _check_control(control)
     check_supported(model, config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -233,6 +263,35 @@ def write_build(
     kinds = [(kind, lane) for lane in range(images.lanes) for kind in ("weights", "bias")]
     hexes = list(zip(paths, kinds, strict=True))
     manifest = _manifest(top, hexes, memory_init, family)
+    control_path = None
+    manifest["control"] = {"mode": control}
+    if control == "axi-lite":
+        axi = LstmAxi(top.interface.plan, verilog_banks=memory_init)
+        control_path = directory / f"{AXI_TOP_NAME}.v"
+        control_path.write_text(_verilog(axi, memory_init, family, AXI_TOP_NAME))
+        manifest["control"] = control_manifest(axi)
     manifest_path = directory / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return Build(directory, verilog_path, manifest_path, tuple(paths), top.interface)
+    return Build(directory, verilog_path, manifest_path, tuple(paths), top.interface, control_path)
+
+
+def control_manifest(axi: LstmAxi) -> dict:
+    """The ``control`` entry of the manifests of an AXI4-Lite build: top, register map
+    version, model hash and every register's offset, access and value after reset."""
+    regmap = axi.regmap
+    return {
+        "mode": "axi-lite",
+        "top": AXI_TOP_NAME,
+        "verilog": f"{AXI_TOP_NAME}.v",
+        "register_map_version": ".".join(map(str, REGISTER_MAP_VERSION)),
+        "model_hash": regmap.model_hash,
+        "registers": [
+            {
+                "name": r.name,
+                "offset": r.offset,
+                "access": r.access.value,
+                "reset": regmap.reset_value(r),
+            }
+            for r in REGISTERS
+        ],
+    }

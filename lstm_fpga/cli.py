@@ -136,7 +136,7 @@ def _input_range(text: str) -> tuple[float, float]:
 
 #: ``build`` flags that are :func:`write_project` parameters of the same name and value.
 _BUILD_FLAGS_AS_GIVEN = (
-    "lanes output max_seq_len batch_first force device family dsp_packing".split()
+    "lanes output max_seq_len batch_first force device family control dsp_packing".split()
 )
 
 
@@ -250,6 +250,7 @@ def _cmd_build(args) -> int:
         "input_format": str(project.model.input_format),
         "output_format": str(y_format),
         "device": json.loads((project.directory / "build.json").read_text())["device"],
+        "control": project.control,
         "saturations_on_calibration": None
         if project.report is None
         else project.report.total_saturations,
@@ -276,6 +277,11 @@ def _cmd_build(args) -> int:
             f"{lanes_built} MAC lanes{built}{packing}, cycle bound {project.cycle_bound} "
             f"cycles per time step; {interface.y.data} carries {y_format}"
         )
+        if project.control == "axi-lite":
+            print(
+                f"AXI4-Lite top: {project.rtl}/lstm_axi.v (register map "
+                f"{project.directory}/lstm_regs.h, docs/axi-lite.md)"
+            )
         fits = summary["device"]
         if "chosen" in fits:
             chosen = fits["chosen"]
@@ -902,6 +908,14 @@ def _parser() -> argparse.ArgumentParser:
         help="multiplies per DSP in the MAC lanes: 2 pairs lanes 2k, 2k+1 on one DSP48 "
         "(ceil(P/2) DSPs for P lanes; needs 2*weight bits + element bits + 1 <= 25, e.g. "
         "--bits 8, or --weight-bits 4 with 16-bit elements; Xilinx only). Default 1",
+    )
+    build.add_argument(
+        "--control",
+        choices=["stream", "axi-lite"],
+        default="stream",
+        help="stream: the bare core lstm_top (control inputs and status as ports); axi-lite: "
+        "also rtl/lstm_axi.v, the core behind an AXI4-Lite register map with s_axis_*/m_axis_* "
+        "stream ports, and its C header OUT/lstm_regs.h (docs/axi-lite.md). Default stream",
     )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
 

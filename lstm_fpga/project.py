@@ -12,6 +12,10 @@ Layout of ``OUT/``::
     rtl/*.hex                  weight and bias bank contents
     rtl/lstm_top_inline.v      the same design with the weights inside the Verilog (one file)
     rtl/manifest.json          hardware manifest (ports, memories, geometry)
+    rtl/lstm_axi.v, rtl/lstm_axi_inline.v
+                               with ``--control axi-lite``: the AXI4-Lite top (its own copy
+                               of the core), with and without ``$readmemh``
+    lstm_regs.h                with ``--control axi-lite``: its register map as a C header
 
 Both Verilog files are written for one FPGA family (``build --family``): ``generic`` (portable,
 multipliers inferred by synthesis) or ``ecp5`` (``MULT18X18D`` primitives with their registers,
@@ -80,6 +84,8 @@ class Project:
     report: QuantizationReport | None
     #: FPGA family of the Verilog's primitives (:data:`lstm_fpga.hw.pipeline.FAMILIES`).
     family: str = "generic"
+    #: ``build --control``: ``stream`` (``lstm_top`` alone) or ``axi-lite`` (``lstm_axi``).
+    control: str = "stream"
 
     @property
     def rtl(self) -> Path:
@@ -149,6 +155,7 @@ class Project:
             float_model=FloatLstm.load(float_path) if float_path.is_file() else None,
             report=QuantizationReport.load(report_path) if report_path.is_file() else None,
             family=manifest["hardware"].get("family", "generic"),
+            control=manifest.get("control", {}).get("mode", "stream"),
         )
 
 
@@ -275,6 +282,7 @@ def write_project(
     device: str | None = None,
     family: str = "generic",
     dsp_packing: int = 1,
+    control: str = "stream",
     log=None,
     progress: bool = False,
 ) -> Project:
@@ -301,7 +309,8 @@ def write_project(
     (:attr:`HardwareConfig.dsp_packing`), checked against the DSP of ``device``'s family (the
     7-series DSP48E1 without a device). ``log`` gets
     a line per stage; ``progress`` shows bars with the ETA for calibration and its report on a
-    terminal (:mod:`lstm_fpga.progress`).
+    terminal (:mod:`lstm_fpga.progress`). ``control="axi-lite"`` adds the AXI4-Lite top
+    (``rtl/lstm_axi.v``, ``rtl/lstm_axi_inline.v``) and its C header ``lstm_regs.h``.
     """
     from .sw.torch_import import import_model
 
@@ -349,10 +358,11 @@ def write_project(
     try:
         log(f"generating {family} Verilog ({lanes} lanes)")
         hw_build = write_build(
-            model, config, staging / "rtl", memory_init="readmemh", family=family
+            model, config, staging / "rtl", memory_init="readmemh", family=family, control=control
         )
         inline = generate_verilog(model, config, memory_init="inline", family=family)
         (staging / "rtl" / "lstm_top_inline.v").write_text(inline)
+        control_files = _write_control(staging, model, config, family, control, hw_build)
         model.save(staging / "model")
         files = [
             "model.json",
@@ -360,6 +370,7 @@ def write_project(
             "rtl/lstm_top.v",
             "rtl/lstm_top_inline.v",
             "rtl/manifest.json",
+            *control_files,
         ]
         if float_model is not None:
             float_model.save(staging / "float_model.npz")
@@ -390,6 +401,7 @@ def write_project(
             "device": fit,
             "calibration": _calibration_record(report, calibration_path, input_range),
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
+            "control": {k: v for k, v in hw_manifest["control"].items() if k != "registers"},
             "files": files,
         }
         (staging / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -398,7 +410,22 @@ def write_project(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Project(out, model, config, batch_first, float_model, report, hw_manifest["family"])
+    return Project(
+        out, model, config, batch_first, float_model, report, hw_manifest["family"], control
+    )
+
+
+def _write_control(staging: Path, model, config, family: str, control: str, hw_build) -> list:
+    """The AXI4-Lite top's inline Verilog and ``lstm_regs.h`` (``control="axi-lite"``)."""
+    if control != "axi-lite":
+        return []
+    from .hw.control import AXI_TOP_NAME
+    from .hw.regmap import RegisterMap, c_header
+
+    inline = generate_verilog(model, config, memory_init="inline", family=family, control=control)
+    (staging / "rtl" / f"{AXI_TOP_NAME}_inline.v").write_text(inline)
+    (staging / "lstm_regs.h").write_text(c_header(RegisterMap(hw_build.interface)))
+    return [f"rtl/{AXI_TOP_NAME}.v", f"rtl/{AXI_TOP_NAME}_inline.v", "lstm_regs.h"]
 
 
 def _quantize(
