@@ -1,7 +1,9 @@
 """Where every weight and bias lives in the weight memory banks (pure Python, no HDL).
 
-Lane ``p`` has its own weight bank and bias bank, so all lanes read in the same cycle
-without conflicts (they all read the *same* address of their own bank). With the lanes of an
+Lane ``p`` has its own (logical) weight bank and bias bank, so all lanes read in the same
+cycle without conflicts (they all read the *same* address of their own bank). Physically the
+weight banks are *packed* (:func:`bank_packing`): consecutive lanes share one wide memory,
+lane ``p`` in bits ``[slot * W, (slot + 1) * W)`` of its group's words. With the lanes of an
 :class:`~lstm_fpga.hw.plan.EnginePlan` (lane ``p`` = lane ``q`` of column group ``g``), matrix
 ``m`` (a :class:`~lstm_fpga.hw.plan.MatrixPlan`: a layer direction or the head) occupies:
 
@@ -16,10 +18,16 @@ Rows past the matrix's in the final pass and columns past its own hold zeros. Th
 initialise the memories in the Verilog and are written as ``.hex`` files for ``$readmemh``
 flows; :func:`weight_location` / :func:`bias_location` give the write-port address of any
 single parameter for run-time reloads.
+
+Packing (:class:`BankPacking`): a group of lanes stores only the words below its ``depth``,
+the end of the last matrix in which one of its lanes holds a real row and a real column
+(the head's one row lives in lane 0 only); every word at or past it is a structural zero,
+read as 0 and never written.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,15 +40,27 @@ if TYPE_CHECKING:
     from .plan import EnginePlan
 
 __all__ = [
+    "PACKING_FAMILY",
+    "BankGroup",
     "BankImages",
+    "BankPacking",
     "Location",
     "bank_images",
+    "bank_packing",
     "bias_location",
+    "block_ram_primitives",
     "hex_file_name",
     "hex_lines",
+    "live_depths",
     "matrix_values",
     "weight_location",
 ]
+
+
+#: The device family whose block-RAM geometry (:data:`~lstm_fpga.hw.devices.FAMILIES`) the
+#: generated Verilog's weight banks are packed for. ECP5's DP16KD has the shapes and the
+#: 9-bit byte enables of AMD 7-series / UltraScale+ RAMB18, so one packing serves both.
+PACKING_FAMILY = "ecp5"
 
 
 @dataclass(frozen=True)
@@ -80,20 +100,213 @@ class BankImages:
     def bias_hex(self, lane: int) -> str:
         return hex_lines(self.biases[lane], self.bias_width)
 
-    def write_hex(self, directory: Path, prefix: str = "") -> list[Path]:
-        """Write ``{prefix}weights_lane{p}.hex`` and ``{prefix}bias_lane{p}.hex`` files."""
+    def group_words(self, packing: BankPacking, group: int) -> list[int]:
+        """The words of ``packing``'s weight memory ``group``: lane ``first + s`` in bits
+        ``[s * W, (s + 1) * W)`` (two's complement), the group's ``depth`` words."""
+        g = packing.groups[group]
+        mask = (1 << self.weight_width) - 1
+        lanes = self.weights[g.first : g.first + g.lanes, : g.depth]
+        return [
+            sum((int(v) & mask) << (s * self.weight_width) for s, v in enumerate(lanes[:, a]))
+            for a in range(g.depth)
+        ]
+
+    def group_hex(self, packing: BankPacking, group: int) -> str:
+        """:meth:`group_words` as ``$readmemh`` lines."""
+        width = packing.groups[group].lanes * self.weight_width
+        digits = (width + 3) // 4
+        return "".join(f"{w:0{digits}x}\n" for w in self.group_words(packing, group))
+
+    def write_hex(
+        self, directory: Path, prefix: str = "", packing: BankPacking | None = None
+    ) -> list[Path]:
+        """Write ``{prefix}weights_group{g}.hex`` (one per packed weight memory of
+        ``packing``, default one lane per memory) and ``{prefix}bias_lane{p}.hex`` files:
+        the weight files first, then the bias files."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        packing = BankPacking.unpacked(self) if packing is None else packing
+        groups = len(packing.groups)
         paths = []
+        for g in range(groups):
+            path = directory / f"{prefix}{hex_file_name('weights', g, groups)}"
+            path.write_text(self.group_hex(packing, g))
+            paths.append(path)
         for lane in range(self.lanes):
-            for kind, text in (
-                ("weights", self.weight_hex(lane)),
-                ("bias", self.bias_hex(lane)),
-            ):
-                path = directory / f"{prefix}{hex_file_name(kind, lane, self.lanes)}"
-                path.write_text(text)
-                paths.append(path)
+            path = directory / f"{prefix}{hex_file_name('bias', lane, self.lanes)}"
+            path.write_text(self.bias_hex(lane))
+            paths.append(path)
         return paths
+
+
+@dataclass(frozen=True)
+class BankGroup:
+    """Lanes ``first .. first + lanes - 1`` sharing one weight memory of ``lanes * W`` bits x
+    ``depth`` words (lane ``first + s`` in slot ``s``); ``block``: block RAM (else LUT RAM);
+    ``primitives``: the block RAMs it takes in block RAM (by :func:`block_ram_primitives`)."""
+
+    index: int
+    first: int
+    lanes: int
+    depth: int
+    block: bool
+    primitives: int
+
+
+@dataclass(frozen=True)
+class BankPacking:
+    """How the lanes' weight banks share memories (:func:`bank_packing`).
+
+    ``minimum`` is ``ceil(weight bits / block-RAM bits)`` of the family (the bits of the
+    words the groups store), the fewest block RAMs any packing could use."""
+
+    family: str
+    weight_width: int
+    bank_depth: int
+    groups: tuple[BankGroup, ...]
+    minimum: int
+
+    @classmethod
+    def unpacked(cls, images: BankImages) -> BankPacking:
+        """One lane per memory, every bank ``images.depth`` words (no family geometry)."""
+        groups = tuple(BankGroup(p, p, 1, images.depth, True, 0) for p in range(images.lanes))
+        return cls("none", images.weight_width, images.depth, groups, 0)
+
+    @property
+    def lanes(self) -> int:
+        return sum(g.lanes for g in self.groups)
+
+    @property
+    def lanes_per_group(self) -> int:
+        return self.groups[0].lanes
+
+    def group_of(self, lane: int) -> BankGroup:
+        if not 0 <= lane < self.lanes:
+            raise ValueError(f"lane {lane} outside the {self.lanes} lanes")
+        return next(g for g in self.groups if g.first <= lane < g.first + g.lanes)
+
+    def slot(self, lane: int) -> tuple[int, int]:
+        """``(group, slot)`` of ``lane``: its bits are ``[slot * W, (slot + 1) * W)``."""
+        group = self.group_of(lane)
+        return group.index, lane - group.first
+
+    def stores(self, lane: int, address: int) -> bool:
+        """Whether ``lane``'s word ``address`` has storage (else it is a structural zero)."""
+        return 0 <= address < self.group_of(lane).depth
+
+    @property
+    def block_rams(self) -> int:
+        """Block RAMs of the groups in block RAM."""
+        return sum(g.primitives for g in self.groups if g.block)
+
+    @property
+    def lutram_lanes(self) -> int:
+        return sum(g.lanes for g in self.groups if not g.block)
+
+    @property
+    def stored_bits(self) -> int:
+        return sum(g.lanes * g.depth for g in self.groups) * self.weight_width
+
+    def to_json_dict(self) -> dict:
+        return {
+            "family": self.family,
+            "lanes_per_group": self.lanes_per_group,
+            "groups": len(self.groups),
+            "weight_bits": self.stored_bits,
+            "block_rams": self.block_rams,
+            "block_rams_minimum": self.minimum,
+            "lutram_lanes": self.lutram_lanes,
+            "memories": [
+                {
+                    "group": g.index,
+                    "lanes": [g.first, g.first + g.lanes - 1],
+                    "width": g.lanes * self.weight_width,
+                    "depth": g.depth,
+                    "kind": "block" if g.block else "lutram",
+                    "primitives": g.primitives if g.block else 0,
+                }
+                for g in self.groups
+            ],
+        }
+
+
+def live_depths(plan: EnginePlan) -> list[int]:
+    """Per lane: the end of the last matrix in which the lane holds a real row (``q <
+    real_rows``) and a real column (``g < columns``); its words from there on are zero."""
+    depths = []
+    for lane in range(plan.lanes):
+        g, q = divmod(lane, plan.row_lanes)
+        ends = [
+            mp.weight_base + mp.words for mp in plan.matrices if q < mp.real_rows and g < mp.columns
+        ]
+        depths.append(max(ends, default=0))
+    return depths
+
+
+def block_ram_primitives(family, width: int, lanes: int, depth: int) -> int:
+    """Block RAMs of one memory of ``lanes`` lane slots of ``width`` bits x ``depth`` words
+    with a write enable per lane, as Yosys maps it onto ``family`` (a
+    :class:`~lstm_fpga.hw.devices.Family`): the cheapest aspect ratio, where shapes wider than
+    the family's byte keep each lane in whole bytes (the byte enables) and narrower ones (one
+    write enable) hold one lane's bits each."""
+    byte = family.bram_byte
+    best = None
+    for w, d in family.bram_shapes:
+        rows = math.ceil(max(depth, 1) / d)
+        if lanes == 1:
+            columns = math.ceil(width / w)
+        elif w > byte:
+            columns = math.ceil(lanes * math.ceil(width / byte) * byte / w)
+        else:
+            columns = lanes * math.ceil(width / w)
+        cost = rows * columns
+        best = cost if best is None else min(best, cost)
+    return best
+
+
+def bank_packing(plan: EnginePlan, family: str = PACKING_FAMILY) -> BankPacking:
+    """Group the lanes' weight banks into shared memories for ``family``'s block RAM
+    (:data:`~lstm_fpga.hw.devices.FAMILIES`: shapes, byte-enable width, LUT-RAM depth).
+
+    Every lane reads the same address each cycle, so consecutive lanes can share one wide
+    word. The group size is the one with the fewest block RAMs over all groups (each group
+    ``depth`` words: the deepest :func:`live_depths` of its lanes), the smallest on a tie.
+    A block RAM reads one word per cycle, so a shallow bank cannot fill it: groups no deeper
+    than the family's ``lutram_max_depth`` go to block RAM only while the block RAMs stay
+    within ``minimum`` (``ceil(weight bits / block-RAM bits)``), the others to LUT RAM.
+    """
+    from .devices import FAMILIES
+
+    fam = FAMILIES[family]
+    width = plan.weight_shape.width
+    depths = live_depths(plan)
+    lanes = len(depths)
+
+    def chunks(k: int):
+        for first in range(0, lanes, k):
+            n = min(k, lanes - first)
+            yield first, n, max(1, max(depths[first : first + n]))
+
+    def cost(k: int) -> int:
+        return sum(block_ram_primitives(fam, width, n, d) for _f, n, d in chunks(k))
+
+    k = min(range(1, lanes + 1), key=lambda k: (cost(k), k))
+    minimum = math.ceil(sum(depths) * width / fam.bram_bits)
+    shallow = [d <= fam.lutram_max_depth for _f, _n, d in chunks(k)]
+    deep_cost = sum(
+        block_ram_primitives(fam, width, n, d)
+        for (_f, n, d), s in zip(chunks(k), shallow, strict=True)
+        if not s
+    )
+    budget = minimum - deep_cost
+    groups = []
+    for index, ((first, n, depth), is_shallow) in enumerate(zip(chunks(k), shallow, strict=True)):
+        primitives = block_ram_primitives(fam, width, n, depth)
+        block = not is_shallow or primitives <= budget
+        if is_shallow and block:
+            budget -= primitives
+        groups.append(BankGroup(index, first, n, depth, block, primitives))
+    return BankPacking(family, width, plan.bank_depth, tuple(groups), minimum)
 
 
 def matrix_values(plan: EnginePlan, m: int, model: LstmModel | None = None):
@@ -174,10 +387,13 @@ def bias_location(plan: EnginePlan, torch_row: int, matrix: int = 0) -> Location
     return Location(lane, plan.matrices[matrix].bias_base + pass_index)
 
 
-def hex_file_name(kind: str, lane: int, lanes: int) -> str:
-    """``weights_lane07.hex`` / ``bias_lane07.hex`` (lane numbers padded to equal length)."""
-    digits = len(str(lanes - 1))
-    return f"{kind}_lane{lane:0{digits}d}.hex"
+def hex_file_name(kind: str, index: int, count: int) -> str:
+    """``weights_group07.hex`` (packed weight memory ``index`` of ``count``) /
+    ``bias_lane07.hex`` (bias bank of lane ``index`` of ``count``), numbers padded to equal
+    length."""
+    digits = len(str(count - 1))
+    unit = "group" if kind == "weights" else "lane"
+    return f"{kind}_{unit}{index:0{digits}d}.hex"
 
 
 def hex_lines(values, width: int) -> str:

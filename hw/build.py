@@ -10,13 +10,12 @@ from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
 from ..sw.numerics import FAMILY_DSP, UNPACKABLE_DSPS
-from .banks import hex_file_name
 from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
 from .control import AXI_TOP_NAME, CONTROL_MODES, LstmAxi
 from .engine import LstmTop
 from .interface import TOP_NAME, TopInterface
-from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_bank_verilog
+from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_memories_verilog
 from .pipeline import FAMILIES, target
 from .plan import EnginePlan
 from .regmap import REGISTER_MAP_VERSION, REGISTERS
@@ -52,16 +51,11 @@ def _check_init(memory_init: str) -> None:
 def _verilog(
     top: LstmTop | LstmAxi, memory_init: str, family: str | None, name: str = TOP_NAME
 ) -> str:
-    images = top.engine.images
-    lanes = images.lanes
     platform = target(family)
     text = verilog.convert(top, name=name, emit_src=False, platform=platform)
-    banks = "".join(
-        weight_bank_verilog(images, lane, memory_init, hex_file_name("weights", lane, lanes))
-        for lane in range(lanes)
-    )
+    banks = weight_memories_verilog(top.engine.images, top.engine.packing, memory_init)
     return (
-        f"{text}\n// Weight banks (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
+        f"{text}\n// Packed weight memories (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
         f"\n// Target {platform.family} (lstm_fpga.hw.pipeline).\n{platform.verilog_modules()}"
     )
 
@@ -104,7 +98,7 @@ def generate_verilog(
 
     ``config`` is a :class:`HardwareConfig` or just the lane count ``P``. ``memory_init``
     ``"inline"`` puts the weights into the Verilog (``initial`` blocks); ``"readmemh"`` loads
-    each lane's bank from ``weights_laneNN.hex`` (see :func:`write_build`) instead.
+    each packed weight memory from ``weights_groupNN.hex`` (see :func:`write_build`) instead.
     ``family`` (``"generic"``, the default, or ``"ecp5"``) chooses the per-family hooks of
     :mod:`lstm_fpga.hw.pipeline` (``"ecp5"`` instantiates ``MULT18X18D`` multipliers with
     their registers, and carries their simulation model). ``control="axi-lite"`` returns
@@ -148,10 +142,31 @@ def _port_list(interface: TopInterface) -> list[dict]:
     return ports
 
 
+def _memory_entry(path: Path, kind: str, index: int, images, packing) -> dict:
+    """A ``.hex`` file and the memory it initialises: packed weight memory ``index`` (its
+    lanes in slot order) or lane ``index``'s bias bank."""
+    if kind == "weights":
+        group = packing.groups[index]
+        return {
+            "hex": path.name,
+            "memory": f"{weight_bank_module(index)}.mem",
+            "width": group.lanes * images.weight_width,
+            "depth": max(2, group.depth),
+            "lanes": list(range(group.first, group.first + group.lanes)),
+        }
+    return {
+        "hex": path.name,
+        "memory": f"{TOP_NAME}.engine.weights.{kind}_bank{index}",
+        "width": images.bias_width,
+        "depth": images.bias_depth,
+    }
+
+
 def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict:
     interface = top.interface
     plan: EnginePlan = interface.plan
     model, config, images = plan.model, plan.config, plan.images
+    packing = top.engine.packing
     matrices = [
         {
             "name": mp.name,
@@ -213,18 +228,9 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
             "w": {f.name: {"offset": f.offset, "width": f.width} for f in interface.w.fields},
         },
         "ports": _port_list(interface),
+        "weight_banks": packing.to_json_dict(),
         "memories": [
-            {
-                "hex": path.name,
-                "memory": (
-                    f"{weight_bank_module(lane)}.mem"
-                    if kind == "weights"
-                    else f"{TOP_NAME}.engine.weights.{kind}_bank{lane}"
-                ),
-                "width": images.weight_width if kind == "weights" else images.bias_width,
-                "depth": images.depth if kind == "weights" else images.bias_depth,
-            }
-            for path, (kind, lane) in hexes
+            _memory_entry(path, kind, index, images, packing) for path, (kind, index) in hexes
         ],
     }
 
@@ -238,7 +244,8 @@ def write_build(
     family: str | None = None,
     control: str = "stream",
 ) -> Build:
-    """Write ``lstm_top.v``, per-lane ``.hex`` weight/bias images and ``manifest.json``.
+    """Write ``lstm_top.v``, ``.hex`` images (one per packed weight memory, one per lane's
+    bias bank) and ``manifest.json``.
 
     The ``.hex`` files hold the same contents as the Verilog's memory init; with
     ``memory_init="readmemh"`` the Verilog reads the weight banks from them. ``family`` as
@@ -258,9 +265,11 @@ def write_build(
     images = top.interface.plan.images
     verilog_path = directory / f"{TOP_NAME}.v"
     verilog_path.write_text(_verilog(top, memory_init, family))
-    paths = images.write_hex(directory)
-    # write_hex alternates weights/bias per lane.
-    kinds = [(kind, lane) for lane in range(images.lanes) for kind in ("weights", "bias")]
+    packing = top.engine.packing
+    paths = images.write_hex(directory, packing=packing)
+    # write_hex writes the weight memories' files, then the bias banks'.
+    kinds = [("weights", g) for g in range(len(packing.groups))]
+    kinds += [("bias", lane) for lane in range(images.lanes)]
     hexes = list(zip(paths, kinds, strict=True))
     manifest = _manifest(top, hexes, memory_init, family)
     control_path = None

@@ -13,7 +13,14 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine import LstmTop
-from .interface import AXI_MEMBERS, Control, Direction, SaturationKind, StreamPorts
+from .interface import (
+    AXI_MEMBERS,
+    SEPARATOR,
+    Control,
+    Direction,
+    SaturationKind,
+    StreamPorts,
+)
 from .plan import EnginePlan
 from .regmap import (
     ADDRESS_WIDTH,
@@ -129,7 +136,7 @@ class LstmAxi(wiring.Component):
         }
         for stream in self.interface.streams:
             for port in stream.ports:
-                member = port.name[len(stream.name) + 2 :]  # x__tdata -> tdata
+                member = port.name.removeprefix(stream.name + SEPARATOR)  # the AXI member
                 shape = Shape(port.width, signed=port.signed)
                 members[axis_port(stream, member)] = _flow(port.direction)(shape)
         members[IRQ] = Out(1)

@@ -3,7 +3,8 @@
 :data:`DEVICES` is the one table of part capacities (from the vendors' data sheets, cited per
 family in :data:`SOURCES`). :func:`estimate_resources` derives what a build needs from its
 :class:`~lstm_fpga.hw.plan.EnginePlan` *before* any synthesis: every weight bank and
-activation ROM mapped onto the family's block-RAM primitive at its real aspect ratios, and the
+activation ROM mapped onto the family's block-RAM primitive at its real aspect ratios (the
+weight banks packed as :func:`~lstm_fpga.hw.banks.bank_packing` packs them), and the
 multipliers (``P`` lanes plus the gate/cell pipeline's) in the family's DSP tiles. LUTs and
 flip-flops cannot be derived from the plan; they are checked against the part after
 synthesis (``lstm-fpga synth``). :func:`check_fit` compares the two and
@@ -47,8 +48,12 @@ class Family:
     """A device family: its block-RAM primitive's shapes and its DSP multiplier tile.
 
     ``bram_shapes`` are the (width, depth) aspect ratios one primitive offers for a memory
-    with one write and one read port; ``dsp_tile`` is the (signed) operand widths one DSP
-    multiplies.
+    with one write and one read port; ``bram_byte`` is the write-enable granularity of the
+    shapes wider than it (bits per byte enable; narrower shapes have one write enable);
+    ``lutram_max_depth`` is the deepest packed weight bank worth keeping in LUT RAM rather
+    than in block RAM it would fill to at most a quarter of its words
+    (:func:`lstm_fpga.hw.banks.bank_packing`); ``dsp_tile`` is the (signed) operand widths
+    one DSP multiplies.
     """
 
     name: str
@@ -56,6 +61,8 @@ class Family:
     bram_primitive: str
     bram_bits: int
     bram_shapes: tuple[tuple[int, int], ...]
+    bram_byte: int
+    lutram_max_depth: int
     dsp_primitive: str
     dsp_tile: tuple[int, int]
 
@@ -67,6 +74,8 @@ FAMILIES = {
         "DP16KD",
         18432,
         ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+        9,
+        128,
         "MULT18X18D",
         (18, 18),
     ),
@@ -76,6 +85,8 @@ FAMILIES = {
         "SB_RAM40_4K",
         4096,
         ((2, 2048), (4, 1024), (8, 512), (16, 256)),
+        1,
+        64,
         "SB_MAC16",
         (16, 16),
     ),
@@ -85,6 +96,8 @@ FAMILIES = {
         "RAMB18E1",
         18432,
         ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+        9,
+        128,
         "DSP48E1",
         (25, 18),
     ),
@@ -94,6 +107,8 @@ FAMILIES = {
         "RAMB18E2",
         18432,
         ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+        9,
+        128,
         "DSP48E2",
         (27, 18),
     ),
@@ -218,10 +233,22 @@ def _tables(plan: EnginePlan):
 
 def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
     """Block RAMs and DSPs of ``plan`` on ``family`` (a key of :data:`FAMILIES`)."""
+    from .banks import PACKING_FAMILY, bank_packing, block_ram_primitives
+
     fam = FAMILIES[family]
-    width, depth = plan.weight_shape.width, plan.bank_depth
+    width = plan.weight_shape.width
+    # The packed weight memories as the generated Verilog has them (lstm_fpga.hw.banks), in
+    # this family's primitives; LUT-RAM groups count as block RAM where it has no LUT RAM.
+    packing = bank_packing(plan, PACKING_FAMILY)
+    block = [g for g in packing.groups if g.block or fam.lutram_max_depth == 0]
     memories = [
-        (f"weight bank x{plan.lanes}", width, depth, plan.lanes * _primitives(fam, width, depth))
+        (
+            f"weight banks: {len(block)} of {len(packing.groups)} memories of "
+            f"{packing.lanes_per_group} lanes",
+            packing.lanes_per_group * width,
+            max((g.depth for g in block), default=0),
+            sum(block_ram_primitives(fam, width, g.lanes, g.depth) for g in block),
+        )
     ]
     # The sequencer's x, vector and state buffers: Yosys keeps them in LUT RAM up to 1.5 kbit
     # and moves them to block RAM from 2 kbit (measured on ECP5: 96 x 16 LUT RAM, 128 x 16

@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .banks import BankPacking, bank_packing
 from .cell import GateCellPipeline, output_layout, state_layout
 from .config import index_shape
 from .head import HeadOutput
@@ -90,6 +91,7 @@ class LstmEngine(wiring.Component):
         self._plan = plan
         self._verilog_banks = verilog_banks
         self._images = plan.images
+        self._packing = bank_packing(plan)
         super().__init__(
             {
                 "x": In(stream.Signature(input_layout(plan))),
@@ -112,6 +114,11 @@ class LstmEngine(wiring.Component):
     def images(self):
         return self._images
 
+    @property
+    def packing(self) -> BankPacking:
+        """How the lanes' weight banks share memories (:func:`bank_packing`)."""
+        return self._packing
+
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
@@ -122,6 +129,7 @@ class LstmEngine(wiring.Component):
         address_delay = seq.COLUMN_LATENCY + mvu.weight_lag - WeightMemory.READ_LATENCY
         m.submodules.weights = mem = WeightMemory(
             self._images,
+            packing=self.packing,
             verilog_banks=self._verilog_banks,
             address_delay=address_delay,
             bias_delay=seq.COLUMN_LATENCY + mvu.bias_lag - WeightMemory.READ_LATENCY,

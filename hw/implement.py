@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..eda import PathStep, PlaceRouteReport, SynthReport, place_and_route, synthesize
 from ..eda.netlist import HierarchyName
+from .banks import bank_packing
 from .devices import FAMILIES, Device, DeviceFitError, Fit, check_fit
 from .plan import EnginePlan
 
@@ -82,6 +83,8 @@ class Implementation:
     pnr: PlaceRouteReport | None
     #: FPGA family of the synthesized Verilog's primitives (``build --family``).
     verilog_family: str = "generic"
+    #: The packed weight memories: block RAMs planned and used against the minimum.
+    weight_banks: dict | None = None
 
     @property
     def fmax_mhz(self) -> float | None:
@@ -98,6 +101,7 @@ class Implementation:
             "critical_path": None if self.pnr is None else critical_chain(self.pnr.critical_path),
             "fits": self.fit.fits,
             "utilisation": self.fit.to_json_dict(),
+            "weight_banks": self.weight_banks,
             "synthesis": self.synth.to_json_dict(),
             "place_and_route": None if self.pnr is None else self.pnr.to_json_dict(),
         }
@@ -158,6 +162,15 @@ def implement(
         measured = dict(synth.total)
     needed = {r: measured.get(r, 0) for r in ("bram", "dsp", "lut", "ff")}
     fit = check_fit(plan, device, needed)
+    packing = bank_packing(plan)
+    weight_banks = {
+        # Block RAMs of the weight memory block (bias banks included, LUT RAM when small).
+        "block_rams_used": synth.blocks.get("engine.weights", {}).get("bram", 0),
+        "block_rams_planned": packing.block_rams,
+        "block_rams_minimum": packing.minimum,
+        "lanes_per_group": packing.lanes_per_group,
+        "lutram_lanes": packing.lutram_lanes,
+    }
     return Implementation(
         target=device.family,
         device=device,
@@ -166,6 +179,7 @@ def implement(
         fit=fit,
         pnr=pnr,
         verilog_family=verilog_family,
+        weight_banks=weight_banks,
     )
 
 

@@ -1,18 +1,20 @@
-"""Weight memory controller: one weight bank and one bias bank per MAC lane.
+"""Weight memory controller: packed weight banks and one bias bank per MAC lane.
 
 See :mod:`lstm_fpga.hw.banks` for what is stored where. All lanes read the same address of
-their own bank in the same cycle (no conflicts by construction); a write port reloads single
-words at run time.
+their own bank in the same cycle (no conflicts by construction), so the weight banks of a
+group of lanes are one wide memory (:func:`~lstm_fpga.hw.banks.bank_packing`); a write port
+reloads single words at run time, into one lane's slot of a shared word through that lane's
+write enable (the memory's write granularity is one weight: no read-modify-write).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockSignal, Instance, Module, Shape, Signal, unsigned
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .banks import BankImages
+from .banks import BankImages, BankPacking
 from .config import index_shape
 from .pipeline import broadcast, delay, fanout_levels
 
@@ -23,6 +25,7 @@ __all__ = [
     "WeightTarget",
     "weight_bank_module",
     "weight_bank_verilog",
+    "weight_memories_verilog",
     "write_layout",
 ]
 
@@ -31,10 +34,20 @@ __all__ = [
 #: or synthesis tool's working directory).
 MEMORY_INIT_STYLES = ("inline", "readmemh")
 
-#: Weight banks of at least this many bits are marked for block RAM (``ram_style`` and
-#: ``rom_style`` = ``"block"``); smaller ones are left to the tool (usually LUT RAM). Without
-#: the mark, yosys maps a bank whose write port is unused (a ROM) into LUTs on Xilinx.
+#: Weight memories of at least this many bits that the packing puts in block RAM are marked
+#: for it (``ram_style`` and ``rom_style`` = ``"block"``); smaller ones are left to the tool.
+#: Without the mark, yosys maps a bank whose write port is unused (a ROM) into LUTs on
+#: Xilinx. Memories the packing puts in LUT RAM are marked ``"distributed"``.
 BLOCK_RAM_MIN_BITS = 4096
+
+
+def _memory_style(packing: BankPacking, group: int, width: int) -> dict[str, str]:
+    g = packing.groups[group]
+    if not g.block:
+        return {"ram_style": "distributed", "rom_style": "distributed"}
+    if max(g.depth, 2) * g.lanes * width >= BLOCK_RAM_MIN_BITS:
+        return {"ram_style": "block", "rom_style": "block"}
+    return {}
 
 
 class WeightTarget:
@@ -60,7 +73,15 @@ def write_layout(images: BankImages) -> data.StructLayout:
 
 
 class WeightMemory(wiring.Component):
-    """Per-lane weight and bias banks with a shared read address and a write port.
+    """Packed weight banks and per-lane bias banks with a shared read address and a write
+    port.
+
+    ``packing`` (:class:`~lstm_fpga.hw.banks.BankPacking`, default one lane per memory)
+    groups the lanes' weight banks: group ``k`` is one memory of ``lanes * W`` bits x
+    ``depth`` words, lane ``first + s`` in bits ``[s W, (s + 1) W)``, block RAM or LUT RAM as
+    the packing says. Its read word is registered once and fans out to its lanes as wires; a
+    lane whose address is at or past its group's ``depth`` (a structural zero) reads 0 (the
+    registered compare masks it after the output register); writes there are dropped.
 
     Ports
     -----
@@ -75,13 +96,14 @@ class WeightMemory(wiring.Component):
     write : In, stream (always ready) of :func:`write_layout`
         One word per valid cycle into bank ``lane`` at ``address`` of ``target``; it is written
         :attr:`write_latency` cycles later (a read of that word in that cycle returns the old
-        value).
+        value in simulation and is undefined in the synthesized weight memories). A weight
+        write enables only ``lane``'s slot of its group's word.
     write_pending : Out
         A write is in flight: reads that must see it wait until this is 0.
 
     Pipeline: ``address_delay`` (``bias_delay``) address registers, replicated into a
     broadcast tree so that none drives more than
-    :data:`~lstm_fpga.hw.pipeline.FANOUT` banks; the block-RAM read; the output register
+    :data:`~lstm_fpga.hw.pipeline.FANOUT` memories; the memory read; the output register
     (:data:`READ_LATENCY` cycles for read and output register). Throughput one read per
     cycle. Writes: the request is registered, its address and data are replicated the same
     way and each bank's write enable is decoded into its own register, so neither the
@@ -96,6 +118,7 @@ class WeightMemory(wiring.Component):
         self,
         images: BankImages,
         *,
+        packing: BankPacking | None = None,
         verilog_banks: str | None = None,
         address_delay: int = 0,
         bias_delay: int = 0,
@@ -109,6 +132,11 @@ class WeightMemory(wiring.Component):
                 f"verilog_banks must be None or one of {MEMORY_INIT_STYLES}, not {verilog_banks!r}"
             )
         self._images = images
+        self._packing = BankPacking.unpacked(images) if packing is None else packing
+        if self._packing.lanes != images.lanes:
+            raise ValueError(
+                f"the packing has {self._packing.lanes} lanes, the images {images.lanes}"
+            )
         self._verilog_banks = verilog_banks
         self._weight_shape = Shape(images.weight_width, signed=True)
         self._bias_shape = Shape(images.bias_width, signed=True)
@@ -126,6 +154,10 @@ class WeightMemory(wiring.Component):
     @property
     def images(self) -> BankImages:
         return self._images
+
+    @property
+    def packing(self) -> BankPacking:
+        return self._packing
 
     @property
     def weight_latency(self) -> int:
@@ -179,109 +211,169 @@ class WeightMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        images = self._images
-        lanes = images.lanes
+        images, packing = self._images, self._packing
+        lanes, width = images.lanes, self._weight_shape.width
         write_requests = self._write_requests(m, platform)
+        groups = packing.groups
         weight_addresses = broadcast(
-            m, platform, self.weight_address, lanes, self._address_delay, "weight_address"
+            m, platform, self.weight_address, len(groups), self._address_delay, "weight_address"
         )
         bias_addresses = broadcast(
             m, platform, self.bias_address, lanes, self._bias_delay, "bias_address"
         )
-        for lane in range(lanes):
-            enables, write_address, write_data = write_requests[lane]
-            weight_data = Signal(self._weight_shape, name=f"weights_rdata{lane}")
+        for group in groups:
+            k = group.index
+            members = range(group.first, group.first + group.lanes)
+            enables = Cat(*(write_requests[p][0][WeightTarget.WEIGHT] for p in members))
+            _, write_address, write_data = write_requests[group.first]
+            # Every lane slot sees the word; only the enabled lane's slot is written.
+            slot_data = Cat(*([write_data[:width]] * group.lanes))
+            read_data = Signal(group.lanes * width, name=f"weights_rdata{k}")
+            address = weight_addresses[k]
             if self._verilog_banks is not None:
-                m.submodules[f"weights_bank{lane}"] = Instance(
-                    weight_bank_module(lane),
+                m.submodules[f"weights_group{k}"] = Instance(
+                    weight_bank_module(k),
                     i_clk=ClockSignal(),
-                    i_raddr=weight_addresses[lane],
-                    o_rdata=weight_data,
-                    i_we=enables[WeightTarget.WEIGHT],
+                    i_raddr=address,
+                    o_rdata=read_data,
+                    i_we=enables,
                     i_waddr=write_address[: len(self.weight_address)],
-                    i_wdata=write_data[: self._weight_shape.width],
+                    i_wdata=slot_data,
                 )
-            bias_data = Signal(self._bias_shape, name=f"bias_rdata{lane}")
-            banks = (
-                ("weights", self._weight_shape, images.weights[lane], weight_addresses[lane]),
-                ("bias", self._bias_shape, images.biases[lane], bias_addresses[lane]),
-            )
-            outputs = (weight_data, bias_data)
-            for target, ((kind, shape, init, address), output) in enumerate(
-                zip(banks, outputs, strict=True)
-            ):
-                if kind == "weights" and self._verilog_banks is not None:
-                    continue
-                attrs = {}
-                if len(init) * shape.width >= BLOCK_RAM_MIN_BITS:
-                    attrs = {"ram_style": "block", "rom_style": "block"}
-                # At least 2 words, so that no address port is zero bits wide.
-                words = [int(v) for v in init] + [0] * max(0, 2 - len(init))
-                memory = Memory(shape=shape, depth=len(words), init=words, attrs=attrs)
-                m.submodules[f"{kind}_bank{lane}"] = memory
+            else:
+                words = images.group_words(packing, k) + [0] * max(0, 2 - group.depth)
+                memory = Memory(
+                    shape=unsigned(group.lanes * width),
+                    depth=len(words),
+                    init=words,
+                    attrs=_memory_style(packing, k, width),
+                )
+                m.submodules[f"weights_group{k}"] = memory
                 read = memory.read_port()
-                m.d.comb += [read.addr.eq(address), output.eq(read.data)]
-                port = memory.write_port()
+                m.d.comb += [read.addr.eq(address), read_data.eq(read.data)]
+                granularity = {"granularity": width} if group.lanes > 1 else {}
+                port = memory.write_port(**granularity)
+                # Writes past the stored words (structural zeros) are dropped.
+                inside = write_address < len(words)
                 m.d.comb += [
                     port.addr.eq(write_address),
-                    port.data.eq(write_data[: shape.width]),
-                    port.en.eq(enables[target]),
+                    port.data.eq(slot_data),
+                    port.en.eq(Mux(inside, enables, 0) if group.lanes > 1 else enables & inside),
                 ]
-            # The block RAM's output register (no reset: data).
+            # The block RAM's output register (no reset: data), then wires to the lanes.
+            word = delay(m, read_data, 1, f"weights_q{k}")
+            stored = None
+            if group.depth < images.depth:
+                live = Signal(name=f"weights_stored{k}")
+                m.d.comb += live.eq(address < group.depth)
+                stored = delay(m, live, self.READ_LATENCY, f"weights_stored{k}")
+            for s, p in enumerate(members):
+                value = word[s * width : (s + 1) * width]
+                if stored is not None:
+                    value = Mux(stored, value, 0)
+                m.d.comb += self.weights[p].eq(value)
+        for lane in range(lanes):
+            enables, write_address, write_data = write_requests[lane]
+            bias_data = Signal(self._bias_shape, name=f"bias_rdata{lane}")
+            init = images.biases[lane]
+            attrs = {}
+            if len(init) * self._bias_shape.width >= BLOCK_RAM_MIN_BITS:
+                attrs = {"ram_style": "block", "rom_style": "block"}
+            # At least 2 words, so that no address port is zero bits wide.
+            words = [int(v) for v in init] + [0] * max(0, 2 - len(init))
+            memory = Memory(shape=self._bias_shape, depth=len(words), init=words, attrs=attrs)
+            m.submodules[f"bias_bank{lane}"] = memory
+            read = memory.read_port()
+            m.d.comb += [read.addr.eq(bias_addresses[lane]), bias_data.eq(read.data)]
+            port = memory.write_port()
             m.d.comb += [
-                self.weights[lane].eq(delay(m, weight_data, 1, f"weights_q{lane}")),
-                self.biases[lane].eq(delay(m, bias_data, 1, f"bias_q{lane}")),
+                port.addr.eq(write_address),
+                port.data.eq(write_data[: self._bias_shape.width]),
+                port.en.eq(enables[WeightTarget.BIAS]),
             ]
+            m.d.comb += self.biases[lane].eq(delay(m, bias_data, 1, f"bias_q{lane}"))
         return m
 
 
-def weight_bank_module(lane: int) -> str:
-    """Verilog module name of lane ``lane``'s weight bank in generated Verilog."""
-    return f"lstm_top_weights_bank{lane}"
+def _attribute(name: str, value) -> str:
+    return f'{name} = "{value}"' if isinstance(value, str) else f"{name} = {value}"
 
 
-def weight_bank_verilog(images: BankImages, lane: int, init: str, hex_name: str) -> str:
-    """Verilog of one weight bank: the block RAM template yosys and vendor tools infer.
+def weight_bank_module(group: int) -> str:
+    """Verilog module name of packed weight memory ``group`` in generated Verilog."""
+    return f"lstm_top_weights_group{group}"
 
-    Synchronous read with the old word on a same-cycle write (like the simulated
-    ``lib.memory.Memory`` read port, which is not transparent), one write port. ``init`` is
-    ``"inline"`` (``initial`` assignments) or ``"readmemh"`` (``$readmemh(hex_name)``).
+
+def weight_bank_verilog(
+    images: BankImages, packing: BankPacking, group: int, init: str, hex_name: str
+) -> str:
+    """Verilog of packed weight memory ``group``: the RAM template yosys and vendor tools
+    infer, one write enable per lane slot (``we[s]`` writes bits ``[s W, (s + 1) W)``).
+
+    Synchronous read; a read of the word written in the same cycle returns the old word in
+    simulation (like the simulated ``lib.memory.Memory`` read port, which is not
+    transparent) and is left undefined for synthesis (``no_rw_check``: the engine never reads
+    a word while its write is pending). One write port. ``init`` is
+    ``"inline"`` (``initial`` assignments) or ``"readmemh"`` (``$readmemh(hex_name)``, the
+    file of :meth:`BankImages.group_hex <lstm_fpga.hw.banks.BankImages.group_hex>`).
     Amaranth and yosys would need minutes for the init of a large bank; this text takes
     milliseconds, which is why generated Verilog uses it.
     """
     if init not in MEMORY_INIT_STYLES:
         raise ValueError(f"init must be one of {MEMORY_INIT_STYLES}, not {init!r}")
+    g = packing.groups[group]
     # At least 2 words, so that the address is never out of range of a 1-bit port.
-    words = list(images.weights[lane]) + [0] * max(0, 2 - len(images.weights[lane]))
-    width = images.weight_width
+    words = images.group_words(packing, group) + [0] * max(0, 2 - g.depth)
+    lane_width = images.weight_width
+    width = g.lanes * lane_width
     depth = len(words)
     address_bits = index_shape(depth).width
-    style = ""
-    if depth * width >= BLOCK_RAM_MIN_BITS:
-        style = '  (* ram_style = "block", rom_style = "block" *)\n'
+    read_bits = index_shape(images.depth).width
+    # ``no_rw_check``: Yosys need not build the bypass that returns the old word when a read
+    # meets a write of the same word (52 LUTs and 77 flip-flops per 512 x 36 memory): the
+    # engine writes only while idle and reads again after ``write_pending``.
+    attrs = {**_memory_style(packing, group, lane_width), "no_rw_check": 1}
+    style = "  (* " + ", ".join(_attribute(k, v) for k, v in attrs.items()) + " *)\n"
     if init == "inline":
-        mask = (1 << width) - 1
         digits = (width + 3) // 4
-        body = "".join(
-            f"    mem[{k}] = {width}'h{int(v) & mask:0{digits}x};\n" for k, v in enumerate(words)
-        )
+        body = "".join(f"    mem[{k}] = {width}'h{w:0{digits}x};\n" for k, w in enumerate(words))
         initial = f"  initial begin\n{body}  end\n"
     else:
         initial = f'  initial $readmemh("{hex_name}", mem);\n'
+    writes = "".join(
+        f"      if (we[{s}]) mem[waddr[{address_bits - 1}:0]][{s * lane_width} +: {lane_width}]"
+        f" <= wdata[{s * lane_width} +: {lane_width}];\n"
+        for s in range(g.lanes)
+    )
+    # Addresses at or past ``depth`` are structural zeros: WeightMemory masks their reads
+    # and drops their writes.
+    guard = f"waddr < {depth}" if depth < 1 << read_bits else "1'b1"
     return (
-        f"module {weight_bank_module(lane)}(clk, raddr, rdata, we, waddr, wdata);\n"
+        f"module {weight_bank_module(group)}(clk, raddr, rdata, we, waddr, wdata);\n"
         f"  input clk;\n"
-        f"  input [{address_bits - 1}:0] raddr;\n"
+        f"  input [{read_bits - 1}:0] raddr;\n"
         f"  output reg [{width - 1}:0] rdata;\n"
-        f"  input we;\n"
-        f"  input [{address_bits - 1}:0] waddr;\n"
+        f"  input [{g.lanes - 1}:0] we;\n"
+        f"  input [{read_bits - 1}:0] waddr;\n"
         f"  input [{width - 1}:0] wdata;\n"
         f"{style}"
         f"  reg [{width - 1}:0] mem [0:{depth - 1}];\n"
         f"{initial}"
         f"  always @(posedge clk) begin\n"
-        f"    if (we) mem[waddr] <= wdata;\n"
-        f"    rdata <= mem[raddr];\n"
+        f"    if ({guard}) begin\n{writes}    end\n"
+        f"    rdata <= mem[raddr[{address_bits - 1}:0]];\n"
         f"  end\n"
         f"endmodule\n"
+    )
+
+
+def weight_memories_verilog(images: BankImages, packing: BankPacking, init: str) -> str:
+    """Verilog of every packed weight memory (:func:`weight_bank_verilog`), ``$readmemh``
+    paths ``weights_groupNN.hex`` (:func:`~lstm_fpga.hw.banks.hex_file_name`)."""
+    from .banks import hex_file_name
+
+    groups = len(packing.groups)
+    return "".join(
+        weight_bank_verilog(images, packing, g, init, hex_file_name("weights", g, groups))
+        for g in range(groups)
     )

@@ -163,7 +163,11 @@ class RegisteredProduct(wiring.Component):
                 return primitive
         m = Module()
         a = delay(m, self.a, int(self._input_registers), "a")
-        b = delay(m, self.b, int(self._input_registers), "b")
+        b = self.b
+        if self._input_registers:
+            # Kept apart (a :meth:`Target.replica`): the lanes' ``b`` registers load the same
+            # broadcast element, and merged into one they would drive every lane's multiply.
+            b = _replica(m, platform, b, "b_d1")
         m.d.comb += self.product.eq(delay(m, a * b, 1, "p"))
         return m
 

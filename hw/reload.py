@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..sw.ir import LstmModel
+from .banks import bank_packing
 from .config import HardwareConfig
 from .memory import WeightTarget
 from .plan import EnginePlan
@@ -64,16 +65,21 @@ def weight_load_words(
     shape and formats.
 
     Call as ``weight_load_words(plan, new_model)`` or ``weight_load_words(generated_model,
-    config, new_model)``. Words come lane by lane: the weight bank, then the bias bank.
+    config, new_model)``. Words come lane by lane: the weight bank, then the bias bank. A
+    lane's weight words stop at its packed memory's ``depth``
+    (:func:`~lstm_fpga.hw.banks.bank_packing`): the words past it are structural zeros with
+    no storage.
     """
     if model is None:
         plan, model = _plan(plan_or_model, None), config_or_model
     else:
         plan = _plan(plan_or_model, config_or_model)
     images = plan.bank_images(model)
+    packing = bank_packing(plan)
     words = []
     for lane in range(images.lanes):
-        for address, value in enumerate(images.weights[lane][: plan.bank_depth]):
+        stored = packing.group_of(lane).depth
+        for address, value in enumerate(images.weights[lane][:stored]):
             words.append(WeightWord(WeightTarget.WEIGHT, lane, address, int(value)))
         for address, value in enumerate(images.biases[lane][: plan.bias_depth]):
             words.append(WeightWord(WeightTarget.BIAS, lane, address, int(value)))

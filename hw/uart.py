@@ -13,6 +13,7 @@ from .config import index_shape
 
 __all__ = [
     "BAUD_TOLERANCE",
+    "CHARACTER_BITS",
     "DATA_BITS",
     "MIN_CLOCKS_PER_BIT",
     "UartRx",
@@ -22,6 +23,8 @@ __all__ = [
 
 #: Data bits per character.
 DATA_BITS = 8
+#: Bits on the line per character: start, data, stop.
+CHARACTER_BITS = DATA_BITS + 2
 #: Fewest clock cycles per bit (the receiver samples mid-bit and needs a synchronizer).
 MIN_CLOCKS_PER_BIT = 4
 #: Largest relative error of the generated baud rate that :func:`clocks_per_bit` accepts (a
@@ -150,7 +153,7 @@ class UartTx(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cpb = self.clocks_per_bit
-        frame_bits = DATA_BITS + 2
+        frame_bits = CHARACTER_BITS
         # Start bit (0), data LSB first, stop bit (1); shifted out from bit 0.
         shift = Signal(frame_bits, init=(1 << frame_bits) - 1)
         left = Signal(index_shape(frame_bits + 1))

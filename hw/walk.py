@@ -146,6 +146,17 @@ def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> di
             room_shape,
             source.b_distance - 1 - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
         ),
+        # The slacks plus one (``lag = outstanding - completed`` is at most the slack when
+        # ``outstanding`` is at most the slack plus ``completed``: no subtraction first).
+        "a_slack1": (
+            room_shape,
+            source.a_distance
+            - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+        ),
+        "b_slack1": (
+            room_shape,
+            source.b_distance - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+        ),
     }
 
 
@@ -352,19 +363,26 @@ class JobWalker(wiring.Component):
         def b_verdict(b_top):  # b_top < 0: the cycle reads no segment-b column
             return b_top[-1] | below(b_top, room_b, completed)
 
+        # Each verdict is compared for every candidate top column (all registers) and only
+        # then selected, so the select signals (``issue``, ``is_last_cycle``, ``penultimate``)
+        # come after the carry chains, not before them.
+        def advanced(verdict, first, last, ahead):  # the verdict for the top after an issue
+            return Mux(
+                is_last_cycle, verdict(first), Mux(penultimate, verdict(last), verdict(ahead))
+            )
+
+        a_advanced = advanced(a_verdict, first_top, columns_last, top_g)
+        b_advanced = advanced(b_verdict, first_b_top, job["b_last"], b_top_g)
+        m.d.sync += [
+            a_ok.eq(Mux(issue, a_advanced, a_verdict(top))),
+            b_ok.eq(Mux(issue, b_advanced, b_verdict(b_top))),
+        ]
         with m.If(issue):
             m.d.sync += [
                 top.eq(top_advanced),
                 top_g.eq(top_advanced_g),
                 b_top.eq(b_top_advanced),
                 b_top_g.eq(b_top_advanced_g),
-                a_ok.eq(a_verdict(top_advanced)),
-                b_ok.eq(b_verdict(b_top_advanced)),
-            ]
-        with m.Else():
-            m.d.sync += [
-                a_ok.eq(a_verdict(top)),
-                b_ok.eq(b_verdict(b_top)),
             ]
         m.d.sync += [room_a.eq(next_room_a), room_b.eq(next_room_b)]
 
@@ -403,6 +421,11 @@ class JobWalker(wiring.Component):
         # updates so that it wins.
         lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
         m.d.comb += lag.eq(outstanding - completed)
+
+        def within(segment):  # lag <= the segment's slack, with ``lag`` not subtracted first
+            slack, slack1 = staged[f"{segment}_slack"], staged[f"{segment}_slack1"]
+            return Mux(completed, outstanding <= slack1, outstanding <= slack)
+
         with m.If(load):
             m.d.sync += [job[name].eq(staged[name]) for name in job]
             m.d.sync += [plus_g[name].eq(staged[name] + G) for name in plus_g]
@@ -428,7 +451,7 @@ class JobWalker(wiring.Component):
                 room_b.eq(staged["b_distance"] - lag),
                 # ``top < room`` (or the segment's last column < room: min(top, a_last) is
                 # in ``a_slack``) of the job's first cycle.
-                b_ok.eq(staged["first_b_top"][-1] | (lag <= staged["b_slack"])),
+                b_ok.eq(staged["first_b_top"][-1] | within("b")),
                 # An ``x`` segment has the beats of the job's step (an ending layer-0 job's
                 # step leaves the ring).
                 a_ok.eq(
@@ -439,7 +462,7 @@ class JobWalker(wiring.Component):
                             staged["first_top_after"] < x_elements,
                             staged["first_top_a"] < x_elements,
                         ),
-                        ~staged["a_lag"] | (lag <= staged["a_slack"]),
+                        ~staged["a_lag"] | within("a"),
                     )
                 ),
             ]

@@ -774,6 +774,26 @@ def _cmd_demo(args) -> int:
     return 0 if result.bit_exact else 1
 
 
+def _cmd_virtual_device(args) -> int:
+    """Serve the build's virtual device (HostLink + lstm_top in Verilator) until interrupted."""
+    from .sim.virtual_device import virtual_device
+
+    if not 0 <= args.port <= 65535:
+        raise _UsageError(f"--port {args.port} is not a TCP port; use 1..65535, or 0 for any")
+    try:
+        with virtual_device(args.build, port=args.port) as url:
+            if args.json:
+                print(json.dumps({"url": url}), flush=True)
+            else:
+                print(f"virtual device of {args.build} at {url} (Ctrl-C stops it)", flush=True)
+            while True:
+                time.sleep(3600)
+    except RuntimeError as error:
+        if "bind" in str(error):
+            raise _UsageError(f"--port {args.port} is in use; pick another, or 0 for any") from None
+        raise
+
+
 # -- parser -------------------------------------------------------------------------------------
 def _command(commands, name, run, *, json_help, build_dir=False, simulator=False, **text):
     """A sub-command with the options several share: the build directory ``OUT`` (positional),
@@ -1039,6 +1059,21 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speed", type=int, default=6, metavar="6|7|8", help="ECP5 speed (6)")
     synth.add_argument("--freq", type=float, default=100.0, metavar="MHZ", help="target (100)")
     synth.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
+
+    virtual = _command(
+        commands,
+        "virtual-device",
+        _cmd_virtual_device,
+        build_dir=True,
+        json_help="print the URL as JSON",
+        help="serve the build's host link on a TCP socket (Verilator simulation)",
+        description="Simulate the build behind its host link (HostLink + lstm_top, Verilator) "
+        "and serve the link's bytes on socket://127.0.0.1:PORT, for lstm_fpga.host.Device "
+        "(docs/host.md). Runs until interrupted.",
+    )
+    virtual.add_argument(
+        "--port", type=int, default=0, metavar="N", help="TCP port (0: any free one)"
+    )
     return parser
 
 

@@ -396,6 +396,11 @@ def write_project(
                 "dsp": config.dsp,
                 "family": hw_manifest["family"],
                 "geometry": hw_manifest["geometry"],
+                # Packed weight memories vs ceil(weight bits / block-RAM bits); the list of
+                # memories is in rtl/manifest.json.
+                "weight_banks": {
+                    k: v for k, v in hw_manifest["weight_banks"].items() if k != "memories"
+                },
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
             "device": fit,

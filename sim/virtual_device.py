@@ -26,11 +26,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..eda import find_verilator
-from ..hw.banks import hex_file_name
 from ..hw.engine import LstmTop
 from ..hw.hostlink import DEFAULT_MAX_PAYLOAD, DEFAULT_Y_DEPTH, HostLink
 from ..hw.interface import CLOCK, RESET
-from ..hw.memory import weight_bank_verilog
+from ..hw.memory import weight_memories_verilog
 from ..hw.pipeline import target
 from ..hw.plan import EnginePlan
 from .compilation import _locked
@@ -83,13 +82,10 @@ class LinkTop(wiring.Component):
 def link_top_verilog(plan: EnginePlan, family: str | None = None, **link_options) -> str:
     """Verilog of :class:`LinkTop` (module :data:`LINK_TOP_NAME`) with the weights inline."""
     top = LinkTop(plan, verilog_banks="inline", **link_options)
-    images = top.core.engine.images
+    engine = top.core.engine
     platform = target(family)
     text = verilog.convert(top, name=LINK_TOP_NAME, emit_src=False, platform=platform)
-    banks = "".join(
-        weight_bank_verilog(images, lane, "inline", hex_file_name("weights", lane, images.lanes))
-        for lane in range(images.lanes)
-    )
+    banks = weight_memories_verilog(engine.images, engine.packing, "inline")
     return f"{text}\n{banks}\n{platform.verilog_modules()}"
 
 
@@ -234,6 +230,21 @@ def harness_source() -> str:
     return text
 
 
+#: Verilator options of the virtual device (part of its cache key).
+_OPTIONS = (
+    "-O3",
+    "--x-assign",
+    "fast",
+    "--x-initial",
+    "fast",
+    "-MAKEFLAGS",
+    "OPT_FAST=-O2",
+    "-Wno-fatal",
+    "-Wno-lint",
+    "-Wno-style",
+)
+
+
 def compile_virtual_device(
     plan: EnginePlan, cache, *, family: str | None = None, jobs: int = 1
 ) -> Path:
@@ -250,7 +261,8 @@ def compile_virtual_device(
         timeout_cycles=VIRTUAL_TIMEOUT_CYCLES,
     )
     source = harness_source()
-    digest = hashlib.sha256((verilog_text + source).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([verilog_text, source, *_OPTIONS]).encode()).hexdigest()
+    digest = digest[:16]
     workdir = Path(cache) / digest
     executable = workdir / "obj" / "virtual_device"
     stamp = workdir / "done"
@@ -268,10 +280,7 @@ def compile_virtual_device(
             "--build",
             "--build-jobs",
             str(jobs),
-            "-O2",
-            "-Wno-fatal",
-            "-Wno-lint",
-            "-Wno-style",
+            *_OPTIONS,
             "--top-module",
             LINK_TOP_NAME,
             "-Mdir",

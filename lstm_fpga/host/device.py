@@ -13,7 +13,7 @@ from ..hw.interface import SATURATION_KINDS, TopInterface
 from ..hw.plan import EnginePlan
 from ..project import Project
 from ..sw.ir import LstmModel
-from ..sw.numerics import dequantize, overflow_count, quantize, scaled_integers
+from ..sw.numerics import dequantize, quantize, scaled_integers
 from . import protocol as P
 
 __all__ = ["DEFAULT_TIMEOUT", "Device", "DeviceError", "LinkError", "Status"]
@@ -114,11 +114,26 @@ class Device:
             )
         return info
 
-    def resync(self) -> None:
-        """Drop whatever the device sent and start a new session (``INFO``)."""
-        time.sleep(0.05)
-        self._serial.reset_input_buffer()
-        self.info = self._info()
+    def resync(self, attempts: int = 5) -> None:
+        """Drop whatever the device sent, start a new session (``INFO``) and empty the output
+        queues (beats left over from an interrupted run). A frame the device is still
+        receiving may swallow the first ``INFO`` (its error comes back): up to ``attempts``."""
+        for _ in range(attempts):
+            time.sleep(0.05)
+            self._serial.reset_input_buffer()
+            try:
+                self.info = self._info()
+                break
+            except (DeviceError, LinkError):
+                continue
+        else:
+            raise LinkError(f"no INFO answer in {attempts} attempts: is the device running?")
+        status = self.status()
+        for type_, size, level in (
+            (P.FrameType.READ_OUTPUTS, self.info["y_bytes"], status.y_level),
+            (P.FrameType.READ_STATE, self.info["state_bytes"], status.state_level),
+        ):
+            self._read_queue(type_, size, level, level)
 
     # -- frames ------------------------------------------------------------------------------
     def send_raw(self, data: bytes) -> P.Frame:
@@ -188,7 +203,7 @@ class Device:
         got: list[int] = []
         deadline = time.monotonic() + self.timeout
         while len(got) < count:
-            payload = self.request(type_, P.to_le(min(count - len(got), wanted), 2))
+            payload = self.request(type_, P.to_le(min(count - len(got), wanted), P.ARG_BYTES))
             if len(payload) % size:
                 raise LinkError(f"{type_.name} answer of {len(payload)} bytes, beats of {size}")
             got += [P.from_le(payload[k : k + size]) for k in range(0, len(payload), size)]
@@ -268,7 +283,8 @@ class Device:
         outside it); outputs are decoded with the build's ``y`` format."""
         x = np.asarray(x, dtype=np.float64)
         fmt = self.model.input_format
-        outside = overflow_count(scaled_integers(x, fmt, self.model.rounding), fmt)
+        scaled = scaled_integers(x, fmt, self.model.rounding)
+        outside = int(np.count_nonzero((scaled < fmt.min_int) | (scaled > fmt.max_int)))
         if outside:
             warnings.warn(
                 f"{outside} of {x.size} inputs lie outside the input format {fmt} and were clamped",

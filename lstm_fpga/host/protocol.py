@@ -21,11 +21,13 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
+    "ARG_BYTES",
     "CRC_BYTES",
     "CRC_INIT",
     "CRC_POLY",
     "CRC_WIDTH",
     "DROPPED_WIDTH",
+    "ERROR_BYTES",
     "HEADER_BYTES",
     "INFO_LAYOUT",
     "LENGTH_BYTES",
@@ -71,6 +73,10 @@ OVERHEAD_BYTES = HEADER_BYTES + CRC_BYTES
 #: Largest payload the LENGTH field can describe (a device accepts up to its own maximum,
 #: reported by ``INFO``).
 MAX_LENGTH = (1 << (8 * LENGTH_BYTES)) - 1
+#: Bytes of the argument of ``READ_OUTPUTS`` and ``READ_STATE`` (most beats wanted).
+ARG_BYTES = 2
+#: Bytes of an ``ERROR`` frame's payload: the code and a detail.
+ERROR_BYTES = 2
 #: Sequence numbers count modulo this.
 SEQ_MODULUS = 256
 #: A response's TYPE is its request's TYPE with this bit set.
@@ -96,7 +102,7 @@ class FrameType(enum.IntEnum):
     #: u16 LE: most ``state`` beats wanted. Answer: up to that many ``state`` beats (``h`` low,
     #: ``c`` above, ``tlast`` in the bit above both).
     READ_STATE = 0x06
-    #: ``StatusFlags`` byte. Answer: :data:`status` fields (see :func:`status_layout`).
+    #: ``StatusFlags`` byte. Answer: the fields of :func:`status_layout`.
     READ_STATUS = 0x07
     #: Device to host only: payload ``ErrorCode`` byte and a detail byte.
     ERROR = 0x7F
@@ -162,7 +168,8 @@ STATUS_FLAG_NAMES = ("busy", "started", "done", "overflow")
 def status_layout(cycles_bits: int, counter_bits: int, kinds) -> tuple[tuple[str, int], ...]:
     """Answer to ``READ_STATUS``: field names and byte counts. ``cycles`` (the core's cycle
     counter), the flag byte (:data:`STATUS_FLAG_NAMES`), the ``y`` and ``state`` queue levels
-    (u16), then one saturation counter per kind (``sat_<kind>``)."""
+    (u16), one saturation counter per kind (``sat_<kind>``), then ``dropped``
+    (:data:`DROPPED_WIDTH`)."""
     return (
         ("cycles", beat_bytes(cycles_bits)),
         ("flags", 1),
@@ -248,7 +255,7 @@ class Frame:
     @property
     def error(self) -> tuple[ErrorCode | int, int] | None:
         """``(code, detail)`` of an ``ERROR`` frame, else ``None``."""
-        if self.type != FrameType.ERROR or len(self.payload) != 2:
+        if self.type != FrameType.ERROR or len(self.payload) != ERROR_BYTES:
             return None
         code, detail = self.payload
         try:

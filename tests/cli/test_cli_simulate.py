@@ -73,10 +73,12 @@ def test_a_corrupted_weight_image_is_not_bit_exact(built, capsys, tmp_path):
     corrupt = tmp_path / "corrupt"
     shutil.copytree(built / "out", corrupt, ignore=shutil.ignore_patterns("sim_build", "sim"))
     project = Project.load(corrupt)
-    hex_path = sorted(project.rtl.glob("weights_lane*.hex"))[1]
+    # Lane 1's first word: slot 1 of the first packed weight memory (two 16-bit lanes).
+    hex_path = sorted(project.rtl.glob("weights_group*.hex"))[0]
     lines = hex_path.read_text().splitlines()
     width = len(lines[0])
-    lines[0] = format((int(lines[0], 16) + 0x1000) % (16**width), f"0{width}x")
+    assert width == 8
+    lines[0] = format((int(lines[0], 16) + (0x1000 << 16)) % (16**width), f"0{width}x")
     hex_path.write_text("\n".join(lines) + "\n")
     code = main(["simulate", str(corrupt), "--input", str(built / "x.npy"), "--json"])
     summary = json.loads(capsys.readouterr().out)

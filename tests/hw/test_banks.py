@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstm_fpga.hw import (
     EnginePlan,
@@ -14,7 +16,8 @@ from lstm_fpga.hw import (
     cycle_bound,
     weight_location,
 )
-from lstm_fpga.hw.banks import hex_lines
+from lstm_fpga.hw.banks import bank_packing, block_ram_primitives, hex_lines, live_depths
+from lstm_fpga.hw.devices import FAMILIES
 from lstm_fpga.testing import random_model
 
 
@@ -81,7 +84,8 @@ def test_hex_images_are_twos_complement_words(tmp_path):
     images = bank_images(EnginePlan(model, HardwareConfig(lanes=3)))
     paths = images.write_hex(tmp_path)
     assert len(paths) == 2 * 3
-    words = (tmp_path / "weights_lane1.hex").read_text().split()
+    # Unpacked (the default): one weight file per lane, as a group of one.
+    words = (tmp_path / "weights_group1.hex").read_text().split()
     values = [int(w, 16) - (1 << 12) * (int(w, 16) >> 11) for w in words]
     np.testing.assert_array_equal(values, images.weights[1])
 
@@ -129,3 +133,71 @@ def test_address_map_refuses_rows_and_columns_outside_the_matrix():
         weight_location(plan, 12, 0)
     with pytest.raises(ValueError, match="column 5 outside"):
         weight_location(plan, 0, 5)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    I=st.integers(1, 40),
+    H=st.integers(1, 40),
+    P=st.integers(1, 70),
+    layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    head=st.one_of(st.none(), st.integers(1, 5)),
+    formats=st.sampled_from(["q16", "q12", "mixed"]),
+)
+def test_bank_packing_geometry(I, H, P, layers, bidirectional, head, formats):
+    """Groups partition the lanes in order; every word past a group's depth is a structural
+    zero of the images; every parameter lives inside its group; block RAMs never exceed the
+    unpacked banks' nor undercut the bits of the block-RAM groups."""
+    model = random_model(
+        I, H, layers, bidirectional=bidirectional, head=head, seed=P, formats=formats
+    )
+    plan = EnginePlan(model, HardwareConfig(lanes=P, max_seq_len=4 if bidirectional else None))
+    images, packing = plan.images, bank_packing(plan)
+    fam = FAMILIES[packing.family]
+    width = images.weight_width
+    k = packing.lanes_per_group
+    assert [g.first for g in packing.groups] == list(range(0, plan.lanes, k))
+    assert all(g.lanes == k for g in packing.groups[:-1]) and packing.lanes == plan.lanes
+    depths = live_depths(plan)
+    for g in packing.groups:
+        members = range(g.first, g.first + g.lanes)
+        assert g.depth == max(1, max(depths[p] for p in members))
+        assert not images.weights[g.first : g.first + g.lanes, g.depth :].any()
+        assert g.primitives == block_ram_primitives(fam, width, g.lanes, g.depth)
+        for p in members:
+            assert packing.slot(p) == (g.index, p - g.first)
+    for mp in plan.matrices:
+        for row in range(mp.real_rows):
+            for column in (0, mp.columns - 1):
+                loc = weight_location(plan, row, column, mp.index)
+                assert packing.stores(loc.lane, loc.address)
+    unpacked = sum(block_ram_primitives(fam, width, 1, max(1, d)) for d in depths)
+    shallow = [g for g in packing.groups if g.depth <= fam.lutram_max_depth]
+    if not shallow:
+        assert packing.block_rams <= unpacked and packing.lutram_lanes == 0
+    else:
+        assert packing.block_rams <= max(packing.minimum, unpacked)
+    block_bits = sum(g.lanes * g.depth for g in packing.groups if g.block) * width
+    assert packing.block_rams * fam.bram_bits >= block_bits
+
+
+@pytest.mark.parametrize(
+    ("I", "H", "P", "head", "block_rams", "minimum", "lutram_lanes"),
+    [
+        (64, 64, 64, 1, 33, 29, 0),  # 512 words (lane 0: 576): 2 lanes per 512 x 36 word
+        (5, 16, 16, 1, 2, 2, 12),  # 84-100 words: 2 DP16KD, the other lanes in LUT RAM
+        (16, 16, 3, None, 3, 2, 0),  # 704 words, 3 lanes: one 1024 x 18 each (no pair fits 2)
+        (32, 32, 16, None, 8, 8, 0),  # 512 words: 2 lanes per 512 x 36, the minimum
+    ],
+)
+def test_packing_of_reference_shapes(I, H, P, head, block_rams, minimum, lutram_lanes):
+    """Block RAMs of the packed banks against ``ceil(weight bits / 18 kbit)``: within 15 %
+    when the banks are a whole number of 512-word block RAMs deep (the 704 words of 3 lanes
+    need 3: no two lanes' 704 x 16 bits fit 2 DP16KD at one word per cycle)."""
+    plan = EnginePlan(random_model(I, H, seed=0, head=head), HardwareConfig(lanes=P))
+    packing = bank_packing(plan)
+    assert (packing.block_rams, packing.minimum) == (block_rams, minimum)
+    assert packing.lutram_lanes == lutram_lanes
+    if all(g.depth % 512 == 0 for g in packing.groups[1:]):
+        assert packing.block_rams <= 1.15 * packing.minimum

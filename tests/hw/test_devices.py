@@ -1,10 +1,9 @@
 """The device capacity model: plan-derived block RAMs and DSPs, fit checks, smallest parts."""
 
-import math
-
 import pytest
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
+from lstm_fpga.hw.banks import bank_packing, block_ram_primitives
 from lstm_fpga.hw.devices import (
     DEVICES,
     FAMILIES,
@@ -19,16 +18,20 @@ from lstm_fpga.testing import random_model
 
 @pytest.mark.parametrize(("I", "H", "P"), [(5, 16, 16), (16, 16, 3), (64, 64, 64), (24, 40, 7)])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_weight_banks_use_the_cheapest_aspect_ratio(I, H, P, family):
+def test_weight_banks_are_the_packed_memories_at_the_cheapest_aspect_ratio(I, H, P, family):
     plan = EnginePlan(random_model(I, H, seed=0), HardwareConfig(lanes=P))
     estimate = estimate_resources(plan, family)
-    _name, width, depth, primitives = estimate.memories[0]
-    assert (width, depth) == (plan.weight_shape.width, plan.bank_depth)
-    shapes = FAMILIES[family].bram_shapes
-    per_lane = min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
-    assert primitives == plan.lanes * per_lane
-    # Never less than the bits need.
-    assert primitives * FAMILIES[family].bram_bits >= plan.lanes * width * depth
+    _name, width, _depth, primitives = estimate.memories[0]
+    packing = bank_packing(plan)
+    fam = FAMILIES[family]
+    block = [g for g in packing.groups if g.block or fam.lutram_max_depth == 0]
+    assert width == packing.lanes_per_group * plan.weight_shape.width
+    assert primitives == sum(
+        block_ram_primitives(fam, plan.weight_shape.width, g.lanes, g.depth) for g in block
+    )
+    # Never less than the bits of the block-RAM groups need.
+    stored = sum(g.lanes * g.depth for g in block) * plan.weight_shape.width
+    assert primitives * fam.bram_bits >= stored
     # P lane multipliers plus the gate/cell pipeline's (3 products, one per interpolating
     # activation): 16-bit operands fit one DSP tile of every family.
     assert estimate.dsps == plan.lanes + 8

@@ -14,6 +14,7 @@ from lstm_fpga.hw import (
     TopInterface,
     weight_load_words,
 )
+from lstm_fpga.hw.banks import bank_packing
 from lstm_fpga.testing import random_input, random_model, random_state
 from tests.hw.engine_driver import (
     InitLoad,
@@ -254,7 +255,12 @@ def test_weight_words_cover_every_bank_word_and_pack_into_w_tdata():
     plan = EnginePlan(model, HardwareConfig(lanes=5, max_seq_len=4))
     words = weight_load_words(plan, model)
     images = plan.images
-    assert len(words) == images.lanes * (plan.bank_depth + plan.bias_depth)
+    # Every stored word of the packed weight memories (a lane's words past its group's depth
+    # are structural zeros without storage), every bias word.
+    packing = bank_packing(plan)
+    stored = sum(packing.group_of(lane).depth for lane in range(images.lanes))
+    assert stored < images.lanes * plan.bank_depth  # the head's row lives in lane 0 only
+    assert len(words) == stored + images.lanes * plan.bias_depth
     interface = TopInterface(plan)
     fields = interface.weight_word_fields
     address_bits = max(1, (max(plan.bank_depth, plan.bias_depth) - 1).bit_length())

@@ -8,7 +8,9 @@ import pytest
 
 from lstm_fpga.eda import synthesize
 from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
+from lstm_fpga.hw.banks import bank_packing
 from lstm_fpga.hw.devices import estimate_resources
+from lstm_fpga.hw.memory import weight_bank_module, weight_bank_verilog
 from lstm_fpga.testing import random_model
 
 pytestmark = [pytest.mark.synth, pytest.mark.slow]
@@ -76,3 +78,45 @@ def test_packed_lanes_use_half_the_dsps(tmp_path):
     assert registers["AREG"] + registers["ADREG"] == registers["BREG"] == dsps
     assert registers["MREG"] + registers["PREG"] >= dsps
     assert estimate_resources(EnginePlan(model, config), "xc7").dsps == dsps
+
+
+def _weight_memories_top(plan) -> str:
+    """The packed weight memories of ``plan``'s generated Verilog under a top that brings
+    every port out (the rest of the design left out: seconds, not minutes, of Yosys)."""
+    packing = bank_packing(plan)
+    images = plan.images
+    address = max(1, (images.depth - 1).bit_length())
+    ports, body = [], []
+    for g in packing.groups:
+        width = g.lanes * images.weight_width
+        k = g.index
+        ports += [
+            f"input [{address - 1}:0] ra{k}",
+            f"output [{width - 1}:0] rd{k}",
+            f"input [{g.lanes - 1}:0] we{k}",
+            f"input [{address - 1}:0] wa{k}",
+            f"input [{width - 1}:0] wd{k}",
+        ]
+        body.append(
+            f"  {weight_bank_module(k)} m{k}(.clk(clk), .raddr(ra{k}), .rdata(rd{k}), "
+            f".we(we{k}), .waddr(wa{k}), .wdata(wd{k}));\n"
+        )
+    modules = "".join(
+        weight_bank_verilog(images, packing, g.index, "inline", "unused.hex")
+        for g in packing.groups
+    )
+    header = ",\n  ".join(["input clk", *ports])
+    return f"module banks(\n  {header}\n);\n{''.join(body)}endmodule\n{modules}"
+
+
+@pytest.mark.parametrize(("I", "H", "P", "most"), [(5, 16, 16, 4)])
+def test_packed_weight_banks_map_to_the_planned_block_rams(tmp_path, I, H, P, most):
+    """The demo shape (LSTM(5, 16) + Linear(16, 1), P = 16): its packed weight memories take
+    the DP16KD the packing plans (16 with a bank per lane), the LUT-RAM groups none."""
+    plan = EnginePlan(random_model(I, H, seed=0, head=1), HardwareConfig(lanes=P))
+    packing = bank_packing(plan)
+    path = tmp_path / "banks.v"
+    path.write_text(_weight_memories_top(plan))
+    report = synthesize(path, "ecp5", top="banks")
+    assert report.total.get("bram", 0) == packing.block_rams <= most
+    assert (report.total.get("lutram", 0) > 0) == (packing.lutram_lanes > 0)

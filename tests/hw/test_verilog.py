@@ -147,11 +147,16 @@ def test_build_directory_holds_verilog_hex_and_manifest(tmp_path):
     _, expected = _expected_ports(model, 3)
     assert [p["name"] for p in manifest["ports"]] == list(expected)
     images = bank_images(EnginePlan(model, HardwareConfig(lanes=3)))
-    assert len(build.hex_files) == 2 * 3
+    packing = manifest["weight_banks"]
+    assert len(build.hex_files) == packing["groups"] + 3
     for entry in manifest["memories"]:
         words = (build.directory / entry["hex"]).read_text().split()
         assert len(words) == entry["depth"]
-    lane1 = [int(w, 16) for w in (build.directory / "weights_lane1.hex").read_text().split()]
+    # Lane 1 in its packed memory's words: slot s of a group is bits [12 s, 12 s + 12).
+    (entry,) = [e for e in manifest["memories"] if 1 in e.get("lanes", ())]
+    slot = entry["lanes"].index(1)
+    words = [int(w, 16) for w in (build.directory / entry["hex"]).read_text().split()]
+    lane1 = [(w >> (12 * slot)) & 0xFFF for w in words]
     signed = [v - (1 << 12) if v >> 11 else v for v in lane1]
     np.testing.assert_array_equal(signed, images.weights[1])
 

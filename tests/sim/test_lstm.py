@@ -150,7 +150,7 @@ def test_layouts_match_the_reference(odd_design):
 
 def test_one_lsb_in_a_hex_file_is_found_and_located(sim_cache, tmp_path):
     from lstm_fpga.hw import EnginePlan, hardware_config, weight_location, write_build
-    from lstm_fpga.hw.banks import hex_file_name
+    from lstm_fpga.hw.banks import bank_packing, hex_file_name
 
     model = _model(6, 7, seed=9)
     config = hardware_config(4)
@@ -176,11 +176,15 @@ def test_one_lsb_in_a_hex_file_is_found_and_located(sim_cache, tmp_path):
     written = write_build(model, config, tmp_path / "build", memory_init="readmemh")
     plan = EnginePlan(model, config)
     location = weight_location(plan, row, column)
-    hex_path = written.directory / hex_file_name("weights", location.lane, plan.lanes)
+    packing = bank_packing(plan)
+    group, slot = packing.slot(location.lane)
+    hex_path = written.directory / hex_file_name("weights", group, len(packing.groups))
     lines = hex_path.read_text().splitlines()
-    width = len(lines[0]) * 4
-    value = int(lines[location.address], 16)
-    lines[location.address] = f"{(value + 1) & ((1 << width) - 1):0{len(lines[0])}x}"
+    width = plan.weight_shape.width
+    word = int(lines[location.address], 16)
+    value = (word >> (slot * width)) & ((1 << width) - 1)
+    word ^= (value ^ ((value + 1) & ((1 << width) - 1))) << (slot * width)
+    lines[location.address] = f"{word:0{len(lines[0])}x}"
     hex_path.write_text("\n".join(lines) + "\n")
 
     design = compile_build_directory(
@@ -286,9 +290,7 @@ def test_missing_hex_file_is_a_clear_error(sim_cache, tmp_path):
     written = write_build(model, 2, tmp_path / "b", memory_init="readmemh")
     for path in written.hex_files:
         path.unlink()
-    with pytest.raises(
-        FileNotFoundError, match=r"loads weights_lane0\.hex, weights_lane1\.hex with \$readmem"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"loads weights_group0\.hex with \$readmem"):
         compile_build_directory(written.directory, model, 2, "icarus", cache_dir=sim_cache)
 
 
