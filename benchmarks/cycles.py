@@ -23,11 +23,16 @@ sequence, which has no queueing in front of it) against the sum of the bounds
 (``EnginePlan.sequence_bound``: every layer direction's ``ceil(4H(I_k+H)/P)`` per step plus
 the head's ``ceil(O*D*H/P)`` per step or once) and the lanes' busy cycles (passes x spans).
 
+Then two multiplies per DSP (``--dsp-packing 2``, issue 13 item 4): 8-bit weights and
+elements, ``2D`` packed lanes on ``D`` DSPs against the unpacked bound at ``D`` DSPs: cycles per
+step vs ``ceil(bound / 2) + 4`` (and the packed build's recurrence bound).
+
 Also times Verilog generation for I = H = 256 and checks that H = 1024 generates.
 
     .venv/bin/python benchmarks/cycles.py                 # full grid (about 20 minutes)
     .venv/bin/python benchmarks/cycles.py --quick         # I, H in {8, 32}, P in {1, 4, 16}
     .venv/bin/python benchmarks/cycles.py --models-only   # only the whole-model table
+    .venv/bin/python benchmarks/cycles.py --packed-only   # only the packed (2 per DSP) rows
     .venv/bin/python benchmarks/cycles.py --json out.json
 """
 
@@ -44,10 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_fpga.hw import HardwareConfig, write_build
+from lstm_fpga.hw import EnginePlan, HardwareConfig, write_build
 from lstm_fpga.sim.verilator_harness import run_harness
 from lstm_fpga.sw.numerics import quantize
-from lstm_fpga.testing import FORMAT_SETS, random_model
+from lstm_fpga.testing import FORMAT_SETS, random_model, width_formats
 
 FORMATS = FORMAT_SETS["q16_even"]
 #: Simulated cycles per configuration are kept around this many.
@@ -183,6 +188,58 @@ def row(r: dict) -> str:
     )
 
 
+#: Packed rows: (I, H, DSPs); 2 x DSPs logical lanes, 8-bit weights and elements.
+PACKED = ((8, 8, 4), (32, 32, 4), (32, 32, 16), (64, 64, 16), (64, 64, 32), (256, 256, 64))
+PACKED_QUICK = ((8, 8, 4), (32, 32, 4), (32, 32, 16))
+
+
+def measure_packed(I: int, H: int, dsps: int, workdir: Path) -> dict:
+    """``2 * dsps`` lanes packed two per DSP (8-bit weights and elements) against the
+    unpacked lane bound at ``dsps`` DSPs: cycles per step in the steady state."""
+    layer, head = width_formats(8)
+    model = random_model(I, H, formats=layer, head_formats=head)
+    unpacked = HardwareConfig(lanes=dsps)
+    config = HardwareConfig(lanes=2 * dsps, dsp_packing=2)
+    build = write_build(model, config, workdir, memory_init="readmemh")
+    plan = build.interface.plan
+    unpacked_bound = EnginePlan(model, unpacked).step_bound()
+    steps = int(np.clip(CYCLE_BUDGET // max(plan.matrices[0].mac_cycles, 1), 4, 40))
+    rng = np.random.default_rng(1)
+    x = quantize(rng.uniform(-4, 4, (steps, I)), model.input_format)
+    run = run_harness(build, [x])
+    per_step = float(np.mean(np.diff(run.output_cycles[H - 1 :: H])))
+    target = -(-unpacked_bound // 2) + OVERHEAD_BUDGET
+    recurrence = int(build.interface.recurrence_step_bound)
+    return {
+        "I": I,
+        "H": H,
+        "dsps": plan.lane_dsps,
+        "lanes": plan.lanes,
+        "unpacked_bound": unpacked_bound,
+        "target": target,
+        "bound": plan.step_bound(),
+        "recurrence_bound": recurrence,
+        "cycles_per_step": per_step,
+        "within_target": bool(per_step <= target),
+        "over_recurrence": per_step - recurrence,
+    }
+
+
+PACKED_HEADER = (
+    f"{'I':>4} {'H':>4} {'DSPs':>4} {'lanes':>5} {'bound@D':>8} {'target':>7} {'recur':>7} "
+    f"{'cyc/step':>9}  verdict   (bound@D: unpacked bound at D DSPs; target: "
+    f"ceil(bound@D/2)+{OVERHEAD_BUDGET}; recur: the packed build's recurrence bound)"
+)
+
+
+def packed_row(r: dict) -> str:
+    verdict = "ok" if r["within_target"] else "at recur" if r["over_recurrence"] <= 0 else "OVER"
+    return (
+        f"{r['I']:>4} {r['H']:>4} {r['dsps']:>4} {r['lanes']:>5} {r['unpacked_bound']:>8} "
+        f"{r['target']:>7} {r['recurrence_bound']:>7} {r['cycles_per_step']:>9.1f}  {verdict}"
+    )
+
+
 def _generation(I: int, H: int, P: int) -> dict:
     """Time one generation in a fresh process (its peak memory is then its own)."""
     code = (
@@ -221,7 +278,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--models-only", action="store_true", help="only the whole-model table (no grid)"
     )
+    parser.add_argument(
+        "--packed-only", action="store_true", help="only the two-per-DSP rows (--dsp-packing 2)"
+    )
     args = parser.parse_args(argv)
+    if args.packed_only:
+        return _packed_main(args)
     sizes = (8, 32) if args.quick else (8, 32, 64, 256)
     lanes = (1, 4, 16) if args.quick else (1, 4, 16, 64)
     grid = [] if args.models_only else [(I, H, P) for H in sizes for I in sizes for P in lanes]
@@ -259,8 +321,9 @@ def main(argv=None) -> int:
             for r in pool.map(job, retry):
                 widened.append(r)
                 print(row(r), flush=True)
+    packed = [] if args.models_only else _packed_rows(args)
     if args.json:  # the grid first: generation timing below must not lose it
-        summary = {"models": models, "grid": results, "widened_input": widened}
+        summary = {"models": models, "grid": results, "widened_input": widened, "packed": packed}
         args.json.write_text(json.dumps(summary, indent=2))
     generation = []
     if not args.no_generation and not args.models_only:
@@ -280,6 +343,7 @@ def main(argv=None) -> int:
             "models": models,
             "grid": results,
             "widened_input": widened,
+            "packed": packed,
             "generation": generation,
         }
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -303,6 +367,34 @@ def main(argv=None) -> int:
         f"input element per beat; {within + rescued}/{len(results)} with wider beats where "
         f"the shape needs them; {at_recurrence}/{len(results)} at their recurrence bound"
     )
+    return 0
+
+
+def _packed_rows(args) -> list[dict]:
+    """Measure and print the packed rows (:data:`PACKED`, or :data:`PACKED_QUICK`)."""
+    grid = PACKED_QUICK if args.quick else PACKED
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lstm-packed-") as tmp:
+        print("\nTwo multiplies per DSP (8-bit weights and elements, --dsp-packing 2):")
+        print(PACKED_HEADER)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            directories = [Path(tmp) / f"packed_{I}_{H}_{D}" for I, H, D in grid]
+            for r in pool.map(lambda g, d: measure_packed(*g, d), grid, directories):
+                rows.append(r)
+                print(packed_row(r), flush=True)
+    within = sum(r["within_target"] for r in rows)
+    at_recurrence = sum(not r["within_target"] and r["over_recurrence"] <= 0 for r in rows)
+    print(
+        f"\n{within}/{len(rows)} packed configurations within ceil(bound/2) + "
+        f"{OVERHEAD_BUDGET} at the same DSP count; {at_recurrence} more at their recurrence bound"
+    )
+    return rows
+
+
+def _packed_main(args) -> int:
+    rows = _packed_rows(args)
+    if args.json:
+        args.json.write_text(json.dumps({"packed": rows}, indent=2) + "\n")
     return 0
 
 

@@ -65,6 +65,10 @@ _DSP_REGISTERS = {
         "DSP48E1": {
             "AREG": ("AREG", 0),
             "BREG": ("BREG", 0),
+            # The pre-adder's input (D) and output (AD) registers: two lanes packed on one
+            # DSP (``--dsp-packing 2``) have Yosys add their weights there.
+            "DREG": ("DREG", 0),
+            "ADREG": ("ADREG", 0),
             "MREG": ("MREG", 0),
             "PREG": ("PREG", 0),
         }

@@ -9,6 +9,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..sw.ir import LstmModel
+from ..sw.numerics import FAMILY_DSP, UNPACKABLE_DSPS
 from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
 from .control import AXI_TOP_NAME, CONTROL_MODES, LstmAxi
@@ -67,6 +68,16 @@ def _check_family(family: str | None) -> None:
         )
 
 
+def _check_packing(config: HardwareConfig, family: str | None) -> None:
+    """Two multiplies per DSP only where the family's multiplier takes them."""
+    dsp = FAMILY_DSP.get(target(family).family)
+    if config.dsp_packing == 2 and dsp in UNPACKABLE_DSPS:
+        raise HardwareConfigError(
+            f"two multiplies per DSP are not available for family {family!r}: "
+            f"{UNPACKABLE_DSPS[dsp]}; generate with dsp_packing=1 or the generic family"
+        )
+
+
 def _check_control(control: str) -> None:
     if control not in CONTROL_MODES:
         raise HardwareConfigError(
@@ -96,6 +107,7 @@ def generate_verilog(
     config = hardware_config(config)
     _check_init(memory_init)
     _check_family(family)
+    _check_packing(config, family)
     _check_control(control)
     check_supported(model, config)
     plan = EnginePlan(model, config)
@@ -179,6 +191,8 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
             "input_elements": config.input_elements,
             "output": config.output,
             "max_seq_len": config.max_seq_len,
+            "dsp_packing": config.dsp_packing,
+            "dsp": config.dsp,
         },
         "memory_init": memory_init,
         "family": target(family).family,
@@ -191,6 +205,7 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
             "head_out_features": plan.head_out,
             "requested_lanes": config.lanes,
             "physical_lanes": plan.lanes,
+            "lane_dsps": plan.lane_dsps,
             "groups": plan.groups,
             "bank_depth": plan.bank_depth,
             "bias_depth": plan.bias_depth,
@@ -241,6 +256,7 @@ def write_build(
     config = hardware_config(config)
     _check_init(memory_init)
     _check_family(family)
+    _check_packing(config, family)
     _check_control(control)
     check_supported(model, config)
     directory = Path(directory)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape, unsigned
 
+from ..sw.numerics import PACKING_FACTORS
+
 __all__ = [
     "GATES_PER_UNIT",
     "OUTPUT_MODES",
@@ -39,10 +41,10 @@ class HardwareConfig:
     """Generation parameters of the accelerator (everything the IR deliberately leaves out).
 
     ``lanes`` is ``P``, the number of parallel multiply-accumulate lanes (one DSP multiplier
-    each). Any ``P >= 1`` works. With ``P <= 4H`` each lane owns rows; with ``P >= 8H`` the
-    lanes form ``P // 4H`` column groups (see :class:`~lstm_fpga.hw.plan.EnginePlan`); lanes
-    that fit neither pattern (the remainder of ``P`` modulo ``4H`` when ``P > 4H``) are not
-    built.
+    each, or one per two lanes with :attr:`dsp_packing` 2: ``ceil(P / 2)``). Any ``P >= 1``
+    works. With ``P <= 4H`` each lane owns rows; with ``P >= 8H`` the lanes form ``P // 4H``
+    column groups (see :class:`~lstm_fpga.hw.plan.EnginePlan`); lanes that fit neither
+    pattern (the remainder of ``P`` modulo ``4H`` when ``P > 4H``) are not built.
     """
 
     lanes: int = 16
@@ -58,6 +60,14 @@ class HardwareConfig:
     #: sequence). Required for bidirectional models; unidirectional ones stream sequences of
     #: any length and ignore it.
     max_seq_len: int | None = None
+    #: Products per DSP multiplier in the matrix-vector unit: 1, or 2 (lanes ``2k`` and
+    #: ``2k + 1`` share one multiplier, :class:`~lstm_fpga.hw.pipeline.PackedMultiplier`: the
+    #: ``P`` lanes then take ``ceil(P / 2)`` DSPs). 2 needs weights and elements narrow enough
+    #: for :attr:`dsp` (:func:`lstm_fpga.sw.numerics.dsp_packing`; checked by the plan).
+    dsp_packing: int = 1
+    #: The DSP the packed products must fit (a key of
+    #: :data:`lstm_fpga.sw.numerics.DSP_PORTS`); the narrower Xilinx one by default.
+    dsp: str = "DSP48E1"
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
@@ -73,6 +83,11 @@ class HardwareConfig:
             raise HardwareConfigError(
                 f"output must be one of {', '.join(map(repr, OUTPUT_MODES))} (every step or only "
                 f"the last), not {self.output!r}"
+            )
+        if self.dsp_packing not in PACKING_FACTORS or isinstance(self.dsp_packing, bool):
+            raise HardwareConfigError(
+                f"dsp_packing must be one of {', '.join(map(str, PACKING_FACTORS))} (products "
+                f"per DSP multiplier), not {self.dsp_packing!r}"
             )
         n = self.max_seq_len
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):

@@ -272,6 +272,16 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
     multipliers = [
         (f"MVU lane x{plan.lanes}", element, width, plan.lanes * _dsps(fam, element, width))
     ]
+    if plan.packed_product is not None:  # two lanes per DSP (odd groups: one lane alone)
+        packed, pairs = plan.packed_product.packed_bits, len(plan.lane_pairs)
+        alone = plan.lanes - 2 * pairs
+        multipliers = [
+            (f"MVU lane pair x{pairs}", packed, element, pairs * _dsps(fam, packed, element))
+        ]
+        if alone:
+            multipliers.append(
+                (f"MVU lane x{alone}", element, width, alone * _dsps(fam, element, width))
+            )
     state = plan.state_shape.width
     for name, tables in _tables(plan).items():
         out = max(t.output.width for t in tables)

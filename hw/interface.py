@@ -456,7 +456,8 @@ class TopInterface:
     @property
     def step_bound(self) -> int:
         """Fewest cycles per time step the lanes can need: the sum over layer directions of
-        ``ceil(4H (I_k + H) / P)``."""
+        ``ceil(4H (I_k + H) / P)`` (``P`` logical lanes: with two multiplies per DSP they are
+        ``ceil(P / 2)`` DSPs, and the pipeline's latencies are the same)."""
         return self.plan.step_bound()
 
     def sequence_bound(self, steps: int) -> int:

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import GATES_PER_UNIT, index_shape
 from .fixed import shift_select
-from .pipeline import Multiplier, broadcast, delay, fanout_levels
+from .pipeline import Multiplier, PackedMultiplier, broadcast, delay, fanout_levels
 from .plan import EnginePlan
 
 __all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "pass_latency", "unit_layout"]
@@ -71,8 +71,15 @@ def unit_layout(plan: EnginePlan) -> data.StructLayout:
     )
 
 
-#: Cycles from the multiplier inputs to the aligned product at the accumulator.
-_PRODUCT_LATENCY = Multiplier.LATENCY + 1
+def _multiplier_latency(plan: EnginePlan) -> int:
+    """Cycles from a lane's multiplier inputs to its product: :class:`Multiplier`'s, or
+    :class:`PackedMultiplier`'s when the plan packs two lanes per DSP."""
+    return PackedMultiplier.LATENCY if plan.packed_product is not None else Multiplier.LATENCY
+
+
+def _product_latency(plan: EnginePlan) -> int:
+    """Cycles from the multiplier inputs to the aligned product at the accumulator."""
+    return _multiplier_latency(plan) + 1
 
 
 def _broadcast_levels(plan: EnginePlan) -> int:
@@ -89,7 +96,7 @@ def pass_latency(plan: EnginePlan) -> int:
     (straight into the drain with one column group; with several, into the accumulator and
     then through the group reduction)."""
     reduction = 1 + _reduction_levels(plan) if plan.groups > 1 else 0
-    return _broadcast_levels(plan) + _PRODUCT_LATENCY + reduction
+    return _broadcast_levels(plan) + _product_latency(plan) + reduction
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -120,6 +127,15 @@ class MatrixVectorUnit(wiring.Component):
     ride along in the lane's own registers, the accumulator adds, and the column groups'
     partial sums meet in a registered adder tree of :attr:`reduction_levels` levels.
     Datapath registers have no reset; valid bits and the drain's counters do.
+
+    Two multiplies per DSP (``HardwareConfig(dsp_packing=2)``): lanes ``2k`` and ``2k + 1``
+    of a group (:attr:`EnginePlan.lane_pairs <lstm_fpga.hw.plan.EnginePlan.lane_pairs>`)
+    multiply the same element, so one
+    :class:`~lstm_fpga.hw.pipeline.PackedMultiplier` computes both products with the
+    latency of a :class:`~lstm_fpga.hw.pipeline.Multiplier`: the pack add sits between the
+    weight banks' output registers and the DSP's input registers, the split's borrow add in
+    front of the even lane's alignment multiplexer (one short add each, no extra stage); an
+    odd group's last lane keeps its own multiplier. The sums are the same integers.
 
     Protocol: ``column`` has no ready; a ``last`` beat may only be sent when ``drain_free`` was
     1 and no other ``last`` beat is in flight (``loaded`` pulses when a pass lands in the
@@ -154,8 +170,10 @@ class MatrixVectorUnit(wiring.Component):
     @property
     def product_latency(self) -> int:
         """Cycles from the multiplier inputs to the aligned product at the accumulator: the
-        multiplier's, then the register of the aligned product."""
-        return _PRODUCT_LATENCY
+        multiplier's (:class:`~lstm_fpga.hw.pipeline.Multiplier`, or
+        :class:`~lstm_fpga.hw.pipeline.PackedMultiplier` with packing), then the register of
+        the aligned product."""
+        return _product_latency(self._plan)
 
     @property
     def weight_lag(self) -> int:
@@ -218,16 +236,33 @@ class MatrixVectorUnit(wiring.Component):
         second_shifts = [mp.segments[-1].shift for mp in plan.matrices]
         bias_shifts = [mp.bias_shift for mp in plan.matrices]
         accumulators = []
+        multiplier_latency = _multiplier_latency(plan)
+        products = {}
+        for even, odd in plan.lane_pairs:
+            # Two lanes of a group, one DSP: the same element, two weights.
+            multiplier = PackedMultiplier(plan.packed_product)
+            m.submodules[f"multiplier{even}_{odd}"] = multiplier
+            m.d.comb += [
+                multiplier.a_even.eq(self.weights[even]),
+                multiplier.a_odd.eq(self.weights[odd]),
+                multiplier.b.eq(lane_inputs[even].element),
+            ]
+            products[even], products[odd] = multiplier.even, multiplier.odd
         for p, lane in enumerate(lane_inputs):
-            multiplier = Multiplier(plan.weight_shape, plan.element_shape)
-            m.submodules[f"multiplier{p}"] = multiplier
-            m.d.comb += [multiplier.a.eq(self.weights[p]), multiplier.b.eq(lane.element)]
+            if p not in products:
+                multiplier = Multiplier(plan.weight_shape, plan.element_shape)
+                m.submodules[f"multiplier{p}"] = multiplier
+                m.d.comb += [multiplier.a.eq(self.weights[p]), multiplier.b.eq(lane.element)]
+                # An unpaired lane (odd group size) meets its packed neighbours' products
+                # (no delay while the two multipliers' latencies are equal).
+                extra = multiplier_latency - Multiplier.LATENCY
+                products[p] = delay(m, multiplier.product, extra, f"product{p}")
             product_ctrl = data.View(
-                control, delay(m, lane.control, Multiplier.LATENCY, f"control{p}")
+                control, delay(m, lane.control, multiplier_latency, f"control{p}")
             )
             ctrl = data.View(control, delay(m, product_ctrl, 1, f"aligned_control{p}"))
             valid = delay(m, lane.control.valid, self.product_latency, f"valid{p}", control=True)
-            product = multiplier.product
+            product = products[p]
             first = shift_select(product, first_shifts, product_ctrl.matrix)
             second = shift_select(product, second_shifts, product_ctrl.matrix)
             aligned = (

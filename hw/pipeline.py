@@ -27,6 +27,7 @@ __all__ = [
     "FANOUT",
     "ECP5Target",
     "Multiplier",
+    "PackedMultiplier",
     "RegisteredProduct",
     "Target",
     "broadcast",
@@ -194,6 +195,62 @@ class Multiplier(RegisteredProduct):
 
     def __init__(self, a_shape, b_shape):
         super().__init__(a_shape, b_shape, input_registers=True)
+
+
+class PackedMultiplier(wiring.Component):
+    """Two products sharing an operand in one DSP multiply: ``even = a_even * b`` and ``odd =
+    a_odd * b`` (signed), by the scheme of :class:`lstm_fpga.sw.numerics.PackedProduct`
+    (``packed``: the widths, the shift ``S`` and the split with its borrow correction).
+
+    A :class:`Multiplier`-like :class:`RegisteredProduct` with input registers (the DSP's
+    input and output registers: one DSP multiply, inferred, so that synthesis maps it to one
+    DSP48) multiplies ``A * b``. Its operand register takes the packed ``A = (a_even << S) +
+    a_odd``: the *pack* add is the one short add of the stage that loads the DSP's input
+    registers (``a_even``/``a_odd`` should come from registers: the weight banks' output
+    registers). The *split* is combinational behind the output register, for the stage of
+    the consumer's register: ``odd`` = the product's low ``S`` bits (signed, no logic) and
+    ``even`` = its high bits plus the borrow bit ``p[S-1]`` (one short add, in front of the
+    consumer's alignment multiplexer).
+
+    Latency :attr:`LATENCY` cycles, :class:`Multiplier`'s (operands in cycle ``t``, both
+    products in ``t + LATENCY``); throughput two products per cycle; no enable, no reset.
+    ``a_even``/``a_odd`` are signed ``packed.weight_bits``, ``b`` signed
+    ``packed.element_bits``, the products signed ``packed.result_bits`` (the shape of
+    :class:`Multiplier`'s product of the same operands).
+    """
+
+    #: The DSP's input registers and output register, as :class:`Multiplier`.
+    LATENCY = Multiplier.LATENCY
+
+    def __init__(self, packed):
+        self._packed = packed
+        w, e, r = packed.weight_bits, packed.element_bits, packed.result_bits
+        super().__init__(
+            {
+                "a_even": In(Shape(w, signed=True)),
+                "a_odd": In(Shape(w, signed=True)),
+                "b": In(Shape(e, signed=True)),
+                "even": Out(Shape(r, signed=True)),
+                "odd": Out(Shape(r, signed=True)),
+            }
+        )
+
+    @property
+    def packed(self):
+        return self._packed
+
+    def elaborate(self, platform):
+        m = Module()
+        packed = self._packed
+        S, r = packed.shift, packed.result_bits
+        a = Signal(Shape(packed.packed_bits, signed=True), name="packed")
+        m.d.comb += a.eq((self.a_even << S) + self.a_odd)
+        m.submodules.product = product = RegisteredProduct(a.shape(), self.b.shape())
+        m.d.comb += [product.a.eq(a), product.b.eq(self.b)]
+        p = product.product
+        high = p[S:].as_signed() + p[S - 1]
+        m.d.comb += [self.odd.eq(p[:S].as_signed()), self.even.eq(high[:r].as_signed())]
+        return m
 
 
 #: ECP5 ``MULT18X18D`` operand width (signed).

@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..sw.ir import LstmModel
-from ..sw.numerics import FixedFormat, HeadDatapath, LstmDatapath
+from ..sw.numerics import (
+    DspPackingError,
+    FixedFormat,
+    HeadDatapath,
+    LstmDatapath,
+    PackedProduct,
+    dsp_packing,
+)
 from .banks import BankImages, bank_images
 from .compatibility import check_compatible, check_supported
 from .config import GATES_PER_UNIT, HardwareConfig, HardwareConfigError
@@ -200,6 +207,10 @@ class EnginePlan:
     partial sums of a row are added when the pass ends. With ``P <= 4H`` there is one group
     (row-parallel, one column per cycle); only ``P >= 8H`` gives several, capped at the
     widest matrix's columns. :attr:`lanes` (``groups * row_lanes <= P``) are built.
+
+    With ``config.dsp_packing == 2`` lanes ``2k`` and ``2k + 1`` of a group share one DSP
+    multiplier (:attr:`packed_product`, checked here: ``HardwareConfigError`` when the widths do
+    not fit ``config.dsp``); :attr:`lane_dsps` counts the multipliers.
     """
 
     def __init__(self, model: LstmModel, config: HardwareConfig):
@@ -281,6 +292,14 @@ class EnginePlan:
         last = matrices[-1]
         self.bank_depth = last.weight_base + last.words
         self.bias_depth = last.bias_base + last.passes
+        self.packed_product: PackedProduct | None = None
+        if config.dsp_packing == 2:
+            try:
+                self.packed_product = dsp_packing(
+                    self.weight_shape.width, self.element_shape.width, config.dsp
+                )
+            except DspPackingError as error:
+                raise HardwareConfigError(str(error)) from None
 
     # -- shape of the model ------------------------------------------------------------------
     @property
@@ -370,6 +389,23 @@ class EnginePlan:
         if self.head is not None:
             return format_shape(self.head.formats.output)
         return format_shape(self.model.output_format)
+
+    @property
+    def lane_pairs(self) -> tuple[tuple[int, int], ...]:
+        """Lanes ``(2k, 2k + 1)`` of a group that share one packed multiplier (none without
+        packing; an odd group's last lane keeps its own)."""
+        if self.packed_product is None:
+            return ()
+        return tuple(
+            (g * self.row_lanes + q, g * self.row_lanes + q + 1)
+            for g in range(self.groups)
+            for q in range(0, self.row_lanes - 1, 2)
+        )
+
+    @property
+    def lane_dsps(self) -> int:
+        """DSP multipliers of the lanes: :attr:`lanes`, or ``ceil(lanes / 2)`` packed."""
+        return self.lanes - len(self.lane_pairs)
 
     # -- memories ----------------------------------------------------------------------------
     @property

@@ -137,7 +137,9 @@ def _input_range(text: str) -> tuple[float, float]:
 
 
 #: ``build`` flags that are :func:`write_project` parameters of the same name and value.
-_BUILD_FLAGS_AS_GIVEN = "lanes output max_seq_len batch_first force device family control".split()
+_BUILD_FLAGS_AS_GIVEN = (
+    "lanes output max_seq_len batch_first force device family control dsp_packing".split()
+)
 
 
 def _check_family(family: str, device: str | None) -> None:
@@ -156,12 +158,30 @@ def _check_family(family: str, device: str | None) -> None:
             )
 
 
+def _check_packing_family(packing: int, family: str, device: str | None) -> None:
+    """``--dsp-packing 2`` only where the multiplier takes two products (before any work)."""
+    from .hw.devices import device as find_device
+    from .sw.numerics import FAMILY_DSP, UNPACKABLE_DSPS
+
+    if packing != 2:
+        return
+    chosen = find_device(device).family if device is not None else family
+    dsp = FAMILY_DSP.get(chosen)
+    if dsp in UNPACKABLE_DSPS:
+        flag = f"--device {device}" if device is not None else f"--family {family}"
+        raise _UsageError(
+            f"--dsp-packing 2 is not available with {flag}: {UNPACKABLE_DSPS[dsp]}; drop "
+            f"--dsp-packing (one multiply per DSP) or build for a Xilinx part"
+        )
+
+
 def _cmd_build(args) -> int:
     from .project import load_array, load_member, write_project
 
     model_path = Path(args.model)
     _check_model_file(model_path)
     _check_family(args.family, args.device)
+    _check_packing_family(args.dsp_packing, args.family, args.device)
     if model_path.suffix in (".json", ".npz"):
         given = [
             flag
@@ -226,6 +246,8 @@ def _cmd_build(args) -> int:
         "family": project.family,
         "lanes": project.config.lanes,
         "lanes_built": lanes_built,
+        "dsp_packing": project.config.dsp_packing,
+        "lane_dsps": interface.plan.lane_dsps,
         "cycle_bound_per_step": project.cycle_bound,
         "input_format": str(project.model.input_format),
         "output_format": str(y_format),
@@ -250,9 +272,12 @@ def _cmd_build(args) -> int:
         print(f"\nwrote {project.directory}/ ({project.family} Verilog: {project.verilog})")
         requested = project.config.lanes
         built = "" if lanes_built == requested else f" built (of {requested} requested)"
+        packing = ""
+        if project.config.dsp_packing == 2:
+            packing = f" on {interface.plan.lane_dsps} DSPs (two multiplies per DSP)"
         print(
-            f"{lanes_built} MAC lanes{built}, cycle bound {project.cycle_bound} cycles per "
-            f"time step; {interface.y.data} carries {y_format}"
+            f"{lanes_built} MAC lanes{built}{packing}, cycle bound {project.cycle_bound} "
+            f"cycles per time step; {interface.y.data} carries {y_format}"
         )
         if project.control == "axi-lite":
             print(
@@ -1008,6 +1033,16 @@ def _parser() -> argparse.ArgumentParser:
         help="FPGA family of the Verilog: generic (portable; synthesis infers the multipliers) "
         "or ecp5 (Lattice ECP5 MULT18X18D with input, pipeline and output registers, "
         "simulation model included; for `synth --target ecp5`). Default generic",
+    )
+    build.add_argument(
+        "--dsp-packing",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        metavar="1|2",
+        help="multiplies per DSP in the MAC lanes: 2 pairs lanes 2k, 2k+1 on one DSP48 "
+        "(ceil(P/2) DSPs for P lanes; needs 2*weight bits + element bits + 1 <= 25, e.g. "
+        "--bits 8, or --weight-bits 4 with 16-bit elements; Xilinx only). Default 1",
     )
     build.add_argument(
         "--control",

@@ -52,7 +52,7 @@ from .sw.calibrate import (
 )
 from .sw.float_model import FloatLstm
 from .sw.ir import IRError, LstmModel
-from .sw.numerics import FixedFormat
+from .sw.numerics import FAMILY_DSP, FixedFormat
 
 __all__ = [
     "BUILD_SCHEMA_VERSION",
@@ -149,6 +149,8 @@ class Project:
                 lanes=manifest["hardware"]["lanes"],
                 output=manifest["hardware"]["output"],
                 max_seq_len=manifest["hardware"]["max_seq_len"],
+                dsp_packing=manifest["hardware"].get("dsp_packing", 1),
+                dsp=manifest["hardware"].get("dsp", "DSP48E1"),
             ),
             batch_first=manifest["batch_first"],
             float_model=FloatLstm.load(float_path) if float_path.is_file() else None,
@@ -280,6 +282,7 @@ def write_project(
     calibration_c0=None,
     device: str | None = None,
     family: str = "generic",
+    dsp_packing: int = 1,
     control: str = "stream",
     log=None,
     progress: bool = False,
@@ -302,7 +305,10 @@ def write_project(
     say that no data was seen. ``device`` (a name of :data:`lstm_fpga.hw.devices.DEVICES`) is
     checked before the Verilog is generated: a design whose block RAMs or DSPs exceed it
     raises ``DeviceFitError``. ``family`` (``"generic"`` or ``"ecp5"``) is the FPGA family
-    whose primitives the Verilog instantiates (:func:`lstm_fpga.hw.write_build`). ``log`` gets
+    whose primitives the Verilog instantiates (:func:`lstm_fpga.hw.write_build`).
+    ``dsp_packing=2`` shares one DSP multiplier between two lanes
+    (:attr:`HardwareConfig.dsp_packing`), checked against the DSP of ``device``'s family (the
+    7-series DSP48E1 without a device). ``log`` gets
     a line per stage; ``progress`` shows bars with the ETA for calibration and its report on a
     terminal (:mod:`lstm_fpga.progress`). ``control="axi-lite"`` adds the AXI4-Lite top
     (``rtl/lstm_axi.v``, ``rtl/lstm_axi_inline.v``) and its C header ``lstm_regs.h``.
@@ -313,7 +319,13 @@ def write_project(
     out = Path(out)
     inputs = [source if isinstance(source, str | Path) else None, calibration_path]
     check_output_dir(out, force=force, inputs=inputs)
-    config = HardwareConfig(lanes=lanes, output=output, max_seq_len=max_seq_len)
+    config = HardwareConfig(
+        lanes=lanes,
+        output=output,
+        max_seq_len=max_seq_len,
+        dsp_packing=dsp_packing,
+        dsp=_packing_dsp(device, family),
+    )
     float_model = report = None
     if isinstance(source, str | Path) and Path(source).suffix in (".json", ".npz"):
         log(f"loading IR {source}")
@@ -390,6 +402,8 @@ def write_project(
                 "lanes": lanes,
                 "output": output,
                 "max_seq_len": max_seq_len,
+                "dsp_packing": dsp_packing,
+                "dsp": config.dsp,
                 "family": hw_manifest["family"],
                 "geometry": hw_manifest["geometry"],
                 # Packed weight memories vs ceil(weight bits / block-RAM bits); the list of
@@ -489,6 +503,16 @@ def _calibration_record(report: QuantizationReport | None, path, input_range) ->
 
 def _str(path) -> str | None:
     return None if path is None else str(path)
+
+
+def _packing_dsp(device: str | None, family: str) -> str:
+    """The DSP packed products must fit: ``device``'s family's, else ``family``'s (generic:
+    the 7-series DSP48E1, which the UltraScale DSP48E2 contains)."""
+    from .hw.devices import device as find_device
+
+    if device is not None:
+        family = find_device(device).family
+    return FAMILY_DSP.get(family, FAMILY_DSP["generic"])
 
 
 def _device_fit(model: LstmModel, config: HardwareConfig, name: str | None) -> dict:

@@ -19,6 +19,8 @@ the simulator checks (:mod:`lstm_fpga.sim`):
 * :class:`IntermediateWidth` / :func:`check_exact` -- every intermediate width the formats
   derive, checked against :data:`MAX_EXACT_WIDTH` (what the int64 reference holds exactly).
 * :func:`check_format_chain` -- how the formats of a model's layers and head chain.
+* :class:`PackedProduct` / :func:`dsp_packing` -- two multiplies per DSP: the packed operand,
+  the split with its borrow correction, and which widths fit which DSP (:data:`DSP_PORTS`).
 
 The modules: ``fixed`` (formats, quantise, shift, clamp), ``accumulator``, ``activation``,
 ``datapath`` (a layer direction's and the head's formats and derived arithmetic).
@@ -58,15 +60,29 @@ from .fixed import (
     scaled_integers,
     shift_round,
 )
+from .packing import (
+    DSP_PORTS,
+    FAMILY_DSP,
+    PACKING_FACTORS,
+    UNPACKABLE_DSPS,
+    DspPackingError,
+    PackedProduct,
+    dsp_packing,
+)
 
 __all__ = [
     "ACTIVATION_DOMAIN",
     "ACTIVATION_SEGMENTS_PER_UNIT",
     "DEFAULT_WIDTH",
+    "DSP_PORTS",
+    "FAMILY_DSP",
     "MAX_EXACT_WIDTH",
+    "PACKING_FACTORS",
+    "UNPACKABLE_DSPS",
     "AccumulatorPlan",
     "Activation",
     "ActivationTable",
+    "DspPackingError",
     "FixedFormat",
     "FormatWidthError",
     "HeadDatapath",
@@ -76,12 +92,14 @@ __all__ = [
     "LstmFormats",
     "MacSegment",
     "Overflow",
+    "PackedProduct",
     "Rounding",
     "activation_table",
     "check_exact",
     "check_format_chain",
     "clamp",
     "dequantize",
+    "dsp_packing",
     "overflow_count",
     "plan_accumulator",
     "quantize",

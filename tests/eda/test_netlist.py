@@ -72,4 +72,11 @@ def test_ecp5_luts_include_carry_cells_and_dsp_registers_are_counted():
     assert dsp_registers(cells, "ecp5")["output"] == 1
     assert dsp_registers(cells, "ecp5")["input A"] == 0
     xilinx = {"p": {"type": "DSP48E1", "parameters": {"AREG": "01", "PREG": "1", "MREG": "0"}}}
-    assert dsp_registers(xilinx, "xilinx") == {"AREG": 1, "BREG": 0, "MREG": 0, "PREG": 1}
+    assert dsp_registers(xilinx, "xilinx") == {
+        "AREG": 1,
+        "BREG": 0,
+        "DREG": 0,
+        "ADREG": 0,
+        "MREG": 0,
+        "PREG": 1,
+    }

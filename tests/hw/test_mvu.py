@@ -92,11 +92,16 @@ def test_units_equal_reference_accumulators(layers, bidirectional, head, lanes):
         seed=lanes,
         scale=2.0,
     )
-    plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=4))
+    check_units(EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=4)), seed=lanes)
+
+
+def check_units(plan: EnginePlan, seed: int) -> None:
+    """Ten random jobs of ``plan``'s matrices through its unit, with stalls: every unit
+    equals the reference accumulators."""
     images = plan.images
     dut = MatrixVectorUnit(plan)
     bench_top = _Lagged(dut)
-    rng = np.random.default_rng(lanes)
+    rng = np.random.default_rng(seed)
     jobs = [int(m) for m in rng.integers(0, len(plan.matrices), 10)]
     vectors = [_random_vector(plan, m, rng) for m in jobs]
     G = plan.groups

@@ -55,6 +55,31 @@ def test_lanes_use_exactly_p_dsps_and_weights_use_block_ram(tmp_path, family):
         assert estimate.brams == report.total["bram"] + 5
 
 
+def test_packed_lanes_use_half_the_dsps(tmp_path):
+    """``--dsp-packing 2``: each packed lane pair is one DSP48E1 with its input and product
+    registers (issue 13 item 4); an odd P leaves one lane on its own DSP."""
+    from lstm_fpga.sw.numerics import FixedFormat
+    from lstm_fpga.testing import width_formats
+
+    layer, head = width_formats(8)
+    model = random_model(16, 16, seed=0, formats=layer, head_formats=head)
+    assert {layer.w_ih, layer.x} == {FixedFormat(8, 6), FixedFormat(8, 4)}
+    lanes = 5
+    config = HardwareConfig(lanes=lanes, dsp_packing=2)
+    build = write_build(model, config, tmp_path)
+    report = synthesize(build.verilog, "xilinx", top=TOP_NAME)
+    assert report.blocks["engine.mvu"]["dsp"] == EnginePlan(model, config).lane_dsps == 3
+    # Every DSP (lanes and cell) has its operand registers and its product register; Yosys
+    # puts a pair's pack add into the DSP's pre-adder, whose AD register is then the packed
+    # operand's register (the even weight's bank output register moves into DREG).
+    dsps, registers = report.total["dsp"], report.dsp_registers
+    pairs = len(EnginePlan(model, config).lane_pairs)
+    assert registers["ADREG"] == registers["DREG"] == pairs == 2
+    assert registers["AREG"] + registers["ADREG"] == registers["BREG"] == dsps
+    assert registers["MREG"] + registers["PREG"] >= dsps
+    assert estimate_resources(EnginePlan(model, config), "xc7").dsps == dsps
+
+
 def _weight_memories_top(plan) -> str:
     """The packed weight memories of ``plan``'s generated Verilog under a top that brings
     every port out (the rest of the design left out: seconds, not minutes, of Yosys)."""
