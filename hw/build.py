@@ -18,7 +18,7 @@ from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_memories_verilog
 from .pipeline import FAMILIES, target
 from .plan import EnginePlan
-from .regmap import REGISTER_MAP_VERSION, REGISTERS
+from .regmap import REGISTER_MAP_VERSION
 
 __all__ = [
     "TOP_NAME",
@@ -294,13 +294,5 @@ def control_manifest(axi: LstmAxi) -> dict:
         "verilog": f"{AXI_TOP_NAME}.v",
         "register_map_version": ".".join(map(str, REGISTER_MAP_VERSION)),
         "model_hash": regmap.model_hash,
-        "registers": [
-            {
-                "name": r.name,
-                "offset": r.offset,
-                "access": r.access.value,
-                "reset": regmap.reset_value(r),
-            }
-            for r in REGISTERS
-        ],
+        "registers": regmap.records(),
     }

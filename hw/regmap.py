@@ -436,6 +436,18 @@ class RegisterMap:
         """What ``r`` reads right after ``rst`` (constants: their value; ``WO``: 0)."""
         return self.constants.get(r.name, r.reset if r.access is not Access.WO else 0)
 
+    def records(self) -> list[dict]:
+        """Every register's name, offset, access and reset value (``build.json``, manifests)."""
+        return [
+            {
+                "name": r.name,
+                "offset": r.offset,
+                "access": r.access.value,
+                "reset": self.reset_value(r),
+            }
+            for r in REGISTERS
+        ]
+
 
 # -- generated text ------------------------------------------------------------------------------
 PREFIX = "LSTM"

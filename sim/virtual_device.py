@@ -25,7 +25,6 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..eda import find_verilator
 from ..hw.engine import LstmTop
 from ..hw.hostlink import DEFAULT_MAX_PAYLOAD, DEFAULT_Y_DEPTH, HostLink
 from ..hw.interface import CLOCK, RESET
@@ -33,6 +32,7 @@ from ..hw.memory import weight_memories_verilog
 from ..hw.pipeline import target
 from ..hw.plan import EnginePlan
 from .compilation import _locked
+from .verilator_harness import verilator_build
 
 __all__ = [
     "LINK_TOP_NAME",
@@ -272,34 +272,15 @@ def compile_virtual_device(
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / f"{LINK_TOP_NAME}.v").write_text(verilog_text)
         (workdir / "harness.cpp").write_text(source)
-        verilator = find_verilator()
-        args = [
-            str(verilator.executable),
-            "--cc",
-            "--exe",
-            "--build",
-            "--build-jobs",
-            str(jobs),
-            *_OPTIONS,
-            "--top-module",
-            LINK_TOP_NAME,
-            "-Mdir",
-            "obj",
-            "-o",
-            "virtual_device",
-            f"{LINK_TOP_NAME}.v",
-            "harness.cpp",
-        ]
-        for _attempt in range(2):  # parallel make of Verilator's headers can race; retry
-            run = subprocess.run(
-                args, cwd=workdir, env=verilator.env(), capture_output=True, text=True
-            )
-            if run.returncode == 0:
-                break
-        if run.returncode != 0:
-            raise RuntimeError(
-                f"Verilator build of the virtual device failed:\n{run.stderr[-4000:]}"
-            )
+        verilator_build(
+            workdir,
+            top=LINK_TOP_NAME,
+            sources=[f"{LINK_TOP_NAME}.v", "harness.cpp"],
+            output="virtual_device",
+            options=_OPTIONS,
+            jobs=jobs,
+            what="the virtual device",
+        )
         stamp.write_text(digest)
     return executable
 

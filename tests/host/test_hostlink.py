@@ -15,6 +15,7 @@ from lstm_fpga.hw.hostlink import HostLink, core_signature
 from lstm_fpga.hw.uart import UartRx, UartTx, clocks_per_bit
 from lstm_fpga.sw.reference import run_reference
 from lstm_fpga.testing import random_input, random_model
+from tests.host.uart_model import UartReceiver, send_bytes
 
 
 @pytest.mark.parametrize(("clk", "baud", "cycles"), [(48e6, 115_200, 417), (25e6, 3_125_000, 8)])
@@ -134,46 +135,26 @@ def _simulate_link(model, frames_bytes, *, quiet_after=400):
 
     top = Top()
     link = top.link
-    received = bytearray()
+    uart = UartReceiver(CPB)
 
     async def send(ctx):
         ctx.set(link.rx, 1)
         await ctx.tick().repeat(5)
         for data in frames_bytes:
-            for byte in data:
-                for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
-                    ctx.set(link.rx, bit)
-                    await ctx.tick().repeat(CPB)
+            await send_bytes(ctx, link.rx, data, CPB)
             await ctx.tick().until(~link.busy)
             await ctx.tick().repeat(quiet_after)
 
     async def receive(ctx):
-        state, count, value, bit = None, 0, 0, 0
         async for _, _, tx in ctx.tick().sample(link.tx):
-            if state is None:
-                if tx == 0:
-                    state, count, value, bit = "start", CPB // 2, 0, 0
-                continue
-            count -= 1
-            if count:
-                continue
-            count = CPB
-            if state == "start":
-                state = "data"
-            elif state == "data":
-                value |= tx << bit
-                bit += 1
-                state = "stop" if bit == 8 else "data"
-            else:
-                assert tx == 1, "framing error on tx"
-                received.append(value)
-                state = None
+            uart.sample(tx)
 
     sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(send)
     sim.add_testbench(receive, background=True)
     sim.run()
+    received = uart.received
     stream = io.BytesIO(bytes(received))
     answers = []
     while stream.tell() < len(received):

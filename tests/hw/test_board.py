@@ -14,6 +14,7 @@ from lstm_fpga.hw.board import BOARDS, LEDS, BoardError, BoardTop, board
 from lstm_fpga.hw.engine import LstmTop
 from lstm_fpga.hw.pll import PLL_DIVIDERS, PLL_PFD_MHZ, PLL_VCO_MHZ, PllError, ecp5_pll
 from lstm_fpga.testing import random_model
+from tests.host.uart_model import UartReceiver, send_bytes
 
 
 @pytest.mark.parametrize("mhz", [10, 48, 73.5, 90, 100, 112, 125.3, 400])
@@ -186,41 +187,21 @@ def test_board_top_bridges_the_uart_pins_to_the_core_and_shows_it_on_the_leds():
         P.encode_frame(P.Frame(P.FrameType.INPUT, 1, bytes([P.InputFlags.LAST]) + beats)),
         P.encode_frame(P.Frame(P.FrameType.READ_OUTPUTS, 2, P.to_le(100, 2))),
     ]
-    received, leds = bytearray(), []
+    uart, leds = UartReceiver(cpb), []
+    received = uart.received
     led = {name.split(" ")[0]: i for i, name in enumerate(LEDS)}
 
     async def send(ctx):
         await ctx.tick().repeat(20)
         for data in frames:
-            for byte in data:
-                for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
-                    ctx.set(top.rx, bit)
-                    await ctx.tick().repeat(cpb)
+            await send_bytes(ctx, top.rx, data, cpb)
             await ctx.tick().until(~link.busy)
             await ctx.tick().repeat(400)
 
     async def receive(ctx):
-        state, count, value, bit = None, 0, 0, 0
         async for _, _, tx, shown in ctx.tick().sample(top.tx, top.leds):
             leds.append(shown)
-            if state is None:
-                if tx == 0:
-                    state, count, value, bit = "start", cpb // 2, 0, 0
-                continue
-            count -= 1
-            if count:
-                continue
-            count = cpb
-            if state == "start":
-                state = "data"
-            elif state == "data":
-                value |= tx << bit
-                bit += 1
-                state = "stop" if bit == 8 else "data"
-            else:
-                assert tx == 1, "framing error on tx"
-                received.append(value)
-                state = None
+            uart.sample(tx)
 
     sim = Simulator(top)
     sim.add_clock(1 / clk)

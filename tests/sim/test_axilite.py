@@ -50,15 +50,7 @@ def _spec(interface, sequences, pacing: bool, carried) -> dict:
             "y_beats": int(interface.y_beats([len(carried)]).sum()),
             "state_beats": interface.state_beats,
         },
-        "registers": [
-            {
-                "name": r.name,
-                "offset": r.offset,
-                "access": r.access.value,
-                "reset": regmap.reset_value(r),
-            }
-            for r in REGISTERS
-        ],
+        "registers": regmap.records(),
         "fields": {f"{r.name}.{f.name}": f.mask for r in REGISTERS for f in r.fields},
         "unmapped": [last + 4, last + 5, (1 << ADDRESS_WIDTH) - 4],
         "control_reset": register("CONTROL").reset,
