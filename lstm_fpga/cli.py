@@ -175,9 +175,33 @@ def _check_packing_family(packing: int, family: str, device: str | None) -> None
         )
 
 
+def _memory_gbps(values) -> tuple[float, ...]:
+    """``--memory-gbps`` values as GB/s: positive numbers (checked before any work)."""
+    from .hw.limits import check_memory_gbps
+
+    gbps = []
+    for value in values or ():
+        try:
+            gbps.append(check_memory_gbps(value))
+        except ValueError:
+            raise _UsageError(
+                f"--memory-gbps {value}: give the bandwidth of the memory the weights would come "
+                f"from as a positive number of GB/s (e.g. 0.2 for 16-bit SDRAM at 100 MHz)"
+            ) from None
+    return tuple(gbps)
+
+
+def _print_limits(limits, memory_gbps) -> None:
+    """The limits report (:mod:`lstm_fpga.hw.limits`) under a build's or comparison's text."""
+    for line in limits.describe(memory_gbps):
+        print(line)
+
+
 def _cmd_build(args) -> int:
+    from .hw.limits import design_limits
     from .project import load_array, load_member, write_project
 
+    memory_gbps = _memory_gbps(args.memory_gbps)
     model_path = Path(args.model)
     _check_model_file(model_path)
     _check_family(args.family, args.device)
@@ -234,12 +258,14 @@ def _cmd_build(args) -> int:
             **calibration,
             headroom_bits=args.headroom or 0,
             input_range=input_range,
+            memory_gbps=memory_gbps,
             log=_progress(not args.json),
             progress=not args.json,
         )
     interface = _interface(project)
     y_format = interface.y_format
     lanes_built = interface.plan.lanes
+    manifest = json.loads((project.directory / "build.json").read_text())
     summary = {
         "directory": str(project.directory),
         "verilog": str(project.verilog),
@@ -251,7 +277,8 @@ def _cmd_build(args) -> int:
         "cycle_bound_per_step": project.cycle_bound,
         "input_format": str(project.model.input_format),
         "output_format": str(y_format),
-        "device": json.loads((project.directory / "build.json").read_text())["device"],
+        "device": manifest["device"],
+        "limits": manifest["limits"],
         "control": project.control,
         "saturations_on_calibration": None
         if project.report is None
@@ -279,6 +306,7 @@ def _cmd_build(args) -> int:
             f"{lanes_built} MAC lanes{built}{packing}, cycle bound {project.cycle_bound} "
             f"cycles per time step; {interface.y.data} carries {y_format}"
         )
+        _print_limits(design_limits(interface), memory_gbps)
         if project.control == "axi-lite":
             print(
                 f"AXI4-Lite top: {project.rtl}/lstm_axi.v (register map "
@@ -533,8 +561,9 @@ def _clamped(model, x, lengths, batch_first, h0, c0) -> list:
 
 
 def _cmd_compare(args) -> int:
-    from .project import Project
+    from .project import Project, limits_of
 
+    memory_gbps = _memory_gbps(args.memory_gbps)
     project = Project.load(args.build)
     path = project.directory / "sim" / "comparison.json"
     if not path.is_file():
@@ -546,10 +575,13 @@ def _cmd_compare(args) -> int:
     timing = json.loads((project.directory / "build.json").read_text()).get("timing", {})
     summary["fmax_mhz"] = timing.get("ecp5", {}).get("fmax_mhz")  # measured by `synth`
     summary["timing"] = timing or None
+    limits, gbps = limits_of(project, memory_gbps or None)
+    summary["limits"] = limits.to_json_dict(gbps)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print((path.with_suffix(".txt")).read_text(), end="")
+        _print_limits(limits, gbps)
     return 0 if summary["bit_exact"] else 1
 
 
@@ -927,6 +959,17 @@ def _lanes(parser) -> None:
     parser.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
 
 
+def _memory_flag(parser) -> None:
+    parser.add_argument(
+        "--memory-gbps",
+        action="append",
+        metavar="G",
+        help="also say whether the design would be compute- or memory-bound with its weights "
+        "from a memory of G GB/s, and its µs per step (repeatable; docs/hardware.md"
+        "#what-limits-the-design)",
+    )
+
+
 def _format_flags(parser) -> None:
     """How calibration chooses the formats (``build`` and ``finetune``): the flags, and
     :func:`_format_choice` their values as keyword arguments."""
@@ -1053,6 +1096,7 @@ def _parser() -> argparse.ArgumentParser:
         "stream ports, and its C header OUT/lstm_regs.h (docs/axi-lite.md). Default stream",
     )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _memory_flag(build)
 
     simulate = _command(
         commands,
@@ -1088,7 +1132,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--waves", action="store_true", help="write a waveform (path printed)")
 
-    _command(
+    compare = _command(
         commands,
         "compare",
         _cmd_compare,
@@ -1096,8 +1140,10 @@ def _parser() -> argparse.ArgumentParser:
         json_help="print JSON",
         help="show the comparison of a build's last simulation",
         description="Print the hardware vs reference vs float comparison of the last "
-        "`lstm-fpga simulate` of OUT. Exit 1 if the hardware was not bit-exact.",
+        "`lstm-fpga simulate` of OUT and what limits the design (at the Fmax `synth` "
+        "measured, else a nominal clock). Exit 1 if the hardware was not bit-exact.",
     )
+    _memory_flag(compare)
 
     tune = _command(
         commands,

@@ -41,6 +41,7 @@ import numpy as np
 from . import __version__
 from .hw import EnginePlan, HardwareConfig, cycle_bound, generate_verilog, write_build
 from .hw.integration import write_integration_files
+from .hw.limits import check_memory_gbps, design_limits, measured_clock
 from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
 from .sw.calibrate import (
     QuantizationReport,
@@ -58,6 +59,7 @@ __all__ = [
     "BUILD_SCHEMA_VERSION",
     "BuildError",
     "Project",
+    "limits_of",
     "load_array",
     "load_member",
     "make_safe_cache_dir",
@@ -284,6 +286,7 @@ def write_project(
     family: str = "generic",
     dsp_packing: int = 1,
     control: str = "stream",
+    memory_gbps=(),
     log=None,
     progress: bool = False,
 ) -> Project:
@@ -312,10 +315,17 @@ def write_project(
     a line per stage; ``progress`` shows bars with the ETA for calibration and its report on a
     terminal (:mod:`lstm_fpga.progress`). ``control="axi-lite"`` adds the AXI4-Lite top
     (``rtl/lstm_axi.v``, ``rtl/lstm_axi_inline.v``) and its C header ``lstm_regs.h``.
+    ``memory_gbps`` (GB/s, any number of them) adds to ``build.json``'s ``"limits"``
+    (:mod:`lstm_fpga.hw.limits`) whether the design would be compute- or memory-bound with
+    its weights from a memory of that bandwidth.
     """
     from .sw.torch_import import import_model
 
     log = log or (lambda message: None)
+    try:
+        memory_gbps = tuple(check_memory_gbps(g) for g in memory_gbps)
+    except ValueError as error:
+        raise BuildError(f"memory_gbps: {error}") from None
     out = Path(out)
     inputs = [source if isinstance(source, str | Path) else None, calibration_path]
     check_output_dir(out, force=force, inputs=inputs)
@@ -355,6 +365,7 @@ def write_project(
             progress=progress,
         )
     fit = _device_fit(model, config, device)
+    limits = design_limits(EnginePlan(model, config)).to_json_dict(memory_gbps)
     staging = staging_dir(out)
     try:
         log(f"generating {family} Verilog ({lanes} lanes)")
@@ -414,6 +425,7 @@ def write_project(
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
             "device": fit,
+            "limits": limits,
             "calibration": _calibration_record(report, calibration_path, input_range),
             "interface": {"top": hw_manifest["top"], "ports": hw_manifest["ports"]},
             "control": {k: v for k, v in hw_manifest["control"].items() if k != "registers"},
@@ -536,11 +548,32 @@ def _device_fit(model: LstmModel, config: HardwareConfig, name: str | None) -> d
     return {"chosen": fit.to_json_dict()}
 
 
+def limits_of(project: Project, memory_gbps=None):
+    """The :class:`~lstm_fpga.hw.limits.DesignLimits` of a loaded build at its measured clock
+    (``build.json`` ``"timing"``, else the nominal one) and the memory bandwidths to show:
+    ``memory_gbps``, else those the build was made with (``build --memory-gbps``)."""
+    manifest = json.loads((project.directory / "build.json").read_text())
+    limits = design_limits(
+        EnginePlan(project.model, project.config), measured_clock(manifest.get("timing"))
+    )
+    if memory_gbps is None:
+        memory_gbps = [m["memory_gbps"] for m in manifest.get("limits", {}).get("memory", [])]
+    return limits, tuple(memory_gbps)
+
+
 def record_timing(directory: Path, timing: dict) -> None:
-    """Add the measured clock of ``lstm-fpga synth`` to ``build.json`` (``"timing"``)."""
+    """Add the measured clock of ``lstm-fpga synth`` to ``build.json`` (``"timing"``) and
+    recompute its ``"limits"`` at that clock."""
     path = Path(directory) / "build.json"
     manifest = json.loads(path.read_text())
     manifest.setdefault("timing", {})[timing["target"]] = timing
+    if "limits" in manifest:
+        project = Project.load(directory)
+        gbps = [m["memory_gbps"] for m in manifest["limits"].get("memory", [])]
+        limits = design_limits(
+            EnginePlan(project.model, project.config), measured_clock(manifest["timing"])
+        )
+        manifest["limits"] = limits.to_json_dict(gbps)
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     partial.replace(path)
