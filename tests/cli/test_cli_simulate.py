@@ -50,7 +50,11 @@ def test_simulate_then_compare(built, capsys):
     outputs = np.load(out / "sim" / "outputs.npy")
     assert outputs.shape == (2, 7, 5)  # batch_first like the build
     assert main(["compare", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["bit_exact"] is True
+    compared = json.loads(capsys.readouterr().out)
+    assert compared["bit_exact"] is True
+    assert compared["limits"]["clock"]["measured"] is False and compared["limits"]["memory"] == []
+    assert main(["compare", str(out), "--memory-gbps", "0.1"]) == 0
+    assert "from a 0.1 GB/s memory: memory-bound" in capsys.readouterr().out
 
 
 def test_wrong_input_shape_is_exit_2(built, capsys):
