@@ -9,7 +9,7 @@ from lstm_fpga.hw import EnginePlan
 from lstm_fpga.hw.limits import design_limits
 from lstm_fpga.project import Project, limits_of, record_timing
 
-from .conftest import run_cli
+from tests.cli.conftest import run_cli
 
 
 @pytest.mark.parametrize("lanes", [3, 16])
