@@ -8,7 +8,6 @@ import pytest
 from lstm_fpga.hw import EnginePlan
 from lstm_fpga.hw.limits import design_limits
 from lstm_fpga.project import Project, limits_of, record_timing
-
 from tests.cli.conftest import run_cli
 
 
