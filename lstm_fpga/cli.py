@@ -966,7 +966,7 @@ def _memory_flag(parser) -> None:
         metavar="G",
         help="also say whether the design would be compute- or memory-bound with its weights "
         "from a memory of G GB/s, and its µs per step (repeatable; docs/hardware.md"
-        "#what-limits-the-design)",
+        "#what-limits-the-design---memory-gbps)",
     )
 
 
