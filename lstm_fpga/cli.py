@@ -614,7 +614,7 @@ def _cmd_synth(args) -> int:
     from .hw.pipeline import FAMILIES
     from .outdir import record_generated
     from .progress import ToolBars, interactive
-    from .project import Project, record_timing
+    from .project import Project, limits_of, record_timing
 
     project = Project.load(args.build)
     dev = _target_device(args.target, args.device)
@@ -685,8 +685,9 @@ def _cmd_synth(args) -> int:
                 "source": f"lstm-fpga synth (nextpnr seed {args.seed})",
             },
         )
+    limits, gbps = limits_of(project)  # at the Fmax just recorded
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps({**data, "limits": limits.to_json_dict(gbps)}, indent=2))
         return 0 if result.fit.fits else 1
     fit = result.fit
     print(f"{dev.part} ({dev.name}){'' if result.speed is None else f', speed {result.speed}'}")
@@ -702,6 +703,7 @@ def _cmd_synth(args) -> int:
         print(
             f"critical path {pnr.path_ns:.2f} ns: {' -> '.join(critical_chain(pnr.critical_path))}"
         )
+        _print_limits(limits, gbps)
     else:
         print("Fmax: not measured (no out-of-context place and route for this family)")
     source = "nextpnr" if result.pnr is not None else f"yosys synth_{result.synth.family}"

@@ -112,6 +112,10 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     assert result["fits"]
     timing = json.loads((out / "build.json").read_text())["timing"]["ecp5"]
     assert timing["fmax_mhz"] == result["fmax_mhz"]
+    # The limits report, in build.json and the output, at the measured clock.
+    limits = json.loads((out / "build.json").read_text())["limits"]
+    assert limits["clock"]["measured"] and limits["clock"]["mhz"] == result["fmax_mhz"]
+    assert result["limits"] == limits
     assert (out / "synth_ecp5.json").is_file()
     # On a terminal: the tools' steps as lines and a bar per stage their logs name (a stage
     # shorter than the 1 s poll may pass unseen on this small design; tests/eda checks the
