@@ -304,19 +304,19 @@ class JobWalker(wiring.Component):
         outstanding = self.outstanding
         completed = self.completed
         # ``issue`` and ``load`` select the next state of most of the walker's registers, so
-        # each is one LUT from registers: ``go`` is ``current`` and both segments' verdicts
-        # (``a_ok & b_ok``), and ``idle_ready`` / ``final_ready`` hold the terms of a load
-        # without an issue (``staged_valid & ~current``) and with the job's last issue
-        # (``staged_valid & final & ~load_pending``), all registered from next-state values.
-        go = Signal()
+        # each is a LUT or two from registers: ``idle_ready`` / ``final_ready`` hold the terms
+        # of a load without an issue (``staged_valid & ~current``) and with the job's last
+        # issue (``staged_valid & final & ~load_pending``), registered from next-state values.
+        a_ok = Signal()
+        b_ok = Signal()
         idle_ready = Signal()
         final_ready = Signal()
         drain_free = self.drain_free
         issue = self.issue
         m.d.comb += [
-            issue.eq(go & ~(is_last_cycle & (load_pending | ~drain_free))),
-            job_end.eq(final & go & drain_free & ~load_pending),
-            load.eq(idle_ready | (final_ready & go & drain_free)),
+            issue.eq(current & a_ok & b_ok & ~(is_last_cycle & (load_pending | ~drain_free))),
+            job_end.eq(current & final & a_ok & b_ok & drain_free & ~load_pending),
+            load.eq(idle_ready | (final_ready & a_ok & b_ok & drain_free)),
             self.job_start.eq((pass_index == 0) & (cycle == 0)),
         ]
         # Next-state values of the registers the ready terms are made of (the defaults hold).
@@ -395,10 +395,10 @@ class JobWalker(wiring.Component):
 
         a_advanced = advanced(a_verdict, first_top, columns_last, top_g)
         b_advanced = advanced(b_verdict, first_b_top, job["b_last"], b_top_g)
-        # (an issue in the job's last cycle ends it: ``go`` falls unless a job is loaded)
-        go_advanced = ~(is_last_cycle & is_last_pass) & a_advanced & b_advanced
-        go_held = current & a_verdict(top) & b_verdict(b_top)
-        m.d.sync += go.eq(Mux(issue, go_advanced, go_held))
+        m.d.sync += [
+            a_ok.eq(Mux(issue, a_advanced, a_verdict(top))),
+            b_ok.eq(Mux(issue, b_advanced, b_verdict(b_top))),
+        ]
         with m.If(issue):
             m.d.sync += [
                 top.eq(top_advanced),
@@ -475,12 +475,12 @@ class JobWalker(wiring.Component):
                 room_a.eq(staged["a_distance"] - lag),
                 room_b.eq(staged["b_distance"] - lag),
                 # ``top < room`` (or the segment's last column < room: min(top, a_last) is
-                # in ``a_slack``) of the job's first cycle for segment b, and for segment a
-                # the same, or for an ``x`` segment the beats of the job's step (an ending
-                # layer-0 job's step leaves the ring).
-                go.eq(
-                    (staged["first_b_top"][-1] | within("b"))
-                    & Mux(
+                # in ``a_slack``) of the job's first cycle.
+                b_ok.eq(staged["first_b_top"][-1] | within("b")),
+                # An ``x`` segment has the beats of the job's step (an ending layer-0 job's
+                # step leaves the ring).
+                a_ok.eq(
+                    Mux(
                         staged["a_x"],
                         Mux(
                             current & a_x,
