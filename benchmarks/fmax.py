@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +50,18 @@ def _config(I, H, head, P):
     model = random_model(I, H, head=head)
     config = HardwareConfig(lanes=P, output="last" if head else "all")
     return model, config
+
+
+def _commit() -> str:
+    """The checked-out commit (with ``+dirty`` when the tree has uncommitted changes)."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def measure(name: str, seed: int, workdir: Path, family: str = "generic") -> dict:
@@ -97,6 +110,8 @@ def measure(name: str, seed: int, workdir: Path, family: str = "generic") -> dic
         "synth_seconds": round(result.synth.seconds),
         "pnr_seconds": round(result.pnr.seconds),
         "wall_seconds": round(time.monotonic() - started),
+        "commit": _commit(),
+        "command": "benchmarks/fmax.py " + " ".join(sys.argv[1:]),
     }
 
 
