@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..sw.numerics import Overflow
 from .cell import output_layout
 from .config import GATES_PER_UNIT
-from .fixed import format_shape, rescale_saturates, rescale_value
+from .fixed import fitting_range, format_shape, shift_round_value
 from .mvu import unit_layout
 from .plan import EnginePlan
 
@@ -28,10 +29,11 @@ class HeadOutput(wiring.Component):
     ``job.y_last``. ``saturated`` pulses, one cycle after the handshake, for every emitted
     element whose rescale clamps.
 
-    Pipeline: a taken unit's four rows are rescaled into a stage register (with their
-    saturation flags, no enable: the rescale's carry chains end at a flip-flop), which the
-    next cycle loads into a bank (with the position of the unit's final row), so ``y``'s data
-    is a choice among registers; the ``y`` handshake only enables registers (the row counter,
+    Pipeline: a taken unit's four rows are rounded into a stage register, beside their
+    compares against :func:`~lstm_fpga.hw.fixed.fitting_range` (no enable: the carry chains
+    end at flip-flops); the next cycle fits them (the clamp or the wrap) into a bank, with
+    their saturation flags and the position of the unit's final row, so ``y``'s data is a
+    choice among registers; the ``y`` handshake only enables registers (the row counter,
     the flag register behind ``saturated``), and no output port or ``ready`` reaches an
     adder. Two such banks take units in turn: while one is serialised onto ``y`` the other
     may take the next unit (a staged unit holds its bank), so ``units.ready`` is a flip-flop
@@ -91,16 +93,21 @@ class HeadOutput(wiring.Component):
         count = Signal(range(_BANKS + 1))
         filled = Signal(range(_BANKS + 1))
         room = Signal(init=1)
-        # One rescale of the taken unit's rows into the stage register, every cycle (``staged``
-        # says it holds a taken unit), then into the bank ``write`` names.
+        # The taken unit's rows rounded into the stage register, every cycle (``staged`` says
+        # it holds a taken unit), with whether each lies above or below the output format;
+        # fitted from there into the bank ``write`` names (``rescale`` of the reference).
+        shape = format_shape(fmt)
+        shift = hd.acc.frac - fmt.frac
+        low, high = fitting_range(shift, hd.rounding, fmt)
         staged = Signal()
-        stage_values = [
-            Signal(format_shape(fmt), name=f"stage_value{k}", reset_less=True)
+        stage_low = [
+            Signal(shape.width, name=f"stage_low{k}", reset_less=True)
             for k in range(GATES_PER_UNIT)
         ]
-        stage_flags = [
-            Signal(name=f"stage_flag{k}", reset_less=True) for k in range(GATES_PER_UNIT)
-        ]
+        stage_above, stage_below = (
+            [Signal(name=f"stage_{side}{k}", reset_less=True) for k in range(GATES_PER_UNIT)]
+            for side in ("above", "below")
+        )
         stage_final = Signal(reset_less=True)
         stage_y_last = Signal(reset_less=True)
         m.d.sync += [
@@ -110,9 +117,17 @@ class HeadOutput(wiring.Component):
         ]
         for k, acc in enumerate(payload.gates):
             m.d.sync += [
-                stage_values[k].eq(rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow)),
-                stage_flags[k].eq(rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding)),
+                stage_low[k].eq(shift_round_value(acc, shift, hd.rounding)[: shape.width]),
+                stage_above[k].eq(acc > high),
+                stage_below[k].eq(acc < low),
             ]
+        stage_values, stage_flags = [], []
+        for k in range(GATES_PER_UNIT):
+            fitted = stage_low[k].as_signed() if shape.signed else stage_low[k]
+            if hd.overflow is not Overflow.WRAP:
+                fitted = Mux(stage_above[k], fmt.max_int, Mux(stage_below[k], fmt.min_int, fitted))
+            stage_values.append(fitted)
+            stage_flags.append(stage_above[k] | stage_below[k])
         for b in range(_BANKS):
             with m.If(staged & (write == b)):
                 m.d.sync += [values[b][k].eq(v) for k, v in enumerate(stage_values)]
