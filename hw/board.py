@@ -215,7 +215,7 @@ class CoreInstance(wiring.Component):
 #: LED index -> meaning (boards with fewer LEDs show the first ones).
 LEDS = (
     "heartbeat (blinks about once a second while the clock runs)",
-    "busy (a sequence is being received, computed or output)",
+    "busy (the host link handles a frame, or the core holds a sequence)",
     "done (lit about 0.1 s after every sequence's last output)",
     "error (sticky: the core dropped a sequence, its overflow flag)",
     "saturated (sticky: a saturation counter is non-zero)",
@@ -244,9 +244,13 @@ class BoardTop(wiring.Component):
     leaves reset and while ``button`` (asynchronous, synchronised here by two flip-flops) is
     pressed; the core's reset is registered (one cycle after either). Pins: ``rx`` (UART
     from the host, idle high), ``tx`` (to the host), ``leds`` (:data:`LEDS`, active high).
+    The busy LED is the link's ``busy`` or the core's: while it and the reset LED are dark
+    and ``rx`` and ``tx`` idle, nothing in the top changes but the heartbeat and the LED
+    stretchers (the virtual device, :mod:`lstm_fpga.sim.virtual_device`, stops its clock
+    then).
 
     ``core`` is any component with the ``lstm_top`` signature (default
-    :class:`CoreInstance`); ``link`` a component with ``rx``/``tx`` and, flipped, the
+    :class:`CoreInstance`); ``link`` a component with ``rx``/``tx``/``busy`` and, flipped, the
     core's signature under ``core`` (the host link), or ``None``: then the core's inputs
     stay idle (:attr:`TopInterface.idle_inputs`) and ``tx`` idle high -- a top for tests of
     the clock, reset and LEDs only.
@@ -293,6 +297,7 @@ class BoardTop(wiring.Component):
         m.submodules.core = DomainRenamer("core")(self.core)
         core = self.core
         activity = Const(0)
+        busy = core.busy
         if self.link is None:
             for name, value in self.interface.idle_inputs:
                 m.d.comb += _member(core, name).eq(value)
@@ -302,6 +307,7 @@ class BoardTop(wiring.Component):
             wiring.connect(m, self.link.core, core)
             m.d.comb += [self.link.rx.eq(self.rx), self.tx.eq(self.link.tx)]
             activity = ~self.rx | ~self.tx
+            busy = core.busy | self.link.busy
         # LEDs.
         tenth = max(1, int(self.clk_freq // 10))
         half = max(1, int(self.clk_freq // 2)).bit_length() - 1
@@ -319,7 +325,7 @@ class BoardTop(wiring.Component):
                 m.d.sync += saturated.eq(1)
         states = (
             beat[-1],
-            core.busy,
+            busy,
             _stretch(m, core.done, tenth, "done"),
             error,
             saturated,
