@@ -243,7 +243,8 @@ class BoardTop(wiring.Component):
     Reset: the core (and link) stay in reset for :data:`RESET_CYCLES` cycles after ``sync``
     leaves reset and while ``button`` (asynchronous, synchronised here by two flip-flops) is
     pressed; the core's reset is registered (one cycle after either). Pins: ``rx`` (UART
-    from the host, idle high), ``tx`` (to the host), ``leds`` (:data:`LEDS`, active high).
+    from the host, idle high), ``tx`` (to the host), ``leds`` (:data:`LEDS`, active high,
+    registered: one cycle after what they show; the reset LED lit from power-on).
     The busy LED is the link's ``busy`` or the core's: while it and the reset LED are dark
     and ``rx`` and ``tx`` idle, nothing in the top changes but the heartbeat and the LED
     stretchers (the virtual device, :mod:`lstm_fpga.sim.virtual_device`, stops its clock
@@ -332,7 +333,13 @@ class BoardTop(wiring.Component):
             _stretch(m, activity, tenth, "activity"),
             core_rst,
         )
-        m.d.comb += self.leds.eq(Cat(*states[: len(self.leds)]))
+        # Registered: the pins are driven by flip-flops (no logic path leaves the chip); lit
+        # from power-on (and while the PLL is unlocked) as the states are then: reset only.
+        shown = states[: len(self.leds)]
+        power_on = sum(1 << i for i, state in enumerate(shown) if state is core_rst)
+        leds = Signal(len(self.leds), init=power_on)
+        m.d.sync += leds.eq(Cat(*shown))
+        m.d.comb += self.leds.eq(leds)
         return m
 
 
