@@ -246,9 +246,9 @@ class BoardTop(wiring.Component):
     from the host, idle high), ``tx`` (to the host), ``leds`` (:data:`LEDS`, active high,
     registered: one cycle after what they show; the reset LED lit from power-on).
     The busy LED is the link's ``busy`` or the core's: while it and the reset LED are dark
-    and ``rx`` and ``tx`` idle, nothing in the top changes but the heartbeat and the LED
-    stretchers (the virtual device, :mod:`lstm_fpga.sim.virtual_device`, stops its clock
-    then).
+    and ``rx`` and ``tx`` have idled for a character's time, nothing in the top changes but
+    the heartbeat and the LED stretchers (the virtual device,
+    :mod:`lstm_fpga.sim.virtual_device`, stops its clock then).
 
     ``core`` is any component with the ``lstm_top`` signature (default
     :class:`CoreInstance`); ``link`` a component with ``rx``/``tx``/``busy`` and, flipped, the

@@ -17,8 +17,9 @@ The harness is a UART on the other end of the pins: bytes from the socket go out
 :data:`VIRTUAL_CLOCKS_PER_BIT` clock cycles per bit, characters on ``tx`` go back to the
 socket. It watches the board's LEDs (:data:`lstm_fpga.hw.board.LEDS`): while the busy LED
 (the link handles a frame or the core holds a sequence) and the reset LED are dark and the
-line is idle both ways, nothing in the top changes but the heartbeat and the LED stretchers,
-so the harness sleeps in ``poll()`` instead of clocking. Every change of the LEDs can be
+line has been idle both ways for two characters' time (the link's UART receiver has finished
+the last byte), nothing in the top changes but the heartbeat and the LED stretchers, so the
+harness sleeps in ``poll()`` instead of clocking. Every change of the LEDs can be
 logged (``leds``: one line ``CYCLE LEDS`` each, LEDS the LED bits as an integer, LED 0 the
 least significant). One client at a time; the device keeps its state across connections,
 like a board.
@@ -169,6 +170,8 @@ int main(int argc, char** argv) {
     int get_bit = -1, get_timer = 0;  // -1: line idle
     unsigned get_value = 0;
     uint64_t quiet = 0;
+    uint64_t line_quiet = 0;          // cycles since either line last carried a bit
+    const uint64_t settle = uint64_t(20 * cpb);  // two characters: the receivers finish
     int client = -1;
     uint8_t buffer[65536];
     for (uint64_t cycle = 0;; ++cycle) {
@@ -178,8 +181,10 @@ int main(int argc, char** argv) {
             fcntl(client, F_SETFL, O_NONBLOCK);
             setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        // The board at rest: busy and reset LEDs dark, the line idle both ways.
+        // The board at rest: busy and reset LEDs dark, the line idle both ways for two
+        // characters' time (the link's UART receiver has finished the last byte).
         const bool idle = pending.empty() && send_bit < 0 && get_bit < 0 && answer.empty()
+                          && line_quiet >= settle
                           && !((top.leds >> @BUSY@) & 1) && !((top.leds >> @RESET@) & 1);
         if (idle || cycle % 64 == 0) {
             pollfd request{client, POLLIN, 0};
@@ -208,6 +213,7 @@ int main(int argc, char** argv) {
             if (++send_bit == 10) send_bit = -1;
         }
         const int line = top.tx;
+        line_quiet = (send_bit >= 0 || get_bit >= 0 || !line) ? 0 : line_quiet + 1;
         if (get_bit < 0) {
             if (!line) { get_bit = 0; get_timer = cpb / 2; get_value = 0; }
         } else if (--get_timer == 0) {
