@@ -11,7 +11,8 @@ with a C++ harness (cached in ``BUILD/virtual_device/``), starts it and yields a
 ``serial_for_url``). One thing of the board is replaced: the oscillator and the PLL
 (:class:`~lstm_fpga.hw.board.BoardPlatformTop`, a vendor primitive); the harness's clock is the
 ``sync`` domain at the PLL's output, and its reset (the PLL's lock) is released after two
-cycles. The reset button stays released.
+cycles; the harness then clocks the power-on reset out (until the reset LED is dark) before
+it takes a client. The reset button stays released.
 
 The harness is a UART on the other end of the pins: bytes from the socket go out on ``rx`` at
 :data:`VIRTUAL_CLOCKS_PER_BIT` clock cycles per bit, characters on ``tx`` go back to the
@@ -162,6 +163,15 @@ int main(int argc, char** argv) {
     clock();
     clock();
     top.@RST@ = 0;
+    // The board has come out of its power-on reset before a host talks to it (a byte sent
+    // while the link is held in reset would be lost, as on a board).
+    for (int i = 0; (top.leds >> @RESET@) & 1; ++i) {
+        if (i == 1000000) {
+            std::fprintf(stderr, "virtual device: the reset LED stays lit\n");
+            return 4;
+        }
+        clock();
+    }
 
     std::deque<uint8_t> pending;      // socket -> rx line
     std::vector<uint8_t> answer;      // tx line -> socket
