@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,8 +52,33 @@ def _config(I, H, head, P):
     return model, config
 
 
+def _commit() -> str:
+    """The checked-out commit (with ``+dirty`` when the tree has uncommitted changes other
+    than the results themselves)."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (
+        "+dirty"
+        if git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":(top)",
+            ":(exclude,top)benchmarks/results",
+        )
+        else ""
+    )
+
+
 def measure(name: str, seed: int, workdir: Path, family: str = "generic") -> dict:
     I, H, head, P, _ = CONFIGS[name]
+    commit = _commit()  # of the tree the Verilog comes from
     model, config = _config(I, H, head, P)
     build = write_build(
         model, config, workdir / f"{name}_{family}_s{seed}", memory_init="readmemh", family=family
@@ -97,6 +123,8 @@ def measure(name: str, seed: int, workdir: Path, family: str = "generic") -> dic
         "synth_seconds": round(result.synth.seconds),
         "pnr_seconds": round(result.pnr.seconds),
         "wall_seconds": round(time.monotonic() - started),
+        "commit": commit,
+        "command": "benchmarks/fmax.py " + " ".join(sys.argv[1:]),
     }
 
 

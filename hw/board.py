@@ -215,7 +215,7 @@ class CoreInstance(wiring.Component):
 #: LED index -> meaning (boards with fewer LEDs show the first ones).
 LEDS = (
     "heartbeat (blinks about once a second while the clock runs)",
-    "busy (a sequence is being received, computed or output)",
+    "busy (the host link handles a frame, or the core holds a sequence)",
     "done (lit about 0.1 s after every sequence's last output)",
     "error (sticky: the core dropped a sequence, its overflow flag)",
     "saturated (sticky: a saturation counter is non-zero)",
@@ -243,10 +243,15 @@ class BoardTop(wiring.Component):
     Reset: the core (and link) stay in reset for :data:`RESET_CYCLES` cycles after ``sync``
     leaves reset and while ``button`` (asynchronous, synchronised here by two flip-flops) is
     pressed; the core's reset is registered (one cycle after either). Pins: ``rx`` (UART
-    from the host, idle high), ``tx`` (to the host), ``leds`` (:data:`LEDS`, active high).
+    from the host, idle high), ``tx`` (to the host), ``leds`` (:data:`LEDS`, active high,
+    registered: one cycle after what they show; the reset LED lit from power-on).
+    The busy LED is the link's ``busy`` or the core's: while it and the reset LED are dark
+    and ``rx`` and ``tx`` have idled for a character's time, nothing in the top changes but
+    the heartbeat and the LED stretchers (the virtual device,
+    :mod:`lstm_fpga.sim.virtual_device`, stops its clock then).
 
     ``core`` is any component with the ``lstm_top`` signature (default
-    :class:`CoreInstance`); ``link`` a component with ``rx``/``tx`` and, flipped, the
+    :class:`CoreInstance`); ``link`` a component with ``rx``/``tx``/``busy`` and, flipped, the
     core's signature under ``core`` (the host link), or ``None``: then the core's inputs
     stay idle (:attr:`TopInterface.idle_inputs`) and ``tx`` idle high -- a top for tests of
     the clock, reset and LEDs only.
@@ -293,6 +298,7 @@ class BoardTop(wiring.Component):
         m.submodules.core = DomainRenamer("core")(self.core)
         core = self.core
         activity = Const(0)
+        busy = core.busy
         if self.link is None:
             for name, value in self.interface.idle_inputs:
                 m.d.comb += _member(core, name).eq(value)
@@ -302,6 +308,7 @@ class BoardTop(wiring.Component):
             wiring.connect(m, self.link.core, core)
             m.d.comb += [self.link.rx.eq(self.rx), self.tx.eq(self.link.tx)]
             activity = ~self.rx | ~self.tx
+            busy = core.busy | self.link.busy
         # LEDs.
         tenth = max(1, int(self.clk_freq // 10))
         half = max(1, int(self.clk_freq // 2)).bit_length() - 1
@@ -319,14 +326,20 @@ class BoardTop(wiring.Component):
                 m.d.sync += saturated.eq(1)
         states = (
             beat[-1],
-            core.busy,
+            busy,
             _stretch(m, core.done, tenth, "done"),
             error,
             saturated,
             _stretch(m, activity, tenth, "activity"),
             core_rst,
         )
-        m.d.comb += self.leds.eq(Cat(*states[: len(self.leds)]))
+        # Registered: the pins are driven by flip-flops (no logic path leaves the chip); lit
+        # from power-on (and while the PLL is unlocked) as the states are then: reset only.
+        shown = states[: len(self.leds)]
+        power_on = sum(1 << i for i, state in enumerate(shown) if state is core_rst)
+        leds = Signal(len(self.leds), init=power_on)
+        m.d.sync += leds.eq(Cat(*shown))
+        m.d.comb += self.leds.eq(leds)
         return m
 
 

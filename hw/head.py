@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..sw.numerics import Overflow
 from .cell import output_layout
 from .config import GATES_PER_UNIT
-from .fixed import format_shape, rescale_saturates, rescale_value
+from .fixed import fitting_range, format_shape, shift_round_value
 from .mvu import unit_layout
 from .plan import EnginePlan
 
@@ -28,15 +29,18 @@ class HeadOutput(wiring.Component):
     ``job.y_last``. ``saturated`` pulses, one cycle after the handshake, for every emitted
     element whose rescale clamps.
 
-    Pipeline: a taken unit's four rows are rescaled into registers (with their saturation
-    flags and the position of the unit's final row), so ``y``'s data is a choice among
-    registers; the ``y`` handshake only enables registers (the row counter, the flag register
-    behind ``saturated``), and no output port or ``ready`` reaches an adder. Two such banks
-    take units in turn: while one is serialised onto ``y`` the other may take the next unit,
-    so ``units.ready`` is a flip-flop (a bank free, counted before this cycle's handshakes)
-    and ``y.ready`` never reaches the unit source.
+    Pipeline: a taken unit's four rows are rounded into a stage register, beside their
+    compares against :func:`~lstm_fpga.hw.fixed.fitting_range` (no enable: the carry chains
+    end at flip-flops); the next cycle fits them (the clamp or the wrap) into a bank, with
+    their saturation flags and the position of the unit's final row, so ``y``'s data is a
+    choice among registers; the ``y`` handshake only enables registers (the row counter,
+    the flag register behind ``saturated``), and no output port or ``ready`` reaches an
+    adder. Two such banks take units in turn: while one is serialised onto ``y`` the other
+    may take the next unit (a staged unit holds its bank), so ``units.ready`` is a flip-flop
+    (a bank free, counted before this cycle's handshakes) and ``y.ready`` never reaches the
+    unit source.
 
-    Latency: a unit's first element is offered on ``y`` in the cycle after the unit is taken;
+    Latency: a unit's first element is offered on ``y`` two cycles after the unit is taken;
     throughput: one element per cycle, a new unit every cycle while ``y`` keeps up (a bank
     freed by ``y`` takes a unit from the next cycle on, while the other bank is on ``y``).
     """
@@ -81,25 +85,54 @@ class HeadOutput(wiring.Component):
         ]
         is_final_unit = [Signal(name=f"is_final_unit{b}", reset_less=True) for b in range(_BANKS)]
         y_last = [Signal(name=f"y_last{b}", reset_less=True) for b in range(_BANKS)]
-        # ``write`` takes the next unit, ``read`` is on ``y``; ``room`` is ``count < _BANKS``
-        # of the next cycle, registered.
+        # ``write`` takes the staged unit, ``read`` is on ``y``; ``count`` counts the units
+        # taken (staged or in a bank) and not finished, ``filled`` those in a bank; ``room``
+        # is ``count < _BANKS`` of the next cycle, registered.
         write = Signal(range(_BANKS))
         read = Signal(range(_BANKS))
         count = Signal(range(_BANKS + 1))
+        filled = Signal(range(_BANKS + 1))
         room = Signal(init=1)
-        # One rescale of the taken unit's rows, loaded into the bank ``write`` names.
-        rescaled = [
-            rescale_value(acc, hd.acc.frac, fmt, hd.rounding, hd.overflow) for acc in payload.gates
+        # The taken unit's rows rounded into the stage register, every cycle (``staged`` says
+        # it holds a taken unit), with whether each lies above or below the output format;
+        # fitted from there into the bank ``write`` names (``rescale`` of the reference).
+        shape = format_shape(fmt)
+        shift = hd.acc.frac - fmt.frac
+        low, high = fitting_range(shift, hd.rounding, fmt)
+        staged = Signal()
+        stage_low = [
+            Signal(shape.width, name=f"stage_low{k}", reset_less=True)
+            for k in range(GATES_PER_UNIT)
         ]
-        saturates = [rescale_saturates(acc, hd.acc.frac, fmt, hd.rounding) for acc in payload.gates]
+        stage_above, stage_below = (
+            [Signal(name=f"stage_{side}{k}", reset_less=True) for k in range(GATES_PER_UNIT)]
+            for side in ("above", "below")
+        )
+        stage_final = Signal(reset_less=True)
+        stage_y_last = Signal(reset_less=True)
+        m.d.sync += [
+            staged.eq(accept),
+            stage_final.eq(payload.unit == final_unit),
+            stage_y_last.eq(payload.job.y_last),
+        ]
+        for k, acc in enumerate(payload.gates):
+            m.d.sync += [
+                stage_low[k].eq(shift_round_value(acc, shift, hd.rounding)[: shape.width]),
+                stage_above[k].eq(acc > high),
+                stage_below[k].eq(acc < low),
+            ]
+        stage_values, stage_flags = [], []
+        for k in range(GATES_PER_UNIT):
+            fitted = stage_low[k].as_signed() if shape.signed else stage_low[k]
+            if hd.overflow is not Overflow.WRAP:
+                fitted = Mux(stage_above[k], fmt.max_int, Mux(stage_below[k], fmt.min_int, fitted))
+            stage_values.append(fitted)
+            stage_flags.append(stage_above[k] | stage_below[k])
         for b in range(_BANKS):
-            with m.If(accept & (write == b)):
-                m.d.sync += [values[b][k].eq(v) for k, v in enumerate(rescaled)]
-                m.d.sync += [flags[b][k].eq(f) for k, f in enumerate(saturates)]
-                m.d.sync += [
-                    is_final_unit[b].eq(payload.unit == final_unit),
-                    y_last[b].eq(payload.job.y_last),
-                ]
+            with m.If(staged & (write == b)):
+                m.d.sync += [values[b][k].eq(v) for k, v in enumerate(stage_values)]
+                m.d.sync += [flags[b][k].eq(f) for k, f in enumerate(stage_flags)]
+                m.d.sync += [is_final_unit[b].eq(stage_final), y_last[b].eq(stage_y_last)]
 
         row = Signal(range(GATES_PER_UNIT))
         # Element ``read * GATES_PER_UNIT + row`` of the banks' rows, in one choice.
@@ -110,7 +143,7 @@ class HeadOutput(wiring.Component):
         finished = taken & final_row
         next_count = Signal.like(count)
         m.d.comb += [
-            self.y.valid.eq(count != 0),
+            self.y.valid.eq(filled != 0),
             self.y.payload.data.eq(Array(v for bank in values for v in bank)[element]),
             self.y.payload.last.eq(Array(y_last)[read] & at_final_row),
             self.units.ready.eq(room),
@@ -121,10 +154,11 @@ class HeadOutput(wiring.Component):
         ]
         m.d.sync += [
             count.eq(next_count),
+            filled.eq(filled + staged - finished),
             room.eq(next_count != _BANKS),
             self.saturated.eq(taken & Array(f for bank in flags for f in bank)[element]),
         ]
-        with m.If(accept):
+        with m.If(staged):
             m.d.sync += write.eq(write + 1)
         with m.If(taken):
             m.d.sync += row.eq(row + 1)

@@ -260,7 +260,6 @@ class JobWalker(wiring.Component):
         staged = {name: _loaded(shape, f"staged_{name}") for name, (shape, _) in derived.items()}
         staged_valid = Signal()
         m.d.sync += [staged[name].eq(value) for name, (_, value) in derived.items()]
-        m.d.sync += staged_valid.eq(source.valid & ~load)
 
         # -- the job: registered when taken ------------------------------------------------------
         # Everything the issue decision and the read addresses depend on is a register from
@@ -301,20 +300,43 @@ class JobWalker(wiring.Component):
         # and without an advance), so that ``issue`` is a few gates from registers.
         room_a = _loaded(room_shape, "room_a")
         room_b = _loaded(room_shape, "room_b")
-        a_ok = Signal()
-        b_ok = Signal()
         penultimate = Signal()  # registered: ``cycle + 1 == span_last``
         outstanding = self.outstanding
         completed = self.completed
-        drain_ok = ~is_last_cycle | (self.drain_free & ~load_pending)
-        end_ok = a_ok & b_ok & self.drain_free & ~load_pending  # a pass's last cycle may issue
+        # ``issue`` and ``load`` select the next state of most of the walker's registers, so
+        # each is a LUT or two from registers: ``idle_ready`` / ``final_ready`` hold the terms
+        # of a load without an issue (``staged_valid & ~current``) and with the job's last
+        # issue (``staged_valid & final & ~load_pending``), registered from next-state values.
+        a_ok = Signal()
+        b_ok = Signal()
+        idle_ready = Signal()
+        final_ready = Signal()
+        drain_free = self.drain_free
         issue = self.issue
         m.d.comb += [
-            issue.eq(current & a_ok & b_ok & drain_ok),
-            job_end.eq(current & final & end_ok),
-            # (written out from registers: a load comes a few gates after them)
-            load.eq(staged_valid & (~current | (final & end_ok))),
+            issue.eq(current & a_ok & b_ok & ~(is_last_cycle & (load_pending | ~drain_free))),
+            job_end.eq(current & final & a_ok & b_ok & drain_free & ~load_pending),
+            load.eq(idle_ready | (final_ready & a_ok & b_ok & drain_free)),
             self.job_start.eq((pass_index == 0) & (cycle == 0)),
+        ]
+        # Next-state values of the registers the ready terms are made of (the defaults hold).
+        current_next = Signal()
+        final_next = Signal()
+        pending_next = Signal()
+        staged_next = Signal()
+        m.d.comb += [
+            current_next.eq(current),
+            final_next.eq(final),
+            pending_next.eq(load_pending),
+            staged_next.eq(source.valid & ~load),
+        ]
+        m.d.sync += [
+            current.eq(current_next),
+            final.eq(final_next),
+            load_pending.eq(pending_next),
+            staged_valid.eq(staged_next),
+            idle_ready.eq(staged_next & ~current_next),
+            final_ready.eq(staged_next & final_next & ~pending_next),
         ]
 
         lstm_load = load & staged["lstm"]
@@ -323,9 +345,9 @@ class JobWalker(wiring.Component):
             Mux(lstm_load, outstanding + H - completed, outstanding - completed)
         )
         with m.If(self.loaded):
-            m.d.sync += load_pending.eq(0)
+            m.d.comb += pending_next.eq(0)
         with m.If(issue & is_last_cycle):
-            m.d.sync += load_pending.eq(1)
+            m.d.comb += pending_next.eq(1)
 
         # The top columns after an issue (a pass's last cycle is capped at its last column),
         # from registers through multiplexers only (``top + G`` is a register too).
@@ -398,21 +420,22 @@ class JobWalker(wiring.Component):
                     b_pointer.eq(b_base_rel),
                 ]
                 with m.If(is_last_pass):
-                    m.d.sync += [current.eq(0), pass_index.eq(0)]
+                    m.d.comb += current_next.eq(0)
+                    m.d.sync += pass_index.eq(0)
                 with m.Else():
                     next_last_pass = pass_index + 1 == passes_last
+                    m.d.comb += final_next.eq(job["single_cycle"] & next_last_pass)
                     m.d.sync += [
                         pass_index.eq(pass_index + 1),
                         is_last_pass.eq(next_last_pass),
-                        final.eq(job["single_cycle"] & next_last_pass),
                         bias_address.eq(bias_address + 1),
                     ]
             with m.Else():
+                m.d.comb += final_next.eq(penultimate & is_last_pass)
                 m.d.sync += [
                     cycle.eq(cycle + 1),
                     column.eq(column + G),
                     is_last_cycle.eq(penultimate),
-                    final.eq(penultimate & is_last_pass),
                     penultimate.eq(cycle + 2 == span_last),
                     a_pointer.eq(a_pointer + G),
                     b_pointer.eq(b_pointer + G),
@@ -429,12 +452,14 @@ class JobWalker(wiring.Component):
         with m.If(load):
             m.d.sync += [job[name].eq(staged[name]) for name in job]
             m.d.sync += [plus_g[name].eq(staged[name] + G) for name in plus_g]
+            m.d.comb += [
+                current_next.eq(1),
+                final_next.eq(staged["single_cycle"] & staged["single_pass"]),
+            ]
             m.d.sync += [
-                current.eq(1),
                 is_last_cycle.eq(staged["single_cycle"]),
                 penultimate.eq(staged["two_cycles"]),
                 is_last_pass.eq(staged["single_pass"]),
-                final.eq(staged["single_cycle"] & staged["single_pass"]),
                 top.eq(staged["first_top"]),
                 b_top.eq(staged["first_b_top"]),
                 top_g.eq(staged["first_top"] + G),

@@ -727,9 +727,9 @@ def _cmd_synth(args) -> int:
 
 # -- bitstream ----------------------------------------------------------------------------------
 #: ``bitstream --freq`` default (MHz): the demo model's board top (core and host link)
-#: closes above it with margin on the slowest speed grade; its Fmax is the host link's
-#: (about 55 MHz on an ECP5-85F speed 6, docs/board.md), the core alone reaches 112 MHz.
-DEFAULT_BOARD_MHZ = 50.0
+#: closes above it with margin on the slowest speed grade (108.7 MHz on an ECP5-85F speed 6,
+#: seed 1; its critical path is the core's, docs/board.md).
+DEFAULT_BOARD_MHZ = 100.0
 #: ``bitstream --baud`` default: the host link's UART rate.
 DEFAULT_BAUD = 115200
 
@@ -924,13 +924,15 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_virtual_device(args) -> int:
-    """Serve the build's virtual device (HostLink + lstm_top in Verilator) until interrupted."""
+    """Serve the build's virtual device (its board top in Verilator) until interrupted."""
     from .sim.virtual_device import virtual_device
 
     if not 0 <= args.port <= 65535:
         raise _UsageError(f"--port {args.port} is not a TCP port; use 1..65535, or 0 for any")
+    if args.leds is not None and not args.leds.parent.is_dir():
+        raise _UsageError(f"--leds {args.leds}: no directory {args.leds.parent}; create it first")
     try:
-        with virtual_device(args.build, port=args.port) as url:
+        with virtual_device(args.build, port=args.port, leds=args.leds) as url:
             if args.json:
                 print(json.dumps({"url": url}), flush=True)
             else:
@@ -1262,12 +1264,19 @@ def _parser() -> argparse.ArgumentParser:
         build_dir=True,
         json_help="print the URL as JSON",
         help="serve the build's host link on a TCP socket (Verilator simulation)",
-        description="Simulate the build behind its host link (HostLink + lstm_top, Verilator) "
-        "and serve the link's bytes on socket://127.0.0.1:PORT, for lstm_fpga.host.Device "
-        "(docs/host.md). Runs until interrupted.",
+        description="Simulate the build's board top (reset, LEDs, HostLink, lstm_top; the "
+        "PLL replaced by the simulation's clock) in Verilator and serve the link's bytes on "
+        "socket://127.0.0.1:PORT, for lstm_fpga.host.Device (docs/host.md). Runs until "
+        "interrupted.",
     )
     virtual.add_argument(
         "--port", type=int, default=0, metavar="N", help="TCP port (0: any free one)"
+    )
+    virtual.add_argument(
+        "--leds",
+        type=Path,
+        metavar="FILE",
+        help="write every change of the board's LEDs to FILE: 'CYCLE LEDS' lines",
     )
     return parser
 

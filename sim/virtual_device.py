@@ -1,14 +1,28 @@
-"""A virtual device: the Verilator simulation of :class:`~lstm_fpga.hw.hostlink.HostLink` and
-``lstm_top`` serving the link's byte stream on a TCP socket.
+"""A virtual device: the Verilator simulation of the whole board top
+(:class:`~lstm_fpga.hw.board.BoardTop`: reset sequencing, button synchroniser, the core's reset,
+status LEDs, :class:`~lstm_fpga.hw.hostlink.HostLink`, the build's ``lstm_top``) serving the
+link's byte stream on a TCP socket.
 
-:func:`virtual_device` generates ``link_top`` (link and core; :class:`LinkTop`) for a build
-directory, compiles it with a C++ harness (cached in ``BUILD/virtual_device/``), starts it and
-yields a ``socket://127.0.0.1:PORT`` URL for :class:`lstm_fpga.host.Device` (pyserial's
-``serial_for_url``). The harness is a UART on the other end of the link's pins: bytes from
-the socket go out on ``rx`` at :data:`VIRTUAL_CLOCKS_PER_BIT` clock cycles per bit, characters
-on ``tx`` go back to the socket. While nothing is on the line, the link waits for a frame and
-the core is idle, the harness sleeps in ``poll()`` instead of clocking (the design cannot tell:
-nothing in it changes). One client at a time; the device keeps its state across connections,
+:func:`virtual_device` generates ``board_top`` for a build directory -- the same
+:class:`~lstm_fpga.hw.board.BoardTop` that ``lstm-fpga bitstream`` puts on a board, around the
+build's ``rtl/lstm_top_inline.v`` (a :class:`~lstm_fpga.hw.board.CoreInstance`) -- compiles it
+with a C++ harness (cached in ``BUILD/virtual_device/``), starts it and yields a
+``socket://127.0.0.1:PORT`` URL for :class:`lstm_fpga.host.Device` (pyserial's
+``serial_for_url``). One thing of the board is replaced: the oscillator and the PLL
+(:class:`~lstm_fpga.hw.board.BoardPlatformTop`, a vendor primitive); the harness's clock is the
+``sync`` domain at the PLL's output, and its reset (the PLL's lock) is released after two
+cycles; the harness then clocks the power-on reset out (until the reset LED is dark) before
+it takes a client. The reset button stays released.
+
+The harness is a UART on the other end of the pins: bytes from the socket go out on ``rx`` at
+:data:`VIRTUAL_CLOCKS_PER_BIT` clock cycles per bit, characters on ``tx`` go back to the
+socket. It watches the board's LEDs (:data:`lstm_fpga.hw.board.LEDS`): while the busy LED
+(the link handles a frame or the core holds a sequence) and the reset LED are dark and the
+line has been idle both ways for two characters' time (the link's UART receiver has finished
+the last byte), nothing in the top changes but the heartbeat and the LED stretchers, so the
+harness sleeps in ``poll()`` instead of clocking. Every change of the LEDs can be
+logged (``leds``: one line ``CYCLE LEDS`` each, LEDS the LED bits as an integer, LED 0 the
+least significant). One client at a time; the device keeps its state across connections,
 like a board.
 """
 
@@ -21,77 +35,61 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import Module
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
-from ..hw.engine import LstmTop
+from ..hw.bitstream import BOARD_TOP
+from ..hw.board import LEDS, BoardTop
 from ..hw.hostlink import DEFAULT_MAX_PAYLOAD, DEFAULT_Y_DEPTH, HostLink
-from ..hw.interface import CLOCK, RESET
-from ..hw.memory import weight_memories_verilog
-from ..hw.pipeline import target
-from ..hw.plan import EnginePlan
+from ..hw.interface import CLOCK, RESET, TopInterface
 from .compilation import _locked
 from .verilator_harness import verilator_build
 
 __all__ = [
-    "LINK_TOP_NAME",
+    "BUSY_LED",
+    "RESET_LED",
     "VIRTUAL_BAUD",
     "VIRTUAL_CLOCKS_PER_BIT",
     "VIRTUAL_CLOCK_HZ",
     "VIRTUAL_TIMEOUT_CYCLES",
-    "LinkTop",
+    "board_top_verilog",
     "compile_virtual_device",
-    "link_top_verilog",
+    "read_led_log",
     "virtual_device",
 ]
 
-#: Module name of the simulated top.
-LINK_TOP_NAME = "link_top"
 #: The simulated UART: few clock cycles per bit, so that a byte costs little simulation.
 VIRTUAL_CLOCKS_PER_BIT = 4
-#: Nominal clock and baud rate giving :data:`VIRTUAL_CLOCKS_PER_BIT` (only their ratio matters).
+#: Nominal clock and baud rate giving :data:`VIRTUAL_CLOCKS_PER_BIT` (the link only sees their
+#: ratio; the board top's LED stretchers and heartbeat count this clock).
 VIRTUAL_CLOCK_HZ = 4_000_000
 VIRTUAL_BAUD = VIRTUAL_CLOCK_HZ // VIRTUAL_CLOCKS_PER_BIT
-#: Inter-byte timeout of the simulated link (the harness feeds a frame's bytes back to back).
+#: Inter-byte timeout of the simulated link (the harness feeds a frame's bytes back to back,
+#: but a frame may reach it in pieces: the timeout leaves the host time to send the rest).
 VIRTUAL_TIMEOUT_CYCLES = 100_000
 
 
-class LinkTop(wiring.Component):
-    """``lstm_top`` behind a :class:`~lstm_fpga.hw.hostlink.HostLink`: ports ``rx``, ``tx``
-    (the UART) and ``busy`` (the link handles a frame or the core is busy)."""
-
-    def __init__(self, plan: EnginePlan, *, verilog_banks: str | None = None, **link_options):
-        self.core = LstmTop(plan, verilog_banks=verilog_banks)
-        self.link = HostLink(self.core.interface, **link_options)
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self.core
-        m.submodules.link = link = self.link
-        wiring.connect(m, link.core, core)
-        m.d.comb += [
-            link.rx.eq(self.rx),
-            self.tx.eq(link.tx),
-            self.busy.eq(link.busy | core.busy),
-        ]
-        return m
+def _led(prefix: str) -> int:
+    return next(i for i, text in enumerate(LEDS) if text.startswith(prefix))
 
 
-def link_top_verilog(plan: EnginePlan, family: str | None = None, **link_options) -> str:
-    """Verilog of :class:`LinkTop` (module :data:`LINK_TOP_NAME`) with the weights inline."""
-    top = LinkTop(plan, verilog_banks="inline", **link_options)
-    engine = top.core.engine
-    platform = target(family)
-    text = verilog.convert(top, name=LINK_TOP_NAME, emit_src=False, platform=platform)
-    banks = weight_memories_verilog(engine.images, engine.packing, "inline")
-    return f"{text}\n{banks}\n{platform.verilog_modules()}"
+#: Index of the busy and reset LEDs in :data:`~lstm_fpga.hw.board.LEDS` (the harness's idle test).
+BUSY_LED = _led("busy")
+RESET_LED = _led("reset")
+
+
+def board_top_verilog(interface: TopInterface, core_verilog: str, **link_options) -> str:
+    """Verilog of :class:`~lstm_fpga.hw.board.BoardTop` (module ``board_top``, every LED of
+    :data:`~lstm_fpga.hw.board.LEDS`) with a :class:`~lstm_fpga.hw.hostlink.HostLink` of
+    ``link_options`` (``clk_freq`` is also the board top's), followed by ``core_verilog``
+    (the module ``lstm_top``, weights inline)."""
+    link = HostLink(interface, **link_options)
+    top = BoardTop(interface, clk_freq=link_options["clk_freq"], link=link)
+    text = verilog.convert(top, name=BOARD_TOP, emit_src=False)
+    return f"{text}\n{core_verilog}"
 
 
 _HARNESS_CPP = r"""
-// The virtual device: link_top's UART pins on a TCP socket. Generated by
-// lstm_fpga/sim/virtual_device.py. Usage: harness CLOCKS_PER_BIT PORT
+// The virtual device: board_top's UART pins on a TCP socket, its LEDs watched. Generated by
+// lstm_fpga/sim/virtual_device.py. Usage: harness CLOCKS_PER_BIT PORT [LED_LOG]
 #include "V@TOP@.h"
 #include "verilated.h"
 #include <arpa/inet.h>
@@ -110,11 +108,16 @@ _HARNESS_CPP = r"""
 #include <vector>
 
 int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: harness CLOCKS_PER_BIT PORT\n");
+    if (argc != 3 && argc != 4) {
+        std::fprintf(stderr, "usage: harness CLOCKS_PER_BIT PORT [LED_LOG]\n");
         return 2;
     }
     const int cpb = std::atoi(argv[1]);
+    std::FILE* led_log = nullptr;
+    if (argc == 4 && !(led_log = std::fopen(argv[3], "w"))) {
+        std::perror("LED log");
+        return 2;
+    }
     std::signal(SIGPIPE, SIG_IGN);
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
@@ -134,14 +137,41 @@ int main(int argc, char** argv) {
 
     VerilatedContext context;
     V@TOP@ top{&context};
-    auto clock = [&]() { top.@CLK@ = 1; top.eval(); top.@CLK@ = 0; top.eval(); };
+    uint64_t clocks = 0;
+    unsigned leds = ~0u;
+    auto watch = [&]() {  // log every change of the LEDs
+        if (top.leds == leds) return;
+        leds = top.leds;
+        if (led_log) {
+            std::fprintf(led_log, "%llu %u\n", (unsigned long long)clocks, leds);
+            std::fflush(led_log);
+        }
+    };
+    auto clock = [&]() {
+        top.@CLK@ = 1; top.eval(); top.@CLK@ = 0; top.eval();
+        ++clocks;
+        watch();
+    };
+    // The PLL's place: this clock is the sync domain; its reset (PLL not locked) is released
+    // after two cycles. The reset button stays released.
     top.rx = 1;
+    top.button = 0;
     top.@CLK@ = 0;
     top.@RST@ = 1;
     top.eval();
+    watch();
     clock();
     clock();
     top.@RST@ = 0;
+    // The board has come out of its power-on reset before a host talks to it (a byte sent
+    // while the link is held in reset would be lost, as on a board).
+    for (int i = 0; (top.leds >> @RESET@) & 1; ++i) {
+        if (i == 1000000) {
+            std::fprintf(stderr, "virtual device: the reset LED stays lit\n");
+            return 4;
+        }
+        clock();
+    }
 
     std::deque<uint8_t> pending;      // socket -> rx line
     std::vector<uint8_t> answer;      // tx line -> socket
@@ -150,6 +180,8 @@ int main(int argc, char** argv) {
     int get_bit = -1, get_timer = 0;  // -1: line idle
     unsigned get_value = 0;
     uint64_t quiet = 0;
+    uint64_t line_quiet = 0;          // cycles since either line last carried a bit
+    const uint64_t settle = uint64_t(20 * cpb);  // two characters: the receivers finish
     int client = -1;
     uint8_t buffer[65536];
     for (uint64_t cycle = 0;; ++cycle) {
@@ -159,8 +191,11 @@ int main(int argc, char** argv) {
             fcntl(client, F_SETFL, O_NONBLOCK);
             setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
+        // The board at rest: busy and reset LEDs dark, the line idle both ways for two
+        // characters' time (the link's UART receiver has finished the last byte).
         const bool idle = pending.empty() && send_bit < 0 && get_bit < 0 && answer.empty()
-                          && !top.busy;
+                          && line_quiet >= settle
+                          && !((top.leds >> @BUSY@) & 1) && !((top.leds >> @RESET@) & 1);
         if (idle || cycle % 64 == 0) {
             pollfd request{client, POLLIN, 0};
             const int ready = poll(&request, 1, idle ? 1000 : 0);
@@ -188,6 +223,7 @@ int main(int argc, char** argv) {
             if (++send_bit == 10) send_bit = -1;
         }
         const int line = top.tx;
+        line_quiet = (send_bit >= 0 || get_bit >= 0 || !line) ? 0 : line_quiet + 1;
         if (get_bit < 0) {
             if (!line) { get_bit = 0; get_timer = cpb / 2; get_value = 0; }
         } else if (--get_timer == 0) {
@@ -224,9 +260,11 @@ int main(int argc, char** argv) {
 
 
 def harness_source() -> str:
+    """The C++ harness for ``board_top`` (the UART's far end, the LED watch)."""
     text = _HARNESS_CPP
-    for key, name in {"TOP": LINK_TOP_NAME, "CLK": CLOCK, "RST": RESET}.items():
-        text = text.replace(f"@{key}@", name)
+    names = {"TOP": BOARD_TOP, "CLK": CLOCK, "RST": RESET, "BUSY": BUSY_LED, "RESET": RESET_LED}
+    for key, name in names.items():
+        text = text.replace(f"@{key}@", str(name))
     return text
 
 
@@ -246,14 +284,15 @@ _OPTIONS = (
 
 
 def compile_virtual_device(
-    plan: EnginePlan, cache, *, family: str | None = None, jobs: int = 1
+    interface: TopInterface, core_verilog: str, cache, *, jobs: int = 1
 ) -> Path:
-    """Compile the virtual device for ``plan``; returns the executable. Compilations are
-    cached in ``cache`` by the hash of the Verilog and the harness (one directory each;
+    """Compile the virtual device of the core ``core_verilog`` (``lstm_top`` of
+    ``interface``, weights inline) inside the board top; returns the executable. Compilations
+    are cached in ``cache`` by the hash of the Verilog and the harness (one directory each;
     concurrent compilations of one design wait for each other)."""
-    verilog_text = link_top_verilog(
-        plan,
-        family,
+    verilog_text = board_top_verilog(
+        interface,
+        core_verilog,
         clk_freq=VIRTUAL_CLOCK_HZ,
         baud=VIRTUAL_BAUD,
         max_payload=DEFAULT_MAX_PAYLOAD,
@@ -270,12 +309,12 @@ def compile_virtual_device(
         if executable.is_file() and stamp.is_file():
             return executable
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / f"{LINK_TOP_NAME}.v").write_text(verilog_text)
+        (workdir / f"{BOARD_TOP}.v").write_text(verilog_text)
         (workdir / "harness.cpp").write_text(source)
         verilator_build(
             workdir,
-            top=LINK_TOP_NAME,
-            sources=[f"{LINK_TOP_NAME}.v", "harness.cpp"],
+            top=BOARD_TOP,
+            sources=[f"{BOARD_TOP}.v", "harness.cpp"],
             output="virtual_device",
             options=_OPTIONS,
             jobs=jobs,
@@ -286,23 +325,24 @@ def compile_virtual_device(
 
 
 @contextlib.contextmanager
-def virtual_device(build_dir, *, port: int = 0, cache=None) -> Iterator[str]:
-    """Run the virtual device of the build in ``build_dir``; yields its URL
-    (``socket://127.0.0.1:PORT``; ``port`` 0 picks a free one). Stops it on exit. The
-    compiled simulation is cached in ``cache`` (default ``BUILD/virtual_device``)."""
+def virtual_device(build_dir, *, port: int = 0, cache=None, leds=None) -> Iterator[str]:
+    """Run the virtual device of the build in ``build_dir`` (its ``rtl/lstm_top_inline.v`` in
+    the board top); yields its URL (``socket://127.0.0.1:PORT``; ``port`` 0 picks a free
+    one). Stops it on exit. The compiled simulation is cached in ``cache`` (default
+    ``BUILD/virtual_device``). ``leds``: a file the harness writes every change of the LEDs
+    to (:func:`read_led_log`)."""
+    from ..hw.plan import EnginePlan
     from ..project import Project
 
     project = Project.load(build_dir)
-    plan = EnginePlan(project.model, project.config)
+    interface = TopInterface(EnginePlan(project.model, project.config))
     if cache is None:
         cache = project.directory / "virtual_device"
-    executable = compile_virtual_device(plan, cache, family=project.family)
-    process = subprocess.Popen(
-        [str(executable), str(VIRTUAL_CLOCKS_PER_BIT), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    executable = compile_virtual_device(interface, project.verilog_inline.read_text(), cache)
+    command = [str(executable), str(VIRTUAL_CLOCKS_PER_BIT), str(port)]
+    if leds is not None:
+        command.append(str(leds))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().split()
         if len(line) != 2 or line[0] != "port":
@@ -318,3 +358,14 @@ def virtual_device(build_dir, *, port: int = 0, cache=None) -> Iterator[str]:
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def read_led_log(path) -> list[tuple[int, int]]:
+    """The LED log of :func:`virtual_device` as ``(clock cycle, LED bits)`` pairs, in order:
+    the first is the state before the first clock edge (cycle 0), then one per change; bit
+    ``i`` is LED ``i`` of :data:`~lstm_fpga.hw.board.LEDS`."""
+    pairs = []
+    for line in Path(path).read_text().splitlines():
+        cycle, bits = line.split()
+        pairs.append((int(cycle), int(bits)))
+    return pairs

@@ -12,6 +12,7 @@ from lstm_fpga.cli import main
         (["--port", "70000"], "--port 70000 is not a TCP port"),
         (["--port", "-1"], "--port -1 is not a TCP port"),
         ([], "is not an lstm-fpga build"),
+        (["--leds", "/nonexistent/dir/leds.log"], "--leds /nonexistent/dir/leds.log: no directory"),
     ],
 )
 def test_bad_input(tmp_path, capsys, argv, message):

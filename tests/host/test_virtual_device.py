@@ -1,5 +1,6 @@
-"""End to end through the virtual device (Verilator: HostLink + lstm_top behind a TCP
-socket) with lstm_fpga.host.Device: bit-exact runs, loads, status, and every error frame."""
+"""End to end through the virtual device (Verilator: the whole board top -- reset, LEDs,
+HostLink, lstm_top -- behind a TCP socket) with lstm_fpga.host.Device: bit-exact runs, loads,
+status, every error frame, and the LEDs."""
 
 import os
 from pathlib import Path
@@ -9,7 +10,9 @@ import pytest
 
 from lstm_fpga.host import Device, DeviceError, virtual_device
 from lstm_fpga.host import protocol as P
+from lstm_fpga.hw.board import LEDS, RESET_CYCLES
 from lstm_fpga.project import write_project
+from lstm_fpga.sim.virtual_device import read_led_log
 from lstm_fpga.sw.reference import run_reference
 from lstm_fpga.testing import random_input, random_model, random_state
 
@@ -23,19 +26,25 @@ MODEL = dict(head=2, scale=2.0, formats="tight", head_formats="tight")
 
 
 @pytest.fixture(scope="module")
-def device(tmp_path_factory):
+def board(tmp_path_factory):
     """A 3 -> 5 LSTM with a 2-output head on 3 lanes (odd sizes, :data:`MODEL`), its virtual
-    device and a driver connected to it."""
+    device, a driver connected to it and the device's LED log."""
     root = tmp_path_factory.mktemp("virtual")
     model = random_model(3, 5, seed=4, **MODEL)
     model.save(root / "ir" / "model")
     write_project(root / "ir" / "model.json", root / "build", lanes=3)
     cache = Path(os.environ.get("LSTM_FPGA_SIM_CACHE", REPO / "build" / "sim-cache"))
+    leds = root / "leds.log"
     with (
-        virtual_device(root / "build", cache=cache / "virtual_device") as url,
+        virtual_device(root / "build", cache=cache / "virtual_device", leds=leds) as url,
         Device(url, root / "build", timeout=20) as dev,
     ):
-        yield dev
+        yield dev, leds
+
+
+@pytest.fixture
+def device(board):
+    return board[0]
 
 
 def _reference(model, x, h0=None, c0=None):
@@ -202,3 +211,34 @@ def test_resync_after_an_abandoned_run(device):
     assert device.status().y_level == 0
     y, _ = device.run(x)
     np.testing.assert_array_equal(y, _reference(device.model, x)[0])
+
+
+LED = {text.split(" ")[0]: i for i, text in enumerate(LEDS)}
+
+
+def test_leds_show_reset_then_busy_and_done(board):
+    """The board top's LEDs as the harness sees them: reset lit from the start for the
+    power-on count, then dark for good; a run lights busy and leaves it dark, and lights done
+    (stretched 0.1 s of clock: still lit a status request later)."""
+    device, path = board
+    device.status()
+    before = len(read_led_log(path))
+    x = random_input(device.model, 3, rng=13)
+    y, _ = device.run(x)
+    np.testing.assert_array_equal(y, _reference(device.model, x)[0])
+    device.status()  # the run's last frame has ended: its LED changes are logged
+    log = read_led_log(path)
+
+    def lit(bits, name):
+        return (bits >> LED[name]) & 1
+
+    first_cycle, first = log[0]
+    assert first_cycle == 0 and lit(first, "reset")
+    released = next(cycle for cycle, bits in log if not lit(bits, "reset"))
+    assert released <= 2 + 2 + RESET_CYCLES + 2  # PLL lock, synchroniser, count, register
+    assert not any(lit(bits, "reset") for cycle, bits in log if cycle >= released)
+    run = log[before - 1 :]
+    busy = [lit(bits, "busy") for _, bits in run]
+    assert busy[0] == 0 and 1 in busy and busy[-1] == 0
+    assert lit(run[-1][1], "done")
+    assert not any(lit(bits, "error") for _, bits in log)

@@ -88,7 +88,8 @@ def test_board_top_resets_blinks_and_obeys_the_button(tiny, leds):
             await ctx.tick()
             seen.append((ctx.get(top.leds), ctx.get(top.tx)))
         ctx.set(top.button, 1)
-        await ctx.tick().repeat(4)
+        # synchroniser (2 cycles), the count's reset, the registered core reset and LED
+        await ctx.tick().repeat(5)
         pressed = ctx.get(top.leds)
         ctx.set(top.button, 0)
         await ctx.tick().repeat(10)
