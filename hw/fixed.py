@@ -7,16 +7,21 @@ only.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Mux, Shape, Value, signed, unsigned
+from dataclasses import dataclass
+
+from amaranth.hdl import Array, Module, Mux, Shape, Signal, Value, signed, unsigned
 
 from ..sw.numerics import FixedFormat, Overflow, Rounding
 
 __all__ = [
+    "Rounded",
     "common_signed_shape",
+    "fit_rounded",
     "fitting_range",
     "format_shape",
     "rescale_saturates",
     "rescale_value",
+    "round_for",
     "shift_round_value",
     "shift_select",
 ]
@@ -58,20 +63,62 @@ def fitting_range(shift: int, rounding: Rounding, fmt: FixedFormat) -> tuple[int
     return (fmt.min_int << shift) - half, ((fmt.max_int + 1) << shift) - half - 1
 
 
-def _outside(value: Value, shift: int, rounding: Rounding, fmt: FixedFormat):
-    """``(above, below)``: whether ``shift_round(value)`` exceeds ``fmt`` above or below,
-    compared on ``value`` itself so that the compares run beside the rounding add."""
-    low, high = fitting_range(shift, rounding, fmt)
+@dataclass(frozen=True)
+class Rounded:
+    """The first half of :func:`rescale_value`: ``value`` rounded to a format, not yet fitted
+    (:func:`round_for`); :func:`fit_rounded` finishes it. A pipeline may register the three
+    fields (:meth:`registered`) and fit in the next cycle.
+
+    ``low``: the rounded value's low ``fmt.width`` bits (unsigned); ``above``/``below``:
+    whether the rounded value lies above ``fmt.max_int`` / below ``fmt.min_int``, compared on
+    the unrounded value (:func:`fitting_range`) so that the compares run beside the rounding
+    add (one carry chain deep, not two).
+    """
+
+    low: Value
+    above: Value
+    below: Value
+
+    @property
+    def saturates(self) -> Value:
+        """1 when the fit clamps (or wraps): the reference's ``overflow_count`` test."""
+        return self.above | self.below
+
+    def registered(self, m: Module, name: str) -> Rounded:
+        """The fields through reset-less registers (no enable), named after ``name``."""
+        fields = {}
+        for field in ("low", "above", "below"):
+            value = Value.cast(getattr(self, field))
+            fields[field] = Signal(len(value), name=f"{name}_{field}", reset_less=True)
+            m.d.sync += fields[field].eq(value)
+        return Rounded(**fields)
+
+
+def round_for(value: Value, from_frac: int, fmt: FixedFormat, rounding: Rounding) -> Rounded:
+    """``value`` (``from_frac`` fraction bits) shifted to ``fmt.frac`` with ``rounding``, with
+    its compares against ``fmt``: the part of :func:`rescale_value` with carry chains."""
+    shift = from_frac - fmt.frac
     value = Value.cast(value)
-    return value > high, value < low
+    low, high = fitting_range(shift, rounding, fmt)
+    rounded = shift_round_value(value, shift, rounding)
+    return Rounded(rounded[: fmt.width], value > high, value < low)
+
+
+def fit_rounded(rounded: Rounded, fmt: FixedFormat, overflow: Overflow) -> Value:
+    """The rounded value fitted into ``fmt``: its low bits with the format's signedness when
+    it fits (or always, with ``WRAP``), else the clamp (``SATURATE``)."""
+    low = Value.cast(rounded.low)
+    fitted = low.as_signed() if fmt.signed else low
+    if overflow is Overflow.WRAP:
+        return fitted
+    return Mux(rounded.above, fmt.max_int, Mux(rounded.below, fmt.min_int, fitted))
 
 
 def rescale_saturates(value: Value, from_frac: int, fmt: FixedFormat, rounding: Rounding) -> Value:
     """1 when ``rescale(value)`` clamps (or wraps): the rounded value lies outside ``fmt`` (the
     reference's ``overflow_count`` test), decided on ``value`` itself (:func:`fitting_range`),
     off the rounding adder's path."""
-    above, below = _outside(value, from_frac - fmt.frac, rounding, fmt)
-    return above | below
+    return round_for(value, from_frac, fmt, rounding).saturates
 
 
 def rescale_value(
@@ -81,22 +128,9 @@ def rescale_value(
     rounding: Rounding,
     overflow: Overflow,
 ) -> Value:
-    """Hardware :func:`~lstm_fpga.sw.numerics.rescale`: shift with ``rounding``, then fit.
-
-    The saturation compares test ``value`` against :func:`fitting_range` rather than the
-    rounded value, so they run in parallel with the rounding add (one carry chain deep, not
-    two); the result is the same."""
-    shift = from_frac - fmt.frac
-    rounded = shift_round_value(value, shift, rounding)
-    shape = format_shape(fmt)
-    if overflow is Overflow.WRAP:
-        low_bits = rounded[: fmt.width]
-        return low_bits.as_signed() if fmt.signed else low_bits
-    above, below = _outside(value, shift, rounding, fmt)
-    # A rounded value that fits keeps its low bits with the format's signedness.
-    low_bits = rounded[: shape.width]
-    fitted = low_bits.as_signed() if shape.signed else low_bits
-    return Mux(above, fmt.max_int, Mux(below, fmt.min_int, fitted))
+    """Hardware :func:`~lstm_fpga.sw.numerics.rescale`: shift with ``rounding``, then fit
+    (:func:`round_for`, then :func:`fit_rounded`, in one cycle)."""
+    return fit_rounded(round_for(value, from_frac, fmt, rounding), fmt, overflow)
 
 
 def shift_select(value, shifts: list[int], index) -> Value:

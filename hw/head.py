@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.numerics import Overflow
 from .cell import output_layout
 from .config import GATES_PER_UNIT
-from .fixed import fitting_range, format_shape, shift_round_value
+from .fixed import fit_rounded, format_shape, round_for
 from .mvu import unit_layout
 from .plan import EnginePlan
 
@@ -96,18 +95,7 @@ class HeadOutput(wiring.Component):
         # The taken unit's rows rounded into the stage register, every cycle (``staged`` says
         # it holds a taken unit), with whether each lies above or below the output format;
         # fitted from there into the bank ``write`` names (``rescale`` of the reference).
-        shape = format_shape(fmt)
-        shift = hd.acc.frac - fmt.frac
-        low, high = fitting_range(shift, hd.rounding, fmt)
         staged = Signal()
-        stage_low = [
-            Signal(shape.width, name=f"stage_low{k}", reset_less=True)
-            for k in range(GATES_PER_UNIT)
-        ]
-        stage_above, stage_below = (
-            [Signal(name=f"stage_{side}{k}", reset_less=True) for k in range(GATES_PER_UNIT)]
-            for side in ("above", "below")
-        )
         stage_final = Signal(reset_less=True)
         stage_y_last = Signal(reset_less=True)
         m.d.sync += [
@@ -115,19 +103,12 @@ class HeadOutput(wiring.Component):
             stage_final.eq(payload.unit == final_unit),
             stage_y_last.eq(payload.job.y_last),
         ]
-        for k, acc in enumerate(payload.gates):
-            m.d.sync += [
-                stage_low[k].eq(shift_round_value(acc, shift, hd.rounding)[: shape.width]),
-                stage_above[k].eq(acc > high),
-                stage_below[k].eq(acc < low),
-            ]
-        stage_values, stage_flags = [], []
-        for k in range(GATES_PER_UNIT):
-            fitted = stage_low[k].as_signed() if shape.signed else stage_low[k]
-            if hd.overflow is not Overflow.WRAP:
-                fitted = Mux(stage_above[k], fmt.max_int, Mux(stage_below[k], fmt.min_int, fitted))
-            stage_values.append(fitted)
-            stage_flags.append(stage_above[k] | stage_below[k])
+        stage = [
+            round_for(acc, hd.acc.frac, fmt, hd.rounding).registered(m, f"stage{k}")
+            for k, acc in enumerate(payload.gates)
+        ]
+        stage_values = [fit_rounded(r, fmt, hd.overflow) for r in stage]
+        stage_flags = [r.saturates for r in stage]
         for b in range(_BANKS):
             with m.If(staged & (write == b)):
                 m.d.sync += [values[b][k].eq(v) for k, v in enumerate(stage_values)]

@@ -8,7 +8,13 @@ import pytest
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
-from lstm_fpga.hw.fixed import fitting_range, rescale_saturates, rescale_value
+from lstm_fpga.hw.fixed import (
+    fit_rounded,
+    fitting_range,
+    rescale_saturates,
+    rescale_value,
+    round_for,
+)
 from lstm_fpga.sw.numerics import (
     FixedFormat,
     Overflow,
@@ -75,3 +81,35 @@ def test_fitting_range_is_the_exact_preimage_of_the_format(shift, rounding, fmt)
     fits = (rounded >= fmt.min_int) & (rounded <= fmt.max_int)
     assert values[fits].min() == low and values[fits].max() == high
     assert fits.sum() == high - low + 1
+
+
+@pytest.mark.parametrize("overflow", list(Overflow))
+@pytest.mark.parametrize("shape, from_frac, fmt", CASES[:2] + CASES[4:6])
+def test_registered_round_then_fit_equals_rescale_a_cycle_later(shape, from_frac, fmt, overflow):
+    rounding = Rounding.HALF_UP
+    m = Module()
+    value = Signal(shape)
+    staged = round_for(value, from_frac, fmt, rounding).registered(m, "stage")
+    result = Signal(fit_rounded(staged, fmt, overflow).shape())
+    flag = Signal()
+    m.d.comb += [result.eq(fit_rounded(staged, fmt, overflow)), flag.eq(staged.saturates)]
+    low = -(1 << (shape.width - 1)) if shape.signed else 0
+    values = list(range(low, low + (1 << shape.width)))
+    seen = {"result": [], "flag": []}
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(value, v)
+            await ctx.tick()
+            seen["result"].append(ctx.get(result))
+            seen["flag"].append(ctx.get(flag))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["result"] == [
+        int(e) for e in rescale(np.array(values), from_frac, fmt, rounding, overflow)
+    ]
+    rounded = shift_round(np.array(values), from_frac - fmt.frac, rounding)
+    assert seen["flag"] == [overflow_count([r], fmt) for r in rounded]
