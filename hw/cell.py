@@ -11,9 +11,11 @@ from .activation import ActivationUnit, distinct_tables
 from .config import index_shape
 from .fixed import (
     common_signed_shape,
+    fit_rounded,
     format_shape,
     rescale_saturates,
     rescale_value,
+    round_for,
     shift_select,
 )
 from .mvu import job_layout, unit_layout
@@ -29,6 +31,7 @@ __all__ = [
     "output_layout",
     "saturation_layout",
     "select_rescale",
+    "staged_rescale",
     "state_layout",
 ]
 
@@ -75,17 +78,16 @@ def saturation_layout() -> data.StructLayout:
     return data.StructLayout({"preact": unsigned(3), "cell": unsigned(1), "hidden": unsigned(1)})
 
 
-def select_rescale(m, matrix, value, options, shape):
-    """``rescale(value)`` with the parameters ``options[matrix]`` (``(from_frac, format,
-    rounding, overflow)``), and whether it saturates; identical options share hardware."""
+def _distinct(options):
     distinct = []
     for option in options:
         if option not in distinct:
             distinct.append(option)
-    results, flags = [], []
-    for from_frac, fmt, rounding, overflow in distinct:
-        results.append(rescale_value(value, from_frac, fmt, rounding, overflow))
-        flags.append(rescale_saturates(value, from_frac, fmt, rounding))
+    return distinct
+
+
+def _select(m, matrix, options, distinct, results, flags, shape):
+    """``results[k]`` and ``flags[k]`` of the distinct option of ``options[matrix]``."""
     if len(distinct) == 1:
         return results[0], flags[0]
     which = Array([distinct.index(o) for o in options])[matrix]
@@ -93,6 +95,32 @@ def select_rescale(m, matrix, value, options, shape):
     flag = Signal()
     m.d.comb += [result.eq(Array(results)[which]), flag.eq(Array(flags)[which])]
     return result, flag
+
+
+def select_rescale(m, matrix, value, options, shape):
+    """``rescale(value)`` with the parameters ``options[matrix]`` (``(from_frac, format,
+    rounding, overflow)``), and whether it saturates; identical options share hardware."""
+    distinct = _distinct(options)
+    results, flags = [], []
+    for from_frac, fmt, rounding, overflow in distinct:
+        results.append(rescale_value(value, from_frac, fmt, rounding, overflow))
+        flags.append(rescale_saturates(value, from_frac, fmt, rounding))
+    return _select(m, matrix, options, distinct, results, flags, shape)
+
+
+def staged_rescale(m, next_matrix, value, options, shape, name):
+    """:func:`select_rescale` over two cycles: ``value`` rounded and compared
+    (:func:`~lstm_fpga.hw.fixed.round_for`) into stage registers, fitted and chosen by
+    ``next_matrix`` (the matrix of the registered value) the cycle after, so that no carry
+    chain and the clamp share a cycle. Returns the fitted value and its saturation flag,
+    both of the registered value."""
+    distinct = _distinct(options)
+    results, flags = [], []
+    for k, (from_frac, fmt, rounding, overflow) in enumerate(distinct):
+        rounded = round_for(value, from_frac, fmt, rounding).registered(m, f"{name}_r{k}")
+        results.append(fit_rounded(rounded, fmt, overflow))
+        flags.append(rounded.saturates)
+    return _select(m, next_matrix, options, distinct, results, flags, shape)
 
 
 class GateCellPipeline(wiring.Component):
@@ -132,9 +160,9 @@ class GateCellPipeline(wiring.Component):
         reference's ``SaturationCounts`` count them.
 
     Protocol: unit ``u`` of a layer direction may only enter after the previous unit ``u``
-    of the same layer direction has left (``hidden_write``), since its ``c`` is read in stage 2
-    and written in stage 4. The sequencer guarantees it: a step's recurrent columns wait for
-    every unit of the previous step of the same layer direction.
+    of the same layer direction has left (``hidden_write``), since its ``c`` is read in stage
+    ``_C_READ`` and written in ``_CELL_SUM``. The sequencer guarantees it: a step's recurrent
+    columns wait for every unit of the previous step of the same layer direction.
 
     Latency: :attr:`LATENCY` cycles from an accepted unit to its ``hidden_write``, and 2 more
     to the head of the output queues. Throughput: one unit per cycle while the outputs keep up.
@@ -142,8 +170,9 @@ class GateCellPipeline(wiring.Component):
 
     # Stages (index k: the cycle after ``k + 1`` registers). Derived from the activation
     # unit's latency; each stage is one register transfer, one multiply or one short add.
-    #: Pre-activations (rescaled accumulators) are valid in this stage.
-    _PREACT = 0
+    #: Pre-activations (rescaled accumulators) are valid in this stage: rounded and compared
+    #: into stage 0, fitted into stage 1 (:func:`staged_rescale`).
+    _PREACT = 1
     #: Gate activations (sigmoid/tanh outputs) are valid in this stage.
     _GATES = _PREACT + ActivationUnit.LATENCY
     #: The c state's memory (read, output register) is addressed in this stage; ``c_{t-1}``
@@ -220,25 +249,24 @@ class GateCellPipeline(wiring.Component):
         def matrix(stage):
             return metas[stage].job.matrix
 
-        # Handshake -> stage _PREACT: accumulators (the drain's registers) to pre-activations.
+        # Handshake -> stage 0: accumulators (the drain's registers) rounded and compared
+        # into stage registers; stage 0 -> _PREACT: fitted (the clamp) into the
+        # pre-activation registers. The saturation flags are counted from the stage
+        # registers (the count's adder is off the carry chains).
         preact_shape = _common([dp.formats.preact for dp in dps])
         preacts = [Signal(preact_shape, name=f"preact_{n}", reset_less=True) for n in "ifgo"]
         preact_options = [
             (dp.gate_acc.frac, dp.formats.preact, dp.rounding, dp.overflow) for dp in dps
         ]
-        preact_saturated = Signal(range(5))
         flags = []
         for k in range(4):
-            value, flag = select_rescale(
-                m, payload.job.matrix, payload.gates[k], preact_options, preact_shape
+            value, flag = staged_rescale(
+                m, matrix(0), payload.gates[k], preact_options, preact_shape, f"preact{k}"
             )
             m.d.sync += preacts[k].eq(value)
-            flags.append(accept & flag)
-        # The flags are registered one by one and counted after the register: the count's
-        # adder stays off the rescale's path (same cycle as counting before the register).
-        flag_bits = Signal(len(flags), name="preact_flags")
-        m.d.sync += flag_bits.eq(Cat(*flags))
-        m.d.comb += preact_saturated.eq(sum(flag_bits[k] for k in range(len(flags))))
+            flags.append(valid[0] & flag)
+        preact_saturated = Signal(range(5))
+        m.d.comb += preact_saturated.eq(sum(flags))
 
         # Stages _PREACT -> _GATES: activations.
         kinds = (
