@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import GATES_PER_UNIT, index_shape
 from .fixed import shift_select
-from .pipeline import Multiplier, PackedMultiplier, broadcast, delay, fanout_levels
+from .pipeline import Multiplier, PackedMultiplier, broadcast, delay, fanout_levels, replicas
 from .plan import EnginePlan
 
 __all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "pass_latency", "unit_layout"]
@@ -324,8 +324,19 @@ class MatrixVectorUnit(wiring.Component):
             self.units.payload.unit.eq(unit),
             self.units.payload.job.eq(job),
         ]
+        # A handshake's shift by one unit happens in the next cycle, enabled by registered
+        # copies of the handshake (one per unit of rows, one for the output choice): the
+        # handshake's logic (the consumer's ``ready``) drives these few flip-flops, not the
+        # enable of every drain row. In that cycle ``units`` shows the rows one unit up, which
+        # are the rows at the bottom once the shift is done. A pass never loads in that cycle
+        # (its ``last`` beat needed ``drain_free``, so no unit left since, and
+        # ``load_latency`` > 0), so the load sees the drain shifted.
+        groups_of_rows = -(-depth // GATES_PER_UNIT)
+        shift = replicas(m, platform, emit, groups_of_rows + 1, "drain_shift")
         for gate in range(GATES_PER_UNIT):
-            m.d.comb += self.units.payload.gates[gate].eq(rows[gate])
+            above = GATES_PER_UNIT + gate
+            bottom = Mux(shift[-1], rows[above], rows[gate]) if above < depth else rows[gate]
+            m.d.comb += self.units.payload.gates[gate].eq(bottom)
         last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[matrix]
         pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
         with m.If(load):
@@ -343,12 +354,13 @@ class MatrixVectorUnit(wiring.Component):
                             ]
         with m.Elif(emit):
             m.d.comb += next_count.eq(count - GATES_PER_UNIT)
-            m.d.sync += [
-                rows[e].eq(rows[e + GATES_PER_UNIT]) for e in range(depth - GATES_PER_UNIT)
-            ]
             units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
             with m.If(unit == units):
                 m.d.sync += unit.eq(0)
             with m.Else():
                 m.d.sync += unit.eq(unit + 1)
+        with m.If(~load):
+            for e in range(depth - GATES_PER_UNIT):
+                with m.If(shift[e // GATES_PER_UNIT]):
+                    m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
         return m

@@ -33,6 +33,7 @@ __all__ = [
     "broadcast",
     "delay",
     "fanout_levels",
+    "replicas",
     "target",
 ]
 
@@ -101,6 +102,14 @@ def _replica(m: Module, platform, value: Value, name: str) -> Value:
     register = Signal(value.shape(), name=name, reset_less=True)
     m.d.sync += register.eq(value)
     return register
+
+
+def replicas(m: Module, platform, value, count: int, name: str) -> list:
+    """``count`` registered copies of ``value`` (one cycle later) that synthesis keeps apart,
+    so that each drives its own share of a wide enable's loads (reset-less: a copy holds the
+    registered value of the cycle before)."""
+    value = Value.cast(value)
+    return [_replica(m, platform, value, f"{name}{k}") for k in range(count)]
 
 
 def broadcast(m: Module, platform, value, consumers: int, levels: int, name: str) -> list:
