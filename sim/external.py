@@ -1,0 +1,144 @@
+"""cocotb test module for the weight read master
+(:class:`~lstm_fpga.hw.external.WeightFetcher`) against cocotbext-axi's AXI4 RAM model.
+
+The host (:func:`run_fetcher_scenario`) writes a spec (the image file, its base, the
+master's data width, the words to take, the pacing and the memory's latency) into the run
+directory; :func:`fetcher_scenario` puts the image into :func:`latency_ram` (the read
+half of cocotbext-axi's ``AxiRam``, ``AxiRamRead``, with a pipelined random read latency per
+burst and cocotbext-axi pause generators throttling ``arready`` and ``rvalid``), takes the
+words with a randomly paced ``word.ready`` and records every word, every read address and
+the cycles into ``fetcher_result.json``; the host checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import deque
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+__all__ = ["SPEC_ENV", "fetcher_scenario", "latency_ram", "run_fetcher_scenario"]
+
+#: Environment variable naming the spec file.
+SPEC_ENV = "LSTM_FPGA_FETCHER_SPEC"
+RESULT_FILE = "fetcher_result.json"
+
+
+def run_fetcher_scenario(sim_build, spec: dict, run_dir, seed: int = 0) -> dict:
+    """Run the scenario of ``spec`` on a compiled ``WeightFetcher`` and return its record."""
+    from .runner import run
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = (run_dir / "fetcher_spec.json").resolve()
+    spec_path.write_text(json.dumps(spec))
+    run(sim_build, __name__, run_dir, env={SPEC_ENV: str(spec_path)}, seed=seed)
+    return json.loads((run_dir / RESULT_FILE).read_text())
+
+
+def _pauses(probability: float, rng: random.Random):
+    while True:
+        yield int(rng.random() < probability)
+
+
+def latency_ram(bus, clock, reset, size, latency, rng):
+    """cocotbext-axi's ``AxiRamRead`` with a pipelined random read latency (built lazily)."""
+    from cocotbext.axi import AxiBurstType, AxiRamRead, AxiResp
+
+    class _Ram(AxiRamRead):
+        """cocotbext-axi's ``AxiRamRead`` with a pipelined read latency: a burst's first beat
+        leaves no earlier than ``latency`` cycles (drawn per burst from ``[lo, hi]``, never
+        earlier than the burst before it) after its address was accepted; addresses keep
+        being accepted meanwhile."""
+
+        def __init__(self, *args, **kwargs):
+            self.now = 0
+            self._pending = deque()
+            super().__init__(*args, **kwargs)
+
+        async def _count(self):
+            while True:
+                await RisingEdge(self.clock)
+                self.now += 1
+
+        async def _accept(self):
+            due = 0
+            while True:
+                ar = await self.ar_channel.recv()
+                due = max(due, self.now + rng.randint(*latency))
+                self._pending.append((due, ar))
+
+        async def _process_read(self):
+            cocotb.start_soon(self._count())
+            cocotb.start_soon(self._accept())
+            while True:
+                while not self._pending or self.now < self._pending[0][0]:
+                    await RisingEdge(self.clock)
+                _, ar = self._pending.popleft()
+                addr, length = int(ar.araddr), int(ar.arlen) + 1
+                assert int(ar.arburst) == AxiBurstType.INCR
+                assert 2 ** int(ar.arsize) == self.byte_lanes
+                assert addr % self.byte_lanes == 0
+                assert 0x1000 - (addr & 0xFFF) >= length * self.byte_lanes, "4 KiB crossed"
+                for n in range(length):
+                    r = self.r_channel._transaction_obj()
+                    r.rid = int(ar.arid)
+                    r.rlast = n == length - 1
+                    r.rresp = AxiResp.OKAY
+                    data = await self._read(addr + n * self.byte_lanes, self.byte_lanes)
+                    r.rdata = int.from_bytes(data, "little")
+                    await self.r_channel.send(r)
+
+    return _Ram(bus, clock, reset, size=size)
+
+
+@cocotb.test()
+async def fetcher_scenario(dut):
+    from cocotbext.axi import AxiReadBus
+
+    spec = json.loads(Path(os.environ[SPEC_ENV]).read_text())
+    rng = random.Random(spec["seed"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    dut.word__ready.value = 0
+    image = Path(spec["image"]).read_bytes()
+    bus = AxiReadBus.from_prefix(dut, "m_axi")
+    ram = latency_ram(bus, dut.clk, None, spec["ram_bytes"], tuple(spec["latency"]), rng)
+    ram.write(spec["base"], image)
+    ram.ar_channel.set_pause_generator(_pauses(spec["ar_pause"], random.Random(rng.random())))
+    ram.r_channel.set_pause_generator(_pauses(spec["r_pause"], random.Random(rng.random())))
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+    words: list[str] = []
+    reads: list[list[int]] = []
+    cycles = 0
+    first_word = None
+    ready_p = spec["ready_probability"]
+    while len(words) < spec["words"]:
+        ready = int(rng.random() < ready_p)
+        dut.word__ready.value = ready
+        await ReadOnly()
+        if int(dut.m_axi_arvalid.value) and int(dut.m_axi_arready.value):
+            reads.append([int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value) + 1])
+        if ready and int(dut.word__valid.value):
+            words.append(f"{int(dut.word__payload.value):x}")
+            if first_word is None:
+                first_word = cycles
+        await RisingEdge(dut.clk)
+        cycles += 1
+        assert cycles < spec["timeout_cycles"], f"timeout after {len(words)} words"
+    result = {
+        "words": words,
+        "reads": reads,
+        "cycles": cycles,
+        "first_word": first_word,
+        "read_error": int(dut.read_error.value),
+    }
+    Path(RESULT_FILE).write_text(json.dumps(result))
