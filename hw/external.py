@@ -40,7 +40,9 @@ __all__ = [
     "AxiReadParams",
     "WeightFetcher",
     "WeightImage",
+    "axi_params",
     "check_external",
+    "external_ports",
     "image_bit",
     "weight_image",
 ]
@@ -186,9 +188,17 @@ class WeightImage:
 
     def word_values(self) -> list[int]:
         """The words as unsigned integers, in address order."""
-        whole = int.from_bytes(self.data, "little")
+        return self.word_values_at(range(self.words))
+
+    def word_values_at(self, addresses) -> list[int]:
+        """The words at bank ``addresses`` (unsigned integers)."""
         mask = (1 << self.word_bits) - 1
-        return [(whole >> (a * self.word_bits)) & mask for a in range(self.words)]
+        out = []
+        for a in addresses:
+            start = a * self.word_bits
+            chunk = self.data[start // 8 : (start + self.word_bits) // 8 + 1]
+            out.append((int.from_bytes(chunk, "little") >> (start % 8)) & mask)
+        return out
 
     def to_json_dict(self, base: int = 0, file: str | None = None) -> dict:
         doc = {
@@ -226,15 +236,22 @@ def weight_image(plan: EnginePlan, model=None, data_width: int = 64) -> WeightIm
     W, lanes = images.weight_width, images.lanes
     words = plan.bank_depth
     values = np.asarray(images.weights[:, :words], dtype=np.int64) & ((1 << W) - 1)
-    whole = 0
-    for a in range(words - 1, -1, -1):
-        word = 0
-        for p in range(lanes - 1, -1, -1):
-            word = (word << W) | int(values[p, a])
-        whole = (whole << (lanes * W)) | word
     image = WeightImage(lanes, W, words, data_width, b"")
-    data = whole.to_bytes(image.bytes, "little")
+    if W in (8, 16, 32):  # whole bytes: the words are the lanes' little-endian values
+        packed = values.T.astype(f"<u{W // 8}").tobytes()
+        data = packed + bytes(image.bytes - len(packed))
+    else:
+        data = _bit_string(values, W, image.bytes)
     return WeightImage(lanes, W, words, data_width, data)
+
+
+def _bit_string(values: np.ndarray, width: int, size: int) -> bytes:
+    """``values`` (lanes x words, unsigned ``width``-bit) in image order: word by word, lane
+    by lane, each value's bits LSB first, zero-padded to ``size`` bytes."""
+    bits = ((values.T[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
+    padded = np.zeros(size * 8, dtype=np.uint8)
+    padded[: bits.size] = bits.reshape(-1)
+    return np.packbits(padded, bitorder="little").tobytes()
 
 
 def image_bit(plan: EnginePlan, location: Location) -> int:
@@ -242,6 +259,37 @@ def image_bit(plan: EnginePlan, location: Location) -> int:
     :func:`~lstm_fpga.hw.banks.weight_location`) starts: ``address * P * W + lane * W``."""
     W = plan.weight_shape.width
     return location.address * plan.lanes * W + location.lane * W
+
+
+def axi_params(plan: EnginePlan) -> AxiReadParams:
+    """The read master's parameters of ``plan`` (``HardwareConfig.axi``, else the defaults)."""
+    axi = plan.config.axi
+    return AxiReadParams() if axi is None else axi
+
+
+def external_ports(plan: EnginePlan) -> tuple[tuple[str, bool, int], ...]:
+    """The ports external weights add to ``lstm_top``: ``(name, is_output, width)`` in
+    declaration order (none with on-chip weights): the AXI4 read channels ``m_axi_ar*`` and
+    ``m_axi_r*`` and the sticky ``weights_read_error``."""
+    if plan.config.weights != "external":
+        return ()
+    params = axi_params(plan)
+    return (
+        ("m_axi_arid", True, 1),
+        ("m_axi_araddr", True, params.address_width),
+        ("m_axi_arlen", True, 8),
+        ("m_axi_arsize", True, 3),
+        ("m_axi_arburst", True, 2),
+        ("m_axi_arvalid", True, 1),
+        ("m_axi_arready", False, 1),
+        ("m_axi_rid", False, 1),
+        ("m_axi_rdata", False, params.data_width),
+        ("m_axi_rresp", False, 2),
+        ("m_axi_rlast", False, 1),
+        ("m_axi_rvalid", False, 1),
+        ("m_axi_rready", True, 1),
+        ("weights_read_error", True, 1),
+    )
 
 
 class WeightFetcher(wiring.Component):

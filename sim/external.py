@@ -6,8 +6,9 @@ master's data width, the words to take, the pacing and the memory's latency) int
 directory; :func:`fetcher_scenario` puts the image into :func:`latency_ram` (the read
 half of cocotbext-axi's ``AxiRam``, ``AxiRamRead``, with a pipelined random read latency per
 burst and cocotbext-axi pause generators throttling ``arready`` and ``rvalid``), takes the
-words with a randomly paced ``word.ready`` and records every word, every read address and
-the cycles into ``fetcher_result.json``; the host checks.
+words with a randomly paced ``word.ready``, compares each with the image's word and
+records the mismatches, every read address and the cycles into ``fetcher_result.json``;
+the host checks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["SPEC_ENV", "fetcher_scenario", "latency_ram", "run_fetcher_scenario"]
+__all__ = [
+    "SPEC_ENV",
+    "external_scenario",
+    "fetcher_scenario",
+    "latency_ram",
+    "run_external_scenario",
+    "run_fetcher_scenario",
+]
 
 #: Environment variable naming the spec file.
 SPEC_ENV = "LSTM_FPGA_FETCHER_SPEC"
@@ -31,6 +39,17 @@ RESULT_FILE = "fetcher_result.json"
 
 def run_fetcher_scenario(sim_build, spec: dict, run_dir, seed: int = 0) -> dict:
     """Run the scenario of ``spec`` on a compiled ``WeightFetcher`` and return its record."""
+    return _run(sim_build, {**spec, "kind": "fetcher"}, run_dir, seed)
+
+
+def run_external_scenario(sim_build, spec: dict, run_dir, seed: int = 0) -> dict:
+    """Run ``spec``'s sequences through a compiled ``lstm_top`` built with external weights
+    (its image in the RAM model) and return the record: ``y`` beats and their cycles, the
+    ``x`` cycles, every read burst ``[address, beats]`` and the read error flag."""
+    return _run(sim_build, {**spec, "kind": "top"}, run_dir, seed)
+
+
+def _run(sim_build, spec: dict, run_dir, seed: int) -> dict:
     from .runner import run
 
     run_dir = Path(run_dir)
@@ -58,6 +77,7 @@ def latency_ram(bus, clock, reset, size, latency, rng):
 
         def __init__(self, *args, **kwargs):
             self.now = 0
+            self.bursts = []  # [address, beats] of every accepted read address
             self._pending = deque()
             super().__init__(*args, **kwargs)
 
@@ -70,6 +90,7 @@ def latency_ram(bus, clock, reset, size, latency, rng):
             due = 0
             while True:
                 ar = await self.ar_channel.recv()
+                self.bursts.append([int(ar.araddr), int(ar.arlen) + 1])
                 due = max(due, self.now + rng.randint(*latency))
                 self._pending.append((due, ar))
 
@@ -98,10 +119,59 @@ def latency_ram(bus, clock, reset, size, latency, rng):
 
 
 @cocotb.test()
-async def fetcher_scenario(dut):
+async def external_scenario(dut):
+    spec = json.loads(Path(os.environ[SPEC_ENV]).read_text())
+    if spec["kind"] == "fetcher":
+        await fetcher_scenario(dut, spec)
+    else:
+        await top_scenario(dut, spec)
+
+
+async def top_scenario(dut, spec: dict) -> None:
+    """``lstm_top`` with its weights in the RAM model: the ``x`` beats in, ``y`` out."""
     from cocotbext.axi import AxiReadBus
 
-    spec = json.loads(Path(os.environ[SPEC_ENV]).read_text())
+    from .stimulus import Pacing
+    from .tb import TB
+
+    rng = random.Random(spec["seed"])
+    tb = TB(dut)
+    for name in ("x__tvalid", "x__tdata", "x__tlast", "init__tvalid", "init__tdata"):
+        getattr(dut, name).value = 0
+    for name in ("init__tlast", "w__tvalid", "w__tdata", "w__tlast", "y__tready"):
+        getattr(dut, name).value = 0
+    dut.state__tready.value = 0
+    for name in ("carry_state", "read_state", "clear_status"):
+        getattr(dut, name).value = 0
+    image = Path(spec["image"]).read_bytes()
+    bus = AxiReadBus.from_prefix(dut, "m_axi")
+    ram = latency_ram(bus, dut.clk, None, spec["ram_bytes"], tuple(spec["latency"]), rng)
+    ram.write(spec["base"], image)
+    ram.ar_channel.set_pause_generator(_pauses(spec["ar_pause"], random.Random(rng.random())))
+    ram.r_channel.set_pause_generator(_pauses(spec["r_pause"], random.Random(rng.random())))
+    await tb.start()
+    source = tb.source("x", pacing=Pacing(**spec["input_pacing"]))
+    sink = tb.sink("y", pacing=Pacing(**spec["output_pacing"]), beats=spec["y_beats"])
+    source.send(spec["x"]["data"], spec["x"]["last"])
+    await tb.wait_done(spec["timeout_cycles"])
+    await tb.wait_cycles(4)
+    tb.check_empty()
+    record = {
+        "y": sink.data,
+        "y_last": sink.lasts,
+        "y_cycles": sink.cycles,
+        "x_cycles": source.cycles,
+        "reads": ram.bursts,
+        "read_error": int(dut.weights_read_error.value),
+        "cycles": int(dut.cycles.value),
+    }
+    Path(RESULT_FILE).write_text(json.dumps(record))
+
+
+async def fetcher_scenario(dut, spec: dict) -> None:
+    """The read master alone: take ``words`` words and compare each with the image's."""
+    from cocotbext.axi import AxiReadBus
+
     rng = random.Random(spec["seed"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -116,26 +186,46 @@ async def fetcher_scenario(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
 
-    words: list[str] = []
+    # The words the image holds, in order (bit-exact against the banks: checked by the host).
+    word_bits = spec["word_bits"]
+    mask = (1 << word_bits) - 1
+    count = spec["image_words"]
+
+    def word_at(a: int) -> int:
+        start = a * word_bits
+        chunk = image[start // 8 : (start + word_bits) // 8 + 1]
+        return (int.from_bytes(chunk, "little") >> (start % 8)) & mask
+
+    expected = [word_at(a) for a in range(count)]
+    taken = 0
+    mismatches = 0
+    first_mismatch = None
     reads: list[list[int]] = []
     cycles = 0
     first_word = None
     ready_p = spec["ready_probability"]
-    while len(words) < spec["words"]:
+    while taken < spec["words"]:
         ready = int(rng.random() < ready_p)
         dut.word__ready.value = ready
         await ReadOnly()
         if int(dut.m_axi_arvalid.value) and int(dut.m_axi_arready.value):
             reads.append([int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value) + 1])
         if ready and int(dut.word__valid.value):
-            words.append(f"{int(dut.word__payload.value):x}")
+            word = int(dut.word__payload.value)
+            if word != expected[taken % count]:
+                mismatches += 1
+                if first_mismatch is None:
+                    first_mismatch = [taken, f"{word:x}", f"{expected[taken % count]:x}"]
+            taken += 1
             if first_word is None:
                 first_word = cycles
         await RisingEdge(dut.clk)
         cycles += 1
-        assert cycles < spec["timeout_cycles"], f"timeout after {len(words)} words"
+        assert cycles < spec["timeout_cycles"], f"timeout after {taken} words"
     result = {
-        "words": words,
+        "words": taken,
+        "mismatches": mismatches,
+        "first_mismatch": first_mismatch,
         "reads": reads,
         "cycles": cycles,
         "first_word": first_word,

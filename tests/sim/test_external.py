@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from amaranth.back import verilog
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.external import AxiReadParams, WeightFetcher, weight_image
 from lstm_fpga.hw.limits import design_limits
+from lstm_fpga.sim import compile_model
 from lstm_fpga.sim.compilation import compile_simulation
-from lstm_fpga.sim.external import run_fetcher_scenario
-from lstm_fpga.testing import random_model
+from lstm_fpga.sim.external import run_external_scenario, run_fetcher_scenario
+from lstm_fpga.sw.reference import run_reference
+from lstm_fpga.testing import padded, random_model, random_sequences
 
 SWEEPS = 3
 
 
-def _fetcher_run(tmp_path, sim_cache, plan, params, latency, pacing, seed):
+def _fetcher_run(tmp_path, sim_cache, plan, params, latency, pacing, seed, sweeps=SWEEPS):
     image = weight_image(plan, data_width=params.data_width)
     fetcher = WeightFetcher(image, params)
     text = verilog.convert(fetcher, name="weight_fetcher")
@@ -32,13 +35,15 @@ def _fetcher_run(tmp_path, sim_cache, plan, params, latency, pacing, seed):
         "image": str(path),
         "base": params.base,
         "ram_bytes": params.base + 2 * image.bytes + 4096,
-        "words": SWEEPS * image.words,
+        "words": sweeps * image.words,
+        "image_words": image.words,
+        "word_bits": image.word_bits,
         "latency": list(latency),
         "ar_pause": pacing,
         "r_pause": pacing,
         "ready_probability": 1 - pacing,
         "seed": seed,
-        "timeout_cycles": 50 * SWEEPS * image.beats + 20 * max(latency) * SWEEPS + 2000,
+        "timeout_cycles": 50 * sweeps * image.beats + 20 * max(latency) * sweeps + 2000,
     }
     return image, run_fetcher_scenario(build, spec, tmp_path / "run", seed=seed)
 
@@ -71,7 +76,8 @@ def test_fetcher_streams_the_banks_words(
         for a in range(plan.bank_depth)
     ]
     assert image.word_values() == banks
-    assert [int(w, 16) for w in result["words"]] == banks * SWEEPS
+    assert result["words"] == SWEEPS * len(banks)
+    assert (result["mismatches"], result["first_mismatch"]) == (0, None)
     assert result["read_error"] == 0
 
     # Traffic: each sweep reads the image once, in order, in bursts of at most `burst` beats
@@ -90,3 +96,107 @@ def test_fetcher_streams_the_banks_words(
     # Prefetch stays within the FIFO and the word assembler's register.
     held = math.ceil((image.word_bits + data_width) / data_width)
     assert 0 <= len(offsets) - SWEEPS * image.beats <= params.fifo_beats + held
+
+
+@pytest.mark.slow
+def test_fetcher_streams_a_model_too_big_for_block_ram(tmp_path, sim_cache):
+    """I = H = 1024, one layer (16.8 MB of 16-bit weights: more block RAM than any listed
+    part), 64 lanes: one step's 131,072 words of 1,024 bits over a 1,024-bit bus."""
+    model = random_model(1024, 1024, seed=3)
+    plan = EnginePlan(model, HardwareConfig(lanes=64))
+    params = AxiReadParams(data_width=1024, burst=16, latency=100)
+    image, result = _fetcher_run(
+        tmp_path, sim_cache, plan, params, (60, 100), 0.05, seed=3, sweeps=1
+    )
+    W = plan.weight_shape.width
+    mask = (1 << W) - 1
+    images = plan.images
+    for a in (0, 1, plan.bank_depth // 2, plan.bank_depth - 1):
+        word = sum((int(images.weights[p, a]) & mask) << (p * W) for p in range(plan.lanes))
+        assert image.word_values_at([a]) == [word]
+    assert result["words"] == image.words
+    assert (result["mismatches"], result["first_mismatch"]) == (0, None)
+    assert result["read_error"] == 0
+    assert image.bytes == design_limits(plan).bytes_per_step
+    fetched = sum(beats for _address, beats in result["reads"]) * params.bytes_per_beat
+    assert image.bytes <= fetched <= image.bytes + params.fifo_beats * params.bytes_per_beat + 256
+
+
+def _expected_y(model, sequences):
+    lengths = [len(s) for s in sequences]
+    ref = run_reference(model, padded(sequences), lengths=lengths, head_on="all")
+    parts = [
+        (ref.head[:n, b] if model.head is not None else ref.output[:n, b])
+        for b, n in enumerate(lengths)
+    ]
+    return np.concatenate([np.asarray(p).reshape(-1) for p in parts])
+
+
+def _top_run(tmp_path, sim_cache, model, config, lengths, latency, pacing, seed):
+    design = compile_model(model, config, cache_dir=sim_cache)
+    interface = design.interface
+    plan = interface.plan
+    params = config.axi
+    image = weight_image(plan, data_width=params.data_width)
+    path = tmp_path / "weights.bin"
+    path.write_bytes(image.data)
+    sequences = random_sequences(model, lengths, rng=seed)
+    bound = interface.sequence_bound(max(lengths))
+    spec = {
+        "image": str(path),
+        "base": params.base,
+        "ram_bytes": params.base + image.bytes + 4096,
+        "latency": list(latency),
+        "ar_pause": pacing,
+        "r_pause": pacing,
+        "seed": seed,
+        "x": {
+            "data": [int(v) for s in sequences for v in interface.pack_x(s)],
+            "last": [bool(v) for v in interface.x_last(lengths)],
+        },
+        "y_beats": int(interface.y_beats(lengths).sum()),
+        "input_pacing": {"probability": pacing, "max_cycles": 3, "seed": seed},
+        "output_pacing": {"probability": pacing, "max_cycles": 3, "seed": seed + 1},
+        "timeout_cycles": 40 * (bound + image.beats * max(lengths)) * len(lengths)
+        + 50 * max(latency)
+        + 4000,
+    }
+    got = run_external_scenario(design.sim_build, spec, tmp_path / "run", seed=seed)
+    return interface, image, sequences, got
+
+
+@pytest.mark.parametrize(
+    "I, H, layers, head, lanes, data_width, latency, pacing",
+    [
+        (3, 5, 1, None, 3, 64, (4, 40), 0.3),  # odd lanes: 48-bit words over 64-bit beats
+        (5, 4, 2, 2, 7, 32, (10, 30), 0.2),  # two layers and a head; 112-bit words
+        pytest.param(4, 6, 1, 3, 16, 128, (0, 60), 0.0, marks=pytest.mark.slow),
+    ],
+)
+def test_external_weights_are_bit_exact(
+    tmp_path, sim_cache, I, H, layers, head, lanes, data_width, latency, pacing
+):
+    model = random_model(I, H, num_layers=layers, head=head, seed=lanes)
+    params = AxiReadParams(data_width=data_width, burst=8, latency=max(latency), base=0x2000)
+    config = HardwareConfig(lanes=lanes, weights="external", axi=params)
+    lengths = [3, 2]
+    interface, image, sequences, got = _top_run(
+        tmp_path, sim_cache, model, config, lengths, latency, pacing, seed=lanes
+    )
+    np.testing.assert_array_equal(np.asarray(got["y"]), _expected_y(model, sequences))
+    assert got["read_error"] == 0
+    # Every step's words were fetched once, in order: the sweeps the steps needed, plus
+    # what the FIFO prefetched for the next step after the last one.
+    steps = sum(lengths)
+    step_bytes = design_limits(interface.plan).bytes_per_step
+    assert image.bytes == math.ceil(step_bytes * 8 / data_width) * data_width // 8
+    fetched = sum(beats for _address, beats in got["reads"]) * params.bytes_per_beat
+    held = math.ceil((image.word_bits + data_width) / data_width) + params.fifo_beats
+    assert steps * image.bytes <= fetched <= steps * image.bytes + held * params.bytes_per_beat
+    offsets = [
+        address - params.base + k * params.bytes_per_beat
+        for address, beats in got["reads"]
+        for k in range(beats)
+    ]
+    sweep = [k * params.bytes_per_beat for k in range(image.beats)]
+    assert offsets == (sweep * (len(offsets) // image.beats + 1))[: len(offsets)]
