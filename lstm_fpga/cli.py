@@ -178,6 +178,16 @@ def _external_weights(args) -> dict:
     return {"weights": "external", "axi": axi}
 
 
+def _on_chip_only(project, command: str) -> None:
+    """``command`` drives ``lstm_top`` without an external memory: refuse such builds."""
+    if project.config.weights == "external":
+        raise _UsageError(
+            f"lstm-fpga {command} needs a build with on-chip weights; {project.directory} was "
+            f"built with --weights external (simulate it against its AXI4 memory with "
+            f"lstm_fpga.sim.external.external_run, docs/external.md), or rebuild without it"
+        )
+
+
 def _check_family(family: str, device: str | None) -> None:
     """``--family`` names a family with hooks, and the ``--device`` part (if any) is of it."""
     from .hw.devices import device as find_device
@@ -454,6 +464,7 @@ def _cmd_simulate(args) -> int:
     from .sw.numerics import quantize
 
     project = Project.load(args.build)
+    _on_chip_only(project, "simulate")
     model = project.model
     log = _progress(not args.json)
     out = _own_subdir(project.directory, "sim")
@@ -814,6 +825,7 @@ def _cmd_bitstream(args) -> int:
     from .project import Project
 
     project = Project.load(args.build)
+    _on_chip_only(project, "bitstream")
     spec = board(args.board)
     if not args.freq > 0:
         raise _UsageError(f"--freq must be a positive frequency in MHz, not {args.freq:g}")
@@ -963,8 +975,10 @@ def _cmd_demo(args) -> int:
 
 def _cmd_virtual_device(args) -> int:
     """Serve the build's virtual device (its board top in Verilator) until interrupted."""
+    from .project import Project
     from .sim.virtual_device import virtual_device
 
+    _on_chip_only(Project.load(args.build), "virtual-device")
     if not 0 <= args.port <= 65535:
         raise _UsageError(f"--port {args.port} is not a TCP port; use 1..65535, or 0 for any")
     if args.leds is not None and not args.leds.parent.is_dir():

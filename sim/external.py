@@ -25,6 +25,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 __all__ = [
     "SPEC_ENV",
+    "external_run",
     "external_scenario",
     "fetcher_scenario",
     "latency_ram",
@@ -40,6 +41,54 @@ RESULT_FILE = "fetcher_result.json"
 def run_fetcher_scenario(sim_build, spec: dict, run_dir, seed: int = 0) -> dict:
     """Run the scenario of ``spec`` on a compiled ``WeightFetcher`` and return its record."""
     return _run(sim_build, {**spec, "kind": "fetcher"}, run_dir, seed)
+
+
+def external_run(
+    model, config, lengths, latency, pacing: float, seed: int, run_dir, cache_dir=None
+):
+    """Compile ``lstm_top`` for ``model`` on ``config`` (``weights="external"``), put its
+    image into the RAM model (read latency drawn from ``latency = (lo, hi)`` cycles per
+    burst; ``pacing``: the probability of a pause on ``arready``, ``rvalid``, ``x`` and
+    ``y``) and run random sequences of ``lengths``. Returns ``(interface, image, sequences,
+    record)`` (:func:`run_external_scenario`'s record)."""
+    from ..hw.external import weight_image
+    from ..testing import random_sequences
+    from .design import compile_model
+
+    design = compile_model(model, config, cache_dir=cache_dir)
+    interface = design.interface
+    params = config.axi
+    image = weight_image(interface.plan, data_width=params.data_width)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "weights.bin"
+    path.write_bytes(image.data)
+    sequences = random_sequences(model, lengths, rng=seed)
+    bound = interface.sequence_bound(max(lengths))
+    spec = {
+        "idle": [list(pair) for pair in interface.idle_inputs],
+        "x_stream": interface.x.name,
+        "y_stream": interface.y.name,
+        "image": str(path.resolve()),
+        "base": params.base,
+        "ram_bytes": params.base + image.bytes + 4096,
+        "latency": list(latency),
+        "ar_pause": pacing,
+        "r_pause": pacing,
+        "seed": seed,
+        "x": {
+            "data": [int(v) for s in sequences for v in interface.pack_x(s)],
+            "last": [bool(v) for v in interface.x_last(lengths)],
+        },
+        "y_beats": int(interface.y_beats(lengths).sum()),
+        "input_pacing": {"probability": pacing, "max_cycles": 3, "seed": seed},
+        "output_pacing": {"probability": pacing, "max_cycles": 3, "seed": seed + 1},
+        "timeout_cycles": 40 * (bound + image.beats * max(lengths)) * len(lengths)
+        + 50 * max(latency)
+        + 4000,
+    }
+    got = run_external_scenario(design.sim_build, spec, run_dir / "run", seed=seed)
+    return interface, image, sequences, got
 
 
 def run_external_scenario(sim_build, spec: dict, run_dir, seed: int = 0) -> dict:
@@ -136,13 +185,8 @@ async def top_scenario(dut, spec: dict) -> None:
 
     rng = random.Random(spec["seed"])
     tb = TB(dut)
-    for name in ("x__tvalid", "x__tdata", "x__tlast", "init__tvalid", "init__tdata"):
-        getattr(dut, name).value = 0
-    for name in ("init__tlast", "w__tvalid", "w__tdata", "w__tlast", "y__tready"):
-        getattr(dut, name).value = 0
-    dut.state__tready.value = 0
-    for name in ("carry_state", "read_state", "clear_status"):
-        getattr(dut, name).value = 0
+    for name, value in spec["idle"]:  # every input idle (TopInterface.idle_inputs)
+        getattr(dut, name).value = value
     image = Path(spec["image"]).read_bytes()
     bus = AxiReadBus.from_prefix(dut, "m_axi")
     ram = latency_ram(bus, dut.clk, None, spec["ram_bytes"], tuple(spec["latency"]), rng)
@@ -150,8 +194,10 @@ async def top_scenario(dut, spec: dict) -> None:
     ram.ar_channel.set_pause_generator(_pauses(spec["ar_pause"], random.Random(rng.random())))
     ram.r_channel.set_pause_generator(_pauses(spec["r_pause"], random.Random(rng.random())))
     await tb.start()
-    source = tb.source("x", pacing=Pacing(**spec["input_pacing"]))
-    sink = tb.sink("y", pacing=Pacing(**spec["output_pacing"]), beats=spec["y_beats"])
+    source = tb.source(spec["x_stream"], pacing=Pacing(**spec["input_pacing"]))
+    sink = tb.sink(
+        spec["y_stream"], pacing=Pacing(**spec["output_pacing"]), beats=spec["y_beats"]
+    )
     source.send(spec["x"]["data"], spec["x"]["last"])
     await tb.wait_done(spec["timeout_cycles"])
     await tb.wait_cycles(4)

@@ -69,3 +69,25 @@ def test_a_bidirectional_model_is_refused(files, capsys):
     assert code == 2
     assert "--weights external supports unidirectional models only" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["simulate", "{out}", "--input", "{x}"],
+        ["bitstream", "{out}", "--board", "ulx3s-85f"],
+        ["virtual-device", "{out}"],
+    ],
+)
+def test_on_chip_commands_refuse_an_external_build(files, capsys, command):
+    import numpy as np
+
+    out = files / "ext"
+    argv = ["build", files / "model.pt", "--calibrate", files / "cal.npy", "--out", out]
+    assert run_cli(capsys, *argv, "--weights", "external")[0] == 0
+    np.save(files / "x.npy", np.zeros((3, 3)))
+    argv = [a.format(out=out, x=files / "x.npy") for a in command]
+    code, _stdout, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert f"lstm-fpga {command[0]} needs a build with on-chip weights" in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -15,11 +15,10 @@ from amaranth.back import verilog
 from lstm_fpga.hw import EnginePlan, HardwareConfig
 from lstm_fpga.hw.external import AxiReadParams, WeightFetcher, weight_image
 from lstm_fpga.hw.limits import design_limits
-from lstm_fpga.sim import compile_model
 from lstm_fpga.sim.compilation import compile_simulation
-from lstm_fpga.sim.external import run_external_scenario, run_fetcher_scenario
+from lstm_fpga.sim.external import external_run, run_fetcher_scenario
 from lstm_fpga.sw.reference import run_reference
-from lstm_fpga.testing import padded, random_model, random_sequences
+from lstm_fpga.testing import padded, random_model
 
 SWEEPS = 3
 
@@ -133,36 +132,9 @@ def _expected_y(model, sequences):
 
 
 def _top_run(tmp_path, sim_cache, model, config, lengths, latency, pacing, seed):
-    design = compile_model(model, config, cache_dir=sim_cache)
-    interface = design.interface
-    plan = interface.plan
-    params = config.axi
-    image = weight_image(plan, data_width=params.data_width)
-    path = tmp_path / "weights.bin"
-    path.write_bytes(image.data)
-    sequences = random_sequences(model, lengths, rng=seed)
-    bound = interface.sequence_bound(max(lengths))
-    spec = {
-        "image": str(path),
-        "base": params.base,
-        "ram_bytes": params.base + image.bytes + 4096,
-        "latency": list(latency),
-        "ar_pause": pacing,
-        "r_pause": pacing,
-        "seed": seed,
-        "x": {
-            "data": [int(v) for s in sequences for v in interface.pack_x(s)],
-            "last": [bool(v) for v in interface.x_last(lengths)],
-        },
-        "y_beats": int(interface.y_beats(lengths).sum()),
-        "input_pacing": {"probability": pacing, "max_cycles": 3, "seed": seed},
-        "output_pacing": {"probability": pacing, "max_cycles": 3, "seed": seed + 1},
-        "timeout_cycles": 40 * (bound + image.beats * max(lengths)) * len(lengths)
-        + 50 * max(latency)
-        + 4000,
-    }
-    got = run_external_scenario(design.sim_build, spec, tmp_path / "run", seed=seed)
-    return interface, image, sequences, got
+    return external_run(
+        model, config, lengths, latency, pacing, seed, tmp_path, cache_dir=sim_cache
+    )
 
 
 @pytest.mark.parametrize(
@@ -200,3 +172,22 @@ def test_external_weights_are_bit_exact(
     ]
     sweep = [k * params.bytes_per_beat for k in range(image.beats)]
     assert offsets == (sweep * (len(offsets) // image.beats + 1))[: len(offsets)]
+
+
+@pytest.mark.slow
+def test_external_weights_run_a_model_too_big_for_block_ram(tmp_path, sim_cache):
+    """I = H = 1024, one layer, 64 lanes, on a 2-step sequence: 16 MiB of weights streamed
+    over a 1,024-bit bus, bit-exact, each step reading the image once."""
+    model = random_model(1024, 1024, seed=5)
+    params = AxiReadParams(data_width=1024, burst=16, latency=100)
+    config = HardwareConfig(lanes=64, weights="external", axi=params)
+    lengths = [2]
+    interface, image, sequences, got = _top_run(
+        tmp_path, sim_cache, model, config, lengths, (40, 100), 0.05, seed=5
+    )
+    np.testing.assert_array_equal(np.asarray(got["y"]), _expected_y(model, sequences))
+    assert got["read_error"] == 0
+    assert image.bytes == design_limits(interface.plan).bytes_per_step == 16 * 2**20
+    fetched = sum(beats for _address, beats in got["reads"]) * params.bytes_per_beat
+    held = math.ceil((image.word_bits + 1024) / 1024) + params.fifo_beats
+    assert 2 * image.bytes <= fetched <= 2 * image.bytes + held * params.bytes_per_beat
