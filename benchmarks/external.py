@@ -70,7 +70,7 @@ def measure(I, H, P, width, steps, latency, sized, work: Path) -> dict:
         "steps": steps,
         "cycles_per_step": per_step,
         "bound": limits.cycles_per_step,
-        "lane_bound": interface.plan.step_bound,
+        "lane_bound": interface.plan.step_bound(),
         "bytes_per_step_limits": limits.bytes_per_step,
         "image_bytes": image.bytes,
         "fetched_bytes": fetched,

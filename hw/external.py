@@ -37,6 +37,7 @@ __all__ = [
     "AXI_BURST_INCR",
     "AXI_DATA_WIDTHS",
     "AXI_MAX_BURST",
+    "MASTER_LOOP_CYCLES",
     "AxiReadParams",
     "WeightFetcher",
     "WeightImage",
@@ -54,6 +55,10 @@ AXI_MAX_BURST = 256
 AXI_BOUNDARY = 4096
 #: ``ARBURST`` of an incrementing burst.
 AXI_BURST_INCR = 1
+#: Cycles :class:`WeightFetcher` adds to a burst's round trip besides the memory's latency:
+#: the read-address register, the FIFO's write-to-read latency (``SyncFIFOBuffered``: 2)
+#: and the word assembler's take, after which the beat's credit returns.
+MASTER_LOOP_CYCLES = 4
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,12 @@ class AxiReadParams:
     hide; ``base`` the image's byte address (4 KiB aligned); ``address_width`` of
     ``ARADDR``.
 
-    Derived: :attr:`outstanding` reads in flight, ``ceil(latency / burst) + 1``, enough to keep
-    one beat per cycle coming from a memory of that latency (``outstanding * burst >=
-    latency + burst``); :attr:`fifo_beats`, ``outstanding * burst``: the master only issues a
-    burst when the FIFO has room for every beat in flight, so ``RREADY`` never falls.
+    Derived: :attr:`outstanding` reads in flight, ``ceil((latency + MASTER_LOOP_CYCLES) /
+    burst) + 1``, enough to keep one beat per cycle coming from a memory of that latency
+    (``outstanding * burst >= latency + MASTER_LOOP_CYCLES + burst``: a burst's credit comes
+    back only after the master's own registers); :attr:`fifo_beats`, ``outstanding *
+    burst``: the master only issues a burst when the FIFO has room for every beat in flight,
+    so ``RREADY`` never falls.
     """
 
     data_width: int = 64
@@ -116,8 +123,8 @@ class AxiReadParams:
 
     @property
     def outstanding(self) -> int:
-        """Bursts in flight at most: ``ceil(latency / burst) + 1``."""
-        return math.ceil(self.latency / self.burst) + 1
+        """Bursts in flight at most: ``ceil((latency + MASTER_LOOP_CYCLES) / burst) + 1``."""
+        return math.ceil((self.latency + MASTER_LOOP_CYCLES) / self.burst) + 1
 
     @property
     def fifo_beats(self) -> int:

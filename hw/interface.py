@@ -280,7 +280,8 @@ class TopInterface:
     @property
     def signals(self) -> tuple[Port, ...]:
         """The ports outside the streams (besides clock and reset): control inputs, status
-        outputs, saturation counters, in declaration order."""
+        outputs, saturation counters and, with external weights, the AXI4 read master's
+        ports (:func:`~lstm_fpga.hw.external.external_ports`), in declaration order."""
         widths = {Status.CYCLES: CYCLE_COUNTER_WIDTH}
         return (
             *(Port(c.value, 1, direction=Direction.IN) for c in Control),

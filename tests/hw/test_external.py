@@ -42,9 +42,10 @@ def test_every_weight_is_where_image_bit_says(I, H, head, lanes, width):
 
 def test_derived_parameters():
     params = AxiReadParams(data_width=128, burst=16, latency=100)
-    assert params.outstanding == 8  # ceil(100 / 16) + 1: 128 beats cover 100 + 16
+    assert params.outstanding == 8  # ceil((100 + 4) / 16) + 1: 128 beats cover 100 + 4 + 16
     assert params.fifo_beats == 128
-    assert AxiReadParams(latency=0, burst=4).outstanding == 1
+    assert AxiReadParams(latency=0, burst=4).outstanding == 2
+    assert AxiReadParams(latency=64, burst=16).outstanding == 6
 
 
 @pytest.mark.parametrize(
