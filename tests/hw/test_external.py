@@ -83,3 +83,15 @@ def test_external_designs_count_the_fifo_not_the_banks():
     names = [m[0] for m in external.memories]
     assert "weight prefetch FIFO" in names and not any("weight banks" in n for n in names)
     assert external.brams < on_chip.brams
+
+
+def test_reload_words_of_an_external_build_are_the_biases():
+    from lstm_fpga.hw import weight_load_words
+    from lstm_fpga.hw.memory import WeightTarget
+
+    model = random_model(3, 4, seed=4)
+    config = HardwareConfig(lanes=5, weights="external")
+    words = weight_load_words(EnginePlan(model, config), random_model(3, 4, seed=5))
+    on_chip = weight_load_words(EnginePlan(model, HardwareConfig(lanes=5)), model)
+    assert words and all(w.target == WeightTarget.BIAS for w in words)
+    assert len(words) == sum(w.target == WeightTarget.BIAS for w in on_chip)
