@@ -1,14 +1,20 @@
-"""cocotb test module for the weight read master
-(:class:`~lstm_fpga.hw.external.WeightFetcher`) against cocotbext-axi's AXI4 RAM model.
+"""cocotb test module for external weights: the weight read master
+(:class:`~lstm_fpga.hw.external.WeightFetcher`) alone, or ``lstm_top`` built with
+``weights="external"``, against cocotbext-axi's AXI4 RAM model.
 
-The host (:func:`run_fetcher_scenario`) writes a spec (the image file, its base, the
-master's data width, the words to take, the pacing and the memory's latency) into the run
-directory; :func:`fetcher_scenario` puts the image into :func:`latency_ram` (the read
-half of cocotbext-axi's ``AxiRam``, ``AxiRamRead``, with a pipelined random read latency per
-burst and cocotbext-axi pause generators throttling ``arready`` and ``rvalid``), takes the
-words with a randomly paced ``word.ready``, compares each with the image's word and
-records the mismatches, every read address and the cycles into ``fetcher_result.json``;
-the host checks.
+The host writes a spec into the run directory and runs :func:`external_scenario`, which puts
+the weight image into :func:`latency_ram` (the read half of cocotbext-axi's ``AxiRam``,
+``AxiRamRead``, with a pipelined random read latency per burst; cocotbext-axi pause
+generators throttle ``arready`` and ``rvalid``) and then
+
+* :func:`fetcher_scenario` (host: :func:`run_fetcher_scenario`): takes the master's words
+  with a randomly paced ``word.ready``, compares each with the image's word and records the
+  mismatches, every read address and the cycles;
+* :func:`top_scenario` (host: :func:`run_external_scenario`, or :func:`external_run`, which
+  also compiles the design and draws the sequences): streams ``x`` in and ``y`` out with
+  random pacing and records ``y``, its cycles and every read burst the memory accepted.
+
+The record goes to ``fetcher_result.json``; the host checks.
 """
 
 from __future__ import annotations
@@ -195,9 +201,7 @@ async def top_scenario(dut, spec: dict) -> None:
     ram.r_channel.set_pause_generator(_pauses(spec["r_pause"], random.Random(rng.random())))
     await tb.start()
     source = tb.source(spec["x_stream"], pacing=Pacing(**spec["input_pacing"]))
-    sink = tb.sink(
-        spec["y_stream"], pacing=Pacing(**spec["output_pacing"]), beats=spec["y_beats"]
-    )
+    sink = tb.sink(spec["y_stream"], pacing=Pacing(**spec["output_pacing"]), beats=spec["y_beats"])
     source.send(spec["x"]["data"], spec["x"]["last"])
     await tb.wait_done(spec["timeout_cycles"])
     await tb.wait_cycles(4)
