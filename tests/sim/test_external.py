@@ -142,7 +142,10 @@ def _top_run(tmp_path, sim_cache, model, config, lengths, latency, pacing, seed)
     [
         (3, 5, 1, None, 3, 64, (4, 40), 0.3),  # odd lanes: 48-bit words over 64-bit beats
         (5, 4, 2, 2, 7, 32, (10, 30), 0.2),  # two layers and a head; 112-bit words
+        (3, 2, 1, None, 16, 64, (2, 20), 0.2),  # two column groups (P = 2 * 4H)
         pytest.param(4, 6, 1, 3, 16, 128, (0, 60), 0.0, marks=pytest.mark.slow),
+        # one lane: two 16-bit words per 32-bit beat
+        pytest.param(2, 3, 1, 2, 1, 32, (1, 9), 0.3, marks=pytest.mark.slow),
     ],
 )
 def test_external_weights_are_bit_exact(
