@@ -20,6 +20,7 @@ cycles above the bound.
 
     .venv/bin/python benchmarks/external.py                      # the table (markdown)
     .venv/bin/python benchmarks/external.py --json benchmarks/results/external.json
+    .venv/bin/python benchmarks/external.py --table benchmarks/results/external.json
 """
 
 from __future__ import annotations
@@ -81,30 +82,41 @@ def measure(I, H, P, width, steps, latency, sized, work: Path) -> dict:
     }
 
 
+def table(rows) -> list[str]:
+    lines = [
+        "| shape | bus bits | memory latency | FIFO sized for (outstanding) | cycles/step "
+        "| bound | bytes/step (limits.py) | bytes read: steps x image + prefetch "
+        "| GB/s needed | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['shape']} | {r['data_width']} | {r['memory_latency']} "
+            f"| {r['sized_for_latency']} ({r['outstanding']}) | {r['cycles_per_step']:g} "
+            f"| {r['bound']} | {r['image_bytes']:,} ({r['bytes_per_step_limits']:,.0f}) "
+            f"| {r['fetched_bytes']:,} = {r['steps']} x {r['image_bytes']:,} + "
+            f"{r['prefetched_beyond_steps']:,} | {r['gbps_needed']:.2f} @ {r['clock_mhz']:g} MHz "
+            f"| {r['wall_s']} |"
+        )
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--small", action="store_true", help="skip the I=H=1024 row")
+    parser.add_argument("--table", type=Path, help="print the table of saved rows and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print("\n".join(table(json.loads(args.table.read_text()))))
+        return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for I, H, P, width, steps, latencies in ROWS[:-1] if args.small else ROWS:
             for latency, sized in latencies:
                 rows.append(measure(I, H, P, width, steps, latency, sized, Path(tmp)))
                 print(json.dumps(rows[-1]), file=sys.stderr)
-    print(
-        "| shape | bus bits | memory latency | FIFO sized for (outstanding x 16) "
-        "| cycles/step | bound | bytes/step measured (limits.py) | GB/s needed "
-        "| wall s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['shape']} | {r['data_width']} | {r['memory_latency']} "
-            f"| {r['sized_for_latency']} ({r['outstanding']}) | {r['cycles_per_step']:g} "
-            f"| {r['bound']} | {r['image_bytes']:,} ({r['bytes_per_step_limits']:,.0f}) "
-            f"| {r['gbps_needed']:.2f} @ {r['clock_mhz']:g} MHz | {r['wall_s']} |"
-        )
+    print("\n".join(table(rows)))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
