@@ -978,11 +978,11 @@ def _cmd_virtual_device(args) -> int:
     from .project import Project
     from .sim.virtual_device import virtual_device
 
-    _on_chip_only(Project.load(args.build), "virtual-device")
     if not 0 <= args.port <= 65535:
         raise _UsageError(f"--port {args.port} is not a TCP port; use 1..65535, or 0 for any")
     if args.leds is not None and not args.leds.parent.is_dir():
         raise _UsageError(f"--leds {args.leds}: no directory {args.leds.parent}; create it first")
+    _on_chip_only(Project.load(args.build), "virtual-device")
     try:
         with virtual_device(args.build, port=args.port, leds=args.leds) as url:
             if args.json:
