@@ -97,30 +97,6 @@ def test_fetcher_streams_the_banks_words(
     assert 0 <= len(offsets) - SWEEPS * image.beats <= params.fifo_beats + held
 
 
-@pytest.mark.slow
-def test_fetcher_streams_a_model_too_big_for_block_ram(tmp_path, sim_cache):
-    """I = H = 1024, one layer (16.8 MB of 16-bit weights: more block RAM than any listed
-    part), 64 lanes: one step's 131,072 words of 1,024 bits over a 1,024-bit bus."""
-    model = random_model(1024, 1024, seed=3)
-    plan = EnginePlan(model, HardwareConfig(lanes=64))
-    params = AxiReadParams(data_width=1024, burst=16, latency=100)
-    image, result = _fetcher_run(
-        tmp_path, sim_cache, plan, params, (60, 100), 0.05, seed=3, sweeps=1
-    )
-    W = plan.weight_shape.width
-    mask = (1 << W) - 1
-    images = plan.images
-    for a in (0, 1, plan.bank_depth // 2, plan.bank_depth - 1):
-        word = sum((int(images.weights[p, a]) & mask) << (p * W) for p in range(plan.lanes))
-        assert image.word_values_at([a]) == [word]
-    assert result["words"] == image.words
-    assert (result["mismatches"], result["first_mismatch"]) == (0, None)
-    assert result["read_error"] == 0
-    assert image.bytes == design_limits(plan).bytes_per_step
-    fetched = sum(beats for _address, beats in result["reads"]) * params.bytes_per_beat
-    assert image.bytes <= fetched <= image.bytes + params.fifo_beats * params.bytes_per_beat + 256
-
-
 def _expected_y(model, sequences):
     lengths = [len(s) for s in sequences]
     ref = run_reference(model, padded(sequences), lengths=lengths, head_on="all")
