@@ -87,15 +87,16 @@ def calibrate(
     """Run ``float_model`` on ``samples``, record every tensor's range and choose formats.
 
     Every format is ``width`` bits (unless overridden) with as many fraction bits as the
-    observed range allows, except: gates and hidden states lie in (-1, 1) and get
-    ``width - 1`` fraction bits; pre-activations never get more than 3 integer bits (the
-    activation tables are flat outside [-8, 8)); a bias never gets more fraction bits than its
-    accumulator. ``headroom_bits`` extra integer bits for the data-dependent activations
-    (``x``, pre-activations, cell states, head output) leave room for data larger than the
-    calibration set's. Layer inputs follow the chaining rules (``x``, then the previous layer's
-    hidden format). ``overrides`` maps tensor names (:func:`tensor_names`) to formats
-    (:class:`FixedFormat` or ``"Qm.n"``). ``weight_bits`` (default ``width``) is the width of
-    the weight matrices alone (:func:`choose_formats`).
+    observed range allows, except: gates and hidden states lie in (-1, 1) and get ``width - 1``
+    fraction bits; an LSTM's pre-activations never get more than 3 integer bits (the activation
+    tables are flat outside [-8, 8)), a GRU's cover their whole range (n's input and recurrent
+    parts are summed after the reset product, before the table); a bias never gets more
+    fraction bits than its accumulator. ``headroom_bits`` extra integer bits for the
+    data-dependent activations (``x``, pre-activations, cell states, head output) leave room
+    for data larger than the calibration set's. Layer inputs follow the chaining rules (``x``,
+    then the previous layer's hidden format). ``overrides`` maps tensor names
+    (:func:`tensor_names`) to formats (:class:`FixedFormat` or ``"Qm.n"``). ``weight_bits``
+    (default ``width``) is the width of the weight matrices alone (:func:`choose_formats`).
 
     ``samples`` is an array (or tensor) ``(T, I)``, ``(T, B, I)`` -- ``(B, T, I)`` with
     ``batch_first`` -- with optional ``lengths`` (B,), or a list of ``(T_b, I)`` sequences of

@@ -348,7 +348,11 @@ def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits
         x = x_format if d.layer == 0 else hidden[d.layer - 1]
         preact_frac = _data_format(by_name[f"{n}.preact"], width).frac - headroom_bits
         # The tables are flat outside [-8, 8): more integer bits than that only lose precision.
-        auto_preact = FixedFormat(width, max(preact_frac, width - 1 - _PREACT_INT_BITS))
+        # Not so for a GRU: n's input and recurrent parts (preact too) are summed after the
+        # reset product, before the table, so they keep their whole range.
+        if fm.cell_type is not CellType.GRU:
+            preact_frac = max(preact_frac, width - 1 - _PREACT_INT_BITS)
+        auto_preact = FixedFormat(width, preact_frac)
         chosen = dict(
             x=x,
             w_ih=weight(f"{n}.w_ih"),

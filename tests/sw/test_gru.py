@@ -330,3 +330,25 @@ def test_finetune_refuses_gru():
 
     with pytest.raises(QatError, match=r"supports nn.LSTM models only, not nn.GRU"):
         prepare_qat(nn.GRU(3, 4), np.zeros((4, 3)))
+
+
+def test_gru_preact_keeps_its_whole_range():
+    """n's parts meet after the reset product: calibration does not cap a GRU's preact at
+    the tables' [-8, 8) (an LSTM's it does), so data beyond it does not clamp."""
+    from lstm_fpga.testing import random_float_model
+
+    fm = random_float_model(6, 5, seed=3, scale=12.0, cell_type="gru")
+    x = np.random.default_rng(3).uniform(-2, 2, (10, 4, 6))
+    model = quantize_model(fm, calibrate(fm, x))
+    assert calibrate(fm, x).range("l0.preact").abs_max > 8
+    assert model.directions[0].formats.preact.int_bits > 3
+    assert run_reference(model, quantize_input(model, x)).saturations.total == 0
+
+
+def test_compare_refuses_a_float_model_of_the_other_cell():
+    from lstm_fpga.sim.compare import _float_model
+    from lstm_fpga.sw.torch_import import ModelImportError
+
+    lstm = random_model(3, 4, seed=1)
+    with pytest.raises(ModelImportError, match=r"the float model is an nn\.GRU but the hardware"):
+        _float_model(lstm, nn.GRU(3, 4))
