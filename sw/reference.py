@@ -45,6 +45,7 @@ __all__ = [
     "dequantized_model",
     "exact_matmul",
     "gate_accumulators",
+    "gru_accumulators",
     "gru_update",
     "head_forward",
     "quantize_input",
@@ -157,6 +158,21 @@ def cell_update(dp: LstmDatapath, acc, c, counts: dict | None = None, trace=None
     return h_new, c_new
 
 
+def gru_accumulators(dp: GruDatapath, d: LayerDirection, x, h):
+    """The matrix-vector unit's sums of a GRU step for input ``x`` (B, I) and ``h`` (B, H):
+    ``(acc_rz (B, 2H), acc_xn (B, H), acc_hn (B, H))`` in the gate accumulator's format --
+    ``W_i{r,z} x + W_h{r,z} h + b_{r,z}``, ``W_in x + b_in`` and ``W_hn h + b_hn``, exact."""
+    H = d.hidden_size
+    x_part = exact_matmul(x, d.w_ih.T)
+    h_part = exact_matmul(h, d.w_hh.T)
+    zero = np.zeros((x_part.shape[0], H), dtype=np.int64)
+    bias, acc = d.bias, dp.gate_acc
+    acc_rz = acc.accumulate([x_part[:, : 2 * H], h_part[:, : 2 * H]], bias[: 2 * H])
+    acc_xn = acc.accumulate([x_part[:, 2 * H :], zero], bias[2 * H : 3 * H])
+    acc_hn = acc.accumulate([zero, h_part[:, 2 * H :]], bias[3 * H :])
+    return acc_rz, acc_xn, acc_hn
+
+
 def gru_update(
     dp: GruDatapath, d: LayerDirection, x, h, counts: dict | None = None, trace=None, mask=None
 ):
@@ -170,14 +186,8 @@ def gru_update(
     preact/cell/hidden) accumulates the rescale saturations (all pre-activation rescales count
     as ``preact``, the update as ``hidden``); ``trace`` records dequantised values.
     """
-    f_, H = dp.formats, d.hidden_size
-    x_part = exact_matmul(x, d.w_ih.T)
-    h_part = exact_matmul(h, d.w_hh.T)
-    zero = np.zeros((x_part.shape[0], H), dtype=np.int64)
-    bias, acc = d.bias, dp.gate_acc
-    acc_rz = acc.accumulate([x_part[:, : 2 * H], h_part[:, : 2 * H]], bias[: 2 * H])
-    acc_xn = acc.accumulate([x_part[:, 2 * H :], zero], bias[2 * H : 3 * H])
-    acc_hn = acc.accumulate([zero, h_part[:, 2 * H :]], bias[3 * H :])
+    f_, acc = dp.formats, dp.gate_acc
+    acc_rz, acc_xn, acc_hn = gru_accumulators(dp, d, x, h)
     pre_rz, xn, hn = (
         rescale(a, acc.frac, f_.preact, dp.rounding, dp.overflow) for a in (acc_rz, acc_xn, acc_hn)
     )

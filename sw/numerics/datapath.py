@@ -393,9 +393,10 @@ class GruDatapath(_Datapath):
 
     @property
     def one_minus_z(self) -> FixedFormat:
-        """The format of ``1 - z``: the gate's fraction bits, wide enough for any gate value."""
+        """The format of ``1 - z``: the gate's fraction bits, wide enough for any gate value
+        (``|1 - z| <= 2**frac + 2**(width - 1)`` in integers)."""
         g = self.formats.gate
-        return FixedFormat(max(g.frac, g.width - 1) + 2, g.frac)
+        return FixedFormat(max(g.frac, g.width - 1) + 3, g.frac)
 
     @property
     def one(self) -> int:
