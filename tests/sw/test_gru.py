@@ -352,3 +352,16 @@ def test_compare_refuses_a_float_model_of_the_other_cell():
     lstm = random_model(3, 4, seed=1)
     with pytest.raises(ModelImportError, match=r"the float model is an nn\.GRU but the hardware"):
         _float_model(lstm, nn.GRU(3, 4))
+
+
+def test_overrides_name_the_gru_tensors():
+    fm = from_module(torch_gru(3, 4)[0])
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 2, 3))
+    model = quantize_model(fm, calibrate(fm, x, overrides={"l0.preact": "Q5.10"}))
+    assert str(model.directions[0].formats.preact) == "Q5.10"
+    with pytest.raises(CalibrationError) as error:
+        calibrate(fm, x, overrides={"l0.cell": "Q4.11"})
+    assert str(error.value) == (
+        "unknown tensor 'l0.cell' in format overrides; valid names: x, l0.w_ih, l0.w_hh, "
+        "l0.bias, l0.preact, l0.gate, l0.hidden"
+    )
