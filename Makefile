@@ -37,7 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 test: setup lint
-	$(PY) -m pytest -n $(JOBS) -p no:cacheprovider
+	$(PY) -m pytest -n $(JOBS) -p no:cacheprovider --durations=25
 
 fuzz: setup
 	$(PY) benchmarks/fuzz.py -n $(JOBS)
