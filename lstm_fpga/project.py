@@ -370,10 +370,12 @@ def write_project(
             model = LstmModel.load(source)
         except IRError as error:
             raise BuildError(str(error)) from None
+        _check_hardware_cell(model.cell_type)
         if overrides:
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
+        _check_hardware_cell(float_model.cell_type)
         model, report = _quantize(
             float_model,
             calibration,
@@ -612,6 +614,15 @@ def record_timing(directory: Path, timing: dict) -> None:
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     partial.replace(path)
+
+
+def _check_hardware_cell(cell_type) -> None:
+    """Refuse a model whose cell has no hardware yet (an nn.GRU) before any calibration."""
+    from .hw.compatibility import GRU_HARDWARE_MISSING
+    from .sw.shape import CellType
+
+    if cell_type is not CellType.LSTM:
+        raise BuildError(GRU_HARDWARE_MISSING)
 
 
 def _describe(model: LstmModel) -> str:
