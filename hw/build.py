@@ -14,6 +14,7 @@ from .compatibility import check_supported
 from .config import HardwareConfig, HardwareConfigError
 from .control import AXI_TOP_NAME, CONTROL_MODES, LstmAxi
 from .engine import LstmTop
+from .external import axi_params, check_external, weight_image
 from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_memories_verilog
 from .pipeline import FAMILIES, target
@@ -22,6 +23,7 @@ from .regmap import REGISTER_MAP_VERSION
 
 __all__ = [
     "TOP_NAME",
+    "WEIGHT_IMAGE_FILE",
     "Build",
     "control_manifest",
     "generate_verilog",
@@ -48,12 +50,19 @@ def _check_init(memory_init: str) -> None:
         )
 
 
+#: The weight image a ``weights="external"`` build writes
+#: (:func:`~lstm_fpga.hw.external.weight_image`).
+WEIGHT_IMAGE_FILE = "weights.bin"
+
+
 def _verilog(
     top: LstmTop | LstmAxi, memory_init: str, family: str | None, name: str = TOP_NAME
 ) -> str:
     platform = target(family)
     text = verilog.convert(top, name=name, emit_src=False, platform=platform)
-    banks = weight_memories_verilog(top.engine.images, top.engine.packing, memory_init)
+    banks = ""
+    if top.engine.plan.config.weights != "external":  # external weights: no weight banks
+        banks = weight_memories_verilog(top.engine.images, top.engine.packing, memory_init)
     return (
         f"{text}\n// Packed weight memories (lstm_fpga.hw.memory.weight_bank_verilog).\n{banks}"
         f"\n// Target {platform.family} (lstm_fpga.hw.pipeline).\n{platform.verilog_modules()}"
@@ -259,9 +268,18 @@ def write_build(
     _check_packing(config, family)
     _check_control(control)
     check_supported(model, config)
+    external = config.weights == "external"
+    if external and control != "stream":
+        raise HardwareConfigError(
+            "--weights external works with --control stream only (the AXI4-Lite top does not "
+            "carry the weight read master yet): drop --control axi-lite"
+        )
+    plan = EnginePlan(model, config)
+    if external:
+        check_external(plan)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    top = LstmTop(EnginePlan(model, config), verilog_banks=memory_init)
+    top = LstmTop(plan, verilog_banks=memory_init)
     images = top.interface.plan.images
     verilog_path = directory / f"{TOP_NAME}.v"
     verilog_path.write_text(_verilog(top, memory_init, family))
@@ -271,7 +289,21 @@ def write_build(
     kinds = [("weights", g) for g in range(len(packing.groups))]
     kinds += [("bias", lane) for lane in range(images.lanes)]
     hexes = list(zip(paths, kinds, strict=True))
+    if external:  # the weights go to the image in external memory, not to banks
+        for path, (kind, _index) in hexes:
+            if kind == "weights":
+                path.unlink()
+        hexes = [(path, key) for path, key in hexes if key[0] != "weights"]
+        paths = [path for path, _key in hexes]
     manifest = _manifest(top, hexes, memory_init, family)
+    if external:
+        params = axi_params(plan)
+        image = weight_image(plan, data_width=params.data_width)
+        (directory / WEIGHT_IMAGE_FILE).write_bytes(image.data)
+        manifest["external_weights"] = {
+            "image": image.to_json_dict(params.base, WEIGHT_IMAGE_FILE),
+            "axi": params.to_json_dict(),
+        }
     control_path = None
     manifest["control"] = {"mode": control}
     if control == "axi-lite":

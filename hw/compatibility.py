@@ -14,9 +14,18 @@ expose them for their model.
 from __future__ import annotations
 
 from ..sw.ir import LstmModel
+from ..sw.shape import CellType
 from .config import HardwareConfig, HardwareConfigError
 
-__all__ = ["check_compatible", "check_same_shape", "check_supported"]
+__all__ = ["GRU_HARDWARE_MISSING", "check_compatible", "check_same_shape", "check_supported"]
+
+#: Why a GRU model gets no hardware yet, and what does work for it.
+GRU_HARDWARE_MISSING = (
+    "nn.GRU models have no hardware yet: lstm-fpga generates hardware for nn.LSTM "
+    "(proj_size=0; layers, bidirectional, h0/c0, Linear head); a GRU runs through the "
+    "software flow only (import, calibration, quantization report and the integer reference: "
+    "lstm_fpga.sw.calibrate.quantize_from_torch, lstm_fpga.sw.reference.run_reference)"
+)
 
 
 def check_supported(model: LstmModel, config: HardwareConfig) -> None:
@@ -26,6 +35,8 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
         raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
     if not isinstance(config, HardwareConfig):
         raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
+    if model.cell_type is not CellType.LSTM:
+        raise HardwareConfigError(GRU_HARDWARE_MISSING)
     if model.bidirectional and config.max_seq_len is None:
         raise HardwareConfigError(
             "a bidirectional model needs the whole sequence before its reverse direction can "
@@ -35,7 +46,9 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
 
 def _shape(model: LstmModel) -> tuple:
     head = None if model.head is None else model.head.out_features
-    return (model.input_size, model.hidden_size, model.num_layers, model.bidirectional, head)
+    shape = (model.input_size, model.hidden_size, model.num_layers, model.bidirectional, head)
+    # A GRU and an LSTM of one shape differ; an LSTM's tuple is unchanged.
+    return shape if model.cell_type is CellType.LSTM else (*shape, model.cell_type.value)
 
 
 def check_same_shape(model: LstmModel, generated: LstmModel) -> None:

@@ -15,6 +15,7 @@ from ..sw.numerics import PACKING_FACTORS
 __all__ = [
     "GATES_PER_UNIT",
     "OUTPUT_MODES",
+    "WEIGHT_SOURCES",
     "HardwareConfig",
     "HardwareConfigError",
     "index_shape",
@@ -22,6 +23,8 @@ __all__ = [
 
 #: Values of :attr:`HardwareConfig.output`.
 OUTPUT_MODES = ("all", "last")
+#: Values of :attr:`HardwareConfig.weights`.
+WEIGHT_SOURCES = ("on-chip", "external")
 #: Rows of the gate matrix per hidden unit: gates i, f, g, o.
 GATES_PER_UNIT = 4
 
@@ -68,6 +71,13 @@ class HardwareConfig:
     #: The DSP the packed products must fit (a key of
     #: :data:`lstm_fpga.sw.numerics.DSP_PORTS`); the narrower Xilinx one by default.
     dsp: str = "DSP48E1"
+    #: Where the lanes' weights come from: ``"on-chip"`` weight banks (block RAM / LUT RAM),
+    #: or ``"external"`` memory through an AXI4 read master
+    #: (:class:`~lstm_fpga.hw.external.WeightFetcher`, parameters :attr:`axi`).
+    weights: str = "on-chip"
+    #: The AXI4 read master's parameters with ``weights="external"``: an
+    #: :class:`~lstm_fpga.hw.external.AxiReadParams` (``None``: its defaults).
+    axi: object = None
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
@@ -88,6 +98,11 @@ class HardwareConfig:
             raise HardwareConfigError(
                 f"dsp_packing must be one of {', '.join(map(str, PACKING_FACTORS))} (products "
                 f"per DSP multiplier), not {self.dsp_packing!r}"
+            )
+        if self.weights not in WEIGHT_SOURCES:
+            raise HardwareConfigError(
+                f"weights must be one of {', '.join(map(repr, WEIGHT_SOURCES))}, "
+                f"not {self.weights!r}"
             )
         n = self.max_seq_len
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):

@@ -252,6 +252,12 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
             sum(block_ram_primitives(fam, width, g.lanes, g.depth) for g in block),
         )
     ]
+    if plan.config.weights == "external":  # no weight banks: the read master's FIFO
+        from .external import axi_params
+
+        params = axi_params(plan)
+        bits, depth = params.data_width + 1, params.fifo_beats
+        memories = [("weight prefetch FIFO", bits, depth, _primitives(fam, bits, depth))]
     # The sequencer's x, vector and state buffers: Yosys keeps them in LUT RAM up to 1.5 kbit
     # and moves them to block RAM from 2 kbit (measured on ECP5: 96 x 16 LUT RAM, 128 x 16
     # block RAM). Every read port of a column group reads its own copy.

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .banks import BankPacking, bank_packing
 from .cell import GateCellPipeline, output_layout, state_layout
 from .config import index_shape
+from .external import WeightFetcher, axi_params, check_external, external_ports, weight_image
 from .head import HeadOutput
 from .interface import (
     AXI_MEMBERS,
@@ -21,6 +22,7 @@ from .interface import (
 )
 from .memory import WeightMemory, write_layout
 from .mvu import MatrixVectorUnit
+from .pipeline import delay
 from .plan import EnginePlan
 from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer, input_layout
 from .wires import connect_members
@@ -83,6 +85,12 @@ class LstmEngine(wiring.Component):
         state instead of ``(h0, c0)``; emit the final state on ``state``.
     clear_status : In
         Clears ``overflow`` and the saturation counters.
+    m_axi_ar*, m_axi_r*, weights_read_error
+        With ``HardwareConfig(weights="external")`` only: the AXI4 read master of
+        :class:`~lstm_fpga.hw.external.WeightFetcher` that streams the weight image (the
+        lanes' words, :func:`~lstm_fpga.hw.external.weight_image`); the walk stalls while its
+        FIFO is empty. The weight banks are not built; ``weight_write`` then loads biases only
+        (its weight words are dropped: the weights live in the external memory).
     cycles, busy, started, done, overflow, saturations : Out
         Status (see ``docs/hardware.md``).
     """
@@ -92,8 +100,13 @@ class LstmEngine(wiring.Component):
         self._verilog_banks = verilog_banks
         self._images = plan.images
         self._packing = bank_packing(plan)
+        self._external = plan.config.weights == "external"
+        if self._external:
+            check_external(plan)
+        axi = {name: (Out if out else In)(width) for name, out, width in external_ports(plan)}
         super().__init__(
             {
+                **axi,
                 "x": In(stream.Signature(input_layout(plan))),
                 "y": Out(stream.Signature(output_layout(plan.output_shape))),
                 "state": Out(stream.Signature(state_layout(plan))),
@@ -133,7 +146,10 @@ class LstmEngine(wiring.Component):
             verilog_banks=self._verilog_banks,
             address_delay=address_delay,
             bias_delay=seq.COLUMN_LATENCY + mvu.bias_lag - WeightMemory.READ_LATENCY,
+            weight_banks=not self._external,
         )
+        if self._external:
+            self._fetch_weights(m, seq, mvu, address_delay + WeightMemory.READ_LATENCY)
         m.submodules.cell = cell = GateCellPipeline(plan, announce=seq.ANNOUNCE)
         head = None
         if plan.head is not None:
@@ -146,7 +162,9 @@ class LstmEngine(wiring.Component):
         wiring.connect(m, cell.state, wiring.flipped(self.state))
         ports = wiring.flipped(self)  # seen from inside: the inputs drive, the outputs are driven
         connect_members(m, seq, mem, "weight_address", "bias_address")
-        connect_members(m, mem, mvu, "weights", "biases")
+        connect_members(m, mem, mvu, "biases")
+        if not self._external:
+            connect_members(m, mem, mvu, "weights")
         connect_members(m, mvu, seq, "drain_free", "loaded")
         connect_members(m, ports, seq, "carry_state", "read_state", "clear_status")
 
@@ -236,6 +254,30 @@ class LstmEngine(wiring.Component):
                 m.d.sync += counter.eq(counter + increment)
         return m
 
+    def _fetch_weights(self, m, seq, mvu, latency: int) -> None:
+        """The weights from the AXI4 read master: the walker issues a column only while a
+        word is ready and takes it with the issue; the word reaches the lanes ``latency``
+        cycles later, when the banks' word of that column would have."""
+        plan = self._plan
+        params = axi_params(plan)
+        image = weight_image(plan, data_width=params.data_width)
+        m.submodules.fetcher = fetcher = WeightFetcher(image, params)
+        for name, out, _width in external_ports(plan):
+            if name == "weights_read_error":
+                m.d.comb += self.weights_read_error.eq(fetcher.read_error)
+            elif out:
+                m.d.comb += getattr(self, name).eq(getattr(fetcher, name))
+            else:
+                m.d.comb += getattr(fetcher, name).eq(getattr(self, name))
+        m.d.comb += [
+            seq.weights_ready.eq(fetcher.word.valid),
+            fetcher.word.ready.eq(seq.weight_issue),
+        ]
+        word = delay(m, fetcher.word.payload, latency, "fetched_word")
+        W = plan.weight_shape.width
+        for p in range(plan.lanes):
+            m.d.comb += mvu.weights[p].eq(word[p * W : (p + 1) * W])
+
 
 def axi_stream_signature(shape) -> wiring.Signature:
     """AXI4-Stream-style source: ``tdata`` (``shape``), ``tvalid``, ``tlast`` out, ``tready``
@@ -315,4 +357,9 @@ class LstmTop(wiring.Component):
             m.d.comb += getattr(self, status.value).eq(getattr(engine, status.value))
         for kind in SaturationKind:
             m.d.comb += getattr(self, kind.port).eq(getattr(engine.saturations, kind.value))
+        for name, out, _width in external_ports(engine.plan):
+            if out:
+                m.d.comb += getattr(self, name).eq(getattr(engine, name))
+            else:
+                m.d.comb += getattr(engine, name).eq(getattr(self, name))
         return m

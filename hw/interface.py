@@ -29,6 +29,7 @@ from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat
 from .cell import GateCellPipeline, state_layout
 from .compatibility import check_same_shape
+from .external import external_ports
 from .memory import write_layout
 from .mvu import pass_latency
 from .plan import EnginePlan
@@ -279,7 +280,8 @@ class TopInterface:
     @property
     def signals(self) -> tuple[Port, ...]:
         """The ports outside the streams (besides clock and reset): control inputs, status
-        outputs, saturation counters, in declaration order."""
+        outputs, saturation counters and, with external weights, the AXI4 read master's
+        ports (:func:`~lstm_fpga.hw.external.external_ports`), in declaration order."""
         widths = {Status.CYCLES: CYCLE_COUNTER_WIDTH}
         return (
             *(Port(c.value, 1, direction=Direction.IN) for c in Control),
@@ -287,6 +289,10 @@ class TopInterface:
             *(
                 Port(k.port, SATURATION_COUNTER_WIDTH, direction=Direction.OUT)
                 for k in SaturationKind
+            ),
+            *(
+                Port(name, width, direction=Direction.OUT if out else Direction.IN)
+                for name, out, width in external_ports(self.plan)
             ),
         )
 
@@ -311,6 +317,7 @@ class TopInterface:
         beat, control inputs low."""
         idle = [pair for stream in self.streams for pair in stream.idle]
         idle.extend((c.value, 0) for c in Control)
+        idle.extend((name, 0) for name, out, _w in external_ports(self.plan) if not out)
         return tuple(idle)
 
     @property

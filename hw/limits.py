@@ -22,9 +22,10 @@ and its :class:`~lstm_fpga.hw.plan.EnginePlan`), never simulated. For one build,
   (``4H(I_k + H)`` multiplies per layer direction over built lanes x ``f`` x step time).
 
 Biases (one word per lane per pass) are listed but left out of the bandwidth: on-chip bias
-banks are LUT RAM. Today every weight is on chip (block RAM); the memory figures say what a
-design would need if its weights were streamed from external memory (issue 11 item 3, not
-built), where each weight is fetched once per step.
+banks are LUT RAM. With on-chip weights (block RAM) the memory figures say what a design
+would need if its weights were streamed from external memory; with ``weights="external"``
+(:mod:`lstm_fpga.hw.external`) they are what its AXI4 read master fetches, each weight once
+per step (the image rounds them up to whole bus beats).
 
 The clock (:class:`Clock`) is the Fmax ``lstm-fpga synth`` measured (``build.json``
 ``"timing"``) when there is one, else :data:`NOMINAL_CLOCK_MHZ`; the figures say which.

@@ -101,6 +101,9 @@ class WeightMemory(wiring.Component):
     write_pending : Out
         A write is in flight: reads that must see it wait until this is 0.
 
+    ``weight_banks=False`` (external weights) builds the bias banks only: ``weights`` is
+    then 0 and weight writes are dropped.
+
     Pipeline: ``address_delay`` (``bias_delay``) address registers, replicated into a
     broadcast tree so that none drives more than
     :data:`~lstm_fpga.hw.pipeline.FANOUT` memories; the memory read; the output register
@@ -122,9 +125,11 @@ class WeightMemory(wiring.Component):
         verilog_banks: str | None = None,
         address_delay: int = 0,
         bias_delay: int = 0,
+        weight_banks: bool = True,
     ):
         if address_delay < 0 or bias_delay < 0:
             raise ValueError("address delays cannot be negative")
+        self._weight_banks = weight_banks
         self._address_delay = address_delay
         self._bias_delay = bias_delay
         if verilog_banks is not None and verilog_banks not in MEMORY_INIT_STYLES:
@@ -221,7 +226,7 @@ class WeightMemory(wiring.Component):
         bias_addresses = broadcast(
             m, platform, self.bias_address, lanes, self._bias_delay, "bias_address"
         )
-        for group in groups:
+        for group in groups if self._weight_banks else ():
             k = group.index
             members = range(group.first, group.first + group.lanes)
             enables = Cat(*(write_requests[p][0][WeightTarget.WEIGHT] for p in members))

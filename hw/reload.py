@@ -68,7 +68,9 @@ def weight_load_words(
     config, new_model)``. Words come lane by lane: the weight bank, then the bias bank. A
     lane's weight words stop at its packed memory's ``depth``
     (:func:`~lstm_fpga.hw.banks.bank_packing`): the words past it are structural zeros with
-    no storage.
+    no storage. With ``weights="external"`` there are no weight banks: only the bias words
+    (write the new model's :func:`~lstm_fpga.hw.external.weight_image` into the memory
+    instead, with ``lstm_top`` held in reset, ``docs/external.md``).
     """
     if model is None:
         plan, model = _plan(plan_or_model, None), config_or_model
@@ -78,7 +80,7 @@ def weight_load_words(
     packing = bank_packing(plan)
     words = []
     for lane in range(images.lanes):
-        stored = packing.group_of(lane).depth
+        stored = 0 if plan.config.weights == "external" else packing.group_of(lane).depth
         for address, value in enumerate(images.weights[lane][:stored]):
             words.append(WeightWord(WeightTarget.WEIGHT, lane, address, int(value)))
         for address, value in enumerate(images.biases[lane][: plan.bias_depth]):

@@ -76,6 +76,8 @@ class Sequencer(wiring.Component):
             "column": Out(stream.Signature(beat_layout(plan), always_ready=True)),
             "drain_free": In(1),
             "loaded": In(1),
+            "weights_ready": In(1, init=1),
+            "weight_issue": Out(1),
             "hidden_write": In(stream.Signature(hidden_write_layout(plan), always_ready=True)),
             "announce": In(stream.Signature(hidden_announce_layout(plan), always_ready=True)),
             "h0_write": In(stream.Signature(h0_write_layout(plan), always_ready=True)),
@@ -115,7 +117,8 @@ class Sequencer(wiring.Component):
         connect_members(m, schedule, walker, "job", "next_job")
         if streaming:
             connect_members(m, schedule, walker, "x_beats")
-        connect_members(m, ports, walker, "drain_free", "loaded")
+        connect_members(m, ports, walker, "drain_free", "loaded", "weights_ready")
+        m.d.comb += self.weight_issue.eq(walker.issue)
         connect_members(m, walker, schedule, "issue", "job_start", "job_end")
         connect_members(m, walker, ports, "weight_address", "bias_address")
         m.d.comb += [

@@ -190,6 +190,9 @@ class JobWalker(wiring.Component):
         element store forwards the value until it is in the memory).
     drain_free, loaded : In(1)
         From the matrix-vector unit (see its protocol).
+    weights_ready : In(1), default 1
+        The weight word of the next column is available (external weights: the prefetch
+        FIFO holds a word); while 0 nothing issues (the walk stalls, nothing is lost).
     issue, job_start, job_end : Out(1)
         A column is issued this cycle; the walk is at the job's first column; the job's last
         column is issued this cycle.
@@ -219,6 +222,7 @@ class JobWalker(wiring.Component):
                 "completed": In(1),
                 "drain_free": In(1),
                 "loaded": In(1),
+                "weights_ready": In(1, init=1),
                 "issue": Out(1),
                 "job_start": Out(1),
                 "job_end": Out(1),
@@ -312,11 +316,18 @@ class JobWalker(wiring.Component):
         idle_ready = Signal()
         final_ready = Signal()
         drain_free = self.drain_free
+        weights_ready = self.weights_ready
         issue = self.issue
         m.d.comb += [
-            issue.eq(current & a_ok & b_ok & ~(is_last_cycle & (load_pending | ~drain_free))),
-            job_end.eq(current & final & a_ok & b_ok & drain_free & ~load_pending),
-            load.eq(idle_ready | (final_ready & a_ok & b_ok & drain_free)),
+            issue.eq(
+                current
+                & a_ok
+                & b_ok
+                & weights_ready
+                & ~(is_last_cycle & (load_pending | ~drain_free))
+            ),
+            job_end.eq(current & final & a_ok & b_ok & weights_ready & drain_free & ~load_pending),
+            load.eq(idle_ready | (final_ready & a_ok & b_ok & weights_ready & drain_free)),
             self.job_start.eq((pass_index == 0) & (cycle == 0)),
         ]
         # Next-state values of the registers the ready terms are made of (the defaults hold).

@@ -142,6 +142,52 @@ _BUILD_FLAGS_AS_GIVEN = (
 )
 
 
+#: ``build`` flags of the AXI4 weight read master: flag -> AxiReadParams field.
+_AXI_FLAGS = {
+    "--axi-data-width": "data_width",
+    "--axi-burst": "burst",
+    "--axi-latency": "latency",
+    "--weights-base": "base",
+}
+
+
+def _external_weights(args) -> dict:
+    """``write_project``'s ``weights`` and ``axi`` from ``--weights`` and the ``--axi-*``
+    flags, checked before any work."""
+    from .hw import HardwareConfigError
+    from .hw.external import AxiReadParams
+
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _AXI_FLAGS}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    if args.weights != "external":
+        if given:
+            raise _UsageError(
+                f"{', '.join(given)} set the external-weights read master: add "
+                f"--weights external or drop them"
+            )
+        return {}
+    if args.control != "stream":
+        raise _UsageError(
+            "--weights external works with --control stream only (the AXI4-Lite top does not "
+            "carry the weight read master yet): drop --control axi-lite or --weights external"
+        )
+    try:
+        axi = AxiReadParams(**{_AXI_FLAGS[flag]: value for flag, value in given.items()})
+    except HardwareConfigError as error:
+        raise _UsageError(f"--weights external: {error}") from None
+    return {"weights": "external", "axi": axi}
+
+
+def _on_chip_only(project, command: str) -> None:
+    """``command`` drives ``lstm_top`` without an external memory: refuse such builds."""
+    if project.config.weights == "external":
+        raise _UsageError(
+            f"lstm-fpga {command} needs a build with on-chip weights; {project.directory} was "
+            f"built with --weights external (simulate it against its AXI4 memory with "
+            f"lstm_fpga.sim.external.external_run, docs/external.md), or rebuild without it"
+        )
+
+
 def _check_family(family: str, device: str | None) -> None:
     """``--family`` names a family with hooks, and the ``--device`` part (if any) is of it."""
     from .hw.devices import device as find_device
@@ -247,6 +293,7 @@ def _cmd_build(args) -> int:
         raise _UsageError("--calibrate-h0/--calibrate-c0 describe --calibrate samples: add it")
     elif model_path.suffix not in (".json", ".npz"):
         input_range = args.input_range or DEFAULT_INPUT_RANGE
+    external = _external_weights(args)
     with warnings.catch_warnings():
         # torch.load's notes about pickle protocols would print before our one-line verdict.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
@@ -254,6 +301,7 @@ def _cmd_build(args) -> int:
             model_path,
             args.out,
             **{name: getattr(args, name) for name in _BUILD_FLAGS_AS_GIVEN},
+            **external,
             **formats,
             **calibration,
             headroom_bits=args.headroom or 0,
@@ -416,6 +464,7 @@ def _cmd_simulate(args) -> int:
     from .sw.numerics import quantize
 
     project = Project.load(args.build)
+    _on_chip_only(project, "simulate")
     model = project.model
     log = _progress(not args.json)
     out = _own_subdir(project.directory, "sim")
@@ -776,6 +825,7 @@ def _cmd_bitstream(args) -> int:
     from .project import Project
 
     project = Project.load(args.build)
+    _on_chip_only(project, "bitstream")
     spec = board(args.board)
     if not args.freq > 0:
         raise _UsageError(f"--freq must be a positive frequency in MHz, not {args.freq:g}")
@@ -925,12 +975,14 @@ def _cmd_demo(args) -> int:
 
 def _cmd_virtual_device(args) -> int:
     """Serve the build's virtual device (its board top in Verilator) until interrupted."""
+    from .project import Project
     from .sim.virtual_device import virtual_device
 
     if not 0 <= args.port <= 65535:
         raise _UsageError(f"--port {args.port} is not a TCP port; use 1..65535, or 0 for any")
     if args.leds is not None and not args.leds.parent.is_dir():
         raise _UsageError(f"--leds {args.leds}: no directory {args.leds.parent}; create it first")
+    _on_chip_only(Project.load(args.build), "virtual-device")
     try:
         with virtual_device(args.build, port=args.port, leds=args.leds) as url:
             if args.json:
@@ -1098,6 +1150,39 @@ def _parser() -> argparse.ArgumentParser:
         help="stream: the bare core lstm_top (control inputs and status as ports); axi-lite: "
         "also rtl/lstm_axi.v, the core behind an AXI4-Lite register map with s_axis_*/m_axis_* "
         "stream ports, and its C header OUT/lstm_regs.h (docs/axi-lite.md). Default stream",
+    )
+    build.add_argument(
+        "--weights",
+        choices=["on-chip", "external"],
+        default="on-chip",
+        help="on-chip: weight banks in block/LUT RAM; external: the weights stream from "
+        "external memory through an AXI4 read master (m_axi_ar*/m_axi_r* ports; image "
+        "OUT/rtl/weights.bin, map in build.json; docs/external.md). Default on-chip",
+    )
+    build.add_argument(
+        "--axi-data-width",
+        type=int,
+        metavar="BITS",
+        help="--weights external: AXI4 data width (32..1024, a power of two). Default 64",
+    )
+    build.add_argument(
+        "--axi-burst",
+        type=int,
+        metavar="BEATS",
+        help="--weights external: beats per read burst (power of two <= 256). Default 16",
+    )
+    build.add_argument(
+        "--axi-latency",
+        type=int,
+        metavar="CYCLES",
+        help="--weights external: memory read latency to hide, in clock cycles (sets the "
+        "outstanding reads and the prefetch FIFO depth). Default 64",
+    )
+    build.add_argument(
+        "--weights-base",
+        type=lambda text: int(text, 0),
+        metavar="ADDRESS",
+        help="--weights external: byte address of weights.bin in memory (4 KiB aligned). Default 0",
     )
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
     _memory_flag(build)

@@ -40,6 +40,7 @@ import numpy as np
 
 from . import __version__
 from .hw import EnginePlan, HardwareConfig, cycle_bound, generate_verilog, write_build
+from .hw.build import WEIGHT_IMAGE_FILE
 from .hw.integration import write_integration_files
 from .hw.limits import check_memory_gbps, design_limits, measured_clock
 from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
@@ -153,6 +154,7 @@ class Project:
                 max_seq_len=manifest["hardware"]["max_seq_len"],
                 dsp_packing=manifest["hardware"].get("dsp_packing", 1),
                 dsp=manifest["hardware"].get("dsp", "DSP48E1"),
+                **_external_config(manifest["hardware"].get("external_weights")),
             ),
             batch_first=manifest["batch_first"],
             float_model=FloatLstm.load(float_path) if float_path.is_file() else None,
@@ -160,6 +162,23 @@ class Project:
             family=manifest["hardware"].get("family", "generic"),
             control=manifest.get("control", {}).get("mode", "stream"),
         )
+
+
+def _external_config(entry: dict | None) -> dict:
+    """The :class:`HardwareConfig` fields of a build's ``"external_weights"`` entry."""
+    if entry is None:
+        return {}
+    from .hw.external import AxiReadParams
+
+    axi = entry["axi"]
+    params = AxiReadParams(
+        data_width=axi["data_width"],
+        burst=axi["burst"],
+        latency=axi["latency"],
+        base=axi["base"],
+        address_width=axi["address_width"],
+    )
+    return {"weights": "external", "axi": params}
 
 
 _MAKE_UNSAFE = re.compile(r"[\s:#$%*?\[\]\\;'\"=|&<>()`]")
@@ -286,6 +305,8 @@ def write_project(
     family: str = "generic",
     dsp_packing: int = 1,
     control: str = "stream",
+    weights: str = "on-chip",
+    axi=None,
     memory_gbps=(),
     log=None,
     progress: bool = False,
@@ -315,6 +336,10 @@ def write_project(
     a line per stage; ``progress`` shows bars with the ETA for calibration and its report on a
     terminal (:mod:`lstm_fpga.progress`). ``control="axi-lite"`` adds the AXI4-Lite top
     (``rtl/lstm_axi.v``, ``rtl/lstm_axi_inline.v``) and its C header ``lstm_regs.h``.
+    ``weights="external"`` streams the weights from external memory through an AXI4 read
+    master (``axi``: :class:`~lstm_fpga.hw.external.AxiReadParams`, default its defaults):
+    ``rtl/weights.bin`` is the image to load there, its map in ``build.json``'s
+    ``"hardware"`` ``"external_weights"`` (``docs/external.md``).
     ``memory_gbps`` (GB/s, any number of them) adds to ``build.json``'s ``"limits"``
     (:mod:`lstm_fpga.hw.limits`) whether the design would be compute- or memory-bound with
     its weights from a memory of that bandwidth.
@@ -335,6 +360,8 @@ def write_project(
         max_seq_len=max_seq_len,
         dsp_packing=dsp_packing,
         dsp=_packing_dsp(device, family),
+        weights=weights,
+        axi=axi,
     )
     float_model = report = None
     if isinstance(source, str | Path) and Path(source).suffix in (".json", ".npz"):
@@ -343,10 +370,12 @@ def write_project(
             model = LstmModel.load(source)
         except IRError as error:
             raise BuildError(str(error)) from None
+        _check_hardware_cell(model.cell_type)
         if overrides:
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
+        _check_hardware_cell(float_model.cell_type)
         model, report = _quantize(
             float_model,
             calibration,
@@ -364,6 +393,10 @@ def write_project(
             log=log,
             progress=progress,
         )
+    if weights == "external":  # before any long step: the schedule must suit the image
+        from .hw.external import check_external
+
+        check_external(EnginePlan(model, config))
     fit = _device_fit(model, config, device)
     limits = design_limits(EnginePlan(model, config)).to_json_dict(memory_gbps)
     staging = staging_dir(out)
@@ -392,6 +425,8 @@ def write_project(
             (staging / "quantization_report.txt").write_text(report.table() + "\n")
             files += ["quantization_report.json", "quantization_report.txt"]
         files += [f"rtl/{p.name}" for p in hw_build.hex_files]
+        if weights == "external":
+            files.append(f"rtl/{WEIGHT_IMAGE_FILE}")
         files += [
             f"rtl/{name}"
             for name in write_integration_files(
@@ -422,6 +457,8 @@ def write_project(
                 "weight_banks": {
                     k: v for k, v in hw_manifest["weight_banks"].items() if k != "memories"
                 },
+                "weights": weights,
+                "external_weights": hw_manifest.get("external_weights"),
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
             "device": fit,
@@ -577,6 +614,15 @@ def record_timing(directory: Path, timing: dict) -> None:
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     partial.replace(path)
+
+
+def _check_hardware_cell(cell_type) -> None:
+    """Refuse a model whose cell has no hardware yet (an nn.GRU) before any calibration."""
+    from .hw.compatibility import GRU_HARDWARE_MISSING
+    from .sw.shape import CellType
+
+    if cell_type is not CellType.LSTM:
+        raise BuildError(GRU_HARDWARE_MISSING)
 
 
 def _describe(model: LstmModel) -> str:

@@ -15,13 +15,14 @@ import numpy as np
 
 from .sw.float_model import FloatDirection, FloatHead, FloatLstm
 from .sw.ir import LayerDirection, LinearHead, LstmModel
-from .sw.numerics import FixedFormat, HeadFormats, LstmFormats, quantize
-from .sw.shape import lstm_shape
+from .sw.numerics import FixedFormat, GruFormats, HeadFormats, LstmFormats, quantize
+from .sw.shape import CellType, lstm_shape
 
 __all__ = [
     "FORMAT_SETS",
     "HEAD_FORMAT_SETS",
     "Q",
+    "gru_formats",
     "padded",
     "quantize_float_model",
     "random_float_model",
@@ -70,6 +71,13 @@ def width_formats(width: int = 16) -> tuple[LstmFormats, dict[str, FixedFormat]]
     return layer, dict(weight=w, bias=bias, output=data)
 
 
+def gru_formats(formats: LstmFormats | GruFormats) -> GruFormats:
+    """The :class:`GruFormats` of a format set: the LSTM set's formats without ``cell``."""
+    if isinstance(formats, GruFormats):
+        return formats
+    return GruFormats(**{k: v for k, v in formats.items() if k != "cell"})
+
+
 def _layer_formats(formats, layer: int) -> LstmFormats:
     """Layer ``layer``'s formats from a name, an :class:`LstmFormats` or a sequence of them
     (used round-robin over the layers)."""
@@ -87,10 +95,13 @@ def quantize_float_model(fm: FloatLstm, formats="q16", head_formats="q16") -> Ls
     :data:`HEAD_FORMAT_SETS` or a dict of ``weight``, ``bias`` and ``output`` formats.
     """
     directions = []
+    gru = fm.cell_type is CellType.GRU
     for d in fm.directions:
         f = _layer_formats(formats, d.layer)
         if d.layer > 0:
             f = replace(f, x=_layer_formats(formats, d.layer - 1).hidden)
+        if gru:
+            f = gru_formats(f)
         directions.append(
             LayerDirection(
                 d.layer,
@@ -106,7 +117,9 @@ def quantize_float_model(fm: FloatLstm, formats="q16", head_formats="q16") -> Ls
         chosen = HEAD_FORMAT_SETS[head_formats] if isinstance(head_formats, str) else head_formats
         hf = HeadFormats(x=directions[-1].formats.hidden, **chosen)
         head = LinearHead(quantize(fm.head.weight, hf.weight), quantize(fm.head.bias, hf.bias), hf)
-    return LstmModel(**lstm_shape(fm), directions=tuple(directions), head=head)
+    return LstmModel(
+        **lstm_shape(fm), directions=tuple(directions), head=head, cell_type=fm.cell_type
+    )
 
 
 def random_float_model(
@@ -118,21 +131,25 @@ def random_float_model(
     head: int | None = None,
     seed: int = 0,
     scale: float = 1.0,
+    cell_type: CellType | str = CellType.LSTM,
 ) -> FloatLstm:
     """Random float weights (see the module docstring); ``head`` outputs, ``None`` for none.
 
     Draw order: per layer and direction ``W_ih``, ``W_hh``, bias (drawn even when ``bias``
     is false, then zeroed, so the weights do not depend on it); then the head.
+    ``cell_type="gru"`` draws an ``nn.GRU``'s ``3H`` rows and ``4H`` biases
+    (``[b_r, b_z, b_in, b_hn]``).
     """
     rng = np.random.default_rng(seed)
-    H, D = hidden_size, 2 if bidirectional else 1
+    cell_type = CellType.parse(cell_type)
+    H, D, G = hidden_size, 2 if bidirectional else 1, cell_type.gates
     limit = scale / np.sqrt(H)
     directions = []
     for layer in range(num_layers):
         in_size = input_size if layer == 0 else D * H
         for reverse in (False, True)[:D]:
-            w_ih = rng.uniform(-limit, limit, (4 * H, in_size))
-            w_hh = rng.uniform(-limit, limit, (4 * H, H))
+            w_ih = rng.uniform(-limit, limit, (G * H, in_size))
+            w_hh = rng.uniform(-limit, limit, (G * H, H))
             b = rng.uniform(-1.0, 1.0, 4 * H) * bias
             directions.append(FloatDirection(layer, reverse, w_ih, w_hh, b))
     linear = None
@@ -140,7 +157,9 @@ def random_float_model(
         limit = scale / np.sqrt(D * H)
         weight = rng.uniform(-limit, limit, (head, D * H))
         linear = FloatHead(weight, rng.uniform(-1.0, 1.0, head) * bias)
-    return FloatLstm(input_size, H, num_layers, bidirectional, bias, tuple(directions), linear)
+    return FloatLstm(
+        input_size, H, num_layers, bidirectional, bias, tuple(directions), linear, cell_type
+    )
 
 
 def random_model(*shape, formats="q16", head_formats="q16", **options) -> LstmModel:
@@ -149,7 +168,8 @@ def random_model(*shape, formats="q16", head_formats="q16", **options) -> LstmMo
 
     ``shape`` and ``options`` are :func:`random_float_model`'s arguments (``input_size``,
     ``hidden_size``, ``num_layers``, ``bidirectional``, ``bias``, ``head``, ``seed``,
-    ``scale``). ``formats`` is a name of :data:`FORMAT_SETS`, an :class:`LstmFormats`, or a
+    ``scale``, ``cell_type``; a GRU takes each format set without its ``cell``).
+    ``formats`` is a name of :data:`FORMAT_SETS`, an :class:`LstmFormats`, or a
     sequence of them used round-robin over the layers; ``head_formats`` as in
     :func:`quantize_float_model`.
     """
@@ -176,14 +196,17 @@ def padded(sequences) -> np.ndarray:
     return np.stack([np.pad(s, ((0, T - len(s)), (0, 0))) for s in sequences], axis=1)
 
 
-def random_state(model: LstmModel, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Random integer ``(h0, c0)`` of shape ``(L*D, H)`` spanning each direction's formats."""
+def random_state(model: LstmModel, rng) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random integer ``(h0, c0)`` of shape ``(L*D, H)`` spanning each direction's formats
+    (a GRU's ``c0`` is ``None``: it has no cell state)."""
     rng = np.random.default_rng(rng)
     H = model.hidden_size
     h0 = [
         quantize(rng.uniform(-1, 1, H) * d.formats.hidden.max_value, d.formats.hidden)
         for d in model.directions
     ]
+    if model.cell_type is CellType.GRU:
+        return np.array(h0), None
     c0 = [
         quantize(rng.uniform(-1, 1, H) * d.formats.cell.max_value, d.formats.cell)
         for d in model.directions

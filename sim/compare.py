@@ -186,9 +186,15 @@ def _float_model(model: LstmModel, float_model) -> tuple[FloatLstm, str]:
         return dequantized_model(model), "float math on the dequantised IR weights"
     if isinstance(float_model, FloatLstm):
         return float_model, "the given float model"
-    from ..sw.torch_import import import_model
+    from ..sw.torch_import import ModelImportError, import_model
 
-    return import_model(float_model), "PyTorch float weights"
+    fm = import_model(float_model)
+    if fm.cell_type is not model.cell_type:
+        raise ModelImportError(
+            f"the float model is an {fm.cell_type.module} but the hardware runs an "
+            f"{model.cell_type.module}; compare with the float weights of the model that was built"
+        )
+    return fm, "PyTorch float weights"
 
 
 def _float_inputs(result: SimulationResult, float_inputs) -> np.ndarray:

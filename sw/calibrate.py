@@ -44,6 +44,7 @@ from .report import (
     quantization_report,
 )
 from .samples import CHUNK_SEQUENCES, observe_ranges, prepare_samples, weight_statistics
+from .shape import CellType
 
 __all__ = [
     "CHUNK_SEQUENCES",
@@ -86,15 +87,16 @@ def calibrate(
     """Run ``float_model`` on ``samples``, record every tensor's range and choose formats.
 
     Every format is ``width`` bits (unless overridden) with as many fraction bits as the
-    observed range allows, except: gates and hidden states lie in (-1, 1) and get
-    ``width - 1`` fraction bits; pre-activations never get more than 3 integer bits (the
-    activation tables are flat outside [-8, 8)); a bias never gets more fraction bits than its
-    accumulator. ``headroom_bits`` extra integer bits for the data-dependent activations
-    (``x``, pre-activations, cell states, head output) leave room for data larger than the
-    calibration set's. Layer inputs follow the chaining rules (``x``, then the previous layer's
-    hidden format). ``overrides`` maps tensor names (:func:`tensor_names`) to formats
-    (:class:`FixedFormat` or ``"Qm.n"``). ``weight_bits`` (default ``width``) is the width of
-    the weight matrices alone (:func:`choose_formats`).
+    observed range allows, except: gates and hidden states lie in (-1, 1) and get ``width - 1``
+    fraction bits; an LSTM's pre-activations never get more than 3 integer bits (the activation
+    tables are flat outside [-8, 8)), a GRU's cover their whole range (n's input and recurrent
+    parts are summed after the reset product, before the table); a bias never gets more
+    fraction bits than its accumulator. ``headroom_bits`` extra integer bits for the
+    data-dependent activations (``x``, pre-activations, cell states, head output) leave room
+    for data larger than the calibration set's. Layer inputs follow the chaining rules (``x``,
+    then the previous layer's hidden format). ``overrides`` maps tensor names
+    (:func:`tensor_names`) to formats (:class:`FixedFormat` or ``"Qm.n"``). ``weight_bits``
+    (default ``width``) is the width of the weight matrices alone (:func:`choose_formats`).
 
     ``samples`` is an array (or tensor) ``(T, I)``, ``(T, B, I)`` -- ``(B, T, I)`` with
     ``batch_first`` -- with optional ``lengths`` (B,), or a list of ``(T_b, I)`` sequences of
@@ -139,19 +141,26 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
     above the first takes ``|x| < 1``); gates and hidden states: (-1, 1); cell states: the
     steady state ``1 / (1 - f_max)`` of ``|c_t| <= f |c_{t-1}| + 1`` with ``f_max`` the
     sigmoid of the largest forget-gate bound, capped at the activation domain (tanh of a
-    larger cell state is flat); head output: ``|b| + sum|W|``.
+    larger cell state is flat); head output: ``|b| + sum|W|``. A GRU's rows bound the
+    pre-activations of r, z and n (``|b_in| + |b_hn| + sum|W_in| max|x| + sum|W_hn|``, which
+    also bounds n's input and recurrent parts); it has no cell state.
     """
     ranges = {name: stats.range(name) for name, stats in weight_statistics(fm).items()}
     ranges["x"] = TensorRange("x", low, high, 0)
     H, x_bound = fm.hidden_size, max(abs(low), abs(high))
     for d in fm.directions:
         inputs = x_bound if d.layer == 0 else 1.0
-        rows = np.abs(d.bias) + np.abs(d.w_ih).sum(axis=1) * inputs + np.abs(d.w_hh).sum(axis=1)
-        forget = float(Activation.SIGMOID(rows[H : 2 * H].max()))
-        cell = ACTIVATION_DOMAIN if forget >= 1.0 else min(1.0 / (1.0 - forget), ACTIVATION_DOMAIN)
+        bias = np.abs(d.bias)
+        if fm.cell_type is CellType.GRU:
+            bias = bias[: 3 * H] + np.concatenate([np.zeros(2 * H), bias[3 * H :]])
+        rows = bias + np.abs(d.w_ih).sum(axis=1) * inputs + np.abs(d.w_hh).sum(axis=1)
         ranges[f"{d.name}.preact"] = _symmetric(f"{d.name}.preact", float(rows.max()))
         ranges[f"{d.name}.gate"] = _symmetric(f"{d.name}.gate", 1.0)
         ranges[f"{d.name}.hidden"] = _symmetric(f"{d.name}.hidden", 1.0)
+        if fm.cell_type is CellType.GRU:
+            continue
+        forget = float(Activation.SIGMOID(rows[H : 2 * H].max()))
+        cell = ACTIVATION_DOMAIN if forget >= 1.0 else min(1.0 / (1.0 - forget), ACTIVATION_DOMAIN)
         ranges[f"{d.name}.cell"] = _symmetric(f"{d.name}.cell", cell)
     if fm.head is not None:
         bound = float((np.abs(fm.head.bias) + np.abs(fm.head.weight).sum(axis=1)).max())

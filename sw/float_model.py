@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .numerics import Activation
-from .shape import LstmShape
+from .shape import CellType, LstmShape
 
 __all__ = ["FloatDirection", "FloatHead", "FloatLstm", "TensorRecorder", "prepare_sequences"]
 
@@ -29,7 +29,12 @@ def _frozen_float(value) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class FloatDirection:
-    """Float weights of one layer direction (PyTorch gate order i, f, g, o)."""
+    """Float weights of one layer direction (PyTorch gate order i, f, g, o).
+
+    For an ``nn.GRU`` (gate order r, z, n) ``w_ih``/``w_hh`` have ``3H`` rows and ``bias``
+    ``4H``: ``[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]`` (``b_hn`` stays apart: PyTorch adds it
+    inside the reset product).
+    """
 
     layer: int
     reverse: bool
@@ -60,7 +65,7 @@ class FloatHead:
 class TensorRecorder:
     """Collects float values of named tensors during a forward pass.
 
-    Names: ``x`` (model input), ``{dir}.preact``, ``{dir}.gate``, ``{dir}.cell``,
+    Names: ``x`` (model input), ``{dir}.preact``, ``{dir}.gate``, ``{dir}.cell`` (LSTM only),
     ``{dir}.hidden``, ``head.output``; weights are recorded by calibration directly.
     """
 
@@ -120,10 +125,14 @@ def prepare_sequences(x, batch_first: bool, lengths, input_size: int, dtype=np.f
 
 @dataclass(frozen=True, eq=False)
 class FloatLstm(LstmShape):
-    """An ``nn.LSTM`` (and optional Linear head) as float arrays."""
+    """An ``nn.LSTM`` or ``nn.GRU`` (``cell_type``) and optional Linear head as float arrays."""
 
     directions: tuple[FloatDirection, ...]
     head: FloatHead | None = None
+    cell_type: CellType = CellType.LSTM
+
+    def __post_init__(self):
+        object.__setattr__(self, "cell_type", CellType.parse(self.cell_type))
 
     def direction(self, layer: int, reverse: bool) -> FloatDirection:
         return self.directions[layer * self.num_directions + int(reverse)]
@@ -139,6 +148,7 @@ class FloatLstm(LstmShape):
             "bidirectional": self.bidirectional,
             "bias": self.bias,
             "head": self.head is not None,
+            "cell_type": self.cell_type.value,
         }
         arrays = {"meta": np.array(json.dumps(meta))}
         for d in self.directions:
@@ -185,6 +195,7 @@ class FloatLstm(LstmShape):
             meta["bias"],
             tuple(directions),
             head,
+            CellType.parse(meta.get("cell_type", "lstm")),
         )
 
     def forward(
@@ -205,12 +216,17 @@ class FloatLstm(LstmShape):
         ``(L*D, B, H)``. Steps past a sequence's length output zeros and leave its state alone.
         ``head_output`` is ``None`` without a head, ``(B, O)`` for ``head_on="last"`` (the head
         on each sequence's last valid output) and shaped like ``output`` for ``"all"``.
+        A GRU (``nn.GRU``) has no cell state: ``c0`` must be ``None`` and ``c_n`` is ``None``.
         """
         xs, lengths, unbatched = prepare_sequences(x, batch_first, lengths, self.input_size)
         T, B = xs.shape[:2]
         H, D = self.hidden_size, self.num_directions
+        gru = self.cell_type is CellType.GRU
+        if gru and c0 is not None:
+            raise ValueError("an nn.GRU has no cell state: give h0 only (c0 must be None)")
         h0 = _initial_state(h0, self.num_layers * D, B, H, unbatched, "h0")
         c0 = _initial_state(c0, self.num_layers * D, B, H, unbatched, "c0")
+        run = _float_gru_direction if gru else _float_direction
         valid = np.arange(T)[:, None] < lengths[None, :]  # (T, B)
         if recorder is not None:
             recorder.add("x", xs, valid)
@@ -221,7 +237,7 @@ class FloatLstm(LstmShape):
             for reverse in (False, True)[:D]:
                 k = layer * D + int(reverse)
                 d = self.direction(layer, reverse)
-                out, h_n[k], c_n[k] = _float_direction(d, layer_in, h0[k], c0[k], valid, recorder)
+                out, h_n[k], c_n[k] = run(d, layer_in, h0[k], c0[k], valid, recorder)
                 outs.append(out)
             layer_in = np.concatenate(outs, axis=2)
         output = layer_in
@@ -238,6 +254,7 @@ class FloatLstm(LstmShape):
                     recorder.add("head.output", head_out, valid)
             else:
                 raise ValueError(f"head_on must be 'last' or 'all', not {head_on!r}")
+        c_n = None if gru else c_n
         return _finish(output, h_n, c_n, head_out, head_on, batch_first, unbatched)
 
 
@@ -260,7 +277,8 @@ def _finish(output, h_n, c_n, head_out, head_on, batch_first, unbatched):
         output = output.transpose(1, 0, 2)
     if unbatched:
         output = output[:, 0] if not batch_first else output[0]
-        h_n, c_n = h_n[:, 0], c_n[:, 0]
+        h_n = h_n[:, 0]
+        c_n = None if c_n is None else c_n[:, 0]
         if head_out is not None:
             head_out = head_out[0] if head_on == "last" else head_out[:, 0]
     return output, (h_n, c_n), head_out
@@ -287,6 +305,36 @@ def _float_direction(d: FloatDirection, xs, h, c, valid, recorder):
             recorder.add(f"{d.name}.cell", c_new, mask)
             recorder.add(f"{d.name}.hidden", h_new, mask)
         c = np.where(m, c_new, c)
+        h = np.where(m, h_new, h)
+        out[t] = np.where(m, h_new, 0.0)
+    return out, h, c
+
+
+def _float_gru_direction(d: FloatDirection, xs, h, c, valid, recorder):
+    """``nn.GRU``'s step: ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``,
+    ``h' = (1 - z) * n + z * h``. ``c`` passes through (a GRU has none)."""
+    T, B = xs.shape[:2]
+    H = d.w_hh.shape[1]
+    out = np.zeros((T, B, H))
+    b_rzn, b_hn = d.bias[: 3 * H], d.bias[3 * H :]
+    x_part = xs @ d.w_ih.T + b_rzn  # (T, B, 3H)
+    sigmoid, tanh = Activation.SIGMOID, Activation.TANH
+    for t in range(T - 1, -1, -1) if d.reverse else range(T):
+        h_part = h @ d.w_hh.T
+        rz_pre = x_part[t, :, : 2 * H] + h_part[:, : 2 * H]
+        r, z = np.split(sigmoid(rz_pre), 2, axis=1)
+        xn = x_part[t, :, 2 * H :]
+        hn = h_part[:, 2 * H :] + b_hn
+        n_pre = xn + r * hn
+        n = tanh(n_pre)
+        h_new = (1.0 - z) * n + z * h
+        m = valid[t][:, None]
+        if recorder is not None:
+            mask = valid[t]
+            preact = np.concatenate([rz_pre, xn, hn, n_pre], axis=1)
+            recorder.add(f"{d.name}.preact", preact, mask)
+            recorder.add(f"{d.name}.gate", np.concatenate([r, z, n], axis=1), mask)
+            recorder.add(f"{d.name}.hidden", h_new, mask)
         h = np.where(m, h_new, h)
         out[t] = np.where(m, h_new, 0.0)
     return out, h, c

@@ -2,7 +2,7 @@
 
 Every tensor has a name (``docs/import_and_calibration.md``): ``x`` (model input), per layer
 direction ``l{k}`` / ``l{k}_reverse`` the tensors ``.w_ih``, ``.w_hh``, ``.bias``,
-``.preact``, ``.gate``, ``.cell``, ``.hidden``, and for the head ``head.weight``,
+``.preact``, ``.gate``, ``.cell`` (LSTM only), ``.hidden``, and for the head ``head.weight``,
 ``head.bias``, ``head.output``. The same names key the recorders of
 :meth:`FloatLstm.forward` and :func:`run_reference`, the format overrides and the report.
 """
@@ -21,11 +21,12 @@ from .numerics import (
     MAX_EXACT_WIDTH,
     FixedFormat,
     FormatWidthError,
+    GruFormats,
     HeadFormats,
     LstmFormats,
     check_format_chain,
 )
-from .shape import LayerStack
+from .shape import CellType, LayerStack
 
 __all__ = [
     "MAX_WIDTH",
@@ -65,11 +66,16 @@ def _direction_names(num_layers: int, bidirectional: bool) -> tuple[str, ...]:
     return tuple(f"l{k}{s}" for k in range(num_layers) for s in suffixes)
 
 
-def tensor_names(num_layers: int, bidirectional: bool, head: bool) -> tuple[str, ...]:
-    """Every tensor name of a model shape, in report order."""
+def tensor_names(
+    num_layers: int, bidirectional: bool, head: bool, cell_type: CellType = CellType.LSTM
+) -> tuple[str, ...]:
+    """Every tensor name of a model shape, in report order (a GRU has no ``.cell``)."""
     names = ["x"]
+    tensors = _DIRECTION_TENSORS
+    if CellType.parse(cell_type) is CellType.GRU:
+        tensors = tuple(t for t in tensors if t != "cell")
     for d in _direction_names(num_layers, bidirectional):
-        names += [f"{d}.{t}" for t in _DIRECTION_TENSORS]
+        names += [f"{d}.{t}" for t in tensors]
     if head:
         names += [f"head.{t}" for t in _HEAD_TENSORS]
     return tuple(names)
@@ -87,11 +93,12 @@ class ModelFormats(LayerStack):
 
     num_layers: int
     bidirectional: bool
-    directions: tuple[LstmFormats, ...]
+    directions: tuple[LstmFormats | GruFormats, ...]
     head: HeadFormats | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "directions", tuple(self.directions))
+        kinds = {type(f) for f in self.directions}
         names = _direction_names(self.num_layers, self.bidirectional)
         if len(self.directions) != len(names):
             raise CalibrationError(
@@ -100,8 +107,15 @@ class ModelFormats(LayerStack):
                 f"bidirectional={self.bidirectional}"
             )
         for name, f in zip(names, self.directions, strict=True):
-            if not isinstance(f, LstmFormats):
-                raise CalibrationError(f"formats of {name} must be LstmFormats, not {type(f)}")
+            if not isinstance(f, LstmFormats | GruFormats):
+                raise CalibrationError(
+                    f"formats of {name} must be LstmFormats or GruFormats, not {type(f)}"
+                )
+        if len(kinds) > 1:
+            raise CalibrationError(
+                "ModelFormats mixes LstmFormats and GruFormats; every direction of a model has "
+                "the same cell type"
+            )
         if self.head is not None and not isinstance(self.head, HeadFormats):
             raise CalibrationError(f"head formats must be HeadFormats, not {type(self.head)}")
         try:
@@ -116,8 +130,15 @@ class ModelFormats(LayerStack):
                 raise CalibrationError(f"{name}: {error}") from None
 
     @property
+    def cell_type(self) -> CellType:
+        """The cell type the direction formats are for."""
+        return CellType.GRU if isinstance(self.directions[0], GruFormats) else CellType.LSTM
+
+    @property
     def names(self) -> tuple[str, ...]:
-        return tensor_names(self.num_layers, self.bidirectional, self.head is not None)
+        return tensor_names(
+            self.num_layers, self.bidirectional, self.head is not None, self.cell_type
+        )
 
     def __getitem__(self, name: str) -> FixedFormat:
         if name == "x":
@@ -273,7 +294,7 @@ def choose_formats(
 
 def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits) -> ModelFormats:
     fm = float_model
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
+    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type)
     by_name = {r.name: r for r in ranges}
     missing = [n for n in names if n not in by_name]
     if missing:
@@ -327,22 +348,25 @@ def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits
         x = x_format if d.layer == 0 else hidden[d.layer - 1]
         preact_frac = _data_format(by_name[f"{n}.preact"], width).frac - headroom_bits
         # The tables are flat outside [-8, 8): more integer bits than that only lose precision.
-        auto_preact = FixedFormat(width, max(preact_frac, width - 1 - _PREACT_INT_BITS))
-        directions.append(
-            capped_bias(
-                f"{n}.bias",
-                LstmFormats(
-                    x=x,
-                    w_ih=weight(f"{n}.w_ih"),
-                    w_hh=weight(f"{n}.w_hh"),
-                    bias=data(f"{n}.bias"),
-                    preact=pick(f"{n}.preact", auto_preact),
-                    gate=pick(f"{n}.gate", unit),
-                    cell=data(f"{n}.cell", headroom_bits),
-                    hidden=hidden[d.layer],
-                ),
-            )
+        # Not so for a GRU: n's input and recurrent parts (preact too) are summed after the
+        # reset product, before the table, so they keep their whole range.
+        if fm.cell_type is not CellType.GRU:
+            preact_frac = max(preact_frac, width - 1 - _PREACT_INT_BITS)
+        auto_preact = FixedFormat(width, preact_frac)
+        chosen = dict(
+            x=x,
+            w_ih=weight(f"{n}.w_ih"),
+            w_hh=weight(f"{n}.w_hh"),
+            bias=data(f"{n}.bias"),
+            preact=pick(f"{n}.preact", auto_preact),
+            gate=pick(f"{n}.gate", unit),
+            hidden=hidden[d.layer],
         )
+        if fm.cell_type is CellType.GRU:
+            formats = GruFormats(**chosen)
+        else:
+            formats = LstmFormats(**chosen, cell=data(f"{n}.cell", headroom_bits))
+        directions.append(capped_bias(f"{n}.bias", formats))
     head = None
     if fm.head is not None:
         head = capped_bias(

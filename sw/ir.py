@@ -1,9 +1,11 @@
-"""The model IR: a quantised ``nn.LSTM`` (plus optional Linear head) as frozen dataclasses.
+"""The model IR: a quantised ``nn.LSTM`` or ``nn.GRU`` (plus optional Linear head) as frozen
+dataclasses.
 
 This is the only object that crosses from software to the hardware generator and the
-simulator. It holds integer weights in PyTorch's gate order (i, f, g, o), a format for every
-tensor, and the model shape; hardware choices (lanes, output mode, maximum sequence length)
-are deliberately not part of it.
+simulator. It holds integer weights in PyTorch's gate order (i, f, g, o for an LSTM; r, z, n
+for a GRU, :attr:`LstmModel.cell_type`), a format for every tensor, and the model shape;
+hardware choices (lanes, output mode, maximum sequence length) are deliberately not part of
+it. A GRU direction's bias has ``4H`` entries ``[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]``.
 
 Layer directions are stored in PyTorch's order: ``l0``, ``l0_reverse``, ``l1``, ... The input
 of layer ``k > 0`` is the concatenation ``[h_forward ; h_reverse]`` of layer ``k - 1``.
@@ -25,19 +27,23 @@ import numpy as np
 from .numerics import (
     FixedFormat,
     FormatWidthError,
+    GruDatapath,
+    GruFormats,
     HeadDatapath,
     HeadFormats,
     LstmDatapath,
     LstmFormats,
     Overflow,
     Rounding,
+    cell_formats,
     check_format_chain,
 )
 from .schema import read_versioned_json
-from .shape import LstmShape, lstm_shape
+from .shape import CellType, LstmShape, lstm_shape
 
 __all__ = [
     "GATES",
+    "GRU_GATES",
     "SCHEMA_VERSION",
     "IRError",
     "IRFormatWidthError",
@@ -50,6 +56,8 @@ __all__ = [
 SCHEMA_VERSION = 1
 #: PyTorch's gate order inside ``weight_ih``/``weight_hh``/biases.
 GATES = ("i", "f", "g", "o")
+#: PyTorch's gate order inside an ``nn.GRU``'s ``weight_ih``/``weight_hh``.
+GRU_GATES = ("r", "z", "n")
 
 
 class IRError(ValueError):
@@ -98,9 +106,12 @@ def _arrays_equal(a, b) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class LayerDirection:
-    """One direction of one layer: ``W_ih`` (4H x I_k), ``W_hh`` (4H x H), combined bias (4H).
+    """One direction of one layer: ``W_ih`` (GH x I_k), ``W_hh`` (GH x H), bias (4H).
 
-    ``bias`` is ``b_ih + b_hh`` quantised to ``formats.bias`` (zeros for ``bias=False``).
+    ``G`` is 4 for an LSTM (``formats`` an :class:`LstmFormats`) and 3 for a GRU (a
+    :class:`GruFormats`). An LSTM's ``bias`` is ``b_ih + b_hh``, a GRU's
+    ``[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]``, quantised to ``formats.bias`` (zeros for
+    ``bias=False``).
     """
 
     layer: int
@@ -108,7 +119,7 @@ class LayerDirection:
     w_ih: np.ndarray
     w_hh: np.ndarray
     bias: np.ndarray
-    formats: LstmFormats
+    formats: LstmFormats | GruFormats
 
     def __post_init__(self):
         name = self.name
@@ -121,13 +132,16 @@ class LayerDirection:
                 f"{name}: w_ih and w_hh must be 2-D and bias 1-D, got shapes "
                 f"{self.w_ih.shape}, {self.w_hh.shape}, {self.bias.shape}"
             )
+        if not isinstance(self.formats, LstmFormats | GruFormats):
+            raise IRError(
+                f"{name}.formats must be an LstmFormats or GruFormats, not {type(self.formats)}"
+            )
+        G = self.cell_type.gates
         rows = self.w_hh.shape[0]
-        if rows % 4 or self.w_hh.shape[1] * 4 != rows:
-            raise IRError(f"{name}.w_hh has shape {self.w_hh.shape}, expected (4*H, H)")
+        if rows % G or self.w_hh.shape[1] * G != rows:
+            raise IRError(f"{name}.w_hh has shape {self.w_hh.shape}, expected ({G}*H, H)")
         _check_shape(self.w_ih, (rows, self.w_ih.shape[1]), f"{name}.w_ih")
-        _check_shape(self.bias, (rows,), f"{name}.bias")
-        if not isinstance(self.formats, LstmFormats):
-            raise IRError(f"{name}.formats must be an LstmFormats, not {type(self.formats)}")
+        _check_shape(self.bias, (4 * self.w_hh.shape[1],), f"{name}.bias")
         _check_range(self.w_ih, self.formats.w_ih, f"{name}.w_ih")
         _check_range(self.w_hh, self.formats.w_hh, f"{name}.w_hh")
         _check_range(self.bias, self.formats.bias, f"{name}.bias")
@@ -139,6 +153,11 @@ class LayerDirection:
         return f"l{self.layer}{'_reverse' if self.reverse else ''}"
 
     @property
+    def cell_type(self) -> CellType:
+        """:attr:`CellType.GRU` for :class:`GruFormats`, else :attr:`CellType.LSTM`."""
+        return CellType.GRU if isinstance(self.formats, GruFormats) else CellType.LSTM
+
+    @property
     def input_size(self) -> int:
         return self.w_ih.shape[1]
 
@@ -146,7 +165,9 @@ class LayerDirection:
     def hidden_size(self) -> int:
         return self.w_hh.shape[1]
 
-    def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> LstmDatapath:
+    def datapath(
+        self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE
+    ) -> LstmDatapath | GruDatapath:
         return self.formats.datapath(
             self.input_size, self.hidden_size, rounding=rounding, overflow=overflow
         )
@@ -209,15 +230,21 @@ class LinearHead:
 
 @dataclass(frozen=True, eq=False)
 class LstmModel(LstmShape):
-    """A quantised ``nn.LSTM`` (``proj_size=0``) with an optional Linear head."""
+    """A quantised ``nn.LSTM`` (``proj_size=0``) or ``nn.GRU`` (``cell_type``) with an
+    optional Linear head."""
 
     directions: tuple[LayerDirection, ...]
     head: LinearHead | None = None
     rounding: Rounding = Rounding.HALF_UP
     overflow: Overflow = Overflow.SATURATE
+    cell_type: CellType = CellType.LSTM
 
     def __post_init__(self):
         object.__setattr__(self, "directions", tuple(self.directions))
+        try:
+            object.__setattr__(self, "cell_type", CellType.parse(self.cell_type))
+        except ValueError as error:
+            raise IRError(str(error)) from None
         for field in ("input_size", "hidden_size", "num_layers"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -238,14 +265,19 @@ class LstmModel(LstmShape):
                 f"directions are {names(got)}, expected {names(expected)} for num_layers="
                 f"{self.num_layers}, bidirectional={self.bidirectional}"
             )
-        H = self.hidden_size
+        H, G = self.hidden_size, self.cell_type.gates
         for d in self.directions:
             in_size = self.layer_input_size(d.layer)
-            if d.w_hh.shape != (4 * H, H):
-                raise IRError(f"{d.name}.w_hh has shape {d.w_hh.shape}, expected {(4 * H, H)}")
-            if d.w_ih.shape != (4 * H, in_size):
+            if d.cell_type is not self.cell_type:
                 raise IRError(
-                    f"{d.name}.w_ih has shape {d.w_ih.shape}, expected {(4 * H, in_size)}"
+                    f"{d.name} has {type(d.formats).__name__} but the model's cell_type is "
+                    f"{self.cell_type.value!r}; use {cell_formats(self.cell_type).__name__}"
+                )
+            if d.w_hh.shape != (G * H, H):
+                raise IRError(f"{d.name}.w_hh has shape {d.w_hh.shape}, expected {(G * H, H)}")
+            if d.w_ih.shape != (G * H, in_size):
+                raise IRError(
+                    f"{d.name}.w_ih has shape {d.w_ih.shape}, expected {(G * H, in_size)}"
                 )
             if not self.bias and np.any(d.bias):
                 raise IRError(f"{d.name}.bias is non-zero but the model has bias=False")
@@ -264,8 +296,8 @@ class LstmModel(LstmShape):
                 raise IRError(f"head must be a LinearHead or None, not {type(self.head)}")
             if self.head.in_features != self.output_size:
                 raise IRError(
-                    f"head.weight has {self.head.in_features} inputs but the LSTM outputs "
-                    f"{self.output_size} features"
+                    f"head.weight has {self.head.in_features} inputs but the "
+                    f"{self.cell_type.module} outputs {self.output_size} features"
                 )
 
     # -- shape -------------------------------------------------------------------------------
@@ -284,6 +316,9 @@ class LstmModel(LstmShape):
 
     @property
     def cell_formats(self) -> tuple[FixedFormat, ...]:
+        """The cell-state format per direction (an LSTM's; a GRU has no cell state)."""
+        if self.cell_type is not CellType.LSTM:
+            raise IRError(f"a {self.cell_type.module} has no cell state (no cell formats)")
         return tuple(d.formats.cell for d in self.directions)
 
     def layer_hidden_format(self, layer: int) -> FixedFormat:
@@ -296,7 +331,7 @@ class LstmModel(LstmShape):
             raise IRError("the model is not bidirectional: it has no reverse direction")
         return self.directions[layer * self.num_directions + int(reverse)]
 
-    def datapath(self, layer: int, reverse: bool = False) -> LstmDatapath:
+    def datapath(self, layer: int, reverse: bool = False) -> LstmDatapath | GruDatapath:
         return self.direction(layer, reverse).datapath(self.rounding, self.overflow)
 
     def head_datapath(self) -> HeadDatapath | None:
@@ -315,10 +350,13 @@ class LstmModel(LstmShape):
 
     # -- persistence -------------------------------------------------------------------------
     def _meta(self) -> dict:
+        # "cell_type" only for a GRU: an LSTM's file (and model hash) is as before GRU support.
+        gru = {"cell_type": self.cell_type.value} if self.cell_type is CellType.GRU else {}
         return {
             **lstm_shape(self),
             "rounding": self.rounding.value,
             "overflow": self.overflow.value,
+            **gru,
         }
 
     def to_json_dict(self) -> dict:
@@ -385,9 +423,13 @@ class LstmModel(LstmShape):
             return arrays[key]
 
         try:
+            # Files written before GRU support hold LSTMs and no "cell_type".
+            cell_type = CellType.parse(meta.get("cell_type", "lstm"))
+            formats_class = cell_formats(cell_type)
             directions = []
             for d in meta["directions"]:
-                formats = LstmFormats(**{k: FixedFormat.parse(v) for k, v in d["formats"].items()})
+                parsed = {k: FixedFormat.parse(v) for k, v in d["formats"].items()}
+                formats = formats_class(**parsed)
                 directions.append(
                     LayerDirection(
                         layer=d["layer"],
@@ -414,7 +456,12 @@ class LstmModel(LstmShape):
                 head=head,
                 rounding=Rounding(meta["rounding"]),
                 overflow=Overflow(meta["overflow"]),
+                cell_type=cell_type,
             )
+        except ValueError as error:
+            if isinstance(error, IRError):
+                raise
+            raise IRError(f"{json_path}: {error}") from None
         except KeyError as error:
             raise IRError(f"{json_path}: missing key {error}") from None
         except TypeError as error:

@@ -53,7 +53,7 @@ from .numerics import (
     quantize,
 )
 from .quantize import quantize_model
-from .shape import lstm_shape
+from .shape import CellType, lstm_shape
 from .torch_import import from_module, import_model, lstm_batch_first
 
 __all__ = [
@@ -177,8 +177,21 @@ def _check_float_exact(name: str, datapath) -> None:
             )
 
 
+def _refuse_gru(module: nn.Module) -> None:
+    """Quantisation-aware training covers ``nn.LSTM`` only: refuse an ``nn.GRU`` clearly."""
+    if any(isinstance(m, nn.GRU) for m in module.modules()):
+        raise QatError(_GRU_REFUSED)
+
+
+_GRU_REFUSED = (
+    "quantisation-aware fine-tuning supports nn.LSTM models only, not nn.GRU; quantise a GRU "
+    "with post-training calibration (lstm_fpga.sw.calibrate.quantize_from_torch)"
+)
+
+
 def _split_module(module: nn.Module, head: nn.Linear | None) -> tuple[nn.LSTM, nn.Linear | None]:
     """The nn.LSTM and head of ``module`` (validated by the importer first)."""
+    _refuse_gru(module)
     if isinstance(module, nn.LSTM):
         return module, head
     import_model(module)  # refuses what the importer refuses, with its message
@@ -213,6 +226,8 @@ class QatLstm(nn.Module):
             raise QatError(f"formats must be ModelFormats, not {type(formats).__name__}")
         if head_on not in ("last", "all"):
             raise QatError(f"head_on must be 'last' or 'all', not {head_on!r}")
+        if isinstance(lstm, nn.Module):
+            _refuse_gru(lstm)
         self.lstm = copy.deepcopy(lstm).double()
         self.head = None if head is None else copy.deepcopy(head).double()
         self.formats = formats
@@ -359,6 +374,8 @@ def modules_from_float(fm: FloatLstm) -> tuple[nn.LSTM, nn.Linear | None]:
     """An ``nn.LSTM`` (float64) and head holding ``fm``'s weights, to fine-tune a model known
     only by its state_dict. The combined bias goes to ``bias_ih`` (``bias_hh`` is zero), so
     the import of the result gives ``fm`` back exactly."""
+    if fm.cell_type is not CellType.LSTM:
+        raise QatError(_GRU_REFUSED)
     lstm = nn.LSTM(**lstm_shape(fm), dtype=torch.float64)
     with torch.no_grad():
         for d in fm.directions:

@@ -44,6 +44,11 @@ def quantize_model(
             f"num_layers={fm.num_layers}, bidirectional={fm.bidirectional}, "
             f"head={fm.head is not None}"
         )
+    if formats.cell_type is not fm.cell_type:
+        raise CalibrationError(
+            f"the formats are for an {formats.cell_type.module} but the model is an "
+            f"{fm.cell_type.module}; calibrate this model for its formats"
+        )
     directions = tuple(
         LayerDirection(
             layer=d.layer,
@@ -65,6 +70,7 @@ def quantize_model(
         head=head,
         rounding=rounding,
         overflow=overflow,
+        cell_type=fm.cell_type,
     )
 
 

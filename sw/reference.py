@@ -26,6 +26,7 @@ from .float_model import (
 )
 from .ir import LayerDirection, LstmModel
 from .numerics import (
+    GruDatapath,
     HeadDatapath,
     LstmDatapath,
     dequantize,
@@ -34,7 +35,7 @@ from .numerics import (
     rescale,
     shift_round,
 )
-from .shape import lstm_shape
+from .shape import CellType, lstm_shape
 
 __all__ = [
     "ReferenceResult",
@@ -44,6 +45,8 @@ __all__ = [
     "dequantized_model",
     "exact_matmul",
     "gate_accumulators",
+    "gru_accumulators",
+    "gru_update",
     "head_forward",
     "quantize_input",
     "run_float",
@@ -79,7 +82,8 @@ class SaturationCounts:
 
 @dataclass(frozen=True, eq=False)
 class ReferenceResult:
-    """Integer results in ``nn.LSTM``'s shapes (see :meth:`FloatLstm.forward`).
+    """Integer results in ``nn.LSTM``'s shapes (see :meth:`FloatLstm.forward`); a GRU's
+    ``c_n`` is ``None`` and its ``cell`` saturations 0.
 
     ``saturations`` are the totals (the hardware's counters); ``direction_saturations`` the
     same counts per layer direction name (``l0``, ``l0_reverse``, ...; ``head`` is 0 there).
@@ -87,7 +91,7 @@ class ReferenceResult:
 
     output: np.ndarray
     h_n: np.ndarray
-    c_n: np.ndarray
+    c_n: np.ndarray | None
     head: np.ndarray | None
     saturations: SaturationCounts
     direction_saturations: dict[str, SaturationCounts] = field(default_factory=dict)
@@ -154,6 +158,68 @@ def cell_update(dp: LstmDatapath, acc, c, counts: dict | None = None, trace=None
     return h_new, c_new
 
 
+def gru_accumulators(dp: GruDatapath, d: LayerDirection, x, h):
+    """The matrix-vector unit's sums of a GRU step for input ``x`` (B, I) and ``h`` (B, H):
+    ``(acc_rz (B, 2H), acc_xn (B, H), acc_hn (B, H))`` in the gate accumulator's format --
+    ``W_i{r,z} x + W_h{r,z} h + b_{r,z}``, ``W_in x + b_in`` and ``W_hn h + b_hn``, exact."""
+    H = d.hidden_size
+    x_part = exact_matmul(x, d.w_ih.T)
+    h_part = exact_matmul(h, d.w_hh.T)
+    zero = np.zeros((x_part.shape[0], H), dtype=np.int64)
+    bias, acc = d.bias, dp.gate_acc
+    acc_rz = acc.accumulate([x_part[:, : 2 * H], h_part[:, : 2 * H]], bias[: 2 * H])
+    acc_xn = acc.accumulate([x_part[:, 2 * H :], zero], bias[2 * H : 3 * H])
+    acc_hn = acc.accumulate([zero, h_part[:, 2 * H :]], bias[3 * H :])
+    return acc_rz, acc_xn, acc_hn
+
+
+def gru_update(
+    dp: GruDatapath, d: LayerDirection, x, h, counts: dict | None = None, trace=None, mask=None
+):
+    """One GRU step on integer input ``x`` (B, I) and ``h_{t-1}`` (B, H): ``h_t``.
+
+    The arithmetic of :class:`~lstm_fpga.sw.numerics.GruDatapath`: the six matrix-vector
+    products ``W_i{r,z,n} @ x`` and ``W_h{r,z,n} @ h`` are exact integer sums aligned to the
+    gate accumulator's scale; r and z rescale the sum of both parts, n's input part ``xn`` and
+    recurrent part ``hn`` (with ``b_hn``) rescale apart, ``r * hn + xn`` rescales once more
+    before tanh, and ``(1 - z) * n + z * h`` to the hidden format. ``counts`` (keys
+    preact/cell/hidden) accumulates the rescale saturations (all pre-activation rescales count
+    as ``preact``, the update as ``hidden``); ``trace`` records dequantised values.
+    """
+    f_, acc = dp.formats, dp.gate_acc
+    acc_rz, acc_xn, acc_hn = gru_accumulators(dp, d, x, h)
+    pre_rz, xn, hn = (
+        rescale(a, acc.frac, f_.preact, dp.rounding, dp.overflow) for a in (acc_rz, acc_xn, acc_hn)
+    )
+    r, z = np.split(dp.sigmoid.evaluate(pre_rz), 2, axis=-1)
+    n_acc = dp.n_acc.accumulate([r * hn], xn)
+    n_pre = rescale(n_acc, dp.n_acc.frac, f_.preact, dp.rounding, dp.overflow)
+    n = dp.tanh_gate.evaluate(n_pre)
+    update = dp.update_acc.accumulate([(dp.one - z) * n, z * h])
+    h_new = rescale(update, dp.update_acc.frac, f_.hidden, dp.rounding, dp.overflow)
+    if counts is not None:
+        sel = (lambda a: a) if mask is None else (lambda a: a[mask])
+        for value, frac in ((acc_rz, acc.frac), (acc_xn, acc.frac), (acc_hn, acc.frac)):
+            counts["preact"] += overflow_count(
+                sel(shift_round(value, frac - f_.preact.frac, dp.rounding)), f_.preact
+            )
+        counts["preact"] += overflow_count(
+            sel(shift_round(n_acc, dp.n_acc.frac - f_.preact.frac, dp.rounding)), f_.preact
+        )
+        counts["hidden"] += overflow_count(
+            sel(shift_round(update, dp.update_acc.frac - f_.hidden.frac, dp.rounding)),
+            f_.hidden,
+        )
+    if trace is not None:
+        recorder, name = trace
+        preact = np.concatenate([pre_rz, xn, hn, n_pre], axis=-1)
+        recorder.add(f"{name}.preact", dequantize(preact, f_.preact), mask)
+        gates = np.concatenate([r, z, n], axis=-1)
+        recorder.add(f"{name}.gate", dequantize(gates, f_.gate), mask)
+        recorder.add(f"{name}.hidden", dequantize(h_new, f_.hidden), mask)
+    return h_new
+
+
 def head_forward(hd: HeadDatapath, weight, bias, x, counts: dict | None = None) -> np.ndarray:
     """The Linear head on integer features ``x`` (..., D) in the LSTM output format."""
     acc = hd.acc.accumulate([exact_matmul(x, np.asarray(weight).T)], bias)
@@ -194,8 +260,12 @@ def run_reference(
 
     ``h0`` (hidden formats) and ``c0`` (cell formats) are integer ``(L*D, B, H)``. Shapes of
     input and results are those of ``nn.LSTM``; see :meth:`FloatLstm.forward` for ``lengths``
-    and ``head_on``. ``max_seq_len`` mirrors the hardware's sequence buffer limit.
+    and ``head_on``. ``max_seq_len`` mirrors the hardware's sequence buffer limit. A GRU
+    (``model.cell_type``) takes no ``c0`` and returns ``c_n=None``.
     """
+    gru = model.cell_type is CellType.GRU
+    if gru and c0 is not None:
+        raise ValueError("an nn.GRU has no cell state: give h0 only (c0 must be None)")
     x = _check_ints(x, model.input_format, "input")
     xs, lengths, unbatched = prepare_sequences(
         x, batch_first, lengths, model.input_size, dtype=np.int64
@@ -211,7 +281,9 @@ def run_reference(
     c0 = _initial_state(c0, L * D, B, H, unbatched, "c0").astype(np.int64)
     for k, d in enumerate(model.directions):
         _check_ints(h0[k], d.formats.hidden, f"h0[{k}]")
-        _check_ints(c0[k], d.formats.cell, f"c0[{k}]")
+        if not gru:
+            _check_ints(c0[k], d.formats.cell, f"c0[{k}]")
+    run = _int_gru_direction if gru else _int_direction
     valid = np.arange(T)[:, None] < lengths[None, :]
     counts = {"head": 0}
     by_direction = {}
@@ -225,7 +297,7 @@ def run_reference(
             d = model.direction(layer, reverse)
             dp = model.datapath(layer, reverse)
             direction_counts = {"preact": 0, "cell": 0, "hidden": 0}
-            out, h_n[k], c_n[k] = _int_direction(
+            out, h_n[k], c_n[k] = run(
                 dp, d, layer_in, h0[k], c0[k], valid, direction_counts, recorder
             )
             by_direction[d.name] = SaturationCounts(**direction_counts)
@@ -250,7 +322,7 @@ def run_reference(
             values = head_out if head_on == "last" else head_out[valid]
             recorder.add("head.output", dequantize(values, hd.formats.output))
     output, (h_n, c_n), head_out = _finish(
-        output, h_n, c_n, head_out, head_on, batch_first, unbatched
+        output, h_n, None if gru else c_n, head_out, head_on, batch_first, unbatched
     )
     totals = sum(by_direction.values(), SaturationCounts(head=counts["head"]))
     return ReferenceResult(output, h_n, c_n, head_out, totals, by_direction)
@@ -266,6 +338,19 @@ def _int_direction(dp, d, xs, h, c, valid, counts, recorder):
         h_new, c_new = cell_update(dp, acc, c, counts, trace, mask)
         m = mask[:, None]
         c = np.where(m, c_new, c)
+        h = np.where(m, h_new, h)
+        out[t] = np.where(m, h_new, 0)
+    return out, h, c
+
+
+def _int_gru_direction(dp, d, xs, h, c, valid, counts, recorder):
+    T, B = xs.shape[:2]
+    out = np.zeros((T, B, d.hidden_size), dtype=np.int64)
+    trace = None if recorder is None else (recorder, d.name)
+    for t in range(T - 1, -1, -1) if d.reverse else range(T):
+        mask = valid[t]
+        h_new = gru_update(dp, d, xs[t], h, counts, trace, mask)
+        m = mask[:, None]
         h = np.where(m, h_new, h)
         out[t] = np.where(m, h_new, 0)
     return out, h, c
@@ -294,7 +379,9 @@ def dequantized_model(model: LstmModel) -> FloatLstm:
         head = FloatHead(
             dequantize(model.head.weight, f.weight), dequantize(model.head.bias, f.bias)
         )
-    return FloatLstm(**lstm_shape(model), directions=directions, head=head)
+    return FloatLstm(
+        **lstm_shape(model), directions=directions, head=head, cell_type=model.cell_type
+    )
 
 
 def run_float(model: LstmModel, x, h0=None, c0=None, **kwargs):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .float_model import FloatLstm, TensorRecorder, _initial_state, prepare_sequences
 from .formats import CalibrationError, TensorRange, tensor_names
+from .shape import CellType
 
 __all__ = [
     "CHUNK_SEQUENCES",
@@ -90,6 +91,10 @@ def prepare_samples(
             "calibration samples hold no sequences (batch size 0); give at least one sequence "
             "of at least one time step"
         )
+    if c0 is not None and fm.cell_type is CellType.GRU:
+        raise CalibrationError(
+            "calibration c0 is given but an nn.GRU has no cell state: give h0 only"
+        )
     states = []
     for name, state in (("h0", h0), ("c0", c0)):
         if state is not None:
@@ -136,7 +141,7 @@ def chunks(data: CalibrationData, progress: str | None = None):
 def weight_statistics(fm: FloatLstm) -> dict[str, Statistics]:
     """A :class:`Statistics` per tensor of ``fm`` (:func:`tensor_names` order), the weights'
     and biases' values already in; the activations' are empty."""
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None)
+    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type)
     stats = {name: Statistics() for name in names}
     for name in names:
         if not is_recorded(name):

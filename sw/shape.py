@@ -3,9 +3,39 @@ IR share about it."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, fields
 
-__all__ = ["SHAPE_FIELDS", "LayerStack", "LstmShape", "lstm_shape"]
+__all__ = ["SHAPE_FIELDS", "CellType", "LayerStack", "LstmShape", "lstm_shape"]
+
+
+class CellType(enum.Enum):
+    """The recurrent cell of a stack of layers: PyTorch's ``nn.LSTM`` or ``nn.GRU``."""
+
+    LSTM = "lstm"
+    GRU = "gru"
+
+    @property
+    def gates(self) -> int:
+        """Gate blocks of ``H`` rows in ``weight_ih``/``weight_hh``: 4 (i, f, g, o) for an
+        LSTM, 3 (r, z, n) for a GRU."""
+        return 4 if self is CellType.LSTM else 3
+
+    @property
+    def module(self) -> str:
+        """The PyTorch module's name, for messages: ``nn.LSTM`` or ``nn.GRU``."""
+        return "nn.LSTM" if self is CellType.LSTM else "nn.GRU"
+
+    @classmethod
+    def parse(cls, value) -> CellType:
+        """A :class:`CellType` from itself or its value (``"lstm"``, ``"gru"``)."""
+        if isinstance(value, CellType):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(repr(c.value) for c in cls)
+            raise ValueError(f"cell type must be one of {names}, not {value!r}") from None
 
 
 class LayerStack:

@@ -1,8 +1,9 @@
 """The state_dict parser of the PyTorch import: keys and shapes to a :class:`FloatLstm`.
 
-Finds one ``nn.LSTM``'s parameters (and at most one ``nn.Linear`` head) in a state_dict,
-infers ``num_layers``, ``bidirectional``, ``bias`` and the sizes, and checks every key,
-dtype, shape and value; :mod:`.torch_import` calls it for modules, mappings and files.
+Finds one ``nn.LSTM``'s or ``nn.GRU``'s parameters (and at most one ``nn.Linear`` head) in a
+state_dict, infers the cell type (4 or 3 gate blocks in ``weight_hh_l0``), ``num_layers``,
+``bidirectional``, ``bias`` and the sizes, and checks every key, dtype, shape and value;
+:mod:`.torch_import` calls it for modules, mappings and files.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from .float_model import FloatDirection, FloatHead, FloatLstm
-from .shape import lstm_shape
+from .shape import CellType, lstm_shape
 
 __all__ = ["ModelImportError", "parse_state_dict"]
 
@@ -100,6 +101,7 @@ class _Shape:
     num_layers: int
     bidirectional: bool
     bias: bool
+    cell_type: CellType = CellType.LSTM
 
 
 def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
@@ -125,19 +127,21 @@ def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
     if not lstm_keys:
         shown = ", ".join(repr(k) for k in list(arrays)[:4])
         raise ModelImportError(
-            f"no nn.LSTM parameters found (keys: {shown}{', ...' if len(arrays) > 4 else ''}); "
-            f"expected keys like 'weight_ih_l0' or 'lstm.weight_ih_l0'"
+            f"no nn.LSTM or nn.GRU parameters found (keys: {shown}"
+            f"{', ...' if len(arrays) > 4 else ''}); expected keys like 'weight_ih_l0' or "
+            f"'lstm.weight_ih_l0'"
         )
     if len(lstm_keys) > 1:
-        raise _several_prefixes("nn.LSTM", lstm_keys, "exactly one nn.LSTM")
+        raise _several_prefixes("nn.LSTM/nn.GRU", lstm_keys, "exactly one nn.LSTM or nn.GRU")
     ((prefix, lstm),) = lstm_keys.items()
     # A key like 'lstm.weight' shares the LSTM's prefix: it is not a Linear head.
     if prefix and prefix in linear_keys:
         unknown += list(linear_keys.pop(prefix).values())
     if unknown:
         raise ModelImportError(
-            f"unexpected key {unknown[0]!r}: a state_dict may hold one nn.LSTM (keys like "
-            f"'{prefix}weight_ih_l0') and one nn.Linear head (keys like 'fc.weight', 'fc.bias')"
+            f"unexpected key {unknown[0]!r}: a state_dict may hold one nn.LSTM or nn.GRU (keys "
+            f"like '{prefix}weight_ih_l0') and one nn.Linear head (keys like 'fc.weight', "
+            f"'fc.bias')"
         )
     if len(linear_keys) > 1:
         raise _several_prefixes("nn.Linear-like", linear_keys, "at most one nn.Linear head")
@@ -206,28 +210,27 @@ def _infer_shape(layout: _Layout, arrays) -> _Shape:
     for key, name in ((hh_key, "weight_hh_l0"), (ih_key, "weight_ih_l0")):
         if key is None:
             raise ModelImportError(
-                f"missing key {p + name!r}: every nn.LSTM has it (layer 0, forward direction)"
+                f"missing key {p + name!r}: every nn.LSTM and nn.GRU has it (layer 0, forward "
+                f"direction)"
             )
     hh = _shape_of(arrays[hh_key])
     if len(hh) != 2 or hh[1] < 1 or hh[0] % hh[1]:
         raise ModelImportError(
-            f"key {hh_key!r} has shape {hh}, expected (4*hidden_size, hidden_size)"
+            f"key {hh_key!r} has shape {hh}, expected (4*hidden_size, hidden_size) for an "
+            f"nn.LSTM or (3*hidden_size, hidden_size) for an nn.GRU"
         )
     gates = hh[0] // hh[1]
-    if gates == 3:
-        raise ModelImportError(
-            f"key {hh_key!r} has shape {hh}: 3 gates per unit is an nn.GRU; lstm-fpga imports "
-            f"nn.LSTM only (4 gates: i, f, g, o)"
-        )
     if gates == 1:
         raise ModelImportError(
             f"key {hh_key!r} has shape {hh}: 1 gate per unit is an nn.RNN; lstm-fpga imports "
-            f"nn.LSTM only (4 gates: i, f, g, o)"
+            f"nn.LSTM (4 gates: i, f, g, o) and nn.GRU (3 gates: r, z, n)"
         )
-    if gates != 4:
+    if gates not in (3, 4):
         raise ModelImportError(
-            f"key {hh_key!r} has shape {hh}, expected (4*hidden_size, hidden_size)"
+            f"key {hh_key!r} has shape {hh}, expected (4*hidden_size, hidden_size) for an "
+            f"nn.LSTM or (3*hidden_size, hidden_size) for an nn.GRU"
         )
+    cell_type = CellType.LSTM if gates == 4 else CellType.GRU
     ih = _shape_of(arrays[ih_key])
     if len(ih) != 2 or ih[1] < 1:
         raise ModelImportError(f"key {ih_key!r} has shape {ih}, expected ({hh[0]}, input_size)")
@@ -238,12 +241,14 @@ def _infer_shape(layout: _Layout, arrays) -> _Shape:
         num_layers=1 + max(layer for _, layer, _ in parts),
         bidirectional=any(reverse for _, _, reverse in parts),
         bias=any(kind.startswith("bias") for kind, _, _ in parts),
+        cell_type=cell_type,
     )
 
 
 def _expected_parts(shape: _Shape):
     """(kind, layer, reverse) -> expected tensor shape, in PyTorch's key order."""
     H, D = shape.hidden_size, 2 if shape.bidirectional else 1
+    G = shape.cell_type.gates
     kinds = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if shape.bias else ())
     expected = {}
     for layer in range(shape.num_layers):
@@ -251,10 +256,10 @@ def _expected_parts(shape: _Shape):
             in_size = shape.input_size if layer == 0 else D * H
             for kind in kinds:
                 expected[(kind, layer, reverse)] = {
-                    "weight_ih": (4 * H, in_size),
-                    "weight_hh": (4 * H, H),
-                    "bias_ih": (4 * H,),
-                    "bias_hh": (4 * H,),
+                    "weight_ih": (G * H, in_size),
+                    "weight_hh": (G * H, H),
+                    "bias_ih": (G * H,),
+                    "bias_hh": (G * H,),
                 }[kind]
     return expected
 
@@ -271,7 +276,8 @@ def _check_missing(layout: _Layout, shape: _Shape) -> None:
     if missing:
         names = ", ".join(repr(k) for k in missing)
         raise ModelImportError(
-            f"missing key(s) {names}: the other keys describe an nn.LSTM with num_layers="
+            f"missing key(s) {names}: the other keys describe an {shape.cell_type.module} with "
+            f"num_layers="
             f"{shape.num_layers}, bidirectional={shape.bidirectional}, bias={shape.bias}"
         )
 
@@ -290,7 +296,8 @@ def _check_shapes(layout: _Layout, shape: _Shape, arrays) -> None:
         out = got[0] if len(got) == 2 else "out_features"
         raise ModelImportError(
             f"key {layout.head_weight!r} has shape {got}, expected ({out}, {features}): the "
-            f"nn.Linear head must take the LSTM's {features} output features"
+            f"nn.Linear head must take the {shape.cell_type.module[3:]}'s {features} output "
+            f"features"
         )
     if layout.head_bias is not None:
         got_bias = _shape_of(arrays[layout.head_bias])
@@ -309,7 +316,10 @@ def _build(layout: _Layout, shape: _Shape, arrays) -> FloatLstm:
             def get(kind, layer=layer, reverse=reverse):
                 return _as_float64(arrays[layout.lstm[(kind, layer, reverse)]])
 
-            bias = get("bias_ih") + get("bias_hh") if shape.bias else np.zeros(4 * H)
+            if shape.cell_type is CellType.GRU:
+                bias = _gru_bias(get("bias_ih"), get("bias_hh")) if shape.bias else np.zeros(4 * H)
+            else:
+                bias = get("bias_ih") + get("bias_hh") if shape.bias else np.zeros(4 * H)
             directions.append(
                 FloatDirection(layer, reverse, get("weight_ih"), get("weight_hh"), bias)
             )
@@ -321,4 +331,13 @@ def _build(layout: _Layout, shape: _Shape, arrays) -> FloatLstm:
         else:
             bias = np.zeros(weight.shape[0])
         head = FloatHead(weight, bias)
-    return FloatLstm(**lstm_shape(shape), directions=tuple(directions), head=head)
+    return FloatLstm(
+        **lstm_shape(shape), directions=tuple(directions), head=head, cell_type=shape.cell_type
+    )
+
+
+def _gru_bias(b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
+    """A GRU's ``4H`` bias: ``[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]`` (``b_hn`` is
+    multiplied by the reset gate, so it cannot be folded into ``b_in``)."""
+    H = b_ih.shape[0] // 3
+    return np.concatenate([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :], b_hh[2 * H :]])

@@ -1,10 +1,12 @@
-"""PyTorch import: an ``nn.LSTM`` (plus optional ``nn.Linear`` head) to a :class:`FloatLstm`.
+"""PyTorch import: an ``nn.LSTM`` or ``nn.GRU`` (plus optional ``nn.Linear`` head) to a
+:class:`FloatLstm` (its ``cell_type`` says which).
 
 Three sources are accepted (see ``docs/import_and_calibration.md`` for the details):
 
 * an ``nn.LSTM`` module, optionally with an explicit ``nn.Linear`` head
   (:func:`from_module`);
-* a wrapper ``nn.Module`` holding exactly one ``nn.LSTM`` and at most one ``nn.Linear``
+* a wrapper ``nn.Module`` holding exactly one ``nn.LSTM`` or ``nn.GRU`` and at most one
+  ``nn.Linear``
   (the usual forecaster or classifier; dropout and containers are allowed around them);
 * a ``state_dict`` -- a mapping or a ``.pt``/``.pth`` file written with
   ``torch.save(model.state_dict(), path)`` -- from which ``num_layers``, ``bidirectional``
@@ -45,6 +47,10 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _INERT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 
 
+#: The recurrent modules lstm-fpga imports.
+_RECURRENT = (nn.LSTM, nn.GRU)
+
+
 # -- public entry points ---------------------------------------------------------------------
 def import_model(source) -> FloatLstm:
     """Import ``source``: an ``nn.Module``, a state_dict mapping or a path to a state_dict file."""
@@ -66,7 +72,7 @@ def lstm_batch_first(source) -> bool:
     Only layouts of input data depend on it, never the weights: a state_dict does not
     record it, so callers pass it explicitly for those.
     """
-    if isinstance(source, nn.LSTM):
+    if isinstance(source, _RECURRENT):
         return bool(source.batch_first)
     if isinstance(source, nn.Module):
         return bool(_find_lstm(source)[1].batch_first)
@@ -86,18 +92,19 @@ def from_module(module: nn.Module, head: nn.Linear | None = None) -> FloatLstm:
             f"expected an nn.Module, got an object of type {type(module).__name__}"
         )
     if head is not None:
-        if not isinstance(module, nn.LSTM):
+        if not isinstance(module, _RECURRENT):
             _check_not_other_rnn("the module", module)
             raise ModelImportError(
-                f"head= is only accepted with an nn.LSTM, not with a {type(module).__name__}"
+                f"head= is only accepted with an nn.LSTM or nn.GRU, not with a "
+                f"{type(module).__name__}"
             )
         if not isinstance(head, nn.Linear):
             raise ModelImportError(f"head must be an nn.Linear, not a {type(head).__name__}")
         _check_proj("the nn.LSTM", module)
         state = {**module.state_dict(), **_prefixed("head.", head.state_dict())}
         return from_state_dict(state)
-    if isinstance(module, nn.LSTM):
-        _check_proj("the nn.LSTM", module)
+    if isinstance(module, _RECURRENT):
+        _check_proj(f"the nn.{type(module).__name__}", module)
         return from_state_dict(module.state_dict())
     _check_not_other_rnn("the module", module)
     lstm_name, lstm = _find_lstm(module)
@@ -176,37 +183,39 @@ def _check_proj(what: str, lstm: nn.LSTM) -> None:
 
 
 def _check_not_other_rnn(what: str, module: nn.Module) -> None:
-    if isinstance(module, nn.RNNBase | nn.RNNCellBase) and not isinstance(module, nn.LSTM):
+    if isinstance(module, nn.RNNBase | nn.RNNCellBase) and not isinstance(module, _RECURRENT):
         kind = type(module).__name__
         raise ModelImportError(
-            f"{what} is an nn.{kind}; lstm-fpga imports nn.LSTM only ({kind} is not supported)"
+            f"{what} is an nn.{kind}; lstm-fpga imports nn.LSTM and nn.GRU only ({kind} is not "
+            f"supported)"
         )
 
 
-def _find_lstm(module: nn.Module) -> tuple[str, nn.LSTM]:
-    """The one nn.LSTM of a wrapper module, after checking nothing else changes inference."""
+def _find_lstm(module: nn.Module) -> tuple[str, nn.LSTM | nn.GRU]:
+    """The one nn.LSTM or nn.GRU of a wrapper module, after checking nothing else changes
+    inference."""
     lstms, linears = [], []
     for name, child in module.named_modules():
         if child is module:
             continue
         _check_not_other_rnn(f"submodule {name!r}", child)
-        if isinstance(child, nn.LSTM):
+        if isinstance(child, _RECURRENT):
             lstms.append((name, child))
         elif isinstance(child, nn.Linear):
             linears.append((name, child))
         elif not isinstance(child, _CONTAINERS + _INERT):
             raise ModelImportError(
                 f"submodule {name!r} is an nn.{type(child).__name__}; a model may hold only "
-                f"one nn.LSTM, one nn.Linear head, dropout and containers, because lstm-fpga "
-                f"does not inspect forward(). Import the parts explicitly: "
+                f"one nn.LSTM or nn.GRU, one nn.Linear head, dropout and containers, because "
+                f"lstm-fpga does not inspect forward(). Import the parts explicitly: "
                 f"from_module(model.<lstm>, head=model.<linear>)"
             )
     if not lstms:
-        raise ModelImportError(f"the {type(module).__name__} holds no nn.LSTM")
+        raise ModelImportError(f"the {type(module).__name__} holds no nn.LSTM or nn.GRU")
     if len(lstms) > 1:
         names = ", ".join(repr(name) for name, _ in lstms)
         raise ModelImportError(
-            f"the {type(module).__name__} holds {len(lstms)} nn.LSTM modules ({names}); "
+            f"the {type(module).__name__} holds {len(lstms)} nn.LSTM/nn.GRU modules ({names}); "
             f"lstm-fpga imports exactly one: pass it with from_module(model.<lstm>)"
         )
     if len(linears) > 1:
@@ -216,6 +225,7 @@ def _find_lstm(module: nn.Module) -> tuple[str, nn.LSTM]:
             f"the head is ambiguous: pass it with from_module(model.<lstm>, head=model.<linear>)"
         )
     lstm_name, lstm = lstms[0]
+    kind = f"nn.{type(lstm).__name__}"
     linear_name = linears[0][0] if linears else None
     owned = {f"{lstm_name}.{key}" for key, _ in lstm.named_parameters()}
     if linear_name is not None:
@@ -223,12 +233,12 @@ def _find_lstm(module: nn.Module) -> tuple[str, nn.LSTM]:
     for key, _ in module.named_parameters():
         if key not in owned:
             raise ModelImportError(
-                f"parameter {key!r} belongs to neither the nn.LSTM nor the nn.Linear head; "
+                f"parameter {key!r} belongs to neither the {kind} nor the nn.Linear head; "
                 f"lstm-fpga cannot tell how forward() uses it"
             )
     for key, _ in module.named_buffers():
         raise ModelImportError(
-            f"buffer {key!r} belongs to neither the nn.LSTM nor the nn.Linear head; "
+            f"buffer {key!r} belongs to neither the {kind} nor the nn.Linear head; "
             f"lstm-fpga cannot tell how forward() uses it"
         )
     return lstm_name, lstm

@@ -15,6 +15,7 @@ the simulator checks (:mod:`lstm_fpga.sim`):
   interpolation) generated from the input and output formats.
 * :class:`LstmFormats` / :class:`LstmDatapath` -- the formats of one LSTM layer direction and
   everything derived from them (accumulator plans and activation tables).
+* :class:`GruFormats` / :class:`GruDatapath` -- the same for one ``nn.GRU`` layer direction.
 
 * :class:`IntermediateWidth` / :func:`check_exact` -- every intermediate width the formats
   derive, checked against :data:`MAX_EXACT_WIDTH` (what the int64 reference holds exactly).
@@ -38,11 +39,14 @@ from .activation import (
 )
 from .datapath import (
     FormatWidthError,
+    GruDatapath,
+    GruFormats,
     HeadDatapath,
     HeadFormats,
     IntermediateWidth,
     LstmDatapath,
     LstmFormats,
+    cell_formats,
     check_exact,
     check_format_chain,
 )
@@ -85,6 +89,8 @@ __all__ = [
     "DspPackingError",
     "FixedFormat",
     "FormatWidthError",
+    "GruDatapath",
+    "GruFormats",
     "HeadDatapath",
     "HeadFormats",
     "IntermediateWidth",
@@ -95,6 +101,7 @@ __all__ = [
     "PackedProduct",
     "Rounding",
     "activation_table",
+    "cell_formats",
     "check_exact",
     "check_format_chain",
     "clamp",

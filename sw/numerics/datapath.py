@@ -326,3 +326,166 @@ class HeadDatapath(_Datapath):
                 "the left shift is too long; use an output format with fewer fraction bits",
             ),
         )
+
+
+@dataclass(frozen=True)
+class GruFormats(_BiasedFormats):
+    """Formats of every tensor of one GRU layer direction (``nn.GRU``, gates r, z, n).
+
+    ``x`` is the layer input, ``bias`` holds the combined r/z biases, ``b_in`` and ``b_hn``
+    (all added at the gate accumulator's scale), ``preact`` every pre-activation (those of
+    r and z, the input and recurrent parts of n, and n's own), ``gate`` the activated gates
+    r, z, n and ``hidden`` the output ``h_t``. A GRU has no cell state.
+    """
+
+    x: FixedFormat
+    w_ih: FixedFormat
+    w_hh: FixedFormat
+    bias: FixedFormat
+    preact: FixedFormat
+    gate: FixedFormat
+    hidden: FixedFormat
+
+    def segments(self, input_size: int = 1, hidden_size: int = 1) -> tuple[MacSegment, ...]:
+        """The products the gate accumulator sums: ``W_ih @ x`` and ``W_hh @ h``."""
+        return (
+            MacSegment(self.w_ih, self.x, input_size),
+            MacSegment(self.w_hh, self.hidden, hidden_size),
+        )
+
+    def datapath(self, input_size: int, hidden_size: int, **arithmetic) -> GruDatapath:
+        """The arithmetic of these formats at these sizes (``arithmetic``: ``rounding``,
+        ``overflow``)."""
+        return GruDatapath(self, input_size, hidden_size, **arithmetic)
+
+
+@dataclass(frozen=True)
+class GruDatapath(_Datapath):
+    """Everything derived from one GRU layer direction's formats: the arithmetic of a step.
+
+    With ``acc(parts, bias) = gate_acc.accumulate(parts, bias)`` (products aligned to the
+    gate accumulator's scale, a missing part counting as zero)::
+
+        r, z   = sigmoid(rescale(acc([W_i{r,z} @ x, W_h{r,z} @ h], b_{r,z}), preact))
+        xn     = rescale(acc([W_in @ x, 0], b_in), preact)       # input part of n
+        hn     = rescale(acc([0, W_hn @ h], b_hn), preact)       # recurrent part of n
+        n      = tanh(rescale(n_acc.accumulate([r * hn], xn), preact))
+        h_t    = rescale(update_acc.accumulate([(1 - z) * n, z * h]), hidden)
+
+    ``b_{r,z} = b_i{r,z} + b_h{r,z}``; ``1 - z`` is ``(1 << gate.frac) - z`` in
+    :attr:`one_minus_z` (it can be 1 exactly, which the gate format may not hold). The
+    tables are the LSTM's (``preact`` to ``gate``).
+    """
+
+    formats: GruFormats
+    input_size: int
+    hidden_size: int
+
+    @cached_property
+    def gate_acc(self) -> AccumulatorPlan:
+        return self.formats.accumulator(self.input_size, self.hidden_size)
+
+    @cached_property
+    def n_acc(self) -> AccumulatorPlan:
+        """``r * hn`` plus ``xn`` (as the bias, aligned by ``gate.frac`` bits)."""
+        f = self.formats
+        return plan_accumulator((MacSegment(f.gate, f.preact, 1),), f.preact)
+
+    @property
+    def one_minus_z(self) -> FixedFormat:
+        """The format of ``1 - z``: the gate's fraction bits, wide enough for any gate value
+        (``|1 - z| <= 2**frac + 2**(width - 1)`` in integers)."""
+        g = self.formats.gate
+        return FixedFormat(max(g.frac, g.width - 1) + 3, g.frac)
+
+    @property
+    def one(self) -> int:
+        """1.0 in the gate's scale (``1 - z`` is ``one - z``)."""
+        return 1 << self.formats.gate.frac
+
+    @cached_property
+    def update_acc(self) -> AccumulatorPlan:
+        """``(1 - z) * n + z * h``."""
+        f = self.formats
+        segments = (MacSegment(self.one_minus_z, f.gate, 1), MacSegment(f.gate, f.hidden, 1))
+        return plan_accumulator(segments, None)
+
+    def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
+        """Every value of a time step whose width the formats decide (see :func:`check_exact`)."""
+        f, finest = self.formats, "override the finest format with fewer fraction bits"
+        gate_operands = f"w_ih {f.w_ih} * x {f.x} + w_hh {f.w_hh} * hidden {f.hidden}"
+        preact_shift = self.gate_acc.frac - f.preact.frac
+        tables = (("sigmoid", self.sigmoid), ("tanh", self.tanh_gate))
+        return (
+            IntermediateWidth(
+                "gate accumulator",
+                gate_operands,
+                self.gate_acc.width,
+                _finest(f.w_ih, f.x, f.w_hh, f.hidden, f.bias),
+                "its products' fraction bits differ too much; " + finest,
+            ),
+            IntermediateWidth(
+                "pre-activation rescale",
+                f"accumulator with {self.gate_acc.frac} fraction bits to preact {f.preact}",
+                _shift_width(self.gate_acc.width, preact_shift),
+                "preact",
+                "the left shift is too long; use a preact format with fewer fraction bits",
+            ),
+            IntermediateWidth(
+                "n accumulator",
+                f"gate {f.gate} * preact {f.preact} + preact {f.preact}",
+                self.n_acc.width,
+                "gate",
+                "its product is too wide; use narrower gate or preact formats",
+            ),
+            IntermediateWidth(
+                "n rescale",
+                f"n accumulator with {self.n_acc.frac} fraction bits to preact {f.preact}",
+                _shift_width(self.n_acc.width, self.n_acc.frac - f.preact.frac),
+                "preact",
+                "use a narrower gate format or a preact format with fewer fraction bits",
+            ),
+            IntermediateWidth(
+                "hidden accumulator",
+                f"(1 - gate) {self.one_minus_z} * gate {f.gate} + gate {f.gate} * hidden "
+                f"{f.hidden}",
+                self.update_acc.width,
+                "gate",
+                "its products are too wide; use narrower gate or hidden formats",
+            ),
+            IntermediateWidth(
+                "hidden rescale",
+                f"hidden accumulator with {self.update_acc.frac} fraction bits to hidden "
+                f"{f.hidden}",
+                _shift_width(self.update_acc.width, self.update_acc.frac - f.hidden.frac),
+                "hidden",
+                "use a narrower gate format or a hidden format with fewer fraction bits",
+            ),
+            *(
+                IntermediateWidth(
+                    f"{name} table interpolation",
+                    f"preact {table.input} to gate {f.gate}",
+                    _interpolation_width(table),
+                    "preact",
+                    "use a preact format with fewer fraction bits or a narrower gate format",
+                )
+                for name, table in tables
+            ),
+        )
+
+    @cached_property
+    def sigmoid(self) -> ActivationTable:
+        f = self.formats
+        return activation_table(Activation.SIGMOID, f.preact, f.gate, self.rounding)
+
+    @cached_property
+    def tanh_gate(self) -> ActivationTable:
+        f = self.formats
+        return activation_table(Activation.TANH, f.preact, f.gate, self.rounding)
+
+
+def cell_formats(cell_type):
+    """The formats class of a cell type (``"lstm"``/``"gru"`` or a ``CellType``):
+    :class:`LstmFormats` or :class:`GruFormats`."""
+    value = getattr(cell_type, "value", cell_type)
+    return {"lstm": LstmFormats, "gru": GruFormats}[value]

@@ -252,14 +252,15 @@ class WrongHead(nn.Module):
         self.lstm, self.fc = nn.LSTM(I, H, bidirectional=True), nn.Linear(H, 1)
 
 
-ONLY_LSTM = "lstm-fpga imports nn.LSTM only"
+ONLY_LSTM = "lstm-fpga imports nn.LSTM and nn.GRU only"
 PROJ = (
     "LSTMs with projections (proj_size > 0) are not supported; lstm-fpga implements "
     "proj_size=0 only"
 )
-FOUR_GATES = "lstm-fpga imports nn.LSTM only (4 gates: i, f, g, o)"
+FOUR_GATES = "lstm-fpga imports nn.LSTM (4 gates: i, f, g, o) and nn.GRU (3 gates: r, z, n)"
 ONE_LSTM_ONE_HEAD = (
-    "a state_dict may hold one nn.LSTM (keys like 'weight_ih_l0') and one nn.Linear head "
+    "a state_dict may hold one nn.LSTM or nn.GRU (keys like 'weight_ih_l0') and one nn.Linear "
+    "head "
     "(keys like 'fc.weight', 'fc.bias')"
 )
 FLOAT = "expected a floating-point tensor (float16, bfloat16, float32 or float64)"
@@ -278,17 +279,20 @@ def nan_at(key, index, value):
 MODULE_ERRORS = [
     (lambda: nn.LSTM(I, H, proj_size=3), f"the nn.LSTM has proj_size=3: {PROJ}"),
     (Projected, f"nn.LSTM 'lstm' has proj_size=3: {PROJ}"),
-    (lambda: nn.GRU(I, H), f"the module is an nn.GRU; {ONLY_LSTM} (GRU is not supported)"),
     (lambda: nn.RNN(I, H), f"the module is an nn.RNN; {ONLY_LSTM} (RNN is not supported)"),
     (
         lambda: nn.LSTMCell(I, H),
         f"the module is an nn.LSTMCell; {ONLY_LSTM} (LSTMCell is not supported)",
     ),
-    (WithGru, f"submodule 'rnn' is an nn.GRU; {ONLY_LSTM} (GRU is not supported)"),
+    (
+        WithGru,
+        "the WithGru holds 2 nn.LSTM/nn.GRU modules ('lstm', 'rnn'); lstm-fpga imports exactly "
+        "one: pass it with from_module(model.<lstm>)",
+    ),
     (
         TwoLstms,
-        "the TwoLstms holds 2 nn.LSTM modules ('a', 'b'); lstm-fpga imports exactly one: "
-        "pass it with from_module(model.<lstm>)",
+        "the TwoLstms holds 2 nn.LSTM/nn.GRU modules ('a', 'b'); lstm-fpga imports exactly "
+        "one: pass it with from_module(model.<lstm>)",
     ),
     (
         TwoHeads,
@@ -297,8 +301,8 @@ MODULE_ERRORS = [
     ),
     (
         WithRelu,
-        "submodule 'head.0' is an nn.ReLU; a model may hold only one nn.LSTM, one nn.Linear "
-        "head, dropout and containers, because lstm-fpga does not inspect forward(). "
+        "submodule 'head.0' is an nn.ReLU; a model may hold only one nn.LSTM or nn.GRU, one "
+        "nn.Linear head, dropout and containers, because lstm-fpga does not inspect forward(). "
         f"{EXPLICIT}",
     ),
     (
@@ -309,7 +313,7 @@ MODULE_ERRORS = [
         WithBuffer,
         f"buffer 'mean' belongs to neither the nn.LSTM nor the nn.Linear head; {UNKNOWN_USE}",
     ),
-    (NoLstm, "the NoLstm holds no nn.LSTM"),
+    (NoLstm, "the NoLstm holds no nn.LSTM or nn.GRU"),
     (
         WrongHead,
         "key 'fc.weight' has shape (1, 11), expected (1, 22): the nn.Linear head must take the "
@@ -329,12 +333,12 @@ def test_explicit_head_errors():
         == "head must be an nn.Linear, not a Conv1d"
     )
     assert (
-        import_error(from_module, nn.GRU(I, H), head=nn.Linear(H, 1))
-        == f"the module is an nn.GRU; {ONLY_LSTM} (GRU is not supported)"
+        import_error(from_module, nn.RNN(I, H), head=nn.Linear(H, 1))
+        == f"the module is an nn.RNN; {ONLY_LSTM} (RNN is not supported)"
     )
     assert (
         import_error(from_module, Forecaster(), head=nn.Linear(H, 1))
-        == "head= is only accepted with an nn.LSTM, not with a Forecaster"
+        == "head= is only accepted with an nn.LSTM or nn.GRU, not with a Forecaster"
     )
     assert import_error(from_module, nn.LSTM(I, H), head=nn.Linear(H + 1, 2)) == (
         "key 'head.weight' has shape (2, 12), expected (2, 11): the nn.Linear head must take "
@@ -348,16 +352,13 @@ STATE_ERRORS = [
         f"key 'weight_hr_l0': {PROJ}",
     ),
     (
-        dict(nn.GRU(I, H).state_dict()),
-        f"key 'weight_hh_l0' has shape (33, 11): 3 gates per unit is an nn.GRU; {FOUR_GATES}",
-    ),
-    (
         dict(nn.RNN(I, H).state_dict()),
         f"key 'weight_hh_l0' has shape (11, 11): 1 gate per unit is an nn.RNN; {FOUR_GATES}",
     ),
     (
         edited(lambda s: s.update(weight_hh_l0=torch.zeros(40, 8))),
-        "key 'weight_hh_l0' has shape (40, 8), expected (4*hidden_size, hidden_size)",
+        "key 'weight_hh_l0' has shape (40, 8), expected (4*hidden_size, hidden_size) for an "
+        "nn.LSTM or (3*hidden_size, hidden_size) for an nn.GRU",
     ),
     (
         edited(lambda s: s.pop("bias_hh_l1")),
@@ -380,7 +381,7 @@ STATE_ERRORS = [
     ),
     (
         edited(lambda s: s.pop("weight_hh_l0")),
-        "missing key 'weight_hh_l0': every nn.LSTM has it (layer 0, forward direction)",
+        "missing key 'weight_hh_l0': every nn.LSTM and nn.GRU has it (layer 0, forward direction)",
     ),
     (
         edited(lambda s: s.update({"bn.running_mean": torch.zeros(H)})),
@@ -392,14 +393,14 @@ STATE_ERRORS = [
     ),
     (
         {f"lstm.{k}": v for k, v in lstm_state(1).items()} | {"lstm.weight": torch.zeros(2, H)},
-        "unexpected key 'lstm.weight': a state_dict may hold one nn.LSTM (keys like "
+        "unexpected key 'lstm.weight': a state_dict may hold one nn.LSTM or nn.GRU (keys like "
         "'lstm.weight_ih_l0') and one nn.Linear head (keys like 'fc.weight', 'fc.bias')",
     ),
     (
         {f"enc.{k}": v for k, v in lstm_state(1).items()}
         | {f"dec.{k}": v for k, v in lstm_state(1).items()},
-        "found nn.LSTM parameters under 2 prefixes ('enc.', 'dec.'); lstm-fpga imports "
-        "exactly one nn.LSTM",
+        "found nn.LSTM/nn.GRU parameters under 2 prefixes ('enc.', 'dec.'); lstm-fpga imports "
+        "exactly one nn.LSTM or nn.GRU",
     ),
     (
         lstm_state(1) | {"fc.weight": torch.zeros(2, H), "out.weight": torch.zeros(1, 2)},
@@ -454,7 +455,8 @@ STATE_ERRORS = [
     ({}, "the state_dict is empty: it holds no nn.LSTM parameters"),
     (
         {"fc.weight": torch.zeros(1, H), "fc.bias": torch.zeros(1)},
-        "no nn.LSTM parameters found (keys: 'fc.weight', 'fc.bias'); expected keys like "
+        "no nn.LSTM or nn.GRU parameters found (keys: 'fc.weight', 'fc.bias'); expected keys "
+        "like "
         "'weight_ih_l0' or 'lstm.weight_ih_l0'",
     ),
     (
@@ -510,10 +512,10 @@ def test_file_errors(tmp_path):
         f"state_dict) instead"
     )
 
-    gru = tmp_path / "gru.pt"
-    torch.save(nn.GRU(I, H).state_dict(), gru)
-    assert import_error(import_model, gru) == (
-        f"{gru}: key 'weight_hh_l0' has shape (33, 11): 3 gates per unit is an nn.GRU; {FOUR_GATES}"
+    rnn = tmp_path / "rnn.pt"
+    torch.save(nn.RNN(I, H).state_dict(), rnn)
+    assert import_error(import_model, rnn) == (
+        f"{rnn}: key 'weight_hh_l0' has shape (11, 11): 1 gate per unit is an nn.RNN; {FOUR_GATES}"
     )
 
 
