@@ -9,9 +9,10 @@ bandwidth (``lstm_fpga.hw.limits``). The clock is the median Fmax of
 ``benchmarks/results/fmax.json`` where it has the configuration, else the nominal 100 MHz
 (marked).
 
-COMPUTED from the contract, not simulated: every weight is on chip today (there is no
-external-weight mode yet, issue 11 item 3), so nothing streams weights to measure. Issue 11
-asks ``benchmarks/external.py`` to measure the traffic in simulation once that mode exists.
+COMPUTED from the contract, not simulated: the memory columns are what a build with
+``--weights external`` (the AXI4 read master, docs/external.md) would give if its memory
+delivered that bandwidth; ``benchmarks/external.py`` measures the traffic and cycles of such
+builds in simulation (bytes per step equal to these figures).
 
 Memory bandwidths (peak, 10^9 bytes/s; sustained rates are lower, refresh and bank switches
 cost 10-30 %):
@@ -138,9 +139,9 @@ def main(argv=None) -> int:
     data = rows(memories, args.nominal_mhz)
     print(
         "Computed from the contract (recurrence and lane bounds, the builds' weight formats), "
-        "not simulated:\nweights are on chip today; the memory columns are what streaming "
-        "them from that memory would give\n(no external-weight mode yet: issue 11 item 3; "
-        "benchmarks/external.py would measure it).\n"
+        "not simulated:\nthe memory columns are what `--weights external` would give with "
+        "that memory's bandwidth\n(benchmarks/external.py measures external builds in "
+        "simulation).\n"
     )
     if not args.gbps:
         for g, what in MEMORIES:
