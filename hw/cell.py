@@ -55,7 +55,7 @@ def hidden_write_layout(plan: EnginePlan) -> data.StructLayout:
             "value": plan.state_shape,
             "address": index_shape(plan.vector_depth),
             "final": unsigned(1),
-            "state_address": index_shape(3 * plan.state_words),
+            "state_address": index_shape(3 * plan.state_group_words),
         }
     )
 
@@ -69,8 +69,11 @@ def hidden_announce_layout(plan: EnginePlan) -> data.StructLayout:
 
 
 def c0_write_layout(plan: EnginePlan) -> data.StructLayout:
-    """A write of ``c0[k][u]`` at ``address = k * H + u``."""
-    return data.StructLayout({"address": index_shape(plan.state_words), "value": plan.cell_shape})
+    """A write of ``c0[k][u]`` (of interleaved sequence ``b``) at ``address = b * L * D * H +
+    k * H + u``."""
+    return data.StructLayout(
+        {"address": index_shape(plan.state_group_words), "value": plan.cell_shape}
+    )
 
 
 def saturation_layout() -> data.StructLayout:
@@ -290,7 +293,7 @@ class GateCellPipeline(wiring.Component):
         # c state: addressed in stage _C_READ (registered data in _GATES - 1), written in
         # _CELL_SUM. Reading a stage before the operand register is safe: a unit's c is
         # written long before the unit can come again (its next step needs every h_t).
-        words = max(2, plan.state_words)
+        words = max(2, plan.state_group_words)
         m.submodules.cell_state = cell_state = Memory(shape=plan.cell_shape, depth=words, init=[])
         m.submodules.cell_init = cell_init = Memory(shape=plan.cell_shape, depth=words, init=[])
         c_read = cell_state.read_port()
@@ -303,10 +306,14 @@ class GateCellPipeline(wiring.Component):
             c0_write.en.eq(self.c0_write.valid),
         ]
         bases = Array([k * H for k in range(len(dps))])
-        m.d.comb += [
-            c_read.addr.eq(bases[matrix(self._C_READ)] + metas[self._C_READ].unit),
-            c0_read.addr.eq(bases[matrix(self._C_READ)] + metas[self._C_READ].unit),
-        ]
+
+        def sequenced(address, stage):  # interleaved sequence b's states at b * L*D*H on
+            if plan.interleave == 1:
+                return address
+            return address + metas[stage].job.sequence * plan.state_words
+
+        c_address = sequenced(bases[matrix(self._C_READ)] + metas[self._C_READ].unit, self._C_READ)
+        m.d.comb += [c_read.addr.eq(c_address), c0_read.addr.eq(c_address)]
         c_data = delay(m, c_read.data, 1, "c_q")
         c0_data = delay(m, c0_read.data, 1, "c0_q")
         c_prev = Mux(metas[self._GATES - 1].job.init, c0_data, c_data)
@@ -345,7 +352,7 @@ class GateCellPipeline(wiring.Component):
         for k in range(1, len(c_new)):
             m.d.sync += c_new[k].eq(c_new[k - 1])
         m.d.comb += [
-            c_write.addr.eq(bases[matrix(stage)] + metas[stage].unit),
+            c_write.addr.eq(sequenced(bases[matrix(stage)] + metas[stage].unit, stage)),
             c_write.data.eq(c_new_value),
             c_write.en.eq(valid[stage]),
         ]
@@ -378,7 +385,8 @@ class GateCellPipeline(wiring.Component):
         def write_target(port, stage):  # where the unit of ``stage`` goes
             meta = metas[stage]
             final_base = Array([k * H for k in range(len(dps))])[meta.job.matrix]
-            region = Mux(meta.job.parity, 2 * plan.state_words, plan.state_words)
+            region = Mux(meta.job.parity, 2 * plan.state_group_words, plan.state_group_words)
+            region = sequenced(region, stage)
             m.d.comb += [
                 port.valid.eq(valid[stage]),
                 port.payload.address.eq(meta.job.vector_base + meta.unit),

@@ -17,7 +17,14 @@ from ..sw.ir import LstmModel
 from ..sw.shape import CellType
 from .config import HardwareConfig, HardwareConfigError
 
-__all__ = ["GRU_HARDWARE_MISSING", "check_compatible", "check_same_shape", "check_supported"]
+__all__ = [
+    "GRU_HARDWARE_MISSING",
+    "INTERLEAVE_BIDIRECTIONAL",
+    "INTERLEAVE_EXTERNAL",
+    "check_compatible",
+    "check_same_shape",
+    "check_supported",
+]
 
 #: Why a GRU model gets no hardware yet, and what does work for it.
 GRU_HARDWARE_MISSING = (
@@ -25,6 +32,17 @@ GRU_HARDWARE_MISSING = (
     "(proj_size=0; layers, bidirectional, h0/c0, Linear head); a GRU runs through the "
     "software flow only (import, calibration, quantization report and the integer reference: "
     "lstm_fpga.sw.calibrate.quantize_from_torch, lstm_fpga.sw.reference.run_reference)"
+)
+
+#: Why ``--interleave`` refuses a bidirectional model.
+INTERLEAVE_BIDIRECTIONAL = (
+    "--interleave B > 1 runs unidirectional models only (a bidirectional model buffers whole "
+    "sequences): drop --interleave or use a unidirectional model"
+)
+#: Why ``--interleave`` refuses external weights (no weight reuse across the group yet).
+INTERLEAVE_EXTERNAL = (
+    "--interleave B > 1 does not combine with --weights external yet (each weight column "
+    "would be fetched once per sequence, not once per group): drop one of the two flags"
 )
 
 
@@ -42,6 +60,11 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
             "a bidirectional model needs the whole sequence before its reverse direction can "
             "start: set HardwareConfig(max_seq_len=...) to the longest sequence to buffer"
         )
+    if config.interleave > 1:
+        if model.bidirectional:
+            raise HardwareConfigError(INTERLEAVE_BIDIRECTIONAL)
+        if config.weights == "external":
+            raise HardwareConfigError(INTERLEAVE_EXTERNAL)
 
 
 def _shape(model: LstmModel) -> tuple:

@@ -78,6 +78,12 @@ class HardwareConfig:
     #: The AXI4 read master's parameters with ``weights="external"``: an
     #: :class:`~lstm_fpga.hw.external.AxiReadParams` (``None``: its defaults).
     axi: object = None
+    #: Sequences interleaved on the lanes (``B``, ``--interleave B``): ``B`` independent
+    #: sequences of equal length stream as a group, time-multiplexed step by step (step ``t``
+    #: of sequence 0, 1, .., B-1, then step ``t + 1``); each keeps its own ``h``/``c``, so a
+    #: step's recurrence waits for the same sequence's previous step only, ``B`` jobs back
+    #: (``docs/interleave.md``). 1 is the plain engine.
+    interleave: int = 1
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or isinstance(self.lanes, bool) or self.lanes < 1:
@@ -103,6 +109,11 @@ class HardwareConfig:
             raise HardwareConfigError(
                 f"weights must be one of {', '.join(map(repr, WEIGHT_SOURCES))}, "
                 f"not {self.weights!r}"
+            )
+        b = self.interleave
+        if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+            raise HardwareConfigError(
+                f"interleave must be a positive int (sequences sharing the lanes), not {b!r}"
             )
         n = self.max_seq_len
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):

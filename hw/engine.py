@@ -219,7 +219,7 @@ class LstmEngine(wiring.Component):
             mem.write.payload.eq(self.weight_write.payload.word),
             mem.write.valid.eq(weights_taken),
         ]
-        words = plan.state_words
+        words = plan.state_group_words  # h0 of the B interleaved sequences, then their c0
         index = Signal(index_shape(2 * words))
         is_h = index < words
         m.d.comb += [

@@ -368,11 +368,70 @@ class TopInterface:
         return packed
 
     def x_last(self, lengths) -> np.ndarray:
-        """``tlast`` of every beat of sequences of ``lengths`` steps streamed back to back."""
+        """``tlast`` of every beat of sequences of ``lengths`` steps streamed back to back
+        (in sequence order: :meth:`x_order` gives the order on the wire)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         last = np.zeros(int(lengths.sum()) * self.x_beats_per_step, dtype=bool)
         last[np.cumsum(lengths * self.x_beats_per_step) - 1] = True
         return last
+
+    # -- interleaved sequences ---------------------------------------------------------------
+    @property
+    def interleave(self) -> int:
+        """``B``: sequences interleaved on the lanes (``HardwareConfig.interleave``)."""
+        return self.plan.interleave
+
+    def check_groups(self, lengths) -> None:
+        """Raise ``ValueError`` unless the sequences of ``lengths`` form interleave groups:
+        ``B`` consecutive sequences of equal length each."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        B = self.interleave
+        if B == 1:
+            return
+        if lengths.size % B:
+            raise ValueError(
+                f"the hardware interleaves {B} sequences: give a multiple of {B} sequences, "
+                f"not {lengths.size}"
+            )
+        groups = lengths.reshape(-1, B)
+        if (groups != groups[:, :1]).any():
+            raise ValueError(
+                f"the hardware interleaves {B} sequences of equal length: each group of {B} "
+                f"consecutive sequences needs one length, not {groups.tolist()}"
+            )
+
+    def group_order(self, lengths, per_step: int) -> np.ndarray:
+        """Where the wire's beats come from: for sequences of ``lengths`` steps with
+        ``per_step`` beats per step laid out back to back (sequence 0's steps, then sequence
+        1's, ...), the index of each beat in the interleaved order on the wire (per group of
+        ``B`` sequences: step ``t`` of sequences ``0 .. B-1``, then step ``t + 1``). The
+        identity for ``B = 1``."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        self.check_groups(lengths)
+        B = self.interleave
+        starts = np.r_[0, np.cumsum(lengths * per_step)[:-1]]
+        order = []
+        for g in range(0, lengths.size, B):
+            for t in range(int(lengths[g])):
+                for b in range(g, g + B):
+                    first = starts[b] + t * per_step
+                    order.append(np.arange(first, first + per_step))
+        if not order:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate(order)
+
+    def x_order(self, lengths) -> np.ndarray:
+        """:meth:`group_order` of the ``x`` beats (``x_beats_per_step`` per step)."""
+        return self.group_order(lengths, self.x_beats_per_step)
+
+    def y_order(self, lengths) -> np.ndarray:
+        """:meth:`group_order` of the ``y`` beats: interleaved per step with output
+        ``"all"``; with ``"last"`` each sequence's one vector in sequence order."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if self.output_mode == "last":
+            self.check_groups(lengths)
+            return np.arange(int(self.y_beats(lengths).sum()))
+        return self.group_order(lengths, self.y_features)
 
     # -- y -----------------------------------------------------------------------------------
     @property
@@ -421,10 +480,22 @@ class TopInterface:
 
     def init_values(self, h0, c0) -> np.ndarray:
         """The ``init`` beats loading ``h0`` and ``c0`` (``(L*D, H)`` each): ``h0`` flattened,
-        then ``c0``; ``tlast`` goes on the final one."""
-        values = np.concatenate([np.asarray(h0).reshape(-1), np.asarray(c0).reshape(-1)])
-        if values.size != 2 * self.state_beats:
-            raise ValueError(f"h0 and c0 need {self.state_beats} values each, not {values.size}")
+        then ``c0``; ``tlast`` goes on the final one. Interleaved (``B > 1``): ``h0`` of the
+        group's sequences ``0 .. B-1`` (each ``(L*D, H)`` flattened), then their ``c0``;
+        ``h0``/``c0`` may be ``(L*D, B, H)`` (one per sequence) or ``(L*D, H)`` (for all)."""
+        B = self.interleave
+
+        def per_sequence(state):
+            state = np.asarray(state)
+            if B > 1 and state.ndim == 3:
+                return state.transpose(1, 0, 2).reshape(-1)
+            return np.tile(state.reshape(-1), B)
+
+        values = np.concatenate([per_sequence(h0), per_sequence(c0)])
+        if values.size != 2 * B * self.state_beats:
+            raise ValueError(
+                f"h0 and c0 need {B * self.state_beats} values each, not {values.size // 2}"
+            )
         return values.astype(np.int64)
 
     # -- w -----------------------------------------------------------------------------------

@@ -60,8 +60,11 @@ def input_layout(plan: EnginePlan) -> data.StructLayout:
 
 
 def h0_write_layout(plan: EnginePlan) -> data.StructLayout:
-    """A write of ``h0[k][u]`` at ``address = k * H + u``."""
-    return data.StructLayout({"address": index_shape(plan.state_words), "value": plan.state_shape})
+    """A write of ``h0[k][u]`` (of interleaved sequence ``b``) at ``address = b * L * D * H +
+    k * H + u``."""
+    return data.StructLayout(
+        {"address": index_shape(plan.state_group_words), "value": plan.state_shape}
+    )
 
 
 def x_write_layout(plan: EnginePlan) -> data.StructLayout:
@@ -81,8 +84,8 @@ def x_buffer_words(plan: EnginePlan) -> int:
 
 
 def state_memory_words(plan: EnginePlan) -> int:
-    """Words of the state memory: ``h0`` and two final-state regions of ``L*D*H`` each."""
-    return max(2, 3 * plan.state_words)
+    """Words of the state memory: ``h0`` and two final-state regions of ``B*L*D*H`` each."""
+    return max(2, 3 * plan.state_group_words)
 
 
 def address_shape(plan: EnginePlan):
@@ -94,16 +97,17 @@ def address_shape(plan: EnginePlan):
 
 def distance_shape(plan: EnginePlan):
     """Shape of a scoreboard distance: units completed between a producer and its reader
-    (at most ``L*H`` in the streaming schedule, ``2H`` in the buffered one)."""
+    (at most ``B*L*H`` in the streaming schedule, ``2H`` in the buffered one)."""
     H = plan.hidden_size
-    return index_shape(max(plan.num_layers * H, 2 * H) + 1)
+    return index_shape(max(plan.interleave * plan.num_layers * H, 2 * H) + 1)
 
 
 def outstanding_limit(plan: EnginePlan) -> int:
     """An upper bound (exclusive) on units issued but not completed at any time: the jobs the
     lanes, the drain and the cell pipeline can hold, with margin."""
     H = plan.hidden_size
-    return 4 * (len(plan.matrices) + 2) * H * max(1, plan.num_directions) + 64
+    jobs = 4 * (len(plan.matrices) + 2) * plan.interleave
+    return jobs * H * max(1, plan.num_directions) + 64
 
 
 def descriptor_layout(plan: EnginePlan) -> data.StructLayout:

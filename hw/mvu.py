@@ -22,8 +22,10 @@ def job_layout(plan: EnginePlan) -> data.StructLayout:
     from the initial state (``c0``); ``final``: the sequence's final step of this layer
     direction (``h``/``c`` are the final state); ``emit_state``: send ``(h, c)`` to the state
     output; ``emit_y``: send ``h`` to ``y``; ``y_last``: the job produces its sequence's final
-    ``y`` element; ``parity``: which of the two final-state regions it writes.
+    ``y`` element; ``parity``: which of the two final-state regions it writes; ``sequence``
+    (interleaved plans only, ``B > 1``): which of the group's sequences the job computes.
     """
+    interleaved = {"sequence": index_shape(plan.interleave)} if plan.interleave > 1 else {}
     return data.StructLayout(
         {
             "matrix": index_shape(len(plan.matrices)),
@@ -34,6 +36,7 @@ def job_layout(plan: EnginePlan) -> data.StructLayout:
             "emit_y": unsigned(1),
             "y_last": unsigned(1),
             "parity": unsigned(1),
+            **interleaved,
         }
     )
 

@@ -437,13 +437,24 @@ class EnginePlan:
         return min(self.num_layers, 2)
 
     @property
+    def interleave(self) -> int:
+        """``B``: sequences interleaved on the lanes (:attr:`HardwareConfig.interleave`)."""
+        return self.config.interleave
+
+    @property
+    def state_group_words(self) -> int:
+        """Words of one state region for the ``B`` interleaved sequences: ``B * L * D * H``
+        (sequence ``b``'s vector at ``b * L * D * H``)."""
+        return self.interleave * self.state_words
+
+    @property
     def vector_slot_words(self) -> int:
         """Words of one step in a layer's output buffer: ``D * H``."""
         return self.num_directions * self.hidden_size
 
     @property
     def vector_buffer_words(self) -> int:
-        steps = 2 if self.schedule == STREAMING else self.max_seq_len
+        steps = 2 * self.interleave if self.schedule == STREAMING else self.max_seq_len
         return steps * self.vector_slot_words
 
     @property

@@ -31,12 +31,21 @@ __all__ = [
     "Sequencer",
     "h0_write_layout",
     "input_layout",
+    "sequences_in_flight",
 ]
 
 #: Width of the ``cycles`` counter.
 CYCLE_COUNTER_WIDTH = 32
 #: Sequences that may have started (first input beat) but not finished (last output beat).
 MAX_SEQUENCES_IN_FLIGHT = 4
+
+
+def sequences_in_flight(plan: EnginePlan) -> int:
+    """Sequences that may be in flight: :data:`MAX_SEQUENCES_IN_FLIGHT`, or two interleaved
+    groups (``2 B`` rounded up to a power of two: the cycle counter's ring indices wrap) when
+    that is more (a group's sequences all start before the first finishes)."""
+    groups = 1 << (2 * plan.interleave - 1).bit_length() if plan.interleave > 1 else 0
+    return max(MAX_SEQUENCES_IN_FLIGHT, groups)
 
 
 class Sequencer(wiring.Component):
@@ -143,11 +152,12 @@ class Sequencer(wiring.Component):
 
         # -- input and sequence bookkeeping ------------------------------------------------------
         wiring.connect(m, wiring.flipped(self.x), schedule.x)
-        in_flight = Signal(range(MAX_SEQUENCES_IN_FLIGHT + 1))
+        limit = sequences_in_flight(plan)
+        in_flight = Signal(range(limit + 1))
         connect_members(m, ports, schedule, "carry_state", "read_state")
         connect_members(m, schedule, ports, "started")
-        m.d.comb += schedule.may_start.eq((in_flight < MAX_SEQUENCES_IN_FLIGHT) & ~self.hold_start)
-        self._cycle_counter(m, schedule, in_flight)
+        m.d.comb += schedule.may_start.eq((in_flight < limit) & ~self.hold_start)
+        self._cycle_counter(m, schedule, in_flight, limit)
         output_busy = Signal()
         m.d.comb += self.busy.eq((in_flight != 0) | schedule.open | (unwritten != 0) | output_busy)
 
@@ -171,15 +181,13 @@ class Sequencer(wiring.Component):
             ]
         return m
 
-    def _cycle_counter(self, m, schedule, in_flight):
+    def _cycle_counter(self, m, schedule, in_flight, limit):
         """``cycles``: from a sequence's first beat to its last output beat, for up to
-        :data:`MAX_SEQUENCES_IN_FLIGHT` sequences in flight."""
-        seq_in = Signal(range(MAX_SEQUENCES_IN_FLIGHT))
-        seq_out = Signal(range(MAX_SEQUENCES_IN_FLIGHT))
+        ``limit`` (:func:`sequences_in_flight`) sequences in flight."""
+        seq_in = Signal(range(limit))
+        seq_out = Signal(range(limit))
         now = Signal(CYCLE_COUNTER_WIDTH)
-        starts = Array(
-            [Signal(CYCLE_COUNTER_WIDTH, name=f"start{k}") for k in range(MAX_SEQUENCES_IN_FLIGHT)]
-        )
+        starts = Array([Signal(CYCLE_COUNTER_WIDTH, name=f"start{k}") for k in range(limit)])
         m.d.sync += now.eq(now + 1)
         # A sequence is admitted with its first beat (streaming) or once it is stored whole
         # (buffered): the time of its first beat is noted then, unless that beat is this one

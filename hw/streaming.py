@@ -73,12 +73,24 @@ class StreamingSchedule(wiring.Component):
         x_last = Array([Signal(name=f"x_last{k}") for k in range(2)])
         x_carry = Array([Signal(name=f"x_carry{k}") for k in range(2)])
         x_read = Array([Signal(name=f"x_read{k}") for k in range(2)])
+        Bi = plan.interleave
+        interleaved = Bi > 1
+        if interleaved:
+            # A group's B sequences start with their step 0 (``in_first`` until the last
+            # sequence's step 0 begins) and end with the last sequence's final step.
+            in_seq = Signal(index_shape(Bi))
+            seq_start = in_first & (in_beat == 0)
+            room = ~seq_start | self.may_start
+            opened = ~in_first | (in_seq != 0) | (in_beat != 0)
+        else:
+            seq_start = in_first
+            opened = ~in_first
         m.d.comb += [
             self.x.ready.eq((x_seen < 2 * B) & room),
             accept.eq(self.x.valid & self.x.ready),
-            self.open.eq(~in_first),
-            self.started.eq(accept & in_first),
-            self.admitted.eq(accept & in_first),
+            self.open.eq(opened),
+            self.started.eq(accept & seq_start),
+            self.admitted.eq(accept & seq_start),
             self.x_write.address.eq(Mux(in_parity, B, 0) + in_beat),
             self.x_write.elements.eq(self.x.payload.data),
             self.x_write.enable.eq(accept),
@@ -94,11 +106,20 @@ class StreamingSchedule(wiring.Component):
                     x_first[in_parity].eq(in_first),
                     x_carry[in_parity].eq(self.carry_state),
                     x_read[in_parity].eq(self.read_state),
-                    in_first.eq(0),
                 ]
+                if interleaved:
+                    with m.If(in_seq == Bi - 1):
+                        m.d.sync += in_first.eq(0)
+                else:
+                    m.d.sync += in_first.eq(0)
             with m.If((in_beat == 0) | final_beat):
                 m.d.sync += x_last[in_parity].eq(final_beat & self.x.payload.last)
-            with m.If(final_beat & self.x.payload.last):
+            group_end = final_beat & self.x.payload.last
+            if interleaved:
+                with m.If(final_beat):
+                    m.d.sync += in_seq.eq(Mux(in_seq == Bi - 1, 0, in_seq + 1))
+                group_end = group_end & (in_seq == Bi - 1)
+            with m.If(group_end):
                 m.d.sync += in_first.eq(1)
 
         # -- schedule state ---------------------------------------------------------------------
@@ -111,21 +132,36 @@ class StreamingSchedule(wiring.Component):
         step_last = Signal()
         seq_parity = Signal()
         have_final = Signal()
+        if interleaved:
+            # The step's sequence ``b`` of the group (vector ring slot ``parity * B + b``)
+            # and the ``x`` ring slot (every step of every sequence in turn).
+            seq = Signal(index_shape(Bi))
+            xslot = Signal()
+            next_seq = Signal.like(seq)
+            next_xslot = Signal()
+            m.d.comb += [next_seq.eq(seq), next_xslot.eq(xslot)]
+            step_reads = Array([Signal(name=f"step_read{b}") for b in range(Bi)])
+            step_read = step_reads[seq]
+        else:
+            xslot = parity
+            seq = next_seq = None
 
-        def starting(slot, seq_parity, have_final, step_init, step_read):
+        def starting(slot, seq_parity, have_final, step_init, step_read, opens=1):
             """(first, init, read, sequence parity, last) of the step in ring slot ``slot``,
             for its layer-0 job before that job's first issue (from the ring's flags), given
-            the latched state of the steps before it."""
+            the latched state of the steps before it (``opens``: the step's sequence is its
+            group's first, whose start flips the parity of the group's state regions)."""
             first = x_first[slot]
             init = Mux(first, ~x_carry[slot] | ~have_final, step_init)
             read = Mux(first, x_read[slot], step_read)
-            return first, init, read, seq_parity ^ first, x_last[slot]
+            return first, init, read, seq_parity ^ (first & opens), x_last[slot]
 
         layer0 = ~at_head & (layer == 0)
         layer0_start = layer0 & self.job_start
         top_layer = layer == L - 1
         # The current step's fields: from the ring until its layer-0 job issues, then latched.
-        fresh = starting(parity, seq_parity, have_final, step_init, step_read)
+        opens = (seq == 0) if interleaved else 1
+        fresh = starting(xslot, seq_parity, have_final, step_init, step_read, opens)
         latched = (step_first, step_init, step_read, seq_parity, Mux(layer0, fresh[4], step_last))
         step = [Mux(layer0_start, f, s) for f, s in zip(fresh, latched, strict=True)]
         first, init, read, _, last = step
@@ -138,49 +174,81 @@ class StreamingSchedule(wiring.Component):
         next_at_head = Signal()
         next_parity = Signal()
         m.d.comb += [next_layer.eq(layer), next_at_head.eq(head_now), next_parity.eq(parity)]
+        if not interleaved:
+            next_xslot = next_parity
         with m.If(at_head | (top_layer & ~head_now)):
-            m.d.comb += [next_layer.eq(0), next_parity.eq(~parity)]
+            m.d.comb += next_layer.eq(0)
+            if interleaved:
+                wrap = seq == Bi - 1
+                m.d.comb += [
+                    next_seq.eq(Mux(wrap, 0, seq + 1)),
+                    next_parity.eq(parity ^ wrap),
+                    next_xslot.eq(~xslot),
+                ]
+            else:
+                m.d.comb += next_parity.eq(~parity)
         with m.Elif(~top_layer):
             m.d.comb += next_layer.eq(layer + 1)
         next_layer0 = ~next_at_head & (next_layer == 0)
         # As latched at the end of this cycle (``next_job`` is taken with the last issue,
         # which is also the first one of a one-cycle job that may start a sequence).
-        upcoming = starting(
-            next_parity,
-            seq_parity ^ new_seq,
-            have_final | new_seq,
-            Mux(new_seq, init, step_init),
-            Mux(new_seq, read, step_read),
-        )
+        if interleaved:
+            upcoming = starting(
+                next_xslot,
+                seq_parity ^ (new_seq & (seq == 0)),
+                have_final | (new_seq & (seq == Bi - 1)),
+                Mux(new_seq, init, step_init),
+                step_reads[next_seq],
+                next_seq == 0,
+            )
+        else:
+            upcoming = starting(
+                next_parity,
+                seq_parity ^ new_seq,
+                have_final | new_seq,
+                Mux(new_seq, init, step_init),
+                Mux(new_seq, read, step_read),
+            )
         next_step = [Mux(next_layer0, u, c) for u, c in zip(upcoming, step, strict=True)]
         # A layer-0 job's step has its first beat in: beyond this step's own when this job
         # is the layer-0 job still holding its step's beats.
         next_in = Mux(layer0, x_seen > B, x_seen != 0)
 
-        def describe(desc, layer, at_head, parity, step, valid):
+        def describe(desc, layer, at_head, parity, step, valid, xslot, seq):
             """Drive the descriptor ``desc`` of the job at ``(layer, at_head, parity)`` of a
-            step with fields ``step``; ``valid`` when a layer-0 job's step has begun."""
+            step with fields ``step``; ``valid`` when a layer-0 job's step has begun;
+            ``xslot``: the step's ``x`` ring slot; ``seq``: its interleaved sequence."""
             first, init, read, spar, last = step
             layer0 = ~at_head & (layer == 0)
             top_layer = layer == L - 1
+            SG = Bi * LDH
 
-            # Bases: layer k's ring is words k*2H .. k*2H + 2H - 1, slot = step parity.
+            # Bases: layer k's ring is words k*2BH .. k*2BH + 2BH - 1, slot = step parity,
+            # then the interleaved sequence (B = 1: words k*2H .. k*2H + 2H - 1).
             def ring(k, slot):
-                return k * 2 * H + Mux(slot, H, 0)
+                base = k * 2 * Bi * H + Mux(slot, Bi * H, 0)
+                return base + seq * H if interleaved else base
 
-            state_region = Mux(init, 0, Mux(spar, LDH, 2 * LDH))  # h0, or the other region
+            # h0, or the other region (the previous sequence's final state); sequence b's
+            # states at b * L*D*H of each region
+            state_region = Mux(init, 0, Mux(spar, SG, 2 * SG))
+            if interleaved:
+                state_region = state_region + seq * LDH
             recurrent_state = state_region + layer * H
-            recurrent_vector = layer * 2 * H + Mux(parity, 0, H)
+            if interleaved:
+                recurrent_vector = ring(layer, ~parity)
+            else:
+                recurrent_vector = layer * 2 * H + Mux(parity, 0, H)
             recurrent_source = Mux(first, Source.STATE, Source.VECTOR)
             recurrent_base = Mux(first, recurrent_state, recurrent_vector)
-            below = (layer - 1) * 2 * H + Mux(parity, H, 0)
+            below = ring(layer - 1, parity)
             m.d.comb += [
                 # A layer-0 job is offered once its step's first beat is in: its fields
                 # depend on that beat (first step of a sequence or not).
                 desc.valid.eq(~layer0 | valid),
                 desc.kind.eq(Mux(at_head, JobKind.HEAD, JobKind.LSTM)),
                 desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
-                desc.a_distance.eq(Mux(at_head, H, L * H)),
+                desc.a_distance.eq(Mux(at_head, H, Bi * L * H)),
                 desc.b_distance.eq(H),
                 desc.job.vector_base.eq(ring(layer, parity)),
                 desc.job.init.eq(first & init),
@@ -189,6 +257,8 @@ class StreamingSchedule(wiring.Component):
                 desc.job.parity.eq(spar),
                 desc.job.matrix.eq(desc.matrix),
             ]
+            if interleaved:
+                m.d.comb += desc.job.sequence.eq(seq)
             if has_head:
                 m.d.comb += [desc.job.emit_y.eq(0), desc.job.y_last.eq(at_head & last)]
             else:
@@ -204,12 +274,12 @@ class StreamingSchedule(wiring.Component):
             with m.Elif(layer == 0):
                 m.d.comb += [
                     desc.a_source.eq(Source.X),
-                    desc.a_base.eq(Mux(parity, B, 0)),
+                    desc.a_base.eq(Mux(xslot, B, 0)),
                     desc.a_lag.eq(0),
                     desc.a_x.eq(1),
                     desc.b_source.eq(recurrent_source),
                     desc.b_base.eq(recurrent_base),
-                    desc.b_distance.eq(L * H),
+                    desc.b_distance.eq(Bi * L * H),
                 ]
             with m.Else():
                 m.d.comb += [
@@ -221,25 +291,38 @@ class StreamingSchedule(wiring.Component):
                     desc.b_base.eq(below),
                 ]
 
-        describe(desc, layer, at_head, parity, step, x_seen != 0)
+        describe(desc, layer, at_head, parity, step, x_seen != 0, xslot, seq)
         next_desc = Fields(descriptor_layout(plan), "next_")
         m.d.comb += self.next_job.eq(next_desc.as_value())
-        describe(next_desc, next_layer, next_at_head, next_parity, next_step, next_in)
+        describe(
+            next_desc,
+            next_layer,
+            next_at_head,
+            next_parity,
+            next_step,
+            next_in,
+            next_xslot,
+            next_seq,
+        )
 
         # -- transitions --------------------------------------------------------------------------
         with m.If(self.issue & layer0_start):
-            m.d.sync += step_first.eq(x_first[parity])
+            m.d.sync += step_first.eq(x_first[xslot])
             with m.If(new_seq):
-                m.d.sync += [
-                    step_init.eq(init),
-                    step_read.eq(read),
-                    seq_parity.eq(~seq_parity),
-                    have_final.eq(1),
-                ]
+                m.d.sync += [step_init.eq(init), step_read.eq(read)]
+                if interleaved:
+                    with m.If(seq == 0):
+                        m.d.sync += seq_parity.eq(~seq_parity)
+                    with m.If(seq == Bi - 1):
+                        m.d.sync += have_final.eq(1)
+                else:
+                    m.d.sync += [seq_parity.eq(~seq_parity), have_final.eq(1)]
         x_advance = self.job_end & layer0
         m.d.sync += x_seen.eq(x_seen + accept - Mux(x_advance, B, 0))
         with m.If(x_advance):
-            m.d.sync += step_last.eq(x_last[parity])
+            m.d.sync += step_last.eq(x_last[xslot])
         with m.If(self.job_end):
             m.d.sync += [layer.eq(next_layer), at_head.eq(next_at_head), parity.eq(next_parity)]
+            if interleaved:
+                m.d.sync += [seq.eq(next_seq), xslot.eq(next_xslot)]
         return m

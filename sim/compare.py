@@ -58,22 +58,26 @@ def _time_major(result: SimulationResult) -> np.ndarray:
     return out.transpose(1, 0, 2) if result.batch_first else out
 
 
-def _chained(run, xs, lengths, h0, c0, LD: int, H: int):
+def _chained(run, xs, lengths, h0, c0, LD: int, H: int, interleave: int = 1):
     """Run sequences one after the other, each starting from the previous one's final state
-    (the hardware's ``carry_state`` mode): ``run(x (n, 1, I), h (LD, 1, H), c)`` returns
-    ``(output (n, 1, F), h_n, c_n, head, saturations)``."""
+    (the hardware's ``carry_state`` mode; with ``interleave`` B > 1 from the final state of
+    the sequence B before, the same place in the previous group): ``run(x (n, 1, I), h (LD,
+    1, H), c)`` returns ``(output (n, 1, F), h_n, c_n, head, saturations)``."""
     T, B = xs.shape[:2]
-    h = np.zeros((LD, H), dtype=xs.dtype) if h0 is None else h0[:, 0]
-    c = np.zeros((LD, H), dtype=xs.dtype) if c0 is None else c0[:, 0]
+    chains = min(interleave, B)
+    zero = np.zeros((LD, H), dtype=xs.dtype)
+    hs = [zero if h0 is None else h0[:, k if interleave > 1 else 0] for k in range(chains)]
+    cs = [zero if c0 is None else c0[:, k if interleave > 1 else 0] for k in range(chains)]
     outputs, h_n, c_n, heads, counts = None, np.zeros((LD, B, H)), np.zeros((LD, B, H)), [], None
     for b in range(B):
         n = int(lengths[b])
+        h, c = hs[b % chains], cs[b % chains]
         out, h_b, c_b, head, sat = run(xs[:n, b : b + 1], h[:, None], c[:, None])
         if outputs is None:
             outputs = np.zeros((T, B, out.shape[-1]), dtype=out.dtype)
         outputs[:n, b] = out[:, 0]
         h_n[:, b], c_n[:, b] = h_b[:, 0], c_b[:, 0]
-        h, c = h_b[:, 0], c_b[:, 0]
+        hs[b % chains], cs[b % chains] = h_b[:, 0], c_b[:, 0]
         heads.append(head)
         counts = sat if counts is None else counts + sat
     head = None
@@ -102,7 +106,14 @@ def _reference(result: SimulationResult, model: LstmModel) -> ReferenceResult:
 
     LD, H = len(model.directions), model.hidden_size
     output, h_n, c_n, head, counts = _chained(
-        run, result.inputs, result.lengths, result.h0, result.c0, LD, H
+        run,
+        result.inputs,
+        result.lengths,
+        result.h0,
+        result.c0,
+        LD,
+        H,
+        result.design.interface.interleave,
     )
     return ReferenceResult(output, h_n, c_n, head, counts)
 
@@ -257,7 +268,8 @@ def _float_run(
         return out, h_n, c_n, head, None
 
     LD, H = len(model.directions), model.hidden_size
-    out, h_n, c_n, head, _ = _chained(run, xs, result.lengths, h0, c0, LD, H)
+    interleave = result.design.interface.interleave
+    out, h_n, c_n, head, _ = _chained(run, xs, result.lengths, h0, c0, LD, H, interleave)
     return out, h_n, c_n, head
 
 

@@ -116,6 +116,8 @@ def simulate(
     )
     # Sequences sharing an initial state stream in one phase; a different h0/c0 needs its
     # own load before the sequence (the init stream and x would otherwise race).
+    design.interface.check_groups(stimulus.lengths)
+    step = design.interface.interleave  # interleaved sequences load their h0/c0 together
     groups = [(0, stimulus.batch)]
     if h0 is not None and not carry_state:
         same = all(
@@ -123,13 +125,16 @@ def simulate(
             for b in range(stimulus.batch)
         )
         if not same:
-            groups = [(b, b + 1) for b in range(stimulus.batch)]
+            groups = [(b, b + step) for b in range(0, stimulus.batch, step)]
     phases, x_phases = [], []
     if weights is not None:
         phases.append(reload_phase(design, weights))
     for first, stop in groups:
         if h0 is not None:
-            phases.append(init_phase(design, h0[:, first], c0[:, first]))
+            if step > 1:
+                phases.append(init_phase(design, h0[:, first:stop], c0[:, first:stop]))
+            else:
+                phases.append(init_phase(design, h0[:, first], c0[:, first]))
         part = stimulus if len(groups) == 1 else stimulus.subset(first, stop)
         x_phases.append(len(phases))
         phases.append(stimulus_phase(design, part, **options))

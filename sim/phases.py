@@ -206,6 +206,9 @@ def stimulus_phase(
     I = design.model.input_size
     beats = np.concatenate([interface.pack_x(xs[: lengths[b], b]) for b in range(stimulus.batch)])
     last = interface.x_last(lengths)
+    # Interleaved hardware: each group's B sequences time-multiplexed step by step.
+    order = interface.x_order(lengths)
+    beats, last = beats[order], last[order]
     y_beats = interface.y_beats(lengths)
     if timeout_cycles is None:
         # Generous: 8x the bound per step plus pauses, plus a fixed pipeline allowance.

@@ -157,6 +157,14 @@ def _merged(run: PlanResult, phases, kind: str, name: str):
     return np.concatenate(data), np.concatenate(last), np.concatenate(cycle)
 
 
+def _unordered(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values`` in wire order (beat ``i`` is sequence-order beat ``order[i]``) back in
+    sequence order."""
+    result = np.empty_like(values)
+    result[order] = values
+    return result
+
+
 def _final_states(interface, run: PlanResult, phases, lengths: np.ndarray):
     """``(h_n, c_n)`` (``(L*D, B, H)``, zero for refused sequences) from the ``state``
     stream of ``phases``, or ``(None, None)`` when the state was not read out."""
@@ -207,6 +215,12 @@ def decode_phase(
     x_cycles = _merged(run, phases, "source", interface.x.name)
     T, B = stimulus.inputs.shape[:2]
     lengths = stimulus.lengths
+    if interface.interleave > 1:  # the wire's interleaved order back to sequence order
+        y_order, x_order = interface.y_order(lengths), interface.x_order(lengths)
+        if y_data.size == y_order.size:
+            y_data, y_last, y_cycle = (_unordered(a, y_order) for a in (y_data, y_last, y_cycle))
+        if x_cycles.size == x_order.size:
+            x_cycles = _unordered(x_cycles, x_order)
     features = interface.y_features
     expected = interface.y_beats(lengths)
     got = np.diff(np.r_[-1, np.flatnonzero(y_last)])
