@@ -205,6 +205,73 @@ class MatrixVectorUnit(wiring.Component):
         rows = self._plan.row_lanes
         return rows if rows % GATES_PER_UNIT == 0 else rows + GATES_PER_UNIT - 1
 
+    @property
+    def double_drain(self) -> bool:
+        """Two drain banks that passes fill in turn (interleaved plans, ``B > 1``, whose
+        passes are whole units): a pass's ``last`` beat waits only until the bank it lands in
+        has drained, so back-to-back jobs of independent sequences need not wait for the
+        previous pass's units to leave."""
+        plan = self._plan
+        return plan.interleave > 1 and plan.row_lanes % GATES_PER_UNIT == 0
+
+    def _double_drain(self, m, row_sums, load, meta) -> None:
+        """The drain as two banks of ``row_lanes`` rows: a pass loads into bank ``load_bank``
+        (empty: ``drain_free`` said so at its ``last`` beat and only this pass loads into
+        it), units leave bank ``out_bank`` 4 rows at a time; each bank toggles once per
+        pass, so passes leave in the order they landed. Units are counted per bank."""
+        plan = self._plan
+        rows_per_bank = plan.row_lanes
+        acc_shape = signed(plan.acc_width)
+        units_per_bank = rows_per_bank // GATES_PER_UNIT
+        banks = []
+        for k in range(2):
+            rows = [
+                Signal(acc_shape, name=f"drain{k}_{e}", reset_less=True)
+                for e in range(rows_per_bank)
+            ]
+            left = Signal(range(units_per_bank + 1), name=f"drain{k}_units")
+            job = Signal(job_layout(plan), name=f"drain{k}_job", reset_less=True)
+            banks.append((rows, left, job))
+        load_bank = Signal()
+        out_bank = Signal()
+        unit = Signal.like(self.units.payload.unit)
+        emit = Signal()
+        out_job = Mux(out_bank, banks[1][2].as_value(), banks[0][2].as_value())
+        out_job = data.View(job_layout(plan), out_job)
+        m.d.comb += [
+            self.units.valid.eq(Mux(out_bank, banks[1][1] != 0, banks[0][1] != 0)),
+            emit.eq(self.units.valid & self.units.ready),
+            self.drain_free.eq(Mux(load_bank, banks[1][1] == 0, banks[0][1] == 0)),
+            self.units.payload.unit.eq(unit),
+            self.units.payload.job.eq(out_job),
+        ]
+        for gate in range(GATES_PER_UNIT):
+            m.d.comb += self.units.payload.gates[gate].eq(
+                Mux(out_bank, banks[1][0][gate], banks[0][0][gate])
+            )
+        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
+        pass_units = Mux(meta.final_pass, last_rows, rows_per_bank) >> 2
+        for k, (rows, left, job) in enumerate(banks):
+            emitting = emit & (out_bank == k)
+            with m.If(load & (load_bank == k)):
+                m.d.sync += [left.eq(pass_units), job.eq(meta.job)]
+                m.d.sync += [rows[q].eq(row_sums[q]) for q in range(rows_per_bank)]
+            with m.Elif(emitting):
+                m.d.sync += left.eq(left - 1)
+                for e in range(rows_per_bank - GATES_PER_UNIT):
+                    m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
+        with m.If(load):
+            m.d.sync += load_bank.eq(~load_bank)
+        with m.If(emit):
+            last_unit = Mux(out_bank, banks[1][1], banks[0][1]) == 1
+            with m.If(last_unit):
+                m.d.sync += out_bank.eq(~out_bank)
+            units = Array([mp.units - 1 for mp in plan.matrices])[out_job.matrix]
+            with m.If(unit == units):
+                m.d.sync += unit.eq(0)
+            with m.Else():
+                m.d.sync += unit.eq(unit + 1)
+
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
@@ -306,6 +373,9 @@ class MatrixVectorUnit(wiring.Component):
         meta = Signal(pass_layout)
         m.d.comb += meta.eq(delay(m, Cat(beat.job, beat.final_pass), load_latency, "pass"))
         matrix = meta.job.matrix
+        if self.double_drain:
+            self._double_drain(m, row_sums, load, meta)
+            return m
 
         # Drain buffer: rows at the bottom go out 4 at a time; a pass loads above the carry.
         depth = self.drain_depth

@@ -51,15 +51,19 @@ def _step_jobs(
 ) -> list[_WalkJob]:
     """The jobs of a ``steps``-step sequence in schedule order (job indices from
     ``first``), each with the producers of its columns; the head's with ``head``. A job's
-    key is ``(layer, direction, time index)``."""
+    key is ``(layer, direction, time index)``; interleaved (``B > 1``) the ``B`` sequences of
+    a group take turns step by step, a key's time index is then ``t * B + b`` and its
+    recurrence reaches ``B`` back."""
     H, L, D = plan.hidden_size, plan.num_layers, plan.num_directions
+    B = plan.interleave
     jobs: list[_WalkJob] = []
     if plan.schedule == STREAMING:
         keys = []
-        for t in range(steps):
+        for t in range(steps * B):
             for k in range(L):
                 keys.append((k, 0, t))
-            if head and plan.head is not None and (plan.output_mode == "all" or t == steps - 1):
+            final = t // B == steps - 1
+            if head and plan.head is not None and (plan.output_mode == "all" or final):
                 keys.append(("head", 0, t))
     else:
         keys = [
@@ -80,8 +84,8 @@ def _step_jobs(
         if k == "head":  # the top layer's h_t, every direction
             jobs.append((plan.head_index, tuple((H, index((L - 1, e, t))) for e in range(D))))
             continue
-        previous = t - 1 if d == 0 else t + 1
-        recurrent = (H, index((k, d, previous)) if 0 <= previous < steps else None)
+        previous = t - B if d == 0 else t + 1
+        recurrent = (H, index((k, d, previous)) if 0 <= previous < steps * B else None)
         if k == 0:
             parts = ((plan.input_size, None), recurrent)
         else:
@@ -94,11 +98,13 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
     """The cycle of each job's last issue when the walk runs ``jobs`` from cycle 0 with
     the input always there: the walker's rules (one cycle of ``groups`` columns at a time;
     a column that reads a unit waits until it may; a pass's last column waits for the
-    previous pass's ``loaded`` and for the drain to be empty), with ``latencies``."""
+    previous pass's ``loaded`` and for the drain to be empty: with two drain banks
+    (interleaved plans) the bank of the pass before the previous one), with ``latencies``."""
     G = plan.groups
+    double = plan.interleave > 1 and plan.row_lanes % GATES_PER_UNIT == 0
     readable: list[np.ndarray | None] = []
     ends: list[int] = []
-    now, loaded, emitted = 0, -1, -1
+    now, loaded, emitted, earlier = 0, -1, -1, -1
     for matrix, parts in jobs:
         mp = plan.matrices[matrix]
         ready = np.full(mp.span * G, -1, dtype=np.int64)
@@ -114,11 +120,15 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
         # A unit leaves the drain after the pass that holds its last row.
         finishing = (GATES_PER_UNIT * np.arange(mp.units) + GATES_PER_UNIT - 1) // mp.row_lanes
         for p in range(mp.passes):
-            last = max(now + mp.span - 1, lead[-1] + mp.span - 1, loaded + 1, emitted + 1)
+            free = earlier if double else emitted  # the drain (bank) this pass lands in
+            last = max(now + mp.span - 1, lead[-1] + mp.span - 1, loaded + 1, free + 1)
             loaded = last + latencies.to_drain
             done = np.flatnonzero(finishing == p)
-            hand_offs = loaded + 1 + np.arange(len(done))
+            # (two banks: a pass's units leave after the previous pass's)
+            first_hand_off = max(loaded + 1, emitted + 1) if double else loaded + 1
+            hand_offs = first_hand_off + np.arange(len(done))
             units[done] = hand_offs + latencies.to_read
+            earlier = emitted
             emitted = int(hand_offs[-1]) if done.size else -1
             now = last + 1
         readable.append(None if mp.is_head else units)
@@ -130,14 +140,16 @@ def recurrence_step_bound(plan: EnginePlan, latencies: LoopLatencies) -> int:
     """Fewest cycles per time step the walk can take with the recurrence loop of
     ``latencies``: the lane bound (:meth:`EnginePlan.step_bound`) or, when a step's first columns
     need ``h`` of the previous step sooner than the loop delivers it (short jobs), the
-    steady-state period of the walk (:func:`_walk`: passes times spans plus the waits)."""
+    steady-state period of the walk (:func:`_walk`: passes times spans plus the waits).
+    Interleaved (``B > 1``): per sequence-step, the period of a group's step divided by
+    ``B`` (rounded up)."""
 
     # The steady state: the walk of 8 steps less that of 4 (what a sequence's ends add,
     # such as a layer's wait for the layer below in the buffered schedule, cancels).
     def end(steps):
         return _walk(plan, _step_jobs(plan, steps, head=False), latencies)[-1]
 
-    period = -(-(end(8) - end(4)) // 4)
+    period = -(-(end(8) - end(4)) // (4 * plan.interleave))
     return max(plan.step_bound(), period)
 
 
@@ -145,10 +157,12 @@ def recurrence_sequence_bound(plan: EnginePlan, steps: int, latencies: LoopLaten
     """Cycles per ``steps``-step sequence when sequences follow each other back to back,
     with the recurrence loop of ``latencies`` (the walk of :func:`_walk` over three
     sequences: the distance between the last issues of the last two), and at least
-    :meth:`EnginePlan.sequence_bound`."""
+    :meth:`EnginePlan.sequence_bound`. Interleaved (``B > 1``): per sequence, a group's
+    cycles divided by ``B`` (rounded up)."""
     jobs: list[_WalkJob] = []
     for _ in range(3):
         jobs += _step_jobs(plan, steps, len(jobs))
     ends = _walk(plan, jobs, latencies)
-    per_sequence = len(jobs) // 3
-    return max(plan.sequence_bound(steps), ends[-1] - ends[-1 - per_sequence])
+    per_group = len(jobs) // 3
+    group = ends[-1] - ends[-1 - per_group]
+    return max(plan.sequence_bound(steps), -(-group // plan.interleave))

@@ -132,7 +132,8 @@ def simulate(
     for first, stop in groups:
         if h0 is not None:
             if step > 1:
-                phases.append(init_phase(design, h0[:, first:stop], c0[:, first:stop]))
+                group = slice(first, first + step)  # (carry_state: the first group's)
+                phases.append(init_phase(design, h0[:, group], c0[:, group]))
             else:
                 phases.append(init_phase(design, h0[:, first], c0[:, first]))
         part = stimulus if len(groups) == 1 else stimulus.subset(first, stop)
