@@ -233,7 +233,9 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
                 **{f.name: {"offset": f.offset, "width": f.width} for f in interface.state.fields},
                 "beats": interface.state_beats,
             },
-            "init_beats": 2 * interface.state_beats,
+            "init_beats": 2 * interface.interleave * interface.state_beats,
+            # B sequences time-multiplexed step by step (docs/interleave.md); 1: none
+            "interleave": interface.interleave,
             "w": {f.name: {"offset": f.offset, "width": f.width} for f in interface.w.fields},
         },
         "ports": _port_list(interface),

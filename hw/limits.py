@@ -192,6 +192,10 @@ class DesignLimits:
     head_every_step: bool
     bias_bits_per_step: int
     clock: Clock
+    #: Sequences interleaved on the lanes (``B``): a "step" is then one sequence's step, the
+    #: cycles a group's step takes divided by ``B``; each sequence-step reads its weights
+    #: (no reuse across the group: ``docs/interleave.md``).
+    interleave: int = 1
 
     @property
     def macs_per_step(self) -> int:
@@ -255,6 +259,14 @@ class DesignLimits:
             "clock": self.clock.to_json_dict(),
             "lanes": self.lanes,
             "lanes_built": self.lanes_built,
+            "interleave": self.interleave,
+            "step": "one step of one sequence"
+            + (
+                f" ({self.interleave} interleaved: a group's step takes "
+                f"{self.interleave} times the cycles and bytes)"
+                if self.interleave > 1
+                else ""
+            ),
             "cycles_per_step": self.cycles_per_step,
             "lane_bound_per_step": self.lane_bound,
             "recurrence_limited": self.cycles_per_step > self.lane_bound,
@@ -283,6 +295,8 @@ class DesignLimits:
         head = ""
         if self.head is not None:
             head = " (with the head)" if self.head_every_step else " (head: once per sequence)"
+        if self.interleave > 1:
+            head += f" per sequence, {self.interleave} sequences interleaved"
         lines = [
             f"limits at {self.clock.source}: {self.cycles_per_step} cycles per step{head} "
             f"({limited}) = {self.compute_us:.3f} µs, lanes {100 * self.lane_utilisation:.1f} % "
@@ -339,4 +353,5 @@ def design_limits(plan_or_interface, clock: Clock | None = None) -> DesignLimits
         head_every_step=every_step,
         bias_bits_per_step=int(passes * plan.lanes * plan.bias_shape.width),
         clock=clock,
+        interleave=int(plan.interleave),
     )

@@ -138,7 +138,8 @@ def _input_range(text: str) -> tuple[float, float]:
 
 #: ``build`` flags that are :func:`write_project` parameters of the same name and value.
 _BUILD_FLAGS_AS_GIVEN = (
-    "lanes output max_seq_len batch_first force device family control dsp_packing".split()
+    "lanes output max_seq_len batch_first force device family control dsp_packing "
+    "interleave".split()
 )
 
 
@@ -243,6 +244,25 @@ def _print_limits(limits, memory_gbps) -> None:
         print(line)
 
 
+def _check_interleave(args) -> None:
+    """``--interleave B``: a positive count, and only with what it supports (before any
+    work; a bidirectional model is refused once the model is read)."""
+    from .hw.compatibility import INTERLEAVE_EXTERNAL
+
+    if args.interleave < 1:
+        raise _UsageError(
+            f"--interleave {args.interleave}: give the number of sequences to interleave "
+            f"(1 or more; 1 = none)"
+        )
+    if args.interleave > 1 and args.weights == "external":
+        raise _UsageError(INTERLEAVE_EXTERNAL)
+    if args.interleave > 1 and args.control != "stream":
+        raise _UsageError(
+            "--interleave B > 1 works with --control stream only (the AXI4-Lite top is not "
+            "checked with interleaved streams yet): drop --control axi-lite or --interleave"
+        )
+
+
 def _cmd_build(args) -> int:
     from .hw.limits import design_limits
     from .project import load_array, load_member, write_project
@@ -252,6 +272,7 @@ def _cmd_build(args) -> int:
     _check_model_file(model_path)
     _check_family(args.family, args.device)
     _check_packing_family(args.dsp_packing, args.family, args.device)
+    _check_interleave(args)
     if model_path.suffix in (".json", ".npz"):
         given = [
             flag
@@ -1150,6 +1171,16 @@ def _parser() -> argparse.ArgumentParser:
         help="stream: the bare core lstm_top (control inputs and status as ports); axi-lite: "
         "also rtl/lstm_axi.v, the core behind an AXI4-Lite register map with s_axis_*/m_axis_* "
         "stream ports, and its C header OUT/lstm_regs.h (docs/axi-lite.md). Default stream",
+    )
+    build.add_argument(
+        "--interleave",
+        type=int,
+        default=1,
+        metavar="B",
+        help="sequences interleaved on the lanes: B sequences of equal length stream as a "
+        "group, step t of sequence 0..B-1 then step t+1 (x, y, init and state in that order; "
+        "docs/interleave.md); hides the recurrence of small models (unidirectional, "
+        "on-chip weights). Default 1",
     )
     build.add_argument(
         "--weights",

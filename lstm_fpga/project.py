@@ -154,6 +154,7 @@ class Project:
                 max_seq_len=manifest["hardware"]["max_seq_len"],
                 dsp_packing=manifest["hardware"].get("dsp_packing", 1),
                 dsp=manifest["hardware"].get("dsp", "DSP48E1"),
+                interleave=manifest["hardware"].get("interleave", 1),
                 **_external_config(manifest["hardware"].get("external_weights")),
             ),
             batch_first=manifest["batch_first"],
@@ -307,6 +308,7 @@ def write_project(
     control: str = "stream",
     weights: str = "on-chip",
     axi=None,
+    interleave: int = 1,
     memory_gbps=(),
     log=None,
     progress: bool = False,
@@ -340,6 +342,8 @@ def write_project(
     master (``axi``: :class:`~lstm_fpga.hw.external.AxiReadParams`, default its defaults):
     ``rtl/weights.bin`` is the image to load there, its map in ``build.json``'s
     ``"hardware"`` ``"external_weights"`` (``docs/external.md``).
+    ``interleave`` (:attr:`HardwareConfig.interleave`) time-multiplexes that many sequences
+    on the lanes (``docs/interleave.md``).
     ``memory_gbps`` (GB/s, any number of them) adds to ``build.json``'s ``"limits"``
     (:mod:`lstm_fpga.hw.limits`) whether the design would be compute- or memory-bound with
     its weights from a memory of that bandwidth.
@@ -362,6 +366,7 @@ def write_project(
         dsp=_packing_dsp(device, family),
         weights=weights,
         axi=axi,
+        interleave=interleave,
     )
     float_model = report = None
     if isinstance(source, str | Path) and Path(source).suffix in (".json", ".npz"):
@@ -459,6 +464,7 @@ def write_project(
                 },
                 "weights": weights,
                 "external_weights": hw_manifest.get("external_weights"),
+                "interleave": interleave,
             },
             "cycle_bound_per_step": cycle_bound(model, lanes=lanes),
             "device": fit,

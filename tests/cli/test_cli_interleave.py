@@ -1,0 +1,54 @@
+"""``lstm-fpga build --interleave B``: ``B`` lands in ``build.json`` (hardware, limits, the
+``lstm_top`` stream contract) and the build reloads with it; what it does not support is one
+line naming the flag, exit 2, nothing written."""
+
+import json
+
+import pytest
+
+from lstm_fpga.project import Project
+from tests.cli.conftest import run_cli
+
+
+def test_interleaved_build_records_b(files, capsys):
+    out = files / "il"
+    argv = ["build", files / "model.pt", "--calibrate", files / "cal.npy", "--out", out]
+    code, _out, err = run_cli(capsys, *argv, "--lanes", "5", "--interleave", "3")
+    assert code == 0, err
+    manifest = json.loads((out / "build.json").read_text())
+    assert manifest["hardware"]["interleave"] == 3
+    assert manifest["limits"]["interleave"] == 3
+    rtl = json.loads((out / "rtl" / "manifest.json").read_text())
+    assert rtl["streams"]["interleave"] == 3
+    assert rtl["streams"]["init_beats"] == 2 * 3 * rtl["streams"]["state"]["beats"]
+    assert Project.load(out).config.interleave == 3
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--interleave", "0"], "--interleave 0"),
+        (["--interleave", "2", "--weights", "external"], "--weights external"),
+        (["--interleave", "2", "--control", "axi-lite"], "--control stream only"),
+    ],
+)
+def test_unsupported_interleave_is_one_line_exit_2(files, capsys, extra, message):
+    out = files / "bad"
+    argv = ["build", files / "model.pt", "--calibrate", files / "cal.npy", "--out", out]
+    code, _stdout, err = run_cli(capsys, *argv, *extra)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_a_bidirectional_model_is_refused(files, capsys):
+    import torch
+
+    torch.manual_seed(1)
+    torch.save(torch.nn.LSTM(3, 4, bidirectional=True).state_dict(), files / "bi.pt")
+    out = files / "bi"
+    argv = ["build", files / "bi.pt", "--calibrate", files / "cal.npy", "--out", out]
+    code, _stdout, err = run_cli(capsys, *argv, "--interleave", "2", "--max-seq-len", "8")
+    assert code == 2
+    assert "--interleave B > 1 runs unidirectional models only" in err, err
+    assert not out.exists()
