@@ -507,6 +507,12 @@ def _cmd_simulate(args) -> int:
         batch, steps = 1, x.shape[0]
     lengths = _lengths(args, batch, steps) if x.ndim == 3 else None
     longest = steps if lengths is None else int(lengths.max())
+    B = project.config.interleave
+    if B > 1:
+        try:
+            _interface(project).check_groups([steps] * batch if lengths is None else lengths)
+        except ValueError as error:
+            raise _UsageError(f"--input: {error} (this build has --interleave {B})") from None
     limit = project.config.max_seq_len
     if model.bidirectional and limit is not None and longest > limit:
         raise _UsageError(

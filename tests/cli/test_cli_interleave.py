@@ -52,3 +52,24 @@ def test_a_bidirectional_model_is_refused(files, capsys):
     assert code == 2
     assert "--interleave B > 1 runs unidirectional models only" in err, err
     assert not out.exists()
+
+
+def test_simulate_an_interleaved_build(files, capsys):
+    """``simulate`` streams whole groups bit-exactly; a batch that is not whole groups of
+    equal length is one line, exit 2."""
+    import numpy as np
+
+    out = files / "il"
+    argv = ["build", files / "model.pt", "--calibrate", files / "cal.npy", "--out", out]
+    code, _out, err = run_cli(capsys, *argv, "--lanes", "5", "--interleave", "2")
+    assert code == 0, err
+    rng = np.random.default_rng(3)
+    np.save(files / "x.npy", rng.uniform(-1, 1, (4, 2, 3)))
+    np.save(files / "x3.npy", rng.uniform(-1, 1, (4, 3, 3)))
+    code, stdout, err = run_cli(capsys, "simulate", out, "--input", files / "x.npy", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["bit_exact"] is True
+    code, _stdout, err = run_cli(capsys, "simulate", out, "--input", files / "x3.npy")
+    assert code == 2
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "--interleave 2" in errors[0], err
