@@ -134,7 +134,8 @@ class GateCellPipeline(wiring.Component):
     direction (``job.matrix``): rescale each accumulator to the ``preact`` format,
     sigmoid(i, f, o) and tanh(g) from the tables, ``c_t = rescale((f*c << s0) + (i*g << s1),
     cell)``, ``h_t = rescale(o * tanh_cell(c_t), hidden)``; rounding and saturation of the
-    model. ``c`` is kept here (``H`` words per layer direction); a unit with ``job.init``
+    model. ``c`` is kept here (``H`` words per layer direction, per interleaved sequence
+    ``job.sequence`` with ``B > 1``: ``B*L*D*H`` words); a unit with ``job.init``
     (first step of a sequence started from the initial state) uses ``c0`` instead, from the
     ``c0`` memory written through ``c0_write``.
 

@@ -269,7 +269,7 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
             plan.config.input_elements * plan.groups,
         ),
         ("vector buffer", plan.state_shape.width, plan.vector_depth, plan.groups),
-        ("state buffer", plan.state_shape.width, 3 * plan.state_words, 1),
+        ("state buffer", plan.state_shape.width, 3 * plan.state_group_words, 1),
     )
     for name, bits, words, copies in buffers:
         if bits * words >= _BUFFER_BLOCK_RAM_BITS:

@@ -76,7 +76,8 @@ class LstmEngine(wiring.Component):
         ``(h_n[k][u], c_n[k][u])`` for ``k = 0 .. L*D-1``, ``u = 0 .. H-1`` after each
         sequence started with ``read_state``.
     init : In, stream of :func:`init_layout`
-        ``h0`` then ``c0`` (``L*D*H`` values each, nn.LSTM order); accepted while idle.
+        ``h0`` then ``c0`` (``L*D*H`` values each, nn.LSTM order; interleaved: ``h0`` of the
+        ``B`` sequences, then their ``c0``); accepted while idle.
     weight_write : In, stream of :func:`weight_load_layout`
         Weight and bias words (address map of :meth:`EnginePlan.bank_images`); accepted while
         idle, so they take effect from the next sequence.

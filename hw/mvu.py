@@ -118,7 +118,9 @@ class MatrixVectorUnit(wiring.Component):
     The drain emits four rows (a hidden unit's gates i, f, g, o; or four head rows) per
     cycle on ``units``. When ``row_lanes`` is not a multiple of 4 a unit can straddle two
     passes: up to 3 rows wait in the drain for the rest of their unit. Every matrix has a
-    multiple of 4 rows, so a job's units never mix with the next job's.
+    multiple of 4 rows, so a job's units never mix with the next job's. Interleaved plans
+    (``B > 1``) with whole-unit passes have two drain banks (:attr:`double_drain`): a
+    ``last`` beat then needs only the bank its pass lands in to be empty.
 
     Pipeline (every stage one register transfer, one DSP multiply or one short add): the beat
     is broadcast to the lanes through :attr:`broadcast_levels` replicated register levels

@@ -20,8 +20,13 @@ class StreamingSchedule(wiring.Component):
 
     ``x_t`` streams into a two-step ring of the ``x`` banks (``x_write``); each layer's ``h``
     lives in a two-step ring of the vector memory (layer ``k``: words ``2kH .. 2kH + 2H - 1``,
-    slot = step parity). A layer's recurrent columns read ``h0`` or the previous sequence's
-    final state (state memory) on a sequence's first step.
+    slot = step parity). Interleaved (``B > 1``, ``docs/interleave.md``): a group's ``B``
+    sequences take turns step by step, each step of each sequence a step of the schedule (the
+    ``x`` ring alternates per such step); layer ``k``'s ring has ``2B`` slots (words
+    ``2kBH + (parity * B + b) * H``), the state regions ``B*L*D*H`` words (sequence ``b`` at
+    ``b*L*D*H``), the recurrence reads ``B`` steps back; ``job.sequence`` says ``b``.
+    A layer's recurrent columns read ``h0`` or the previous sequence's final state (state
+    memory) on a sequence's first step.
 
     Ports
     -----
