@@ -156,7 +156,9 @@ class Sequencer(wiring.Component):
         in_flight = Signal(range(limit + 1))
         connect_members(m, ports, schedule, "carry_state", "read_state")
         connect_members(m, schedule, ports, "started")
-        m.d.comb += schedule.may_start.eq((in_flight < limit) & ~self.hold_start)
+        # (interleaved: asked at a group's start, with room for its B sequences)
+        room = in_flight < limit if plan.interleave == 1 else in_flight <= limit - plan.interleave
+        m.d.comb += schedule.may_start.eq(room & ~self.hold_start)
         self._cycle_counter(m, schedule, in_flight, limit)
         output_busy = Signal()
         m.d.comb += self.busy.eq((in_flight != 0) | schedule.open | (unwritten != 0) | output_busy)

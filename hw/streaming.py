@@ -85,7 +85,9 @@ class StreamingSchedule(wiring.Component):
             # sequence's step 0 begins) and end with the last sequence's final step.
             in_seq = Signal(index_shape(Bi))
             seq_start = in_first & (in_beat == 0)
-            room = ~seq_start | self.may_start
+            # ``may_start`` is asked once per group (its first sequence): a hold between the
+            # group's sequences would wait for an idle engine that cannot come.
+            room = ~(seq_start & (in_seq == 0)) | self.may_start
             opened = ~in_first | (in_seq != 0) | (in_beat != 0)
         else:
             seq_start = in_first
