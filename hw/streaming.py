@@ -233,8 +233,9 @@ class StreamingSchedule(wiring.Component):
             # Bases: layer k's ring is words k*2BH .. k*2BH + 2BH - 1, slot = step parity,
             # then the interleaved sequence (B = 1: words k*2H .. k*2H + 2H - 1).
             def ring(k, slot):
-                base = k * 2 * Bi * H + Mux(slot, Bi * H, 0)
-                return base + seq * H if interleaved else base
+                if not interleaved:
+                    return k * 2 * H + Mux(slot, H, 0)
+                return k * (2 * Bi * H) + Mux(slot, Bi * H, 0) + seq * H
 
             # h0, or the other region (the previous sequence's final state); sequence b's
             # states at b * L*D*H of each region
