@@ -35,8 +35,6 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
         raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
     if not isinstance(config, HardwareConfig):
         raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    if model.cell_type is not CellType.LSTM:
-        raise HardwareConfigError(GRU_HARDWARE_MISSING)
     if model.bidirectional and config.max_seq_len is None:
         raise HardwareConfigError(
             "a bidirectional model needs the whole sequence before its reverse direction can "
