@@ -1,7 +1,8 @@
 """Which models generated hardware runs: one home for every compatibility check.
 
 * :func:`check_supported`: can the engine be generated for ``model`` on ``config`` at all
-  (every ``nn.LSTM`` without ``proj_size``; bidirectional ones need ``max_seq_len``)?
+  (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU``; bidirectional ones need
+  ``max_seq_len``)?
 * :func:`check_same_shape`: does ``model`` have the generated sizes, layers, directions and
   head (a reference to compare the hardware with may differ in formats)?
 * :func:`check_compatible`: can ``model``'s weights be loaded into the generated hardware
@@ -17,20 +18,13 @@ from ..sw.ir import LstmModel
 from ..sw.shape import CellType
 from .config import HardwareConfig, HardwareConfigError
 
-__all__ = ["GRU_HARDWARE_MISSING", "check_compatible", "check_same_shape", "check_supported"]
-
-#: Why a GRU model gets no hardware yet, and what does work for it.
-GRU_HARDWARE_MISSING = (
-    "nn.GRU models have no hardware yet: lstm-fpga generates hardware for nn.LSTM "
-    "(proj_size=0; layers, bidirectional, h0/c0, Linear head); a GRU runs through the "
-    "software flow only (import, calibration, quantization report and the integer reference: "
-    "lstm_fpga.sw.calibrate.quantize_from_torch, lstm_fpga.sw.reference.run_reference)"
-)
+__all__ = ["check_compatible", "check_same_shape", "check_supported"]
 
 
 def check_supported(model: LstmModel, config: HardwareConfig) -> None:
     """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
-    (every ``nn.LSTM`` without ``proj_size`` can; bidirectional ones need ``max_seq_len``)."""
+    (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU`` can; bidirectional ones
+    need ``max_seq_len``)."""
     if not isinstance(model, LstmModel):
         raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
     if not isinstance(config, HardwareConfig):

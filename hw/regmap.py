@@ -345,6 +345,7 @@ REGISTERS: tuple[Register, ...] = (
     ),
 )
 
+
 def _c_field(interface) -> dict:
     """``C_OFFSET``/``C_WIDTH`` of the state stream's ``c`` (zeros for a GRU: no ``c``)."""
     if "c" not in interface.state_fields:
