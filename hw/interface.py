@@ -220,10 +220,10 @@ class TopInterface:
 
     Streams (each ``tdata``/``tvalid``/``tready``/``tlast``): :attr:`x` (in, ``x_t``
     elements, :attr:`x_elements` per beat), :attr:`y` (out, one output element per beat),
-    :attr:`state` (out, ``h`` and ``c`` of one unit per beat), :attr:`init` (in, ``h0`` then
-    ``c0`` values), :attr:`w` (in, weight words). Then the :class:`Control` inputs and the
-    :class:`Status` and saturation-counter outputs. ``docs/hardware.md`` describes the
-    protocol and timing.
+    :attr:`state` (out, ``h`` and ``c`` of one unit per beat; a GRU: ``h`` only), :attr:`init`
+    (in, ``h0`` then ``c0`` values; a GRU: ``h0`` only), :attr:`w` (in, weight words). Then
+    the :class:`Control` inputs and the :class:`Status` and saturation-counter outputs.
+    ``docs/hardware.md`` describes the protocol and timing.
     """
 
     def __init__(self, plan: EnginePlan):
