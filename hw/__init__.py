@@ -7,6 +7,7 @@ Public API::
     verilog_text = generate_verilog(model, HardwareConfig(lanes=16))  # or just 16
     build = write_build(model, HardwareConfig(lanes=16, output="last"), "out/build")
     cycle_bound(model, lanes=16)            # sum over layer directions of ceil(4H(I_k+H)/P)
+                                            # (a GRU: ceil(3H(I_k+H)/P))
     plan = EnginePlan(model, HardwareConfig(lanes=16))   # matrices, memories, bounds
     words = weight_load_words(plan, new_model)           # run-time reload through ``w``
 """

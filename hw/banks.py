@@ -49,6 +49,7 @@ __all__ = [
     "bank_packing",
     "bias_location",
     "block_ram_primitives",
+    "gru_unit_rows",
     "hex_file_name",
     "hex_lines",
     "live_depths",
@@ -324,10 +325,24 @@ def matrix_values(plan: EnginePlan, m: int, model: LstmModel | None = None):
         return matrix, bias
     d = model.directions[m]
     torch_rows = [mp.torch_row(r) for r in range(mp.rows)]
-    parts = {SegmentKind.INPUT: d.w_ih, SegmentKind.RECURRENT: d.w_hh}
+    w_ih, w_hh = gru_unit_rows(d) if plan.is_gru else (d.w_ih, d.w_hh)
+    parts = {SegmentKind.INPUT: w_ih, SegmentKind.RECURRENT: w_hh}
     matrix[:] = np.concatenate([parts[s.kind] for s in mp.segments], axis=1)[torch_rows]
     bias[:] = d.bias[torch_rows]
     return matrix, bias
+
+
+def gru_unit_rows(direction) -> tuple[np.ndarray, np.ndarray]:
+    """A GRU layer direction's ``(W_ih, W_hh)`` as the lanes hold them: ``4H`` rows each in
+    the order of :data:`~lstm_fpga.hw.plan.GRU_UNIT_ROWS` (``r, z, xn, hn``, gate-major):
+    ``W_ih``'s rows ``r, z, n, 0`` and ``W_hh``'s ``r, z, 0, n``."""
+    H = direction.hidden_size
+    w_ih = np.zeros((4 * H, direction.input_size), dtype=np.int64)
+    w_hh = np.zeros((4 * H, H), dtype=np.int64)
+    w_ih[: 3 * H] = direction.w_ih
+    w_hh[: 2 * H] = direction.w_hh[: 2 * H]
+    w_hh[3 * H :] = direction.w_hh[2 * H :]
+    return w_ih, w_hh
 
 
 def bank_images(plan: EnginePlan, model: LstmModel | None = None) -> BankImages:
@@ -372,8 +387,18 @@ def _row_position(plan: EnginePlan, m: int, torch_row: int) -> tuple[int, int]:
 
 def weight_location(plan: EnginePlan, torch_row: int, column: int, matrix: int = 0) -> Location:
     """Bank and address of ``[W_ih | W_hh][torch_row, column]`` of layer direction
-    ``matrix`` (PyTorch row and column order; for the head: ``weight[torch_row, column]``)."""
+    ``matrix`` (PyTorch row and column order; for the head: ``weight[torch_row, column]``).
+    A GRU's rows are its ``3H`` (gates r, z, n): row ``2H + u`` lives in unit ``u``'s ``xn``
+    row for the input columns and in its ``hn`` row for the recurrent ones
+    (:func:`gru_unit_rows`)."""
     mp = plan.matrices[matrix]
+    if plan.is_gru and not mp.is_head:
+        H = plan.hidden_size
+        if not 0 <= torch_row < 3 * H:
+            raise ValueError(f"row {torch_row} outside the {3 * H} rows of {mp.name}")
+        inputs = mp.columns - H
+        if torch_row >= 2 * H and inputs <= column < mp.columns:
+            torch_row += H
     pass_index, lane = _row_position(plan, matrix, torch_row)
     if not 0 <= column < mp.columns:
         raise ValueError(f"column {column} outside the {mp.columns} columns of {mp.name}")
@@ -382,7 +407,8 @@ def weight_location(plan: EnginePlan, torch_row: int, column: int, matrix: int =
 
 
 def bias_location(plan: EnginePlan, torch_row: int, matrix: int = 0) -> Location:
-    """Bank and address of the combined bias of ``torch_row`` of ``matrix`` (PyTorch order)."""
+    """Bank and address of the combined bias of ``torch_row`` of ``matrix`` (PyTorch order;
+    a GRU's ``4H`` biases in the IR's order ``b_ir + b_hr, b_iz + b_hz, b_in, b_hn``)."""
     pass_index, lane = _row_position(plan, matrix, torch_row)
     return Location(lane, plan.matrices[matrix].bias_base + pass_index)
 

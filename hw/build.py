@@ -18,7 +18,7 @@ from .external import axi_params, check_external, weight_image
 from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_memories_verilog
 from .pipeline import FAMILIES, target
-from .plan import EnginePlan
+from .plan import GRU_UNIT_ROWS, EnginePlan
 from .regmap import REGISTER_MAP_VERSION
 
 __all__ = [
@@ -180,6 +180,12 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
         {
             "name": mp.name,
             "rows": mp.real_rows,
+            # A GRU's 4H lane rows per unit r, z, xn, hn (3H of them useful, the bound's).
+            **(
+                {"unit_rows": list(GRU_UNIT_ROWS), "useful_rows": mp.useful_rows}
+                if plan.is_gru and not mp.is_head
+                else {}
+            ),
             "columns": mp.columns,
             "column_order": [s.kind for s in mp.segments],
             "passes": mp.passes,
@@ -233,7 +239,9 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
                 **{f.name: {"offset": f.offset, "width": f.width} for f in interface.state.fields},
                 "beats": interface.state_beats,
             },
-            "init_beats": 2 * interface.interleave * interface.state_beats,
+            "init_beats": len(interface.state_fields)
+            * interface.interleave
+            * interface.state_beats,
             # B sequences time-multiplexed step by step (docs/interleave.md); 1: none
             "interleave": interface.interleave,
             "w": {f.name: {"offset": f.offset, "width": f.width} for f in interface.w.fields},

@@ -42,8 +42,10 @@ def output_layout(shape) -> data.StructLayout:
 
 
 def state_layout(plan: EnginePlan) -> data.StructLayout:
-    """A final-state beat: ``h_n[k][u]`` and ``c_n[k][u]`` of one unit; ``last`` on the final
-    unit of the final layer direction."""
+    """A final-state beat: ``h_n[k][u]`` and ``c_n[k][u]`` of one unit (a GRU: ``h_n`` only);
+    ``last`` on the final unit of the final layer direction."""
+    if plan.is_gru:
+        return data.StructLayout({"h": plan.state_shape, "last": unsigned(1)})
     return data.StructLayout({"h": plan.state_shape, "c": plan.cell_shape, "last": unsigned(1)})
 
 

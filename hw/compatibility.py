@@ -1,7 +1,8 @@
 """Which models generated hardware runs: one home for every compatibility check.
 
 * :func:`check_supported`: can the engine be generated for ``model`` on ``config`` at all
-  (every ``nn.LSTM`` without ``proj_size``; bidirectional ones need ``max_seq_len``)?
+  (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU``; bidirectional ones need
+  ``max_seq_len``)?
 * :func:`check_same_shape`: does ``model`` have the generated sizes, layers, directions and
   head (a reference to compare the hardware with may differ in formats)?
 * :func:`check_compatible`: can ``model``'s weights be loaded into the generated hardware
@@ -18,21 +19,13 @@ from ..sw.shape import CellType
 from .config import HardwareConfig, HardwareConfigError
 
 __all__ = [
-    "GRU_HARDWARE_MISSING",
     "INTERLEAVE_BIDIRECTIONAL",
     "INTERLEAVE_EXTERNAL",
+    "INTERLEAVE_GRU",
     "check_compatible",
     "check_same_shape",
     "check_supported",
 ]
-
-#: Why a GRU model gets no hardware yet, and what does work for it.
-GRU_HARDWARE_MISSING = (
-    "nn.GRU models have no hardware yet: lstm-fpga generates hardware for nn.LSTM "
-    "(proj_size=0; layers, bidirectional, h0/c0, Linear head); a GRU runs through the "
-    "software flow only (import, calibration, quantization report and the integer reference: "
-    "lstm_fpga.sw.calibrate.quantize_from_torch, lstm_fpga.sw.reference.run_reference)"
-)
 
 #: Why ``--interleave`` refuses a bidirectional model.
 INTERLEAVE_BIDIRECTIONAL = (
@@ -45,16 +38,21 @@ INTERLEAVE_EXTERNAL = (
     "would be fetched once per sequence, not once per group): drop one of the two flags"
 )
 
+#: Why ``--interleave`` refuses an ``nn.GRU`` (its cell pipeline keeps one sequence's ``h``).
+INTERLEAVE_GRU = (
+    "--interleave B > 1 runs nn.LSTM models only (the GRU cell pipeline keeps one sequence's "
+    "state, not B): drop --interleave for an nn.GRU"
+)
+
 
 def check_supported(model: LstmModel, config: HardwareConfig) -> None:
     """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
-    (every ``nn.LSTM`` without ``proj_size`` can; bidirectional ones need ``max_seq_len``)."""
+    (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU`` can; bidirectional ones
+    need ``max_seq_len``)."""
     if not isinstance(model, LstmModel):
         raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
     if not isinstance(config, HardwareConfig):
         raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    if model.cell_type is not CellType.LSTM:
-        raise HardwareConfigError(GRU_HARDWARE_MISSING)
     if model.bidirectional and config.max_seq_len is None:
         raise HardwareConfigError(
             "a bidirectional model needs the whole sequence before its reverse direction can "
@@ -63,6 +61,8 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
     if config.interleave > 1:
         if model.bidirectional:
             raise HardwareConfigError(INTERLEAVE_BIDIRECTIONAL)
+        if model.cell_type is CellType.GRU:
+            raise HardwareConfigError(INTERLEAVE_GRU)
         if config.weights == "external":
             raise HardwareConfigError(INTERLEAVE_EXTERNAL)
 

@@ -220,9 +220,26 @@ class ResourceEstimate:
         }
 
 
+def _gru_datapaths(plan: EnginePlan) -> list:
+    """A GRU plan's distinct datapaths: one :class:`~lstm_fpga.hw.gru_cell.GruUnitPipeline`
+    each."""
+    distinct = []
+    for dp in plan.datapaths:
+        if dp not in distinct:
+            distinct.append(dp)
+    return distinct
+
+
 def _tables(plan: EnginePlan):
-    """The activation ROMs of the gate/cell pipeline: one per gate, one for tanh(c)."""
+    """The activation ROMs of the gate/cell pipeline: one per gate, one for tanh(c) (a GRU:
+    sigmoid r, sigmoid z and tanh n per distinct datapath)."""
     dps = plan.datapaths
+    if plan.is_gru:
+        return {
+            f"gru{k}_{name}": (table,)
+            for k, dp in enumerate(_gru_datapaths(plan))
+            for name, table in (("r", dp.sigmoid), ("z", dp.sigmoid), ("n", dp.tanh_gate))
+        }
     kinds = {
         "act_i": [dp.sigmoid for dp in dps],
         "act_f": [dp.sigmoid for dp in dps],
@@ -301,13 +318,24 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
             multipliers.append(
                 (f"{name} interpolation", delta, shift + 1, _dsps(fam, delta, shift + 1))
             )
-    gate = max(t.output.width for t in _tables(plan)["act_i"])
-    cell = plan.cell_shape.width
-    multipliers += [
-        ("f*c", gate, cell, _dsps(fam, gate, cell)),
-        ("i*g", gate, gate, _dsps(fam, gate, gate)),
-        ("o*tanh(c)", gate, state, _dsps(fam, gate, state)),
-    ]
+    if plan.is_gru:  # r * hn, (1 - z) * n and z * h per GRU unit pipeline
+        for k, dp in enumerate(_gru_datapaths(plan)):
+            f = dp.formats
+            gate, pre, hidden = f.gate.width, f.preact.width, f.hidden.width
+            one_minus_z = dp.one_minus_z.width
+            multipliers += [
+                (f"gru{k} r*hn", gate, pre, _dsps(fam, gate, pre)),
+                (f"gru{k} (1-z)*n", one_minus_z, gate, _dsps(fam, one_minus_z, gate)),
+                (f"gru{k} z*h", gate, hidden, _dsps(fam, gate, hidden)),
+            ]
+    else:
+        gate = max(t.output.width for t in _tables(plan)["act_i"])
+        cell = plan.cell_shape.width
+        multipliers += [
+            ("f*c", gate, cell, _dsps(fam, gate, cell)),
+            ("i*g", gate, gate, _dsps(fam, gate, gate)),
+            ("o*tanh(c)", gate, state, _dsps(fam, gate, state)),
+        ]
     return ResourceEstimate(
         family=family,
         brams=sum(m[3] for m in memories),

@@ -10,6 +10,7 @@ from .banks import BankPacking, bank_packing
 from .cell import GateCellPipeline, output_layout, state_layout
 from .config import index_shape
 from .external import WeightFetcher, axi_params, check_external, external_ports, weight_image
+from .gru_cell import GruCellPipeline
 from .head import HeadOutput
 from .interface import (
     AXI_MEMBERS,
@@ -38,7 +39,8 @@ __all__ = [
 
 
 def init_layout(plan: EnginePlan) -> data.StructLayout:
-    """A beat of the initial-state load: ``h0`` then ``c0`` values, ``last`` ends the load."""
+    """A beat of the initial-state load: ``h0`` then ``c0`` values (a GRU: ``h0`` only),
+    ``last`` ends the load."""
     width = max(plan.state_shape.width, plan.cell_shape.width)
     return data.StructLayout({"data": signed(width), "last": unsigned(1)})
 
@@ -57,7 +59,13 @@ def saturation_counters_layout() -> data.StructLayout:
 
 
 class LstmEngine(wiring.Component):
-    """A whole quantised ``nn.LSTM`` (and Linear head) with streaming ports (Amaranth streams).
+    """A whole quantised ``nn.LSTM`` or ``nn.GRU`` (and Linear head) with streaming ports
+    (Amaranth streams).
+
+    The cell pipeline after the lanes is the plan's (:attr:`EnginePlan.cell_type
+    <lstm_fpga.hw.plan.EnginePlan.cell_type>`): :class:`~lstm_fpga.hw.cell.GateCellPipeline`
+    for an LSTM, :class:`~lstm_fpga.hw.gru_cell.GruCellPipeline` for a GRU (whose state is
+    ``h`` only: ``state`` beats carry ``h_n``, ``init`` loads ``h0`` only).
 
     ``verilog_banks`` (``None``, ``"inline"`` or ``"readmemh"``) makes the weight banks
     instances of the Verilog modules of :func:`~lstm_fpga.hw.memory.weight_bank_verilog`
@@ -151,7 +159,9 @@ class LstmEngine(wiring.Component):
         )
         if self._external:
             self._fetch_weights(m, seq, mvu, address_delay + WeightMemory.READ_LATENCY)
-        m.submodules.cell = cell = GateCellPipeline(plan, announce=seq.ANNOUNCE)
+        gru = plan.is_gru
+        pipeline = GruCellPipeline if gru else GateCellPipeline
+        m.submodules.cell = cell = pipeline(plan, announce=seq.ANNOUNCE)
         head = None
         if plan.head is not None:
             m.submodules.head = head = HeadOutput(plan)
@@ -221,18 +231,29 @@ class LstmEngine(wiring.Component):
             mem.write.valid.eq(weights_taken),
         ]
         words = plan.state_group_words  # h0 of the B interleaved sequences, then their c0
-        index = Signal(index_shape(2 * words))
+        # h0 then c0 (an LSTM); h0 only (a GRU: the cell pipeline keeps its own copy).
+        values = words if gru else 2 * words
+        index = Signal(index_shape(values))
         is_h = index < words
         m.d.comb += [
             seq.h0_write.payload.address.eq(index),
             seq.h0_write.payload.value.eq(self.init.payload.data),
             seq.h0_write.valid.eq(init_taken & is_h),
-            cell.c0_write.payload.address.eq(index - words),
-            cell.c0_write.payload.value.eq(self.init.payload.data),
-            cell.c0_write.valid.eq(init_taken & ~is_h),
         ]
+        if gru:
+            m.d.comb += [
+                cell.h0_write.payload.address.eq(index),
+                cell.h0_write.payload.value.eq(self.init.payload.data),
+                cell.h0_write.valid.eq(init_taken),
+            ]
+        else:
+            m.d.comb += [
+                cell.c0_write.payload.address.eq(index - words),
+                cell.c0_write.payload.value.eq(self.init.payload.data),
+                cell.c0_write.valid.eq(init_taken & ~is_h),
+            ]
         with m.If(init_taken):
-            with m.If(self.init.payload.last | (index == 2 * words - 1)):
+            with m.If(self.init.payload.last | (index == values - 1)):
                 m.d.sync += index.eq(0)
             with m.Else():
                 m.d.sync += index.eq(index + 1)

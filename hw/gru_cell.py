@@ -1,24 +1,43 @@
 """The GRU cell pipeline: one hidden unit's accumulators and ``h_{t-1}`` to ``h_t``.
 
-The GRU counterpart of :class:`~lstm_fpga.hw.cell.GateCellPipeline`'s arithmetic, bit-exact to
+The GRU counterpart of :class:`~lstm_fpga.hw.cell.GateCellPipeline`, bit-exact to
 :func:`lstm_fpga.sw.reference.gru_update` (the definition is
-:class:`~lstm_fpga.sw.numerics.GruDatapath`, ``docs/gru.md``). It is a building block of the
-GRU engine: the matrix-vector unit's jobs (3H rows of ``W_i*`` over ``x``, 3H rows of
-``W_h*`` over ``h``) are not yet wired to it, so ``lstm-fpga build`` still refuses a GRU.
+:class:`~lstm_fpga.sw.numerics.GruDatapath`, ``docs/gru.md``). :class:`GruUnitPipeline` is the
+arithmetic of one layer direction; :class:`GruCellPipeline` wraps one per distinct datapath
+with the ports of the LSTM's pipeline and keeps each unit's ``h_{t-1}``: the engine
+(:class:`~lstm_fpga.hw.engine.LstmEngine`) uses it for a GRU plan. The matrix-vector unit
+hands it four sums per unit (rows ``r, z, xn, hn``: :data:`~lstm_fpga.hw.plan.GRU_UNIT_ROWS`).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw.numerics import GruDatapath
 from .activation import ActivationUnit
+from .cell import (
+    c0_write_layout,
+    hidden_announce_layout,
+    hidden_write_layout,
+    output_layout,
+    saturation_layout,
+    state_layout,
+)
 from .fixed import format_shape, rescale_saturates, rescale_value
+from .mvu import job_layout, unit_layout
 from .pipeline import delay
+from .queue import CreditQueue
 
-__all__ = ["GruUnitPipeline"]
+__all__ = ["GruCellPipeline", "GruUnitPipeline", "gru_unit_latency"]
+
+
+def gru_unit_latency() -> int:
+    """Cycles of :class:`GruUnitPipeline` from its inputs to ``h_new``: four rescale and
+    arithmetic stages around two activations, and the hidden rescale."""
+    return 5 + 2 * ActivationUnit.LATENCY
 
 
 class GruUnitPipeline(wiring.Component):
@@ -73,7 +92,7 @@ class GruUnitPipeline(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the inputs to ``h_new`` (and ``out_valid``)."""
-        return 5 + 2 * ActivationUnit.LATENCY
+        return gru_unit_latency()
 
     def elaborate(self, platform):
         m = Module()
@@ -141,4 +160,198 @@ class GruUnitPipeline(wiring.Component):
         m.d.sync += total.eq(early_at_n + sat_n)  # stage 8
         m.d.comb += self.saturated_preact.eq(delay(m, total, self.latency - 8, "sat_total"))
         m.d.comb += self.out_valid.eq(delay(m, self.valid, self.latency, "valid", control=True))
+        return m
+
+
+class GruCellPipeline(wiring.Component):
+    """The four sums ``(r, z, xn, hn)`` of a GRU unit to ``h_t``, for every layer direction
+    of a GRU plan (each with its own formats and tables): the ports and protocol of
+    :class:`~lstm_fpga.hw.cell.GateCellPipeline`, with ``h`` as the only state.
+
+    Exactly :func:`lstm_fpga.sw.reference.gru_update` with the datapath of the unit's layer
+    direction (``job.matrix``): a :class:`GruUnitPipeline` per distinct datapath, the unit
+    entering the one of its matrix. The pipeline keeps its own copy of every unit's
+    ``h_{t-1}`` (``H`` words per layer direction, :attr:`EnginePlan.cell_shape
+    <lstm_fpga.hw.plan.EnginePlan.cell_shape>`), read when the unit is accepted and written
+    with ``h_t``; a unit with ``job.init`` (first step of a sequence started from the initial
+    state) reads ``h0`` instead, from the memory written through ``h0_write``.
+
+    Ports
+    -----
+    units : In, stream of :func:`~lstm_fpga.hw.mvu.unit_layout`
+        One unit per beat, ``gates`` = the accumulators of rows ``r, z, xn, hn``; ready while
+        the output queues have room for what it emits (credit-based: no stall inside).
+    hidden, state, hidden_write, announce, empty
+        As :class:`~lstm_fpga.hw.cell.GateCellPipeline`'s (``state`` beats carry ``h`` only:
+        :func:`~lstm_fpga.hw.cell.state_layout` of a GRU plan).
+    h0_write : In, stream (always ready) of :func:`~lstm_fpga.hw.cell.c0_write_layout`
+        Loads ``h0[k][u]`` at ``k * H + u`` (the same values the sequencer's state memory
+        gets; only while no unit is in the pipeline).
+    saturations : Out, :func:`~lstm_fpga.hw.cell.saturation_layout`
+        ``preact`` (0-4 of the r, z, xn, hn and n rescales), ``hidden`` (the update), counted
+        when the unit leaves; ``cell`` is always 0 (a GRU has no cell state).
+
+    Protocol: unit ``u`` of a layer direction may only enter after the previous unit ``u``
+    of the same layer direction has left (``hidden_write``), as for the LSTM pipeline.
+
+    Latency: :attr:`LATENCY` cycles from an accepted unit to its ``hidden_write`` (the ``h``
+    memory read, then :func:`gru_unit_latency`). Throughput: one unit per cycle.
+    """
+
+    #: Cycles from a ``units`` handshake to the ``hidden_write`` strobe: the sums and the
+    #: ``h_{t-1}`` read are registered (1), then the unit pipeline.
+    LATENCY = 1 + gru_unit_latency()
+
+    def __init__(self, plan, queue_depth: int = 16, announce: int = 0):
+        if not plan.is_gru:
+            raise ValueError("GruCellPipeline needs a GRU plan (an nn.GRU model)")
+        if queue_depth < 1:
+            raise ValueError(f"queue_depth must be at least 1, not {queue_depth}")
+        if not 0 <= announce < self.LATENCY:
+            raise ValueError(f"announce must be in 0 .. {self.LATENCY - 1}, not {announce}")
+        self._plan = plan
+        self._queue_depth = queue_depth
+        self._announce = announce
+        y_shape = format_shape(plan.model.output_format)
+        super().__init__(
+            {
+                "units": In(stream.Signature(unit_layout(plan))),
+                "hidden": Out(stream.Signature(output_layout(y_shape))),
+                "state": Out(stream.Signature(state_layout(plan))),
+                "hidden_write": Out(stream.Signature(hidden_write_layout(plan), always_ready=True)),
+                "announce": Out(stream.Signature(hidden_announce_layout(plan), always_ready=True)),
+                "h0_write": In(stream.Signature(c0_write_layout(plan), always_ready=True)),
+                "saturations": Out(saturation_layout()),
+                "empty": Out(1),
+            }
+        )
+
+    def _queue(self, m, name, port, emits):
+        queue = m.submodules[f"{name}_queue"] = CreditQueue(port.payload.shape(), self._queue_depth)
+        wiring.connect(m, queue.output, wiring.flipped(port))
+        m.d.comb += queue.reserve.eq(emits)
+        return queue
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        H = plan.hidden_size
+        dps = plan.datapaths
+        payload = self.units.payload
+        meta_layout = data.StructLayout({"unit": payload.unit.shape(), "job": job_layout(plan)})
+
+        accept = Signal()
+        y_queue = self._queue(m, "y", self.hidden, accept & payload.job.emit_y)
+        s_queue = self._queue(m, "state", self.state, accept & payload.job.emit_state)
+        m.d.comb += [
+            self.units.ready.eq(
+                (~payload.job.emit_y | y_queue.available)
+                & (~payload.job.emit_state | s_queue.available)
+            ),
+            accept.eq(self.units.valid & self.units.ready),
+        ]
+        last = self.LATENCY - 1
+        valid = [Signal(name=f"valid{k}") for k in range(self.LATENCY)]
+        metas = [Signal(meta_layout, name=f"meta{k}", reset_less=True) for k in range(self.LATENCY)]
+        m.d.sync += [valid[0].eq(accept), metas[0].unit.eq(payload.unit)]
+        m.d.sync += metas[0].job.eq(payload.job)
+        for k in range(1, self.LATENCY):
+            m.d.sync += [valid[k].eq(valid[k - 1]), metas[k].eq(metas[k - 1])]
+        m.d.comb += self.empty.eq(~Cat(*valid).any() & ~self.units.valid)
+
+        # h_{t-1} (or h0): read with the handshake, there with the registered sums (stage 0).
+        words = max(2, plan.state_words)
+        m.submodules.h_state = h_state = Memory(shape=plan.cell_shape, depth=words, init=[])
+        m.submodules.h_init = h_init = Memory(shape=plan.cell_shape, depth=words, init=[])
+        h_read, h0_read = h_state.read_port(), h_init.read_port()
+        h_write, h0_write = h_state.write_port(), h_init.write_port()
+        bases = Array([k * H for k in range(len(dps))])
+        address = bases[payload.job.matrix] + payload.unit
+        m.d.comb += [
+            h0_write.addr.eq(self.h0_write.payload.address),
+            h0_write.data.eq(self.h0_write.payload.value),
+            h0_write.en.eq(self.h0_write.valid),
+            h_read.addr.eq(address),
+            h0_read.addr.eq(address),
+        ]
+        h_prev = Mux(metas[0].job.init, h0_read.data, h_read.data)
+        sums = [
+            Signal(payload.gates[k].shape(), name=f"sum_{n}", reset_less=True)
+            for k, n in enumerate(("r", "z", "xn", "hn"))
+        ]
+        m.d.sync += [sums[k].eq(payload.gates[k]) for k in range(4)]
+
+        # One unit pipeline per distinct datapath; a unit enters its matrix's.
+        distinct = []
+        for dp in dps:
+            if dp not in distinct:
+                distinct.append(dp)
+        which = [distinct.index(dp) for dp in dps]
+        outputs = []
+        for k, dp in enumerate(distinct):
+            unit = m.submodules[f"gru{k}"] = GruUnitPipeline(dp)
+            mine = valid[0]
+            if len(distinct) > 1:
+                mine = valid[0] & (Array(which)[metas[0].job.matrix] == k)
+            m.d.comb += [
+                unit.valid.eq(mine),
+                unit.acc_r.eq(sums[0]),
+                unit.acc_z.eq(sums[1]),
+                unit.acc_xn.eq(sums[2]),
+                unit.acc_hn.eq(sums[3]),
+                unit.h.eq(h_prev),
+            ]
+            outputs.append(unit)
+        h_new = Signal(plan.state_shape)
+        preact = Signal(unsigned(3))
+        hidden = Signal()
+        if len(distinct) == 1:
+            chosen = outputs[0]
+            m.d.comb += [
+                h_new.eq(chosen.h_new),
+                preact.eq(chosen.saturated_preact),
+                hidden.eq(chosen.saturated_hidden),
+            ]
+        else:
+            index = Array(which)[metas[last].job.matrix]
+            m.d.comb += [
+                h_new.eq(Array([u.h_new for u in outputs])[index]),
+                preact.eq(Array([u.saturated_preact for u in outputs])[index]),
+                hidden.eq(Array([u.saturated_hidden for u in outputs])[index]),
+            ]
+        done = valid[last]
+        m.d.comb += [
+            self.saturations.preact.eq(Mux(done, preact, 0)),
+            self.saturations.cell.eq(0),
+            self.saturations.hidden.eq(done & hidden),
+        ]
+        out = metas[last]
+        m.d.comb += [
+            h_write.addr.eq(bases[out.job.matrix] + out.unit),
+            h_write.data.eq(h_new),
+            h_write.en.eq(done),
+        ]
+
+        def write_target(port, stage):  # where the unit of ``stage`` goes
+            meta = metas[stage]
+            region = Mux(meta.job.parity, 2 * plan.state_words, plan.state_words)
+            m.d.comb += [
+                port.valid.eq(valid[stage]),
+                port.payload.address.eq(meta.job.vector_base + meta.unit),
+                port.payload.final.eq(meta.job.final),
+                port.payload.state_address.eq(region + bases[meta.job.matrix] + meta.unit),
+            ]
+
+        unit_last = out.unit == H - 1
+        write_target(self.hidden_write, last)
+        write_target(self.announce, last - self._announce)
+        m.d.comb += [
+            self.hidden_write.payload.value.eq(h_new),
+            y_queue.push.valid.eq(done & out.job.emit_y),
+            y_queue.push.payload.data.eq(h_new),
+            y_queue.push.payload.last.eq(out.job.y_last & unit_last),
+            s_queue.push.valid.eq(done & out.job.emit_state),
+            s_queue.push.payload.h.eq(h_new),
+            s_queue.push.payload.last.eq((out.job.matrix == len(dps) - 1) & unit_last),
+        ]
         return m

@@ -30,6 +30,7 @@ from ..sw.numerics import FixedFormat
 from .cell import GateCellPipeline, state_layout
 from .compatibility import check_same_shape
 from .external import external_ports
+from .gru_cell import GruCellPipeline
 from .memory import write_layout
 from .mvu import pass_latency
 from .plan import EnginePlan
@@ -219,10 +220,10 @@ class TopInterface:
 
     Streams (each ``tdata``/``tvalid``/``tready``/``tlast``): :attr:`x` (in, ``x_t``
     elements, :attr:`x_elements` per beat), :attr:`y` (out, one output element per beat),
-    :attr:`state` (out, ``h`` and ``c`` of one unit per beat), :attr:`init` (in, ``h0`` then
-    ``c0`` values), :attr:`w` (in, weight words). Then the :class:`Control` inputs and the
-    :class:`Status` and saturation-counter outputs. ``docs/hardware.md`` describes the
-    protocol and timing.
+    :attr:`state` (out, ``h`` and ``c`` of one unit per beat; a GRU: ``h`` only), :attr:`init`
+    (in, ``h0`` then ``c0`` values; a GRU: ``h0`` only), :attr:`w` (in, weight words). Then
+    the :class:`Control` inputs and the :class:`Status` and saturation-counter outputs.
+    ``docs/hardware.md`` describes the protocol and timing.
     """
 
     def __init__(self, plan: EnginePlan):
@@ -250,11 +251,11 @@ class TopInterface:
 
     @cached_property
     def state(self) -> StreamPorts:
-        """``h_n[k][u]`` in the low bits, ``c_n[k][u]`` above."""
+        """``h_n[k][u]`` in the low bits, ``c_n[k][u]`` above (a GRU: ``h_n`` only)."""
         layout = state_layout(self.plan)
         fields = tuple(
             Field(name, layout[name].shape.width, offset=layout[name].offset, signed=True)
-            for name in ("h", "c")
+            for name in self.state_fields
         )
         return StreamPorts("state", Direction.OUT, fields, sum(f.width for f in fields), False)
 
@@ -474,15 +475,30 @@ class TopInterface:
         """Beats of one state read-out (and values of ``h0`` or of ``c0``): ``L * D * H``."""
         return self.plan.state_words
 
-    def unpack_state(self, words) -> tuple[np.ndarray, np.ndarray]:
-        """``(h, c)`` of ``state__tdata`` words, sign-extended."""
-        return self.state.field("h").extract(words), self.state.field("c").extract(words)
+    @property
+    def state_fields(self) -> tuple[str, ...]:
+        """The values of a ``state`` beat: ``("h", "c")``; ``("h",)`` for a GRU."""
+        return ("h",) if self.plan.is_gru else ("h", "c")
 
-    def init_values(self, h0, c0) -> np.ndarray:
+    def unpack_state(self, words) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(h, c)`` of ``state__tdata`` words, sign-extended (``c`` is ``None`` for a
+        GRU)."""
+        h = self.state.field("h").extract(words)
+        return h, None if self.plan.is_gru else self.state.field("c").extract(words)
+
+    def init_values(self, h0, c0=None) -> np.ndarray:
         """The ``init`` beats loading ``h0`` and ``c0`` (``(L*D, H)`` each): ``h0`` flattened,
         then ``c0``; ``tlast`` goes on the final one. Interleaved (``B > 1``): ``h0`` of the
         group's sequences ``0 .. B-1`` (each ``(L*D, H)`` flattened), then their ``c0``;
-        ``h0``/``c0`` may be ``(L*D, B, H)`` (one per sequence) or ``(L*D, H)`` (for all)."""
+        ``h0``/``c0`` may be ``(L*D, B, H)`` (one per sequence) or ``(L*D, H)`` (for all).
+        A GRU loads ``h0`` only (``c0`` must be ``None``; GRUs are not interleaved)."""
+        if self.plan.is_gru:
+            if c0 is not None:
+                raise ValueError("an nn.GRU has no cell state: give h0 only (c0=None)")
+            values = np.asarray(h0).reshape(-1)
+            if values.size != self.state_beats:
+                raise ValueError(f"h0 needs {self.state_beats} values, not {values.size}")
+            return values.astype(np.int64)
         B = self.interleave
 
         def per_sequence(state):
@@ -534,8 +550,10 @@ class TopInterface:
     @property
     def step_bound(self) -> int:
         """Fewest cycles per time step the lanes can need: the sum over layer directions of
-        ``ceil(4H (I_k + H) / P)`` (``P`` logical lanes: with two multiplies per DSP they are
-        ``ceil(P / 2)`` DSPs, and the pipeline's latencies are the same)."""
+        ``ceil(4H (I_k + H) / P)`` (an LSTM; ``ceil(3H (I_k + H) / P)`` for a GRU, whose
+        lanes take ``ceil(4H (I_k + H) / P)``: :mod:`lstm_fpga.hw.plan`). ``P`` logical lanes:
+        with two multiplies per DSP they are ``ceil(P / 2)`` DSPs, and the pipeline's
+        latencies are the same."""
         return self.plan.step_bound()
 
     def sequence_bound(self, steps: int) -> int:
@@ -550,7 +568,8 @@ class TopInterface:
         cell pipeline (:attr:`GateCellPipeline.LATENCY`) less the scoreboards' announcement
         lead (:attr:`Sequencer.ANNOUNCE`), plus the cycle from an announcement to a read."""
         to_drain = Sequencer.COLUMN_LATENCY + pass_latency(self.plan)
-        return LoopLatencies(to_drain, GateCellPipeline.LATENCY - Sequencer.ANNOUNCE + 1)
+        cell = GruCellPipeline if self.plan.is_gru else GateCellPipeline
+        return LoopLatencies(to_drain, cell.LATENCY - Sequencer.ANNOUNCE + 1)
 
     @property
     def recurrence_step_bound(self) -> int:

@@ -6,20 +6,23 @@ and its :class:`~lstm_fpga.hw.plan.EnginePlan`), never simulated. For one build,
 
 * **cycles**: the contract's recurrence step bound
   (:attr:`TopInterface.recurrence_step_bound`), at least the lane bound
-  :meth:`EnginePlan.step_bound` (the sum over layer directions of ``ceil(4H(I_k + H) / P)``),
-  plus the head's ``ceil(O * D*H / P)`` when it runs every step (output ``"all"``);
+  :meth:`EnginePlan.step_bound` (the sum over layer directions of ``ceil(4H(I_k + H) / P)``;
+  ``ceil(3H(I_k + H) / P)`` for a GRU, whose lanes take ``ceil(4H(I_k + H) / P)``: its
+  ``xn`` and ``hn`` rows are zero over one segment each, :mod:`lstm_fpga.hw.plan`), plus
+  the head's ``ceil(O * D*H / P)`` when it runs every step (output ``"all"``);
 * **weight bytes read**: every weight is read once per step. The lanes read one word of
   ``W`` bits (the banks' width, :attr:`EnginePlan.weight_shape`) per built lane per MAC cycle
   (passes x span of every matrix), so the figure counts the zero padding the lanes multiply
-  (rows past ``4H`` in a matrix's last pass, columns past ``I_k + H`` in its last cycle): the
-  *structural zeros*, reported apart from the model's own weights (which are counted at their
-  own formats' widths);
+  (rows past ``4H`` in a matrix's last pass, columns past ``I_k + H`` in its last cycle, a
+  GRU's zero ``W_in``/``W_hn`` halves): the *structural zeros*, reported apart from the
+  model's own weights (which are counted at their own formats' widths);
 * **bandwidth needed**: those bytes at the clock ``f`` once per ``cycles / f``: the rate a
   memory would have to deliver for the weights to keep the lanes busy;
 * with a memory of ``G`` GB/s (``lstm-fpga build --memory-gbps G``): the step time
   ``max(cycles / f, bytes / (G * 1e9))``, *compute-bound* when the first is larger (or equal),
   *memory-bound* otherwise, the microseconds per step and the lane utilisation
-  (``4H(I_k + H)`` multiplies per layer direction over built lanes x ``f`` x step time).
+  (``4H(I_k + H)`` multiplies per layer direction, ``3H(I_k + H)`` for a GRU, over built
+  lanes x ``f`` x step time).
 
 Biases (one word per lane per pass) are listed but left out of the bandwidth: on-chip bias
 banks are LUT RAM. With on-chip weights (block RAM) the memory figures say what a design
@@ -36,7 +39,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import GATES_PER_UNIT
 from .interface import TopInterface
 from .plan import EnginePlan, MatrixPlan
 
@@ -133,13 +135,13 @@ def _matrix_limits(plan: EnginePlan, mp: MatrixPlan) -> MatrixLimits:
     else:
         d = plan.model.directions[mp.index]
         f = d.formats
-        rows = GATES_PER_UNIT * plan.hidden_size
+        rows = mp.useful_rows  # 4H; a GRU's 3H (the rows of W_ih and W_hh)
         formats = [(f.w_ih, rows * d.input_size), (f.w_hh, rows * plan.hidden_size)]
     return MatrixLimits(
         name=mp.name,
         lane_bound=int(mp.bound),
         mac_cycles=int(mp.mac_cycles),
-        macs=int(mp.real_rows * mp.columns),
+        macs=int(mp.useful_rows * mp.columns),
         read_bits=int(mp.mac_cycles * plan.lanes * plan.weight_shape.width),
         model_bits=int(sum(fmt.width * count for fmt, count in formats)),
     )

@@ -15,6 +15,13 @@ PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...), then ``m = L * D`` for th
   early, the recurrent ``h`` comes last), layers ``k > 0`` read ``[h_{t-1} ; in_t]`` (their
   input is the layer below's ``h_t``, produced just before: reading it last hides the
   latency of the gate and cell pipeline).
+* A GRU layer direction is a ``4H x (I_k + H)`` matrix too, with the rows of a unit
+  ``r, z, xn, hn`` (:data:`GRU_UNIT_ROWS`): ``[W_ir | W_hr]``, ``[W_iz | W_hz]``,
+  ``[W_in | 0]`` and ``[0 | W_hn]``, biases ``b_ir + b_hr``, ``b_iz + b_hz``, ``b_in``,
+  ``b_hn``: the drain hands out the four sums :func:`lstm_fpga.sw.reference.gru_accumulators`
+  computes, ``n``'s input and recurrent parts apart as PyTorch defines them. The zero halves
+  cost lane cycles: a GRU step takes ``ceil(4H (I_k + H) / P)`` cycles against the bound
+  ``ceil(3H (I_k + H) / P)`` (:attr:`MatrixPlan.bound`).
 * The head is the ``O x D*H`` matrix of ``nn.Linear``, rows in order, padded with zero rows to
   a multiple of 4 so that the drain hands it out four rows (one "unit") at a time.
 
@@ -45,6 +52,7 @@ from ..sw.numerics import (
     PackedProduct,
     dsp_packing,
 )
+from ..sw.shape import CellType
 from .banks import BankImages, bank_images
 from .compatibility import check_compatible, check_supported
 from .config import GATES_PER_UNIT, HardwareConfig, HardwareConfigError
@@ -52,6 +60,7 @@ from .fixed import common_signed_shape, format_shape
 
 __all__ = [
     "BUFFERED",
+    "GRU_UNIT_ROWS",
     "STREAMING",
     "EnginePlan",
     "MatrixPlan",
@@ -65,6 +74,9 @@ __all__ = [
 STREAMING = "streaming"
 #: Schedule of bidirectional models: whole sequences, layer by layer.
 BUFFERED = "buffered"
+#: The four rows of a GRU unit on the lanes: r and z over ``[x; h]``, n's input part
+#: (``W_in x + b_in``) and its recurrent part (``W_hn h + b_hn``).
+GRU_UNIT_ROWS = ("r", "z", "xn", "hn")
 
 
 class SegmentKind:
@@ -105,6 +117,9 @@ class MatrixPlan:
     weight_base: int
     bias_base: int
     lanes_requested: int
+    #: Rows the bound counts (``real_rows``; ``3H`` for a GRU layer direction, whose ``xn``
+    #: and ``hn`` rows are each zero over one segment).
+    bound_rows: int | None = None
 
     @property
     def is_head(self) -> bool:
@@ -145,7 +160,13 @@ class MatrixPlan:
     @property
     def bound(self) -> int:
         """``ceil(rows * columns / P)``: the fewest cycles ``P`` multipliers can need."""
-        return matrix_bound(self.real_rows, self.columns, self.lanes_requested)
+        return matrix_bound(self.useful_rows, self.columns, self.lanes_requested)
+
+    @property
+    def useful_rows(self) -> int:
+        """Rows whose products the bound counts: :attr:`real_rows`, or :attr:`bound_rows`
+        (a GRU's ``3H``)."""
+        return self.real_rows if self.bound_rows is None else self.bound_rows
 
     def torch_row(self, row: int) -> int:
         """The PyTorch row (gate-major, ``gate * H + unit``) of lane-order row ``row``."""
@@ -175,26 +196,30 @@ def matrix_bound(rows: int, columns: int, lanes: int) -> int:
     return math.ceil(rows * columns / lanes)
 
 
-def cycle_bound(model_or_input_size, hidden_size: int | None = None, *, lanes: int) -> int:
+def cycle_bound(
+    model_or_input_size, hidden_size: int | None = None, *, lanes: int, gates: int = 4
+) -> int:
     """The fewest cycles per time step ``P`` multipliers can need.
 
     ``cycle_bound(model, lanes=P)``: the sum over the model's layer directions of
-    ``ceil(4H (I_k + H) / P)`` (``I_k``: the layer's input size; ``ceil(4H(I+H)/P)`` for one
-    layer); the same as :meth:`EnginePlan.step_bound` without building a plan.
-    ``cycle_bound(I, H, lanes=P)``: one layer direction.
+    ``ceil(GH (I_k + H) / P)`` (``I_k``: the layer's input size; ``G`` = 4 for an LSTM, 3 for
+    a GRU; ``ceil(4H(I+H)/P)`` for one LSTM layer); the same as :meth:`EnginePlan.step_bound`
+    without building a plan. ``cycle_bound(I, H, lanes=P)``: one LSTM layer direction
+    (``gates=3``: a GRU's).
     """
     if isinstance(model_or_input_size, LstmModel):
         if hidden_size is not None:
             raise TypeError("pass either a model or (input_size, hidden_size), not both")
         model = model_or_input_size
         shapes = [(d.input_size, d.hidden_size) for d in model.directions]
+        gates = model.cell_type.gates
     elif hidden_size is None:
         raise TypeError("cycle_bound(I, H, lanes=P) needs the hidden size")
     else:
         shapes = [(model_or_input_size, hidden_size)]
     if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
         raise HardwareConfigError(f"lanes must be a positive int, not {lanes!r}")
-    return sum(matrix_bound(GATES_PER_UNIT * H, I + H, lanes) for I, H in shapes)
+    return sum(matrix_bound(gates * H, I + H, lanes) for I, H in shapes)
 
 
 class EnginePlan:
@@ -223,6 +248,8 @@ class EnginePlan:
         self.num_layers = model.num_layers
         self.num_directions = model.num_directions
         self.head = model.head
+        #: The cell of every layer direction: :attr:`CellType.LSTM` or :attr:`CellType.GRU`.
+        self.cell_type = model.cell_type
         self.schedule = BUFFERED if model.bidirectional else STREAMING
         self.output_mode = config.output
         self.max_seq_len = config.max_seq_len if model.bidirectional else None
@@ -274,6 +301,7 @@ class EnginePlan:
                 segments=segments,
                 bias_shift=dp.gate_acc.bias_shift,
                 acc_frac=dp.gate_acc.frac,
+                bound_rows=model.cell_type.gates * H,
             )
         if model.head is not None:
             hd = self.head_datapath
@@ -375,8 +403,16 @@ class EnginePlan:
         """Shape of ``h`` values of any layer (hidden formats)."""
         return common_signed_shape(*self.hidden_formats)
 
+    @property
+    def is_gru(self) -> bool:
+        return self.cell_type is CellType.GRU
+
     @cached_property
     def cell_shape(self):
+        """Shape of the state the cell pipeline keeps per unit: ``c`` (cell formats) for an
+        LSTM; a GRU's pipeline keeps its own copy of ``h_{t-1}`` (:attr:`state_shape`)."""
+        if self.is_gru:
+            return self.state_shape
         return common_signed_shape(*(dp.formats.cell for dp in self.datapaths))
 
     @property
@@ -471,7 +507,8 @@ class EnginePlan:
 
     # -- performance ------------------------------------------------------------------------
     def step_bound(self) -> int:
-        """Sum over layer directions of ``ceil(4H (I_k + H) / P)``: cycles per time step."""
+        """Sum over layer directions of ``ceil(GH (I_k + H) / P)`` (``G`` = 4 for an LSTM, 3
+        for a GRU): cycles per time step."""
         return sum(m.bound for m in self.lstm_matrices)
 
     def sequence_bound(self, steps: int) -> int:

@@ -328,13 +328,12 @@ REGISTERS: tuple[Register, ...] = (
         "`m_axis_state_tdata` layout",
         (
             BitField("H_WIDTH", 0, 8, "bits of `h` (from bit 0)"),
-            BitField("C_OFFSET", 8, 8, "first bit of `c`"),
-            BitField("C_WIDTH", 16, 8, "bits of `c`"),
+            BitField("C_OFFSET", 8, 8, "first bit of `c` (0: a GRU, no `c`)"),
+            BitField("C_WIDTH", 16, 8, "bits of `c` (0: a GRU, no `c`)"),
         ),
         constant=lambda r: {
             "H_WIDTH": r.interface.state.field("h").width,
-            "C_OFFSET": r.interface.state.field("c").offset,
-            "C_WIDTH": r.interface.state.field("c").width,
+            **_c_field(r.interface),
         },
     ),
     Register(
@@ -345,6 +344,15 @@ REGISTERS: tuple[Register, ...] = (
         constant=lambda r: r.interface.state_beats,
     ),
 )
+
+
+def _c_field(interface) -> dict:
+    """``C_OFFSET``/``C_WIDTH`` of the state stream's ``c`` (zeros for a GRU: no ``c``)."""
+    if "c" not in interface.state_fields:
+        return {"C_OFFSET": 0, "C_WIDTH": 0}
+    c = interface.state.field("c")
+    return {"C_OFFSET": c.offset, "C_WIDTH": c.width}
+
 
 #: Address bits of ``s_axi_awaddr``/``araddr``: the map's extent, at least the 4 KiB segment.
 ADDRESS_WIDTH = max(MIN_APERTURE_BITS, (max(r.offset for r in REGISTERS) + _BYTES - 1).bit_length())

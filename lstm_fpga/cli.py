@@ -522,6 +522,8 @@ def _cmd_simulate(args) -> int:
     state_shape = (model.num_layers * model.num_directions, batch, model.hidden_size)
     if x.ndim == 2:
         state_shape = state_shape[:1] + state_shape[2:]
+    if args.c0 is not None and model.cell_type.value == "gru":
+        raise _UsageError("--c0: an nn.GRU has no cell state; give its initial state with --h0")
     h0 = _load_state(args.h0, "h0", state_shape)
     c0 = _load_state(args.c0, "c0", state_shape)
     clamped = _clamped(model, x, lengths, project.batch_first, h0, c0)
@@ -620,11 +622,11 @@ def _clamped(model, x, lengths, batch_first, h0, c0) -> list:
         values = xs
     found = []
     tensors = [("x", values, model.input_format)]
-    for name, state, formats in (
-        ("h0", h0, [d.formats.hidden for d in model.directions]),
-        ("c0", c0, list(model.cell_formats)),
-    ):
+    for name, state in (("h0", h0), ("c0", c0)):
         if state is not None:
+            hidden = name == "h0"
+            formats = [d.formats.hidden for d in model.directions] if hidden else None
+            formats = formats or list(model.cell_formats)
             tensors += [
                 (f"{name}[{d.name}]", s, f)
                 for s, d, f in zip(state, model.directions, formats, strict=True)

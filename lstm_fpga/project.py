@@ -375,12 +375,10 @@ def write_project(
             model = LstmModel.load(source)
         except IRError as error:
             raise BuildError(str(error)) from None
-        _check_hardware_cell(model.cell_type)
         if overrides:
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
-        _check_hardware_cell(float_model.cell_type)
         model, report = _quantize(
             float_model,
             calibration,
@@ -622,18 +620,11 @@ def record_timing(directory: Path, timing: dict) -> None:
     partial.replace(path)
 
 
-def _check_hardware_cell(cell_type) -> None:
-    """Refuse a model whose cell has no hardware yet (an nn.GRU) before any calibration."""
-    from .hw.compatibility import GRU_HARDWARE_MISSING
-    from .sw.shape import CellType
-
-    if cell_type is not CellType.LSTM:
-        raise BuildError(GRU_HARDWARE_MISSING)
-
-
 def _describe(model: LstmModel) -> str:
-    """``LSTM(I, H, layers L[, bidirectional]) + Linear(H, O)`` of ``model``."""
-    text = f"LSTM({model.input_size}, {model.hidden_size}, layers {model.num_layers}"
+    """``LSTM(I, H, layers L[, bidirectional]) + Linear(H, O)`` of ``model`` (``GRU(...)``
+    for an ``nn.GRU``)."""
+    cell = model.cell_type.module.removeprefix("nn.")
+    text = f"{cell}({model.input_size}, {model.hidden_size}, layers {model.num_layers}"
     text += ", bidirectional)" if model.num_directions == 2 else ")"
     if model.head is not None:
         text += f" + Linear({model.hidden_size * model.num_directions}, {model.head.out_features})"

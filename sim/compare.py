@@ -32,6 +32,7 @@ from ..sw.reference import (
     dequantized_model,
     run_reference,
 )
+from ..sw.shape import CellType
 from .report import (
     CYCLE_SLACK,
     ComparisonReport,
@@ -58,26 +59,31 @@ def _time_major(result: SimulationResult) -> np.ndarray:
     return out.transpose(1, 0, 2) if result.batch_first else out
 
 
-def _chained(run, xs, lengths, h0, c0, LD: int, H: int, interleave: int = 1):
+def _chained(run, xs, lengths, h0, c0, LD: int, H: int, interleave: int = 1, gru: bool = False):
     """Run sequences one after the other, each starting from the previous one's final state
     (the hardware's ``carry_state`` mode; with ``interleave`` B > 1 from the final state of
     the sequence B before, the same place in the previous group): ``run(x (n, 1, I), h (LD,
-    1, H), c)`` returns ``(output (n, 1, F), h_n, c_n, head, saturations)``."""
+    1, H), c)`` returns ``(output (n, 1, F), h_n, c_n, head, saturations)``. ``gru``: no cell
+    state (``c`` is ``None`` throughout, and so is the returned ``c_n``)."""
     T, B = xs.shape[:2]
     chains = min(interleave, B)
     zero = np.zeros((LD, H), dtype=xs.dtype)
     hs = [zero if h0 is None else h0[:, k if interleave > 1 else 0] for k in range(chains)]
-    cs = [zero if c0 is None else c0[:, k if interleave > 1 else 0] for k in range(chains)]
+    cs = [
+        None if gru else zero if c0 is None else c0[:, k if interleave > 1 else 0]
+        for k in range(chains)
+    ]
     outputs, h_n, c_n, heads, counts = None, np.zeros((LD, B, H)), np.zeros((LD, B, H)), [], None
     for b in range(B):
         n = int(lengths[b])
         h, c = hs[b % chains], cs[b % chains]
-        out, h_b, c_b, head, sat = run(xs[:n, b : b + 1], h[:, None], c[:, None])
+        out, h_b, c_b, head, sat = run(xs[:n, b : b + 1], h[:, None], None if gru else c[:, None])
         if outputs is None:
             outputs = np.zeros((T, B, out.shape[-1]), dtype=out.dtype)
         outputs[:n, b] = out[:, 0]
-        h_n[:, b], c_n[:, b] = h_b[:, 0], c_b[:, 0]
-        hs[b % chains], cs[b % chains] = h_b[:, 0], c_b[:, 0]
+        h_n[:, b] = hs[b % chains] = h_b[:, 0]
+        if not gru:
+            c_n[:, b] = cs[b % chains] = c_b[:, 0]
         heads.append(head)
         counts = sat if counts is None else counts + sat
     head = None
@@ -88,7 +94,8 @@ def _chained(run, xs, lengths, h0, c0, LD: int, H: int, interleave: int = 1):
             head = np.zeros((T, B, heads[0].shape[-1]), dtype=heads[0].dtype)
             for b, values in enumerate(heads):
                 head[: values.shape[0], b] = values[:, 0]
-    return outputs, h_n.astype(outputs.dtype), c_n.astype(outputs.dtype), head, counts
+    c_n = None if gru else c_n.astype(outputs.dtype)
+    return outputs, h_n.astype(outputs.dtype), c_n, head, counts
 
 
 def _reference(result: SimulationResult, model: LstmModel) -> ReferenceResult:
@@ -105,6 +112,7 @@ def _reference(result: SimulationResult, model: LstmModel) -> ReferenceResult:
         return r.output, r.h_n, r.c_n, r.head, r.saturations
 
     LD, H = len(model.directions), model.hidden_size
+    gru = model.cell_type is CellType.GRU
     output, h_n, c_n, head, counts = _chained(
         run,
         result.inputs,
@@ -114,6 +122,7 @@ def _reference(result: SimulationResult, model: LstmModel) -> ReferenceResult:
         LD,
         H,
         result.design.interface.interleave,
+        gru,
     )
     return ReferenceResult(output, h_n, c_n, head, counts)
 
@@ -258,7 +267,8 @@ def _float_run(
     mode = result.output_mode
     hidden = [d.formats.hidden for d in model.directions]
     h0 = _float_initial(float_h0, result.h0, result.unbatched, hidden)
-    c0 = _float_initial(float_c0, result.c0, result.unbatched, model.cell_formats)
+    gru = model.cell_type is CellType.GRU
+    c0 = None if gru else _float_initial(float_c0, result.c0, result.unbatched, model.cell_formats)
     if not result.carry_state:
         out, (h_n, c_n), head = fm.forward(xs, h0, c0, lengths=result.lengths, head_on=mode)
         return out, h_n, c_n, head
@@ -269,7 +279,7 @@ def _float_run(
 
     LD, H = len(model.directions), model.hidden_size
     interleave = result.design.interface.interleave
-    out, h_n, c_n, head, _ = _chained(run, xs, result.lengths, h0, c0, LD, H, interleave)
+    out, h_n, c_n, head, _ = _chained(run, xs, result.lengths, h0, c0, LD, H, interleave, gru)
     return out, h_n, c_n, head
 
 
@@ -301,7 +311,10 @@ def compare(
     reference = _reference(result, model)
     checks = [_check_outputs(result, _expected_y(result, reference.output, reference.head))]
     unchecked = []
-    for name, hw, ref in (("h_n", result.h_n, reference.h_n), ("c_n", result.c_n, reference.c_n)):
+    states = [("h_n", result.h_n, reference.h_n), ("c_n", result.c_n, reference.c_n)]
+    if model.cell_type is CellType.GRU:
+        states = states[:1]  # no cell state
+    for name, hw, ref in states:
         if hw is None:
             unchecked.append(name)
         else:
@@ -353,8 +366,10 @@ def _jobs(result: SimulationResult, kept: np.ndarray) -> tuple[int, tuple[JobCyc
         runs = steps
         if m.is_head and result.output_mode == "last":
             runs = sequences
-        bound = -(-m.real_rows * m.columns // result.design.lanes)
-        jobs.append(JobCycles(m.name, m.real_rows, m.columns, runs, bound, m.mac_cycles))
+        # A GRU's useful rows are 3H (its xn and hn rows are zero over one segment each).
+        rows = m.useful_rows
+        bound = -(-rows * m.columns // result.design.lanes)
+        jobs.append(JobCycles(m.name, rows, m.columns, runs, bound, m.mac_cycles))
     return plan.lanes, tuple(jobs)
 
 

@@ -63,7 +63,9 @@ class HardwareDesign:
     lanes = read_through("config", "lanes")
     simulator = read_through("sim_build", "simulator")
     cycle_bound = read_through(
-        "interface", "step_bound", "``ceil(4H(I+H)/P)`` summed over layer directions: the bound."
+        "interface",
+        "step_bound",
+        "``ceil(4H(I+H)/P)`` (a GRU: ``ceil(3H(I+H)/P)``) summed over layer directions: the bound.",
     )
     output_mode = read_through(
         "config", "output", 'What ``y`` carries: ``"all"`` steps or each sequence\'s ``"last"``.'

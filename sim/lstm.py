@@ -121,7 +121,8 @@ def simulate(
     groups = [(0, stimulus.batch)]
     if h0 is not None and not carry_state:
         same = all(
-            np.array_equal(h0[:, b], h0[:, 0]) and np.array_equal(c0[:, b], c0[:, 0])
+            np.array_equal(h0[:, b], h0[:, 0])
+            and (c0 is None or np.array_equal(c0[:, b], c0[:, 0]))
             for b in range(stimulus.batch)
         )
         if not same:
@@ -135,7 +136,9 @@ def simulate(
                 group = slice(first, first + step)  # (carry_state: the first group's)
                 phases.append(init_phase(design, h0[:, group], c0[:, group]))
             else:
-                phases.append(init_phase(design, h0[:, first], c0[:, first]))
+                phases.append(
+                    init_phase(design, h0[:, first], None if c0 is None else c0[:, first])
+                )
         part = stimulus if len(groups) == 1 else stimulus.subset(first, stop)
         x_phases.append(len(phases))
         phases.append(stimulus_phase(design, part, **options))

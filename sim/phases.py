@@ -16,6 +16,7 @@ import numpy as np
 
 from ..sw.float_model import prepare_sequences
 from ..sw.ir import LstmModel
+from ..sw.shape import CellType
 from .design import HardwareDesign
 from .stimulus import NO_PAUSES, Pacing, Phase, Plan, SinkSpec, SourceSpec
 
@@ -77,16 +78,20 @@ def _check_integer(array: np.ndarray) -> None:
 
 
 def initial_states(design: HardwareDesign, h0, c0, batch: int):
-    """``h0``/``c0`` as ``(L*D, B, H)`` int64 arrays (``None`` when neither is given)."""
+    """``h0``/``c0`` as ``(L*D, B, H)`` int64 arrays (``None`` when neither is given; ``c0``
+    always ``None`` for a GRU, which has no cell state)."""
     if h0 is None and c0 is None:
         return None, None
     model = design.model
+    gru = model.cell_type is CellType.GRU
+    if gru and c0 is not None:
+        raise ValueError("an nn.GRU has no cell state: give h0 only (c0 must be None)")
     LD, H = len(model.directions), model.hidden_size
     states = []
-    for name, state, formats in (
-        ("h0", h0, [d.formats.hidden for d in model.directions]),
-        ("c0", c0, list(model.cell_formats)),
-    ):
+    kinds = [("h0", h0, [d.formats.hidden for d in model.directions])]
+    if not gru:
+        kinds.append(("c0", c0, list(model.cell_formats)))
+    for name, state, formats in kinds:
         if state is None:
             states.append(np.zeros((LD, batch, H), dtype=np.int64))
             continue
@@ -110,7 +115,7 @@ def initial_states(design: HardwareDesign, h0, c0, batch: int):
                     f"([{fmt.min_int}, {fmt.max_int}])"
                 )
         states.append(array.astype(np.int64))
-    return states[0], states[1]
+    return states[0], None if gru else states[1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,9 +144,10 @@ class Stimulus:
         return Stimulus(self.inputs[: int(lengths.max()), first:stop], lengths)
 
 
-def init_phase(design: HardwareDesign, h0: np.ndarray, c0: np.ndarray) -> Phase:
+def init_phase(design: HardwareDesign, h0: np.ndarray, c0: np.ndarray | None) -> Phase:
     """The plan phase that loads ``h0``/``c0`` (``(L*D, H)`` integers) through ``init``:
-    ``h0`` flattened, then ``c0``, ``tlast`` on the final value. Sequences that start with
+    ``h0`` flattened, then ``c0`` (a GRU: ``h0`` only, ``c0`` is ``None``), ``tlast`` on the
+    final value. Sequences that start with
     ``carry_state`` low begin from this state."""
     interface = design.interface
     values = interface.init_values(h0, c0)

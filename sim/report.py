@@ -93,7 +93,7 @@ class JobCycles:
     """One matrix the lanes evaluate (a layer direction's gate matrix, or the head)."""
 
     name: str  # "l0", "l0_reverse", ..., "head"
-    rows: int  # 4H, or the head's O
+    rows: int  # 4H (a GRU: 3H), or the head's O
     columns: int  # I_k + H, or the head's input features
     runs: int  # evaluations in this simulation
     bound: int  # ceil(rows * columns / P) cycles per evaluation

@@ -167,7 +167,8 @@ def _unordered(values: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 def _final_states(interface, run: PlanResult, phases, lengths: np.ndarray):
     """``(h_n, c_n)`` (``(L*D, B, H)``, zero for refused sequences) from the ``state``
-    stream of ``phases``, or ``(None, None)`` when the state was not read out."""
+    stream of ``phases``, or ``(None, None)`` when the state was not read out (``c_n`` is
+    ``None`` for a GRU)."""
     s_data, s_last, _ = _merged(run, phases, "sink", interface.state.name)
     if not s_data.size:
         return None, None
@@ -181,9 +182,11 @@ def _final_states(interface, run: PlanResult, phases, lengths: np.ndarray):
         )
     h, c = interface.unpack_state(s_data)
     h_n = np.zeros((LD, B, H), dtype=np.int64)
-    c_n = np.zeros((LD, B, H), dtype=np.int64)
     h_n[:, kept] = h.reshape(kept.size, LD, H).transpose(1, 0, 2)
-    c_n[:, kept] = c.reshape(kept.size, LD, H).transpose(1, 0, 2)
+    c_n = None  # a GRU has no cell state
+    if c is not None:
+        c_n = np.zeros((LD, B, H), dtype=np.int64)
+        c_n[:, kept] = c.reshape(kept.size, LD, H).transpose(1, 0, 2)
     if not np.array_equal(np.flatnonzero(s_last) + 1, (np.arange(kept.size) + 1) * LD * H):
         raise SimulationError(f"state tlast misplaced; run dir {run.run_dir}")
     return h_n, c_n

@@ -98,6 +98,24 @@ class _BiasedFormats:
         return plan_accumulator(self.segments(*sizes), self.bias)
 
 
+class _CellFormats(_BiasedFormats):
+    """What an LSTM's and a GRU's layer-direction formats share: the gate accumulator sums
+    ``W_ih @ x`` and ``W_hh @ h`` (fields ``x``, ``w_ih``, ``w_hh``, ``hidden`` of the
+    subclass)."""
+
+    x: FixedFormat
+    w_ih: FixedFormat
+    w_hh: FixedFormat
+    hidden: FixedFormat
+
+    def segments(self, input_size: int = 1, hidden_size: int = 1) -> tuple[MacSegment, ...]:
+        """The products the gate accumulator sums: ``W_ih @ x`` and ``W_hh @ h``."""
+        return (
+            MacSegment(self.w_ih, self.x, input_size),
+            MacSegment(self.w_hh, self.hidden, hidden_size),
+        )
+
+
 def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
     """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
 
@@ -128,7 +146,7 @@ def check_format_chain(num_layers: int, bidirectional: bool, directions, head=No
 
 
 @dataclass(frozen=True)
-class LstmFormats(_BiasedFormats):
+class LstmFormats(_CellFormats):
     """Formats of every tensor of one LSTM layer direction.
 
     ``x`` is the layer input (the model input for layer 0, the previous layer's ``hidden`` for
@@ -144,13 +162,6 @@ class LstmFormats(_BiasedFormats):
     gate: FixedFormat
     cell: FixedFormat
     hidden: FixedFormat
-
-    def segments(self, input_size: int = 1, hidden_size: int = 1) -> tuple[MacSegment, ...]:
-        """The products the gate accumulator sums: ``W_ih @ x`` and ``W_hh @ h``."""
-        return (
-            MacSegment(self.w_ih, self.x, input_size),
-            MacSegment(self.w_hh, self.hidden, hidden_size),
-        )
 
     def datapath(self, input_size: int, hidden_size: int, **arithmetic) -> LstmDatapath:
         """The arithmetic of these formats at these sizes (``arithmetic``: ``rounding``,
@@ -329,7 +340,7 @@ class HeadDatapath(_Datapath):
 
 
 @dataclass(frozen=True)
-class GruFormats(_BiasedFormats):
+class GruFormats(_CellFormats):
     """Formats of every tensor of one GRU layer direction (``nn.GRU``, gates r, z, n).
 
     ``x`` is the layer input, ``bias`` holds the combined r/z biases, ``b_in`` and ``b_hn``
@@ -345,13 +356,6 @@ class GruFormats(_BiasedFormats):
     preact: FixedFormat
     gate: FixedFormat
     hidden: FixedFormat
-
-    def segments(self, input_size: int = 1, hidden_size: int = 1) -> tuple[MacSegment, ...]:
-        """The products the gate accumulator sums: ``W_ih @ x`` and ``W_hh @ h``."""
-        return (
-            MacSegment(self.w_ih, self.x, input_size),
-            MacSegment(self.w_hh, self.hidden, hidden_size),
-        )
 
     def datapath(self, input_size: int, hidden_size: int, **arithmetic) -> GruDatapath:
         """The arithmetic of these formats at these sizes (``arithmetic``: ``rounding``,

@@ -41,16 +41,24 @@ def test_unsupported_interleave_is_one_line_exit_2(files, capsys, extra, message
     assert not out.exists()
 
 
-def test_a_bidirectional_model_is_refused(files, capsys):
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("LSTM(3, 4, bidirectional=True)", "--interleave B > 1 runs unidirectional models only"),
+        ("GRU(3, 4)", "--interleave B > 1 runs nn.LSTM models only"),
+    ],
+)
+def test_models_interleave_does_not_run_are_refused(files, capsys, make, message):
     import torch
 
     torch.manual_seed(1)
-    torch.save(torch.nn.LSTM(3, 4, bidirectional=True).state_dict(), files / "bi.pt")
-    out = files / "bi"
-    argv = ["build", files / "bi.pt", "--calibrate", files / "cal.npy", "--out", out]
+    torch.save(eval(f"torch.nn.{make}").state_dict(), files / "other.pt")
+    out = files / "other"
+    argv = ["build", files / "other.pt", "--calibrate", files / "cal.npy", "--out", out]
     code, _stdout, err = run_cli(capsys, *argv, "--interleave", "2", "--max-seq-len", "8")
     assert code == 2
-    assert "--interleave B > 1 runs unidirectional models only" in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]  # after calibration
+    assert len(errors) == 1 and message in errors[0], err
     assert not out.exists()
 
 

@@ -42,10 +42,11 @@ class Sequence:
 
 @dataclass(frozen=True, eq=False)
 class InitLoad:
-    """Load ``h0`` and ``c0`` (``(L*D, H)`` integers) through the ``init`` stream."""
+    """Load ``h0`` and ``c0`` (``(L*D, H)`` integers; a GRU: ``c0=None``) through the
+    ``init`` stream."""
 
     h0: np.ndarray
-    c0: np.ndarray
+    c0: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,15 +67,16 @@ class Expected:
 def expected_results(model: LstmModel, config: HardwareConfig, operations) -> Expected:
     """What the integer reference says ``operations`` produce on ``model``."""
     L, D, H = model.num_layers, model.num_directions, model.hidden_size
+    gru = model.cell_type.value == "gru"
     h0 = np.zeros((L * D, H), dtype=np.int64)
-    c0 = np.zeros((L * D, H), dtype=np.int64)
+    c0 = None if gru else np.zeros((L * D, H), dtype=np.int64)
     final = None
     current = model
     result = Expected()
     head_on = config.output
     for op in operations:
         if isinstance(op, InitLoad):
-            h0, c0 = np.asarray(op.h0), np.asarray(op.c0)
+            h0, c0 = np.asarray(op.h0), None if gru else np.asarray(op.c0)
             continue
         if isinstance(op, WeightLoad):
             current = op.model
@@ -84,10 +86,11 @@ def expected_results(model: LstmModel, config: HardwareConfig, operations) -> Ex
             result.overflows += 1
             continue
         start = final if (op.carry and final is not None) else (h0, c0)
+        c_start = None if gru else start[1][:, None, :]
         ref = run_reference(
-            current, op.x[:, None, :], start[0][:, None, :], start[1][:, None, :], head_on=head_on
+            current, op.x[:, None, :], start[0][:, None, :], c_start, head_on=head_on
         )
-        final = (ref.h_n[:, 0, :], ref.c_n[:, 0, :])
+        final = (ref.h_n[:, 0, :], None if gru else ref.c_n[:, 0, :])
         if model.head is not None:
             y = ref.head[:, 0, :] if head_on == "all" else ref.head[0]
         else:
@@ -184,7 +187,7 @@ def run_engine(
                 dut.state.valid,
                 dut.state.ready,
                 dut.state.payload.h,
-                dut.state.payload.c,
+                dut.state.payload.h if plan.is_gru else dut.state.payload.c,
                 dut.state.payload.last,
             )
             if ready and valid:
@@ -225,7 +228,7 @@ def run_engine(
     for k in range(0, len(beats), LD * H):
         block = beats[k : k + LD * H]
         h = np.array([b[0] for b in block]).reshape(LD, H)
-        c = np.array([b[1] for b in block]).reshape(LD, H)
+        c = None if plan.is_gru else np.array([b[1] for b in block]).reshape(LD, H)
         assert [b[2] for b in block] == [0] * (LD * H - 1) + [1], "state tlast misplaced"
         result["states"].append((h, c))
     return result

@@ -318,11 +318,13 @@ def test_gru_formats_from_lstm_set():
 
 
 # -- where GRU support ends ----------------------------------------------------------------------
-def test_hardware_refuses_gru_naming_what_is_supported():
-    model = random_model(3, 4, seed=1, cell_type="gru")
-    with pytest.raises(HardwareConfigError, match=r"nn.GRU models have no hardware yet") as error:
-        check_supported(model, HardwareConfig(lanes=4))
-    assert "generates hardware for nn.LSTM" in str(error.value)
+def test_hardware_supports_gru_as_lstm():
+    """A GRU gets hardware (tests/hw/test_gru_engine.py, tests/sim/test_gru.py) on the same
+    terms as an LSTM: a bidirectional one needs max_seq_len."""
+    check_supported(random_model(3, 4, seed=1, cell_type="gru"), HardwareConfig(lanes=4))
+    bidirectional = random_model(3, 4, bidirectional=True, seed=1, cell_type="gru")
+    with pytest.raises(HardwareConfigError, match=r"max_seq_len"):
+        check_supported(bidirectional, HardwareConfig(lanes=4))
 
 
 def test_finetune_refuses_gru():

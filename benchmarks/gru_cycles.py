@@ -1,0 +1,124 @@
+"""Cycles of the generated GRU hardware (``nn.GRU`` on the lanes) vs its bound.
+
+A GRU layer direction's bound is ``ceil(3H(I_k+H)/P)`` cycles per step (``3H`` rows of
+``W_ih`` over ``x`` and of ``W_hh`` over ``h``); the lanes hold each unit as four rows ``r, z,
+xn, hn`` over ``[x; h]`` (``n``'s input and recurrent sums apart, as PyTorch defines it), so
+their schedule is the LSTM's ``4H``-row one: ``passes x span`` ~ ``ceil(4H(I_k+H)/P)``
+cycles, 4/3 of the bound (the ``xn`` and ``hn`` rows are zero over one segment each). The
+table gives, per model: the sum of the bounds over a sequence (``EnginePlan.sequence_bound``,
+the GRU's ``3H`` form plus the head), the lanes' busy cycles (``sequence_mac_cycles``, the
+``4H`` schedule), the recurrence bound of the contract (``recurrence_sequence_bound``) and
+the measured steady-state cycles per sequence (Verilator, C++ harness of
+``lstm_fpga.sim.verilator_harness``; three sequences back to back, input always valid,
+output always ready; the distance between the final output beats of consecutive sequences),
+and the same shape's LSTM bound ``ceil(4H(I_k+H)/P)`` for comparison.
+
+    .venv/bin/python benchmarks/gru_cycles.py                # the grid (a few minutes)
+    .venv/bin/python benchmarks/gru_cycles.py --demo         # GRU(5, 16) + Linear, P=16 only
+    .venv/bin/python benchmarks/gru_cycles.py --json benchmarks/results/gru_cycles.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lstm_fpga.hw import EnginePlan, HardwareConfig, cycle_bound, write_build
+from lstm_fpga.sim.verilator_harness import run_harness
+from lstm_fpga.sw.numerics import quantize
+from lstm_fpga.testing import FORMAT_SETS, random_model
+
+FORMATS = FORMAT_SETS["q16_even"]
+STEPS = 20
+
+#: (I, H, layers, bidirectional, head outputs, output mode, P). The first is the demo's shape
+#: (the MSFT forecaster's GRU(5, 16) + Linear(16, 1)).
+MODELS = (
+    (5, 16, 1, False, 1, "last", 16),
+    (5, 16, 1, False, None, "all", 16),
+    (8, 24, 1, False, 10, "last", 16),
+    (5, 16, 1, False, 1, "last", 7),
+    (32, 32, 2, False, None, "all", 16),
+    (32, 32, 1, True, None, "all", 16),
+)
+
+
+def measure(params, workdir: Path) -> dict:
+    I, H, L, bidirectional, head, output, P = params
+    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even", cell_type="gru")
+    config = HardwareConfig(lanes=P, output=output, max_seq_len=STEPS)
+    build = write_build(model, config, workdir, memory_init="readmemh")
+    plan: EnginePlan = build.interface.plan
+    rng = np.random.default_rng(1)
+    sequences = [quantize(rng.uniform(-4, 4, (STEPS, I)), FORMATS.x) for _ in range(3)]
+    run = run_harness(build, sequences)
+    ends = run.output_cycles[run.last_flags == 1]
+    steady = float(np.mean(np.diff(ends)))
+    bound = plan.sequence_bound(STEPS)
+    step_bound = plan.step_bound()
+    lstm_step_bound = sum(cycle_bound(d.input_size, H, lanes=P) for d in model.directions)
+    return {
+        "I": I,
+        "H": H,
+        "layers": L,
+        "bidirectional": bidirectional,
+        "head": head,
+        "output": output,
+        "P": P,
+        "steps": STEPS,
+        "schedule": plan.schedule,
+        "step_bound": int(step_bound),
+        "lstm_step_bound": int(lstm_step_bound),
+        "sum_of_bounds": int(bound),
+        "mac_cycles": int(plan.sequence_mac_cycles(STEPS)),
+        "recurrence_bound": int(build.interface.recurrence_sequence_bound(STEPS)),
+        "cycles_per_sequence": steady,
+        "cycles_per_step": steady / STEPS,
+        "first_sequence_latency": int(run.sequence_cycles[0]),
+        "over_bound": steady / bound,
+        "utilization": bound / steady,
+    }
+
+
+HEADER = (
+    f"{'I':>3} {'H':>3} {'L':>1} {'dir':>3} {'head':>4} {'out':>4} {'P':>3} "
+    f"{'3H bound':>8} {'lanes 4H':>8} {'recur':>8} {'cyc/seq':>8} {'cyc/step':>8} "
+    f"{'x bound':>7} {'LSTM/step':>9}"
+)
+
+
+def row(r: dict) -> str:
+    return (
+        f"{r['I']:>3} {r['H']:>3} {r['layers']:>1} {'bi' if r['bidirectional'] else 'uni':>3} "
+        f"{r['head'] or '-':>4} {r['output']:>4} {r['P']:>3} {r['sum_of_bounds']:>8} "
+        f"{r['mac_cycles']:>8} {r['recurrence_bound']:>8} {r['cycles_per_sequence']:>8.0f} "
+        f"{r['cycles_per_step']:>8.1f} {r['over_bound']:>7.3f} {r['lstm_step_bound']:>9}"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", action="store_true", help="only GRU(5, 16) + Linear, P=16")
+    parser.add_argument("--json", type=Path, help="write the rows as JSON")
+    args = parser.parse_args(argv)
+    models = MODELS[:1] if args.demo else MODELS
+    print(f"GRU cycles per sequence of {STEPS} steps (steady state) vs the bound")
+    print(HEADER)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, params in enumerate(models):
+            r = measure(params, Path(tmp) / f"m{k}")
+            rows.append(r)
+            print(row(r), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"steps": STEPS, "models": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""nn.GRU on the lanes in the Amaranth simulator: the whole engine (layers, directions, head,
+``h0``/``h_n``, stateful streaming, weight reload) bit-exact against the GRU integer reference,
+the lane-row layout of the weight banks, and the cycle bound ``ceil(3H(I+H)/P)``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lstm_fpga.hw import (
+    EnginePlan,
+    HardwareConfig,
+    TopInterface,
+    bias_location,
+    cycle_bound,
+    weight_location,
+)
+from lstm_fpga.hw.banks import gru_unit_rows
+from lstm_fpga.hw.gru_cell import GruCellPipeline
+from lstm_fpga.sw.numerics import quantize
+from lstm_fpga.testing import random_model, random_sequences
+from tests.hw.engine_driver import (
+    InitLoad,
+    Sequence,
+    WeightLoad,
+    expected_results,
+    run_engine,
+)
+
+
+def _gru(I, H, layers=1, bidirectional=False, head=None, seed=0, **options):
+    options.setdefault("scale", 2.0)
+    return random_model(
+        I,
+        H,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        head=head,
+        seed=seed,
+        cell_type="gru",
+        **options,
+    )
+
+
+def _h0(model, seed):
+    rng = np.random.default_rng(seed)
+    return np.stack(
+        [
+            quantize(rng.uniform(-0.9, 0.9, model.hidden_size) * f.max_value, f)
+            for f in (d.formats.hidden for d in model.directions)
+        ]
+    )
+
+
+def _check(model, config, operations, seed=0):
+    got = run_engine(model, config, operations, seed=seed)
+    expected = expected_results(model, config, operations)
+    assert len(got["y"]) == len(expected.y)
+    for hw, ref in zip(got["y"], expected.y, strict=True):
+        np.testing.assert_array_equal(hw, ref)
+    assert len(got["states"]) == len(expected.states)
+    for (h, c), (h_ref, _) in zip(got["states"], expected.states, strict=True):
+        assert c is None
+        np.testing.assert_array_equal(h, h_ref)
+    sat = expected.saturations
+    assert got["saturations"] == {
+        "preact": sat.preact,
+        "cell": 0,
+        "hidden": sat.hidden,
+        "head": sat.head,
+    }
+    assert not got["busy"]
+    return got, expected
+
+
+@pytest.mark.parametrize(
+    ("I", "H", "layers", "bidirectional", "head", "lanes", "output"),
+    [
+        (3, 5, 1, False, None, 1, "all"),
+        (3, 5, 1, False, None, 3, "last"),
+        (3, 5, 2, False, 4, 7, "all"),
+        (4, 5, 3, False, 3, 16, "last"),
+        (5, 3, 3, False, None, 7, "all"),
+        (3, 5, 2, True, 2, 3, "last"),
+        (3, 5, 1, True, None, 16, "all"),
+        (2, 3, 2, True, None, 1, "all"),
+    ],
+)
+def test_gru_engine_matches_the_reference(I, H, layers, bidirectional, head, lanes, output):
+    """Odd sizes, P in {1, 3, 7, 16} (dividing neither 4H nor I + H), stalls on every
+    stream: outputs, ``h_n`` and saturation counts equal the reference's; a sequence from
+    the default zero state, one from a loaded ``h0``, one carrying the previous ``h_n``."""
+    model = _gru(I, H, layers, bidirectional, head, seed=I * H + layers + lanes)
+    config = HardwareConfig(lanes=lanes, output=output, max_seq_len=6 if bidirectional else None)
+    xs = random_sequences(model, [4, 3, 5], rng=lanes)
+    operations = [
+        Sequence(xs[0], read_state=True),
+        InitLoad(_h0(model, lanes)),
+        Sequence(xs[1], read_state=True),
+        Sequence(xs[2], carry=True, read_state=True),
+    ]
+    _check(model, config, operations, seed=lanes)
+
+
+@pytest.mark.parametrize("overflow", ["saturate", "wrap"])
+def test_gru_engine_counts_saturations(overflow):
+    """Tight formats and large weights: the clamps happen, and are counted as the reference
+    counts them (pre-activations of r, z, xn, hn and n; the update)."""
+    from dataclasses import replace
+
+    from lstm_fpga.sw.numerics import Overflow
+
+    model = _gru(3, 5, layers=2, seed=7, formats="tight", scale=6.0)
+    model = replace(model, overflow=Overflow(overflow))
+    config = HardwareConfig(lanes=3)
+    xs = random_sequences(model, [6, 4], rng=3)
+    _, expected = _check(model, config, [Sequence(x) for x in xs])
+    assert expected.saturations.preact > 0 and expected.saturations.hidden > 0
+
+
+def test_gru_weights_reload():
+    """New integer weights (same formats) through the weight port replace every weight and
+    bias, the 4H-row layout included; the state carried across the reload too."""
+    first = _gru(3, 5, layers=2, head=2, seed=1, formats=("q16", "tight"))
+    second = _gru(3, 5, layers=2, head=2, seed=2, formats=("q16", "tight"))
+    xs = random_sequences(first, [3, 3, 2], rng=4)
+    operations = [
+        Sequence(xs[0], read_state=True),
+        WeightLoad(second),
+        Sequence(xs[1], carry=True, read_state=True),
+        WeightLoad(first),
+        Sequence(xs[2], carry=True, read_state=True),
+    ]
+    _check(first, HardwareConfig(lanes=7, output="all"), operations)
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 16, 64])
+def test_gru_weights_sit_where_the_address_map_says(lanes):
+    """Every weight of ``[W_ih | W_hh]`` (3H rows, PyTorch order) and every one of the 4H
+    biases sits where weight_location / bias_location say; the rest of the banks (the zero
+    halves of the xn and hn rows, padding) is zero."""
+    model = _gru(3, 2, layers=2, bidirectional=True, head=3, seed=lanes)
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=2))
+    images = plan.images
+    seen = np.zeros(images.weights.shape, dtype=bool)
+    for mp in plan.matrices:
+        if mp.is_head:
+            matrix, bias, rows = model.head.weight, model.head.bias, mp.real_rows
+        else:
+            d = model.directions[mp.index]
+            matrix, bias, rows = np.concatenate([d.w_ih, d.w_hh], axis=1), d.bias, 3 * 2
+            for row in range(4 * 2):
+                loc = bias_location(plan, row, mp.index)
+                assert images.biases[loc.lane, loc.address] == bias[row]
+        for row in range(rows):
+            for col in range(mp.columns):
+                loc = weight_location(plan, row, col, mp.index)
+                assert images.weights[loc.lane, loc.address] == matrix[row, col]
+                seen[loc.lane, loc.address] = True
+        if not mp.is_head:
+            with pytest.raises(ValueError, match="outside"):
+                weight_location(plan, rows, 0, mp.index)
+    assert not images.weights[~seen].any()
+
+
+def test_gru_unit_rows_keep_n_apart():
+    model = _gru(3, 4, seed=0)
+    d = model.directions[0]
+    w_ih, w_hh = gru_unit_rows(d)
+    H = 4
+    np.testing.assert_array_equal(w_ih[: 3 * H], d.w_ih)
+    assert not w_ih[3 * H :].any() and not w_hh[2 * H : 3 * H].any()
+    np.testing.assert_array_equal(w_hh[3 * H :], d.w_hh[2 * H :])
+
+
+@pytest.mark.parametrize(("I", "H", "lanes"), [(5, 16, 16), (3, 5, 7), (40, 8, 3)])
+def test_gru_bound_is_three_gates(I, H, lanes):
+    """The bound form ceil(3H(I+H)/P) per layer direction, in the plan, the contract and
+    cycle_bound; the lanes' schedule is the 4H-row one."""
+    model = _gru(I, H, layers=2, seed=1)
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes))
+    expected = -(-3 * H * (I + H) // lanes) + -(-3 * H * (H + H) // lanes)
+    assert plan.step_bound() == expected == cycle_bound(model, lanes=lanes)
+    assert TopInterface(plan).step_bound == expected
+    assert cycle_bound(I, H, lanes=lanes, gates=3) == -(-3 * H * (I + H) // lanes)
+    assert plan.matrices[0].mac_cycles >= -(-4 * H * (I + H) // lanes)
+    latencies = TopInterface(plan).loop_latencies
+    assert latencies.to_read == GruCellPipeline.LATENCY - 3 + 1
