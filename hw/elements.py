@@ -76,8 +76,14 @@ class ElementStore(wiring.Component):
         ]
         for e, bank in enumerate(x_banks):
             m.submodules[f"x_bank{e}"] = bank
+        # ``no_rw_check``: a read of a word in the cycle it is written is forwarded (below), so
+        # synthesis need not build the bypass that returns the old word (a LUT between the
+        # block RAM and its output register, which would keep that register in the fabric).
         m.submodules.vectors = vectors = Memory(
-            shape=plan.state_shape, depth=max(2, plan.vector_depth), init=[]
+            shape=plan.state_shape,
+            depth=max(2, plan.vector_depth),
+            init=[],
+            attrs={"no_rw_check": 1},
         )
         m.submodules.states = states = Memory(
             shape=plan.state_shape, depth=state_memory_words(plan), init=[]
