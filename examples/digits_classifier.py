@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from _digits import load_sequences, train  # examples/_digits.py, beside this script
 
 from lstm_fpga.project import write_project
 from lstm_fpga.sim import compile_build_directory, simulate
@@ -34,31 +34,6 @@ class DigitClassifier(torch.nn.Module):
         return self.head(out[:, -1])
 
 
-def load_sequences(seed: int = 0):
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)  # (N, 8 steps, 8 pixels) in [0, 1]
-    y = digits.target
-    order = np.random.default_rng(seed).permutation(len(x))
-    split = int(0.8 * len(x))
-    return x[order[:split]], y[order[:split]], x[order[split:]], y[order[split:]]
-
-
-def train(x, y, epochs: int = 40, seed: int = 0) -> DigitClassifier:
-    torch.manual_seed(seed)
-    net = DigitClassifier()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    xt, yt = torch.tensor(x), torch.tensor(y)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(xt), 64):
-            batch = order[start : start + 64]
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[batch]), yt[batch]).backward()
-            optimizer.step()
-    return net.eval()
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="out/digits", type=Path)
@@ -67,7 +42,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     x_train, y_train, x_test, y_test = load_sequences()
-    net = train(x_train, y_train)
+    net = train(DigitClassifier, x_train, y_train)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), args.out / "digits.pt")
     with torch.no_grad():

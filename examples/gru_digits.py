@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from _digits import load_sequences, train  # examples/_digits.py, beside this script
 
 from lstm_fpga.hw import HardwareConfig, HardwareConfigError, check_supported
 from lstm_fpga.sw.calibrate import quantize_from_torch
@@ -37,35 +37,10 @@ class GruDigitClassifier(torch.nn.Module):
         return self.head(out[:, -1])
 
 
-def load_sequences(seed: int = 0):
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)  # (N, 8 steps, 8 pixels) in [0, 1]
-    y = digits.target
-    order = np.random.default_rng(seed).permutation(len(x))
-    split = int(0.8 * len(x))
-    return x[order[:split]], y[order[:split]], x[order[split:]], y[order[split:]]
-
-
-def train(x, y, epochs: int = 40, seed: int = 0) -> GruDigitClassifier:
-    torch.manual_seed(seed)
-    net = GruDigitClassifier()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    xt, yt = torch.tensor(x), torch.tensor(y)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(xt), 64):
-            batch = order[start : start + 64]
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[batch]), yt[batch]).backward()
-            optimizer.step()
-    return net.eval()
-
-
 def run(out: Path, bits: int = 16, epochs: int = 40) -> dict:
     """Train, quantise and evaluate; returns the figures the script prints."""
     x_train, y_train, x_test, y_test = load_sequences()
-    net = train(x_train, y_train, epochs)
+    net = train(GruDigitClassifier, x_train, y_train, epochs)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out / "gru_digits.pt")
     with torch.no_grad():

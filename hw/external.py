@@ -37,6 +37,7 @@ __all__ = [
     "AXI_BURST_INCR",
     "AXI_DATA_WIDTHS",
     "AXI_MAX_BURST",
+    "FIFO_WRITE_TO_READ_CYCLES",
     "MASTER_LOOP_CYCLES",
     "AxiReadParams",
     "WeightFetcher",
@@ -55,10 +56,14 @@ AXI_MAX_BURST = 256
 AXI_BOUNDARY = 4096
 #: ``ARBURST`` of an incrementing burst.
 AXI_BURST_INCR = 1
-#: Cycles :class:`WeightFetcher` adds to a burst's round trip besides the memory's latency:
-#: the read-address register, the FIFO's write-to-read latency (``SyncFIFOBuffered``: 2)
-#: and the word assembler's take, after which the beat's credit returns.
-MASTER_LOOP_CYCLES = 4
+#: :class:`WeightFetcher`'s own stages on a burst's round trip: ``ARVALID``/``ARADDR`` are
+#: registered, the prefetch FIFO (``SyncFIFOBuffered``) shows a written beat on its read port
+#: two cycles later, and the word assembler returns the beat's credit as it takes it.
+_ADDRESS_REGISTER_CYCLES = 1
+FIFO_WRITE_TO_READ_CYCLES = 2
+_ASSEMBLER_TAKE_CYCLES = 1
+#: Cycles :class:`WeightFetcher` adds to a burst's round trip besides the memory's latency.
+MASTER_LOOP_CYCLES = _ADDRESS_REGISTER_CYCLES + FIFO_WRITE_TO_READ_CYCLES + _ASSEMBLER_TAKE_CYCLES
 
 
 @dataclass(frozen=True)

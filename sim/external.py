@@ -26,7 +26,6 @@ from collections import deque
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 __all__ = [
@@ -182,10 +181,21 @@ async def external_scenario(dut):
         await top_scenario(dut, spec)
 
 
-async def top_scenario(dut, spec: dict) -> None:
-    """``lstm_top`` with its weights in the RAM model: the ``x`` beats in, ``y`` out."""
+def _weight_memory(dut, spec: dict, rng: random.Random):
+    """The RAM model on ``dut``'s ``m_axi`` read ports, holding the weight image at the spec's
+    base address, its ``arready``/``rvalid`` paused at the spec's rates."""
     from cocotbext.axi import AxiReadBus
 
+    bus = AxiReadBus.from_prefix(dut, "m_axi")
+    ram = latency_ram(bus, dut.clk, None, spec["ram_bytes"], tuple(spec["latency"]), rng)
+    ram.write(spec["base"], Path(spec["image"]).read_bytes())
+    ram.ar_channel.set_pause_generator(_pauses(spec["ar_pause"], random.Random(rng.random())))
+    ram.r_channel.set_pause_generator(_pauses(spec["r_pause"], random.Random(rng.random())))
+    return ram
+
+
+async def top_scenario(dut, spec: dict) -> None:
+    """``lstm_top`` with its weights in the RAM model: the ``x`` beats in, ``y`` out."""
     from .stimulus import Pacing
     from .tb import TB
 
@@ -193,12 +203,7 @@ async def top_scenario(dut, spec: dict) -> None:
     tb = TB(dut)
     for name, value in spec["idle"]:  # every input idle (TopInterface.idle_inputs)
         getattr(dut, name).value = value
-    image = Path(spec["image"]).read_bytes()
-    bus = AxiReadBus.from_prefix(dut, "m_axi")
-    ram = latency_ram(bus, dut.clk, None, spec["ram_bytes"], tuple(spec["latency"]), rng)
-    ram.write(spec["base"], image)
-    ram.ar_channel.set_pause_generator(_pauses(spec["ar_pause"], random.Random(rng.random())))
-    ram.r_channel.set_pause_generator(_pauses(spec["r_pause"], random.Random(rng.random())))
+    ram = _weight_memory(dut, spec, rng)
     await tb.start()
     source = tb.source(spec["x_stream"], pacing=Pacing(**spec["input_pacing"]))
     sink = tb.sink(spec["y_stream"], pacing=Pacing(**spec["output_pacing"]), beats=spec["y_beats"])
@@ -220,21 +225,14 @@ async def top_scenario(dut, spec: dict) -> None:
 
 async def fetcher_scenario(dut, spec: dict) -> None:
     """The read master alone: take ``words`` words and compare each with the image's."""
-    from cocotbext.axi import AxiReadBus
+    from .tb import TB
 
     rng = random.Random(spec["seed"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
+    tb = TB(dut)
     dut.word__ready.value = 0
+    _ram = _weight_memory(dut, spec, rng)  # the reads are recorded below, at the ports
     image = Path(spec["image"]).read_bytes()
-    bus = AxiReadBus.from_prefix(dut, "m_axi")
-    ram = latency_ram(bus, dut.clk, None, spec["ram_bytes"], tuple(spec["latency"]), rng)
-    ram.write(spec["base"], image)
-    ram.ar_channel.set_pause_generator(_pauses(spec["ar_pause"], random.Random(rng.random())))
-    ram.r_channel.set_pause_generator(_pauses(spec["r_pause"], random.Random(rng.random())))
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await tb.start()
 
     # The words the image holds, in order (bit-exact against the banks: checked by the host).
     word_bits = spec["word_bits"]

@@ -12,6 +12,7 @@ from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError
 from lstm_fpga.hw.banks import weight_location
 from lstm_fpga.hw.devices import estimate_resources
 from lstm_fpga.hw.external import (
+    FIFO_WRITE_TO_READ_CYCLES,
     AxiReadParams,
     _bit_string,
     check_external,
@@ -46,6 +47,32 @@ def test_derived_parameters():
     assert params.fifo_beats == 128
     assert AxiReadParams(latency=0, burst=4).outstanding == 2
     assert AxiReadParams(latency=64, burst=16).outstanding == 6
+
+
+@pytest.mark.parametrize("depth", [4, 16, 128])
+def test_fifo_write_to_read_latency_is_what_the_master_budgets(depth):
+    """``MASTER_LOOP_CYCLES`` counts the prefetch FIFO's write-to-read latency: measure it."""
+    from amaranth.lib.fifo import SyncFIFOBuffered
+    from amaranth.sim import Simulator
+
+    fifo = SyncFIFOBuffered(width=8, depth=depth)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(fifo.w_data, 0x5A)
+        ctx.set(fifo.w_en, 1)
+        await ctx.tick()
+        ctx.set(fifo.w_en, 0)
+        for cycle in range(1, 8):
+            if ctx.get(fifo.r_rdy):
+                seen.append(cycle)
+            await ctx.tick()
+
+    sim = Simulator(fifo)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen[0] == FIFO_WRITE_TO_READ_CYCLES
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,40 @@ CASES = [
 ]
 
 
+def _every_value(shape) -> list[int]:
+    low = -(1 << (shape.width - 1)) if shape.signed else 0
+    return list(range(low, low + (1 << shape.width)))
+
+
+def _sweep(m: Module, value: Signal, result: Signal, flag: Signal, *, clocked: bool) -> tuple:
+    """Drive ``value`` through every value of its shape; ``result`` and ``flag`` as seen at each
+    (after a clock edge when ``clocked``)."""
+    values = _every_value(value.shape())
+    seen = {"result": [], "flag": []}
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(value, v)
+            if clocked:
+                await ctx.tick()
+            seen["result"].append(ctx.get(result))
+            seen["flag"].append(ctx.get(flag))
+
+    sim = Simulator(m)
+    if clocked:
+        sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return values, seen["result"], seen["flag"]
+
+
+def _assert_equals_reference(values, results, flags, from_frac, fmt, rounding, overflow):
+    expected = rescale(np.array(values), from_frac, fmt, rounding, overflow)
+    assert results == [int(e) for e in expected]
+    rounded = shift_round(np.array(values), from_frac - fmt.frac, rounding)
+    assert flags == [overflow_count([r], fmt) for r in rounded]
+
+
 @pytest.mark.parametrize("rounding", list(Rounding))
 @pytest.mark.parametrize("overflow", list(Overflow))
 @pytest.mark.parametrize("shape, from_frac, fmt", CASES)
@@ -51,24 +85,9 @@ def test_rescale_and_its_saturation_flag_equal_the_reference(
         result.eq(rescale_value(value, from_frac, fmt, rounding, overflow)),
         flag.eq(rescale_saturates(value, from_frac, fmt, rounding)),
     ]
-    low = -(1 << (shape.width - 1)) if shape.signed else 0
-    values = list(range(low, low + (1 << shape.width)))
-    seen = {"result": [], "flag": []}
-
-    async def bench(ctx):
-        for v in values:
-            ctx.set(value, v)
-            seen["result"].append(ctx.get(result))
-            seen["flag"].append(ctx.get(flag))
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    expected = rescale(np.array(values), from_frac, fmt, rounding, overflow)
-    assert seen["result"] == [int(e) for e in expected]
-    rounded = shift_round(np.array(values), from_frac - fmt.frac, rounding)
-    assert seen["flag"] == [overflow_count([r], fmt) for r in rounded]
-    assert 0 < sum(seen["flag"]) < len(values) or fmt.width >= 12
+    values, results, flags = _sweep(m, value, result, flag, clocked=False)
+    _assert_equals_reference(values, results, flags, from_frac, fmt, rounding, overflow)
+    assert 0 < sum(flags) < len(values) or fmt.width >= 12
 
 
 @pytest.mark.parametrize("shift", [-3, -1, 0, 1, 2, 5])
@@ -93,23 +112,5 @@ def test_registered_round_then_fit_equals_rescale_a_cycle_later(shape, from_frac
     result = Signal(fit_rounded(staged, fmt, overflow).shape())
     flag = Signal()
     m.d.comb += [result.eq(fit_rounded(staged, fmt, overflow)), flag.eq(staged.saturates)]
-    low = -(1 << (shape.width - 1)) if shape.signed else 0
-    values = list(range(low, low + (1 << shape.width)))
-    seen = {"result": [], "flag": []}
-
-    async def bench(ctx):
-        for v in values:
-            ctx.set(value, v)
-            await ctx.tick()
-            seen["result"].append(ctx.get(result))
-            seen["flag"].append(ctx.get(flag))
-
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    assert seen["result"] == [
-        int(e) for e in rescale(np.array(values), from_frac, fmt, rounding, overflow)
-    ]
-    rounded = shift_round(np.array(values), from_frac - fmt.frac, rounding)
-    assert seen["flag"] == [overflow_count([r], fmt) for r in rounded]
+    values, results, flags = _sweep(m, value, result, flag, clocked=True)
+    _assert_equals_reference(values, results, flags, from_frac, fmt, rounding, overflow)

@@ -12,7 +12,7 @@ import pytest
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, TopInterface
 from lstm_fpga.hw.cell import GateCellPipeline
 from lstm_fpga.hw.interface import CLOCK, RESET, SATURATION_KINDS, Direction, sign_extend
-from lstm_fpga.hw.mvu import MatrixVectorUnit
+from lstm_fpga.hw.mvu import pass_latency
 from lstm_fpga.hw.sequencer import Sequencer
 from lstm_fpga.sim.stimulus import AXI_STREAM
 from lstm_fpga.sw.reference import SaturationCounts
@@ -135,7 +135,7 @@ def test_recurrence_bound_comes_from_the_blocks_latencies(
     model = random_model(input_size, hidden_size, layers, bidirectional, seed=lanes)
     interface = TopInterface(EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=8)))
     loop = interface.loop_latencies
-    assert loop.to_drain == Sequencer.COLUMN_LATENCY + MatrixVectorUnit(interface.plan).load_latency
+    assert loop.to_drain == Sequencer.COLUMN_LATENCY + pass_latency(interface.plan)
     assert loop.to_read == GateCellPipeline.LATENCY - Sequencer.ANNOUNCE + 1
     plan = interface.plan
     busy = sum(m.mac_cycles for m in plan.lstm_matrices)

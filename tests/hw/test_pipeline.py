@@ -147,8 +147,11 @@ def test_ecp5_registered_product_uses_the_dsp_registers_of_its_stages(
 )
 def test_ecp5_hook_takes_only_operands_that_fit_the_dsp(a_shape, fits):
     multiplier = Multiplier(a_shape, signed(10))
-    assert (ECP5Target().get_registered_product(multiplier) is not None) == fits
-    Fragment.get(multiplier, None)  # elaborated: no unused-elaboratable warning
+    primitive = ECP5Target().get_registered_product(multiplier)
+    assert (primitive is not None) == fits
+    for elaboratable in (multiplier, primitive):  # elaborated: no unused-elaboratable warning
+        if elaboratable is not None:
+            Fragment.get(elaboratable, None)
 
 
 def test_targets_and_refusal():
