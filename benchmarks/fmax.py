@@ -10,7 +10,13 @@ configurations and ``--redo`` measures them again (after a change of the RTL).
     .venv/bin/python benchmarks/fmax.py --only demo --only 64x16
     .venv/bin/python benchmarks/fmax.py --redo                 # measure everything again
     .venv/bin/python benchmarks/fmax.py --table                # print the saved table
-    .venv/bin/python benchmarks/fmax.py --only demo --family ecp5  # MULT18X18D builds
+    .venv/bin/python benchmarks/fmax.py --only demo --family generic  # inferred multipliers
+
+The Verilog is generated for the ``ecp5`` family by default (``lstm-fpga build --family
+ecp5``: ``MULT18X18D`` instances with their input and output registers, which Yosys does not
+infer); ``--family generic`` measures the portable Verilog. Either way the synthesis flow
+turns the flip-flop behind a block-RAM read into the ``DP16KD`` output register
+(:mod:`lstm_fpga.eda.bram`).
 
 Also prints cycles per step (the bound ceil(4H(I+H)/P)) and µs per step at the measured clock.
 """
@@ -76,7 +82,7 @@ def _commit() -> str:
     )
 
 
-def measure(name: str, seed: int, workdir: Path, family: str = "generic") -> dict:
+def measure(name: str, seed: int, workdir: Path, family: str = "ecp5") -> dict:
     I, H, head, P, _ = CONFIGS[name]
     commit = _commit()  # of the tree the Verilog comes from
     model, config = _config(I, H, head, P)
@@ -185,7 +191,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, help="at most this many seeds per configuration")
     parser.add_argument("--table", action="store_true", help="only print the saved table")
     parser.add_argument(
-        "--family", choices=list(FAMILIES), default="generic", help="Verilog family (generic)"
+        "--family",
+        choices=list(FAMILIES),
+        default="ecp5",
+        help="Verilog family (ecp5: the MULT18X18D primitives with their registers)",
     )
     args = parser.parse_args(argv)
     rows = _load()

@@ -4,6 +4,7 @@
   nextpnr (YoWASP), and running a tool with its output in a log and progress on the way;
 * :mod:`.lint`: Verilator lint;
 * :mod:`.yosys`: synthesis to a family's primitives with resource counts;
+* :mod:`.bram`: ECP5 block-RAM output registers absorbed from the flip-flops behind reads;
 * :mod:`.nextpnr`: place and route (out of context, or on a board's pins), Fmax, critical
   path, utilisation;
 * :mod:`.ecppack`: ECP5 bitstreams from nextpnr's configuration;
@@ -15,7 +16,8 @@ their blocks.
 """
 
 # Each module lists its public names once, in its ``__all__``; the package offers them all.
-from . import ecppack, integration, lint, netlist, nextpnr, tools, yosys
+from . import bram, ecppack, integration, lint, netlist, nextpnr, tools, yosys
+from .bram import *  # noqa: F403
 from .ecppack import *  # noqa: F403
 from .integration import *  # noqa: F403
 from .lint import *  # noqa: F403
@@ -25,6 +27,7 @@ from .tools import *  # noqa: F403
 from .yosys import *  # noqa: F403
 
 __all__ = [
+    *bram.__all__,
     *ecppack.__all__,
     *integration.__all__,
     *lint.__all__,

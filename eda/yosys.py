@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bram import absorb_output_registers
 from .netlist import FAMILY_RESOURCES, count_cells, dsp_registers, hierarchy_of
 from .tools import ToolFailedError, find_yosys, run_logged
 
@@ -139,6 +140,9 @@ class SynthReport:
     seconds: float
     script: str = ""
     fallback_from: tuple[tuple[str, str, str], ...] = field(default=())
+    #: ECP5: block-RAM read ports whose following flip-flops became the block RAM's output
+    #: register (:func:`~lstm_fpga.eda.bram.absorb_output_registers`).
+    bram_output_registers: int = 0
 
     def to_json_dict(self) -> dict:
         return {
@@ -151,6 +155,7 @@ class SynthReport:
                 {"script": name, "cause": cause, "log": log}
                 for name, cause, log in self.fallback_from
             ],
+            "bram_output_registers": self.bram_output_registers,
             "seconds": round(self.seconds, 1),
             "netlist": str(self.netlist),
             "log": str(self.log),
@@ -258,6 +263,11 @@ def synthesize(
             f"yosys failed with each of its {len(flows)} scripts ({causes}); log: {log}", log
         )
     design = json.loads(netlist.read_text())
+    absorbed = 0
+    if family == "ecp5":  # Yosys maps no DP16KD output register: take the following FFs
+        absorbed = absorb_output_registers(design, top)
+        if absorbed:
+            netlist.write_text(json.dumps(design))
     cells = design["modules"][top]["cells"]
     total = count_cells(cells, family)
     blocks: dict[str, Counter] = {}
@@ -276,4 +286,5 @@ def synthesize(
         seconds=time.monotonic() - started,
         script=flow.name,
         fallback_from=tuple(failed),
+        bram_output_registers=absorbed,
     )

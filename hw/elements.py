@@ -70,17 +70,26 @@ class ElementStore(wiring.Component):
         m = Module()
         plan = self._plan
         k_elems = plan.input_elements
+        # ``no_rw_check`` on all three memories: no read meets a write of the same word in the
+        # same cycle, so synthesis need not build the bypass that returns the old word (a LUT
+        # between the block RAM and its output register, which would keep that register in
+        # the fabric). ``x``: a beat is read from the cycle after it counts in ``x_beats``
+        # (the cycle after its write), and a ring slot is written again only after its step's
+        # layer-0 job has ended (``x_beats`` drops a cycle later); vectors and the final
+        # state: a read in the cycle of the write is forwarded (below); ``h0``: written while
+        # the engine is idle.
+        unchecked = {"no_rw_check": 1}
         x_banks = [
-            Memory(shape=plan.input_shape, depth=x_buffer_words(plan), init=[])
+            Memory(shape=plan.input_shape, depth=x_buffer_words(plan), init=[], attrs=unchecked)
             for _ in range(k_elems)
         ]
         for e, bank in enumerate(x_banks):
             m.submodules[f"x_bank{e}"] = bank
         m.submodules.vectors = vectors = Memory(
-            shape=plan.state_shape, depth=max(2, plan.vector_depth), init=[]
+            shape=plan.state_shape, depth=max(2, plan.vector_depth), init=[], attrs=unchecked
         )
         m.submodules.states = states = Memory(
-            shape=plan.state_shape, depth=state_memory_words(plan), init=[]
+            shape=plan.state_shape, depth=state_memory_words(plan), init=[], attrs=unchecked
         )
 
         # -- writes ---------------------------------------------------------------------------

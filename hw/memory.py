@@ -281,9 +281,10 @@ class WeightMemory(wiring.Component):
             enables, write_address, write_data = write_requests[lane]
             bias_data = Signal(self._bias_shape, name=f"bias_rdata{lane}")
             init = images.biases[lane]
-            attrs = {}
+            # ``no_rw_check`` as in :func:`weight_bank_verilog`: no read meets a pending write.
+            attrs = {"no_rw_check": 1}
             if len(init) * self._bias_shape.width >= BLOCK_RAM_MIN_BITS:
-                attrs = {"ram_style": "block", "rom_style": "block"}
+                attrs |= {"ram_style": "block", "rom_style": "block"}
             # At least 2 words, so that no address port is zero bits wide.
             words = [int(v) for v in init] + [0] * max(0, 2 - len(init))
             memory = Memory(shape=self._bias_shape, depth=len(words), init=words, attrs=attrs)

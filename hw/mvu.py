@@ -332,7 +332,12 @@ class MatrixVectorUnit(wiring.Component):
             product_ctrl = data.View(
                 control, delay(m, lane.control, multiplier_latency, f"control{p}")
             )
-            ctrl = data.View(control, delay(m, product_ctrl, 1, f"aligned_control{p}"))
+            # The accumulator's control (``first``, ``matrix``) in the lane's own register, kept
+            # apart from its siblings (without a broadcast level every lane's chain holds the
+            # same bits, and merged they would drive every lane's adder and accumulator).
+            ctrl = data.View(
+                control, replicas(m, platform, product_ctrl, 1, f"aligned_control{p}_")[0]
+            )
             valid = delay(m, lane.control.valid, self.product_latency, f"valid{p}", control=True)
             product = products[p]
             first = shift_select(product, first_shifts, product_ctrl.matrix)
@@ -368,9 +373,12 @@ class MatrixVectorUnit(wiring.Component):
 
         # The pass's job fields and the load strobe, delayed to the row sums.
         load_latency = self.load_latency
+        # The strobe's last register is replicated once per unit of drain rows (below), so no
+        # flip-flop drives the load enable of every row.
         load = Signal()
-        last = delay(m, self.column.valid & beat.last, load_latency, "last", control=True)
-        m.d.comb += [load.eq(last), self.loaded.eq(load)]
+        arriving = delay(m, self.column.valid & beat.last, load_latency - 1, "last", control=True)
+        m.d.sync += load.eq(arriving)
+        m.d.comb += self.loaded.eq(load)
         pass_layout = data.StructLayout({"job": job_layout(plan), "final_pass": 1})
         meta = Signal(pass_layout)
         m.d.comb += meta.eq(delay(m, Cat(beat.job, beat.final_pass), load_latency, "pass"))
@@ -414,19 +422,24 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += self.units.payload.gates[gate].eq(bottom)
         last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[matrix]
         pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
+        loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
+        for e in range(depth):
+            with m.If(loads[e // GATES_PER_UNIT]):
+                if depth == row_lanes:
+                    # Whole units per pass: the drain is always empty when a pass lands.
+                    m.d.sync += rows[e].eq(row_sums[e])
+                else:  # the pass lands above the ``count`` carried rows
+                    with m.Switch(count):
+                        for carried in range(GATES_PER_UNIT):
+                            if 0 <= e - carried < row_lanes:
+                                with m.Case(carried):
+                                    m.d.sync += rows[e].eq(row_sums[e - carried])
+            if e < depth - GATES_PER_UNIT:
+                with m.Elif(shift[e // GATES_PER_UNIT]):
+                    m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
         with m.If(load):
             m.d.comb += next_count.eq(count + pass_rows)
             m.d.sync += job.eq(meta.job)
-            if depth == row_lanes:
-                # Whole units per pass: the drain is always empty when a pass lands.
-                m.d.sync += [rows[q].eq(row_sums[q]) for q in range(row_lanes)]
-            else:
-                with m.Switch(count):
-                    for carried in range(GATES_PER_UNIT):
-                        with m.Case(carried):
-                            m.d.sync += [
-                                rows[carried + q].eq(row_sums[q]) for q in range(row_lanes)
-                            ]
         with m.Elif(emit):
             m.d.comb += next_count.eq(count - GATES_PER_UNIT)
             units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
@@ -434,8 +447,4 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += unit.eq(0)
             with m.Else():
                 m.d.sync += unit.eq(unit + 1)
-        with m.If(~load):
-            for e in range(depth - GATES_PER_UNIT):
-                with m.If(shift[e // GATES_PER_UNIT]):
-                    m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
         return m
