@@ -218,6 +218,8 @@ def main(argv=None) -> int:
                         f"{row['dsp']} BRAM {row['bram']}: {' → '.join(row['critical_path'])}",
                         flush=True,
                     )
+                    # Re-read first: another run (another configuration) may have saved since.
+                    rows = _load()
                     rows.append(row)
                     _save(rows)
     print(table(rows))
