@@ -32,10 +32,13 @@ INTERLEAVE_BIDIRECTIONAL = (
     "--interleave B > 1 runs unidirectional models only (a bidirectional model buffers whole "
     "sequences): drop --interleave or use a unidirectional model"
 )
-#: Why ``--interleave`` refuses external weights (no weight reuse across the group yet).
+#: Why ``--interleave`` with external weights refuses a model whose matrices take several
+#: passes (the group's results leave the drain pass by pass, sequence by sequence: with one
+#: pass per matrix that is each sequence's units in order, the order every consumer expects).
 INTERLEAVE_EXTERNAL = (
-    "--interleave B > 1 does not combine with --weights external yet (each weight column "
-    "would be fetched once per sequence, not once per group): drop one of the two flags"
+    "--interleave B > 1 with --weights external needs every matrix in one pass: --lanes at "
+    "least 4 x hidden size = {rows}, not {lanes}, and a head of at most {rows} outputs; raise "
+    "--lanes or drop one of the two flags"
 )
 
 #: Why ``--interleave`` refuses an ``nn.GRU`` (its cell pipeline keeps one sequence's ``h``).
@@ -64,7 +67,16 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
         if model.cell_type is CellType.GRU:
             raise HardwareConfigError(INTERLEAVE_GRU)
         if config.weights == "external":
-            raise HardwareConfigError(INTERLEAVE_EXTERNAL)
+            _check_one_pass(model, config)
+
+
+def _check_one_pass(model: LstmModel, config: HardwareConfig) -> None:
+    """External weights with ``--interleave``: every matrix in one pass (``4H`` lanes or
+    more, so a pass holds ``4H`` rows, and a head of at most ``4H`` rows)."""
+    rows = 4 * model.hidden_size
+    head_rows = 0 if model.head is None else -(-model.head.out_features // 4) * 4
+    if config.lanes < rows or head_rows > rows:
+        raise HardwareConfigError(INTERLEAVE_EXTERNAL.format(rows=rows, lanes=config.lanes))
 
 
 def _shape(model: LstmModel) -> tuple:

@@ -198,6 +198,14 @@ class DesignLimits:
     #: cycles a group's step takes divided by ``B``; each sequence-step reads its weights
     #: (no reuse across the group: ``docs/interleave.md``).
     interleave: int = 1
+    #: External weights with ``B > 1`` (:attr:`EnginePlan.weight_reuse`): each fetched
+    #: weight serves the group's ``B`` sequences, so a sequence-step reads ``1/B`` of them.
+    weight_reuse: bool = False
+
+    @property
+    def _sharing(self) -> int:
+        """Sequence-steps one weight read serves: ``B`` with weight reuse, else 1."""
+        return self.interleave if self.weight_reuse else 1
 
     @property
     def macs_per_step(self) -> int:
@@ -213,20 +221,21 @@ class DesignLimits:
 
     @property
     def bytes_per_step(self) -> float:
-        """Weight bytes the lanes read per step (structural zeros included)."""
-        return self.read_bits_per_step / 8
+        """Weight bytes the lanes read per step (structural zeros included; with weight
+        reuse per sequence-step: a group step's over ``B``)."""
+        return self.read_bits_per_step / 8 / self._sharing
 
     @property
     def model_bytes_per_step(self) -> float:
         """The model's own weight bytes per step (at their formats' widths)."""
-        return self.model_bits_per_step / 8
+        return self.model_bits_per_step / 8 / self._sharing
 
     @property
     def zero_bytes_per_step(self) -> float:
         """Bytes of structural zeros the lanes read per step (padding rows and columns),
         ``W`` bits each."""
         padding = sum(m.mac_cycles * self.lanes_built - m.macs for m in self.matrices)
-        return padding * self.weight_width / 8
+        return padding * self.weight_width / 8 / self._sharing
 
     @property
     def compute_us(self) -> float:
@@ -356,4 +365,5 @@ def design_limits(plan_or_interface, clock: Clock | None = None) -> DesignLimits
         bias_bits_per_step=int(passes * plan.lanes * plan.bias_shape.width),
         clock=clock,
         interleave=int(plan.interleave),
+        weight_reuse=bool(plan.weight_reuse),
     )

@@ -122,6 +122,17 @@ class MatrixVectorUnit(wiring.Component):
     (``B > 1``) with whole-unit passes have two drain banks (:attr:`double_drain`): a
     ``last`` beat then needs only the bank its pass lands in to be empty.
 
+    Weight reuse (:attr:`EnginePlan.weight_reuse <lstm_fpga.hw.plan.EnginePlan.weight_reuse>`:
+    external weights, ``B > 1``, one pass per matrix): each column comes ``B`` times in a
+    row, ``job.sequence = 0 .. B-1``, with the same weight word and sequence ``b``'s element.
+    Each lane's accumulator is a circular delay line of ``B`` registers (the add reads the
+    entry written ``B`` beats before: the same sequence's sum of the previous column; ``B``
+    accumulators of :attr:`acc_width` bits per lane). A pass ends with ``B`` back-to-back
+    ``last`` beats whose sums load ``B`` drain banks of ``row_lanes`` rows (bank ``b`` for
+    sequence ``b``, ``drain_free`` = every bank empty); units leave sequence by sequence,
+    tagged with their ``job`` (``sequence``, ``vector_base`` of that sequence), and
+    ``loaded`` pulses with the last sequence's load.
+
     Pipeline (every stage one register transfer, one DSP multiply or one short add): the beat
     is broadcast to the lanes through :attr:`broadcast_levels` replicated register levels
     (each register drives at most :data:`~lstm_fpga.hw.pipeline.FANOUT` loads), each lane's
@@ -274,6 +285,62 @@ class MatrixVectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += unit.eq(unit + 1)
 
+    def _sequence_drain(self, m, row_sums, load, meta) -> None:
+        """Weight reuse (:attr:`~lstm_fpga.hw.plan.EnginePlan.weight_reuse`): the drain as
+        ``B`` banks of ``row_lanes`` rows, bank ``b`` for sequence ``b``. A pass (every
+        matrix has one) ends with ``B`` back-to-back ``last`` beats, sequences ``0 .. B-1``;
+        their sums load bank ``job.sequence`` in consecutive cycles (all banks are empty:
+        ``drain_free``, all of them, was 1 at the first of those beats). Units leave bank
+        ``out_bank`` 4 rows at a time, banks in turn ``0 .. B-1``: each sequence's units in
+        order, then the next sequence's. ``loaded`` pulses with the last sequence's load."""
+        plan = self._plan
+        B = plan.interleave
+        rows_per_bank = plan.row_lanes
+        acc_shape = signed(plan.acc_width)
+        units_per_bank = rows_per_bank // GATES_PER_UNIT
+        banks = []
+        for k in range(B):
+            rows = [
+                Signal(acc_shape, name=f"drain{k}_{e}", reset_less=True)
+                for e in range(rows_per_bank)
+            ]
+            left = Signal(range(units_per_bank + 1), name=f"drain{k}_units")
+            job = Signal(job_layout(plan), name=f"drain{k}_job", reset_less=True)
+            banks.append((rows, left, job))
+        out_bank = Signal(index_shape(B))
+        unit = Signal.like(self.units.payload.unit)
+        emit = Signal()
+        lefts = Array([left for _, left, _ in banks])
+        out_job = data.View(job_layout(plan), Array([job for _, _, job in banks])[out_bank])
+        m.d.comb += [
+            self.units.valid.eq(lefts[out_bank] != 0),
+            emit.eq(self.units.valid & self.units.ready),
+            self.drain_free.eq(Cat(left == 0 for _, left, _ in banks).all()),
+            self.units.payload.unit.eq(unit),
+            self.units.payload.job.eq(out_job),
+        ]
+        for gate in range(GATES_PER_UNIT):
+            m.d.comb += self.units.payload.gates[gate].eq(
+                Array([rows[gate] for rows, _, _ in banks])[out_bank]
+            )
+        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
+        for k, (rows, left, job) in enumerate(banks):
+            with m.If(load & (meta.job.sequence == k)):
+                m.d.sync += [left.eq(last_rows >> 2), job.eq(meta.job)]
+                m.d.sync += [rows[q].eq(row_sums[q]) for q in range(rows_per_bank)]
+            with m.Elif(emit & (out_bank == k)):
+                m.d.sync += left.eq(left - 1)
+                for e in range(rows_per_bank - GATES_PER_UNIT):
+                    m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
+        with m.If(emit):
+            with m.If(lefts[out_bank] == 1):
+                m.d.sync += out_bank.eq(Mux(out_bank == B - 1, 0, out_bank + 1))
+            units = Array([mp.units - 1 for mp in plan.matrices])[out_job.matrix]
+            with m.If(unit == units):
+                m.d.sync += unit.eq(0)
+            with m.Else():
+                m.d.sync += unit.eq(unit + 1)
+
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
@@ -352,9 +419,22 @@ class MatrixVectorUnit(wiring.Component):
             # it; with one group the drain takes the final sum straight from the adder.
             acc = Signal(acc_shape, name=f"acc{p}", reset_less=True)
             total = Signal(acc_shape, name=f"sum{p}")
-            m.d.comb += total.eq(Mux(ctrl.first, bias, acc) + aligned)
-            with m.If(valid):
-                m.d.sync += acc.eq(total)
+            if plan.weight_reuse:
+                # A circular delay line of B accumulators (one per sequence of the group):
+                # the add reads the entry written B beats earlier (the same sequence's, the
+                # previous column's) and writes the head; every beat shifts it.
+                chain = [acc] + [
+                    Signal(acc_shape, name=f"acc{p}_{k}", reset_less=True)
+                    for k in range(1, plan.interleave)
+                ]
+                m.d.comb += total.eq(Mux(ctrl.first, bias, chain[-1]) + aligned)
+                with m.If(valid):
+                    m.d.sync += [chain[0].eq(total)]
+                    m.d.sync += [chain[k].eq(chain[k - 1]) for k in range(1, len(chain))]
+            else:
+                m.d.comb += total.eq(Mux(ctrl.first, bias, acc) + aligned)
+                with m.If(valid):
+                    m.d.sync += acc.eq(total)
             accumulators.append(acc if groups > 1 else total)
 
         # A row's result: its lanes' sums added over the column groups in a registered tree
@@ -378,11 +458,17 @@ class MatrixVectorUnit(wiring.Component):
         load = Signal()
         arriving = delay(m, self.column.valid & beat.last, load_latency - 1, "last", control=True)
         m.d.sync += load.eq(arriving)
-        m.d.comb += self.loaded.eq(load)
+        if not plan.weight_reuse:
+            m.d.comb += self.loaded.eq(load)
         pass_layout = data.StructLayout({"job": job_layout(plan), "final_pass": 1})
         meta = Signal(pass_layout)
         m.d.comb += meta.eq(delay(m, Cat(beat.job, beat.final_pass), load_latency, "pass"))
         matrix = meta.job.matrix
+        if plan.weight_reuse:
+            # (the group's pass has landed with its last sequence's load)
+            m.d.comb += self.loaded.eq(load & (meta.job.sequence == plan.interleave - 1))
+            self._sequence_drain(m, row_sums, load, meta)
+            return m
         if self.double_drain:
             self._double_drain(m, row_sums, load, meta)
             return m

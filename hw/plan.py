@@ -456,8 +456,12 @@ class EnginePlan:
 
     @property
     def x_slot_beats(self) -> int:
-        """Words of one ``x`` slot in each of the ``input_elements`` banks."""
+        """Words of one ``x`` slot in each of the ``input_elements`` banks (with
+        :attr:`weight_reuse` a group step: ``B`` steps, sequence ``b``'s at ``b *
+        x_beats_per_step``)."""
         steps = 1 if self.schedule == STREAMING else self.max_seq_len
+        if self.weight_reuse:  # a group step: x_t of the B sequences, sequence b at b beats
+            steps = self.interleave
         return steps * self.x_beats_per_step
 
     @property
@@ -476,6 +480,15 @@ class EnginePlan:
     def interleave(self) -> int:
         """``B``: sequences interleaved on the lanes (:attr:`HardwareConfig.interleave`)."""
         return self.config.interleave
+
+    @property
+    def weight_reuse(self) -> bool:
+        """External weights with ``B > 1`` interleaved sequences: each fetched weight column
+        serves the group's ``B`` sequences (``docs/interleave.md#external-weights``). The
+        walk is column-level, ``(pass, column, sequence)``: a group job computes one layer
+        (or the head) for all ``B`` sequences of a step, each column issued ``B`` times in a
+        row; the ``x`` ring holds whole group steps."""
+        return self.interleave > 1 and self.config.weights == "external"
 
     @property
     def state_group_words(self) -> int:

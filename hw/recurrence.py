@@ -55,7 +55,8 @@ def _step_jobs(
     a group take turns step by step, a key's time index is then ``t * B + b`` and its
     recurrence reaches ``B`` back."""
     H, L, D = plan.hidden_size, plan.num_layers, plan.num_directions
-    B = plan.interleave
+    # (weight reuse: a job is a group job, all B sequences of one step: one per step)
+    B = 1 if plan.weight_reuse else plan.interleave
     jobs: list[_WalkJob] = []
     if plan.schedule == STREAMING:
         keys = []
@@ -100,6 +101,8 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
     a column that reads a unit waits until it may; a pass's last column waits for the
     previous pass's ``loaded`` and for the drain to be empty: with two drain banks
     (interleaved plans) the bank of the pass before the previous one), with ``latencies``."""
+    if plan.weight_reuse:
+        return _walk_reuse(plan, jobs, latencies)
     G = plan.groups
     double = plan.interleave > 1 and plan.row_lanes % GATES_PER_UNIT == 0
     readable: list[np.ndarray | None] = []
@@ -133,6 +136,43 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
             now = last + 1
         readable.append(None if mp.is_head else units)
         ends.append(last)
+    return ends
+
+
+def _walk_reuse(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> list[int]:
+    """:func:`_walk` for weight reuse (:attr:`EnginePlan.weight_reuse`): group jobs of one
+    pass each, every cycle issued ``B`` times (sequences ``0 .. B-1``); a cycle waits for
+    its columns of the last sequence (the walker checks them once for all ``B``), the
+    pass's last cycle for the previous pass's ``loaded`` (its last sequence's load) and for
+    every drain bank to be empty. The ``B`` passes land in consecutive cycles and their
+    ``B * units`` units leave one per cycle, sequence by sequence."""
+    G, B = plan.groups, plan.interleave
+    readable: list[np.ndarray | None] = []
+    ends: list[int] = []
+    now, loaded, emitted = 0, -1, -1
+    for matrix, parts in jobs:
+        mp = plan.matrices[matrix]
+        ready = np.full(mp.span * G, -1, dtype=np.int64)
+        column = 0
+        for length, producer in parts:
+            if producer is not None:
+                ready[column : column + length] = readable[producer][:length]
+            column += length
+        cycle = now
+        for j in range(mp.span):
+            cycle = max(cycle, int(ready[j * G : (j + 1) * G].max()))
+            if j == mp.span - 1:
+                cycle = max(cycle, loaded + 1, emitted + 1)
+            cycle += B
+        last = cycle - 1  # the last sequence's last issue
+        loaded = last + latencies.to_drain
+        hand_offs = last - (B - 1) + latencies.to_drain + 1 + np.arange(B * mp.units)
+        emitted = int(hand_offs[-1])
+        # (readers check the last sequence's units)
+        units = hand_offs[(B - 1) * mp.units :] + latencies.to_read
+        readable.append(None if mp.is_head else units)
+        ends.append(last)
+        now = last + 1
     return ends
 
 

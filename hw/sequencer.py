@@ -127,8 +127,14 @@ class Sequencer(wiring.Component):
         if streaming:
             connect_members(m, schedule, walker, "x_beats")
         connect_members(m, ports, walker, "drain_free", "loaded", "weights_ready")
-        m.d.comb += self.weight_issue.eq(walker.issue)
-        connect_members(m, walker, schedule, "issue", "job_start", "job_end")
+        if plan.weight_reuse:
+            # A weight word (and a step of the walk) per column, not per issue: the walker
+            # issues each column B times, once per sequence of the group.
+            m.d.comb += [self.weight_issue.eq(walker.advance), schedule.issue.eq(walker.advance)]
+            connect_members(m, walker, schedule, "job_start", "job_end")
+        else:
+            m.d.comb += self.weight_issue.eq(walker.issue)
+            connect_members(m, walker, schedule, "issue", "job_start", "job_end")
         connect_members(m, walker, ports, "weight_address", "bias_address")
         m.d.comb += [
             walker.completed.eq(self.announce.valid),

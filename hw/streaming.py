@@ -53,13 +53,15 @@ class StreamingSchedule(wiring.Component):
 
     def __init__(self, plan: EnginePlan):
         self._plan = plan
-        B = plan.x_beats_per_step
+        B = plan.x_slot_beats if plan.weight_reuse else plan.x_beats_per_step
         super().__init__({**schedule_ports(plan), "x_beats": Out(range(2 * B + 1))})
 
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
-        B = plan.x_beats_per_step
+        reuse = plan.weight_reuse
+        # (with weight reuse a step of the schedule is a group step: x_t of the B sequences)
+        B = plan.x_slot_beats if reuse else plan.x_beats_per_step
         H, L = plan.hidden_size, plan.num_layers
         LDH = plan.state_words
         has_head = plan.head is not None
@@ -79,7 +81,9 @@ class StreamingSchedule(wiring.Component):
         x_carry = Array([Signal(name=f"x_carry{k}") for k in range(2)])
         x_read = Array([Signal(name=f"x_read{k}") for k in range(2)])
         Bi = plan.interleave
-        interleaved = Bi > 1
+        # Job-level interleave (on-chip weights); weight reuse walks the B=1 schedule over
+        # group steps (the walker repeats each column for the B sequences).
+        interleaved = Bi > 1 and not reuse
         if interleaved:
             # A group's B sequences start with their step 0 (``in_first`` until the last
             # sequence's step 0 begins) and end with the last sequence's final step.
@@ -92,12 +96,22 @@ class StreamingSchedule(wiring.Component):
         else:
             seq_start = in_first
             opened = ~in_first
+        seq_first_beat = seq_start
+        if reuse:
+            # Each sequence of the group counts from its own first beat (beat ``b *
+            # x_beats_per_step`` of the group's first step).
+            per_seq = plan.x_beats_per_step
+            in_sub = Signal(index_shape(per_seq))
+            first_step = Mux(in_beat == 0, in_first, x_first[in_parity])
+            seq_first_beat = first_step & (in_sub == 0)
+            with m.If(accept):
+                m.d.sync += in_sub.eq(Mux(in_sub == per_seq - 1, 0, in_sub + 1))
         m.d.comb += [
             self.x.ready.eq((x_seen < 2 * B) & room),
             accept.eq(self.x.valid & self.x.ready),
             self.open.eq(opened),
-            self.started.eq(accept & seq_start),
-            self.admitted.eq(accept & seq_start),
+            self.started.eq(accept & seq_first_beat),
+            self.admitted.eq(accept & seq_first_beat),
             self.x_write.address.eq(Mux(in_parity, B, 0) + in_beat),
             self.x_write.elements.eq(self.x.payload.data),
             self.x_write.enable.eq(accept),
@@ -233,6 +247,8 @@ class StreamingSchedule(wiring.Component):
             # Bases: layer k's ring is words k*2BH .. k*2BH + 2BH - 1, slot = step parity,
             # then the interleaved sequence (B = 1: words k*2H .. k*2H + 2H - 1).
             def ring(k, slot):
+                if reuse:  # sequence 0's slot (the walker adds b * H for sequence b)
+                    return k * (2 * Bi * H) + Mux(slot, Bi * H, 0)
                 if not interleaved:
                     return k * 2 * H + Mux(slot, H, 0)
                 return k * (2 * Bi * H) + Mux(slot, Bi * H, 0) + seq * H
@@ -243,20 +259,25 @@ class StreamingSchedule(wiring.Component):
             if interleaved:
                 state_region = state_region + seq * LDH
             recurrent_state = state_region + layer * H
-            if interleaved:
+            if interleaved or reuse:
                 recurrent_vector = ring(layer, ~parity)
             else:
                 recurrent_vector = layer * 2 * H + Mux(parity, 0, H)
             recurrent_source = Mux(first, Source.STATE, Source.VECTOR)
             recurrent_base = Mux(first, recurrent_state, recurrent_vector)
             below = ring(layer - 1, parity)
+            # Units between a layer's step and the same layer's next step: B L H (each job
+            # one sequence's H units); with weight reuse a group job's units complete
+            # sequence by sequence (one pass), and the walker checks a column once for all B
+            # sequences, so against the last sequence's unit: (B L - B + 1) H.
+            recurrent = (Bi * L - Bi + 1) * H if reuse else Bi * L * H
             m.d.comb += [
                 # A layer-0 job is offered once its step's first beat is in: its fields
                 # depend on that beat (first step of a sequence or not).
                 desc.valid.eq(~layer0 | valid),
                 desc.kind.eq(Mux(at_head, JobKind.HEAD, JobKind.LSTM)),
                 desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
-                desc.a_distance.eq(Mux(at_head, H, Bi * L * H)),
+                desc.a_distance.eq(Mux(at_head, H, recurrent)),
                 desc.b_distance.eq(H),
                 desc.job.vector_base.eq(ring(layer, parity)),
                 desc.job.init.eq(first & init),
@@ -287,7 +308,7 @@ class StreamingSchedule(wiring.Component):
                     desc.a_x.eq(1),
                     desc.b_source.eq(recurrent_source),
                     desc.b_base.eq(recurrent_base),
-                    desc.b_distance.eq(Bi * L * H),
+                    desc.b_distance.eq(recurrent),
                 ]
             with m.Else():
                 m.d.comb += [

@@ -49,6 +49,12 @@ def _mask(width: int, test) -> int:
     return sum(1 << g for g in range(width) if test(g))
 
 
+def _step_beats(plan: EnginePlan) -> int:
+    """Input beats of one step of the schedule: ``x_beats_per_step``, or with
+    :attr:`~lstm_fpga.hw.plan.EnginePlan.weight_reuse` a group step (``B`` of them)."""
+    return plan.x_slot_beats if plan.weight_reuse else plan.x_beats_per_step
+
+
 def _loaded(shape, name):
     """A register loaded with every job before it is used: no reset needed."""
     return Signal(shape, name=name, reset_less=True)
@@ -118,8 +124,7 @@ def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> di
             signed(index.width + 1),
             per_matrix(
                 lambda mp: (
-                    min(first_top_of(mp), mp.segments[0].length - 1)
-                    + (plan.x_beats_per_step << k_bits)
+                    min(first_top_of(mp), mp.segments[0].length - 1) + (_step_beats(plan) << k_bits)
                 )
             ),
         ),
@@ -213,9 +218,12 @@ class JobWalker(wiring.Component):
     def __init__(self, plan: EnginePlan):
         self._plan = plan
         self._limit = outstanding_limit(plan)
-        B = plan.x_beats_per_step
+        B = _step_beats(plan)
+        # With weight reuse: ``advance`` (a column's last issue, of sequence B - 1).
+        reuse = {"advance": Out(1)} if plan.weight_reuse else {}
         super().__init__(
             {
+                **reuse,
                 "job": In(descriptor_layout(plan)),
                 "next_job": In(descriptor_layout(plan)),
                 "x_beats": In(range(2 * B + 1)),
@@ -318,18 +326,48 @@ class JobWalker(wiring.Component):
         drain_free = self.drain_free
         weights_ready = self.weights_ready
         issue = self.issue
-        m.d.comb += [
-            issue.eq(
-                current
-                & a_ok
-                & b_ok
-                & weights_ready
-                & ~(is_last_cycle & (load_pending | ~drain_free))
-            ),
-            job_end.eq(current & final & a_ok & b_ok & weights_ready & drain_free & ~load_pending),
-            load.eq(idle_ready | (final_ready & a_ok & b_ok & weights_ready & drain_free)),
-            self.job_start.eq((pass_index == 0) & (cycle == 0)),
-        ]
+        reuse = plan.weight_reuse
+        if reuse:
+            # Weight reuse: each column is issued B times in a row, for sequences ``rep = 0
+            # .. B-1`` (the weight word is held, the elements are sequence ``rep``'s); the
+            # walk advances with the last of them (``advance``). A pass's B ``last`` beats go
+            # back to back: the drain (B banks) must be free for the first of them only.
+            Bi = plan.interleave
+            rep = Signal(index_shape(Bi))
+            rep_first, rep_last = rep == 0, rep == Bi - 1
+            advance = self.advance
+            m.d.comb += [
+                issue.eq(
+                    current
+                    & a_ok
+                    & b_ok
+                    & weights_ready
+                    & ~(is_last_cycle & rep_first & (load_pending | ~drain_free))
+                ),
+                advance.eq(issue & rep_last),
+                job_end.eq(current & final & rep_last & a_ok & b_ok & weights_ready),
+                load.eq(idle_ready | (final_ready & rep_last & a_ok & b_ok & weights_ready)),
+                self.job_start.eq((pass_index == 0) & (cycle == 0)),
+            ]
+            with m.If(issue):
+                m.d.sync += rep.eq(Mux(rep_last, 0, rep + 1))
+        else:
+            m.d.comb += [
+                issue.eq(
+                    current
+                    & a_ok
+                    & b_ok
+                    & weights_ready
+                    & ~(is_last_cycle & (load_pending | ~drain_free))
+                ),
+                job_end.eq(
+                    current & final & a_ok & b_ok & weights_ready & drain_free & ~load_pending
+                ),
+                load.eq(idle_ready | (final_ready & a_ok & b_ok & weights_ready & drain_free)),
+                self.job_start.eq((pass_index == 0) & (cycle == 0)),
+            ]
+            rep = None
+            advance = issue
         # Next-state values of the registers the ready terms are made of (the defaults hold).
         current_next = Signal()
         final_next = Signal()
@@ -351,13 +389,15 @@ class JobWalker(wiring.Component):
         ]
 
         lstm_load = load & staged["lstm"]
-        # (both sums from registers, the load only selects)
+        # (both sums from registers, the load only selects; a group job of weight reuse
+        # has the B sequences' units)
+        job_units = H * plan.interleave if reuse else H
         m.d.sync += outstanding.eq(
-            Mux(lstm_load, outstanding + H - completed, outstanding - completed)
+            Mux(lstm_load, outstanding + job_units - completed, outstanding - completed)
         )
         with m.If(self.loaded):
             m.d.comb += pending_next.eq(0)
-        with m.If(issue & is_last_cycle):
+        with m.If(advance & is_last_cycle):
             m.d.comb += pending_next.eq(1)
 
         # The top columns after an issue (a pass's last cycle is capped at its last column),
@@ -384,6 +424,8 @@ class JobWalker(wiring.Component):
         # (``x_beats`` of this cycle: a beat accepted now counts a cycle later; the count only
         # falls when a layer-0 job ends, and then the next job is loaded, below.)
         x_elements = self.x_beats << k_bits
+        if reuse:  # checked for the group's last sequence, whose x_t is the slot's last
+            x_elements = x_elements - ((Bi - 1) * plan.x_beats_per_step << k_bits)
 
         def below(value, limit, plus_one):  # value < limit + plus_one, without the add
             return Mux(plus_one, value <= limit, value < limit)
@@ -407,10 +449,10 @@ class JobWalker(wiring.Component):
         a_advanced = advanced(a_verdict, first_top, columns_last, top_g)
         b_advanced = advanced(b_verdict, first_b_top, job["b_last"], b_top_g)
         m.d.sync += [
-            a_ok.eq(Mux(issue, a_advanced, a_verdict(top))),
-            b_ok.eq(Mux(issue, b_advanced, b_verdict(b_top))),
+            a_ok.eq(Mux(advance, a_advanced, a_verdict(top))),
+            b_ok.eq(Mux(advance, b_advanced, b_verdict(b_top))),
         ]
-        with m.If(issue):
+        with m.If(advance):
             m.d.sync += [
                 top.eq(top_advanced),
                 top_g.eq(top_advanced_g),
@@ -419,7 +461,7 @@ class JobWalker(wiring.Component):
             ]
         m.d.sync += [room_a.eq(next_room_a), room_b.eq(next_room_b)]
 
-        with m.If(issue):
+        with m.If(advance):
             m.d.sync += weight_address.eq(weight_address + 1)
             with m.If(is_last_cycle):
                 m.d.sync += [
@@ -504,18 +546,27 @@ class JobWalker(wiring.Component):
             ]
 
         walk = (column, cycle, is_last_cycle, is_last_pass, a_pointer, b_pointer)
-        _drive_reads(m, self, plan, load, issue, staged, job, walk)
+        _drive_reads(m, self, plan, load, advance, staged, job, walk, rep)
         return m
 
 
-def _drive_reads(m: Module, walker: JobWalker, plan: EnginePlan, load, issue, staged, job, walk):
+def _drive_reads(
+    m: Module, walker: JobWalker, plan: EnginePlan, load, issue, staged, job, walk, rep=None
+):
     """Drives ``walker.reads`` and ``walker.beat`` for this cycle's columns: the per-group
     segment and beyond-the-last-column masks (registers, compared the cycle before; a pass's
     first cycle takes the job's masks), read addresses and sources, beat metadata.
 
-    ``load``, ``issue``: the walker's job load and column issue; ``staged``, ``job``: the
+    ``load``, ``issue``: the walker's job load and the walk's advance (its column issue;
+    with weight reuse the last of a column's ``B`` issues); ``staged``, ``job``: the
     staged and the taken job's registers; ``walk``: ``(column, cycle, is_last_cycle,
-    is_last_pass, a_pointer, b_pointer)``, the walk's position."""
+    is_last_pass, a_pointer, b_pointer)``, the walk's position.
+
+    ``rep`` (weight reuse only, else None): this cycle's reads and beat are sequence
+    ``rep``'s. Its ``h`` slot is ``rep * H`` words above sequence 0's (the descriptor's
+    vector bases and ``vector_base``), its states ``rep * L * D * H`` (state regions), its
+    ``x_t`` ``rep * x_beats_per_step`` beats into the group step's ``x`` slot; the beat
+    carries ``rep`` as ``job.sequence``."""
     G = plan.groups
     k_bits = plan.input_elements.bit_length() - 1
     column, cycle, is_last_cycle, is_last_pass, a_pointer, b_pointer = walk
@@ -540,21 +591,33 @@ def _drive_reads(m: Module, walker: JobWalker, plan: EnginePlan, load, issue, st
             in_a.eq(Cat(ahead + g < a_length for g in range(G))),
             beyond.eq(Cat(ahead + g > columns_last for g in range(G))),
         ]
+    H = plan.hidden_size
     for g, read in enumerate(walker.reads):
         c = column + g
+        address = Mux(in_a[g], a_pointer, b_pointer) + g
+        x_address = a_base + (c >> k_bits)
+        source = Mux(in_a[g], job["a_source"], job["b_source"])
+        if rep is not None:
+            address = address + Mux(source == Source.STATE, rep * plan.state_words, rep * H)
+            x_address = x_address + rep * plan.x_beats_per_step
         m.d.comb += [
-            read.address.eq(Mux(in_a[g], a_pointer, b_pointer) + g),
-            read.x_address.eq(a_base + (c >> k_bits)),
-            read.source.eq(Mux(in_a[g], job["a_source"], job["b_source"])),
+            read.address.eq(address),
+            read.x_address.eq(x_address),
+            read.source.eq(source),
             read.beyond.eq(beyond[g]),
             walker.beat.segments[g].eq(~in_a[g]),
         ]
         if k_bits:
             m.d.comb += read.x_bank.eq(c[:k_bits])
     m.d.comb += [
-        walker.beat.valid.eq(issue),
+        walker.beat.valid.eq(walker.issue),  # (every issue; ``issue`` above: the walk's step)
         walker.beat.first.eq(cycle == 0),
         walker.beat.last.eq(is_last_cycle),
         walker.beat.final_pass.eq(is_last_pass),
         walker.beat.job.eq(walker.job.job),
     ]
+    if rep is not None:
+        m.d.comb += [
+            walker.beat.job.sequence.eq(rep),
+            walker.beat.job.vector_base.eq(walker.job.job.vector_base + rep * H),
+        ]

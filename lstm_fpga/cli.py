@@ -246,16 +246,13 @@ def _print_limits(limits, memory_gbps) -> None:
 
 def _check_interleave(args) -> None:
     """``--interleave B``: a positive count, and only with what it supports (before any
-    work; a bidirectional model is refused once the model is read)."""
-    from .hw.compatibility import INTERLEAVE_EXTERNAL
-
+    work; a bidirectional model, or external weights with a matrix of several passes, is
+    refused once the model is read)."""
     if args.interleave < 1:
         raise _UsageError(
             f"--interleave {args.interleave}: give the number of sequences to interleave "
             f"(1 or more; 1 = none)"
         )
-    if args.interleave > 1 and args.weights == "external":
-        raise _UsageError(INTERLEAVE_EXTERNAL)
     if args.interleave > 1 and args.control != "stream":
         raise _UsageError(
             "--interleave B > 1 works with --control stream only (the AXI4-Lite top is not "

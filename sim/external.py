@@ -26,6 +26,7 @@ from collections import deque
 from pathlib import Path
 
 import cocotb
+import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 __all__ = [
@@ -55,7 +56,10 @@ def external_run(
     image into the RAM model (read latency drawn from ``latency = (lo, hi)`` cycles per
     burst; ``pacing``: the probability of a pause on ``arready``, ``rvalid``, ``x`` and
     ``y``) and run random sequences of ``lengths``. Returns ``(interface, image, sequences,
-    record)`` (:func:`run_external_scenario`'s record)."""
+    record)`` (:func:`run_external_scenario`'s record). With ``interleave`` B > 1
+    ``lengths`` must be whole groups (``TopInterface.check_groups``): ``x`` goes out in the
+    wire's interleaved order, and the record's ``y`` comes back in sequence order
+    (``y_wire`` keeps the wire's order)."""
     from ..hw.external import weight_image
     from ..testing import random_sequences
     from .design import compile_model
@@ -68,8 +72,12 @@ def external_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "weights.bin"
     path.write_bytes(image.data)
+    interface.check_groups(lengths)
     sequences = random_sequences(model, lengths, rng=seed)
     bound = interface.sequence_bound(max(lengths))
+    x_data = np.array([int(v) for s in sequences for v in interface.pack_x(s)], dtype=object)
+    x_last = np.asarray(interface.x_last(lengths), dtype=bool)
+    x_order = interface.x_order(lengths)  # the identity without interleaving
     spec = {
         "idle": [list(pair) for pair in interface.idle_inputs],
         "x_stream": interface.x.name,
@@ -82,8 +90,8 @@ def external_run(
         "r_pause": pacing,
         "seed": seed,
         "x": {
-            "data": [int(v) for s in sequences for v in interface.pack_x(s)],
-            "last": [bool(v) for v in interface.x_last(lengths)],
+            "data": [int(v) for v in x_data[x_order]],
+            "last": [bool(v) for v in x_last[x_order]],
         },
         "y_beats": int(interface.y_beats(lengths).sum()),
         "input_pacing": {"probability": pacing, "max_cycles": 3, "seed": seed},
@@ -93,6 +101,11 @@ def external_run(
         + 4000,
     }
     got = run_external_scenario(design.sim_build, spec, run_dir / "run", seed=seed)
+    if interface.interleave > 1 and len(got["y"]) == spec["y_beats"]:
+        got["y_wire"] = got["y"]
+        y = np.zeros(len(got["y"]), dtype=object)
+        y[interface.y_order(lengths)] = got["y"]
+        got["y"] = [int(v) for v in y]
     return interface, image, sequences, got
 
 

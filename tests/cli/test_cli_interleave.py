@@ -28,7 +28,6 @@ def test_interleaved_build_records_b(files, capsys):
     "extra, message",
     [
         (["--interleave", "0"], "--interleave 0"),
-        (["--interleave", "2", "--weights", "external"], "--weights external"),
         (["--interleave", "2", "--control", "axi-lite"], "--control stream only"),
     ],
 )
@@ -60,6 +59,27 @@ def test_models_interleave_does_not_run_are_refused(files, capsys, make, message
     errors = [line for line in err.splitlines() if "error:" in line]  # after calibration
     assert len(errors) == 1 and message in errors[0], err
     assert not out.exists()
+
+
+def test_external_weights_interleave_in_one_pass(files, capsys):
+    """``--weights external --interleave B``: built when every matrix fits one pass (``P >=
+    4H``: weight reuse, build.json's bytes per sequence-step are ``1/B`` of B = 1's); fewer
+    lanes are one error line naming the flags, exit 2, nothing written."""
+    argv = ["build", files / "model.pt", "--calibrate", files / "cal.npy", "--weights", "external"]
+    out = files / "few"
+    code, _stdout, err = run_cli(capsys, *argv, "--out", out, "--lanes", "5", "--interleave", "2")
+    assert code == 2
+    errors = [line for line in err.splitlines() if "error:" in line]  # after calibration
+    assert len(errors) == 1 and "--lanes at least 4 x hidden size = 16" in errors[0], err
+    assert "--weights external" in errors[0] and not out.exists()
+    per_step = {}
+    for B in (1, 2):
+        out = files / f"ext{B}"
+        code, _stdout, err = run_cli(capsys, *argv, "--out", out, "--interleave", str(B))
+        assert code == 0, err
+        limits = json.loads((out / "build.json").read_text())["limits"]
+        per_step[B] = limits["weight_bytes_per_step"]
+    assert per_step[2] * 2 == per_step[1]
 
 
 def test_simulate_an_interleaved_build(files, capsys):

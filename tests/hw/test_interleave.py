@@ -26,9 +26,32 @@ def test_bidirectional_and_external_are_refused():
     with pytest.raises(HardwareConfigError, match="unidirectional models only"):
         EnginePlan(model, config)
     model = random_model(3, 4)
-    config = HardwareConfig(lanes=4, interleave=2, weights="external")
-    with pytest.raises(HardwareConfigError, match="--weights external"):
+    config = HardwareConfig(lanes=15, interleave=2, weights="external")
+    with pytest.raises(HardwareConfigError, match="--lanes at least 4 x hidden size = 16"):
         EnginePlan(model, config)
+    head = random_model(3, 4, head=17)  # 20 head rows: two passes on 16 lanes
+    config = HardwareConfig(lanes=64, interleave=2, weights="external")
+    with pytest.raises(HardwareConfigError, match="a head of at most 16 outputs"):
+        EnginePlan(head, config)
+
+
+@pytest.mark.parametrize("B", [2, 3])
+def test_external_weights_are_shared_by_the_group(B):
+    """Weight reuse: one pass per matrix on ``P >= 4H`` lanes; the weight bytes per
+    sequence-step are ``1/B`` of ``B = 1``'s; the walk model's bound per sequence-step is at
+    least the lane bound."""
+    from lstm_fpga.hw.limits import design_limits
+
+    model = random_model(3, 4, num_layers=2, head=3)
+    plans = {
+        b: EnginePlan(model, HardwareConfig(lanes=17, interleave=b, weights="external"))
+        for b in (1, B)
+    }
+    assert plans[B].weight_reuse and not plans[1].weight_reuse
+    assert plans[B].x_slot_beats == B * plans[B].x_beats_per_step
+    limits = {b: design_limits(plan) for b, plan in plans.items()}
+    assert limits[B].bytes_per_step * B == limits[1].bytes_per_step
+    assert limits[B].cycles_per_step >= plans[B].step_bound() + limits[B].head.lane_bound
 
 
 @pytest.mark.parametrize("B", [1, 2, 3])

@@ -170,3 +170,35 @@ def test_external_weights_run_a_model_too_big_for_block_ram(tmp_path, sim_cache)
     fetched = sum(beats for _address, beats in got["reads"]) * params.bytes_per_beat
     held = math.ceil((image.word_bits + 1024) / 1024) + params.fifo_beats
     assert 2 * image.bytes <= fetched <= 2 * image.bytes + held * params.bytes_per_beat
+
+
+@pytest.mark.parametrize(
+    "I, H, layers, head, lanes, B, lengths, data_width, latency, pacing",
+    [
+        # two layers and a head, two groups of different lengths; 128-bit words on 64 bits
+        (3, 2, 2, 3, 9, 2, [3, 3, 2, 2], 64, (4, 30), 0.3),
+        (3, 2, 1, None, 9, 3, [3, 3, 3], 128, (2, 20), 0.2),  # one word a beat
+    ],
+)
+def test_interleaved_groups_share_each_weight_fetch(
+    tmp_path, sim_cache, I, H, layers, head, lanes, B, lengths, data_width, latency, pacing
+):
+    """``--interleave B`` with external weights (an odd lane count, 8 lanes built): every
+    ``y`` equal to the reference of each sequence alone, and each weight word fetched once
+    per step of a group: the bytes read are a group step's image per group step (plus the
+    prefetch), so per sequence-step ``1/B`` of the image."""
+    model = random_model(I, H, num_layers=layers, head=head, seed=lanes + B)
+    params = AxiReadParams(data_width=data_width, burst=8, latency=max(latency), base=0x2000)
+    config = HardwareConfig(lanes=lanes, weights="external", axi=params, interleave=B)
+    interface, image, sequences, got = _top_run(
+        tmp_path, sim_cache, model, config, lengths, latency, pacing, seed=lanes + B
+    )
+    np.testing.assert_array_equal(np.asarray(got["y"]), _expected_y(model, sequences))
+    assert got["read_error"] == 0
+    group_steps = sum(lengths) // B
+    fetched = sum(beats for _address, beats in got["reads"]) * params.bytes_per_beat
+    held = math.ceil((image.word_bits + data_width) / data_width) + params.fifo_beats
+    assert group_steps * image.bytes <= fetched
+    assert fetched <= group_steps * image.bytes + held * params.bytes_per_beat
+    # limits.py: the weight bytes per sequence-step are the image's over B
+    assert design_limits(interface.plan).bytes_per_step * B == image.bytes
