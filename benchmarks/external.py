@@ -21,6 +21,16 @@ cycles above the bound.
     .venv/bin/python benchmarks/external.py                      # the table (markdown)
     .venv/bin/python benchmarks/external.py --json benchmarks/results/external.json
     .venv/bin/python benchmarks/external.py --table benchmarks/results/external.json
+
+``--interleave``: weight reuse instead (``--interleave B`` with external weights,
+``docs/interleave.md#external-weights-weight-reuse``): LSTM(5,16), P = 64, a 1,024-bit bus,
+memory latency 64, one group of ``B`` sequences of 8 steps for ``B = 1, 2, 4``; per
+sequence-step the cycles (spacing of the group steps' last ``y`` beats over ``B``), the lane
+utilisation (multiplies over built lanes x cycles) and the bytes read (the bursts over the
+run, prefetch included, over ``B x steps``; and the image over ``B``).
+
+    .venv/bin/python benchmarks/external.py --interleave \
+        --json benchmarks/results/external_interleave.json
 """
 
 from __future__ import annotations
@@ -82,6 +92,72 @@ def measure(I, H, P, width, steps, latency, sized, work: Path) -> dict:
     }
 
 
+#: (I, H, P, AXI data width, steps per sequence, memory latency, B values)
+INTERLEAVE_ROW = (5, 16, 64, 1024, 8, 64, (1, 2, 4))
+
+
+def measure_interleave(I, H, P, width, steps, latency, B, work: Path) -> dict:
+    model = random_model(I, H, seed=1)
+    params = AxiReadParams(data_width=width, burst=16, latency=latency)
+    config = HardwareConfig(lanes=P, weights="external", axi=params, interleave=B)
+    start = time.monotonic()
+    lengths = [steps] * B
+    interface, image, sequences, got = external_run(
+        model, config, lengths, (latency, latency), 0.0, 1, work / f"il{B}"
+    )
+    wall = time.monotonic() - start
+    from lstm_fpga.sw.reference import run_reference
+    from lstm_fpga.testing import padded
+
+    ref = run_reference(model, padded(sequences), lengths=lengths, head_on="all")
+    expected = [int(v) for b in range(B) for v in ref.output[:steps, b].reshape(-1)]
+    limits = design_limits(interface.plan)
+    group_beats = B * interface.y_features  # y beats of one group step (wire order)
+    ends = [got["y_cycles"][(k + 1) * group_beats - 1] for k in range(steps)]
+    per_group_step = (ends[-1] - ends[0]) / (steps - 1)
+    fetched = sum(b for _address, b in got["reads"]) * params.bytes_per_beat
+    per_sequence_step = per_group_step / B
+    return {
+        "shape": f"{I}x{H} P{P}",
+        "interleave": B,
+        "data_width": width,
+        "memory_latency": latency,
+        "steps": steps,
+        "bit_exact": got["y"] == expected,
+        "cycles_per_group_step": per_group_step,
+        "cycles_per_sequence_step": per_sequence_step,
+        "lane_bound": interface.plan.step_bound(),
+        "bound": limits.cycles_per_step,
+        "lane_utilisation": limits.macs_per_step / (interface.plan.lanes * per_sequence_step),
+        "image_bytes": image.bytes,
+        "fetched_bytes": fetched,
+        "image_sweeps": fetched // image.bytes,
+        "fetched_per_sequence_step": fetched / (B * steps),
+        "bytes_per_sequence_step": image.bytes / B,
+        "bytes_per_step_limits": limits.bytes_per_step,
+        "wall_s": round(wall, 1),
+    }
+
+
+def interleave_table(rows) -> list[str]:
+    lines = [
+        "| B | bit-exact | cycles per group step | cycles per sequence-step | lane bound "
+        "| lane utilisation | bytes read (image sweeps) | read per sequence-step "
+        "| image / B | limits.py | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['interleave']} | {'yes' if r['bit_exact'] else 'NO'} "
+            f"| {r['cycles_per_group_step']:g} | {r['cycles_per_sequence_step']:g} "
+            f"| {r['lane_bound']} | {100 * r['lane_utilisation']:.1f} % "
+            f"| {r['fetched_bytes']:,} ({r['image_sweeps']}) "
+            f"| {r['fetched_per_sequence_step']:,.0f} | {r['bytes_per_sequence_step']:,.0f} "
+            f"| {r['bytes_per_step_limits']:,.0f} | {r['wall_s']} |"
+        )
+    return lines
+
+
 def table(rows) -> list[str]:
     lines = [
         "| shape | bus bits | memory latency | FIFO sized for (outstanding) | cycles/step "
@@ -106,11 +182,26 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--small", action="store_true", help="skip the I=H=1024 row")
     parser.add_argument("--table", type=Path, help="print the table of saved rows and exit")
+    parser.add_argument(
+        "--interleave", action="store_true", help="weight reuse with --interleave B = 1, 2, 4"
+    )
     args = parser.parse_args(argv)
     if args.table:
-        print("\n".join(table(json.loads(args.table.read_text()))))
+        rows = json.loads(args.table.read_text())
+        print("\n".join((interleave_table if "interleave" in rows[0] else table)(rows)))
         return 0
     rows = []
+    if args.interleave:
+        I, H, P, width, steps, latency, bs = INTERLEAVE_ROW
+        with tempfile.TemporaryDirectory() as tmp:
+            for B in bs:
+                row = measure_interleave(I, H, P, width, steps, latency, B, Path(tmp))
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+        print("\n".join(interleave_table(rows)))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         for I, H, P, width, steps, latencies in ROWS[:-1] if args.small else ROWS:
             for latency, sized in latencies:

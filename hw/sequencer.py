@@ -64,7 +64,9 @@ class Sequencer(wiring.Component):
 
     Also counts ``cycles`` from a sequence's first accepted input beat to its last output beat
     (``sequence_done``); ``busy`` while a sequence is unfinished; ``overflow`` (sticky until
-    ``clear_status``) when a buffered sequence exceeded ``max_seq_len`` (it is dropped).
+    ``clear_status``) when a buffered sequence exceeded ``max_seq_len`` (it is dropped), or,
+    with weight reuse, when a group's sequences ended a step with different ``tlast`` (the
+    group ends with its last sequence's).
     """
 
     #: Cycles from an issue (the weight and bias addresses, the element reads) to its
@@ -173,6 +175,12 @@ class Sequencer(wiring.Component):
             with m.If(self.clear_status):
                 m.d.sync += self.overflow.eq(0)
             with m.If(schedule.dropped):
+                m.d.sync += self.overflow.eq(1)
+        elif plan.weight_reuse:
+            # (a group whose sequences' tlast disagree: sticky until clear_status)
+            with m.If(self.clear_status):
+                m.d.sync += self.overflow.eq(0)
+            with m.If(schedule.mismatch):
                 m.d.sync += self.overflow.eq(1)
         if plan.y_source == "copy":
             m.submodules.output_reader = reader = OutputReader(plan, self._copy_queue_depth)

@@ -54,7 +54,10 @@ class StreamingSchedule(wiring.Component):
     def __init__(self, plan: EnginePlan):
         self._plan = plan
         B = plan.x_slot_beats if plan.weight_reuse else plan.x_beats_per_step
-        super().__init__({**schedule_ports(plan), "x_beats": Out(range(2 * B + 1))})
+        # (weight reuse: ``mismatch`` pulses when a sequence's step ends with another tlast
+        # than the group's first sequence's)
+        reuse = {"mismatch": Out(1)} if plan.weight_reuse else {}
+        super().__init__({**schedule_ports(plan), "x_beats": Out(range(2 * B + 1)), **reuse})
 
     def elaborate(self, platform):
         m = Module()
@@ -104,8 +107,20 @@ class StreamingSchedule(wiring.Component):
             in_sub = Signal(index_shape(per_seq))
             first_step = Mux(in_beat == 0, in_first, x_first[in_parity])
             seq_first_beat = first_step & (in_sub == 0)
+            # The group's sequences must end together: each sequence's last beat of a step
+            # carries the tlast of sequence 0's (the group ends with the last sequence's).
+            in_member = Signal(index_shape(Bi))
+            group_last = Signal()
+            seq_end = accept & (in_sub == per_seq - 1)
             with m.If(accept):
                 m.d.sync += in_sub.eq(Mux(in_sub == per_seq - 1, 0, in_sub + 1))
+            with m.If(seq_end):
+                m.d.sync += in_member.eq(Mux(in_member == Bi - 1, 0, in_member + 1))
+                with m.If(in_member == 0):
+                    m.d.sync += group_last.eq(self.x.payload.last)
+            m.d.comb += self.mismatch.eq(
+                seq_end & (in_member != 0) & (self.x.payload.last != group_last)
+            )
         m.d.comb += [
             self.x.ready.eq((x_seen < 2 * B) & room),
             accept.eq(self.x.valid & self.x.ready),

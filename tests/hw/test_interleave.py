@@ -101,3 +101,44 @@ def test_interleave_reaches_the_lane_bound_of_lstm_5_16_p64(B, expected):
     interface = _interface(B, 64)
     assert interface.step_bound == 21
     assert interface.recurrence_step_bound == expected
+
+
+@pytest.mark.parametrize("B", [2, 3])
+def test_weight_reuse_flags_a_group_whose_tlast_disagree(B):
+    """Weight reuse: a sequence whose step ends with another ``tlast`` than the group's
+    first sequence's pulses ``mismatch`` (the sequencer's sticky ``overflow``); a group of
+    equal lengths never does."""
+    from amaranth.sim import Simulator
+
+    from lstm_fpga.hw.streaming import StreamingSchedule
+
+    model = random_model(3, 2)
+    plan = EnginePlan(model, HardwareConfig(lanes=9, interleave=B, weights="external"))
+    dut = StreamingSchedule(plan)
+    beats = plan.x_beats_per_step
+    # Two group steps: the first ends no sequence; in the second only sequence 0 ends
+    # (a mismatch at each other sequence's last beat).
+    lasts = [0] * (B * beats) + [
+        int(b == 0 and e == beats - 1) for b in range(B) for e in range(beats)
+    ]
+    pulses = []
+
+    async def bench(ctx):
+        ctx.set(dut.may_start, 1)
+        for last in lasts:
+            ctx.set(dut.x.valid, 1)
+            ctx.set(dut.x.payload.last, last)
+            while not ctx.get(dut.x.ready):
+                await ctx.tick()
+            pulses.append(ctx.get(dut.mismatch))
+            await ctx.tick()
+        ctx.set(dut.x.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    expected = [0] * (B * beats) + [
+        int(b != 0 and e == beats - 1) for b in range(B) for e in range(beats)
+    ]
+    assert pulses == expected
