@@ -28,7 +28,8 @@ Biases (one word per lane per pass) are listed but left out of the bandwidth: on
 banks are LUT RAM. With on-chip weights (block RAM) the memory figures say what a design
 would need if its weights were streamed from external memory; with ``weights="external"``
 (:mod:`lstm_fpga.hw.external`) they are what its AXI4 read master fetches, each weight once
-per step (the image rounds them up to whole bus beats).
+per step (the image rounds them up to whole bus beats); with ``--interleave B`` too, once per
+group step, so per sequence-step ``1/B`` of them (weight reuse).
 
 The clock (:class:`Clock`) is the Fmax ``lstm-fpga synth`` measured (``build.json``
 ``"timing"``) when there is one, else :data:`NOMINAL_CLOCK_MHZ`; the figures say which.
@@ -195,8 +196,8 @@ class DesignLimits:
     bias_bits_per_step: int
     clock: Clock
     #: Sequences interleaved on the lanes (``B``): a "step" is then one sequence's step, the
-    #: cycles a group's step takes divided by ``B``; each sequence-step reads its weights
-    #: (no reuse across the group: ``docs/interleave.md``).
+    #: cycles a group's step takes divided by ``B``; on chip each sequence-step reads its
+    #: weights (``docs/interleave.md``), with external weights the group shares them.
     interleave: int = 1
     #: External weights with ``B > 1`` (:attr:`EnginePlan.weight_reuse`): each fetched
     #: weight serves the group's ``B`` sequences, so a sequence-step reads ``1/B`` of them.
