@@ -78,10 +78,20 @@ MODELS = (
 MODEL_STEPS = 20
 
 
-def measure_model(params, workdir: Path) -> dict:
+def model_config(params, cell_type: str = "lstm") -> tuple:
+    """The seeded random model (``q16_even`` formats; a GRU's without ``cell``) and the
+    hardware configuration of a :data:`MODELS` row."""
     I, H, L, bidirectional, head, output, P = params
-    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even")
-    config = HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
+    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even", cell_type=cell_type)
+    return model, HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
+
+
+def measure_model(params, workdir: Path, cell_type: str = "lstm") -> dict:
+    """A :data:`MODELS` row (of an ``nn.LSTM``, or ``cell_type="gru"``) built and run on three
+    sequences back to back: the steady state from the distance of their final output beats
+    (``tlast``), against the sum of the bounds and the recurrence bound."""
+    I, H, L, bidirectional, head, output, P = params
+    model, config = model_config(params, cell_type)
     build = write_build(model, config, workdir, memory_init="readmemh")
     plan = build.interface.plan
     rng = np.random.default_rng(1)
