@@ -246,7 +246,8 @@ def _print_limits(limits, memory_gbps) -> None:
 
 def _check_interleave(args) -> None:
     """``--interleave B``: a positive count, and only with what it supports (before any
-    work; a bidirectional model is refused once the model is read)."""
+    work; a bidirectional model or an nn.GRU is refused once it is read, before calibration:
+    write_project's check_interleave)."""
     from .hw.compatibility import INTERLEAVE_EXTERNAL
 
     if args.interleave < 1:

@@ -38,7 +38,7 @@ def test_unsupported_interleave_is_one_line_exit_2(files, capsys, extra, message
     code, _stdout, err = run_cli(capsys, *argv, *extra)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not out.exists()
+    assert sorted(p.name for p in files.iterdir()) == ["cal.npy", "model.pt"]  # nothing written
 
 
 @pytest.mark.parametrize(
@@ -55,11 +55,12 @@ def test_models_interleave_does_not_run_are_refused(files, capsys, make, message
     torch.save(eval(f"torch.nn.{make}").state_dict(), files / "other.pt")
     out = files / "other"
     argv = ["build", files / "other.pt", "--calibrate", files / "cal.npy", "--out", out]
-    code, _stdout, err = run_cli(capsys, *argv, "--interleave", "2", "--max-seq-len", "8")
+    code, stdout, err = run_cli(capsys, *argv, "--interleave", "2", "--max-seq-len", "8")
     assert code == 2
-    errors = [line for line in err.splitlines() if "error:" in line]  # after calibration
-    assert len(errors) == 1 and message in errors[0], err
-    assert not out.exists()
+    # Refused before calibration: no progress line, only the error.
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert stdout == ""
+    assert sorted(p.name for p in files.iterdir()) == ["cal.npy", "model.pt", "other.pt"]
 
 
 def test_simulate_an_interleaved_build(files, capsys):
