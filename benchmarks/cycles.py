@@ -99,8 +99,8 @@ def measure_model(params, workdir: Path, cell_type: str = "lstm") -> dict:
     run = run_harness(build, sequences)
     ends = run.output_cycles[run.last_flags == 1]
     steady = float(np.mean(np.diff(ends)))
-    bound = plan.sequence_bound(MODEL_STEPS)
-    recurrence = build.interface.recurrence_sequence_bound(MODEL_STEPS)
+    bound = int(plan.sequence_bound(MODEL_STEPS))
+    recurrence = int(build.interface.recurrence_sequence_bound(MODEL_STEPS))  # NumPy's
     return {
         "I": I,
         "H": H,
@@ -113,9 +113,9 @@ def measure_model(params, workdir: Path, cell_type: str = "lstm") -> dict:
         "schedule": plan.schedule,
         "sum_of_bounds": bound,
         "recurrence_bound": recurrence,
-        "mac_cycles": plan.sequence_mac_cycles(MODEL_STEPS),
+        "mac_cycles": int(plan.sequence_mac_cycles(MODEL_STEPS)),
         "cycles_per_sequence": steady,
-        "first_sequence_latency": run.sequence_cycles[0],
+        "first_sequence_latency": int(run.sequence_cycles[0]),
         "overhead_per_step": (steady - bound) / MODEL_STEPS,
         "over_recurrence_per_step": (steady - recurrence) / MODEL_STEPS,
         "utilization": bound / steady,
@@ -159,8 +159,8 @@ def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> d
     run = run_harness(build, [x])
     step_ends = run.output_cycles[H - 1 :: H]
     per_step = float(np.mean(np.diff(step_ends)))
-    bound = plan.step_bound()
-    recurrence = build.interface.recurrence_step_bound
+    bound = int(plan.step_bound())
+    recurrence = int(build.interface.recurrence_step_bound)  # a NumPy integer: not JSON
     return {
         "I": I,
         "H": H,
@@ -174,7 +174,7 @@ def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> d
         "overhead": per_step - bound,
         "over_recurrence": per_step - recurrence,
         "utilization": bound / per_step,
-        "sequence_cycles": run.sequence_cycles[-1],
+        "sequence_cycles": int(run.sequence_cycles[-1]),
         "input_elements_per_cycle_needed": I / bound,
     }
 
