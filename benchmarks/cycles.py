@@ -78,10 +78,20 @@ MODELS = (
 MODEL_STEPS = 20
 
 
-def measure_model(params, workdir: Path) -> dict:
+def model_config(params, cell_type: str = "lstm") -> tuple:
+    """The seeded random model (``q16_even`` formats; a GRU's without ``cell``) and the
+    hardware configuration of a :data:`MODELS` row."""
     I, H, L, bidirectional, head, output, P = params
-    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even")
-    config = HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
+    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even", cell_type=cell_type)
+    return model, HardwareConfig(lanes=P, output=output, max_seq_len=MODEL_STEPS)
+
+
+def measure_model(params, workdir: Path, cell_type: str = "lstm") -> dict:
+    """A :data:`MODELS` row (of an ``nn.LSTM``, or ``cell_type="gru"``) built and run on three
+    sequences back to back: the steady state from the distance of their final output beats
+    (``tlast``), against the sum of the bounds and the recurrence bound."""
+    I, H, L, bidirectional, head, output, P = params
+    model, config = model_config(params, cell_type)
     build = write_build(model, config, workdir, memory_init="readmemh")
     plan = build.interface.plan
     rng = np.random.default_rng(1)
@@ -89,8 +99,8 @@ def measure_model(params, workdir: Path) -> dict:
     run = run_harness(build, sequences)
     ends = run.output_cycles[run.last_flags == 1]
     steady = float(np.mean(np.diff(ends)))
-    bound = plan.sequence_bound(MODEL_STEPS)
-    recurrence = build.interface.recurrence_sequence_bound(MODEL_STEPS)
+    bound = int(plan.sequence_bound(MODEL_STEPS))
+    recurrence = int(build.interface.recurrence_sequence_bound(MODEL_STEPS))  # NumPy's
     return {
         "I": I,
         "H": H,
@@ -103,9 +113,9 @@ def measure_model(params, workdir: Path) -> dict:
         "schedule": plan.schedule,
         "sum_of_bounds": bound,
         "recurrence_bound": recurrence,
-        "mac_cycles": plan.sequence_mac_cycles(MODEL_STEPS),
+        "mac_cycles": int(plan.sequence_mac_cycles(MODEL_STEPS)),
         "cycles_per_sequence": steady,
-        "first_sequence_latency": run.sequence_cycles[0],
+        "first_sequence_latency": int(run.sequence_cycles[0]),
         "overhead_per_step": (steady - bound) / MODEL_STEPS,
         "over_recurrence_per_step": (steady - recurrence) / MODEL_STEPS,
         "utilization": bound / steady,
@@ -149,8 +159,8 @@ def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> d
     run = run_harness(build, [x])
     step_ends = run.output_cycles[H - 1 :: H]
     per_step = float(np.mean(np.diff(step_ends)))
-    bound = plan.step_bound()
-    recurrence = build.interface.recurrence_step_bound
+    bound = int(plan.step_bound())
+    recurrence = int(build.interface.recurrence_step_bound)  # a NumPy integer: not JSON
     return {
         "I": I,
         "H": H,
@@ -164,7 +174,7 @@ def measure(I: int, H: int, P: int, workdir: Path, input_elements: int = 1) -> d
         "overhead": per_step - bound,
         "over_recurrence": per_step - recurrence,
         "utilization": bound / per_step,
-        "sequence_cycles": run.sequence_cycles[-1],
+        "sequence_cycles": int(run.sequence_cycles[-1]),
         "input_elements_per_cycle_needed": I / bound,
     }
 

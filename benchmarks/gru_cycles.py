@@ -26,15 +26,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from cycles import MODEL_STEPS, measure_model, model_config  # benchmarks/cycles.py
 
-from lstm_fpga.hw import EnginePlan, HardwareConfig, cycle_bound, write_build
-from lstm_fpga.sim.verilator_harness import run_harness
-from lstm_fpga.sw.numerics import quantize
-from lstm_fpga.testing import FORMAT_SETS, random_model
+from lstm_fpga.hw import EnginePlan, cycle_bound
 
-FORMATS = FORMAT_SETS["q16_even"]
-STEPS = 20
+STEPS = MODEL_STEPS
 
 #: (I, H, layers, bidirectional, head outputs, output mode, P). The first is the demo's shape
 #: (the MSFT forecaster's GRU(5, 16) + Linear(16, 1)).
@@ -49,37 +45,24 @@ MODELS = (
 
 
 def measure(params, workdir: Path) -> dict:
-    I, H, L, bidirectional, head, output, P = params
-    model = random_model(I, H, L, bidirectional, head=head, formats="q16_even", cell_type="gru")
-    config = HardwareConfig(lanes=P, output=output, max_seq_len=STEPS)
-    build = write_build(model, config, workdir, memory_init="readmemh")
-    plan: EnginePlan = build.interface.plan
-    rng = np.random.default_rng(1)
-    sequences = [quantize(rng.uniform(-4, 4, (STEPS, I)), FORMATS.x) for _ in range(3)]
-    run = run_harness(build, sequences)
-    ends = run.output_cycles[run.last_flags == 1]
-    steady = float(np.mean(np.diff(ends)))
-    bound = plan.sequence_bound(STEPS)
-    step_bound = plan.step_bound()
-    lstm_step_bound = sum(cycle_bound(d.input_size, H, lanes=P) for d in model.directions)
+    """:func:`cycles.measure_model` of the GRU of ``params``, with the GRU's ``3H`` step bound
+    and the same shape's LSTM bound."""
+    r = measure_model(params, workdir, cell_type="gru")
+    model, config = model_config(params, "gru")
+    P, steady, bound = config.lanes, r["cycles_per_sequence"], r["sum_of_bounds"]
+    lstm_step_bound = sum(cycle_bound(d.input_size, r["H"], lanes=P) for d in model.directions)
     return {
-        "I": I,
-        "H": H,
-        "layers": L,
-        "bidirectional": bidirectional,
-        "head": head,
-        "output": output,
-        "P": P,
+        **{k: r[k] for k in ("I", "H", "layers", "bidirectional", "head", "output", "P")},
         "steps": STEPS,
-        "schedule": plan.schedule,
-        "step_bound": int(step_bound),
+        "schedule": r["schedule"],
+        "step_bound": int(EnginePlan(model, config).step_bound()),
         "lstm_step_bound": int(lstm_step_bound),
-        "sum_of_bounds": int(bound),
-        "mac_cycles": int(plan.sequence_mac_cycles(STEPS)),
-        "recurrence_bound": int(build.interface.recurrence_sequence_bound(STEPS)),
+        "sum_of_bounds": bound,
+        "mac_cycles": r["mac_cycles"],
+        "recurrence_bound": r["recurrence_bound"],
         "cycles_per_sequence": steady,
         "cycles_per_step": steady / STEPS,
-        "first_sequence_latency": int(run.sequence_cycles[0]),
+        "first_sequence_latency": r["first_sequence_latency"],
         "over_bound": steady / bound,
         "utilization": bound / steady,
     }

@@ -128,7 +128,119 @@ def staged_rescale(m, next_matrix, value, options, shape, name):
     return _select(m, next_matrix, options, distinct, results, flags, shape)
 
 
-class GateCellPipeline(wiring.Component):
+class _CellPipelineFrame(wiring.Component):
+    """The frame of a cell pipeline (:class:`GateCellPipeline`,
+    :class:`~lstm_fpga.hw.gru_cell.GruCellPipeline`): the ports both share, the output
+    queues with the ``units`` handshake, and the ``valid``/``metas`` chain that carries each
+    accepted unit to its outputs. A subclass names its initial-state port (:attr:`_INIT_PORT`,
+    a stream of :func:`c0_write_layout`), sets :attr:`LATENCY` and builds its unit datapath in
+    ``elaborate`` between :meth:`_meta_chain` and :meth:`_emit`.
+
+    Ports (the subclasses' docstrings give their formats and contracts)
+    ------------------------------------------------------------------
+    units : In, stream of :func:`~lstm_fpga.hw.mvu.unit_layout`
+        One unit per beat; ready while the output queues have room for what it emits
+        (credit-based: a queue's slot is reserved when the unit is accepted, so the pipeline
+        never stalls).
+    hidden : Out, stream of :func:`output_layout` (the model's output format)
+    state : Out, stream of :func:`state_layout`
+    hidden_write : Out, stream (always ready) of :func:`hidden_write_layout`
+    announce : Out, stream (always ready) of :func:`hidden_announce_layout`
+        ``announce`` cycles (``0 .. LATENCY - 1``) ahead of ``hidden_write``.
+    <_INIT_PORT> : In, stream (always ready) of :func:`c0_write_layout`
+    saturations : Out, :func:`saturation_layout`
+    empty : Out, 1
+        No unit in the pipeline and none offered.
+
+    Latency: ``LATENCY`` cycles from an accepted unit to its ``hidden_write``; throughput one
+    unit per cycle while the output queues keep up.
+    """
+
+    #: Cycles from a ``units`` handshake to the ``hidden_write`` strobe (a subclass's).
+    LATENCY: int
+    #: Name of the initial-state write port (``c0_write`` or ``h0_write``).
+    _INIT_PORT: str
+
+    def __init__(self, plan: EnginePlan, queue_depth: int = 16, announce: int = 0):
+        if queue_depth < 1:
+            raise ValueError(f"queue_depth must be at least 1, not {queue_depth}")
+        if not 0 <= announce < self.LATENCY:
+            raise ValueError(f"announce must be in 0 .. {self.LATENCY - 1}, not {announce}")
+        self._announce = announce
+        self._plan = plan
+        self._queue_depth = queue_depth
+        y_shape = plan.model.output_format
+        super().__init__(
+            {
+                "units": In(stream.Signature(unit_layout(plan))),
+                "hidden": Out(stream.Signature(output_layout(format_shape(y_shape)))),
+                "state": Out(stream.Signature(state_layout(plan))),
+                "hidden_write": Out(stream.Signature(hidden_write_layout(plan), always_ready=True)),
+                "announce": Out(stream.Signature(hidden_announce_layout(plan), always_ready=True)),
+                self._INIT_PORT: In(stream.Signature(c0_write_layout(plan), always_ready=True)),
+                "saturations": Out(saturation_layout()),
+                "empty": Out(1),
+            }
+        )
+
+    def _queue(self, m, name, port, emits):
+        """An output queue fed by the pipeline's last stage; ``emits`` takes its credit."""
+        queue = m.submodules[f"{name}_queue"] = CreditQueue(port.payload.shape(), self._queue_depth)
+        wiring.connect(m, queue.output, wiring.flipped(port))
+        m.d.comb += queue.reserve.eq(emits)
+        return queue
+
+    def _meta_chain(self, m, latency):
+        """The output queues, the ``units`` handshake and the chain of the accepted units:
+        ``valid[k]`` and ``metas[k]`` (``unit`` and ``job``) of the unit ``k + 1`` cycles
+        after its handshake, for ``k < latency``; drives ``units.ready`` and ``empty``.
+        Returns ``(valid, metas, queues)``, ``queues`` for :meth:`_emit`."""
+        payload = self.units.payload
+        meta_layout = data.StructLayout(
+            {"unit": payload.unit.shape(), "job": job_layout(self._plan)}
+        )
+        accept = Signal()
+        y_queue = self._queue(m, "y", self.hidden, accept & payload.job.emit_y)
+        s_queue = self._queue(m, "state", self.state, accept & payload.job.emit_state)
+        m.d.comb += [
+            self.units.ready.eq(
+                (~payload.job.emit_y | y_queue.available)
+                & (~payload.job.emit_state | s_queue.available)
+            ),
+            accept.eq(self.units.valid & self.units.ready),
+        ]
+        valid = [Signal(name=f"valid{k}") for k in range(latency)]
+        metas = [Signal(meta_layout, name=f"meta{k}", reset_less=True) for k in range(latency)]
+        m.d.sync += [valid[0].eq(accept), metas[0].unit.eq(payload.unit)]
+        m.d.sync += metas[0].job.eq(payload.job)
+        for k in range(1, latency):
+            m.d.sync += [valid[k].eq(valid[k - 1]), metas[k].eq(metas[k - 1])]
+        m.d.comb += self.empty.eq(~Cat(*valid).any() & ~self.units.valid)
+        return valid, metas, (y_queue, s_queue)
+
+    def _emit(self, m, queues, valid, metas, h_new, state):
+        """The last stage's unit to its outputs: ``hidden_write`` (its value ``h_new``) and
+        the output queues (``state``: the ``state`` beat's fields besides ``h`` and
+        ``last``). The write targets (``hidden_write``, ``announce``) are the subclass's."""
+        y_queue, s_queue = queues
+        out = metas[self.LATENCY - 1]
+        done = valid[self.LATENCY - 1]
+        unit_last = out.unit == self._plan.hidden_size - 1
+        m.d.comb += [
+            self.hidden_write.payload.value.eq(h_new),
+            y_queue.push.valid.eq(done & out.job.emit_y),
+            y_queue.push.payload.data.eq(h_new),
+            y_queue.push.payload.last.eq(out.job.y_last & unit_last),
+            s_queue.push.valid.eq(done & out.job.emit_state),
+            s_queue.push.payload.h.eq(h_new),
+            *(s_queue.push.payload[name].eq(value) for name, value in state.items()),
+            s_queue.push.payload.last.eq(
+                (out.job.matrix == len(self._plan.datapaths) - 1) & unit_last
+            ),
+        ]
+
+
+class GateCellPipeline(_CellPipelineFrame):
     """``(i, f, g, o)`` accumulators of a unit and ``c_{t-1}`` to ``h_t`` and ``c_t``, for every
     layer direction of a plan (each with its own formats and tables).
 
@@ -194,63 +306,15 @@ class GateCellPipeline(wiring.Component):
     _TANH_CELL = _CELL + ActivationUnit.LATENCY
     #: Cycles from a ``units`` handshake to the ``hidden_write`` strobe.
     LATENCY = _TANH_CELL + 3
-
-    def __init__(self, plan: EnginePlan, queue_depth: int = 16, announce: int = 0):
-        if queue_depth < 1:
-            raise ValueError(f"queue_depth must be at least 1, not {queue_depth}")
-        if not 0 <= announce < self.LATENCY:
-            raise ValueError(f"announce must be in 0 .. {self.LATENCY - 1}, not {announce}")
-        self._announce = announce
-        self._plan = plan
-        self._queue_depth = queue_depth
-        y_shape = plan.model.output_format
-        super().__init__(
-            {
-                "units": In(stream.Signature(unit_layout(plan))),
-                "hidden": Out(stream.Signature(output_layout(format_shape(y_shape)))),
-                "state": Out(stream.Signature(state_layout(plan))),
-                "hidden_write": Out(stream.Signature(hidden_write_layout(plan), always_ready=True)),
-                "announce": Out(stream.Signature(hidden_announce_layout(plan), always_ready=True)),
-                "c0_write": In(stream.Signature(c0_write_layout(plan), always_ready=True)),
-                "saturations": Out(saturation_layout()),
-                "empty": Out(1),
-            }
-        )
-
-    def _queue(self, m, name, port, emits):
-        """An output queue fed by the pipeline's last stage; ``emits`` takes its credit."""
-        queue = m.submodules[f"{name}_queue"] = CreditQueue(port.payload.shape(), self._queue_depth)
-        wiring.connect(m, queue.output, wiring.flipped(port))
-        m.d.comb += queue.reserve.eq(emits)
-        return queue
+    _INIT_PORT = "c0_write"
 
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
         H = plan.hidden_size
         dps = plan.datapaths
-        job_shape = job_layout(plan)
-        meta_layout = data.StructLayout({"unit": self.units.payload.unit.shape(), "job": job_shape})
         payload = self.units.payload
-
-        accept = Signal()
-        y_queue = self._queue(m, "y", self.hidden, accept & payload.job.emit_y)
-        s_queue = self._queue(m, "state", self.state, accept & payload.job.emit_state)
-        m.d.comb += [
-            self.units.ready.eq(
-                (~payload.job.emit_y | y_queue.available)
-                & (~payload.job.emit_state | s_queue.available)
-            ),
-            accept.eq(self.units.valid & self.units.ready),
-        ]
-
-        valid = [Signal(name=f"valid{k}") for k in range(self.LATENCY)]
-        metas = [Signal(meta_layout, name=f"meta{k}", reset_less=True) for k in range(self.LATENCY)]
-        m.d.sync += [valid[0].eq(accept), metas[0].unit.eq(payload.unit)]
-        m.d.sync += metas[0].job.eq(payload.job)
-        for k in range(1, self.LATENCY):
-            m.d.sync += [valid[k].eq(valid[k - 1]), metas[k].eq(metas[k - 1])]
-        m.d.comb += self.empty.eq(~Cat(*valid).any() & ~self.units.valid)
+        valid, metas, queues = self._meta_chain(m, self.LATENCY)
 
         def matrix(stage):
             return metas[stage].job.matrix
@@ -397,21 +461,9 @@ class GateCellPipeline(wiring.Component):
                 port.payload.state_address.eq(region + final_base + meta.unit),
             ]
 
-        out = metas[self.LATENCY - 1]
-        done = valid[self.LATENCY - 1]
-        unit_last = out.unit == H - 1
         write_target(self.hidden_write, self.LATENCY - 1)
         write_target(self.announce, self.LATENCY - 1 - self._announce)
-        m.d.comb += [
-            self.hidden_write.payload.value.eq(h_new),
-            y_queue.push.valid.eq(done & out.job.emit_y),
-            y_queue.push.payload.data.eq(h_new),
-            y_queue.push.payload.last.eq(out.job.y_last & unit_last),
-            s_queue.push.valid.eq(done & out.job.emit_state),
-            s_queue.push.payload.h.eq(h_new),
-            s_queue.push.payload.c.eq(c_new[-1]),
-            s_queue.push.payload.last.eq((out.job.matrix == len(dps) - 1) & unit_last),
-        ]
+        self._emit(m, queues, valid, metas, h_new, {"c": c_new[-1]})
         return m
 
 

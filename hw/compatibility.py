@@ -3,6 +3,9 @@
 * :func:`check_supported`: can the engine be generated for ``model`` on ``config`` at all
   (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU``; bidirectional ones need
   ``max_seq_len``)?
+* :func:`check_interleave` (part of :func:`check_supported`): can ``config.interleave``
+  sequences share the lanes for a model of this shape and cell type (also of a float model,
+  before calibration)?
 * :func:`check_same_shape`: does ``model`` have the generated sizes, layers, directions and
   head (a reference to compare the hardware with may differ in formats)?
 * :func:`check_compatible`: can ``model``'s weights be loaded into the generated hardware
@@ -15,7 +18,7 @@ expose them for their model.
 from __future__ import annotations
 
 from ..sw.ir import LstmModel
-from ..sw.shape import CellType
+from ..sw.shape import CellType, LstmShape
 from .config import HardwareConfig, HardwareConfigError
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "INTERLEAVE_EXTERNAL",
     "INTERLEAVE_GRU",
     "check_compatible",
+    "check_interleave",
     "check_same_shape",
     "check_supported",
 ]
@@ -61,6 +65,13 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
             "a bidirectional model needs the whole sequence before its reverse direction can "
             "start: set HardwareConfig(max_seq_len=...) to the longest sequence to buffer"
         )
+    check_interleave(model, config)
+
+
+def check_interleave(model: LstmShape, config: HardwareConfig) -> None:
+    """Raise :class:`HardwareConfigError` unless ``config.interleave`` sequences can share the
+    lanes for ``model``: its shape and cell type decide, so a float model
+    (:class:`~lstm_fpga.sw.float_model.FloatLstm`) is checked before calibration too."""
     if config.interleave > 1:
         if model.bidirectional:
             raise HardwareConfigError(INTERLEAVE_BIDIRECTIONAL)
@@ -70,11 +81,12 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
             _check_one_pass(model, config)
 
 
-def _check_one_pass(model: LstmModel, config: HardwareConfig) -> None:
+def _check_one_pass(model: LstmShape, config: HardwareConfig) -> None:
     """External weights with ``--interleave``: every matrix in one pass (``4H`` lanes or
     more, so a pass holds ``4H`` rows, and a head of at most ``4H`` rows)."""
     rows = 4 * model.hidden_size
-    head_rows = 0 if model.head is None else -(-model.head.out_features // 4) * 4
+    head = model.head  # (the IR's or the float model's: its weight is outputs x inputs)
+    head_rows = 0 if head is None else -(-len(head.weight) // 4) * 4
     if config.lanes < rows or head_rows > rows:
         raise HardwareConfigError(INTERLEAVE_EXTERNAL.format(rows=rows, lanes=config.lanes))
 

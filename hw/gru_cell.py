@@ -11,25 +11,16 @@ hands it four sums per unit (rows ``r, z, xn, hn``: :data:`~lstm_fpga.hw.plan.GR
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw.numerics import GruDatapath
 from .activation import ActivationUnit
-from .cell import (
-    c0_write_layout,
-    hidden_announce_layout,
-    hidden_write_layout,
-    output_layout,
-    saturation_layout,
-    state_layout,
-)
+from .cell import _CellPipelineFrame
 from .fixed import format_shape, rescale_saturates, rescale_value
-from .mvu import job_layout, unit_layout
 from .pipeline import delay
-from .queue import CreditQueue
 
 __all__ = ["GruCellPipeline", "GruUnitPipeline", "gru_unit_latency"]
 
@@ -163,7 +154,7 @@ class GruUnitPipeline(wiring.Component):
         return m
 
 
-class GruCellPipeline(wiring.Component):
+class GruCellPipeline(_CellPipelineFrame):
     """The four sums ``(r, z, xn, hn)`` of a GRU unit to ``h_t``, for every layer direction
     of a GRU plan (each with its own formats and tables): the ports and protocol of
     :class:`~lstm_fpga.hw.cell.GateCellPipeline`, with ``h`` as the only state.
@@ -202,35 +193,12 @@ class GruCellPipeline(wiring.Component):
     #: ``h_{t-1}`` read are registered (1), then the unit pipeline.
     LATENCY = 1 + gru_unit_latency()
 
+    _INIT_PORT = "h0_write"
+
     def __init__(self, plan, queue_depth: int = 16, announce: int = 0):
         if not plan.is_gru:
             raise ValueError("GruCellPipeline needs a GRU plan (an nn.GRU model)")
-        if queue_depth < 1:
-            raise ValueError(f"queue_depth must be at least 1, not {queue_depth}")
-        if not 0 <= announce < self.LATENCY:
-            raise ValueError(f"announce must be in 0 .. {self.LATENCY - 1}, not {announce}")
-        self._plan = plan
-        self._queue_depth = queue_depth
-        self._announce = announce
-        y_shape = format_shape(plan.model.output_format)
-        super().__init__(
-            {
-                "units": In(stream.Signature(unit_layout(plan))),
-                "hidden": Out(stream.Signature(output_layout(y_shape))),
-                "state": Out(stream.Signature(state_layout(plan))),
-                "hidden_write": Out(stream.Signature(hidden_write_layout(plan), always_ready=True)),
-                "announce": Out(stream.Signature(hidden_announce_layout(plan), always_ready=True)),
-                "h0_write": In(stream.Signature(c0_write_layout(plan), always_ready=True)),
-                "saturations": Out(saturation_layout()),
-                "empty": Out(1),
-            }
-        )
-
-    def _queue(self, m, name, port, emits):
-        queue = m.submodules[f"{name}_queue"] = CreditQueue(port.payload.shape(), self._queue_depth)
-        wiring.connect(m, queue.output, wiring.flipped(port))
-        m.d.comb += queue.reserve.eq(emits)
-        return queue
+        super().__init__(plan, queue_depth, announce)
 
     def elaborate(self, platform):
         m = Module()
@@ -238,26 +206,8 @@ class GruCellPipeline(wiring.Component):
         H = plan.hidden_size
         dps = plan.datapaths
         payload = self.units.payload
-        meta_layout = data.StructLayout({"unit": payload.unit.shape(), "job": job_layout(plan)})
-
-        accept = Signal()
-        y_queue = self._queue(m, "y", self.hidden, accept & payload.job.emit_y)
-        s_queue = self._queue(m, "state", self.state, accept & payload.job.emit_state)
-        m.d.comb += [
-            self.units.ready.eq(
-                (~payload.job.emit_y | y_queue.available)
-                & (~payload.job.emit_state | s_queue.available)
-            ),
-            accept.eq(self.units.valid & self.units.ready),
-        ]
         last = self.LATENCY - 1
-        valid = [Signal(name=f"valid{k}") for k in range(self.LATENCY)]
-        metas = [Signal(meta_layout, name=f"meta{k}", reset_less=True) for k in range(self.LATENCY)]
-        m.d.sync += [valid[0].eq(accept), metas[0].unit.eq(payload.unit)]
-        m.d.sync += metas[0].job.eq(payload.job)
-        for k in range(1, self.LATENCY):
-            m.d.sync += [valid[k].eq(valid[k - 1]), metas[k].eq(metas[k - 1])]
-        m.d.comb += self.empty.eq(~Cat(*valid).any() & ~self.units.valid)
+        valid, metas, queues = self._meta_chain(m, self.LATENCY)
 
         # h_{t-1} (or h0): read with the handshake, there with the registered sums (stage 0).
         words = max(2, plan.state_words)
@@ -342,16 +292,7 @@ class GruCellPipeline(wiring.Component):
                 port.payload.state_address.eq(region + bases[meta.job.matrix] + meta.unit),
             ]
 
-        unit_last = out.unit == H - 1
         write_target(self.hidden_write, last)
         write_target(self.announce, last - self._announce)
-        m.d.comb += [
-            self.hidden_write.payload.value.eq(h_new),
-            y_queue.push.valid.eq(done & out.job.emit_y),
-            y_queue.push.payload.data.eq(h_new),
-            y_queue.push.payload.last.eq(out.job.y_last & unit_last),
-            s_queue.push.valid.eq(done & out.job.emit_state),
-            s_queue.push.payload.h.eq(h_new),
-            s_queue.push.payload.last.eq((out.job.matrix == len(dps) - 1) & unit_last),
-        ]
+        self._emit(m, queues, valid, metas, h_new, {})
         return m

@@ -246,8 +246,8 @@ def _print_limits(limits, memory_gbps) -> None:
 
 def _check_interleave(args) -> None:
     """``--interleave B``: a positive count, and only with what it supports (before any
-    work; a bidirectional model, or external weights with a matrix of several passes, is
-    refused once the model is read)."""
+    work; a bidirectional model or an nn.GRU is refused once it is read, before calibration:
+    write_project's check_interleave; so are external weights on fewer than 4H lanes)."""
     if args.interleave < 1:
         raise _UsageError(
             f"--interleave {args.interleave}: give the number of sequences to interleave "

@@ -37,7 +37,7 @@ def test_unsupported_interleave_is_one_line_exit_2(files, capsys, extra, message
     code, _stdout, err = run_cli(capsys, *argv, *extra)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not out.exists()
+    assert sorted(p.name for p in files.iterdir()) == ["cal.npy", "model.pt"]  # nothing written
 
 
 @pytest.mark.parametrize(
@@ -54,24 +54,26 @@ def test_models_interleave_does_not_run_are_refused(files, capsys, make, message
     torch.save(eval(f"torch.nn.{make}").state_dict(), files / "other.pt")
     out = files / "other"
     argv = ["build", files / "other.pt", "--calibrate", files / "cal.npy", "--out", out]
-    code, _stdout, err = run_cli(capsys, *argv, "--interleave", "2", "--max-seq-len", "8")
+    code, stdout, err = run_cli(capsys, *argv, "--interleave", "2", "--max-seq-len", "8")
     assert code == 2
-    errors = [line for line in err.splitlines() if "error:" in line]  # after calibration
-    assert len(errors) == 1 and message in errors[0], err
-    assert not out.exists()
+    # Refused before calibration: no progress line, only the error.
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert stdout == ""
+    assert sorted(p.name for p in files.iterdir()) == ["cal.npy", "model.pt", "other.pt"]
 
 
 def test_external_weights_interleave_in_one_pass(files, capsys):
     """``--weights external --interleave B``: built when every matrix fits one pass (``P >=
     4H``: weight reuse, build.json's bytes per sequence-step are ``1/B`` of B = 1's); fewer
-    lanes are one error line naming the flags, exit 2, nothing written."""
+    lanes are one error line naming the flags, exit 2, nothing written (before calibration)."""
     argv = ["build", files / "model.pt", "--calibrate", files / "cal.npy", "--weights", "external"]
     out = files / "few"
     code, _stdout, err = run_cli(capsys, *argv, "--out", out, "--lanes", "5", "--interleave", "2")
     assert code == 2
-    errors = [line for line in err.splitlines() if "error:" in line]  # after calibration
-    assert len(errors) == 1 and "--lanes at least 4 x hidden size = 16" in errors[0], err
-    assert "--weights external" in errors[0] and not out.exists()
+    # Refused before calibration: only the error line.
+    assert len(err.strip().splitlines()) == 1, err
+    assert "--lanes at least 4 x hidden size = 16" in err and "--weights external" in err
+    assert not out.exists()
     per_step = {}
     for B in (1, 2):
         out = files / f"ext{B}"
