@@ -142,3 +142,41 @@ def test_weight_reuse_flags_a_group_whose_tlast_disagree(B):
         int(b != 0 and e == beats - 1) for b in range(B) for e in range(beats)
     ]
     assert pulses == expected
+
+
+def test_weight_reuse_mismatch_sets_the_sticky_overflow():
+    """The sequencer turns the schedule's ``mismatch`` into ``overflow``, held until
+    ``clear_status``."""
+    from amaranth.sim import Simulator
+
+    from lstm_fpga.hw.sequencer import Sequencer
+
+    model = random_model(3, 2)
+    plan = EnginePlan(model, HardwareConfig(lanes=9, interleave=2, weights="external"))
+    dut = Sequencer(plan)
+    beats = plan.x_beats_per_step
+    lasts = [int(b == 0 and e == beats - 1) for b in range(2) for e in range(beats)]
+    seen = []
+
+    async def bench(ctx):
+        for last in lasts:
+            ctx.set(dut.x.valid, 1)
+            ctx.set(dut.x.payload.last, last)
+            while not ctx.get(dut.x.ready):
+                await ctx.tick()
+            seen.append(ctx.get(dut.overflow))
+            await ctx.tick()
+        ctx.set(dut.x.valid, 0)
+        await ctx.tick().repeat(3)
+        seen.append(ctx.get(dut.overflow))
+        ctx.set(dut.clear_status, 1)
+        await ctx.tick()
+        ctx.set(dut.clear_status, 0)
+        await ctx.tick()
+        seen.append(ctx.get(dut.overflow))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [0] * len(lasts) + [1, 0]
