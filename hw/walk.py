@@ -201,6 +201,14 @@ class JobWalker(wiring.Component):
     issue, job_start, job_end : Out(1)
         A column is issued this cycle; the walk is at the job's first column; the job's last
         column is issued this cycle.
+    advance : Out(1), weight reuse only
+        (:attr:`EnginePlan.weight_reuse <lstm_fpga.hw.plan.EnginePlan.weight_reuse>`: a job
+        is a group job of the ``B`` sequences of a step) each column is issued ``B`` times
+        in a row, ``beat.job.sequence = 0 .. B-1``, the reads offset to that sequence's
+        words; ``advance`` marks the last of them: the weight word is taken and the walk
+        moves on. The scoreboards check a column once, for the last sequence (its ``x_t``
+        is the group step's last; its units leave the drain last); a pass's first ``last``
+        issue needs the drain free and the previous pass loaded, the other ``B - 1`` follow.
     outstanding : Out
         Units of started layer-direction jobs not completed yet.
     weight_address, bias_address : Out
