@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lstm_fpga.eda import PathStep, every
+from lstm_fpga.eda import ROUTERS, PathStep, every
 from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
 from lstm_fpga.hw.devices import DEVICES, estimate_resources
 from lstm_fpga.hw.implement import critical_chain, implement
@@ -82,7 +82,9 @@ def _commit() -> str:
     )
 
 
-def measure(name: str, seed: int, workdir: Path, family: str = "ecp5") -> dict:
+def measure(
+    name: str, seed: int, workdir: Path, family: str = "ecp5", router: str | None = None
+) -> dict:
     I, H, head, P, _ = CONFIGS[name]
     commit = _commit()  # of the tree the Verilog comes from
     model, config = _config(I, H, head, P)
@@ -100,6 +102,7 @@ def measure(name: str, seed: int, workdir: Path, family: str = "ecp5") -> dict:
         speed=SPEED,
         freq_mhz=FREQ_MHZ,
         seed=seed,
+        router=router,
         progress=every(15, lambda m: print(f"    [{name} s{seed}] {m}", flush=True)),
     )
     estimate = estimate_resources(plan, "ecp5")
@@ -114,6 +117,7 @@ def measure(name: str, seed: int, workdir: Path, family: str = "ecp5") -> dict:
         "family": family,
         "device": DEVICE,
         "speed": SPEED,
+        "router": router or "router1",
         "fmax_mhz": round(result.fmax_mhz, 2),
         "critical_path": critical_chain(result.pnr.critical_path),
         "critical_path_steps": result.pnr.to_json_dict()["critical_path"],
@@ -196,6 +200,12 @@ def main(argv=None) -> int:
         default="ecp5",
         help="Verilog family (ecp5: the MULT18X18D primitives with their registers)",
     )
+    parser.add_argument(
+        "--router",
+        choices=ROUTERS,
+        help="nextpnr router (default router1; router2 for the 64-lane shapes, which router1 "
+        "rips up without end)",
+    )
     args = parser.parse_args(argv)
     rows = _load()
     if not args.table:
@@ -212,7 +222,7 @@ def main(argv=None) -> int:
                     ):
                         continue
                     print(f"{name} seed {seed} ({args.family})", flush=True)
-                    row = measure(name, seed, Path(tmp), args.family)
+                    row = measure(name, seed, Path(tmp), args.family, args.router)
                     print(
                         f"  {row['fmax_mhz']} MHz, LUT {row['lut']} FF {row['ff']} DSP "
                         f"{row['dsp']} BRAM {row['bram']}: {' → '.join(row['critical_path'])}",

@@ -20,7 +20,17 @@ from pathlib import Path
 from .netlist import HierarchyName, hierarchy_of
 from .tools import ToolFailedError, find_nextpnr, run_logged
 
-__all__ = ["ECP5_DEVICES", "PathStep", "PlaceRouteError", "PlaceRouteReport", "place_and_route"]
+__all__ = [
+    "ECP5_DEVICES",
+    "ROUTERS",
+    "PathStep",
+    "PlaceRouteError",
+    "PlaceRouteReport",
+    "place_and_route",
+]
+
+#: nextpnr's routers (``--router``); ``router1`` is its default for ECP5.
+ROUTERS = ("router1", "router2")
 
 #: ECP5 device option of nextpnr per size; the packages each comes in (Lattice FPGA-DS-02012).
 ECP5_DEVICES = {
@@ -173,16 +183,21 @@ def place_and_route(
     timeout: float | None = None,
     lpf=None,
     textcfg=None,
+    router: str | None = None,
 ) -> PlaceRouteReport:
     """Place and route a yosys JSON ``netlist`` out of context; the report and the log go
     next to it (``pnr_<device>_s<seed>.json`` / ``.log``). With ``lpf`` (a pin and clock
     constraint file next to the netlist) the design is placed on its pins instead, every
     clock checked against its own constraint, and ``textcfg`` (a file name) receives the
-    configuration ``ecppack`` packs into a bitstream. ``progress`` gets a
+    configuration ``ecppack`` packs into a bitstream. ``router`` picks nextpnr's router
+    (``"router1"``, its default for ECP5, or ``"router2"``, whose negotiated congestion
+    finishes dense designs that ``router1`` rips up without end). ``progress`` gets a
     :class:`~lstm_fpga.eda.tools.ToolProgress` per stage and count: placer iterations (no
     known end) and arcs routed of those to route (an ETA)."""
     if family != "ecp5":
         raise ValueError(f"place and route supports ecp5 only, not {family!r}")
+    if router is not None and router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     if device not in ECP5_DEVICES:
         raise ValueError(f"ECP5 device must be one of {', '.join(ECP5_DEVICES)}, not {device!r}")
     if package not in ECP5_DEVICES[device]:
@@ -216,6 +231,7 @@ def place_and_route(
             "--seed",
             str(seed),
             "--timing-allow-fail",
+            *(["--router", router] if router is not None else []),
             "--report",
             report_path.name,
         ],

@@ -122,12 +122,14 @@ def implement(
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
     verilog_family: str = "generic",
+    router: str | None = None,
 ) -> Implementation:
     """Check, synthesize and (ECP5) place and route ``verilog`` for ``device``.
 
     Netlists, reports and logs go to ``workdir`` (default: beside the Verilog).
     ``verilog_family`` (the family the Verilog was generated for, ``"generic"`` or
-    ``"ecp5"``) is recorded in the result.
+    ``"ecp5"``) is recorded in the result; ``router`` is nextpnr's ``--router`` (its
+    default when ``None``).
     Raises :class:`DeviceFitError` before synthesis when the plan's block RAMs or DSPs exceed
     the part, :class:`~lstm_fpga.eda.SynthesisError` / :class:`~lstm_fpga.eda.PlaceRouteError`
     (one line, with the log) when a tool fails.
@@ -156,6 +158,7 @@ def implement(
             seed=seed,
             progress=say,
             timeout=timeout,
+            router=router,
         )
         measured = {r: used for r, (used, _available) in pnr.utilisation.items()}
     else:

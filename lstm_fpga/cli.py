@@ -731,6 +731,7 @@ def _cmd_synth(args) -> int:
             workdir=project.directory / "synth",
             progress=bars,
             verilog_family=project.family,
+            router=args.router,
         )
     except ToolFailedError as error:  # one line with the log, no traceback
         print(f"lstm-fpga synth: error: {error}", file=sys.stderr)
@@ -757,7 +758,8 @@ def _cmd_synth(args) -> int:
                 "verilog_family": project.family,
                 "fmax_mhz": data["fmax_mhz"],
                 "us_per_step_at_fmax": round(project.cycle_bound / result.pnr.fmax_mhz, 4),
-                "source": f"lstm-fpga synth (nextpnr seed {args.seed})",
+                "source": f"lstm-fpga synth (nextpnr seed {args.seed}"
+                + (f", --router {args.router})" if args.router else ")"),
             },
         )
     limits, gbps = limits_of(project)  # at the Fmax just recorded
@@ -1083,6 +1085,8 @@ def _format_choice(args) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .eda.nextpnr import ROUTERS
+
     parser = argparse.ArgumentParser(
         prog="lstm-fpga",
         description="PyTorch LSTM -> fixed point -> Verilog, verified bit-exactly in simulation.",
@@ -1345,6 +1349,12 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speed", type=int, default=6, metavar="6|7|8", help="ECP5 speed (6)")
     synth.add_argument("--freq", type=float, default=100.0, metavar="MHZ", help="target (100)")
     synth.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
+    synth.add_argument(
+        "--router",
+        choices=ROUTERS,
+        help="nextpnr router (default router1); router2 finishes dense designs (64 lanes and "
+        "up) that router1 keeps ripping up",
+    )
 
     bitstream = _command(
         commands,

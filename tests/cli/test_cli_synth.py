@@ -92,9 +92,11 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     # One place and route (minutes on 2 cores), run as a user on a terminal sees it: the
     # tools' steps as lines and a bar per stage their logs name (a stage shorter than the 1 s
     # poll may pass unseen on this small design; tests/eda checks the counts).
+    # router2 here; the demo's synth test runs nextpnr's default, router1.
     shown = on_terminal(
-        "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50, cwd=files
-    )
+        "synth", out, "--target", "ecp5", "--device", "25k", "--freq", 50,
+        "--router", "router2", cwd=files,
+    )  # fmt: skip
     assert "yosys synth_ecp5 of lstm_top.v" in shown and "nextpnr-ecp5 --25k" in shown
     assert re.search(r"synth: \w+.*\[\d\d:\d\d", shown) and "Fmax" in shown
     # What `synth --json` prints, less the limits, is the record synth writes.
@@ -118,6 +120,9 @@ def test_synth_places_and_routes_a_small_model_on_ecp5_25f(files, capsys):
     assert result["fits"] and "fits: yes" in shown
     timing = json.loads((out / "build.json").read_text())["timing"]["ecp5"]
     assert timing["fmax_mhz"] == result["fmax_mhz"]
+    assert "--router router2" in timing["source"]
+    (pnr_log,) = (out / "synth").glob("pnr_*.log")
+    assert "Running router2" in pnr_log.read_text()
     # The limits report, in build.json, at the measured clock.
     limits = json.loads((out / "build.json").read_text())["limits"]
     assert limits["clock"]["measured"] and limits["clock"]["mhz"] == result["fmax_mhz"]
