@@ -51,13 +51,17 @@ def state_layout(plan: EnginePlan) -> data.StructLayout:
 
 def hidden_write_layout(plan: EnginePlan) -> data.StructLayout:
     """A finished ``h_t[u]``: into the vector memory at ``address``; with ``final`` also into
-    the final-state memory at ``state_address``."""
+    the final-state memory at ``state_address``. With weight reuse
+    (:attr:`~lstm_fpga.hw.plan.EnginePlan.weight_reuse`) ``counted`` marks the units of the
+    group's last sequence, the only ones the walker's scoreboards count."""
+    counted = {"counted": unsigned(1)} if plan.weight_reuse else {}
     return data.StructLayout(
         {
             "value": plan.state_shape,
             "address": index_shape(plan.vector_depth),
             "final": unsigned(1),
             "state_address": index_shape(3 * plan.state_group_words),
+            **counted,
         }
     )
 
@@ -460,6 +464,8 @@ class GateCellPipeline(_CellPipelineFrame):
                 port.payload.final.eq(meta.job.final),
                 port.payload.state_address.eq(region + final_base + meta.unit),
             ]
+            if plan.weight_reuse:
+                m.d.comb += port.payload.counted.eq(meta.job.sequence == plan.interleave - 1)
 
         write_target(self.hidden_write, self.LATENCY - 1)
         write_target(self.announce, self.LATENCY - 1 - self._announce)

@@ -23,7 +23,6 @@ from .config import HardwareConfig, HardwareConfigError
 
 __all__ = [
     "INTERLEAVE_BIDIRECTIONAL",
-    "INTERLEAVE_EXTERNAL",
     "INTERLEAVE_GRU",
     "check_compatible",
     "check_interleave",
@@ -36,15 +35,6 @@ INTERLEAVE_BIDIRECTIONAL = (
     "--interleave B > 1 runs unidirectional models only (a bidirectional model buffers whole "
     "sequences): drop --interleave or use a unidirectional model"
 )
-#: Why ``--interleave`` with external weights refuses a model whose matrices take several
-#: passes (the group's results leave the drain pass by pass, sequence by sequence: with one
-#: pass per matrix that is each sequence's units in order, the order every consumer expects).
-INTERLEAVE_EXTERNAL = (
-    "--interleave B > 1 with --weights external needs every matrix in one pass: --lanes at "
-    "least 4 x hidden size = {rows}, not {lanes}, and a head of at most {rows} outputs; raise "
-    "--lanes or drop one of the two flags"
-)
-
 #: Why ``--interleave`` refuses an ``nn.GRU`` (its cell pipeline keeps one sequence's ``h``).
 INTERLEAVE_GRU = (
     "--interleave B > 1 runs nn.LSTM models only (the GRU cell pipeline keeps one sequence's "
@@ -77,18 +67,6 @@ def check_interleave(model: LstmShape, config: HardwareConfig) -> None:
             raise HardwareConfigError(INTERLEAVE_BIDIRECTIONAL)
         if model.cell_type is CellType.GRU:
             raise HardwareConfigError(INTERLEAVE_GRU)
-        if config.weights == "external":
-            _check_one_pass(model, config)
-
-
-def _check_one_pass(model: LstmShape, config: HardwareConfig) -> None:
-    """External weights with ``--interleave``: every matrix in one pass (``4H`` lanes or
-    more, so a pass holds ``4H`` rows, and a head of at most ``4H`` rows)."""
-    rows = 4 * model.hidden_size
-    head = model.head  # (the IR's or the float model's: its weight is outputs x inputs)
-    head_rows = 0 if head is None else -(-len(head.weight) // 4) * 4
-    if config.lanes < rows or head_rows > rows:
-        raise HardwareConfigError(INTERLEAVE_EXTERNAL.format(rows=rows, lanes=config.lanes))
 
 
 def _shape(model: LstmModel) -> tuple:

@@ -401,25 +401,47 @@ class TopInterface:
                 f"consecutive sequences needs one length, not {groups.tolist()}"
             )
 
-    def group_order(self, lengths, per_step: int) -> np.ndarray:
+    def group_order(self, lengths, per_step: int, chunks=None) -> np.ndarray:
         """Where the wire's beats come from: for sequences of ``lengths`` steps with
         ``per_step`` beats per step laid out back to back (sequence 0's steps, then sequence
         1's, ...), the index of each beat in the interleaved order on the wire (per group of
         ``B`` sequences: step ``t`` of sequences ``0 .. B-1``, then step ``t + 1``). The
-        identity for ``B = 1``."""
+        identity for ``B = 1``. ``chunks`` (``(start, end)`` beat ranges of a step, in
+        order; default the whole step): the group's step goes chunk by chunk, each chunk of
+        sequences ``0 .. B-1`` (:meth:`y_chunks`)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         self.check_groups(lengths)
         B = self.interleave
+        chunks = ((0, per_step),) if chunks is None else chunks
         starts = np.r_[0, np.cumsum(lengths * per_step)[:-1]]
         order = []
         for g in range(0, lengths.size, B):
             for t in range(int(lengths[g])):
-                for b in range(g, g + B):
-                    first = starts[b] + t * per_step
-                    order.append(np.arange(first, first + per_step))
+                for start, end in chunks:
+                    for b in range(g, g + B):
+                        first = starts[b] + t * per_step
+                        order.append(np.arange(first + start, first + end))
         if not order:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate(order)
+
+    def y_chunks(self) -> tuple[tuple[int, int], ...]:
+        """The pieces of an output vector that leave together for the ``B`` sequences of a
+        group, ``(start, end)`` element ranges in order: the whole vector, except with
+        weight reuse (``--weights external``) when the matrix feeding ``y`` (the head, else
+        the last layer) takes several passes: then each pass's completed units
+        (:attr:`MatrixPlan.pass_units <lstm_fpga.hw.plan.MatrixPlan.pass_units>`; a head
+        unit is 4 outputs), of sequences ``0 .. B-1``, then the next pass's."""
+        plan = self.plan
+        features = self.y_features
+        if not plan.weight_reuse:
+            return ((0, features),)
+        matrix = plan.head_matrix or plan.lstm_matrices[-1]
+        per_unit = 4 if matrix.is_head else 1
+        ranges = [
+            (min(per_unit * a, features), min(per_unit * b, features)) for a, b in matrix.pass_units
+        ]
+        return tuple((a, b) for a, b in ranges if b > a)
 
     def x_order(self, lengths) -> np.ndarray:
         """:meth:`group_order` of the ``x`` beats (``x_beats_per_step`` per step)."""
@@ -427,12 +449,16 @@ class TopInterface:
 
     def y_order(self, lengths) -> np.ndarray:
         """:meth:`group_order` of the ``y`` beats: interleaved per step with output
-        ``"all"``; with ``"last"`` each sequence's one vector in sequence order."""
+        ``"all"``; with ``"last"`` each sequence's one vector in sequence order; with weight
+        reuse over several passes chunk by chunk (:meth:`y_chunks`)."""
         lengths = np.asarray(lengths, dtype=np.int64)
+        chunks = self.y_chunks()
         if self.output_mode == "last":
             self.check_groups(lengths)
-            return np.arange(int(self.y_beats(lengths).sum()))
-        return self.group_order(lengths, self.y_features)
+            if len(chunks) == 1:
+                return np.arange(int(self.y_beats(lengths).sum()))
+            return self.group_order(np.ones_like(lengths), self.y_features, chunks)
+        return self.group_order(lengths, self.y_features, chunks)
 
     # -- y -----------------------------------------------------------------------------------
     @property

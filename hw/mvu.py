@@ -123,15 +123,17 @@ class MatrixVectorUnit(wiring.Component):
     ``last`` beat then needs only the bank its pass lands in to be empty.
 
     Weight reuse (:attr:`EnginePlan.weight_reuse <lstm_fpga.hw.plan.EnginePlan.weight_reuse>`:
-    external weights, ``B > 1``, one pass per matrix): each column comes ``B`` times in a
-    row, ``job.sequence = 0 .. B-1``, with the same weight word and sequence ``b``'s element.
-    Each lane's accumulator is a circular delay line of ``B`` registers (the add reads the
-    entry written ``B`` beats before: the same sequence's sum of the previous column; ``B``
-    accumulators of :attr:`acc_width` bits per lane). A pass ends with ``B`` back-to-back
-    ``last`` beats whose sums load ``B`` drain banks of ``row_lanes`` rows (bank ``b`` for
-    sequence ``b``, ``drain_free`` = every bank empty); units leave sequence by sequence,
-    tagged with their ``job`` (``sequence``, ``vector_base`` of that sequence), and
-    ``loaded`` pulses with the last sequence's load.
+    external weights, ``B > 1``): each column comes ``B`` times in a row, ``job.sequence =
+    0 .. B-1``, with the same weight word and sequence ``b``'s element. Each lane's
+    accumulator is a circular delay line of ``B`` registers (the add reads the entry written
+    ``B`` beats before: the same sequence's sum of the previous column; ``B`` accumulators of
+    :attr:`acc_width` bits per lane). A pass ends with ``B`` back-to-back ``last`` beats
+    whose sums load ``B`` drain banks of :attr:`drain_depth` rows (bank ``b`` for sequence
+    ``b``, each with its own carry; ``drain_free`` = no bank holds a whole unit); units
+    leave sequence by sequence, tagged with their ``job`` (``sequence``, ``vector_base`` of
+    that sequence) and their own unit index, so a matrix of several passes hands out its
+    units ordered ``(pass, sequence, unit)``; ``loaded`` pulses with the last sequence's
+    load.
 
     Pipeline (every stage one register transfer, one DSP multiply or one short add): the beat
     is broadcast to the lanes through :attr:`broadcast_levels` replicated register levels
@@ -287,59 +289,69 @@ class MatrixVectorUnit(wiring.Component):
 
     def _sequence_drain(self, m, row_sums, load, meta) -> None:
         """Weight reuse (:attr:`~lstm_fpga.hw.plan.EnginePlan.weight_reuse`): the drain as
-        ``B`` banks of ``row_lanes`` rows, bank ``b`` for sequence ``b``. A pass (every
-        matrix has one) ends with ``B`` back-to-back ``last`` beats, sequences ``0 .. B-1``;
-        their sums load bank ``job.sequence`` in consecutive cycles (all banks are empty:
-        ``drain_free``, all of them, was 1 at the first of those beats). Units leave bank
-        ``out_bank`` 4 rows at a time, banks in turn ``0 .. B-1``: each sequence's units in
-        order, then the next sequence's. ``loaded`` pulses with the last sequence's load."""
+        ``B`` banks of :attr:`drain_depth` rows, bank ``b`` for sequence ``b``. A pass ends
+        with ``B`` back-to-back ``last`` beats, sequences ``0 .. B-1``; their sums load bank
+        ``job.sequence`` in consecutive cycles, above the up to 3 rows the bank carries from
+        the previous pass when ``row_lanes`` is not a multiple of 4 (``drain_free``: no bank
+        holds a whole unit, was 1 at the first of those beats). Units leave 4 rows at a time
+        from the lowest bank holding one: a pass's units leave sequence by sequence (bank
+        ``b`` loads before bank ``b + 1`` and empties before it may emit), each sequence's in
+        order; with several passes per matrix the job's units therefore leave ordered
+        ``(pass, sequence, unit)``. Each bank counts its own units (``unit`` restarts per
+        sequence and job). ``loaded`` pulses with the last sequence's load."""
         plan = self._plan
         B = plan.interleave
-        rows_per_bank = plan.row_lanes
+        rows_per_pass = plan.row_lanes
+        depth = self.drain_depth
         acc_shape = signed(plan.acc_width)
-        units_per_bank = rows_per_bank // GATES_PER_UNIT
         banks = []
         for k in range(B):
-            rows = [
-                Signal(acc_shape, name=f"drain{k}_{e}", reset_less=True)
-                for e in range(rows_per_bank)
-            ]
-            left = Signal(range(units_per_bank + 1), name=f"drain{k}_units")
+            rows = [Signal(acc_shape, name=f"drain{k}_{e}", reset_less=True) for e in range(depth)]
+            count = Signal(range(depth + 1), name=f"drain{k}_rows")
+            unit = Signal.like(self.units.payload.unit, name=f"drain{k}_unit")
             job = Signal(job_layout(plan), name=f"drain{k}_job", reset_less=True)
-            banks.append((rows, left, job))
+            banks.append((rows, count, unit, job))
+        holds = [count >= GATES_PER_UNIT for _, count, _, _ in banks]
+        # The lowest bank holding a unit emits.
         out_bank = Signal(index_shape(B))
-        unit = Signal.like(self.units.payload.unit)
+        for k in reversed(range(B)):
+            with m.If(holds[k]):
+                m.d.comb += out_bank.eq(k)
         emit = Signal()
-        lefts = Array([left for _, left, _ in banks])
-        out_job = data.View(job_layout(plan), Array([job for _, _, job in banks])[out_bank])
+        out_job = data.View(job_layout(plan), Array([job for *_, job in banks])[out_bank])
         m.d.comb += [
-            self.units.valid.eq(lefts[out_bank] != 0),
+            self.units.valid.eq(Cat(*holds).any()),
             emit.eq(self.units.valid & self.units.ready),
-            self.drain_free.eq(Cat(left == 0 for _, left, _ in banks).all()),
-            self.units.payload.unit.eq(unit),
+            self.drain_free.eq(~Cat(*holds).any()),
+            self.units.payload.unit.eq(Array([unit for _, _, unit, _ in banks])[out_bank]),
             self.units.payload.job.eq(out_job),
         ]
         for gate in range(GATES_PER_UNIT):
             m.d.comb += self.units.payload.gates[gate].eq(
-                Array([rows[gate] for rows, _, _ in banks])[out_bank]
+                Array([rows[gate] for rows, *_ in banks])[out_bank]
             )
         last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
-        for k, (rows, left, job) in enumerate(banks):
+        pass_rows = Mux(meta.final_pass, last_rows, rows_per_pass)
+        for k, (rows, count, unit, job) in enumerate(banks):
+            # (a bank never emits in the cycle it loads: it held no unit since the pass's
+            # first ``last`` beat)
             with m.If(load & (meta.job.sequence == k)):
-                m.d.sync += [left.eq(last_rows >> 2), job.eq(meta.job)]
-                m.d.sync += [rows[q].eq(row_sums[q]) for q in range(rows_per_bank)]
+                m.d.sync += [count.eq(count + pass_rows), job.eq(meta.job)]
+                if depth == rows_per_pass:  # whole units per pass: the bank is empty
+                    m.d.sync += [rows[q].eq(row_sums[q]) for q in range(rows_per_pass)]
+                else:  # the pass lands above the ``count`` carried rows
+                    for e in range(depth):
+                        with m.Switch(count):
+                            for carried in range(GATES_PER_UNIT):
+                                if 0 <= e - carried < rows_per_pass:
+                                    with m.Case(carried):
+                                        m.d.sync += rows[e].eq(row_sums[e - carried])
             with m.Elif(emit & (out_bank == k)):
-                m.d.sync += left.eq(left - 1)
-                for e in range(rows_per_bank - GATES_PER_UNIT):
+                m.d.sync += count.eq(count - GATES_PER_UNIT)
+                for e in range(depth - GATES_PER_UNIT):
                     m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
-        with m.If(emit):
-            with m.If(lefts[out_bank] == 1):
-                m.d.sync += out_bank.eq(Mux(out_bank == B - 1, 0, out_bank + 1))
-            units = Array([mp.units - 1 for mp in plan.matrices])[out_job.matrix]
-            with m.If(unit == units):
-                m.d.sync += unit.eq(0)
-            with m.Else():
-                m.d.sync += unit.eq(unit + 1)
+                units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
+                m.d.sync += unit.eq(Mux(unit == units, 0, unit + 1))
 
     def elaborate(self, platform):
         m = Module()

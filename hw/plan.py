@@ -39,6 +39,7 @@ buffer, and the next layer reads the ``2H`` concatenation from there.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -146,6 +147,18 @@ class MatrixPlan:
     @property
     def last_pass_rows(self) -> int:
         return self.rows - (self.passes - 1) * self.row_lanes
+
+    @property
+    def pass_units(self) -> tuple[tuple[int, int], ...]:
+        """The units each pass completes, ``(first, end)`` per pass: unit ``u`` is complete
+        with the pass of its last row ``4u + 3`` (a unit may straddle two passes when
+        ``row_lanes`` is not a multiple of 4; a pass may complete none)."""
+        bounds = [0] * (self.passes + 1)
+        for u in range(self.units):
+            bounds[(GATES_PER_UNIT * u + GATES_PER_UNIT - 1) // self.row_lanes + 1] = u + 1
+        for p in range(1, len(bounds)):  # (a pass that completes no unit)
+            bounds[p] = max(bounds[p], bounds[p - 1])
+        return tuple(itertools.pairwise(bounds))
 
     @property
     def words(self) -> int:

@@ -140,12 +140,13 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
 
 
 def _walk_reuse(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> list[int]:
-    """:func:`_walk` for weight reuse (:attr:`EnginePlan.weight_reuse`): group jobs of one
-    pass each, every cycle issued ``B`` times (sequences ``0 .. B-1``); a cycle waits for
-    its columns of the last sequence (the walker checks them once for all ``B``), the
-    pass's last cycle for the previous pass's ``loaded`` (its last sequence's load) and for
-    every drain bank to be empty. The ``B`` passes land in consecutive cycles and their
-    ``B * units`` units leave one per cycle, sequence by sequence."""
+    """:func:`_walk` for weight reuse (:attr:`EnginePlan.weight_reuse`): group jobs, every
+    cycle of a pass issued ``B`` times (sequences ``0 .. B-1``); a cycle waits for its
+    columns of the last sequence (the walker checks them once for all ``B``), a pass's last
+    cycle for the previous pass's ``loaded`` (its last sequence's load) and for every drain
+    bank to be empty. A pass's ``B`` sums land in consecutive cycles and the units it
+    completes (:attr:`MatrixPlan.pass_units <lstm_fpga.hw.plan.MatrixPlan.pass_units>`, of
+    every sequence) leave one per cycle, sequence by sequence."""
     G, B = plan.groups, plan.interleave
     readable: list[np.ndarray | None] = []
     ends: list[int] = []
@@ -158,18 +159,22 @@ def _walk_reuse(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies
             if producer is not None:
                 ready[column : column + length] = readable[producer][:length]
             column += length
+        units = np.full(mp.units, -1, dtype=np.int64)
         cycle = now
-        for j in range(mp.span):
-            cycle = max(cycle, int(ready[j * G : (j + 1) * G].max()))
-            if j == mp.span - 1:
-                cycle = max(cycle, loaded + 1, emitted + 1)
-            cycle += B
-        last = cycle - 1  # the last sequence's last issue
-        loaded = last + latencies.to_drain
-        hand_offs = last - (B - 1) + latencies.to_drain + 1 + np.arange(B * mp.units)
-        emitted = int(hand_offs[-1])
-        # (readers check the last sequence's units)
-        units = hand_offs[(B - 1) * mp.units :] + latencies.to_read
+        for first, end in mp.pass_units:
+            for j in range(mp.span):
+                cycle = max(cycle, int(ready[j * G : (j + 1) * G].max()))
+                if j == mp.span - 1:
+                    cycle = max(cycle, loaded + 1, emitted + 1)
+                cycle += B
+            last = cycle - 1  # the last sequence's last issue of the pass
+            loaded = last + latencies.to_drain
+            done = end - first
+            if done:
+                hand_offs = last - (B - 1) + latencies.to_drain + 1 + np.arange(B * done)
+                emitted = int(hand_offs[-1])
+                # (readers check the last sequence's units)
+                units[first:end] = hand_offs[(B - 1) * done :] + latencies.to_read
         readable.append(None if mp.is_head else units)
         ends.append(last)
         now = last + 1

@@ -138,8 +138,13 @@ class Sequencer(wiring.Component):
             m.d.comb += self.weight_issue.eq(walker.issue)
             connect_members(m, walker, schedule, "issue", "job_start", "job_end")
         connect_members(m, walker, ports, "weight_address", "bias_address")
+        # (weight reuse: the scoreboards count the group's last sequence's units only; a
+        # unit of it is complete after the same unit of every other sequence of the group)
+        completed_unit = self.announce.valid
+        if plan.weight_reuse:
+            completed_unit = completed_unit & self.announce.payload.counted
         m.d.comb += [
-            walker.completed.eq(self.announce.valid),
+            walker.completed.eq(completed_unit),
             self.outstanding.eq(unwritten != 0),
         ]
 

@@ -282,10 +282,11 @@ class StreamingSchedule(wiring.Component):
             recurrent_base = Mux(first, recurrent_state, recurrent_vector)
             below = ring(layer - 1, parity)
             # Units between a layer's step and the same layer's next step: B L H (each job
-            # one sequence's H units); with weight reuse a group job's units complete
-            # sequence by sequence (one pass), and the walker checks a column once for all B
-            # sequences, so against the last sequence's unit: (B L - B + 1) H.
-            recurrent = (Bi * L - Bi + 1) * H if reuse else Bi * L * H
+            # one sequence's H units); with weight reuse the scoreboards count the group's
+            # last sequence's units only (H per group job: its unit u completes after unit u
+            # of every other sequence, whatever the passes) and check a column once for all
+            # B sequences: L H.
+            recurrent = L * H if reuse else Bi * L * H
             m.d.comb += [
                 # A layer-0 job is offered once its step's first beat is in: its fields
                 # depend on that beat (first step of a sequence or not).

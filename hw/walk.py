@@ -397,11 +397,10 @@ class JobWalker(wiring.Component):
         ]
 
         lstm_load = load & staged["lstm"]
-        # (both sums from registers, the load only selects; a group job of weight reuse
-        # has the B sequences' units)
-        job_units = H * plan.interleave if reuse else H
+        # (both sums from registers, the load only selects; with weight reuse ``completed``
+        # counts the group's last sequence's units only: H per group job too)
         m.d.sync += outstanding.eq(
-            Mux(lstm_load, outstanding + job_units - completed, outstanding - completed)
+            Mux(lstm_load, outstanding + H - completed, outstanding - completed)
         )
         with m.If(self.loaded):
             m.d.comb += pending_next.eq(0)

@@ -20,19 +20,16 @@ def test_interleave_must_be_a_positive_int(bad):
         HardwareConfig(interleave=bad)
 
 
-def test_bidirectional_and_external_are_refused():
+def test_bidirectional_is_refused_external_weights_are_not():
     model = random_model(3, 4, bidirectional=True)
     config = HardwareConfig(lanes=8, interleave=2, max_seq_len=4)
     with pytest.raises(HardwareConfigError, match="unidirectional models only"):
         EnginePlan(model, config)
-    model = random_model(3, 4)
-    config = HardwareConfig(lanes=15, interleave=2, weights="external")
-    with pytest.raises(HardwareConfigError, match="--lanes at least 4 x hidden size = 16"):
-        EnginePlan(model, config)
-    head = random_model(3, 4, head=17)  # 20 head rows: two passes on 16 lanes
-    config = HardwareConfig(lanes=64, interleave=2, weights="external")
-    with pytest.raises(HardwareConfigError, match="a head of at most 16 outputs"):
-        EnginePlan(head, config)
+    # External weights: weight reuse on any lane count, matrices of several passes too.
+    model = random_model(3, 4, head=17)  # 16 gate rows, 20 head rows
+    for lanes in (15, 16, 64):
+        plan = EnginePlan(model, HardwareConfig(lanes=lanes, interleave=2, weights="external"))
+        assert plan.weight_reuse
 
 
 @pytest.mark.parametrize("B", [2, 3])
@@ -183,10 +180,20 @@ def test_weight_reuse_mismatch_sets_the_sticky_overflow():
 
 
 @pytest.mark.parametrize(
-    "B, lanes, elements, lengths",
-    [(2, 11, 2, [3, 3, 2, 2]), (4, 9, 1, [2, 2, 2, 2]), (3, 10, 2, [2, 2, 2])],
+    "B, lanes, elements, lengths, shape",
+    [
+        (2, 11, 2, [3, 3, 2, 2], (5, 2, 2, 3)),
+        (4, 9, 1, [2, 2, 2, 2], (5, 2, 2, 3)),
+        (3, 10, 2, [2, 2, 2], (5, 2, 2, 3)),
+        # several passes per matrix (4H = 16 rows): odd lane counts (units straddle two
+        # passes, each drain bank carries its rows), 6 not dividing 16, a head of 3 passes
+        (2, 5, 1, [3, 3, 2, 2], (3, 4, 2, 9)),
+        (3, 7, 2, [2, 2, 2, 3, 3, 3], (5, 4, 1, 5)),
+        (2, 6, 1, [2, 2, 3, 3], (4, 4, 1, None)),
+        (3, 8, 1, [2, 2, 2], (3, 4, 2, 2)),
+    ],
 )
-def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths):
+def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
     """The engine with weight reuse in the Amaranth simulator (fast; the cocotb tests run
     the Verilog against cocotbext-axi): two layers and a head, packed input beats, ``B`` up
     to 4, groups of different lengths, a behavioural AXI4 memory with random gaps and random
@@ -199,7 +206,8 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths):
     from lstm_fpga.sw.reference import run_reference
     from lstm_fpga.testing import padded, random_sequences
 
-    model = random_model(5, 2, num_layers=2, head=3, seed=B)
+    I, H, L, head = shape
+    model = random_model(I, H, num_layers=L, head=head, seed=B)
     params = AxiReadParams(data_width=64, burst=4, latency=8)
     config = HardwareConfig(
         lanes=lanes, weights="external", axi=params, interleave=B, input_elements=elements
@@ -265,13 +273,15 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths):
     sim.add_process(sink)
     sim.run_until(1e-8 * 200 * plan.step_bound() * sum(lengths))
     ref = run_reference(model, padded(sequences), lengths=lengths, head_on="all")
-    expected = np.concatenate([ref.head[:n, b].reshape(-1) for b, n in enumerate(lengths)])
+    out = ref.output if head is None else ref.head
+    expected = np.concatenate([out[:n, b].reshape(-1) for b, n in enumerate(lengths)])
     y = np.zeros(expected.size, dtype=np.int64)
     assert len(got) == expected.size
     y[interface.y_order(lengths)] = got
     np.testing.assert_array_equal(y, expected)
     # One weight word per column and group step: whole image sweeps, one per group step,
-    # plus at most the prefetch.
+    # plus at most the prefetch (the FIFO, the word being assembled and the word held).
     group_steps = sum(lengths) // B
+    word_beats = -(-image.word_bits // params.data_width)
     assert group_steps * image.beats <= len(beats_read)
-    assert len(beats_read) <= group_steps * image.beats + params.fifo_beats + 2
+    assert len(beats_read) <= group_steps * image.beats + params.fifo_beats + 2 * word_beats

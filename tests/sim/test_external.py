@@ -178,15 +178,19 @@ def test_external_weights_run_a_model_too_big_for_block_ram(tmp_path, sim_cache)
         # two layers and a head, two groups of different lengths; 128-bit words on 64 bits
         (3, 2, 2, 3, 9, 2, [3, 3, 2, 2], 64, (4, 30), 0.3),
         (3, 2, 1, None, 9, 3, [3, 3, 3], 128, (2, 20), 0.2),  # one word a beat
+        # several passes: 16 gate rows on 5 lanes (units straddle passes), 8 head rows
+        (5, 4, 2, 5, 5, 2, [3, 3, 2, 2], 64, (4, 30), 0.3),
     ],
 )
 def test_interleaved_groups_share_each_weight_fetch(
     tmp_path, sim_cache, I, H, layers, head, lanes, B, lengths, data_width, latency, pacing
 ):
-    """``--interleave B`` with external weights (an odd lane count, 8 lanes built): every
-    ``y`` equal to the reference of each sequence alone, and each weight word fetched once
-    per step of a group: the bytes read are a group step's image per group step (plus the
-    prefetch), so per sequence-step ``1/B`` of the image."""
+    """``--interleave B`` with external weights (an odd lane count: 8 lanes built of 9, one
+    pass per matrix; or 5 lanes, 4 passes of the gate matrix and 2 of the head): every
+    ``y`` equal to the reference of each sequence alone (the wire's order
+    ``TopInterface.y_order``), and each weight word fetched once per step of a group: the
+    bytes read are a group step's image per group step (plus the prefetch), so per
+    sequence-step ``1/B`` of the image."""
     model = random_model(I, H, num_layers=layers, head=head, seed=lanes + B)
     params = AxiReadParams(data_width=data_width, burst=8, latency=max(latency), base=0x2000)
     config = HardwareConfig(lanes=lanes, weights="external", axi=params, interleave=B)
