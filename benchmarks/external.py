@@ -24,14 +24,17 @@ cycles above the bound.
 
 ``--interleave``: weight reuse instead (``--interleave B`` with external weights,
 ``docs/interleave.md#external-weights-weight-reuse``): LSTM(5,16), P = 64, a 1,024-bit bus,
-memory latency 64, one group of ``B`` sequences of ``T`` = 8 and of 16 steps for ``B = 1, 2,
-4``: per group step the bytes read (the difference of the two runs' bursts over ``T``: the
+memory latency 64, one group of ``B`` sequences of ``T`` = 8 and of 16 steps; and LSTM(16,32)
+on P = 16 lanes (8 passes of the gate matrix), a 256-bit bus, ``T`` = 4 and 8; for ``B = 1,
+2, 4``: per group step the bytes read (the difference of the two runs' bursts over ``T``: the
 prefetch at the end cancels), per sequence-step those over ``B``, the cycles (spacing of the
 group steps' last ``y`` beats, over ``B``) and the lane utilisation (multiplies over built
-lanes x cycles).
+lanes x cycles). ``--shape`` picks one of :data:`INTERLEAVE_ROWS`.
 
     .venv/bin/python benchmarks/external.py --interleave \
         --json benchmarks/results/external_interleave.json
+    .venv/bin/python benchmarks/external.py --interleave --shape 16x32-P16 \
+        --json benchmarks/results/external_interleave_passes.json
 """
 
 from __future__ import annotations
@@ -93,8 +96,12 @@ def measure(I, H, P, width, steps, latency, sized, work: Path) -> dict:
     }
 
 
-#: (I, H, P, AXI data width, steps per sequence, memory latency, B values)
-INTERLEAVE_ROW = (5, 16, 64, 1024, 8, 64, (1, 2, 4))
+#: (I, H, P, AXI data width, steps per sequence, memory latency, B values): one pass per
+#: matrix (P = 4H), then a matrix of several passes (P = 16 < 4H = 128: 8 passes).
+INTERLEAVE_ROWS = {
+    "5x16-P64": (5, 16, 64, 1024, 8, 64, (1, 2, 4)),
+    "16x32-P16": (16, 32, 16, 256, 4, 64, (1, 2, 4)),
+}
 
 
 def measure_interleave(I, H, P, width, steps, latency, B, work: Path) -> dict:
@@ -138,6 +145,7 @@ def measure_interleave(I, H, P, width, steps, latency, B, work: Path) -> dict:
         "lane_bound": interface.plan.step_bound(),
         "bound": limits.cycles_per_step,
         "lane_utilisation": limits.macs_per_step / (interface.plan.lanes * per_sequence_step),
+        "passes": interface.plan.lstm_matrices[0].passes,
         "image_bytes": image.bytes,
         "fetched_bytes": [runs[n][1] for n in (steps, 2 * steps)],
         "bytes_per_group_step": per_group_bytes,
@@ -149,17 +157,19 @@ def measure_interleave(I, H, P, width, steps, latency, B, work: Path) -> dict:
 
 def interleave_table(rows) -> list[str]:
     lines = [
-        "| B | bit-exact | cycles per group step | cycles per sequence-step | lane bound "
-        "| lane utilisation | bytes read (runs of T, 2T steps) | bytes per group step "
-        "| bytes per sequence-step | limits.py | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| shape (passes) | B | bit-exact | cycles per group step | cycles per sequence-step "
+        "| lane bound | contract bound | lane utilisation | bytes read (runs of T, 2T steps) "
+        "| bytes per group step | bytes per sequence-step | limits.py | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         fetched = ", ".join(f"{f:,}" for f in r["fetched_bytes"])
         lines.append(
+            f"| {r['shape']} ({r.get('passes', 1)}) "
             f"| {r['interleave']} | {'yes' if r['bit_exact'] else 'NO'} "
             f"| {r['cycles_per_group_step']:g} | {r['cycles_per_sequence_step']:g} "
-            f"| {r['lane_bound']} | {100 * r['lane_utilisation']:.1f} % | {fetched} "
+            f"| {r['lane_bound']} | {r['bound']} | {100 * r['lane_utilisation']:.1f} % "
+            f"| {fetched} "
             f"| {r['bytes_per_group_step']:,.0f} | {r['bytes_per_sequence_step']:,.0f} "
             f"| {r['bytes_per_step_limits']:,.0f} | {r['wall_s']} |"
         )
@@ -193,6 +203,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--interleave", action="store_true", help="weight reuse with --interleave B = 1, 2, 4"
     )
+    parser.add_argument(
+        "--shape",
+        choices=sorted(INTERLEAVE_ROWS),
+        action="append",
+        help="with --interleave: only these shapes (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.table:
         rows = json.loads(args.table.read_text())
@@ -200,12 +216,13 @@ def main(argv=None) -> int:
         return 0
     rows = []
     if args.interleave:
-        I, H, P, width, steps, latency, bs = INTERLEAVE_ROW
         with tempfile.TemporaryDirectory() as tmp:
-            for B in bs:
-                row = measure_interleave(I, H, P, width, steps, latency, B, Path(tmp))
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr)
+            for name in args.shape or INTERLEAVE_ROWS:
+                I, H, P, width, steps, latency, bs = INTERLEAVE_ROWS[name]
+                for B in bs:
+                    row = measure_interleave(I, H, P, width, steps, latency, B, Path(tmp))
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr)
         print("\n".join(interleave_table(rows)))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1) + "\n")

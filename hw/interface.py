@@ -506,6 +506,27 @@ class TopInterface:
         """The values of a ``state`` beat: ``("h", "c")``; ``("h",)`` for a GRU."""
         return ("h",) if self.plan.is_gru else ("h", "c")
 
+    def state_order(self) -> np.ndarray:
+        """Where a group's ``state`` beats come from: for the ``B * L * D * H`` final-state
+        values of a group laid out sequence by sequence (sequence ``b``'s ``L * D * H`` in
+        ``nn.LSTM`` order at ``b * L * D * H``), the index of each beat in the wire's order.
+        Sequence by sequence (the identity) except with weight reuse (``--weights
+        external``): layer direction by layer direction, each chunk by chunk (the units a
+        pass completes, :attr:`MatrixPlan.pass_units
+        <lstm_fpga.hw.plan.MatrixPlan.pass_units>`, one chunk with one pass per matrix),
+        each chunk of sequences ``0 .. B-1``."""
+        plan = self.plan
+        B, H, LDH = self.interleave, plan.hidden_size, plan.state_words
+        if not plan.weight_reuse:
+            return np.arange(B * LDH)
+        order = [
+            b * LDH + mp.index * H + np.arange(first, end)
+            for mp in plan.lstm_matrices
+            for first, end in mp.pass_units
+            for b in range(B)
+        ]
+        return np.concatenate(order)
+
     def unpack_state(self, words) -> tuple[np.ndarray, np.ndarray | None]:
         """``(h, c)`` of ``state__tdata`` words, sign-extended (``c`` is ``None`` for a
         GRU)."""

@@ -189,16 +189,18 @@ def test_weight_reuse_mismatch_sets_the_sticky_overflow():
         # passes, each drain bank carries its rows), 6 not dividing 16, a head of 3 passes
         (2, 5, 1, [3, 3, 2, 2], (3, 4, 2, 9)),
         (3, 7, 2, [2, 2, 2, 3, 3, 3], (5, 4, 1, 5)),
-        (2, 6, 1, [2, 2, 3, 3], (4, 4, 1, None)),
-        (3, 8, 1, [2, 2, 2], (3, 4, 2, 2)),
+        (2, 6, 1, [2, 2, 3, 3], (4, 4, 1, None, "last")),
+        (3, 8, 1, [2, 2, 2], (3, 4, 2, None)),
     ],
 )
 def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
     """The engine with weight reuse in the Amaranth simulator (fast; the cocotb tests run
     the Verilog against cocotbext-axi): two layers and a head, packed input beats, ``B`` up
     to 4, groups of different lengths, a behavioural AXI4 memory with random gaps and random
-    ``x``/``y`` pacing; every ``y`` equal to the reference of its sequence alone, one weight
-    word per column and group step."""
+    ``x``/``y`` pacing; every ``y`` (in the wire's order ``TopInterface.y_order``: chunk by
+    chunk with several passes) and every final state (``read_state``,
+    ``TopInterface.state_order``) equal to the reference of its sequence alone, one weight
+    word per column and group step; several passes per matrix with odd lane counts."""
     from amaranth.sim import Simulator
 
     from lstm_fpga.hw.engine import LstmEngine
@@ -206,11 +208,17 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
     from lstm_fpga.sw.reference import run_reference
     from lstm_fpga.testing import padded, random_sequences
 
-    I, H, L, head = shape
+    I, H, L, head, *output = shape
+    output = output[0] if output else "all"
     model = random_model(I, H, num_layers=L, head=head, seed=B)
     params = AxiReadParams(data_width=64, burst=4, latency=8)
     config = HardwareConfig(
-        lanes=lanes, weights="external", axi=params, interleave=B, input_elements=elements
+        lanes=lanes,
+        weights="external",
+        axi=params,
+        interleave=B,
+        input_elements=elements,
+        output=output,
     )
     plan = EnginePlan(model, config)
     interface = TopInterface(plan)
@@ -221,7 +229,7 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
     last = np.asarray(interface.x_last(lengths), dtype=bool)
     order = interface.x_order(lengths)
     rng = np.random.default_rng(B)
-    got, beats_read = [], []
+    got, beats_read, states = [], [], []
 
     async def memory(ctx):  # in-order bursts, a random gap before each beat
         pending = []
@@ -247,6 +255,7 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
                 ctx.set(dut.m_axi_rvalid, 0)
 
     async def source(ctx):
+        ctx.set(dut.read_state, 1)
         for value, end in zip(x[order], last[order], strict=True):
             while rng.random() < 0.2:
                 ctx.set(dut.x.valid, 0)
@@ -266,19 +275,44 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
                 got.append(data)
             ctx.set(dut.y.ready, int(rng.random() < 0.8))
 
+    async def state_sink(ctx):
+        async for _, _, valid, ready, h, c in ctx.tick().sample(
+            dut.state.valid, dut.state.ready, dut.state.payload.h, dut.state.payload.c
+        ):
+            if valid and ready:
+                states.append((h, c))
+            ctx.set(dut.state.ready, int(rng.random() < 0.7))
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_process(memory)
     sim.add_testbench(source)
     sim.add_process(sink)
+    sim.add_process(state_sink)
     sim.run_until(1e-8 * 200 * plan.step_bound() * sum(lengths))
     ref = run_reference(model, padded(sequences), lengths=lengths, head_on="all")
     out = ref.output if head is None else ref.head
-    expected = np.concatenate([out[:n, b].reshape(-1) for b, n in enumerate(lengths)])
+    if output == "last":
+        out = np.stack([out[n - 1, b] for b, n in enumerate(lengths)])[None]
+        lengths_y = [1] * len(lengths)
+    else:
+        lengths_y = lengths
+    expected = np.concatenate([out[:n, b].reshape(-1) for b, n in enumerate(lengths_y)])
     y = np.zeros(expected.size, dtype=np.int64)
     assert len(got) == expected.size
     y[interface.y_order(lengths)] = got
     np.testing.assert_array_equal(y, expected)
+    # Final states, a group at a time in the wire's order.
+    LDH = interface.state_beats
+    assert len(states) == len(lengths) * LDH
+    for g in range(0, len(lengths), B):
+        wire = np.array(states[g * LDH : (g + B) * LDH], dtype=np.int64)
+        values = np.zeros_like(wire)
+        values[interface.state_order()] = wire
+        for b in range(B):
+            h_n, c_n = ref.h_n[:, g + b].reshape(-1), ref.c_n[:, g + b].reshape(-1)
+            np.testing.assert_array_equal(values[b * LDH : (b + 1) * LDH, 0], h_n)
+            np.testing.assert_array_equal(values[b * LDH : (b + 1) * LDH, 1], c_n)
     # One weight word per column and group step: whole image sweeps, one per group step,
     # plus at most the prefetch (the FIFO, the word being assembled and the word held).
     group_steps = sum(lengths) // B
