@@ -29,12 +29,15 @@ on P = 16 lanes (8 passes of the gate matrix), a 256-bit bus, ``T`` = 4 and 8; f
 2, 4``: per group step the bytes read (the difference of the two runs' bursts over ``T``: the
 prefetch at the end cancels), per sequence-step those over ``B``, the cycles (spacing of the
 group steps' last ``y`` beats, over ``B``) and the lane utilisation (multiplies over built
-lanes x cycles). ``--shape`` picks one of :data:`INTERLEAVE_ROWS`.
+lanes x cycles); and I = H = 1024 on P = 64 (64 passes), ``T`` = 1 and 2, ``B = 2`` (``B =
+1``: the table above). ``--shape`` picks some of :data:`INTERLEAVE_ROWS`.
 
     .venv/bin/python benchmarks/external.py --interleave \
         --json benchmarks/results/external_interleave.json
     .venv/bin/python benchmarks/external.py --interleave --shape 16x32-P16 \
         --json benchmarks/results/external_interleave_passes.json
+    .venv/bin/python benchmarks/external.py --interleave --shape 1024x1024-P64 \
+        --json benchmarks/results/external_interleave_1024.json
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ def measure(I, H, P, width, steps, latency, sized, work: Path) -> dict:
 INTERLEAVE_ROWS = {
     "5x16-P64": (5, 16, 64, 1024, 8, 64, (1, 2, 4)),
     "16x32-P16": (16, 32, 16, 256, 4, 64, (1, 2, 4)),
+    # the model too big for any listed part's block RAM: 64 passes of 2,048 columns
+    "1024x1024-P64": (1024, 1024, 64, 1024, 1, 100, (2,)),
 }
 
 

@@ -500,7 +500,9 @@ class EnginePlan:
         serves the group's ``B`` sequences (``docs/interleave.md#external-weights``). The
         walk is column-level, ``(pass, column, sequence)``: a group job computes one layer
         (or the head) for all ``B`` sequences of a step, each column issued ``B`` times in a
-        row; the ``x`` ring holds whole group steps."""
+        row; the ``x`` ring holds whole group steps. Any lane count: with several passes
+        per matrix the units leave ``(pass, sequence, unit)`` (:attr:`MatrixPlan.pass_units`;
+        ``y``/``state`` chunk by chunk)."""
         return self.interleave > 1 and self.config.weights == "external"
 
     @property

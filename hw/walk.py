@@ -192,7 +192,10 @@ class JobWalker(wiring.Component):
         A unit is complete: reads issued from the next cycle on return its ``h`` (the gate
         and cell pipeline's announcement, :attr:`ElementStore.ANNOUNCE
         <lstm_fpga.hw.elements.ElementStore.ANNOUNCE>` cycles before its ``hidden_write``; the
-        element store forwards the value until it is in the memory).
+        element store forwards the value until it is in the memory). With weight reuse only
+        the group's last sequence's units count (``H`` per group job): unit ``u`` of it
+        completes after unit ``u`` of every other sequence, with one pass per matrix or
+        several.
     drain_free, loaded : In(1)
         From the matrix-vector unit (see its protocol).
     weights_ready : In(1), default 1
