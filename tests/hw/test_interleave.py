@@ -33,15 +33,16 @@ def test_bidirectional_is_refused_external_weights_are_not():
 
 
 @pytest.mark.parametrize("B", [2, 3])
-def test_external_weights_are_shared_by_the_group(B):
-    """Weight reuse: one pass per matrix on ``P >= 4H`` lanes; the weight bytes per
-    sequence-step are ``1/B`` of ``B = 1``'s; the walk model's bound per sequence-step is at
-    least the lane bound."""
+@pytest.mark.parametrize("lanes", [17, 5])
+def test_external_weights_are_shared_by_the_group(B, lanes):
+    """Weight reuse: one pass per matrix on ``P >= 4H`` lanes, or several (5 lanes for 16
+    rows); the weight bytes per sequence-step are ``1/B`` of ``B = 1``'s; the walk model's
+    bound per sequence-step is at least the lane bound."""
     from lstm_fpga.hw.limits import design_limits
 
     model = random_model(3, 4, num_layers=2, head=3)
     plans = {
-        b: EnginePlan(model, HardwareConfig(lanes=17, interleave=b, weights="external"))
+        b: EnginePlan(model, HardwareConfig(lanes=lanes, interleave=b, weights="external"))
         for b in (1, B)
     }
     assert plans[B].weight_reuse and not plans[1].weight_reuse
@@ -191,6 +192,10 @@ def test_weight_reuse_mismatch_sets_the_sticky_overflow():
         (3, 7, 2, [2, 2, 2, 3, 3, 3], (5, 4, 1, 5)),
         (2, 6, 1, [2, 2, 3, 3], (4, 4, 1, None, "last")),
         (3, 8, 1, [2, 2, 2], (3, 4, 2, None)),
+        (4, 5, 1, [2, 2, 2, 2], (3, 4, 1, 6)),
+        (3, 2, 1, [1, 1, 1], (2, 2, 1, None)),  # 2 lanes: a pass of 2 rows holds no unit
+        # column groups (P >= 8H: 2 groups of 8 lanes) and a head of 2 passes
+        (2, 16, 1, [2, 2], (3, 2, 1, 9)),
     ],
 )
 def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
@@ -319,3 +324,46 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
     word_beats = -(-image.word_bits // params.data_width)
     assert group_steps * image.beats <= len(beats_read)
     assert len(beats_read) <= group_steps * image.beats + params.fifo_beats + 2 * word_beats
+
+
+def test_weight_reuse_orders_y_and_state_chunk_by_chunk():
+    """With several passes per matrix a group step's ``y`` and the ``state`` read-out come
+    chunk by chunk (the units each pass completes), sequences ``0 .. B-1`` per chunk; one
+    pass: whole vectors, the on-chip order."""
+
+    def interface(lanes, *shape):
+        config = HardwareConfig(lanes=lanes, interleave=2, weights="external")
+        return TopInterface(EnginePlan(random_model(*shape), config))
+
+    doc = interface(24, 5, 16)  # docs/interleave.md's example: 64 rows in 3 passes
+    assert doc.plan.lstm_matrices[0].pass_units == ((0, 6), (6, 12), (12, 16))
+    assert doc.y_chunks() == ((0, 6), (6, 12), (12, 16))
+    wire = doc.y_order([1, 1])  # sequence b's h[u] at b * 16 + u
+    expected = [*range(6), *range(16, 22), *range(6, 12), *range(22, 28), *range(12, 16)]
+    assert wire.tolist() == [*expected, *range(28, 32)]
+    straddling = EnginePlan(random_model(3, 2), HardwareConfig(lanes=2, weights="external"))
+    assert straddling.lstm_matrices[0].pass_units == ((0, 0), (0, 1), (1, 1), (1, 2))
+    head = TopInterface(
+        EnginePlan(
+            random_model(3, 4, num_layers=2, head=9),
+            HardwareConfig(lanes=5, interleave=3, weights="external"),
+        )
+    )
+    # 12 head rows on 5 lanes: units 0 | 1 | 2 (outputs 0-3 | 4-7 | 8)
+    assert head.y_chunks() == ((0, 4), (4, 8), (8, 9))
+    order = head.state_order()  # 2 layers x (4 chunks of 1 unit) x 3 sequences
+    LDH = 8
+    assert order.tolist() == [
+        b * LDH + k * 4 + u for k in range(2) for u in range(4) for b in range(3)
+    ]
+    one_pass = interface(16, 5, 4)
+    assert one_pass.y_chunks() == ((0, 4),)
+    assert one_pass.state_order().tolist() == list(range(8))
+    on_chip = TopInterface(EnginePlan(random_model(5, 4), HardwareConfig(lanes=5, interleave=2)))
+    assert on_chip.y_chunks() == ((0, 4),)
+    assert on_chip.y_order([2, 2]).tolist() == [
+        *range(4),
+        *range(8, 12),
+        *range(4, 8),
+        *range(12, 16),
+    ]
