@@ -32,7 +32,7 @@ group steps' last ``y`` beats, over ``B``) and the lane utilisation (multiplies 
 lanes x cycles); and I = H = 1024 on P = 64 (64 passes), ``T`` = 1 and 2, ``B = 2`` (``B =
 1``: the table above). ``--shape`` picks some of :data:`INTERLEAVE_ROWS`.
 
-    .venv/bin/python benchmarks/external.py --interleave \
+    .venv/bin/python benchmarks/external.py --interleave --shape 5x16-P64 \
         --json benchmarks/results/external_interleave.json
     .venv/bin/python benchmarks/external.py --interleave --shape 16x32-P16 \
         --json benchmarks/results/external_interleave_passes.json
