@@ -247,7 +247,7 @@ def _print_limits(limits, memory_gbps) -> None:
 def _check_interleave(args) -> None:
     """``--interleave B``: a positive count, and only with what it supports (before any
     work; a bidirectional model or an nn.GRU is refused once it is read, before calibration:
-    write_project's check_interleave; so are external weights on fewer than 4H lanes)."""
+    write_project's check_interleave)."""
     if args.interleave < 1:
         raise _UsageError(
             f"--interleave {args.interleave}: give the number of sequences to interleave "
@@ -1188,8 +1188,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="B",
         help="sequences interleaved on the lanes: B sequences of equal length stream as a "
         "group, step t of sequence 0..B-1 then step t+1 (x, y, init and state in that order; "
-        "docs/interleave.md); hides the recurrence of small models (unidirectional, "
-        "on-chip weights). Default 1",
+        "docs/interleave.md); hides the recurrence of small models (unidirectional); with "
+        "--weights external each fetched weight serves the B sequences. Default 1",
     )
     build.add_argument(
         "--weights",
