@@ -204,7 +204,8 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
     to 4, groups of different lengths, a behavioural AXI4 memory with random gaps and random
     ``x``/``y`` pacing; every ``y`` (in the wire's order ``TopInterface.y_order``: chunk by
     chunk with several passes) and every final state (``read_state``,
-    ``TopInterface.state_order``) equal to the reference of its sequence alone, one weight
+    ``TopInterface.state_order``) equal to the reference of its sequence (``carry_state``:
+    continuing sequence ``b`` of the previous group), one weight
     word per column and group step; several passes per matrix with odd lane counts."""
     from amaranth.sim import Simulator
 
@@ -259,9 +260,12 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
             else:
                 ctx.set(dut.m_axi_rvalid, 0)
 
-    async def source(ctx):
+    first_group = B * lengths[0] * interface.x_beats_per_step
+
+    async def source(ctx):  # every group after the first continues from the previous one's
         ctx.set(dut.read_state, 1)
-        for value, end in zip(x[order], last[order], strict=True):
+        for k, (value, end) in enumerate(zip(x[order], last[order], strict=True)):
+            ctx.set(dut.carry_state, int(k >= first_group))
             while rng.random() < 0.2:
                 ctx.set(dut.x.valid, 0)
                 await ctx.tick()
@@ -295,14 +299,18 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
     sim.add_process(sink)
     sim.add_process(state_sink)
     sim.run_until(1e-8 * 200 * plan.step_bound() * sum(lengths))
-    ref = run_reference(model, padded(sequences), lengths=lengths, head_on="all")
-    out = ref.output if head is None else ref.head
-    if output == "last":
-        out = np.stack([out[n - 1, b] for b, n in enumerate(lengths)])[None]
-        lengths_y = [1] * len(lengths)
-    else:
-        lengths_y = lengths
-    expected = np.concatenate([out[:n, b].reshape(-1) for b, n in enumerate(lengths_y)])
+    outs, finals, h0, c0 = [], [], None, None
+    for g in range(0, len(lengths), B):  # sequence b of a group from b of the previous one
+        n, group = lengths[g], slice(g, g + B)
+        ref = run_reference(
+            model, padded(sequences[group]), h0, c0, lengths=lengths[group], head_on="all"
+        )
+        out = ref.output if head is None else ref.head
+        for b in range(B):
+            outs.append(out[n - 1 : n, b] if output == "last" else out[:n, b])
+            finals.append((ref.h_n[:, b].reshape(-1), ref.c_n[:, b].reshape(-1)))
+        h0, c0 = ref.h_n, ref.c_n
+    expected = np.concatenate([o.reshape(-1) for o in outs])
     y = np.zeros(expected.size, dtype=np.int64)
     assert len(got) == expected.size
     y[interface.y_order(lengths)] = got
@@ -315,7 +323,7 @@ def test_weight_reuse_engine_is_bit_exact(B, lanes, elements, lengths, shape):
         values = np.zeros_like(wire)
         values[interface.state_order()] = wire
         for b in range(B):
-            h_n, c_n = ref.h_n[:, g + b].reshape(-1), ref.c_n[:, g + b].reshape(-1)
+            h_n, c_n = finals[g + b]
             np.testing.assert_array_equal(values[b * LDH : (b + 1) * LDH, 0], h_n)
             np.testing.assert_array_equal(values[b * LDH : (b + 1) * LDH, 1], c_n)
     # One weight word per column and group step: whole image sweeps, one per group step,
