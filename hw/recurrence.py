@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import GATES_PER_UNIT
-from .plan import STREAMING, EnginePlan
+from .plan import STREAMING, EnginePlan, MatrixPlan
 
 __all__ = ["LoopLatencies", "recurrence_sequence_bound", "recurrence_step_bound"]
 
@@ -95,6 +95,24 @@ def _step_jobs(
     return jobs
 
 
+def _ready_columns(
+    plan: EnginePlan,
+    mp: MatrixPlan,
+    parts: tuple[tuple[int, int | None], ...],
+    readable: list[np.ndarray | None],
+) -> np.ndarray:
+    """The cycle from which each column of a job of matrix ``mp`` may be read
+    (``mp.span * groups``, walk order): the cycle ``readable[producer]`` holds for the unit it
+    reads, ``-1`` (at once) where the job's ``parts`` name no producer and for the padding."""
+    ready = np.full(mp.span * plan.groups, -1, dtype=np.int64)
+    column = 0
+    for length, producer in parts:
+        if producer is not None:
+            ready[column : column + length] = readable[producer][:length]
+        column += length
+    return ready
+
+
 def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> list[int]:
     """The cycle of each job's last issue when the walk runs ``jobs`` from cycle 0 with
     the input always there: the walker's rules (one cycle of ``groups`` columns at a time;
@@ -110,12 +128,7 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
     now, loaded, emitted, earlier = 0, -1, -1, -1
     for matrix, parts in jobs:
         mp = plan.matrices[matrix]
-        ready = np.full(mp.span * G, -1, dtype=np.int64)
-        column = 0
-        for length, producer in parts:
-            if producer is not None:
-                ready[column : column + length] = readable[producer][:length]
-            column += length
+        ready = _ready_columns(plan, mp, parts, readable)
         cycles = np.arange(mp.span)
         # The earliest issue of cycle j of a pass that starts at 0 (a wait delays the rest).
         lead = np.maximum.accumulate(ready.reshape(mp.span, G).max(axis=1) - cycles)
@@ -153,12 +166,7 @@ def _walk_reuse(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies
     now, loaded, emitted = 0, -1, -1
     for matrix, parts in jobs:
         mp = plan.matrices[matrix]
-        ready = np.full(mp.span * G, -1, dtype=np.int64)
-        column = 0
-        for length, producer in parts:
-            if producer is not None:
-                ready[column : column + length] = readable[producer][:length]
-            column += length
+        ready = _ready_columns(plan, mp, parts, readable)
         units = np.full(mp.units, -1, dtype=np.int64)
         cycle = now
         for first, end in mp.pass_units:
