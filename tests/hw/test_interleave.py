@@ -101,6 +101,22 @@ def test_interleave_reaches_the_lane_bound_of_lstm_5_16_p64(B, expected):
     assert interface.recurrence_step_bound == expected
 
 
+async def _drive_x(ctx, dut, lasts, sample):
+    """Drive ``dut.x`` one beat per entry of ``lasts`` (its ``last`` flag), each held until
+    ``ready``; the value of ``sample`` at each beat's handshake, in order. ``valid`` is low
+    after the last beat."""
+    seen = []
+    for last in lasts:
+        ctx.set(dut.x.valid, 1)
+        ctx.set(dut.x.payload.last, last)
+        while not ctx.get(dut.x.ready):
+            await ctx.tick()
+        seen.append(ctx.get(sample))
+        await ctx.tick()
+    ctx.set(dut.x.valid, 0)
+    return seen
+
+
 @pytest.mark.parametrize("B", [2, 3])
 def test_weight_reuse_flags_a_group_whose_tlast_disagree(B):
     """Weight reuse: a sequence whose step ends with another ``tlast`` than the group's
@@ -123,14 +139,7 @@ def test_weight_reuse_flags_a_group_whose_tlast_disagree(B):
 
     async def bench(ctx):
         ctx.set(dut.may_start, 1)
-        for last in lasts:
-            ctx.set(dut.x.valid, 1)
-            ctx.set(dut.x.payload.last, last)
-            while not ctx.get(dut.x.ready):
-                await ctx.tick()
-            pulses.append(ctx.get(dut.mismatch))
-            await ctx.tick()
-        ctx.set(dut.x.valid, 0)
+        pulses.extend(await _drive_x(ctx, dut, lasts, dut.mismatch))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -157,14 +166,7 @@ def test_weight_reuse_mismatch_sets_the_sticky_overflow():
     seen = []
 
     async def bench(ctx):
-        for last in lasts:
-            ctx.set(dut.x.valid, 1)
-            ctx.set(dut.x.payload.last, last)
-            while not ctx.get(dut.x.ready):
-                await ctx.tick()
-            seen.append(ctx.get(dut.overflow))
-            await ctx.tick()
-        ctx.set(dut.x.valid, 0)
+        seen.extend(await _drive_x(ctx, dut, lasts, dut.overflow))
         await ctx.tick().repeat(3)
         seen.append(ctx.get(dut.overflow))
         ctx.set(dut.clear_status, 1)
