@@ -122,6 +122,7 @@ def write_bitstream(
     *,
     freq_mhz: float,
     seed: int = 1,
+    router: str | None = None,
     link_factory: Callable | None = None,
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
@@ -129,7 +130,8 @@ def write_bitstream(
     """Build the bitstream of ``verilog`` (the core ``lstm_top`` of ``plan``, weights
     inline) for board ``spec`` at ``freq_mhz`` (the PLL's nearest) into the directory
     ``out`` (replaced). ``link_factory(interface, clk_freq)`` makes the host link (``None``:
-    the core's inputs idle). Raises :class:`DeviceFitError` / :class:`~.board.BoardError`
+    the core's inputs idle); ``router`` is nextpnr's ``--router`` (its default when
+    ``None``). Raises :class:`DeviceFitError` / :class:`~.board.BoardError`
     before anything is written; tool failures and missed timing come back in the result."""
     say = progress or (lambda message: None)
     fit = check_board_fit(plan, spec)
@@ -146,6 +148,7 @@ def write_bitstream(
         "package": spec.package,
         "speed": spec.speed,
         "seed": seed,
+        "router": router or "router1",
         "clock": {
             "oscillator_mhz": spec.clock_mhz,
             "requested_mhz": freq_mhz,
@@ -187,7 +190,10 @@ def write_bitstream(
             timeout=timeout,
         )
         stages["synthesis"] = time.monotonic() - started
-        say(f"nextpnr-ecp5 --{spec.nextpnr} {spec.package} speed {spec.speed}, seed {seed}")
+        say(
+            f"nextpnr-ecp5 --{spec.nextpnr} {spec.package} speed {spec.speed}, seed {seed}"
+            + (f", --router {router}" if router else "")
+        )
         started = time.monotonic()
         pnr = place_and_route(
             synth.netlist,
@@ -200,6 +206,7 @@ def write_bitstream(
             timeout=timeout,
             lpf=staging / f"{BOARD_TOP}.lpf",
             textcfg=f"{BOARD_TOP}.config",
+            router=router,
         )
         stages["place_and_route"] = time.monotonic() - started
         if pnr.timing_met:

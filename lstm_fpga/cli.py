@@ -889,6 +889,7 @@ def _cmd_bitstream(args) -> int:
             out,
             freq_mhz=args.freq,
             seed=args.seed,
+            router=args.router,
             link_factory=link,
             progress=bars,
         )
@@ -1043,6 +1044,18 @@ def _lanes(parser) -> None:
     parser.add_argument("--lanes", type=int, default=16, metavar="P", help="MAC lanes (16)")
 
 
+def _router(parser) -> None:
+    """nextpnr's ``--router`` (``synth`` and ``bitstream``)."""
+    from .eda.nextpnr import ROUTERS
+
+    parser.add_argument(
+        "--router",
+        choices=ROUTERS,
+        help="nextpnr router (default router1); router2 finishes dense designs (64 lanes and "
+        "up) that router1 keeps ripping up",
+    )
+
+
 def _memory_flag(parser) -> None:
     parser.add_argument(
         "--memory-gbps",
@@ -1085,8 +1098,6 @@ def _format_choice(args) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .eda.nextpnr import ROUTERS
-
     parser = argparse.ArgumentParser(
         prog="lstm-fpga",
         description="PyTorch LSTM -> fixed point -> Verilog, verified bit-exactly in simulation.",
@@ -1349,12 +1360,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speed", type=int, default=6, metavar="6|7|8", help="ECP5 speed (6)")
     synth.add_argument("--freq", type=float, default=100.0, metavar="MHZ", help="target (100)")
     synth.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
-    synth.add_argument(
-        "--router",
-        choices=ROUTERS,
-        help="nextpnr router (default router1); router2 finishes dense designs (64 lanes and "
-        "up) that router1 keeps ripping up",
-    )
+    _router(synth)
 
     bitstream = _command(
         commands,
@@ -1384,6 +1390,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"core clock; the PLL's nearest is used and reported ({DEFAULT_BOARD_MHZ:g})",
     )
     bitstream.add_argument("--seed", type=int, default=1, metavar="N", help="nextpnr seed (1)")
+    _router(bitstream)
     bitstream.add_argument(
         "--baud", type=int, default=DEFAULT_BAUD, metavar="BAUD", help=f"UART rate ({DEFAULT_BAUD})"
     )

@@ -3,9 +3,11 @@ FuseSoC core file ``build`` writes, and (slow) the whole flow on a ULX3S for a t
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -105,6 +107,45 @@ def test_build_writes_a_fusesoc_core_that_fusesoc_parses(built, tmp_path):
     assert "Name:        lstm-fpga:build:tiny:0.1.0" in shown.stdout
     for target in ("default", "lint"):
         assert f"\n{target}" in shown.stdout
+
+
+def test_router_reaches_the_nextpnr_command_line(built, tmp_path, capsys, monkeypatch):
+    """``--router`` (as ``synth --router``) goes to nextpnr and into ``report.json``; without
+    it nextpnr picks its own (router1). No place and route: Yosys' netlist is replaced by an
+    empty one, which the real nextpnr refuses at once (a tool failure, exit 2)."""
+    from lstm_fpga.eda import nextpnr
+    from lstm_fpga.eda.tools import run_logged
+    from lstm_fpga.hw import bitstream
+
+    out = tmp_path / "tiny"
+    shutil.copytree(built["tiny"], out)
+
+    def empty_netlist(verilog, family, *, workdir, **options):
+        netlist = Path(workdir) / "board_top_ecp5.json"
+        netlist.write_text("{}")
+        return SimpleNamespace(netlist=netlist, total={})
+
+    commands = []
+
+    def recorded(command, **options):
+        commands.append(list(command))
+        return run_logged(command, **options)
+
+    monkeypatch.setattr(bitstream, "synthesize", empty_netlist)
+    monkeypatch.setattr(nextpnr, "run_logged", recorded)
+    for router in (None, "router2"):
+        argv = () if router is None else ("--router", router)
+        code, stdout, err = run_cli(
+            capsys, "bitstream", out, "--board", "ulx3s-85f", *argv, "--json"
+        )
+        assert code == 2 and "nextpnr failed" in err
+        assert json.loads(stdout)["router"] == (router or "router1")
+    default, chosen = commands
+    assert "--router" not in default
+    assert chosen[chosen.index("--router") + 1] == "router2"
+    with pytest.raises(SystemExit):
+        main(["bitstream", str(out), "--board", "ulx3s-85f", "--router", "router3"])
+    assert "argument --router: invalid choice: 'router3'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
