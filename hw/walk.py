@@ -337,6 +337,12 @@ class JobWalker(wiring.Component):
         drain_free = self.drain_free
         weights_ready = self.weights_ready
         issue = self.issue
+
+        def go(term):
+            # ``term`` in a cycle that may go: its columns may be read (both segments' verdicts)
+            # and its weights are there; every issue, job end and load with an issue needs it.
+            return term & a_ok & b_ok & weights_ready
+
         reuse = plan.weight_reuse
         if reuse:
             # Weight reuse: each column is issued B times in a row, for sequences ``rep = 0
@@ -348,33 +354,19 @@ class JobWalker(wiring.Component):
             rep_first, rep_last = rep == 0, rep == Bi - 1
             advance = self.advance
             m.d.comb += [
-                issue.eq(
-                    current
-                    & a_ok
-                    & b_ok
-                    & weights_ready
-                    & ~(is_last_cycle & rep_first & (load_pending | ~drain_free))
-                ),
+                issue.eq(go(current) & ~(is_last_cycle & rep_first & (load_pending | ~drain_free))),
                 advance.eq(issue & rep_last),
-                job_end.eq(current & final & rep_last & a_ok & b_ok & weights_ready),
-                load.eq(idle_ready | (final_ready & rep_last & a_ok & b_ok & weights_ready)),
+                job_end.eq(go(current & final & rep_last)),
+                load.eq(idle_ready | go(final_ready & rep_last)),
                 self.job_start.eq((pass_index == 0) & (cycle == 0)),
             ]
             with m.If(issue):
                 m.d.sync += rep.eq(Mux(rep_last, 0, rep + 1))
         else:
             m.d.comb += [
-                issue.eq(
-                    current
-                    & a_ok
-                    & b_ok
-                    & weights_ready
-                    & ~(is_last_cycle & (load_pending | ~drain_free))
-                ),
-                job_end.eq(
-                    current & final & a_ok & b_ok & weights_ready & drain_free & ~load_pending
-                ),
-                load.eq(idle_ready | (final_ready & a_ok & b_ok & weights_ready & drain_free)),
+                issue.eq(go(current) & ~(is_last_cycle & (load_pending | ~drain_free))),
+                job_end.eq(go(current & final) & drain_free & ~load_pending),
+                load.eq(idle_ready | (go(final_ready) & drain_free)),
                 self.job_start.eq((pass_index == 0) & (cycle == 0)),
             ]
             rep = None
