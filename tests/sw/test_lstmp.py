@@ -15,6 +15,7 @@ from torch import nn
 
 from lstm_fpga.hw import HardwareConfig, HardwareConfigError, check_supported
 from lstm_fpga.hw.compatibility import ProjectionNotSupportedError
+from lstm_fpga.hw.plan import cycle_bound
 from lstm_fpga.sw.calibrate import (
     CalibrationError,
     calibrate,
@@ -361,3 +362,36 @@ def test_finetune_refuses_lstmp():
     fm = from_module(torch_lstmp(3, 5, 2)[0])
     with pytest.raises(QatError, match=r"supports nn.LSTM without proj_size only"):
         modules_from_float(fm)
+
+
+def test_cycle_bound_form_counts_the_projection():
+    """The bound form of an LSTMP step: per direction ``ceil(4H(I_k + R)/P)`` for the gates
+    and ``ceil(RH/P)`` for the projection (I=3, H=5, R=2, two layers, bidirectional: layer 1
+    takes 2R = 4 inputs)."""
+    lstm, _ = torch_lstmp(3, 5, 2, 2, True)
+    fm = from_module(lstm)
+    model = quantize_model(fm, calibrate_from_range(fm, (-1, 1)))
+    P = 7
+    per_direction = [-(-20 * (3 + 2) // P) + -(-10 // P)] * 2 + [
+        -(-20 * (4 + 2) // P) + -(-10 // P)
+    ] * 2
+    assert cycle_bound(model, lanes=P) == sum(per_direction) == 2 * (15 + 2) + 2 * (18 + 2)
+    assert cycle_bound(3, 5, lanes=P, proj_size=2) == 15 + 2
+
+
+def test_variable_lengths_and_unbatched_match_single_sequences():
+    lstm, linear = torch_lstmp(3, 6, 4, 2, True, head=2, seed=4)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (7, 3, 3))
+    model, _ = quantize_from_torch({**lstm.state_dict(), **_head(linear)}, x)
+    xq = quantize_input(model, x)
+    lengths = np.array([7, 3, 5])
+    batch = run_reference(model, xq, lengths=lengths)
+    for b, T in enumerate(lengths):
+        one = run_reference(model, xq[:T, b])  # unbatched: (T, I)
+        np.testing.assert_array_equal(batch.output[:T, b], one.output)
+        np.testing.assert_array_equal(batch.output[T:, b], 0)
+        np.testing.assert_array_equal(batch.h_n[:, b], one.h_n)
+        np.testing.assert_array_equal(batch.c_n[:, b], one.c_n)
+        np.testing.assert_array_equal(batch.head[b], one.head)
+        assert one.h_n.shape == (4, 4) and one.c_n.shape == (4, 6)
