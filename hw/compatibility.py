@@ -3,6 +3,9 @@
 * :func:`check_supported`: can the engine be generated for ``model`` on ``config`` at all
   (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU``; bidirectional ones need
   ``max_seq_len``)?
+* :func:`check_cell` (part of :func:`check_supported`): has the hardware a datapath for the
+  model's cell (not yet for an ``nn.LSTM`` with ``proj_size``; also of a float model, before
+  calibration)?
 * :func:`check_interleave` (part of :func:`check_supported`): can ``config.interleave``
   sequences share the lanes for a model of this shape and cell type (also of a float model,
   before calibration)?
@@ -24,6 +27,8 @@ from .config import HardwareConfig, HardwareConfigError
 __all__ = [
     "INTERLEAVE_BIDIRECTIONAL",
     "INTERLEAVE_GRU",
+    "ProjectionNotSupportedError",
+    "check_cell",
     "check_compatible",
     "check_interleave",
     "check_same_shape",
@@ -42,14 +47,36 @@ INTERLEAVE_GRU = (
 )
 
 
+class ProjectionNotSupportedError(HardwareConfigError):
+    """The model is an ``nn.LSTM`` with ``proj_size > 0`` (LSTMP), which the generated
+    hardware does not run yet (the integer reference does); ``proj_size`` is the model's."""
+
+    def __init__(self, proj_size: int):
+        super().__init__(
+            f"the model is an nn.LSTM with proj_size={proj_size}: the generated hardware runs "
+            f"nn.LSTM without proj_size and nn.GRU, not yet LSTMs with projections. Quantise "
+            f"and run it with the integer reference (lstm_fpga.sw.calibrate.quantize_from_torch, "
+            f"lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
+        )
+        self.proj_size = proj_size
+
+
+def check_cell(model: LstmShape) -> None:
+    """Raise :class:`ProjectionNotSupportedError` for an ``nn.LSTM`` with ``proj_size``: the
+    shape decides, so a float model is checked before calibration too."""
+    if model.proj_size:
+        raise ProjectionNotSupportedError(model.proj_size)
+
+
 def check_supported(model: LstmModel, config: HardwareConfig) -> None:
     """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
-    (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU`` can; bidirectional ones
-    need ``max_seq_len``)."""
+    (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU`` can, :func:`check_cell`;
+    bidirectional ones need ``max_seq_len``)."""
     if not isinstance(model, LstmModel):
         raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
     if not isinstance(config, HardwareConfig):
         raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
+    check_cell(model)
     if model.bidirectional and config.max_seq_len is None:
         raise HardwareConfigError(
             "a bidirectional model needs the whole sequence before its reverse direction can "

@@ -210,7 +210,12 @@ def matrix_bound(rows: int, columns: int, lanes: int) -> int:
 
 
 def cycle_bound(
-    model_or_input_size, hidden_size: int | None = None, *, lanes: int, gates: int = 4
+    model_or_input_size,
+    hidden_size: int | None = None,
+    *,
+    lanes: int,
+    gates: int = 4,
+    proj_size: int = 0,
 ) -> int:
     """The fewest cycles per time step ``P`` multipliers can need.
 
@@ -218,20 +223,26 @@ def cycle_bound(
     ``ceil(GH (I_k + H) / P)`` (``I_k``: the layer's input size; ``G`` = 4 for an LSTM, 3 for
     a GRU; ``ceil(4H(I+H)/P)`` for one LSTM layer); the same as :meth:`EnginePlan.step_bound`
     without building a plan. ``cycle_bound(I, H, lanes=P)``: one LSTM layer direction
-    (``gates=3``: a GRU's).
+    (``gates=3``: a GRU's). An LSTM with ``proj_size = R`` (the model's, or ``proj_size=R``)
+    has two matrices per direction, the gates over ``[x; h]`` with ``R`` recurrent columns
+    and the projection: ``ceil(4H (I_k + R) / P) + ceil(R H / P)`` (the bound form only: the
+    hardware does not run LSTMPs yet, docs/lstmp.md).
     """
     if isinstance(model_or_input_size, LstmModel):
         if hidden_size is not None:
             raise TypeError("pass either a model or (input_size, hidden_size), not both")
         model = model_or_input_size
         shapes = [(d.input_size, d.hidden_size) for d in model.directions]
-        gates = model.cell_type.gates
+        gates, proj_size = model.cell_type.gates, model.proj_size
     elif hidden_size is None:
         raise TypeError("cycle_bound(I, H, lanes=P) needs the hidden size")
     else:
         shapes = [(model_or_input_size, hidden_size)]
     if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
         raise HardwareConfigError(f"lanes must be a positive int, not {lanes!r}")
+    if proj_size:
+        R = proj_size
+        return sum(matrix_bound(4 * H, I + R, lanes) + matrix_bound(R, H, lanes) for I, H in shapes)
     return sum(matrix_bound(gates * H, I + H, lanes) for I, H in shapes)
 
 

@@ -261,6 +261,7 @@ def _check_interleave(args) -> None:
 
 
 def _cmd_build(args) -> int:
+    from .hw.compatibility import ProjectionNotSupportedError
     from .hw.limits import design_limits
     from .project import load_array, load_member, write_project
 
@@ -315,19 +316,27 @@ def _cmd_build(args) -> int:
     with warnings.catch_warnings():
         # torch.load's notes about pickle protocols would print before our one-line verdict.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
-        project = write_project(
-            model_path,
-            args.out,
-            **{name: getattr(args, name) for name in _BUILD_FLAGS_AS_GIVEN},
-            **external,
-            **formats,
-            **calibration,
-            headroom_bits=args.headroom or 0,
-            input_range=input_range,
-            memory_gbps=memory_gbps,
-            log=_progress(not args.json),
-            progress=not args.json,
-        )
+        try:
+            project = write_project(
+                model_path,
+                args.out,
+                **{name: getattr(args, name) for name in _BUILD_FLAGS_AS_GIVEN},
+                **external,
+                **formats,
+                **calibration,
+                headroom_bits=args.headroom or 0,
+                input_range=input_range,
+                memory_gbps=memory_gbps,
+                log=_progress(not args.json),
+                progress=not args.json,
+            )
+        except ProjectionNotSupportedError as error:
+            raise _UsageError(
+                f"{model_path} is an nn.LSTM with proj_size={error.proj_size}: lstm-fpga build "
+                f"(and simulate, compare, synth) supports nn.LSTM without proj_size and nn.GRU; "
+                f"LSTMs with projections run in the integer reference from Python only for now "
+                f"(docs/lstmp.md)"
+            ) from None
     interface = _interface(project)
     y_format = interface.y_format
     lanes_built = interface.plan.lanes

@@ -143,20 +143,31 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
     sigmoid of the largest forget-gate bound, capped at the activation domain (tanh of a
     larger cell state is flat); head output: ``|b| + sum|W|``. A GRU's rows bound the
     pre-activations of r, z and n (``|b_in| + |b_hn| + sum|W_in| max|x| + sum|W_hn|``, which
-    also bounds n's input and recurrent parts); it has no cell state.
+    also bounds n's input and recurrent parts); it has no cell state. An LSTMP's ``h_t =
+    W_hr m_t`` (``|m_t| < 1``) is bounded by the largest row sum of ``|W_hr|`` (both
+    directions of a layer take the larger), which bounds the recurrent input and the next
+    layer's input in place of 1.
     """
     ranges = {name: stats.range(name) for name, stats in weight_statistics(fm).items()}
     ranges["x"] = TensorRange("x", low, high, 0)
     H, x_bound = fm.hidden_size, max(abs(low), abs(high))
+    hidden_bound = [1.0] * fm.num_layers
+    if fm.proj_size:
+        for d in fm.directions:
+            row_sum = float(np.abs(d.w_hr).sum(axis=1).max())
+            hidden_bound[d.layer] = max(hidden_bound[d.layer], row_sum)
     for d in fm.directions:
-        inputs = x_bound if d.layer == 0 else 1.0
+        inputs = x_bound if d.layer == 0 else hidden_bound[d.layer - 1]
+        h_bound = hidden_bound[d.layer]
         bias = np.abs(d.bias)
         if fm.cell_type is CellType.GRU:
             bias = bias[: 3 * H] + np.concatenate([np.zeros(2 * H), bias[3 * H :]])
-        rows = bias + np.abs(d.w_ih).sum(axis=1) * inputs + np.abs(d.w_hh).sum(axis=1)
+        rows = bias + np.abs(d.w_ih).sum(axis=1) * inputs + np.abs(d.w_hh).sum(axis=1) * h_bound
         ranges[f"{d.name}.preact"] = _symmetric(f"{d.name}.preact", float(rows.max()))
         ranges[f"{d.name}.gate"] = _symmetric(f"{d.name}.gate", 1.0)
-        ranges[f"{d.name}.hidden"] = _symmetric(f"{d.name}.hidden", 1.0)
+        ranges[f"{d.name}.hidden"] = _symmetric(f"{d.name}.hidden", h_bound)
+        if fm.proj_size:
+            ranges[f"{d.name}.proj_in"] = _symmetric(f"{d.name}.proj_in", 1.0)
         if fm.cell_type is CellType.GRU:
             continue
         forget = float(Activation.SIGMOID(rows[H : 2 * H].max()))

@@ -41,10 +41,14 @@ class FloatDirection:
     w_ih: np.ndarray
     w_hh: np.ndarray
     bias: np.ndarray  # b_ih + b_hh
+    #: ``W_hr`` (R x H) of an ``nn.LSTM(proj_size=R)``; then ``w_hh`` is (4H x R).
+    w_hr: np.ndarray | None = None
 
     def __post_init__(self):
         for name in ("w_ih", "w_hh", "bias"):
             object.__setattr__(self, name, _frozen_float(getattr(self, name)))
+        if self.w_hr is not None:
+            object.__setattr__(self, "w_hr", _frozen_float(self.w_hr))
 
     @property
     def name(self) -> str:
@@ -66,7 +70,8 @@ class TensorRecorder:
     """Collects float values of named tensors during a forward pass.
 
     Names: ``x`` (model input), ``{dir}.preact``, ``{dir}.gate``, ``{dir}.cell`` (LSTM only),
-    ``{dir}.hidden``, ``head.output``; weights are recorded by calibration directly.
+    ``{dir}.proj_in`` (LSTMP only: ``o * tanh(c)`` before the projection), ``{dir}.hidden``,
+    ``head.output``; weights are recorded by calibration directly.
     """
 
     values: dict[str, list[np.ndarray]] = field(default_factory=dict)
@@ -125,7 +130,8 @@ def prepare_sequences(x, batch_first: bool, lengths, input_size: int, dtype=np.f
 
 @dataclass(frozen=True, eq=False)
 class FloatLstm(LstmShape):
-    """An ``nn.LSTM`` or ``nn.GRU`` (``cell_type``) and optional Linear head as float arrays."""
+    """An ``nn.LSTM`` (``proj_size`` too) or ``nn.GRU`` (``cell_type``) and optional Linear
+    head as float arrays."""
 
     directions: tuple[FloatDirection, ...]
     head: FloatHead | None = None
@@ -133,6 +139,22 @@ class FloatLstm(LstmShape):
 
     def __post_init__(self):
         object.__setattr__(self, "cell_type", CellType.parse(self.cell_type))
+        R = self.proj_size
+        if not isinstance(R, int) or isinstance(R, bool) or not 0 <= R < self.hidden_size:
+            raise ValueError(
+                f"proj_size must be an int from 0 to hidden_size - 1 = {self.hidden_size - 1} "
+                f"(as nn.LSTM requires), not {R!r}"
+            )
+        if R and self.cell_type is not CellType.LSTM:
+            module = self.cell_type.module
+            raise ValueError(f"proj_size is an nn.LSTM argument; an {module} has none")
+        for d in self.directions:
+            shape = None if d.w_hr is None else d.w_hr.shape
+            if shape != ((R, self.hidden_size) if R else None):
+                raise ValueError(
+                    f"{d.name}.w_hr has shape {shape}, expected "
+                    f"{(R, self.hidden_size) if R else None} for proj_size={R}"
+                )
 
     def direction(self, layer: int, reverse: bool) -> FloatDirection:
         return self.directions[layer * self.num_directions + int(reverse)]
@@ -149,10 +171,13 @@ class FloatLstm(LstmShape):
             "bias": self.bias,
             "head": self.head is not None,
             "cell_type": self.cell_type.value,
+            "proj_size": self.proj_size,
         }
         arrays = {"meta": np.array(json.dumps(meta))}
         for d in self.directions:
             arrays |= {f"{d.name}.w_ih": d.w_ih, f"{d.name}.w_hh": d.w_hh, f"{d.name}.bias": d.bias}
+            if d.w_hr is not None:
+                arrays[f"{d.name}.w_hr"] = d.w_hr
         if self.head is not None:
             arrays |= {"head.weight": self.head.weight, "head.bias": self.head.bias}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +194,7 @@ class FloatLstm(LstmShape):
                 arrays = {key: npz[key] for key in npz.files}
             meta = json.loads(str(arrays["meta"]))
             D = 2 if meta["bidirectional"] else 1
+            proj_size = meta.get("proj_size", 0)
             directions = []
             for layer in range(meta["num_layers"]):
                 for reverse in (False, True)[:D]:
@@ -180,6 +206,7 @@ class FloatLstm(LstmShape):
                             arrays[f"{name}.w_ih"],
                             arrays[f"{name}.w_hh"],
                             arrays[f"{name}.bias"],
+                            arrays[f"{name}.w_hr"] if proj_size else None,
                         )
                     )
             head = None
@@ -196,6 +223,7 @@ class FloatLstm(LstmShape):
             tuple(directions),
             head,
             CellType.parse(meta.get("cell_type", "lstm")),
+            proj_size=proj_size,
         )
 
     def forward(
@@ -213,7 +241,9 @@ class FloatLstm(LstmShape):
 
         Shapes follow ``nn.LSTM``: ``output`` is ``(T, B, D*H)`` (``(B, T, D*H)`` with
         ``batch_first``; unbatched input gives unbatched output), ``h_n``/``c_n`` are
-        ``(L*D, B, H)``. Steps past a sequence's length output zeros and leave its state alone.
+        ``(L*D, B, H)`` (an LSTMP's ``h0``/``h_n`` ``(L*D, B, proj_size)``, its ``output``
+        ``D*proj_size`` features). Steps past a sequence's length output zeros and leave its
+        state alone.
         ``head_output`` is ``None`` without a head, ``(B, O)`` for ``head_on="last"`` (the head
         on each sequence's last valid output) and shaped like ``output`` for ``"all"``.
         A GRU (``nn.GRU``) has no cell state: ``c0`` must be ``None`` and ``c_n`` is ``None``.
@@ -224,14 +254,15 @@ class FloatLstm(LstmShape):
         gru = self.cell_type is CellType.GRU
         if gru and c0 is not None:
             raise ValueError("an nn.GRU has no cell state: give h0 only (c0 must be None)")
-        h0 = _initial_state(h0, self.num_layers * D, B, H, unbatched, "h0")
+        Hr = self.real_hidden_size
+        h0 = _initial_state(h0, self.num_layers * D, B, Hr, unbatched, "h0")
         c0 = _initial_state(c0, self.num_layers * D, B, H, unbatched, "c0")
         run = _float_gru_direction if gru else _float_direction
         valid = np.arange(T)[:, None] < lengths[None, :]  # (T, B)
         if recorder is not None:
             recorder.add("x", xs, valid)
         layer_in = xs
-        h_n, c_n = np.zeros((self.num_layers * D, B, H)), np.zeros((self.num_layers * D, B, H))
+        h_n, c_n = np.zeros((self.num_layers * D, B, Hr)), np.zeros((self.num_layers * D, B, H))
         for layer in range(self.num_layers):
             outs = []
             for reverse in (False, True)[:D]:
@@ -286,8 +317,7 @@ def _finish(output, h_n, c_n, head_out, head_on, batch_first, unbatched):
 
 def _float_direction(d: FloatDirection, xs, h, c, valid, recorder):
     T, B = xs.shape[:2]
-    H = d.w_hh.shape[1]
-    out = np.zeros((T, B, H))
+    out = np.zeros((T, B, d.w_hh.shape[1]))  # h_t: H features, R with a projection
     x_part = xs @ d.w_ih.T + d.bias  # (T, B, 4H): the input part has no recurrence
     sigmoid, tanh = Activation.SIGMOID, Activation.TANH
     for t in range(T - 1, -1, -1) if d.reverse else range(T):
@@ -297,6 +327,10 @@ def _float_direction(d: FloatDirection, xs, h, c, valid, recorder):
         c_new = f * c + i * g
         tanh_c = tanh(c_new)
         h_new = o * tanh_c
+        if recorder is not None and d.w_hr is not None:
+            recorder.add(f"{d.name}.proj_in", h_new, valid[t])
+        if d.w_hr is not None:  # LSTMP: h_t = W_hr (o * tanh(c_t))
+            h_new = h_new @ d.w_hr.T
         m = valid[t][:, None]
         if recorder is not None:
             mask = valid[t]

@@ -2,7 +2,8 @@
 
 Every tensor has a name (``docs/import_and_calibration.md``): ``x`` (model input), per layer
 direction ``l{k}`` / ``l{k}_reverse`` the tensors ``.w_ih``, ``.w_hh``, ``.bias``,
-``.preact``, ``.gate``, ``.cell`` (LSTM only), ``.hidden``, and for the head ``head.weight``,
+``.preact``, ``.gate``, ``.cell`` (LSTM only), ``.hidden`` (and for an LSTMP, after
+``.bias``, ``.w_hr`` and, after ``.cell``, ``.proj_in``), and for the head ``head.weight``,
 ``head.bias``, ``head.output``. The same names key the recorders of
 :meth:`FloatLstm.forward` and :func:`run_reference`, the format overrides and the report.
 """
@@ -24,6 +25,7 @@ from .numerics import (
     GruFormats,
     HeadFormats,
     LstmFormats,
+    LstmpFormats,
     check_format_chain,
 )
 from .shape import CellType, LayerStack
@@ -67,13 +69,20 @@ def _direction_names(num_layers: int, bidirectional: bool) -> tuple[str, ...]:
 
 
 def tensor_names(
-    num_layers: int, bidirectional: bool, head: bool, cell_type: CellType = CellType.LSTM
+    num_layers: int,
+    bidirectional: bool,
+    head: bool,
+    cell_type: CellType = CellType.LSTM,
+    projected: bool = False,
 ) -> tuple[str, ...]:
-    """Every tensor name of a model shape, in report order (a GRU has no ``.cell``)."""
+    """Every tensor name of a model shape, in report order (a GRU has no ``.cell``; an LSTMP,
+    ``projected``, has ``.w_hr`` and ``.proj_in`` too)."""
     names = ["x"]
     tensors = _DIRECTION_TENSORS
     if CellType.parse(cell_type) is CellType.GRU:
         tensors = tuple(t for t in tensors if t != "cell")
+    if projected:
+        tensors = ("w_ih", "w_hh", "bias", "w_hr", "preact", "gate", "cell", "proj_in", "hidden")
     for d in _direction_names(num_layers, bidirectional):
         names += [f"{d}.{t}" for t in tensors]
     if head:
@@ -113,8 +122,8 @@ class ModelFormats(LayerStack):
                 )
         if len(kinds) > 1:
             raise CalibrationError(
-                "ModelFormats mixes LstmFormats and GruFormats; every direction of a model has "
-                "the same cell type"
+                "ModelFormats mixes LstmFormats, LstmpFormats and GruFormats; every direction "
+                "of a model has the same cell type (and projection)"
             )
         if self.head is not None and not isinstance(self.head, HeadFormats):
             raise CalibrationError(f"head formats must be HeadFormats, not {type(self.head)}")
@@ -135,9 +144,18 @@ class ModelFormats(LayerStack):
         return CellType.GRU if isinstance(self.directions[0], GruFormats) else CellType.LSTM
 
     @property
+    def projected(self) -> bool:
+        """Formats of an LSTMP (``nn.LSTM(proj_size > 0)``): :class:`LstmpFormats`."""
+        return isinstance(self.directions[0], LstmpFormats)
+
+    @property
     def names(self) -> tuple[str, ...]:
         return tensor_names(
-            self.num_layers, self.bidirectional, self.head is not None, self.cell_type
+            self.num_layers,
+            self.bidirectional,
+            self.head is not None,
+            self.cell_type,
+            self.projected,
         )
 
     def __getitem__(self, name: str) -> FixedFormat:
@@ -294,7 +312,10 @@ def choose_formats(
 
 def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits) -> ModelFormats:
     fm = float_model
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type)
+    projected = fm.proj_size > 0
+    names = tensor_names(
+        fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type, projected
+    )
     by_name = {r.name: r for r in ranges}
     missing = [n for n in names if n not in by_name]
     if missing:
@@ -340,7 +361,17 @@ def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits
             raise CalibrationError(
                 f"{text} conflict: both directions of layer {layer} share one hidden format"
             )
-        hidden.append(next(iter(chosen.values()), unit))
+        automatic = unit
+        if projected:  # h_t = W_hr m_t leaves (-1, 1): both directions' range decides
+            both = [by_name[f"l{layer}{s}.hidden"] for s in ("", "_reverse")[: fm.num_directions]]
+            joint = TensorRange(
+                f"l{layer}.hidden",
+                min(r.min for r in both),
+                max(r.max for r in both),
+                sum(r.count for r in both),
+            )
+            automatic = FixedFormat(width, _data_format(joint, width).frac - headroom_bits)
+        hidden.append(next(iter(chosen.values()), automatic))
 
     directions = []
     for d in fm.directions:
@@ -364,6 +395,13 @@ def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits
         )
         if fm.cell_type is CellType.GRU:
             formats = GruFormats(**chosen)
+        elif projected:
+            formats = LstmpFormats(
+                **chosen,
+                cell=data(f"{n}.cell", headroom_bits),
+                w_hr=weight(f"{n}.w_hr"),
+                proj_in=pick(f"{n}.proj_in", unit),
+            )
         else:
             formats = LstmFormats(**chosen, cell=data(f"{n}.cell", headroom_bits))
         directions.append(capped_bias(f"{n}.bias", formats))
@@ -400,9 +438,10 @@ class Calibration:
 
 def _check_exact(fm: FloatLstm, formats: ModelFormats) -> None:
     """Every intermediate width of the chosen formats (:func:`check_exact`)."""
-    features = fm.hidden_size * fm.num_directions
+    features = fm.real_hidden_size * fm.num_directions
+    proj = (fm.proj_size,) if fm.proj_size else ()
     datapaths = [
-        (d.name, f.datapath(fm.layer_input_size(d.layer), fm.hidden_size))
+        (d.name, f.datapath(fm.layer_input_size(d.layer), fm.hidden_size, *proj))
         for d, f in zip(fm.directions, formats.directions, strict=True)
     ]
     if formats.head is not None:

@@ -33,6 +33,7 @@ from .numerics import (
     HeadFormats,
     LstmDatapath,
     LstmFormats,
+    LstmpFormats,
     Overflow,
     Rounding,
     cell_formats,
@@ -106,12 +107,15 @@ def _arrays_equal(a, b) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class LayerDirection:
-    """One direction of one layer: ``W_ih`` (GH x I_k), ``W_hh`` (GH x H), bias (4H).
+    """One direction of one layer: ``W_ih`` (GH x I_k), ``W_hh`` (GH x R), bias (4H), and
+    for an LSTMP the projection ``W_hr`` (R x H).
 
     ``G`` is 4 for an LSTM (``formats`` an :class:`LstmFormats`) and 3 for a GRU (a
     :class:`GruFormats`). An LSTM's ``bias`` is ``b_ih + b_hh``, a GRU's
     ``[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]``, quantised to ``formats.bias`` (zeros for
-    ``bias=False``).
+    ``bias=False``). ``R`` is ``H`` unless the LSTM projects (``nn.LSTM(proj_size=R)``):
+    then ``formats`` is an :class:`LstmpFormats` and ``w_hr`` holds ``W_hr``, else ``w_hr``
+    is ``None``.
     """
 
     layer: int
@@ -120,6 +124,7 @@ class LayerDirection:
     w_hh: np.ndarray
     bias: np.ndarray
     formats: LstmFormats | GruFormats
+    w_hr: np.ndarray | None = None
 
     def __post_init__(self):
         name = self.name
@@ -136,12 +141,28 @@ class LayerDirection:
             raise IRError(
                 f"{name}.formats must be an LstmFormats or GruFormats, not {type(self.formats)}"
             )
+        projected = isinstance(self.formats, LstmpFormats)
+        if projected != (self.w_hr is not None):
+            raise IRError(
+                f"{name}: an LSTM with a projection has LstmpFormats and w_hr, one without "
+                f"has neither; got {type(self.formats).__name__} and "
+                f"w_hr={'None' if self.w_hr is None else 'an array'}"
+            )
         G = self.cell_type.gates
         rows = self.w_hh.shape[0]
-        if rows % G or self.w_hh.shape[1] * G != rows:
+        if projected:
+            object.__setattr__(self, "w_hr", _frozen_int_array(self.w_hr, f"{name}.w_hr"))
+            if self.w_hr.ndim != 2 or rows != G * self.w_hr.shape[1]:
+                raise IRError(
+                    f"{name}.w_hr has shape {self.w_hr.shape}, expected (R, H) with "
+                    f"w_hh's {rows} rows = {G}*H"
+                )
+            _check_shape(self.w_hh, (rows, self.w_hr.shape[0]), f"{name}.w_hh")
+            _check_range(self.w_hr, self.formats.w_hr, f"{name}.w_hr")
+        elif rows % G or self.w_hh.shape[1] * G != rows:
             raise IRError(f"{name}.w_hh has shape {self.w_hh.shape}, expected ({G}*H, H)")
         _check_shape(self.w_ih, (rows, self.w_ih.shape[1]), f"{name}.w_ih")
-        _check_shape(self.bias, (4 * self.w_hh.shape[1],), f"{name}.bias")
+        _check_shape(self.bias, (4 * self.hidden_size,), f"{name}.bias")
         _check_range(self.w_ih, self.formats.w_ih, f"{name}.w_ih")
         _check_range(self.w_hh, self.formats.w_hh, f"{name}.w_hh")
         _check_range(self.bias, self.formats.bias, f"{name}.bias")
@@ -163,14 +184,26 @@ class LayerDirection:
 
     @property
     def hidden_size(self) -> int:
+        """``H``: units of the cell (``c_t``), ``w_hh`` has ``G * H`` rows."""
+        return self.w_hh.shape[0] // self.cell_type.gates
+
+    @property
+    def proj_size(self) -> int:
+        """``R`` of an LSTMP (rows of ``w_hr``), 0 without a projection."""
+        return 0 if self.w_hr is None else self.w_hr.shape[0]
+
+    @property
+    def real_hidden_size(self) -> int:
+        """Features of ``h_t``: ``proj_size`` for an LSTMP, else ``hidden_size``."""
         return self.w_hh.shape[1]
 
     def datapath(
         self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE
     ) -> LstmDatapath | GruDatapath:
-        return self.formats.datapath(
-            self.input_size, self.hidden_size, rounding=rounding, overflow=overflow
-        )
+        sizes = (self.input_size, self.hidden_size)
+        if self.w_hr is not None:
+            sizes += (self.proj_size,)
+        return self.formats.datapath(*sizes, rounding=rounding, overflow=overflow)
 
     def __eq__(self, other):
         if not isinstance(other, LayerDirection):
@@ -180,6 +213,8 @@ class LayerDirection:
             and _arrays_equal(self.w_ih, other.w_ih)
             and _arrays_equal(self.w_hh, other.w_hh)
             and _arrays_equal(self.bias, other.bias)
+            and (self.w_hr is None) == (other.w_hr is None)
+            and (self.w_hr is None or _arrays_equal(self.w_hr, other.w_hr))
         )
 
     __hash__ = None
@@ -230,8 +265,8 @@ class LinearHead:
 
 @dataclass(frozen=True, eq=False)
 class LstmModel(LstmShape):
-    """A quantised ``nn.LSTM`` (``proj_size=0``) or ``nn.GRU`` (``cell_type``) with an
-    optional Linear head."""
+    """A quantised ``nn.LSTM`` (with or without ``proj_size``) or ``nn.GRU`` (``cell_type``)
+    with an optional Linear head."""
 
     directions: tuple[LayerDirection, ...]
     head: LinearHead | None = None
@@ -249,6 +284,14 @@ class LstmModel(LstmShape):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise IRError(f"{field} must be a positive int, not {value!r}")
+        R = self.proj_size
+        if not isinstance(R, int) or isinstance(R, bool) or not 0 <= R < self.hidden_size:
+            raise IRError(
+                f"proj_size must be an int from 0 to hidden_size - 1 = {self.hidden_size - 1} "
+                f"(as nn.LSTM requires), not {R!r}"
+            )
+        if R and self.cell_type is not CellType.LSTM:
+            raise IRError(f"proj_size is an nn.LSTM argument; an {self.cell_type.module} has none")
         if not isinstance(self.rounding, Rounding):
             raise IRError(f"rounding must be a Rounding, not {self.rounding!r}")
         if not isinstance(self.overflow, Overflow):
@@ -265,7 +308,7 @@ class LstmModel(LstmShape):
                 f"directions are {names(got)}, expected {names(expected)} for num_layers="
                 f"{self.num_layers}, bidirectional={self.bidirectional}"
             )
-        H, G = self.hidden_size, self.cell_type.gates
+        H, G, Hr = self.hidden_size, self.cell_type.gates, self.real_hidden_size
         for d in self.directions:
             in_size = self.layer_input_size(d.layer)
             if d.cell_type is not self.cell_type:
@@ -273,8 +316,13 @@ class LstmModel(LstmShape):
                     f"{d.name} has {type(d.formats).__name__} but the model's cell_type is "
                     f"{self.cell_type.value!r}; use {cell_formats(self.cell_type).__name__}"
                 )
-            if d.w_hh.shape != (G * H, H):
-                raise IRError(f"{d.name}.w_hh has shape {d.w_hh.shape}, expected {(G * H, H)}")
+            if d.proj_size != R:
+                raise IRError(
+                    f"{d.name} has proj_size={d.proj_size} (w_hr and LstmpFormats) but the "
+                    f"model has proj_size={R}"
+                )
+            if d.w_hh.shape != (G * H, Hr):
+                raise IRError(f"{d.name}.w_hh has shape {d.w_hh.shape}, expected {(G * H, Hr)}")
             if d.w_ih.shape != (G * H, in_size):
                 raise IRError(
                     f"{d.name}.w_ih has shape {d.w_ih.shape}, expected {(G * H, in_size)}"
@@ -303,8 +351,9 @@ class LstmModel(LstmShape):
     # -- shape -------------------------------------------------------------------------------
     @property
     def output_size(self) -> int:
-        """Features of the LSTM ``output`` (before the head): ``num_directions * H``."""
-        return self.num_directions * self.hidden_size
+        """Features of the LSTM ``output`` (before the head): ``num_directions * H``
+        (``num_directions * proj_size`` for an LSTMP)."""
+        return self.num_directions * self.real_hidden_size
 
     @property
     def input_format(self) -> FixedFormat:
@@ -350,10 +399,14 @@ class LstmModel(LstmShape):
 
     # -- persistence -------------------------------------------------------------------------
     def _meta(self) -> dict:
-        # "cell_type" only for a GRU: an LSTM's file (and model hash) is as before GRU support.
+        # "cell_type" only for a GRU, "proj_size" only for an LSTMP: an LSTM's file (and model
+        # hash) is as before GRU and proj_size support.
         gru = {"cell_type": self.cell_type.value} if self.cell_type is CellType.GRU else {}
+        shape = lstm_shape(self)
+        if not self.proj_size:
+            del shape["proj_size"]
         return {
-            **lstm_shape(self),
+            **shape,
             "rounding": self.rounding.value,
             "overflow": self.overflow.value,
             **gru,
@@ -367,7 +420,11 @@ class LstmModel(LstmShape):
                 "layer": d.layer,
                 "reverse": d.reverse,
                 "formats": {k: str(v) for k, v in d.formats.items()},
-                "shapes": {"w_ih": list(d.w_ih.shape), "w_hh": list(d.w_hh.shape)},
+                "shapes": {
+                    "w_ih": list(d.w_ih.shape),
+                    "w_hh": list(d.w_hh.shape),
+                    **({} if d.w_hr is None else {"w_hr": list(d.w_hr.shape)}),
+                },
             }
             for d in self.directions
         ]
@@ -395,6 +452,8 @@ class LstmModel(LstmShape):
             arrays[f"{d.name}.w_ih"] = d.w_ih
             arrays[f"{d.name}.w_hh"] = d.w_hh
             arrays[f"{d.name}.bias"] = d.bias
+            if d.w_hr is not None:
+                arrays[f"{d.name}.w_hr"] = d.w_hr
         if self.head is not None:
             arrays["head.weight"] = self.head.weight
             arrays["head.bias"] = self.head.bias
@@ -425,7 +484,9 @@ class LstmModel(LstmShape):
         try:
             # Files written before GRU support hold LSTMs and no "cell_type".
             cell_type = CellType.parse(meta.get("cell_type", "lstm"))
-            formats_class = cell_formats(cell_type)
+            # Files written before proj_size support hold no "proj_size" (no projection).
+            proj_size = meta.get("proj_size", 0)
+            formats_class = LstmpFormats if proj_size else cell_formats(cell_type)
             directions = []
             for d in meta["directions"]:
                 parsed = {k: FixedFormat.parse(v) for k, v in d["formats"].items()}
@@ -438,6 +499,7 @@ class LstmModel(LstmShape):
                         w_hh=array(f"{d['name']}.w_hh"),
                         bias=array(f"{d['name']}.bias"),
                         formats=formats,
+                        w_hr=array(f"{d['name']}.w_hr") if proj_size else None,
                     )
                 )
             head = None
@@ -457,6 +519,7 @@ class LstmModel(LstmShape):
                 rounding=Rounding(meta["rounding"]),
                 overflow=Overflow(meta["overflow"]),
                 cell_type=cell_type,
+                proj_size=proj_size,
             )
         except ValueError as error:
             if isinstance(error, IRError):

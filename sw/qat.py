@@ -181,11 +181,20 @@ def _refuse_gru(module: nn.Module) -> None:
     """Quantisation-aware training covers ``nn.LSTM`` only: refuse an ``nn.GRU`` clearly."""
     if any(isinstance(m, nn.GRU) for m in module.modules()):
         raise QatError(_GRU_REFUSED)
+    if any(isinstance(m, nn.LSTM) and m.proj_size > 0 for m in module.modules()):
+        raise QatError(_PROJ_REFUSED)
 
 
 _GRU_REFUSED = (
     "quantisation-aware fine-tuning supports nn.LSTM models only, not nn.GRU; quantise a GRU "
     "with post-training calibration (lstm_fpga.sw.calibrate.quantize_from_torch)"
+)
+
+
+_PROJ_REFUSED = (
+    "quantisation-aware fine-tuning supports nn.LSTM without proj_size only; quantise an "
+    "nn.LSTM with proj_size with post-training calibration "
+    "(lstm_fpga.sw.calibrate.quantize_from_torch)"
 )
 
 
@@ -376,6 +385,8 @@ def modules_from_float(fm: FloatLstm) -> tuple[nn.LSTM, nn.Linear | None]:
     the import of the result gives ``fm`` back exactly."""
     if fm.cell_type is not CellType.LSTM:
         raise QatError(_GRU_REFUSED)
+    if fm.proj_size:
+        raise QatError(_PROJ_REFUSED)
     lstm = nn.LSTM(**lstm_shape(fm), dtype=torch.float64)
     with torch.no_grad():
         for d in fm.directions:

@@ -49,6 +49,12 @@ def quantize_model(
             f"the formats are for an {formats.cell_type.module} but the model is an "
             f"{fm.cell_type.module}; calibrate this model for its formats"
         )
+    if formats.projected != (fm.proj_size > 0):
+        raise CalibrationError(
+            f"the formats are for an nn.LSTM {'with' if formats.projected else 'without'} "
+            f"proj_size but the model has proj_size={fm.proj_size}; calibrate this model for "
+            f"its formats"
+        )
     directions = tuple(
         LayerDirection(
             layer=d.layer,
@@ -57,6 +63,7 @@ def quantize_model(
             w_hh=_weights(d.w_hh, f.w_hh),
             bias=_weights(d.bias, f.bias),
             formats=f,
+            w_hr=None if d.w_hr is None else _weights(d.w_hr, f.w_hr),
         )
         for d, f in zip(fm.directions, formats.directions, strict=True)
     )
@@ -71,7 +78,7 @@ def quantize_model(
         rounding=rounding,
         overflow=overflow,
         cell_type=fm.cell_type,
-    )
+    )  # proj_size comes with lstm_shape
 
 
 def model_formats(model: LstmModel) -> ModelFormats:

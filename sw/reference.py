@@ -29,6 +29,7 @@ from .numerics import (
     GruDatapath,
     HeadDatapath,
     LstmDatapath,
+    LstmpDatapath,
     dequantize,
     overflow_count,
     quantize,
@@ -48,6 +49,7 @@ __all__ = [
     "gru_accumulators",
     "gru_update",
     "head_forward",
+    "project",
     "quantize_input",
     "run_float",
     "run_reference",
@@ -121,6 +123,8 @@ def gate_accumulators(dp: LstmDatapath, d: LayerDirection, x, h) -> np.ndarray:
 def cell_update(dp: LstmDatapath, acc, c, counts: dict | None = None, trace=None, mask=None):
     """The gate and cell pipeline: accumulators ``(B, 4H)`` and ``c_{t-1}`` to ``(h_t, c_t)``.
 
+    For an LSTMP (an :class:`LstmpDatapath`) the first result is the cell output
+    ``o * tanh(c_t)`` in ``proj_in`` format, which :func:`project` turns into ``h_t``.
     ``counts`` (a dict with keys preact/cell/hidden) accumulates rescale saturations;
     ``trace`` (a :class:`TensorRecorder` and a direction name) records dequantised values.
     """
@@ -134,7 +138,8 @@ def cell_update(dp: LstmDatapath, acc, c, counts: dict | None = None, trace=None
     c_new = rescale(cell_acc, dp.cell_acc.frac, f_.cell, dp.rounding, dp.overflow)
     tanh_c = dp.tanh_cell.evaluate(c_new)
     hidden_product = o * tanh_c
-    h_new = rescale(hidden_product, dp.hidden_product_frac, f_.hidden, dp.rounding, dp.overflow)
+    out_f = dp.cell_output  # hidden; proj_in for an LSTMP
+    h_new = rescale(hidden_product, dp.hidden_product_frac, out_f, dp.rounding, dp.overflow)
     if counts is not None:
         # A value saturates when its rounded, shifted form leaves the format.
         sel = (lambda a: a) if mask is None else (lambda a: a[mask])
@@ -145,8 +150,8 @@ def cell_update(dp: LstmDatapath, acc, c, counts: dict | None = None, trace=None
             sel(shift_round(cell_acc, dp.cell_acc.frac - f_.cell.frac, dp.rounding)), f_.cell
         )
         counts["hidden"] += overflow_count(
-            sel(shift_round(hidden_product, dp.hidden_product_frac - f_.hidden.frac, dp.rounding)),
-            f_.hidden,
+            sel(shift_round(hidden_product, dp.hidden_product_frac - out_f.frac, dp.rounding)),
+            out_f,
         )
     if trace is not None:
         recorder, name = trace
@@ -154,8 +159,27 @@ def cell_update(dp: LstmDatapath, acc, c, counts: dict | None = None, trace=None
         gates = np.concatenate([i, f, g, o, tanh_c], axis=-1)
         recorder.add(f"{name}.gate", dequantize(gates, f_.gate), mask)
         recorder.add(f"{name}.cell", dequantize(c_new, f_.cell), mask)
-        recorder.add(f"{name}.hidden", dequantize(h_new, f_.hidden), mask)
+        out_name = "proj_in" if isinstance(dp, LstmpDatapath) else "hidden"
+        recorder.add(f"{name}.{out_name}", dequantize(h_new, out_f), mask)
     return h_new, c_new
+
+
+def project(
+    dp: LstmpDatapath, d: LayerDirection, m, counts: dict | None = None, trace=None, mask=None
+) -> np.ndarray:
+    """An LSTMP's projection: the cell output ``m`` (B, H) in ``proj_in`` format to
+    ``h_t = rescale(W_hr @ m, hidden)`` (B, R). The projection's saturations count as
+    ``hidden`` (with those of the cell output)."""
+    f_ = dp.formats
+    acc = dp.proj_acc.accumulate([exact_matmul(m, d.w_hr.T)])
+    h_new = rescale(acc, dp.proj_acc.frac, f_.hidden, dp.rounding, dp.overflow)
+    if counts is not None:
+        value = shift_round(acc, dp.proj_acc.frac - f_.hidden.frac, dp.rounding)
+        counts["hidden"] += overflow_count(value if mask is None else value[mask], f_.hidden)
+    if trace is not None:
+        recorder, name = trace
+        recorder.add(f"{name}.hidden", dequantize(h_new, f_.hidden), mask)
+    return h_new
 
 
 def gru_accumulators(dp: GruDatapath, d: LayerDirection, x, h):
@@ -258,8 +282,9 @@ def run_reference(
 ) -> ReferenceResult:
     """Run the integer model on integer input ``x`` (format ``model.input_format``).
 
-    ``h0`` (hidden formats) and ``c0`` (cell formats) are integer ``(L*D, B, H)``. Shapes of
-    input and results are those of ``nn.LSTM``; see :meth:`FloatLstm.forward` for ``lengths``
+    ``h0`` (hidden formats) and ``c0`` (cell formats) are integer ``(L*D, B, H)`` (an
+    LSTMP's ``h0`` ``(L*D, B, proj_size)``). Shapes of input and results are those of
+    ``nn.LSTM``; see :meth:`FloatLstm.forward` for ``lengths``
     and ``head_on``. ``max_seq_len`` mirrors the hardware's sequence buffer limit. A GRU
     (``model.cell_type``) takes no ``c0`` and returns ``c_n=None``.
     """
@@ -277,7 +302,8 @@ def run_reference(
         )
     T, B = xs.shape[:2]
     H, D, L = model.hidden_size, model.num_directions, model.num_layers
-    h0 = _initial_state(h0, L * D, B, H, unbatched, "h0").astype(np.int64)
+    Hr = model.real_hidden_size
+    h0 = _initial_state(h0, L * D, B, Hr, unbatched, "h0").astype(np.int64)
     c0 = _initial_state(c0, L * D, B, H, unbatched, "c0").astype(np.int64)
     for k, d in enumerate(model.directions):
         _check_ints(h0[k], d.formats.hidden, f"h0[{k}]")
@@ -287,7 +313,7 @@ def run_reference(
     valid = np.arange(T)[:, None] < lengths[None, :]
     counts = {"head": 0}
     by_direction = {}
-    h_n = np.zeros((L * D, B, H), dtype=np.int64)
+    h_n = np.zeros((L * D, B, Hr), dtype=np.int64)
     c_n = np.zeros((L * D, B, H), dtype=np.int64)
     layer_in = xs
     for layer in range(L):
@@ -330,12 +356,14 @@ def run_reference(
 
 def _int_direction(dp, d, xs, h, c, valid, counts, recorder):
     T, B = xs.shape[:2]
-    out = np.zeros((T, B, d.hidden_size), dtype=np.int64)
+    out = np.zeros((T, B, d.real_hidden_size), dtype=np.int64)
     trace = None if recorder is None else (recorder, d.name)
     for t in range(T - 1, -1, -1) if d.reverse else range(T):
         acc = gate_accumulators(dp, d, xs[t], h)
         mask = valid[t]
         h_new, c_new = cell_update(dp, acc, c, counts, trace, mask)
+        if d.w_hr is not None:  # LSTMP: h_t = W_hr (o * tanh(c_t))
+            h_new = project(dp, d, h_new, counts, trace, mask)
         m = mask[:, None]
         c = np.where(m, c_new, c)
         h = np.where(m, h_new, h)
@@ -370,6 +398,7 @@ def dequantized_model(model: LstmModel) -> FloatLstm:
             dequantize(d.w_ih, d.formats.w_ih),
             dequantize(d.w_hh, d.formats.w_hh),
             dequantize(d.bias, d.formats.bias),
+            None if d.w_hr is None else dequantize(d.w_hr, d.formats.w_hr),
         )
         for d in model.directions
     )

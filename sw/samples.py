@@ -33,7 +33,7 @@ __all__ = [
 #: Sequences per float/integer pass: bounds the memory of recorded intermediates.
 CHUNK_SEQUENCES = 256
 #: Per-direction tensors recorded at every time step (the others are weights and biases).
-RECORDED = ("preact", "gate", "cell", "hidden")
+RECORDED = ("preact", "gate", "cell", "proj_in", "hidden")
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +102,8 @@ def prepare_samples(
                 state = state.detach().cpu().numpy()
             rows = fm.num_layers * fm.num_directions
             try:
-                state = _initial_state(state, rows, xs.shape[1], fm.hidden_size, unbatched, name)
+                size = fm.real_hidden_size if name == "h0" else fm.hidden_size
+                state = _initial_state(state, rows, xs.shape[1], size, unbatched, name)
             except ValueError as error:
                 raise CalibrationError(f"calibration {error}") from None
             if not np.all(np.isfinite(state)):
@@ -141,7 +142,9 @@ def chunks(data: CalibrationData, progress: str | None = None):
 def weight_statistics(fm: FloatLstm) -> dict[str, Statistics]:
     """A :class:`Statistics` per tensor of ``fm`` (:func:`tensor_names` order), the weights'
     and biases' values already in; the activations' are empty."""
-    names = tensor_names(fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type)
+    names = tensor_names(
+        fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type, fm.proj_size > 0
+    )
     stats = {name: Statistics() for name in names}
     for name in names:
         if not is_recorded(name):

@@ -4,7 +4,7 @@ IR share about it."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 __all__ = ["SHAPE_FIELDS", "CellType", "LayerStack", "LstmShape", "lstm_shape"]
 
@@ -59,11 +59,19 @@ class LstmShape(LayerStack):
     num_layers: int
     bidirectional: bool
     bias: bool
+    #: ``nn.LSTM(proj_size=R)``: ``h_t = W_hr (o_t * tanh(c_t))`` has ``R`` features (0: none).
+    proj_size: int = field(default=0, kw_only=True)
+
+    @property
+    def real_hidden_size(self) -> int:
+        """Features of ``h_t`` (the recurrent state, ``h_n`` and each direction's output):
+        ``proj_size`` when the LSTM projects, else ``hidden_size`` (PyTorch's name)."""
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
 
     def layer_input_size(self, layer: int) -> int:
         """Features into layer ``layer``: the model input, or both directions' hidden state of
         the layer below."""
-        return self.input_size if layer == 0 else self.hidden_size * self.num_directions
+        return self.input_size if layer == 0 else self.real_hidden_size * self.num_directions
 
 
 #: An ``nn.LSTM``'s shape: its constructor arguments that the float model and the IR both hold.
@@ -73,4 +81,4 @@ SHAPE_FIELDS = tuple(f.name for f in fields(LstmShape))
 def lstm_shape(model) -> dict:
     """The :data:`SHAPE_FIELDS` of ``model`` by name: to build one kind of model from another
     (``LstmModel(**lstm_shape(float_model), ...)``)."""
-    return {name: getattr(model, name) for name in SHAPE_FIELDS}
+    return {name: getattr(model, name, 0) for name in SHAPE_FIELDS}

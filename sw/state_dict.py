@@ -102,6 +102,7 @@ class _Shape:
     bidirectional: bool
     bias: bool
     cell_type: CellType = CellType.LSTM
+    proj_size: int = 0
 
 
 def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
@@ -111,11 +112,6 @@ def _parse_layout(arrays: Mapping[str, object]) -> _Layout:
     for key in arrays:
         match = _LSTM_KEY.match(key)
         if match is not None:
-            if match["kind"] == "weight_hr":
-                raise ModelImportError(
-                    f"key {key!r}: LSTMs with projections (proj_size > 0) are not supported; "
-                    f"lstm-fpga implements proj_size=0 only"
-                )
             part = (match["kind"], int(match["layer"]), match["reverse"] is not None)
             lstm_keys.setdefault(match["prefix"], {})[part] = key
             continue
@@ -214,6 +210,9 @@ def _infer_shape(layout: _Layout, arrays) -> _Shape:
                 f"direction)"
             )
     hh = _shape_of(arrays[hh_key])
+    hr_key = layout.lstm.get(("weight_hr", 0, False))
+    if hr_key is not None:
+        return _infer_projected_shape(layout, arrays, hh_key, ih_key, hr_key)
     if len(hh) != 2 or hh[1] < 1 or hh[0] % hh[1]:
         raise ModelImportError(
             f"key {hh_key!r} has shape {hh}, expected (4*hidden_size, hidden_size) for an "
@@ -245,21 +244,58 @@ def _infer_shape(layout: _Layout, arrays) -> _Shape:
     )
 
 
+def _infer_projected_shape(layout: _Layout, arrays, hh_key, ih_key, hr_key) -> _Shape:
+    """The shape of an ``nn.LSTM(proj_size=R)``: ``weight_hr_l0`` is (R, H), ``weight_hh_l0``
+    (4H, R)."""
+    hr, hh = _shape_of(arrays[hr_key]), _shape_of(arrays[hh_key])
+    if len(hr) != 2 or not 1 <= hr[0] < hr[1]:
+        raise ModelImportError(
+            f"key {hr_key!r} has shape {hr}, expected (proj_size, hidden_size) with "
+            f"0 < proj_size < hidden_size"
+        )
+    R, H = hr
+    if hh == (3 * H, R):
+        raise ModelImportError(
+            f"key {hr_key!r} is a projection, which only nn.LSTM has, but {hh_key!r} has "
+            f"shape {hh} (an nn.GRU's 3*hidden_size rows)"
+        )
+    if hh != (4 * H, R):
+        raise ModelImportError(
+            f"key {hh_key!r} has shape {hh}, expected {(4 * H, R)}: an nn.LSTM with "
+            f"hidden_size={H}, proj_size={R} (from {hr_key!r})"
+        )
+    ih = _shape_of(arrays[ih_key])
+    if len(ih) != 2 or ih[1] < 1:
+        raise ModelImportError(f"key {ih_key!r} has shape {ih}, expected ({hh[0]}, input_size)")
+    parts = layout.lstm.keys()
+    return _Shape(
+        input_size=ih[1],
+        hidden_size=H,
+        num_layers=1 + max(layer for _, layer, _ in parts),
+        bidirectional=any(reverse for _, _, reverse in parts),
+        bias=any(kind.startswith("bias") for kind, _, _ in parts),
+        proj_size=R,
+    )
+
+
 def _expected_parts(shape: _Shape):
     """(kind, layer, reverse) -> expected tensor shape, in PyTorch's key order."""
     H, D = shape.hidden_size, 2 if shape.bidirectional else 1
+    R = shape.proj_size or H  # features of h_t
     G = shape.cell_type.gates
     kinds = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if shape.bias else ())
+    kinds += ("weight_hr",) if shape.proj_size else ()
     expected = {}
     for layer in range(shape.num_layers):
         for reverse in (False, True)[:D]:
-            in_size = shape.input_size if layer == 0 else D * H
+            in_size = shape.input_size if layer == 0 else D * R
             for kind in kinds:
                 expected[(kind, layer, reverse)] = {
                     "weight_ih": (G * H, in_size),
-                    "weight_hh": (G * H, H),
+                    "weight_hh": (G * H, R),
                     "bias_ih": (G * H,),
                     "bias_hh": (G * H,),
+                    "weight_hr": (shape.proj_size, H),
                 }[kind]
     return expected
 
@@ -270,15 +306,22 @@ def _key_name(prefix: str, part: tuple[str, int, bool]) -> str:
 
 
 def _check_missing(layout: _Layout, shape: _Shape) -> None:
-    missing = [
-        _key_name(layout.prefix, part) for part in _expected_parts(shape) if part not in layout.lstm
-    ]
+    expected = _expected_parts(shape)
+    missing = [_key_name(layout.prefix, part) for part in expected if part not in layout.lstm]
+    extra = [key for part, key in layout.lstm.items() if part not in expected]
+    if extra and not missing:  # e.g. weight_hr_l1 without weight_hr_l0
+        raise ModelImportError(
+            f"unexpected key {extra[0]!r}: the other keys describe an {shape.cell_type.module} "
+            f"with num_layers={shape.num_layers}, bidirectional={shape.bidirectional}, "
+            f"bias={shape.bias}, proj_size={shape.proj_size}"
+        )
     if missing:
         names = ", ".join(repr(k) for k in missing)
         raise ModelImportError(
             f"missing key(s) {names}: the other keys describe an {shape.cell_type.module} with "
             f"num_layers="
             f"{shape.num_layers}, bidirectional={shape.bidirectional}, bias={shape.bias}"
+            + (f", proj_size={shape.proj_size}" if shape.proj_size else "")
         )
 
 
@@ -290,7 +333,7 @@ def _check_shapes(layout: _Layout, shape: _Shape, arrays) -> None:
             raise ModelImportError(f"key {key!r} has shape {got}, expected {expected}")
     if layout.head_weight is None:
         return
-    features = (2 if shape.bidirectional else 1) * shape.hidden_size
+    features = (2 if shape.bidirectional else 1) * (shape.proj_size or shape.hidden_size)
     got = _shape_of(arrays[layout.head_weight])
     if len(got) != 2 or got[1] != features:
         out = got[0] if len(got) == 2 else "out_features"
@@ -320,8 +363,9 @@ def _build(layout: _Layout, shape: _Shape, arrays) -> FloatLstm:
                 bias = _gru_bias(get("bias_ih"), get("bias_hh")) if shape.bias else np.zeros(4 * H)
             else:
                 bias = get("bias_ih") + get("bias_hh") if shape.bias else np.zeros(4 * H)
+            w_hr = get("weight_hr") if shape.proj_size else None
             directions.append(
-                FloatDirection(layer, reverse, get("weight_ih"), get("weight_hh"), bias)
+                FloatDirection(layer, reverse, get("weight_ih"), get("weight_hh"), bias, w_hr)
             )
     head = None
     if layout.head_weight is not None:

@@ -100,15 +100,12 @@ def from_module(module: nn.Module, head: nn.Linear | None = None) -> FloatLstm:
             )
         if not isinstance(head, nn.Linear):
             raise ModelImportError(f"head must be an nn.Linear, not a {type(head).__name__}")
-        _check_proj("the nn.LSTM", module)
         state = {**module.state_dict(), **_prefixed("head.", head.state_dict())}
         return from_state_dict(state)
     if isinstance(module, _RECURRENT):
-        _check_proj(f"the nn.{type(module).__name__}", module)
         return from_state_dict(module.state_dict())
     _check_not_other_rnn("the module", module)
-    lstm_name, lstm = _find_lstm(module)
-    _check_proj(f"nn.LSTM {lstm_name!r}", lstm)
+    _find_lstm(module)
     return from_state_dict(module.state_dict())
 
 
@@ -172,14 +169,6 @@ def from_file(path) -> FloatLstm:
 # -- modules ---------------------------------------------------------------------------------
 def _prefixed(prefix: str, state: Mapping) -> dict:
     return {prefix + key: value for key, value in state.items()}
-
-
-def _check_proj(what: str, lstm: nn.LSTM) -> None:
-    if getattr(lstm, "proj_size", 0) > 0:
-        raise ModelImportError(
-            f"{what} has proj_size={lstm.proj_size}: LSTMs with projections (proj_size > 0) "
-            f"are not supported; lstm-fpga implements proj_size=0 only"
-        )
 
 
 def _check_not_other_rnn(what: str, module: nn.Module) -> None:

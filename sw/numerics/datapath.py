@@ -211,6 +211,12 @@ class LstmDatapath(_Datapath):
         return plan_accumulator(segments, None)
 
     @property
+    def cell_output(self) -> FixedFormat:
+        """The format the hidden product ``o * tanh(c_t)`` is rescaled to: ``hidden`` (an
+        LSTMP's :class:`LstmpDatapath` rescales it to ``proj_in`` and projects)."""
+        return self.formats.hidden
+
+    @property
     def hidden_product_frac(self) -> int:
         return 2 * self.formats.gate.frac
 
@@ -286,6 +292,94 @@ class LstmDatapath(_Datapath):
     def tanh_cell(self) -> ActivationTable:
         f = self.formats
         return activation_table(Activation.TANH, f.cell, f.gate, self.rounding)
+
+
+@dataclass(frozen=True)
+class LstmpFormats(LstmFormats):
+    """Formats of one layer direction of an ``nn.LSTM`` with ``proj_size > 0`` (LSTMP).
+
+    As :class:`LstmFormats`, plus the projection: ``proj_in`` is the cell output
+    ``o_t * tanh(c_t)`` (the projection's input, in (-1, 1)) and ``w_hr`` the projection
+    weights; ``hidden`` is the projected ``h_t = W_hr @ proj_in`` (the recurrent state, the
+    layer's output and ``h_n``), which can leave (-1, 1).
+    """
+
+    w_hr: FixedFormat
+    proj_in: FixedFormat
+
+    def datapath(
+        self, input_size: int, hidden_size: int, proj_size: int, **arithmetic
+    ) -> LstmpDatapath:
+        """The arithmetic of these formats at these sizes (``arithmetic``: ``rounding``,
+        ``overflow``)."""
+        return LstmpDatapath(self, input_size, hidden_size, proj_size, **arithmetic)
+
+
+@dataclass(frozen=True)
+class LstmpDatapath(LstmDatapath):
+    """The arithmetic of an LSTMP layer direction (``proj_size`` features of ``h_t``)::
+
+        gates  = rescale(gate_acc.accumulate([W_ih @ x, W_hh @ h], bias), preact)  # h: R
+        c_t    = rescale(cell_acc.accumulate([f * c, i * g]), cell)
+        m_t    = rescale(o * tanh_cell(c_t), proj_in)       (product: 2 * gate.frac bits)
+        h_t    = rescale(proj_acc.accumulate([W_hr @ m_t]), hidden)    (no bias)
+
+    Everything up to ``m_t`` is :class:`LstmDatapath`'s with ``W_hh`` over ``proj_size``
+    columns and the hidden product rescaled to ``proj_in`` instead of ``hidden``.
+    """
+
+    formats: LstmpFormats
+    proj_size: int
+
+    @cached_property
+    def gate_acc(self) -> AccumulatorPlan:
+        return self.formats.accumulator(self.input_size, self.proj_size)
+
+    @property
+    def cell_output(self) -> FixedFormat:
+        """The format the hidden product ``o * tanh(c_t)`` is rescaled to: ``proj_in``."""
+        return self.formats.proj_in
+
+    @cached_property
+    def proj_acc(self) -> AccumulatorPlan:
+        """``W_hr @ m_t`` over ``hidden_size`` products (PyTorch's projection has no bias)."""
+        f = self.formats
+        return plan_accumulator((MacSegment(f.w_hr, f.proj_in, self.hidden_size),), None)
+
+    def intermediate_widths(self) -> tuple[IntermediateWidth, ...]:
+        """:class:`LstmDatapath`'s (the hidden product to ``proj_in``) and the projection's
+        accumulator and rescale."""
+        f = self.formats
+        widths = []
+        for item in super().intermediate_widths():
+            if item.what == "hidden product":
+                shift = self.hidden_product_frac - f.proj_in.frac
+                item = IntermediateWidth(
+                    "hidden product",
+                    f"gate {f.gate} * gate {f.gate} to proj_in {f.proj_in}",
+                    _shift_width(self.hidden_product_width, shift),
+                    "proj_in",
+                    "use a narrower gate format or a proj_in format with fewer fraction bits",
+                )
+            widths.append(item)
+        return (
+            *widths,
+            IntermediateWidth(
+                "projection accumulator",
+                f"w_hr {f.w_hr} * proj_in {f.proj_in}",
+                self.proj_acc.width,
+                "w_hr",
+                "use narrower w_hr or proj_in formats",
+            ),
+            IntermediateWidth(
+                "projection rescale",
+                f"projection accumulator with {self.proj_acc.frac} fraction bits to hidden "
+                f"{f.hidden}",
+                _shift_width(self.proj_acc.width, self.proj_acc.frac - f.hidden.frac),
+                "hidden",
+                "the left shift is too long; use a hidden format with fewer fraction bits",
+            ),
+        )
 
 
 @dataclass(frozen=True)

@@ -240,12 +240,6 @@ class NoLstm(nn.Module):
         self.fc = nn.Linear(I, 1)
 
 
-class Projected(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(I, H, proj_size=3)
-
-
 class WrongHead(nn.Module):
     def __init__(self):
         super().__init__()
@@ -253,10 +247,6 @@ class WrongHead(nn.Module):
 
 
 ONLY_LSTM = "lstm-fpga imports nn.LSTM and nn.GRU only"
-PROJ = (
-    "LSTMs with projections (proj_size > 0) are not supported; lstm-fpga implements "
-    "proj_size=0 only"
-)
 FOUR_GATES = "lstm-fpga imports nn.LSTM (4 gates: i, f, g, o) and nn.GRU (3 gates: r, z, n)"
 ONE_LSTM_ONE_HEAD = (
     "a state_dict may hold one nn.LSTM or nn.GRU (keys like 'weight_ih_l0') and one nn.Linear "
@@ -277,8 +267,6 @@ def nan_at(key, index, value):
 
 
 MODULE_ERRORS = [
-    (lambda: nn.LSTM(I, H, proj_size=3), f"the nn.LSTM has proj_size=3: {PROJ}"),
-    (Projected, f"nn.LSTM 'lstm' has proj_size=3: {PROJ}"),
     (lambda: nn.RNN(I, H), f"the module is an nn.RNN; {ONLY_LSTM} (RNN is not supported)"),
     (
         lambda: nn.LSTMCell(I, H),
@@ -349,7 +337,8 @@ def test_explicit_head_errors():
 STATE_ERRORS = [
     (
         edited(lambda s: s.update(weight_hr_l0=torch.zeros(H, 3))),
-        f"key 'weight_hr_l0': {PROJ}",
+        "key 'weight_hr_l0' has shape (11, 3), expected (proj_size, hidden_size) with "
+        "0 < proj_size < hidden_size",
     ),
     (
         dict(nn.RNN(I, H).state_dict()),
