@@ -384,35 +384,44 @@ class WeightFetcher(wiring.Component):
         beats = image.beats
 
         # -- read addresses ---------------------------------------------------------------------
+        # Timing: the request verdict is one compare of two registers (the next burst's
+        # length against the FIFO's free beats), so that nothing but a select and one add sit
+        # between it and the registers it updates; the next burst's length is registered a
+        # burst ahead. Cycle for cycle the same requests as comparing ``reserved + length``
+        # with the depth.
         offset = Signal(range(beats))  # beat index of the next burst in the sweep
-        left = Signal(range(beats + 1))
-        m.d.comb += left.eq(beats - offset)
-        length = Signal(range(B + 1))
-        m.d.comb += length.eq(Mux(left >= B, B, left))
-        reserved = Signal(range(depth + 1))  # beats requested, not yet taken from the FIFO
+        left = Signal(range(beats + 1), init=beats)  # beats of the sweep not yet requested
+        length = Signal(range(B + 1), init=min(B, beats))  # the next burst's beats
+        room = Signal(range(depth + 1), init=depth)  # FIFO beats neither requested nor free
         in_flight = Signal(range(N + 1))  # bursts requested, last beat not yet received
         taken_beat = Signal()
         last_received = Signal()
         request = Signal()
+        last_burst = Signal()  # the next burst ends the sweep
+        left_after = Signal(range(beats + 1))  # beats left after the next burst
         m.d.comb += [
             self.m_axi_arid.eq(0),
             self.m_axi_arsize.eq(exact_log2(params.bytes_per_beat)),
             self.m_axi_arburst.eq(AXI_BURST_INCR),
-            request.eq(~self.m_axi_arvalid & (reserved + length <= depth) & (in_flight < N)),
+            last_burst.eq(left <= B),
+            left_after.eq(Mux(last_burst, beats, left - B)),
+            request.eq(~self.m_axi_arvalid & (length <= room) & (in_flight < N)),
         ]
         with m.If(request):
             m.d.sync += [
                 self.m_axi_arvalid.eq(1),
                 self.m_axi_araddr.eq(params.base + offset * params.bytes_per_beat),
                 self.m_axi_arlen.eq(length - 1),
-                offset.eq(Mux(length == left, 0, offset + length)),
+                offset.eq(Mux(last_burst, 0, offset + B)),
+                left.eq(left_after),
+                length.eq(Mux(left_after >= B, B, left_after)),
             ]
-            with m.If(length == left):
+            with m.If(last_burst):
                 m.d.sync += self.sweeps.eq(self.sweeps + 1)
         with m.Elif(self.m_axi_arready):
             m.d.sync += self.m_axi_arvalid.eq(0)
         m.d.sync += [
-            reserved.eq(reserved + Mux(request, length, 0) - taken_beat),
+            room.eq(room - Mux(request, length, 0) + taken_beat),
             in_flight.eq(in_flight + request - last_received),
         ]
 
@@ -438,7 +447,6 @@ class WeightFetcher(wiring.Component):
         held = Signal(capacity)
         count = Signal(range(capacity + 1))
         pop = Signal()
-        after = Signal(range(capacity + 1))
         beat = fifo.r_data[:D]
         sweep_end = fifo.r_data[D]
         tail = image.last_beat_bits
@@ -446,20 +454,23 @@ class WeightFetcher(wiring.Component):
             self.word.valid.eq(count >= wb),
             self.word.payload.eq(held[:wb]),
             pop.eq(self.word.valid & self.word.ready),
-            after.eq(count - Mux(pop, wb, 0)),
             taken_beat.eq(fifo.r_rdy & (count <= wb)),
             fifo.r_en.eq(taken_beat),
         ]
-        shifted = Mux(pop, held >> wb, held)
+        # Timing: both placements of the beat (after a word leaves or not) shift by a register
+        # (``count``, ``count - wb``), so ``word.ready`` only selects between them at the end.
         # The padding of the sweep's last beat is masked off and not counted.
         bits = Mux(sweep_end, beat & ((1 << tail) - 1), beat)
-        with m.If(taken_beat):
-            m.d.sync += [
-                held.eq(shifted | (bits << after)),
-                count.eq(after + Mux(sweep_end, tail, D)),
-            ]
-        with m.Else():
-            m.d.sync += [held.eq(shifted), count.eq(after)]
+        count_less_word = Signal.like(count)
+        m.d.comb += count_less_word.eq(count - wb)
+        incoming = Mux(taken_beat, bits, 0)
+        width_in = Mux(taken_beat, Mux(sweep_end, tail, D), 0)
+        kept = (held | (incoming << count))[:capacity]
+        shifted = ((held >> wb) | (incoming << count_less_word))[:capacity]
+        m.d.sync += [
+            held.eq(Mux(pop, shifted, kept)),
+            count.eq(Mux(pop, count_less_word, count) + width_in),
+        ]
         return m
 
 
