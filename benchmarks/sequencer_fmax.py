@@ -25,6 +25,7 @@ from amaranth.lib import wiring
 from lstm_fpga.hw import HardwareConfig, write_build
 from lstm_fpga.hw.devices import device
 from lstm_fpga.hw.implement import implement
+from lstm_fpga.hw.pipeline import target
 from lstm_fpga.hw.sequencer import Sequencer
 from lstm_fpga.testing import random_model
 
@@ -76,7 +77,10 @@ def main(argv=None) -> int:
     top = RegisteredPorts(Sequencer(plan))
     args.out.mkdir(parents=True, exist_ok=True)
     source = args.out / f"{TOP}.v"
-    source.write_text(verilog.convert(top, name=TOP, ports=top.ports, emit_src=False))
+    # (with the ECP5 target, as the builds: its kept replica registers stay apart)
+    platform = target("ecp5")
+    text = verilog.convert(top, name=TOP, ports=top.ports, emit_src=False, platform=platform)
+    source.write_text(f"{text}\n{platform.verilog_modules()}")
     result = implement(
         source, plan, device("ecp5-85"), top=TOP, freq_mhz=args.freq, workdir=args.out
     )

@@ -161,7 +161,7 @@ class LstmEngine(wiring.Component):
             self._fetch_weights(m, seq, mvu, address_delay + WeightMemory.READ_LATENCY)
         gru = plan.is_gru
         pipeline = GruCellPipeline if gru else GateCellPipeline
-        m.submodules.cell = cell = pipeline(plan, announce=seq.ANNOUNCE)
+        m.submodules.cell = cell = pipeline(plan, announce=seq.ANNOUNCE_LEAD)
         head = None
         if plan.head is not None:
             m.submodules.head = head = HeadOutput(plan)

@@ -72,10 +72,15 @@ class Sequencer(wiring.Component):
     #: Cycles from an issue (the weight and bias addresses, the element reads) to its
     #: ``column`` beat (:attr:`ElementStore.LATENCY <lstm_fpga.hw.elements.ElementStore.LATENCY>`).
     COLUMN_LATENCY = ElementStore.LATENCY
-    #: Cycles before its ``hidden_write`` that a unit is announced on ``announce``
-    #: (:attr:`ElementStore.ANNOUNCE <lstm_fpga.hw.elements.ElementStore.ANNOUNCE>`): the
+    #: Cycles before its ``hidden_write`` that a unit counts as announced inside the
+    #: sequencer (:attr:`ElementStore.ANNOUNCE <lstm_fpga.hw.elements.ElementStore.ANNOUNCE>`): the
     #: scoreboards count it complete from then on, the element store forwards its value.
     ANNOUNCE = ElementStore.ANNOUNCE
+    #: Cycles before its ``hidden_write`` that a unit comes on the ``announce`` port: one
+    #: more than :attr:`ANNOUNCE`, because the sequencer registers the announcement once
+    #: (beside the walker and the element store, away from the gate and cell pipeline that
+    #: drives it) before anything reads it.
+    ANNOUNCE_LEAD = ANNOUNCE + 1
 
     def __init__(self, plan: EnginePlan, copy_queue_depth: int = 16):
         self._plan = plan
@@ -121,8 +126,16 @@ class Sequencer(wiring.Component):
         # reader reads the memory through its own port and waits for the write itself, so
         # it counts the units announced but not written yet as outstanding too.
         completed = self.hidden_write.valid
+        # The announcement, registered here: ``ANNOUNCE`` cycles before its ``hidden_write``
+        # from now on (the cell announces ``ANNOUNCE_LEAD`` cycles ahead).
+        announced = Signal()
+        announced_target = Signal(hidden_announce_layout(plan), reset_less=True)
+        m.d.sync += [
+            announced.eq(self.announce.valid),
+            announced_target.eq(self.announce.payload),
+        ]
         landing = Signal(range(self.ANNOUNCE + 1))
-        m.d.sync += landing.eq(landing + self.announce.valid - completed)
+        m.d.sync += landing.eq(landing + announced - completed)
         unwritten = Signal.like(walker.outstanding)
         m.d.comb += unwritten.eq(walker.outstanding + landing)
         connect_members(m, schedule, walker, "job", "next_job")
@@ -140,9 +153,9 @@ class Sequencer(wiring.Component):
         connect_members(m, walker, ports, "weight_address", "bias_address")
         # (weight reuse: the scoreboards count the group's last sequence's units only; a
         # unit of it is complete after the same unit of every other sequence of the group)
-        completed_unit = self.announce.valid
+        completed_unit = announced
         if plan.weight_reuse:
-            completed_unit = completed_unit & self.announce.payload.counted
+            completed_unit = completed_unit & announced_target.counted
         m.d.comb += [
             walker.completed.eq(completed_unit),
             self.outstanding.eq(unwritten != 0),
@@ -150,7 +163,10 @@ class Sequencer(wiring.Component):
 
         # -- elements: COLUMN_LATENCY cycles after the walker's reads, with the beat ---------
         wiring.connect(m, wiring.flipped(self.hidden_write), elements.hidden_write)
-        wiring.connect(m, wiring.flipped(self.announce), elements.announce)
+        m.d.comb += [
+            elements.announce.valid.eq(announced),
+            elements.announce.payload.eq(announced_target),
+        ]
         wiring.connect(m, wiring.flipped(self.h0_write), elements.h0_write)
         connect_members(m, walker, elements, "reads")
         connect_members(m, schedule, elements, "x_write")

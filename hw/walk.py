@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import index_shape
 from .jobs import JobKind, Source, address_shape, descriptor_layout, outstanding_limit
 from .mvu import job_layout
+from .pipeline import replicas
 from .plan import EnginePlan
 
 __all__ = ["JobWalker", "beat_meta_layout", "read_layout"]
@@ -76,6 +77,8 @@ _JOB_FIELDS = (
     "first_b_top",
     "b_last",
     "two_cycles",
+    "second_top",
+    "second_b_top",
     "a_base",
 )
 
@@ -129,6 +132,10 @@ def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> di
             ),
         ),
         "b_last": (index, per_matrix(lambda mp: mp.columns - 1 - mp.segments[0].length)),
+        # The top columns after an advance from a pass's first cycle (its second cycle's, or
+        # the next pass's first with one cycle per pass).
+        "second_top": (index, per_matrix(lambda mp: _second_top(G, mp, 0))),
+        "second_b_top": (index, per_matrix(lambda mp: _second_top(G, mp, mp.segments[0].length))),
         "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
         # Per group: a pass's first column is in segment a / beyond the last column.
         "in_a": (G, per_matrix(lambda mp: _mask(G, lambda g: g < mp.segments[0].length))),
@@ -139,30 +146,39 @@ def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> di
         "bias_base": (index_shape(plan.bias_depth), per_matrix(lambda mp: mp.bias_base)),
         "a_distance": (room_shape, source.a_distance),
         "b_distance": (room_shape, source.b_distance),
-        # ``distance - 1 -`` the first cycle's highest column of the segment: its
-        # scoreboard allows that cycle when ``lag`` is at most this.
-        "a_slack": (
-            room_shape,
-            source.a_distance
-            - 1
-            - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
-        ),
-        "b_slack": (
-            room_shape,
-            source.b_distance - 1 - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
-        ),
-        # The slacks plus one (``lag = outstanding - completed`` is at most the slack when
-        # ``outstanding`` is at most the slack plus ``completed``: no subtraction first).
-        "a_slack1": (
-            room_shape,
-            source.a_distance
-            - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
-        ),
-        "b_slack1": (
-            room_shape,
-            source.b_distance - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
-        ),
     }
+
+
+def _second_top(G: int, mp, base: int) -> int:
+    """The highest column (less ``base``) of the cycle after a pass's first one: the next
+    pass's first (one cycle per pass), else the second cycle's, capped at the last column."""
+    first = min(G, mp.columns) - 1 - base
+    if mp.span == 1:
+        return first
+    return mp.columns - 1 - base if mp.span == 2 else first + G
+
+
+def _slacks(plan: EnginePlan, source: data.View, room_shape) -> dict:
+    """Segment -> ``distance - 1 -`` the highest column of the segment in the first cycle of
+    the job ``source``: its scoreboard allows that cycle when ``lag`` (units of earlier jobs
+    not completed yet) is at most this."""
+    G = plan.groups
+
+    def per_matrix(value):
+        return Array([value(mp) for mp in plan.matrices])[source.matrix]
+
+    def first_top_of(mp):
+        return min(G, mp.columns) - 1
+
+    slacks = {
+        "a": source.a_distance
+        - 1
+        - per_matrix(lambda mp: min(first_top_of(mp), mp.segments[0].length - 1)),
+        "b": source.b_distance
+        - 1
+        - per_matrix(lambda mp: first_top_of(mp) - mp.segments[0].length),
+    }
+    return {name: Value.cast(value).as_signed() for name, value in slacks.items()}
 
 
 class JobWalker(wiring.Component):
@@ -376,20 +392,55 @@ class JobWalker(wiring.Component):
         final_next = Signal()
         pending_next = Signal()
         staged_next = Signal()
+        last_cycle_next = Signal()
+        a_ok_next = Signal()
+        b_ok_next = Signal()
         m.d.comb += [
             current_next.eq(current),
             final_next.eq(final),
             pending_next.eq(load_pending),
             staged_next.eq(source.valid & ~load),
+            last_cycle_next.eq(is_last_cycle),
         ]
+        idle_next = staged_next & ~current_next
+        final_ready_next = staged_next & final_next & ~pending_next
         m.d.sync += [
             current.eq(current_next),
             final.eq(final_next),
             load_pending.eq(pending_next),
             staged_valid.eq(staged_next),
-            idle_ready.eq(staged_next & ~current_next),
-            final_ready.eq(staged_next & final_next & ~pending_next),
+            idle_ready.eq(idle_next),
+            final_ready.eq(final_ready_next),
+            is_last_cycle.eq(last_cycle_next),
+            a_ok.eq(a_ok_next),
+            b_ok.eq(b_ok_next),
         ]
+
+        # The verdicts' own copies of the registers ``issue`` and ``load`` are made of: the
+        # verdicts' next values depend on this cycle's advance and load, and the originals
+        # drive the whole walk (pointers, addresses, masks, the beat, the schedule), so
+        # these copies (kept apart from the originals by synthesis) keep that loop among the
+        # walker's own registers. Same values as the originals in every cycle.
+        def copy(value, name):
+            return replicas(m, platform, Mux(ResetSignal(), 0, value), 1, f"{name}_v")[0]
+
+        a_ok_v, b_ok_v = copy(a_ok_next, "a_ok"), copy(b_ok_next, "b_ok")
+        current_v, last_cycle_v = copy(current_next, "current"), copy(last_cycle_next, "last")
+        pending_v, idle_v = copy(pending_next, "pending"), copy(idle_next, "idle_ready")
+        final_ready_v = copy(final_ready_next, "final_ready")
+
+        def go_v(term):
+            return term & a_ok_v & b_ok_v & weights_ready
+
+        if reuse:
+            rep_v = copy(Mux(issue, Mux(rep_last, 0, rep + 1), rep), "rep")
+            rep_first_v, rep_last_v = rep_v == 0, rep_v == Bi - 1
+            issue_v = go_v(current_v) & ~(last_cycle_v & rep_first_v & (pending_v | ~drain_free))
+            advance_v = issue_v & rep_last_v
+            load_v = idle_v | go_v(final_ready_v & rep_last_v)
+        else:
+            advance_v = go_v(current_v) & ~(last_cycle_v & (pending_v | ~drain_free))
+            load_v = idle_v | (go_v(final_ready_v) & drain_free)
 
         lstm_load = load & staged["lstm"]
         # (both sums from registers, the load only selects; with weight reuse ``completed``
@@ -411,15 +462,15 @@ class JobWalker(wiring.Component):
             name: _loaded(index_g, f"{name}_g")
             for name in ("first_top", "first_b_top", "columns_last", "b_last")
         }
-        top_advanced = Mux(is_last_cycle, first_top, Mux(penultimate, columns_last, top_g))
+        top_advanced = Mux(last_cycle_v, first_top, Mux(penultimate, columns_last, top_g))
         top_advanced_g = Mux(
-            is_last_cycle,
+            last_cycle_v,
             plus_g["first_top"],
             Mux(penultimate, plus_g["columns_last"], top_g + G),
         )
-        b_top_advanced = Mux(is_last_cycle, first_b_top, Mux(penultimate, job["b_last"], b_top_g))
+        b_top_advanced = Mux(last_cycle_v, first_b_top, Mux(penultimate, job["b_last"], b_top_g))
         b_top_advanced_g = Mux(
-            is_last_cycle, plus_g["first_b_top"], Mux(penultimate, plus_g["b_last"], b_top_g + G)
+            last_cycle_v, plus_g["first_b_top"], Mux(penultimate, plus_g["b_last"], b_top_g + G)
         )
         next_room_a = room_a + completed
         next_room_b = room_b + completed
@@ -440,27 +491,37 @@ class JobWalker(wiring.Component):
         def b_verdict(b_top):  # b_top < 0: the cycle reads no segment-b column
             return b_top[-1] | below(b_top, room_b, completed)
 
-        # Each verdict is compared for every candidate top column (all registers) and only
-        # then selected, so the select signals (``issue``, ``is_last_cycle``, ``penultimate``)
-        # come after the carry chains, not before them.
-        def advanced(verdict, first, last, ahead):  # the verdict for the top after an issue
-            return Mux(
-                is_last_cycle, verdict(first), Mux(penultimate, verdict(last), verdict(ahead))
-            )
-
-        a_advanced = advanced(a_verdict, first_top, columns_last, top_g)
-        b_advanced = advanced(b_verdict, first_b_top, job["b_last"], b_top_g)
-        m.d.sync += [
-            a_ok.eq(Mux(advance, a_advanced, a_verdict(top))),
-            b_ok.eq(Mux(advance, b_advanced, b_verdict(b_top))),
+        # ``ahead``, ``b_ahead``: registers, the top columns after an advance in this cycle
+        # (``top_advanced``, ``b_top_advanced``), so each verdict compares two registers with
+        # ``room`` and the advance selects: no select between the registers and a compare.
+        # Kept with the verdicts' copies of the advance and the load (as ``top``, ``top_g``).
+        ahead = _loaded(index, "ahead")
+        b_ahead = _loaded(index, "b_ahead")
+        # (the load's verdicts below take precedence)
+        m.d.comb += [
+            a_ok_next.eq(Mux(advance_v, a_verdict(ahead), a_verdict(top))),
+            b_ok_next.eq(Mux(advance_v, b_verdict(b_ahead), b_verdict(b_top))),
         ]
-        with m.If(advance):
+        # ``ahead`` after an advance: from a pass's last cycle the next pass's second top;
+        # from its penultimate the first top (the next cycle is the last); from the cycle
+        # before the penultimate the last column; else one ``G`` further on.
+        further = cycle + 2 == span_last
+        with m.If(advance_v):
             m.d.sync += [
                 top.eq(top_advanced),
                 top_g.eq(top_advanced_g),
                 b_top.eq(b_top_advanced),
                 b_top_g.eq(b_top_advanced_g),
             ]
+            with m.If(last_cycle_v):
+                m.d.sync += [ahead.eq(job["second_top"]), b_ahead.eq(job["second_b_top"])]
+            with m.Elif(penultimate):
+                m.d.sync += [ahead.eq(first_top), b_ahead.eq(first_b_top)]
+            with m.Else():
+                m.d.sync += [
+                    ahead.eq(Mux(further, columns_last, top_g + G)),
+                    b_ahead.eq(Mux(further, job["b_last"], b_top_g + G)),
+                ]
         m.d.sync += [room_a.eq(next_room_a), room_b.eq(next_room_b)]
 
         with m.If(advance):
@@ -469,11 +530,11 @@ class JobWalker(wiring.Component):
                 m.d.sync += [
                     cycle.eq(0),
                     column.eq(0),
-                    is_last_cycle.eq(job["single_cycle"]),
                     penultimate.eq(job["two_cycles"]),
                     a_pointer.eq(a_base),
                     b_pointer.eq(b_base_rel),
                 ]
+                m.d.comb += last_cycle_next.eq(job["single_cycle"])
                 with m.If(is_last_pass):
                     m.d.comb += current_next.eq(0)
                     m.d.sync += pass_index.eq(0)
@@ -486,11 +547,13 @@ class JobWalker(wiring.Component):
                         bias_address.eq(bias_address + 1),
                     ]
             with m.Else():
-                m.d.comb += final_next.eq(penultimate & is_last_pass)
+                m.d.comb += [
+                    final_next.eq(penultimate & is_last_pass),
+                    last_cycle_next.eq(penultimate),
+                ]
                 m.d.sync += [
                     cycle.eq(cycle + 1),
                     column.eq(column + G),
-                    is_last_cycle.eq(penultimate),
                     penultimate.eq(cycle + 2 == span_last),
                     a_pointer.eq(a_pointer + G),
                     b_pointer.eq(b_pointer + G),
@@ -500,9 +563,25 @@ class JobWalker(wiring.Component):
         lag = Signal(room_shape)  # at the load: units of earlier jobs not completed yet
         m.d.comb += lag.eq(outstanding - completed)
 
-        def within(segment):  # lag <= the segment's slack, with ``lag`` not subtracted first
-            slack, slack1 = staged[f"{segment}_slack"], staged[f"{segment}_slack1"]
-            return Mux(completed, outstanding <= slack1, outstanding <= slack)
+        # The load's verdicts for lagging segments, ``lag <= slack``, compared the cycle
+        # before: a load never follows a load (it drops the staged job), so ``outstanding``
+        # of a load's cycle is the one before less that cycle's completion (``completed``
+        # before, ``completed_before``), and ``lag`` that less this cycle's. ``fits[segment]``
+        # holds ``outstanding <= slack + k`` for ``k = 0, 1, 2`` (with the staged job's slack,
+        # from the same source as the staged registers), so the verdict is one of its bits,
+        # chosen by the two completions: no compare sits after a register of this cycle.
+        completed_before = Signal()
+        m.d.sync += completed_before.eq(completed)
+        fits = {}
+        for segment, slack in _slacks(plan, source, room_shape).items():
+            fits[segment] = Signal(3, name=f"fits_{segment}")
+            m.d.sync += fits[segment].eq(Cat(outstanding <= slack + k for k in range(3)))
+
+        def within(segment):  # lag <= the segment's slack
+            fit = fits[segment]
+            return Mux(
+                completed_before, Mux(completed, fit[2], fit[1]), Mux(completed, fit[1], fit[0])
+            )
 
         with m.If(load):
             m.d.sync += [job[name].eq(staged[name]) for name in job]
@@ -510,15 +589,11 @@ class JobWalker(wiring.Component):
             m.d.comb += [
                 current_next.eq(1),
                 final_next.eq(staged["single_cycle"] & staged["single_pass"]),
+                last_cycle_next.eq(staged["single_cycle"]),
             ]
             m.d.sync += [
-                is_last_cycle.eq(staged["single_cycle"]),
                 penultimate.eq(staged["two_cycles"]),
                 is_last_pass.eq(staged["single_pass"]),
-                top.eq(staged["first_top"]),
-                b_top.eq(staged["first_b_top"]),
-                top_g.eq(staged["first_top"] + G),
-                b_top_g.eq(staged["first_b_top"] + G),
                 a_pointer.eq(staged["a_base"]),
                 b_base_rel.eq(staged["b_base"] - staged["a_length"]),
                 b_pointer.eq(staged["b_base"] - staged["a_length"]),
@@ -529,16 +604,27 @@ class JobWalker(wiring.Component):
                 pass_index.eq(0),
                 room_a.eq(staged["a_distance"] - lag),
                 room_b.eq(staged["b_distance"] - lag),
-                # ``top < room`` (or the segment's last column < room: min(top, a_last) is
-                # in ``a_slack``) of the job's first cycle.
-                b_ok.eq(staged["first_b_top"][-1] | within("b")),
-                # An ``x`` segment has the beats of the job's step (an ending layer-0 job's
-                # step leaves the ring).
-                a_ok.eq(
+            ]
+        # The load's verdicts (with the verdicts' copies of the load and ``current``):
+        # ``top < room`` (or the segment's last column < room: min(top, a_last) is in segment
+        # a's slack) of the job's first cycle; an ``x`` segment has the beats of the job's
+        # step (an ending layer-0 job's step leaves the ring).
+        with m.If(load_v):
+            m.d.sync += [
+                top.eq(staged["first_top"]),
+                b_top.eq(staged["first_b_top"]),
+                top_g.eq(staged["first_top"] + G),
+                b_top_g.eq(staged["first_b_top"] + G),
+                ahead.eq(staged["second_top"]),
+                b_ahead.eq(staged["second_b_top"]),
+            ]
+            m.d.comb += [
+                b_ok_next.eq(staged["first_b_top"][-1] | within("b")),
+                a_ok_next.eq(
                     Mux(
                         staged["a_x"],
                         Mux(
-                            current & a_x,
+                            current_v & a_x,
                             staged["first_top_after"] < x_elements,
                             staged["first_top_a"] < x_elements,
                         ),
