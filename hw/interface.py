@@ -498,8 +498,28 @@ class TopInterface:
     # -- state and init ----------------------------------------------------------------------
     @property
     def state_beats(self) -> int:
-        """Beats of one state read-out (and values of ``h0`` or of ``c0``): ``L * D * H``."""
-        return self.plan.state_words
+        """Beats of one state read-out (and values of ``h0`` or of ``c0``): ``L * D * H``;
+        an LSTMP's read-out is ``L * D * (H + R)`` beats (:meth:`final_states`)."""
+        plan = self.plan
+        if plan.projected:
+            return plan.num_directions_total * (plan.hidden_size + plan.proj_size)
+        return plan.state_words
+
+    def final_states(self, words, sequences: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(h_n, c_n)`` (``(L*D, S, H_h)`` and ``(L*D, S, H)``, ``c_n`` ``None`` for a GRU)
+        of the ``state__tdata`` words of ``sequences`` read-outs. An LSTMP (``H_h = R``)
+        sends per layer direction ``k`` first ``H`` beats of ``c_n[k]`` (``h`` field 0),
+        then ``R`` beats of ``h_n[k]`` (``c`` field 0); otherwise beat ``u`` of layer
+        direction ``k`` carries ``(h_n[k][u], c_n[k][u])``."""
+        plan = self.plan
+        LD, H, R = plan.num_directions_total, plan.hidden_size, plan.proj_size
+        h, c = self.unpack_state(words)
+        if plan.projected:
+            h = h.reshape(sequences, LD, H + R)[:, :, H:].transpose(1, 0, 2)
+            c = c.reshape(sequences, LD, H + R)[:, :, :H].transpose(1, 0, 2)
+            return h, c
+        h = h.reshape(sequences, LD, H).transpose(1, 0, 2)
+        return h, None if c is None else c.reshape(sequences, LD, H).transpose(1, 0, 2)
 
     @property
     def state_fields(self) -> tuple[str, ...]:
@@ -555,6 +575,15 @@ class TopInterface:
             return np.tile(state.reshape(-1), B)
 
         values = np.concatenate([per_sequence(h0), per_sequence(c0)])
+        plan = self.plan
+        if plan.projected:  # h0: R values per layer direction, then c0: H
+            LD, H, R = plan.num_directions_total, plan.hidden_size, plan.proj_size
+            h0, c0 = np.asarray(h0).reshape(-1), np.asarray(c0).reshape(-1)
+            if (h0.size, c0.size) != (LD * R, LD * H):
+                raise ValueError(
+                    f"h0 and c0 need {LD * R} and {LD * H} values, not {h0.size} and {c0.size}"
+                )
+            return np.concatenate([h0, c0]).astype(np.int64)
         if values.size != 2 * B * self.state_beats:
             raise ValueError(
                 f"h0 and c0 need {B * self.state_beats} values each, not {values.size // 2}"
