@@ -380,7 +380,7 @@ def write_project(
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
-        check_cell(float_model)  # before calibration, the long step
+        check_cell(float_model, config)  # before calibration, the long step
         check_interleave(float_model, config)
         model, report = _quantize(
             float_model,
