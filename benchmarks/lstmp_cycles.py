@@ -24,7 +24,7 @@ from lstm_fpga.sim import compare, compile_model, simulate
 from lstm_fpga.sw.calibrate import quantize_from_torch
 from lstm_fpga.sw.reference import quantize_input
 
-SHAPES = [(3, 5, 2, 1, 4), (4, 8, 3, 1, 3)]
+SHAPES = [(3, 5, 2, 1, 4), (4, 8, 3, 1, 3), (7, 4, 3, 2, 5), (16, 32, 8, 1, 4)]
 
 
 def measure(I, H, R, L, P, cache_dir):

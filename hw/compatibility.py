@@ -30,6 +30,7 @@ __all__ = [
     "ProjectionNotSupportedError",
     "check_cell",
     "check_compatible",
+    "check_control",
     "check_interleave",
     "check_same_shape",
     "check_supported",
@@ -56,11 +57,11 @@ class ProjectionNotSupportedError(HardwareConfigError):
     def __init__(self, proj_size: int, what: str):
         super().__init__(
             f"the model is an nn.LSTM with proj_size={proj_size} and {what}: the generated "
-            f"hardware runs LSTMs with projections unidirectional, with on-chip weights and "
-            f"one sequence at a time (--interleave 1), any layers, lanes and Linear head. "
-            f"Use a unidirectional model, drop --interleave and --weights external, or run "
-            f"it with the integer reference (lstm_fpga.sw.reference.run_reference; "
-            f"docs/lstmp.md)"
+            f"hardware runs LSTMs with projections unidirectional, with on-chip weights, one "
+            f"sequence at a time (--interleave 1) and --control stream, any layers, lanes and "
+            f"Linear head. Use a unidirectional model, drop --interleave, --weights external "
+            f"and --control axi-lite, or run it with the integer reference "
+            f"(lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
         )
         self.proj_size = proj_size
         self.what = what
@@ -78,6 +79,13 @@ def projection_refusal(model: LstmShape, config: HardwareConfig | None = None) -
     if config is not None and config.weights == "external":
         return "--weights external"
     return None
+
+
+def check_control(model: LstmShape, control: str) -> None:
+    """Raise :class:`ProjectionNotSupportedError` for an LSTMP with ``control`` other than
+    ``"stream"`` (the AXI4-Lite top is not checked with an LSTMP)."""
+    if model.proj_size and control != "stream":
+        raise ProjectionNotSupportedError(model.proj_size, f"--control {control}")
 
 
 def check_cell(model: LstmShape, config: HardwareConfig | None = None) -> None:

@@ -13,9 +13,10 @@ def _refusal(path, what) -> str:
     return (
         f"lstm-fpga build: error: {path} is an nn.LSTM with proj_size=2 and {what}: "
         f"lstm-fpga build (and simulate, compare, synth) runs LSTMs with projections "
-        f"unidirectional, with on-chip weights and --interleave 1 (any layers, lanes and "
-        f"Linear head); use a unidirectional model, drop --interleave and --weights external, "
-        f"or run it in the integer reference from Python (docs/lstmp.md)"
+        f"unidirectional, with on-chip weights, --interleave 1 and --control stream (any "
+        f"layers, lanes and Linear head); use a unidirectional model, drop --interleave, "
+        f"--weights external and --control axi-lite, or run it in the integer reference from "
+        f"Python (docs/lstmp.md)"
     )
 
 
@@ -45,6 +46,16 @@ def test_build_refuses_interleaved_lstmp(tmp_path, capsys):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
     assert err.splitlines()[-1] == _refusal(tmp_path / "lstmp.pt", "--interleave 2")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_refuses_lstmp_behind_axi_lite(tmp_path, capsys):
+    torch.manual_seed(0)
+    torch.save(torch.nn.LSTM(3, 5, proj_size=2).state_dict(), tmp_path / "lstmp.pt")
+    argv = ["build", tmp_path / "lstmp.pt", "-o", tmp_path / "out", "--control", "axi-lite"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert err.splitlines()[-1] == _refusal(tmp_path / "lstmp.pt", "--control axi-lite")
     assert not (tmp_path / "out").exists()
 
 

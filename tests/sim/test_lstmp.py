@@ -68,12 +68,13 @@ def _check(design, x, lengths=None, *, h0=None, c0=None, carry_state=False):
 
 @pytest.mark.parametrize(
     ("I", "H", "R", "lanes"),
-    [(3, 5, 2, 4), (4, 8, 3, 3)],
-    ids=["I3_H5_R2_P4", "I4_H8_R3_P3"],
+    [(3, 5, 2, 4), (4, 8, 3, 3), (2, 3, 1, 24)],
+    ids=["I3_H5_R2_P4", "I4_H8_R3_P3", "I2_H3_R1_P24"],
 )
 def test_one_layer_lstmp_bit_exact(sim_cache, I, H, R, lanes):
     """The first slice: one layer, no head, lanes that divide neither 4H nor I + R (P = 3)
-    or do (P = 4); h0/c0 in, h_n (R) and c_n (H) out, variable lengths, carried state."""
+    or do (P = 4), or two column groups (P = 24 >= 8H) with R = 1; h0/c0 in, h_n (R) and
+    c_n (H) out, variable lengths, carried state."""
     model, x = _lstmp(I, H, R, seed=I + H)
     design = compile_model(model, HardwareConfig(lanes=lanes), "verilator", cache_dir=sim_cache)
     _check(design, x)
