@@ -57,11 +57,11 @@ class ProjectionNotSupportedError(HardwareConfigError):
     def __init__(self, proj_size: int, what: str):
         super().__init__(
             f"the model is an nn.LSTM with proj_size={proj_size} and {what}: the generated "
-            f"hardware runs LSTMs with projections unidirectional, with on-chip weights, one "
-            f"sequence at a time (--interleave 1) and --control stream, any layers, lanes and "
-            f"Linear head. Use a unidirectional model, drop --interleave, --weights external "
-            f"and --control axi-lite, or run it with the integer reference "
-            f"(lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
+            f"hardware runs LSTMs with projections unidirectional, with on-chip weights and "
+            f"--control stream (any layers, lanes, --interleave and Linear head). Use a "
+            f"unidirectional model, drop --weights external and --control axi-lite, or run "
+            f"it with the integer reference (lstm_fpga.sw.reference.run_reference; "
+            f"docs/lstmp.md)"
         )
         self.proj_size = proj_size
         self.what = what
@@ -74,8 +74,6 @@ def projection_refusal(model: LstmShape, config: HardwareConfig | None = None) -
         return None
     if model.bidirectional:
         return "bidirectional=True"
-    if config is not None and config.interleave > 1:
-        return f"--interleave {config.interleave}"
     if config is not None and config.weights == "external":
         return "--weights external"
     return None
@@ -90,8 +88,8 @@ def check_control(model: LstmShape, control: str) -> None:
 
 def check_cell(model: LstmShape, config: HardwareConfig | None = None) -> None:
     """Raise :class:`ProjectionNotSupportedError` for an ``nn.LSTM`` with ``proj_size`` in a
-    configuration the hardware does not run (:func:`projection_refusal`: bidirectional,
-    interleaved or external weights): the shape and the configuration decide, so a float
+    configuration the hardware does not run (:func:`projection_refusal`: bidirectional or
+    external weights): the shape and the configuration decide, so a float
     model is checked before calibration too."""
     what = projection_refusal(model, config)
     if what is not None:

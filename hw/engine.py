@@ -273,7 +273,7 @@ class LstmEngine(wiring.Component):
         h_address = None
         if plan.projected:  # an LSTMP: R words of h0 per layer direction, then c0 (H each)
             R = plan.proj_size
-            h_words = plan.num_directions_total * R
+            h_words = plan.interleave * plan.num_directions_total * R
             values = h_words + words
         index = Signal(index_shape(values))
         is_h = index < h_words

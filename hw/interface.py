@@ -578,10 +578,11 @@ class TopInterface:
         plan = self.plan
         if plan.projected:  # h0: R values per layer direction, then c0: H
             LD, H, R = plan.num_directions_total, plan.hidden_size, plan.proj_size
-            h0, c0 = np.asarray(h0).reshape(-1), np.asarray(c0).reshape(-1)
-            if (h0.size, c0.size) != (LD * R, LD * H):
+            h0, c0 = per_sequence(h0), per_sequence(c0)
+            if (h0.size, c0.size) != (B * LD * R, B * LD * H):
                 raise ValueError(
-                    f"h0 and c0 need {LD * R} and {LD * H} values, not {h0.size} and {c0.size}"
+                    f"h0 and c0 need {B * LD * R} and {B * LD * H} values, not {h0.size} and "
+                    f"{c0.size}"
                 )
             return np.concatenate([h0, c0]).astype(np.int64)
         if values.size != 2 * B * self.state_beats:

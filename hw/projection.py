@@ -142,6 +142,8 @@ class ProjectionOutput(wiring.Component):
         k = Signal(range(max(2, LD)))
         m.d.comb += k.eq(meta.job.matrix - first)
         region = Mux(meta.job.parity, 2 * plan.state_group_words, plan.state_group_words)
+        if plan.interleave > 1:  # sequence b's states at b * L*D*H of each region
+            region = region + meta.job.sequence * plan.state_words
         target = Signal(hidden_announce_layout(plan))
         m.d.comb += [
             target.address.eq(meta.job.vector_base + index),

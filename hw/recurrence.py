@@ -108,12 +108,13 @@ def _projected_step_jobs(plan: EnginePlan, steps: int, first: int, *, head: bool
     """:func:`_step_jobs` of an LSTMP (streaming): per step and layer the gate job (over
     ``[x; h]`` or ``[h; below]``, ``R`` columns of ``h``) and its projection job (over the
     gate job's ``H`` cell outputs), then the head."""
-    H, R, L = plan.hidden_size, plan.proj_size, plan.num_layers
+    H, R, L, B = plan.hidden_size, plan.proj_size, plan.num_layers, plan.interleave
     keys = []
-    for t in range(steps):
+    for t in range(steps * B):  # (interleaved: time index t * B + b, as _step_jobs)
         for k in range(L):
             keys += [("gate", k, t), ("proj", k, t)]
-        if head and plan.head is not None and (plan.output_mode == "all" or t == steps - 1):
+        final = t // B == steps - 1
+        if head and plan.head is not None and (plan.output_mode == "all" or final):
             keys.append(("head", 0, t))
     order = {key: first + n for n, key in enumerate(keys)}
     jobs: list[_WalkJob] = []
@@ -123,7 +124,7 @@ def _projected_step_jobs(plan: EnginePlan, steps: int, first: int, *, head: bool
         elif kind == "proj":
             jobs.append((plan.projection_index(k), ((H, order[("gate", k, t)]),)))
         else:
-            recurrent = (R, order[("proj", k, t - 1)] if t > 0 else None)
+            recurrent = (R, order[("proj", k, t - B)] if t >= B else None)
             below = ((plan.input_size, None),) if k == 0 else ((R, order[("proj", k - 1, t)]),)
             jobs.append((k, (*below, recurrent) if k == 0 else (recurrent, *below)))
     return jobs

@@ -309,8 +309,11 @@ class StreamingSchedule(wiring.Component):
                 # An LSTMP step's jobs complete H (gates: the cell's m_t) and R (projection:
                 # h_t) units per layer: the recurrent h was the projection's R units of the
                 # layer's previous step, followed by the other layers' H + R.
+                assert not reuse  # (an LSTMP's weights are on chip)
+                # Interleaved: the other B - 1 sequences' steps come between, L (H + R)
+                # units each.
                 R = plan.proj_size
-                recurrent = R + (L - 1) * (H + R)
+                recurrent = R + (Bi * L - 1) * (H + R)
                 below_distance = R
             gate = gate_job(at_head, at_proj)
             vector_base, final = ring(layer, parity), last

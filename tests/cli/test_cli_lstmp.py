@@ -13,10 +13,10 @@ def _refusal(path, what) -> str:
     return (
         f"lstm-fpga build: error: {path} is an nn.LSTM with proj_size=2 and {what}: "
         f"lstm-fpga build (and simulate, compare, synth) runs LSTMs with projections "
-        f"unidirectional, with on-chip weights, --interleave 1 and --control stream (any "
-        f"layers, lanes and Linear head); use a unidirectional model, drop --interleave, "
-        f"--weights external and --control axi-lite, or run it in the integer reference from "
-        f"Python (docs/lstmp.md)"
+        f"unidirectional, with on-chip weights and --control stream (any layers, lanes, "
+        f"--interleave and Linear head); use a unidirectional model, drop --weights external "
+        f"and --control axi-lite, or run it in the integer reference from Python "
+        f"(docs/lstmp.md)"
     )
 
 
@@ -39,13 +39,13 @@ def test_build_refuses_unsupported_lstmp_in_one_line(tmp_path, capsys):
     assert err.splitlines()[-1] == _refusal(tmp_path / "ir.json", "bidirectional=True")
 
 
-def test_build_refuses_interleaved_lstmp(tmp_path, capsys):
+def test_build_refuses_lstmp_with_external_weights(tmp_path, capsys):
     torch.manual_seed(0)
     torch.save(torch.nn.LSTM(3, 5, proj_size=2).state_dict(), tmp_path / "lstmp.pt")
-    argv = ["build", tmp_path / "lstmp.pt", "-o", tmp_path / "out", "--interleave", "2"]
+    argv = ["build", tmp_path / "lstmp.pt", "-o", tmp_path / "out", "--weights", "external"]
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
-    assert err.splitlines()[-1] == _refusal(tmp_path / "lstmp.pt", "--interleave 2")
+    assert err.splitlines()[-1] == _refusal(tmp_path / "lstmp.pt", "--weights external")
     assert not (tmp_path / "out").exists()
 
 

@@ -107,6 +107,22 @@ def test_lstmp_layers_and_head(sim_cache, I, H, R, layers, head, lanes, output):
     _check(design, x, lengths=np.array([8, 2, 5, 7]), h0=h0, c0=c0)
 
 
+@pytest.mark.parametrize(
+    ("I", "H", "R", "layers", "lanes", "interleave"),
+    [(3, 5, 2, 1, 4, 2), (7, 4, 3, 2, 5, 3)],
+    ids=["I3_H5_R2_P4_B2", "L2_P5_B3"],
+)
+def test_interleaved_lstmp(sim_cache, I, H, R, layers, lanes, interleave):
+    """``--interleave B``: B sequences take turns step by step on the lanes, each with its
+    own h (R) and c (H); h0/c0 in, h_n/c_n out, carried state."""
+    model, x = _lstmp(I, H, R, layers=layers, seed=I + H + interleave)
+    config = HardwareConfig(lanes=lanes, interleave=interleave)
+    design = compile_model(model, config, "verilator", cache_dir=sim_cache)
+    h0, c0 = _state(model, 9)
+    _check(design, x[:, : interleave * (x.shape[1] // interleave)], h0=h0, c0=c0)
+    _check(design, x[:5, :interleave], carry_state=True)
+
+
 def test_lstmp_cycle_bound_is_the_plan_bound():
     """``cycle_bound(model, lanes=P)`` of an LSTMP is the plan's per-step bound (gates with
     R recurrent columns plus the projection), the figure ``compare`` measures against."""

@@ -343,11 +343,10 @@ def test_overrides_name_the_projection_tensors():
 def _proj_refusal(what: str) -> str:
     return (
         f"the model is an nn.LSTM with proj_size=2 and {what}: the generated hardware runs "
-        f"LSTMs with projections unidirectional, with on-chip weights, one sequence at a "
-        f"time (--interleave 1) and --control stream, any layers, lanes and Linear head. Use "
-        f"a unidirectional model, drop --interleave, --weights external and --control "
-        f"axi-lite, or run it with the integer reference "
-        f"(lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
+        f"LSTMs with projections unidirectional, with on-chip weights and --control stream "
+        f"(any layers, lanes, --interleave and Linear head). Use a unidirectional model, "
+        f"drop --weights external and --control axi-lite, or run it with the integer "
+        f"reference (lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
     )
 
 
@@ -355,7 +354,6 @@ def _proj_refusal(what: str) -> str:
     ("bidirectional", "config", "what"),
     [
         (True, dict(max_seq_len=8), "bidirectional=True"),
-        (False, dict(interleave=2), "--interleave 2"),
         (False, dict(weights="external"), "--weights external"),
     ],
 )
