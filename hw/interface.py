@@ -558,7 +558,9 @@ class TopInterface:
         then ``c0``; ``tlast`` goes on the final one. Interleaved (``B > 1``): ``h0`` of the
         group's sequences ``0 .. B-1`` (each ``(L*D, H)`` flattened), then their ``c0``;
         ``h0``/``c0`` may be ``(L*D, B, H)`` (one per sequence) or ``(L*D, H)`` (for all).
-        A GRU loads ``h0`` only (``c0`` must be ``None``; GRUs are not interleaved)."""
+        A GRU loads ``h0`` only (``c0`` must be ``None``; GRUs are not interleaved). An LSTMP
+        loads ``R`` values of ``h0`` per layer direction, then ``H`` of ``c0`` (``(L*D,
+        R)`` and ``(L*D, H)``; interleaved, the ``B`` sequences' ``h0`` then their ``c0``)."""
         if self.plan.is_gru:
             if c0 is not None:
                 raise ValueError("an nn.GRU has no cell state: give h0 only (c0=None)")
