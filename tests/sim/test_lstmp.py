@@ -95,7 +95,8 @@ def test_lstmp_bit_exact_on_icarus(sim_cache):
     [
         (7, 4, 3, 2, 0, 5, "all"),  # two layers, P = 5
         (4, 6, 5, 2, 2, 7, "all"),  # two layers and a head on every step, P = 7
-        (3, 5, 2, 1, 3, 16, "last"),  # a head on the last step, P = 16 > 4H (several groups)
+        # a head on the last step, P = 16 (two passes of the gates)
+        pytest.param(3, 5, 2, 1, 3, 16, "last", marks=pytest.mark.slow),
     ],
     ids=["L2_P5", "L2_head_all_P7", "L1_head_last_P16"],
 )
@@ -109,7 +110,7 @@ def test_lstmp_layers_and_head(sim_cache, I, H, R, layers, head, lanes, output):
 
 @pytest.mark.parametrize(
     ("I", "H", "R", "layers", "lanes", "interleave"),
-    [(3, 5, 2, 1, 4, 2), (7, 4, 3, 2, 5, 3)],
+    [(3, 5, 2, 1, 4, 2), pytest.param(7, 4, 3, 2, 5, 3, marks=pytest.mark.slow)],
     ids=["I3_H5_R2_P4_B2", "L2_P5_B3"],
 )
 def test_interleaved_lstmp(sim_cache, I, H, R, layers, lanes, interleave):
