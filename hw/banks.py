@@ -323,6 +323,9 @@ def matrix_values(plan: EnginePlan, m: int, model: LstmModel | None = None):
         matrix[: mp.real_rows] = model.head.weight
         bias[: mp.real_rows] = model.head.bias
         return matrix, bias
+    if mp.is_projection:  # W_hr, rows in order, no bias
+        matrix[: mp.real_rows] = model.directions[mp.projects].w_hr
+        return matrix, bias
     d = model.directions[m]
     torch_rows = [mp.torch_row(r) for r in range(mp.rows)]
     w_ih, w_hh = gru_unit_rows(d) if plan.is_gru else (d.w_ih, d.w_hh)
@@ -381,7 +384,7 @@ def _row_position(plan: EnginePlan, m: int, torch_row: int) -> tuple[int, int]:
     mp = plan.matrices[m]
     if not 0 <= torch_row < mp.real_rows:
         raise ValueError(f"row {torch_row} outside the {mp.real_rows} rows of {mp.name}")
-    row = torch_row if mp.is_head else mp.unit_major_row(torch_row)
+    row = mp.unit_major_row(torch_row)
     return divmod(row, mp.row_lanes)
 
 

@@ -436,7 +436,7 @@ class GateCellPipeline(_CellPipelineFrame):
             m.d.comb += tanh_cell.select.eq(Array(index)[matrix(self._CELL)])
         hidden_product = _product(m, "hidden_product", o_gate, tanh_cell.output)
         hidden_options = [
-            (dp.hidden_product_frac, dp.formats.hidden, dp.rounding, dp.overflow) for dp in dps
+            (dp.hidden_product_frac, dp.cell_output, dp.rounding, dp.overflow) for dp in dps
         ]
         h_value, hidden_flag = select_rescale(
             m, matrix(self._TANH_CELL + 1), hidden_product, hidden_options, plan.state_shape

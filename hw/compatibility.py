@@ -30,9 +30,11 @@ __all__ = [
     "ProjectionNotSupportedError",
     "check_cell",
     "check_compatible",
+    "check_control",
     "check_interleave",
     "check_same_shape",
     "check_supported",
+    "projection_refusal",
 ]
 
 #: Why ``--interleave`` refuses a bidirectional model.
@@ -48,24 +50,50 @@ INTERLEAVE_GRU = (
 
 
 class ProjectionNotSupportedError(HardwareConfigError):
-    """The model is an ``nn.LSTM`` with ``proj_size > 0`` (LSTMP), which the generated
-    hardware does not run yet (the integer reference does); ``proj_size`` is the model's."""
+    """The model is an ``nn.LSTM`` with ``proj_size > 0`` (LSTMP) in a configuration the
+    generated hardware does not run yet (the integer reference does); ``proj_size`` is the
+    model's, ``what`` names the unsupported part."""
 
-    def __init__(self, proj_size: int):
+    def __init__(self, proj_size: int, what: str):
         super().__init__(
-            f"the model is an nn.LSTM with proj_size={proj_size}: the generated hardware runs "
-            f"nn.LSTM without proj_size and nn.GRU, not yet LSTMs with projections. Quantise "
-            f"and run it with the integer reference (lstm_fpga.sw.calibrate.quantize_from_torch, "
-            f"lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
+            f"the model is an nn.LSTM with proj_size={proj_size} and {what}: the generated "
+            f"hardware runs LSTMs with projections unidirectional, with on-chip weights and "
+            f"--control stream (any layers, lanes, --interleave and Linear head). Use a "
+            f"unidirectional model, drop --weights external and --control axi-lite, or run "
+            f"it with the integer reference (lstm_fpga.sw.reference.run_reference; "
+            f"docs/lstmp.md)"
         )
         self.proj_size = proj_size
+        self.what = what
 
 
-def check_cell(model: LstmShape) -> None:
-    """Raise :class:`ProjectionNotSupportedError` for an ``nn.LSTM`` with ``proj_size``: the
-    shape decides, so a float model is checked before calibration too."""
-    if model.proj_size:
-        raise ProjectionNotSupportedError(model.proj_size)
+def projection_refusal(model: LstmShape, config: HardwareConfig | None = None) -> str | None:
+    """What of ``model`` (an LSTMP) on ``config`` the hardware does not run yet, or ``None``
+    (also for a model without projection)."""
+    if not model.proj_size:
+        return None
+    if model.bidirectional:
+        return "bidirectional=True"
+    if config is not None and config.weights == "external":
+        return "--weights external"
+    return None
+
+
+def check_control(model: LstmShape, control: str) -> None:
+    """Raise :class:`ProjectionNotSupportedError` for an LSTMP with ``control`` other than
+    ``"stream"`` (the AXI4-Lite top is not checked with an LSTMP)."""
+    if model.proj_size and control != "stream":
+        raise ProjectionNotSupportedError(model.proj_size, f"--control {control}")
+
+
+def check_cell(model: LstmShape, config: HardwareConfig | None = None) -> None:
+    """Raise :class:`ProjectionNotSupportedError` for an ``nn.LSTM`` with ``proj_size`` in a
+    configuration the hardware does not run (:func:`projection_refusal`: bidirectional or
+    external weights): the shape and the configuration decide, so a float
+    model is checked before calibration too."""
+    what = projection_refusal(model, config)
+    if what is not None:
+        raise ProjectionNotSupportedError(model.proj_size, what)
 
 
 def check_supported(model: LstmModel, config: HardwareConfig) -> None:
@@ -76,7 +104,7 @@ def check_supported(model: LstmModel, config: HardwareConfig) -> None:
         raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
     if not isinstance(config, HardwareConfig):
         raise HardwareConfigError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    check_cell(model)
+    check_cell(model, config)
     if model.bidirectional and config.max_seq_len is None:
         raise HardwareConfigError(
             "a bidirectional model needs the whole sequence before its reverse direction can "

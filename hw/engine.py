@@ -25,6 +25,7 @@ from .memory import WeightMemory, write_layout
 from .mvu import MatrixVectorUnit
 from .pipeline import delay
 from .plan import EnginePlan
+from .projection import ProjectionOutput
 from .sequencer import CYCLE_COUNTER_WIDTH, Sequencer, input_layout
 from .wires import connect_members
 
@@ -165,12 +166,18 @@ class LstmEngine(wiring.Component):
         head = None
         if plan.head is not None:
             m.submodules.head = head = HeadOutput(plan)
+        proj = None
+        if plan.projected:
+            m.submodules.projection = proj = ProjectionOutput(plan, announce=seq.ANNOUNCE)
 
         wiring.connect(m, wiring.flipped(self.x), seq.x)
         wiring.connect(m, seq.column, mvu.column)
-        wiring.connect(m, cell.hidden_write, seq.hidden_write)
-        wiring.connect(m, cell.announce, seq.announce)
-        wiring.connect(m, cell.state, wiring.flipped(self.state))
+        if proj is None:
+            wiring.connect(m, cell.hidden_write, seq.hidden_write)
+            wiring.connect(m, cell.announce, seq.announce)
+            wiring.connect(m, cell.state, wiring.flipped(self.state))
+        else:
+            self._merge_projection(m, seq, cell, proj)
         ports = wiring.flipped(self)  # seen from inside: the inputs drive, the outputs are driven
         connect_members(m, seq, mem, "weight_address", "bias_address")
         connect_members(m, mem, mvu, "biases")
@@ -182,23 +189,50 @@ class LstmEngine(wiring.Component):
         # Units: the head's go to the head output stage, the others to the cell pipeline.
         units = mvu.units
         to_head = units.payload.job.matrix == plan.head_index if head is not None else 0
-        m.d.comb += [
-            cell.units.payload.eq(units.payload),
-            cell.units.valid.eq(units.valid & ~to_head),
-        ]
-        if head is not None:
+        if proj is not None:
+            # (an LSTMP: the projections' units to the projection output stage)
+            to_proj = units.payload.job.matrix >= plan.projection_index(0)
+            m.d.comb += [
+                cell.units.payload.eq(units.payload),
+                cell.units.valid.eq(units.valid & ~to_head & ~to_proj),
+                proj.units.payload.eq(units.payload),
+                proj.units.valid.eq(units.valid & to_proj),
+                units.ready.eq(
+                    Mux(
+                        to_proj,
+                        proj.units.ready,
+                        Mux(to_head, head.units.ready, cell.units.ready)
+                        if head is not None
+                        else cell.units.ready,
+                    )
+                ),
+            ]
+            if head is not None:
+                m.d.comb += [
+                    head.units.payload.eq(units.payload),
+                    head.units.valid.eq(units.valid & to_head),
+                ]
+        elif head is not None:
+            m.d.comb += [
+                cell.units.payload.eq(units.payload),
+                cell.units.valid.eq(units.valid & ~to_head),
+            ]
             m.d.comb += [
                 head.units.payload.eq(units.payload),
                 head.units.valid.eq(units.valid & to_head),
                 units.ready.eq(Mux(to_head, head.units.ready, cell.units.ready)),
             ]
         else:
-            m.d.comb += units.ready.eq(cell.units.ready)
+            m.d.comb += [
+                cell.units.payload.eq(units.payload),
+                cell.units.valid.eq(units.valid & ~to_head),
+                units.ready.eq(cell.units.ready),
+            ]
 
         # y: from the head, the cell pipeline (streaming h_t) or the sequencer's copy queue.
         source = {
             "head": head.y if head is not None else None,
-            "cell": cell.hidden,
+            "cell": cell.hidden if proj is None else proj.y,
             "copy": seq.copy,
         }[plan.y_source]
         wiring.connect(m, source, wiring.flipped(self.y))
@@ -211,6 +245,8 @@ class LstmEngine(wiring.Component):
         # one way from idle to running (a start is held while a load is offered or open).
         quiet = Signal()
         empty = cell.empty & ~self.state.valid & (head.empty if head is not None else 1)
+        if proj is not None:
+            empty = empty & proj.empty
         m.d.sync += quiet.eq(~seq.busy & empty & ~seq.started)
         init_open = Signal()
         weights_open = Signal()
@@ -233,10 +269,30 @@ class LstmEngine(wiring.Component):
         words = plan.state_group_words  # h0 of the B interleaved sequences, then their c0
         # h0 then c0 (an LSTM); h0 only (a GRU: the cell pipeline keeps its own copy).
         values = words if gru else 2 * words
+        h_words = words
+        h_address = None
+        if plan.projected:  # an LSTMP: R words of h0 per layer direction, then c0 (H each)
+            R = plan.proj_size
+            h_words = plan.interleave * plan.num_directions_total * R
+            values = h_words + words
         index = Signal(index_shape(values))
-        is_h = index < words
+        is_h = index < h_words
+        if plan.projected:
+            # h0[k][r] at k * H + r of the state memory: a counter that skips H - R words.
+            h_address = Signal(index_shape(words))
+            h_column = Signal(range(max(2, R)))
+            with m.If(init_taken & is_h):
+                with m.If(h_column == R - 1):
+                    m.d.sync += [
+                        h_column.eq(0),
+                        h_address.eq(h_address + plan.hidden_size - R + 1),
+                    ]
+                with m.Else():
+                    m.d.sync += [h_column.eq(h_column + 1), h_address.eq(h_address + 1)]
+            with m.If(init_taken & (self.init.payload.last | (index == values - 1))):
+                m.d.sync += [h_column.eq(0), h_address.eq(0)]
         m.d.comb += [
-            seq.h0_write.payload.address.eq(index),
+            seq.h0_write.payload.address.eq(index if h_address is None else h_address),
             seq.h0_write.payload.value.eq(self.init.payload.data),
             seq.h0_write.valid.eq(init_taken & is_h),
         ]
@@ -248,7 +304,7 @@ class LstmEngine(wiring.Component):
             ]
         else:
             m.d.comb += [
-                cell.c0_write.payload.address.eq(index - words),
+                cell.c0_write.payload.address.eq(index - h_words),
                 cell.c0_write.payload.value.eq(self.init.payload.data),
                 cell.c0_write.valid.eq(init_taken & ~is_h),
             ]
@@ -262,10 +318,13 @@ class LstmEngine(wiring.Component):
         connect_members(m, seq, ports, "cycles", "started", "overflow")
         m.d.comb += self.busy.eq(seq.busy | ~empty)
         counters = self.saturations
+        hidden = cell.saturations.hidden
+        if proj is not None:  # (an LSTMP: the cell output's and the projection's)
+            hidden = hidden + proj.saturated
         increments = {
             "preact": cell.saturations.preact,
             "cell": cell.saturations.cell,
-            "hidden": cell.saturations.hidden,
+            "hidden": hidden,
             "head": head.saturated if head is not None else 0,
         }
         for kind in SaturationKind:
@@ -275,6 +334,45 @@ class LstmEngine(wiring.Component):
             with m.Else():
                 m.d.sync += counter.eq(counter + increment)
         return m
+
+    def _merge_projection(self, m, seq, cell, proj) -> None:
+        """An LSTMP: the cell pipeline's writes (``m_t``) and the projection's (``h_t``) into
+        the sequencer's one ``hidden_write`` and ``announce``; their ``state`` beats (``c_n``
+        from the cell, ``h_n`` from the projection) onto ``state``.
+
+        The two never write in the same cycle: a projection job's rows need every ``m_t``
+        of its gate job, and a gate job's units every ``h`` row they read, so the producers
+        take turns, and the cell's first write after a projection's last comes at least its
+        :attr:`~lstm_fpga.hw.cell.GateCellPipeline.LATENCY` after the projection took its
+        last unit (longer than the projection stage's latency)."""
+        for port in ("hidden_write", "announce"):
+            mine, theirs, target = getattr(proj, port), getattr(cell, port), getattr(seq, port)
+            m.d.comb += [
+                target.valid.eq(mine.valid | theirs.valid),
+                target.payload.eq(Mux(mine.valid, mine.payload, theirs.payload)),
+            ]
+        # state: per layer direction H beats of the cell (c_n[k][u], h 0), then R of the
+        # projection (h_n[k][r], c 0), in turns (each layer direction's cell units come
+        # before its projection's rows, the projection's before the next one's cell units).
+        plan = self._plan
+        H, R = plan.hidden_size, plan.proj_size
+        state = self.state
+        from_proj = Signal()  # whose turn
+        count = Signal(range(max(H, R)))
+        taken = state.valid & state.ready
+        turn_end = count == Mux(from_proj, R - 1, H - 1)
+        with m.If(taken):
+            m.d.sync += count.eq(Mux(turn_end, 0, count + 1))
+            with m.If(turn_end):
+                m.d.sync += from_proj.eq(~from_proj)
+        m.d.comb += [
+            state.valid.eq(Mux(from_proj, proj.state.valid, cell.state.valid)),
+            state.payload.c.eq(Mux(from_proj, 0, cell.state.payload.c)),
+            state.payload.h.eq(Mux(from_proj, proj.state.payload.h, 0)),
+            state.payload.last.eq(from_proj & proj.state.payload.last),
+            cell.state.ready.eq(state.ready & ~from_proj),
+            proj.state.ready.eq(state.ready & from_proj),
+        ]
 
     def _fetch_weights(self, m, seq, mvu, latency: int) -> None:
         """The weights from the AXI4 read master: the walker issues a column only while a

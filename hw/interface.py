@@ -498,8 +498,28 @@ class TopInterface:
     # -- state and init ----------------------------------------------------------------------
     @property
     def state_beats(self) -> int:
-        """Beats of one state read-out (and values of ``h0`` or of ``c0``): ``L * D * H``."""
-        return self.plan.state_words
+        """Beats of one state read-out (and values of ``h0`` or of ``c0``): ``L * D * H``;
+        an LSTMP's read-out is ``L * D * (H + R)`` beats (:meth:`final_states`)."""
+        plan = self.plan
+        if plan.projected:
+            return plan.num_directions_total * (plan.hidden_size + plan.proj_size)
+        return plan.state_words
+
+    def final_states(self, words, sequences: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(h_n, c_n)`` (``(L*D, S, H_h)`` and ``(L*D, S, H)``, ``c_n`` ``None`` for a GRU)
+        of the ``state__tdata`` words of ``sequences`` read-outs. An LSTMP (``H_h = R``)
+        sends per layer direction ``k`` first ``H`` beats of ``c_n[k]`` (``h`` field 0),
+        then ``R`` beats of ``h_n[k]`` (``c`` field 0); otherwise beat ``u`` of layer
+        direction ``k`` carries ``(h_n[k][u], c_n[k][u])``."""
+        plan = self.plan
+        LD, H, R = plan.num_directions_total, plan.hidden_size, plan.proj_size
+        h, c = self.unpack_state(words)
+        if plan.projected:
+            h = h.reshape(sequences, LD, H + R)[:, :, H:].transpose(1, 0, 2)
+            c = c.reshape(sequences, LD, H + R)[:, :, :H].transpose(1, 0, 2)
+            return h, c
+        h = h.reshape(sequences, LD, H).transpose(1, 0, 2)
+        return h, None if c is None else c.reshape(sequences, LD, H).transpose(1, 0, 2)
 
     @property
     def state_fields(self) -> tuple[str, ...]:
@@ -538,7 +558,9 @@ class TopInterface:
         then ``c0``; ``tlast`` goes on the final one. Interleaved (``B > 1``): ``h0`` of the
         group's sequences ``0 .. B-1`` (each ``(L*D, H)`` flattened), then their ``c0``;
         ``h0``/``c0`` may be ``(L*D, B, H)`` (one per sequence) or ``(L*D, H)`` (for all).
-        A GRU loads ``h0`` only (``c0`` must be ``None``; GRUs are not interleaved)."""
+        A GRU loads ``h0`` only (``c0`` must be ``None``; GRUs are not interleaved). An LSTMP
+        loads ``R`` values of ``h0`` per layer direction, then ``H`` of ``c0`` (``(L*D,
+        R)`` and ``(L*D, H)``; interleaved, the ``B`` sequences' ``h0`` then their ``c0``)."""
         if self.plan.is_gru:
             if c0 is not None:
                 raise ValueError("an nn.GRU has no cell state: give h0 only (c0=None)")
@@ -555,6 +577,16 @@ class TopInterface:
             return np.tile(state.reshape(-1), B)
 
         values = np.concatenate([per_sequence(h0), per_sequence(c0)])
+        plan = self.plan
+        if plan.projected:  # h0: R values per layer direction, then c0: H
+            LD, H, R = plan.num_directions_total, plan.hidden_size, plan.proj_size
+            h0, c0 = per_sequence(h0), per_sequence(c0)
+            if (h0.size, c0.size) != (B * LD * R, B * LD * H):
+                raise ValueError(
+                    f"h0 and c0 need {B * LD * R} and {B * LD * H} values, not {h0.size} and "
+                    f"{c0.size}"
+                )
+            return np.concatenate([h0, c0]).astype(np.int64)
         if values.size != 2 * B * self.state_beats:
             raise ValueError(
                 f"h0 and c0 need {B * self.state_beats} values each, not {values.size // 2}"

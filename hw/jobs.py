@@ -97,8 +97,11 @@ def address_shape(plan: EnginePlan):
 
 def distance_shape(plan: EnginePlan):
     """Shape of a scoreboard distance: units completed between a producer and its reader
-    (at most ``B*L*H`` in the streaming schedule, ``2H`` in the buffered one)."""
+    (at most ``B*L*H`` in the streaming schedule, ``2H`` in the buffered one; ``H + R``
+    for ``H`` with an LSTMP's projections)."""
     H = plan.hidden_size
+    if plan.projected:  # (an LSTMP's layers complete H + R units per step)
+        H = H + plan.proj_size
     return index_shape(max(plan.interleave * plan.num_layers * H, 2 * H) + 1)
 
 

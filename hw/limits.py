@@ -133,11 +133,14 @@ class MatrixLimits:
 def _matrix_limits(plan: EnginePlan, mp: MatrixPlan) -> MatrixLimits:
     if mp.is_head:
         formats = [(plan.head.formats.weight, mp.real_rows * mp.columns)]
+    elif mp.is_projection:  # an LSTMP's W_hr (R x H)
+        formats = [(plan.model.directions[mp.projects].formats.w_hr, mp.real_rows * mp.columns)]
     else:
         d = plan.model.directions[mp.index]
         f = d.formats
         rows = mp.useful_rows  # 4H; a GRU's 3H (the rows of W_ih and W_hh)
-        formats = [(f.w_ih, rows * d.input_size), (f.w_hh, rows * plan.hidden_size)]
+        # (W_hh: H columns; an LSTMP's R)
+        formats = [(f.w_ih, rows * d.input_size), (f.w_hh, rows * plan.real_hidden_size)]
     return MatrixLimits(
         name=mp.name,
         lane_bound=int(mp.bound),
@@ -345,11 +348,12 @@ def design_limits(plan_or_interface, clock: Clock | None = None) -> DesignLimits
     )
     plan = interface.plan
     clock = Clock.nominal() if clock is None else clock
-    matrices = [_matrix_limits(plan, mp) for mp in plan.lstm_matrices]
+    per_step = (*plan.lstm_matrices, *plan.projection_matrices)  # (an LSTMP's projections)
+    matrices = [_matrix_limits(plan, mp) for mp in per_step]
     head = None if plan.head_matrix is None else _matrix_limits(plan, plan.head_matrix)
     every_step = head is not None and plan.output_mode == "all"
     cycles = interface.recurrence_step_bound
-    passes = sum(mp.passes for mp in plan.lstm_matrices)
+    passes = sum(mp.passes for mp in per_step)
     if every_step:
         matrices.append(head)
         cycles += head.lane_bound

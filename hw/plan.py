@@ -89,6 +89,8 @@ class SegmentKind:
     RECURRENT = "recurrent"
     #: The LSTM output feeding the Linear head: ``W``.
     HEAD = "head"
+    #: An LSTMP's cell output ``m_t`` (``H`` columns) under its projection ``W_hr``.
+    PROJECTION = "projection"
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,23 @@ class MatrixPlan:
     #: Rows the bound counts (``real_rows``; ``3H`` for a GRU layer direction, whose ``xn``
     #: and ``hn`` rows are each zero over one segment).
     bound_rows: int | None = None
+    #: An LSTMP's projection ``W_hr`` (``R`` rows over ``H`` columns) of layer direction
+    #: ``projects`` (its matrix index); ``None`` for the other matrices.
+    projects: int | None = None
 
     @property
     def is_head(self) -> bool:
         return self.layer < 0
+
+    @property
+    def is_projection(self) -> bool:
+        return self.projects is not None
+
+    @property
+    def row_order(self) -> bool:
+        """Rows in PyTorch order, four per unit (the head and a projection), not gate-major
+        units."""
+        return self.is_head or self.is_projection
 
     @property
     def columns(self) -> int:
@@ -183,13 +198,13 @@ class MatrixPlan:
 
     def torch_row(self, row: int) -> int:
         """The PyTorch row (gate-major, ``gate * H + unit``) of lane-order row ``row``."""
-        if self.is_head:
+        if self.row_order:
             return row
         return (row % GATES_PER_UNIT) * self.units + row // GATES_PER_UNIT
 
     def unit_major_row(self, torch_row: int) -> int:
         """The lane-order row of PyTorch row ``torch_row`` (inverse of :meth:`torch_row`)."""
-        if self.is_head:
+        if self.row_order:
             return torch_row
         return (torch_row % self.units) * GATES_PER_UNIT + torch_row // self.units
 
@@ -283,11 +298,17 @@ class EnginePlan:
         )
         self.head_datapath: HeadDatapath | None = model.head_datapath()
 
+        #: ``R`` of an LSTMP (``nn.LSTM(proj_size=R)``), 0 without a projection.
+        self.proj_size = R = model.proj_size
+        #: Features of ``h_t``: ``R`` for an LSTMP, else ``H``.
+        self.real_hidden_size = Hr = R or H
         P = config.lanes
         rows = GATES_PER_UNIT * H
-        columns = [d.input_size + H for d in model.directions]
+        columns = [d.input_size + Hr for d in model.directions]
         if model.head is not None:
             columns.append(model.head.in_features)
+        if R:
+            columns.append(H)
         self.row_lanes = min(P, rows)
         self.groups = max(1, min(P // rows, max(columns)))
         self.lanes = self.groups * self.row_lanes
@@ -314,7 +335,7 @@ class EnginePlan:
         for d, dp in zip(model.directions, self.datapaths, strict=True):
             shift_x, shift_h = dp.gate_acc.shifts
             input_segment = Segment(SegmentKind.INPUT, d.input_size, shift_x)
-            recurrent = Segment(SegmentKind.RECURRENT, H, shift_h)
+            recurrent = Segment(SegmentKind.RECURRENT, Hr, shift_h)
             segments = (input_segment, recurrent) if d.layer == 0 else (recurrent, input_segment)
             place(
                 name=d.name,
@@ -340,6 +361,21 @@ class EnginePlan:
                 bias_shift=hd.acc.bias_shift,
                 acc_frac=hd.acc.frac,
             )
+        if R:
+            # An LSTMP's projections after the head: matrix ``projection_index(k)`` for layer
+            # direction ``k`` (``W_hr``: R rows in order, four per unit, no bias).
+            for k, (d, dp) in enumerate(zip(model.directions, self.datapaths, strict=True)):
+                place(
+                    name=f"{d.name}.proj",
+                    layer=d.layer,
+                    reverse=d.reverse,
+                    real_rows=R,
+                    rows=-(-R // GATES_PER_UNIT) * GATES_PER_UNIT,
+                    segments=(Segment(SegmentKind.PROJECTION, H, dp.proj_acc.shifts[0]),),
+                    bias_shift=0,
+                    acc_frac=dp.proj_acc.frac,
+                    projects=k,
+                )
         self.matrices: tuple[MatrixPlan, ...] = tuple(matrices)
         last = matrices[-1]
         self.bank_depth = last.weight_base + last.words
@@ -365,7 +401,24 @@ class EnginePlan:
 
     @property
     def head_matrix(self) -> MatrixPlan | None:
-        return self.matrices[-1] if self.head is not None else None
+        return self.matrices[self.head_index] if self.head is not None else None
+
+    @property
+    def projected(self) -> bool:
+        """The model is an LSTMP (``nn.LSTM(proj_size=R)``): each layer direction has a
+        projection matrix (:meth:`projection_index`)."""
+        return self.proj_size > 0
+
+    def projection_index(self, k: int) -> int:
+        """Matrix index of layer direction ``k``'s projection (after the head, if any)."""
+        return self.num_directions_total + (self.head is not None) + k
+
+    @property
+    def projection_matrices(self) -> tuple[MatrixPlan, ...]:
+        """The projections of an LSTMP, one per layer direction (none otherwise)."""
+        if not self.projected:
+            return ()
+        return self.matrices[self.projection_index(0) :]
 
     @property
     def head_index(self) -> int:
@@ -378,8 +431,11 @@ class EnginePlan:
 
     @property
     def output_features(self) -> int:
-        """Elements of one output vector on ``y``: ``O`` with a head, else ``D * H``."""
-        return self.head_out if self.head is not None else self.num_directions * self.hidden_size
+        """Elements of one output vector on ``y``: ``O`` with a head, else ``D * H`` (``D * R``
+        for an LSTMP)."""
+        if self.head is not None:
+            return self.head_out
+        return self.num_directions * self.real_hidden_size
 
     @property
     def y_source(self) -> str:
@@ -395,13 +451,24 @@ class EnginePlan:
         return tuple(dp.formats.hidden for dp in self.datapaths)
 
     @cached_property
+    def vector_formats(self) -> tuple[FixedFormat, ...]:
+        """Formats of the values the vector memory holds: every ``h`` (and an LSTMP's cell
+        outputs ``m_t``, ``proj_in``)."""
+        if not self.projected:
+            return self.hidden_formats
+        return (*self.hidden_formats, *(dp.formats.proj_in for dp in self.datapaths))
+
+    @cached_property
     def element_shape(self):
-        """Shape of a broadcast element (any ``x`` or ``h`` the lanes multiply)."""
-        return common_signed_shape(self.model.input_format, *self.hidden_formats)
+        """Shape of a broadcast element (any ``x``, ``h`` or LSTMP ``m_t`` the lanes
+        multiply)."""
+        return common_signed_shape(self.model.input_format, *self.vector_formats)
 
     @cached_property
     def weight_shape(self):
         formats = [f for dp in self.datapaths for f in (dp.formats.w_ih, dp.formats.w_hh)]
+        if self.projected:
+            formats += [dp.formats.w_hr for dp in self.datapaths]
         if self.head is not None:
             formats.append(self.head.formats.weight)
         return common_signed_shape(*formats)
@@ -418,14 +485,17 @@ class EnginePlan:
         """Accumulator width: the widest of every matrix's derived width (each matrix's sums
         fit its own, so none overflows)."""
         widths = [dp.gate_acc.width for dp in self.datapaths]
+        if self.projected:
+            widths += [dp.proj_acc.width for dp in self.datapaths]
         if self.head_datapath is not None:
             widths.append(self.head_datapath.acc.width)
         return max(widths)
 
     @cached_property
     def state_shape(self):
-        """Shape of ``h`` values of any layer (hidden formats)."""
-        return common_signed_shape(*self.hidden_formats)
+        """Shape of ``h`` values of any layer (hidden formats; an LSTMP's vector memory words
+        hold its cell outputs ``m_t`` too: :attr:`vector_formats`)."""
+        return common_signed_shape(*self.vector_formats)
 
     @property
     def is_gru(self) -> bool:
@@ -534,7 +604,22 @@ class EnginePlan:
 
     @property
     def vector_depth(self) -> int:
-        return self.vector_buffers * self.vector_buffer_words
+        """Words of the vector memory: the layers' output buffers, then an LSTMP's cell
+        outputs (:meth:`cell_output_base`)."""
+        return self.vector_buffers * self.vector_buffer_words + self.cell_output_words
+
+    @property
+    def cell_output_words(self) -> int:
+        """An LSTMP's ``m_t`` region: ``H`` words per layer direction (and interleaved
+        sequence); 0 without a projection."""
+        if not self.projected:
+            return 0
+        return self.interleave * self.num_directions_total * self.hidden_size
+
+    def cell_output_base(self, k: int) -> int:
+        """Word of ``m_t[0]`` of layer direction ``k`` (an LSTMP's cell output, which its
+        projection job reads): after the output buffers, ``H`` words per layer direction."""
+        return self.vector_buffers * self.vector_buffer_words + k * self.hidden_size
 
     def vector_buffer_base(self, layer: int) -> int:
         return (layer % self.vector_buffers) * self.vector_buffer_words
@@ -547,8 +632,8 @@ class EnginePlan:
     # -- performance ------------------------------------------------------------------------
     def step_bound(self) -> int:
         """Sum over layer directions of ``ceil(GH (I_k + H) / P)`` (``G`` = 4 for an LSTM, 3
-        for a GRU): cycles per time step."""
-        return sum(m.bound for m in self.lstm_matrices)
+        for a GRU; an LSTMP adds its projections' ``ceil(RH/P)``): cycles per time step."""
+        return sum(m.bound for m in (*self.lstm_matrices, *self.projection_matrices))
 
     def sequence_bound(self, steps: int) -> int:
         """The bound of a whole sequence of ``steps`` steps: every layer direction per step,
@@ -561,7 +646,8 @@ class EnginePlan:
 
     def sequence_mac_cycles(self, steps: int) -> int:
         """Cycles the lanes are busy for a sequence (passes times spans)."""
-        total = steps * sum(m.mac_cycles for m in self.lstm_matrices)
+        per_step = (*self.lstm_matrices, *self.projection_matrices)
+        total = steps * sum(m.mac_cycles for m in per_step)
         if self.head is not None:
             runs = steps if self.output_mode == "all" else 1
             total += runs * self.head_matrix.mac_cycles

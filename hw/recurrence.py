@@ -40,6 +40,13 @@ class LoopLatencies:
         return self.to_drain + 1 + self.to_read
 
 
+#: An LSTMP's projection stage (:class:`~lstm_fpga.hw.projection.ProjectionOutput`): cycles
+#: from a unit's hand-off to the first read of its row 0 (rounded, fitted, announced, then
+#: read a cycle later; row ``r`` ``r`` cycles after), and between the hand-offs of a job's
+#: units (the stage takes one unit at a time: its four rows' announcements and two stages).
+_PROJECTION_TO_READ = 3
+_PROJECTION_UNIT_CYCLES = GATES_PER_UNIT + 2
+
 #: A job of the walk model: its matrix and, per run of columns in walk order, ``(length,
 #: producer)``: the index of the earlier job whose units ``0 .. length - 1`` it reads, or
 #: ``None`` (the input, ``h0``, a state: ready at once).
@@ -58,6 +65,8 @@ def _step_jobs(
     # (weight reuse: a job is a group job, all B sequences of one step: one per step)
     B = 1 if plan.weight_reuse else plan.interleave
     jobs: list[_WalkJob] = []
+    if plan.projected:  # (streaming, B = 1: an LSTMP's hardware runs no other schedule)
+        return _projected_step_jobs(plan, steps, first, head=head)
     if plan.schedule == STREAMING:
         keys = []
         for t in range(steps * B):
@@ -92,6 +101,32 @@ def _step_jobs(
         else:
             parts = (recurrent, *((H, index((k - 1, e, t))) for e in range(D)))
         jobs.append((k * D + d, parts))
+    return jobs
+
+
+def _projected_step_jobs(plan: EnginePlan, steps: int, first: int, *, head: bool):
+    """:func:`_step_jobs` of an LSTMP (streaming): per step and layer the gate job (over
+    ``[x; h]`` or ``[h; below]``, ``R`` columns of ``h``) and its projection job (over the
+    gate job's ``H`` cell outputs), then the head."""
+    H, R, L, B = plan.hidden_size, plan.proj_size, plan.num_layers, plan.interleave
+    keys = []
+    for t in range(steps * B):  # (interleaved: time index t * B + b, as _step_jobs)
+        for k in range(L):
+            keys += [("gate", k, t), ("proj", k, t)]
+        final = t // B == steps - 1
+        if head and plan.head is not None and (plan.output_mode == "all" or final):
+            keys.append(("head", 0, t))
+    order = {key: first + n for n, key in enumerate(keys)}
+    jobs: list[_WalkJob] = []
+    for kind, k, t in keys:
+        if kind == "head":
+            jobs.append((plan.head_index, ((R, order[("proj", L - 1, t)]),)))
+        elif kind == "proj":
+            jobs.append((plan.projection_index(k), ((H, order[("gate", k, t)]),)))
+        else:
+            recurrent = (R, order[("proj", k, t - B)] if t >= B else None)
+            below = ((plan.input_size, None),) if k == 0 else ((R, order[("proj", k - 1, t)]),)
+            jobs.append((k, (*below, recurrent) if k == 0 else (recurrent, *below)))
     return jobs
 
 
@@ -135,6 +170,7 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
         units = np.full(mp.units, -1, dtype=np.int64)
         # A unit leaves the drain after the pass that holds its last row.
         finishing = (GATES_PER_UNIT * np.arange(mp.units) + GATES_PER_UNIT - 1) // mp.row_lanes
+        projection = mp.is_projection
         for p in range(mp.passes):
             free = earlier if double else emitted  # the drain (bank) this pass lands in
             last = max(now + mp.span - 1, lead[-1] + mp.span - 1, loaded + 1, free + 1)
@@ -142,11 +178,19 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
             done = np.flatnonzero(finishing == p)
             # (two banks: a pass's units leave after the previous pass's)
             first_hand_off = max(loaded + 1, emitted + 1) if double else loaded + 1
-            hand_offs = first_hand_off + np.arange(len(done))
+            if projection:  # one unit at a time into the projection stage
+                first_hand_off = max(first_hand_off, emitted + _PROJECTION_UNIT_CYCLES)
+                hand_offs = first_hand_off + _PROJECTION_UNIT_CYCLES * np.arange(len(done))
+            else:
+                hand_offs = first_hand_off + np.arange(len(done))
             units[done] = hand_offs + latencies.to_read
             earlier = emitted
             emitted = int(hand_offs[-1]) if done.size else -1
             now = last + 1
+        if projection:  # its rows: row r of unit u readable r % 4 cycles after the first
+            rows = np.repeat(units - latencies.to_read, GATES_PER_UNIT)
+            rows = rows + np.tile(np.arange(GATES_PER_UNIT), mp.units) + _PROJECTION_TO_READ
+            units = rows[: mp.real_rows]
         readable.append(None if mp.is_head else units)
         ends.append(last)
     return ends

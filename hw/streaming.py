@@ -161,6 +161,14 @@ class StreamingSchedule(wiring.Component):
         # -- schedule state ---------------------------------------------------------------------
         layer = Signal(index_shape(L))
         at_head = Signal()
+        # An LSTMP (``plan.projected``): each layer's gate job is followed by its projection
+        # job (``at_proj``), which reads the cell outputs ``m_t`` and writes ``h_t``.
+        projected = plan.projected
+        at_proj = Signal() if projected else None
+
+        def gate_job(at_head, at_proj):  # not the head, nor an LSTMP's projection
+            return ~at_head & ~at_proj if projected else ~at_head
+
         parity = Signal()
         step_first = Signal()
         step_init = Signal()
@@ -192,7 +200,7 @@ class StreamingSchedule(wiring.Component):
             read = Mux(first, x_read[slot], step_read)
             return first, init, read, seq_parity ^ (first & opens), x_last[slot]
 
-        layer0 = ~at_head & (layer == 0)
+        layer0 = gate_job(at_head, at_proj) & (layer == 0)
         layer0_start = layer0 & self.job_start
         top_layer = layer == L - 1
         # The current step's fields: from the ring until its layer-0 job issues, then latched.
@@ -205,14 +213,23 @@ class StreamingSchedule(wiring.Component):
 
         # The job after this one (the state ``job_end`` moves to): the walker takes it in the
         # cycle of this job's last issue.
-        head_now = ((1 if all_steps else last) if has_head else 0) & top_layer & ~at_head
+        # (an LSTMP: after the top layer's projection)
+        layer_done = (~at_head & at_proj) if projected else ~at_head
+        head_now = ((1 if all_steps else last) if has_head else 0) & top_layer & layer_done
         next_layer = Signal.like(layer)
         next_at_head = Signal()
+        next_at_proj = Signal() if projected else None
         next_parity = Signal()
         m.d.comb += [next_layer.eq(layer), next_at_head.eq(head_now), next_parity.eq(parity)]
         if not interleaved:
             next_xslot = next_parity
-        with m.If(at_head | (top_layer & ~head_now)):
+        wraps = at_head | (top_layer & ~head_now)
+        moves_up = ~top_layer
+        if projected:  # (a gate job: its projection comes next, in the same layer)
+            m.d.comb += next_at_proj.eq(~at_head & ~at_proj)
+            wraps = at_head | (at_proj & top_layer & ~head_now)
+            moves_up = at_proj & ~top_layer
+        with m.If(wraps):
             m.d.comb += next_layer.eq(0)
             if interleaved:
                 wrap = seq == Bi - 1
@@ -223,9 +240,9 @@ class StreamingSchedule(wiring.Component):
                 ]
             else:
                 m.d.comb += next_parity.eq(~parity)
-        with m.Elif(~top_layer):
+        with m.Elif(moves_up):
             m.d.comb += next_layer.eq(layer + 1)
-        next_layer0 = ~next_at_head & (next_layer == 0)
+        next_layer0 = gate_job(next_at_head, next_at_proj) & (next_layer == 0)
         # As latched at the end of this cycle (``next_job`` is taken with the last issue,
         # which is also the first one of a one-cycle job that may start a sequence).
         if interleaved:
@@ -250,12 +267,12 @@ class StreamingSchedule(wiring.Component):
         # is the layer-0 job still holding its step's beats.
         next_in = Mux(layer0, x_seen > B, x_seen != 0)
 
-        def describe(desc, layer, at_head, parity, step, valid, xslot, seq):
+        def describe(desc, layer, at_head, at_proj, parity, step, valid, xslot, seq):
             """Drive the descriptor ``desc`` of the job at ``(layer, at_head, parity)`` of a
             step with fields ``step``; ``valid`` when a layer-0 job's step has begun;
             ``xslot``: the step's ``x`` ring slot; ``seq``: its interleaved sequence."""
             first, init, read, spar, last = step
-            layer0 = ~at_head & (layer == 0)
+            layer0 = gate_job(at_head, at_proj) & (layer == 0)
             top_layer = layer == L - 1
             SG = Bi * LDH
 
@@ -287,17 +304,40 @@ class StreamingSchedule(wiring.Component):
             # of every other sequence, whatever the passes) and check a column once for all
             # B sequences: L H.
             recurrent = L * H if reuse else Bi * L * H
+            below_distance = H
+            if projected:
+                # An LSTMP step's jobs complete H (gates: the cell's m_t) and R (projection:
+                # h_t) units per layer: the recurrent h was the projection's R units of the
+                # layer's previous step, followed by the other layers' H + R.
+                assert not reuse  # (an LSTMP's weights are on chip)
+                # Interleaved: the other B - 1 sequences' steps come between, L (H + R)
+                # units each.
+                R = plan.proj_size
+                recurrent = R + (Bi * L - 1) * (H + R)
+                below_distance = R
+            gate = gate_job(at_head, at_proj)
+            vector_base, final = ring(layer, parity), last
+            if projected:
+                # The gate job's cell outputs m_t go to the layer's m region (not a final
+                # state, no y; its state beats carry c_n); its projection writes h_t (ring,
+                # final state, y, h_n).
+                m_base = plan.cell_output_base(0) + layer * H
+                vector_base = Mux(at_proj, ring(layer, parity), m_base)
+                final = ~gate & last
+            gate_matrix = layer  # (an LSTMP's projection: its own matrix)
+            if projected:
+                gate_matrix = Mux(at_proj, plan.projection_index(0) + layer, layer)
             m.d.comb += [
                 # A layer-0 job is offered once its step's first beat is in: its fields
                 # depend on that beat (first step of a sequence or not).
                 desc.valid.eq(~layer0 | valid),
                 desc.kind.eq(Mux(at_head, JobKind.HEAD, JobKind.LSTM)),
-                desc.matrix.eq(Mux(at_head, plan.head_index, layer)),
-                desc.a_distance.eq(Mux(at_head, H, recurrent)),
-                desc.b_distance.eq(H),
-                desc.job.vector_base.eq(ring(layer, parity)),
+                desc.matrix.eq(Mux(at_head, plan.head_index, gate_matrix)),
+                desc.a_distance.eq(Mux(at_head, below_distance, recurrent)),
+                desc.b_distance.eq(below_distance),
+                desc.job.vector_base.eq(vector_base),
                 desc.job.init.eq(first & init),
-                desc.job.final.eq(last),
+                desc.job.final.eq(final),
                 desc.job.emit_state.eq(~at_head & last & read),
                 desc.job.parity.eq(spar),
                 desc.job.matrix.eq(desc.matrix),
@@ -308,6 +348,8 @@ class StreamingSchedule(wiring.Component):
                 m.d.comb += [desc.job.emit_y.eq(0), desc.job.y_last.eq(at_head & last)]
             else:
                 emits = top_layer & (1 if all_steps else last)
+                if projected:
+                    emits = emits & ~gate
                 m.d.comb += [desc.job.emit_y.eq(emits), desc.job.y_last.eq(top_layer & last)]
             with m.If(at_head):
                 m.d.comb += [
@@ -316,6 +358,15 @@ class StreamingSchedule(wiring.Component):
                     desc.a_lag.eq(1),
                     desc.a_x.eq(0),
                 ]
+            if projected:  # (an LSTMP's projection reads its gate job's m_t)
+                with m.Elif(at_proj):
+                    m.d.comb += [
+                        desc.a_source.eq(Source.VECTOR),
+                        desc.a_base.eq(plan.cell_output_base(0) + layer * H),
+                        desc.a_lag.eq(1),
+                        desc.a_x.eq(0),
+                        desc.a_distance.eq(H),
+                    ]
             with m.Elif(layer == 0):
                 m.d.comb += [
                     desc.a_source.eq(Source.X),
@@ -336,13 +387,14 @@ class StreamingSchedule(wiring.Component):
                     desc.b_base.eq(below),
                 ]
 
-        describe(desc, layer, at_head, parity, step, x_seen != 0, xslot, seq)
+        describe(desc, layer, at_head, at_proj, parity, step, x_seen != 0, xslot, seq)
         next_desc = Fields(descriptor_layout(plan), "next_")
         m.d.comb += self.next_job.eq(next_desc.as_value())
         describe(
             next_desc,
             next_layer,
             next_at_head,
+            next_at_proj,
             next_parity,
             next_step,
             next_in,
@@ -368,6 +420,8 @@ class StreamingSchedule(wiring.Component):
             m.d.sync += step_last.eq(x_last[xslot])
         with m.If(self.job_end):
             m.d.sync += [layer.eq(next_layer), at_head.eq(next_at_head), parity.eq(next_parity)]
+            if projected:
+                m.d.sync += at_proj.eq(next_at_proj)
             if interleaved:
                 m.d.sync += [seq.eq(next_seq), xslot.eq(next_xslot)]
         return m

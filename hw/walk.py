@@ -100,7 +100,11 @@ def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> di
     def first_top_of(mp):  # the highest column of a pass's first cycle
         return min(G, mp.columns) - 1
 
+    projection = {}
+    if plan.projected:  # an LSTMP's projection job (an LSTM job of R units)
+        projection = {"proj": (1, source.matrix >= plan.projection_index(0))}
     return {
+        **projection,
         "lstm": (1, source.kind == JobKind.LSTM),
         "a_source": (Source, source.a_source),
         "b_source": (Source, source.b_source),
@@ -445,9 +449,16 @@ class JobWalker(wiring.Component):
         lstm_load = load & staged["lstm"]
         # (both sums from registers, the load only selects; with weight reuse ``completed``
         # counts the group's last sequence's units only: H per group job too)
-        m.d.sync += outstanding.eq(
-            Mux(lstm_load, outstanding + H - completed, outstanding - completed)
-        )
+        if plan.projected:
+            # An LSTMP's projection job completes R units (h_t), its gate job H (m_t).
+            units = Mux(staged["proj"], plan.proj_size, H)
+            m.d.sync += outstanding.eq(
+                Mux(lstm_load, outstanding + units - completed, outstanding - completed)
+            )
+        else:
+            m.d.sync += outstanding.eq(
+                Mux(lstm_load, outstanding + H - completed, outstanding - completed)
+            )
         with m.If(self.loaded):
             m.d.comb += pending_next.eq(0)
         with m.If(advance & is_last_cycle):

@@ -332,10 +332,12 @@ def _cmd_build(args) -> int:
             )
         except ProjectionNotSupportedError as error:
             raise _UsageError(
-                f"{model_path} is an nn.LSTM with proj_size={error.proj_size}: lstm-fpga build "
-                f"(and simulate, compare, synth) supports nn.LSTM without proj_size and nn.GRU; "
-                f"LSTMs with projections run in the integer reference from Python only for now "
-                f"(docs/lstmp.md)"
+                f"{model_path} is an nn.LSTM with proj_size={error.proj_size} and {error.what}: "
+                f"lstm-fpga build (and simulate, compare, synth) runs LSTMs with projections "
+                f"unidirectional, with on-chip weights and --control stream (any layers, lanes, "
+                f"--interleave and Linear head); use a unidirectional model, drop --weights "
+                f"external and --control axi-lite, or run it in the integer reference from "
+                f"Python (docs/lstmp.md)"
             ) from None
     interface = _interface(project)
     y_format = interface.y_format

@@ -41,7 +41,7 @@ import numpy as np
 from . import __version__
 from .hw import EnginePlan, HardwareConfig, cycle_bound, generate_verilog, write_build
 from .hw.build import WEIGHT_IMAGE_FILE
-from .hw.compatibility import check_cell, check_interleave
+from .hw.compatibility import check_cell, check_control, check_interleave
 from .hw.integration import write_integration_files
 from .hw.limits import check_memory_gbps, design_limits, measured_clock
 from .outdir import BUILD_KIND, check_output_dir, replace_dir, staging_dir
@@ -380,7 +380,8 @@ def write_project(
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
-        check_cell(float_model)  # before calibration, the long step
+        check_cell(float_model, config)  # before calibration, the long step
+        check_control(float_model, control)
         check_interleave(float_model, config)
         model, report = _quantize(
             float_model,
@@ -399,6 +400,7 @@ def write_project(
             log=log,
             progress=progress,
         )
+    check_control(model, control)  # (a saved IR too)
     if weights == "external":  # before any long step: the schedule must suit the image
         from .hw.external import check_external
 

@@ -59,21 +59,35 @@ def _time_major(result: SimulationResult) -> np.ndarray:
     return out.transpose(1, 0, 2) if result.batch_first else out
 
 
-def _chained(run, xs, lengths, h0, c0, LD: int, H: int, interleave: int = 1, gru: bool = False):
+def _chained(
+    run,
+    xs,
+    lengths,
+    h0,
+    c0,
+    LD: int,
+    H: int,
+    interleave: int = 1,
+    gru: bool = False,
+    proj_size: int = 0,
+):
     """Run sequences one after the other, each starting from the previous one's final state
     (the hardware's ``carry_state`` mode; with ``interleave`` B > 1 from the final state of
     the sequence B before, the same place in the previous group): ``run(x (n, 1, I), h (LD,
     1, H), c)`` returns ``(output (n, 1, F), h_n, c_n, head, saturations)``. ``gru``: no cell
-    state (``c`` is ``None`` throughout, and so is the returned ``c_n``)."""
+    state (``c`` is ``None`` throughout, and so is the returned ``c_n``); ``proj_size``: an
+    LSTMP's ``h`` has ``R`` features."""
     T, B = xs.shape[:2]
     chains = min(interleave, B)
+    Hh = H if proj_size == 0 else proj_size  # h's features (an LSTMP's R)
     zero = np.zeros((LD, H), dtype=xs.dtype)
-    hs = [zero if h0 is None else h0[:, k if interleave > 1 else 0] for k in range(chains)]
+    zero_h = np.zeros((LD, Hh), dtype=xs.dtype)
+    hs = [zero_h if h0 is None else h0[:, k if interleave > 1 else 0] for k in range(chains)]
     cs = [
         None if gru else zero if c0 is None else c0[:, k if interleave > 1 else 0]
         for k in range(chains)
     ]
-    outputs, h_n, c_n, heads, counts = None, np.zeros((LD, B, H)), np.zeros((LD, B, H)), [], None
+    outputs, h_n, c_n, heads, counts = None, np.zeros((LD, B, Hh)), np.zeros((LD, B, H)), [], None
     for b in range(B):
         n = int(lengths[b])
         h, c = hs[b % chains], cs[b % chains]
@@ -123,6 +137,7 @@ def _reference(result: SimulationResult, model: LstmModel) -> ReferenceResult:
         H,
         result.design.interface.interleave,
         gru,
+        model.proj_size,
     )
     return ReferenceResult(output, h_n, c_n, head, counts)
 
@@ -279,7 +294,9 @@ def _float_run(
 
     LD, H = len(model.directions), model.hidden_size
     interleave = result.design.interface.interleave
-    out, h_n, c_n, head, _ = _chained(run, xs, result.lengths, h0, c0, LD, H, interleave, gru)
+    out, h_n, c_n, head, _ = _chained(
+        run, xs, result.lengths, h0, c0, LD, H, interleave, gru, model.proj_size
+    )
     return out, h_n, c_n, head
 
 

@@ -88,10 +88,10 @@ def initial_states(design: HardwareDesign, h0, c0, batch: int):
         raise ValueError("an nn.GRU has no cell state: give h0 only (c0 must be None)")
     LD, H = len(model.directions), model.hidden_size
     states = []
-    kinds = [("h0", h0, [d.formats.hidden for d in model.directions])]
+    kinds = [("h0", h0, [d.formats.hidden for d in model.directions], model.real_hidden_size)]
     if not gru:
-        kinds.append(("c0", c0, list(model.cell_formats)))
-    for name, state, formats in kinds:
+        kinds.append(("c0", c0, list(model.cell_formats), H))
+    for name, state, formats, H in kinds:
         if state is None:
             states.append(np.zeros((LD, batch, H), dtype=np.int64))
             continue

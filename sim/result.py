@@ -24,7 +24,9 @@ __all__ = ["SimulationResult", "decode_phase"]
 
 
 def _macs_per_step(model: LstmModel) -> int:
-    H = model.hidden_size
+    H, R = model.hidden_size, model.proj_size
+    if R:  # an LSTMP: the gates over [x; h] (R recurrent columns) and the projection
+        return sum(4 * H * (d.input_size + R) + R * H for d in model.directions)
     return sum(4 * H * (d.input_size + H) for d in model.directions)
 
 
@@ -174,20 +176,21 @@ def _final_states(interface, run: PlanResult, phases, lengths: np.ndarray):
         return None, None
     plan = interface.plan
     LD, H, B = plan.num_directions_total, plan.hidden_size, len(lengths)
+    beats = interface.state_beats  # per sequence
     kept = np.flatnonzero(~interface.dropped(lengths))
-    if s_data.size != kept.size * LD * H:
+    if s_data.size != kept.size * beats:
         raise SimulationError(
-            f"the state stream carried {s_data.size} beats, expected {LD * H} per "
+            f"the state stream carried {s_data.size} beats, expected {beats} per "
             f"sequence; run dir {run.run_dir}"
         )
-    h, c = interface.unpack_state(s_data)
-    h_n = np.zeros((LD, B, H), dtype=np.int64)
-    h_n[:, kept] = h.reshape(kept.size, LD, H).transpose(1, 0, 2)
+    h, c = interface.final_states(s_data, kept.size)
+    h_n = np.zeros((LD, B, plan.real_hidden_size), dtype=np.int64)
+    h_n[:, kept] = h
     c_n = None  # a GRU has no cell state
     if c is not None:
         c_n = np.zeros((LD, B, H), dtype=np.int64)
-        c_n[:, kept] = c.reshape(kept.size, LD, H).transpose(1, 0, 2)
-    if not np.array_equal(np.flatnonzero(s_last) + 1, (np.arange(kept.size) + 1) * LD * H):
+        c_n[:, kept] = c
+    if not np.array_equal(np.flatnonzero(s_last) + 1, (np.arange(kept.size) + 1) * beats):
         raise SimulationError(f"state tlast misplaced; run dir {run.run_dir}")
     return h_n, c_n
 

@@ -340,22 +340,39 @@ def test_overrides_name_the_projection_tensors():
 
 
 # -- where support ends ----------------------------------------------------------------------
-PROJ_HARDWARE = (
-    "the model is an nn.LSTM with proj_size=2: the generated hardware runs nn.LSTM without "
-    "proj_size and nn.GRU, not yet LSTMs with projections. Quantise and run it with the "
-    "integer reference (lstm_fpga.sw.calibrate.quantize_from_torch, "
-    "lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
+def _proj_refusal(what: str) -> str:
+    return (
+        f"the model is an nn.LSTM with proj_size=2 and {what}: the generated hardware runs "
+        f"LSTMs with projections unidirectional, with on-chip weights and --control stream "
+        f"(any layers, lanes, --interleave and Linear head). Use a unidirectional model, "
+        f"drop --weights external and --control axi-lite, or run it with the integer "
+        f"reference (lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bidirectional", "config", "what"),
+    [
+        (True, dict(max_seq_len=8), "bidirectional=True"),
+        (False, dict(weights="external"), "--weights external"),
+    ],
 )
-
-
-def test_hardware_refuses_lstmp():
-    lstm, _ = torch_lstmp(3, 5, 2)
+def test_hardware_refuses_unsupported_lstmp(bidirectional, config, what):
+    lstm, _ = torch_lstmp(3, 5, 2, bidirectional=bidirectional)
     fm = from_module(lstm)
     model = quantize_model(fm, calibrate_from_range(fm, (-1, 1)))
     with pytest.raises(ProjectionNotSupportedError) as error:
-        check_supported(model, HardwareConfig(lanes=4))
+        check_supported(model, HardwareConfig(lanes=4, **config))
     assert isinstance(error.value, HardwareConfigError)
-    assert str(error.value) == PROJ_HARDWARE
+    assert str(error.value) == _proj_refusal(what)
+    check_supported(quantize_model(*_unidirectional(fm)), HardwareConfig(lanes=4))
+
+
+def _unidirectional(fm):
+    """A unidirectional LSTMP's (float model, calibration): the hardware runs it."""
+    lstm, _ = torch_lstmp(3, 5, 2)
+    fm = from_module(lstm)
+    return fm, calibrate_from_range(fm, (-1, 1))
 
 
 def test_finetune_refuses_lstmp():
