@@ -230,17 +230,22 @@ def _infer_shape(layout: _Layout, arrays) -> _Shape:
             f"nn.LSTM or (3*hidden_size, hidden_size) for an nn.GRU"
         )
     cell_type = CellType.LSTM if gates == 4 else CellType.GRU
+    return _layered_shape(layout, arrays, ih_key, hh[0], hidden_size=hh[1], cell_type=cell_type)
+
+
+def _layered_shape(layout: _Layout, arrays, ih_key, rows: int, **fields) -> _Shape:
+    """The ``_Shape`` of a stack whose layer-0 input matrix is ``ih_key`` (``rows`` rows):
+    input size from it, layers, directions and bias from the keys, the rest from ``fields``."""
     ih = _shape_of(arrays[ih_key])
     if len(ih) != 2 or ih[1] < 1:
-        raise ModelImportError(f"key {ih_key!r} has shape {ih}, expected ({hh[0]}, input_size)")
+        raise ModelImportError(f"key {ih_key!r} has shape {ih}, expected ({rows}, input_size)")
     parts = layout.lstm.keys()
     return _Shape(
         input_size=ih[1],
-        hidden_size=hh[1],
         num_layers=1 + max(layer for _, layer, _ in parts),
         bidirectional=any(reverse for _, _, reverse in parts),
         bias=any(kind.startswith("bias") for kind, _, _ in parts),
-        cell_type=cell_type,
+        **fields,
     )
 
 
@@ -264,18 +269,7 @@ def _infer_projected_shape(layout: _Layout, arrays, hh_key, ih_key, hr_key) -> _
             f"key {hh_key!r} has shape {hh}, expected {(4 * H, R)}: an nn.LSTM with "
             f"hidden_size={H}, proj_size={R} (from {hr_key!r})"
         )
-    ih = _shape_of(arrays[ih_key])
-    if len(ih) != 2 or ih[1] < 1:
-        raise ModelImportError(f"key {ih_key!r} has shape {ih}, expected ({hh[0]}, input_size)")
-    parts = layout.lstm.keys()
-    return _Shape(
-        input_size=ih[1],
-        hidden_size=H,
-        num_layers=1 + max(layer for _, layer, _ in parts),
-        bidirectional=any(reverse for _, _, reverse in parts),
-        bias=any(kind.startswith("bias") for kind, _, _ in parts),
-        proj_size=R,
-    )
+    return _layered_shape(layout, arrays, ih_key, hh[0], hidden_size=H, proj_size=R)
 
 
 def _expected_parts(shape: _Shape):
