@@ -168,7 +168,7 @@ class LstmEngine(wiring.Component):
             m.submodules.head = head = HeadOutput(plan)
         proj = None
         if plan.projected:
-            m.submodules.projection = proj = ProjectionOutput(plan, announce=seq.ANNOUNCE)
+            m.submodules.projection = proj = ProjectionOutput(plan, announce=seq.ANNOUNCE_LEAD)
 
         wiring.connect(m, wiring.flipped(self.x), seq.x)
         wiring.connect(m, seq.column, mvu.column)

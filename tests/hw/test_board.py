@@ -162,9 +162,24 @@ def test_core_instance_has_the_signature_of_lstm_top(tiny):
         assert f"connect \\{port.name} " in text, port.name
 
 
-def test_board_top_bridges_the_uart_pins_to_the_core_and_shows_it_on_the_leds():
+def _lstmp_model(I, H, R, seed):
+    """A calibrated ``nn.LSTM(I, H, proj_size=R)`` IR."""
+    import numpy as np
+    import torch
+
+    from lstm_fpga.sw.calibrate import quantize_from_torch
+
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(I, H, proj_size=R).double()
+    x = np.random.default_rng(seed).uniform(-2, 2, (8, 4, I))
+    return quantize_from_torch(lstm.state_dict(), x)[0]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "lstmp"])
+def test_board_top_bridges_the_uart_pins_to_the_core_and_shows_it_on_the_leds(kind):
     """An INPUT frame on ``rx`` runs a sequence through the core (busy, then done) and its
-    outputs come back on ``tx`` equal to the reference; the link-activity LED lights."""
+    outputs come back on ``tx`` equal to the reference; the link-activity LED lights. Also for
+    an LSTMP (``proj_size``): its ``R``-word outputs cross the same link."""
     import io as bytes_io
 
     import numpy as np
@@ -174,7 +189,7 @@ def test_board_top_bridges_the_uart_pins_to_the_core_and_shows_it_on_the_leds():
     from lstm_fpga.sw.reference import run_reference
     from lstm_fpga.testing import random_input
 
-    model = random_model(3, 4, seed=2)
+    model = random_model(3, 4, seed=2) if kind == "lstm" else _lstmp_model(3, 5, 2, seed=2)
     plan = EnginePlan(model, HardwareConfig(lanes=3))
     interface = TopInterface(plan)
     cpb, clk = 4, 4e6

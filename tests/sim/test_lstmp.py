@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lstm_fpga.hw import HardwareConfig, cycle_bound
-from lstm_fpga.sim import compare, compile_model, simulate
+from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sw.calibrate import quantize_from_torch
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import quantize_input, run_reference
@@ -44,10 +44,10 @@ def _state(model, seed):
     return np.stack(h0), np.stack(c0)
 
 
-def _check(design, x, lengths=None, *, h0=None, c0=None, carry_state=False):
+def _check(design, x, lengths=None, *, h0=None, c0=None, carry_state=False, **pacing):
     model = design.model
     xq = quantize_input(model, x)
-    result = simulate(design, xq, h0=h0, c0=c0, lengths=lengths, carry_state=carry_state)
+    result = simulate(design, xq, h0=h0, c0=c0, lengths=lengths, carry_state=carry_state, **pacing)
     report = compare(result)
     assert report.bit_exact, str(report)
     assert report.cycles.dut_counter_agrees, str(report)
@@ -122,6 +122,24 @@ def test_interleaved_lstmp(sim_cache, I, H, R, layers, lanes, interleave):
     h0, c0 = _state(model, 9)
     _check(design, x[:, : interleave * (x.shape[1] // interleave)], h0=h0, c0=c0)
     _check(design, x[:5, :interleave], carry_state=True)
+
+
+@pytest.mark.parametrize(
+    ("layers", "lanes", "interleave"), [(2, 5, 1), (1, 4, 2)], ids=["L2_P5", "L1_P4_B2"]
+)
+def test_lstmp_under_idle_input_and_backpressure(sim_cache, layers, lanes, interleave):
+    """Idle cycles on ``x`` and long backpressure on ``y``: the projection stage stalls on
+    its output queue while the next gate job's cell writes may run; still bit-exact (and
+    the announcements of both producers keep the sequencer's lead)."""
+    model, x = _lstmp(5, 4, 3, layers=layers, seed=3)
+    config = HardwareConfig(lanes=lanes, interleave=interleave)
+    design = compile_model(model, config, "verilator", cache_dir=sim_cache)
+    _check(
+        design,
+        x,
+        input_pacing=Pacing(0.4, 5, seed=3),
+        output_pacing=Pacing(0.6, 40, seed=4),
+    )
 
 
 def test_lstmp_cycle_bound_is_the_plan_bound():
