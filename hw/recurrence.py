@@ -41,10 +41,11 @@ class LoopLatencies:
 
 
 #: An LSTMP's projection stage (:class:`~lstm_fpga.hw.projection.ProjectionOutput`): cycles
-#: from a unit's hand-off to the first read of its row 0 (rounded, fitted, announced, then
-#: read a cycle later; row ``r`` ``r`` cycles after), and between the hand-offs of a job's
+#: from a unit's hand-off to the first read of its row 0 (rounded, fitted, announced, the
+#: announcement registered in the sequencer, then read a cycle later; row ``r`` ``r`` cycles
+#: after), and between the hand-offs of a job's
 #: units (the stage takes one unit at a time: its four rows' announcements and two stages).
-_PROJECTION_TO_READ = 3
+_PROJECTION_TO_READ = 4
 _PROJECTION_UNIT_CYCLES = GATES_PER_UNIT + 2
 
 #: A job of the walk model: its matrix and, per run of columns in walk order, ``(length,
