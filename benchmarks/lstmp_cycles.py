@@ -1,6 +1,6 @@
 """Cycles per step of the generated LSTMP hardware (``nn.LSTM(proj_size=R)``) on Verilator.
 
-    python benchmarks/lstmp_cycles.py [I,H,R,L,P[,B[,D]] ...]
+    python benchmarks/lstmp_cycles.py [--simulator icarus] [I,H,R,L,P[,B[,D]] ...]
 
 For each shape (default: the table of docs/lstmp.md) an ``nn.LSTM(I, H, L, proj_size=R)``
 (``bidirectional=True`` with ``D = 2``; ``torch.manual_seed(0)``) calibrated on 4 sequences
@@ -30,13 +30,13 @@ from lstm_fpga.sw.reference import quantize_input
 SHAPES = [(3, 5, 2, 1, 4), (4, 8, 3, 1, 3), (7, 4, 3, 2, 5), (16, 32, 8, 1, 4)]
 
 
-def measure(I, H, R, L, P, B, D, cache_dir):
+def measure(I, H, R, L, P, B, D, cache_dir, simulator="verilator"):
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(I, H, L, proj_size=R, bidirectional=D == 2)
     x = np.random.default_rng(0).uniform(-2, 2, (8, 4, I))
     model, _ = quantize_from_torch(lstm, x)
     config = HardwareConfig(lanes=P, interleave=B, max_seq_len=8 if D == 2 else None)
-    design = compile_model(model, config, "verilator", cache_dir=cache_dir)
+    design = compile_model(model, config, simulator, cache_dir=cache_dir)
     report = compare(simulate(design, quantize_input(model, x)))
     measured = report.cycles.cycles_per_step
     predicted = design.interface.recurrence_step_bound
@@ -44,6 +44,10 @@ def measure(I, H, R, L, P, B, D, cache_dir):
 
 
 def main(argv):
+    # (the cycles are the RTL's: Verilator, the default, and Icarus count the same)
+    simulator = "verilator"
+    if argv[:1] == ["--simulator"]:
+        simulator, argv = argv[1], argv[2:]
     shapes = [tuple(int(v) for v in a.split(",")) for a in argv] or SHAPES
     shapes = [(*shape, 1, 1)[:7] for shape in shapes]
     print("| I | H | R | layers | D | P | B | bit-exact | cycles/step | model | bound |")
@@ -52,7 +56,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as temporary:
         cache = os.environ.get("LSTM_FPGA_SIM_CACHE", temporary)
         for shape in shapes:
-            exact, measured, predicted, bound = measure(*shape, cache)
+            exact, measured, predicted, bound = measure(*shape, cache, simulator)
             I, H, R, L, P, B, D = shape
             cells = [I, H, R, L, D, P, B, "yes" if exact else "NO", f"{measured:.1f}"]
             cells += [predicted, bound]
