@@ -38,6 +38,17 @@ class BufferedSchedule(wiring.Component):
     per sequence by ``L mod 2``, so the next sequence's first layer never writes the buffer
     the output reader is still reading (a layer waits while it would).
 
+    An LSTMP (``plan.projected``): each of those jobs is the direction's gate job followed
+    by its projection job, ``(k, fwd, s)`` gates, projection, ``(k, rev, T-1-s)`` gates,
+    projection. A gate job writes its cell outputs ``m_t`` to its layer direction's region
+    (:meth:`~lstm_fpga.hw.plan.EnginePlan.cell_output_base`; its state beats carry ``c_n``),
+    the projection reads them and writes ``h_t`` (``R`` words: the forward direction's at
+    word 0 of the step's slot of ``2R``, the reverse one's at ``R``), the final state
+    (``h_n``) and its state beats. Scoreboard distances: a gate job's recurrent ``h`` is
+    ``H + 2R`` units back (its projection, the other direction's gate and projection jobs),
+    a projection's ``m_t`` ``H``, the layer below's and the head's ``2R`` (the reverse
+    direction's rows of step 0 come last).
+
     Ports: those of :class:`~lstm_fpga.hw.streaming.StreamingSchedule` (``started`` is the
     first beat, ``admitted`` the last beat of a sequence that was stored), and
 
@@ -65,6 +76,10 @@ class BufferedSchedule(wiring.Component):
         m = Module()
         plan = self._plan
         H, L = plan.hidden_size, plan.num_layers
+        projected = plan.projected
+        # (the reverse direction's h_t in a step's slot: after the forward one's Hr words)
+        R = plan.proj_size
+        Hr = plan.real_hidden_size
         B = plan.x_beats_per_step
         LDH = plan.state_words
         DH = plan.vector_slot_words
@@ -144,6 +159,8 @@ class BufferedSchedule(wiring.Component):
         run_slot = Signal()
         layer = Signal(index_shape(L))
         reverse = Signal()
+        # An LSTMP: the job is the direction's projection job (after its gate job).
+        at_proj = Signal() if projected else None
         x_f = Signal(x_off_shape)
         x_r = Signal(x_off_shape)
         h_f = Signal(h_off_shape)
@@ -183,7 +200,7 @@ class BufferedSchedule(wiring.Component):
             recurrent_base = Mux(
                 first,
                 state_region + m_index * H,
-                buffer(s.layer) + h_prev + Mux(s.reverse, H, 0),
+                buffer(s.layer) + h_prev + Mux(s.reverse, Hr, 0),
             )
             # A layer does not start on the buffer the output reader still reads (the reader
             # only becomes busy outside the layers' jobs).
@@ -193,13 +210,24 @@ class BufferedSchedule(wiring.Component):
                 same = parity_of(s.layer) == self.reader_parity
                 blocked = layer_start & self.reader_busy & same
             lstm = s.phase == Phase.LSTM
+            # Units back to the producer of the recurrent h, of the layer below's (and the
+            # head's) outputs: 2H without a projection (see the class docstring for an LSTMP).
+            recurrent_distance = below_distance = 2 * H
+            if projected:  # (the layer below's and the head's distance, set where they apply)
+                recurrent_distance, below_distance = H + 2 * R, 2 * R
             m.d.comb += [
                 desc.valid.eq(lstm & ~blocked | ((s.phase == Phase.OUT) & has_head)),
-                desc.a_distance.eq(2 * H),
-                desc.b_distance.eq(2 * H),
+                desc.a_distance.eq(recurrent_distance),
+                desc.b_distance.eq(recurrent_distance),
                 desc.job.parity.eq(seq_parity),
                 desc.job.matrix.eq(desc.matrix),
             ]
+            gate_base = buffer(s.layer) + h_off + Mux(s.reverse, Hr, 0)
+            gate_final = last
+            if projected:
+                # The gate job's m_t to its region; the projection writes h_t, h_n and y.
+                m_base = plan.cell_output_base(0) + m_index * H
+                gate_base, gate_final = m_base, 0
             with m.If(s.phase == Phase.OUT):
                 m.d.comb += [
                     desc.kind.eq(JobKind.HEAD),
@@ -209,13 +237,29 @@ class BufferedSchedule(wiring.Component):
                     desc.a_lag.eq(1),
                     desc.job.y_last.eq(s.h_out == last_h),
                 ]
+                if projected:
+                    m.d.comb += desc.a_distance.eq(below_distance)
+            if projected:  # (an LSTMP's projection job: R rows over the gate job's m_t)
+                with m.Elif(s.at_proj):
+                    m.d.comb += [
+                        desc.kind.eq(JobKind.LSTM),
+                        desc.matrix.eq(plan.projection_index(0) + m_index),
+                        desc.job.vector_base.eq(buffer(s.layer) + h_off + Mux(s.reverse, R, 0)),
+                        desc.job.init.eq(first & seq_init),
+                        desc.job.final.eq(last),
+                        desc.job.emit_state.eq(last & seq_read),
+                        desc.a_source.eq(Source.VECTOR),
+                        desc.a_base.eq(m_base),
+                        desc.a_lag.eq(1),
+                        desc.a_distance.eq(H),
+                    ]
             with m.Else():
                 m.d.comb += [
                     desc.kind.eq(JobKind.LSTM),
                     desc.matrix.eq(m_index),
-                    desc.job.vector_base.eq(buffer(s.layer) + h_off + Mux(s.reverse, H, 0)),
+                    desc.job.vector_base.eq(gate_base),
                     desc.job.init.eq(first & seq_init),
-                    desc.job.final.eq(last),
+                    desc.job.final.eq(gate_final),
                     desc.job.emit_state.eq(last & seq_read),
                 ]
                 with m.If(s.layer == 0):
@@ -234,9 +278,13 @@ class BufferedSchedule(wiring.Component):
                         desc.b_source.eq(Source.VECTOR),
                         desc.b_base.eq(buffer(s.layer - 1) + h_off),
                     ]
+                    if projected:
+                        m.d.comb += desc.b_distance.eq(below_distance)
 
         names = ("phase", "layer", "reverse", "x_f", "x_r", "h_f", "h_r", "h_out", "run_slot")
         values = (phase, layer, reverse, x_f, x_r, h_f, h_r, h_out, run_slot)
+        if projected:
+            names, values = (*names, "at_proj"), (*values, at_proj)
         now = SimpleNamespace(**dict(zip(names, values, strict=True)))
         describe(desc, now)
         # The state ``job_end`` moves to (the walker takes that job with this one's last issue).
@@ -245,7 +293,9 @@ class BufferedSchedule(wiring.Component):
         )
         m.d.comb += [getattr(after, name).eq(value) for name, value in vars(now).items()]
         last = h_f == last_h
-        with m.If(phase == Phase.LSTM):
+
+        def turn_done():
+            """The state after a direction's turn at a step (its last job)."""
             with m.If(~reverse):
                 m.d.comb += after.reverse.eq(1)
             with m.Else():
@@ -273,6 +323,14 @@ class BufferedSchedule(wiring.Component):
                         after.x_r.eq(x_r - B),
                         after.h_r.eq(h_r - DH),
                     ]
+
+        with m.If(phase == Phase.LSTM):
+            if projected:  # (a gate job: its projection next; a projection ends the turn)
+                m.d.comb += after.at_proj.eq(~at_proj)
+                with m.If(at_proj):
+                    turn_done()
+            else:
+                turn_done()
         with m.Elif(phase == Phase.OUT):
             with m.If(h_out == last_h):
                 m.d.comb += after.phase.eq(Phase.WAIT)
@@ -320,6 +378,10 @@ class BufferedSchedule(wiring.Component):
                     m.d.sync += flip.eq(~flip)
         with m.If(self.job_end):
             m.d.sync += [getattr(now, name).eq(value) for name, value in vars(after).items()]
-            with m.If((phase == Phase.LSTM) & reverse & last & (layer == 0)):
+            # (the input slot is free after layer 0's last job: an LSTMP's projection)
+            slot_done = (phase == Phase.LSTM) & reverse & last & (layer == 0)
+            if projected:
+                slot_done = slot_done & at_proj
+            with m.If(slot_done):
                 m.d.sync += slot_full[run_slot].eq(0)
         return m

@@ -1,11 +1,11 @@
 """Which models generated hardware runs: one home for every compatibility check.
 
 * :func:`check_supported`: can the engine be generated for ``model`` on ``config`` at all
-  (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU``; bidirectional ones need
-  ``max_seq_len``)?
+  (every ``nn.LSTM`` and ``nn.GRU``; an ``nn.LSTM`` with ``proj_size`` with on-chip weights;
+  bidirectional ones need ``max_seq_len``)?
 * :func:`check_cell` (part of :func:`check_supported`): has the hardware a datapath for the
-  model's cell (not yet for an ``nn.LSTM`` with ``proj_size``; also of a float model, before
-  calibration)?
+  model's cell on ``config`` (an ``nn.LSTM`` with ``proj_size``: not with external weights;
+  also of a float model, before calibration)?
 * :func:`check_interleave` (part of :func:`check_supported`): can ``config.interleave``
   sequences share the lanes for a model of this shape and cell type (also of a float model,
   before calibration)?
@@ -57,11 +57,11 @@ class ProjectionNotSupportedError(HardwareConfigError):
     def __init__(self, proj_size: int, what: str):
         super().__init__(
             f"the model is an nn.LSTM with proj_size={proj_size} and {what}: the generated "
-            f"hardware runs LSTMs with projections unidirectional, with on-chip weights and "
-            f"--control stream (any layers, lanes, --interleave and Linear head). Use a "
-            f"unidirectional model, drop --weights external and --control axi-lite, or run "
-            f"it with the integer reference (lstm_fpga.sw.reference.run_reference; "
-            f"docs/lstmp.md)"
+            f"hardware runs LSTMs with projections with on-chip weights and --control stream "
+            f"(unidirectional or bidirectional, any layers, lanes and Linear head; "
+            f"--interleave for unidirectional ones). Drop --weights external and --control "
+            f"axi-lite, or run it with the integer reference "
+            f"(lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
         )
         self.proj_size = proj_size
         self.what = what
@@ -72,8 +72,6 @@ def projection_refusal(model: LstmShape, config: HardwareConfig | None = None) -
     (also for a model without projection)."""
     if not model.proj_size:
         return None
-    if model.bidirectional:
-        return "bidirectional=True"
     if config is not None and config.weights == "external":
         return "--weights external"
     return None
@@ -88,9 +86,9 @@ def check_control(model: LstmShape, control: str) -> None:
 
 def check_cell(model: LstmShape, config: HardwareConfig | None = None) -> None:
     """Raise :class:`ProjectionNotSupportedError` for an ``nn.LSTM`` with ``proj_size`` in a
-    configuration the hardware does not run (:func:`projection_refusal`: bidirectional or
-    external weights): the shape and the configuration decide, so a float
-    model is checked before calibration too."""
+    configuration the hardware does not run (:func:`projection_refusal`: external weights):
+    the shape and the configuration decide, so a float model is checked before calibration
+    too."""
     what = projection_refusal(model, config)
     if what is not None:
         raise ProjectionNotSupportedError(model.proj_size, what)
@@ -98,8 +96,8 @@ def check_cell(model: LstmShape, config: HardwareConfig | None = None) -> None:
 
 def check_supported(model: LstmModel, config: HardwareConfig) -> None:
     """Raise :class:`HardwareConfigError` unless the engine can run ``model`` on ``config``
-    (every ``nn.LSTM`` without ``proj_size`` and every ``nn.GRU`` can, :func:`check_cell`;
-    bidirectional ones need ``max_seq_len``)."""
+    (every ``nn.LSTM`` and ``nn.GRU`` can, an ``nn.LSTM`` with ``proj_size`` with on-chip
+    weights, :func:`check_cell`; bidirectional ones need ``max_seq_len``)."""
     if not isinstance(model, LstmModel):
         raise HardwareConfigError(f"expected an LstmModel (the IR), not {type(model).__name__}")
     if not isinstance(config, HardwareConfig):

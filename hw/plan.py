@@ -34,7 +34,9 @@ Schedules: unidirectional models *stream*: each time step runs the jobs ``l0, l1
 is still streaming. Bidirectional models are *buffered*: a whole sequence (at most
 ``max_seq_len`` steps) is stored first; each layer runs its forward and reverse directions
 interleaved step by step (``(k, fwd, s)``, ``(k, rev, T-1-s)``), its outputs go to a sequence
-buffer, and the next layer reads the ``2H`` concatenation from there.
+buffer, and the next layer reads the ``2H`` concatenation from there (an LSTMP: each
+direction's gate job is followed by its projection job, whose ``R`` rows are the buffer's
+outputs; the next layer reads ``2R``).
 """
 
 from __future__ import annotations
@@ -240,8 +242,7 @@ def cycle_bound(
     without building a plan. ``cycle_bound(I, H, lanes=P)``: one LSTM layer direction
     (``gates=3``: a GRU's). An LSTM with ``proj_size = R`` (the model's, or ``proj_size=R``)
     has two matrices per direction, the gates over ``[x; h]`` with ``R`` recurrent columns
-    and the projection: ``ceil(4H (I_k + R) / P) + ceil(R H / P)`` (the bound form only: the
-    hardware does not run LSTMPs yet, docs/lstmp.md).
+    and the projection: ``ceil(4H (I_k + R) / P) + ceil(R H / P)`` (docs/lstmp.md).
     """
     if isinstance(model_or_input_size, LstmModel):
         if hidden_size is not None:
@@ -594,7 +595,10 @@ class EnginePlan:
 
     @property
     def vector_slot_words(self) -> int:
-        """Words of one step in a layer's output buffer: ``D * H``."""
+        """Words of one step in a layer's output buffer: ``D * H`` (buffered LSTMP: ``D * R``,
+        the forward ``h_t`` then the reverse one, as the layer above and ``y`` read them)."""
+        if self.schedule == BUFFERED:
+            return self.num_directions * self.real_hidden_size
         return self.num_directions * self.hidden_size
 
     @property

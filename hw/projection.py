@@ -37,7 +37,9 @@ class ProjectionOutput(wiring.Component):
     Ports
     -----
     units : In, stream of :func:`~lstm_fpga.hw.mvu.unit_layout`
-        Projection units; ready while the stage holds no unit.
+        Projection units; ready while the stage holds no unit and the ``y`` and ``state``
+        queues have room for a whole unit's rows (credit-based, so that a taken unit's rows
+        never wait: see the pipeline below).
     hidden_write : Out, stream (always ready) of :func:`~lstm_fpga.hw.cell.hidden_write_layout`
         Every ``h_t[r]``: into the vector memory at ``job.vector_base + r``; with
         ``job.final`` also into the final-state region ``job.parity`` at ``k * H + r``.
@@ -57,8 +59,12 @@ class ProjectionOutput(wiring.Component):
 
     Pipeline: a taken unit's rows are rounded into stage registers (the cycle after the
     handshake) and fitted into the output registers (the next), then announced one per
-    cycle while the output queues have room; each row is written ``announce`` cycles after
-    its announcement. A new unit is taken once the previous one's last row is announced.
+    cycle (row ``r`` of a unit taken in cycle ``t`` in cycle ``t + 2 + r``, whatever the
+    outputs do: the queues' room was checked at the handshake); each row is written
+    ``announce`` cycles after its announcement. A new unit is taken once the previous one's
+    last row is announced. So a unit's rows are announced before those of any unit the
+    gate and cell pipeline takes after it (its latency is longer), the order the walker's
+    scoreboards count in, and never in the same cycle as that pipeline's.
     """
 
     def __init__(self, plan: EnginePlan, announce: int, queue_depth: int = 8):
@@ -66,6 +72,8 @@ class ProjectionOutput(wiring.Component):
             raise ValueError("the plan has no projection")
         if announce < 1:
             raise ValueError(f"announce must be at least 1, not {announce}")
+        if queue_depth < GATES_PER_UNIT:
+            raise ValueError(f"queue_depth must be at least {GATES_PER_UNIT}, not {queue_depth}")
         self._plan = plan
         self._announce = announce
         self._queue_depth = queue_depth
@@ -115,10 +123,13 @@ class ProjectionOutput(wiring.Component):
         with m.If(staged):
             m.d.sync += [meta.eq(staged_meta), held.eq(1)]
 
-        # Announce the held unit's rows in order while the queues have room.
-        y_queue = m.submodules.y_queue = CreditQueue(self.y.payload.shape(), self._queue_depth)
+        # Announce the held unit's rows in order, one per cycle.
+        # (``available``: room for a whole unit's rows, checked when the unit is taken)
+        y_queue = m.submodules.y_queue = CreditQueue(
+            self.y.payload.shape(), self._queue_depth, burst=GATES_PER_UNIT
+        )
         s_queue = m.submodules.state_queue = CreditQueue(
-            self.state.payload.shape(), self._queue_depth
+            self.state.payload.shape(), self._queue_depth, burst=GATES_PER_UNIT
         )
         wiring.connect(m, y_queue.output, wiring.flipped(self.y))
         wiring.connect(m, s_queue.output, wiring.flipped(self.state))
@@ -126,8 +137,7 @@ class ProjectionOutput(wiring.Component):
         index = Signal(range(GATES_PER_UNIT * (max(1, -(-R // GATES_PER_UNIT)) + 1)))
         m.d.comb += index.eq(meta.unit * GATES_PER_UNIT + row)
         final_row = (row == GATES_PER_UNIT - 1) | (index == R - 1)
-        room = (~meta.job.emit_y | y_queue.available) & (~meta.job.emit_state | s_queue.available)
-        go = held & room
+        go = held  # (the queues had room for the unit's rows when it was taken)
         m.d.comb += [
             y_queue.reserve.eq(go & meta.job.emit_y),
             s_queue.reserve.eq(go & meta.job.emit_state),
@@ -136,8 +146,8 @@ class ProjectionOutput(wiring.Component):
             m.d.sync += row.eq(row + 1)
             with m.If(final_row):
                 m.d.sync += [row.eq(0), held.eq(0)]
-        # (one unit at a time: taken when nothing is staged or held)
-        m.d.comb += self.units.ready.eq(~staged & ~held)
+        # (one unit at a time: taken when nothing is staged or held and its rows fit)
+        m.d.comb += self.units.ready.eq(~staged & ~held & y_queue.available & s_queue.available)
 
         k = Signal(range(max(2, LD)))
         m.d.comb += k.eq(meta.job.matrix - first)

@@ -15,24 +15,29 @@ class CreditQueue(wiring.Component):
 
     An item takes a credit when it *enters* the pipeline (``reserve``), so the queue always
     has room for it when it arrives on ``push`` however many cycles later; a credit comes back
-    when an item leaves on ``output``.
+    when an item leaves on ``output``. With ``burst = n`` (at most ``depth``) ``available``
+    means ``n`` credits are left, for a producer that takes ``n`` items' credits one by one
+    after a single check.
 
     Ports
     -----
     reserve : In(1)
         An item entered the pipeline this cycle (only while ``available``).
     available : Out(1)
-        A credit is left (driven by a register).
+        A credit (``burst`` credits) is left (driven by a register).
     push : In, stream (always ready) of ``layout``
         The item leaving the pipeline.
     output : Out, stream of ``layout``
         The queue's head (first word fall-through).
     """
 
-    def __init__(self, layout, depth: int):
+    def __init__(self, layout, depth: int, burst: int = 1):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
+        if not 1 <= burst <= depth:
+            raise ValueError(f"burst must be in 1 .. depth = {depth}, not {burst}")
         self._depth = depth
+        self._burst = burst
         super().__init__(
             {
                 "reserve": In(1),
@@ -55,7 +60,8 @@ class CreditQueue(wiring.Component):
         has_credit = Signal(init=1)
         taken = self.output.valid & self.output.ready
         m.d.comb += next_credits.eq(credits - self.reserve + taken)
-        m.d.sync += [credits.eq(next_credits), has_credit.eq(next_credits != 0)]
+        enough = next_credits != 0 if self._burst == 1 else next_credits >= self._burst
+        m.d.sync += [credits.eq(next_credits), has_credit.eq(enough)]
         m.d.comb += [
             self.available.eq(has_credit),
             fifo.w_en.eq(self.push.valid),

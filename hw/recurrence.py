@@ -66,7 +66,9 @@ def _step_jobs(
     # (weight reuse: a job is a group job, all B sequences of one step: one per step)
     B = 1 if plan.weight_reuse else plan.interleave
     jobs: list[_WalkJob] = []
-    if plan.projected:  # (streaming, B = 1: an LSTMP's hardware runs no other schedule)
+    if plan.projected:
+        if plan.schedule != STREAMING:
+            return _buffered_projected_step_jobs(plan, steps, first, head=head)
         return _projected_step_jobs(plan, steps, first, head=head)
     if plan.schedule == STREAMING:
         keys = []
@@ -128,6 +130,40 @@ def _projected_step_jobs(plan: EnginePlan, steps: int, first: int, *, head: bool
             recurrent = (R, order[("proj", k, t - B)] if t >= B else None)
             below = ((plan.input_size, None),) if k == 0 else ((R, order[("proj", k - 1, t)]),)
             jobs.append((k, (*below, recurrent) if k == 0 else (recurrent, *below)))
+    return jobs
+
+
+def _buffered_projected_step_jobs(plan: EnginePlan, steps: int, first: int, *, head: bool):
+    """:func:`_step_jobs` of a bidirectional LSTMP (buffered): per layer ``k`` and ``s = 0 ..
+    T-1`` the forward direction's gate and projection jobs at step ``s``, then the reverse
+    direction's at ``T-1-s``; a gate job reads its own projection of the step before (after,
+    reversed) and, above layer 0, both projections of the layer below at its step (``2R``);
+    then the head over the top layer's ``2R``."""
+    H, R, L = plan.hidden_size, plan.proj_size, plan.num_layers
+    keys = []
+    for k in range(L):
+        for s in range(steps):
+            for d, t in ((0, s), (1, steps - 1 - s)):
+                keys += [("gate", k, d, t), ("proj", k, d, t)]
+    if head and plan.head is not None:
+        outputs = range(steps) if plan.output_mode == "all" else (steps - 1,)
+        keys += [("head", L - 1, 0, t) for t in outputs]
+    order = {key: first + n for n, key in enumerate(keys)}
+    jobs: list[_WalkJob] = []
+    for kind, k, d, t in keys:
+        if kind == "head":  # (both directions' h_t of the top layer)
+            jobs.append((plan.head_index, tuple((R, order[("proj", k, e, t)]) for e in range(2))))
+        elif kind == "proj":
+            jobs.append((plan.projection_index(2 * k + d), ((H, order[("gate", k, d, t)]),)))
+        else:
+            previous = t - 1 if d == 0 else t + 1
+            producer = order[("proj", k, d, previous)] if 0 <= previous < steps else None
+            recurrent = (R, producer)
+            if k == 0:
+                parts = ((plan.input_size, None), recurrent)
+            else:
+                parts = (recurrent, *((R, order[("proj", k - 1, e, t)]) for e in range(2)))
+            jobs.append((2 * k + d, parts))
     return jobs
 
 

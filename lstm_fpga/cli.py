@@ -334,10 +334,10 @@ def _cmd_build(args) -> int:
             raise _UsageError(
                 f"{model_path} is an nn.LSTM with proj_size={error.proj_size} and {error.what}: "
                 f"lstm-fpga build (and simulate, compare, synth) runs LSTMs with projections "
-                f"unidirectional, with on-chip weights and --control stream (any layers, lanes, "
-                f"--interleave and Linear head); use a unidirectional model, drop --weights "
-                f"external and --control axi-lite, or run it in the integer reference from "
-                f"Python (docs/lstmp.md)"
+                f"with on-chip weights and --control stream (unidirectional or bidirectional, "
+                f"any layers, lanes and Linear head; --interleave for unidirectional ones); "
+                f"drop --weights external and --control axi-lite, or run it in the integer "
+                f"reference from Python (docs/lstmp.md)"
             ) from None
     interface = _interface(project)
     y_format = interface.y_format

@@ -44,6 +44,10 @@ def test_unsupported_interleave_is_one_line_exit_2(files, capsys, extra, message
     "make, message",
     [
         ("LSTM(3, 4, bidirectional=True)", "--interleave B > 1 runs unidirectional models only"),
+        (
+            "LSTM(3, 4, bidirectional=True, proj_size=2)",
+            "--interleave B > 1 runs unidirectional models only",
+        ),
         ("GRU(3, 4)", "--interleave B > 1 runs nn.LSTM models only"),
     ],
 )

@@ -17,11 +17,11 @@ from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import quantize_input, run_reference
 
 
-def _lstmp(I, H, R, layers=1, head=0, seed=0):
+def _lstmp(I, H, R, layers=1, head=0, seed=0, bidirectional=False):
     """A calibrated LSTMP IR (and the inputs it was calibrated on, time-major (8, 4, I))."""
     torch.manual_seed(seed)
-    lstm = nn.LSTM(I, H, layers, proj_size=R).double()
-    linear = nn.Linear(R, head).double() if head else None
+    lstm = nn.LSTM(I, H, layers, proj_size=R, bidirectional=bidirectional).double()
+    linear = nn.Linear(R * (1 + bidirectional), head).double() if head else None
     x = np.random.default_rng(seed).uniform(-2, 2, (8, 4, I))
     source = lstm.state_dict()
     if linear is not None:
@@ -31,7 +31,7 @@ def _lstmp(I, H, R, layers=1, head=0, seed=0):
 
 
 def _state(model, seed):
-    """Random integer ``(h0 (L, R), c0 (L, H))`` spanning 80 % of each format."""
+    """Random integer ``(h0 (L*D, R), c0 (L*D, H))`` spanning 80 % of each format."""
     rng = np.random.default_rng(seed)
     h0 = [
         quantize(rng.uniform(-0.8, 0.8, model.proj_size) * f.max_value, f)
@@ -59,6 +59,7 @@ def _check(design, x, lengths=None, *, h0=None, c0=None, carry_state=False, **pa
         ref = run_reference(model, xq, *start, lengths=lengths)
         if model.head is None and design.output_mode == "all":
             np.testing.assert_array_equal(result.outputs, ref.output)
+            assert result.outputs.shape[-1] == model.num_directions * model.proj_size
         np.testing.assert_array_equal(result.h_n, ref.h_n)
         np.testing.assert_array_equal(result.c_n, ref.c_n)
     assert result.h_n.shape[-1] == model.proj_size
@@ -143,6 +144,49 @@ def test_lstmp_under_idle_input_and_backpressure(sim_cache, layers, lanes, inter
         x,
         input_pacing=Pacing(0.4, 5, seed=3),
         output_pacing=Pacing(0.6, 40, seed=4),
+    )
+
+
+@pytest.mark.parametrize(
+    ("I", "H", "R", "layers", "head", "lanes", "output", "simulator"),
+    [
+        (3, 5, 2, 1, 0, 4, "all", "verilator"),  # one layer: y of 2R per step
+        (3, 5, 2, 1, 0, 3, "last", "icarus"),  # P = 3 divides neither 4H nor I + R
+        (4, 6, 3, 2, 0, 5, "all", "verilator"),  # layer 1 reads 2R = 6 (P = 5)
+        # three layers, a head over 2R on every step, P = 7 (4H = 12)
+        pytest.param(5, 3, 2, 3, 3, 7, "all", "verilator", marks=pytest.mark.slow),
+        # a head on the last step; two column groups (P = 24 >= 8H, R = 1)
+        pytest.param(2, 3, 1, 2, 2, 24, "last", "verilator", marks=pytest.mark.slow),
+    ],
+    ids=["L1_P4", "L1_last_P3_icarus", "L2_P5", "L3_head_all_P7", "L2_head_last_P24"],
+)
+def test_bidirectional_lstmp(sim_cache, I, H, R, layers, head, lanes, output, simulator):
+    """A bidirectional LSTMP (the buffered schedule, a projection job per direction):
+    layer ``k > 0`` reads both directions' ``h_t`` (``2R``), ``h_n`` of ``R`` and ``c_n``
+    of ``H`` per layer direction; h0/c0 in, variable lengths, carried state."""
+    model, x = _lstmp(I, H, R, layers=layers, head=head, seed=I + H + R, bidirectional=True)
+    config = HardwareConfig(lanes=lanes, output=output, max_seq_len=8)
+    design = compile_model(model, config, simulator, cache_dir=sim_cache)
+    h0, c0 = _state(model, 11)
+    _check(design, x, lengths=np.array([8, 3, 1, 6]), h0=h0, c0=c0)
+    if simulator == "verilator":
+        _check(design, x[:5, :2], carry_state=True)
+
+
+def test_bidirectional_lstmp_under_idle_input_and_backpressure(sim_cache):
+    """Idle cycles on ``x``, long backpressure on ``y`` and ``state`` (its ``h_n`` rows come
+    from the projection stage, which must not fall behind the cell pipeline's writes)."""
+    model, x = _lstmp(5, 4, 3, layers=2, seed=4, bidirectional=True)
+    config = HardwareConfig(lanes=5, max_seq_len=8)
+    design = compile_model(model, config, "verilator", cache_dir=sim_cache)
+    h0, c0 = _state(model, 12)
+    _check(
+        design,
+        x,
+        h0=h0,
+        c0=c0,
+        input_pacing=Pacing(0.4, 5, seed=5),
+        output_pacing=Pacing(0.6, 40, seed=6),
     )
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from lstm_fpga.hw import HardwareConfig, HardwareConfigError, check_supported
-from lstm_fpga.hw.compatibility import ProjectionNotSupportedError
+from lstm_fpga.hw.compatibility import INTERLEAVE_BIDIRECTIONAL, ProjectionNotSupportedError
 from lstm_fpga.hw.plan import cycle_bound
 from lstm_fpga.sw.calibrate import (
     CalibrationError,
@@ -343,29 +343,38 @@ def test_overrides_name_the_projection_tensors():
 def _proj_refusal(what: str) -> str:
     return (
         f"the model is an nn.LSTM with proj_size=2 and {what}: the generated hardware runs "
-        f"LSTMs with projections unidirectional, with on-chip weights and --control stream "
-        f"(any layers, lanes, --interleave and Linear head). Use a unidirectional model, "
-        f"drop --weights external and --control axi-lite, or run it with the integer "
-        f"reference (lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
+        f"LSTMs with projections with on-chip weights and --control stream (unidirectional "
+        f"or bidirectional, any layers, lanes and Linear head; --interleave for "
+        f"unidirectional ones). Drop --weights external and --control axi-lite, or run it "
+        f"with the integer reference (lstm_fpga.sw.reference.run_reference; docs/lstmp.md)"
     )
 
 
 @pytest.mark.parametrize(
-    ("bidirectional", "config", "what"),
-    [
-        (True, dict(max_seq_len=8), "bidirectional=True"),
-        (False, dict(weights="external"), "--weights external"),
-    ],
+    ("bidirectional", "config"),
+    [(True, dict(max_seq_len=8, weights="external")), (False, dict(weights="external"))],
 )
-def test_hardware_refuses_unsupported_lstmp(bidirectional, config, what):
+def test_hardware_refuses_unsupported_lstmp(bidirectional, config):
     lstm, _ = torch_lstmp(3, 5, 2, bidirectional=bidirectional)
     fm = from_module(lstm)
     model = quantize_model(fm, calibrate_from_range(fm, (-1, 1)))
     with pytest.raises(ProjectionNotSupportedError) as error:
         check_supported(model, HardwareConfig(lanes=4, **config))
     assert isinstance(error.value, HardwareConfigError)
-    assert str(error.value) == _proj_refusal(what)
+    assert str(error.value) == _proj_refusal("--weights external")
     check_supported(quantize_model(*_unidirectional(fm)), HardwareConfig(lanes=4))
+
+
+def test_hardware_runs_bidirectional_lstmp_without_interleave():
+    """A bidirectional LSTMP runs (on-chip weights, ``max_seq_len``); with ``--interleave``
+    it is refused as every bidirectional model is."""
+    lstm, _ = torch_lstmp(3, 5, 2, 2, True)
+    fm = from_module(lstm)
+    model = quantize_model(fm, calibrate_from_range(fm, (-1, 1)))
+    check_supported(model, HardwareConfig(lanes=4, max_seq_len=8))
+    with pytest.raises(HardwareConfigError) as error:
+        check_supported(model, HardwareConfig(lanes=4, max_seq_len=8, interleave=2))
+    assert str(error.value) == INTERLEAVE_BIDIRECTIONAL
 
 
 def _unidirectional(fm):
