@@ -97,7 +97,10 @@ class BufferedSchedule(wiring.Component):
         # -- input side: two sequence slots -------------------------------------------------------
         accept = Signal()
         in_first = Signal(init=1)  # the next beat starts a sequence
-        room = ~in_first | self.may_start
+        # (``may_start`` registered from ``may_start_next``)
+        may_start = Signal(init=1)
+        m.d.sync += may_start.eq(self.may_start_next)
+        room = ~in_first | (may_start & ~self.hold)
         in_slot = Signal()
         in_beat = Signal(index_shape(B))
         in_step = Signal(step_shape)

@@ -250,16 +250,20 @@ class LstmEngine(wiring.Component):
         m.d.sync += quiet.eq(~seq.busy & empty & ~seq.started)
         init_open = Signal()
         weights_open = Signal()
-        # A weight write lands some cycles after its beat (WeightMemory.write_latency).
-        m.d.comb += seq.hold_start.eq(
-            self.init.valid | init_open | self.weight_write.valid | weights_open | mem.write_pending
-        )
         init_taken = self.init.valid & self.init.ready
         weights_taken = self.weight_write.valid & self.weight_write.ready
-        with m.If(init_taken):
-            m.d.sync += init_open.eq(~self.init.payload.last)
-        with m.If(weights_taken):
-            m.d.sync += weights_open.eq(~self.weight_write.payload.last)
+        init_open_next = Mux(init_taken, ~self.init.payload.last, init_open)
+        weights_open_next = Mux(weights_taken, ~self.weight_write.payload.last, weights_open)
+        m.d.sync += [init_open.eq(init_open_next), weights_open.eq(weights_open_next)]
+        # A start is held while a load is offered, open, or its writes are in flight (a
+        # weight write lands some cycles after its beat, WeightMemory.write_latency). The
+        # sequencer gets the offers as they come and the rest a cycle ahead, which it
+        # registers: the held start is a register and the two ``valid``s, not a chain
+        # from the open flags (docs/hardware.md, "Timing").
+        m.d.comb += [
+            seq.load_offered.eq(self.init.valid | self.weight_write.valid),
+            seq.load_open_next.eq(init_open_next | weights_open_next | mem.write_pending_next),
+        ]
         m.d.comb += [
             self.init.ready.eq(quiet),
             self.weight_write.ready.eq(quiet),

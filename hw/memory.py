@@ -100,6 +100,9 @@ class WeightMemory(wiring.Component):
         write enables only ``lane``'s slot of its group's word.
     write_pending : Out
         A write is in flight: reads that must see it wait until this is 0.
+    write_pending_next : Out
+        ``write_pending`` of the next cycle (a ``write`` beat now, or one in flight short of
+        its enables' cycle), for a register that follows ``write_pending`` without lag.
 
     ``weight_banks=False`` (external weights) builds the bias banks only: ``weights`` is
     then 0 and weight writes are dropped.
@@ -153,6 +156,7 @@ class WeightMemory(wiring.Component):
                 "biases": Out(data.ArrayLayout(self._bias_shape, images.lanes)),
                 "write": In(stream.Signature(write_layout(images), always_ready=True)),
                 "write_pending": Out(1),
+                "write_pending_next": Out(1),
             }
         )
 
@@ -199,7 +203,10 @@ class WeightMemory(wiring.Component):
             stage = Signal(name=f"write_valid_d{k + 1}")
             m.d.sync += stage.eq(stages[-1])
             stages.append(stage)
-        m.d.comb += self.write_pending.eq(Cat(*stages).any())
+        m.d.comb += [
+            self.write_pending.eq(Cat(*stages).any()),
+            self.write_pending_next.eq(self.write.valid | Cat(*stages[:-1]).any()),
+        ]
         requests = []
         address_bits = len(request.address)
         for lane in range(lanes):

@@ -67,6 +67,11 @@ class Sequencer(wiring.Component):
     ``clear_status``) when a buffered sequence exceeded ``max_seq_len`` (it is dropped), or,
     with weight reuse, when a group's sequences ended a step with different ``tlast`` (the
     group ends with its last sequence's).
+
+    A sequence does not start (its first ``x`` beat waits) while ``load_offered`` (an
+    ``init`` or weight beat offered in this cycle) or while a load is open or its writes are
+    in flight, which ``load_open_next`` says one cycle ahead (the schedule registers it, so
+    that ``x.ready`` is one LUT of registers and ``load_offered``).
     """
 
     #: Cycles from an issue (the weight and bias addresses, the element reads) to its
@@ -100,7 +105,8 @@ class Sequencer(wiring.Component):
             "copy": Out(stream.Signature(output_layout(plan.output_shape))),
             "carry_state": In(1),
             "read_state": In(1),
-            "hold_start": In(1),
+            "load_offered": In(1),
+            "load_open_next": In(1),
             "sequence_done": In(1),
             "clear_status": In(1),
             "cycles": Out(CYCLE_COUNTER_WIDTH),
@@ -185,9 +191,21 @@ class Sequencer(wiring.Component):
         in_flight = Signal(range(limit + 1))
         connect_members(m, ports, schedule, "carry_state", "read_state")
         connect_members(m, schedule, ports, "started")
-        # (interleaved: asked at a group's start, with room for its B sequences)
-        room = in_flight < limit if plan.interleave == 1 else in_flight <= limit - plan.interleave
-        m.d.comb += schedule.may_start.eq(room & ~self.hold_start)
+        # A sequence may start with room in flight (interleaved: asked at a group's start,
+        # with room for its B sequences) and no load offered (``load_offered``, this cycle)
+        # or open (``load_open_next``, given a cycle ahead). The schedule registers
+        # ``may_start_next``: the room after this cycle's admission and last output beat.
+        threshold = limit if plan.interleave == 1 else limit - plan.interleave + 1
+        admitted, done = schedule.admitted, self.sequence_done
+        room_next = Mux(
+            admitted & ~done,
+            in_flight < threshold - 1,
+            Mux(done & ~admitted, in_flight < threshold + 1, in_flight < threshold),
+        )
+        m.d.comb += [
+            schedule.may_start_next.eq(room_next & ~self.load_open_next),
+            schedule.hold.eq(self.load_offered),
+        ]
         self._cycle_counter(m, schedule, in_flight, limit)
         output_busy = Signal()
         m.d.comb += self.busy.eq((in_flight != 0) | schedule.open | (unwritten != 0) | output_busy)

@@ -31,7 +31,9 @@ class StreamingSchedule(wiring.Component):
     Ports
     -----
     x : In, stream of :func:`~lstm_fpga.hw.jobs.input_layout`
-        Ready while the ring has room and, for a sequence's first beat, ``may_start``.
+        Ready while the ring has room and, for a sequence's first beat (interleaved: the
+        first of a group), ``may_start_next`` was given the cycle before and ``hold`` is not
+        given now. ``ready`` is one LUT of two registers and ``hold``.
     x_write : Out
         The accepted beat into the ring.
     job : Out, :func:`~lstm_fpga.hw.jobs.descriptor_layout`
@@ -43,8 +45,10 @@ class StreamingSchedule(wiring.Component):
         From the walker.
     carry_state, read_state : In(1)
         Sampled with a sequence's first beat.
-    may_start : In(1)
-        A new sequence may start.
+    may_start_next : In(1)
+        A new sequence may start in the next cycle (registered here), unless ``hold`` then.
+    hold : In(1)
+        No sequence starts in this cycle.
     open : Out(1)
         A sequence's beats are arriving (its first was accepted, its last not yet).
     started, admitted : Out(1)
@@ -76,7 +80,6 @@ class StreamingSchedule(wiring.Component):
         accept = Signal()
         in_first = Signal(init=1)  # the next beat starts a sequence
         x_seen = self.x_beats
-        room = ~in_first | self.may_start
         in_beat = Signal(index_shape(B))
         in_parity = Signal()
         x_first = Array([Signal(name=f"x_first{k}") for k in range(2)])
@@ -94,10 +97,11 @@ class StreamingSchedule(wiring.Component):
             seq_start = in_first & (in_beat == 0)
             # ``may_start`` is asked once per group (its first sequence): a hold between the
             # group's sequences would wait for an idle engine that cannot come.
-            room = ~(seq_start & (in_seq == 0)) | self.may_start
+            gated = seq_start & (in_seq == 0)
             opened = ~in_first | (in_seq != 0) | (in_beat != 0)
         else:
             seq_start = in_first
+            gated = in_first
             opened = ~in_first
         seq_first_beat = seq_start
         if reuse:
@@ -121,12 +125,35 @@ class StreamingSchedule(wiring.Component):
             m.d.comb += self.mismatch.eq(
                 seq_end & (in_member != 0) & (self.x.payload.last != group_last)
             )
+        # ``x.ready`` = (x_seen < 2B) & (~gated | may_start & ~hold), ``gated``: the beat
+        # would start a sequence (a group) and needs ``may_start``. Its terms are registered
+        # from their next values: ``free`` (room, not gated) and ``start_ok`` (room, gated,
+        # may start), so that ready is one LUT of them and ``hold``.
+        free = Signal()
+        start_ok = Signal(init=1)
+        group_end = self.x.payload.last & (in_beat == B - 1)
+        if interleaved:
+            group_end = group_end & (in_seq == Bi - 1)
+        x_advance = Signal()
+        # After an advance the ring has room (x_seen <= 2B before it, B beats fewer after).
+        room_next = x_advance | Mux(accept, x_seen < 2 * B - 1, x_seen < 2 * B)
+        # The beat after an accepted one is gated exactly when that one ends a group
+        # (``gated`` stays clear within a group: ``in_first`` is set at its end only).
+        gated_next = Mux(accept, group_end, gated)
+        m.d.sync += [
+            free.eq(room_next & ~gated_next),
+            start_ok.eq(room_next & gated_next & self.may_start_next),
+        ]
+        starts = self.x.valid & start_ok & ~self.hold
+        if interleaved or reuse:
+            starts = accept & seq_first_beat
+        # (else a sequence's first beat is a gated one: ``starts`` as above)
         m.d.comb += [
-            self.x.ready.eq((x_seen < 2 * B) & room),
+            self.x.ready.eq(free | (start_ok & ~self.hold)),
             accept.eq(self.x.valid & self.x.ready),
             self.open.eq(opened),
-            self.started.eq(accept & seq_first_beat),
-            self.admitted.eq(accept & seq_first_beat),
+            self.started.eq(starts),
+            self.admitted.eq(starts),
             self.x_write.address.eq(Mux(in_parity, B, 0) + in_beat),
             self.x_write.elements.eq(self.x.payload.data),
             self.x_write.enable.eq(accept),
@@ -150,11 +177,9 @@ class StreamingSchedule(wiring.Component):
                     m.d.sync += in_first.eq(0)
             with m.If((in_beat == 0) | final_beat):
                 m.d.sync += x_last[in_parity].eq(final_beat & self.x.payload.last)
-            group_end = final_beat & self.x.payload.last
             if interleaved:
                 with m.If(final_beat):
                     m.d.sync += in_seq.eq(Mux(in_seq == Bi - 1, 0, in_seq + 1))
-                group_end = group_end & (in_seq == Bi - 1)
             with m.If(group_end):
                 m.d.sync += in_first.eq(1)
 
@@ -414,7 +439,7 @@ class StreamingSchedule(wiring.Component):
                         m.d.sync += have_final.eq(1)
                 else:
                     m.d.sync += [seq_parity.eq(~seq_parity), have_final.eq(1)]
-        x_advance = self.job_end & layer0
+        m.d.comb += x_advance.eq(self.job_end & layer0)
         m.d.sync += x_seen.eq(x_seen + accept - Mux(x_advance, B, 0))
         with m.If(x_advance):
             m.d.sync += step_last.eq(x_last[xslot])

@@ -128,13 +128,13 @@ def run_engine(
     (one array per completed sequence, split at ``last``), ``states`` (``(h_n, c_n)`` per
     state packet), ``saturations`` (dict), ``overflow``, ``busy`` and ``cycles`` (sampled a
     few cycles after the end); ``x_cycles``/``y_cycles``: the cycle of every ``x``/``y``
-    handshake."""
+    handshake; ``load_cycles``: ``[cycle, "init" or "w"]`` of every load beat."""
     dut = engine if engine is not None else LstmEngine(EnginePlan(model, config))
     plan = dut.plan
     interface = TopInterface(plan)
     rng = np.random.default_rng(seed)
     LD, H = plan.state_words // model.hidden_size, model.hidden_size
-    result = {"y": [], "states": [], "x_cycles": [], "y_cycles": []}
+    result = {"y": [], "states": [], "x_cycles": [], "y_cycles": [], "load_cycles": []}
     clock = {"now": 0}  # cycles counted by the sink, which wakes every cycle
 
     def dropped(op):
@@ -148,8 +148,11 @@ def run_engine(
     def record_x_cycle():
         result["x_cycles"].append(clock["now"])
 
+    def recorder(name):
+        return lambda: result["load_cycles"].append([clock["now"], name])
+
     async def offer(ctx, port, beats):
-        on_beat = record_x_cycle if port is dut.x else None
+        on_beat = record_x_cycle if port is dut.x else recorder("init" if port is dut.init else "w")
         await send_beats(ctx, port, beats, rng, idle, on_beat=on_beat)
 
     async def source(ctx):

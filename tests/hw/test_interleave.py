@@ -138,7 +138,7 @@ def test_weight_reuse_flags_a_group_whose_tlast_disagree(B):
     pulses = []
 
     async def bench(ctx):
-        ctx.set(dut.may_start, 1)
+        ctx.set(dut.may_start_next, 1)
         pulses.extend(await _drive_x(ctx, dut, lasts, dut.mismatch))
 
     sim = Simulator(dut)
