@@ -21,6 +21,7 @@ from lstm_fpga.sw.calibrate import (
     quantize_from_torch,
     quantize_model,
 )
+from lstm_fpga.sw.float_model import FloatLstm
 from lstm_fpga.sw.ir import LstmModel
 from lstm_fpga.sw.modules import AttentionClassifier, AttentionPooling
 from lstm_fpga.sw.numerics import (
@@ -164,7 +165,7 @@ def test_one_step_sequence_has_alpha_one_and_context_its_output():
     f = model.attention.formats
     assert result.attention.alpha[0].tolist() == [1 << f.alpha.frac] * 3
     # alpha = 1: the context is the step's output, rescaled to the context format.
-    h = result.output[0]  # (B, F), hidden format
+    h = result.output[:, 0]  # (B, F): batch_first output, step 0; hidden format
     expected = rescale(h << f.alpha.frac, f.alpha.frac + f.x.frac, f.context)
     assert np.array_equal(result.attention.context, expected)
 
@@ -269,6 +270,10 @@ def test_ir_round_trip_and_file_layout(tmp_path):
     assert np.array_equal(a.head, b.head)
     plain, _ = quantize_from_torch(net.lstm, x.transpose(1, 0, 2))
     assert "attention" not in plain.to_json_dict()  # other models' files are unchanged
+    fm = from_module(net)
+    again = FloatLstm.load(fm.save(tmp_path / "float.npz"))
+    for name in ("w", "bias", "v"):
+        assert np.array_equal(getattr(again.attention, name), getattr(fm.attention, name))
 
 
 def test_report_covers_attention_and_counts_its_saturations():
