@@ -73,9 +73,6 @@ class SaturationCounts:
     cell: int = 0
     hidden: int = 0
     head: int = 0
-    #: Attention pooling's clamps (score pre-activation, score, alpha, context; per tensor in
-    #: :attr:`AttentionResult.saturations`).
-    attention: int = 0
 
     def __add__(self, other: SaturationCounts) -> SaturationCounts:
         return SaturationCounts(
@@ -83,12 +80,11 @@ class SaturationCounts:
             self.cell + other.cell,
             self.hidden + other.hidden,
             self.head + other.head,
-            self.attention + other.attention,
         )
 
     @property
     def total(self) -> int:
-        return self.preact + self.cell + self.hidden + self.head + self.attention
+        return self.preact + self.cell + self.hidden + self.head
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +111,8 @@ class ReferenceResult:
 
     ``saturations`` are the totals (the hardware's counters); ``direction_saturations`` the
     same counts per layer direction name (``l0``, ``l0_reverse``, ...; ``head`` is 0 there).
+    Attention pooling's clamps are in ``attention.saturations`` (per tensor; the hardware has
+    no counter for them yet); :attr:`total_saturations` counts every clamp of the run.
     """
 
     output: np.ndarray
@@ -125,6 +123,12 @@ class ReferenceResult:
     direction_saturations: dict[str, SaturationCounts] = field(default_factory=dict)
     #: Attention pooling's integers (``None`` without attention).
     attention: AttentionResult | None = None
+
+    @property
+    def total_saturations(self) -> int:
+        """Every clamp of the run: :attr:`saturations` and attention pooling's."""
+        pooled = 0 if self.attention is None else sum(self.attention.saturations.values())
+        return self.saturations.total + pooled
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -428,8 +432,7 @@ def run_reference(
     output, (h_n, c_n), head_out = _finish(
         output, h_n, None if gru else c_n, head_out, head_on, batch_first, unbatched
     )
-    attention = 0 if pooled is None else sum(pooled.saturations.values())
-    totals = sum(by_direction.values(), SaturationCounts(head=counts["head"], attention=attention))
+    totals = sum(by_direction.values(), SaturationCounts(head=counts["head"]))
     return ReferenceResult(output, h_n, c_n, head_out, totals, by_direction, pooled)
 
 

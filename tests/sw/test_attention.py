@@ -119,7 +119,7 @@ def test_reference_within_2_to_minus_8_of_pytorch(I, H, A, O, L, bidirectional, 
     got = dequantize(result.head, model.head.formats.output)
     expected = torch_logits(net, x, lengths)
     assert np.abs(got - expected).max() <= 2**-8 * np.ptp(expected)
-    assert result.saturations.attention == 0 == report.total_saturations
+    assert result.total_saturations == 0 == report.total_saturations
     alpha = result.attention.alpha
     valid = np.arange(x.shape[1])[:, None] < lengths[None, :]
     assert np.all(alpha[~valid] == 0)
@@ -296,7 +296,8 @@ def test_report_covers_attention_and_counts_its_saturations():
     clamped = report.tensor("attention.score").saturations
     assert clamped > 0
     assert result.attention.saturations["score"] == clamped
-    assert result.saturations.attention == sum(result.attention.saturations.values())
+    assert result.total_saturations == sum(result.attention.saturations.values())
+    assert result.total_saturations == result.saturations.total + clamped
 
 
 def test_formats_from_an_input_range_without_data():
