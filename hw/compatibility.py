@@ -5,7 +5,7 @@
   bidirectional ones need ``max_seq_len``)?
 * :func:`check_cell` (part of :func:`check_supported`): has the hardware a datapath for the
   model's cell on ``config`` (an ``nn.LSTM`` with ``proj_size``: not with external weights;
-  also of a float model, before calibration)?
+  attention pooling: not yet; also of a float model, before calibration)?
 * :func:`check_interleave` (part of :func:`check_supported`): can ``config.interleave``
   sequences share the lanes for a model of this shape and cell type (also of a float model,
   before calibration)?
@@ -27,6 +27,7 @@ from .config import HardwareConfig, HardwareConfigError
 __all__ = [
     "INTERLEAVE_BIDIRECTIONAL",
     "INTERLEAVE_GRU",
+    "AttentionNotSupportedError",
     "ProjectionNotSupportedError",
     "check_cell",
     "check_compatible",
@@ -67,6 +68,20 @@ class ProjectionNotSupportedError(HardwareConfigError):
         self.what = what
 
 
+class AttentionNotSupportedError(HardwareConfigError):
+    """The model has attention pooling (``lstm``, ``attention``, ``fc``), which the generated
+    hardware does not run yet (the integer reference does, ``docs/attention.md``)."""
+
+    def __init__(self):
+        super().__init__(
+            "the model has attention pooling (lstm, attention, fc): the generated hardware "
+            "runs nn.LSTM and nn.GRU models with an optional Linear head on the last or every "
+            "step, not attention pooling yet. Run it with the integer reference "
+            "(lstm_fpga.sw.calibrate.quantize_from_torch, lstm_fpga.sw.reference.run_reference; "
+            "docs/attention.md)"
+        )
+
+
 def projection_refusal(model: LstmShape, config: HardwareConfig | None = None) -> str | None:
     """What of ``model`` (an LSTMP) on ``config`` the hardware does not run yet, or ``None``
     (also for a model without projection)."""
@@ -88,7 +103,10 @@ def check_cell(model: LstmShape, config: HardwareConfig | None = None) -> None:
     """Raise :class:`ProjectionNotSupportedError` for an ``nn.LSTM`` with ``proj_size`` in a
     configuration the hardware does not run (:func:`projection_refusal`: external weights):
     the shape and the configuration decide, so a float model is checked before calibration
-    too."""
+    too. A model with attention pooling raises :class:`AttentionNotSupportedError` (any
+    configuration)."""
+    if getattr(model, "attention", None) is not None:
+        raise AttentionNotSupportedError()
     what = projection_refusal(model, config)
     if what is not None:
         raise ProjectionNotSupportedError(model.proj_size, what)

@@ -261,7 +261,7 @@ def _check_interleave(args) -> None:
 
 
 def _cmd_build(args) -> int:
-    from .hw.compatibility import ProjectionNotSupportedError
+    from .hw.compatibility import AttentionNotSupportedError, ProjectionNotSupportedError
     from .hw.limits import design_limits
     from .project import load_array, load_member, write_project
 
@@ -338,6 +338,15 @@ def _cmd_build(args) -> int:
                 f"any layers, lanes and Linear head; --interleave for unidirectional ones); "
                 f"drop --weights external and --control axi-lite, or run it in the integer "
                 f"reference from Python (docs/lstmp.md)"
+            ) from None
+        except AttentionNotSupportedError:
+            raise _UsageError(
+                f"{model_path} has attention pooling (lstm, attention, fc): lstm-fpga build "
+                f"(and simulate, compare, synth) runs nn.LSTM and nn.GRU models with an "
+                f"optional Linear head (--output last or all), not attention pooling yet; "
+                f"quantize it and run the integer reference from Python "
+                f"(lstm_fpga.sw.calibrate.quantize_from_torch, "
+                f"lstm_fpga.sw.reference.run_reference; docs/attention.md)"
             ) from None
     interface = _interface(project)
     y_format = interface.y_format

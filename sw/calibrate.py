@@ -146,7 +146,9 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
     also bounds n's input and recurrent parts); it has no cell state. An LSTMP's ``h_t =
     W_hr m_t`` (``|m_t| < 1``) is bounded by the largest row sum of ``|W_hr|`` (both
     directions of a layer take the larger), which bounds the recurrent input and the next
-    layer's input in place of 1.
+    layer's input in place of 1. Attention pooling: score pre-activations ``|b| + sum|W|``
+    times the last layer's bound on ``h``, scores ``sum|v|``, exp and alpha [0, 1], the context
+    within the bound on ``h`` (a convex combination of outputs).
     """
     ranges = {name: stats.range(name) for name, stats in weight_statistics(fm).items()}
     ranges["x"] = TensorRange("x", low, high, 0)
@@ -173,6 +175,15 @@ def _range_bounds(fm: FloatLstm, low: float, high: float) -> tuple[TensorRange, 
         forget = float(Activation.SIGMOID(rows[H : 2 * H].max()))
         cell = ACTIVATION_DOMAIN if forget >= 1.0 else min(1.0 / (1.0 - forget), ACTIVATION_DOMAIN)
         ranges[f"{d.name}.cell"] = _symmetric(f"{d.name}.cell", cell)
+    if fm.attention is not None:
+        a, h_bound = fm.attention, hidden_bound[-1]
+        rows = np.abs(a.bias) + np.abs(a.w).sum(axis=1) * h_bound
+        ranges["attention.preact"] = _symmetric("attention.preact", float(rows.max()))
+        ranges["attention.tanh"] = _symmetric("attention.tanh", 1.0)
+        ranges["attention.score"] = _symmetric("attention.score", float(np.abs(a.v).sum()))
+        ranges["attention.exp"] = TensorRange("attention.exp", 0.0, 1.0, 0)
+        ranges["attention.alpha"] = TensorRange("attention.alpha", 0.0, 1.0, 0)
+        ranges["attention.context"] = _symmetric("attention.context", h_bound)
     if fm.head is not None:
         bound = float((np.abs(fm.head.bias) + np.abs(fm.head.weight).sum(axis=1)).max())
         ranges["head.output"] = _symmetric("head.output", bound)

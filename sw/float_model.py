@@ -18,7 +18,18 @@ import numpy as np
 from .numerics import Activation
 from .shape import CellType, LstmShape
 
-__all__ = ["FloatDirection", "FloatHead", "FloatLstm", "TensorRecorder", "prepare_sequences"]
+__all__ = [
+    "ATTENTION_RECORDED",
+    "FloatAttention",
+    "FloatDirection",
+    "FloatHead",
+    "FloatLstm",
+    "TensorRecorder",
+    "prepare_sequences",
+]
+
+#: Attention pooling's tensors recorded in a forward pass (as ``attention.<name>``).
+ATTENTION_RECORDED = ("preact", "tanh", "score", "exp", "alpha", "context")
 
 
 def _frozen_float(value) -> np.ndarray:
@@ -65,12 +76,60 @@ class FloatHead:
             object.__setattr__(self, name, _frozen_float(getattr(self, name)))
 
 
+@dataclass(frozen=True, eq=False)
+class FloatAttention:
+    """Attention pooling over time (``docs/attention.md``): ``w`` (A x F, the ``nn.Linear``
+    ``attention.W``'s weight), ``bias`` (A) and ``v`` (A, from ``attention.v.weight`` of shape
+    (1, A)); ``F`` is the LSTM's output features. ``e_t = v . tanh(w h_t + bias)``, ``alpha =
+    softmax_t(e)``, ``context = sum_t alpha_t h_t``."""
+
+    w: np.ndarray
+    bias: np.ndarray
+    v: np.ndarray
+
+    def __post_init__(self):
+        for name in ("w", "bias", "v"):
+            object.__setattr__(self, name, _frozen_float(getattr(self, name)))
+        A = self.w.shape[0] if self.w.ndim == 2 else None
+        if A is None or A < 1 or self.bias.shape != (A,) or self.v.shape != (A,):
+            raise ValueError(
+                f"attention weights have shapes w {self.w.shape}, bias {self.bias.shape}, v "
+                f"{self.v.shape}; expected (A, features), (A,), (A,)"
+            )
+
+    @property
+    def attention_size(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def features(self) -> int:
+        return self.w.shape[1]
+
+    def pool(self, output, valid, recorder: TensorRecorder | None = None) -> np.ndarray:
+        """The context ``(B, F)`` of LSTM outputs ``(T, B, F)`` over the ``valid`` ``(T, B)``
+        steps of each sequence (the softmax covers those only)."""
+        u = output @ self.w.T + self.bias
+        th = Activation.TANH(u)
+        e = th @ self.v
+        peak = np.where(valid, e, -np.inf).max(axis=0)
+        p = np.where(valid, np.exp(np.where(valid, e - peak, 0.0)), 0.0)
+        alpha = p / p.sum(axis=0)
+        context = np.einsum("tb,tbf->bf", alpha, output)
+        if recorder is not None:
+            for name, value in (("preact", u), ("tanh", th), ("score", e), ("exp", p)):
+                recorder.add(f"attention.{name}", value, valid)
+            recorder.add("attention.alpha", alpha, valid)
+            recorder.add("attention.context", context)
+        return context
+
+
 @dataclass
 class TensorRecorder:
     """Collects float values of named tensors during a forward pass.
 
     Names: ``x`` (model input), ``{dir}.preact``, ``{dir}.gate``, ``{dir}.cell`` (LSTM only),
     ``{dir}.proj_in`` (LSTMP only: ``o * tanh(c)`` before the projection), ``{dir}.hidden``,
+    ``attention.{preact,tanh,score,exp,alpha,context}`` (with attention pooling),
     ``head.output``; weights are recorded by calibration directly.
     """
 
@@ -131,14 +190,27 @@ def prepare_sequences(x, batch_first: bool, lengths, input_size: int, dtype=np.f
 @dataclass(frozen=True, eq=False)
 class FloatLstm(LstmShape):
     """An ``nn.LSTM`` (``proj_size`` too) or ``nn.GRU`` (``cell_type``) and optional Linear
-    head as float arrays."""
+    head as float arrays; with ``attention`` the head takes the attention-pooled context
+    (one output per sequence) instead of a step's output."""
 
     directions: tuple[FloatDirection, ...]
     head: FloatHead | None = None
     cell_type: CellType = CellType.LSTM
+    attention: FloatAttention | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "cell_type", CellType.parse(self.cell_type))
+        if self.attention is not None:
+            features = self.real_hidden_size * self.num_directions
+            if not isinstance(self.attention, FloatAttention):
+                raise ValueError(f"attention must be a FloatAttention, not {self.attention!r}")
+            if self.attention.features != features:
+                raise ValueError(
+                    f"attention.w has {self.attention.features} inputs but the "
+                    f"{self.cell_type.module} outputs {features} features"
+                )
+            if self.head is None:
+                raise ValueError("attention pooling needs the Linear head (fc) after it")
         R = self.proj_size
         if not isinstance(R, int) or isinstance(R, bool) or not 0 <= R < self.hidden_size:
             raise ValueError(
@@ -172,8 +244,12 @@ class FloatLstm(LstmShape):
             "head": self.head is not None,
             "cell_type": self.cell_type.value,
             "proj_size": self.proj_size,
+            "attention": self.attention is not None,
         }
         arrays = {"meta": np.array(json.dumps(meta))}
+        if self.attention is not None:
+            a = self.attention
+            arrays |= {"attention.w": a.w, "attention.bias": a.bias, "attention.v": a.v}
         for d in self.directions:
             arrays |= {f"{d.name}.w_ih": d.w_ih, f"{d.name}.w_hh": d.w_hh, f"{d.name}.bias": d.bias}
             if d.w_hr is not None:
@@ -212,6 +288,11 @@ class FloatLstm(LstmShape):
             head = None
             if meta["head"]:
                 head = FloatHead(arrays["head.weight"], arrays["head.bias"])
+            attention = None
+            if meta.get("attention"):
+                attention = FloatAttention(
+                    arrays["attention.w"], arrays["attention.bias"], arrays["attention.v"]
+                )
         except (OSError, ValueError, KeyError) as error:
             raise ValueError(f"{path}: not a float model saved by lstm-fpga ({error})") from None
         return cls(
@@ -223,6 +304,7 @@ class FloatLstm(LstmShape):
             tuple(directions),
             head,
             CellType.parse(meta.get("cell_type", "lstm")),
+            attention,
             proj_size=proj_size,
         )
 
@@ -245,7 +327,9 @@ class FloatLstm(LstmShape):
         ``D*proj_size`` features). Steps past a sequence's length output zeros and leave its
         state alone.
         ``head_output`` is ``None`` without a head, ``(B, O)`` for ``head_on="last"`` (the head
-        on each sequence's last valid output) and shaped like ``output`` for ``"all"``.
+        on each sequence's last valid output) and shaped like ``output`` for ``"all"``. With
+        attention pooling it is ``(B, O)``: the head on each sequence's context (pooled over
+        its valid steps); ``head_on`` must then be ``"last"`` (one result per sequence).
         A GRU (``nn.GRU``) has no cell state: ``c0`` must be ``None`` and ``c_n`` is ``None``.
         """
         xs, lengths, unbatched = prepare_sequences(x, batch_first, lengths, self.input_size)
@@ -273,7 +357,13 @@ class FloatLstm(LstmShape):
             layer_in = np.concatenate(outs, axis=2)
         output = layer_in
         head_out = None
-        if self.head is not None:
+        if self.attention is not None:
+            check_attention_head_on(head_on)
+            context = self.attention.pool(output, valid, recorder)
+            head_out = context @ self.head.weight.T + self.head.bias
+            if recorder is not None:
+                recorder.add("head.output", head_out)
+        elif self.head is not None:
             if head_on == "last":
                 last = output[lengths - 1, np.arange(B)]
                 head_out = last @ self.head.weight.T + self.head.bias
@@ -287,6 +377,16 @@ class FloatLstm(LstmShape):
                 raise ValueError(f"head_on must be 'last' or 'all', not {head_on!r}")
         c_n = None if gru else c_n
         return _finish(output, h_n, c_n, head_out, head_on, batch_first, unbatched)
+
+
+def check_attention_head_on(head_on: str) -> None:
+    """With attention pooling the head runs once per sequence on the context: only
+    ``head_on="last"`` (the default) means that."""
+    if head_on != "last":
+        raise ValueError(
+            f"head_on={head_on!r}: with attention pooling the head runs once per sequence, on "
+            f"the context; use head_on='last' (output='last' on the command line)"
+        )
 
 
 def _initial_state(state, rows, B, H, unbatched, name):

@@ -3,9 +3,11 @@
 Every tensor has a name (``docs/import_and_calibration.md``): ``x`` (model input), per layer
 direction ``l{k}`` / ``l{k}_reverse`` the tensors ``.w_ih``, ``.w_hh``, ``.bias``,
 ``.preact``, ``.gate``, ``.cell`` (LSTM only), ``.hidden`` (and for an LSTMP, after
-``.bias``, ``.w_hr`` and, after ``.cell``, ``.proj_in``), and for the head ``head.weight``,
-``head.bias``, ``head.output``. The same names key the recorders of
-:meth:`FloatLstm.forward` and :func:`run_reference`, the format overrides and the report.
+``.bias``, ``.w_hr`` and, after ``.cell``, ``.proj_in``), with attention pooling
+``attention.w``, ``.bias``, ``.preact``, ``.tanh``, ``.v``, ``.score``, ``.exp``, ``.alpha``,
+``.context``, and for the head ``head.weight``, ``head.bias``, ``head.output``. The same
+names key the recorders of :meth:`FloatLstm.forward` and :func:`run_reference`, the format
+overrides and the report.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .numerics import (
     ACTIVATION_DOMAIN,
     DEFAULT_WIDTH,
     MAX_EXACT_WIDTH,
+    AttentionFormats,
     FixedFormat,
     FormatWidthError,
     GruFormats,
@@ -31,6 +34,7 @@ from .numerics import (
 from .shape import CellType, LayerStack
 
 __all__ = [
+    "ATTENTION_TENSORS",
     "MAX_WIDTH",
     "MIN_WIDTH",
     "Calibration",
@@ -51,6 +55,8 @@ MIN_WIDTH, MAX_WIDTH = 4, (MAX_EXACT_WIDTH - 2) // 2
 
 _DIRECTION_TENSORS = ("w_ih", "w_hh", "bias", "preact", "gate", "cell", "hidden")
 _HEAD_TENSORS = ("weight", "bias", "output")
+#: Attention pooling's tensors (``attention.<name>``), in report order.
+ATTENTION_TENSORS = ("w", "bias", "preact", "tanh", "v", "score", "exp", "alpha", "context")
 # Integer bits that cover the activation tables' whole input domain [-8, 8).
 _PREACT_INT_BITS = math.ceil(math.log2(ACTIVATION_DOMAIN))
 
@@ -74,9 +80,11 @@ def tensor_names(
     head: bool,
     cell_type: CellType = CellType.LSTM,
     projected: bool = False,
+    attention: bool = False,
 ) -> tuple[str, ...]:
     """Every tensor name of a model shape, in report order (a GRU has no ``.cell``; an LSTMP,
-    ``projected``, has ``.w_hr`` and ``.proj_in`` too)."""
+    ``projected``, has ``.w_hr`` and ``.proj_in`` too; ``attention`` adds
+    :data:`ATTENTION_TENSORS` before the head)."""
     names = ["x"]
     tensors = _DIRECTION_TENSORS
     if CellType.parse(cell_type) is CellType.GRU:
@@ -85,6 +93,8 @@ def tensor_names(
         tensors = ("w_ih", "w_hh", "bias", "w_hr", "preact", "gate", "cell", "proj_in", "hidden")
     for d in _direction_names(num_layers, bidirectional):
         names += [f"{d}.{t}" for t in tensors]
+    if attention:
+        names += [f"attention.{t}" for t in ATTENTION_TENSORS]
     if head:
         names += [f"head.{t}" for t in _HEAD_TENSORS]
     return tuple(names)
@@ -104,6 +114,7 @@ class ModelFormats(LayerStack):
     bidirectional: bool
     directions: tuple[LstmFormats | GruFormats, ...]
     head: HeadFormats | None = None
+    attention: AttentionFormats | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "directions", tuple(self.directions))
@@ -127,11 +138,19 @@ class ModelFormats(LayerStack):
             )
         if self.head is not None and not isinstance(self.head, HeadFormats):
             raise CalibrationError(f"head formats must be HeadFormats, not {type(self.head)}")
+        if self.attention is not None and not isinstance(self.attention, AttentionFormats):
+            raise CalibrationError(
+                f"attention formats must be AttentionFormats, not {type(self.attention)}"
+            )
         try:
-            check_format_chain(self.num_layers, self.bidirectional, self.directions, self.head)
+            check_format_chain(
+                self.num_layers, self.bidirectional, self.directions, self.head, self.attention
+            )
         except ValueError as error:
             raise CalibrationError(str(error)) from None
         parts = [*zip(names, self.directions, strict=True)]
+        if self.attention is not None:
+            parts.append(("attention", self.attention))
         for name, f in parts + ([] if self.head is None else [("head", self.head)]):
             try:
                 f.check_bias()
@@ -156,6 +175,7 @@ class ModelFormats(LayerStack):
             self.head is not None,
             self.cell_type,
             self.projected,
+            self.attention is not None,
         )
 
     def __getitem__(self, name: str) -> FixedFormat:
@@ -166,6 +186,8 @@ class ModelFormats(LayerStack):
         owner, tensor = name.split(".")
         if owner == "head":
             return getattr(self.head, tensor)
+        if owner == "attention":
+            return getattr(self.attention, tensor)
         index = _direction_names(self.num_layers, self.bidirectional).index(owner)
         return getattr(self.directions[index], tensor)
 
@@ -314,7 +336,12 @@ def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits
     fm = float_model
     projected = fm.proj_size > 0
     names = tensor_names(
-        fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type, projected
+        fm.num_layers,
+        fm.bidirectional,
+        fm.head is not None,
+        fm.cell_type,
+        projected,
+        fm.attention is not None,
     )
     by_name = {r.name: r for r in ranges}
     missing = [n for n in names if n not in by_name]
@@ -405,18 +432,43 @@ def _choose(float_model, ranges, width, *, overrides, headroom_bits, weight_bits
         else:
             formats = LstmFormats(**chosen, cell=data(f"{n}.cell", headroom_bits))
         directions.append(capped_bias(f"{n}.bias", formats))
+    attention = None
+    if fm.attention is not None:
+        # docs/attention.md: weights and data like the LSTM's; the score pre-activation with
+        # at most 3 integer bits (the tanh table is flat beyond [-8, 8)); tanh in (-1, 1);
+        # exp and alpha in [0, 1], unsigned with one integer bit so that 1.0 is exact; the
+        # scores and the context from their observed ranges (headroom included).
+        preact_frac = _data_format(by_name["attention.preact"], width).frac - headroom_bits
+        preact_frac = max(preact_frac, width - 1 - _PREACT_INT_BITS)
+        unit_interval = FixedFormat(width, width - 1, signed=False)
+        try:
+            chosen = AttentionFormats(
+                x=hidden[-1],
+                w=weight("attention.w"),
+                bias=data("attention.bias"),
+                preact=pick("attention.preact", FixedFormat(width, preact_frac)),
+                tanh=pick("attention.tanh", unit),
+                v=weight("attention.v"),
+                score=data("attention.score", headroom_bits),
+                exp=pick("attention.exp", unit_interval),
+                alpha=pick("attention.alpha", unit_interval),
+                context=data("attention.context", headroom_bits),
+            )
+        except ValueError as error:
+            raise CalibrationError(f"format override {error}") from None
+        attention = capped_bias("attention.bias", chosen)
     head = None
     if fm.head is not None:
         head = capped_bias(
             "head.bias",
             HeadFormats(
-                x=hidden[-1],
+                x=hidden[-1] if attention is None else attention.context,
                 weight=weight("head.weight"),
                 bias=data("head.bias"),
                 output=data("head.output", headroom_bits),
             ),
         )
-    formats = ModelFormats(fm.num_layers, fm.bidirectional, tuple(directions), head)
+    formats = ModelFormats(fm.num_layers, fm.bidirectional, tuple(directions), head, attention)
     _check_exact(fm, formats)
     return formats
 
@@ -444,6 +496,9 @@ def _check_exact(fm: FloatLstm, formats: ModelFormats) -> None:
         (d.name, f.datapath(fm.layer_input_size(d.layer), fm.hidden_size, *proj))
         for d, f in zip(fm.directions, formats.directions, strict=True)
     ]
+    if formats.attention is not None:
+        A = fm.attention.attention_size
+        datapaths.append(("attention", formats.attention.datapath(features, A)))
     if formats.head is not None:
         datapaths.append(("head", formats.head.datapath(features)))
     for name, datapath in datapaths:

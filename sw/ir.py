@@ -6,6 +6,8 @@ simulator. It holds integer weights in PyTorch's gate order (i, f, g, o for an L
 for a GRU, :attr:`LstmModel.cell_type`), a format for every tensor, and the model shape;
 hardware choices (lanes, output mode, maximum sequence length) are deliberately not part of
 it. A GRU direction's bias has ``4H`` entries ``[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]``.
+With :class:`AttentionPooling` (``LstmModel.attention``) the head takes the pooled context
+(``docs/attention.md``).
 
 Layer directions are stored in PyTorch's order: ``l0``, ``l0_reverse``, ``l1``, ... The input
 of layer ``k > 0`` is the concatenation ``[h_forward ; h_reverse]`` of layer ``k - 1``.
@@ -25,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from .numerics import (
+    AttentionDatapath,
+    AttentionFormats,
     FixedFormat,
     FormatWidthError,
     GruDatapath,
@@ -46,6 +50,7 @@ __all__ = [
     "GATES",
     "GRU_GATES",
     "SCHEMA_VERSION",
+    "AttentionPooling",
     "IRError",
     "IRFormatWidthError",
     "LayerDirection",
@@ -264,15 +269,69 @@ class LinearHead:
 
 
 @dataclass(frozen=True, eq=False)
+class AttentionPooling:
+    """Attention pooling over time between the LSTM and the head: ``w`` (A x F), ``bias`` (A)
+    and ``v`` (A), integer, with their :class:`AttentionFormats` (``F`` the LSTM's output
+    features; ``docs/attention.md``)."""
+
+    w: np.ndarray
+    bias: np.ndarray
+    v: np.ndarray
+    formats: AttentionFormats
+
+    def __post_init__(self):
+        for name in ("w", "bias", "v"):
+            object.__setattr__(
+                self, name, _frozen_int_array(getattr(self, name), f"attention.{name}")
+            )
+        if self.w.ndim != 2 or self.w.shape[0] < 1:
+            raise IRError(f"attention.w must be 2-D (A x features), got shape {self.w.shape}")
+        _check_shape(self.bias, (self.w.shape[0],), "attention.bias")
+        _check_shape(self.v, (self.w.shape[0],), "attention.v")
+        if not isinstance(self.formats, AttentionFormats):
+            raise IRError(f"attention.formats must be AttentionFormats, not {type(self.formats)}")
+        for name in ("w", "bias", "v"):
+            _check_range(getattr(self, name), getattr(self.formats, name), f"attention.{name}")
+        _check_exact("attention", self.datapath())
+
+    @property
+    def attention_size(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def features(self) -> int:
+        return self.w.shape[1]
+
+    def datapath(self, rounding=Rounding.HALF_UP, overflow=Overflow.SATURATE) -> AttentionDatapath:
+        return self.formats.datapath(
+            self.features, self.attention_size, rounding=rounding, overflow=overflow
+        )
+
+    def __eq__(self, other):
+        if not isinstance(other, AttentionPooling):
+            return NotImplemented
+        return (
+            self.formats == other.formats
+            and _arrays_equal(self.w, other.w)
+            and _arrays_equal(self.bias, other.bias)
+            and _arrays_equal(self.v, other.v)
+        )
+
+    __hash__ = None
+
+
+@dataclass(frozen=True, eq=False)
 class LstmModel(LstmShape):
     """A quantised ``nn.LSTM`` (with or without ``proj_size``) or ``nn.GRU`` (``cell_type``)
-    with an optional Linear head."""
+    with an optional Linear head; with ``attention`` pooling between them (then the head is
+    required and takes the context)."""
 
     directions: tuple[LayerDirection, ...]
     head: LinearHead | None = None
     rounding: Rounding = Rounding.HALF_UP
     overflow: Overflow = Overflow.SATURATE
     cell_type: CellType = CellType.LSTM
+    attention: AttentionPooling | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "directions", tuple(self.directions))
@@ -330,12 +389,25 @@ class LstmModel(LstmShape):
             if not self.bias and np.any(d.bias):
                 raise IRError(f"{d.name}.bias is non-zero but the model has bias=False")
         head_formats = self.head.formats if isinstance(self.head, LinearHead) else None
+        if self.attention is not None:
+            if not isinstance(self.attention, AttentionPooling):
+                raise IRError(
+                    f"attention must be an AttentionPooling or None, not {type(self.attention)}"
+                )
+            if self.attention.features != self.output_size:
+                raise IRError(
+                    f"attention.w has {self.attention.features} inputs but the "
+                    f"{self.cell_type.module} outputs {self.output_size} features"
+                )
+            if self.head is None:
+                raise IRError("attention pooling needs the Linear head after it (head=None)")
         try:
             check_format_chain(
                 self.num_layers,
                 self.bidirectional,
                 [d.formats for d in self.directions],
                 head_formats,
+                None if self.attention is None else self.attention.formats,
             )
         except ValueError as error:
             raise IRError(str(error)) from None
@@ -386,6 +458,11 @@ class LstmModel(LstmShape):
     def head_datapath(self) -> HeadDatapath | None:
         return None if self.head is None else self.head.datapath(self.rounding, self.overflow)
 
+    def attention_datapath(self) -> AttentionDatapath | None:
+        if self.attention is None:
+            return None
+        return self.attention.datapath(self.rounding, self.overflow)
+
     def __eq__(self, other):
         if not isinstance(other, LstmModel):
             return NotImplemented
@@ -393,6 +470,7 @@ class LstmModel(LstmShape):
             self._meta() == other._meta()
             and self.directions == other.directions
             and (self.head == other.head)
+            and (self.attention == other.attention)
         )
 
     __hash__ = None
@@ -435,12 +513,21 @@ class LstmModel(LstmShape):
                 "out_features": self.head.out_features,
                 "formats": {k: str(v) for k, v in self.head.formats.items()},
             }
+        # "attention" only with attention pooling: other models' files are as before.
+        attention = {}
+        if self.attention is not None:
+            attention["attention"] = {
+                "features": self.attention.features,
+                "attention_size": self.attention.attention_size,
+                "formats": {k: str(v) for k, v in self.attention.formats.items()},
+            }
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": "lstm-fpga model IR",
             **self._meta(),
             "directions": directions,
             "head": head,
+            **attention,
         }
 
     def save(self, path) -> tuple[Path, Path]:
@@ -457,6 +544,9 @@ class LstmModel(LstmShape):
         if self.head is not None:
             arrays["head.weight"] = self.head.weight
             arrays["head.bias"] = self.head.bias
+        if self.attention is not None:
+            for name in ("w", "bias", "v"):
+                arrays[f"attention.{name}"] = getattr(self.attention, name)
         json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
         _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
         text = json.dumps(self.to_json_dict(), indent=2) + "\n"
@@ -508,6 +598,13 @@ class LstmModel(LstmShape):
                     **{k: FixedFormat.parse(v) for k, v in meta["head"]["formats"].items()}
                 )
                 head = LinearHead(array("head.weight"), array("head.bias"), formats)
+            attention = None
+            if meta.get("attention") is not None:
+                formats = AttentionFormats(
+                    **{k: FixedFormat.parse(v) for k, v in meta["attention"]["formats"].items()}
+                )
+                weights = [array(f"attention.{name}") for name in ("w", "bias", "v")]
+                attention = AttentionPooling(*weights, formats)
             return cls(
                 input_size=meta["input_size"],
                 hidden_size=meta["hidden_size"],
@@ -519,6 +616,7 @@ class LstmModel(LstmShape):
                 rounding=Rounding(meta["rounding"]),
                 overflow=Overflow(meta["overflow"]),
                 cell_type=cell_type,
+                attention=attention,
                 proj_size=proj_size,
             )
         except ValueError as error:

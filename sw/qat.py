@@ -183,11 +183,20 @@ def _refuse_gru(module: nn.Module) -> None:
         raise QatError(_GRU_REFUSED)
     if any(isinstance(m, nn.LSTM) and m.proj_size > 0 for m in module.modules()):
         raise QatError(_PROJ_REFUSED)
+    if any(name == "attention" for name, _ in module.named_children()):
+        raise QatError(_ATTENTION_REFUSED)
 
 
 _GRU_REFUSED = (
     "quantisation-aware fine-tuning supports nn.LSTM models only, not nn.GRU; quantise a GRU "
     "with post-training calibration (lstm_fpga.sw.calibrate.quantize_from_torch)"
+)
+
+
+_ATTENTION_REFUSED = (
+    "quantisation-aware fine-tuning supports nn.LSTM models with an optional Linear head, not "
+    "attention pooling; quantise an attention classifier with post-training calibration "
+    "(lstm_fpga.sw.calibrate.quantize_from_torch; docs/attention.md)"
 )
 
 
@@ -387,6 +396,8 @@ def modules_from_float(fm: FloatLstm) -> tuple[nn.LSTM, nn.Linear | None]:
         raise QatError(_GRU_REFUSED)
     if fm.proj_size:
         raise QatError(_PROJ_REFUSED)
+    if fm.attention is not None:
+        raise QatError(_ATTENTION_REFUSED)
     lstm = nn.LSTM(**lstm_shape(fm), dtype=torch.float64)
     with torch.no_grad():
         for d in fm.directions:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .float_model import FloatLstm
 from .formats import Calibration, CalibrationError, ModelFormats
-from .ir import LayerDirection, LinearHead, LstmModel
+from .ir import AttentionPooling, LayerDirection, LinearHead, LstmModel
 from .numerics import FixedFormat, Overflow, Rounding, quantize
 from .shape import lstm_shape
 
@@ -55,6 +55,12 @@ def quantize_model(
             f"proj_size but the model has proj_size={fm.proj_size}; calibrate this model for "
             f"its formats"
         )
+    if (formats.attention is not None) != (fm.attention is not None):
+        raise CalibrationError(
+            f"the formats are for a model {'with' if formats.attention else 'without'} "
+            f"attention pooling but the model has {'it' if fm.attention else 'none'}; "
+            f"calibrate this model for its formats"
+        )
     directions = tuple(
         LayerDirection(
             layer=d.layer,
@@ -71,6 +77,12 @@ def quantize_model(
     if fm.head is not None:
         f = formats.head
         head = LinearHead(_weights(fm.head.weight, f.weight), _weights(fm.head.bias, f.bias), f)
+    attention = None
+    if fm.attention is not None:
+        a, f = fm.attention, formats.attention
+        attention = AttentionPooling(
+            _weights(a.w, f.w), _weights(a.bias, f.bias), _weights(a.v, f.v), f
+        )
     return LstmModel(
         **lstm_shape(fm),
         directions=directions,
@@ -78,6 +90,7 @@ def quantize_model(
         rounding=rounding,
         overflow=overflow,
         cell_type=fm.cell_type,
+        attention=attention,
     )  # proj_size comes with lstm_shape
 
 
@@ -88,4 +101,5 @@ def model_formats(model: LstmModel) -> ModelFormats:
         model.bidirectional,
         tuple(d.formats for d in model.directions),
         None if model.head is None else model.head.formats,
+        None if model.attention is None else model.attention.formats,
     )

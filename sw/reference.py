@@ -16,16 +16,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .float_model import (
+    FloatAttention,
     FloatDirection,
     FloatHead,
     FloatLstm,
     TensorRecorder,
     _finish,
     _initial_state,
+    check_attention_head_on,
     prepare_sequences,
 )
-from .ir import LayerDirection, LstmModel
+from .ir import AttentionPooling, LayerDirection, LstmModel
 from .numerics import (
+    AttentionDatapath,
     GruDatapath,
     HeadDatapath,
     LstmDatapath,
@@ -39,9 +42,11 @@ from .numerics import (
 from .shape import CellType, lstm_shape
 
 __all__ = [
+    "AttentionResult",
     "ReferenceResult",
     "SaturationCounts",
     "SequenceTooLongError",
+    "attention_pool",
     "cell_update",
     "dequantized_model",
     "exact_matmul",
@@ -83,12 +88,31 @@ class SaturationCounts:
 
 
 @dataclass(frozen=True, eq=False)
+class AttentionResult:
+    """Attention pooling's integers (``docs/attention.md``): ``score`` (T, B) the scores
+    ``e_t`` (score format), ``alpha`` (T, B) the weights (alpha format; 0 past a sequence's
+    length), ``context`` (B, F) the pooled vector (context format), the softmax's ``total``
+    (B, the sum of the exp values) and ``reciprocal`` (B), and ``saturations`` the clamps per
+    tensor (``preact``, ``score``, ``alpha``, ``context``). Time-major whatever the input's
+    layout; unbatched input gives ``B = 1``."""
+
+    score: np.ndarray
+    alpha: np.ndarray
+    context: np.ndarray
+    total: np.ndarray
+    reciprocal: np.ndarray
+    saturations: dict[str, int]
+
+
+@dataclass(frozen=True, eq=False)
 class ReferenceResult:
     """Integer results in ``nn.LSTM``'s shapes (see :meth:`FloatLstm.forward`); a GRU's
     ``c_n`` is ``None`` and its ``cell`` saturations 0.
 
     ``saturations`` are the totals (the hardware's counters); ``direction_saturations`` the
     same counts per layer direction name (``l0``, ``l0_reverse``, ...; ``head`` is 0 there).
+    Attention pooling's clamps are in ``attention.saturations`` (per tensor; the hardware has
+    no counter for them yet); :attr:`total_saturations` counts every clamp of the run.
     """
 
     output: np.ndarray
@@ -97,6 +121,14 @@ class ReferenceResult:
     head: np.ndarray | None
     saturations: SaturationCounts
     direction_saturations: dict[str, SaturationCounts] = field(default_factory=dict)
+    #: Attention pooling's integers (``None`` without attention).
+    attention: AttentionResult | None = None
+
+    @property
+    def total_saturations(self) -> int:
+        """Every clamp of the run: :attr:`saturations` and attention pooling's."""
+        pooled = 0 if self.attention is None else sum(self.attention.saturations.values())
+        return self.saturations.total + pooled
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -244,6 +276,47 @@ def gru_update(
     return h_new
 
 
+def attention_pool(
+    ad: AttentionDatapath, pooling: AttentionPooling, output, valid, recorder=None
+) -> AttentionResult:
+    """Attention pooling of integer LSTM outputs ``output`` (T, B, F) over each sequence's
+    ``valid`` (T, B) steps: the arithmetic of :class:`~lstm_fpga.sw.numerics.AttentionDatapath`
+    (score matrix, tanh table, scores, the softmax with max-subtraction, exp table and one
+    reciprocal per sequence, the context). Steps past a sequence's length take no part: they
+    get no score in the max, weight 0 and add nothing to the context. ``recorder`` records
+    dequantised values (valid steps only)."""
+    f, rounding, overflow = ad.formats, ad.rounding, ad.overflow
+    output = np.asarray(output, dtype=np.int64)
+    acc = ad.score_acc.accumulate([exact_matmul(output, pooling.w.T)], pooling.bias)
+    preact = rescale(acc, ad.score_acc.frac, f.preact, rounding, overflow)
+    th = ad.tanh.evaluate(preact)
+    e_acc = ad.e_acc.accumulate([exact_matmul(th, pooling.v[:, None])[..., 0]])
+    score = rescale(e_acc, ad.e_acc.frac, f.score, rounding, overflow)
+    softmax = ad.softmax(score, valid)
+    alpha = softmax.alpha
+    context_acc = (alpha[:, :, None] * output).sum(axis=0)
+    context = rescale(context_acc, ad.context_frac, f.context, rounding, overflow)
+    saturations = {
+        "preact": overflow_count(
+            shift_round(acc, ad.score_acc.frac - f.preact.frac, rounding)[valid], f.preact
+        ),
+        "score": overflow_count(
+            shift_round(e_acc, ad.e_acc.frac - f.score.frac, rounding)[valid], f.score
+        ),
+        "alpha": softmax.saturations,
+        "context": overflow_count(
+            shift_round(context_acc, ad.context_frac - f.context.frac, rounding), f.context
+        ),
+    }
+    if recorder is not None:
+        values = (("preact", preact), ("tanh", th), ("score", score), ("exp", softmax.p))
+        values += (("alpha", alpha),)
+        for name, value in values:
+            recorder.add(f"attention.{name}", dequantize(value, getattr(f, name)), valid)
+        recorder.add("attention.context", dequantize(context, f.context))
+    return AttentionResult(score, alpha, context, softmax.total, softmax.reciprocal, saturations)
+
+
 def head_forward(hd: HeadDatapath, weight, bias, x, counts: dict | None = None) -> np.ndarray:
     """The Linear head on integer features ``x`` (..., D) in the LSTM output format."""
     acc = hd.acc.accumulate([exact_matmul(x, np.asarray(weight).T)], bias)
@@ -330,8 +403,17 @@ def run_reference(
             outs.append(out)
         layer_in = np.concatenate(outs, axis=2)
     output = layer_in
-    head_out = None
-    if model.head is not None:
+    head_out = pooled = None
+    if model.attention is not None:
+        check_attention_head_on(head_on)
+        pooled = attention_pool(
+            model.attention_datapath(), model.attention, output, valid, recorder
+        )
+        hd = model.head_datapath()
+        head_out = head_forward(hd, model.head.weight, model.head.bias, pooled.context, counts)
+        if recorder is not None:
+            recorder.add("head.output", dequantize(head_out, hd.formats.output))
+    elif model.head is not None:
         hd = model.head_datapath()
         if head_on == "last":
             last = output[lengths - 1, np.arange(B)]
@@ -351,7 +433,7 @@ def run_reference(
         output, h_n, None if gru else c_n, head_out, head_on, batch_first, unbatched
     )
     totals = sum(by_direction.values(), SaturationCounts(head=counts["head"]))
-    return ReferenceResult(output, h_n, c_n, head_out, totals, by_direction)
+    return ReferenceResult(output, h_n, c_n, head_out, totals, by_direction, pooled)
 
 
 def _int_direction(dp, d, xs, h, c, valid, counts, recorder):
@@ -408,8 +490,18 @@ def dequantized_model(model: LstmModel) -> FloatLstm:
         head = FloatHead(
             dequantize(model.head.weight, f.weight), dequantize(model.head.bias, f.bias)
         )
+    attention = None
+    if model.attention is not None:
+        a, f = model.attention, model.attention.formats
+        attention = FloatAttention(
+            dequantize(a.w, f.w), dequantize(a.bias, f.bias), dequantize(a.v, f.v)
+        )
     return FloatLstm(
-        **lstm_shape(model), directions=directions, head=head, cell_type=model.cell_type
+        **lstm_shape(model),
+        directions=directions,
+        head=head,
+        cell_type=model.cell_type,
+        attention=attention,
     )
 
 

@@ -56,9 +56,10 @@ class TensorReport:
     """One tensor: float range, format, saturations and error of the quantised model.
 
     ``saturations`` counts values clamped to the format: for weights, biases and the input
-    when they are quantised; for pre-activations, cell and hidden states and the head output
-    the rescale results clamped in the integer run (the hardware's saturation events); gates
-    come from tables and never clamp at run time. ``sqnr_db`` is ``10 log10(sum f^2 /
+    when they are quantised; for pre-activations, cell and hidden states, attention's score
+    pre-activation, scores, weights and context, and the head output the rescale results
+    clamped in the integer run (the hardware's saturation events); gates, attention's tanh and
+    exp come from tables and never clamp at run time. ``sqnr_db`` is ``10 log10(sum f^2 /
     sum (f - q)^2)`` of float values ``f`` and dequantised integer values ``q`` (``inf``
     when they are equal).
     """
@@ -242,7 +243,7 @@ def build_report(
         if not is_recorded(name):
             owner, _, tensor = name.partition(".")
             exact = weight_values(fm, name)
-            source = model.head if owner == "head" else directions[owner]
+            source = getattr(model, owner) if owner in ("head", "attention") else directions[owner]
             approx = dequantize(getattr(source, tensor), fmt).ravel()
             saturations = _float_saturations(exact, fmt, Rounding.HALF_UP)
             stats[name].add(name, exact, approx, saturations)
@@ -307,6 +308,10 @@ def _compare_chunk(fm, model, formats, data: CalibrationData, head_on, stats) ->
             saturations = _float_saturations(exact, formats[name], model.rounding)
         elif name == "head.output":
             approx, saturations = ref_rec.get(name), result.saturations.head
+        elif name.startswith("attention."):
+            tensor = name.partition(".")[2]
+            approx = ref_rec.get(name)
+            saturations = result.attention.saturations.get(tensor, 0)
         else:
             owner, _, tensor = name.partition(".")
             counts = result.direction_saturations[owner]

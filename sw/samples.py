@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .float_model import FloatLstm, TensorRecorder, _initial_state, prepare_sequences
+from .float_model import (
+    ATTENTION_RECORDED,
+    FloatLstm,
+    TensorRecorder,
+    _initial_state,
+    prepare_sequences,
+)
 from .formats import CalibrationError, TensorRange, tensor_names
 from .shape import CellType
 
@@ -143,7 +149,12 @@ def weight_statistics(fm: FloatLstm) -> dict[str, Statistics]:
     """A :class:`Statistics` per tensor of ``fm`` (:func:`tensor_names` order), the weights'
     and biases' values already in; the activations' are empty."""
     names = tensor_names(
-        fm.num_layers, fm.bidirectional, fm.head is not None, fm.cell_type, fm.proj_size > 0
+        fm.num_layers,
+        fm.bidirectional,
+        fm.head is not None,
+        fm.cell_type,
+        fm.proj_size > 0,
+        fm.attention is not None,
     )
     stats = {name: Statistics() for name in names}
     for name in names:
@@ -178,13 +189,16 @@ def record_float(fm: FloatLstm, data: CalibrationData, head_on: str) -> TensorRe
 
 def is_recorded(name: str) -> bool:
     """Activations (recorded per step) as opposed to weights and biases."""
-    return name in ("x", "head.output") or name.partition(".")[2] in RECORDED
+    owner, _, tensor = name.partition(".")
+    if owner == "attention":
+        return tensor in ATTENTION_RECORDED
+    return name in ("x", "head.output") or tensor in RECORDED
 
 
 def weight_values(fm: FloatLstm, name: str) -> np.ndarray:
     owner, _, tensor = name.partition(".")
-    if owner == "head":
-        return getattr(fm.head, tensor).ravel()
+    if owner in ("head", "attention"):
+        return getattr(getattr(fm, owner), tensor).ravel()
     for d in fm.directions:
         if d.name == owner:
             return getattr(d, tensor).ravel()

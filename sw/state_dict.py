@@ -3,22 +3,24 @@
 Finds one ``nn.LSTM``'s or ``nn.GRU``'s parameters (and at most one ``nn.Linear`` head) in a
 state_dict, infers the cell type (4 or 3 gate blocks in ``weight_hh_l0``), ``num_layers``,
 ``bidirectional``, ``bias`` and the sizes, and checks every key, dtype, shape and value;
-:mod:`.torch_import` calls it for modules, mappings and files.
+:mod:`.torch_import` calls it for modules, mappings and files. A state_dict with
+``attention.`` keys is the attention classifier's layout (:data:`ATTENTION_LAYOUT`) and
+nothing else.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from .float_model import FloatDirection, FloatHead, FloatLstm
+from .float_model import FloatAttention, FloatDirection, FloatHead, FloatLstm
 from .shape import CellType, lstm_shape
 
-__all__ = ["ModelImportError", "parse_state_dict"]
+__all__ = ["ATTENTION_KEYS", "ATTENTION_LAYOUT", "ModelImportError", "parse_state_dict"]
 
 
 class ModelImportError(ValueError):
@@ -34,10 +36,22 @@ _LSTM_KEY = re.compile(
 _LINEAR_KEY = re.compile(r"^(?P<prefix>(?:[^.]+\.)+)(?P<kind>weight|bias)$")
 _FLOAT_DTYPES = "float16, bfloat16, float32 or float64"
 
+#: The attention pooling keys of an attention classifier's state_dict.
+ATTENTION_KEYS = ("attention.W.weight", "attention.W.bias", "attention.v.weight")
+#: The one attention layout lstm-fpga imports, for messages (docs/attention.md).
+ATTENTION_LAYOUT = (
+    "lstm-fpga imports attention pooling in one layout: keys 'lstm.*' (one nn.LSTM or nn.GRU), "
+    "'attention.W.weight' (A, F), 'attention.W.bias' (A,), 'attention.v.weight' (1, A) and "
+    "'fc.weight' (O, F) with optional 'fc.bias' (O,), F the LSTM's output features "
+    "(lstm_fpga.sw.modules.AttentionClassifier; docs/attention.md)"
+)
+
 
 def parse_state_dict(state_dict: Mapping) -> FloatLstm:
     """A non-empty mapping of parameter names to tensors as a :class:`FloatLstm`."""
     arrays = _tensors(state_dict)
+    if any(key.startswith("attention.") for key in arrays):
+        return _parse_attention(arrays)
     layout = _parse_layout(arrays)
     for key in layout.keys():
         _check_dtype(key, arrays[key])
@@ -379,3 +393,48 @@ def _gru_bias(b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
     multiplied by the reset gate, so it cannot be folded into ``b_in``)."""
     H = b_ih.shape[0] // 3
     return np.concatenate([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :], b_hh[2 * H :]])
+
+
+def _parse_attention(arrays: dict) -> FloatLstm:
+    """An attention classifier's state_dict (:data:`ATTENTION_LAYOUT`) as a :class:`FloatLstm`
+    with ``attention``; any other key, a missing one or a misshapen one is refused naming the
+    layout."""
+    for key in arrays:
+        if key.startswith("attention.") and key not in ATTENTION_KEYS:
+            raise ModelImportError(f"unexpected key {key!r}: {ATTENTION_LAYOUT}")
+        if not key.startswith(("attention.", "lstm.", "fc.")):
+            raise ModelImportError(f"unexpected key {key!r}: {ATTENTION_LAYOUT}")
+    for key in (*ATTENTION_KEYS, "fc.weight"):
+        if key not in arrays:
+            raise ModelImportError(f"missing key {key!r}: {ATTENTION_LAYOUT}")
+    rest = {key: value for key, value in arrays.items() if not key.startswith("attention.")}
+    layout = _parse_layout(rest)
+    if layout.prefix != "lstm." or layout.head_prefix != "fc.":
+        raise ModelImportError(
+            f"the recurrent parameters are under {layout.prefix!r}, not 'lstm.': {ATTENTION_LAYOUT}"
+        )
+    for key in (*layout.keys(), *ATTENTION_KEYS):
+        _check_dtype(key, arrays[key])
+    shape = _infer_shape(layout, rest)
+    _check_missing(layout, shape)
+    _check_shapes(layout, shape, rest)
+    features = (2 if shape.bidirectional else 1) * (shape.proj_size or shape.hidden_size)
+    w = _shape_of(arrays["attention.W.weight"])
+    if len(w) != 2 or w[0] < 1 or w[1] != features:
+        raise ModelImportError(
+            f"key 'attention.W.weight' has shape {w}, expected (A, {features}): W takes the "
+            f"{shape.cell_type.module[3:]}'s {features} output features; {ATTENTION_LAYOUT}"
+        )
+    A = w[0]
+    for key, expected in (("attention.W.bias", (A,)), ("attention.v.weight", (1, A))):
+        got = _shape_of(arrays[key])
+        if got != expected:
+            raise ModelImportError(f"key {key!r} has shape {got}, expected {expected}")
+    for key in (*layout.keys(), *ATTENTION_KEYS):
+        _check_finite(key, arrays[key])
+    attention = FloatAttention(
+        _as_float64(arrays["attention.W.weight"]),
+        _as_float64(arrays["attention.W.bias"]),
+        _as_float64(arrays["attention.v.weight"])[0],
+    )
+    return replace(_build(layout, shape, rest), attention=attention)

@@ -8,6 +8,8 @@ Three sources are accepted (see ``docs/import_and_calibration.md`` for the detai
 * a wrapper ``nn.Module`` holding exactly one ``nn.LSTM`` or ``nn.GRU`` and at most one
   ``nn.Linear``
   (the usual forecaster or classifier; dropout and containers are allowed around them);
+* an attention classifier: a module with children ``lstm``, ``attention`` (``W``, ``v``) and
+  ``fc`` (:class:`lstm_fpga.sw.modules.AttentionClassifier`'s layout, ``docs/attention.md``);
 * a ``state_dict`` -- a mapping or a ``.pt``/``.pth`` file written with
   ``torch.save(model.state_dict(), path)`` -- from which ``num_layers``, ``bidirectional``
   and ``bias`` are inferred (:func:`from_state_dict`, :func:`from_file`). Files are loaded
@@ -74,6 +76,9 @@ def lstm_batch_first(source) -> bool:
     """
     if isinstance(source, _RECURRENT):
         return bool(source.batch_first)
+    if isinstance(source, nn.Module) and _has_attention(source):
+        _check_attention_module(source)
+        return bool(source.lstm.batch_first)
     if isinstance(source, nn.Module):
         return bool(_find_lstm(source)[1].batch_first)
     return False
@@ -105,6 +110,9 @@ def from_module(module: nn.Module, head: nn.Linear | None = None) -> FloatLstm:
     if isinstance(module, _RECURRENT):
         return from_state_dict(module.state_dict())
     _check_not_other_rnn("the module", module)
+    if _has_attention(module):
+        _check_attention_module(module)
+        return from_state_dict(module.state_dict())
     _find_lstm(module)
     return from_state_dict(module.state_dict())
 
@@ -231,3 +239,65 @@ def _find_lstm(module: nn.Module) -> tuple[str, nn.LSTM | nn.GRU]:
             f"lstm-fpga cannot tell how forward() uses it"
         )
     return lstm_name, lstm
+
+
+def _has_attention(module: nn.Module) -> bool:
+    """Does ``module`` claim the attention layout (a child named ``attention``)?"""
+    return any(name == "attention" for name, _ in module.named_children())
+
+
+def _check_attention_module(module: nn.Module) -> None:
+    """The attention classifier's module layout (``docs/attention.md``), or an error naming
+    it: children ``lstm`` (``nn.LSTM``/``nn.GRU``), ``attention`` holding exactly ``W``
+    (``nn.Linear`` with bias) and ``v`` (``nn.Linear`` to 1 feature, no bias), ``fc``
+    (``nn.Linear``), otherwise only dropout and ``nn.Identity``; no other parameters or
+    buffers. The shapes are the state_dict parser's to check."""
+    name = type(module).__name__
+    children = dict(module.named_children())
+    expected = {"lstm": _RECURRENT, "attention": nn.Module, "fc": nn.Linear}
+    for child, kind in expected.items():
+        if child not in children:
+            raise ModelImportError(f"the {name} has no child {child!r}: {_MODULE_LAYOUT}")
+        if not isinstance(children[child], kind):
+            _check_not_other_rnn(f"submodule {child!r}", children[child])
+            raise ModelImportError(
+                f"submodule {child!r} is an nn.{type(children[child]).__name__}: {_MODULE_LAYOUT}"
+            )
+    for child, value in children.items():
+        if child not in expected and not isinstance(value, _INERT):
+            raise ModelImportError(
+                f"submodule {child!r} is an nn.{type(value).__name__}, which the attention "
+                f"layout does not have (lstm-fpga does not inspect forward()): {_MODULE_LAYOUT}"
+            )
+    attention = children["attention"]
+    parts = dict(attention.named_children())
+    W, v = parts.get("W"), parts.get("v")
+    if (
+        set(parts) != {"W", "v"}
+        or not isinstance(W, nn.Linear)
+        or not isinstance(v, nn.Linear)
+        or W.bias is None
+        or v.bias is not None
+        or v.out_features != 1
+    ):
+        found = ", ".join(f"{k}: nn.{type(c).__name__}" for k, c in parts.items()) or "nothing"
+        raise ModelImportError(
+            f"submodule 'attention' holds {found}; expected W = nn.Linear(F, A) with bias and "
+            f"v = nn.Linear(A, 1, bias=False): {_MODULE_LAYOUT}"
+        )
+    for key, _ in module.named_parameters(recurse=False):
+        raise ModelImportError(
+            f"parameter {key!r} belongs to none of lstm, attention and fc: {_MODULE_LAYOUT}"
+        )
+    for key, _ in [*module.named_buffers(), *attention.named_parameters(recurse=False)]:
+        raise ModelImportError(
+            f"{key!r} belongs to none of lstm, attention.W, attention.v and fc: {_MODULE_LAYOUT}"
+        )
+
+
+_MODULE_LAYOUT = (
+    "lstm-fpga imports attention pooling in one module layout: children lstm (nn.LSTM or "
+    "nn.GRU), attention (W = nn.Linear(F, A) with bias, v = nn.Linear(A, 1, bias=False)) and "
+    "fc (nn.Linear(F, O)), F the LSTM's output features, dropout beside them "
+    "(lstm_fpga.sw.modules.AttentionClassifier; docs/attention.md)"
+)

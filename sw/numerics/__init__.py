@@ -16,6 +16,8 @@ the simulator checks (:mod:`lstm_fpga.sim`):
 * :class:`LstmFormats` / :class:`LstmDatapath` -- the formats of one LSTM layer direction and
   everything derived from them (accumulator plans and activation tables).
 * :class:`GruFormats` / :class:`GruDatapath` -- the same for one ``nn.GRU`` layer direction.
+* :class:`AttentionFormats` / :class:`AttentionDatapath` -- attention pooling over time: the
+  score matrix, tanh, the softmax (exp table, one reciprocal per sequence) and the context.
 
 * :class:`IntermediateWidth` / :func:`check_exact` -- every intermediate width the formats
   derive, checked against :data:`MAX_EXACT_WIDTH` (what the int64 reference holds exactly).
@@ -24,7 +26,8 @@ the simulator checks (:mod:`lstm_fpga.sim`):
   the split with its borrow correction, and which widths fit which DSP (:data:`DSP_PORTS`).
 
 The modules: ``fixed`` (formats, quantise, shift, clamp), ``accumulator``, ``activation``,
-``datapath`` (a layer direction's and the head's formats and derived arithmetic).
+``datapath`` (a layer direction's and the head's formats and derived arithmetic),
+``attention`` (attention pooling's formats and arithmetic).
 
 The numeric contract these pieces implement is written down in ``docs/numerics.md``.
 """
@@ -33,10 +36,14 @@ from .accumulator import AccumulatorPlan, MacSegment, plan_accumulator
 from .activation import (
     ACTIVATION_DOMAIN,
     ACTIVATION_SEGMENTS_PER_UNIT,
+    EXP_SEGMENTS_PER_UNIT,
     Activation,
     ActivationTable,
     activation_table,
+    exp_domain,
+    exp_table,
 )
+from .attention import RECIP_GUARD_BITS, AttentionDatapath, AttentionFormats, AttentionSoftmax
 from .datapath import (
     FormatWidthError,
     GruDatapath,
@@ -81,13 +88,18 @@ __all__ = [
     "ACTIVATION_SEGMENTS_PER_UNIT",
     "DEFAULT_WIDTH",
     "DSP_PORTS",
+    "EXP_SEGMENTS_PER_UNIT",
     "FAMILY_DSP",
     "MAX_EXACT_WIDTH",
     "PACKING_FACTORS",
+    "RECIP_GUARD_BITS",
     "UNPACKABLE_DSPS",
     "AccumulatorPlan",
     "Activation",
     "ActivationTable",
+    "AttentionDatapath",
+    "AttentionFormats",
+    "AttentionSoftmax",
     "DspPackingError",
     "FixedFormat",
     "FormatWidthError",
@@ -111,6 +123,8 @@ __all__ = [
     "clamp",
     "dequantize",
     "dsp_packing",
+    "exp_domain",
+    "exp_table",
     "overflow_count",
     "plan_accumulator",
     "quantize",

@@ -1,4 +1,4 @@
-"""Sigmoid and tanh as integer functions: interpolated tables generated from formats."""
+"""Sigmoid, tanh and exp as integer functions: interpolated tables generated from formats."""
 
 from __future__ import annotations
 
@@ -18,16 +18,23 @@ ACTIVATION_DOMAIN = 8
 #: Segments per unit of input in the interpolated activation tables: linear interpolation
 #: error is h^2/8 * max|f''| = 2.3e-4 for tanh and 3e-5 for sigmoid with h = 1/16.
 ACTIVATION_SEGMENTS_PER_UNIT = 16
+#: Segments per unit of input in the exp table of attention's softmax (:func:`exp_table`):
+#: the interpolation's relative error is h^2/8 = 1.2e-4 with h = 1/32 (exp'' = exp).
+EXP_SEGMENTS_PER_UNIT = 32
 
 
 class Activation(enum.Enum):
     SIGMOID = "sigmoid"
     TANH = "tanh"
+    #: ``exp`` of a max-subtracted score (attention's softmax; inputs <= 0, :func:`exp_table`).
+    EXP = "exp"
 
     def __call__(self, x):
         x = np.asarray(x, dtype=np.float64)
         if self is Activation.SIGMOID:
             return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free form of 1/(1+exp(-x))
+        if self is Activation.EXP:
+            return np.exp(np.minimum(x, 0.0))  # the table's domain ends at 0
         return np.tanh(x)
 
 
@@ -108,6 +115,43 @@ def activation_table(
         segment_shift=segment_shift,
         low=int(low),
         high=int(high),
+        values=tuple(int(v) for v in values),
+        rounding=rounding,
+    )
+
+
+def exp_domain(output: FixedFormat) -> int:
+    """How far below 0 the exp table reaches: the smallest integer ``E`` with ``exp(-E)``
+    below half an LSB of ``output``, so that clamping an input at ``-E`` changes no result
+    (``E = 12`` for 15 fraction bits)."""
+    return max(1, math.ceil((output.frac + 1) * math.log(2.0)))
+
+
+def exp_table(
+    input: FixedFormat, output: FixedFormat, rounding: Rounding = Rounding.HALF_UP
+) -> ActivationTable:
+    """``exp`` on ``[-exp_domain(output), 0]`` as an interpolated :class:`ActivationTable`.
+
+    The input is a max-subtracted score (never positive); :data:`EXP_SEGMENTS_PER_UNIT`
+    segments per unit; the last entry is ``exp(0) = 1`` exactly (``output`` must hold 1), so
+    the largest score of a sequence always weighs exactly 1. Inputs below the domain clamp to
+    its end, where ``exp`` is already below half an output LSB (the clamp loses nothing).
+    """
+    segment_shift = max(0, input.frac - _ceil_log2(EXP_SEGMENTS_PER_UNIT))
+    step = 1 << segment_shift
+    domain = max(1, int(math.ldexp(exp_domain(output), input.frac)))
+    low = max(input.min_int, -domain)
+    low -= low % step  # whole segments up to 0, which is a segment start
+    starts = low + step * np.arange(-low // step + 1, dtype=np.int64)
+    exact = Activation.EXP(np.ldexp(starts.astype(np.float64), -input.frac))
+    values = quantize(exact, output, Rounding.HALF_UP, Overflow.SATURATE)
+    return ActivationTable(
+        function=Activation.EXP,
+        input=input,
+        output=output,
+        segment_shift=segment_shift,
+        low=int(low),
+        high=0,
         values=tuple(int(v) for v in values),
         rounding=rounding,
     )

@@ -116,13 +116,16 @@ class _CellFormats(_BiasedFormats):
         )
 
 
-def check_format_chain(num_layers: int, bidirectional: bool, directions, head=None) -> None:
+def check_format_chain(
+    num_layers: int, bidirectional: bool, directions, head=None, attention=None
+) -> None:
     """The chaining rules between the formats of a model's layers; ``ValueError`` if broken.
 
     Layer ``k > 0`` takes layer ``k-1``'s hidden format as input, layer 0 the model input
     format (``directions[0].x``); both directions of a layer share the hidden format; the head
-    takes the last layer's hidden format. ``directions`` are :class:`LstmFormats` in PyTorch's
-    order (``l0``, ``l0_reverse``, ``l1``, ...).
+    takes the last layer's hidden format, or with ``attention`` (an
+    :class:`~.attention.AttentionFormats`) attention takes it and the head takes the context.
+    ``directions`` are :class:`LstmFormats` in PyTorch's order (``l0``, ``l0_reverse``, ...).
     """
     D = 2 if bidirectional else 1
     for k, f in enumerate(directions):
@@ -141,6 +144,17 @@ def check_format_chain(num_layers: int, bidirectional: bool, directions, head=No
                 f"format"
             )
     last = directions[(num_layers - 1) * D].hidden
+    if attention is not None:
+        if attention.x != last:
+            raise ValueError(
+                f"attention.x is {attention.x} but the last layer's hidden format is {last}"
+            )
+        if head is not None and head.x != attention.context:
+            raise ValueError(
+                f"head.x is {head.x} but attention.context is {attention.context}; the head "
+                f"takes the context"
+            )
+        return
     if head is not None and head.x != last:
         raise ValueError(f"head.x is {head.x} but the last layer's hidden format is {last}")
 
