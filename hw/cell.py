@@ -187,6 +187,12 @@ class _CellPipelineFrame(wiring.Component):
             }
         )
 
+    @property
+    def announce_lead(self) -> int:
+        """Cycles by which ``announce`` precedes ``hidden_write`` (the constructor's
+        ``announce``)."""
+        return self._announce
+
     def _queue(self, m, name, port, emits):
         """An output queue fed by the pipeline's last stage; ``emits`` takes its credit."""
         queue = m.submodules[f"{name}_queue"] = CreditQueue(port.payload.shape(), self._queue_depth)

@@ -59,6 +59,19 @@ def saturation_counters_layout() -> data.StructLayout:
     )
 
 
+def _check_announce_leads(seq, *producers) -> None:
+    """Every producer of ``h`` rows announces them :attr:`Sequencer.ANNOUNCE_LEAD` cycles
+    ahead of its write: the sequencer registers an announcement once and its scoreboards
+    count a row complete from it, so a shorter lead lets reads of the row in before it is
+    written (a wrong value, not a stall)."""
+    for producer in producers:
+        if producer is not None and producer.announce_lead != seq.ANNOUNCE_LEAD:
+            raise ValueError(
+                f"{type(producer).__name__} announces {producer.announce_lead} cycles ahead; "
+                f"the sequencer needs {seq.ANNOUNCE_LEAD}"
+            )
+
+
 class LstmEngine(wiring.Component):
     """A whole quantised ``nn.LSTM`` or ``nn.GRU`` (and Linear head) with streaming ports
     (Amaranth streams).
@@ -172,6 +185,7 @@ class LstmEngine(wiring.Component):
 
         wiring.connect(m, wiring.flipped(self.x), seq.x)
         wiring.connect(m, seq.column, mvu.column)
+        _check_announce_leads(seq, cell, proj)
         if proj is None:
             wiring.connect(m, cell.hidden_write, seq.hidden_write)
             wiring.connect(m, cell.announce, seq.announce)

@@ -89,6 +89,12 @@ class ProjectionOutput(wiring.Component):
             }
         )
 
+    @property
+    def announce_lead(self) -> int:
+        """Cycles by which ``announce`` precedes ``hidden_write`` (the constructor's
+        ``announce``)."""
+        return self._announce
+
     def elaborate(self, platform):
         m = Module()
         plan = self._plan

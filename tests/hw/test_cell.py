@@ -149,3 +149,18 @@ def test_hidden_and_cell_equal_cell_update(
                 last = int(m == LD - 1 and u == H - 1)
                 assert (beat["h"], beat["c"], beat["last"]) == (h_new[0, u], c_new[0, u], last)
     assert list(result["saturations"]) == [counts["preact"], counts["cell"], counts["hidden"]]
+
+
+@pytest.mark.parametrize("lead_offset", [-1, 1])
+def test_engine_refuses_a_producer_announcing_at_another_lead(lead_offset):
+    """The sequencer's scoreboards count an ``h`` row complete from its announcement, so every
+    producer must announce ``Sequencer.ANNOUNCE_LEAD`` ahead; the engine checks it (a shorter
+    lead would let reads in before the write: wrong values, not a stall)."""
+    from lstm_fpga.hw.engine import _check_announce_leads
+    from lstm_fpga.hw.sequencer import Sequencer
+
+    plan = EnginePlan(random_model(3, 4, seed=1), HardwareConfig(lanes=3))
+    lead = Sequencer.ANNOUNCE_LEAD
+    _check_announce_leads(Sequencer, GateCellPipeline(plan, announce=lead))
+    with pytest.raises(ValueError, match=f"announces {lead + lead_offset} cycles ahead"):
+        _check_announce_leads(Sequencer, GateCellPipeline(plan, announce=lead + lead_offset))
