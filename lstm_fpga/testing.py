@@ -27,6 +27,7 @@ __all__ = [
     "quantize_float_model",
     "random_float_model",
     "random_input",
+    "random_lstmp_model",
     "random_model",
     "random_sequences",
     "random_state",
@@ -174,6 +175,36 @@ def random_model(*shape, formats="q16", head_formats="q16", **options) -> LstmMo
     :func:`quantize_float_model`.
     """
     return quantize_float_model(random_float_model(*shape, **options), formats, head_formats)
+
+
+def random_lstmp_model(
+    input_size: int,
+    hidden_size: int,
+    proj_size: int,
+    num_layers: int = 1,
+    head: int = 0,
+    seed: int = 0,
+    bidirectional: bool = False,
+) -> tuple[LstmModel, np.ndarray]:
+    """A seeded ``nn.LSTM(proj_size=R)`` (and an ``nn.Linear`` head of ``head`` outputs if
+    ``head``), in PyTorch's own initialisation, calibrated by
+    :func:`~lstm_fpga.sw.calibrate.quantize_from_torch` on seeded inputs: the IR and those
+    inputs (time-major ``(8, 4, input_size)``, uniform in ``±2``)."""
+    import torch
+
+    from .sw.calibrate import quantize_from_torch
+
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(
+        input_size, hidden_size, num_layers, proj_size=proj_size, bidirectional=bidirectional
+    ).double()
+    source = lstm.state_dict()
+    if head:
+        linear = torch.nn.Linear(proj_size * (1 + bidirectional), head).double()
+        source = {**source, **{f"fc.{k}": v for k, v in linear.state_dict().items()}}
+    x = np.random.default_rng(seed).uniform(-2, 2, (8, 4, input_size))
+    model, _ = quantize_from_torch(source, x)
+    return model, x
 
 
 def random_input(model: LstmModel, steps: int, rng=1) -> np.ndarray:

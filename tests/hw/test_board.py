@@ -13,7 +13,7 @@ from lstm_fpga.hw import EnginePlan, HardwareConfig, TopInterface
 from lstm_fpga.hw.board import BOARDS, LEDS, BoardError, BoardTop, board
 from lstm_fpga.hw.engine import LstmTop
 from lstm_fpga.hw.pll import PLL_DIVIDERS, PLL_PFD_MHZ, PLL_VCO_MHZ, PllError, ecp5_pll
-from lstm_fpga.testing import random_model
+from lstm_fpga.testing import random_lstmp_model, random_model
 from tests.host.uart_model import UartReceiver, send_bytes
 
 
@@ -162,19 +162,6 @@ def test_core_instance_has_the_signature_of_lstm_top(tiny):
         assert f"connect \\{port.name} " in text, port.name
 
 
-def _lstmp_model(I, H, R, seed):
-    """A calibrated ``nn.LSTM(I, H, proj_size=R)`` IR."""
-    import numpy as np
-    import torch
-
-    from lstm_fpga.sw.calibrate import quantize_from_torch
-
-    torch.manual_seed(seed)
-    lstm = torch.nn.LSTM(I, H, proj_size=R).double()
-    x = np.random.default_rng(seed).uniform(-2, 2, (8, 4, I))
-    return quantize_from_torch(lstm.state_dict(), x)[0]
-
-
 @pytest.mark.parametrize("kind", ["lstm", "lstmp"])
 def test_board_top_bridges_the_uart_pins_to_the_core_and_shows_it_on_the_leds(kind):
     """An INPUT frame on ``rx`` runs a sequence through the core (busy, then done) and its
@@ -189,7 +176,7 @@ def test_board_top_bridges_the_uart_pins_to_the_core_and_shows_it_on_the_leds(ki
     from lstm_fpga.sw.reference import run_reference
     from lstm_fpga.testing import random_input
 
-    model = random_model(3, 4, seed=2) if kind == "lstm" else _lstmp_model(3, 5, 2, seed=2)
+    model = random_model(3, 4, seed=2) if kind == "lstm" else random_lstmp_model(3, 5, 2, seed=2)[0]
     plan = EnginePlan(model, HardwareConfig(lanes=3))
     interface = TopInterface(plan)
     cpb, clk = 4, 4e6

@@ -7,27 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from lstm_fpga.hw import HardwareConfig, cycle_bound
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
-from lstm_fpga.sw.calibrate import quantize_from_torch
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import quantize_input, run_reference
-
-
-def _lstmp(I, H, R, layers=1, head=0, seed=0, bidirectional=False):
-    """A calibrated LSTMP IR (and the inputs it was calibrated on, time-major (8, 4, I))."""
-    torch.manual_seed(seed)
-    lstm = nn.LSTM(I, H, layers, proj_size=R, bidirectional=bidirectional).double()
-    linear = nn.Linear(R * (1 + bidirectional), head).double() if head else None
-    x = np.random.default_rng(seed).uniform(-2, 2, (8, 4, I))
-    source = lstm.state_dict()
-    if linear is not None:
-        source = {**source, **{f"fc.{k}": v for k, v in linear.state_dict().items()}}
-    model, _ = quantize_from_torch(source, x)
-    return model, x
+from lstm_fpga.testing import random_lstmp_model
 
 
 def _state(model, seed):
@@ -76,7 +61,7 @@ def test_one_layer_lstmp_bit_exact(sim_cache, I, H, R, lanes):
     """The first slice: one layer, no head, lanes that divide neither 4H nor I + R (P = 3)
     or do (P = 4), or two column groups (P = 24 >= 8H) with R = 1; h0/c0 in, h_n (R) and
     c_n (H) out, variable lengths, carried state."""
-    model, x = _lstmp(I, H, R, seed=I + H)
+    model, x = random_lstmp_model(I, H, R, seed=I + H)
     design = compile_model(model, HardwareConfig(lanes=lanes), "verilator", cache_dir=sim_cache)
     _, report = _check(design, x)
     # The walk model with the projection stage predicts the step (32 steps back to back: the
@@ -89,7 +74,7 @@ def test_one_layer_lstmp_bit_exact(sim_cache, I, H, R, lanes):
 
 
 def test_lstmp_bit_exact_on_icarus(sim_cache):
-    model, x = _lstmp(3, 5, 2, seed=8)
+    model, x = random_lstmp_model(3, 5, 2, seed=8)
     design = compile_model(model, HardwareConfig(lanes=4), "icarus", cache_dir=sim_cache)
     h0, c0 = _state(model, 6)
     _check(design, x[:4, :2], h0=h0, c0=c0)
@@ -106,7 +91,7 @@ def test_lstmp_bit_exact_on_icarus(sim_cache):
     ids=["L2_P5", "L2_head_all_P7", "L1_head_last_P16"],
 )
 def test_lstmp_layers_and_head(sim_cache, I, H, R, layers, head, lanes, output):
-    model, x = _lstmp(I, H, R, layers=layers, head=head, seed=I * H)
+    model, x = random_lstmp_model(I, H, R, num_layers=layers, head=head, seed=I * H)
     config = HardwareConfig(lanes=lanes, output=output)
     design = compile_model(model, config, "verilator", cache_dir=sim_cache)
     h0, c0 = _state(model, 7)
@@ -121,7 +106,7 @@ def test_lstmp_layers_and_head(sim_cache, I, H, R, layers, head, lanes, output):
 def test_interleaved_lstmp(sim_cache, I, H, R, layers, lanes, interleave):
     """``--interleave B``: B sequences take turns step by step on the lanes, each with its
     own h (R) and c (H); h0/c0 in, h_n/c_n out, carried state."""
-    model, x = _lstmp(I, H, R, layers=layers, seed=I + H + interleave)
+    model, x = random_lstmp_model(I, H, R, num_layers=layers, seed=I + H + interleave)
     config = HardwareConfig(lanes=lanes, interleave=interleave)
     design = compile_model(model, config, "verilator", cache_dir=sim_cache)
     h0, c0 = _state(model, 9)
@@ -136,7 +121,7 @@ def test_lstmp_under_idle_input_and_backpressure(sim_cache, layers, lanes, inter
     """Idle cycles on ``x`` and long backpressure on ``y``: the projection stage stalls on
     its output queue while the next gate job's cell writes may run; still bit-exact (and
     the announcements of both producers keep the sequencer's lead)."""
-    model, x = _lstmp(5, 4, 3, layers=layers, seed=3)
+    model, x = random_lstmp_model(5, 4, 3, num_layers=layers, seed=3)
     config = HardwareConfig(lanes=lanes, interleave=interleave)
     design = compile_model(model, config, "verilator", cache_dir=sim_cache)
     _check(
@@ -164,7 +149,9 @@ def test_bidirectional_lstmp(sim_cache, I, H, R, layers, head, lanes, output, si
     """A bidirectional LSTMP (the buffered schedule, a projection job per direction):
     layer ``k > 0`` reads both directions' ``h_t`` (``2R``), ``h_n`` of ``R`` and ``c_n``
     of ``H`` per layer direction; h0/c0 in, variable lengths, carried state."""
-    model, x = _lstmp(I, H, R, layers=layers, head=head, seed=I + H + R, bidirectional=True)
+    model, x = random_lstmp_model(
+        I, H, R, num_layers=layers, head=head, seed=I + H + R, bidirectional=True
+    )
     config = HardwareConfig(lanes=lanes, output=output, max_seq_len=8)
     design = compile_model(model, config, simulator, cache_dir=sim_cache)
     h0, c0 = _state(model, 11)
@@ -176,7 +163,7 @@ def test_bidirectional_lstmp(sim_cache, I, H, R, layers, head, lanes, output, si
 def test_bidirectional_lstmp_under_idle_input_and_backpressure(sim_cache):
     """Idle cycles on ``x``, long backpressure on ``y`` and ``state`` (its ``h_n`` rows come
     from the projection stage, which must not fall behind the cell pipeline's writes)."""
-    model, x = _lstmp(5, 4, 3, layers=2, seed=4, bidirectional=True)
+    model, x = random_lstmp_model(5, 4, 3, num_layers=2, seed=4, bidirectional=True)
     config = HardwareConfig(lanes=5, max_seq_len=8)
     design = compile_model(model, config, "verilator", cache_dir=sim_cache)
     h0, c0 = _state(model, 12)
@@ -196,6 +183,6 @@ def test_lstmp_cycle_bound_is_the_plan_bound():
     from lstm_fpga.hw import EnginePlan
 
     for I, H, R, layers, lanes in [(3, 5, 2, 1, 4), (4, 8, 3, 1, 3), (7, 4, 3, 2, 5)]:
-        model, _ = _lstmp(I, H, R, layers=layers)
+        model, _ = random_lstmp_model(I, H, R, num_layers=layers)
         plan = EnginePlan(model, HardwareConfig(lanes=lanes))
         assert plan.step_bound() == cycle_bound(model, lanes=lanes)
