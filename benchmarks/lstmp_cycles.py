@@ -15,6 +15,7 @@ input beat to last output beat over all steps), the recurrence model's predictio
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -43,13 +44,33 @@ def measure(I, H, R, L, P, B, D, cache_dir, simulator="verilator"):
     return report.bit_exact, measured, predicted, cycle_bound(model, lanes=P)
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    """``I,H,R,L,P[,B[,D]]`` as integers, ``B`` and ``D`` defaulting to 1."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not 5 <= len(values) <= 7 or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a shape: give I,H,R,L,P[,B[,D]] as positive integers, e.g. 3,5,2,1,4"
+        )
+    return (*values, 1, 1)[:7]
+
+
 def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     # (the cycles are the RTL's: Verilator, the default, and Icarus count the same)
-    simulator = "verilator"
-    if argv[:1] == ["--simulator"]:
-        simulator, argv = argv[1], argv[2:]
-    shapes = [tuple(int(v) for v in a.split(",")) for a in argv] or SHAPES
-    shapes = [(*shape, 1, 1)[:7] for shape in shapes]
+    parser.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    parser.add_argument(
+        "shapes",
+        nargs="*",
+        type=_shape,
+        metavar="I,H,R,L,P[,B[,D]]",
+        help="default: the table of docs/lstmp.md",
+    )
+    args = parser.parse_args(argv)
+    simulator = args.simulator
+    shapes = args.shapes or [(*shape, 1, 1)[:7] for shape in SHAPES]
     print("| I | H | R | layers | D | P | B | bit-exact | cycles/step | model | bound |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     # (LSTM_FPGA_SIM_CACHE: a build cache to keep, as the tests' sim_cache fixture takes it)
