@@ -19,6 +19,10 @@ class CreditQueue(wiring.Component):
     means ``n`` credits are left, for a producer that takes ``n`` items' credits one by one
     after a single check.
 
+    Timing: ``available`` is a register; ``reserve`` (typically the end of the producer's
+    handshake logic) only chooses between next counts and compares computed from registers
+    and the ``output`` handshake, so it meets one LUT before the registers.
+
     Ports
     -----
     reserve : In(1)
