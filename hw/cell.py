@@ -400,8 +400,8 @@ class GateCellPipeline(_CellPipelineFrame):
         # input and output registers).
         f_times_c = _product(m, "f_times_c", gate_f, c_prev)
         i_times_g = _product(m, "i_times_g", gate_i, gate_g)
-        # o waits for tanh(c_t); its last register is an operand register of o * tanh(c_t).
-        o_gate = delay(m, gate_o, self._TANH_CELL - 1 - self._GATES, "o_gate")
+        # o waits for tanh(c_t) (in registers up to _TANH_CELL, an operand of o * tanh(c_t)).
+        o_gate = delay(m, gate_o, self._TANH_CELL - self._GATES, "o_gate")
 
         # Stage _CELL_PRODUCTS -> _CELL_SUM: the aligned sum; _CELL_SUM -> _CELL: c_t
         # (rounded and fitted), written back to the c memory.
@@ -434,13 +434,18 @@ class GateCellPipeline(_CellPipelineFrame):
             c_write.en.eq(valid[stage]),
         ]
 
-        # Stages _CELL -> _TANH_CELL: tanh(c_t); then o * tanh(c_t); then h_t.
+        # Stages _CELL -> _TANH_CELL: tanh(c_t) (into the unit's output register: its rounding
+        # and add end at a fabric register, not at a DSP's input register across a route);
+        # then o * tanh(c_t) from the registers of both operands (the DSP's output register
+        # only); then h_t.
         unique, index = distinct_tables([dp.tanh_cell for dp in dps])
-        tanh_cell = m.submodules.act_c = ActivationUnit(unique, output_register=False)
+        tanh_cell = m.submodules.act_c = ActivationUnit(unique)
         m.d.comb += tanh_cell.input.eq(c_new[0])
         if len(unique) > 1:
             m.d.comb += tanh_cell.select.eq(Array(index)[matrix(self._CELL)])
-        hidden_product = _product(m, "hidden_product", o_gate, tanh_cell.output)
+        hidden_product = _product(
+            m, "hidden_product", o_gate, tanh_cell.output, input_registers=False
+        )
         hidden_options = [
             (dp.hidden_product_frac, dp.cell_output, dp.rounding, dp.overflow) for dp in dps
         ]
@@ -479,10 +484,14 @@ class GateCellPipeline(_CellPipelineFrame):
         return m
 
 
-def _product(m, name, a, b):
+def _product(m, name, a, b, *, input_registers=True):
     """``a * b`` registered 2 cycles later, the operand registers and the product register
-    those of a :class:`RegisteredProduct` (a DSP's, where the platform has one)."""
-    product = m.submodules[name] = RegisteredProduct(a.shape(), b.shape())
+    those of a :class:`RegisteredProduct` (a DSP's, where the platform has one); without
+    ``input_registers``, ``a`` and ``b`` are registers already and the product comes a cycle
+    later."""
+    product = m.submodules[name] = RegisteredProduct(
+        a.shape(), b.shape(), input_registers=input_registers
+    )
     m.d.comb += [product.a.eq(a), product.b.eq(b)]
     return product.product
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -122,21 +122,24 @@ class HeadOutput(wiring.Component):
         final_row = (row == GATES_PER_UNIT - 1) | at_final_row
         taken = self.y.valid & self.y.ready
         finished = taken & final_row
-        next_count = Signal.like(count)
+        # The count after this cycle's ``y`` handshake, before the taken unit: ``accept`` (the
+        # end of the unit source's handshake logic) only chooses between it and one more,
+        # each compared already (no carry chain after ``accept``).
+        kept = Signal(range(_BANKS + 1))
         m.d.comb += [
             self.y.valid.eq(filled != 0),
             self.y.payload.data.eq(Array(v for bank in values for v in bank)[element]),
             self.y.payload.last.eq(Array(y_last)[read] & at_final_row),
             self.units.ready.eq(room),
-            next_count.eq(count + accept - finished),
+            kept.eq(count - finished),
             # A flag still to be counted keeps the stage busy: the counter is current when
             # ``busy`` falls.
             self.empty.eq((count == 0) & ~self.saturated),
         ]
         m.d.sync += [
-            count.eq(next_count),
+            count.eq(Mux(accept, kept + 1, kept)),
             filled.eq(filled + staged - finished),
-            room.eq(next_count != _BANKS),
+            room.eq(Mux(accept, kept + 1 != _BANKS, kept != _BANKS)),
             self.saturated.eq(taken & Array(f for bank in flags for f in bank)[element]),
         ]
         with m.If(staged):

@@ -493,12 +493,21 @@ class MatrixVectorUnit(wiring.Component):
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
         # ``count >= 4`` kept in its own register (from the next count), so that the drain's
-        # handshake starts at a flip-flop rather than at the counter's compare.
-        next_count = Signal.like(count)
+        # handshake starts at a flip-flop rather than at the counter's compare. The handshake
+        # (the consumer's ``ready``, the latest signal here) only chooses between next values
+        # computed from registers: the count after this cycle's load (``load`` and the pass's
+        # rows are registers) and the count one unit lower, each with its compare, so no
+        # carry chain follows ``ready`` (a pass never lands in a cycle that emits: below).
+        landed = Signal.like(count)
+        taken = Signal()
         has_unit = Signal()
-        m.d.sync += [count.eq(next_count), has_unit.eq(next_count >= GATES_PER_UNIT)]
+        m.d.comb += taken.eq(emit & ~load)
+        m.d.sync += [
+            count.eq(Mux(taken, count - GATES_PER_UNIT, landed)),
+            has_unit.eq(Mux(taken, count >= 2 * GATES_PER_UNIT, landed >= GATES_PER_UNIT)),
+        ]
         m.d.comb += [
-            next_count.eq(count),
+            landed.eq(count),
             self.units.valid.eq(has_unit),
             emit.eq(self.units.valid & self.units.ready),
             self.drain_free.eq(~has_unit),
@@ -536,10 +545,9 @@ class MatrixVectorUnit(wiring.Component):
                 with m.Elif(shift[e // GATES_PER_UNIT]):
                     m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
         with m.If(load):
-            m.d.comb += next_count.eq(count + pass_rows)
+            m.d.comb += landed.eq(count + pass_rows)
             m.d.sync += job.eq(meta.job)
         with m.Elif(emit):
-            m.d.comb += next_count.eq(count - GATES_PER_UNIT)
             units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
             with m.If(unit == units):
                 m.d.sync += unit.eq(0)

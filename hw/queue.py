@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -18,6 +18,10 @@ class CreditQueue(wiring.Component):
     when an item leaves on ``output``. With ``burst = n`` (at most ``depth``) ``available``
     means ``n`` credits are left, for a producer that takes ``n`` items' credits one by one
     after a single check.
+
+    Timing: ``available`` is a register; ``reserve`` (typically the end of the producer's
+    handshake logic) only chooses between next counts and compares computed from registers
+    and the ``output`` handshake, so it meets one LUT before the registers.
 
     Ports
     -----
@@ -54,14 +58,19 @@ class CreditQueue(wiring.Component):
             width=len(self.output.payload.as_value()), depth=depth
         )
         credits = Signal(range(depth + 1), init=depth)
-        next_credits = Signal.like(credits)
-        # ``available`` is a flip-flop (``next_credits != 0`` registered), so the pipeline's
-        # ready starts at a register rather than at the counter's compare.
+        # ``available`` is a flip-flop (the next count's compare registered), so the
+        # pipeline's ready starts at a register rather than at the counter's compare. The
+        # next count and its compare are computed for both values of ``reserve`` (from the
+        # count and this cycle's ``output`` handshake): ``reserve``, which ends the producer's
+        # handshake logic, only chooses between them (no carry chain after it).
+        kept = Signal(range(depth + 2))
         has_credit = Signal(init=1)
         taken = self.output.valid & self.output.ready
-        m.d.comb += next_credits.eq(credits - self.reserve + taken)
-        enough = next_credits != 0 if self._burst == 1 else next_credits >= self._burst
-        m.d.sync += [credits.eq(next_credits), has_credit.eq(enough)]
+        m.d.comb += kept.eq(credits + taken)
+        m.d.sync += [
+            credits.eq(Mux(self.reserve, kept - 1, kept)),
+            has_credit.eq(Mux(self.reserve, kept >= self._burst + 1, kept >= self._burst)),
+        ]
         m.d.comb += [
             self.available.eq(has_credit),
             fifo.w_en.eq(self.push.valid),
