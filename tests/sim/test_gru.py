@@ -57,8 +57,8 @@ def _run_and_check(design, lengths, seed, *, h0=None, carry_state=False):
 
 
 def test_one_layer_gru_bit_exact(sim_cache):
-    """The first slice: GRU(3, 5), one layer, no head, on 3 lanes (P divides neither 4H
-    nor I + H), with h0 and h_n and stateful streaming."""
+    """The first slice: GRU(3, 5), one layer, no head, on 3 lanes (P divides 3H but not
+    I + H), with h0 and h_n and stateful streaming."""
     model = _gru(3, 5, seed=1)
     design = compile_model(model, 3, "verilator", cache_dir=sim_cache)
     _run_and_check(design, (4, 1, 6), seed=2, h0=_h0(model, 3))
