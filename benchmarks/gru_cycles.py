@@ -10,9 +10,10 @@ recurrence bound of the contract (``recurrence_sequence_bound``) and the measure
 steady-state cycles per sequence (Verilator, C++ harness of
 ``lstm_fpga.sim.verilator_harness``; three sequences back to back, input always valid,
 output always ready; the distance between the final output beats of consecutive sequences),
-cycles per step over the sum of bounds (``+/step``; the LSTM's budget is 4, or its recurrence
-bound where the loop limits it) and the same shape's LSTM bound ``ceil(4H(I_k+H)/P)`` for
-comparison.
+cycles per step over the sum of bounds (``+/step``), the same shape's LSTM bound
+``ceil(4H(I_k+H)/P)`` for comparison and the LSTM's budget verdict (``benchmarks/cycles.py``:
+``ok`` within 4 cycles per step of the sum of bounds, ``at recur`` at no more than the
+recurrence bound, where the loop or the passes' shape limit it, else ``OVER``).
 
     .venv/bin/python benchmarks/gru_cycles.py                # the grid (a few minutes)
     .venv/bin/python benchmarks/gru_cycles.py --demo         # GRU(5, 16) + Linear, P=16 only
@@ -27,7 +28,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cycles import MODEL_STEPS, measure_model, model_config  # benchmarks/cycles.py
+from cycles import (  # benchmarks/cycles.py
+    MODEL_STEPS,
+    _verdict,
+    measure_model,
+    model_config,
+)
 
 from lstm_fpga.hw import EnginePlan, cycle_bound
 
@@ -67,6 +73,7 @@ def measure(params, workdir: Path) -> dict:
         "over_bound": steady / bound,
         "over_bound_per_step": (steady - bound) / STEPS,
         "over_recurrence_per_step": (steady - r["recurrence_bound"]) / STEPS,
+        "verdict": _verdict((steady - bound) / STEPS, (steady - r["recurrence_bound"]) / STEPS),
         "utilization": bound / steady,
     }
 
@@ -74,7 +81,7 @@ def measure(params, workdir: Path) -> dict:
 HEADER = (
     f"{'I':>3} {'H':>3} {'L':>1} {'dir':>3} {'head':>4} {'out':>4} {'P':>3} "
     f"{'3H bound':>8} {'lanes':>8} {'recur':>8} {'cyc/seq':>8} {'cyc/step':>8} "
-    f"{'x bound':>7} {'+/step':>6} {'LSTM/step':>9}"
+    f"{'x bound':>7} {'+/step':>6} {'LSTM/step':>9}  budget"
 )
 
 
@@ -84,7 +91,7 @@ def row(r: dict) -> str:
         f"{r['head'] or '-':>4} {r['output']:>4} {r['P']:>3} {r['sum_of_bounds']:>8} "
         f"{r['mac_cycles']:>8} {r['recurrence_bound']:>8} {r['cycles_per_sequence']:>8.0f} "
         f"{r['cycles_per_step']:>8.1f} {r['over_bound']:>7.3f} "
-        f"{r['over_bound_per_step']:>6.2f} {r['lstm_step_bound']:>9}"
+        f"{r['over_bound_per_step']:>6.2f} {r['lstm_step_bound']:>9}  {r['verdict']}"
     )
 
 
