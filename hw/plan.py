@@ -74,6 +74,7 @@ __all__ = [
     "Segment",
     "SegmentKind",
     "cycle_bound",
+    "gru_lane_layout",
     "matrix_bound",
 ]
 
@@ -236,6 +237,36 @@ class MatrixPlan:
         return column + first.length if column < inputs else column - inputs
 
 
+#: Cycles a pass counts for at least when :func:`gru_lane_layout` compares lane layouts (a
+#: pass's last column waits for the previous pass's drain load: 7 to 11 cycles, with margin).
+PASS_TURNAROUND = 12
+
+
+def gru_lane_layout(
+    lanes: int, rows: int, layer_columns: list[int], max_columns: int
+) -> tuple[int, int]:
+    """``(row_lanes, groups)`` of a GRU plan: the layout of ``P`` lanes as ``groups`` column
+    groups of ``row_lanes`` lanes with the fewest cycles per step, ``sum over layer
+    directions of ceil(3H / row_lanes) * max(ceil(columns / groups), PASS_TURNAROUND)``, the
+    most row lanes (fewest groups: the shortest adder tree) on a tie. ``3H`` rows leave a
+    pass of ``P`` rows partly idle where ``P`` does not divide them (GRU(8, 24) at P=16: 72
+    rows, 5 passes of 16 lanes x 32 columns = 160 cycles against the bound's 144); ``row_lanes
+    = 8`` in 2 groups takes 9 passes x 16 = 144. A pass's last column waits for the previous
+    pass to land in the drain (``LoopLatencies.to_drain`` + 1 cycles after its own, 7 to 11
+    with 1 to 8 groups), so passes shorter than :data:`PASS_TURNAROUND` cycles count as that
+    long. The LSTM's layout (``min(P, 4H)`` row lanes) is the default."""
+    best = None
+    for row_lanes in range(1, min(lanes, rows) + 1):
+        groups = max(1, min(lanes // row_lanes, max_columns))
+        cost = sum(
+            -(-rows // row_lanes) * max(-(-c // groups), PASS_TURNAROUND) for c in layer_columns
+        )
+        key = (cost, -row_lanes)
+        if best is None or key < best[0]:
+            best = (key, (row_lanes, groups))
+    return best[1]
+
+
 def matrix_bound(rows: int, columns: int, lanes: int) -> int:
     """``ceil(rows * columns / P)``: the fewest cycles ``P`` multipliers need for one
     evaluation of a ``rows x columns`` matrix (the speed limit every bound sums)."""
@@ -330,6 +361,9 @@ class EnginePlan:
             columns.append(H)
         self.row_lanes = min(P, rows)
         self.groups = max(1, min(P // rows, max(columns)))
+        if model.cell_type is CellType.GRU:
+            layer_columns = [d.input_size + Hr for d in model.directions]
+            self.row_lanes, self.groups = gru_lane_layout(P, rows, layer_columns, max(columns))
         self.lanes = self.groups * self.row_lanes
 
         matrices: list[MatrixPlan] = []

@@ -84,6 +84,13 @@ def _check(model, config, operations, seed=0):
         (3, 5, 2, True, 2, 3, "last"),
         (3, 5, 1, True, None, 16, "all"),
         (2, 3, 2, True, None, 1, "all"),
+        # Column groups (P >= 6H): 2 groups of 6 lanes; 4 groups of 3 lanes, where group 0
+        # of layer 0 reads input columns only (0 and 4 of [x; h]).
+        (3, 2, 1, False, 2, 16, "all"),
+        (5, 1, 2, False, None, 12, "all"),
+        # gru_lane_layout: 24 rows on 16 lanes as 2 groups of 8 (3 passes of 12 and 8
+        # cycles, not 2 of 24 and 16), passes starting mid-unit.
+        (16, 8, 2, False, 3, 16, "last"),
     ],
 )
 def test_gru_engine_matches_the_reference(I, H, layers, bidirectional, head, lanes, output):
@@ -195,3 +202,21 @@ def test_gru_bound_is_three_gates(I, H, lanes):
         assert mp.mac_cycles >= mp.bound
     latencies = TopInterface(plan).loop_latencies
     assert latencies.to_read == GruCellPipeline.LATENCY - 3 + 1
+
+
+@pytest.mark.parametrize(
+    ("I", "H", "lanes", "layout"),
+    [(8, 24, 16, (8, 2)), (5, 16, 16, (16, 1)), (5, 16, 7, (7, 1)), (32, 32, 16, (16, 1))],
+)
+def test_gru_lane_layout_fills_the_passes(I, H, lanes, layout):
+    """gru_lane_layout: 72 rows on 16 lanes as 2 groups of 8 (9 passes x 16 cycles, the
+    bound, instead of 5 passes x 32 with the last half idle); the row-parallel layout
+    where it is as good (P divides 3H) or where shorter passes would wait on the drain."""
+    model = _gru(I, H, seed=0)
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes))
+    assert (plan.row_lanes, plan.groups) == layout
+    mp = plan.matrices[0]
+    default = -(-3 * H // min(lanes, 3 * H)) * (I + H)
+    assert mp.mac_cycles <= default
+    if 3 * H % lanes == 0 or layout == (8, 2):
+        assert mp.mac_cycles == mp.bound
