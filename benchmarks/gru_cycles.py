@@ -1,17 +1,19 @@
 """Cycles of the generated GRU hardware (``nn.GRU`` on the lanes) vs its bound.
 
 A GRU layer direction's bound is ``ceil(3H(I_k+H)/P)`` cycles per step (``3H`` rows of
-``W_ih`` over ``x`` and of ``W_hh`` over ``h``); the lanes hold each unit as four rows ``r, z,
-xn, hn`` over ``[x; h]`` (``n``'s input and recurrent sums apart, as PyTorch defines it), so
-their schedule is the LSTM's ``4H``-row one: ``passes x span`` ~ ``ceil(4H(I_k+H)/P)``
-cycles, 4/3 of the bound (the ``xn`` and ``hn`` rows are zero over one segment each). The
+``W_ih`` over ``x`` and of ``W_hh`` over ``h``); the lanes hold each unit as three rows ``r,
+z, n`` over ``[x; h]``, the ``n`` row's lane keeping its input and recurrent sums apart (as
+PyTorch defines them), so their schedule is ``passes x span`` ~ ``ceil(3H(I_k+H)/P)``. The
 table gives, per model: the sum of the bounds over a sequence (``EnginePlan.sequence_bound``,
-the GRU's ``3H`` form plus the head), the lanes' busy cycles (``sequence_mac_cycles``, the
-``4H`` schedule), the recurrence bound of the contract (``recurrence_sequence_bound``) and
-the measured steady-state cycles per sequence (Verilator, C++ harness of
+the ``3H`` form plus the head), the lanes' busy cycles (``sequence_mac_cycles``), the
+recurrence bound of the contract (``recurrence_sequence_bound``) and the measured
+steady-state cycles per sequence (Verilator, C++ harness of
 ``lstm_fpga.sim.verilator_harness``; three sequences back to back, input always valid,
 output always ready; the distance between the final output beats of consecutive sequences),
-and the same shape's LSTM bound ``ceil(4H(I_k+H)/P)`` for comparison.
+cycles per step over the sum of bounds (``+/step``), the same shape's LSTM bound
+``ceil(4H(I_k+H)/P)`` for comparison and the LSTM's budget verdict (``benchmarks/cycles.py``:
+``ok`` within 4 cycles per step of the sum of bounds, ``at recur`` at no more than the
+recurrence bound, where the loop or the passes' shape limit it, else ``OVER``).
 
     .venv/bin/python benchmarks/gru_cycles.py                # the grid (a few minutes)
     .venv/bin/python benchmarks/gru_cycles.py --demo         # GRU(5, 16) + Linear, P=16 only
@@ -26,7 +28,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cycles import MODEL_STEPS, measure_model, model_config  # benchmarks/cycles.py
+from cycles import (  # benchmarks/cycles.py
+    MODEL_STEPS,
+    _verdict,
+    measure_model,
+    model_config,
+)
 
 from lstm_fpga.hw import EnginePlan, cycle_bound
 
@@ -64,14 +71,17 @@ def measure(params, workdir: Path) -> dict:
         "cycles_per_step": steady / STEPS,
         "first_sequence_latency": r["first_sequence_latency"],
         "over_bound": steady / bound,
+        "over_bound_per_step": (steady - bound) / STEPS,
+        "over_recurrence_per_step": (steady - r["recurrence_bound"]) / STEPS,
+        "verdict": _verdict((steady - bound) / STEPS, (steady - r["recurrence_bound"]) / STEPS),
         "utilization": bound / steady,
     }
 
 
 HEADER = (
     f"{'I':>3} {'H':>3} {'L':>1} {'dir':>3} {'head':>4} {'out':>4} {'P':>3} "
-    f"{'3H bound':>8} {'lanes 4H':>8} {'recur':>8} {'cyc/seq':>8} {'cyc/step':>8} "
-    f"{'x bound':>7} {'LSTM/step':>9}"
+    f"{'3H bound':>8} {'lanes':>8} {'recur':>8} {'cyc/seq':>8} {'cyc/step':>8} "
+    f"{'x bound':>7} {'+/step':>6} {'LSTM/step':>9}  budget"
 )
 
 
@@ -80,7 +90,8 @@ def row(r: dict) -> str:
         f"{r['I']:>3} {r['H']:>3} {r['layers']:>1} {'bi' if r['bidirectional'] else 'uni':>3} "
         f"{r['head'] or '-':>4} {r['output']:>4} {r['P']:>3} {r['sum_of_bounds']:>8} "
         f"{r['mac_cycles']:>8} {r['recurrence_bound']:>8} {r['cycles_per_sequence']:>8.0f} "
-        f"{r['cycles_per_step']:>8.1f} {r['over_bound']:>7.3f} {r['lstm_step_bound']:>9}"
+        f"{r['cycles_per_step']:>8.1f} {r['over_bound']:>7.3f} "
+        f"{r['over_bound_per_step']:>6.2f} {r['lstm_step_bound']:>9}  {r['verdict']}"
     )
 
 

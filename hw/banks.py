@@ -8,11 +8,14 @@ lane ``p`` in bits ``[slot * W, (slot + 1) * W)`` of its group's words. With the
 ``m`` (a :class:`~lstm_fpga.hw.plan.MatrixPlan`: a layer direction or the head) occupies:
 
 * weight bank ``p``, address ``weight_base + pass * span + j``: the weight of row
-  ``pass * row_lanes + q`` (unit-major: gate ``row % 4`` of unit ``row // 4``) at column
+  ``pass * row_lanes + q`` (unit-major: gate ``row % k`` of unit ``row // k``, ``k`` = 4, a
+  GRU's 3) at column
   ``j * groups + g`` of the matrix in walk order (its segments; layer 0 walks
   ``[W_ih | W_hh]``, with one group: address ``pass * (I+H) + column``);
 * bias bank ``p``, address ``bias_base + pass``: that row's combined bias (zero in groups
-  ``g > 0``).
+  ``g > 0``). A GRU's bias banks have a second half (:attr:`BankImages.split_biases`):
+  address ``bias_depth + bias_base + pass`` holds ``b_hn`` of an ``n`` row (the start of
+  its recurrent sum), 0 for the other rows.
 
 Rows past the matrix's in the final pass and columns past its own hold zeros. The same arrays
 initialise the memories in the Verilog and are written as ``.hex`` files for ``$readmemh``
@@ -49,7 +52,7 @@ __all__ = [
     "bank_packing",
     "bias_location",
     "block_ram_primitives",
-    "gru_unit_rows",
+    "gru_hn_biases",
     "hex_file_name",
     "hex_lines",
     "live_depths",
@@ -80,6 +83,15 @@ class BankImages:
     bias_width: int
     weights: np.ndarray  # (lanes, bank depth)
     biases: np.ndarray  # (lanes, bias bank depth)
+    #: A GRU's bias banks: words ``[0, D)`` start each row's sum, words ``[D, 2D)`` (``D`` =
+    #: :attr:`bias_read_depth`) the ``n`` rows' recurrent sums (``b_hn``).
+    split_biases: bool = False
+
+    @property
+    def bias_read_depth(self) -> int:
+        """Words of each bias bank the walk addresses (half of :attr:`bias_depth` with
+        :attr:`split_biases`)."""
+        return self.bias_depth // 2 if self.split_biases else self.bias_depth
 
     @property
     def lanes(self) -> int:
@@ -328,24 +340,23 @@ def matrix_values(plan: EnginePlan, m: int, model: LstmModel | None = None):
         return matrix, bias
     d = model.directions[m]
     torch_rows = [mp.torch_row(r) for r in range(mp.rows)]
-    w_ih, w_hh = gru_unit_rows(d) if plan.is_gru else (d.w_ih, d.w_hh)
-    parts = {SegmentKind.INPUT: w_ih, SegmentKind.RECURRENT: w_hh}
+    parts = {SegmentKind.INPUT: d.w_ih, SegmentKind.RECURRENT: d.w_hh}
     matrix[:] = np.concatenate([parts[s.kind] for s in mp.segments], axis=1)[torch_rows]
+    # (a GRU's 3H rows start from b_ir + b_hr, b_iz + b_hz, b_in: gru_hn_biases has b_hn)
     bias[:] = d.bias[torch_rows]
     return matrix, bias
 
 
-def gru_unit_rows(direction) -> tuple[np.ndarray, np.ndarray]:
-    """A GRU layer direction's ``(W_ih, W_hh)`` as the lanes hold them: ``4H`` rows each in
-    the order of :data:`~lstm_fpga.hw.plan.GRU_UNIT_ROWS` (``r, z, xn, hn``, gate-major):
-    ``W_ih``'s rows ``r, z, n, 0`` and ``W_hh``'s ``r, z, 0, n``."""
-    H = direction.hidden_size
-    w_ih = np.zeros((4 * H, direction.input_size), dtype=np.int64)
-    w_hh = np.zeros((4 * H, H), dtype=np.int64)
-    w_ih[: 3 * H] = direction.w_ih
-    w_hh[: 2 * H] = direction.w_hh[: 2 * H]
-    w_hh[3 * H :] = direction.w_hh[2 * H :]
-    return w_ih, w_hh
+def gru_hn_biases(plan: EnginePlan, m: int, model: LstmModel | None = None) -> np.ndarray:
+    """The second bias of every row of GRU layer direction ``m`` in lane order: ``b_hn`` of
+    unit ``u`` at its ``n`` row ``3u + 2`` (where its recurrent sum starts), 0 elsewhere."""
+    model = plan.model if model is None else model
+    mp = plan.matrices[m]
+    H = plan.hidden_size
+    second = np.zeros(mp.rows, dtype=np.int64)
+    if mp.split_n:
+        second[2 :: mp.unit_rows] = model.directions[m].bias[3 * H :]
+    return second
 
 
 def bank_images(plan: EnginePlan, model: LstmModel | None = None) -> BankImages:
@@ -354,10 +365,16 @@ def bank_images(plan: EnginePlan, model: LstmModel | None = None) -> BankImages:
     model = plan.model if model is None else model
     plan.check_compatible(model)
     weights = np.zeros((plan.lanes, max(1, plan.bank_depth)), dtype=np.int64)
-    biases = np.zeros((plan.lanes, max(1, plan.bias_depth)), dtype=np.int64)
+    halves = 2 if plan.is_gru else 1
+    biases = np.zeros((plan.lanes, halves * max(1, plan.bias_depth)), dtype=np.int64)
     G, Q = plan.groups, plan.row_lanes
     for mp in plan.matrices:
         matrix, bias = matrix_values(plan, mp.index, model)
+        if plan.is_gru:
+            # The second half of the bias banks: the n rows' b_hn (zero for the head).
+            block = _bias_block(plan, mp, gru_hn_biases(plan, mp.index, model))
+            start = max(1, plan.bias_depth) + mp.bias_base
+            biases[:, start : start + mp.passes] = block
         padded = np.zeros((mp.passes * Q, mp.span * G), dtype=np.int64)
         padded[: mp.rows, : mp.columns] = matrix
         # padded[pass*Q + q, j*G + g] -> weights[g*Q + q, base + pass*span + j]
@@ -367,17 +384,24 @@ def bank_images(plan: EnginePlan, model: LstmModel | None = None) -> BankImages:
             .reshape(G * Q, mp.passes * mp.span)
         )
         weights[:, mp.weight_base : mp.weight_base + mp.words] = block
-        # The bias enters once per row: in group 0.
-        bias_block = np.zeros((G, mp.passes * Q), dtype=np.int64)
-        bias_block[0, : mp.rows] = bias
-        bias_block = bias_block.reshape(G, mp.passes, Q).transpose(0, 2, 1).reshape(-1)
-        biases[:, mp.bias_base : mp.bias_base + mp.passes] = bias_block.reshape(G * Q, mp.passes)
+        biases[:, mp.bias_base : mp.bias_base + mp.passes] = _bias_block(plan, mp, bias)
     return BankImages(
         weight_width=plan.weight_shape.width,
         bias_width=plan.bias_shape.width,
         weights=weights,
         biases=biases,
+        split_biases=plan.is_gru,
     )
+
+
+def _bias_block(plan: EnginePlan, mp, bias: np.ndarray) -> np.ndarray:
+    """``(lanes, passes)``: lane ``p``'s bias word of each pass of ``mp`` for the lane-order
+    row biases ``bias``; the bias enters once per row, in group 0."""
+    G, Q = plan.groups, plan.row_lanes
+    bias_block = np.zeros((G, mp.passes * Q), dtype=np.int64)
+    bias_block[0, : mp.rows] = bias
+    bias_block = bias_block.reshape(G, mp.passes, Q).transpose(0, 2, 1).reshape(-1)
+    return bias_block.reshape(G * Q, mp.passes)
 
 
 def _row_position(plan: EnginePlan, m: int, torch_row: int) -> tuple[int, int]:
@@ -391,17 +415,8 @@ def _row_position(plan: EnginePlan, m: int, torch_row: int) -> tuple[int, int]:
 def weight_location(plan: EnginePlan, torch_row: int, column: int, matrix: int = 0) -> Location:
     """Bank and address of ``[W_ih | W_hh][torch_row, column]`` of layer direction
     ``matrix`` (PyTorch row and column order; for the head: ``weight[torch_row, column]``).
-    A GRU's rows are its ``3H`` (gates r, z, n): row ``2H + u`` lives in unit ``u``'s ``xn``
-    row for the input columns and in its ``hn`` row for the recurrent ones
-    (:func:`gru_unit_rows`)."""
+    A GRU's rows are its ``3H`` (gates r, z, n)."""
     mp = plan.matrices[matrix]
-    if plan.is_gru and not mp.is_head:
-        H = plan.hidden_size
-        if not 0 <= torch_row < 3 * H:
-            raise ValueError(f"row {torch_row} outside the {3 * H} rows of {mp.name}")
-        inputs = mp.columns - H
-        if torch_row >= 2 * H and inputs <= column < mp.columns:
-            torch_row += H
     pass_index, lane = _row_position(plan, matrix, torch_row)
     if not 0 <= column < mp.columns:
         raise ValueError(f"column {column} outside the {mp.columns} columns of {mp.name}")
@@ -411,9 +426,15 @@ def weight_location(plan: EnginePlan, torch_row: int, column: int, matrix: int =
 
 def bias_location(plan: EnginePlan, torch_row: int, matrix: int = 0) -> Location:
     """Bank and address of the combined bias of ``torch_row`` of ``matrix`` (PyTorch order;
-    a GRU's ``4H`` biases in the IR's order ``b_ir + b_hr, b_iz + b_hz, b_in, b_hn``)."""
+    a GRU's ``4H`` biases in the IR's order ``b_ir + b_hr, b_iz + b_hz, b_in, b_hn``: ``b_hn``
+    of unit ``u``, row ``3H + u``, is in the second half of the bank of its ``n`` row)."""
+    mp = plan.matrices[matrix]
+    second = 0
+    if mp.split_n and 3 * plan.hidden_size <= torch_row < 4 * plan.hidden_size:
+        torch_row -= plan.hidden_size
+        second = max(1, plan.bias_depth)
     pass_index, lane = _row_position(plan, matrix, torch_row)
-    return Location(lane, plan.matrices[matrix].bias_base + pass_index)
+    return Location(lane, second + mp.bias_base + pass_index)
 
 
 def hex_file_name(kind: str, index: int, count: int) -> str:

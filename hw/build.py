@@ -18,7 +18,7 @@ from .external import axi_params, check_external, weight_image
 from .interface import TOP_NAME, TopInterface
 from .memory import MEMORY_INIT_STYLES, weight_bank_module, weight_memories_verilog
 from .pipeline import FAMILIES, target
-from .plan import GRU_UNIT_ROWS, EnginePlan
+from .plan import GRU_UNIT_ROWS, GRU_UNIT_SUMS, EnginePlan
 from .regmap import REGISTER_MAP_VERSION
 
 __all__ = [
@@ -168,6 +168,15 @@ def _memory_entry(path: Path, kind: str, index: int, images, packing) -> dict:
         "memory": f"{TOP_NAME}.engine.weights.{kind}_bank{index}",
         "width": images.bias_width,
         "depth": images.bias_depth,
+        # (a GRU's bias words [D, 2D) initialise its second bias memory, the n rows' b_hn)
+        **(
+            {
+                "memory_hn": f"{TOP_NAME}.engine.weights.{kind}_hn_bank{index}",
+                "hn_from": images.bias_read_depth,
+            }
+            if images.split_biases
+            else {}
+        ),
     }
 
 
@@ -180,9 +189,9 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
         {
             "name": mp.name,
             "rows": mp.real_rows,
-            # A GRU's 4H lane rows per unit r, z, xn, hn (3H of them useful, the bound's).
+            # A GRU's 3H lane rows, per unit r, z, n (the n row's sum split in two: xn, hn).
             **(
-                {"unit_rows": list(GRU_UNIT_ROWS), "useful_rows": mp.useful_rows}
+                {"unit_rows": list(GRU_UNIT_ROWS), "unit_sums": list(GRU_UNIT_SUMS)}
                 if plan.is_gru and not mp.is_head
                 else {}
             ),

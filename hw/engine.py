@@ -195,6 +195,8 @@ class LstmEngine(wiring.Component):
         ports = wiring.flipped(self)  # seen from inside: the inputs drive, the outputs are driven
         connect_members(m, seq, mem, "weight_address", "bias_address")
         connect_members(m, mem, mvu, "biases")
+        if plan.is_gru:  # (the n rows' b_hn)
+            connect_members(m, mem, mvu, "biases_hn")
         if not self._external:
             connect_members(m, mem, mvu, "weights")
         connect_members(m, mvu, seq, "drain_free", "loaded")

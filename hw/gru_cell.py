@@ -6,7 +6,8 @@ The GRU counterpart of :class:`~lstm_fpga.hw.cell.GateCellPipeline`, bit-exact t
 arithmetic of one layer direction; :class:`GruCellPipeline` wraps one per distinct datapath
 with the ports of the LSTM's pipeline and keeps each unit's ``h_{t-1}``: the engine
 (:class:`~lstm_fpga.hw.engine.LstmEngine`) uses it for a GRU plan. The matrix-vector unit
-hands it four sums per unit (rows ``r, z, xn, hn``: :data:`~lstm_fpga.hw.plan.GRU_UNIT_ROWS`).
+hands it four sums per unit (``r, z, xn, hn``: :data:`~lstm_fpga.hw.plan.GRU_UNIT_SUMS`, from
+the three lane rows ``r, z, n``, the ``n`` row's lane keeping ``xn`` and ``hn`` apart).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class GruCellPipeline(_CellPipelineFrame):
     Ports
     -----
     units : In, stream of :func:`~lstm_fpga.hw.mvu.unit_layout`
-        One unit per beat, ``gates`` = the accumulators of rows ``r, z, xn, hn``; ready while
+        One unit per beat, ``gates`` = the sums ``r, z, xn, hn``; ready while
         the output queues have room for what it emits (credit-based: no stall inside).
     hidden, state, hidden_write, announce, empty
         As :class:`~lstm_fpga.hw.cell.GateCellPipeline`'s (``state`` beats carry ``h`` only:

@@ -7,14 +7,13 @@ and its :class:`~lstm_fpga.hw.plan.EnginePlan`), never simulated. For one build,
 * **cycles**: the contract's recurrence step bound
   (:attr:`TopInterface.recurrence_step_bound`), at least the lane bound
   :meth:`EnginePlan.step_bound` (the sum over layer directions of ``ceil(4H(I_k + H) / P)``;
-  ``ceil(3H(I_k + H) / P)`` for a GRU, whose lanes take ``ceil(4H(I_k + H) / P)``: its
-  ``xn`` and ``hn`` rows are zero over one segment each, :mod:`lstm_fpga.hw.plan`), plus
-  the head's ``ceil(O * D*H / P)`` when it runs every step (output ``"all"``);
+  ``ceil(3H(I_k + H) / P)`` for a GRU, three lane rows per unit, :mod:`lstm_fpga.hw.plan`),
+  plus the head's ``ceil(O * D*H / P)`` when it runs every step (output ``"all"``);
 * **weight bytes read**: every weight is read once per step. The lanes read one word of
   ``W`` bits (the banks' width, :attr:`EnginePlan.weight_shape`) per built lane per MAC cycle
   (passes x span of every matrix), so the figure counts the zero padding the lanes multiply
-  (rows past ``4H`` in a matrix's last pass, columns past ``I_k + H`` in its last cycle, a
-  GRU's zero ``W_in``/``W_hn`` halves): the *structural zeros*, reported apart from the
+  (rows past ``4H`` (a GRU's ``3H``) in a matrix's last pass, columns past ``I_k + H`` in its
+  last cycle): the *structural zeros*, reported apart from the
   model's own weights (which are counted at their own formats' widths);
 * **bandwidth needed**: those bytes at the clock ``f`` once per ``cycles / f``: the rate a
   memory would have to deliver for the weights to keep the lanes busy;

@@ -107,6 +107,12 @@ class WeightMemory(wiring.Component):
     ``weight_banks=False`` (external weights) builds the bias banks only: ``weights`` is
     then 0 and weight writes are dropped.
 
+    A GRU's bias banks (:attr:`BankImages.split_biases
+    <lstm_fpga.hw.banks.BankImages.split_biases>`) are two memories per lane, words ``[0,
+    D)`` and ``[D, 2D)`` of its bias address space (``D``: ``bias_read_depth``), read at the
+    same ``bias_address``: ``biases`` from the first, ``biases_hn`` (the ``n`` rows' ``b_hn``)
+    from the second, with the same latency.
+
     Pipeline: ``address_delay`` (``bias_delay``) address registers, replicated into a
     broadcast tree so that none drives more than
     :data:`~lstm_fpga.hw.pipeline.FANOUT` memories; the memory read; the output register
@@ -151,9 +157,14 @@ class WeightMemory(wiring.Component):
         super().__init__(
             {
                 "weight_address": In(index_shape(images.depth)),
-                "bias_address": In(index_shape(images.bias_depth)),
+                "bias_address": In(index_shape(images.bias_read_depth)),
                 "weights": Out(data.ArrayLayout(self._weight_shape, images.lanes)),
                 "biases": Out(data.ArrayLayout(self._bias_shape, images.lanes)),
+                **(
+                    {"biases_hn": Out(data.ArrayLayout(self._bias_shape, images.lanes))}
+                    if images.split_biases
+                    else {}
+                ),
                 "write": In(stream.Signature(write_layout(images), always_ready=True)),
                 "write_pending": Out(1),
                 "write_pending_next": Out(1),
@@ -286,26 +297,48 @@ class WeightMemory(wiring.Component):
                 m.d.comb += self.weights[p].eq(value)
         for lane in range(lanes):
             enables, write_address, write_data = write_requests[lane]
-            bias_data = Signal(self._bias_shape, name=f"bias_rdata{lane}")
-            init = images.biases[lane]
-            # ``no_rw_check`` as in :func:`weight_bank_verilog`: no read meets a pending write.
-            attrs = {"no_rw_check": 1}
-            if len(init) * self._bias_shape.width >= BLOCK_RAM_MIN_BITS:
-                attrs |= {"ram_style": "block", "rom_style": "block"}
-            # At least 2 words, so that no address port is zero bits wide.
-            words = [int(v) for v in init] + [0] * max(0, 2 - len(init))
-            memory = Memory(shape=self._bias_shape, depth=len(words), init=words, attrs=attrs)
-            m.submodules[f"bias_bank{lane}"] = memory
-            read = memory.read_port()
-            m.d.comb += [read.addr.eq(bias_addresses[lane]), bias_data.eq(read.data)]
-            port = memory.write_port()
-            m.d.comb += [
-                port.addr.eq(write_address),
-                port.data.eq(write_data[: self._bias_shape.width]),
-                port.en.eq(enables[WeightTarget.BIAS]),
-            ]
-            m.d.comb += self.biases[lane].eq(delay(m, bias_data, 1, f"bias_q{lane}"))
+            if not images.split_biases:
+                bias = self._bias_bank(
+                    m, lane, "", images.biases[lane], bias_addresses[lane], write_address,
+                    write_data, enables[WeightTarget.BIAS],
+                )  # fmt: skip
+                m.d.comb += self.biases[lane].eq(bias)
+                continue
+            # A GRU's two halves: the write address's half selects the memory.
+            half = images.bias_read_depth
+            upper = write_address >= half
+            for suffix, init, port, address, enable in (
+                ("", images.biases[lane][:half], self.biases, write_address, ~upper),
+                ("_hn", images.biases[lane][half:], self.biases_hn, write_address - half, upper),
+            ):
+                bias = self._bias_bank(
+                    m, lane, suffix, init, bias_addresses[lane], address, write_data,
+                    enables[WeightTarget.BIAS] & enable,
+                )  # fmt: skip
+                m.d.comb += port[lane].eq(bias)
         return m
+
+    def _bias_bank(self, m, lane, suffix, init, read_address, write_address, write_data, enable):
+        """Bias memory ``bias{suffix}_bank{lane}`` with ``init``; returns its registered read
+        data (:data:`READ_LATENCY` cycles after ``read_address``)."""
+        bias_data = Signal(self._bias_shape, name=f"bias{suffix}_rdata{lane}")
+        # ``no_rw_check`` as in :func:`weight_bank_verilog`: no read meets a pending write.
+        attrs = {"no_rw_check": 1}
+        if len(init) * self._bias_shape.width >= BLOCK_RAM_MIN_BITS:
+            attrs |= {"ram_style": "block", "rom_style": "block"}
+        # At least 2 words, so that no address port is zero bits wide.
+        words = [int(v) for v in init] + [0] * max(0, 2 - len(init))
+        memory = Memory(shape=self._bias_shape, depth=len(words), init=words, attrs=attrs)
+        m.submodules[f"bias{suffix}_bank{lane}"] = memory
+        read = memory.read_port()
+        m.d.comb += [read.addr.eq(read_address), bias_data.eq(read.data)]
+        port = memory.write_port()
+        m.d.comb += [
+            port.addr.eq(write_address),
+            port.data.eq(write_data[: self._bias_shape.width]),
+            port.en.eq(enable),
+        ]
+        return delay(m, bias_data, 1, f"bias{suffix}_q{lane}")
 
 
 def _attribute(name: str, value) -> str:

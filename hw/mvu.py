@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import GATES_PER_UNIT, index_shape
 from .fixed import shift_select
 from .pipeline import Multiplier, PackedMultiplier, broadcast, delay, fanout_levels, replicas
-from .plan import EnginePlan
+from .plan import EnginePlan, SegmentKind
 
 __all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "pass_latency", "unit_layout"]
 
@@ -115,6 +115,18 @@ class MatrixVectorUnit(wiring.Component):
     from ``biases[p] << bias_shift``. On a ``last`` beat the finished sums of each row (added
     over the groups) go to the drain buffer and the lanes are free for the next pass at once.
 
+    GRU plans (:attr:`EnginePlan.is_gru <lstm_fpga.hw.plan.EnginePlan.is_gru>`): a layer
+    direction has three rows per unit, ``r, z, n`` (:data:`~lstm_fpga.hw.plan.GRU_UNIT_ROWS`).
+    Every lane has a second accumulator; in a pass where the lane holds an ``n`` row (row
+    ``3u + 2``: lane ``q`` of a pass whose first row has ``phase = row % 3`` with ``(phase +
+    q) % 3 = 2``, the phase kept by the unit from the passes' ``last`` and ``final_pass``
+    beats) the recurrent columns' products go to the second accumulator, which starts from
+    ``biases_hn[p]`` (``b_hn``), the input columns' to the first (from ``b_in``); in the other
+    rows, and in the head, every product goes to the first, as for an LSTM. The drain keeps
+    both sums of each row and hands out a GRU unit as ``gates = (r, z, W_in x + b_in, W_hn h
+    + b_hn)`` (the ``n`` row's two sums), whichever order the segments have (layer 0
+    ``[x; h]``, layers above ``[h; input]``); head units are four rows as for an LSTM.
+
     The drain emits four rows (a hidden unit's gates i, f, g, o; or four head rows) per
     cycle on ``units``. When ``row_lanes`` is not a multiple of 4 a unit can straddle two
     passes: up to 3 rows wait in the drain for the rest of their unit. Every matrix has a
@@ -172,6 +184,11 @@ class MatrixVectorUnit(wiring.Component):
                 "column": In(stream.Signature(beat_layout(plan), always_ready=True)),
                 "weights": In(data.ArrayLayout(plan.weight_shape, plan.lanes)),
                 "biases": In(data.ArrayLayout(plan.bias_shape, plan.lanes)),
+                **(
+                    {"biases_hn": In(data.ArrayLayout(plan.bias_shape, plan.lanes))}
+                    if plan.is_gru
+                    else {}
+                ),
                 "units": Out(stream.Signature(unit_layout(plan))),
                 "drain_free": Out(1),
                 "loaded": Out(1),
@@ -215,10 +232,13 @@ class MatrixVectorUnit(wiring.Component):
 
     @property
     def drain_depth(self) -> int:
-        """Rows the drain buffer holds: a pass, plus 3 carried rows when it is not a multiple
-        of 4 rows."""
+        """Rows the drain buffer holds: a pass, plus the rows carried for a unit that
+        straddles two passes (up to ``k - 1`` when a pass is not a multiple of the ``k``
+        :attr:`~lstm_fpga.hw.plan.MatrixPlan.unit_rows` of a matrix: 3 with 4 rows per unit,
+        2 with a GRU layer's 3)."""
         rows = self._plan.row_lanes
-        return rows if rows % GATES_PER_UNIT == 0 else rows + GATES_PER_UNIT - 1
+        carried = [mp.unit_rows - 1 for mp in self._plan.matrices if rows % mp.unit_rows]
+        return rows + max(carried, default=0)
 
     @property
     def double_drain(self) -> bool:
@@ -353,6 +373,96 @@ class MatrixVectorUnit(wiring.Component):
                 units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
                 m.d.sync += unit.eq(Mux(unit == units, 0, unit + 1))
 
+    def _gru_phase(self, m):
+        """The row of lane 0 in its GRU unit for the current column beat: 0 at a job's first
+        pass, ``row_lanes`` more (modulo 3) with every pass (a register updated by the
+        ``last`` beats: after a ``final_pass`` one the next job starts from 0)."""
+        plan = self._plan
+        beat = self.column.payload
+        phase = Signal(2)
+        step = plan.row_lanes % 3
+        advanced = Mux(phase + step >= 3, phase + step - 3, phase + step)
+        with m.If(self.column.valid & beat.last):
+            m.d.sync += phase.eq(Mux(beat.final_pass, 0, advanced))
+        return phase
+
+    def _gru_drain(self, m, platform, row_sums, hn_sums, load, arriving, meta) -> None:
+        """The drain of a GRU plan: as the LSTM's (rows at the bottom go out a unit at a
+        time, a pass loads above the carried rows, the shift a cycle after its handshake),
+        each row with its second sum, ``k`` = 3 rows per unit of a layer direction (``gates
+        = (r, z, n, n's second sum)``) and 4 of the head."""
+        plan = self._plan
+        row_lanes = plan.row_lanes
+        acc_shape = signed(plan.acc_width)
+        depth = self.drain_depth
+        rows = [Signal(acc_shape, name=f"drain{e}", reset_less=True) for e in range(depth)]
+        hns = [Signal(acc_shape, name=f"drain_hn{e}", reset_less=True) for e in range(depth)]
+        count = Signal(range(depth + 1))
+        unit = Signal.like(self.units.payload.unit)
+        job = Signal(job_layout(plan), reset_less=True)
+        emit = Signal()
+        # Rows per unit of the drain's job (4: the head's), and of the landing pass's.
+        if plan.head is None:
+            is_head, landing_head = Const(0), Const(0)
+        else:
+            is_head = job.matrix == plan.head_index
+            landing_head = meta.job.matrix == plan.head_index
+        k = Mux(is_head, GATES_PER_UNIT, 3)
+        next_count = Signal.like(count)
+        has_unit = Signal()
+        next_k = Mux(load, Mux(landing_head, GATES_PER_UNIT, 3), k)
+        m.d.sync += [count.eq(next_count), has_unit.eq(next_count >= next_k)]
+        m.d.comb += [
+            next_count.eq(count),
+            self.units.valid.eq(has_unit),
+            emit.eq(self.units.valid & self.units.ready),
+            self.drain_free.eq(~has_unit),
+            self.units.payload.unit.eq(unit),
+            self.units.payload.job.eq(job),
+        ]
+        # (the handshake's shift a cycle later, as in the LSTM's drain)
+        groups_of_rows = -(-depth // GATES_PER_UNIT)
+        shift = replicas(m, platform, emit, groups_of_rows + 1, "drain_shift")
+
+        def up(values, e):  # ``values[e]`` one unit up (the head's unit: 4 rows)
+            three = values[e + 3] if e + 3 < depth else values[e]
+            four = values[e + 4] if e + 4 < depth else three
+            return Mux(is_head, four, three)
+
+        bottom = [Mux(shift[-1], up(rows, g), rows[g]) for g in range(3)]
+        fourth = Mux(shift[-1], up(hns, 2), hns[2])
+        if plan.head is not None:
+            fourth = Mux(is_head, Mux(shift[-1], up(rows, 3), rows[3]), fourth)
+        for g, value in enumerate([*bottom, fourth]):
+            m.d.comb += self.units.payload.gates[g].eq(value)
+        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
+        pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
+        loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
+        for e in range(depth):
+            for values, sums in ((rows, row_sums), (hns, hn_sums)):
+                with m.If(loads[e // GATES_PER_UNIT]):
+                    if depth == row_lanes:  # whole units per pass: the drain is empty
+                        m.d.sync += values[e].eq(sums[e])
+                    else:  # the pass lands above the ``count`` carried rows
+                        with m.Switch(count):
+                            for carried in range(depth - row_lanes + 1):
+                                if 0 <= e - carried < row_lanes:
+                                    with m.Case(carried):
+                                        m.d.sync += values[e].eq(sums[e - carried])
+                if e + 3 < depth:
+                    with m.Elif(shift[e // GATES_PER_UNIT]):
+                        m.d.sync += values[e].eq(up(values, e))
+        with m.If(load):
+            m.d.comb += next_count.eq(count + pass_rows)
+            m.d.sync += job.eq(meta.job)
+        with m.Elif(emit):
+            m.d.comb += next_count.eq(count - k)
+            units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
+            with m.If(unit == units):
+                m.d.sync += unit.eq(0)
+            with m.Else():
+                m.d.sync += unit.eq(unit + 1)
+
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
@@ -362,9 +472,14 @@ class MatrixVectorUnit(wiring.Component):
         matrix_shape = beat.job.matrix.shape()
 
         # Broadcast: each lane's element and control bits through a replicated register tree.
-        control = data.StructLayout(
-            {"valid": 1, "first": 1, "last": 1, "segment": 1, "matrix": matrix_shape}
-        )
+        fields = {"valid": 1, "first": 1, "last": 1, "segment": 1, "matrix": matrix_shape}
+        gru = plan.is_gru
+        if gru:
+            # ``hn``: the group's column is a recurrent column of a GRU layer direction;
+            # ``phase``: the row of lane 0 in its unit (the pass's first row modulo 3).
+            fields |= {"hn": 1, "phase": 2}
+            phase = self._gru_phase(m)
+        control = data.StructLayout(fields)
         lane_inputs = []
         for g in range(groups):
             bundle = Signal(data.StructLayout({"element": plan.element_shape, "control": control}))
@@ -376,6 +491,16 @@ class MatrixVectorUnit(wiring.Component):
                 bundle.control.segment.eq(beat.segments[g]),
                 bundle.control.matrix.eq(beat.job.matrix),
             ]
+            if gru:
+                # (segment 1 is the recurrent ``h`` of layer 0, segment 0 that of layers above)
+                recurrent = Array(
+                    [int(mp.split_n and mp.segments[s].kind == SegmentKind.RECURRENT)
+                     for mp in plan.matrices for s in (0, 1)]
+                )  # fmt: skip
+                m.d.comb += [
+                    bundle.control.hn.eq(recurrent[Cat(beat.segments[g], beat.job.matrix)]),
+                    bundle.control.phase.eq(phase),
+                ]
             copies = broadcast(
                 m, platform, bundle, row_lanes, self.broadcast_levels, f"broadcast{g}"
             )
@@ -387,6 +512,7 @@ class MatrixVectorUnit(wiring.Component):
         second_shifts = [mp.segments[-1].shift for mp in plan.matrices]
         bias_shifts = [mp.bias_shift for mp in plan.matrices]
         accumulators = []
+        hn_accumulators = []  # (GRU plans: every lane's second sum)
         multiplier_latency = _multiplier_latency(plan)
         products = {}
         for even, odd in plan.lane_pairs:
@@ -443,6 +569,21 @@ class MatrixVectorUnit(wiring.Component):
                 with m.If(valid):
                     m.d.sync += [chain[0].eq(total)]
                     m.d.sync += [chain[k].eq(chain[k - 1]) for k in range(1, len(chain))]
+            elif gru:
+                # The n row's recurrent products go to the second accumulator (from b_hn).
+                q = p % row_lanes
+                to_hn = Signal(name=f"to_hn{p}")
+                m.d.comb += to_hn.eq(ctrl.hn & (ctrl.phase == (2 - q) % 3))
+                acc_hn = Signal(acc_shape, name=f"acc_hn{p}", reset_less=True)
+                total_hn = Signal(acc_shape, name=f"sum_hn{p}")
+                bias_hn = shift_select(self.biases_hn[p], bias_shifts, ctrl.matrix)
+                m.d.comb += [
+                    total.eq(Mux(ctrl.first, bias, acc) + Mux(to_hn, 0, aligned)),
+                    total_hn.eq(Mux(ctrl.first, bias_hn, acc_hn) + Mux(to_hn, aligned, 0)),
+                ]
+                with m.If(valid):
+                    m.d.sync += [acc.eq(total), acc_hn.eq(total_hn)]
+                hn_accumulators.append(acc_hn if groups > 1 else total_hn)
             else:
                 m.d.comb += total.eq(Mux(ctrl.first, bias, acc) + aligned)
                 with m.If(valid):
@@ -451,17 +592,22 @@ class MatrixVectorUnit(wiring.Component):
 
         # A row's result: its lanes' sums added over the column groups in a registered tree
         # (the partial sums are sums of subsets of the row's terms: none can overflow either).
-        row_sums = []
-        for q in range(row_lanes):
-            level = [accumulators[g * row_lanes + q] for g in range(groups)]
-            for k in range(self.reduction_levels):
-                pairs = []
-                for j in range(0, len(level), 2):
-                    total = Signal(acc_shape, name=f"row{q}_l{k + 1}_{j // 2}", reset_less=True)
-                    m.d.sync += total.eq(sum(level[j : j + 2]))
-                    pairs.append(total)
-                level = pairs
-            row_sums.append(level[0])
+        def reduce(lane_sums, prefix):
+            row_sums = []
+            for q in range(row_lanes):
+                level = [lane_sums[g * row_lanes + q] for g in range(groups)]
+                for k in range(self.reduction_levels):
+                    pairs = []
+                    for j in range(0, len(level), 2):
+                        name = f"{prefix}{q}_l{k + 1}_{j // 2}"
+                        total = Signal(acc_shape, name=name, reset_less=True)
+                        m.d.sync += total.eq(sum(level[j : j + 2]))
+                        pairs.append(total)
+                    level = pairs
+                row_sums.append(level[0])
+            return row_sums
+
+        row_sums = reduce(accumulators, "row")
 
         # The pass's job fields and the load strobe, delayed to the row sums.
         load_latency = self.load_latency
@@ -483,6 +629,10 @@ class MatrixVectorUnit(wiring.Component):
             return m
         if self.double_drain:
             self._double_drain(m, row_sums, load, meta)
+            return m
+        if gru:
+            hn_sums = reduce(hn_accumulators, "row_hn")
+            self._gru_drain(m, platform, row_sums, hn_sums, load, arriving, meta)
             return m
 
         # Drain buffer: rows at the bottom go out 4 at a time; a pass loads above the carry.

@@ -15,13 +15,16 @@ PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...), then ``m = L * D`` for th
   early, the recurrent ``h`` comes last), layers ``k > 0`` read ``[h_{t-1} ; in_t]`` (their
   input is the layer below's ``h_t``, produced just before: reading it last hides the
   latency of the gate and cell pipeline).
-* A GRU layer direction is a ``4H x (I_k + H)`` matrix too, with the rows of a unit
-  ``r, z, xn, hn`` (:data:`GRU_UNIT_ROWS`): ``[W_ir | W_hr]``, ``[W_iz | W_hz]``,
-  ``[W_in | 0]`` and ``[0 | W_hn]``, biases ``b_ir + b_hr``, ``b_iz + b_hz``, ``b_in``,
-  ``b_hn``: the drain hands out the four sums :func:`lstm_fpga.sw.reference.gru_accumulators`
-  computes, ``n``'s input and recurrent parts apart as PyTorch defines them. The zero halves
-  cost lane cycles: a GRU step takes ``ceil(4H (I_k + H) / P)`` cycles against the bound
-  ``ceil(3H (I_k + H) / P)`` (:attr:`MatrixPlan.bound`).
+* A GRU layer direction is the ``3H x (I_k + H)`` matrix ``[W_ih | W_hh]`` with three rows
+  per unit, ``r, z, n`` (:data:`GRU_UNIT_ROWS`, :attr:`MatrixPlan.unit_rows` = 3), biases
+  ``b_ir + b_hr``, ``b_iz + b_hz`` and ``b_in``. The lane holding an ``n`` row *splits* its
+  sum (:class:`~lstm_fpga.hw.mvu.MatrixVectorUnit`): the recurrent columns' products go to a
+  second accumulator that starts from ``b_hn`` (the bias banks' second half,
+  :mod:`lstm_fpga.hw.banks`), so the drain hands out the four sums
+  :func:`lstm_fpga.sw.reference.gru_accumulators` computes (``r``, ``z``, ``W_in x + b_in``,
+  ``W_hn h + b_hn``) from three rows, ``n``'s input and recurrent parts apart as PyTorch
+  defines them: a GRU step takes ``ceil(3H (I_k + H) / P)`` lane cycles, its bound
+  (:attr:`MatrixPlan.bound`).
 * The head is the ``O x D*H`` matrix of ``nn.Linear``, rows in order, padded with zero rows to
   a multiple of 4 so that the drain hands it out four rows (one "unit") at a time.
 
@@ -64,12 +67,14 @@ from .fixed import common_signed_shape, format_shape
 __all__ = [
     "BUFFERED",
     "GRU_UNIT_ROWS",
+    "GRU_UNIT_SUMS",
     "STREAMING",
     "EnginePlan",
     "MatrixPlan",
     "Segment",
     "SegmentKind",
     "cycle_bound",
+    "gru_lane_layout",
     "matrix_bound",
 ]
 
@@ -77,9 +82,11 @@ __all__ = [
 STREAMING = "streaming"
 #: Schedule of bidirectional models: whole sequences, layer by layer.
 BUFFERED = "buffered"
-#: The four rows of a GRU unit on the lanes: r and z over ``[x; h]``, n's input part
-#: (``W_in x + b_in``) and its recurrent part (``W_hn h + b_hn``).
-GRU_UNIT_ROWS = ("r", "z", "xn", "hn")
+#: The three rows of a GRU unit on the lanes, each over ``[x; h]``: r, z and n (whose lane
+#: keeps the input part ``W_in x + b_in`` and the recurrent part ``W_hn h + b_hn`` apart).
+GRU_UNIT_ROWS = ("r", "z", "n")
+#: The four sums the drain hands out per GRU unit (``gates[0 .. 3]`` of a unit).
+GRU_UNIT_SUMS = ("r", "z", "xn", "hn")
 
 
 class SegmentKind:
@@ -122,12 +129,18 @@ class MatrixPlan:
     weight_base: int
     bias_base: int
     lanes_requested: int
-    #: Rows the bound counts (``real_rows``; ``3H`` for a GRU layer direction, whose ``xn``
-    #: and ``hn`` rows are each zero over one segment).
-    bound_rows: int | None = None
     #: An LSTMP's projection ``W_hr`` (``R`` rows over ``H`` columns) of layer direction
     #: ``projects`` (its matrix index); ``None`` for the other matrices.
     projects: int | None = None
+    #: Rows per unit the drain hands out: 4 (an LSTM's gates i, f, g, o; four head or
+    #: projection rows), 3 for a GRU layer direction (r, z, n; the ``n`` row's two sums).
+    unit_rows: int = GATES_PER_UNIT
+
+    @property
+    def split_n(self) -> bool:
+        """A GRU layer direction: row ``3u + 2`` (unit ``u``'s ``n``) keeps its input and
+        recurrent parts in two sums."""
+        return self.unit_rows == 3
 
     @property
     def is_head(self) -> bool:
@@ -158,8 +171,9 @@ class MatrixPlan:
 
     @property
     def units(self) -> int:
-        """Units of four rows the drain hands out: ``H`` for a layer direction."""
-        return self.rows // GATES_PER_UNIT
+        """Units of :attr:`unit_rows` rows the drain hands out: ``H`` for a layer
+        direction."""
+        return self.rows // self.unit_rows
 
     @property
     def last_pass_rows(self) -> int:
@@ -168,11 +182,13 @@ class MatrixPlan:
     @property
     def pass_units(self) -> tuple[tuple[int, int], ...]:
         """The units each pass completes, ``(first, end)`` per pass: unit ``u`` is complete
-        with the pass of its last row ``4u + 3`` (a unit may straddle two passes when
-        ``row_lanes`` is not a multiple of 4; a pass may complete none)."""
+        with the pass of its last row ``k u + k - 1`` (``k``: :attr:`unit_rows`; a unit may
+        straddle two passes when ``row_lanes`` is not a multiple of ``k``; a pass may
+        complete none)."""
+        k = self.unit_rows
         bounds = [0] * (self.passes + 1)
         for u in range(self.units):
-            bounds[(GATES_PER_UNIT * u + GATES_PER_UNIT - 1) // self.row_lanes + 1] = u + 1
+            bounds[(k * u + k - 1) // self.row_lanes + 1] = u + 1
         for p in range(1, len(bounds)):  # (a pass that completes no unit)
             bounds[p] = max(bounds[p], bounds[p - 1])
         return tuple(itertools.pairwise(bounds))
@@ -194,21 +210,22 @@ class MatrixPlan:
 
     @property
     def useful_rows(self) -> int:
-        """Rows whose products the bound counts: :attr:`real_rows`, or :attr:`bound_rows`
-        (a GRU's ``3H``)."""
-        return self.real_rows if self.bound_rows is None else self.bound_rows
+        """Rows whose products the bound counts: :attr:`real_rows` (``4H``; a GRU's ``3H``,
+        the rows of ``W_ih`` and ``W_hh``)."""
+        return self.real_rows
 
     def torch_row(self, row: int) -> int:
         """The PyTorch row (gate-major, ``gate * H + unit``) of lane-order row ``row``."""
         if self.row_order:
             return row
-        return (row % GATES_PER_UNIT) * self.units + row // GATES_PER_UNIT
+        k = self.unit_rows
+        return (row % k) * self.units + row // k
 
     def unit_major_row(self, torch_row: int) -> int:
         """The lane-order row of PyTorch row ``torch_row`` (inverse of :meth:`torch_row`)."""
         if self.row_order:
             return torch_row
-        return (torch_row % self.units) * GATES_PER_UNIT + torch_row // self.units
+        return (torch_row % self.units) * self.unit_rows + torch_row // self.units
 
     def walk_column(self, column: int) -> int:
         """The place in the walk of column ``column`` of ``[W_ih | W_hh]`` (of ``W`` for the
@@ -218,6 +235,36 @@ class MatrixPlan:
             return column
         inputs = self.columns - first.length
         return column + first.length if column < inputs else column - inputs
+
+
+#: Cycles a pass counts for at least when :func:`gru_lane_layout` compares lane layouts (a
+#: pass's last column waits for the previous pass's drain load: 7 to 11 cycles, with margin).
+PASS_TURNAROUND = 12
+
+
+def gru_lane_layout(
+    lanes: int, rows: int, layer_columns: list[int], max_columns: int
+) -> tuple[int, int]:
+    """``(row_lanes, groups)`` of a GRU plan: the layout of ``P`` lanes as ``groups`` column
+    groups of ``row_lanes`` lanes with the fewest cycles per step, ``sum over layer
+    directions of ceil(3H / row_lanes) * max(ceil(columns / groups), PASS_TURNAROUND)``, the
+    most row lanes (fewest groups: the shortest adder tree) on a tie. ``3H`` rows leave a
+    pass of ``P`` rows partly idle where ``P`` does not divide them (GRU(8, 24) at P=16: 72
+    rows, 5 passes of 16 lanes x 32 columns = 160 cycles against the bound's 144); ``row_lanes
+    = 8`` in 2 groups takes 9 passes x 16 = 144. A pass's last column waits for the previous
+    pass to land in the drain (``LoopLatencies.to_drain`` + 1 cycles after its own, 7 to 11
+    with 1 to 8 groups), so passes shorter than :data:`PASS_TURNAROUND` cycles count as that
+    long. The LSTM's layout (``min(P, 4H)`` row lanes) is the default."""
+    best = None
+    for row_lanes in range(1, min(lanes, rows) + 1):
+        groups = max(1, min(lanes // row_lanes, max_columns))
+        cost = sum(
+            -(-rows // row_lanes) * max(-(-c // groups), PASS_TURNAROUND) for c in layer_columns
+        )
+        key = (cost, -row_lanes)
+        if best is None or key < best[0]:
+            best = (key, (row_lanes, groups))
+    return best[1]
 
 
 def matrix_bound(rows: int, columns: int, lanes: int) -> int:
@@ -269,9 +316,9 @@ class EnginePlan:
     :attr:`row_lanes` lanes (lane ``p`` is lane ``q = p % row_lanes`` of group
     ``g = p // row_lanes``). Pass ``k`` of a matrix computes rows ``k*row_lanes + q``; in
     cycle ``j`` of a pass group ``g`` multiplies column ``j*groups + g``, and the groups'
-    partial sums of a row are added when the pass ends. With ``P <= 4H`` there is one group
-    (row-parallel, one column per cycle); only ``P >= 8H`` gives several, capped at the
-    widest matrix's columns. :attr:`lanes` (``groups * row_lanes <= P``) are built.
+    partial sums of a row are added when the pass ends. With ``P <= 4H`` (a GRU's ``3H``) there
+    is one group (row-parallel, one column per cycle); only ``P >= 8H`` (``6H``) gives several,
+    capped at the widest matrix's columns. :attr:`lanes` (``groups * row_lanes <= P``) are built.
 
     With ``config.dsp_packing == 2`` lanes ``2k`` and ``2k + 1`` of a group share one DSP
     multiplier (:attr:`packed_product`, checked here: ``HardwareConfigError`` when the widths do
@@ -304,7 +351,9 @@ class EnginePlan:
         #: Features of ``h_t``: ``R`` for an LSTMP, else ``H``.
         self.real_hidden_size = Hr = R or H
         P = config.lanes
-        rows = GATES_PER_UNIT * H
+        #: Rows per unit of a layer direction: 4 (LSTM), 3 (GRU: r, z, n).
+        self.unit_rows = unit_rows = 3 if model.cell_type is CellType.GRU else GATES_PER_UNIT
+        rows = unit_rows * H
         columns = [d.input_size + Hr for d in model.directions]
         if model.head is not None:
             columns.append(model.head.in_features)
@@ -312,6 +361,9 @@ class EnginePlan:
             columns.append(H)
         self.row_lanes = min(P, rows)
         self.groups = max(1, min(P // rows, max(columns)))
+        if model.cell_type is CellType.GRU:
+            layer_columns = [d.input_size + Hr for d in model.directions]
+            self.row_lanes, self.groups = gru_lane_layout(P, rows, layer_columns, max(columns))
         self.lanes = self.groups * self.row_lanes
 
         matrices: list[MatrixPlan] = []
@@ -347,7 +399,7 @@ class EnginePlan:
                 segments=segments,
                 bias_shift=dp.gate_acc.bias_shift,
                 acc_frac=dp.gate_acc.frac,
-                bound_rows=model.cell_type.gates * H,
+                unit_rows=unit_rows,
             )
         if model.head is not None:
             hd = self.head_datapath

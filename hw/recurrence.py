@@ -206,7 +206,8 @@ def _walk(plan: EnginePlan, jobs: list[_WalkJob], latencies: LoopLatencies) -> l
         lead = np.maximum.accumulate(ready.reshape(mp.span, G).max(axis=1) - cycles)
         units = np.full(mp.units, -1, dtype=np.int64)
         # A unit leaves the drain after the pass that holds its last row.
-        finishing = (GATES_PER_UNIT * np.arange(mp.units) + GATES_PER_UNIT - 1) // mp.row_lanes
+        k = mp.unit_rows  # (rows per unit: 4, a GRU layer's 3)
+        finishing = (k * np.arange(mp.units) + k - 1) // mp.row_lanes
         projection = mp.is_projection
         for p in range(mp.passes):
             free = earlier if double else emitted  # the drain (bank) this pass lands in

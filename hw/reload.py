@@ -83,6 +83,10 @@ def weight_load_words(
         stored = 0 if plan.config.weights == "external" else packing.group_of(lane).depth
         for address, value in enumerate(images.weights[lane][:stored]):
             words.append(WeightWord(WeightTarget.WEIGHT, lane, address, int(value)))
-        for address, value in enumerate(images.biases[lane][: plan.bias_depth]):
-            words.append(WeightWord(WeightTarget.BIAS, lane, address, int(value)))
+        # (a GRU's bias banks have a second half, the n rows' b_hn: images.split_biases)
+        halves = 2 if images.split_biases else 1
+        for half in range(halves):
+            base = half * images.bias_read_depth
+            for address, value in enumerate(images.biases[lane][base : base + plan.bias_depth]):
+                words.append(WeightWord(WeightTarget.BIAS, lane, base + address, int(value)))
     return words

@@ -38,8 +38,11 @@ def test_build_describes_the_gru(gru_build):
     geometry = manifest["hardware"]["geometry"]
     assert geometry["cycle_bound"] == bound
     for matrix in geometry["matrices"]:
-        assert matrix["unit_rows"] == ["r", "z", "xn", "hn"]
-        assert matrix["rows"] == 4 * H and matrix["useful_rows"] == 3 * H
+        # Three lane rows per unit, the n row's sum handed out as two.
+        assert matrix["unit_rows"] == ["r", "z", "n"]
+        assert matrix["unit_sums"] == ["r", "z", "xn", "hn"]
+        assert matrix["rows"] == 3 * H
+        assert matrix["passes"] * matrix["span"] == -(-3 * H * (I + H) // P)
 
 
 def test_simulate_then_compare_a_gru(gru_build, capsys):

@@ -57,8 +57,8 @@ def _run_and_check(design, lengths, seed, *, h0=None, carry_state=False):
 
 
 def test_one_layer_gru_bit_exact(sim_cache):
-    """The first slice: GRU(3, 5), one layer, no head, on 3 lanes (P divides neither 4H
-    nor I + H), with h0 and h_n and stateful streaming."""
+    """The first slice: GRU(3, 5), one layer, no head, on 3 lanes (P divides 3H but not
+    I + H), with h0 and h_n and stateful streaming."""
     model = _gru(3, 5, seed=1)
     design = compile_model(model, 3, "verilator", cache_dir=sim_cache)
     _run_and_check(design, (4, 1, 6), seed=2, h0=_h0(model, 3))
@@ -72,8 +72,10 @@ def test_one_layer_gru_bit_exact(sim_cache):
         pytest.param(4, 5, 3, False, 3, 16, "last", marks=pytest.mark.slow),  # 3 layers, P=16
         pytest.param(3, 5, 2, True, 2, 1, "last", marks=pytest.mark.slow),  # bidirectional, P=1
         pytest.param(5, 3, 1, True, None, 3, "all", marks=pytest.mark.slow),  # bi, no head
+        # 24 rows on 16 lanes as 2 column groups of 8 (gru_lane_layout), 3 passes per step
+        (16, 8, 1, False, 3, 16, "last"),
     ],
-    ids=["L2_head_all_P7", "L3_head_P16", "bi_L2_head_P1", "bi_nohead_P3"],
+    ids=["L2_head_all_P7", "L3_head_P16", "bi_L2_head_P1", "bi_nohead_P3", "groups_P16"],
 )
 def test_gru_layers_head_directions(sim_cache, I, H, layers, bidirectional, head, lanes, output):
     model = _gru(I, H, layers=layers, bidirectional=bidirectional, head=head, seed=I + H + layers)
