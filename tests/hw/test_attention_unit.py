@@ -15,11 +15,12 @@ from lstm_fpga.sw.numerics import Overflow, Rounding
 from lstm_fpga.sw.reference import quantize_input, run_reference
 
 
-def _model(I, H, A, O, bidirectional, R, seed, **quantize):
+def _model(I, H, A, O, bidirectional, R, seed, w_scale=1.0, **quantize):
     torch.manual_seed(seed)
     net = AttentionClassifier(I, H, A, O, bidirectional=bidirectional, proj_size=R).double()
     with torch.no_grad():
         net.attention.v.weight.mul_(8.0)  # sharper attention: spread scores
+        net.attention.W.weight.mul_(w_scale)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, (3, 6, I))
     lengths = np.array([6, 1, int(rng.integers(2, 6))])
@@ -115,10 +116,10 @@ def test_unit_floor_wrap_and_saturations_counted_as_the_reference():
     """FLOOR rounding, WRAP overflow and narrow preact/score/context/head formats: the
     clamps (wraps) happen, and each pulse count equals the reference's."""
     overrides = {
-        "attention.preact": "Q0.7",
-        "attention.score": "Q1.6",
-        "attention.context": "Q0.5",
-        "head.output": "Q0.4",
+        "attention.preact": "Q-2.9",
+        "attention.score": "Q-3.10",
+        "attention.context": "Q-2.7",
+        "head.output": "Q-1.5",
     }
     for overflow in (Overflow.WRAP, Overflow.SATURATE):
         model, x, lengths = _model(
@@ -135,7 +136,7 @@ def test_unit_floor_wrap_and_saturations_counted_as_the_reference():
             overflow=overflow,
         )
         _, pulses = _check(model, x, lengths, y_ready_every=3)
-        assert pulses["preact"] and pulses["score"] and pulses["head"]
+        assert pulses["preact"] and pulses["context"] and pulses["head"]
 
 
 def test_unit_drops_a_sequence_longer_than_max_steps():
