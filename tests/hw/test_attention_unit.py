@@ -31,7 +31,7 @@ def _model(I, H, A, O, bidirectional, R, seed, w_scale=1.0, **quantize):
 def _simulate(unit, sequences, y_ready_every=1):
     """``sequences``: lists of (steps, F) integer arrays. Returns the ``y`` values per
     sequence, the saturation pulses per kind, the overflow pulses and the cycles."""
-    outputs, pulses, state = [], dict.fromkeys(ATTENTION_SATURATION_KINDS, 0), {}
+    outputs, pulses, state, ends = [], dict.fromkeys(ATTENTION_SATURATION_KINDS, 0), {}, []
 
     async def feed(ctx):
         for seq in sequences:
@@ -64,12 +64,13 @@ def _simulate(unit, sequences, y_ready_every=1):
                 if last:
                     outputs.append(current)
                     current = []
+                    ends.append(cycles)  # cycles up to and with this one
             assert cycles < 200_000
         for _ in range(4):  # pulses one cycle after their value
             for kind in ATTENTION_SATURATION_KINDS:
                 pulses[kind] += ctx.get(getattr(unit.saturated, kind))
             await ctx.tick()
-        state.update(cycles=cycles, overflows=overflows, empty=ctx.get(unit.empty))
+        state.update(cycles=cycles, overflows=overflows, empty=ctx.get(unit.empty), ends=ends)
 
     sim = Simulator(unit)
     sim.add_clock(1e-8)
@@ -155,3 +156,22 @@ def test_unit_drops_a_sequence_longer_than_max_steps():
     outputs, _, state = _simulate(unit, sequences)
     assert state["overflows"] == int((~keep).sum())
     np.testing.assert_array_equal(np.array(outputs), result.head[keep])
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_unit_cycles_are_attention_cycles(steps):
+    """One sequence, ``h`` offered every cycle and ``y`` always ready: from its first element
+    to its final output the unit takes ``T * (F + per_step) + per_sequence`` cycles
+    (:func:`~lstm_fpga.hw.attention.attention_cycles`, docs/attention.md)."""
+    model, x, lengths = _model(3, 5, 4, 2, False, 0, 0)
+    result = run_reference(model, quantize_input(model, x), batch_first=True, lengths=lengths)
+    unit = AttentionUnit(
+        model.attention,
+        model.head,
+        rounding=model.rounding,
+        overflow=model.overflow,
+        max_steps=6,
+    )
+    _, _, state = _simulate(unit, [result.output[0, :steps]])
+    parts = unit.cycles(steps)
+    assert state["ends"] == [steps * (parts["receive"] + parts["per_step"]) + parts["per_sequence"]]
