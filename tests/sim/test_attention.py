@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from lstm_fpga.hw import HardwareConfig
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sw.calibrate import quantize_from_torch
-from lstm_fpga.sw.modules import AttentionClassifier
+from lstm_fpga.sw.modules import AttentionClassifier, AttentionPooling
 from lstm_fpga.sw.reference import quantize_input, run_reference
 
 
@@ -68,3 +69,27 @@ def test_attention_lstmp_under_backpressure_on_icarus(sim_cache):
     design = compile_model(model, config, "icarus", cache_dir=sim_cache)
     pacing = dict(input_pacing=Pacing(0.3, 3, seed=1), output_pacing=Pacing(0.5, 4, seed=2))
     _check(design, x, lengths, **pacing)
+
+
+class _GruAttention(nn.Module):
+    """An ``nn.GRU`` under attention pooling (the layout's ``lstm`` child may be a GRU)."""
+
+    def __init__(self, I, H, A, O):
+        super().__init__()
+        self.lstm = nn.GRU(I, H)
+        self.attention = AttentionPooling(H, A)
+        self.fc = nn.Linear(H, O)
+
+
+def test_gru_attention_bit_exact(sim_cache):
+    torch.manual_seed(5)
+    net = _GruAttention(3, 4, 5, 3).double()
+    with torch.no_grad():
+        net.attention.v.weight.mul_(8.0)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-2, 2, (4, 3, 3))
+    lengths = np.array([4, 1, 2])
+    model, _ = quantize_from_torch(net, x, lengths=lengths)
+    config = HardwareConfig(lanes=5, output="last", max_seq_len=4)
+    design = compile_model(model, config, "verilator", cache_dir=sim_cache)
+    _check(design, x, lengths)
