@@ -37,7 +37,7 @@ __all__ = ["ATTENTION_SATURATION_KINDS", "AttentionUnit", "attention_cycles"]
 ATTENTION_SATURATION_KINDS = ("preact", "score", "alpha", "context", "head")
 
 # Phases (the value of the unit's ``phase`` register).
-_WAIT, _SCORE, _E, _EXP, _RECIP, _DIVIDE, _ALPHA, _CONTEXT, _HEAD, _EMIT = range(10)
+_RECEIVE, _SCORE, _E, _EXP, _RECIP, _DIVIDE, _ALPHA, _CONTEXT, _HEAD, _EMIT = range(10)
 _PHASES = 10
 
 
@@ -52,18 +52,15 @@ def attention_cycles(
     max_steps: int,
 ) -> dict[str, int]:
     """Cycles :class:`AttentionUnit` spends on one sequence of ``steps`` steps, from its
-    phases (``docs/attention.md``, "Hardware"): ``receive`` (the first step's ``F``
-    elements, one per cycle), ``per_step`` (once a step's elements are in: one cycle to
-    start, the score matrix and the score; the next steps' elements are taken meanwhile),
-    ``per_sequence`` (after the final step's score: softmax, context, head, the ``O``
-    outputs with ``y`` always ready). With ``h`` offered every cycle a sequence takes
-    ``receive + steps * per_step + per_sequence`` cycles from its first element to its
-    last output."""
+    phases (``docs/attention.md``, "Hardware"): ``per_step`` (after a step's ``F`` elements
+    are in: the score matrix and the score), ``per_sequence`` (after the final step's score:
+    softmax, context, head, the ``O`` outputs with ``y`` always ready) and ``receive`` (one
+    cycle per element while the engine offers one every cycle)."""
     drain = AttentionUnit.DRAIN + 1
     F, A, O, T = features, attention_size, out_features, steps
     total_width = (max_steps * ((1 << exp_width) - 1)).bit_length()
     divide = total_width - 1 + recip_bits + 1
-    per_step = 1 + (A * F + drain) + (A + drain)
+    per_step = (A * F + drain) + (A + drain)
     per_sequence = (T + drain) + 1 + divide + (T + drain) + (F * T + drain) + (O * F + drain) + O
     return {"receive": F, "per_step": per_step, "per_sequence": per_sequence}
 
@@ -82,10 +79,8 @@ class AttentionUnit(wiring.Component):
     h : In, stream of ``{data, last}``, ``data`` in ``attention.x`` (the last layer's hidden
         format)
         ``h_t`` elements ``0 .. F-1`` per step, steps in order; ``last`` on the final element
-        of the sequence's final step. Taken one per cycle from a sequence's first element
-        to its last, whatever the unit computes meanwhile (the ``h`` memory holds the whole
-        sequence); ``ready`` is low from the last element until the sequence's outputs
-        are out.
+        of the sequence's final step. Taken one per cycle while the unit receives (``ready``
+        is low while it computes a step's score or the sequence's pooling).
     y : Out, stream of ``{data, last}``, ``data`` in ``head.output``
         The head's ``O`` outputs of each sequence, once per sequence, ``last`` on the final
         one: ``head_forward(context)`` of the reference exactly.
@@ -99,11 +94,10 @@ class AttentionUnit(wiring.Component):
     empty : Out
         No sequence is in the unit (idle, waiting for a sequence's first element).
 
-    Protocol and timing: one sequence at a time, phase by phase, while the elements of the
-    next steps come in. Once a step's ``F`` elements are in: the score matrix ``W h_t + b``
-    (``A * F`` multiply-accumulates, one per cycle), rescaled to ``preact`` and through the
-    tanh table, then ``v . tanh`` (``A`` cycles), rescaled to ``score``, stored, and the
-    running maximum. After the final step:
+    Protocol and timing: one sequence at a time, phase by phase. After a step's ``F``
+    elements: the score matrix ``W h_t + b`` (``A * F`` multiply-accumulates, one per
+    cycle), rescaled to ``preact`` and through the tanh table, then ``v . tanh`` (``A``
+    cycles), rescaled to ``score``, stored, and the running maximum. After the final step:
     ``exp(e_t - max)`` (``T`` cycles, the sum ``S`` beside), the reciprocal of ``S`` (one
     restoring division, one quotient bit per cycle), ``alpha_t`` (``T`` cycles), the context
     (``F * T``), the head (``O * F``), then ``y``. Each phase ends with :attr:`DRAIN` cycles
@@ -221,20 +215,13 @@ class AttentionUnit(wiring.Component):
         m.submodules.table = table = ActivationUnit([ad.tanh, ad.exp])
 
         phase = Signal(range(_PHASES))
-        # Receiving (beside everything else, until the sequence's last element): ``received``
-        # complete steps stored (at most ``T``; ``overlong`` when one more came: the sequence
-        # is dropped), ``rbase`` = received * F, ``j`` the element; ``seen_last`` once the
-        # final element is in (the next sequence waits until this one's outputs are out).
-        received = Signal(range(T + 1))
-        rbase = Signal(range(T * F + 1))
-        j = Signal(index_shape(F))
-        seen_last = Signal()
-        overlong = Signal()
-        # Scoring: ``step`` the step scored (``base`` = step * F); T_cur = step + 1 after the
-        # final step.
+        # The current step (the number of stored steps before it); ``T`` marks a sequence
+        # longer than ``max_steps`` (dropped). ``base`` = step * F, ``j`` the element.
         step = Signal(range(T + 1))
         base = Signal(range(T * F + 1))
-        steps = Signal(range(T + 1))
+        j = Signal(index_shape(F))
+        final = Signal()  # the current step is the sequence's final one
+        steps = Signal(range(T + 1))  # T_cur = step + 1 during the pooling
         m.d.comb += steps.eq(step + 1)
 
         # -- issue counters of the phases with a loop: rows x columns -----------------------
@@ -459,56 +446,41 @@ class AttentionUnit(wiring.Component):
         out_row = Signal(index_shape(O))
         h = self.h
         m.d.comb += [
-            self.empty.eq(
-                (phase == _WAIT) & (step == 0) & (received == 0) & (j == 0) & ~seen_last & ~overlong
-            ),
-            h.ready.eq(~seen_last),
+            self.empty.eq((phase == _RECEIVE) & (step == 0) & (j == 0)),
+            h.ready.eq(phase == _RECEIVE),
             self.y.valid.eq(phase == _EMIT),
             self.y.payload.data.eq(Array(outputs)[out_row]),
             self.y.payload.last.eq(out_row == O - 1),
         ]
-        full = received == T
-        with m.If(h.valid & h.ready):
-            m.d.comb += [
-                h_write.addr.eq(rbase + j),
-                h_write.data.eq(h.payload.data),
-                h_write.en.eq(~full),
-            ]
-            m.d.sync += j.eq(j + 1)
-            with m.If(j == F - 1):
-                m.d.sync += j.eq(0)
-                with m.If(full):
-                    m.d.sync += overlong.eq(1)
-                with m.Else():
-                    m.d.sync += [received.eq(received + 1), rbase.eq(rbase + F)]
-                with m.If(h.payload.last):
-                    m.d.sync += seen_last.eq(1)
-        reset = [
-            step.eq(0),
-            base.eq(0),
-            received.eq(0),
-            rbase.eq(0),
-            seen_last.eq(0),
-            overlong.eq(0),
-        ]
+        dropping = step == T
         with m.Switch(phase):
-            with m.Case(_WAIT):
-                with m.If(received > step):
-                    start(m, _SCORE)
-                with m.Elif(seen_last & overlong & (step == received)):
-                    # Every kept step scored, the rest dropped: the sequence leaves nothing.
-                    m.d.comb += self.overflow.eq(1)
-                    m.d.sync += reset
+            with m.Case(_RECEIVE):
+                with m.If(h.valid):
+                    m.d.comb += [
+                        h_write.addr.eq(base + j),
+                        h_write.data.eq(h.payload.data),
+                        h_write.en.eq(~dropping),
+                    ]
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(j == F - 1):
+                        m.d.sync += j.eq(0)
+                        with m.If(dropping):
+                            with m.If(h.payload.last):
+                                m.d.comb += self.overflow.eq(1)
+                                m.d.sync += [step.eq(0), base.eq(0)]
+                        with m.Else():
+                            m.d.sync += final.eq(h.payload.last)
+                            start(m, _SCORE)
             with m.Case(_SCORE):
                 with m.If(drained):
                     start(m, _E)
             with m.Case(_E):
                 with m.If(drained):
-                    with m.If(seen_last & ~overlong & (steps == received)):
+                    with m.If(final):
                         start(m, _EXP)
                         m.d.sync += total.eq(0)
                     with m.Else():
-                        start(m, _WAIT, loop=False)
+                        start(m, _RECEIVE, loop=False)
                         m.d.sync += [step.eq(step + 1), base.eq(base + F)]
             with m.Case(_EXP):
                 with m.If(drained):
@@ -549,6 +521,6 @@ class AttentionUnit(wiring.Component):
                 with m.If(self.y.ready):
                     m.d.sync += out_row.eq(out_row + 1)
                     with m.If(out_row == O - 1):
-                        start(m, _WAIT, loop=False)
-                        m.d.sync += reset
+                        start(m, _RECEIVE, loop=False)
+                        m.d.sync += [step.eq(0), base.eq(0), final.eq(0)]
         return m

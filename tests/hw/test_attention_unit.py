@@ -161,7 +161,7 @@ def test_unit_drops_a_sequence_longer_than_max_steps():
 @pytest.mark.parametrize("steps", [1, 4])
 def test_unit_cycles_are_attention_cycles(steps):
     """One sequence, ``h`` offered every cycle and ``y`` always ready: from its first element
-    to its final output the unit takes ``F + T * per_step + per_sequence`` cycles
+    to its final output the unit takes ``T * (F + per_step) + per_sequence`` cycles
     (:func:`~lstm_fpga.hw.attention.attention_cycles`, docs/attention.md)."""
     model, x, lengths = _model(3, 5, 4, 2, False, 0, 0)
     result = run_reference(model, quantize_input(model, x), batch_first=True, lengths=lengths)
@@ -174,4 +174,4 @@ def test_unit_cycles_are_attention_cycles(steps):
     )
     _, _, state = _simulate(unit, [result.output[0, :steps]])
     parts = unit.cycles(steps)
-    assert state["ends"] == [parts["receive"] + steps * parts["per_step"] + parts["per_sequence"]]
+    assert state["ends"] == [steps * (parts["receive"] + parts["per_step"]) + parts["per_sequence"]]
