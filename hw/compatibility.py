@@ -29,6 +29,7 @@ __all__ = [
     "INTERLEAVE_GRU",
     "AttentionNotSupportedError",
     "ProjectionNotSupportedError",
+    "attention_refusal",
     "check_cell",
     "check_compatible",
     "check_control",
@@ -69,17 +70,40 @@ class ProjectionNotSupportedError(HardwareConfigError):
 
 
 class AttentionNotSupportedError(HardwareConfigError):
-    """The model has attention pooling (``lstm``, ``attention``, ``fc``), which the generated
-    hardware does not run yet (the integer reference does, ``docs/attention.md``)."""
+    """The model has attention pooling (``lstm``, ``attention``, ``fc``) in a configuration the
+    generated hardware does not run (``what``, in CLI terms; :func:`attention_refusal`)."""
 
-    def __init__(self):
+    def __init__(self, what: str):
         super().__init__(
-            "the model has attention pooling (lstm, attention, fc): the generated hardware "
-            "runs nn.LSTM and nn.GRU models with an optional Linear head on the last or every "
-            "step, not attention pooling yet. Run it with the integer reference "
-            "(lstm_fpga.sw.calibrate.quantize_from_torch, lstm_fpga.sw.reference.run_reference; "
-            "docs/attention.md)"
+            f"the model has attention pooling (lstm, attention, fc) and {what}: the generated "
+            f"hardware runs attention pooling with on-chip weights, --control stream, --output "
+            f"last, no --interleave and --max-seq-len N (the longest sequence its attention "
+            f"unit keeps, at most {ATTENTION_MAX_STEPS_NOTE}); docs/attention.md"
         )
+        self.what = what
+
+
+#: Where the bound on ``--max-seq-len`` of an attention model comes from.
+ATTENTION_MAX_STEPS_NOTE = "AttentionDatapath.max_steps of its formats"
+
+
+def attention_refusal(model: LstmShape, config: HardwareConfig | None = None) -> str | None:
+    """What of ``model`` (with attention pooling) on ``config`` the hardware does not run, in
+    CLI terms, or ``None`` (also for a model without attention pooling)."""
+    if getattr(model, "attention", None) is None or config is None:
+        return None
+    if config.weights == "external":
+        return "--weights external"
+    if config.interleave > 1:
+        return f"--interleave {config.interleave}"
+    if config.output != "last":
+        return f"--output {config.output}"
+    if config.max_seq_len is None:
+        return "no --max-seq-len"
+    datapath = getattr(model, "attention_datapath", None)
+    if datapath is not None and config.max_seq_len > datapath().max_steps:
+        return f"--max-seq-len {config.max_seq_len} (above {datapath().max_steps})"
+    return None
 
 
 def projection_refusal(model: LstmShape, config: HardwareConfig | None = None) -> str | None:
@@ -94,7 +118,10 @@ def projection_refusal(model: LstmShape, config: HardwareConfig | None = None) -
 
 def check_control(model: LstmShape, control: str) -> None:
     """Raise :class:`ProjectionNotSupportedError` for an LSTMP with ``control`` other than
-    ``"stream"`` (the AXI4-Lite top is not checked with an LSTMP)."""
+    ``"stream"`` (the AXI4-Lite top is not checked with an LSTMP), and
+    :class:`AttentionNotSupportedError` for attention pooling with it."""
+    if getattr(model, "attention", None) is not None and control != "stream":
+        raise AttentionNotSupportedError(f"--control {control}")
     if model.proj_size and control != "stream":
         raise ProjectionNotSupportedError(model.proj_size, f"--control {control}")
 
@@ -103,10 +130,11 @@ def check_cell(model: LstmShape, config: HardwareConfig | None = None) -> None:
     """Raise :class:`ProjectionNotSupportedError` for an ``nn.LSTM`` with ``proj_size`` in a
     configuration the hardware does not run (:func:`projection_refusal`: external weights):
     the shape and the configuration decide, so a float model is checked before calibration
-    too. A model with attention pooling raises :class:`AttentionNotSupportedError` (any
-    configuration)."""
-    if getattr(model, "attention", None) is not None:
-        raise AttentionNotSupportedError()
+    too. A model with attention pooling raises :class:`AttentionNotSupportedError` where
+    :func:`attention_refusal` names what is not run."""
+    what = attention_refusal(model, config)
+    if what is not None:
+        raise AttentionNotSupportedError(what)
     what = projection_refusal(model, config)
     if what is not None:
         raise ProjectionNotSupportedError(model.proj_size, what)
@@ -143,6 +171,8 @@ def check_interleave(model: LstmShape, config: HardwareConfig) -> None:
 def _shape(model: LstmModel) -> tuple:
     head = None if model.head is None else model.head.out_features
     shape = (model.input_size, model.hidden_size, model.num_layers, model.bidirectional, head)
+    if model.attention is not None:  # (only then: other tuples unchanged)
+        shape = (*shape, f"attention {model.attention.attention_size}")
     # A GRU and an LSTM of one shape differ; an LSTM's tuple is unchanged.
     return shape if model.cell_type is CellType.LSTM else (*shape, model.cell_type.value)
 
@@ -178,6 +208,14 @@ def check_compatible(model: LstmModel, mine: LstmModel) -> None:
                 f"quantise it with the same formats (calibrate with fixed formats) or "
                 f"regenerate the hardware"
             )
+    if model.attention is not None and (
+        model.attention != mine.attention or model.head != mine.head
+    ):
+        raise HardwareConfigError(
+            "attention pooling and its head are built into the attention unit (ROMs, not "
+            "reloadable): the model's attention or head weights or formats differ from the "
+            "generated ones; regenerate the hardware"
+        )
     if model.head is not None and model.head.formats != mine.head.formats:
         raise HardwareConfigError(
             "head: the reloaded model's formats differ from the generated ones; quantise "

@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .attention import AttentionUnit
 from .banks import BankPacking, bank_packing
 from .cell import GateCellPipeline, output_layout, state_layout
 from .config import index_shape
@@ -131,7 +132,7 @@ class LstmEngine(wiring.Component):
             {
                 **axi,
                 "x": In(stream.Signature(input_layout(plan))),
-                "y": Out(stream.Signature(output_layout(plan.output_shape))),
+                "y": Out(stream.Signature(output_layout(plan.y_shape))),
                 "state": Out(stream.Signature(state_layout(plan))),
                 "init": In(stream.Signature(init_layout(plan))),
                 "weight_write": In(stream.Signature(weight_load_layout(plan))),
@@ -251,6 +252,19 @@ class LstmEngine(wiring.Component):
             "cell": cell.hidden if proj is None else proj.y,
             "copy": seq.copy,
         }[plan.y_source]
+        pool = None
+        if plan.attention is not None:
+            # Attention pooling and its head after the lanes: the top layer's h_t of every
+            # step into the unit, the head's outputs once per sequence onto y.
+            m.submodules.attention = pool = AttentionUnit(
+                plan.attention,
+                plan.attention_head,
+                rounding=plan.model.rounding,
+                overflow=plan.model.overflow,
+                max_steps=plan.attention_steps,
+            )
+            wiring.connect(m, source, pool.h)
+            source = pool.y
         wiring.connect(m, source, wiring.flipped(self.y))
         y_done = self.y.valid & self.y.ready & self.y.payload.last
         m.d.comb += [seq.sequence_done.eq(y_done), self.done.eq(y_done)]
@@ -263,6 +277,8 @@ class LstmEngine(wiring.Component):
         empty = cell.empty & ~self.state.valid & (head.empty if head is not None else 1)
         if proj is not None:
             empty = empty & proj.empty
+        if pool is not None:
+            empty = empty & pool.empty
         m.d.sync += quiet.eq(~seq.busy & empty & ~seq.started)
         init_open = Signal()
         weights_open = Signal()
@@ -335,7 +351,16 @@ class LstmEngine(wiring.Component):
                 m.d.sync += index.eq(index + 1)
 
         # Status.
-        connect_members(m, seq, ports, "cycles", "started", "overflow")
+        if pool is None:
+            connect_members(m, seq, ports, "cycles", "started", "overflow")
+        else:  # (a sequence the attention unit drops sets overflow too, until clear_status)
+            connect_members(m, seq, ports, "cycles", "started")
+            dropped = Signal()
+            with m.If(self.clear_status):
+                m.d.sync += dropped.eq(0)
+            with m.Elif(pool.overflow):
+                m.d.sync += dropped.eq(1)
+            m.d.comb += self.overflow.eq(seq.overflow | dropped)
         m.d.comb += self.busy.eq(seq.busy | ~empty)
         counters = self.saturations
         hidden = cell.saturations.hidden
@@ -347,6 +372,8 @@ class LstmEngine(wiring.Component):
             "hidden": hidden,
             "head": head.saturated if head is not None else 0,
         }
+        if pool is not None:  # (the head's clamps; attention's own kinds: docs/attention.md)
+            increments["head"] = pool.saturated.head
         for kind in SaturationKind:
             counter, increment = getattr(counters, kind.value), increments[kind.value]
             with m.If(self.clear_status):

@@ -245,7 +245,7 @@ class TopInterface:
 
     @cached_property
     def y(self) -> StreamPorts:
-        shape = self.plan.output_shape
+        shape = self.plan.y_shape
         y = Field("y", shape.width, offset=0, signed=True)
         return StreamPorts("y", Direction.OUT, (y,), shape.width, True)
 
@@ -468,19 +468,21 @@ class TopInterface:
 
     @property
     def y_format(self) -> FixedFormat:
-        head = self.plan.head
+        head = self.plan.head or self.plan.attention_head
         return head.formats.output if head is not None else self.plan.model.output_format
 
     @property
     def output_mode(self) -> str:
-        """``"all"``: an output vector every step; ``"last"``: each sequence's final one."""
-        return self.plan.output_mode
+        """``"all"``: an output vector every step; ``"last"``: each sequence's final one
+        (always with attention pooling: the head once per sequence, on the context)."""
+        return "last" if self.plan.attention is not None else self.plan.output_mode
 
     def dropped(self, lengths) -> np.ndarray:
         """Sequences the hardware refuses: longer than ``max_seq_len`` on a buffered
-        (bidirectional) model; they set ``overflow`` and produce nothing."""
+        (bidirectional) model or with attention pooling; they set ``overflow`` and produce
+        nothing."""
         lengths = np.asarray(lengths, dtype=np.int64)
-        limit = self.plan.max_seq_len
+        limit = self.plan.max_seq_len or self.plan.attention_steps
         if limit is None:
             return np.zeros(lengths.shape, dtype=bool)
         return lengths > limit

@@ -334,17 +334,26 @@ class EnginePlan:
         self.input_size = model.input_size
         self.num_layers = model.num_layers
         self.num_directions = model.num_directions
-        self.head = model.head
+        #: Attention pooling (:class:`~lstm_fpga.sw.ir.AttentionPooling`) and the head it
+        #: feeds: both run in :class:`~lstm_fpga.hw.attention.AttentionUnit`, after the lanes,
+        #: which then run the layers only and hand out the top layer's ``h_t`` every step.
+        self.attention = model.attention
+        self.attention_head = model.head if model.attention is not None else None
+        #: The Linear head on the lanes (``None`` with attention pooling: the unit's).
+        self.head = model.head if model.attention is None else None
         #: The cell of every layer direction: :attr:`CellType.LSTM` or :attr:`CellType.GRU`.
         self.cell_type = model.cell_type
         self.schedule = BUFFERED if model.bidirectional else STREAMING
-        self.output_mode = config.output
+        # The lanes' output: every step into the attention unit (which outputs once).
+        self.output_mode = config.output if model.attention is None else "all"
         self.max_seq_len = config.max_seq_len if model.bidirectional else None
         self.input_elements = config.input_elements
         self.datapaths: tuple[LstmDatapath, ...] = tuple(
             d.datapath(model.rounding, model.overflow) for d in model.directions
         )
-        self.head_datapath: HeadDatapath | None = model.head_datapath()
+        self.head_datapath: HeadDatapath | None = (
+            model.head_datapath() if self.head is not None else None
+        )
 
         #: ``R`` of an LSTMP (``nn.LSTM(proj_size=R)``), 0 without a projection.
         self.proj_size = R = model.proj_size
@@ -355,8 +364,8 @@ class EnginePlan:
         self.unit_rows = unit_rows = 3 if model.cell_type is CellType.GRU else GATES_PER_UNIT
         rows = unit_rows * H
         columns = [d.input_size + Hr for d in model.directions]
-        if model.head is not None:
-            columns.append(model.head.in_features)
+        if self.head is not None:
+            columns.append(self.head.in_features)
         if R:
             columns.append(H)
         self.row_lanes = min(P, rows)
@@ -401,16 +410,16 @@ class EnginePlan:
                 acc_frac=dp.gate_acc.frac,
                 unit_rows=unit_rows,
             )
-        if model.head is not None:
+        if self.head is not None:
             hd = self.head_datapath
-            out = model.head.out_features
+            out = self.head.out_features
             place(
                 name="head",
                 layer=-1,
                 reverse=False,
                 real_rows=out,
                 rows=-(-out // GATES_PER_UNIT) * GATES_PER_UNIT,
-                segments=(Segment(SegmentKind.HEAD, model.head.in_features, hd.acc.shifts[0]),),
+                segments=(Segment(SegmentKind.HEAD, self.head.in_features, hd.acc.shifts[0]),),
                 bias_shift=hd.acc.bias_shift,
                 acc_frac=hd.acc.frac,
             )
@@ -484,11 +493,27 @@ class EnginePlan:
 
     @property
     def output_features(self) -> int:
-        """Elements of one output vector on ``y``: ``O`` with a head, else ``D * H`` (``D * R``
-        for an LSTMP)."""
+        """Elements of one output vector on ``y``: ``O`` with a head (on the lanes or after
+        attention pooling), else ``D * H`` (``D * R`` for an LSTMP)."""
+        if self.attention_head is not None:
+            return self.attention_head.out_features
         if self.head is not None:
             return self.head_out
         return self.num_directions * self.real_hidden_size
+
+    @property
+    def lane_output_features(self) -> int:
+        """Elements of the lanes' output vector: :attr:`output_features`, except with
+        attention pooling: the top layer's ``h_t`` (``D * H``, ``D * R``) into the unit."""
+        if self.attention is not None:
+            return self.num_directions * self.real_hidden_size
+        return self.output_features
+
+    @property
+    def attention_steps(self) -> int | None:
+        """The longest sequence the attention unit keeps (``HardwareConfig.max_seq_len``;
+        ``None`` without attention pooling)."""
+        return self.config.max_seq_len if self.attention is not None else None
 
     @property
     def y_source(self) -> str:
@@ -568,10 +593,19 @@ class EnginePlan:
 
     @property
     def output_shape(self):
-        """Shape of a ``y`` element: the head's output format, else the last layer's hidden."""
+        """Shape of an element of the lanes' output (the head's output format, else the last
+        layer's hidden; with attention pooling the last layer's hidden, the unit's input)."""
         if self.head is not None:
             return format_shape(self.head.formats.output)
         return format_shape(self.model.output_format)
+
+    @property
+    def y_shape(self):
+        """Shape of a ``y`` element of the top: :attr:`output_shape`, or with attention
+        pooling the head's output format."""
+        if self.attention_head is not None:
+            return format_shape(self.attention_head.formats.output)
+        return self.output_shape
 
     @property
     def lane_pairs(self) -> tuple[tuple[int, int], ...]:

@@ -339,14 +339,13 @@ def _cmd_build(args) -> int:
                 f"drop --weights external and --control axi-lite, or run it in the integer "
                 f"reference from Python (docs/lstmp.md)"
             ) from None
-        except AttentionNotSupportedError:
+        except AttentionNotSupportedError as error:
             raise _UsageError(
-                f"{model_path} has attention pooling (lstm, attention, fc): lstm-fpga build "
-                f"(and simulate, compare, synth) runs nn.LSTM and nn.GRU models with an "
-                f"optional Linear head (--output last or all), not attention pooling yet; "
-                f"quantize it and run the integer reference from Python "
-                f"(lstm_fpga.sw.calibrate.quantize_from_torch, "
-                f"lstm_fpga.sw.reference.run_reference; docs/attention.md)"
+                f"{model_path} has attention pooling (lstm, attention, fc) and {error.what}: "
+                f"lstm-fpga build (and simulate, compare, synth) runs attention pooling with "
+                f"--output last, --max-seq-len L (the longest sequence its attention unit "
+                f"keeps), on-chip weights, --control stream and no --interleave "
+                f"(docs/attention.md)"
             ) from None
     interface = _interface(project)
     y_format = interface.y_format

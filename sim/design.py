@@ -95,6 +95,9 @@ def _model_digest(model: LstmModel, config) -> str:
     if model.head is not None:
         digest.update(np.ascontiguousarray(model.head.weight, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(model.head.bias, dtype=np.int64).tobytes())
+    if model.attention is not None:
+        for array in (model.attention.w, model.attention.bias, model.attention.v):
+            digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
     return digest.hexdigest()
 
 

@@ -5,6 +5,7 @@ where support ends (other layouts, hardware, fine-tuning)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -391,12 +392,27 @@ def test_module_layouts_other_than_the_documented_one_are_refused():
     assert from_module(_Custom(AttentionPooling(5, 4), nn.Dropout(0.1))).attention is not None
 
 
-def test_hardware_and_fine_tuning_refuse_attention():
+@pytest.mark.parametrize(
+    ("config", "what"),
+    [
+        (dict(), "--output all"),
+        (dict(output="last"), "no --max-seq-len"),
+        (dict(output="last", max_seq_len=8, weights="external"), "--weights external"),
+        (dict(output="last", max_seq_len=8, interleave=2), "--interleave 2"),
+        (dict(output="last", max_seq_len=10**9), "--max-seq-len 1000000000 (above"),
+    ],
+)
+def test_hardware_refuses_what_it_does_not_run_with_attention(config, what):
     net = classifier(3, 5, 4, 2, 1, False, 0)
     x, _ = batch(3, seed=11)
     model, _ = quantize_from_torch(net, x)
-    with pytest.raises(AttentionNotSupportedError, match="not attention pooling yet"):
-        check_supported(model, HardwareConfig(lanes=4))
+    with pytest.raises(AttentionNotSupportedError, match=re.escape(what)):
+        check_supported(model, HardwareConfig(lanes=4, **config))
+    check_supported(model, HardwareConfig(lanes=4, output="last", max_seq_len=8))
+
+
+def test_fine_tuning_refuses_attention():
+    net = classifier(3, 5, 4, 2, 1, False, 0)
     with pytest.raises(QatError, match="not attention pooling"):
         modules_from_float(from_module(net))
 

@@ -1,0 +1,526 @@
+"""Attention pooling in hardware: :class:`AttentionUnit`, bit-exact to the integer reference.
+
+The unit sits after the last LSTM layer: it takes the top layer's ``h_t`` elements (the
+engine's every-step output), keeps each sequence's ``h_t`` and scores ``e_t`` (at most
+``max_steps`` steps) and, at the sequence's end, computes the softmax, the context and the
+Linear head on it (``docs/attention.md``, "Hardware"). Every number (table entries,
+accumulator alignments, the reciprocal's width) comes from
+:class:`~lstm_fpga.sw.numerics.AttentionDatapath` and
+:class:`~lstm_fpga.sw.numerics.HeadDatapath`; the order of operations, rounding and
+saturation are those of :func:`lstm_fpga.sw.reference.attention_pool` and
+:func:`~lstm_fpga.sw.reference.head_forward`.
+
+This is the dedicated unit of the first version (one multiplier, shared by the four
+matrix-vector products; one table unit, shared by tanh and exp), not a job on the engine's
+lanes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..sw.ir import AttentionPooling, LinearHead
+from ..sw.numerics import Overflow, Rounding
+from .activation import ActivationUnit
+from .cell import output_layout
+from .config import index_shape
+from .fixed import common_signed_shape, fit_rounded, format_shape, round_for
+from .pipeline import delay
+
+__all__ = ["ATTENTION_SATURATION_KINDS", "AttentionUnit", "attention_cycles"]
+
+#: The clamps the unit reports, one pulse each (the reference's ``result.attention
+#: .saturations`` keys, then the head's counter).
+ATTENTION_SATURATION_KINDS = ("preact", "score", "alpha", "context", "head")
+
+# Phases (the value of the unit's ``phase`` register).
+_RECEIVE, _SCORE, _E, _EXP, _RECIP, _DIVIDE, _ALPHA, _CONTEXT, _HEAD, _EMIT = range(10)
+_PHASES = 10
+
+
+def attention_cycles(
+    features: int,
+    attention_size: int,
+    out_features: int,
+    steps: int,
+    *,
+    exp_width: int,
+    recip_bits: int,
+    max_steps: int,
+) -> dict[str, int]:
+    """Cycles :class:`AttentionUnit` spends on one sequence of ``steps`` steps, from its
+    phases (``docs/attention.md``, "Hardware"): ``per_step`` (after a step's ``F`` elements
+    are in: the score matrix and the score), ``per_sequence`` (after the final step's score:
+    softmax, context, head, the ``O`` outputs with ``y`` always ready) and ``receive`` (one
+    cycle per element while the engine offers one every cycle)."""
+    drain = AttentionUnit.DRAIN + 1
+    F, A, O, T = features, attention_size, out_features, steps
+    total_width = (max_steps * ((1 << exp_width) - 1)).bit_length()
+    divide = total_width - 1 + recip_bits + 1
+    per_step = (A * F + drain) + (A + drain)
+    per_sequence = (T + drain) + 1 + divide + (T + drain) + (F * T + drain) + (O * F + drain) + O
+    return {"receive": F, "per_step": per_step, "per_sequence": per_sequence}
+
+
+class AttentionUnit(wiring.Component):
+    """Attention pooling and the Linear head over each sequence (``docs/attention.md``).
+
+    ``pooling`` and ``head`` are the IR's :class:`~lstm_fpga.sw.ir.AttentionPooling` and
+    :class:`~lstm_fpga.sw.ir.LinearHead` (their weights become ROMs); ``rounding`` and
+    ``overflow`` the model's; ``max_steps`` the longest sequence kept (``h_t`` and ``e_t``
+    memories of ``max_steps * F`` and ``max_steps`` words; at most the datapath's
+    :attr:`~lstm_fpga.sw.numerics.AttentionDatapath.max_steps`).
+
+    Ports
+    -----
+    h : In, stream of ``{data, last}``, ``data`` in ``attention.x`` (the last layer's hidden
+        format)
+        ``h_t`` elements ``0 .. F-1`` per step, steps in order; ``last`` on the final element
+        of the sequence's final step. Taken one per cycle while the unit receives (``ready``
+        is low while it computes a step's score or the sequence's pooling).
+    y : Out, stream of ``{data, last}``, ``data`` in ``head.output``
+        The head's ``O`` outputs of each sequence, once per sequence, ``last`` on the final
+        one: ``head_forward(context)`` of the reference exactly.
+    saturated : Out, one bit per :data:`ATTENTION_SATURATION_KINDS`
+        A pulse (one cycle) for every value whose rescale clamps (or wraps), counted as the
+        reference counts them: ``preact`` per score row and step, ``score`` per step,
+        ``alpha`` per step, ``context`` per feature, ``head`` per output.
+    overflow : Out
+        Pulses when a sequence longer than ``max_steps`` ends: it is dropped (its elements
+        are taken, nothing leaves on ``y``).
+    empty : Out
+        No sequence is in the unit (idle, waiting for a sequence's first element).
+
+    Protocol and timing: one sequence at a time, phase by phase. After a step's ``F``
+    elements: the score matrix ``W h_t + b`` (``A * F`` multiply-accumulates, one per
+    cycle), rescaled to ``preact`` and through the tanh table, then ``v . tanh`` (``A``
+    cycles), rescaled to ``score``, stored, and the running maximum. After the final step:
+    ``exp(e_t - max)`` (``T`` cycles, the sum ``S`` beside), the reciprocal of ``S`` (one
+    restoring division, one quotient bit per cycle), ``alpha_t`` (``T`` cycles), the context
+    (``F * T``), the head (``O * F``), then ``y``. Each phase ends with :attr:`DRAIN` cycles
+    for its pipeline to empty; :func:`attention_cycles` adds them up. Pipeline of the
+    multiply-accumulate: memory read, the product register, the accumulator, the rescale
+    (registered), then for the score rows the table unit (4 cycles) and the write.
+    """
+
+    #: Cycles a phase waits after its last issue (the longest pipeline: read, product,
+    #: accumulate, rescale, the table unit's 4, the write).
+    DRAIN = 10
+
+    def __init__(
+        self,
+        pooling: AttentionPooling,
+        head: LinearHead,
+        *,
+        rounding: Rounding,
+        overflow: Overflow,
+        max_steps: int,
+    ):
+        ad = pooling.datapath(rounding, overflow)
+        hd = head.datapath(rounding, overflow)
+        if head.in_features != pooling.features:
+            raise ValueError(
+                f"the head takes {head.in_features} features, attention pools {pooling.features}"
+            )
+        if hd.formats.x != ad.formats.context:
+            raise ValueError(
+                f"head.x {hd.formats.x} must be attention.context {ad.formats.context}"
+            )
+        if not 1 <= max_steps <= ad.max_steps:
+            raise ValueError(
+                f"max_steps must be 1 .. {ad.max_steps} (the longest sequence attention pooling "
+                f"computes exactly with these formats), not {max_steps}"
+            )
+        for plan in (ad.score_acc, ad.e_acc, hd.acc):
+            # One segment of products: its alignment shift is 0 (only the bias is shifted).
+            assert plan.shifts == (0,)
+        self._pooling, self._head = pooling, head
+        self._ad, self._hd = ad, hd
+        self._max_steps = max_steps
+        f = ad.formats
+        super().__init__(
+            {
+                "h": In(stream.Signature(output_layout(format_shape(f.x)))),
+                "y": Out(stream.Signature(output_layout(format_shape(hd.formats.output)))),
+                "saturated": Out(
+                    data.StructLayout({k: unsigned(1) for k in ATTENTION_SATURATION_KINDS})
+                ),
+                "overflow": Out(1),
+                "empty": Out(1),
+            }
+        )
+
+    @property
+    def max_steps(self) -> int:
+        return self._max_steps
+
+    @property
+    def total_width(self) -> int:
+        """Bits of the exp sum ``S`` of ``max_steps`` steps."""
+        return (self._max_steps * self._ad.formats.exp.max_int).bit_length()
+
+    @property
+    def dividend_width(self) -> int:
+        """Bits of the dividend ``2**k (+ S // 2)``: ``k + 1``, ``k`` at most
+        ``total_width - 1 + recip_bits``; the division takes this many cycles."""
+        return self.total_width - 1 + self._ad.recip_bits + 1
+
+    def cycles(self, steps: int) -> dict[str, int]:
+        """:func:`attention_cycles` of this unit."""
+        ad = self._ad
+        return attention_cycles(
+            self._pooling.features,
+            self._pooling.attention_size,
+            self._head.out_features,
+            steps,
+            exp_width=ad.formats.exp.width,
+            recip_bits=ad.recip_bits,
+            max_steps=self._max_steps,
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        ad, hd = self._ad, self._hd
+        f = ad.formats
+        pooling, head = self._pooling, self._head
+        rounding, overflow = ad.rounding, ad.overflow
+        F, A, O, T = pooling.features, pooling.attention_size, head.out_features, self._max_steps
+
+        def rom(name, shape, values):
+            values = [int(v) for v in values]
+            m.submodules[name] = mem = Memory(
+                shape=shape, depth=max(2, len(values)), init=values + [0] * (len(values) < 2)
+            )
+            return mem.read_port()
+
+        def ram(name, shape, depth):
+            m.submodules[name] = mem = Memory(shape=shape, depth=max(2, depth), init=[])
+            return mem.read_port(), mem.write_port()
+
+        w_rom = rom("w_rom", format_shape(f.w), pooling.w.reshape(-1))
+        b_rom = rom("bias_rom", format_shape(f.bias), pooling.bias)
+        v_rom = rom("v_rom", format_shape(f.v), pooling.v)
+        hw_rom = rom("head_w_rom", format_shape(hd.formats.weight), head.weight.reshape(-1))
+        hb_rom = rom("head_bias_rom", format_shape(hd.formats.bias), head.bias)
+        h_read, h_write = ram("h_mem", format_shape(f.x), T * F)
+        th_read, th_write = ram("tanh_mem", format_shape(f.tanh), A)
+        e_read, e_write = ram("score_mem", format_shape(f.score), T)
+        p_read, p_write = ram("exp_mem", format_shape(f.exp), T)
+        a_read, a_write = ram("alpha_mem", format_shape(f.alpha), T)
+        c_read, c_write = ram("context_mem", format_shape(f.context), F)
+
+        m.submodules.table = table = ActivationUnit([ad.tanh, ad.exp])
+
+        phase = Signal(range(_PHASES))
+        # The current step (the number of stored steps before it); ``T`` marks a sequence
+        # longer than ``max_steps`` (dropped). ``base`` = step * F, ``j`` the element.
+        step = Signal(range(T + 1))
+        base = Signal(range(T * F + 1))
+        j = Signal(index_shape(F))
+        final = Signal()  # the current step is the sequence's final one
+        steps = Signal(range(T + 1))  # T_cur = step + 1 during the pooling
+        m.d.comb += steps.eq(step + 1)
+
+        # -- issue counters of the phases with a loop: rows x columns -----------------------
+        issuing = Signal()
+        wait = Signal(range(self.DRAIN + 1))
+        max_rows = max(A, F, O, 1)
+        max_cols = max(F, A, T, 1)
+        row = Signal(index_shape(max_rows))
+        col = Signal(index_shape(max_cols))
+        rom_index = Signal(index_shape(max(A * F, O * F)))
+        h_pointer = Signal(range(T * F + 1))  # the context's h_t[row] address: col * F + row
+        cols = Array([0, F, A, steps, 0, 0, steps, steps, F, 0])[phase]
+        rows = Array([0, A, 1, 1, 0, 0, 1, F, O, 0])[phase]
+        last_col = col == cols - 1
+        last_row = row == rows - 1
+        issue = Signal()
+        m.d.comb += issue.eq(issuing)
+
+        def start(m, next_phase, loop=True):
+            m.d.sync += [
+                phase.eq(next_phase),
+                issuing.eq(int(loop)),
+                row.eq(0),
+                col.eq(0),
+                rom_index.eq(0),
+                h_pointer.eq(0),
+            ]
+
+        with m.If(issue):
+            m.d.sync += rom_index.eq(rom_index + 1)
+            with m.If(last_col):
+                m.d.sync += [col.eq(0), h_pointer.eq(row + 1)]
+                with m.If(last_row):
+                    m.d.sync += [issuing.eq(0), wait.eq(self.DRAIN)]
+                with m.Else():
+                    m.d.sync += row.eq(row + 1)
+            with m.Else():
+                m.d.sync += [col.eq(col + 1), h_pointer.eq(h_pointer + F)]
+        drained = ~issuing & (wait == 0)
+        with m.If(~issuing & (wait != 0)):
+            m.d.sync += wait.eq(wait - 1)
+
+        # -- stage 0: addresses ---------------------------------------------------------------
+        m.d.comb += [
+            w_rom.addr.eq(rom_index),
+            hw_rom.addr.eq(rom_index),
+            b_rom.addr.eq(row),
+            hb_rom.addr.eq(row),
+            v_rom.addr.eq(col),
+            th_read.addr.eq(col),
+            e_read.addr.eq(col),
+            p_read.addr.eq(col),
+            a_read.addr.eq(col),
+            c_read.addr.eq(col),
+            h_read.addr.eq(Mux(phase == _CONTEXT, h_pointer, base + col)),
+        ]
+        v1 = Signal()
+        first1, last1 = Signal(), Signal()
+        row1 = Signal.like(row)
+        col1 = Signal.like(col)
+        m.d.sync += [v1.eq(issue), first1.eq(col == 0), last1.eq(last_col)]
+        m.d.sync += [row1.eq(row), col1.eq(col)]
+
+        # -- stage 1: operands (memory outputs) to the product register ---------------------
+        a_shape = common_signed_shape(f.w, f.v, f.alpha, hd.formats.weight)
+        b_shape = common_signed_shape(f.x, f.tanh, f.context)
+        a_op = Signal(a_shape)
+        b_op = Signal(b_shape)
+        with m.Switch(phase):
+            with m.Case(_SCORE):
+                m.d.comb += [a_op.eq(w_rom.data), b_op.eq(h_read.data)]
+            with m.Case(_E):
+                m.d.comb += [a_op.eq(v_rom.data), b_op.eq(th_read.data)]
+            with m.Case(_CONTEXT):
+                m.d.comb += [a_op.eq(a_read.data), b_op.eq(h_read.data)]
+            with m.Case(_HEAD):
+                m.d.comb += [a_op.eq(hw_rom.data), b_op.eq(c_read.data)]
+        acc_width = 1 + max(ad.score_acc.width, ad.e_acc.width, ad.context_width, hd.acc.width)
+        bias_term = Signal(signed(acc_width))
+        m.d.comb += bias_term.eq(
+            Mux(
+                phase == _SCORE,
+                b_rom.data << ad.score_acc.bias_shift,
+                Mux(phase == _HEAD, hb_rom.data << hd.acc.bias_shift, 0),
+            )
+        )
+        product = Signal(signed(acc_width), reset_less=True)
+        bias2 = Signal(signed(acc_width), reset_less=True)
+        v2, first2, last2 = Signal(), Signal(), Signal()
+        row2 = Signal.like(row)
+        m.d.sync += [product.eq(a_op * b_op), bias2.eq(bias_term)]
+        m.d.sync += [v2.eq(v1 & (phase != _EXP) & (phase != _ALPHA))]
+        m.d.sync += [first2.eq(first1), last2.eq(last1), row2.eq(row1)]
+
+        # -- stage 2: the accumulator -----------------------------------------------------------
+        acc = Signal(signed(acc_width), reset_less=True)
+        done3 = Signal()
+        row3 = Signal.like(row)
+        with m.If(v2):
+            m.d.sync += acc.eq(Mux(first2, bias2, acc) + product)
+        m.d.sync += [done3.eq(v2 & last2), row3.eq(row2)]
+
+        # -- stage 3: a finished row, rescaled ------------------------------------------------
+        sat = self.saturated
+        pulses = {k: Signal(name=f"pulse_{k}") for k in ATTENTION_SATURATION_KINDS}
+        for k, pulse in pulses.items():
+            m.d.sync += getattr(sat, k).eq(pulse)
+        # The score rows: preact, the tanh table, the write of tanh(u)[row].
+        preact = round_for(acc, ad.score_acc.frac, f.preact, rounding)
+        table_in = Signal(table.input.shape(), reset_less=True)
+        score = round_for(acc, ad.e_acc.frac, f.score, rounding)
+        score_value = Signal(format_shape(f.score))
+        m.d.comb += score_value.eq(fit_rounded(score, f.score, overflow))
+        context = round_for(acc, ad.context_frac, f.context, rounding)
+        head_out = round_for(acc, hd.acc.frac, hd.formats.output, rounding)
+        outputs = [
+            Signal(format_shape(hd.formats.output), name=f"out{o}", reset_less=True)
+            for o in range(O)
+        ]
+        peak = Signal(format_shape(f.score), reset_less=True)
+        with m.If(done3):
+            with m.Switch(phase):
+                with m.Case(_SCORE):
+                    m.d.sync += table_in.eq(fit_rounded(preact, f.preact, overflow))
+                    m.d.comb += pulses["preact"].eq(preact.saturates)
+                with m.Case(_E):
+                    m.d.comb += [
+                        e_write.addr.eq(step),
+                        e_write.data.eq(score_value),
+                        e_write.en.eq(1),
+                        pulses["score"].eq(score.saturates),
+                    ]
+                    with m.If((step == 0) | (score_value > peak)):
+                        m.d.sync += peak.eq(score_value)
+                with m.Case(_CONTEXT):
+                    m.d.comb += [
+                        c_write.addr.eq(row3),
+                        c_write.data.eq(fit_rounded(context, f.context, overflow)),
+                        c_write.en.eq(1),
+                        pulses["context"].eq(context.saturates),
+                    ]
+                with m.Case(_HEAD):
+                    with m.Switch(row3):
+                        for o in range(O):
+                            with m.Case(o):
+                                m.d.sync += outputs[o].eq(
+                                    fit_rounded(head_out, hd.formats.output, overflow)
+                                )
+                    m.d.comb += pulses["head"].eq(head_out.saturates)
+        tanh_valid = delay(
+            m, done3 & (phase == _SCORE), 1 + table.latency, "tanh_valid", control=True
+        )
+        tanh_row = delay(m, row3, 1 + table.latency, "tanh_row")
+        m.d.comb += [
+            th_write.addr.eq(tanh_row),
+            th_write.data.eq(table.output),
+            th_write.en.eq(tanh_valid),
+        ]
+
+        # -- exp(e_t - max): read, subtract (registered), the table, the write and the sum ---
+        shifted = Signal(format_shape(ad.shifted_score), reset_less=True)
+        m.d.sync += shifted.eq(e_read.data - peak)
+        exp_phase = phase == _EXP
+        m.d.comb += [
+            table.input.eq(Mux(exp_phase, shifted, table_in)),
+            table.select.eq(exp_phase),
+        ]
+        exp_valid = delay(m, v1 & exp_phase, 1 + table.latency, "exp_valid", control=True)
+        exp_step = delay(m, col1, 1 + table.latency, "exp_step")
+        total = Signal(unsigned(self.total_width))
+        m.d.comb += [
+            p_write.addr.eq(exp_step),
+            p_write.data.eq(table.output),
+            p_write.en.eq(exp_valid),
+        ]
+        with m.If(exp_valid):
+            m.d.sync += total.eq(total + table.output[: f.exp.width])
+
+        # -- the reciprocal: n = bit_length(S), k = n - 1 + RECIP_BITS, r = N // S ------------
+        D = self.dividend_width
+        n = Signal(range(self.total_width + 1))
+        for i in range(self.total_width):
+            with m.If(total[i]):
+                m.d.comb += n.eq(i + 1)
+        k = Signal(range(D + 1))
+        half_shift = Signal(range(D + 1))  # k - alpha.frac - 1 (k >= RECIP_BITS > alpha.frac)
+        m.d.comb += [
+            k.eq(n - 1 + ad.recip_bits),
+            half_shift.eq(n - 2 + ad.recip_bits - f.alpha.frac),
+        ]
+        shift = Signal(range(D + 1))
+        half = Signal(unsigned(D))  # the rounding offset 2**(shift - 1) (HALF_UP)
+        dividend = Signal(unsigned(D))
+        remainder = Signal(unsigned(self.total_width + 1))
+        quotient = Signal(unsigned(D))
+        count = Signal(range(D + 1))
+        one = Const(1, unsigned(D))
+        # -- alpha_t = clamp((p_t * r + half) >> shift): read, product (registered), shift --
+        reciprocal = quotient[: ad.recip_bits + 1]
+        alpha_product = Signal(unsigned(f.exp.width + ad.recip_bits + 1), reset_less=True)
+        alpha_valid = Signal()
+        alpha_step = Signal.like(col)
+        m.d.sync += [
+            alpha_product.eq(p_read.data * reciprocal),
+            alpha_valid.eq(v1 & (phase == _ALPHA)),
+            alpha_step.eq(col1),
+        ]
+        unclamped = Signal(unsigned(f.exp.width + ad.recip_bits + 2))
+        m.d.comb += unclamped.eq((alpha_product + half) >> shift)
+        above = unclamped > f.alpha.max_int
+        alpha = unclamped[: f.alpha.width]
+        if overflow is Overflow.SATURATE:
+            alpha = Mux(above, f.alpha.max_int, alpha)
+        m.d.comb += [
+            a_write.addr.eq(alpha_step),
+            a_write.data.eq(alpha),
+            a_write.en.eq(alpha_valid),
+            pulses["alpha"].eq(alpha_valid & above),
+        ]
+
+        # -- the phases -----------------------------------------------------------------------
+        out_row = Signal(index_shape(O))
+        h = self.h
+        m.d.comb += [
+            self.empty.eq((phase == _RECEIVE) & (step == 0) & (j == 0)),
+            h.ready.eq(phase == _RECEIVE),
+            self.y.valid.eq(phase == _EMIT),
+            self.y.payload.data.eq(Array(outputs)[out_row]),
+            self.y.payload.last.eq(out_row == O - 1),
+        ]
+        dropping = step == T
+        with m.Switch(phase):
+            with m.Case(_RECEIVE):
+                with m.If(h.valid):
+                    m.d.comb += [
+                        h_write.addr.eq(base + j),
+                        h_write.data.eq(h.payload.data),
+                        h_write.en.eq(~dropping),
+                    ]
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(j == F - 1):
+                        m.d.sync += j.eq(0)
+                        with m.If(dropping):
+                            with m.If(h.payload.last):
+                                m.d.comb += self.overflow.eq(1)
+                                m.d.sync += [step.eq(0), base.eq(0)]
+                        with m.Else():
+                            m.d.sync += final.eq(h.payload.last)
+                            start(m, _SCORE)
+            with m.Case(_SCORE):
+                with m.If(drained):
+                    start(m, _E)
+            with m.Case(_E):
+                with m.If(drained):
+                    with m.If(final):
+                        start(m, _EXP)
+                        m.d.sync += total.eq(0)
+                    with m.Else():
+                        start(m, _RECEIVE, loop=False)
+                        m.d.sync += [step.eq(step + 1), base.eq(base + F)]
+            with m.Case(_EXP):
+                with m.If(drained):
+                    start(m, _RECIP, loop=False)
+            with m.Case(_RECIP):
+                m.d.sync += [
+                    dividend.eq((one << k) + (total >> 1 if rounding is Rounding.HALF_UP else 0)),
+                    shift.eq(half_shift + 1),
+                    half.eq(one << half_shift if rounding is Rounding.HALF_UP else 0),
+                    remainder.eq(0),
+                    quotient.eq(0),
+                    count.eq(D),
+                ]
+                start(m, _DIVIDE, loop=False)
+            with m.Case(_DIVIDE):
+                # One restoring step per cycle, the dividend's bits from the top.
+                trial = Cat(dividend[D - 1], remainder)
+                fits = trial >= total
+                m.d.sync += [
+                    remainder.eq(Mux(fits, trial - total, trial)),
+                    quotient.eq(Cat(fits, quotient)),
+                    dividend.eq(dividend << 1),
+                    count.eq(count - 1),
+                ]
+                with m.If(count == 1):
+                    start(m, _ALPHA)
+            with m.Case(_ALPHA):
+                with m.If(drained):
+                    start(m, _CONTEXT)
+            with m.Case(_CONTEXT):
+                with m.If(drained):
+                    start(m, _HEAD)
+            with m.Case(_HEAD):
+                with m.If(drained):
+                    start(m, _EMIT, loop=False)
+                    m.d.sync += out_row.eq(0)
+            with m.Case(_EMIT):
+                with m.If(self.y.ready):
+                    m.d.sync += out_row.eq(out_row + 1)
+                    with m.If(out_row == O - 1):
+                        start(m, _RECEIVE, loop=False)
+                        m.d.sync += [step.eq(0), base.eq(0), final.eq(0)]
+        return m
