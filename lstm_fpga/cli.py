@@ -1138,8 +1138,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--output",
         choices=["all", "last"],
-        default="all",
-        help="stream out every time step's output (all, nn.LSTM's `output`) or only the last",
+        default=None,
+        help="stream out every time step's output (all, nn.LSTM's `output`) or only the last "
+        "(default: last for a model with attention pooling, all otherwise)",
     )
     build.add_argument(
         "--max-seq-len",

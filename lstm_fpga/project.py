@@ -289,7 +289,7 @@ def write_project(
     out,
     *,
     lanes: int = 16,
-    output: str = "all",
+    output: str | None = None,
     max_seq_len: int | None = None,
     width: int = 16,
     weight_bits: int | None = None,
@@ -316,8 +316,10 @@ def write_project(
 ) -> Project:
     """Quantise ``source`` and generate the accelerator into the directory ``out``.
 
-    ``output`` (``"all"`` steps or only the ``"last"``) and ``max_seq_len`` (needed by
-    bidirectional models) are hardware parameters (:class:`HardwareConfig`).
+    ``output`` (``"all"`` steps or only the ``"last"``; default ``"last"`` for a model with
+    attention pooling, which outputs once per sequence, else ``"all"``) and ``max_seq_len``
+    (needed by bidirectional and attention models) are hardware parameters
+    (:class:`HardwareConfig`).
     ``source`` is a state_dict file, an ``nn.Module`` or a saved IR (``.json``/``.npz``; then
     no calibration happens and no float comparison is available). ``calibration`` holds sample
     input sequences (float array, ``(T, I)`` or batched ``(T, B, I)``/``(B, T, I)`` as
@@ -359,16 +361,6 @@ def write_project(
     out = Path(out)
     inputs = [source if isinstance(source, str | Path) else None, calibration_path]
     check_output_dir(out, force=force, inputs=inputs)
-    config = HardwareConfig(
-        lanes=lanes,
-        output=output,
-        max_seq_len=max_seq_len,
-        dsp_packing=dsp_packing,
-        dsp=_packing_dsp(device, family),
-        weights=weights,
-        axi=axi,
-        interleave=interleave,
-    )
     float_model = report = None
     if isinstance(source, str | Path) and Path(source).suffix in (".json", ".npz"):
         log(f"loading IR {source}")
@@ -380,6 +372,20 @@ def write_project(
             raise BuildError("--format needs a PyTorch model: a saved IR already has formats")
     else:
         float_model = import_model(source)
+    if output is None:  # attention pooling outputs once per sequence
+        shape = model if float_model is None else float_model
+        output = "last" if getattr(shape, "attention", None) is not None else "all"
+    config = HardwareConfig(
+        lanes=lanes,
+        output=output,
+        max_seq_len=max_seq_len,
+        dsp_packing=dsp_packing,
+        dsp=_packing_dsp(device, family),
+        weights=weights,
+        axi=axi,
+        interleave=interleave,
+    )
+    if float_model is not None:
         check_cell(float_model, config)  # before calibration, the long step
         check_control(float_model, control)
         check_interleave(float_model, config)

@@ -1,6 +1,6 @@
 """``lstm-fpga build``, ``simulate`` and ``compare`` of an attention classifier (``lstm``,
-``attention``, ``fc``): it builds with ``--output last --max-seq-len L`` and simulates
-bit-exact; what the hardware does not run is refused in one line, in CLI terms, before
+``attention``, ``fc``): it builds with ``--max-seq-len L`` (``--output last``: its default)
+and simulates bit-exact; what the hardware does not run is refused in one line, in CLI terms, before
 calibration, whether the model is a state_dict or a saved IR; nothing is written then."""
 
 import json
@@ -26,8 +26,8 @@ def _refusal(path, what) -> str:
 @pytest.mark.parametrize(
     ("flags", "what"),
     [
-        ([], "--output all"),
-        (["--output", "last"], "no --max-seq-len"),
+        (["--output", "all"], "--output all"),
+        ([], "no --max-seq-len"),  # (--output last is the default for attention pooling)
         (["--output", "last", "--max-seq-len", "6", "--weights", "external"], "--weights external"),
         (["--output", "last", "--max-seq-len", "6", "--control", "axi-lite"], "--control axi-lite"),
     ],
@@ -51,8 +51,9 @@ def test_build_refuses_what_the_hardware_does_not_run_in_one_line(tmp_path, caps
 
 
 def test_build_simulate_compare_on_icarus(tmp_path, capsys):
-    """The state_dict builds (calibrated from the CLI), simulates on Icarus bit-exact with
-    variable lengths, once per sequence (O outputs each), and compares."""
+    """The state_dict builds (calibrated from the CLI; ``--output last`` by default for
+    attention pooling), simulates on Icarus bit-exact with variable lengths, once per
+    sequence (O outputs each), and compares."""
     torch.manual_seed(1)
     torch.save(AttentionClassifier(3, 5, 4, 2).state_dict(), tmp_path / "att.pt")
     rng = np.random.default_rng(1)
@@ -60,9 +61,10 @@ def test_build_simulate_compare_on_icarus(tmp_path, capsys):
     x = rng.uniform(-1, 1, (5, 3, 3))
     np.savez(tmp_path / "x.npz", x=x, lengths=np.array([5, 1, 3]))
     argv = ["build", tmp_path / "att.pt", "--calibrate", tmp_path / "cal.npy", "--lanes", "3"]
-    flags = ["--output", "last", "--max-seq-len", "5", "-o", tmp_path / "out"]
+    flags = ["--max-seq-len", "5", "-o", tmp_path / "out"]
     code, _, err = run_cli(capsys, *argv, *flags, "--json")
     assert code == 0, err
+    assert json.loads((tmp_path / "out" / "build.json").read_text())["hardware"]["output"] == "last"
     argv = ["simulate", tmp_path / "out", "--input", tmp_path / "x.npz", "--simulator", "icarus"]
     code, out, err = run_cli(capsys, *argv, "--json")
     assert code == 0, err
