@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -34,7 +34,9 @@ class ActivationUnit(wiring.Component):
     ``tables`` is one :class:`ActivationTable` or several (the layer directions of a model may
     use different formats); with several, ``select`` picks the table of each input. All
     tables live in one ROM (table ``k`` from word ``base_k``), whose entry stores ``(values[i],
-    values[i+1] - values[i])``, so one read gives both interpolation end points. The last
+    values[i+1] - values[i])``, so one read gives both interpolation end points (the two
+    fields are two memories read at the same address, each narrow enough for a block RAM
+    mode whose output register the synthesis flow absorbs). The last
     entry's difference is 0, which equals the reference's clamped ``values[min(i + 1, last)]``.
 
     Ports
@@ -50,7 +52,7 @@ class ActivationUnit(wiring.Component):
         its place, such as a DSP's input register).
 
     Pipeline: the clamped table offset addresses the ROM (stage 1, the synchronous read), the
-    ROM's output register (stage 2), the interpolation product ``delta * weight`` (stage 3),
+    ROM's output registers (stage 2), the interpolation product ``delta * weight`` (stage 3),
     rounding and the add to the table value (stage 4): :attr:`LATENCY` cycles; throughput
     1 per cycle; no handshake (the enclosing pipeline carries its own valid bits); no reset.
     The product register is a :class:`~lstm_fpga.hw.pipeline.RegisteredProduct` (on ECP5 the
@@ -115,8 +117,17 @@ class ActivationUnit(wiring.Component):
                 {"value": v, "delta": values[min(k + 1, len(values) - 1)] - v}
                 for k, v in enumerate(values)
             ]
-        m.submodules.rom = rom = Memory(shape=entry, depth=max(2, len(init)), init=init)
-        read = rom.read_port()
+        # Two ROMs read at the same address, one per field: an entry wider than 18 bits
+        # would take a block RAM's 36-bit mode, whose output register the flow does not
+        # absorb (``eda.bram``), so its read (5.83 ns clock-to-out at ECP5 speed 6) and the
+        # route would share a cycle; each field alone fits the 18-bit mode.
+        depth = max(2, len(init))
+        fields = {}
+        for name in ("value", "delta"):
+            rom = m.submodules[f"rom_{name}"] = Memory(
+                shape=entry[name].shape, depth=depth, init=[e[name] for e in init]
+            )
+            fields[name] = rom.read_port()
 
         select = self.select if len(tables) > 1 else 0
         max_shift = max(t.segment_shift for t in tables)
@@ -134,9 +145,16 @@ class ActivationUnit(wiring.Component):
                 weights.append(offset[: t.segment_shift])
             else:
                 weights.append(0)
-        m.d.comb += read.addr.eq(Array(addresses)[select] if len(tables) > 1 else addresses[0])
-        # Stage 2: the ROM's output register.
-        entry_q = data.View(entry, delay(m, read.data, 1, "entry"))
+        address = Array(addresses)[select] if len(tables) > 1 else addresses[0]
+        m.d.comb += [port.addr.eq(address) for port in fields.values()]
+        # Stage 2: the ROMs' output registers.
+        entry_q = data.View(
+            entry,
+            Cat(
+                delay(m, fields["value"].data, 1, "value_q"),
+                delay(m, fields["delta"].data, 1, "delta_q"),
+            ),
+        )
         if max_shift == 0:
             # No interpolation: registers keep the latency equal to the general case.
             m.d.comb += self.output.eq(delay(m, entry_q.value, self.latency - 2, "value"))

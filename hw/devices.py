@@ -310,10 +310,13 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
         out = max(t.output.width for t in tables)
         delta = max(t.delta_width for t in tables)
         rom_depth = max(2, sum(len(t.values) for t in tables))
-        memories.append(
-            (f"{name} ROM", out + delta, rom_depth, _primitives(fam, out + delta, rom_depth))
-        )
+        # A ROM per entry field (``ActivationUnit``): values, and the differences where the
+        # tables interpolate (otherwise synthesis drops the unread one).
+        memories.append((f"{name} ROM", out, rom_depth, _primitives(fam, out, rom_depth)))
         if any(t.segment_shift > 0 for t in tables):
+            memories.append(
+                (f"{name} delta ROM", delta, rom_depth, _primitives(fam, delta, rom_depth))
+            )
             shift = max(t.segment_shift for t in tables)
             multipliers.append(
                 (f"{name} interpolation", delta, shift + 1, _dsps(fam, delta, shift + 1))

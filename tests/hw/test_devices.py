@@ -44,9 +44,10 @@ def test_the_demo_model_fits_ecp5_12f_and_256_at_p64_does_not_fit_the_85f():
     big = EnginePlan(random_model(256, 256, seed=0), HardwareConfig(lanes=64))
     fit = check_fit(big, device("ECP5-85"))
     assert fit.short == ["bram"]
-    # 8192-deep banks: 8 DP16KD per lane; 5 ROMs; x, vector, state buffers of 2 kbit or more
-    assert fit.needed["bram"] == 64 * 8 + 5 + 3
-    assert "block RAM 520/208 DP16KD" in fit.describe()
+    # 8192-deep banks: 8 DP16KD per lane; 5 activation units of 2 ROMs (values,
+    # differences); x, vector, state buffers of 2 kbit or more
+    assert fit.needed["bram"] == 64 * 8 + 2 * 5 + 3
+    assert "block RAM 525/208 DP16KD" in fit.describe()
     assert all(f.fits for f in smallest_fits(big))
 
 
