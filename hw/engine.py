@@ -163,17 +163,22 @@ class LstmEngine(wiring.Component):
         m.submodules.mvu = mvu = MatrixVectorUnit(plan)
         # The banks are read so that their words reach the lanes with the elements of their
         # beat: the address waits for the element read and the broadcast.
-        address_delay = seq.COLUMN_LATENCY + mvu.weight_lag - WeightMemory.READ_LATENCY
+        weight_delay = seq.COLUMN_LATENCY + mvu.weight_lag - WeightMemory.READ_LATENCY
+        # With two or more address levels (a broadcast tree in the lanes), one moves behind
+        # the read: a register between the block RAM and the lanes' wide spread
+        # (WeightMemory's contract), the same latency, so the same cycles.
+        data_delay = 1 if weight_delay >= 2 else 0
         m.submodules.weights = mem = WeightMemory(
             self._images,
             packing=self.packing,
             verilog_banks=self._verilog_banks,
-            address_delay=address_delay,
+            address_delay=weight_delay - data_delay,
             bias_delay=seq.COLUMN_LATENCY + mvu.bias_lag - WeightMemory.READ_LATENCY,
+            data_delay=data_delay,
             weight_banks=not self._external,
         )
         if self._external:
-            self._fetch_weights(m, seq, mvu, address_delay + WeightMemory.READ_LATENCY)
+            self._fetch_weights(m, seq, mvu, weight_delay + WeightMemory.READ_LATENCY)
         gru = plan.is_gru
         pipeline = GruCellPipeline if gru else GateCellPipeline
         m.submodules.cell = cell = pipeline(plan, announce=seq.ANNOUNCE_LEAD)

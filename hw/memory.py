@@ -116,8 +116,14 @@ class WeightMemory(wiring.Component):
     Pipeline: ``address_delay`` (``bias_delay``) address registers, replicated into a
     broadcast tree so that none drives more than
     :data:`~lstm_fpga.hw.pipeline.FANOUT` memories; the memory read; the output register
-    (:data:`READ_LATENCY` cycles for read and output register). Throughput one read per
-    cycle. Writes: the request is registered, its address and data are replicated the same
+    (:data:`READ_LATENCY` cycles for read and output register); then ``data_delay`` more
+    registers on the weight words only (:attr:`weight_latency` = ``address_delay +
+    READ_LATENCY + data_delay``). A caller with an address tree of two or more levels moves
+    one behind the read (``data_delay=1``, same latency): a packed word wider than 18 bits
+    is read in the block RAM's 36-bit mode, whose output register the ECP5 flow does not
+    absorb (:mod:`lstm_fpga.eda.bram`), so without it the block RAM's clock-to-out (5.83 ns
+    at speed 6) and the route to lanes spread over the die share one cycle. Throughput one
+    read per cycle. Writes: the request is registered, its address and data are replicated the same
     way and each bank's write enable is decoded into its own register, so neither the
     (combinational) write handshake nor one enable fans out to every bank.
     """
@@ -134,12 +140,14 @@ class WeightMemory(wiring.Component):
         verilog_banks: str | None = None,
         address_delay: int = 0,
         bias_delay: int = 0,
+        data_delay: int = 0,
         weight_banks: bool = True,
     ):
-        if address_delay < 0 or bias_delay < 0:
-            raise ValueError("address delays cannot be negative")
+        if address_delay < 0 or bias_delay < 0 or data_delay < 0:
+            raise ValueError("address and data delays cannot be negative")
         self._weight_banks = weight_banks
         self._address_delay = address_delay
+        self._data_delay = data_delay
         self._bias_delay = bias_delay
         if verilog_banks is not None and verilog_banks not in MEMORY_INIT_STYLES:
             raise ValueError(
@@ -182,7 +190,7 @@ class WeightMemory(wiring.Component):
     @property
     def weight_latency(self) -> int:
         """Cycles from ``weight_address`` to ``weights``."""
-        return self._address_delay + self.READ_LATENCY
+        return self._address_delay + self.READ_LATENCY + self._data_delay
 
     @property
     def bias_latency(self) -> int:
@@ -283,13 +291,16 @@ class WeightMemory(wiring.Component):
                     port.data.eq(slot_data),
                     port.en.eq(Mux(inside, enables, 0) if group.lanes > 1 else enables & inside),
                 ]
-            # The block RAM's output register (no reset: data), then wires to the lanes.
+            # The block RAM's output register (no reset: data), ``data_delay`` registers
+            # more, then wires to the lanes.
             word = delay(m, read_data, 1, f"weights_q{k}")
+            if self._data_delay:
+                word = delay(m, word, self._data_delay, f"weights_q{k}_d")
             stored = None
             if group.depth < images.depth:
                 live = Signal(name=f"weights_stored{k}")
                 m.d.comb += live.eq(address < group.depth)
-                stored = delay(m, live, self.READ_LATENCY, f"weights_stored{k}")
+                stored = delay(m, live, self.READ_LATENCY + self._data_delay, f"weights_stored{k}")
             for s, p in enumerate(members):
                 value = word[s * width : (s + 1) * width]
                 if stored is not None:

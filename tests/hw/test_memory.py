@@ -99,17 +99,22 @@ def test_reads_initial_contents_and_run_time_writes(lanes, formats, packed):
     np.testing.assert_array_equal(biases[:, : g.passes], expected_b)
 
 
+@pytest.mark.parametrize("data_delay", [0, 1])
 @pytest.mark.parametrize(("lanes", "formats"), [(1, "q16"), (5, "q12"), (16, "mixed"), (6, "q16")])
-def test_packed_banks_with_a_head_read_structural_zeros_and_reload_every_slot(lanes, formats):
+def test_packed_banks_with_a_head_read_structural_zeros_and_reload_every_slot(
+    lanes, formats, data_delay
+):
     """A packed memory whose groups store fewer words than the bank (the head's one row lives
     in lane 0 only): reads past a group's words are 0, a reload of every weight through the
-    write port (one lane slot of a shared word at a time) reads back bit-exactly."""
+    write port (one lane slot of a shared word at a time) reads back bit-exactly; with
+    ``data_delay`` registers behind the read, the words and the zero mask one cycle later."""
     model = random_model(4, 3, seed=lanes, formats=formats, head=1, scale=1.5)
     plan = EnginePlan(model, HardwareConfig(lanes=lanes))
     images = plan.images
     packing = bank_packing(plan)
     assert any(g.depth < images.depth for g in packing.groups) or lanes == 1
-    dut = WeightMemory(images, packing=packing)
+    dut = WeightMemory(images, packing=packing, data_delay=data_delay)
+    assert dut.weight_latency == WeightMemory.READ_LATENCY + data_delay
     width = images.weight_width
     rng = np.random.default_rng(lanes)
     # New values for every stored word: each lane's slot is written on its own.
@@ -124,11 +129,15 @@ def test_packed_banks_with_a_head_read_structural_zeros_and_reload_every_slot(la
     result = {}
 
     async def read_everything(ctx):
+        # A new address every cycle, as the engine reads: word ``a`` is on ``weights``
+        # ``weight_latency`` cycles after its address (and so is its structural-zero mask).
         weights = []
-        for address in range(plan.bank_depth):
-            ctx.set(dut.weight_address, address)
-            await ctx.tick().repeat(dut.weight_latency)
-            weights.append([int(v) for v in ctx.get(dut.weights)])
+        latency = dut.weight_latency
+        for cycle in range(plan.bank_depth + latency - 1):
+            ctx.set(dut.weight_address, min(cycle, plan.bank_depth - 1))
+            await ctx.tick()
+            if cycle + 1 >= latency:
+                weights.append([int(v) for v in ctx.get(dut.weights)])
         return np.array(weights).T
 
     async def bench(ctx):
