@@ -11,7 +11,7 @@ Two kinds of scenario:
 - ``run_engine`` (``tests/hw/engine_driver.py``), operations one after the other with
   random idle and back-pressure cycles: sequences (with ``carry_state``/``read_state``),
   ``init`` loads and weight reloads, on the 11 shapes of the walker's check at ``fbaf003``
-  plus a GRU; the outputs are also checked against the integer reference;
+  plus two GRUs (one with a head); the outputs are also checked against the integer reference;
 - concurrent offers (this module's driver): ``x``, ``init`` and ``w`` offered at the same
   time from independent sources with random gaps (a load offered while a sequence would
   start holds the start), including interleaved sequences (``--interleave 2``).
@@ -65,6 +65,12 @@ def _scenarios():
         "5x11 P=3 stalls": (random_model(5, 11), dict(lanes=3), stalls),
         "5x3 P=24 stalls": (random_model(5, 3), dict(lanes=24), stalls),
         "GRU 4x6 P=4": (random_model(4, 6, cell_type="gru"), dict(lanes=4), stalls),
+        # (P = 5: the drain carries rows of a GRU unit (3 rows) and of a head unit (4))
+        "GRU 4x6+head P=5": (
+            random_model(4, 6, head=2, cell_type="gru"),
+            dict(lanes=5),
+            stalls,
+        ),
     }
     concurrent = {
         "concurrent 5x8 P=8": (random_model(5, 8), dict(lanes=8), 1),

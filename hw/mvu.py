@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .config import GATES_PER_UNIT, index_shape
 from .fixed import shift_select
 from .pipeline import Multiplier, PackedMultiplier, broadcast, delay, fanout_levels, replicas
-from .plan import EnginePlan, SegmentKind
+from .plan import GRU_UNIT_ROWS, EnginePlan, SegmentKind
 
 __all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "pass_latency", "unit_layout"]
 
@@ -78,6 +78,53 @@ def _multiplier_latency(plan: EnginePlan) -> int:
     """Cycles from a lane's multiplier inputs to its product: :class:`Multiplier`'s, or
     :class:`PackedMultiplier`'s when the plan packs two lanes per DSP."""
     return PackedMultiplier.LATENCY if plan.packed_product is not None else Multiplier.LATENCY
+
+
+def _unit_counter(m, depth, load, pass_rows, emit, unit_rows, head=None):
+    """The drain's row count and its ``has_unit`` register, retimed for the unit handshake.
+
+    Returns ``(count, has_unit)``: ``count`` (range ``depth + 1``, reset 0) is the rows the
+    drain holds; ``has_unit`` (reset 0) is 1 when they include a whole unit of the drain's
+    job. A unit is ``unit_rows`` rows (4 for an LSTM, 3 for a GRU layer direction), or, when
+    ``head = (is_head, landing_head)`` is given, :data:`GATES_PER_UNIT` rows where ``is_head``
+    (the drain's job is the head: from registers) or, for a landing pass, ``landing_head``
+    says so. ``load`` (a register) adds ``pass_rows`` (from registers; the count wraps at
+    its width, as a pass never overfills the drain); a handshake ``emit`` takes a unit away,
+    unless a pass lands in that cycle (it never does: the drain's callers say why).
+
+    Timing: ``emit`` follows the consumer's ``ready``, the latest signal of the drain. Both
+    next values of ``count`` and ``has_unit`` are computed from registers, the count after
+    this cycle's load (its add and compare) and the count one unit lower (``count - k`` and
+    ``count >= 2 k``, compares against constants), so ``emit`` only chooses between them: no
+    carry chain follows ``ready`` (36cf25a's form, shared by the LSTM and GRU drains).
+    """
+    count = Signal(range(depth + 1))
+    landed = Signal.like(count)
+    taken = Signal()
+    has_unit = Signal()
+
+    def per_unit(value, is_head):  # ``value(k)`` for the unit rows ``k`` that ``is_head`` picks
+        if head is None:
+            return value(unit_rows)
+        return Mux(is_head, value(GATES_PER_UNIT), value(unit_rows))
+
+    is_head, landing_head = head if head is not None else (None, None)
+    landed_head = None if head is None else Mux(load, landing_head, is_head)
+    m.d.comb += taken.eq(emit & ~load)
+    m.d.sync += [
+        count.eq(Mux(taken, per_unit(lambda k: count - k, is_head), landed)),
+        has_unit.eq(
+            Mux(
+                taken,
+                per_unit(lambda k: count >= 2 * k, is_head),
+                per_unit(lambda k: landed >= k, landed_head),
+            )
+        ),
+    ]
+    m.d.comb += landed.eq(count)
+    with m.If(load):
+        m.d.comb += landed.eq(count + pass_rows)
+    return count, has_unit
 
 
 def _product_latency(plan: EnginePlan) -> int:
@@ -397,23 +444,20 @@ class MatrixVectorUnit(wiring.Component):
         depth = self.drain_depth
         rows = [Signal(acc_shape, name=f"drain{e}", reset_less=True) for e in range(depth)]
         hns = [Signal(acc_shape, name=f"drain_hn{e}", reset_less=True) for e in range(depth)]
-        count = Signal(range(depth + 1))
         unit = Signal.like(self.units.payload.unit)
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
         # Rows per unit of the drain's job (4: the head's), and of the landing pass's.
         if plan.head is None:
-            is_head, landing_head = Const(0), Const(0)
+            is_head, head = Const(0), None
         else:
             is_head = job.matrix == plan.head_index
-            landing_head = meta.job.matrix == plan.head_index
-        k = Mux(is_head, GATES_PER_UNIT, 3)
-        next_count = Signal.like(count)
-        has_unit = Signal()
-        next_k = Mux(load, Mux(landing_head, GATES_PER_UNIT, 3), k)
-        m.d.sync += [count.eq(next_count), has_unit.eq(next_count >= next_k)]
+            head = (is_head, meta.job.matrix == plan.head_index)
+        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
+        pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
+        # (as the LSTM's drain: ``ready`` only chooses between precomputed next values)
+        count, has_unit = _unit_counter(m, depth, load, pass_rows, emit, len(GRU_UNIT_ROWS), head)
         m.d.comb += [
-            next_count.eq(count),
             self.units.valid.eq(has_unit),
             emit.eq(self.units.valid & self.units.ready),
             self.drain_free.eq(~has_unit),
@@ -435,8 +479,6 @@ class MatrixVectorUnit(wiring.Component):
             fourth = Mux(is_head, Mux(shift[-1], up(rows, 3), rows[3]), fourth)
         for g, value in enumerate([*bottom, fourth]):
             m.d.comb += self.units.payload.gates[g].eq(value)
-        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
-        pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
         loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
         for e in range(depth):
             for values, sums in ((rows, row_sums), (hns, hn_sums)):
@@ -453,10 +495,8 @@ class MatrixVectorUnit(wiring.Component):
                     with m.Elif(shift[e // GATES_PER_UNIT]):
                         m.d.sync += values[e].eq(up(values, e))
         with m.If(load):
-            m.d.comb += next_count.eq(count + pass_rows)
             m.d.sync += job.eq(meta.job)
         with m.Elif(emit):
-            m.d.comb += next_count.eq(count - k)
             units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
             with m.If(unit == units):
                 m.d.sync += unit.eq(0)
@@ -638,26 +678,18 @@ class MatrixVectorUnit(wiring.Component):
         # Drain buffer: rows at the bottom go out 4 at a time; a pass loads above the carry.
         depth = self.drain_depth
         rows = [Signal(acc_shape, name=f"drain{e}", reset_less=True) for e in range(depth)]
-        count = Signal(range(depth + 1))
         unit = Signal.like(self.units.payload.unit)
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
-        # ``count >= 4`` kept in its own register (from the next count), so that the drain's
-        # handshake starts at a flip-flop rather than at the counter's compare. The handshake
-        # (the consumer's ``ready``, the latest signal here) only chooses between next values
-        # computed from registers: the count after this cycle's load (``load`` and the pass's
-        # rows are registers) and the count one unit lower, each with its compare, so no
-        # carry chain follows ``ready`` (a pass never lands in a cycle that emits: below).
-        landed = Signal.like(count)
-        taken = Signal()
-        has_unit = Signal()
-        m.d.comb += taken.eq(emit & ~load)
-        m.d.sync += [
-            count.eq(Mux(taken, count - GATES_PER_UNIT, landed)),
-            has_unit.eq(Mux(taken, count >= 2 * GATES_PER_UNIT, landed >= GATES_PER_UNIT)),
-        ]
+        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[matrix]
+        pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
+        # ``count >= 4`` kept in its own register (``has_unit``), so that the drain's handshake
+        # starts at a flip-flop rather than at the counter's compare; the handshake (the
+        # consumer's ``ready``) only chooses between next values computed from registers
+        # (:func:`_unit_counter`), so no carry chain follows ``ready`` (a pass never lands in
+        # a cycle that emits: below).
+        count, has_unit = _unit_counter(m, depth, load, pass_rows, emit, GATES_PER_UNIT)
         m.d.comb += [
-            landed.eq(count),
             self.units.valid.eq(has_unit),
             emit.eq(self.units.valid & self.units.ready),
             self.drain_free.eq(~has_unit),
@@ -677,8 +709,6 @@ class MatrixVectorUnit(wiring.Component):
             above = GATES_PER_UNIT + gate
             bottom = Mux(shift[-1], rows[above], rows[gate]) if above < depth else rows[gate]
             m.d.comb += self.units.payload.gates[gate].eq(bottom)
-        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[matrix]
-        pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
         loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
         for e in range(depth):
             with m.If(loads[e // GATES_PER_UNIT]):
@@ -695,7 +725,6 @@ class MatrixVectorUnit(wiring.Component):
                 with m.Elif(shift[e // GATES_PER_UNIT]):
                     m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
         with m.If(load):
-            m.d.comb += landed.eq(count + pass_rows)
             m.d.sync += job.eq(meta.job)
         with m.Elif(emit):
             units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
