@@ -6,7 +6,8 @@ Builds ``AttentionClassifier(3, 5, A=4, O=2)`` (seeded, ``v`` scaled by 8, calib
 inputs), P = 3 lanes, ``--max-seq-len 6``; runs 3 sequences of 5, 1 and 3 steps, prints the
 comparison against the integer reference (bit-exact?), each sequence's latency (first ``x``
 beat to the last ``y`` beat) and the attention unit's own cycles
-(:func:`lstm_fpga.hw.attention.attention_cycles`).
+(:func:`lstm_fpga.hw.attention.attention_cycles`; the score matrix is the lanes' job, so
+the unit's per-step cycles count ``tanh``, ``v . tanh`` and the running max only).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     O = model.head.out_features
     choice = dict(exp_width=ad.formats.exp.width, recip_bits=ad.recip_bits)
     choice["max_steps"] = plan.attention_steps
+    choice["lane_scores"] = plan.score_on_lanes  # (u_t = W h_t + b: the lanes' score job)
     for steps, cycles in zip(lengths, report.cycles.sequence_cycles, strict=True):
         parts = attention_cycles(F, A, O, int(steps), **choice)
         print(

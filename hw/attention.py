@@ -50,17 +50,23 @@ def attention_cycles(
     exp_width: int,
     recip_bits: int,
     max_steps: int,
+    lane_scores: bool = False,
 ) -> dict[str, int]:
     """Cycles :class:`AttentionUnit` spends on one sequence of ``steps`` steps, from its
     phases (``docs/attention.md``, "Hardware"): ``per_step`` (after a step's ``F`` elements
     are in: the score matrix and the score), ``per_sequence`` (after the final step's score:
     softmax, context, head, the ``O`` outputs with ``y`` always ready) and ``receive`` (one
-    cycle per element while the engine offers one every cycle)."""
+    cycle per element while the engine offers one every cycle). With ``lane_scores`` the
+    score matrix is the lanes' job: ``per_step`` counts from a step's ``F`` elements, its
+    ``A`` values ``u_t`` offered one per cycle from then on."""
     drain = AttentionUnit.DRAIN + 1
     F, A, O, T = features, attention_size, out_features, steps
     total_width = (max_steps * ((1 << exp_width) - 1)).bit_length()
     divide = total_width - 1 + recip_bits + 1
-    per_step = (A * F + drain) + (A + drain)
+    if lane_scores:
+        per_step = (A + AttentionUnit.TABLE_WAIT + 1) + (A + drain)
+    else:
+        per_step = (A * F + drain) + (A + drain)
     per_sequence = (T + drain) + 1 + divide + (T + drain) + (F * T + drain) + (O * F + drain) + O
     return {"receive": F, "per_step": per_step, "per_sequence": per_sequence}
 
@@ -109,6 +115,9 @@ class AttentionUnit(wiring.Component):
     #: Cycles a phase waits after its last issue (the longest pipeline: read, product,
     #: accumulate, rescale, the table unit's 4, the write).
     DRAIN = 10
+    #: With ``lane_scores``: cycles the score phase waits after the last ``u`` element for
+    #: its ``tanh`` to be written (the table's input register, the table unit's 4).
+    TABLE_WAIT = 5
 
     def __init__(
         self,
@@ -118,6 +127,7 @@ class AttentionUnit(wiring.Component):
         rounding: Rounding,
         overflow: Overflow,
         max_steps: int,
+        lane_scores: bool = False,
     ):
         ad = pooling.datapath(rounding, overflow)
         hd = head.datapath(rounding, overflow)
@@ -140,10 +150,15 @@ class AttentionUnit(wiring.Component):
         self._pooling, self._head = pooling, head
         self._ad, self._hd = ad, hd
         self._max_steps = max_steps
+        self._lane_scores = lane_scores
         f = ad.formats
+        scores = {}
+        if lane_scores:
+            scores["u"] = In(stream.Signature(output_layout(format_shape(f.preact))))
         super().__init__(
             {
                 "h": In(stream.Signature(output_layout(format_shape(f.x)))),
+                **scores,
                 "y": Out(stream.Signature(output_layout(format_shape(hd.formats.output)))),
                 "saturated": Out(
                     data.StructLayout({k: unsigned(1) for k in ATTENTION_SATURATION_KINDS})
@@ -179,6 +194,7 @@ class AttentionUnit(wiring.Component):
             exp_width=ad.formats.exp.width,
             recip_bits=ad.recip_bits,
             max_steps=self._max_steps,
+            lane_scores=self._lane_scores,
         )
 
     def elaborate(self, platform):
@@ -200,8 +216,10 @@ class AttentionUnit(wiring.Component):
             m.submodules[name] = mem = Memory(shape=shape, depth=max(2, depth), init=[])
             return mem.read_port(), mem.write_port()
 
-        w_rom = rom("w_rom", format_shape(f.w), pooling.w.reshape(-1))
-        b_rom = rom("bias_rom", format_shape(f.bias), pooling.bias)
+        lane = self._lane_scores
+        if not lane:  # (with lane scores the lanes hold W and b)
+            w_rom = rom("w_rom", format_shape(f.w), pooling.w.reshape(-1))
+            b_rom = rom("bias_rom", format_shape(f.bias), pooling.bias)
         v_rom = rom("v_rom", format_shape(f.v), pooling.v)
         hw_rom = rom("head_w_rom", format_shape(hd.formats.weight), head.weight.reshape(-1))
         hb_rom = rom("head_bias_rom", format_shape(hd.formats.bias), head.bias)
@@ -266,9 +284,7 @@ class AttentionUnit(wiring.Component):
 
         # -- stage 0: addresses ---------------------------------------------------------------
         m.d.comb += [
-            w_rom.addr.eq(rom_index),
             hw_rom.addr.eq(rom_index),
-            b_rom.addr.eq(row),
             hb_rom.addr.eq(row),
             v_rom.addr.eq(col),
             th_read.addr.eq(col),
@@ -278,6 +294,8 @@ class AttentionUnit(wiring.Component):
             c_read.addr.eq(col),
             h_read.addr.eq(Mux(phase == _CONTEXT, h_pointer, base + col)),
         ]
+        if not lane:
+            m.d.comb += [w_rom.addr.eq(rom_index), b_rom.addr.eq(row)]
         v1 = Signal()
         first1, last1 = Signal(), Signal()
         row1 = Signal.like(row)
@@ -291,8 +309,9 @@ class AttentionUnit(wiring.Component):
         a_op = Signal(a_shape)
         b_op = Signal(b_shape)
         with m.Switch(phase):
-            with m.Case(_SCORE):
-                m.d.comb += [a_op.eq(w_rom.data), b_op.eq(h_read.data)]
+            if not lane:
+                with m.Case(_SCORE):
+                    m.d.comb += [a_op.eq(w_rom.data), b_op.eq(h_read.data)]
             with m.Case(_E):
                 m.d.comb += [a_op.eq(v_rom.data), b_op.eq(th_read.data)]
             with m.Case(_CONTEXT):
@@ -301,13 +320,13 @@ class AttentionUnit(wiring.Component):
                 m.d.comb += [a_op.eq(hw_rom.data), b_op.eq(c_read.data)]
         acc_width = 1 + max(ad.score_acc.width, ad.e_acc.width, ad.context_width, hd.acc.width)
         bias_term = Signal(signed(acc_width))
-        m.d.comb += bias_term.eq(
-            Mux(
-                phase == _SCORE,
-                b_rom.data << ad.score_acc.bias_shift,
-                Mux(phase == _HEAD, hb_rom.data << hd.acc.bias_shift, 0),
+        head_bias = Mux(phase == _HEAD, hb_rom.data << hd.acc.bias_shift, 0)
+        if lane:
+            m.d.comb += bias_term.eq(head_bias)
+        else:
+            m.d.comb += bias_term.eq(
+                Mux(phase == _SCORE, b_rom.data << ad.score_acc.bias_shift, head_bias)
             )
-        )
         product = Signal(signed(acc_width), reset_less=True)
         bias2 = Signal(signed(acc_width), reset_less=True)
         v2, first2, last2 = Signal(), Signal(), Signal()
@@ -342,11 +361,22 @@ class AttentionUnit(wiring.Component):
             for o in range(O)
         ]
         peak = Signal(format_shape(f.score), reset_less=True)
+        # With lane scores, ``u_t[row]`` arrives on ``u`` (rescaled by the lanes' head stage).
+        taking_u = Signal()  # the score phase takes u_t's A elements
+        u_take = Signal()
+        if lane:
+            m.d.comb += [
+                self.u.ready.eq((phase == _SCORE) & taking_u),
+                u_take.eq(self.u.valid & self.u.ready),
+            ]
+            with m.If(u_take):
+                m.d.sync += table_in.eq(self.u.payload.data)
         with m.If(done3):
             with m.Switch(phase):
-                with m.Case(_SCORE):
-                    m.d.sync += table_in.eq(fit_rounded(preact, f.preact, overflow))
-                    m.d.comb += pulses["preact"].eq(preact.saturates)
+                if not lane:
+                    with m.Case(_SCORE):
+                        m.d.sync += table_in.eq(fit_rounded(preact, f.preact, overflow))
+                        m.d.comb += pulses["preact"].eq(preact.saturates)
                 with m.Case(_E):
                     m.d.comb += [
                         e_write.addr.eq(step),
@@ -371,10 +401,9 @@ class AttentionUnit(wiring.Component):
                                     fit_rounded(head_out, hd.formats.output, overflow)
                                 )
                     m.d.comb += pulses["head"].eq(head_out.saturates)
-        tanh_valid = delay(
-            m, done3 & (phase == _SCORE), 1 + table.latency, "tanh_valid", control=True
-        )
-        tanh_row = delay(m, row3, 1 + table.latency, "tanh_row")
+        score_done = u_take if lane else done3 & (phase == _SCORE)
+        tanh_valid = delay(m, score_done, 1 + table.latency, "tanh_valid", control=True)
+        tanh_row = delay(m, row if lane else row3, 1 + table.latency, "tanh_row")
         m.d.comb += [
             th_write.addr.eq(tanh_row),
             th_write.data.eq(table.output),
@@ -465,15 +494,35 @@ class AttentionUnit(wiring.Component):
                     with m.If(j == F - 1):
                         m.d.sync += j.eq(0)
                         with m.If(dropping):
-                            with m.If(h.payload.last):
-                                m.d.comb += self.overflow.eq(1)
-                                m.d.sync += [step.eq(0), base.eq(0)]
+                            if lane:  # (its u_t is taken and dropped too, then the end)
+                                start(m, _SCORE, loop=False)
+                                m.d.sync += [taking_u.eq(1), final.eq(h.payload.last)]
+                            else:
+                                with m.If(h.payload.last):
+                                    m.d.comb += self.overflow.eq(1)
+                                    m.d.sync += [step.eq(0), base.eq(0)]
                         with m.Else():
                             m.d.sync += final.eq(h.payload.last)
-                            start(m, _SCORE)
+                            start(m, _SCORE, loop=not lane)
+                            if lane:
+                                m.d.sync += taking_u.eq(1)
             with m.Case(_SCORE):
-                with m.If(drained):
-                    start(m, _E)
+                if lane:
+                    with m.If(u_take):
+                        m.d.sync += row.eq(row + 1)
+                        with m.If(row == A - 1):
+                            m.d.sync += [taking_u.eq(0), wait.eq(self.TABLE_WAIT)]
+                with m.If(drained & ~taking_u):
+                    if lane:
+                        with m.If(dropping):
+                            start(m, _RECEIVE, loop=False)
+                            with m.If(final):
+                                m.d.comb += self.overflow.eq(1)
+                                m.d.sync += [step.eq(0), base.eq(0), final.eq(0)]
+                        with m.Else():
+                            start(m, _E)
+                    else:
+                        start(m, _E)
             with m.Case(_E):
                 with m.If(drained):
                     with m.If(final):

@@ -247,23 +247,30 @@ class LstmEngine(wiring.Component):
             ]
 
         # y: from the head, the cell pipeline (streaming h_t) or the sequencer's copy queue.
+        hidden = cell.hidden if proj is None else proj.y
         source = {
             "head": head.y if head is not None else None,
-            "cell": cell.hidden if proj is None else proj.y,
+            "cell": hidden,
             "copy": seq.copy,
         }[plan.y_source]
         pool = None
         if plan.attention is not None:
             # Attention pooling and its head after the lanes: the top layer's h_t of every
-            # step into the unit, the head's outputs once per sequence onto y.
+            # step into the unit (unidirectional: with the score job's u_t, the lanes' head
+            # job), the head's outputs once per sequence onto y.
             m.submodules.attention = pool = AttentionUnit(
                 plan.attention,
                 plan.attention_head,
                 rounding=plan.model.rounding,
                 overflow=plan.model.overflow,
                 max_steps=plan.attention_steps,
+                lane_scores=plan.score_on_lanes,
             )
-            wiring.connect(m, source, pool.h)
+            if plan.score_on_lanes:
+                wiring.connect(m, hidden, pool.h)
+                wiring.connect(m, head.y, pool.u)
+            else:
+                wiring.connect(m, source, pool.h)
             source = pool.y
         wiring.connect(m, source, wiring.flipped(self.y))
         y_done = self.y.valid & self.y.ready & self.y.payload.last
@@ -372,7 +379,8 @@ class LstmEngine(wiring.Component):
             "hidden": hidden,
             "head": head.saturated if head is not None else 0,
         }
-        if pool is not None:  # (the head's clamps; attention's own kinds: docs/attention.md)
+        if pool is not None:  # (the head's clamps; attention's own kinds: docs/attention.md;
+            # the score job's output stage clamps attention.preact, not counted either)
             increments["head"] = pool.saturated.head
         for kind in SaturationKind:
             counter, increment = getattr(counters, kind.value), increments[kind.value]

@@ -75,6 +75,7 @@ __all__ = [
     "SegmentKind",
     "cycle_bound",
     "gru_lane_layout",
+    "lane_head",
     "matrix_bound",
 ]
 
@@ -267,6 +268,17 @@ def gru_lane_layout(
     return best[1]
 
 
+def lane_head(model: LstmModel):
+    """The Linear matrix of ``model`` the lanes compute as their head job
+    (:class:`~lstm_fpga.sw.ir.LinearHead`): the model's head; with attention pooling the
+    score matrix ``u_t = W h_t + b`` of a unidirectional model
+    (:meth:`~lstm_fpga.sw.ir.AttentionPooling.score_head`), none for a bidirectional one (its
+    unit computes it; ``docs/attention.md``, "Hardware")."""
+    if model.attention is None:
+        return model.head
+    return None if model.bidirectional else model.attention.score_head()
+
+
 def matrix_bound(rows: int, columns: int, lanes: int) -> int:
     """``ceil(rows * columns / P)``: the fewest cycles ``P`` multipliers need for one
     evaluation of a ``rows x columns`` matrix (the speed limit every bound sums)."""
@@ -336,11 +348,17 @@ class EnginePlan:
         self.num_directions = model.num_directions
         #: Attention pooling (:class:`~lstm_fpga.sw.ir.AttentionPooling`) and the head it
         #: feeds: both run in :class:`~lstm_fpga.hw.attention.AttentionUnit`, after the lanes,
-        #: which then run the layers only and hand out the top layer's ``h_t`` every step.
+        #: which run the layers and hand out the top layer's ``h_t`` every step.
         self.attention = model.attention
         self.attention_head = model.head if model.attention is not None else None
-        #: The Linear head on the lanes (``None`` with attention pooling: the unit's).
-        self.head = model.head if model.attention is None else None
+        #: A unidirectional model with attention pooling: the score matrix ``u_t = W h_t +
+        #: b`` is the lanes' head job on every step (:meth:`AttentionPooling.score_head`),
+        #: its ``A`` outputs (``attention.preact``) go to the unit beside ``h_t``. A
+        #: bidirectional one keeps it in the unit (``docs/attention.md``, "Hardware").
+        self.score_on_lanes = model.attention is not None and not model.bidirectional
+        #: The Linear matrix on the lanes' head job: the model's head, or with attention
+        #: pooling the score matrix (:attr:`score_on_lanes`) or none.
+        self.head = lane_head(model)
         #: The cell of every layer direction: :attr:`CellType.LSTM` or :attr:`CellType.GRU`.
         self.cell_type = model.cell_type
         self.schedule = BUFFERED if model.bidirectional else STREAMING
@@ -352,7 +370,7 @@ class EnginePlan:
             d.datapath(model.rounding, model.overflow) for d in model.directions
         )
         self.head_datapath: HeadDatapath | None = (
-            model.head_datapath() if self.head is not None else None
+            self.head.datapath(model.rounding, model.overflow) if self.head is not None else None
         )
 
         #: ``R`` of an LSTMP (``nn.LSTM(proj_size=R)``), 0 without a projection.
@@ -489,7 +507,14 @@ class EnginePlan:
 
     @property
     def head_out(self) -> int:
+        """Rows of the lanes' head job (:attr:`head`): ``O``, attention's ``A`` or 0."""
         return 0 if self.head is None else self.head.out_features
+
+    @property
+    def model_head_out(self) -> int:
+        """``O`` of the model's Linear head (on the lanes or after attention pooling), else
+        0."""
+        return 0 if self.model.head is None else self.model.head.out_features
 
     @property
     def output_features(self) -> int:
@@ -595,7 +620,7 @@ class EnginePlan:
     def output_shape(self):
         """Shape of an element of the lanes' output (the head's output format, else the last
         layer's hidden; with attention pooling the last layer's hidden, the unit's input)."""
-        if self.head is not None:
+        if self.head is not None and self.attention is None:
             return format_shape(self.head.formats.output)
         return format_shape(self.model.output_format)
 
