@@ -47,7 +47,6 @@ def main() -> None:
     O = model.head.out_features
     choice = dict(exp_width=ad.formats.exp.width, recip_bits=ad.recip_bits)
     choice["max_steps"] = plan.attention_steps
-    choice["lane_scores"] = plan.score_on_lanes  # (u_t = W h_t + b: the lanes' score job)
     for steps, cycles in zip(lengths, report.cycles.sequence_cycles, strict=True):
         parts = attention_cycles(F, A, O, int(steps), **choice)
         print(

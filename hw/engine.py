@@ -255,22 +255,19 @@ class LstmEngine(wiring.Component):
         }[plan.y_source]
         pool = None
         if plan.attention is not None:
-            # Attention pooling and its head after the lanes: the top layer's h_t of every
-            # step into the unit (unidirectional: with the score job's u_t, the lanes' head
-            # job), the head's outputs once per sequence onto y.
+            # Attention pooling and its head after the lanes: the top layer's h_t and the score
+            # job's u_t (the lanes' head job) of every step into the unit, the head's outputs
+            # once per sequence onto y.
             m.submodules.attention = pool = AttentionUnit(
                 plan.attention,
                 plan.attention_head,
                 rounding=plan.model.rounding,
                 overflow=plan.model.overflow,
                 max_steps=plan.attention_steps,
-                lane_scores=plan.score_on_lanes,
             )
-            if plan.score_on_lanes:
-                wiring.connect(m, hidden, pool.h)
-                wiring.connect(m, head.y, pool.u)
-            else:
-                wiring.connect(m, source, pool.h)
+            # (buffered: the h_t the output reader copies out of the sequence buffer)
+            wiring.connect(m, seq.copy if plan.copies_outputs else hidden, pool.h)
+            wiring.connect(m, head.y, pool.u)
             source = pool.y
         wiring.connect(m, source, wiring.flipped(self.y))
         y_done = self.y.valid & self.y.ready & self.y.payload.last

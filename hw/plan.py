@@ -271,12 +271,11 @@ def gru_lane_layout(
 def lane_head(model: LstmModel):
     """The Linear matrix of ``model`` the lanes compute as their head job
     (:class:`~lstm_fpga.sw.ir.LinearHead`): the model's head; with attention pooling the
-    score matrix ``u_t = W h_t + b`` of a unidirectional model
-    (:meth:`~lstm_fpga.sw.ir.AttentionPooling.score_head`), none for a bidirectional one (its
-    unit computes it; ``docs/attention.md``, "Hardware")."""
+    score matrix ``u_t = W h_t + b``
+    (:meth:`~lstm_fpga.sw.ir.AttentionPooling.score_head`; ``docs/attention.md``)."""
     if model.attention is None:
         return model.head
-    return None if model.bidirectional else model.attention.score_head()
+    return model.attention.score_head()
 
 
 def matrix_bound(rows: int, columns: int, lanes: int) -> int:
@@ -351,11 +350,10 @@ class EnginePlan:
         #: which run the layers and hand out the top layer's ``h_t`` every step.
         self.attention = model.attention
         self.attention_head = model.head if model.attention is not None else None
-        #: A unidirectional model with attention pooling: the score matrix ``u_t = W h_t +
-        #: b`` is the lanes' head job on every step (:meth:`AttentionPooling.score_head`),
-        #: its ``A`` outputs (``attention.preact``) go to the unit beside ``h_t``. A
-        #: bidirectional one keeps it in the unit (``docs/attention.md``, "Hardware").
-        self.score_on_lanes = model.attention is not None and not model.bidirectional
+        #: With attention pooling the score matrix ``u_t = W h_t + b`` is the lanes' head
+        #: job on every step (:meth:`AttentionPooling.score_head`), its ``A`` outputs
+        #: (``attention.preact``) go to the unit beside ``h_t`` (``docs/attention.md``).
+        self.score_on_lanes = model.attention is not None
         #: The Linear matrix on the lanes' head job: the model's head, or with attention
         #: pooling the score matrix (:attr:`score_on_lanes`) or none.
         self.head = lane_head(model)
@@ -541,6 +539,13 @@ class EnginePlan:
         return self.config.max_seq_len if self.attention is not None else None
 
     @property
+    def copies_outputs(self) -> bool:
+        """The output reader copies each buffered sequence's top-layer outputs out of the
+        vector memory: :attr:`y_source` ``"copy"``, or a bidirectional model with attention
+        pooling (the ``h_t`` into the attention unit, beside the score jobs' ``u_t``)."""
+        return self.y_source == "copy" or (self.attention is not None and self.schedule == BUFFERED)
+
+    @property
     def y_source(self) -> str:
         """Which block feeds ``y``: ``"head"``, ``"cell"`` (streaming ``h_t``) or ``"copy"``
         (buffered outputs read back from the sequence buffer)."""
@@ -678,7 +683,7 @@ class EnginePlan:
         computes into the other)."""
         if self.schedule == STREAMING:
             return self.num_layers
-        if self.y_source == "copy":
+        if self.copies_outputs:
             return 2
         return min(self.num_layers, 2)
 

@@ -1,6 +1,7 @@
 """AttentionUnit in the Amaranth simulator: the head's outputs and every saturation pulse equal
-the integer reference (``run_reference``) bit for bit, fed the reference's LSTM outputs (and,
-with ``lane_scores``, the score pre-activations ``u_t`` the lanes' score job hands it)."""
+the integer reference (``run_reference``) bit for bit, fed the reference's LSTM outputs and
+the score pre-activations ``u_t`` the lanes' score job hands it (computed here as that job
+does: the score matrix as a Linear head)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ async def _offer(ctx, port, value, last):
     ctx.set(port.valid, 0)
 
 
-def _simulate(unit, sequences, y_ready_every=1, scores=None):
-    """``sequences``: lists of (steps, F) integer arrays (``scores``: their (steps, A) ``u_t``
-    for a ``lane_scores`` unit, each step's after its ``h_t``). Returns the ``y`` values per
+def _simulate(unit, sequences, scores, y_ready_every=1):
+    """``sequences``: lists of (steps, F) integer arrays, ``scores`` their (steps, A) ``u_t``
+    (each step's after its ``h_t``). Returns the ``y`` values per
     sequence, the saturation pulses per kind, the overflow pulses and the cycles."""
     outputs, pulses, state, ends = [], dict.fromkeys(ATTENTION_SATURATION_KINDS, 0), {}, []
 
@@ -60,9 +61,8 @@ def _simulate(unit, sequences, y_ready_every=1, scores=None):
             for t, h_t in enumerate(seq):
                 for k, value in enumerate(h_t):
                     await _offer(ctx, unit.h, value, t == len(seq) - 1 and k == len(h_t) - 1)
-                if scores is not None:  # (a dropped sequence's too: the unit takes them)
-                    for a, value in enumerate(scores[b][t]):
-                        await _offer(ctx, unit.u, value, a == len(scores[b][t]) - 1)
+                for a, value in enumerate(scores[b][t]):
+                    await _offer(ctx, unit.u, value, a == len(scores[b][t]) - 1)
 
     async def watch(ctx):
         current, cycles, overflows = [], 0, 0
@@ -99,7 +99,7 @@ def _simulate(unit, sequences, y_ready_every=1, scores=None):
     return outputs, pulses, state
 
 
-def _check(model, x, lengths, y_ready_every=1, max_steps=None, lane=False):
+def _check(model, x, lengths, y_ready_every=1, max_steps=None):
     xi = quantize_input(model, x)
     result = run_reference(model, xi, batch_first=True, lengths=lengths)
     out = result.output  # (B, T, F)
@@ -109,20 +109,14 @@ def _check(model, x, lengths, y_ready_every=1, max_steps=None, lane=False):
         rounding=model.rounding,
         overflow=model.overflow,
         max_steps=max_steps or int(lengths.max()),
-        lane_scores=lane,
     )
     sequences = [out[b, : lengths[b]] for b in range(len(lengths))]
-    scores = None
     expected = dict(result.attention.saturations, head=result.saturations.head)
-    if lane:  # (preact clamps: the lanes' score job's, not the unit's)
-        scores, expected_preact = _scores(model, sequences)
-        assert expected_preact == expected["preact"]
-        expected["preact"] = 0
-    outputs, pulses, state = _simulate(unit, sequences, y_ready_every, scores)
+    # (the preact clamps: the score job's output stage's, as the reference counts them)
+    scores, preact_clamps = _scores(model, sequences)
+    assert preact_clamps == expected.pop("preact")
+    outputs, pulses, state = _simulate(unit, sequences, scores, y_ready_every)
     np.testing.assert_array_equal(np.array(outputs), result.head)
-    if lane:
-        pulses["preact"] = expected_preact if pulses["preact"] == 0 else -1
-        expected["preact"] = expected_preact
     assert pulses == expected
     assert state["empty"] == 1
     return result, pulses
@@ -136,17 +130,15 @@ def _check(model, x, lengths, y_ready_every=1, max_steps=None, lane=False):
         (4, 6, 3, 1, False, 3, 2),  # LSTMP: F = 3, one output
     ],
 )
-@pytest.mark.parametrize("lane", [False, True], ids=["unit_scores", "lane_scores"])
-def test_unit_equals_reference(I, H, A, O, bidirectional, R, seed, lane):
+def test_unit_equals_reference(I, H, A, O, bidirectional, R, seed):
     model, x, lengths = _model(I, H, A, O, bidirectional, R, seed)
-    _check(model, x, lengths, lane=lane)
+    _check(model, x, lengths)
 
 
-@pytest.mark.parametrize("lane", [False, True], ids=["unit_scores", "lane_scores"])
-def test_unit_floor_wrap_and_saturations_counted_as_the_reference(lane):
+def test_unit_floor_wrap_and_saturations_counted_as_the_reference():
     """FLOOR rounding, WRAP overflow and narrow preact/score/context/head formats: the
-    clamps (wraps) happen, and each pulse count equals the reference's (with lane scores the
-    preact clamps are the score job's, computed as its output stage does)."""
+    clamps (wraps) happen, and each pulse count equals the reference's (the preact clamps
+    are the score job's, computed as its output stage does)."""
     overrides = {
         "attention.preact": "Q-2.9",
         "attention.score": "Q-3.10",
@@ -167,12 +159,11 @@ def test_unit_floor_wrap_and_saturations_counted_as_the_reference(lane):
             rounding=Rounding.FLOOR,
             overflow=overflow,
         )
-        _, pulses = _check(model, x, lengths, y_ready_every=3, lane=lane)
-        assert pulses["preact"] and pulses["context"] and pulses["head"]
+        result, pulses = _check(model, x, lengths, y_ready_every=3)
+        assert result.attention.saturations["preact"] and pulses["context"] and pulses["head"]
 
 
-@pytest.mark.parametrize("lane", [False, True], ids=["unit_scores", "lane_scores"])
-def test_unit_drops_a_sequence_longer_than_max_steps(lane):
+def test_unit_drops_a_sequence_longer_than_max_steps():
     model, x, lengths = _model(3, 4, 2, 2, False, 0, 4)
     xi = quantize_input(model, x)
     result = run_reference(model, xi, batch_first=True, lengths=lengths)
@@ -182,19 +173,17 @@ def test_unit_drops_a_sequence_longer_than_max_steps(lane):
         rounding=model.rounding,
         overflow=model.overflow,
         max_steps=3,
-        lane_scores=lane,
     )
     keep = lengths <= 3
     sequences = [result.output[b, : lengths[b]] for b in range(len(lengths))]
-    scores = _scores(model, sequences)[0] if lane else None
-    outputs, _, state = _simulate(unit, sequences, scores=scores)
+    # (the steps past max_steps too: their u_t are taken and dropped with their h_t)
+    outputs, _, state = _simulate(unit, sequences, _scores(model, sequences)[0])
     assert state["overflows"] == int((~keep).sum())
     np.testing.assert_array_equal(np.array(outputs), result.head[keep])
 
 
-@pytest.mark.parametrize("lane", [False, True], ids=["unit_scores", "lane_scores"])
 @pytest.mark.parametrize("steps", [1, 4])
-def test_unit_cycles_are_attention_cycles(steps, lane):
+def test_unit_cycles_are_attention_cycles(steps):
     """One sequence, ``h`` (and ``u``) offered every cycle and ``y`` always ready: from its
     first element to its final output the unit takes ``T * (F + per_step) + per_sequence``
     cycles (:func:`~lstm_fpga.hw.attention.attention_cycles`, docs/attention.md)."""
@@ -206,10 +195,8 @@ def test_unit_cycles_are_attention_cycles(steps, lane):
         rounding=model.rounding,
         overflow=model.overflow,
         max_steps=6,
-        lane_scores=lane,
     )
     sequences = [result.output[0, :steps]]
-    scores = _scores(model, sequences)[0] if lane else None
-    _, _, state = _simulate(unit, sequences, scores=scores)
+    _, _, state = _simulate(unit, sequences, _scores(model, sequences)[0])
     parts = unit.cycles(steps)
     assert state["ends"] == [steps * (parts["receive"] + parts["per_step"]) + parts["per_sequence"]]
