@@ -26,7 +26,9 @@ PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...), then ``m = L * D`` for th
   defines them: a GRU step takes ``ceil(3H (I_k + H) / P)`` lane cycles, its bound
   (:attr:`MatrixPlan.bound`).
 * The head is the ``O x D*H`` matrix of ``nn.Linear``, rows in order, padded with zero rows to
-  a multiple of 4 so that the drain hands it out four rows (one "unit") at a time.
+  a multiple of 4 so that the drain hands it out four rows (one "unit") at a time. With
+  attention pooling it is the score matrix ``W`` (``A x D*H``, bias ``b``, output format
+  ``attention.preact``: :func:`lane_head`), on every step, into the attention unit.
 
 Each lane owns its weight bank and bias bank; a matrix occupies words ``weight_base ..
 weight_base + passes * span - 1`` of every weight bank (and ``bias_base .. bias_base +
