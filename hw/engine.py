@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .attention import AttentionUnit
+from .attention import AttentionUnit, attention_cycles
 from .banks import BankPacking, bank_packing
 from .cell import GateCellPipeline, output_layout, state_layout
 from .config import index_shape
@@ -38,6 +39,41 @@ __all__ = [
     "saturation_counters_layout",
     "weight_load_layout",
 ]
+
+
+def attention_buffer_steps(plan: EnginePlan) -> int:
+    """Steps of ``h_t`` and ``u_t`` buffered in front of the attention unit: enough for the
+    lanes to go on with the next sequence while the unit ends one of ``max_seq_len`` steps
+    (its ``per_sequence`` cycles over the lanes' bound per step, the score job included),
+    plus one; at most ``max_seq_len``."""
+    ad = plan.model.attention_datapath()
+    a, T = plan.attention, plan.attention_steps
+    end = attention_cycles(
+        a.features,
+        a.attention_size,
+        plan.attention_head.out_features,
+        T,
+        exp_width=ad.formats.exp.width,
+        recip_bits=ad.recip_bits,
+        max_steps=T,
+    )["per_sequence"]
+    step = plan.step_bound() + plan.head_matrix.bound
+    return min(T, -(-end // step) + 1)
+
+
+def _buffered_stream(m, name: str, source, sink, depth: int):
+    """``source`` into ``sink`` through a FIFO of ``depth`` payloads; returns the FIFO."""
+    width = Shape.cast(source.payload.shape()).width
+    m.submodules[name] = fifo = SyncFIFOBuffered(width=width, depth=depth)
+    m.d.comb += [
+        fifo.w_stream.payload.eq(source.payload),
+        fifo.w_stream.valid.eq(source.valid),
+        source.ready.eq(fifo.w_stream.ready),
+        sink.payload.eq(fifo.r_stream.payload),
+        sink.valid.eq(fifo.r_stream.valid),
+        fifo.r_stream.ready.eq(sink.ready),
+    ]
+    return fifo
 
 
 def init_layout(plan: EnginePlan) -> data.StructLayout:
@@ -265,9 +301,17 @@ class LstmEngine(wiring.Component):
                 overflow=plan.model.overflow,
                 max_steps=plan.attention_steps,
             )
-            # (buffered: the h_t the output reader copies out of the sequence buffer)
-            wiring.connect(m, seq.copy if plan.copies_outputs else hidden, pool.h)
-            wiring.connect(m, head.y, pool.u)
+            # (buffered: the h_t the output reader copies out of the sequence buffer) Through
+            # FIFOs of a few steps: the lanes go on with the next sequence while the unit
+            # ends one (softmax, context, head), until they fill.
+            steps = attention_buffer_steps(plan)
+            h_source = seq.copy if plan.copies_outputs else hidden
+            buffers = [
+                _buffered_stream(m, "h_buffer", h_source, pool.h, steps * plan.attention.features),
+                _buffered_stream(
+                    m, "u_buffer", head.y, pool.u, steps * plan.attention.attention_size
+                ),
+            ]
             source = pool.y
         wiring.connect(m, source, wiring.flipped(self.y))
         y_done = self.y.valid & self.y.ready & self.y.payload.last
@@ -283,6 +327,8 @@ class LstmEngine(wiring.Component):
             empty = empty & proj.empty
         if pool is not None:
             empty = empty & pool.empty
+            for fifo in buffers:
+                empty = empty & (fifo.level == 0)
         m.d.sync += quiet.eq(~seq.busy & empty & ~seq.started)
         init_open = Signal()
         weights_open = Signal()
