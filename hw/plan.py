@@ -348,16 +348,16 @@ class EnginePlan:
         self.num_layers = model.num_layers
         self.num_directions = model.num_directions
         #: Attention pooling (:class:`~lstm_fpga.sw.ir.AttentionPooling`) and the head it
-        #: feeds: both run in :class:`~lstm_fpga.hw.attention.AttentionUnit`, after the lanes,
-        #: which run the layers and hand out the top layer's ``h_t`` every step.
+        #: feeds: they run in :class:`~lstm_fpga.hw.attention.AttentionUnit`, after the lanes,
+        #: which run the layers and the score matrix and hand out ``h_t`` and ``u_t``.
         self.attention = model.attention
         self.attention_head = model.head if model.attention is not None else None
         #: With attention pooling the score matrix ``u_t = W h_t + b`` is the lanes' head
         #: job on every step (:meth:`AttentionPooling.score_head`), its ``A`` outputs
         #: (``attention.preact``) go to the unit beside ``h_t`` (``docs/attention.md``).
         self.score_on_lanes = model.attention is not None
-        #: The Linear matrix on the lanes' head job: the model's head, or with attention
-        #: pooling the score matrix (:attr:`score_on_lanes`) or none.
+        #: The Linear matrix of the lanes' head job (:func:`lane_head`): the model's head,
+        #: with attention pooling the score matrix (:attr:`score_on_lanes`); or none.
         self.head = lane_head(model)
         #: The cell of every layer direction: :attr:`CellType.LSTM` or :attr:`CellType.GRU`.
         self.cell_type = model.cell_type
