@@ -353,8 +353,11 @@ class BufferedSchedule(wiring.Component):
         if reader:
             # In one piece, so that no part of it is a constant driver (see ``Fields``).
             output = self.output.payload
+            hand_off = phase == Phase.OUT
+            if handed is not None:
+                hand_off = hand_off & ~handed
             m.d.comb += [
-                self.output.valid.eq((phase == Phase.OUT) & (~handed if handed is not None else 1)),
+                self.output.valid.eq(hand_off),
                 self.output.payload.eq(
                     Cat(
                         (top_buffer + (0 if all_steps else last_h))[: len(output.first)],
