@@ -8,10 +8,11 @@ scikit-learn's ``load_digits`` (1,797 8x8 images, shipped with the package; noth
 downloads) read row by row: 8 time steps of 8 pixels. An ``AttentionClassifier`` (an
 ``nn.LSTM(8, H)``, attention pooling over the 8 steps, ``nn.Linear(H, 10)``) is trained on CPU
 (fixed seed), calibrated on the training set and built with ``--output last --max-seq-len 8``
-(the layers on the lanes, attention pooling and the head in the attention unit,
-``docs/attention.md``); the script simulates the test digits (all 360, or the first
-``--test-digits``) with cocotb and prints float vs fixed-point vs hardware accuracy and
-whether the hardware's logits equal the integer reference's.
+(the layers and the score matrix ``W h_t + b`` on the lanes, the rest of attention pooling
+and the head in the attention unit, ``docs/attention.md``); the script simulates the test
+digits (all 360, or the first ``--test-digits``) with cocotb and prints float vs
+fixed-point vs hardware accuracy and whether the hardware's logits equal the integer
+reference's.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
 """Attention pooling in hardware: :class:`AttentionUnit`, bit-exact to the integer reference.
 
 The unit sits after the last LSTM layer: it takes the top layer's ``h_t`` elements (the
-engine's every-step output), keeps each sequence's ``h_t`` and scores ``e_t`` (at most
-``max_steps`` steps) and, at the sequence's end, computes the softmax, the context and the
-Linear head on it (``docs/attention.md``, "Hardware"). Every number (table entries,
+engine's every-step output) and the score pre-activations ``u_t = rescale(W h_t + b,
+preact)`` (the lanes' score job: the score matrix is a matrix of the engine's plan, computed
+like a Linear head, :meth:`~lstm_fpga.sw.ir.AttentionPooling.score_head`), keeps each
+sequence's ``h_t`` and scores ``e_t = v . tanh(u_t)`` (at most ``max_steps`` steps) and, at
+the sequence's end, computes the softmax, the context and the Linear head on it
+(``docs/attention.md``, "Hardware"). Every number (table entries,
 accumulator alignments, the reciprocal's width) comes from
 :class:`~lstm_fpga.sw.numerics.AttentionDatapath` and
 :class:`~lstm_fpga.sw.numerics.HeadDatapath`; the order of operations, rounding and
 saturation are those of :func:`lstm_fpga.sw.reference.attention_pool` and
 :func:`~lstm_fpga.sw.reference.head_forward`.
 
-This is the dedicated unit of the first version (one multiplier, shared by the four
-matrix-vector products; one table unit, shared by tanh and exp), not a job on the engine's
-lanes.
+One multiplier, shared by ``v . tanh``, the context and the head; one table unit, shared by
+tanh and exp.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from .pipeline import delay
 __all__ = ["ATTENTION_SATURATION_KINDS", "AttentionUnit", "attention_cycles"]
 
 #: The clamps the unit reports, one pulse each (the reference's ``result.attention
-#: .saturations`` keys, then the head's counter).
-ATTENTION_SATURATION_KINDS = ("preact", "score", "alpha", "context", "head")
+#: .saturations`` keys but ``preact``, whose clamps the lanes' score job counts in its output
+#: stage, then the head's counter).
+ATTENTION_SATURATION_KINDS = ("score", "alpha", "context", "head")
 
 # Phases (the value of the unit's ``phase`` register).
 _RECEIVE, _SCORE, _E, _EXP, _RECIP, _DIVIDE, _ALPHA, _CONTEXT, _HEAD, _EMIT = range(10)
@@ -55,12 +58,13 @@ def attention_cycles(
     phases (``docs/attention.md``, "Hardware"): ``per_step`` (after a step's ``F`` elements
     are in: the score matrix and the score), ``per_sequence`` (after the final step's score:
     softmax, context, head, the ``O`` outputs with ``y`` always ready) and ``receive`` (one
-    cycle per element while the engine offers one every cycle)."""
+    cycle per element while the engine offers one every cycle); ``per_step`` counts from a
+    step's ``F`` elements, its ``A`` values ``u_t`` offered one per cycle from then on."""
     drain = AttentionUnit.DRAIN + 1
     F, A, O, T = features, attention_size, out_features, steps
     total_width = (max_steps * ((1 << exp_width) - 1)).bit_length()
     divide = total_width - 1 + recip_bits + 1
-    per_step = (A * F + drain) + (A + drain)
+    per_step = (A + AttentionUnit.TABLE_WAIT + 1) + (A + drain)
     per_sequence = (T + drain) + 1 + divide + (T + drain) + (F * T + drain) + (O * F + drain) + O
     return {"receive": F, "per_step": per_step, "per_sequence": per_sequence}
 
@@ -69,7 +73,8 @@ class AttentionUnit(wiring.Component):
     """Attention pooling and the Linear head over each sequence (``docs/attention.md``).
 
     ``pooling`` and ``head`` are the IR's :class:`~lstm_fpga.sw.ir.AttentionPooling` and
-    :class:`~lstm_fpga.sw.ir.LinearHead` (their weights become ROMs); ``rounding`` and
+    :class:`~lstm_fpga.sw.ir.LinearHead` (``v`` and the head's weights become ROMs; ``W``
+    and ``b`` are the lanes'); ``rounding`` and
     ``overflow`` the model's; ``max_steps`` the longest sequence kept (``h_t`` and ``e_t``
     memories of ``max_steps * F`` and ``max_steps`` words; at most the datapath's
     :attr:`~lstm_fpga.sw.numerics.AttentionDatapath.max_steps`).
@@ -80,14 +85,18 @@ class AttentionUnit(wiring.Component):
         format)
         ``h_t`` elements ``0 .. F-1`` per step, steps in order; ``last`` on the final element
         of the sequence's final step. Taken one per cycle while the unit receives (``ready``
-        is low while it computes a step's score or the sequence's pooling).
+        is low while it takes a step's ``u_t``, computes its score or the pooling).
+    u : In, stream of ``{data, last}``, ``data`` in ``attention.preact``
+        ``u_t`` elements ``0 .. A-1`` of each step (``last`` ignored), after that step's
+        ``h_t``; taken one per cycle once the step's ``h_t`` is in (also the steps of a
+        sequence longer than ``max_steps``: taken and dropped).
     y : Out, stream of ``{data, last}``, ``data`` in ``head.output``
         The head's ``O`` outputs of each sequence, once per sequence, ``last`` on the final
         one: ``head_forward(context)`` of the reference exactly.
     saturated : Out, one bit per :data:`ATTENTION_SATURATION_KINDS`
         A pulse (one cycle) for every value whose rescale clamps (or wraps), counted as the
-        reference counts them: ``preact`` per score row and step, ``score`` per step,
-        ``alpha`` per step, ``context`` per feature, ``head`` per output.
+        reference counts them: ``score`` per step, ``alpha`` per step, ``context`` per
+        feature, ``head`` per output.
     overflow : Out
         Pulses when a sequence longer than ``max_steps`` ends: it is dropped (its elements
         are taken, nothing leaves on ``y``).
@@ -95,20 +104,23 @@ class AttentionUnit(wiring.Component):
         No sequence is in the unit (idle, waiting for a sequence's first element).
 
     Protocol and timing: one sequence at a time, phase by phase. After a step's ``F``
-    elements: the score matrix ``W h_t + b`` (``A * F`` multiply-accumulates, one per
-    cycle), rescaled to ``preact`` and through the tanh table, then ``v . tanh`` (``A``
-    cycles), rescaled to ``score``, stored, and the running maximum. After the final step:
+    elements: its ``A`` values ``u_t`` through the tanh table (one per cycle, then
+    :attr:`TABLE_WAIT` cycles), then ``v . tanh`` (``A`` multiply-accumulates, one per
+    cycle), rescaled to ``score``, stored, and the running maximum. After the final step:
     ``exp(e_t - max)`` (``T`` cycles, the sum ``S`` beside), the reciprocal of ``S`` (one
     restoring division, one quotient bit per cycle), ``alpha_t`` (``T`` cycles), the context
     (``F * T``), the head (``O * F``), then ``y``. Each phase ends with :attr:`DRAIN` cycles
     for its pipeline to empty; :func:`attention_cycles` adds them up. Pipeline of the
     multiply-accumulate: memory read, the product register, the accumulator, the rescale
-    (registered), then for the score rows the table unit (4 cycles) and the write.
+    (registered), the write.
     """
 
     #: Cycles a phase waits after its last issue (the longest pipeline: read, product,
     #: accumulate, rescale, the table unit's 4, the write).
     DRAIN = 10
+    #: Cycles the score phase waits after a step's last ``u`` element for its ``tanh`` to be
+    #: written (the table's input register, the table unit's 4).
+    TABLE_WAIT = 5
 
     def __init__(
         self,
@@ -134,7 +146,7 @@ class AttentionUnit(wiring.Component):
                 f"max_steps must be 1 .. {ad.max_steps} (the longest sequence attention pooling "
                 f"computes exactly with these formats), not {max_steps}"
             )
-        for plan in (ad.score_acc, ad.e_acc, hd.acc):
+        for plan in (ad.e_acc, hd.acc):
             # One segment of products: its alignment shift is 0 (only the bias is shifted).
             assert plan.shifts == (0,)
         self._pooling, self._head = pooling, head
@@ -144,6 +156,7 @@ class AttentionUnit(wiring.Component):
         super().__init__(
             {
                 "h": In(stream.Signature(output_layout(format_shape(f.x)))),
+                "u": In(stream.Signature(output_layout(format_shape(f.preact)))),
                 "y": Out(stream.Signature(output_layout(format_shape(hd.formats.output)))),
                 "saturated": Out(
                     data.StructLayout({k: unsigned(1) for k in ATTENTION_SATURATION_KINDS})
@@ -200,8 +213,7 @@ class AttentionUnit(wiring.Component):
             m.submodules[name] = mem = Memory(shape=shape, depth=max(2, depth), init=[])
             return mem.read_port(), mem.write_port()
 
-        w_rom = rom("w_rom", format_shape(f.w), pooling.w.reshape(-1))
-        b_rom = rom("bias_rom", format_shape(f.bias), pooling.bias)
+        # (W and b of the score matrix: the lanes' weight and bias banks)
         v_rom = rom("v_rom", format_shape(f.v), pooling.v)
         hw_rom = rom("head_w_rom", format_shape(hd.formats.weight), head.weight.reshape(-1))
         hb_rom = rom("head_bias_rom", format_shape(hd.formats.bias), head.bias)
@@ -231,10 +243,10 @@ class AttentionUnit(wiring.Component):
         max_cols = max(F, A, T, 1)
         row = Signal(index_shape(max_rows))
         col = Signal(index_shape(max_cols))
-        rom_index = Signal(index_shape(max(A * F, O * F)))
+        rom_index = Signal(index_shape(O * F))
         h_pointer = Signal(range(T * F + 1))  # the context's h_t[row] address: col * F + row
-        cols = Array([0, F, A, steps, 0, 0, steps, steps, F, 0])[phase]
-        rows = Array([0, A, 1, 1, 0, 0, 1, F, O, 0])[phase]
+        cols = Array([0, 0, A, steps, 0, 0, steps, steps, F, 0])[phase]
+        rows = Array([0, 0, 1, 1, 0, 0, 1, F, O, 0])[phase]
         last_col = col == cols - 1
         last_row = row == rows - 1
         issue = Signal()
@@ -266,9 +278,7 @@ class AttentionUnit(wiring.Component):
 
         # -- stage 0: addresses ---------------------------------------------------------------
         m.d.comb += [
-            w_rom.addr.eq(rom_index),
             hw_rom.addr.eq(rom_index),
-            b_rom.addr.eq(row),
             hb_rom.addr.eq(row),
             v_rom.addr.eq(col),
             th_read.addr.eq(col),
@@ -291,23 +301,15 @@ class AttentionUnit(wiring.Component):
         a_op = Signal(a_shape)
         b_op = Signal(b_shape)
         with m.Switch(phase):
-            with m.Case(_SCORE):
-                m.d.comb += [a_op.eq(w_rom.data), b_op.eq(h_read.data)]
             with m.Case(_E):
                 m.d.comb += [a_op.eq(v_rom.data), b_op.eq(th_read.data)]
             with m.Case(_CONTEXT):
                 m.d.comb += [a_op.eq(a_read.data), b_op.eq(h_read.data)]
             with m.Case(_HEAD):
                 m.d.comb += [a_op.eq(hw_rom.data), b_op.eq(c_read.data)]
-        acc_width = 1 + max(ad.score_acc.width, ad.e_acc.width, ad.context_width, hd.acc.width)
+        acc_width = 1 + max(ad.e_acc.width, ad.context_width, hd.acc.width)
         bias_term = Signal(signed(acc_width))
-        m.d.comb += bias_term.eq(
-            Mux(
-                phase == _SCORE,
-                b_rom.data << ad.score_acc.bias_shift,
-                Mux(phase == _HEAD, hb_rom.data << hd.acc.bias_shift, 0),
-            )
-        )
+        m.d.comb += bias_term.eq(Mux(phase == _HEAD, hb_rom.data << hd.acc.bias_shift, 0))
         product = Signal(signed(acc_width), reset_less=True)
         bias2 = Signal(signed(acc_width), reset_less=True)
         v2, first2, last2 = Signal(), Signal(), Signal()
@@ -329,8 +331,6 @@ class AttentionUnit(wiring.Component):
         pulses = {k: Signal(name=f"pulse_{k}") for k in ATTENTION_SATURATION_KINDS}
         for k, pulse in pulses.items():
             m.d.sync += getattr(sat, k).eq(pulse)
-        # The score rows: preact, the tanh table, the write of tanh(u)[row].
-        preact = round_for(acc, ad.score_acc.frac, f.preact, rounding)
         table_in = Signal(table.input.shape(), reset_less=True)
         score = round_for(acc, ad.e_acc.frac, f.score, rounding)
         score_value = Signal(format_shape(f.score))
@@ -342,11 +342,18 @@ class AttentionUnit(wiring.Component):
             for o in range(O)
         ]
         peak = Signal(format_shape(f.score), reset_less=True)
+        # The score rows: ``u_t[row]`` from ``u`` (the lanes' score job, rescaled to
+        # ``preact`` there), the tanh table, the write of tanh(u)[row].
+        taking_u = Signal()  # the score phase takes u_t's A elements
+        u_take = Signal()
+        m.d.comb += [
+            self.u.ready.eq((phase == _SCORE) & taking_u),
+            u_take.eq(self.u.valid & self.u.ready),
+        ]
+        with m.If(u_take):
+            m.d.sync += table_in.eq(self.u.payload.data)
         with m.If(done3):
             with m.Switch(phase):
-                with m.Case(_SCORE):
-                    m.d.sync += table_in.eq(fit_rounded(preact, f.preact, overflow))
-                    m.d.comb += pulses["preact"].eq(preact.saturates)
                 with m.Case(_E):
                     m.d.comb += [
                         e_write.addr.eq(step),
@@ -371,10 +378,9 @@ class AttentionUnit(wiring.Component):
                                     fit_rounded(head_out, hd.formats.output, overflow)
                                 )
                     m.d.comb += pulses["head"].eq(head_out.saturates)
-        tanh_valid = delay(
-            m, done3 & (phase == _SCORE), 1 + table.latency, "tanh_valid", control=True
-        )
-        tanh_row = delay(m, row3, 1 + table.latency, "tanh_row")
+        assert self.TABLE_WAIT >= 1 + table.latency
+        tanh_valid = delay(m, u_take, 1 + table.latency, "tanh_valid", control=True)
+        tanh_row = delay(m, row, 1 + table.latency, "tanh_row")
         m.d.comb += [
             th_write.addr.eq(tanh_row),
             th_write.data.eq(table.output),
@@ -464,16 +470,22 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += j.eq(j + 1)
                     with m.If(j == F - 1):
                         m.d.sync += j.eq(0)
-                        with m.If(dropping):
-                            with m.If(h.payload.last):
-                                m.d.comb += self.overflow.eq(1)
-                                m.d.sync += [step.eq(0), base.eq(0)]
-                        with m.Else():
-                            m.d.sync += final.eq(h.payload.last)
-                            start(m, _SCORE)
+                        # The step's u_t next (a dropped step's too: taken, not used).
+                        start(m, _SCORE, loop=False)
+                        m.d.sync += [taking_u.eq(1), final.eq(h.payload.last)]
             with m.Case(_SCORE):
-                with m.If(drained):
-                    start(m, _E)
+                with m.If(u_take):
+                    m.d.sync += row.eq(row + 1)
+                    with m.If(row == A - 1):
+                        m.d.sync += [taking_u.eq(0), wait.eq(self.TABLE_WAIT)]
+                with m.If(drained & ~taking_u):
+                    with m.If(dropping):
+                        start(m, _RECEIVE, loop=False)
+                        with m.If(final):  # (the end of a sequence longer than max_steps)
+                            m.d.comb += self.overflow.eq(1)
+                            m.d.sync += [step.eq(0), base.eq(0), final.eq(0)]
+                    with m.Else():
+                        start(m, _E)
             with m.Case(_E):
                 with m.If(drained):
                     with m.If(final):

@@ -325,15 +325,16 @@ def bank_packing(plan: EnginePlan, family: str = PACKING_FAMILY) -> BankPacking:
 def matrix_values(plan: EnginePlan, m: int, model: LstmModel | None = None):
     """``(weights, bias)`` of ``plan``'s matrix ``m`` with rows in lane order (unit-major)
     and columns in walk order: ``(rows, columns)`` and ``(rows,)``, padded with zero rows."""
-    from .plan import SegmentKind
+    from .plan import SegmentKind, lane_head
 
     model = plan.model if model is None else model
     mp = plan.matrices[m]
     matrix = np.zeros((mp.rows, mp.columns), dtype=np.int64)
     bias = np.zeros(mp.rows, dtype=np.int64)
     if mp.is_head:
-        matrix[: mp.real_rows] = model.head.weight
-        bias[: mp.real_rows] = model.head.bias
+        head = lane_head(model)  # (with attention pooling: its score matrix)
+        matrix[: mp.real_rows] = head.weight
+        bias[: mp.real_rows] = head.bias
         return matrix, bias
     if mp.is_projection:  # W_hr, rows in order, no bias
         matrix[: mp.real_rows] = model.directions[mp.projects].w_hr

@@ -87,7 +87,11 @@ class BufferedSchedule(wiring.Component):
         slot_words = plan.x_slot_beats
         has_head = plan.head is not None
         all_steps = plan.output_mode == "all"
-        reader = plan.y_source == "copy"
+        reader = plan.copies_outputs
+        # Attention pooling (a head and the reader): the sequence's outputs are handed to the
+        # reader (its h_t into the attention unit) before the score (head) jobs run, so that
+        # the unit takes each step's h_t, then its u_t.
+        handed = Signal() if reader and has_head else None
         step_shape = range(T_max + 1)
         x_off_shape = range(T_max * B + 1)
         h_off_shape = range(T_max * DH + 1)
@@ -218,8 +222,11 @@ class BufferedSchedule(wiring.Component):
             recurrent_distance = below_distance = 2 * H
             if projected:  # (the layer below's and the head's distance, set where they apply)
                 recurrent_distance, below_distance = H + 2 * R, 2 * R
+            out_jobs = (s.phase == Phase.OUT) & has_head
+            if handed is not None:
+                out_jobs = out_jobs & handed
             m.d.comb += [
-                desc.valid.eq(lstm & ~blocked | ((s.phase == Phase.OUT) & has_head)),
+                desc.valid.eq(lstm & ~blocked | out_jobs),
                 desc.a_distance.eq(recurrent_distance),
                 desc.b_distance.eq(recurrent_distance),
                 desc.job.parity.eq(seq_parity),
@@ -346,8 +353,11 @@ class BufferedSchedule(wiring.Component):
         if reader:
             # In one piece, so that no part of it is a constant driver (see ``Fields``).
             output = self.output.payload
+            hand_off = phase == Phase.OUT
+            if handed is not None:
+                hand_off = hand_off & ~handed
             m.d.comb += [
-                self.output.valid.eq(phase == Phase.OUT),
+                self.output.valid.eq(hand_off),
                 self.output.payload.eq(
                     Cat(
                         (top_buffer + (0 if all_steps else last_h))[: len(output.first)],
@@ -357,10 +367,15 @@ class BufferedSchedule(wiring.Component):
                 ),
             ]
             with m.If(self.output.valid & self.output.ready):
-                m.d.sync += phase.eq(Phase.WAIT)
+                if handed is not None:  # (the score jobs next; they end the phase)
+                    m.d.sync += handed.eq(1)
+                else:
+                    m.d.sync += phase.eq(Phase.WAIT)
 
         # -- transitions --------------------------------------------------------------------------
         with m.If(phase == Phase.WAIT):
+            if handed is not None:
+                m.d.sync += handed.eq(0)
             with m.If(slot_full[run_slot]):
                 m.d.sync += [
                     phase.eq(Phase.LSTM),

@@ -226,7 +226,7 @@ def _manifest(top: LstmTop, hexes, memory_init: str, family: str | None) -> dict
             "hidden_size": plan.hidden_size,
             "num_layers": plan.num_layers,
             "num_directions": plan.num_directions,
-            "head_out_features": plan.head_out,
+            "head_out_features": plan.model_head_out,
             "requested_lanes": config.lanes,
             "physical_lanes": plan.lanes,
             "lane_dsps": plan.lane_dsps,

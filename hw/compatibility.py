@@ -212,9 +212,9 @@ def check_compatible(model: LstmModel, mine: LstmModel) -> None:
         model.attention != mine.attention or model.head != mine.head
     ):
         raise HardwareConfigError(
-            "attention pooling and its head are built into the attention unit (ROMs, not "
-            "reloadable): the model's attention or head weights or formats differ from the "
-            "generated ones; regenerate the hardware"
+            "attention pooling and its head are not reloadable (W and b on the lanes, v and "
+            "the head in the attention unit's ROMs): the model's attention or head weights or "
+            "formats differ from the generated ones; regenerate the hardware"
         )
     if model.head is not None and model.head.formats != mine.head.formats:
         raise HardwareConfigError(

@@ -119,7 +119,7 @@ class ElementStore(wiring.Component):
                 s_write.data.eq(hidden.value),
                 s_write.en.eq(self.hidden_write.valid & hidden.final),
             ]
-        if plan.y_source == "copy":
+        if plan.copies_outputs:
             output_read = vectors.read_port()
             m.d.comb += [
                 output_read.addr.eq(self.output_address),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .attention import AttentionUnit
+from .attention import AttentionUnit, attention_cycles
 from .banks import BankPacking, bank_packing
 from .cell import GateCellPipeline, output_layout, state_layout
 from .config import index_shape
@@ -38,6 +39,41 @@ __all__ = [
     "saturation_counters_layout",
     "weight_load_layout",
 ]
+
+
+def attention_buffer_steps(plan: EnginePlan) -> int:
+    """Steps of ``h_t`` and ``u_t`` buffered in front of the attention unit: enough for the
+    lanes to go on with the next sequence while the unit ends one of ``max_seq_len`` steps
+    (its ``per_sequence`` cycles over the lanes' bound per step, the score job included),
+    plus one; at most ``max_seq_len``."""
+    ad = plan.model.attention_datapath()
+    a, T = plan.attention, plan.attention_steps
+    end = attention_cycles(
+        a.features,
+        a.attention_size,
+        plan.attention_head.out_features,
+        T,
+        exp_width=ad.formats.exp.width,
+        recip_bits=ad.recip_bits,
+        max_steps=T,
+    )["per_sequence"]
+    step = plan.step_bound() + plan.head_matrix.bound
+    return min(T, -(-end // step) + 1)
+
+
+def _buffered_stream(m, name: str, source, sink, depth: int):
+    """``source`` into ``sink`` through a FIFO of ``depth`` payloads; returns the FIFO."""
+    width = Shape.cast(source.payload.shape()).width
+    m.submodules[name] = fifo = SyncFIFOBuffered(width=width, depth=depth)
+    m.d.comb += [
+        fifo.w_stream.payload.eq(source.payload),
+        fifo.w_stream.valid.eq(source.valid),
+        source.ready.eq(fifo.w_stream.ready),
+        sink.payload.eq(fifo.r_stream.payload),
+        sink.valid.eq(fifo.r_stream.valid),
+        fifo.r_stream.ready.eq(sink.ready),
+    ]
+    return fifo
 
 
 def init_layout(plan: EnginePlan) -> data.StructLayout:
@@ -252,15 +288,17 @@ class LstmEngine(wiring.Component):
             ]
 
         # y: from the head, the cell pipeline (streaming h_t) or the sequencer's copy queue.
+        hidden = cell.hidden if proj is None else proj.y
         source = {
             "head": head.y if head is not None else None,
-            "cell": cell.hidden if proj is None else proj.y,
+            "cell": hidden,
             "copy": seq.copy,
         }[plan.y_source]
         pool = None
         if plan.attention is not None:
-            # Attention pooling and its head after the lanes: the top layer's h_t of every
-            # step into the unit, the head's outputs once per sequence onto y.
+            # Attention pooling and its head after the lanes: the top layer's h_t and the score
+            # job's u_t (the lanes' head job) of every step into the unit, the head's outputs
+            # once per sequence onto y.
             m.submodules.attention = pool = AttentionUnit(
                 plan.attention,
                 plan.attention_head,
@@ -268,7 +306,17 @@ class LstmEngine(wiring.Component):
                 overflow=plan.model.overflow,
                 max_steps=plan.attention_steps,
             )
-            wiring.connect(m, source, pool.h)
+            # (buffered: the h_t the output reader copies out of the sequence buffer) Through
+            # FIFOs of a few steps: the lanes go on with the next sequence while the unit
+            # ends one (softmax, context, head), until they fill.
+            steps = attention_buffer_steps(plan)
+            h_source = seq.copy if plan.copies_outputs else hidden
+            buffers = [
+                _buffered_stream(m, "h_buffer", h_source, pool.h, steps * plan.attention.features),
+                _buffered_stream(
+                    m, "u_buffer", head.y, pool.u, steps * plan.attention.attention_size
+                ),
+            ]
             source = pool.y
         wiring.connect(m, source, wiring.flipped(self.y))
         y_done = self.y.valid & self.y.ready & self.y.payload.last
@@ -284,6 +332,8 @@ class LstmEngine(wiring.Component):
             empty = empty & proj.empty
         if pool is not None:
             empty = empty & pool.empty
+            for fifo in buffers:
+                empty = empty & (fifo.level == 0)
         m.d.sync += quiet.eq(~seq.busy & empty & ~seq.started)
         init_open = Signal()
         weights_open = Signal()
@@ -377,7 +427,8 @@ class LstmEngine(wiring.Component):
             "hidden": hidden,
             "head": head.saturated if head is not None else 0,
         }
-        if pool is not None:  # (the head's clamps; attention's own kinds: docs/attention.md)
+        if pool is not None:  # (the head's clamps; attention's own kinds: docs/attention.md;
+            # the score job's output stage clamps attention.preact, not counted either)
             increments["head"] = pool.saturated.head
         for kind in SaturationKind:
             counter, increment = getattr(counters, kind.value), increments[kind.value]

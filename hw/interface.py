@@ -468,7 +468,7 @@ class TopInterface:
 
     @property
     def y_format(self) -> FixedFormat:
-        head = self.plan.head or self.plan.attention_head
+        head = self.plan.attention_head or self.plan.head
         return head.formats.output if head is not None else self.plan.model.output_format
 
     @property

@@ -26,7 +26,9 @@ PyTorch's order (``l0``, ``l0_reverse``, ``l1``, ...), then ``m = L * D`` for th
   defines them: a GRU step takes ``ceil(3H (I_k + H) / P)`` lane cycles, its bound
   (:attr:`MatrixPlan.bound`).
 * The head is the ``O x D*H`` matrix of ``nn.Linear``, rows in order, padded with zero rows to
-  a multiple of 4 so that the drain hands it out four rows (one "unit") at a time.
+  a multiple of 4 so that the drain hands it out four rows (one "unit") at a time. With
+  attention pooling it is the score matrix ``W`` (``A x D*H``, bias ``b``, output format
+  ``attention.preact``: :func:`lane_head`), on every step, into the attention unit.
 
 Each lane owns its weight bank and bias bank; a matrix occupies words ``weight_base ..
 weight_base + passes * span - 1`` of every weight bank (and ``bias_base .. bias_base +
@@ -75,6 +77,7 @@ __all__ = [
     "SegmentKind",
     "cycle_bound",
     "gru_lane_layout",
+    "lane_head",
     "matrix_bound",
 ]
 
@@ -267,6 +270,16 @@ def gru_lane_layout(
     return best[1]
 
 
+def lane_head(model: LstmModel):
+    """The Linear matrix of ``model`` the lanes compute as their head job
+    (:class:`~lstm_fpga.sw.ir.LinearHead`): the model's head; with attention pooling the
+    score matrix ``u_t = W h_t + b``
+    (:meth:`~lstm_fpga.sw.ir.AttentionPooling.score_head`; ``docs/attention.md``)."""
+    if model.attention is None:
+        return model.head
+    return model.attention.score_head()
+
+
 def matrix_bound(rows: int, columns: int, lanes: int) -> int:
     """``ceil(rows * columns / P)``: the fewest cycles ``P`` multipliers need for one
     evaluation of a ``rows x columns`` matrix (the speed limit every bound sums)."""
@@ -335,12 +348,17 @@ class EnginePlan:
         self.num_layers = model.num_layers
         self.num_directions = model.num_directions
         #: Attention pooling (:class:`~lstm_fpga.sw.ir.AttentionPooling`) and the head it
-        #: feeds: both run in :class:`~lstm_fpga.hw.attention.AttentionUnit`, after the lanes,
-        #: which then run the layers only and hand out the top layer's ``h_t`` every step.
+        #: feeds: they run in :class:`~lstm_fpga.hw.attention.AttentionUnit`, after the lanes,
+        #: which run the layers and the score matrix and hand out ``h_t`` and ``u_t``.
         self.attention = model.attention
         self.attention_head = model.head if model.attention is not None else None
-        #: The Linear head on the lanes (``None`` with attention pooling: the unit's).
-        self.head = model.head if model.attention is None else None
+        #: With attention pooling the score matrix ``u_t = W h_t + b`` is the lanes' head
+        #: job on every step (:meth:`AttentionPooling.score_head`), its ``A`` outputs
+        #: (``attention.preact``) go to the unit beside ``h_t`` (``docs/attention.md``).
+        self.score_on_lanes = model.attention is not None
+        #: The Linear matrix of the lanes' head job (:func:`lane_head`): the model's head,
+        #: with attention pooling the score matrix (:attr:`score_on_lanes`); or none.
+        self.head = lane_head(model)
         #: The cell of every layer direction: :attr:`CellType.LSTM` or :attr:`CellType.GRU`.
         self.cell_type = model.cell_type
         self.schedule = BUFFERED if model.bidirectional else STREAMING
@@ -352,7 +370,7 @@ class EnginePlan:
             d.datapath(model.rounding, model.overflow) for d in model.directions
         )
         self.head_datapath: HeadDatapath | None = (
-            model.head_datapath() if self.head is not None else None
+            self.head.datapath(model.rounding, model.overflow) if self.head is not None else None
         )
 
         #: ``R`` of an LSTMP (``nn.LSTM(proj_size=R)``), 0 without a projection.
@@ -489,7 +507,14 @@ class EnginePlan:
 
     @property
     def head_out(self) -> int:
+        """Rows of the lanes' head job (:attr:`head`): ``O``, attention's ``A`` or 0."""
         return 0 if self.head is None else self.head.out_features
+
+    @property
+    def model_head_out(self) -> int:
+        """``O`` of the model's Linear head (on the lanes or after attention pooling), else
+        0."""
+        return 0 if self.model.head is None else self.model.head.out_features
 
     @property
     def output_features(self) -> int:
@@ -514,6 +539,13 @@ class EnginePlan:
         """The longest sequence the attention unit keeps (``HardwareConfig.max_seq_len``;
         ``None`` without attention pooling)."""
         return self.config.max_seq_len if self.attention is not None else None
+
+    @property
+    def copies_outputs(self) -> bool:
+        """The output reader copies each buffered sequence's top-layer outputs out of the
+        vector memory: :attr:`y_source` ``"copy"``, or a bidirectional model with attention
+        pooling (the ``h_t`` into the attention unit, beside the score jobs' ``u_t``)."""
+        return self.y_source == "copy" or (self.attention is not None and self.schedule == BUFFERED)
 
     @property
     def y_source(self) -> str:
@@ -595,7 +627,7 @@ class EnginePlan:
     def output_shape(self):
         """Shape of an element of the lanes' output (the head's output format, else the last
         layer's hidden; with attention pooling the last layer's hidden, the unit's input)."""
-        if self.head is not None:
+        if self.head is not None and self.attention is None:
             return format_shape(self.head.formats.output)
         return format_shape(self.model.output_format)
 
@@ -653,7 +685,7 @@ class EnginePlan:
         computes into the other)."""
         if self.schedule == STREAMING:
             return self.num_layers
-        if self.y_source == "copy":
+        if self.copies_outputs:
             return 2
         return min(self.num_layers, 2)
 

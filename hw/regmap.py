@@ -246,7 +246,7 @@ REGISTERS: tuple[Register, ...] = (
         constant=lambda r: {
             "NUM_LAYERS": r.plan.num_layers,
             "NUM_DIRECTIONS": r.plan.num_directions,
-            "HEAD_OUT": r.plan.head_out or 0,
+            "HEAD_OUT": r.plan.model_head_out,
         },
     ),
     Register(

@@ -221,7 +221,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += self.overflow.eq(0)
             with m.If(schedule.mismatch):
                 m.d.sync += self.overflow.eq(1)
-        if plan.y_source == "copy":
+        if plan.copies_outputs:
             m.submodules.output_reader = reader = OutputReader(plan, self._copy_queue_depth)
             wiring.connect(m, schedule.output, reader.start)
             wiring.connect(m, reader.copy, wiring.flipped(self.copy))

@@ -369,7 +369,14 @@ class StreamingSchedule(wiring.Component):
             ]
             if interleaved:
                 m.d.comb += desc.job.sequence.eq(seq)
-            if has_head:
+            if has_head and plan.score_on_lanes:
+                # Attention pooling: the top layer's h_t (an LSTMP: its projection's) and the
+                # score job's u_t of every step, both into the attention unit.
+                emits = top_layer & ~at_head
+                if projected:
+                    emits = emits & ~gate
+                m.d.comb += [desc.job.emit_y.eq(emits), desc.job.y_last.eq(top_layer & last)]
+            elif has_head:
                 m.d.comb += [desc.job.emit_y.eq(0), desc.job.y_last.eq(at_head & last)]
             else:
                 emits = top_layer & (1 if all_steps else last)

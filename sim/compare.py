@@ -381,7 +381,8 @@ def _jobs(result: SimulationResult, kept: np.ndarray) -> tuple[int, tuple[JobCyc
     jobs = []
     for m in plan.matrices:
         runs = steps
-        if m.is_head and result.output_mode == "last":
+        # (with attention pooling the lanes' head job is the score matrix: every step)
+        if m.is_head and result.output_mode == "last" and plan.attention is None:
             runs = sequences
         # A GRU's useful rows are 3H (its xn and hn rows are zero over one segment each).
         rows = m.useful_rows

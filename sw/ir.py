@@ -307,6 +307,15 @@ class AttentionPooling:
             self.features, self.attention_size, rounding=rounding, overflow=overflow
         )
 
+    def score_head(self) -> LinearHead:
+        """The score pre-activation ``u_t = rescale(W h_t + b, preact)`` as a Linear layer
+        (``A`` rows over the ``F`` features, output format ``attention.preact``): the same
+        accumulator (:meth:`AttentionDatapath.score_acc` is :meth:`HeadDatapath.acc` of these
+        formats) and rescale, so the lanes compute it as a head job (``docs/attention.md``)."""
+        f = self.formats
+        formats = HeadFormats(x=f.x, weight=f.w, bias=f.bias, output=f.preact)
+        return LinearHead(self.w, self.bias, formats)
+
     def __eq__(self, other):
         if not isinstance(other, AttentionPooling):
             return NotImplemented

@@ -1,5 +1,7 @@
 """AttentionUnit in the Amaranth simulator: the head's outputs and every saturation pulse equal
-the integer reference (``run_reference``) bit for bit, fed the reference's LSTM outputs."""
+the integer reference (``run_reference``) bit for bit, fed the reference's LSTM outputs and
+the score pre-activations ``u_t`` the lanes' score job hands it (computed here as that job
+does: the score matrix as a Linear head)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from lstm_fpga.hw.attention import ATTENTION_SATURATION_KINDS, AttentionUnit
 from lstm_fpga.sw.calibrate import quantize_from_torch
 from lstm_fpga.sw.modules import AttentionClassifier
 from lstm_fpga.sw.numerics import Overflow, Rounding
-from lstm_fpga.sw.reference import quantize_input, run_reference
+from lstm_fpga.sw.reference import head_forward, quantize_input, run_reference
 
 
 def _model(I, H, A, O, bidirectional, R, seed, w_scale=1.0, **quantize):
@@ -28,22 +30,39 @@ def _model(I, H, A, O, bidirectional, R, seed, w_scale=1.0, **quantize):
     return model, x, lengths
 
 
-def _simulate(unit, sequences, y_ready_every=1):
-    """``sequences``: lists of (steps, F) integer arrays. Returns the ``y`` values per
+def _scores(model, sequences):
+    """The lanes' score job on each sequence: ``u_t = rescale(W h_t + b, preact)`` (the
+    score matrix as a head, :meth:`AttentionPooling.score_head`) and its clamps."""
+    score = model.attention.score_head()
+    hd = score.datapath(model.rounding, model.overflow)
+    counts = {"head": 0}
+    u = [head_forward(hd, score.weight, score.bias, seq, counts) for seq in sequences]
+    return u, counts["head"]
+
+
+async def _offer(ctx, port, value, last):
+    ctx.set(port.payload.data, int(value))
+    ctx.set(port.payload.last, int(last))
+    ctx.set(port.valid, 1)
+    while not ctx.get(port.ready):
+        await ctx.tick()
+    await ctx.tick()
+    ctx.set(port.valid, 0)
+
+
+def _simulate(unit, sequences, scores, y_ready_every=1):
+    """``sequences``: lists of (steps, F) integer arrays, ``scores`` their (steps, A) ``u_t``
+    (each step's after its ``h_t``). Returns the ``y`` values per
     sequence, the saturation pulses per kind, the overflow pulses and the cycles."""
     outputs, pulses, state, ends = [], dict.fromkeys(ATTENTION_SATURATION_KINDS, 0), {}, []
 
     async def feed(ctx):
-        for seq in sequences:
-            flat = seq.reshape(-1)
-            for k, value in enumerate(flat):
-                ctx.set(unit.h.payload.data, int(value))
-                ctx.set(unit.h.payload.last, int(k == flat.size - 1))
-                ctx.set(unit.h.valid, 1)
-                while not ctx.get(unit.h.ready):
-                    await ctx.tick()
-                await ctx.tick()
-            ctx.set(unit.h.valid, 0)
+        for b, seq in enumerate(sequences):
+            for t, h_t in enumerate(seq):
+                for k, value in enumerate(h_t):
+                    await _offer(ctx, unit.h, value, t == len(seq) - 1 and k == len(h_t) - 1)
+                for a, value in enumerate(scores[b][t]):
+                    await _offer(ctx, unit.u, value, a == len(scores[b][t]) - 1)
 
     async def watch(ctx):
         current, cycles, overflows = [], 0, 0
@@ -92,9 +111,12 @@ def _check(model, x, lengths, y_ready_every=1, max_steps=None):
         max_steps=max_steps or int(lengths.max()),
     )
     sequences = [out[b, : lengths[b]] for b in range(len(lengths))]
-    outputs, pulses, state = _simulate(unit, sequences, y_ready_every)
-    np.testing.assert_array_equal(np.array(outputs), result.head)
     expected = dict(result.attention.saturations, head=result.saturations.head)
+    # (the preact clamps: the score job's output stage's, as the reference counts them)
+    scores, preact_clamps = _scores(model, sequences)
+    assert preact_clamps == expected.pop("preact")
+    outputs, pulses, state = _simulate(unit, sequences, scores, y_ready_every)
+    np.testing.assert_array_equal(np.array(outputs), result.head)
     assert pulses == expected
     assert state["empty"] == 1
     return result, pulses
@@ -115,7 +137,8 @@ def test_unit_equals_reference(I, H, A, O, bidirectional, R, seed):
 
 def test_unit_floor_wrap_and_saturations_counted_as_the_reference():
     """FLOOR rounding, WRAP overflow and narrow preact/score/context/head formats: the
-    clamps (wraps) happen, and each pulse count equals the reference's."""
+    clamps (wraps) happen, and each pulse count equals the reference's (the preact clamps
+    are the score job's, computed as its output stage does)."""
     overrides = {
         "attention.preact": "Q-2.9",
         "attention.score": "Q-3.10",
@@ -136,8 +159,8 @@ def test_unit_floor_wrap_and_saturations_counted_as_the_reference():
             rounding=Rounding.FLOOR,
             overflow=overflow,
         )
-        _, pulses = _check(model, x, lengths, y_ready_every=3)
-        assert pulses["preact"] and pulses["context"] and pulses["head"]
+        result, pulses = _check(model, x, lengths, y_ready_every=3)
+        assert result.attention.saturations["preact"] and pulses["context"] and pulses["head"]
 
 
 def test_unit_drops_a_sequence_longer_than_max_steps():
@@ -153,16 +176,17 @@ def test_unit_drops_a_sequence_longer_than_max_steps():
     )
     keep = lengths <= 3
     sequences = [result.output[b, : lengths[b]] for b in range(len(lengths))]
-    outputs, _, state = _simulate(unit, sequences)
+    # (the steps past max_steps too: their u_t are taken and dropped with their h_t)
+    outputs, _, state = _simulate(unit, sequences, _scores(model, sequences)[0])
     assert state["overflows"] == int((~keep).sum())
     np.testing.assert_array_equal(np.array(outputs), result.head[keep])
 
 
 @pytest.mark.parametrize("steps", [1, 4])
 def test_unit_cycles_are_attention_cycles(steps):
-    """One sequence, ``h`` offered every cycle and ``y`` always ready: from its first element
-    to its final output the unit takes ``T * (F + per_step) + per_sequence`` cycles
-    (:func:`~lstm_fpga.hw.attention.attention_cycles`, docs/attention.md)."""
+    """One sequence, ``h`` (and ``u``) offered every cycle and ``y`` always ready: from its
+    first element to its final output the unit takes ``T * (F + per_step) + per_sequence``
+    cycles (:func:`~lstm_fpga.hw.attention.attention_cycles`, docs/attention.md)."""
     model, x, lengths = _model(3, 5, 4, 2, False, 0, 0)
     result = run_reference(model, quantize_input(model, x), batch_first=True, lengths=lengths)
     unit = AttentionUnit(
@@ -172,6 +196,7 @@ def test_unit_cycles_are_attention_cycles(steps):
         overflow=model.overflow,
         max_steps=6,
     )
-    _, _, state = _simulate(unit, [result.output[0, :steps]])
+    sequences = [result.output[0, :steps]]
+    _, _, state = _simulate(unit, sequences, _scores(model, sequences)[0])
     parts = unit.cycles(steps)
     assert state["ends"] == [steps * (parts["receive"] + parts["per_step"]) + parts["per_sequence"]]

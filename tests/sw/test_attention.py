@@ -30,6 +30,7 @@ from lstm_fpga.sw.numerics import (
     RECIP_GUARD_BITS,
     AttentionFormats,
     FixedFormat,
+    Overflow,
     Rounding,
     dequantize,
     exp_domain,
@@ -37,7 +38,7 @@ from lstm_fpga.sw.numerics import (
     rescale,
 )
 from lstm_fpga.sw.qat import QatError, modules_from_float
-from lstm_fpga.sw.reference import quantize_input, run_float, run_reference
+from lstm_fpga.sw.reference import head_forward, quantize_input, run_float, run_reference
 from lstm_fpga.sw.state_dict import ATTENTION_LAYOUT
 from lstm_fpga.sw.torch_import import ModelImportError, from_module, from_state_dict
 
@@ -275,6 +276,38 @@ def test_ir_round_trip_and_file_layout(tmp_path):
     again = FloatLstm.load(fm.save(tmp_path / "float.npz"))
     for name in ("w", "bias", "v"):
         assert np.array_equal(getattr(again.attention, name), getattr(fm.attention, name))
+
+
+@pytest.mark.parametrize("rounding", [Rounding.HALF_UP, Rounding.FLOOR])
+@pytest.mark.parametrize("overflow", [Overflow.SATURATE, Overflow.WRAP])
+def test_score_head_is_the_reference_score_matrix(rounding, overflow):
+    """``AttentionPooling.score_head()`` (what the lanes' score job computes: a Linear head
+    with output format ``attention.preact``) has the score accumulator and gives the
+    reference's ``u_t`` and preact clamps exactly, narrow preact formats included."""
+    net = classifier(3, 5, 4, 2, 1, False, 0, peaky=12.0)
+    x, lengths = batch(3, seed=9)
+    model, _ = quantize_from_torch(
+        net,
+        x,
+        lengths=lengths,
+        overrides={"attention.preact": "Q-2.9"},
+        width=12,
+        rounding=rounding,
+        overflow=overflow,
+    )
+    ad = model.attention_datapath()
+    score = model.attention.score_head()
+    hd = score.datapath(model.rounding, model.overflow)
+    assert hd.acc == ad.score_acc
+    result = run_reference(model, quantize_input(model, x), batch_first=True, lengths=lengths)
+    h = result.output  # (B, T, F)
+    valid = np.arange(h.shape[1])[None, :] < lengths[:, None]
+    counts = {"head": 0}
+    u = head_forward(hd, score.weight, score.bias, h[valid], counts)
+    acc = ad.score_acc.accumulate([h[valid] @ model.attention.w.T], model.attention.bias)
+    expected = rescale(acc, ad.score_acc.frac, ad.formats.preact, rounding, overflow)
+    np.testing.assert_array_equal(u, expected)
+    assert counts["head"] == result.attention.saturations["preact"] > 0
 
 
 def test_report_covers_attention_and_counts_its_saturations():
