@@ -2,9 +2,12 @@
 
 The demo model ``LSTM(5, 16) + Linear(16, 1)`` (output "last") and I = H in {64, 128} x
 P in {4, 16, 64}; the median of 3 place-and-route seeds for the demo model and I = H = 64
-P = 16, one seed elsewhere. Each (configuration, seed) is saved in the results JSON as soon
-as it is measured, so an interrupted run resumes where it stopped; ``--only`` selects
-configurations and ``--redo`` measures them again (after a change of the RTL).
+P = 16, one seed elsewhere; also ``gru`` (the demo's shape as ``nn.GRU(5, 16)`` + Linear)
+and ``attention`` (the attention example's shape, an untrained ``AttentionClassifier(8, 32,
+A=16, 10)``, sequences up to 8 steps), both at P = 16. Each (configuration, seed) is saved
+in the results JSON as soon as it is measured, so an interrupted run resumes where it
+stopped; ``--only`` selects configurations and ``--redo`` measures them again (after a
+change of the RTL).
 
     .venv/bin/python benchmarks/fmax.py                        # whole grid (hours on 2 cores)
     .venv/bin/python benchmarks/fmax.py --only demo --only 64x16
@@ -49,12 +52,38 @@ CONFIGS = {
         for n in (64, 128)
         for p in (4, 16, 64)
     },
+    # The demo's shape as an nn.GRU, and the attention example's shape (AttentionClassifier
+    # (8, 32, A=16, 10), sequences of up to 8 steps; head = its 10 classes).
+    "gru": (5, 16, 1, 16, (1,)),
+    "attention": (8, 32, 10, 16, (1,)),
 }
+#: Models of the extra configurations (the rest are LSTMs).
+_LABELS = {"demo": "LSTM(5,16)+Linear", "gru": "GRU(5,16)+Linear", "attention": "LSTM(8,32)+attn"}
+_ATTENTION_SIZE, _ATTENTION_STEPS = 16, 8
 
 
-def _config(I, H, head, P):
-    model = random_model(I, H, head=head)
+def _config(name, I, H, head, P):
+    if name == "attention":
+        return _attention_config(I, H, head, P)
+    kind = {"cell_type": "gru"} if name == "gru" else {}
+    model = random_model(I, H, head=head, **kind)
     config = HardwareConfig(lanes=P, output="last" if head else "all")
+    return model, config
+
+
+def _attention_config(I, H, classes, P):
+    """A seeded untrained AttentionClassifier, calibrated on seeded uniform inputs."""
+    import numpy as np
+    import torch
+
+    from lstm_fpga.sw.calibrate import quantize_from_torch
+    from lstm_fpga.sw.modules import AttentionClassifier
+
+    torch.manual_seed(0)
+    net = AttentionClassifier(I, H, _ATTENTION_SIZE, classes, batch_first=False).double()
+    x = np.random.default_rng(0).uniform(0, 1, (_ATTENTION_STEPS, 12, I))
+    model, _ = quantize_from_torch(net, x)
+    config = HardwareConfig(lanes=P, output="last", max_seq_len=_ATTENTION_STEPS)
     return model, config
 
 
@@ -87,7 +116,7 @@ def measure(
 ) -> dict:
     I, H, head, P, _ = CONFIGS[name]
     commit = _commit()  # of the tree the Verilog comes from
-    model, config = _config(I, H, head, P)
+    model, config = _config(name, I, H, head, P)
     build = write_build(
         model, config, workdir / f"{name}_{family}_s{seed}", memory_init="readmemh", family=family
     )
@@ -177,7 +206,7 @@ def table(rows: list[dict]) -> str:
             continue
         mid = runs[(len(runs) - 1) // 2]
         fmax = statistics.median(r["fmax_mhz"] for r in runs)
-        model = "LSTM(5,16)+Linear" if name == "demo" else f"I=H={mid['I']}"
+        model = _LABELS.get(name, f"I=H={mid['I']}")
         seeds = ", ".join(f"{r['fmax_mhz']:.1f}" for r in runs)
         lines.append(
             f"| {model} | {mid['P']} | {family} | {len(runs)} | {fmax:.1f} "
