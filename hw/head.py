@@ -32,12 +32,13 @@ class HeadOutput(wiring.Component):
     compares against :func:`~lstm_fpga.hw.fixed.fitting_range` (no enable: the carry chains
     end at flip-flops); the next cycle fits them (the clamp or the wrap) into a bank, with
     their saturation flags and the position of the unit's final row, so ``y``'s data is a
-    choice among registers; the ``y`` handshake only enables registers (the row counter,
-    the flag register behind ``saturated``), and no output port or ``ready`` reaches an
-    adder. Two such banks take units in turn: while one is serialised onto ``y`` the other
-    may take the next unit (a staged unit holds its bank), so ``units.ready`` is a flip-flop
-    (a bank free, counted before this cycle's handshakes) and ``y.ready`` never reaches the
-    unit source.
+    choice among registers; ``y.last`` is a register (loaded with its next value: the
+    handshake and the bank writes choose it); the ``y`` handshake only enables registers (the
+    row counter, the flag register behind ``saturated``) and chooses ``last``'s next value,
+    and no output port or ``ready`` reaches an adder. Two such banks take units in turn:
+    while one is serialised onto ``y`` the other may take the next unit (a staged unit holds
+    its bank), so ``units.ready`` is a flip-flop (a bank free, counted before this cycle's
+    handshakes) and ``y.ready`` never reaches the unit source.
 
     Latency: a unit's first element is offered on ``y`` two cycles after the unit is taken;
     throughput: one element per cycle, a new unit every cycle while ``y`` keeps up (a bank
@@ -84,6 +85,8 @@ class HeadOutput(wiring.Component):
         ]
         is_final_unit = [Signal(name=f"is_final_unit{b}", reset_less=True) for b in range(_BANKS)]
         y_last = [Signal(name=f"y_last{b}", reset_less=True) for b in range(_BANKS)]
+        # ``y_last & is_final_unit``: the bank holds the row that ends the sequence
+        ends = [Signal(name=f"ends{b}", reset_less=True) for b in range(_BANKS)]
         # ``write`` takes the staged unit, ``read`` is on ``y``; ``count`` counts the units
         # taken (staged or in a bank) and not finished, ``filled`` those in a bank; ``room``
         # is ``count < _BANKS`` of the next cycle, registered.
@@ -113,7 +116,11 @@ class HeadOutput(wiring.Component):
             with m.If(staged & (write == b)):
                 m.d.sync += [values[b][k].eq(v) for k, v in enumerate(stage_values)]
                 m.d.sync += [flags[b][k].eq(f) for k, f in enumerate(stage_flags)]
-                m.d.sync += [is_final_unit[b].eq(stage_final), y_last[b].eq(stage_y_last)]
+                m.d.sync += [
+                    is_final_unit[b].eq(stage_final),
+                    y_last[b].eq(stage_y_last),
+                    ends[b].eq(stage_final & stage_y_last),
+                ]
 
         row = Signal(range(GATES_PER_UNIT))
         # Element ``read * GATES_PER_UNIT + row`` of the banks' rows, in one choice.
@@ -126,10 +133,26 @@ class HeadOutput(wiring.Component):
         # end of the unit source's handshake logic) only chooses between it and one more,
         # each compared already (no carry chain after ``accept``).
         kept = Signal(range(_BANKS + 1))
+        # ``y.last`` (``Array(y_last)[read] & at_final_row``) is a register, loaded from its
+        # next value: the banks, ``read`` and ``row`` after this cycle's write and handshake
+        # (so the end of a sequence, ``y.valid & y.ready & y.last``, is one LUT from
+        # registers and ``y.ready``). Equal to that expression from the cycle after a reset
+        # on (``y.valid`` is 0 until a bank is written).
+        last = Signal()
+        read_next = Mux(finished, read + 1, read)[: len(read)]
+        row_at_final = Mux(
+            taken,
+            Mux(final_row, final_row_index == 0, row == final_row_index - 1),
+            row == final_row_index,
+        )
+        ends_next = [
+            Mux(staged & (write == b), stage_final & stage_y_last, ends[b]) for b in range(_BANKS)
+        ]
+        m.d.sync += last.eq(Array(ends_next)[read_next] & row_at_final)
         m.d.comb += [
             self.y.valid.eq(filled != 0),
             self.y.payload.data.eq(Array(v for bank in values for v in bank)[element]),
-            self.y.payload.last.eq(Array(y_last)[read] & at_final_row),
+            self.y.payload.last.eq(last),
             self.units.ready.eq(room),
             kept.eq(count - finished),
             # A flag still to be counted keeps the stage busy: the counter is current when

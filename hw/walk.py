@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, C, Cat, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,7 +67,6 @@ _JOB_FIELDS = (
     "b_source",
     "a_x",
     "a_lag",
-    "span_last",
     "passes_last",
     "single_cycle",
     "columns_last",
@@ -77,6 +76,8 @@ _JOB_FIELDS = (
     "first_b_top",
     "b_last",
     "two_cycles",
+    "three_cycles",
+    "span_less_4",
     "second_top",
     "second_b_top",
     "a_base",
@@ -110,7 +111,6 @@ def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> di
         "b_source": (Source, source.b_source),
         "a_x": (1, source.a_x),
         "a_lag": (1, source.a_lag),
-        "span_last": (index_shape(max_span), per_matrix(lambda mp: mp.span - 1)),
         "passes_last": (index_shape(max_passes), per_matrix(lambda mp: mp.passes - 1)),
         "single_cycle": (1, per_matrix(lambda mp: int(mp.span == 1))),
         "single_pass": (1, per_matrix(lambda mp: int(mp.passes == 1))),
@@ -141,6 +141,12 @@ def _staged_fields(plan: EnginePlan, source: data.View, index, room_shape) -> di
         "second_top": (index, per_matrix(lambda mp: _second_top(G, mp, 0))),
         "second_b_top": (index, per_matrix(lambda mp: _second_top(G, mp, mp.segments[0].length))),
         "two_cycles": (1, per_matrix(lambda mp: int(mp.span == 2))),
+        "three_cycles": (1, per_matrix(lambda mp: int(mp.span == 3))),
+        # (``cycle == span - 4``: the cycle after this one is two before the pass's last)
+        "span_less_4": (
+            signed(index_shape(max_span).width + 1),
+            per_matrix(lambda mp: mp.span - 4),
+        ),
         # Per group: a pass's first column is in segment a / beyond the last column.
         "in_a": (G, per_matrix(lambda mp: _mask(G, lambda g: g < mp.segments[0].length))),
         "beyond": (G, per_matrix(lambda mp: _mask(G, lambda g: g > mp.columns - 1))),
@@ -310,7 +316,7 @@ class JobWalker(wiring.Component):
         job = {name: _loaded(staged[name].shape(), name) for name in _JOB_FIELDS}
         b_base_rel = _loaded(signed(address_bits + 2), "b_base_rel")  # b_base - a_length
         a_x, a_lag = job["a_x"], job["a_lag"]
-        span_last, passes_last = job["span_last"], job["passes_last"]
+        passes_last = job["passes_last"]
         columns_last, a_last = job["columns_last"], job["a_last"]
         first_top, first_b_top = job["first_top"], job["first_b_top"]
         a_base = job["a_base"]
@@ -344,6 +350,7 @@ class JobWalker(wiring.Component):
         room_a = _loaded(room_shape, "room_a")
         room_b = _loaded(room_shape, "room_b")
         penultimate = Signal()  # registered: ``cycle + 1 == span_last``
+        antepenultimate = Signal()  # registered: ``cycle + 2 == span_last``
         outstanding = self.outstanding
         completed = self.completed
         # ``issue`` and ``load`` select the next state of most of the walker's registers, so
@@ -491,8 +498,12 @@ class JobWalker(wiring.Component):
         if reuse:  # checked for the group's last sequence, whose x_t is the slot's last
             x_elements = x_elements - ((Bi - 1) * plan.x_beats_per_step << k_bits)
 
-        def below(value, limit, plus_one):  # value < limit + plus_one, without the add
-            return Mux(plus_one, value <= limit, value < limit)
+        def below(value, limit, plus_one):
+            # value < limit + plus_one as one subtraction's sign: 2 value - (2 limit +
+            # plus_one) < 0, ``plus_one`` in the low bit where a carry chain's carry-in
+            # takes it (no add before the compare, no select after it)
+            difference = Cat(C(0, 1), value).as_signed() - Cat(plus_one, limit).as_signed()
+            return difference[-1]
 
         def a_verdict(top):  # segment a may be read up to ``top``
             in_x = (top < x_elements) | (a_last < x_elements)
@@ -515,8 +526,9 @@ class JobWalker(wiring.Component):
         ]
         # ``ahead`` after an advance: from a pass's last cycle the next pass's second top;
         # from its penultimate the first top (the next cycle is the last); from the cycle
-        # before the penultimate the last column; else one ``G`` further on.
-        further = cycle + 2 == span_last
+        # before the penultimate (``antepenultimate``, a register: no add and compare of
+        # ``cycle`` in front of these selects) the last column; else one ``G`` further on.
+        further = antepenultimate
         with m.If(advance_v):
             m.d.sync += [
                 top.eq(top_advanced),
@@ -542,6 +554,7 @@ class JobWalker(wiring.Component):
                     cycle.eq(0),
                     column.eq(0),
                     penultimate.eq(job["two_cycles"]),
+                    antepenultimate.eq(job["three_cycles"]),
                     a_pointer.eq(a_base),
                     b_pointer.eq(b_base_rel),
                 ]
@@ -565,7 +578,8 @@ class JobWalker(wiring.Component):
                 m.d.sync += [
                     cycle.eq(cycle + 1),
                     column.eq(column + G),
-                    penultimate.eq(cycle + 2 == span_last),
+                    penultimate.eq(antepenultimate),
+                    antepenultimate.eq(cycle == job["span_less_4"]),
                     a_pointer.eq(a_pointer + G),
                     b_pointer.eq(b_pointer + G),
                 ]
@@ -604,6 +618,7 @@ class JobWalker(wiring.Component):
             ]
             m.d.sync += [
                 penultimate.eq(staged["two_cycles"]),
+                antepenultimate.eq(staged["three_cycles"]),
                 is_last_pass.eq(staged["single_pass"]),
                 a_pointer.eq(staged["a_base"]),
                 b_base_rel.eq(staged["b_base"] - staged["a_length"]),

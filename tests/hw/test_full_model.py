@@ -278,3 +278,15 @@ def test_weight_words_cover_every_bank_word_and_pack_into_w_tdata():
             for name, (offset, width) in fields.items()
         }
         assert unpacked == word.payload(plan)
+
+
+@pytest.mark.parametrize("head, output, lanes", [(6, "all", 5), (9, "last", 8), (4, "all", 3)])
+def test_head_final_row_in_a_later_unit_or_row(head, output, lanes):
+    """``HeadOutput``'s registered ``y.last`` on heads whose final row is in unit 1 or 2 (6, 9
+    rows) or row 3 (4 rows), under back-pressure: every sequence ends where it should."""
+    model = random_model(4, 5, 1, False, True, head, seed=head)
+    config = HardwareConfig(lanes=lanes, output=output)
+    rng = np.random.default_rng(head)
+    operations = [Sequence(random_input(model, n, rng), False, True) for n in (3, 1, 4)]
+    result = run_engine(model, config, operations, seed=head, idle=0.4, stall=0.5)
+    _check(model, config, operations, result)
