@@ -59,7 +59,6 @@ CONFIGS = {
 }
 #: Models of the extra configurations (the rest are LSTMs).
 _LABELS = {"demo": "LSTM(5,16)+Linear", "gru": "GRU(5,16)+Linear", "attention": "LSTM(8,32)+attn"}
-_ATTENTION_SIZE, _ATTENTION_STEPS = 16, 8
 
 
 def _config(name, I, H, head, P):
@@ -72,18 +71,21 @@ def _config(name, I, H, head, P):
 
 
 def _attention_config(I, H, classes, P):
-    """A seeded untrained AttentionClassifier, calibrated on seeded uniform inputs."""
+    """A seeded untrained AttentionClassifier of ``attention_cycles.py``'s digits shape,
+    calibrated on that benchmark's seeded inputs."""
     import numpy as np
     import torch
+    from attention_cycles import SIZES  # benchmarks/attention_cycles.py
 
     from lstm_fpga.sw.calibrate import quantize_from_torch
     from lstm_fpga.sw.modules import AttentionClassifier
 
+    size_I, size_H, attention_size, size_O, _, max_seq_len, inputs, _ = SIZES["digits"]
+    assert (size_I, size_H, size_O) == (I, H, classes), "fmax.py's attention shape is digits'"
     torch.manual_seed(0)
-    net = AttentionClassifier(I, H, _ATTENTION_SIZE, classes, batch_first=False).double()
-    x = np.random.default_rng(0).uniform(0, 1, (_ATTENTION_STEPS, 12, I))
-    model, _ = quantize_from_torch(net, x)
-    config = HardwareConfig(lanes=P, output="last", max_seq_len=_ATTENTION_STEPS)
+    net = AttentionClassifier(I, H, attention_size, classes, batch_first=False).double()
+    model, _ = quantize_from_torch(net, inputs(np.random.default_rng(0)))
+    config = HardwareConfig(lanes=P, output="last", max_seq_len=max_seq_len)
     return model, config
 
 
