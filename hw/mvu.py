@@ -447,12 +447,20 @@ class MatrixVectorUnit(wiring.Component):
         unit = Signal.like(self.units.payload.unit)
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
-        # Rows per unit of the drain's job (4: the head's), and of the landing pass's.
+        groups_of_rows = -(-depth // GATES_PER_UNIT)
+        # Rows per unit of the drain's job (4: the head's), and of the landing pass's. The
+        # row multiplexers (one unit up: 3 or 4 rows) take ``is_head`` from registered,
+        # kept copies (one per four rows, one for the output choice) of its next value (the
+        # job changes with a load only), not from one compare driving every drain row.
         if plan.head is None:
             is_head, head = Const(0), None
+            heads = [is_head] * (groups_of_rows + 1)
         else:
             is_head = job.matrix == plan.head_index
             head = (is_head, meta.job.matrix == plan.head_index)
+            next_matrix = Mux(load, meta.job.matrix, job.matrix)
+            heads = replicas(m, platform, next_matrix == plan.head_index, groups_of_rows + 1,
+                             "drain_head")  # fmt: skip
         last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
         pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
         # (as the LSTM's drain: ``ready`` only chooses between precomputed next values)
@@ -465,35 +473,48 @@ class MatrixVectorUnit(wiring.Component):
             self.units.payload.job.eq(job),
         ]
         # (the handshake's shift a cycle later, as in the LSTM's drain)
-        groups_of_rows = -(-depth // GATES_PER_UNIT)
         shift = replicas(m, platform, emit, groups_of_rows + 1, "drain_shift")
 
-        def up(values, e):  # ``values[e]`` one unit up (the head's unit: 4 rows)
+        def up(values, e, is_head):  # ``values[e]`` one unit up (the head's unit: 4 rows)
             three = values[e + 3] if e + 3 < depth else values[e]
             four = values[e + 4] if e + 4 < depth else three
             return Mux(is_head, four, three)
 
-        bottom = [Mux(shift[-1], up(rows, g), rows[g]) for g in range(3)]
-        fourth = Mux(shift[-1], up(hns, 2), hns[2])
+        bottom = [Mux(shift[-1], up(rows, g, heads[-1]), rows[g]) for g in range(3)]
+        fourth = Mux(shift[-1], up(hns, 2, heads[-1]), hns[2])
         if plan.head is not None:
-            fourth = Mux(is_head, Mux(shift[-1], up(rows, 3), rows[3]), fourth)
+            fourth = Mux(heads[-1], Mux(shift[-1], up(rows, 3, heads[-1]), rows[3]), fourth)
         for g, value in enumerate([*bottom, fourth]):
             m.d.comb += self.units.payload.gates[g].eq(value)
         loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
+        # Where a pass lands: above the ``count`` carried rows (0 .. ``depth - row_lanes``),
+        # as a one-hot choice registered a cycle ahead from ``count`` and kept per four rows
+        # (``landing``), so the counter's decode drives a few flip-flops, not the source
+        # choice of every drain row (chained with the shift's). The count a load sees is
+        # the count of the cycle before: from a ``last`` beat to its load no other pass
+        # lands (the walker's ``loaded`` wait) and no unit leaves (the beat needed
+        # ``drain_free``, and only a load makes a unit).
+        carries = range(depth - row_lanes + 1)
+        if depth > row_lanes:
+            decode = Cat(*(count == carried for carried in carries))
+            landing = replicas(m, platform, decode, groups_of_rows, "drain_landing")
         for e in range(depth):
+            group = e // GATES_PER_UNIT
             for values, sums in ((rows, row_sums), (hns, hn_sums)):
-                with m.If(loads[e // GATES_PER_UNIT]):
+                with m.If(loads[group]):
                     if depth == row_lanes:  # whole units per pass: the drain is empty
                         m.d.sync += values[e].eq(sums[e])
-                    else:  # the pass lands above the ``count`` carried rows
-                        with m.Switch(count):
-                            for carried in range(depth - row_lanes + 1):
+                    else:  # the pass lands above the carried rows
+                        with m.Switch(landing[group]):
+                            for carried in carries:
                                 if 0 <= e - carried < row_lanes:
-                                    with m.Case(carried):
+                                    pattern = ["-"] * len(carries)
+                                    pattern[len(carries) - 1 - carried] = "1"
+                                    with m.Case("".join(pattern)):
                                         m.d.sync += values[e].eq(sums[e - carried])
                 if e + 3 < depth:
-                    with m.Elif(shift[e // GATES_PER_UNIT]):
-                        m.d.sync += values[e].eq(up(values, e))
+                    with m.Elif(shift[group]):
+                        m.d.sync += values[e].eq(up(values, e, heads[group]))
         with m.If(load):
             m.d.sync += job.eq(meta.job)
         with m.Elif(emit):
