@@ -30,7 +30,7 @@ def test_build_refuses_a_part_too_small_naming_block_ram(files, capsys):
     assert code == 2
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1
-    assert "block RAM 520/208 DP16KD" in err and "xc7a200t" in err
+    assert "block RAM 525/208 DP16KD" in err and "xc7a200t" in err
     assert not out.exists()
 
 
