@@ -433,6 +433,53 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += phase.eq(Mux(beat.final_pass, 0, advanced))
         return phase
 
+    def _drain_handshake(
+        self, m, platform, depth, load, meta, job, unit, emit, unit_rows, head=None
+    ):
+        """The ``units`` handshake of a single drain of ``depth`` rows (the LSTM's and the
+        GRU's; not the banked drains): the row count (:func:`_unit_counter`, ``unit_rows``
+        and ``head`` as there, a landing pass adding its rows), ``units.valid`` from the
+        ``has_unit`` register, ``emit`` (the handshake), ``drain_free``, ``units``' ``unit``
+        and ``job`` from the registers ``unit`` and ``job``. ``ready`` only chooses between
+        next values precomputed from registers, so no carry chain follows it; a pass never
+        lands in a cycle that emits (its ``last`` beat needed ``drain_free``).
+
+        A handshake's shift by one unit happens in the next cycle, enabled by registered
+        copies of the handshake (one per four rows, one for the output choice: ``shift[g]``
+        for rows ``4 g .. 4 g + 3``, ``shift[-1]`` for ``units``' gates): the handshake's
+        logic (the consumer's ``ready``) drives these few flip-flops, not the enable of
+        every drain row. In that cycle ``units`` must show the rows one unit up, which are
+        the rows at the bottom once the shift is done. A pass never loads in that cycle (its
+        ``last`` beat needed ``drain_free``, so no unit left since, and ``load_latency`` >
+        0), so the load sees the drain shifted. Returns ``(count, shift)``."""
+        plan = self._plan
+        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
+        pass_rows = Mux(meta.final_pass, last_rows, plan.row_lanes)
+        count, has_unit = _unit_counter(m, depth, load, pass_rows, emit, unit_rows, head)
+        m.d.comb += [
+            self.units.valid.eq(has_unit),
+            emit.eq(self.units.valid & self.units.ready),
+            self.drain_free.eq(~has_unit),
+            self.units.payload.unit.eq(unit),
+            self.units.payload.job.eq(job),
+        ]
+        groups_of_rows = -(-depth // GATES_PER_UNIT)
+        shift = replicas(m, platform, emit, groups_of_rows + 1, "drain_shift")
+        return count, shift
+
+    def _drain_job(self, m, load, emit, meta, job, unit) -> None:
+        """A single drain's ``job`` (the landing pass's) and ``unit`` (the index of the unit
+        at its bottom in that job's matrix: 0 with a load, one more with each handshake,
+        wrapping after the matrix's last unit) registers."""
+        with m.If(load):
+            m.d.sync += job.eq(meta.job)
+        with m.Elif(emit):
+            units = Array([mp.units - 1 for mp in self._plan.matrices])[job.matrix]
+            with m.If(unit == units):
+                m.d.sync += unit.eq(0)
+            with m.Else():
+                m.d.sync += unit.eq(unit + 1)
+
     def _gru_drain(self, m, platform, row_sums, hn_sums, load, arriving, meta) -> None:
         """The drain of a GRU plan: as the LSTM's (rows at the bottom go out a unit at a
         time, a pass loads above the carried rows, the shift a cycle after its handshake),
@@ -447,61 +494,65 @@ class MatrixVectorUnit(wiring.Component):
         unit = Signal.like(self.units.payload.unit)
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
-        # Rows per unit of the drain's job (4: the head's), and of the landing pass's.
+        groups_of_rows = -(-depth // GATES_PER_UNIT)
+        # Rows per unit of the drain's job (4: the head's), and of the landing pass's. The
+        # row multiplexers (one unit up: 3 or 4 rows) take ``is_head`` from registered,
+        # kept copies (one per four rows, one for the output choice) of its next value (the
+        # job changes with a load only), not from one compare driving every drain row.
         if plan.head is None:
             is_head, head = Const(0), None
+            heads = [is_head] * (groups_of_rows + 1)
         else:
             is_head = job.matrix == plan.head_index
             head = (is_head, meta.job.matrix == plan.head_index)
-        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[meta.job.matrix]
-        pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
-        # (as the LSTM's drain: ``ready`` only chooses between precomputed next values)
-        count, has_unit = _unit_counter(m, depth, load, pass_rows, emit, len(GRU_UNIT_ROWS), head)
-        m.d.comb += [
-            self.units.valid.eq(has_unit),
-            emit.eq(self.units.valid & self.units.ready),
-            self.drain_free.eq(~has_unit),
-            self.units.payload.unit.eq(unit),
-            self.units.payload.job.eq(job),
-        ]
-        # (the handshake's shift a cycle later, as in the LSTM's drain)
-        groups_of_rows = -(-depth // GATES_PER_UNIT)
-        shift = replicas(m, platform, emit, groups_of_rows + 1, "drain_shift")
+            next_matrix = Mux(load, meta.job.matrix, job.matrix)
+            heads = replicas(m, platform, next_matrix == plan.head_index, groups_of_rows + 1,
+                             "drain_head")  # fmt: skip
+        count, shift = self._drain_handshake(
+            m, platform, depth, load, meta, job, unit, emit, len(GRU_UNIT_ROWS), head
+        )
 
-        def up(values, e):  # ``values[e]`` one unit up (the head's unit: 4 rows)
+        def up(values, e, is_head):  # ``values[e]`` one unit up (the head's unit: 4 rows)
             three = values[e + 3] if e + 3 < depth else values[e]
             four = values[e + 4] if e + 4 < depth else three
             return Mux(is_head, four, three)
 
-        bottom = [Mux(shift[-1], up(rows, g), rows[g]) for g in range(3)]
-        fourth = Mux(shift[-1], up(hns, 2), hns[2])
+        bottom = [Mux(shift[-1], up(rows, g, heads[-1]), rows[g]) for g in range(3)]
+        fourth = Mux(shift[-1], up(hns, 2, heads[-1]), hns[2])
         if plan.head is not None:
-            fourth = Mux(is_head, Mux(shift[-1], up(rows, 3), rows[3]), fourth)
+            fourth = Mux(heads[-1], Mux(shift[-1], up(rows, 3, heads[-1]), rows[3]), fourth)
         for g, value in enumerate([*bottom, fourth]):
             m.d.comb += self.units.payload.gates[g].eq(value)
         loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
+        # Where a pass lands: above the ``count`` carried rows (0 .. ``depth - row_lanes``),
+        # as a one-hot choice registered a cycle ahead from ``count`` and kept per four rows
+        # (``landing``), so the counter's decode drives a few flip-flops, not the source
+        # choice of every drain row (chained with the shift's). The count a load sees is
+        # the count of the cycle before: from a ``last`` beat to its load no other pass
+        # lands (the walker's ``loaded`` wait) and no unit leaves (the beat needed
+        # ``drain_free``, and only a load makes a unit).
+        carries = range(depth - row_lanes + 1)
+        if depth > row_lanes:
+            decode = Cat(*(count == carried for carried in carries))
+            landing = replicas(m, platform, decode, groups_of_rows, "drain_landing")
         for e in range(depth):
+            group = e // GATES_PER_UNIT
             for values, sums in ((rows, row_sums), (hns, hn_sums)):
-                with m.If(loads[e // GATES_PER_UNIT]):
+                with m.If(loads[group]):
                     if depth == row_lanes:  # whole units per pass: the drain is empty
                         m.d.sync += values[e].eq(sums[e])
-                    else:  # the pass lands above the ``count`` carried rows
-                        with m.Switch(count):
-                            for carried in range(depth - row_lanes + 1):
+                    else:  # the pass lands above the carried rows
+                        with m.Switch(landing[group]):
+                            for carried in carries:
                                 if 0 <= e - carried < row_lanes:
-                                    with m.Case(carried):
+                                    pattern = ["-"] * len(carries)
+                                    pattern[len(carries) - 1 - carried] = "1"
+                                    with m.Case("".join(pattern)):
                                         m.d.sync += values[e].eq(sums[e - carried])
                 if e + 3 < depth:
-                    with m.Elif(shift[e // GATES_PER_UNIT]):
-                        m.d.sync += values[e].eq(up(values, e))
-        with m.If(load):
-            m.d.sync += job.eq(meta.job)
-        with m.Elif(emit):
-            units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
-            with m.If(unit == units):
-                m.d.sync += unit.eq(0)
-            with m.Else():
-                m.d.sync += unit.eq(unit + 1)
+                    with m.Elif(shift[group]):
+                        m.d.sync += values[e].eq(up(values, e, heads[group]))
+        self._drain_job(m, load, emit, meta, job, unit)
 
     def elaborate(self, platform):
         m = Module()
@@ -661,7 +712,6 @@ class MatrixVectorUnit(wiring.Component):
         pass_layout = data.StructLayout({"job": job_layout(plan), "final_pass": 1})
         meta = Signal(pass_layout)
         m.d.comb += meta.eq(delay(m, Cat(beat.job, beat.final_pass), load_latency, "pass"))
-        matrix = meta.job.matrix
         if plan.weight_reuse:
             # (the group's pass has landed with its last sequence's load)
             m.d.comb += self.loaded.eq(load & (meta.job.sequence == plan.interleave - 1))
@@ -681,30 +731,13 @@ class MatrixVectorUnit(wiring.Component):
         unit = Signal.like(self.units.payload.unit)
         job = Signal(job_layout(plan), reset_less=True)
         emit = Signal()
-        last_rows = Array([mp.last_pass_rows for mp in plan.matrices])[matrix]
-        pass_rows = Mux(meta.final_pass, last_rows, row_lanes)
         # ``count >= 4`` kept in its own register (``has_unit``), so that the drain's handshake
-        # starts at a flip-flop rather than at the counter's compare; the handshake (the
-        # consumer's ``ready``) only chooses between next values computed from registers
-        # (:func:`_unit_counter`), so no carry chain follows ``ready`` (a pass never lands in
-        # a cycle that emits: below).
-        count, has_unit = _unit_counter(m, depth, load, pass_rows, emit, GATES_PER_UNIT)
-        m.d.comb += [
-            self.units.valid.eq(has_unit),
-            emit.eq(self.units.valid & self.units.ready),
-            self.drain_free.eq(~has_unit),
-            self.units.payload.unit.eq(unit),
-            self.units.payload.job.eq(job),
-        ]
-        # A handshake's shift by one unit happens in the next cycle, enabled by registered
-        # copies of the handshake (one per unit of rows, one for the output choice): the
-        # handshake's logic (the consumer's ``ready``) drives these few flip-flops, not the
-        # enable of every drain row. In that cycle ``units`` shows the rows one unit up, which
-        # are the rows at the bottom once the shift is done. A pass never loads in that cycle
-        # (its ``last`` beat needed ``drain_free``, so no unit left since, and
-        # ``load_latency`` > 0), so the load sees the drain shifted.
+        # starts at a flip-flop rather than at the counter's compare; a handshake's shift by
+        # one unit a cycle later, from registered copies of it (:meth:`_drain_handshake`).
+        count, shift = self._drain_handshake(
+            m, platform, depth, load, meta, job, unit, emit, GATES_PER_UNIT
+        )
         groups_of_rows = -(-depth // GATES_PER_UNIT)
-        shift = replicas(m, platform, emit, groups_of_rows + 1, "drain_shift")
         for gate in range(GATES_PER_UNIT):
             above = GATES_PER_UNIT + gate
             bottom = Mux(shift[-1], rows[above], rows[gate]) if above < depth else rows[gate]
@@ -724,12 +757,5 @@ class MatrixVectorUnit(wiring.Component):
             if e < depth - GATES_PER_UNIT:
                 with m.Elif(shift[e // GATES_PER_UNIT]):
                     m.d.sync += rows[e].eq(rows[e + GATES_PER_UNIT])
-        with m.If(load):
-            m.d.sync += job.eq(meta.job)
-        with m.Elif(emit):
-            units = Array([mp.units - 1 for mp in plan.matrices])[job.matrix]
-            with m.If(unit == units):
-                m.d.sync += unit.eq(0)
-            with m.Else():
-                m.d.sync += unit.eq(unit + 1)
+        self._drain_job(m, load, emit, meta, job, unit)
         return m
