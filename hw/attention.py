@@ -34,9 +34,10 @@ from .pipeline import delay
 
 __all__ = ["ATTENTION_SATURATION_KINDS", "AttentionUnit", "attention_cycles"]
 
-#: The clamps the unit reports, one pulse each (the reference's ``result.attention
-#: .saturations`` keys but ``preact``, whose clamps the lanes' score job counts in its output
-#: stage, then the head's counter).
+#: The clamps the unit reports, one pulse each: the reference's ``result.attention
+#: .saturations`` keys but ``preact`` (whose clamps the lanes' score job reports from its
+#: output stage), then the head's. The top counts ``score``, ``alpha``, ``context`` (and the
+#: score job's) in ``sat_attention``, ``head`` in ``sat_head``.
 ATTENTION_SATURATION_KINDS = ("score", "alpha", "context", "head")
 
 # Phases (the value of the unit's ``phase`` register).

@@ -426,10 +426,19 @@ class LstmEngine(wiring.Component):
             "cell": cell.saturations.cell,
             "hidden": hidden,
             "head": head.saturated if head is not None else 0,
+            "attention": 0,
         }
-        if pool is not None:  # (the head's clamps; attention's own kinds: docs/attention.md;
-            # the score job's output stage clamps attention.preact, not counted either)
+        if pool is not None:
+            # The head's clamps (the unit's); every attention pooling clamp in one counter:
+            # the score job's output stage clamps u_t (attention.preact), the unit the score,
+            # alpha and the context (docs/attention.md, "Counted saturations").
             increments["head"] = pool.saturated.head
+            increments["attention"] = (
+                head.saturated
+                + pool.saturated.score
+                + pool.saturated.alpha
+                + pool.saturated.context
+            )
         for kind in SaturationKind:
             counter, increment = getattr(counters, kind.value), increments[kind.value]
             with m.If(self.clear_status):

@@ -82,12 +82,17 @@ class Direction(enum.Enum):
 
 class SaturationKind(enum.Enum):
     """Tensors whose saturations the hardware counts (the reference's ``SaturationCounts``
-    fields, in their order)."""
+    fields, in their order). ``ATTENTION`` counts every clamp of attention pooling (the score
+    pre-activation ``u_t``, the score, the weights ``alpha`` and the context: the reference's
+    ``result.attention.saturations`` summed); its head's clamps count as ``HEAD``. Every
+    ``lstm_top`` has every counter (``sat_head`` reads 0 without a head, ``sat_attention``
+    without attention pooling)."""
 
     PREACT = "preact"
     CELL = "cell"
     HIDDEN = "hidden"
     HEAD = "head"
+    ATTENTION = "attention"
 
     @property
     def port(self) -> str:

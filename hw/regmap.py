@@ -57,7 +57,7 @@ _BYTES = DATA_WIDTH // 8
 #: every bit of it, so no register aliases inside its segment.
 MIN_APERTURE_BITS = 12
 #: Version of this table, ``(major, minor)``: major changes break drivers, minor ones add.
-REGISTER_MAP_VERSION = (1, 0)
+REGISTER_MAP_VERSION = (1, 1)
 #: ``ID`` register: ASCII ``LSTM``.
 ID_VALUE = int.from_bytes(b"LSTM", "big")
 #: Bits of the model hash in ``MODEL_HASH_LO``/``_HI``.
@@ -138,13 +138,27 @@ def _counter(name, offset, doc):
     return Register(name, offset, Access.RO, doc)
 
 
-_SAT_OFFSET = 0x30
+#: The saturation counters' offsets: the first four (map 1.0) at 0x30..0x3C, ``SAT_ATTENTION``
+#: (added in 1.1) after the map's last register of 1.0.
+_SAT_OFFSETS = {
+    SaturationKind.PREACT: 0x30,
+    SaturationKind.CELL: 0x34,
+    SaturationKind.HIDDEN: 0x38,
+    SaturationKind.HEAD: 0x3C,
+    SaturationKind.ATTENTION: 0x6C,
+}
 _SAT_DOCS = {
     SaturationKind.PREACT: "pre-activation",
     SaturationKind.CELL: "cell state",
     SaturationKind.HIDDEN: "hidden state",
     SaturationKind.HEAD: "head output",
+    SaturationKind.ATTENTION: "attention pooling (score pre-activation, score, alpha, context)",
 }
+
+
+def _sat_counter(kind: SaturationKind) -> Register:
+    return _counter(kind.port.upper(), _SAT_OFFSETS[kind], f"saturations of the {_SAT_DOCS[kind]}")
+
 
 #: The register map (offset order). See ``docs/axi-lite.md`` for the semantics.
 REGISTERS: tuple[Register, ...] = (
@@ -218,10 +232,7 @@ REGISTERS: tuple[Register, ...] = (
     _counter("LAST_CYCLES", 0x24, "core `cycles`: first `x` to last `y` beat of the latest"),
     _counter("BUSY_CYCLES_LO", 0x28, "cycles with BUSY high, bits 31:0 (latches _HI)"),
     _counter("BUSY_CYCLES_HI", 0x2C, "bits 63:32 as latched by the last BUSY_CYCLES_LO read"),
-    *(
-        _counter(kind.port.upper(), _SAT_OFFSET + 4 * i, f"saturations of the {_SAT_DOCS[kind]}")
-        for i, kind in enumerate(SaturationKind)
-    ),
+    *(_sat_counter(kind) for kind in list(SaturationKind)[:4]),  # PREACT .. HEAD
     Register(
         "GEOMETRY",
         0x40,
@@ -343,6 +354,7 @@ REGISTERS: tuple[Register, ...] = (
         "beats of one h_n/c_n read-out (`L*D*H`)",
         constant=lambda r: r.interface.state_beats,
     ),
+    _sat_counter(SaturationKind.ATTENTION),
 )
 
 
@@ -367,6 +379,9 @@ def register(name: str) -> Register:
 
 def _check_table() -> None:
     offsets = [r.offset for r in REGISTERS]
+    names = {r.name for r in REGISTERS}
+    if any(kind.port.upper() not in names for kind in SaturationKind):
+        raise AssertionError("every saturation counter must have its register")
     if offsets != sorted(set(offsets)) or any(o % _BYTES for o in offsets):
         raise AssertionError("register offsets must be distinct, ascending and word aligned")
     for r in REGISTERS:

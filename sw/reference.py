@@ -11,7 +11,7 @@ Matrix products run as float64 BLAS when that is provably exact (every partial s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -67,24 +67,25 @@ class SequenceTooLongError(ValueError):
 
 @dataclass(frozen=True)
 class SaturationCounts:
-    """How many rescale results were clamped, per tensor kind (the hardware's counters)."""
+    """How many rescale results were clamped, per tensor kind (the hardware's counters,
+    ``lstm_fpga.hw.interface.SaturationKind``). ``attention`` is every clamp of attention
+    pooling (:attr:`AttentionResult.saturations` summed: ``preact``, ``score``, ``alpha``,
+    ``context``); its head's clamps are ``head``."""
 
     preact: int = 0
     cell: int = 0
     hidden: int = 0
     head: int = 0
+    attention: int = 0
 
     def __add__(self, other: SaturationCounts) -> SaturationCounts:
         return SaturationCounts(
-            self.preact + other.preact,
-            self.cell + other.cell,
-            self.hidden + other.hidden,
-            self.head + other.head,
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
         )
 
     @property
     def total(self) -> int:
-        return self.preact + self.cell + self.hidden + self.head
+        return sum(getattr(self, f.name) for f in fields(self))
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,9 +111,10 @@ class ReferenceResult:
     ``c_n`` is ``None`` and its ``cell`` saturations 0.
 
     ``saturations`` are the totals (the hardware's counters); ``direction_saturations`` the
-    same counts per layer direction name (``l0``, ``l0_reverse``, ...; ``head`` is 0 there).
-    Attention pooling's clamps are in ``attention.saturations`` (per tensor; the hardware has
-    no counter for them yet); :attr:`total_saturations` counts every clamp of the run.
+    same counts per layer direction name (``l0``, ``l0_reverse``, ...; ``head`` and
+    ``attention`` are 0 there). Attention pooling's clamps are in ``attention.saturations``
+    per tensor, and summed in ``saturations.attention`` (the hardware's ``sat_attention``);
+    :attr:`total_saturations` counts every clamp of the run.
     """
 
     output: np.ndarray
@@ -126,9 +128,8 @@ class ReferenceResult:
 
     @property
     def total_saturations(self) -> int:
-        """Every clamp of the run: :attr:`saturations` and attention pooling's."""
-        pooled = 0 if self.attention is None else sum(self.attention.saturations.values())
-        return self.saturations.total + pooled
+        """Every clamp of the run (:attr:`saturations` total, attention pooling's included)."""
+        return self.saturations.total
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -432,7 +433,10 @@ def run_reference(
     output, (h_n, c_n), head_out = _finish(
         output, h_n, None if gru else c_n, head_out, head_on, batch_first, unbatched
     )
-    totals = sum(by_direction.values(), SaturationCounts(head=counts["head"]))
+    pooled_clamps = 0 if pooled is None else sum(pooled.saturations.values())
+    totals = sum(
+        by_direction.values(), SaturationCounts(head=counts["head"], attention=pooled_clamps)
+    )
     return ReferenceResult(output, h_n, c_n, head_out, totals, by_direction, pooled)
 
 

@@ -59,7 +59,8 @@ __all__ = [
 #: First byte of every frame.
 SYNC = 0xA5
 #: Protocol version; a device answers a frame of another version with ``BAD_VERSION``.
-VERSION = 1
+#: 2: ``READ_STATUS`` answers ``sat_attention`` too (after ``sat_head``).
+VERSION = 2
 #: SYNC, VERSION, TYPE, SEQ, LENGTH.
 LENGTH_BYTES = 2
 HEADER_BYTES = 4 + LENGTH_BYTES

@@ -114,6 +114,7 @@ def test_load_weights_then_status(device):
             "cell": counts.cell,
             "hidden": counts.hidden,
             "head": counts.head,
+            "attention": 0,  # (no attention pooling: the counter reads 0)
         }
         assert not status.busy and not status.overflow
         assert status.y_level == status.state_level == status.dropped == 0

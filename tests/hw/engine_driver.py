@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, TopInterface
 from lstm_fpga.hw.engine import LstmEngine
+from lstm_fpga.hw.interface import SATURATION_KINDS
 from lstm_fpga.hw.reload import weight_load_words
 from lstm_fpga.sw.ir import LstmModel
 from lstm_fpga.sw.reference import SaturationCounts, run_reference
@@ -212,8 +213,7 @@ def run_engine(
         result["overflow"] = ctx.get(dut.overflow)
         result["cycles"] = ctx.get(dut.cycles)
         result["saturations"] = {
-            kind: ctx.get(getattr(dut.saturations, kind))
-            for kind in ("preact", "cell", "hidden", "head")
+            kind: ctx.get(getattr(dut.saturations, kind)) for kind in SATURATION_KINDS
         }
 
     async def watchdog(ctx):

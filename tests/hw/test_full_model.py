@@ -46,6 +46,7 @@ def _check(model, config, operations, result):
         "cell": s.cell,
         "hidden": s.hidden,
         "head": s.head,
+        "attention": s.attention,
     }
     assert result["overflow"] == int(expected.overflows > 0)
     assert result["busy"] == 0

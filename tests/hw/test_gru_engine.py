@@ -68,6 +68,7 @@ def _check(model, config, operations, seed=0):
         "cell": 0,
         "hidden": sat.hidden,
         "head": sat.head,
+        "attention": 0,
     }
     assert not got["busy"]
     return got, expected

@@ -15,6 +15,7 @@ from lstm_fpga.hw import HardwareConfig
 from lstm_fpga.sim import Pacing, compare, compile_model, simulate
 from lstm_fpga.sw.calibrate import quantize_from_torch
 from lstm_fpga.sw.modules import AttentionClassifier, AttentionPooling
+from lstm_fpga.sw.numerics import Rounding
 from lstm_fpga.sw.reference import quantize_input, run_reference
 
 
@@ -43,6 +44,9 @@ def _check(design, x, lengths, **pacing):
     assert report.cycles.dut_counter_agrees, str(report)
     reference = run_reference(model, xq, lengths=lengths)
     np.testing.assert_array_equal(result.head, reference.head)
+    # (compare checks them too) sat_attention: every attention pooling clamp of the run.
+    assert result.saturations == reference.saturations, str(report)
+    assert reference.saturations.attention == sum(reference.attention.saturations.values())
     assert result.head.shape == (x.shape[1], model.head.out_features)
     return result, report
 
@@ -60,6 +64,38 @@ def test_attention_classifier_bit_exact(sim_cache, I, H, A, O, bidirectional, R,
     config = HardwareConfig(lanes=lanes, output="last", max_seq_len=6)
     design = compile_model(model, config, "verilator", cache_dir=sim_cache)
     _check(design, x, lengths)
+
+
+def test_attention_clamps_counted_by_sat_attention(sim_cache):
+    """Narrow score pre-activation, score and context formats (FLOOR rounding, as in
+    ``tests/hw/test_attention_unit.py``): attention pooling clamps, and the top's
+    ``sat_attention`` equals the reference's total of those clamps (``preact`` + ``score`` +
+    ``alpha`` + ``context``), ``sat_head`` the head's, each > 0."""
+    torch.manual_seed(3)
+    net = AttentionClassifier(3, 4, 5, 3, batch_first=False).double()
+    with torch.no_grad():
+        net.attention.v.weight.mul_(8.0)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2, 2, (6, 3, 3))
+    lengths = np.array([6, 1, 4])
+    overrides = {
+        "attention.preact": "Q-2.9",
+        "attention.score": "Q-3.10",
+        "attention.context": "Q-2.7",
+        "head.output": "Q-2.5",
+    }
+    model, _ = quantize_from_torch(
+        net, x, lengths=lengths, width=12, overrides=overrides, rounding=Rounding.FLOOR
+    )
+    config = HardwareConfig(lanes=3, output="last", max_seq_len=6)
+    design = compile_model(model, config, "verilator", cache_dir=sim_cache)
+    result, report = _check(design, x, lengths)
+    reference = run_reference(model, quantize_input(model, x), lengths=lengths)
+    pooled = reference.attention.saturations
+    assert pooled["preact"] > 0 and pooled["score"] > 0 and pooled["context"] > 0, pooled
+    assert result.saturations.attention == sum(pooled.values()) > 0
+    assert result.saturations.head == reference.saturations.head > 0
+    assert report.saturations.agrees
 
 
 def test_attention_lstmp_under_backpressure_on_icarus(sim_cache):

@@ -11,6 +11,7 @@ import pytest
 
 from lstm_fpga.hw import HardwareConfig, write_build
 from lstm_fpga.hw.control import AXI_TOP_NAME, axis_prefix
+from lstm_fpga.hw.interface import SATURATION_KINDS
 from lstm_fpga.hw.regmap import (
     ADDRESS_WIDTH,
     REGISTERS,
@@ -190,7 +191,7 @@ def test_axilite_registers_and_a_bit_exact_run(case, sim_cache, tmp_path):
     assert saturations.total > 0  # the "tight" formats saturate: the clear below matters
     after = {name: value for name, (value, resp) in got["after_run"].items()}
     assert all(resp == OKAY for _, resp in got["after_run"].values())
-    for kind in ("preact", "cell", "hidden", "head"):
+    for kind in SATURATION_KINDS:  # (SAT_ATTENTION too: 0, no attention pooling here)
         assert after[f"SAT_{kind.upper()}"] == getattr(saturations, kind), kind
     assert after["SEQ_STARTED"] == after["SEQ_DONE"] == len(lengths)
     status = after["STATUS"]
@@ -213,7 +214,7 @@ def test_axilite_registers_and_a_bit_exact_run(case, sim_cache, tmp_path):
     assert irq["status"][0] & _mask("STATUS.DONE") == 0
     # CLEAR_STATUS: counters and sticky bits back to 0; LAST_CYCLES stays (core `cycles`).
     cleared = {name: value for name, (value, resp) in got["after_clear"].items()}
-    for name in ("SAT_PREACT", "SAT_CELL", "SAT_HIDDEN", "SAT_HEAD", "SEQ_STARTED", "SEQ_DONE"):
+    for name in (*(f"SAT_{k.upper()}" for k in SATURATION_KINDS), "SEQ_STARTED", "SEQ_DONE"):
         assert cleared[name] == 0, name
     assert cleared["BUSY_CYCLES_LO"] == cleared["BUSY_CYCLES_HI"] == 0
     assert cleared["STATUS"] == resets["STATUS"]

@@ -330,8 +330,9 @@ def test_report_covers_attention_and_counts_its_saturations():
     clamped = report.tensor("attention.score").saturations
     assert clamped > 0
     assert result.attention.saturations["score"] == clamped
-    assert result.total_saturations == sum(result.attention.saturations.values())
-    assert result.total_saturations == result.saturations.total + clamped
+    # (the hardware's sat_attention counts them all: score, preact, alpha, context)
+    assert result.saturations.attention == sum(result.attention.saturations.values()) == clamped
+    assert result.total_saturations == result.saturations.total == clamped
 
 
 def test_formats_from_an_input_range_without_data():
