@@ -30,7 +30,7 @@ from .activation import ActivationUnit
 from .cell import output_layout
 from .config import index_shape
 from .fixed import common_signed_shape, fit_rounded, format_shape, round_for
-from .pipeline import delay
+from .pipeline import RegisteredProduct, delay
 
 __all__ = ["ATTENTION_SATURATION_KINDS", "AttentionUnit", "attention_cycles"]
 
@@ -111,13 +111,13 @@ class AttentionUnit(wiring.Component):
     restoring division, one quotient bit per cycle), ``alpha_t`` (``T`` cycles), the context
     (``F * T``), the head (``O * F``), then ``y``. Each phase ends with :attr:`DRAIN` cycles
     for its pipeline to empty; :func:`attention_cycles` adds them up. Pipeline of the
-    multiply-accumulate: memory read, the product register, the accumulator, the rescale
-    (registered), the write.
+    multiply-accumulate: memory read, the operand registers, the product register, the
+    accumulator, the rescale (registered), the write.
     """
 
-    #: Cycles a phase waits after its last issue (the longest pipeline: read, product,
-    #: accumulate, rescale, the table unit's 4, the write).
-    DRAIN = 10
+    #: Cycles a phase waits after its last issue (the longest pipeline: read, the operand
+    #: and product registers, accumulate, rescale, the table unit's 4, the write).
+    DRAIN = 11
     #: Cycles the score phase waits after a step's last ``u`` element for its ``tanh`` to be
     #: written (the table's input register, the table unit's 4).
     TABLE_WAIT = 5
@@ -310,13 +310,18 @@ class AttentionUnit(wiring.Component):
         acc_width = 1 + max(ad.e_acc.width, ad.context_width, hd.acc.width)
         bias_term = Signal(signed(acc_width))
         m.d.comb += bias_term.eq(Mux(phase == _HEAD, hb_rom.data << hd.acc.bias_shift, 0))
-        product = Signal(signed(acc_width), reset_less=True)
-        bias2 = Signal(signed(acc_width), reset_less=True)
-        v2, first2, last2 = Signal(), Signal(), Signal()
-        row2 = Signal.like(row)
-        m.d.sync += [product.eq(a_op * b_op), bias2.eq(bias_term)]
-        m.d.sync += [v2.eq(v1 & (phase != _EXP) & (phase != _ALPHA))]
-        m.d.sync += [first2.eq(first1), last2.eq(last1), row2.eq(row1)]
+        # The operands are registered before the multiply and the product after it (the
+        # DSP's input and output registers): a memory's output through the operand choice
+        # into a combinational multiply does not fit a cycle (14.8 ns on ECP5 at speed 6).
+        m.submodules.multiply = multiply = RegisteredProduct(a_shape, b_shape)
+        m.d.comb += [multiply.a.eq(a_op), multiply.b.eq(b_op)]
+        product = multiply.product
+        stages = multiply.latency
+        bias2 = delay(m, bias_term, stages, "bias")
+        mac = v1 & (phase != _EXP) & (phase != _ALPHA)
+        v2 = delay(m, mac, stages, "mac_valid", control=True)
+        first2, last2 = delay(m, first1, stages, "first"), delay(m, last1, stages, "last")
+        row2 = delay(m, row1, stages, "row")
 
         # -- stage 2: the accumulator -----------------------------------------------------------
         acc = Signal(signed(acc_width), reset_less=True)
@@ -427,14 +432,15 @@ class AttentionUnit(wiring.Component):
         one = Const(1, unsigned(D))
         # -- alpha_t = clamp((p_t * r + half) >> shift): read, product (registered), shift --
         reciprocal = quotient[: ad.recip_bits + 1]
-        alpha_product = Signal(unsigned(f.exp.width + ad.recip_bits + 1), reset_less=True)
-        alpha_valid = Signal()
-        alpha_step = Signal.like(col)
-        m.d.sync += [
-            alpha_product.eq(p_read.data * reciprocal),
-            alpha_valid.eq(v1 & (phase == _ALPHA)),
-            alpha_step.eq(col1),
-        ]
+        # (operands and product registered, as the multiply-accumulate's)
+        m.submodules.alpha_multiply = alpha_multiply = RegisteredProduct(
+            p_read.data.shape(), reciprocal.shape()
+        )
+        m.d.comb += [alpha_multiply.a.eq(p_read.data), alpha_multiply.b.eq(reciprocal)]
+        alpha_product = alpha_multiply.product
+        alpha_stages = alpha_multiply.latency
+        alpha_valid = delay(m, v1 & (phase == _ALPHA), alpha_stages, "alpha_valid", control=True)
+        alpha_step = delay(m, col1, alpha_stages, "alpha_step")
         unclamped = Signal(unsigned(f.exp.width + ad.recip_bits + 2))
         m.d.comb += unclamped.eq((alpha_product + half) >> shift)
         above = unclamped > f.alpha.max_int
