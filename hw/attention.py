@@ -357,17 +357,27 @@ class AttentionUnit(wiring.Component):
         ]
         with m.If(u_take):
             m.d.sync += table_in.eq(self.u.payload.data)
+        # The score is registered after its rescale before the write and the running maximum
+        # (the rescale's add and clamp and the maximum's compare are three carry chains).
+        score_done = Signal()
+        score_saturates = Signal()
+        score_reg = Signal(format_shape(f.score), reset_less=True)
+        m.d.sync += [
+            score_done.eq(done3 & (phase == _E)),
+            score_saturates.eq(score.saturates),
+            score_reg.eq(score_value),
+        ]
+        with m.If(score_done):
+            m.d.comb += [
+                e_write.addr.eq(step),
+                e_write.data.eq(score_reg),
+                e_write.en.eq(1),
+                pulses["score"].eq(score_saturates),
+            ]
+            with m.If((step == 0) | (score_reg > peak)):
+                m.d.sync += peak.eq(score_reg)
         with m.If(done3):
             with m.Switch(phase):
-                with m.Case(_E):
-                    m.d.comb += [
-                        e_write.addr.eq(step),
-                        e_write.data.eq(score_value),
-                        e_write.en.eq(1),
-                        pulses["score"].eq(score.saturates),
-                    ]
-                    with m.If((step == 0) | (score_value > peak)):
-                        m.d.sync += peak.eq(score_value)
                 with m.Case(_CONTEXT):
                     m.d.comb += [
                         c_write.addr.eq(row3),
