@@ -427,11 +427,18 @@ class AttentionUnit(wiring.Component):
         for i in range(self.total_width):
             with m.If(total[i]):
                 m.d.comb += n.eq(i + 1)
+        # n, then k and the half's shift, registered: S is final from the exp phase's last
+        # sum on, and the phase's drain leaves them the cycles to settle before the
+        # reciprocal phase reads them (the priority encoder, the adds and the decoders of
+        # one << k in one cycle were 10 ns on ECP5 at speed 6).
+        assert self.DRAIN >= 1 + (1 + table.latency) + 1 + 2
+        n_reg = Signal.like(n)
         k = Signal(range(D + 1))
         half_shift = Signal(range(D + 1))  # k - alpha.frac - 1 (k >= RECIP_BITS > alpha.frac)
-        m.d.comb += [
-            k.eq(n - 1 + ad.recip_bits),
-            half_shift.eq(n - 2 + ad.recip_bits - f.alpha.frac),
+        m.d.sync += [
+            n_reg.eq(n),
+            k.eq(n_reg - 1 + ad.recip_bits),
+            half_shift.eq(n_reg - 2 + ad.recip_bits - f.alpha.frac),
         ]
         shift = Signal(range(D + 1))
         half = Signal(unsigned(D))  # the rounding offset 2**(shift - 1) (HALF_UP)
