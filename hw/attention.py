@@ -30,7 +30,7 @@ from .activation import ActivationUnit
 from .cell import output_layout
 from .config import index_shape
 from .fixed import common_signed_shape, fit_rounded, format_shape, round_for
-from .pipeline import delay
+from .pipeline import RegisteredProduct, delay
 
 __all__ = ["ATTENTION_SATURATION_KINDS", "AttentionUnit", "attention_cycles"]
 
@@ -112,13 +112,13 @@ class AttentionUnit(wiring.Component):
     restoring division, one quotient bit per cycle), ``alpha_t`` (``T`` cycles), the context
     (``F * T``), the head (``O * F``), then ``y``. Each phase ends with :attr:`DRAIN` cycles
     for its pipeline to empty; :func:`attention_cycles` adds them up. Pipeline of the
-    multiply-accumulate: memory read, the product register, the accumulator, the rescale
-    (registered), the write.
+    multiply-accumulate: memory read, the operand registers, the product register, the
+    accumulator, the rescale (registered), the write.
     """
 
-    #: Cycles a phase waits after its last issue (the longest pipeline: read, product,
-    #: accumulate, rescale, the table unit's 4, the write).
-    DRAIN = 10
+    #: Cycles a phase waits after its last issue (the longest pipeline: read, the operand
+    #: and product registers, accumulate, rescale, the table unit's 4, the write).
+    DRAIN = 11
     #: Cycles the score phase waits after a step's last ``u`` element for its ``tanh`` to be
     #: written (the table's input register, the table unit's 4).
     TABLE_WAIT = 5
@@ -311,13 +311,18 @@ class AttentionUnit(wiring.Component):
         acc_width = 1 + max(ad.e_acc.width, ad.context_width, hd.acc.width)
         bias_term = Signal(signed(acc_width))
         m.d.comb += bias_term.eq(Mux(phase == _HEAD, hb_rom.data << hd.acc.bias_shift, 0))
-        product = Signal(signed(acc_width), reset_less=True)
-        bias2 = Signal(signed(acc_width), reset_less=True)
-        v2, first2, last2 = Signal(), Signal(), Signal()
-        row2 = Signal.like(row)
-        m.d.sync += [product.eq(a_op * b_op), bias2.eq(bias_term)]
-        m.d.sync += [v2.eq(v1 & (phase != _EXP) & (phase != _ALPHA))]
-        m.d.sync += [first2.eq(first1), last2.eq(last1), row2.eq(row1)]
+        # The operands are registered before the multiply and the product after it (the
+        # DSP's input and output registers): a memory's output through the operand choice
+        # into a combinational multiply does not fit a cycle (14.8 ns on ECP5 at speed 6).
+        m.submodules.multiply = multiply = RegisteredProduct(a_shape, b_shape)
+        m.d.comb += [multiply.a.eq(a_op), multiply.b.eq(b_op)]
+        product = multiply.product
+        stages = multiply.latency
+        bias2 = delay(m, bias_term, stages, "bias")
+        mac = v1 & (phase != _EXP) & (phase != _ALPHA)
+        v2 = delay(m, mac, stages, "mac_valid", control=True)
+        first2, last2 = delay(m, first1, stages, "first"), delay(m, last1, stages, "last")
+        row2 = delay(m, row1, stages, "row")
 
         # -- stage 2: the accumulator -----------------------------------------------------------
         acc = Signal(signed(acc_width), reset_less=True)
@@ -353,17 +358,27 @@ class AttentionUnit(wiring.Component):
         ]
         with m.If(u_take):
             m.d.sync += table_in.eq(self.u.payload.data)
+        # The score is registered after its rescale before the write and the running maximum
+        # (the rescale's add and clamp and the maximum's compare are three carry chains).
+        score_done = Signal()
+        score_saturates = Signal()
+        score_reg = Signal(format_shape(f.score), reset_less=True)
+        m.d.sync += [
+            score_done.eq(done3 & (phase == _E)),
+            score_saturates.eq(score.saturates),
+            score_reg.eq(score_value),
+        ]
+        with m.If(score_done):
+            m.d.comb += [
+                e_write.addr.eq(step),
+                e_write.data.eq(score_reg),
+                e_write.en.eq(1),
+                pulses["score"].eq(score_saturates),
+            ]
+            with m.If((step == 0) | (score_reg > peak)):
+                m.d.sync += peak.eq(score_reg)
         with m.If(done3):
             with m.Switch(phase):
-                with m.Case(_E):
-                    m.d.comb += [
-                        e_write.addr.eq(step),
-                        e_write.data.eq(score_value),
-                        e_write.en.eq(1),
-                        pulses["score"].eq(score.saturates),
-                    ]
-                    with m.If((step == 0) | (score_value > peak)):
-                        m.d.sync += peak.eq(score_value)
                 with m.Case(_CONTEXT):
                     m.d.comb += [
                         c_write.addr.eq(row3),
@@ -413,11 +428,18 @@ class AttentionUnit(wiring.Component):
         for i in range(self.total_width):
             with m.If(total[i]):
                 m.d.comb += n.eq(i + 1)
+        # n, then k and the half's shift, registered: S is final from the exp phase's last
+        # sum on, and the phase's drain leaves them the cycles to settle before the
+        # reciprocal phase reads them (the priority encoder, the adds and the decoders of
+        # one << k in one cycle were 10 ns on ECP5 at speed 6).
+        assert self.DRAIN >= 1 + (1 + table.latency) + 1 + 2
+        n_reg = Signal.like(n)
         k = Signal(range(D + 1))
         half_shift = Signal(range(D + 1))  # k - alpha.frac - 1 (k >= RECIP_BITS > alpha.frac)
-        m.d.comb += [
-            k.eq(n - 1 + ad.recip_bits),
-            half_shift.eq(n - 2 + ad.recip_bits - f.alpha.frac),
+        m.d.sync += [
+            n_reg.eq(n),
+            k.eq(n_reg - 1 + ad.recip_bits),
+            half_shift.eq(n_reg - 2 + ad.recip_bits - f.alpha.frac),
         ]
         shift = Signal(range(D + 1))
         half = Signal(unsigned(D))  # the rounding offset 2**(shift - 1) (HALF_UP)
@@ -426,18 +448,24 @@ class AttentionUnit(wiring.Component):
         quotient = Signal(unsigned(D))
         count = Signal(range(D + 1))
         one = Const(1, unsigned(D))
-        # -- alpha_t = clamp((p_t * r + half) >> shift): read, product (registered), shift --
+        # -- alpha_t = clamp((p_t * r + half) >> shift): read, product, add, shift (registered) --
         reciprocal = quotient[: ad.recip_bits + 1]
-        alpha_product = Signal(unsigned(f.exp.width + ad.recip_bits + 1), reset_less=True)
-        alpha_valid = Signal()
-        alpha_step = Signal.like(col)
-        m.d.sync += [
-            alpha_product.eq(p_read.data * reciprocal),
-            alpha_valid.eq(v1 & (phase == _ALPHA)),
-            alpha_step.eq(col1),
-        ]
-        unclamped = Signal(unsigned(f.exp.width + ad.recip_bits + 2))
-        m.d.comb += unclamped.eq((alpha_product + half) >> shift)
+        # (operands and product registered, as the multiply-accumulate's)
+        m.submodules.alpha_multiply = alpha_multiply = RegisteredProduct(
+            p_read.data.shape(), reciprocal.shape()
+        )
+        m.d.comb += [alpha_multiply.a.eq(p_read.data), alpha_multiply.b.eq(reciprocal)]
+        alpha_product = alpha_multiply.product
+        alpha_stages = alpha_multiply.latency
+        # The rounding add and the shift by the sequence's ``shift`` (a barrel shifter) each
+        # get a register: with the clamp's compare they are three carry chains and a wide
+        # multiplexer, 14.6 ns in one cycle on ECP5 at speed 6.
+        rounded = Signal(unsigned(max(len(alpha_product), len(half)) + 1), reset_less=True)
+        unclamped = Signal(unsigned(f.exp.width + ad.recip_bits + 2), reset_less=True)
+        m.d.sync += [rounded.eq(alpha_product + half), unclamped.eq(rounded >> shift)]
+        alpha_stages += 2
+        alpha_valid = delay(m, v1 & (phase == _ALPHA), alpha_stages, "alpha_valid", control=True)
+        alpha_step = delay(m, col1, alpha_stages, "alpha_step")
         above = unclamped > f.alpha.max_int
         alpha = unclamped[: f.alpha.width]
         if overflow is Overflow.SATURATE:

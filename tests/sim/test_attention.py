@@ -107,6 +107,32 @@ def test_attention_lstmp_under_backpressure_on_icarus(sim_cache):
     _check(design, x, lengths, **pacing)
 
 
+def test_attention_on_ecp5_multiplier_primitives_is_bit_exact(sim_cache, tmp_path):
+    """``family="ecp5"``: the unit's two multiplies (the multiply-accumulate and alpha's) are
+    MULT18X18D primitives with their input and output registers too (with their simulation
+    model): the same outputs as the reference and the same cycles as the generic build."""
+    from lstm_fpga.hw import write_build
+    from lstm_fpga.sim.design import compile_build_directory
+
+    model, x, lengths = _classifier(3, 5, 4, 2, seed=7)
+    config = HardwareConfig(lanes=3, output="last", max_seq_len=6)
+    counts, cycles = {}, []
+    for family in ("generic", "ecp5"):
+        written = write_build(
+            model, config, tmp_path / family, memory_init="readmemh", family=family
+        )
+        text = written.verilog.read_text()
+        counts[family] = text.count("MULT18X18D #(")
+        design = compile_build_directory(
+            written.directory, model, config, "verilator", cache_dir=sim_cache
+        )
+        cycles.append(_check(design, x, lengths)[1].cycles.dut_cycles)
+    assert counts["generic"] == 0
+    # (the lanes' and the cell's as in tests/sim/test_lstm.py, plus the unit's two)
+    assert counts["ecp5"] == config.lanes + 3 + 5 + 2
+    assert cycles[0] == cycles[1]
+
+
 class _GruAttention(nn.Module):
     """An ``nn.GRU`` under attention pooling (the layout's ``lstm`` child may be a GRU)."""
 
