@@ -304,7 +304,7 @@ class GateCellPipeline(_CellPipelineFrame):
     #: Gate activations (sigmoid/tanh outputs) are valid in this stage.
     _GATES = _PREACT + ActivationUnit.LATENCY
     #: The c state's memory (read, output register) is addressed in this stage; ``c_{t-1}``
-    #: (or ``c0``) is then chosen into the ``f * c`` product's operand register.
+    #: (or ``c0``) is then chosen into ``c_prev``, the ``f * c`` product's operand register.
     _C_READ = _GATES - 3
     #: ``f * c`` and ``i * g`` products are valid in this stage.
     _CELL_PRODUCTS = _GATES + 1
@@ -358,9 +358,10 @@ class GateCellPipeline(_CellPipelineFrame):
         gates = []
         for k, (name, tables) in enumerate(zip("ifgo", kinds, strict=True)):
             unique, index = distinct_tables(tables)
-            # i, f and g go to the cell products only, whose operand registers stand in for
-            # the units' output registers: the values are one stage early (_GATES - 1).
-            unit = m.submodules[f"act_{name}"] = ActivationUnit(unique, output_register=name == "o")
+            # Every unit ends in its output register: the interpolation's rounding and add end
+            # at a fabric register, not at a DSP's input register across a route; the cell
+            # products take these registers as their operands.
+            unit = m.submodules[f"act_{name}"] = ActivationUnit(unique)
             m.d.comb += unit.input.eq(preacts[k])
             if len(unique) > 1:
                 m.d.comb += unit.select.eq(Array(index)[matrix(self._PREACT)])
@@ -393,13 +394,13 @@ class GateCellPipeline(_CellPipelineFrame):
         m.d.comb += [c_read.addr.eq(c_address), c0_read.addr.eq(c_address)]
         c_data = delay(m, c_read.data, 1, "c_q")
         c0_data = delay(m, c0_read.data, 1, "c0_q")
-        c_prev = Mux(metas[self._GATES - 1].job.init, c0_data, c_data)
+        c_prev = delay(m, Mux(metas[self._GATES - 1].job.init, c0_data, c_data), 1, "c_prev")
 
-        # Stage _GATES -> _CELL_PRODUCTS: the cell products, each from the operand registers
-        # (loaded at the end of _GATES - 1) to the product register (on ECP5 a MULT18X18D's
-        # input and output registers).
-        f_times_c = _product(m, "f_times_c", gate_f, c_prev)
-        i_times_g = _product(m, "i_times_g", gate_i, gate_g)
+        # Stage _GATES -> _CELL_PRODUCTS: the cell products, each from its operands' registers
+        # (the activation units' output registers and c_prev, loaded at the end of _GATES - 1)
+        # to the product register (on ECP5 a MULT18X18D's output register).
+        f_times_c = _product(m, "f_times_c", gate_f, c_prev, input_registers=False)
+        i_times_g = _product(m, "i_times_g", gate_i, gate_g, input_registers=False)
         # o waits for tanh(c_t) (in registers up to _TANH_CELL, an operand of o * tanh(c_t)).
         o_gate = delay(m, gate_o, self._TANH_CELL - self._GATES, "o_gate")
 
