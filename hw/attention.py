@@ -464,6 +464,10 @@ class AttentionUnit(wiring.Component):
         unclamped = Signal(unsigned(f.exp.width + ad.recip_bits + 2), reset_less=True)
         m.d.sync += [rounded.eq(alpha_product + half), unclamped.eq(rounded >> shift)]
         alpha_stages += 2
+        # A phase's drain outlasts its pipeline: the multiply-accumulate's (the read, the
+        # multiply's registers, the accumulator, the score's register, the write and maximum)
+        # and alpha's (the read, the multiply's registers, the add, the shift, the write).
+        assert self.DRAIN >= max(1 + stages + 3, 1 + alpha_stages + 1)
         alpha_valid = delay(m, v1 & (phase == _ALPHA), alpha_stages, "alpha_valid", control=True)
         alpha_step = delay(m, col1, alpha_stages, "alpha_step")
         above = unclamped > f.alpha.max_int
