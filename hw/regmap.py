@@ -232,7 +232,16 @@ REGISTERS: tuple[Register, ...] = (
     _counter("LAST_CYCLES", 0x24, "core `cycles`: first `x` to last `y` beat of the latest"),
     _counter("BUSY_CYCLES_LO", 0x28, "cycles with BUSY high, bits 31:0 (latches _HI)"),
     _counter("BUSY_CYCLES_HI", 0x2C, "bits 63:32 as latched by the last BUSY_CYCLES_LO read"),
-    *(_sat_counter(kind) for kind in list(SaturationKind)[:4]),  # PREACT .. HEAD
+    # Map 1.0's counters by name (not by the enum's order, which a new kind may change).
+    *(
+        _sat_counter(kind)
+        for kind in (
+            SaturationKind.PREACT,
+            SaturationKind.CELL,
+            SaturationKind.HIDDEN,
+            SaturationKind.HEAD,
+        )
+    ),
     Register(
         "GEOMETRY",
         0x40,

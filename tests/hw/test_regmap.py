@@ -22,7 +22,7 @@ from lstm_fpga.hw.control import (
     axi_lite_ports,
     axis_port,
 )
-from lstm_fpga.hw.interface import Direction
+from lstm_fpga.hw.interface import Direction, SaturationKind
 from lstm_fpga.hw.regmap import (
     ADDRESS_WIDTH,
     DATA_WIDTH,
@@ -139,6 +139,10 @@ def test_the_table_is_consistent():
     assert max(offsets) < 1 << ADDRESS_WIDTH
     for r in REGISTERS:
         assert r.access is Access.RO or r.constant is None
+    # Every saturation kind the hardware counts has exactly one counter register.
+    names = [r.name for r in REGISTERS]
+    for kind in SaturationKind:
+        assert names.count(kind.port.upper()) == 1, kind
 
 
 def test_lstm_axi_ports_in_the_verilog():
