@@ -11,6 +11,17 @@ from lstm_fpga.sw.float_model import FloatDirection, FloatHead, FloatLstm
 from lstm_fpga.sw.ir import LstmModel
 from lstm_fpga.testing import quantize_float_model, width_formats
 
+#: The cell's ``MULT18X18D``s on ``--family ecp5`` (f*c, i*g, o*tanh(c)) and those of its five
+#: activation units (i, f, g, o, tanh c: the interpolation multiplies), per layer direction.
+CELL_MULTIPLIERS = 3 + 5
+
+
+def ecp5_multipliers(lanes: int, *, attention: bool = False) -> int:
+    """``MULT18X18D`` instances in the ``--family ecp5`` Verilog of a one-layer LSTM on
+    ``lanes`` lanes: the lanes', the cell's (:data:`CELL_MULTIPLIERS`) and, with attention
+    pooling, the attention unit's two (its multiply-accumulate and alpha's)."""
+    return lanes + CELL_MULTIPLIERS + 2 * attention
+
 
 def torch_lstm(I, H, L=1, bidirectional=False, bias=True, head=0, seed=0, batch_first=False):
     """A seeded ``nn.LSTM`` (and ``nn.Linear`` head with ``head`` outputs, 0 for none)."""

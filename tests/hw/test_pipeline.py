@@ -20,6 +20,7 @@ from lstm_fpga.hw.pipeline import (
     target,
 )
 from lstm_fpga.testing import random_model
+from tests.conftest import CELL_MULTIPLIERS, ecp5_multipliers
 
 
 @pytest.mark.parametrize(
@@ -173,7 +174,8 @@ def test_generated_verilog_keeps_replicas_and_uses_the_family_multiplier(lanes, 
     # One layer direction: the lanes, the cell's f*c, i*g and o*tanh(c), and the
     # interpolation multiply of each activation unit (i, f, g, o, tanh c); the cell's and
     # the interpolation multiplies with the output register only.
-    assert dsp_instances == (lanes_built + 3 + 5 if family == "ecp5" else 0)
-    assert text.count('.REG_INPUTA_CLK("NONE")') == (3 + 5 if family == "ecp5" else 0)
+    ecp5 = family == "ecp5"
+    assert dsp_instances == (ecp5_multipliers(lanes_built) if ecp5 else 0)
+    assert text.count('.REG_INPUTA_CLK("NONE")') == (CELL_MULTIPLIERS if ecp5 else 0)
     if family == "ecp5":
         assert "`ifndef SYNTHESIS" in text

@@ -17,6 +17,7 @@ from lstm_fpga.sw.calibrate import quantize_from_torch
 from lstm_fpga.sw.modules import AttentionClassifier, AttentionPooling
 from lstm_fpga.sw.numerics import Rounding
 from lstm_fpga.sw.reference import quantize_input, run_reference
+from tests.conftest import ecp5_multipliers
 
 
 def _classifier(I, H, A, O, bidirectional=False, R=0, seed=0, steps=5, batch=3):
@@ -128,8 +129,7 @@ def test_attention_on_ecp5_multiplier_primitives_is_bit_exact(sim_cache, tmp_pat
         )
         cycles.append(_check(design, x, lengths)[1].cycles.dut_cycles)
     assert counts["generic"] == 0
-    # (the lanes' and the cell's as in tests/sim/test_lstm.py, plus the unit's two)
-    assert counts["ecp5"] == config.lanes + 3 + 5 + 2
+    assert counts["ecp5"] == ecp5_multipliers(config.lanes, attention=True)
     assert cycles[0] == cycles[1]
 
 

@@ -17,7 +17,13 @@ from lstm_fpga.sim.stimulus import run_plan
 from lstm_fpga.sw.numerics import dequantize, quantize
 from lstm_fpga.sw.reference import run_float, run_reference
 from lstm_fpga.testing import padded, random_sequences
-from tests.conftest import float_from_torch, quantize_with, torch_lstm
+from tests.conftest import (
+    CELL_MULTIPLIERS,
+    ecp5_multipliers,
+    float_from_torch,
+    quantize_with,
+    torch_lstm,
+)
 
 
 def _model(I, H, seed=0, width=16):
@@ -338,8 +344,9 @@ def test_ecp5_multiplier_primitives_are_bit_exact(sim_cache, tmp_path, simulator
         assert ("MULT18X18D #(" in text) == (family == "ecp5")
         # The cell's products (f*c, i*g and o*tanh(c)) and the activation units'
         # interpolation multiplies are primitives too, all with the output register only.
-        assert text.count("MULT18X18D #(") == (lanes + 3 + 5 if family == "ecp5" else 0)
-        assert text.count('.REG_INPUTA_CLK("NONE")') == (3 + 5 if family == "ecp5" else 0)
+        ecp5 = family == "ecp5"
+        assert text.count("MULT18X18D #(") == (ecp5_multipliers(lanes) if ecp5 else 0)
+        assert text.count('.REG_INPUTA_CLK("NONE")') == (CELL_MULTIPLIERS if ecp5 else 0)
         design = compile_build_directory(
             written.directory, model, lanes, simulator, cache_dir=sim_cache
         )
