@@ -413,9 +413,13 @@ def format_word(fmt: FixedFormat) -> dict[str, int]:
 
 def model_hash(model: LstmModel) -> str:
     """SHA-256 (hex) of the IR: its readable part (shapes, formats) and every integer array
-    (weights, biases, head), so two builds of one model carry the same hash."""
+    (weights, biases, projections, attention pooling, head), so two builds of one model carry
+    the same hash and models that differ in any weight do not."""
     digest = hashlib.sha256(json.dumps(model.to_json_dict(), sort_keys=True).encode())
     arrays = [a for d in model.directions for a in (d.w_ih, d.w_hh, d.bias)]
+    arrays += [d.w_hr for d in model.directions if d.w_hr is not None]
+    if model.attention is not None:
+        arrays += [model.attention.w, model.attention.bias, model.attention.v]
     if model.head is not None:
         arrays += [model.head.weight, model.head.bias]
     for array in arrays:

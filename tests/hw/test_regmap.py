@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, TopInterface
 from lstm_fpga.hw.build import generate_verilog
@@ -34,8 +35,10 @@ from lstm_fpga.hw.regmap import (
     markdown_table,
     model_hash,
 )
+from lstm_fpga.sw.calibrate import quantize_from_torch
+from lstm_fpga.sw.modules import AttentionClassifier
 from lstm_fpga.sw.numerics import FixedFormat
-from lstm_fpga.testing import random_model
+from lstm_fpga.testing import random_lstmp_model, random_model
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "axi-lite.md"
 BEGIN, END = "<!-- register-table: begin -->", "<!-- register-table: end -->"
@@ -131,6 +134,30 @@ def test_the_model_hash_follows_every_weight_and_format():
         directions=(replace(d, formats=replace(d.formats, preact=FixedFormat(16, 10))),),
     )
     assert model_hash(reformatted) != model_hash(model)
+
+
+def _bumped(array):
+    changed = array.copy()
+    flat = changed.reshape(-1)
+    flat[0] = flat[0] - 1 if flat[0] > 0 else flat[0] + 1  # stays in its format's range
+    return changed
+
+
+def test_the_model_hash_follows_projections_and_attention_weights():
+    lstmp, _ = random_lstmp_model(3, 5, 2, seed=4)
+    d = lstmp.directions[0]
+    projected = replace(lstmp, directions=(replace(d, w_hr=_bumped(d.w_hr)),))
+    assert model_hash(projected) != model_hash(lstmp)
+
+    torch.manual_seed(5)
+    net = AttentionClassifier(3, 4, 5, 2).double()
+    x = np.random.default_rng(5).uniform(-2, 2, (2, 4, 3))
+    model, _ = quantize_from_torch(net, x, lengths=np.array([4, 3]))
+    hashes = {model_hash(model)}
+    for name in ("w", "bias", "v"):
+        changed = replace(model.attention, **{name: _bumped(getattr(model.attention, name))})
+        hashes.add(model_hash(replace(model, attention=changed)))
+    assert len(hashes) == 4
 
 
 def test_the_table_is_consistent():
