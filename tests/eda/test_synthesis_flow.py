@@ -13,6 +13,7 @@ import torch
 from lstm_fpga.cli import main
 from lstm_fpga.eda import FLOWS, PREPARE, SynthesisError, SynthFlow, synthesize
 from lstm_fpga.eda.tools import find_yosys
+from tests.conftest import ecp5_multipliers
 
 pytestmark = pytest.mark.synth
 
@@ -147,11 +148,11 @@ def test_a_small_ecp5_family_build_with_a_head_synthesizes_with_abc9(tmp_path, c
     out = _ecp5_build(tmp_path, head=True, lanes=3)
     report = synthesize(out / "rtl" / "lstm_top.v", "ecp5", top="lstm_top", workdir=out / "s")
     assert report.script == "synth_ecp5" and report.fallback_from == ()
-    # 3 lanes (input and output registers), the cell's f*c and i*g (the same), o*tanh(c)
-    # (its operands are fabric registers already) and the five activation units'
-    # interpolation multiplies (output register).
+    # 3 lanes (input and output registers); the cell's f*c, i*g and o*tanh(c) (their
+    # operands are fabric registers already) and the five activation units' interpolation
+    # multiplies (output register only).
     assert report.dsp_registers == {
-        "input A": 3 + 2, "input B": 3 + 2, "pipeline": 0, "output": 3 + 3 + 5
+        "input A": 3, "input B": 3, "pipeline": 0, "output": ecp5_multipliers(3)
     }  # fmt: skip
     netnames = json.loads(report.netlist.read_text())["modules"]["lstm_top"]["netnames"]
     assert not [n for n, net in netnames.items() if not net["hide_name"] and n.endswith("]")]
