@@ -3,13 +3,24 @@ format sets: :mod:`lstm_fpga.testing`)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 from lstm_fpga.sw.float_model import FloatDirection, FloatHead, FloatLstm
 from lstm_fpga.sw.ir import LstmModel
 from lstm_fpga.testing import quantize_float_model, width_formats
+
+# Property tests draw the same examples on every run (``derandomize``): a failure is
+# reproducible, and a suite run three times runs the same tests three times.
+# LSTM_FPGA_HYPOTHESIS=explore draws new examples each run (to search, not for CI).
+settings.register_profile("seeded", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("LSTM_FPGA_HYPOTHESIS", "seeded"))
+
 
 #: The cell's ``MULT18X18D``s on ``--family ecp5`` (f*c, i*g, o*tanh(c)) and those of its five
 #: activation units (i, f, g, o, tanh c: the interpolation multiplies), per layer direction.

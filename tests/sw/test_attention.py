@@ -200,13 +200,15 @@ def _formats(width, score_frac):
 @given(
     width=st.integers(6, 20),
     score_int_bits=st.integers(-2, 6),
-    steps=st.integers(1, 40),
     rounding=st.sampled_from(list(Rounding)),
     data=st.data(),
 )
-def test_softmax_is_its_definition(width, score_int_bits, steps, rounding, data):
+def test_softmax_is_its_definition(width, score_int_bits, rounding, data):
     formats = _formats(width, width - 1 - score_int_bits)
     dp = formats.datapath(1, 1, rounding=rounding)
+    # Up to the longest sequence these formats compute exactly (narrow ones: 32 steps);
+    # longer ones are refused (test_softmax_refuses_sequences_longer_than_exact).
+    steps = data.draw(st.integers(1, min(40, dp.max_steps)))
     fmt = formats.score
     B = 3
     scores = np.array(
@@ -230,6 +232,17 @@ def test_softmax_is_its_definition(width, score_int_bits, steps, rounding, data)
         assert one in p  # the largest score weighs exactly 1
         assert abs(sum(alpha) - (1 << formats.alpha.frac)) <= n
     assert got.saturations == 0
+
+
+@pytest.mark.parametrize("width", [6, 8, 12])
+def test_softmax_refuses_sequences_longer_than_exact(width):
+    dp = _formats(width, width - 1).datapath(1, 1, rounding=Rounding.FLOOR)
+    n = dp.max_steps
+    scores = np.zeros((n + 1, 2), dtype=np.int64)
+    valid = np.ones((n + 1, 2), dtype=bool)
+    assert dp.softmax(scores[:n], valid[:n]).saturations == 0  # the longest exact one runs
+    with pytest.raises(ValueError, match=f"a sequence of {n + 1} steps is longer .* \\({n}\\)"):
+        dp.softmax(scores, valid)
 
 
 @pytest.mark.parametrize("width", [8, 12, 16, 20])
