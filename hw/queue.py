@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -20,8 +20,9 @@ class CreditQueue(wiring.Component):
     after a single check.
 
     Timing: ``available`` is a register; ``reserve`` (typically the end of the producer's
-    handshake logic) only chooses between next counts and compares computed from registers
-    and the ``output`` handshake, so it meets one LUT before the registers.
+    handshake logic) and the ``output`` handshake (the consumer's ``ready``) only choose
+    between next counts and compares computed from the count register, so they meet one LUT
+    before the registers.
 
     Ports
     -----
@@ -54,23 +55,32 @@ class CreditQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self._depth
+        # SyncFIFOBuffered(depth) refuses a write while its inner memory (depth - 1 words) is
+        # full, even in the cycle that moves a word to its output register: at depth 2 a second
+        # item arriving the cycle after the first (into an empty queue) would be dropped,
+        # silently (``push`` is always ready). From depth 3 on, the inner memory is never full
+        # while the output register is empty; depth 2 gets a third word.
         m.submodules.fifo = fifo = SyncFIFOBuffered(
-            width=len(self.output.payload.as_value()), depth=depth
+            width=len(self.output.payload.as_value()), depth=3 if depth == 2 else depth
         )
         credits = Signal(range(depth + 1), init=depth)
         # ``available`` is a flip-flop (the next count's compare registered), so the
         # pipeline's ready starts at a register rather than at the counter's compare. The
-        # next count and its compare are computed for both values of ``reserve`` (from the
-        # count and this cycle's ``output`` handshake): ``reserve``, which ends the producer's
-        # handshake logic, only chooses between them (no carry chain after it).
-        kept = Signal(range(depth + 2))
+        # next count and its compare are computed from the count alone for each of the three
+        # changes (-1, 0, +1): ``reserve``, which ends the producer's handshake logic, and
+        # this cycle's ``output`` handshake (the consumer's ``ready``, a port) only choose
+        # between them (no carry chain after either).
         has_credit = Signal(init=1)
         taken = self.output.valid & self.output.ready
-        m.d.comb += kept.eq(credits + taken)
-        m.d.sync += [
-            credits.eq(Mux(self.reserve, kept - 1, kept)),
-            has_credit.eq(Mux(self.reserve, kept >= self._burst + 1, kept >= self._burst)),
-        ]
+        counts = {change: credits + change for change in (-1, 0, 1)}
+        with m.Switch(Cat(self.reserve, taken)):
+            for (reserve, took), change in {(0, 0): 0, (1, 0): -1, (0, 1): 1, (1, 1): 0}.items():
+                with m.Case(reserve | took << 1):
+                    m.d.sync += [
+                        credits.eq(counts[change]),
+                        # (the next count still holds a burst)
+                        has_credit.eq(counts[change] >= self._burst),
+                    ]
         m.d.comb += [
             self.available.eq(has_credit),
             fifo.w_en.eq(self.push.valid),
