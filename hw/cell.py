@@ -289,7 +289,7 @@ class GateCellPipeline(_CellPipelineFrame):
 
     Protocol: unit ``u`` of a layer direction may only enter after the previous unit ``u``
     of the same layer direction has left (``hidden_write``), since its ``c`` is read in stage
-    ``_C_READ`` and written in ``_CELL_SUM``. The sequencer guarantees it: a step's recurrent
+    ``_C_READ`` and written in ``_CELL``. The sequencer guarantees it: a step's recurrent
     columns wait for every unit of the previous step of the same layer direction.
 
     Latency: :attr:`LATENCY` cycles from an accepted unit to its ``hidden_write``, and 2 more
@@ -308,9 +308,9 @@ class GateCellPipeline(_CellPipelineFrame):
     _C_READ = _GATES - 3
     #: ``f * c`` and ``i * g`` products are valid in this stage.
     _CELL_PRODUCTS = _GATES + 1
-    #: Their aligned sum is valid in this stage; ``c_t`` is computed and written in it.
+    #: Their aligned sum is valid in this stage; ``c_t`` is computed (rounded and fitted) in it.
     _CELL_SUM = _CELL_PRODUCTS + 1
-    #: ``c_t`` is valid (registered) in this stage; ``tanh(c_t)`` starts.
+    #: ``c_t`` is valid (registered) in this stage, written to the c memory; ``tanh(c_t)`` starts.
     _CELL = _CELL_SUM + 1
     #: ``tanh(c_t)`` is valid in this stage, where ``o * tanh(c_t)`` is multiplied.
     _TANH_CELL = _CELL + ActivationUnit.LATENCY
@@ -369,7 +369,7 @@ class GateCellPipeline(_CellPipelineFrame):
         gate_i, gate_f, gate_g, gate_o = gates
 
         # c state: addressed in stage _C_READ (registered data in _GATES - 1), written in
-        # _CELL_SUM. Reading a stage before the operand register is safe: a unit's c is
+        # _CELL. Reading a stage before the operand register is safe: a unit's c is
         # written long before the unit can come again (its next step needs every h_t).
         words = max(2, plan.state_group_words)
         m.submodules.cell_state = cell_state = Memory(shape=plan.cell_shape, depth=words, init=[])
@@ -405,7 +405,7 @@ class GateCellPipeline(_CellPipelineFrame):
         o_gate = delay(m, gate_o, self._TANH_CELL - self._GATES, "o_gate")
 
         # Stage _CELL_PRODUCTS -> _CELL_SUM: the aligned sum; _CELL_SUM -> _CELL: c_t
-        # (rounded and fitted), written back to the c memory.
+        # (rounded and fitted), written back to the c memory from its register in _CELL.
         shift_fc = [dp.cell_acc.shifts[0] for dp in dps]
         shift_ig = [dp.cell_acc.shifts[1] for dp in dps]
         stage = self._CELL_PRODUCTS
@@ -429,10 +429,14 @@ class GateCellPipeline(_CellPipelineFrame):
         m.d.sync += [c_new[0].eq(c_new_value), cell_saturated.eq(valid[stage] & cell_flag)]
         for k in range(1, len(c_new)):
             m.d.sync += c_new[k].eq(c_new[k - 1])
+        # c_t is written from its register a stage later (the rescale's carry chains end at
+        # a flip-flop, not at the memory's write port); still long before the unit's c is
+        # read again (its next step waits for this step's hidden_write).
+        written = self._CELL
         m.d.comb += [
-            c_write.addr.eq(sequenced(bases[matrix(stage)] + metas[stage].unit, stage)),
-            c_write.data.eq(c_new_value),
-            c_write.en.eq(valid[stage]),
+            c_write.addr.eq(sequenced(bases[matrix(written)] + metas[written].unit, written)),
+            c_write.data.eq(c_new[0]),
+            c_write.en.eq(valid[written]),
         ]
 
         # Stages _CELL -> _TANH_CELL: tanh(c_t) (into the unit's output register: its rounding
