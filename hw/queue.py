@@ -74,13 +74,14 @@ class CreditQueue(wiring.Component):
         taken = self.output.valid & self.output.ready
         counts = {change: credits + change for change in (-1, 0, 1)}
         with m.Switch(Cat(self.reserve, taken)):
-            for (reserve, took), change in {(0, 0): 0, (1, 0): -1, (0, 1): 1, (1, 1): 0}.items():
-                with m.Case(reserve | took << 1):
-                    m.d.sync += [
-                        credits.eq(counts[change]),
-                        # (the next count still holds a burst)
-                        has_credit.eq(counts[change] >= self._burst),
-                    ]
+            for reserve in (0, 1):
+                for took in (0, 1):
+                    with m.Case(reserve | took << 1):
+                        m.d.sync += [
+                            credits.eq(counts[took - reserve]),
+                            # (the next count still holds a burst)
+                            has_credit.eq(counts[took - reserve] >= self._burst),
+                        ]
         m.d.comb += [
             self.available.eq(has_credit),
             fifo.w_en.eq(self.push.valid),

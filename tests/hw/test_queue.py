@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 
 from lstm_fpga.hw.queue import CreditQueue
 
+_VALUE_BITS = 8  # items are numbered modulo 2**8 (the test's payload)
+
 
 def _run(depth, burst, latency, reserve_wish, ready_pattern):
     """Drive ``reserve`` when the producer wishes and ``available`` allows it (``burst``
     items back to back after one check), push each item ``latency`` cycles later, take items
     when ``ready_pattern`` says; return (pushed, popped, available trace, model trace)."""
-    dut = CreditQueue(data.StructLayout({"value": unsigned(8)}), depth, burst)
+    dut = CreditQueue(data.StructLayout({"value": unsigned(_VALUE_BITS)}), depth, burst)
     pushed, popped, seen, expected = [], [], [], []
 
     async def bench(ctx):
@@ -33,7 +35,7 @@ def _run(depth, burst, latency, reserve_wish, ready_pattern):
                 reserve = 1
                 in_flight.append((cycle + latency, value))
                 pushed.append(value)
-                value = (value + 1) % 256
+                value = (value + 1) % (1 << _VALUE_BITS)
             arriving = [v for c, v in in_flight if c == cycle]
             in_flight = [(c, v) for c, v in in_flight if c != cycle]
             ctx.set(dut.reserve, reserve)
