@@ -24,9 +24,17 @@ Three things about the WebAssembly Yosys shape the flow:
   script that really differs (:data:`FLOWS`): for ECP5, LUT mapping by ABC instead of ABC9,
   the mapping ``synth_ecp5`` used before ABC9 (same function, more LUTs).
 
+A script that stops without a Yosys ``ERROR`` (the WebAssembly runtime stopped it: a trap,
+or an exit without a verdict) runs once more before the next script: such a stop is not
+Yosys' verdict on the design, and the run is deterministic when it completes. A fresh-clone
+suite saw one such stop (``synth_ecp5`` of a 3-lane build ended inside ``AIGMAP``, a pass
+that completes on the same input in every other run) while another Yosys ran beside it. The
+runtime's own output (a trap's message, a Python traceback) is appended to the log of a
+failed run, with the exit status, so that the cause is in the log.
+
 When a script fails, the next one runs and the report names the script used and why (the
-failures before it, each with its cause and log); when every script fails,
-:class:`SynthesisError` names the cause and the log in one line.
+failures before it, each with its cause and log, and the stops it was run again after); when
+every script fails, :class:`SynthesisError` names the cause and the log in one line.
 """
 
 from __future__ import annotations
@@ -129,7 +137,8 @@ class SynthesisError(ToolFailedError):
 class SynthReport:
     """Resources of one synthesis run: totals, per design block, DSP register use, and the
     script that produced the netlist (``fallback_from``: the scripts that failed before it,
-    each ``(name, cause, log)``)."""
+    each ``(name, cause, log)``; ``retried``: the runs stopped without a Yosys error that
+    were run again, each ``(name, cause, log)``)."""
 
     family: str
     total: dict[str, int]
@@ -140,6 +149,7 @@ class SynthReport:
     seconds: float
     script: str = ""
     fallback_from: tuple[tuple[str, str, str], ...] = field(default=())
+    retried: tuple[tuple[str, str, str], ...] = field(default=())
     #: ECP5: block-RAM read ports whose following flip-flops became the block RAM's output
     #: register (:func:`~lstm_fpga.eda.bram.absorb_output_registers`).
     bram_output_registers: int = 0
@@ -154,6 +164,9 @@ class SynthReport:
             "fallback_from": [
                 {"script": name, "cause": cause, "log": log}
                 for name, cause, log in self.fallback_from
+            ],
+            "retried": [
+                {"script": name, "cause": cause, "log": log} for name, cause, log in self.retried
             ],
             "bram_output_registers": self.bram_output_registers,
             "seconds": round(self.seconds, 1),
@@ -185,6 +198,28 @@ def _cause(log: Path) -> str:
         return f"{errors[-1].strip()}{where}"
     lines = [line for line in tail.splitlines() if line.strip()]
     return f"{lines[-1].strip() if lines else 'no output'}{where}"
+
+
+def _stopped_by_runtime(log: Path) -> bool:
+    """Whether the failed run that wrote ``log`` stopped without Yosys' verdict: no ``ERROR``
+    line and no exhausted memory (a design too big for 4 GiB stays too big)."""
+    try:
+        tail = log.read_text(errors="replace")[-20000:]
+    except OSError:
+        return False
+    if re.search(r"\bERROR: ", tail):  # also ``file.v:2: ERROR: ...``
+        return False
+    return not re.search(r"out of memory|bad_alloc|memory allocation|Cannot allocate", tail, re.I)
+
+
+def _keep_console(log: Path, own_log: Path, status: int) -> None:
+    """A failed run's log: Yosys' own log (``own_log``, moved to ``log``) followed by what the
+    process printed (``log`` so far: the runtime's trap message or traceback) and its exit
+    status, which Yosys' own log cannot hold."""
+    console = log.read_text(errors="replace") if log.exists() else ""
+    own = own_log.read_text(errors="replace") if own_log.exists() else ""
+    log.write_text(f"{own}\n--- yosys process output (exit status {status}) ---\n{console}")
+    own_log.unlink(missing_ok=True)
 
 
 def synthesize(
@@ -223,8 +258,12 @@ def synthesize(
     yosys = find_yosys()
     started = time.monotonic()
     failed: list[tuple[str, str, str]] = []
-    for attempt, flow in enumerate(flows):
-        log = workdir / f"yosys_{family}{'' if attempt == 0 else f'_fallback{attempt}'}.log"
+    retried: list[tuple[str, str, str]] = []
+    runs = [(flow, attempt, False) for attempt, flow in enumerate(flows)]
+    while runs:
+        flow, attempt, again = runs.pop(0)
+        suffix = ("" if attempt == 0 else f"_fallback{attempt}") + ("_again" if again else "")
+        log = workdir / f"yosys_{family}{suffix}.log"
         # WebAssembly Yosys writes only below its working directory: its own log (complete,
         # unlike its standard output, see the module docstring) and the netlist are moved to
         # ``workdir`` afterwards.
@@ -245,18 +284,28 @@ def synthesize(
             timeout=timeout,
             follow=own_log,
         )
-        if own_log.exists():
-            own_log.replace(log)
         if status == 0:
+            if own_log.exists():
+                own_log.replace(log)
             (directory / netlist.name).replace(netlist)
             break
         if status == -9:
+            if own_log.exists():
+                own_log.replace(log)
             raise SynthesisError(
                 f"yosys {flow.name} timed out after {timeout:.0f} s; log: {log}", log
             )
-        failed.append((flow.name, _cause(log), str(log)))
-        if progress is not None and attempt + 1 < len(flows):
-            progress(f"{flow.name} failed: {failed[-1][1]}; trying {flows[attempt + 1].name}")
+        _keep_console(log, own_log, status)
+        cause = _cause(log)
+        if not again and _stopped_by_runtime(log):
+            retried.append((flow.name, cause, str(log)))
+            runs.insert(0, (flow, attempt, True))
+            if progress is not None:
+                progress(f"{flow.name} stopped without a Yosys error ({cause}); running it again")
+            continue
+        failed.append((flow.name, cause, str(log)))
+        if progress is not None and runs:
+            progress(f"{flow.name} failed: {cause}; trying {runs[0][0].name}")
     else:
         causes = "; ".join(f"{name}: {cause}" for name, cause, _log in failed)
         raise SynthesisError(
@@ -286,5 +335,6 @@ def synthesize(
         seconds=time.monotonic() - started,
         script=flow.name,
         fallback_from=tuple(failed),
+        retried=tuple(retried),
         bram_output_registers=absorbed,
     )

@@ -758,6 +758,12 @@ def _cmd_synth(args) -> int:
     finally:
         if bars is not None:
             bars.close()
+    for script, cause, log in result.synth.retried:
+        print(
+            f"lstm-fpga synth: warning: yosys {script} stopped without a Yosys error ({cause}; "
+            f"log: {log}); it was run again",
+            file=sys.stderr,
+        )
     for script, cause, log in result.synth.fallback_from:
         print(
             f"lstm-fpga synth: warning: yosys {script} failed ({cause}; log: {log}); "

@@ -12,6 +12,7 @@ import torch
 
 from lstm_fpga.cli import main
 from lstm_fpga.eda import FLOWS, PREPARE, SynthesisError, SynthFlow, synthesize
+from lstm_fpga.eda import yosys as yosys_module
 from lstm_fpga.eda.tools import find_yosys
 from tests.conftest import ecp5_multipliers
 
@@ -101,7 +102,7 @@ def test_a_failing_script_falls_back_to_the_next_and_the_report_says_so(tmp_path
     fallback = FLOWS["ecp5"][1]
     said: list[str] = []
     report = synthesize(verilog, "ecp5", top="top", flows=(broken, fallback), progress=said.append)
-    assert report.script == fallback.name
+    assert report.script == fallback.name and report.retried == ()  # Yosys' verdict: no rerun
     ((name, cause, log),) = report.fallback_from
     assert name == "synth_ecp5 -bogus" and "syntax error" in cause.lower()
     assert "ERROR" in (tmp_path / "yosys_ecp5.log").read_text() and log.endswith("yosys_ecp5.log")
@@ -110,6 +111,35 @@ def test_a_failing_script_falls_back_to_the_next_and_the_report_says_so(tmp_path
     # ABC's mapping (LUT4s, with PFUMX for wider functions) of the same logic.
     assert report.total["ff"] == 2 * 2 * 6 and report.total["lut"] > 0
     assert report.to_json_dict()["fallback_from"][0]["cause"] == cause
+
+
+def test_a_run_stopped_by_the_runtime_runs_again_and_keeps_what_it_printed(tmp_path, monkeypatch):
+    # The WebAssembly runtime stopping a run (a trap, a traceback, no Yosys ERROR) cannot be
+    # provoked at will; the first run here is replaced by such a stop, the second is real.
+    verilog = tmp_path / "top.v"
+    verilog.write_text(_array_view_verilog(2, 6))
+    real, calls = yosys_module.run_logged, []
+    trap = "wasmtime._trap.Trap: error while executing at wasm backtrace: out of bounds"
+
+    def stopped_once(command, *, log, **options):
+        calls.append(log)
+        if len(calls) > 1:
+            return real(command, log=log, **options)
+        log.write_text(f"Traceback (most recent call last):\n{trap}\n")
+        return 1
+
+    monkeypatch.setattr(yosys_module, "run_logged", stopped_once)
+    said: list[str] = []
+    report = synthesize(verilog, "ecp5", top="top", workdir=tmp_path / "s", progress=said.append)
+    assert report.script == FLOWS["ecp5"][0].name and report.fallback_from == ()
+    ((name, cause, log),) = report.retried
+    assert name == FLOWS["ecp5"][0].name and trap in cause
+    kept = (tmp_path / "s" / "yosys_ecp5.log").read_text()
+    assert log.endswith("yosys_ecp5.log") and "(exit status 1)" in kept and trap in kept
+    assert report.log.name == "yosys_ecp5_again.log" and "End of script" in report.log.read_text()
+    assert any("running it again" in s and trap in s for s in said)
+    assert report.to_json_dict()["retried"][0]["cause"] == cause
+    assert report.total["ff"] == 2 * 2 * 6
 
 
 def test_every_script_failing_is_one_line_with_the_cause_and_the_log(tmp_path):
