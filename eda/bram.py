@@ -14,9 +14,20 @@ a fraction of that. The transformation is the one vendor tools make and changes 
 drives exactly one load, the ``DI`` of a ``TRELLIS_FF`` on the same clock net and edge, with
 no clock enable, no set/reset (``LSR`` tied to 0) and the power-up value 0; and the port's
 output clock enable is tied to 1 and its reset to 0. Then the port's ``REGMODE`` becomes
-``OUTREG``, its data bits drive the flip-flops' nets and the flip-flops are removed. Any
-other port (a LUT or a second load between the read and the register, a 36-bit mode) is
-left as it is.
+``OUTREG``, its data bits drive the flip-flops' nets and the flip-flops are removed.
+
+A block RAM in the 36-bit mode (Yosys' ``$__PDPW16KD_``: port ``A`` writes 36 bits, port
+``B`` reads, its 36 bits on ``DOA`` and ``DOB``) has one read, whose output register is the
+two ports' registers together: it qualifies when every used bit of ``DOA`` and ``DOB`` drives
+one plain flip-flop as above, both ports are clocked by the same net, and the read port's
+output clock enable is tied to 1 and both resets to 0. Then both ports' ``REGMODE`` become
+``OUTREG`` and ``OCEA`` is tied to 1 too. That is how nextpnr lowers Lattice's own 36-bit
+primitive (``PDPW16KD``, whose one ``REGMODE`` becomes ``REGMODE_A`` and ``REGMODE_B``),
+and how Lattice's tools configure one; tying ``OCEA`` (Yosys ties it to 0) keeps the ``DOA``
+half's register loading whichever enable the silicon takes for it.
+
+Any other port (a LUT or a second load between the read and the register, a clock enable,
+another clock) is left as it is.
 """
 
 from __future__ import annotations
@@ -66,6 +77,75 @@ def _plain_register(ff: dict, clock) -> bool:
     )
 
 
+def _port_free(parameters: dict, connections: dict, side: str) -> bool:
+    """Port ``side`` reads with no output register yet, its output clock enable tied to 1,
+    its reset to 0 and its clock not inverted."""
+    _, _, enable, reset, (mux, plain), regmode, _ = _PORTS[side]
+    return (
+        _parameter(parameters.get(regmode, "NOREG")) == "NOREG"
+        and connections.get(enable) == ["1"]
+        and connections.get(reset) == ["0"]
+        and _parameter(parameters.get(mux, plain)) == plain
+    )
+
+
+def _registers_behind(cells, loads, removed, cell, outputs, clock) -> list[tuple[str, str]]:
+    """``(pin, flip-flop)`` for every used pin of ``outputs``, each pin's one load a plain
+    register on ``clock``; empty when any used pin has another load (or none is used)."""
+    connections = cell["connections"]
+    registers = []
+    for pin in outputs:
+        if pin not in connections or not isinstance(connections[pin][0], int):
+            continue
+        net = connections[pin][0]
+        if not loads.get(net):
+            continue
+        (load, port), *others = loads[net]
+        ff = cells.get(load)
+        if (
+            others
+            or port != "DI"
+            or ff is None
+            or ff["type"] != "TRELLIS_FF"
+            or load in removed
+            or not _plain_register(ff, connections[clock])
+        ):
+            return []
+        registers.append((pin, load))
+    return registers
+
+
+def _take(cells, connections, removed, registers) -> None:
+    """The flip-flops of ``registers`` leave; their pins drive the flip-flops' nets."""
+    for pin, load in registers:
+        connections[pin] = cells[load]["connections"]["Q"]
+        removed.add(load)
+
+
+def _absorb_wide_read(cells, loads, removed, cell) -> int:
+    """A 36-bit-mode block RAM (port A writes, port B reads on ``DOA`` and ``DOB``): both
+    ports' output registers take the flip-flops behind the read (1), or nothing (0)."""
+    parameters, connections = cell["parameters"], cell["connections"]
+    outputs_a, clock_a, enable_a, reset_a, (mux_a, plain_a), regmode_a, _ = _PORTS["A"]
+    outputs_b, clock_b, _, _, _, regmode_b, _ = _PORTS["B"]
+    if (
+        not _port_free(parameters, connections, "B")
+        or _parameter(parameters.get(regmode_a, "NOREG")) != "NOREG"
+        or connections.get(reset_a) != ["0"]
+        or _parameter(parameters.get(mux_a, plain_a)) != plain_a
+        or connections.get(clock_a) != connections.get(clock_b)
+        or connections.get("WEB", ["0"]) != ["0"]
+    ):
+        return 0
+    registers = _registers_behind(cells, loads, removed, cell, outputs_a + outputs_b, clock_b)
+    if not registers:
+        return 0
+    parameters[regmode_a] = parameters[regmode_b] = "OUTREG"
+    connections[enable_a] = ["1"]
+    _take(cells, connections, removed, registers)
+    return 1
+
+
 def absorb_output_registers(design: dict, top: str) -> int:
     """Absorb the flip-flops behind ``DP16KD`` reads of module ``top`` of a Yosys JSON
     ``design`` (modified in place) into the ports' output registers; returns how many ports
@@ -91,43 +171,19 @@ def absorb_output_registers(design: dict, top: str) -> int:
         if cell["type"] != "DP16KD":
             continue
         parameters, connections = cell["parameters"], cell["connections"]
-        if any(_width(parameters.get(f"DATA_WIDTH_{s}", "18")) > 18 for s in _PORTS):
-            continue  # the 36-bit mode splits one read over both ports' outputs
-        for outputs, clock, enable, reset, (mux, plain), regmode, _ in _PORTS.values():
-            if _parameter(parameters.get(regmode, "NOREG")) != "NOREG":
+        if _width(parameters.get("DATA_WIDTH_A", "18")) > 18:
+            # The 36-bit mode: one read (port B) over both ports' outputs.
+            switched += _absorb_wide_read(cells, loads, removed, cell)
+            continue
+        if _width(parameters.get("DATA_WIDTH_B", "18")) > 18:
+            continue  # not a mode Yosys maps
+        for side, (outputs, clock, *_, regmode, _width_name) in _PORTS.items():
+            if not _port_free(parameters, connections, side):
                 continue
-            if connections.get(enable) != ["1"] or connections.get(reset) != ["0"]:
-                continue
-            if _parameter(parameters.get(mux, plain)) != plain:
-                continue
-            used = [
-                (pin, connections[pin][0])
-                for pin in outputs
-                if pin in connections
-                and isinstance(connections[pin][0], int)
-                and loads.get(connections[pin][0])
-            ]
-            registers = []
-            for pin, net in used:
-                (load, port), *others = loads[net]
-                ff = cells.get(load)
-                if (
-                    others
-                    or port != "DI"
-                    or ff is None
-                    or ff["type"] != "TRELLIS_FF"
-                    or load in removed
-                    or not _plain_register(ff, connections[clock])
-                ):
-                    break
-                registers.append((pin, load))
-            else:
-                if not registers:
-                    continue
+            registers = _registers_behind(cells, loads, removed, cell, outputs, clock)
+            if registers:
                 parameters[regmode] = "OUTREG"
-                for pin, load in registers:
-                    connections[pin] = cells[load]["connections"]["Q"]
-                    removed.add(load)
+                _take(cells, connections, removed, registers)
                 switched += 1
     for name in removed:
         del cells[name]
