@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -14,7 +14,7 @@ from .config import index_shape
 from .fixed import common_signed_shape, format_shape, shift_round_value
 from .pipeline import RegisteredProduct, delay
 
-__all__ = ["ActivationUnit", "distinct_tables"]
+__all__ = ["ActivationUnit", "distinct_tables", "interpolation_shapes", "table_roms"]
 
 
 def distinct_tables(tables: Sequence[ActivationTable]) -> tuple[list, list[int]]:
@@ -26,6 +26,51 @@ def distinct_tables(tables: Sequence[ActivationTable]) -> tuple[list, list[int]]
             unique.append(table)
         index.append(unique.index(table))
     return unique, index
+
+
+def _entry_layout(tables: Sequence[ActivationTable]) -> data.StructLayout:
+    """A ROM entry of :class:`ActivationUnit`: the table value and the difference to the
+    next one."""
+    value_shape = common_signed_shape(*(t.output for t in tables))
+    if len(tables) == 1:
+        value_shape = format_shape(tables[0].output)
+    return data.StructLayout(
+        {"value": value_shape, "delta": signed(max(t.delta_width for t in tables))}
+    )
+
+
+def table_roms(tables: Sequence[ActivationTable]) -> dict[str, tuple[Shape, int, list[int]]]:
+    """The ROMs of an :class:`ActivationUnit` of ``tables``, one per entry field:
+    ``{"value": ..., "delta": ...}``, each ``(shape, depth, words)`` (``words`` from address
+    0, table after table; the rest of the ``depth`` words are 0). The unit builds them from
+    here, and the resource estimate (:func:`lstm_fpga.hw.devices.estimate_resources`) counts
+    them from here, without a unit."""
+    entry = _entry_layout(tables)
+    init = []
+    for t in tables:
+        values = list(t.values)
+        init += [
+            {"value": v, "delta": values[min(k + 1, len(values) - 1)] - v}
+            for k, v in enumerate(values)
+        ]
+    # Two ROMs read at the same address, one per field: an entry wider than 18 bits would
+    # take a block RAM's 36-bit mode, whose output register the flow does not absorb
+    # (``eda.bram``), so its read (5.83 ns clock-to-out at ECP5 speed 6) and the route would
+    # share a cycle; each field alone fits the 18-bit mode.
+    depth = max(2, len(init))
+    return {
+        name: (entry[name].shape, depth, [e[name] for e in init]) for name in ("value", "delta")
+    }
+
+
+def interpolation_shapes(tables: Sequence[ActivationTable]) -> tuple[Shape, Shape] | None:
+    """Operand shapes of the interpolation product ``delta * weight`` of an
+    :class:`ActivationUnit` of ``tables``; ``None`` when no table interpolates
+    (``segment_shift`` 0: no product, and nothing reads the ``delta`` ROM)."""
+    max_shift = max(t.segment_shift for t in tables)
+    if max_shift == 0:
+        return None
+    return _entry_layout(tables)["delta"].shape, unsigned(max_shift)
 
 
 class ActivationUnit(wiring.Component):
@@ -103,30 +148,11 @@ class ActivationUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tables = self._tables
-        value_shape = common_signed_shape(*(t.output for t in tables))
-        if len(tables) == 1:
-            value_shape = format_shape(tables[0].output)
-        entry = data.StructLayout(
-            {"value": value_shape, "delta": signed(max(t.delta_width for t in tables))}
-        )
-        init, bases = [], []
-        for t in tables:
-            bases.append(len(init))
-            values = list(t.values)
-            init += [
-                {"value": v, "delta": values[min(k + 1, len(values) - 1)] - v}
-                for k, v in enumerate(values)
-            ]
-        # Two ROMs read at the same address, one per field: an entry wider than 18 bits
-        # would take a block RAM's 36-bit mode, whose output register the flow does not
-        # absorb (``eda.bram``), so its read (5.83 ns clock-to-out at ECP5 speed 6) and the
-        # route would share a cycle; each field alone fits the 18-bit mode.
-        depth = max(2, len(init))
+        entry = _entry_layout(tables)
+        bases = [sum(len(t.values) for t in tables[:k]) for k in range(len(tables))]
         fields = {}
-        for name in ("value", "delta"):
-            rom = m.submodules[f"rom_{name}"] = Memory(
-                shape=entry[name].shape, depth=depth, init=[e[name] for e in init]
-            )
+        for name, (shape, depth, words) in table_roms(tables).items():
+            rom = m.submodules[f"rom_{name}"] = Memory(shape=shape, depth=depth, init=words)
             fields[name] = rom.read_port()
 
         select = self.select if len(tables) > 1 else 0
@@ -164,8 +190,10 @@ class ActivationUnit(wiring.Component):
         weight_q = delay(m, weight, 2, "weight")
         selected = delay(m, select, self.LATENCY - 1, "selected") if len(tables) > 1 else 0
         # Stage 3: the interpolation product; stage 4: rounded and added to the value.
+        delta_shape, weight_shape = interpolation_shapes(tables)
+        assert (delta_shape, weight_shape) == (entry_q.delta.shape(), weight_q.shape())
         m.submodules.product = multiply = RegisteredProduct(
-            entry_q.delta.shape(), weight_q.shape(), input_registers=False
+            delta_shape, weight_shape, input_registers=False
         )
         m.d.comb += [multiply.a.eq(entry_q.delta), multiply.b.eq(weight_q)]
         product = multiply.product

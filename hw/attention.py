@@ -19,7 +19,7 @@ tanh and exp.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -32,7 +32,7 @@ from .config import index_shape
 from .fixed import common_signed_shape, fit_rounded, format_shape, round_for
 from .pipeline import RegisteredProduct, delay
 
-__all__ = ["ATTENTION_SATURATION_KINDS", "AttentionUnit", "attention_cycles"]
+__all__ = ["ATTENTION_SATURATION_KINDS", "AttentionResources", "AttentionUnit", "attention_cycles"]
 
 #: The clamps the unit reports, one pulse each: the reference's ``result.attention
 #: .saturations`` keys but ``preact`` (whose clamps the lanes' score job reports from its
@@ -68,6 +68,121 @@ def attention_cycles(
     per_step = (A + AttentionUnit.TABLE_WAIT + 1) + (A + drain)
     per_sequence = (T + drain) + 1 + divide + (T + drain) + (F * T + drain) + (O * F + drain) + O
     return {"receive": F, "per_step": per_step, "per_sequence": per_sequence}
+
+
+class AttentionResources:
+    """What an :class:`AttentionUnit` of these parameters is built from, without the
+    component: the datapaths (``ad``, ``hd``: :class:`~lstm_fpga.sw.numerics
+    .AttentionDatapath`, :class:`~lstm_fpga.sw.numerics.HeadDatapath`), the memories, the
+    products, the table unit's tables and the stream layouts. The unit builds itself from
+    one; the resource estimate (:func:`lstm_fpga.hw.devices.estimate_resources`) counts one
+    (a unit it built and never elaborated would be an unused elaboratable). Raises
+    ``ValueError`` for parameters the unit does not take (see :class:`AttentionUnit`)."""
+
+    def __init__(
+        self,
+        pooling: AttentionPooling,
+        head: LinearHead,
+        *,
+        rounding: Rounding,
+        overflow: Overflow,
+        max_steps: int,
+    ):
+        ad = pooling.datapath(rounding, overflow)
+        hd = head.datapath(rounding, overflow)
+        if head.in_features != pooling.features:
+            raise ValueError(
+                f"the head takes {head.in_features} features, attention pools {pooling.features}"
+            )
+        if hd.formats.x != ad.formats.context:
+            raise ValueError(
+                f"head.x {hd.formats.x} must be attention.context {ad.formats.context}"
+            )
+        if not 1 <= max_steps <= ad.max_steps:
+            raise ValueError(
+                f"max_steps must be 1 .. {ad.max_steps} (the longest sequence attention pooling "
+                f"computes exactly with these formats), not {max_steps}"
+            )
+        for plan in (ad.e_acc, hd.acc):
+            # One segment of products: its alignment shift is 0 (only the bias is shifted).
+            assert plan.shifts == (0,)
+        self.pooling, self.head = pooling, head
+        self.ad, self.hd = ad, hd
+        self.max_steps = max_steps
+
+    @property
+    def total_width(self) -> int:
+        """Bits of the exp sum ``S`` of ``max_steps`` steps."""
+        return (self.max_steps * self.ad.formats.exp.max_int).bit_length()
+
+    @property
+    def dividend_width(self) -> int:
+        """Bits of the dividend ``2**k (+ S // 2)``: ``k + 1``, ``k`` at most
+        ``total_width - 1 + recip_bits``; the division takes this many cycles."""
+        return self.total_width - 1 + self.ad.recip_bits + 1
+
+    def stream_layouts(self) -> dict[str, data.StructLayout]:
+        """Payload layouts of the unit's ``h``, ``u`` and ``y`` streams."""
+        f = self.ad.formats
+        return {
+            "h": output_layout(format_shape(f.x)),
+            "u": output_layout(format_shape(f.preact)),
+            "y": output_layout(format_shape(self.hd.formats.output)),
+        }
+
+    @property
+    def tables(self) -> list:
+        """The tables of the unit's one :class:`~lstm_fpga.hw.activation.ActivationUnit`:
+        tanh (the scores) and exp (the softmax)."""
+        return [self.ad.tanh, self.ad.exp]
+
+    def memories(self) -> dict[str, tuple[Shape, int, list[int] | None]]:
+        """The unit's memories, name -> ``(shape, depth, words)``: ``words`` the contents
+        of a ROM (from address 0, the rest 0), ``None`` for a memory the unit writes. ROMs:
+        ``v``, the head's weights (row by row) and biases; written: ``h_t`` (``max_steps *
+        F``), ``tanh(u_t)`` (``A``), the scores, ``exp`` and ``alpha`` (``max_steps`` each),
+        the context (``F``). At least 2 words each (no zero-width address)."""
+        f, hd = self.ad.formats, self.hd
+        F, A = self.pooling.features, self.pooling.attention_size
+        T = self.max_steps
+
+        def rom(shape, values):
+            values = [int(v) for v in values]
+            return shape, max(2, len(values)), values + [0] * (len(values) < 2)
+
+        def ram(shape, depth):
+            return shape, max(2, depth), None
+
+        # (W and b of the score matrix: the lanes' weight and bias banks)
+        return {
+            "v_rom": rom(format_shape(f.v), self.pooling.v),
+            "head_w_rom": rom(format_shape(hd.formats.weight), self.head.weight.reshape(-1)),
+            "head_bias_rom": rom(format_shape(hd.formats.bias), self.head.bias),
+            "h_mem": ram(format_shape(f.x), T * F),
+            "tanh_mem": ram(format_shape(f.tanh), A),
+            "score_mem": ram(format_shape(f.score), T),
+            "exp_mem": ram(format_shape(f.exp), T),
+            "alpha_mem": ram(format_shape(f.alpha), T),
+            "context_mem": ram(format_shape(f.context), F),
+        }
+
+    def products(self) -> dict[str, tuple[Shape, Shape]]:
+        """Operand shapes of the unit's two products (:class:`~lstm_fpga.hw.pipeline
+        .RegisteredProduct`): ``multiply`` (``v . tanh``, the context and the head share
+        it) and ``alpha_multiply`` (``p_t`` times the reciprocal's ``RECIP_BITS + 1`` low
+        quotient bits). The table unit's interpolation product is the
+        :class:`~lstm_fpga.hw.activation.ActivationUnit`'s."""
+        f, hd = self.ad.formats, self.hd.formats
+        return {
+            "multiply": (
+                common_signed_shape(f.w, f.v, f.alpha, hd.weight),
+                common_signed_shape(f.x, f.tanh, f.context),
+            ),
+            "alpha_multiply": (
+                format_shape(f.exp),
+                unsigned(min(self.dividend_width, self.ad.recip_bits + 1)),
+            ),
+        }
 
 
 class AttentionUnit(wiring.Component):
@@ -132,33 +247,18 @@ class AttentionUnit(wiring.Component):
         overflow: Overflow,
         max_steps: int,
     ):
-        ad = pooling.datapath(rounding, overflow)
-        hd = head.datapath(rounding, overflow)
-        if head.in_features != pooling.features:
-            raise ValueError(
-                f"the head takes {head.in_features} features, attention pools {pooling.features}"
-            )
-        if hd.formats.x != ad.formats.context:
-            raise ValueError(
-                f"head.x {hd.formats.x} must be attention.context {ad.formats.context}"
-            )
-        if not 1 <= max_steps <= ad.max_steps:
-            raise ValueError(
-                f"max_steps must be 1 .. {ad.max_steps} (the longest sequence attention pooling "
-                f"computes exactly with these formats), not {max_steps}"
-            )
-        for plan in (ad.e_acc, hd.acc):
-            # One segment of products: its alignment shift is 0 (only the bias is shifted).
-            assert plan.shifts == (0,)
+        self._resources = res = AttentionResources(
+            pooling, head, rounding=rounding, overflow=overflow, max_steps=max_steps
+        )
         self._pooling, self._head = pooling, head
-        self._ad, self._hd = ad, hd
+        self._ad, self._hd = res.ad, res.hd
         self._max_steps = max_steps
-        f = ad.formats
+        layouts = res.stream_layouts()
         super().__init__(
             {
-                "h": In(stream.Signature(output_layout(format_shape(f.x)))),
-                "u": In(stream.Signature(output_layout(format_shape(f.preact)))),
-                "y": Out(stream.Signature(output_layout(format_shape(hd.formats.output)))),
+                "h": In(stream.Signature(layouts["h"])),
+                "u": In(stream.Signature(layouts["u"])),
+                "y": Out(stream.Signature(layouts["y"])),
                 "saturated": Out(
                     data.StructLayout({k: unsigned(1) for k in ATTENTION_SATURATION_KINDS})
                 ),
@@ -172,15 +272,20 @@ class AttentionUnit(wiring.Component):
         return self._max_steps
 
     @property
+    def resources(self) -> AttentionResources:
+        """The unit's memories, products and tables (:class:`AttentionResources`)."""
+        return self._resources
+
+    @property
     def total_width(self) -> int:
         """Bits of the exp sum ``S`` of ``max_steps`` steps."""
-        return (self._max_steps * self._ad.formats.exp.max_int).bit_length()
+        return self._resources.total_width
 
     @property
     def dividend_width(self) -> int:
         """Bits of the dividend ``2**k (+ S // 2)``: ``k + 1``, ``k`` at most
         ``total_width - 1 + recip_bits``; the division takes this many cycles."""
-        return self.total_width - 1 + self._ad.recip_bits + 1
+        return self._resources.dividend_width
 
     def cycles(self, steps: int) -> dict[str, int]:
         """:func:`attention_cycles` of this unit."""
@@ -203,29 +308,25 @@ class AttentionUnit(wiring.Component):
         rounding, overflow = ad.rounding, ad.overflow
         F, A, O, T = pooling.features, pooling.attention_size, head.out_features, self._max_steps
 
-        def rom(name, shape, values):
-            values = [int(v) for v in values]
-            m.submodules[name] = mem = Memory(
-                shape=shape, depth=max(2, len(values)), init=values + [0] * (len(values) < 2)
-            )
-            return mem.read_port()
+        def ports_of(mem, written):
+            # A ROM has its read port; a memory the unit writes, a read and a write port.
+            # (Returned, not assigned to a name, which Amaranth would give the port signals:
+            # the Verilog keeps the signal names the netlists and timing reports show.)
+            return (mem.read_port(), mem.write_port()) if written else mem.read_port()
 
-        def ram(name, shape, depth):
-            m.submodules[name] = mem = Memory(shape=shape, depth=max(2, depth), init=[])
-            return mem.read_port(), mem.write_port()
+        ports = {}
+        for name, (shape, depth, words) in self._resources.memories().items():
+            m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=words or [])
+            ports[name] = ports_of(mem, words is None)
+        v_rom, hw_rom, hb_rom = ports["v_rom"], ports["head_w_rom"], ports["head_bias_rom"]
+        h_read, h_write = ports["h_mem"]
+        th_read, th_write = ports["tanh_mem"]
+        e_read, e_write = ports["score_mem"]
+        p_read, p_write = ports["exp_mem"]
+        a_read, a_write = ports["alpha_mem"]
+        c_read, c_write = ports["context_mem"]
 
-        # (W and b of the score matrix: the lanes' weight and bias banks)
-        v_rom = rom("v_rom", format_shape(f.v), pooling.v)
-        hw_rom = rom("head_w_rom", format_shape(hd.formats.weight), head.weight.reshape(-1))
-        hb_rom = rom("head_bias_rom", format_shape(hd.formats.bias), head.bias)
-        h_read, h_write = ram("h_mem", format_shape(f.x), T * F)
-        th_read, th_write = ram("tanh_mem", format_shape(f.tanh), A)
-        e_read, e_write = ram("score_mem", format_shape(f.score), T)
-        p_read, p_write = ram("exp_mem", format_shape(f.exp), T)
-        a_read, a_write = ram("alpha_mem", format_shape(f.alpha), T)
-        c_read, c_write = ram("context_mem", format_shape(f.context), F)
-
-        m.submodules.table = table = ActivationUnit([ad.tanh, ad.exp])
+        m.submodules.table = table = ActivationUnit(self._resources.tables)
 
         phase = Signal(range(_PHASES))
         # The current step (the number of stored steps before it); ``T`` marks a sequence
@@ -297,8 +398,7 @@ class AttentionUnit(wiring.Component):
         m.d.sync += [row1.eq(row), col1.eq(col)]
 
         # -- stage 1: operands (memory outputs) to the product register ---------------------
-        a_shape = common_signed_shape(f.w, f.v, f.alpha, hd.formats.weight)
-        b_shape = common_signed_shape(f.x, f.tanh, f.context)
+        a_shape, b_shape = self._resources.products()["multiply"]
         a_op = Signal(a_shape)
         b_op = Signal(b_shape)
         with m.Switch(phase):
@@ -451,9 +551,9 @@ class AttentionUnit(wiring.Component):
         # -- alpha_t = clamp((p_t * r + half) >> shift): read, product, add, shift (registered) --
         reciprocal = quotient[: ad.recip_bits + 1]
         # (operands and product registered, as the multiply-accumulate's)
-        m.submodules.alpha_multiply = alpha_multiply = RegisteredProduct(
-            p_read.data.shape(), reciprocal.shape()
-        )
+        p_shape, r_shape = self._resources.products()["alpha_multiply"]
+        assert (p_shape, r_shape) == (p_read.data.shape(), reciprocal.shape())
+        m.submodules.alpha_multiply = alpha_multiply = RegisteredProduct(p_shape, r_shape)
         m.d.comb += [alpha_multiply.a.eq(p_read.data), alpha_multiply.b.eq(reciprocal)]
         alpha_product = alpha_multiply.product
         alpha_stages = alpha_multiply.latency

@@ -2,17 +2,21 @@
 
 :data:`DEVICES` is the one table of part capacities (from the vendors' data sheets, cited per
 family in :data:`SOURCES`). :func:`estimate_resources` derives what a build needs from its
-:class:`~lstm_fpga.hw.plan.EnginePlan` *before* any synthesis: every weight bank and
-activation ROM mapped onto the family's block-RAM primitive at its real aspect ratios (the
-weight banks packed as :func:`~lstm_fpga.hw.banks.bank_packing` packs them), and the
-multipliers (``P`` lanes plus the gate/cell pipeline's) in the family's DSP tiles. LUTs and
+:class:`~lstm_fpga.hw.plan.EnginePlan` *before* any synthesis: the weight banks mapped onto
+the family's block-RAM primitive at its real aspect ratios (packed as
+:func:`~lstm_fpga.hw.banks.bank_packing` packs them); every other memory (activation ROMs,
+the sequencer's buffers, with attention pooling the attention unit's ROMs and memories and
+the FIFOs in front of it) with the block RAMs Yosys gives it; and the multipliers (``P``
+lanes, the gate/cell pipeline's, the attention unit's) in the family's DSP tiles. LUTs and
 flip-flops cannot be derived from the plan; they are checked against the part after
 synthesis (``lstm-fpga synth``). :func:`check_fit` compares the two and
 :func:`smallest_fits` lists the smallest parts of each family that hold a design.
 
 Accuracy against ``yosys synth_ecp5`` (docs/hardware.md#devices-and-fit): block RAMs and DSPs
-equal for the measured builds. The sequencer's buffers count as block RAM from 2 kbit, the
-size where Yosys stops keeping them in LUT RAM.
+equal for the measured builds. On ECP5 whether a memory is block RAM is Yosys' own choice,
+modelled from its costs (:func:`_memory_primitives`): a ROM of a few hundred bits (a
+calibrated model's small activation tables) becomes logic, a 16-bit buffer of 81 words or
+more a DP16KD; elsewhere every ROM counts, and every written memory from 2 kbit.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .activation import distinct_tables
+from amaranth.hdl import Shape
+
+from .activation import distinct_tables, interpolation_shapes, table_roms
+from .jobs import state_memory_words, x_buffer_words
 from .plan import EnginePlan
 
 __all__ = [
@@ -65,6 +72,16 @@ class Family:
     lutram_max_depth: int
     dsp_primitive: str
     dsp_tile: tuple[int, int]
+    # Yosys's memory library of the family (``memory_libmap``), where it is modelled: the
+    # cost of one block-RAM primitive and the LUT-RAM cell as (depth, width, cost); see
+    # _memory_primitives. ``None``: not modelled (every ROM counts as block RAM, every
+    # written memory from 2 kbit).
+    yosys_bram_cost: int | None = None
+    yosys_lutram_cell: tuple[int, int, int] | None = None
+    # Where Yosys's splitting of a product too wide for one tile is modelled (mul2dsp.v, the
+    # operands signed or unsigned): its DSP_A_MINWIDTH = DSP_B_MINWIDTH, the narrowest slice
+    # it gives a DSP (a narrower one becomes logic); see _product_dsps.
+    yosys_dsp_min_width: int | None = None
 
 
 FAMILIES = {
@@ -78,6 +95,12 @@ FAMILIES = {
         128,
         "MULT18X18D",
         (18, 18),
+        # share/lattice/brams_16kd.txt ($__DP16KD_, $__PDPW16KD_: cost 128) and
+        # lutrams_trellis.txt ($__TRELLIS_DPR16X4_: abits 4, width 4, cost 4), Yosys 0.70
+        128,
+        (16, 4, 4),
+        # techmap -map +/mul2dsp.v ... -D DSP_A_MINWIDTH=2 -D DSP_B_MINWIDTH=2 (synth_ecp5)
+        2,
     ),
     "ice40": Family(
         "ice40",
@@ -180,8 +203,28 @@ def device(name: str) -> Device:
     return found
 
 
-#: Smallest buffer Yosys maps to block RAM rather than LUT RAM (see estimate_resources).
+#: Where the family's memory mapping is not modelled: the smallest written memory counted
+#: as block RAM (what Yosys did with ECP5's sequencer buffers before ``no_rw_check``).
 _BUFFER_BLOCK_RAM_BITS = 2048
+
+# Yosys's choice between soft logic, LUT RAM and block RAM (passes/memory/memory_libmap.cc,
+# Yosys 0.70): the cheapest mapping by these costs, the library's cell costs
+# (Family.yosys_bram_cost, yosys_lutram_cell) plus soft logic for the address decoding and the
+# emulated port behaviour. Logic per stored bit (``-logic-cost-rom``, ``-logic-cost-ram``):
+_LOGIC_COST_ROM_BIT = 1 / 16
+_LOGIC_COST_RAM_BIT = 1.0
+# Per read-data bit of each further address range (its multiplexer), per write enable of
+# each range (its decoder), per emulation point (FACTOR_MUX, FACTOR_DEMUX, FACTOR_EMU):
+_FACTOR_MUX = 0.5
+_FACTOR_DEMUX = 0.5
+_FACTOR_EMU = 2
+# Emulation points: each read port not shared with a write port (a tie-breaker), and for a
+# block RAM whose read must return the old word when the same cycle writes it (a memory
+# without ``no_rw_check``; its two ports cannot): read-first emulation per write port and
+# the transparency bypass per read port.
+_EMU_READ_PORT = 1
+_EMU_READ_FIRST = 3
+_EMU_TRANSPARENCY = 3
 
 
 def _primitives(family: Family, width: int, depth: int) -> int:
@@ -193,6 +236,96 @@ def _dsps(family: Family, a: int, b: int) -> int:
     """DSP tiles for an ``a`` x ``b``-bit signed product (operands split across tiles)."""
     x, y = family.dsp_tile
     return min(math.ceil(a / x) * math.ceil(b / y), math.ceil(a / y) * math.ceil(b / x))
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _live_width(width: int, words: list[int] | None) -> int:
+    """Bits of a ROM word that vary: Yosys (``opt_mem``) drops the bit lanes where every
+    word holds the same bit (the sign of a table of positive values); a written memory keeps
+    its ``width``."""
+    if words is None:
+        return width
+    varying = 0
+    for word in words:
+        varying |= word ^ words[0]
+    return (varying & ((1 << width) - 1)).bit_count()
+
+
+def _block_cost(fam: Family, width: int, depth: int, *, rom: bool, reads: int, emu: int):
+    """Yosys's cheapest block-RAM geometry for a ``width`` x ``depth`` memory with ``reads``
+    read ports (one copy per read port) and ``emu`` emulation points: ``(cost,
+    primitives)``."""
+    best = None
+    for unit, unit_depth in fam.bram_shapes:
+        # A written word is padded to whole write-enable bytes; a ROM packs bit by bit.
+        byte = 1 if rom else min(fam.bram_byte, unit)
+        ranges = _ceil(depth, unit_depth)
+        primitives = _ceil(ranges * _ceil(width, byte) * byte, unit) * reads
+        cost = fam.yosys_bram_cost * primitives
+        cost += _FACTOR_MUX * (ranges - 1) * width * reads
+        if not rom and ranges > 1:
+            cost += _FACTOR_DEMUX * ranges
+        cost += _FACTOR_EMU * emu
+        if best is None or cost < best[0]:
+            best = (cost, primitives)
+    return best
+
+
+def _lutram_cost(fam: Family, width: int, depth: int, *, reads: int) -> float:
+    """Yosys's cost of a written ``width`` x ``depth`` memory in LUT-RAM cells, one copy per
+    read port (the cells read asynchronously, the read register stays in the fabric)."""
+    cell_depth, cell_width, cell_cost = fam.yosys_lutram_cell
+    ranges = _ceil(depth, cell_depth)
+    cost = cell_cost * ranges * _ceil(width, cell_width) * reads
+    cost += _FACTOR_MUX * (ranges - 1) * width * reads
+    if ranges > 1:
+        cost += _FACTOR_DEMUX * ranges
+    return cost + _FACTOR_EMU * _EMU_READ_PORT * reads
+
+
+def _memory_primitives(
+    fam: Family,
+    width: int,
+    depth: int,
+    *,
+    words: list[int] | None = None,
+    reads: int = 1,
+    rw_check: bool = True,
+) -> int:
+    """Block-RAM primitives Yosys gives a memory of ``depth`` words of ``width`` bits: 0
+    when it builds it from logic or LUT RAM. ``words``: a ROM's contents (``None``: a
+    written memory, one write port); ``reads``: the read ports of a written memory, each
+    reading its own copy beside the write port (the ROMs here have one); ``rw_check``: a
+    read in the cycle of a write of the same word must return the old word (no
+    ``no_rw_check``).
+
+    Where the family's mapping is modelled (:attr:`Family.yosys_bram_cost`), Yosys's choice:
+    block RAM when it costs less than soft logic (a ROM: 1/16 per bit, so from about 2 kbit
+    of varying bits per primitive) and than LUT RAM; elsewhere every ROM is block RAM and
+    every written memory from :data:`_BUFFER_BLOCK_RAM_BITS`."""
+    rom = words is not None
+    if fam.yosys_bram_cost is None:
+        if rom or width * depth >= _BUFFER_BLOCK_RAM_BITS:
+            return reads * _primitives(fam, width, depth)
+        return 0
+    if rom:
+        words = words + [0] * (depth - len(words))
+    width = _live_width(width, words)
+    if width == 0:  # every word the same: no memory left
+        return 0
+    emu = _EMU_READ_PORT * reads
+    if not rom and rw_check:
+        emu += _EMU_READ_FIRST + _EMU_TRANSPARENCY * reads
+    cost, primitives = _block_cost(fam, width, depth, rom=rom, reads=reads, emu=emu)
+    # Yosys compares against the logic cost rounded down, then the LUT RAM's (a written
+    # memory; its cells are no ROMs), and the first of equal costs wins.
+    others = [int(width * depth * (_LOGIC_COST_ROM_BIT if rom else _LOGIC_COST_RAM_BIT))]
+    if not rom and fam.yosys_lutram_cell is not None:
+        others.append(_lutram_cost(fam, width, depth, reads=reads))
+    return primitives if cost < min(others) else 0
 
 
 @dataclass(frozen=True)
@@ -250,6 +383,90 @@ def _tables(plan: EnginePlan):
     return {name: distinct_tables(tables)[0] for name, tables in kinds.items()}
 
 
+def _signed_bits(shape) -> int:
+    """Bits of ``shape`` as a signed multiplier operand (an unsigned one takes a sign bit)."""
+    shape = Shape.cast(shape)
+    return shape.width + (not shape.signed)
+
+
+def _mul2dsp(fam: Family, a: int, b: int, *, top: bool = True) -> int:
+    """DSPs Yosys's mul2dsp.v gives an ``a`` x ``b``-bit product: the wider operand first
+    (``top``: the original product only), each operand wider than the tile cut into
+    tile-wide slices from the bottom and the rest, a slice narrower than
+    :attr:`Family.yosys_dsp_min_width` left to logic."""
+    x, y = fam.dsp_tile
+    if top and a < b:
+        a, b = b, a
+    if min(a, b) < fam.yosys_dsp_min_width:
+        return 0
+    if a > x:
+        n = (a - 1) // x
+        return n * _mul2dsp(fam, x, b, top=False) + _mul2dsp(fam, a - n * x, b, top=False)
+    if b > y:
+        n = (b - 1) // y
+        return n * _mul2dsp(fam, a, y, top=False) + _mul2dsp(fam, a, b - n * y, top=False)
+    return 1
+
+
+def _product_dsps(fam: Family, a, b) -> int:
+    """DSPs of a product of operand shapes ``a`` and ``b``: one where both fit one tile as
+    signed operands (on ECP5 the ``MULT18X18D`` primitive,
+    :class:`~lstm_fpga.hw.pipeline.RegisteredProduct`); a wider one is inferred, and where
+    the family's splitting is modelled, split as Yosys splits it (two unsigned operands stay
+    unsigned, the DSPs multiply them so; with a signed one both are signed), else in whole
+    tiles."""
+    a, b = Shape.cast(a), Shape.cast(b)
+    tiles = _dsps(fam, _signed_bits(a), _signed_bits(b))
+    if tiles == 1 or fam.yosys_dsp_min_width is None:
+        return tiles
+    if a.signed or b.signed:
+        return _mul2dsp(fam, _signed_bits(a), _signed_bits(b))
+    return _mul2dsp(fam, a.width, b.width)
+
+
+def _product(fam: Family, name: str, a, b) -> tuple[str, int, int, int]:
+    """A multiplier entry: the product of operand shapes ``a`` and ``b`` (its operand bits
+    as signed operands) and its DSPs."""
+    return (name, _signed_bits(a), _signed_bits(b), _product_dsps(fam, a, b))
+
+
+def _table_unit(fam: Family, name: str, tables, memories, multipliers) -> None:
+    """The ROMs of an :class:`~lstm_fpga.hw.activation.ActivationUnit` of ``tables``
+    (values, and the differences where it interpolates: otherwise synthesis drops the unread
+    ROM) and its interpolation product."""
+    roms, operands = table_roms(tables), interpolation_shapes(tables)
+    for field in ("value", "delta") if operands is not None else ("value",):
+        shape, depth, words = roms[field]
+        bits = Shape.cast(shape).width
+        label = f"{name} ROM" if field == "value" else f"{name} delta ROM"
+        memories.append((label, bits, depth, _memory_primitives(fam, bits, depth, words=words)))
+    if operands is not None:
+        multipliers.append(_product(fam, f"{name} interpolation", *operands))
+
+
+def _attention(fam: Family, plan: EnginePlan, memories, multipliers) -> None:
+    """The attention unit's memories and products (hw/attention.py), its table unit's, and
+    the FIFOs in front of it (hw/engine.py)."""
+    from .engine import attention_buffer_steps, attention_resources
+
+    unit = attention_resources(plan)
+    for name, (shape, depth, words) in unit.memories().items():
+        bits = Shape.cast(shape).width
+        label = "attention " + name.replace("_rom", " ROM").replace("_mem", " memory")
+        memories.append((label, bits, depth, _memory_primitives(fam, bits, depth, words=words)))
+    _table_unit(fam, "attention table", unit.tables, memories, multipliers)
+    # h_t and u_t through a SyncFIFOBuffered of a few steps each: one payload in its output
+    # register, the other depth - 1 in its memory.
+    steps, layouts = attention_buffer_steps(plan), unit.stream_layouts()
+    for name, per_step in (("h", unit.pooling.features), ("u", unit.pooling.attention_size)):
+        bits, words = Shape.cast(layouts[name]).width, steps * per_step - 1
+        if words >= 1:
+            primitives = _memory_primitives(fam, bits, words)
+            memories.append((f"attention {name} buffer", bits, words, primitives))
+    for name, (a, b) in unit.products().items():
+        multipliers.append(_product(fam, "attention " + name.replace("_", " "), a, b))
+
+
 def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
     """Block RAMs and DSPs of ``plan`` on ``family`` (a key of :data:`FAMILIES`)."""
     from .banks import PACKING_FAMILY, bank_packing, block_ram_primitives
@@ -275,22 +492,23 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
         params = axi_params(plan)
         bits, depth = params.data_width + 1, params.fifo_beats
         memories = [("weight prefetch FIFO", bits, depth, _primitives(fam, bits, depth))]
-    # The sequencer's x, vector and state buffers: Yosys keeps them in LUT RAM up to 1.5 kbit
-    # and moves them to block RAM from 2 kbit (measured on ECP5: 96 x 16 LUT RAM, 128 x 16
-    # block RAM). Every read port of a column group reads its own copy.
+    # The sequencer's x, vector and state buffers (hw/elements.py): one x bank per input
+    # element; each column group reads every buffer through its own port (the output reader
+    # the vectors through one more). ``no_rw_check``: none needs the old word on a collision.
     buffers = (
+        ("x buffer", plan.input_shape.width, x_buffer_words(plan), plan.groups),
         (
-            "x buffer",
-            plan.input_shape.width,
-            plan.x_slots * plan.x_slot_beats,
-            plan.config.input_elements * plan.groups,
+            "vector buffer",
+            plan.state_shape.width,
+            max(2, plan.vector_depth),
+            plan.groups + plan.copies_outputs,
         ),
-        ("vector buffer", plan.state_shape.width, plan.vector_depth, plan.groups),
-        ("state buffer", plan.state_shape.width, 3 * plan.state_group_words, 1),
+        ("state buffer", plan.state_shape.width, state_memory_words(plan), plan.groups),
     )
-    for name, bits, words, copies in buffers:
-        if bits * words >= _BUFFER_BLOCK_RAM_BITS:
-            memories.append((name, bits, words, copies * _primitives(fam, bits, words)))
+    for name, bits, words, reads in buffers:
+        banks = plan.config.input_elements if name == "x buffer" else 1
+        primitives = _memory_primitives(fam, bits, words, reads=reads, rw_check=False)
+        memories.append((name, bits, words, banks * primitives))
     element = plan.element_shape.width
     multipliers = [
         (f"MVU lane x{plan.lanes}", element, width, plan.lanes * _dsps(fam, element, width))
@@ -307,20 +525,7 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
             )
     state = plan.state_shape.width
     for name, tables in _tables(plan).items():
-        out = max(t.output.width for t in tables)
-        delta = max(t.delta_width for t in tables)
-        rom_depth = max(2, sum(len(t.values) for t in tables))
-        # A ROM per entry field (``ActivationUnit``): values, and the differences where the
-        # tables interpolate (otherwise synthesis drops the unread one).
-        memories.append((f"{name} ROM", out, rom_depth, _primitives(fam, out, rom_depth)))
-        if any(t.segment_shift > 0 for t in tables):
-            memories.append(
-                (f"{name} delta ROM", delta, rom_depth, _primitives(fam, delta, rom_depth))
-            )
-            shift = max(t.segment_shift for t in tables)
-            multipliers.append(
-                (f"{name} interpolation", delta, shift + 1, _dsps(fam, delta, shift + 1))
-            )
+        _table_unit(fam, name, list(tables), memories, multipliers)
     if plan.is_gru:  # r * hn, (1 - z) * n and z * h per GRU unit pipeline
         for k, dp in enumerate(_gru_datapaths(plan)):
             f = dp.formats
@@ -339,6 +544,8 @@ def estimate_resources(plan: EnginePlan, family: str) -> ResourceEstimate:
             ("i*g", gate, gate, _dsps(fam, gate, gate)),
             ("o*tanh(c)", gate, state, _dsps(fam, gate, state)),
         ]
+    if plan.attention is not None:
+        _attention(fam, plan, memories, multipliers)
     return ResourceEstimate(
         family=family,
         brams=sum(m[3] for m in memories),

@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .attention import AttentionUnit, attention_cycles
+from .attention import AttentionResources, AttentionUnit, attention_cycles
 from .banks import BankPacking, bank_packing
 from .cell import GateCellPipeline, output_layout, state_layout
 from .config import index_shape
@@ -59,6 +59,27 @@ def attention_buffer_steps(plan: EnginePlan) -> int:
     )["per_sequence"]
     step = plan.step_bound() + plan.head_matrix.bound
     return min(T, -(-end // step) + 1)
+
+
+def _attention_arguments(plan: EnginePlan) -> dict:
+    return {
+        "pooling": plan.attention,
+        "head": plan.attention_head,
+        "rounding": plan.model.rounding,
+        "overflow": plan.model.overflow,
+        "max_steps": plan.attention_steps,
+    }
+
+
+def attention_unit(plan: EnginePlan) -> AttentionUnit:
+    """The :class:`AttentionUnit` of a plan with attention pooling."""
+    return AttentionUnit(**_attention_arguments(plan))
+
+
+def attention_resources(plan: EnginePlan) -> AttentionResources:
+    """What :func:`attention_unit` builds the unit from (its memories, products, tables),
+    for the resource estimate."""
+    return AttentionResources(**_attention_arguments(plan))
 
 
 def _buffered_stream(m, name: str, source, sink, depth: int):
@@ -299,13 +320,7 @@ class LstmEngine(wiring.Component):
             # Attention pooling and its head after the lanes: the top layer's h_t and the score
             # job's u_t (the lanes' head job) of every step into the unit, the head's outputs
             # once per sequence onto y.
-            m.submodules.attention = pool = AttentionUnit(
-                plan.attention,
-                plan.attention_head,
-                rounding=plan.model.rounding,
-                overflow=plan.model.overflow,
-                max_steps=plan.attention_steps,
-            )
+            m.submodules.attention = pool = attention_unit(plan)
             # (buffered: the h_t the output reader copies out of the sequence buffer) Through
             # FIFOs of a few steps: the lanes go on with the next sequence while the unit
             # ends one (softmax, context, head), until they fill.

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from lstm_fpga.eda import synthesize
 from lstm_fpga.hw import TOP_NAME, EnginePlan, HardwareConfig, write_build
 from lstm_fpga.hw.banks import bank_packing
 from lstm_fpga.hw.devices import estimate_resources
 from lstm_fpga.hw.memory import weight_bank_module, weight_bank_verilog
+from lstm_fpga.sw.calibrate import quantize_from_torch
+from lstm_fpga.sw.modules import AttentionClassifier
 from lstm_fpga.testing import random_model
 
 pytestmark = [pytest.mark.synth, pytest.mark.slow]
@@ -120,3 +124,57 @@ def test_packed_weight_banks_map_to_the_planned_block_rams(tmp_path, I, H, P, mo
     report = synthesize(path, "ecp5", top="banks")
     assert report.total.get("bram", 0) == packing.block_rams <= most
     assert (report.total.get("lutram", 0) > 0) == (packing.lutram_lanes > 0)
+
+
+#: The design block (Yosys' ``blocks``) of each estimate entry, by the start of its name.
+_ENTRY_BLOCKS = (
+    ("weight banks", "engine.weights"),
+    ("MVU lane", "engine.mvu"),
+    ("attention h buffer", "engine.h_buffer"),
+    ("attention u buffer", "engine.u_buffer"),
+    ("attention", "engine.attention"),
+    ("x buffer", "engine.sequencer"),
+    ("vector buffer", "engine.sequencer"),
+    ("state buffer", "engine.sequencer"),
+    ("act_", "engine.cell"),
+    ("f*c", "engine.cell"),
+    ("i*g", "engine.cell"),
+    ("o*tanh(c)", "engine.cell"),
+)
+
+
+def _per_block(entries) -> dict[str, int]:
+    """Block RAMs or DSPs of estimate entries ``(name, ..., count)`` per design block (the
+    blocks with none left out)."""
+    blocks: dict[str, int] = {}
+    for name, *_, count in entries:
+        block = next(b for start, b in _ENTRY_BLOCKS if name.startswith(start))
+        blocks[block] = blocks.get(block, 0) + count
+    return {b: n for b, n in blocks.items() if n}
+
+
+@pytest.mark.parametrize(
+    ("I", "H", "A", "O", "P", "T"),
+    [
+        # everything of the unit in LUT RAM and logic; alpha's unsigned 16 x 19-bit product
+        # on one MULT18X18D (Yosys leaves the 1-bit slice to logic)
+        (3, 8, 4, 2, 3, 4),
+        # h_t memory (8 x 16 words) and head weights (9 x 16) in block RAM
+        (4, 16, 8, 9, 4, 8),
+    ],
+)
+def test_attention_build_uses_the_estimated_block_rams_and_dsps(tmp_path, I, H, A, O, P, T):
+    """An LSTM with attention pooling (an untrained seeded ``AttentionClassifier``,
+    calibrated): the estimate's block RAMs and DSPs are Yosys' per design block, the
+    attention unit's included (its memories, the FIFOs in front of it, its products)."""
+    torch.manual_seed(0)
+    net = AttentionClassifier(I, H, A, O).double()
+    model, _ = quantize_from_torch(net, np.random.default_rng(0).uniform(-2, 2, (4, T, I)))
+    config = HardwareConfig(lanes=P, output="last", max_seq_len=T)
+    build = write_build(model, config, tmp_path, family="ecp5")
+    report = synthesize(build.verilog, "ecp5", top=TOP_NAME)
+    estimate = estimate_resources(EnginePlan(model, config), "ecp5")
+    for resource, entries in (("bram", estimate.memories), ("dsp", estimate.multipliers)):
+        measured = {b: c[resource] for b, c in report.blocks.items() if c.get(resource)}
+        assert _per_block(entries) == measured, resource
+    assert (estimate.brams, estimate.dsps) == (report.total.get("bram", 0), report.total["dsp"])
