@@ -54,9 +54,10 @@ def table_roms(tables: Sequence[ActivationTable]) -> dict[str, tuple[Shape, int,
             for k, v in enumerate(values)
         ]
     # Two ROMs read at the same address, one per field: an entry wider than 18 bits would
-    # take a block RAM's 36-bit mode, whose output register the flow does not absorb
-    # (``eda.bram``), so its read (5.83 ns clock-to-out at ECP5 speed 6) and the route would
-    # share a cycle; each field alone fits the 18-bit mode.
+    # take a block RAM's 36-bit mode, and a ROM's 36-bit mode has its write clock tied off,
+    # so the flow cannot make its output register (``eda.bram`` takes a 36-bit read's
+    # register only with both ports on one clock): its read (5.83 ns clock-to-out at ECP5
+    # speed 6) and the route would share a cycle; each field alone fits the 18-bit mode.
     depth = max(2, len(init))
     return {
         name: (entry[name].shape, depth, [e[name] for e in init]) for name in ("value", "delta")

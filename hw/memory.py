@@ -119,10 +119,10 @@ class WeightMemory(wiring.Component):
     (:data:`READ_LATENCY` cycles for read and output register); then ``data_delay`` more
     registers on the weight words only (:attr:`weight_latency` = ``address_delay +
     READ_LATENCY + data_delay``). A caller with an address tree of two or more levels moves
-    one behind the read (``data_delay=1``, same latency): a packed word wider than 18 bits
-    is read in the block RAM's 36-bit mode, whose output register the ECP5 flow does not
-    absorb (:mod:`lstm_fpga.eda.bram`), so without it the block RAM's clock-to-out (5.83 ns
-    at speed 6) and the route to lanes spread over the die share one cycle. Throughput one
+    one behind the read (``data_delay=1``, same latency): the route from the block RAMs to
+    lanes spread over the die gets a cycle of its own (a packed word wider than 18 bits is
+    read in the block RAM's 36-bit mode; since ``be427f8`` the ECP5 flow makes the output
+    register that mode's too, :mod:`lstm_fpga.eda.bram`). Throughput one
     read per cycle. Writes: the request is registered, its address and data are replicated the same
     way and each bank's write enable is decoded into its own register, so neither the
     (combinational) write handshake nor one enable fans out to every bank.
