@@ -188,6 +188,11 @@ class _CellPipelineFrame(wiring.Component):
         )
 
     @property
+    def latency(self) -> int:
+        """Cycles from an accepted unit to its ``hidden_write`` (:attr:`LATENCY`)."""
+        return self.LATENCY
+
+    @property
     def announce_lead(self) -> int:
         """Cycles by which ``announce`` precedes ``hidden_write`` (the constructor's
         ``announce``)."""
@@ -292,8 +297,15 @@ class GateCellPipeline(_CellPipelineFrame):
     ``_C_READ`` and written in ``_CELL``. The sequencer guarantees it: a step's recurrent
     columns wait for every unit of the previous step of the same layer direction.
 
-    Latency: :attr:`LATENCY` cycles from an accepted unit to its ``hidden_write``, and 2 more
+    Latency: :attr:`latency` cycles from an accepted unit to its ``hidden_write``, and 2 more
     to the head of the output queues. Throughput: one unit per cycle while the outputs keep up.
+
+    With ``input_register`` the accepted unit's accumulators are first registered as they
+    are (no logic between the drain's registers and these), and the pipeline below starts
+    from those registers: one cycle more (:attr:`latency` = :attr:`LATENCY` + 1) in exchange
+    for a cycle that is only a route, from the matrix-vector unit's drain (spread with its
+    lanes over the device) to the cell. :func:`~lstm_fpga.hw.interface.cell_input_register`
+    chooses it wherever the schedule hides the extra cycle.
     """
 
     # Stages (index k: the cycle after ``k + 1`` registers). Derived from the activation
@@ -318,13 +330,40 @@ class GateCellPipeline(_CellPipelineFrame):
     LATENCY = _TANH_CELL + 3
     _INIT_PORT = "c0_write"
 
+    def __init__(
+        self,
+        plan: EnginePlan,
+        queue_depth: int = 16,
+        announce: int = 0,
+        *,
+        input_register: bool = False,
+    ):
+        self._input_register = bool(input_register)
+        super().__init__(plan, queue_depth, announce)
+
+    @property
+    def input_register(self) -> bool:
+        """Whether the accepted unit is registered as it is before its rescale."""
+        return self._input_register
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted unit to its ``hidden_write``: :attr:`LATENCY`, one more with
+        :attr:`input_register`."""
+        return self.LATENCY + self._input_register
+
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
         H = plan.hidden_size
         dps = plan.datapaths
-        payload = self.units.payload
-        valid, metas, queues = self._meta_chain(m, self.LATENCY)
+        valid, metas, queues = self._meta_chain(m, self.latency)
+        gates_in = self.units.payload.gates
+        if self._input_register:
+            # The drain's registers straight into the cell's (only a route between them);
+            # the stages below count from these registers, so they see the chain a cycle on.
+            gates_in = [delay(m, gates_in[k], 1, f"unit_gates{k}") for k in range(len(gates_in))]
+            valid, metas = valid[1:], metas[1:]
 
         def matrix(stage):
             return metas[stage].job.matrix
@@ -341,7 +380,7 @@ class GateCellPipeline(_CellPipelineFrame):
         flags = []
         for k in range(4):
             value, flag = staged_rescale(
-                m, matrix(0), payload.gates[k], preact_options, preact_shape, f"preact{k}"
+                m, matrix(0), gates_in[k], preact_options, preact_shape, f"preact{k}"
             )
             m.d.sync += preacts[k].eq(value)
             flags.append(valid[0] & flag)

@@ -22,6 +22,7 @@ from .interface import (
     SaturationKind,
     Status,
     TopInterface,
+    cell_input_register,
 )
 from .memory import WeightMemory, write_layout
 from .mvu import MatrixVectorUnit
@@ -237,8 +238,13 @@ class LstmEngine(wiring.Component):
         if self._external:
             self._fetch_weights(m, seq, mvu, weight_delay + WeightMemory.READ_LATENCY)
         gru = plan.is_gru
-        pipeline = GruCellPipeline if gru else GateCellPipeline
-        m.submodules.cell = cell = pipeline(plan, announce=seq.ANNOUNCE_LEAD)
+        if gru:
+            cell = GruCellPipeline(plan, announce=seq.ANNOUNCE_LEAD)
+        else:
+            cell = GateCellPipeline(
+                plan, announce=seq.ANNOUNCE_LEAD, input_register=cell_input_register(plan)
+            )
+        m.submodules.cell = cell
         head = None
         if plan.head is not None:
             m.submodules.head = head = HeadOutput(plan)

@@ -55,6 +55,7 @@ __all__ = [
     "Status",
     "StreamPorts",
     "TopInterface",
+    "cell_input_register",
     "sign_extend",
 ]
 
@@ -653,9 +654,13 @@ class TopInterface:
         :func:`~lstm_fpga.hw.mvu.pass_latency` to the drain; the gate and
         cell pipeline (:attr:`GateCellPipeline.LATENCY`) less the scoreboards' announcement
         lead (:attr:`Sequencer.ANNOUNCE`), plus the cycle from an announcement to a read."""
-        to_drain = Sequencer.COLUMN_LATENCY + pass_latency(self.plan)
-        cell = GruCellPipeline if self.plan.is_gru else GateCellPipeline
-        return LoopLatencies(to_drain, cell.LATENCY - Sequencer.ANNOUNCE + 1)
+        return _loop_latencies(self.plan, cell_input_register(self.plan))
+
+    @cached_property
+    def cell_input_register(self) -> bool:
+        """Whether the gate and cell pipeline registers its units as they arrive
+        (:func:`cell_input_register`)."""
+        return cell_input_register(self.plan)
 
     @property
     def recurrence_step_bound(self) -> int:
@@ -668,3 +673,34 @@ class TopInterface:
         """Fewest cycles per ``steps``-step sequence, sequences back to back: at least
         :meth:`sequence_bound`, more where the recurrence loop limits."""
         return recurrence_sequence_bound(self.plan, steps, self.loop_latencies)
+
+
+def _loop_latencies(plan: EnginePlan, input_register: bool) -> LoopLatencies:
+    to_drain = Sequencer.COLUMN_LATENCY + pass_latency(plan)
+    cell = GruCellPipeline if plan.is_gru else GateCellPipeline
+    latency = cell.LATENCY + input_register
+    return LoopLatencies(to_drain, latency - Sequencer.ANNOUNCE + 1)
+
+
+#: Steps of the sequences whose cycles :func:`cell_input_register` compares.
+_INPUT_REGISTER_STEPS = 8
+
+
+def cell_input_register(plan: EnginePlan) -> bool:
+    """Whether the LSTM's gate and cell pipeline registers its units as they arrive from the
+    matrix-vector unit's drain (:class:`~lstm_fpga.hw.cell.GateCellPipeline`'s
+    ``input_register``: a cycle that is only the route from the drain, spread with the lanes
+    over the device, to the cell). Chosen wherever the schedule hides that cycle of the
+    recurrence loop: the steady state per step and the cycles of back-to-back
+    ``_INPUT_REGISTER_STEPS``-step sequences are those without it. Never for a GRU (its cell
+    pipeline has no such register); loop-limited plans (short jobs, such as the demo model's)
+    keep their cycles."""
+    if plan.is_gru:
+        return False
+    without, with_register = _loop_latencies(plan, False), _loop_latencies(plan, True)
+    steps = _INPUT_REGISTER_STEPS
+    return recurrence_step_bound(plan, with_register) == recurrence_step_bound(
+        plan, without
+    ) and recurrence_sequence_bound(plan, steps, with_register) == recurrence_sequence_bound(
+        plan, steps, without
+    )

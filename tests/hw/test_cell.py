@@ -39,8 +39,9 @@ def _accumulators(plan, m, rng):
         (1, 1, True, ("mixed",), 1),
     ],
 )
+@pytest.mark.parametrize("input_register", [False, True])
 def test_hidden_and_cell_equal_cell_update(
-    hidden_size, layers, bidirectional, formats, queue_depth
+    hidden_size, layers, bidirectional, formats, queue_depth, input_register
 ):
     model = random_model(
         3, hidden_size, layers, bidirectional, formats=formats, seed=hidden_size, scale=4.0
@@ -58,7 +59,7 @@ def test_hidden_and_cell_equal_cell_update(
     for _ in range(14):
         m = int(rng.integers(LD))
         jobs.append((m, _accumulators(plan, m, rng), *(rng.random(3) < (0.3, 0.5, 0.3))))
-    dut = GateCellPipeline(plan, queue_depth=queue_depth)
+    dut = GateCellPipeline(plan, queue_depth=queue_depth, input_register=input_register)
     beats = [
         {
             "gates": [int(acc[gate * H + u]) for gate in range(4)],
@@ -90,9 +91,9 @@ def test_hidden_and_cell_equal_cell_update(
         for k in range(len(jobs)):
             # Protocol (kept by the sequencer through the recurrent dependency): a unit enters
             # only after the previous step's same unit has left the pipeline.
-            await ctx.tick().repeat(max(0, GateCellPipeline.LATENCY + 2 - H))
+            await ctx.tick().repeat(max(0, dut.latency + 2 - H))
             await send_beats(ctx, dut.units, beats[k * H : (k + 1) * H], rng, idle=0.3)
-        await ctx.tick().repeat(GateCellPipeline.LATENCY + 2)  # the last units leave
+        await ctx.tick().repeat(dut.latency + 2)  # the last units leave
 
     async def sinks(ctx):
         result["hidden"] = await receive_beats(
@@ -164,3 +165,32 @@ def test_engine_refuses_a_producer_announcing_at_another_lead(lead_offset):
     _check_announce_leads(Sequencer, GateCellPipeline(plan, announce=lead))
     with pytest.raises(ValueError, match=f"announces {lead + lead_offset} cycles ahead"):
         _check_announce_leads(Sequencer, GateCellPipeline(plan, announce=lead + lead_offset))
+
+
+@pytest.mark.parametrize("input_register", [False, True])
+@pytest.mark.parametrize("announce", [0, 3])
+def test_write_and_announcement_come_latency_and_lead_after_the_handshake(input_register, announce):
+    """A unit accepted in cycle 0 is written (``hidden_write``) in cycle ``latency`` and
+    announced ``announce`` cycles before; the input register adds exactly one cycle."""
+    plan = EnginePlan(random_model(3, 5, seed=2), HardwareConfig(lanes=4))
+    dut = GateCellPipeline(plan, announce=announce, input_register=input_register)
+    assert dut.latency == GateCellPipeline.LATENCY + input_register
+    seen = {}
+
+    async def testbench(ctx):
+        ctx.set(dut.units.payload.unit, 2)
+        ctx.set(dut.units.valid, 1)
+        assert ctx.get(dut.units.ready)
+        await ctx.tick()
+        ctx.set(dut.units.valid, 0)
+        for cycle in range(1, dut.latency + 4):
+            for port in ("hidden_write", "announce"):
+                if ctx.get(getattr(dut, port).valid):
+                    seen.setdefault(port, []).append(cycle)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen == {"hidden_write": [dut.latency], "announce": [dut.latency - announce]}

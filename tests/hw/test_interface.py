@@ -136,7 +136,8 @@ def test_recurrence_bound_comes_from_the_blocks_latencies(
     interface = TopInterface(EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=8)))
     loop = interface.loop_latencies
     assert loop.to_drain == Sequencer.COLUMN_LATENCY + pass_latency(interface.plan)
-    assert loop.to_read == GateCellPipeline.LATENCY - Sequencer.ANNOUNCE + 1
+    register = interface.cell_input_register
+    assert loop.to_read == GateCellPipeline.LATENCY + register - Sequencer.ANNOUNCE + 1
     plan = interface.plan
     busy = sum(m.mac_cycles for m in plan.lstm_matrices)
     # Never below the lanes' bound or their busy cycles; a step is no longer than the
@@ -146,5 +147,43 @@ def test_recurrence_bound_comes_from_the_blocks_latencies(
     assert interface.recurrence_sequence_bound(8) >= interface.sequence_bound(8)
     if (input_size, lanes) == (32, 16):  # a long job hides the loop: the lane bound
         assert interface.recurrence_step_bound == interface.step_bound
+        assert register  # and the cell's input register with it
     if (input_size, lanes) == (5, 16):  # the demo's LSTM: the loop shows
         assert interface.recurrence_step_bound > interface.step_bound
+        assert not register  # and would grow with the register
+
+
+@pytest.mark.parametrize(
+    "input_size, hidden_size, layers, bidirectional, head, lanes",
+    [
+        (32, 32, 1, False, None, 16),
+        (5, 16, 1, False, 1, 16),
+        (64, 64, 1, False, None, 64),
+        (8, 8, 2, False, None, 7),
+        (6, 8, 2, True, 3, 64),
+        (13, 9, 1, True, None, 5),
+    ],
+)
+def test_cell_input_register_only_where_the_schedule_hides_it(
+    input_size, hidden_size, layers, bidirectional, head, lanes
+):
+    """The cell's input register is chosen exactly where it costs no cycle: the recurrence
+    bounds with the register's loop equal those without (and where it is left out, the
+    register's loop would cost cycles)."""
+    from lstm_fpga.hw.interface import _loop_latencies
+    from lstm_fpga.hw.recurrence import recurrence_sequence_bound, recurrence_step_bound
+
+    model = random_model(input_size, hidden_size, layers, bidirectional, head=head, seed=lanes)
+    plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=8))
+    interface = TopInterface(plan)
+    without, with_register = _loop_latencies(plan, False), _loop_latencies(plan, True)
+    assert with_register.to_read == without.to_read + 1
+    assert with_register.to_drain == without.to_drain
+    bounds = [
+        (recurrence_step_bound(plan, loop), recurrence_sequence_bound(plan, 8, loop))
+        for loop in (without, with_register)
+    ]
+    assert interface.cell_input_register == (bounds[0] == bounds[1])
+    chosen = with_register if interface.cell_input_register else without
+    assert interface.loop_latencies == chosen
+    assert interface.recurrence_step_bound == bounds[0][0]
