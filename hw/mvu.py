@@ -523,7 +523,7 @@ class MatrixVectorUnit(wiring.Component):
             fourth = Mux(heads[-1], Mux(shift[-1], up(rows, 3, heads[-1]), rows[3]), fourth)
         for g, value in enumerate([*bottom, fourth]):
             m.d.comb += self.units.payload.gates[g].eq(value)
-        loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
+        loads = replicas(m, platform, arriving, depth, "drain_load")  # per row: as the LSTM's
         # Where a pass lands: above the ``count`` carried rows (0 .. ``depth - row_lanes``),
         # as a one-hot choice registered a cycle ahead from ``count`` and kept per four rows
         # (``landing``), so the counter's decode drives a few flip-flops, not the source
@@ -538,7 +538,7 @@ class MatrixVectorUnit(wiring.Component):
         for e in range(depth):
             group = e // GATES_PER_UNIT
             for values, sums in ((rows, row_sums), (hns, hn_sums)):
-                with m.If(loads[group]):
+                with m.If(loads[e]):
                     if depth == row_lanes:  # whole units per pass: the drain is empty
                         m.d.sync += values[e].eq(sums[e])
                     else:  # the pass lands above the carried rows
@@ -702,7 +702,7 @@ class MatrixVectorUnit(wiring.Component):
 
         # The pass's job fields and the load strobe, delayed to the row sums.
         load_latency = self.load_latency
-        # The strobe's last register is replicated once per unit of drain rows (below), so no
+        # The strobe's last register is replicated once per drain row (below), so no
         # flip-flop drives the load enable of every row.
         load = Signal()
         arriving = delay(m, self.column.valid & beat.last, load_latency - 1, "last", control=True)
@@ -737,14 +737,18 @@ class MatrixVectorUnit(wiring.Component):
         count, shift = self._drain_handshake(
             m, platform, depth, load, meta, job, unit, emit, GATES_PER_UNIT
         )
-        groups_of_rows = -(-depth // GATES_PER_UNIT)
         for gate in range(GATES_PER_UNIT):
             above = GATES_PER_UNIT + gate
             bottom = Mux(shift[-1], rows[above], rows[gate]) if above < depth else rows[gate]
             m.d.comb += self.units.payload.gates[gate].eq(bottom)
-        loads = replicas(m, platform, arriving, groups_of_rows, "drain_load")
+        # One copy of the load strobe per row: a row's enable (load or shift) then drives that
+        # row's flip-flops only, which sit by the row's lane; a copy per four rows made an
+        # enable of 4 x ``acc_width`` loads across four lanes (176 at I=H=64 P=64, its
+        # critical route). The shift's copies stay one per four rows: each drives four
+        # enables, not the rows' data.
+        loads = replicas(m, platform, arriving, depth, "drain_load")
         for e in range(depth):
-            with m.If(loads[e // GATES_PER_UNIT]):
+            with m.If(loads[e]):
                 if depth == row_lanes:
                     # Whole units per pass: the drain is always empty when a pass lands.
                     m.d.sync += rows[e].eq(row_sums[e])
