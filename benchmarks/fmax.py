@@ -2,7 +2,8 @@
 
 The demo model ``LSTM(5, 16) + Linear(16, 1)`` (output "last") and I = H in {64, 128} x
 P in {4, 16, 64}; the median of 3 place-and-route seeds for the demo model and I = H = 64
-P = 16, one seed elsewhere; also ``gru`` (the demo's shape as ``nn.GRU(5, 16)`` + Linear)
+at P = 16 and P = 64 (the two the 10 % comparison of P = 64 with P = 16 is made of), one
+seed elsewhere; also ``gru`` (the demo's shape as ``nn.GRU(5, 16)`` + Linear)
 and ``attention`` (the attention example's shape, an untrained ``AttentionClassifier(8, 32,
 A=16, 10)``, sequences up to 8 steps), both at P = 16. Each (configuration, seed) is saved
 in the results JSON as soon as it is measured, so an interrupted run resumes where it
@@ -13,6 +14,7 @@ change of the RTL).
     .venv/bin/python benchmarks/fmax.py --only demo --only 64x16
     .venv/bin/python benchmarks/fmax.py --redo                 # measure everything again
     .venv/bin/python benchmarks/fmax.py --table                # print the saved table
+    .venv/bin/python benchmarks/fmax.py --only 64x64 --seed 2 --router router2  # one seed
     .venv/bin/python benchmarks/fmax.py --only demo --family generic  # inferred multipliers
 
 The Verilog is generated for the ``ecp5`` family by default (``lstm-fpga build --family
@@ -48,7 +50,7 @@ DEVICE, SPEED, FREQ_MHZ = "ecp5-85", 6, 125.0
 CONFIGS = {
     "demo": (5, 16, 1, 16, (1, 2, 3)),
     **{
-        f"{n}x{p}": (n, n, None, p, (1, 2, 3) if (n, p) == (64, 16) else (1,))
+        f"{n}x{p}": (n, n, None, p, (1, 2, 3) if (n, p) in ((64, 16), (64, 64)) else (1,))
         for n in (64, 128)
         for p in (4, 16, 64)
     },
@@ -224,6 +226,13 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", choices=list(CONFIGS), help="configuration")
     parser.add_argument("--redo", action="store_true", help="measure saved results again")
     parser.add_argument("--seeds", type=int, help="at most this many seeds per configuration")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        help="only this seed (of the configuration's; repeatable): runs of different seeds "
+        "can go side by side, each saving its row",
+    )
     parser.add_argument("--table", action="store_true", help="only print the saved table")
     parser.add_argument(
         "--family",
@@ -247,6 +256,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="lstm-fmax-") as tmp:
             for name in names:
                 for seed in CONFIGS[name][4][: args.seeds]:
+                    if args.seed and seed not in args.seed:
+                        continue
                     if any(
                         r["config"] == name and r["seed"] == seed and _family(r) == args.family
                         for r in rows
