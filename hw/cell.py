@@ -24,6 +24,7 @@ from .plan import EnginePlan
 from .queue import CreditQueue
 
 __all__ = [
+    "EXTRA_STAGES",
     "GateCellPipeline",
     "c0_write_layout",
     "hidden_announce_layout",
@@ -238,8 +239,8 @@ class _CellPipelineFrame(wiring.Component):
         the output queues (``state``: the ``state`` beat's fields besides ``h`` and
         ``last``). The write targets (``hidden_write``, ``announce``) are the subclass's."""
         y_queue, s_queue = queues
-        out = metas[self.LATENCY - 1]
-        done = valid[self.LATENCY - 1]
+        out = metas[-1]  # the last stage (``valid`` and ``metas`` as the subclass staged them)
+        done = valid[-1]
         unit_last = out.unit == self._plan.hidden_size - 1
         m.d.comb += [
             self.hidden_write.payload.value.eq(h_new),
@@ -253,6 +254,11 @@ class _CellPipelineFrame(wiring.Component):
                 (out.job.matrix == len(self._plan.datapaths) - 1) & unit_last
             ),
         ]
+
+
+#: Cycles a :class:`GateCellPipeline` with ``extra_stages`` takes more: its input register and
+#: the second cycle of ``c_t``'s rescale.
+EXTRA_STAGES = 2
 
 
 class GateCellPipeline(_CellPipelineFrame):
@@ -300,12 +306,14 @@ class GateCellPipeline(_CellPipelineFrame):
     Latency: :attr:`latency` cycles from an accepted unit to its ``hidden_write``, and 2 more
     to the head of the output queues. Throughput: one unit per cycle while the outputs keep up.
 
-    With ``input_register`` the accepted unit's accumulators are first registered as they
-    are (no logic between the drain's registers and these), and the pipeline below starts
-    from those registers: one cycle more (:attr:`latency` = :attr:`LATENCY` + 1) in exchange
-    for a cycle that is only a route, from the matrix-vector unit's drain (spread with its
-    lanes over the device) to the cell. :func:`~lstm_fpga.hw.interface.cell_input_register`
-    chooses it wherever the schedule hides the extra cycle.
+    With ``extra_stages`` (:data:`EXTRA_STAGES` = 2 cycles more: :attr:`latency` =
+    :attr:`LATENCY` + 2) two stages become routes and carry chains of their own: an *input
+    register* holds the accepted unit's accumulators as they are (no logic between the
+    drain's registers and these: the route from the matrix-vector unit's drain, spread with
+    its lanes over the device, is a cycle of its own), and ``c_t``'s rescale takes two
+    cycles (rounded and compared, then fitted, as the pre-activations': no carry chain and
+    the clamp share a cycle). :func:`~lstm_fpga.hw.interface.cell_extra_stages` chooses them
+    wherever the schedule hides the two cycles.
     """
 
     # Stages (index k: the cycle after ``k + 1`` registers). Derived from the activation
@@ -336,21 +344,21 @@ class GateCellPipeline(_CellPipelineFrame):
         queue_depth: int = 16,
         announce: int = 0,
         *,
-        input_register: bool = False,
+        extra_stages: bool = False,
     ):
-        self._input_register = bool(input_register)
+        self._extra_stages = bool(extra_stages)
         super().__init__(plan, queue_depth, announce)
 
     @property
-    def input_register(self) -> bool:
-        """Whether the accepted unit is registered as it is before its rescale."""
-        return self._input_register
+    def extra_stages(self) -> bool:
+        """Whether the pipeline has the input register and the two-cycle ``c_t`` rescale."""
+        return self._extra_stages
 
     @property
     def latency(self) -> int:
-        """Cycles from an accepted unit to its ``hidden_write``: :attr:`LATENCY`, one more with
-        :attr:`input_register`."""
-        return self.LATENCY + self._input_register
+        """Cycles from an accepted unit to its ``hidden_write``: :attr:`LATENCY`, plus
+        :data:`EXTRA_STAGES` with :attr:`extra_stages`."""
+        return self.LATENCY + EXTRA_STAGES * self._extra_stages
 
     def elaborate(self, platform):
         m = Module()
@@ -359,7 +367,9 @@ class GateCellPipeline(_CellPipelineFrame):
         dps = plan.datapaths
         valid, metas, queues = self._meta_chain(m, self.latency)
         gates_in = self.units.payload.gates
-        if self._input_register:
+        # (``staged``: the extra stage of c_t's rescale; the stages after it come a cycle on)
+        staged = int(self._extra_stages)
+        if self._extra_stages:
             # The drain's registers straight into the cell's (only a route between them);
             # the stages below count from these registers, so they see the chain a cycle on.
             gates_in = [delay(m, gates_in[k], 1, f"unit_gates{k}") for k in range(len(gates_in))]
@@ -441,7 +451,7 @@ class GateCellPipeline(_CellPipelineFrame):
         f_times_c = _product(m, "f_times_c", gate_f, c_prev, input_registers=False)
         i_times_g = _product(m, "i_times_g", gate_i, gate_g, input_registers=False)
         # o waits for tanh(c_t) (in registers up to _TANH_CELL, an operand of o * tanh(c_t)).
-        o_gate = delay(m, gate_o, self._TANH_CELL - self._GATES, "o_gate")
+        o_gate = delay(m, gate_o, self._TANH_CELL + staged - self._GATES, "o_gate")
 
         # Stage _CELL_PRODUCTS -> _CELL_SUM: the aligned sum; _CELL_SUM -> _CELL: c_t
         # (rounded and fitted), written back to the c memory from its register in _CELL.
@@ -457,12 +467,20 @@ class GateCellPipeline(_CellPipelineFrame):
         )
         stage = self._CELL_SUM
         cell_options = [(dp.cell_acc.frac, dp.formats.cell, dp.rounding, dp.overflow) for dp in dps]
-        c_new_value, cell_flag = select_rescale(
-            m, matrix(stage), cell_sum, cell_options, plan.cell_shape
-        )
+        if staged:  # rounded and compared into stage registers, fitted the cycle after
+            stage += 1
+            c_new_value, cell_flag = staged_rescale(
+                m, matrix(stage), cell_sum, cell_options, plan.cell_shape, "c_t"
+            )
+        else:
+            c_new_value, cell_flag = select_rescale(
+                m, matrix(stage), cell_sum, cell_options, plan.cell_shape
+            )
+        cell_stage, tanh_stage = self._CELL + staged, self._TANH_CELL + staged
+        last = self.LATENCY + staged - 1
         c_new = [
             Signal(plan.cell_shape, name=f"c_new{k}", reset_less=True)
-            for k in range(self._CELL, self.LATENCY)
+            for k in range(cell_stage, last + 1)
         ]
         cell_saturated = Signal()
         m.d.sync += [c_new[0].eq(c_new_value), cell_saturated.eq(valid[stage] & cell_flag)]
@@ -471,7 +489,7 @@ class GateCellPipeline(_CellPipelineFrame):
         # c_t is written from its register a stage later (the rescale's carry chains end at
         # a flip-flop, not at the memory's write port); still long before the unit's c is
         # read again (its next step waits for this step's hidden_write).
-        written = self._CELL
+        written = cell_stage
         m.d.comb += [
             c_write.addr.eq(sequenced(bases[matrix(written)] + metas[written].unit, written)),
             c_write.data.eq(c_new[0]),
@@ -486,7 +504,7 @@ class GateCellPipeline(_CellPipelineFrame):
         tanh_cell = m.submodules.act_c = ActivationUnit(unique)
         m.d.comb += tanh_cell.input.eq(c_new[0])
         if len(unique) > 1:
-            m.d.comb += tanh_cell.select.eq(Array(index)[matrix(self._CELL)])
+            m.d.comb += tanh_cell.select.eq(Array(index)[matrix(cell_stage)])
         hidden_product = _product(
             m, "hidden_product", o_gate, tanh_cell.output, input_registers=False
         )
@@ -494,13 +512,13 @@ class GateCellPipeline(_CellPipelineFrame):
             (dp.hidden_product_frac, dp.cell_output, dp.rounding, dp.overflow) for dp in dps
         ]
         h_value, hidden_flag = select_rescale(
-            m, matrix(self._TANH_CELL + 1), hidden_product, hidden_options, plan.state_shape
+            m, matrix(tanh_stage + 1), hidden_product, hidden_options, plan.state_shape
         )
         h_new = Signal(plan.state_shape, reset_less=True)
         hidden_saturated = Signal()
         m.d.sync += [
             h_new.eq(h_value),
-            hidden_saturated.eq(valid[self._TANH_CELL + 1] & hidden_flag),
+            hidden_saturated.eq(valid[tanh_stage + 1] & hidden_flag),
         ]
         m.d.comb += [
             self.saturations.preact.eq(preact_saturated),
@@ -522,8 +540,8 @@ class GateCellPipeline(_CellPipelineFrame):
             if plan.weight_reuse:
                 m.d.comb += port.payload.counted.eq(meta.job.sequence == plan.interleave - 1)
 
-        write_target(self.hidden_write, self.LATENCY - 1)
-        write_target(self.announce, self.LATENCY - 1 - self._announce)
+        write_target(self.hidden_write, last)
+        write_target(self.announce, last - self._announce)
         self._emit(m, queues, valid, metas, h_new, {"c": c_new[-1]})
         return m
 

@@ -22,7 +22,7 @@ from .interface import (
     SaturationKind,
     Status,
     TopInterface,
-    cell_input_register,
+    cell_extra_stages,
 )
 from .memory import WeightMemory, write_layout
 from .mvu import MatrixVectorUnit
@@ -242,7 +242,7 @@ class LstmEngine(wiring.Component):
             cell = GruCellPipeline(plan, announce=seq.ANNOUNCE_LEAD)
         else:
             cell = GateCellPipeline(
-                plan, announce=seq.ANNOUNCE_LEAD, input_register=cell_input_register(plan)
+                plan, announce=seq.ANNOUNCE_LEAD, extra_stages=cell_extra_stages(plan)
             )
         m.submodules.cell = cell
         head = None

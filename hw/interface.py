@@ -27,7 +27,7 @@ import numpy as np
 
 from ..sw.ir import LstmModel
 from ..sw.numerics import FixedFormat
-from .cell import GateCellPipeline, state_layout
+from .cell import EXTRA_STAGES, GateCellPipeline, state_layout
 from .compatibility import check_same_shape
 from .external import external_ports
 from .gru_cell import GruCellPipeline
@@ -55,7 +55,7 @@ __all__ = [
     "Status",
     "StreamPorts",
     "TopInterface",
-    "cell_input_register",
+    "cell_extra_stages",
     "sign_extend",
 ]
 
@@ -654,13 +654,13 @@ class TopInterface:
         :func:`~lstm_fpga.hw.mvu.pass_latency` to the drain; the gate and
         cell pipeline (:attr:`GateCellPipeline.LATENCY`) less the scoreboards' announcement
         lead (:attr:`Sequencer.ANNOUNCE`), plus the cycle from an announcement to a read."""
-        return _loop_latencies(self.plan, cell_input_register(self.plan))
+        return _loop_latencies(self.plan, cell_extra_stages(self.plan))
 
     @cached_property
-    def cell_input_register(self) -> bool:
-        """Whether the gate and cell pipeline registers its units as they arrive
-        (:func:`cell_input_register`)."""
-        return cell_input_register(self.plan)
+    def cell_extra_stages(self) -> bool:
+        """Whether the gate and cell pipeline has its two extra stages
+        (:func:`cell_extra_stages`)."""
+        return cell_extra_stages(self.plan)
 
     @property
     def recurrence_step_bound(self) -> int:
@@ -675,32 +675,32 @@ class TopInterface:
         return recurrence_sequence_bound(self.plan, steps, self.loop_latencies)
 
 
-def _loop_latencies(plan: EnginePlan, input_register: bool) -> LoopLatencies:
+def _loop_latencies(plan: EnginePlan, extra_stages: bool) -> LoopLatencies:
     to_drain = Sequencer.COLUMN_LATENCY + pass_latency(plan)
     cell = GruCellPipeline if plan.is_gru else GateCellPipeline
-    latency = cell.LATENCY + input_register
+    latency = cell.LATENCY + EXTRA_STAGES * extra_stages
     return LoopLatencies(to_drain, latency - Sequencer.ANNOUNCE + 1)
 
 
-#: Steps of the sequences whose cycles :func:`cell_input_register` compares.
-_INPUT_REGISTER_STEPS = 8
+#: Steps of the sequences whose cycles :func:`cell_extra_stages` compares.
+_EXTRA_STAGES_STEPS = 8
 
 
-def cell_input_register(plan: EnginePlan) -> bool:
-    """Whether the LSTM's gate and cell pipeline registers its units as they arrive from the
-    matrix-vector unit's drain (:class:`~lstm_fpga.hw.cell.GateCellPipeline`'s
-    ``input_register``: a cycle that is only the route from the drain, spread with the lanes
-    over the device, to the cell). Chosen wherever the schedule hides that cycle of the
-    recurrence loop: the steady state per step and the cycles of back-to-back
-    ``_INPUT_REGISTER_STEPS``-step sequences are those without it. Never for a GRU (its cell
-    pipeline has no such register); loop-limited plans (short jobs, such as the demo model's)
-    keep their cycles."""
+def cell_extra_stages(plan: EnginePlan) -> bool:
+    """Whether the LSTM's gate and cell pipeline takes its :data:`~lstm_fpga.hw.cell.EXTRA_STAGES`
+    (:class:`~lstm_fpga.hw.cell.GateCellPipeline`'s ``extra_stages``: an input register, so
+    that the route from the matrix-vector unit's drain, spread with the lanes over the
+    device, is a cycle of its own, and ``c_t``'s rescale over two cycles). Chosen wherever
+    the schedule hides those cycles of the recurrence loop: the steady state per step and
+    the cycles of back-to-back ``_EXTRA_STAGES_STEPS``-step sequences are those without
+    them. Never for a GRU (its cell pipeline has no such stages); loop-limited plans (short
+    jobs, such as the demo model's) keep their cycles."""
     if plan.is_gru:
         return False
-    without, with_register = _loop_latencies(plan, False), _loop_latencies(plan, True)
-    steps = _INPUT_REGISTER_STEPS
-    return recurrence_step_bound(plan, with_register) == recurrence_step_bound(
+    without, with_stages = _loop_latencies(plan, False), _loop_latencies(plan, True)
+    steps = _EXTRA_STAGES_STEPS
+    return recurrence_step_bound(plan, with_stages) == recurrence_step_bound(
         plan, without
-    ) and recurrence_sequence_bound(plan, steps, with_register) == recurrence_sequence_bound(
+    ) and recurrence_sequence_bound(plan, steps, with_stages) == recurrence_sequence_bound(
         plan, steps, without
     )

@@ -9,7 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig
-from lstm_fpga.hw.cell import GateCellPipeline
+from lstm_fpga.hw.cell import EXTRA_STAGES, GateCellPipeline
 from lstm_fpga.sw.numerics import quantize
 from lstm_fpga.sw.reference import cell_update, gate_accumulators
 from lstm_fpga.testing import random_model
@@ -39,9 +39,9 @@ def _accumulators(plan, m, rng):
         (1, 1, True, ("mixed",), 1),
     ],
 )
-@pytest.mark.parametrize("input_register", [False, True])
+@pytest.mark.parametrize("extra_stages", [False, True])
 def test_hidden_and_cell_equal_cell_update(
-    hidden_size, layers, bidirectional, formats, queue_depth, input_register
+    hidden_size, layers, bidirectional, formats, queue_depth, extra_stages
 ):
     model = random_model(
         3, hidden_size, layers, bidirectional, formats=formats, seed=hidden_size, scale=4.0
@@ -59,7 +59,7 @@ def test_hidden_and_cell_equal_cell_update(
     for _ in range(14):
         m = int(rng.integers(LD))
         jobs.append((m, _accumulators(plan, m, rng), *(rng.random(3) < (0.3, 0.5, 0.3))))
-    dut = GateCellPipeline(plan, queue_depth=queue_depth, input_register=input_register)
+    dut = GateCellPipeline(plan, queue_depth=queue_depth, extra_stages=extra_stages)
     beats = [
         {
             "gates": [int(acc[gate * H + u]) for gate in range(4)],
@@ -167,14 +167,14 @@ def test_engine_refuses_a_producer_announcing_at_another_lead(lead_offset):
         _check_announce_leads(Sequencer, GateCellPipeline(plan, announce=lead + lead_offset))
 
 
-@pytest.mark.parametrize("input_register", [False, True])
+@pytest.mark.parametrize("extra_stages", [False, True])
 @pytest.mark.parametrize("announce", [0, 3])
-def test_write_and_announcement_come_latency_and_lead_after_the_handshake(input_register, announce):
+def test_write_and_announcement_come_latency_and_lead_after_the_handshake(extra_stages, announce):
     """A unit accepted in cycle 0 is written (``hidden_write``) in cycle ``latency`` and
     announced ``announce`` cycles before; the input register adds exactly one cycle."""
     plan = EnginePlan(random_model(3, 5, seed=2), HardwareConfig(lanes=4))
-    dut = GateCellPipeline(plan, announce=announce, input_register=input_register)
-    assert dut.latency == GateCellPipeline.LATENCY + input_register
+    dut = GateCellPipeline(plan, announce=announce, extra_stages=extra_stages)
+    assert dut.latency == GateCellPipeline.LATENCY + EXTRA_STAGES * extra_stages
     seen = {}
 
     async def testbench(ctx):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, TopInterface
-from lstm_fpga.hw.cell import GateCellPipeline
+from lstm_fpga.hw.cell import EXTRA_STAGES, GateCellPipeline
 from lstm_fpga.hw.interface import CLOCK, RESET, SATURATION_KINDS, Direction, sign_extend
 from lstm_fpga.hw.mvu import pass_latency
 from lstm_fpga.hw.sequencer import Sequencer
@@ -136,8 +136,8 @@ def test_recurrence_bound_comes_from_the_blocks_latencies(
     interface = TopInterface(EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=8)))
     loop = interface.loop_latencies
     assert loop.to_drain == Sequencer.COLUMN_LATENCY + pass_latency(interface.plan)
-    register = interface.cell_input_register
-    assert loop.to_read == GateCellPipeline.LATENCY + register - Sequencer.ANNOUNCE + 1
+    extra = EXTRA_STAGES * interface.cell_extra_stages
+    assert loop.to_read == GateCellPipeline.LATENCY + extra - Sequencer.ANNOUNCE + 1
     plan = interface.plan
     busy = sum(m.mac_cycles for m in plan.lstm_matrices)
     # Never below the lanes' bound or their busy cycles; a step is no longer than the
@@ -147,10 +147,10 @@ def test_recurrence_bound_comes_from_the_blocks_latencies(
     assert interface.recurrence_sequence_bound(8) >= interface.sequence_bound(8)
     if (input_size, lanes) == (32, 16):  # a long job hides the loop: the lane bound
         assert interface.recurrence_step_bound == interface.step_bound
-        assert register  # and the cell's input register with it
+        assert extra  # and the cell's extra stages with it
     if (input_size, lanes) == (5, 16):  # the demo's LSTM: the loop shows
         assert interface.recurrence_step_bound > interface.step_bound
-        assert not register  # and would grow with the register
+        assert not extra  # and would grow with the extra stages
 
 
 @pytest.mark.parametrize(
@@ -164,26 +164,26 @@ def test_recurrence_bound_comes_from_the_blocks_latencies(
         (13, 9, 1, True, None, 5),
     ],
 )
-def test_cell_input_register_only_where_the_schedule_hides_it(
+def test_cell_extra_stages_only_where_the_schedule_hides_them(
     input_size, hidden_size, layers, bidirectional, head, lanes
 ):
-    """The cell's input register is chosen exactly where it costs no cycle: the recurrence
-    bounds with the register's loop equal those without (and where it is left out, the
-    register's loop would cost cycles)."""
+    """The cell's extra stages are chosen exactly where they cost no cycle: the recurrence
+    bounds with their loop equal those without (and where they are left out, their loop
+    would cost cycles)."""
     from lstm_fpga.hw.interface import _loop_latencies
     from lstm_fpga.hw.recurrence import recurrence_sequence_bound, recurrence_step_bound
 
     model = random_model(input_size, hidden_size, layers, bidirectional, head=head, seed=lanes)
     plan = EnginePlan(model, HardwareConfig(lanes=lanes, max_seq_len=8))
     interface = TopInterface(plan)
-    without, with_register = _loop_latencies(plan, False), _loop_latencies(plan, True)
-    assert with_register.to_read == without.to_read + 1
-    assert with_register.to_drain == without.to_drain
+    without, with_stages = _loop_latencies(plan, False), _loop_latencies(plan, True)
+    assert with_stages.to_read == without.to_read + EXTRA_STAGES
+    assert with_stages.to_drain == without.to_drain
     bounds = [
         (recurrence_step_bound(plan, loop), recurrence_sequence_bound(plan, 8, loop))
-        for loop in (without, with_register)
+        for loop in (without, with_stages)
     ]
-    assert interface.cell_input_register == (bounds[0] == bounds[1])
-    chosen = with_register if interface.cell_input_register else without
+    assert interface.cell_extra_stages == (bounds[0] == bounds[1])
+    chosen = with_stages if interface.cell_extra_stages else without
     assert interface.loop_latencies == chosen
     assert interface.recurrence_step_bound == bounds[0][0]
