@@ -652,8 +652,9 @@ class TopInterface:
         """The recurrence loop of this hardware, from its blocks' latencies: issue to
         ``column`` beat (:attr:`Sequencer.COLUMN_LATENCY`) and the matrix-vector unit's
         :func:`~lstm_fpga.hw.mvu.pass_latency` to the drain; the gate and
-        cell pipeline (:attr:`GateCellPipeline.LATENCY`) less the scoreboards' announcement
-        lead (:attr:`Sequencer.ANNOUNCE`), plus the cycle from an announcement to a read."""
+        cell pipeline (:attr:`GateCellPipeline.LATENCY`, plus its extra stages where
+        :func:`cell_extra_stages` chooses them) less the scoreboards' announcement lead
+        (:attr:`Sequencer.ANNOUNCE`), plus the cycle from an announcement to a read."""
         return _loop_latencies(self.plan, cell_extra_stages(self.plan))
 
     @cached_property
