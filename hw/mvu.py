@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetSignal, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import GATES_PER_UNIT, index_shape
 from .fixed import shift_select
-from .pipeline import Multiplier, PackedMultiplier, broadcast, delay, fanout_levels, replicas
+from .pipeline import (
+    Multiplier,
+    PackedMultiplier,
+    broadcast,
+    delay,
+    fanout_levels,
+    kept_delay,
+    replicas,
+)
 from .plan import GRU_UNIT_ROWS, EnginePlan, SegmentKind
 
 __all__ = ["MatrixVectorUnit", "beat_layout", "job_layout", "pass_latency", "unit_layout"]
@@ -625,19 +633,14 @@ class MatrixVectorUnit(wiring.Component):
                 # (no delay while the two multipliers' latencies are equal).
                 extra = multiplier_latency - Multiplier.LATENCY
                 products[p] = delay(m, multiplier.product, extra, f"product{p}")
-            # The lane's control beside its product in the lane's own registers: the last of
-            # them kept apart from the other lanes' (identical) ones, which synthesis merged
-            # into one flip-flop per broadcast copy driving the aligned-product selects of
-            # 16 lanes (496 loads; an 8.78 ns route at I=H=64 P=64, 103.4 MHz on one seed).
+            # The lane's control beside its product in the lane's own kept registers:
+            # synthesis merged the lanes' identical chains into one flip-flop per broadcast
+            # copy, driving 16 lanes across the device (the aligned-product selects, 496
+            # loads: an 8.78 ns route at I=H=64 P=64, 103.4 MHz on one seed; with only the
+            # last register kept, a 7.96 ns route into it, 117.8 MHz).
             product_ctrl = data.View(
                 control,
-                replicas(
-                    m,
-                    platform,
-                    delay(m, lane.control, multiplier_latency - 1, f"control{p}"),
-                    1,
-                    f"control{p}_",
-                )[0],
+                kept_delay(m, platform, lane.control, multiplier_latency, f"control{p}"),
             )
             # The accumulator's control (``first``, ``matrix``) in the lane's own register, kept
             # apart from its siblings (without a broadcast level every lane's chain holds the
@@ -645,13 +648,11 @@ class MatrixVectorUnit(wiring.Component):
             ctrl = data.View(
                 control, replicas(m, platform, product_ctrl, 1, f"aligned_control{p}_")[0]
             )
-            # The accumulator's enable likewise (its own kept copy per lane, reset as a
-            # control register would be: merged, one flip-flop enabled 16 lanes' accumulators,
-            # 704 flip-flops).
-            valid_before = delay(
-                m, lane.control.valid, self.product_latency - 1, f"valid{p}", control=True
+            # The accumulator's enable likewise (reset as a control register would be: merged,
+            # one flip-flop enabled 16 lanes' accumulators, 704 flip-flops).
+            valid = kept_delay(
+                m, platform, lane.control.valid, self.product_latency, f"valid{p}", control=True
             )
-            valid = replicas(m, platform, Mux(ResetSignal(), 0, valid_before), 1, f"valid{p}_")[0]
             product = products[p]
             first = shift_select(product, first_shifts, product_ctrl.matrix)
             second = shift_select(product, second_shifts, product_ctrl.matrix)

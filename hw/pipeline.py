@@ -18,7 +18,7 @@ without a platform and uses the generic forms, which are the same function cycle
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Instance, Module, Shape, Signal, Value
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Shape, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,6 +33,7 @@ __all__ = [
     "broadcast",
     "delay",
     "fanout_levels",
+    "kept_delay",
     "replicas",
     "target",
 ]
@@ -110,6 +111,20 @@ def replicas(m: Module, platform, value, count: int, name: str) -> list:
     registered value of the cycle before)."""
     value = Value.cast(value)
     return [_replica(m, platform, value, f"{name}{k}") for k in range(count)]
+
+
+def kept_delay(
+    m: Module, platform, value, cycles: int, name: str, *, control: bool = False
+) -> Value:
+    """``value`` delayed by ``cycles`` registers that synthesis keeps (:func:`replicas`):
+    a consumer's own chain, not merged with the identical chains of its siblings (merged,
+    one flip-flop would drive them all, wherever they sit). With ``control`` every register
+    holds 0 in the cycle after a reset, as a reset register would."""
+    value = Value.cast(value)
+    for k in range(cycles):
+        source = Mux(ResetSignal(), 0, value) if control else value
+        value = _replica(m, platform, source, f"{name}_k{k + 1}")
+    return value
 
 
 def broadcast(m: Module, platform, value, consumers: int, levels: int, name: str) -> list:

@@ -257,19 +257,16 @@ class Sequencer(wiring.Component):
         # ``oldest`` is ``starts[seq_out]`` kept in a register, so that ``cycles`` is one
         # subtraction of two registers: the choice by ``seq_out`` and the 32-bit carry chain
         # in one cycle, with the route from ``seq_out``, were the critical path at I=H=64
-        # P=64 (118.6 MHz). Its next value for either outcome of ``sequence_done`` (the
-        # oldest stays, or the next one becomes the oldest; either may be written this
-        # cycle) comes from registers and this cycle's admission; ``sequence_done``, late
-        # (the output handshake), only selects between the two (it chose the entry itself
-        # at first: 103.4 MHz on one seed).
+        # P=64 (118.6 MHz). ``sequence_done`` (the output handshake, late) only selects
+        # between the two entries a handshake may leave as the oldest, both registers.
+        # ``oldest`` is a cycle late after an admission writes that entry, harmlessly: the
+        # sequence just admitted cannot finish in the next cycle (its outputs are a
+        # pipeline's length away), and the next cycle's ``oldest`` reads the written entry.
+        # (Each of this cycle's admission and ``sequence_done`` choosing the entry itself
+        # limited one seed: 115.4 and 103.4 MHz.)
         oldest = Signal(CYCLE_COUNTER_WIDTH)
         following = Signal.like(seq_out)
         m.d.comb += following.eq(seq_out + 1)
-
-        def oldest_next(index):
-            written = schedule.admitted & (seq_in == index)
-            return Mux(written, start_time, starts[index])
-
-        m.d.sync += oldest.eq(Mux(self.sequence_done, oldest_next(following), oldest_next(seq_out)))
+        m.d.sync += oldest.eq(Mux(self.sequence_done, starts[following], starts[seq_out]))
         with m.If(self.sequence_done):
             m.d.sync += [self.cycles.eq(now - oldest), seq_out.eq(following)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Fragment, Module, Signal, signed, unsigned
+from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, generate_verilog
@@ -17,6 +17,7 @@ from lstm_fpga.hw.pipeline import (
     Target,
     broadcast,
     fanout_levels,
+    kept_delay,
     target,
 )
 from lstm_fpga.testing import random_model
@@ -43,6 +44,47 @@ class _Tree(Elaboratable):
         m.d.comb += [out.eq(copy) for out, copy in zip(self.outputs, copies, strict=True)]
         self.copies = copies
         return m
+
+
+@pytest.mark.parametrize("control", [False, True])
+@pytest.mark.parametrize("cycles", [1, 2, 3])
+def test_kept_delay_delays_and_a_control_chain_clears_on_reset(cycles, control):
+    """``kept_delay`` is ``cycles`` registers (kept apart in Verilog, as :func:`replicas`);
+    a ``control`` chain holds 0 in the cycle after a reset, as reset registers
+    would, and a data chain keeps what it had."""
+    value = Signal(8)
+    sim_m = Module()
+    sim_m.domains.sync = domain = ClockDomain()
+    sim_out = kept_delay(sim_m, None, value, cycles, "chain", control=control)
+    assert sim_out.shape() == value.shape()
+    seen = []
+
+    async def bench(ctx):
+        for v in [5, 9, 200, 7, 1, 2, 3]:
+            ctx.set(value, v)
+            await ctx.tick()
+            seen.append(ctx.get(sim_out))
+        ctx.set(value, 77)
+        for _ in range(cycles + 1):
+            await ctx.tick()
+        assert ctx.get(sim_out) == 77
+        # A reset: the chain's registers take 0 (control) or keep shifting their input.
+        ctx.set(value, 0)
+        await ctx.tick()
+        ctx.set(value, 44)
+        ctx.set(domain.rst, 1)
+        for _ in range(cycles):
+            await ctx.tick()
+        ctx.set(domain.rst, 0)
+        seen.append(ctx.get(sim_out))
+
+    sim = Simulator(sim_m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    inputs = [5, 9, 200, 7, 1, 2, 3]
+    assert seen[cycles - 1 : 7] == inputs[: 8 - cycles]
+    assert seen[-1] == (0 if control else 44)
 
 
 @pytest.mark.parametrize("consumers", [1, 5, FANOUT, 40, 300])
