@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .config import GATES_PER_UNIT, index_shape
 from .fixed import shift_select
 from .pipeline import (
+    DSP_FANOUT,
     Multiplier,
     PackedMultiplier,
     broadcast,
@@ -204,7 +205,8 @@ class MatrixVectorUnit(wiring.Component):
 
     Pipeline (every stage one register transfer, one DSP multiply or one short add): the beat
     is broadcast to the lanes through :attr:`broadcast_levels` replicated register levels
-    (each register drives at most :data:`~lstm_fpga.hw.pipeline.FANOUT` loads), each lane's
+    (each register drives at most :data:`~lstm_fpga.hw.pipeline.FANOUT` loads, the last
+    level :data:`~lstm_fpga.hw.pipeline.DSP_FANOUT` lanes), each lane's
     :class:`~lstm_fpga.hw.pipeline.Multiplier` takes :attr:`Multiplier.LATENCY
     <lstm_fpga.hw.pipeline.Multiplier.LATENCY>` cycles, a fabric register takes the product
     aligned by its segment's shift (the route out of the DSP block is one stage, the
@@ -601,7 +603,13 @@ class MatrixVectorUnit(wiring.Component):
                     bundle.control.phase.eq(phase),
                 ]
             copies = broadcast(
-                m, platform, bundle, row_lanes, self.broadcast_levels, f"broadcast{g}"
+                m,
+                platform,
+                bundle,
+                row_lanes,
+                self.broadcast_levels,
+                f"broadcast{g}",
+                leaf_fanout=DSP_FANOUT,
             )
             lane_inputs += [data.View(bundle.shape(), c) for c in copies]
 

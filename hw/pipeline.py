@@ -23,6 +23,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
+    "DSP_FANOUT",
     "FAMILIES",
     "FANOUT",
     "ECP5Target",
@@ -40,6 +41,13 @@ __all__ = [
 
 #: Most loads one register of a broadcast tree drives.
 FANOUT = 16
+
+#: Most lanes one register of the multipliers' element broadcast drives (its last level):
+#: DSP blocks sit in rows across the device, so a register driving 16 of them reaches across
+#: the die (a 7.63 ns route at I=H=64 P=64 on an ECP5-85F, 121.4 MHz); four lanes' DSPs sit
+#: close together, and the level before still drives at most :data:`FANOUT` copies up to 64
+#: lanes.
+DSP_FANOUT = 4
 
 #: Module name of the kept register in generated Verilog.
 _KEEP_MODULE = "lstm_top_keep_reg"
@@ -127,18 +135,33 @@ def kept_delay(
     return value
 
 
-def broadcast(m: Module, platform, value, consumers: int, levels: int, name: str) -> list:
+def broadcast(
+    m: Module,
+    platform,
+    value,
+    consumers: int,
+    levels: int,
+    name: str,
+    *,
+    leaf_fanout: int = FANOUT,
+) -> list:
     """``value`` delayed by ``levels`` registers, for each of ``consumers`` loads.
 
-    The registers form a tree: level ``k`` (1 .. ``levels``) has ``ceil(consumers /
-    FANOUT**(levels - k + 1))`` copies, so the last level drives at most :data:`FANOUT`
-    consumers each as soon as ``levels >= fanout_levels(consumers)``. Returns the value seen
-    by consumer ``c`` (0 .. ``consumers - 1``); with ``levels == 0``, ``value`` itself.
+    The registers form a tree: the last level has ``ceil(consumers / leaf_fanout)`` copies
+    (each drives at most ``leaf_fanout`` consumers) and level ``k`` (1 .. ``levels``)
+    ``ceil(consumers / (leaf_fanout * FANOUT**(levels - k)))``, so every register drives at
+    most :data:`FANOUT` others once ``levels >= fanout_levels(consumers)``. A smaller
+    ``leaf_fanout`` suits consumers spread over the device (DSP blocks sit in rows across
+    it: one register driving 16 of them reaches across the die), at no extra level.
+    Returns the value seen by consumer ``c`` (0 .. ``consumers - 1``); with ``levels ==
+    0``, ``value`` itself.
     """
+    if not 1 <= leaf_fanout <= FANOUT:
+        raise ValueError(f"leaf_fanout must be 1 .. {FANOUT}, not {leaf_fanout}")
     value = Value.cast(value)
     copies = [value]
     for k in range(1, levels + 1):
-        count = -(-consumers // FANOUT ** (levels - k + 1))
+        count = -(-consumers // (leaf_fanout * FANOUT ** (levels - k)))
         count = max(1, min(count, consumers))
         parents = copies
         copies = [

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, C, Cat, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import index_shape
 from .jobs import JobKind, Source, address_shape, descriptor_layout, outstanding_limit
 from .mvu import job_layout
-from .pipeline import replicas
+from .pipeline import kept_delay
 from .plan import EnginePlan
 
 __all__ = ["JobWalker", "beat_meta_layout", "read_layout"]
@@ -433,7 +433,7 @@ class JobWalker(wiring.Component):
         # these copies (kept apart from the originals by synthesis) keep that loop among the
         # walker's own registers. Same values as the originals in every cycle.
         def copy(value, name):
-            return replicas(m, platform, Mux(ResetSignal(), 0, value), 1, f"{name}_v")[0]
+            return kept_delay(m, platform, value, 1, f"{name}_v", control=True)
 
         a_ok_v, b_ok_v = copy(a_ok_next, "a_ok"), copy(b_ok_next, "b_ok")
         current_v, last_cycle_v = copy(current_next, "current"), copy(last_cycle_next, "last")

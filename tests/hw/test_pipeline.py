@@ -3,6 +3,8 @@ per-family hooks."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module, Signal, signed, unsigned
@@ -10,6 +12,7 @@ from amaranth.sim import Simulator
 
 from lstm_fpga.hw import EnginePlan, HardwareConfig, HardwareConfigError, generate_verilog
 from lstm_fpga.hw.pipeline import (
+    DSP_FANOUT,
     FANOUT,
     ECP5Target,
     Multiplier,
@@ -33,14 +36,22 @@ def test_fanout_levels(consumers, levels):
 
 
 class _Tree(Elaboratable):
-    def __init__(self, consumers, levels):
+    def __init__(self, consumers, levels, leaf_fanout=FANOUT):
         self.value = Signal(8)
-        self.consumers, self.levels = consumers, levels
+        self.consumers, self.levels, self.leaf_fanout = consumers, levels, leaf_fanout
         self.outputs = [Signal(8, name=f"out{c}") for c in range(consumers)]
 
     def elaborate(self, platform):
         m = Module()
-        copies = broadcast(m, platform, self.value, self.consumers, self.levels, "tree")
+        copies = broadcast(
+            m,
+            platform,
+            self.value,
+            self.consumers,
+            self.levels,
+            "tree",
+            leaf_fanout=self.leaf_fanout,
+        )
         m.d.comb += [out.eq(copy) for out, copy in zip(self.outputs, copies, strict=True)]
         self.copies = copies
         return m
@@ -49,9 +60,9 @@ class _Tree(Elaboratable):
 @pytest.mark.parametrize("control", [False, True])
 @pytest.mark.parametrize("cycles", [1, 2, 3])
 def test_kept_delay_delays_and_a_control_chain_clears_on_reset(cycles, control):
-    """``kept_delay`` is ``cycles`` registers (kept apart in Verilog, as :func:`replicas`);
-    a ``control`` chain holds 0 in the cycle after a reset, as reset registers
-    would, and a data chain keeps what it had."""
+    """``kept_delay`` is ``cycles`` registers; a ``control`` chain holds 0 in the cycle
+    after a reset, as reset registers would, and a data chain keeps what it had. (That
+    the registers are kept apart in Verilog: the next test.)"""
     value = Signal(8)
     sim_m = Module()
     sim_m.domains.sync = domain = ClockDomain()
@@ -87,10 +98,47 @@ def test_kept_delay_delays_and_a_control_chain_clears_on_reset(cycles, control):
     assert seen[-1] == (0 if control else 44)
 
 
-@pytest.mark.parametrize("consumers", [1, 5, FANOUT, 40, 300])
-def test_broadcast_delays_every_copy_and_bounds_the_fanout(consumers):
+class _Chains(Elaboratable):
+    """Two identical ``kept_delay`` chains of one input (synthesis would merge plain ones)."""
+
+    def __init__(self, cycles, control):
+        self.value = Signal(8)
+        self.outputs = [Signal(8, name=f"out{k}") for k in range(2)]
+        self.cycles, self.control = cycles, control
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, out in enumerate(self.outputs):
+            chain = kept_delay(
+                m, platform, self.value, self.cycles, f"chain{k}", control=self.control
+            )
+            m.d.comb += out.eq(chain)
+        return m
+
+
+@pytest.mark.parametrize("control", [False, True])
+@pytest.mark.parametrize("cycles", [1, 3])
+def test_kept_delay_registers_are_kept_modules_in_verilog(cycles, control):
+    """With a Verilog target every register of every chain is its own instance of the
+    target's ``keep`` register module, which carries ``(* keep *)`` (the form Yosys does not
+    merge), so sibling chains stay apart."""
+    from amaranth.back import verilog
+
+    platform = Target()
+    dut = _Chains(cycles, control)
+    text = verilog.convert(dut, platform=platform, ports=[dut.value, *dut.outputs])
+    kept = re.findall(r"^\s*lstm_top_keep_reg #\(.*?\) (\w+) \(", text, re.M | re.S)
+    assert sorted(kept) == sorted(
+        f"chain{k}_k{c + 1}_keep" for k in range(2) for c in range(cycles)
+    )
+    assert "(* keep *) always" in platform.verilog_modules()
+
+
+@pytest.mark.parametrize("leaf_fanout", [FANOUT, DSP_FANOUT, 1])
+@pytest.mark.parametrize("consumers", [1, 5, FANOUT, 40, 64, 300])
+def test_broadcast_delays_every_copy_and_bounds_the_fanout(consumers, leaf_fanout):
     levels = fanout_levels(consumers)
-    dut = _Tree(consumers, levels)
+    dut = _Tree(consumers, levels, leaf_fanout)
     seen = {}
 
     async def bench(ctx):
@@ -110,9 +158,19 @@ def test_broadcast_delays_every_copy_and_bounds_the_fanout(consumers):
     values = [3, 200, 17, 99, 0, 255]
     for k, value in enumerate(values):
         assert (history[k + levels] == value).all()
-    # No leaf register drives more than FANOUT consumers.
+    # No leaf register drives more than ``leaf_fanout`` consumers, and the leaves are as
+    # few as that allows (each register is one more flip-flop per bit).
     names = [copy.name for copy in dut.copies]
-    assert max(names.count(n) for n in set(names)) <= FANOUT
+    assert max(names.count(n) for n in set(names)) <= leaf_fanout
+    assert len(set(names)) == -(-consumers // leaf_fanout)
+
+
+@pytest.mark.parametrize("leaf_fanout", [0, FANOUT + 1])
+def test_broadcast_rejects_a_leaf_fanout_out_of_range(leaf_fanout):
+    m = Module()
+    with pytest.raises(ValueError, match="leaf_fanout"):
+        broadcast(m, None, Signal(4), 8, 1, "tree", leaf_fanout=leaf_fanout)
+    m._MustUse__silence = True  # (never elaborated: the call raised before adding to it)
 
 
 def _random_values(shape, rng, count=30):
