@@ -256,9 +256,13 @@ class _CellPipelineFrame(wiring.Component):
         ]
 
 
+#: Registers between the drain and the cell's first stage with ``extra_stages``.
+_INPUT_STAGES = 1
+#: Cycles ``c_t``'s rescale takes more with ``extra_stages`` (its add and its clamp apart).
+_RESCALE_STAGES = 1
 #: Cycles a :class:`GateCellPipeline` with ``extra_stages`` takes more: its input register and
 #: the second cycle of ``c_t``'s rescale.
-EXTRA_STAGES = 2
+EXTRA_STAGES = _INPUT_STAGES + _RESCALE_STAGES
 
 
 class GateCellPipeline(_CellPipelineFrame):
@@ -368,12 +372,15 @@ class GateCellPipeline(_CellPipelineFrame):
         valid, metas, queues = self._meta_chain(m, self.latency)
         gates_in = self.units.payload.gates
         # (``staged``: the extra stage of c_t's rescale; the stages after it come a cycle on)
-        staged = int(self._extra_stages)
+        staged = _RESCALE_STAGES * self._extra_stages
         if self._extra_stages:
             # The drain's registers straight into the cell's (only a route between them);
             # the stages below count from these registers, so they see the chain a cycle on.
-            gates_in = [delay(m, gates_in[k], 1, f"unit_gates{k}") for k in range(len(gates_in))]
-            valid, metas = valid[1:], metas[1:]
+            gates_in = [
+                delay(m, gates_in[k], _INPUT_STAGES, f"unit_gates{k}")
+                for k in range(len(gates_in))
+            ]
+            valid, metas = valid[_INPUT_STAGES:], metas[_INPUT_STAGES:]
 
         def matrix(stage):
             return metas[stage].job.matrix

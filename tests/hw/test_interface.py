@@ -154,22 +154,24 @@ def test_recurrence_bound_comes_from_the_blocks_latencies(
 
 
 @pytest.mark.parametrize(
-    "input_size, hidden_size, layers, bidirectional, head, lanes",
+    "input_size, hidden_size, layers, bidirectional, head, lanes, expected",
     [
-        (32, 32, 1, False, None, 16),
-        (5, 16, 1, False, 1, 16),
-        (64, 64, 1, False, None, 64),
-        (8, 8, 2, False, None, 7),
-        (6, 8, 2, True, 3, 64),
-        (13, 9, 1, True, None, 5),
+        # long jobs (a step's columns outlast the loop): the stages are hidden
+        (32, 32, 1, False, None, 16, True),
+        (64, 64, 1, False, None, 64, True),
+        (13, 9, 1, True, None, 5, True),
+        # short jobs (the demo's LSTM, small layers on many lanes): the loop shows
+        (5, 16, 1, False, 1, 16, False),
+        (8, 8, 2, False, None, 7, False),
+        (6, 8, 2, True, 3, 64, False),
     ],
 )
 def test_cell_extra_stages_only_where_the_schedule_hides_them(
-    input_size, hidden_size, layers, bidirectional, head, lanes
+    input_size, hidden_size, layers, bidirectional, head, lanes, expected
 ):
     """The cell's extra stages are chosen exactly where they cost no cycle: the recurrence
     bounds with their loop equal those without (and where they are left out, their loop
-    would cost cycles)."""
+    would cost cycles); ``expected``: the choice for these shapes."""
     from lstm_fpga.hw.interface import _loop_latencies
     from lstm_fpga.hw.recurrence import recurrence_sequence_bound, recurrence_step_bound
 
@@ -183,7 +185,7 @@ def test_cell_extra_stages_only_where_the_schedule_hides_them(
         (recurrence_step_bound(plan, loop), recurrence_sequence_bound(plan, 8, loop))
         for loop in (without, with_stages)
     ]
-    assert interface.cell_extra_stages == (bounds[0] == bounds[1])
+    assert interface.cell_extra_stages == (bounds[0] == bounds[1]) == expected
     chosen = with_stages if interface.cell_extra_stages else without
     assert interface.loop_latencies == chosen
     assert interface.recurrence_step_bound == bounds[0][0]
