@@ -377,8 +377,7 @@ class GateCellPipeline(_CellPipelineFrame):
             # The drain's registers straight into the cell's (only a route between them);
             # the stages below count from these registers, so they see the chain a cycle on.
             gates_in = [
-                delay(m, gates_in[k], _INPUT_STAGES, f"unit_gates{k}")
-                for k in range(len(gates_in))
+                delay(m, gates_in[k], _INPUT_STAGES, f"unit_gates{k}") for k in range(len(gates_in))
             ]
             valid, metas = valid[_INPUT_STAGES:], metas[_INPUT_STAGES:]
 

@@ -10,6 +10,7 @@ from .config import GATES_PER_UNIT, index_shape
 from .fixed import shift_select
 from .pipeline import (
     DSP_FANOUT,
+    FANOUT,
     Multiplier,
     PackedMultiplier,
     broadcast,
@@ -17,6 +18,7 @@ from .pipeline import (
     fanout_levels,
     kept_delay,
     replicas,
+    tree_levels,
 )
 from .plan import GRU_UNIT_ROWS, EnginePlan, SegmentKind
 
@@ -142,7 +144,11 @@ def _product_latency(plan: EnginePlan) -> int:
 
 
 def _broadcast_levels(plan: EnginePlan) -> int:
-    return fanout_levels(plan.lanes) - 1
+    # Up to FANOUT lanes the sequencer's element register drives them all (they sit close
+    # together); beyond, a tree of DSP_FANOUT at every hop from that register on.
+    if plan.lanes <= FANOUT:
+        return 0
+    return tree_levels(plan.lanes, DSP_FANOUT)
 
 
 def _reduction_levels(plan: EnginePlan) -> int:
@@ -256,7 +262,9 @@ class MatrixVectorUnit(wiring.Component):
     def broadcast_levels(self) -> int:
         """Registers between a beat and the lanes' multiplier inputs: the levels of the
         replicated broadcast beyond the sequencer's element register (0 up to
-        :data:`~lstm_fpga.hw.pipeline.FANOUT` lanes)."""
+        :data:`~lstm_fpga.hw.pipeline.FANOUT` lanes; beyond, a balanced tree that fans out
+        by at most :data:`~lstm_fpga.hw.pipeline.DSP_FANOUT` at every hop from that register
+        on: 2 levels for 17 to 64 lanes)."""
         return _broadcast_levels(self._plan)
 
     @property
@@ -490,7 +498,13 @@ class MatrixVectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += unit.eq(unit + 1)
 
-    def _gru_drain(self, m, platform, row_sums, hn_sums, load, arriving, meta) -> None:
+    def _row_loads(self, m, platform, strobe, levels) -> list:
+        """The load strobe per drain row, ``levels`` cycles after ``strobe``: a balanced tree
+        of kept registers with one leaf per row, so a row's enable drives that row's
+        flip-flops only (they sit by the row's lane) and no register reaches every row."""
+        return broadcast(m, platform, strobe, self.drain_depth, levels, "drain_load", leaf_fanout=1)
+
+    def _gru_drain(self, m, platform, row_sums, hn_sums, load, loads, meta) -> None:
         """The drain of a GRU plan: as the LSTM's (rows at the bottom go out a unit at a
         time, a pass loads above the carried rows, the shift a cycle after its handshake),
         each row with its second sum, ``k`` = 3 rows per unit of a layer direction (``gates
@@ -533,7 +547,6 @@ class MatrixVectorUnit(wiring.Component):
             fourth = Mux(heads[-1], Mux(shift[-1], up(rows, 3, heads[-1]), rows[3]), fourth)
         for g, value in enumerate([*bottom, fourth]):
             m.d.comb += self.units.payload.gates[g].eq(value)
-        loads = replicas(m, platform, arriving, depth, "drain_load")  # per row: as the LSTM's
         # Where a pass lands: above the ``count`` carried rows (0 .. ``depth - row_lanes``),
         # as a one-hot choice registered a cycle ahead from ``count`` and kept per four rows
         # (``landing``), so the counter's decode drives a few flip-flops, not the source
@@ -728,10 +741,15 @@ class MatrixVectorUnit(wiring.Component):
 
         # The pass's job fields and the load strobe, delayed to the row sums.
         load_latency = self.load_latency
-        # The strobe's last register is replicated once per drain row (below), so no
-        # flip-flop drives the load enable of every row.
+        # The strobe's last registers are a tree with a leaf per drain row (:meth:`_row_loads`),
+        # so no flip-flop drives the load enable of every row: one drove 64 rows' copies
+        # across the die at I=H=64 P=64 (a 9.95 ns route).
         load = Signal()
-        arriving = delay(m, self.column.valid & beat.last, load_latency - 1, "last", control=True)
+        load_levels = min(fanout_levels(self.drain_depth), load_latency)
+        strobe = delay(
+            m, self.column.valid & beat.last, load_latency - load_levels, "last", control=True
+        )
+        arriving = delay(m, strobe, load_levels - 1, "arriving", control=True)
         m.d.sync += load.eq(arriving)
         if not plan.weight_reuse:
             m.d.comb += self.loaded.eq(load)
@@ -748,7 +766,8 @@ class MatrixVectorUnit(wiring.Component):
             return m
         if gru:
             hn_sums = reduce(hn_accumulators, "row_hn")
-            self._gru_drain(m, platform, row_sums, hn_sums, load, arriving, meta)
+            loads = self._row_loads(m, platform, strobe, load_levels)
+            self._gru_drain(m, platform, row_sums, hn_sums, load, loads, meta)
             return m
 
         # Drain buffer: rows at the bottom go out 4 at a time; a pass loads above the carry.
@@ -772,7 +791,7 @@ class MatrixVectorUnit(wiring.Component):
         # enable of 4 x ``acc_width`` loads across four lanes (176 at I=H=64 P=64, its
         # critical route). The shift's copies stay one per four rows: each drives four
         # enables, not the rows' data.
-        loads = replicas(m, platform, arriving, depth, "drain_load")
+        loads = self._row_loads(m, platform, strobe, load_levels)
         for e in range(depth):
             with m.If(loads[e]):
                 if depth == row_lanes:

@@ -37,16 +37,17 @@ __all__ = [
     "kept_delay",
     "replicas",
     "target",
+    "tree_levels",
 ]
 
 #: Most loads one register of a broadcast tree drives.
 FANOUT = 16
 
-#: Most lanes one register of the multipliers' element broadcast drives (its last level):
-#: DSP blocks sit in rows across the device, so a register driving 16 of them reaches across
-#: the die (a 7.63 ns route at I=H=64 P=64 on an ECP5-85F, 121.4 MHz); four lanes' DSPs sit
-#: close together, and the level before still drives at most :data:`FANOUT` copies up to 64
-#: lanes.
+#: Most loads one register of a tree to DSP blocks drives, at every level: DSP blocks sit in
+#: rows across the device, so one register driving 16 of them reaches across the die (a 7.63
+#: ns route at I=H=64 P=64 on an ECP5-85F, 121.4 MHz), and so does one driving 16 registers
+#: each placed by its own DSPs (10.3 ns): every hop of the tree covers a quarter of the
+#: previous one's span instead.
 DSP_FANOUT = 4
 
 #: Module name of the kept register in generated Verilog.
@@ -56,11 +57,7 @@ _KEEP_MODULE = "lstm_top_keep_reg"
 def fanout_levels(consumers: int) -> int:
     """Register levels a broadcast to ``consumers`` loads needs so that no register drives
     more than :data:`FANOUT` of them (at least 1)."""
-    levels, reach = 1, FANOUT
-    while reach < consumers:
-        levels += 1
-        reach *= FANOUT
-    return levels
+    return tree_levels(consumers, FANOUT) + 1
 
 
 def delay(m: Module, value, cycles: int, name: str, *, control: bool = False) -> Value:
@@ -147,28 +144,43 @@ def broadcast(
 ) -> list:
     """``value`` delayed by ``levels`` registers, for each of ``consumers`` loads.
 
-    The registers form a tree: the last level has ``ceil(consumers / leaf_fanout)`` copies
-    (each drives at most ``leaf_fanout`` consumers) and level ``k`` (1 .. ``levels``)
-    ``ceil(consumers / (leaf_fanout * FANOUT**(levels - k)))``, so every register drives at
-    most :data:`FANOUT` others once ``levels >= fanout_levels(consumers)``. A smaller
-    ``leaf_fanout`` suits consumers spread over the device (DSP blocks sit in rows across
-    it: one register driving 16 of them reaches across the die), at no extra level.
-    Returns the value seen by consumer ``c`` (0 .. ``consumers - 1``); with ``levels ==
-    0``, ``value`` itself.
+    The registers form a balanced tree: the last level has ``ceil(consumers /
+    leaf_fanout)`` copies (each drives at most ``leaf_fanout`` consumers) and every level
+    before it fans out by the same factor ``b``, the least with ``b**levels`` at least the
+    last level's copies, so that each register sits between its parent and its share of the
+    consumers. Every register drives at most :data:`FANOUT` others once ``levels >=
+    fanout_levels(consumers)``. A smaller ``leaf_fanout`` suits consumers spread over the
+    device (DSP blocks sit in rows across it). Returns the value seen by consumer ``c`` (0 ..
+    ``consumers - 1``); with ``levels == 0``, ``value`` itself.
     """
     if not 1 <= leaf_fanout <= FANOUT:
         raise ValueError(f"leaf_fanout must be 1 .. {FANOUT}, not {leaf_fanout}")
     value = Value.cast(value)
     copies = [value]
+    if levels == 0:
+        return copies * consumers
+    leaves = -(-consumers // leaf_fanout)
+    branch = 1
+    while branch**levels < leaves:
+        branch += 1
     for k in range(1, levels + 1):
-        count = -(-consumers // (leaf_fanout * FANOUT ** (levels - k)))
-        count = max(1, min(count, consumers))
+        count = -(-leaves // branch ** (levels - k))
         parents = copies
         copies = [
             _replica(m, platform, parents[j * len(parents) // count], f"{name}_l{k}_{j}")
             for j in range(count)
         ]
     return [copies[c * len(copies) // consumers] for c in range(consumers)]
+
+
+def tree_levels(consumers: int, fanout: int) -> int:
+    """Registers in front of ``consumers`` loads so that a register (and the value the tree
+    starts from) drives at most ``fanout`` of them: 0 up to ``fanout`` consumers."""
+    levels, reach = 0, fanout
+    while reach < consumers:
+        levels += 1
+        reach *= fanout
+    return levels
 
 
 class RegisteredProduct(wiring.Component):
