@@ -160,12 +160,21 @@ def _reduction_levels(plan: EnginePlan) -> int:
     return (plan.groups - 1).bit_length()
 
 
+def _registered_sums(plan: EnginePlan) -> bool:
+    # The drain (or the group reduction) takes a pass's sums from the accumulators, a cycle
+    # after the last add: with column groups always; beyond FANOUT lanes too, where the add's
+    # carry chain, the route to the drain row and the row's select made one stage (acc ->
+    # drain 8.18 ns at I=H=64 P=64, 122.2 MHz). Up to FANOUT lanes the drain takes the sum
+    # straight from the adder (a cycle less of the recurrence loop, which short jobs show).
+    return plan.groups > 1 or plan.lanes > FANOUT
+
+
 def pass_latency(plan: EnginePlan) -> int:
     """Cycles from a pass's ``last`` beat to its ``loaded`` pulse in the unit of ``plan``
     (:attr:`MatrixVectorUnit.load_latency`): broadcast, multiplier, the accumulating add
-    (straight into the drain with one column group; with several, into the accumulator and
-    then through the group reduction)."""
-    reduction = 1 + _reduction_levels(plan) if plan.groups > 1 else 0
+    (straight into the drain with one column group of up to ``FANOUT`` lanes; else into the
+    accumulator, then through the group reduction when there are several groups)."""
+    reduction = _registered_sums(plan) + _reduction_levels(plan)
     return _broadcast_levels(plan) + _product_latency(plan) + reduction
 
 
@@ -645,6 +654,7 @@ class MatrixVectorUnit(wiring.Component):
         accumulators = []
         hn_accumulators = []  # (GRU plans: every lane's second sum)
         multiplier_latency = _multiplier_latency(plan)
+        registered_sums = _registered_sums(plan)
         products = {}
         for even, odd in plan.lane_pairs:
             # Two lanes of a group, one DSP: the same element, two weights.
@@ -693,9 +703,10 @@ class MatrixVectorUnit(wiring.Component):
             )
             aligned = delay(m, aligned, 1, f"aligned{p}")
             bias = shift_select(self.biases[p], bias_shifts, ctrl.matrix)
-            # With column groups the accumulator also holds a pass's final sum for one cycle
-            # (the group reduction reads it there) while the next pass's first beat replaces
-            # it; with one group the drain takes the final sum straight from the adder.
+            # With registered sums (``_registered_sums``) the accumulator also holds a pass's
+            # final sum for one cycle (the group reduction or the drain reads it there) while
+            # the next pass's first beat replaces it; else the drain takes the final sum
+            # straight from the adder.
             acc = Signal(acc_shape, name=f"acc{p}", reset_less=True)
             total = Signal(acc_shape, name=f"sum{p}")
             if plan.weight_reuse:
@@ -724,12 +735,12 @@ class MatrixVectorUnit(wiring.Component):
                 ]
                 with m.If(valid):
                     m.d.sync += [acc.eq(total), acc_hn.eq(total_hn)]
-                hn_accumulators.append(acc_hn if groups > 1 else total_hn)
+                hn_accumulators.append(acc_hn if registered_sums else total_hn)
             else:
                 m.d.comb += total.eq(Mux(ctrl.first, bias, acc) + aligned)
                 with m.If(valid):
                     m.d.sync += acc.eq(total)
-            accumulators.append(acc if groups > 1 else total)
+            accumulators.append(acc if registered_sums else total)
 
         # A row's result: its lanes' sums added over the column groups in a registered tree
         # (the partial sums are sums of subsets of the row's terms: none can overflow either).

@@ -93,7 +93,7 @@ def test_init_values_per_sequence():
     assert shared.size == 2 * B * words
 
 
-@pytest.mark.parametrize(("B", "expected"), [(1, 37), (2, 21), (4, 21)])
+@pytest.mark.parametrize(("B", "expected"), [(1, 38), (2, 21), (4, 21)])
 def test_interleave_reaches_the_lane_bound_of_lstm_5_16_p64(B, expected):
     """LSTM(5,16) at P=64: the recurrence bound per sequence-step (lane bound 21)."""
     interface = _interface(B, 64)

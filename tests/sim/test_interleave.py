@@ -75,7 +75,7 @@ def test_interleaved_states_and_carry(sim_cache):
 
 @pytest.mark.parametrize(("B", "lanes"), [(4, 64), (2, 64)])
 def test_interleave_hides_the_recurrence(sim_cache, B, lanes):
-    """LSTM(5,16) at P=64: B=1 waits for the recurrence (37 cycles per step against a lane
+    """LSTM(5,16) at P=64: B=1 waits for the recurrence (38 cycles per step against a lane
     bound of 21); interleaved, the steady state reaches the documented bound
     (``TopInterface.recurrence_step_bound``, per sequence-step)."""
     design = _design(sim_cache, B, lanes, 5, 16, {})
