@@ -93,6 +93,9 @@ def _sequences(model, lengths, seed):
         (5, 3, "tight", 4.0, 24),  # P = 8H: two column groups
         (4, 2, "q16", 4.0, 27),  # three column groups, I + H not a multiple of 3
         (3, 1, "q12", 4.0, 64),  # four groups of one-cycle passes
+        # One group beyond 16 lanes: the element tree and the sums from the accumulators
+        (7, 5, "q16", 4.0, 20),
+        (4, 9, "tight", 4.0, 36),
     ],
 )
 def test_engine_matches_reference_with_stalls(input_size, hidden_size, formats, scale, lanes):

@@ -92,6 +92,10 @@ def _check(model, config, operations, seed=0):
         # gru_lane_layout: 24 rows on 16 lanes as 2 groups of 8 (3 passes of 12 and 8
         # cycles, not 2 of 24 and 16), passes starting mid-unit.
         (16, 8, 2, False, 3, 16, "last"),
+        # One group beyond 16 lanes (18 and 21 rows per pass): the element tree, the drain's
+        # row-strobe tree and the sums from the accumulators
+        (4, 6, 2, False, 3, 20, "all"),
+        (5, 7, 1, True, None, 21, "last"),
     ],
 )
 def test_gru_engine_matches_the_reference(I, H, layers, bidirectional, head, lanes, output):
